@@ -1,0 +1,73 @@
+/// The geometry of a block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Bytes in a sector: the unit of every transfer (512 or 4096).
+    pub sector_size: u32,
+    /// Number of sectors on the device.
+    pub sectors: u64,
+}
+
+impl BlockInfo {
+    /// Capacity in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.sectors * self.sector_size as u64
+    }
+}
+
+/// Why a block transfer failed. The caller's buffer is left as it was on
+/// writes and unspecified on reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockError {
+    /// The buffer is empty or not a whole number of sectors.
+    Unaligned,
+    /// The transfer runs past the last sector.
+    OutOfRange,
+    /// The device is read-only.
+    ReadOnly,
+    /// The backing store reported an I/O error.
+    Io,
+}
+
+impl core::fmt::Display for BlockError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            BlockError::Unaligned => "buffer is not a whole number of sectors",
+            BlockError::OutOfRange => "transfer runs past the end of the device",
+            BlockError::ReadOnly => "device is read-only",
+            BlockError::Io => "I/O error on the backing store",
+        })
+    }
+}
+
+/// A device of fixed-size sectors.
+///
+/// Implementations must:
+/// - transfer whole sectors only: `buf.len()` is a non-zero multiple of
+///   [`BlockInfo::sector_size`], else [`BlockError::Unaligned`];
+/// - reject transfers past the end with [`BlockError::OutOfRange`] before
+///   touching the device;
+/// - complete a transfer entirely or report an error (no partial reads);
+/// - make a completed write visible to every later read.
+pub trait Block {
+    /// Sector size and count.
+    fn info(&self) -> BlockInfo;
+    /// Reads `buf.len() / sector_size` sectors starting at `sector`.
+    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError>;
+    /// Writes `buf.len() / sector_size` sectors starting at `sector`.
+    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError>;
+
+    /// Checks a transfer of `len` bytes at `sector` against the geometry: the
+    /// one place implementations validate requests.
+    fn check_transfer(&self, sector: u64, len: usize) -> Result<(), BlockError> {
+        let info = self.info();
+        let size = info.sector_size as usize;
+        if len == 0 || size == 0 || len % size != 0 {
+            return Err(BlockError::Unaligned);
+        }
+        let count = (len / size) as u64;
+        match sector.checked_add(count) {
+            Some(end) if end <= info.sectors => Ok(()),
+            _ => Err(BlockError::OutOfRange),
+        }
+    }
+}

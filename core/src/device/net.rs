@@ -1,0 +1,141 @@
+use core::net::SocketAddr;
+
+/// Why a network operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetError {
+    /// The local address is already in use.
+    AddressInUse,
+    /// The address cannot be used here (wrong family, not local, port 0 to connect).
+    InvalidAddress,
+    /// The peer refused the connection (RST in reply to SYN, ICMP unreachable).
+    ConnectionRefused,
+    /// The peer reset an established connection.
+    ConnectionReset,
+    /// The connection was closed for writing; no more data can be sent.
+    Closed,
+    /// No route or no link to the destination.
+    Unreachable,
+    /// The operation did not finish within the stack's limit.
+    TimedOut,
+    /// The stack has no room for another socket or buffer (back-pressure).
+    NoBuffers,
+    /// A frame or datagram is larger than the link or socket allows.
+    TooLarge,
+    /// The device or host reported an error.
+    Io,
+}
+
+impl core::fmt::Display for NetError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            NetError::AddressInUse => "address in use",
+            NetError::InvalidAddress => "invalid address",
+            NetError::ConnectionRefused => "connection refused",
+            NetError::ConnectionReset => "connection reset by peer",
+            NetError::Closed => "connection closed",
+            NetError::Unreachable => "network unreachable",
+            NetError::TimedOut => "timed out",
+            NetError::NoBuffers => "out of socket buffers",
+            NetError::TooLarge => "message too large",
+            NetError::Io => "network device I/O error",
+        })
+    }
+}
+
+/// A network interface that moves raw Ethernet frames: the layer a TCP/IP
+/// stack is built on.
+///
+/// Implementations must:
+/// - deliver whole frames (destination MAC first, no FCS), one per call;
+/// - never block the CPU: [`Netif::receive`] waits for a frame by yielding;
+/// - drop, not queue without bound, frames the guest does not read in time.
+pub trait Netif {
+    /// The interface's hardware address.
+    fn mac(&self) -> [u8; 6];
+    /// Largest IP packet (Ethernet payload) the link carries, usually 1500.
+    fn mtu(&self) -> usize;
+    /// Waits for the next frame and copies it into `buf`, returning its
+    /// length. A frame longer than `buf` is dropped and reported as
+    /// [`NetError::TooLarge`].
+    async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError>;
+    /// Returns the next frame if one is waiting, without yielding.
+    fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError>;
+    /// Sends one frame; a frame longer than MTU + 14 is [`NetError::TooLarge`].
+    async fn transmit(&self, frame: &[u8]) -> Result<(), NetError>;
+}
+
+/// A TCP/UDP stack: the host's sockets on unix, Lamina's own stack over a
+/// [`Netif`] on the bare-metal targets.
+///
+/// An unspecified address (`0.0.0.0`, `::`) in `tcp_listen` or `udp_bind`
+/// means every address the stack owns; a target may narrow it (the unix
+/// target binds its `--bind` address, loopback by default).
+pub trait Stack {
+    /// A listening TCP socket.
+    type TcpListener: TcpListener<Stream = Self::TcpStream>;
+    /// A connected TCP byte stream.
+    type TcpStream: TcpStream;
+    /// A bound UDP socket.
+    type UdpSocket: UdpSocket;
+    /// Listens for TCP connections on `addr`.
+    async fn tcp_listen(&self, addr: SocketAddr) -> Result<Self::TcpListener, NetError>;
+    /// Opens a TCP connection to `addr`.
+    async fn tcp_connect(&self, addr: SocketAddr) -> Result<Self::TcpStream, NetError>;
+    /// Binds a UDP socket to `addr`.
+    async fn udp_bind(&self, addr: SocketAddr) -> Result<Self::UdpSocket, NetError>;
+}
+
+/// A listening TCP socket. Dropping it stops listening.
+pub trait TcpListener {
+    /// The stream type of accepted connections.
+    type Stream: TcpStream;
+    /// Waits for the next connection. Errors on one incoming connection are
+    /// not fatal: the listener keeps listening.
+    async fn accept(&self) -> Result<(Self::Stream, SocketAddr), NetError>;
+    /// The address the listener is bound to (with the port chosen, if it was 0).
+    fn local_addr(&self) -> SocketAddr;
+}
+
+/// A connected TCP byte stream. Dropping it closes the connection (FIN, or
+/// RST if unread data remains).
+///
+/// Implementations must deliver bytes in order, without loss or duplication;
+/// `read` may return fewer bytes than asked for (a partial read) and returns
+/// `Ok(0)` exactly at end of stream (the peer sent FIN); `write` may accept
+/// fewer bytes than offered and waits while the send buffer is full
+/// (back-pressure), never buffering without bound.
+pub trait TcpStream {
+    /// Reads at least one byte into `buf`, or returns 0 at end of stream.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError>;
+    /// Writes at least one byte from `buf` and returns how many.
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError>;
+    /// Closes the sending direction (sends FIN) after the buffered data.
+    async fn shutdown(&mut self) -> Result<(), NetError>;
+    /// The remote end's address.
+    fn peer_addr(&self) -> SocketAddr;
+
+    /// Writes all of `buf`.
+    async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), NetError> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            if n == 0 {
+                return Err(NetError::Closed);
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+}
+
+/// A bound UDP socket.
+///
+/// Datagrams are delivered whole or not at all; a datagram longer than the
+/// receive buffer is truncated to it, as with BSD sockets.
+pub trait UdpSocket {
+    /// Sends one datagram to `addr`.
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> Result<(), NetError>;
+    /// Waits for a datagram; returns its length (at most `buf.len()`) and sender.
+    async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), NetError>;
+    /// The address the socket is bound to.
+    fn local_addr(&self) -> SocketAddr;
+}
