@@ -61,7 +61,7 @@ pub trait Block {
     fn check_transfer(&self, sector: u64, len: usize) -> Result<(), BlockError> {
         let info = self.info();
         let size = info.sector_size as usize;
-        if len == 0 || size == 0 || len % size != 0 {
+        if len == 0 || size == 0 || !len.is_multiple_of(size) {
             return Err(BlockError::Unaligned);
         }
         let count = (len / size) as u64;

@@ -1,0 +1,80 @@
+//! Echo: a TCP server that sends back every byte it receives.
+//!
+//! Each connection is its own task; a slow or silent client costs only its
+//! own task and buffer. Run it with
+//!
+//! ```text
+//! lamina run examples/echo -- --port=7007
+//! ```
+//! and talk to it with `nc 127.0.0.1 7007`.
+#![no_std]
+#![no_main]
+
+use core::net::{Ipv4Addr, SocketAddr};
+use lamina::prelude::*;
+use lamina::runtime::Handle;
+
+lamina::boot_args! {
+    /// Echo
+    pub struct Args {
+        /// TCP port to listen on.
+        pub port: u16 = "7",
+        /// Close connections idle for this long.
+        pub idle_timeout: Duration = "300s",
+    }
+}
+
+async fn echo<P: Platform>(env: Env<P>, args: Args) -> Result<(), NetError> {
+    let stack = env.stack("service").map_err(|e| {
+        error!("{e}");
+        NetError::Io
+    })?;
+    let listener = stack
+        .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port)))
+        .await?;
+    info!("echo: listening on {}", listener.local_addr());
+    loop {
+        let (connection, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of sockets: wait a moment instead of spinning.
+                warn!("echo: accept failed: {e}");
+                env.sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        debug!("echo: connection from {peer}");
+        let runtime = env.runtime().clone();
+        env.spawn(async move {
+            match serve(connection, &runtime, args.idle_timeout).await {
+                Ok(bytes) => debug!("echo: {peer} done after {bytes} bytes"),
+                Err(e) => debug!("echo: {peer}: {e}"),
+            }
+        });
+    }
+}
+
+/// Echoes until the client closes its side, then closes ours; gives up on a
+/// client silent for `idle`.
+async fn serve<S: TcpStream>(
+    mut connection: S,
+    runtime: &Handle,
+    idle: Duration,
+) -> Result<u64, NetError> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        let n = runtime
+            .timeout(idle, connection.read(&mut buf))
+            .await
+            .map_err(|_| NetError::TimedOut)??;
+        if n == 0 {
+            connection.shutdown().await?;
+            return Ok(total);
+        }
+        connection.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
+lamina::main!(echo);

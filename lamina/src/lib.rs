@@ -1,0 +1,82 @@
+//! # Lamina
+//!
+//! A library operating system: an application is written once, in Rust,
+//! against small device traits, and built either as an ordinary Linux
+//! process (the `unix` target, for development) or as a sealed unikernel
+//! image (`spt`, `hvt`, `virtio`). The application never names a target; the
+//! `lamina` command chooses one at build time.
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! use lamina::prelude::*;
+//!
+//! lamina::boot_args! {
+//!     /// Says hello.
+//!     pub struct Args {
+//!         /// Whom to greet.
+//!         pub name: String = "world",
+//!     }
+//! }
+//!
+//! async fn main<P: Platform>(env: Env<P>, args: Args) {
+//!     env.console().write_line(&format!("Hello, {}!", args.name));
+//! }
+//!
+//! lamina::main!(main);
+//! ```
+//!
+//! This crate re-exports [`lamina_core`] (device traits, runtime, boot
+//! arguments, logging) and the implementation of the chosen target.
+#![no_std]
+#![forbid(unsafe_code)]
+
+pub use lamina_core::*;
+pub use lamina_core::{args, boot_args, device, exit, platform, runtime};
+
+/// The target chosen at build time.
+#[cfg(not(lamina_target))]
+#[doc(hidden)]
+pub use lamina_unix as target;
+
+/// What most applications need, in one import.
+pub mod prelude {
+    pub use crate::device::{
+        Block, Clock, Console, KvRead, KvWrite, NetError, Netif, Random, Stack, TcpListener,
+        TcpStream, UdpSocket,
+    };
+    pub use crate::log::{debug, error, info, warn};
+    pub use crate::platform::{DeviceError, Env, Platform};
+    pub use crate::runtime::{Duration, Instant};
+    pub use crate::Exit;
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
+#[doc(hidden)]
+pub extern crate alloc;
+
+/// Declares the application's entry point: an `async fn` taking the
+/// [`Env`] and the application's boot arguments (declared with
+/// [`boot_args!`]), returning `()`, an [`Exit`] or a `Result`.
+///
+/// The crate root must be `#![no_std]` and `#![no_main]`: the target supplies
+/// the real entry point, a C `main` on unix, the Solo5 start function on a
+/// unikernel.
+#[cfg(not(lamina_target))]
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        extern crate std;
+
+        /// The process entry point, called by the C runtime.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+            $crate::target::start(|env, args| $main(env, args))
+        }
+    };
+}

@@ -1,0 +1,210 @@
+//! # lamina-unix: applications as ordinary Linux processes
+//!
+//! The development target. Every device trait is implemented on std:
+//!
+//! | trait   | implementation |
+//! |---------|----------------|
+//! | Console | standard output |
+//! | Clock   | `CLOCK_MONOTONIC`, `CLOCK_REALTIME` |
+//! | Random  | `getrandom(2)` |
+//! | Stack   | the host's TCP/UDP sockets ([`net`]) |
+//! | Netif   | a Linux tap device ([`tap`]) |
+//! | Block   | a host file ([`storage`]) |
+//! | Kv      | a host directory ([`storage`]) |
+//!
+//! The executor parks in `epoll_wait` ([`reactor`]) with the next timer
+//! deadline as timeout, so an idle application uses no CPU.
+
+pub mod args;
+pub mod devices;
+pub mod net;
+pub mod reactor;
+pub mod storage;
+pub mod tap;
+
+use lamina_core::args::common::RuntimeArgs;
+use lamina_core::args::{self as boot, ArgError, BootArgs};
+use lamina_core::platform::{DeviceError, Env, Platform};
+use lamina_core::runtime::Executor;
+use lamina_core::IntoExit;
+use reactor::Reactor;
+use std::future::Future;
+use std::rc::Rc;
+
+/// The unix target's devices.
+pub struct UnixPlatform {
+    reactor: Rc<Reactor>,
+    devices: args::DeviceArgs,
+}
+
+impl Platform for UnixPlatform {
+    type Console = devices::StdoutConsole;
+    type Clock = devices::HostClock;
+    type Random = devices::HostRandom;
+    type Netif = tap::TapNetif;
+    type Stack = net::HostStack;
+    type Block = storage::FileBlock;
+    type Kv = storage::DirKv;
+    const TARGET: &'static str = "unix";
+
+    fn console(&self) -> Self::Console {
+        devices::StdoutConsole
+    }
+
+    fn clock(&self) -> Self::Clock {
+        devices::HostClock {
+            reactor: self.reactor.clone(),
+        }
+    }
+
+    fn random(&self) -> Self::Random {
+        devices::HostRandom
+    }
+
+    fn netif(&self, name: &str) -> Result<Self::Netif, DeviceError> {
+        let tap = self
+            .devices
+            .taps
+            .get(name)
+            .ok_or_else(|| not_attached("net", name))?;
+        tap::TapNetif::open(tap, &devices::HostRandom, self.reactor.clone())
+            .map_err(DeviceError::Failed)
+    }
+
+    /// The host's sockets, whatever the name: on unix every network device
+    /// is the host's.
+    fn stack(&self, _name: &str) -> Result<Self::Stack, DeviceError> {
+        Ok(net::HostStack::new(self.reactor.clone(), self.devices.bind))
+    }
+
+    fn block(&self, name: &str) -> Result<Self::Block, DeviceError> {
+        let path = self
+            .devices
+            .blocks
+            .get(name)
+            .ok_or_else(|| not_attached("block", name))?;
+        storage::FileBlock::open(path).map_err(DeviceError::Failed)
+    }
+
+    fn kv(&self, name: &str) -> Result<Self::Kv, DeviceError> {
+        let path = self
+            .devices
+            .kvs
+            .get(name)
+            .ok_or_else(|| not_attached("kv", name))?;
+        storage::DirKv::open(path).map_err(DeviceError::Failed)
+    }
+}
+
+fn not_attached(kind: &'static str, name: &str) -> DeviceError {
+    DeviceError::NotAttached {
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+/// Writes log records to standard error with the time since start.
+struct StderrLogger {
+    start: std::time::Instant,
+}
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let t = self.start.elapsed().as_secs_f64();
+            eprintln!("[{t:10.6}] {:5} {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Boots an application: parses argv into the application's arguments and
+/// the target's, installs the logger, and runs `main` to completion.
+/// Returns the process exit status: 0 on success, 1 when `main` fails, 2 for
+/// a bad command line.
+///
+/// Called by `lamina::main!`; applications do not call it themselves.
+pub fn start<A, F, Fut>(main: F) -> i32
+where
+    A: BootArgs,
+    F: FnOnce(Env<UnixPlatform>, A) -> Fut,
+    Fut: Future,
+    Fut::Output: IntoExit,
+{
+    let start = std::time::Instant::now();
+    // Without std's `main` wrapper, SIGPIPE still kills: ignore it so that a
+    // peer closing a socket is an error value, not a death.
+    // SAFETY: setting a signal disposition to SIG_IGN has no memory effects.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+
+    let mut argv = Vec::new();
+    for arg in std::env::args_os() {
+        match arg.into_string() {
+            Ok(s) => argv.push(s),
+            Err(bad) => {
+                eprintln!("error: argument {bad:?} is not valid UTF-8");
+                return 2;
+            }
+        }
+    }
+    let program = argv
+        .first()
+        .and_then(|p| p.rsplit('/').next())
+        .unwrap_or("lamina-app")
+        .to_owned();
+    let mut app = A::defaults();
+    let mut runtime_args = RuntimeArgs::defaults();
+    let mut devices = args::DeviceArgs::default();
+    let rest = argv.get(1..).unwrap_or_default();
+    match boot::parse(
+        &program,
+        rest,
+        &mut [&mut app, &mut devices, &mut runtime_args],
+    ) {
+        Ok(()) => {}
+        Err(ArgError::Help(text)) => {
+            print!("{text}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return 2;
+        }
+    }
+    let Ok(level) = runtime_args.log.parse::<log::LevelFilter>() else {
+        eprintln!(
+            "{program}: invalid value '{}' for '--log': expected error, warn, info, debug or trace",
+            runtime_args.log
+        );
+        return 2;
+    };
+    log::set_max_level(level);
+    // A second application in the same process (tests) keeps the first logger.
+    let _ = log::set_boxed_logger(Box::new(StderrLogger { start }));
+
+    let reactor = match Reactor::new() {
+        Ok(r) => Rc::new(r),
+        Err(e) => {
+            eprintln!("{program}: cannot create the event loop: {e}");
+            return 1;
+        }
+    };
+    let executor = Executor::new(reactor.clone());
+    let platform = UnixPlatform { reactor, devices };
+    if let Some(name) = &runtime_args.name {
+        log::info!("deployment name: {name}");
+    }
+    log::debug!(
+        "unix target ready in {:.3} ms",
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    let env = Env::new(platform, executor.handle());
+    let result = executor.block_on(main(env, app));
+    let exit = result.into_exit(&|message| eprintln!("{program}: {message}"));
+    exit.0 as i32
+}

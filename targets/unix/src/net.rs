@@ -1,0 +1,249 @@
+//! The Stack trait on the host's sockets.
+
+use crate::reactor::{Async, Reactor};
+use lamina_core::device::{NetError, Stack, TcpListener, TcpStream, UdpSocket};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
+use std::rc::Rc;
+
+/// Maps a host error onto the trait's error.
+pub(crate) fn net_error(e: io::Error) -> NetError {
+    use io::ErrorKind::*;
+    match e.kind() {
+        AddrInUse => NetError::AddressInUse,
+        AddrNotAvailable | InvalidInput => NetError::InvalidAddress,
+        ConnectionRefused => NetError::ConnectionRefused,
+        ConnectionReset | ConnectionAborted => NetError::ConnectionReset,
+        BrokenPipe | NotConnected => NetError::Closed,
+        TimedOut => NetError::TimedOut,
+        HostUnreachable | NetworkUnreachable => NetError::Unreachable,
+        OutOfMemory => NetError::NoBuffers,
+        _ => match e.raw_os_error() {
+            Some(libc::EMSGSIZE) => NetError::TooLarge,
+            Some(libc::ENOBUFS) | Some(libc::EMFILE) | Some(libc::ENFILE) => NetError::NoBuffers,
+            _ => NetError::Io,
+        },
+    }
+}
+
+/// The host's TCP/UDP stack. Listening on an unspecified address binds the
+/// `--bind` address instead (loopback by default), so that a development
+/// build is not reachable from the network by accident.
+#[derive(Clone)]
+pub struct HostStack {
+    reactor: Rc<Reactor>,
+    bind: IpAddr,
+}
+
+impl HostStack {
+    pub(crate) fn new(reactor: Rc<Reactor>, bind: IpAddr) -> Self {
+        HostStack { reactor, bind }
+    }
+
+    fn local(&self, addr: SocketAddr) -> SocketAddr {
+        if !addr.ip().is_unspecified() {
+            return addr;
+        }
+        match (addr.ip(), self.bind) {
+            (IpAddr::V6(_), IpAddr::V4(v4)) if v4.is_loopback() => {
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+            }
+            (IpAddr::V4(_), IpAddr::V6(v6)) if v6.is_loopback() => {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+            }
+            _ => SocketAddr::new(self.bind, addr.port()),
+        }
+    }
+}
+
+fn socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(*addr),
+        ty.nonblocking().cloexec(),
+        Some(protocol),
+    )?;
+    Ok(socket)
+}
+
+impl Stack for HostStack {
+    type TcpListener = HostTcpListener;
+    type TcpStream = HostTcpStream;
+    type UdpSocket = HostUdpSocket;
+
+    async fn tcp_listen(&self, addr: SocketAddr) -> Result<HostTcpListener, NetError> {
+        let addr = self.local(addr);
+        let socket = socket(&addr, Type::STREAM, Protocol::TCP).map_err(net_error)?;
+        socket.set_reuse_address(true).map_err(net_error)?;
+        socket.bind(&addr.into()).map_err(net_error)?;
+        socket.listen(4096).map_err(net_error)?;
+        let local = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(addr);
+        let io = Async::new(std::net::TcpListener::from(socket), self.reactor.clone())
+            .map_err(net_error)?;
+        Ok(HostTcpListener {
+            io,
+            local,
+            reactor: self.reactor.clone(),
+        })
+    }
+
+    async fn tcp_connect(&self, addr: SocketAddr) -> Result<HostTcpStream, NetError> {
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(NetError::InvalidAddress);
+        }
+        let socket = socket(&addr, Type::STREAM, Protocol::TCP).map_err(net_error)?;
+        match socket.connect(&SockAddr::from(addr)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(net_error(e)),
+        }
+        let stream = std::net::TcpStream::from(socket);
+        let io = Async::new(stream, self.reactor.clone()).map_err(net_error)?;
+        // Writable means the handshake finished, one way or the other.
+        io.write_with(|s| match s.take_error()? {
+            Some(e) => Err(e),
+            None => s.peer_addr().map(|_| ()).map_err(|e| {
+                if e.kind() == io::ErrorKind::NotConnected {
+                    io::ErrorKind::WouldBlock.into()
+                } else {
+                    e
+                }
+            }),
+        })
+        .await
+        .map_err(net_error)?;
+        HostTcpStream::new(io, addr)
+    }
+
+    async fn udp_bind(&self, addr: SocketAddr) -> Result<HostUdpSocket, NetError> {
+        let addr = self.local(addr);
+        let socket = socket(&addr, Type::DGRAM, Protocol::UDP).map_err(net_error)?;
+        socket.bind(&addr.into()).map_err(net_error)?;
+        let local = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(addr);
+        let io = Async::new(std::net::UdpSocket::from(socket), self.reactor.clone())
+            .map_err(net_error)?;
+        Ok(HostUdpSocket { io, local })
+    }
+}
+
+/// A listening host socket.
+pub struct HostTcpListener {
+    io: Async<std::net::TcpListener>,
+    local: SocketAddr,
+    reactor: Rc<Reactor>,
+}
+
+impl TcpListener for HostTcpListener {
+    type Stream = HostTcpStream;
+
+    async fn accept(&self) -> Result<(HostTcpStream, SocketAddr), NetError> {
+        loop {
+            let accepted = self.io.read_with(|l| l.accept()).await;
+            match accepted {
+                Ok((stream, peer)) => {
+                    let setup = stream
+                        .set_nonblocking(true)
+                        .and_then(|()| Async::new(stream, self.reactor.clone()));
+                    match setup {
+                        Ok(io) => return Ok((HostTcpStream::new(io, peer)?, peer)),
+                        Err(e) => {
+                            log::warn!("accept: could not set up a connection from {peer}: {e}")
+                        }
+                    }
+                }
+                // Out of descriptors: report it (back-pressure) rather than spin.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    return Err(NetError::NoBuffers)
+                }
+                // The connection died in the queue: not the listener's fault.
+                Err(e) => log::debug!("accept: {e}"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+/// A connected host TCP socket (Nagle's algorithm off: writes go out at once).
+pub struct HostTcpStream {
+    io: Async<std::net::TcpStream>,
+    peer: SocketAddr,
+}
+
+impl HostTcpStream {
+    fn new(io: Async<std::net::TcpStream>, peer: SocketAddr) -> Result<Self, NetError> {
+        io.get_ref().set_nodelay(true).map_err(net_error)?;
+        Ok(HostTcpStream { io, peer })
+    }
+}
+
+impl TcpStream for HostTcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.io
+            .read_with(|mut s| s.read(buf))
+            .await
+            .map_err(net_error)
+    }
+
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.io
+            .write_with(|mut s| s.write(buf))
+            .await
+            .map_err(net_error)
+    }
+
+    async fn shutdown(&mut self) -> Result<(), NetError> {
+        match self.io.get_ref().shutdown(Shutdown::Write) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+            Err(e) => Err(net_error(e)),
+        }
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// A bound host UDP socket.
+pub struct HostUdpSocket {
+    io: Async<std::net::UdpSocket>,
+    local: SocketAddr,
+}
+
+impl UdpSocket for HostUdpSocket {
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> Result<(), NetError> {
+        self.io
+            .write_with(|s| s.send_to(buf, addr))
+            .await
+            .map(|_| ())
+            .map_err(net_error)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), NetError> {
+        self.io
+            .read_with(|s| s.recv_from(buf))
+            .await
+            .map_err(net_error)
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
