@@ -73,9 +73,11 @@ macro_rules! main {
     ($main:path) => {
         extern crate std;
 
-        /// The process entry point, called by the C runtime.
-        #[unsafe(no_mangle)]
-        pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+        /// The process entry point, called by the C runtime. Exported as
+        /// `main` under another Rust name, so the application may call its
+        /// own function `main`.
+        #[unsafe(export_name = "main")]
+        pub extern "C" fn __lamina_process_main(_argc: i32, _argv: *const *const u8) -> i32 {
             $crate::target::start(|env, args| $main(env, args))
         }
     };

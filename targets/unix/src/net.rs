@@ -37,7 +37,8 @@ pub struct HostStack {
 }
 
 impl HostStack {
-    pub(crate) fn new(reactor: Rc<Reactor>, bind: IpAddr) -> Self {
+    /// A stack binding unspecified addresses to `bind`.
+    pub fn new(reactor: Rc<Reactor>, bind: IpAddr) -> Self {
         HostStack { reactor, bind }
     }
 

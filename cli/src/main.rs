@@ -1,0 +1,183 @@
+//! `lamina`: create, build, run and describe Lamina applications.
+//!
+//! The tool is the "configure" step of MirageOS: it reads the devices an
+//! application declares in its `Cargo.toml` (`[package.metadata.lamina]`),
+//! picks the implementations of the chosen target and drives cargo.
+#![forbid(unsafe_code)]
+
+mod build;
+mod describe;
+mod new;
+mod project;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Build targets, from development process to unikernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
+    /// An ordinary Linux process on std and host sockets.
+    Unix,
+    /// A unikernel in a seccomp-sandboxed process (lamina-spt).
+    Spt,
+    /// A unikernel in a KVM virtual machine (lamina-hvt).
+    Hvt,
+    /// A unikernel booted by QEMU or Firecracker with virtio drivers.
+    Virtio,
+}
+
+impl Target {
+    /// The name used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Unix => "unix",
+            Target::Spt => "spt",
+            Target::Hvt => "hvt",
+            Target::Virtio => "virtio",
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(
+    name = "lamina",
+    version,
+    about = "Build and run Lamina unikernels",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new application from the template.
+    New {
+        /// Name of the application (and of its directory).
+        name: String,
+        /// Create it in this directory instead of ./NAME.
+        #[arg(long)]
+        path: Option<PathBuf>,
+    },
+    /// Build an application for a target.
+    Build {
+        /// Where it will run.
+        #[arg(long, short, value_enum, default_value = "unix")]
+        target: Target,
+        /// Optimised build.
+        #[arg(long, short)]
+        release: bool,
+        /// The application: a directory, or the name of one of Lamina's examples.
+        #[arg(default_value = ".")]
+        app: String,
+    },
+    /// Build an application and run it.
+    Run {
+        /// Where to run it.
+        #[arg(long, short, value_enum, default_value = "unix")]
+        target: Target,
+        /// Optimised build.
+        #[arg(long, short)]
+        release: bool,
+        /// The application: a directory, or the name of one of Lamina's examples.
+        #[arg(default_value = ".")]
+        app: String,
+        /// Boot arguments for the application, after `--`.
+        #[arg(last = true)]
+        boot_args: Vec<String>,
+    },
+    /// Show the application's device graph for a target.
+    Describe {
+        /// For which target.
+        #[arg(long, short, value_enum, default_value = "unix")]
+        target: Target,
+        /// Print Graphviz DOT instead of text.
+        #[arg(long)]
+        dot: bool,
+        /// The application: a directory, or the name of one of Lamina's examples.
+        #[arg(default_value = ".")]
+        app: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::New { name, path } => {
+            new::create(&name, path.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Build {
+            target,
+            release,
+            app,
+        } => project::Project::find(&app)
+            .and_then(|project| build::build(&project, target, release))
+            .map(|_| ExitCode::SUCCESS),
+        Command::Run {
+            target,
+            release,
+            app,
+            boot_args,
+        } => project::Project::find(&app)
+            .and_then(|project| run::run(&project, target, release, &boot_args)),
+        Command::Describe { target, dot, app } => project::Project::find(&app).map(|project| {
+            print!("{}", describe::describe(&project, target, dot));
+            ExitCode::SUCCESS
+        }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lamina: {e}");
+            ExitCode::from(e.exit_status())
+        }
+    }
+}
+
+/// Everything that can go wrong in a `lamina` command; each message says
+/// what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The application directory has no usable Cargo.toml.
+    #[error("{0}")]
+    Project(String),
+    /// The target cannot be built or run here yet.
+    #[error("target '{target}' is not available yet: {why}")]
+    TargetUnavailable {
+        /// The target asked for.
+        target: &'static str,
+        /// What is missing.
+        why: String,
+    },
+    /// cargo failed; its own output says why.
+    #[error("build failed (cargo's messages are above)")]
+    BuildFailed,
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
+impl CliError {
+    /// The status `lamina` exits with: 2 for a request it cannot serve, 1 for
+    /// a failure while serving it.
+    fn exit_status(&self) -> u8 {
+        match self {
+            CliError::Project(_) | CliError::TargetUnavailable { .. } => 2,
+            CliError::BuildFailed | CliError::Io { .. } => 1,
+        }
+    }
+
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+        let what = what.into();
+        move |source| CliError::Io { what, source }
+    }
+}

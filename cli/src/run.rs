@@ -1,0 +1,95 @@
+//! `lamina run`: build, start, report the start-up time, pass the exit status on.
+
+use crate::build::build;
+use crate::project::Project;
+use crate::{CliError, Target};
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Builds and runs `project` on `target` with `boot_args`, returning its exit status.
+pub fn run(
+    project: &Project,
+    target: Target,
+    release: bool,
+    boot_args: &[String],
+) -> Result<ExitCode, CliError> {
+    let built = build(project, target, release)?;
+    eprintln!("lamina: running {} on {}", project.name, target.name());
+    // Ctrl-C goes to the whole process group: the application decides what
+    // to do with it, and we stay to report how it ended. A handler (not
+    // SIG_IGN) so that the child starts with the default disposition.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, interrupted.clone())
+            .map_err(CliError::io("cannot handle signals"))?;
+    }
+    let spawned = Instant::now();
+    let mut child = Command::new(&built.artifact)
+        .args(boot_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(CliError::io(format!(
+            "cannot start {}",
+            built.artifact.display()
+        )))?;
+    // The first byte on either stream marks the end of start-up.
+    let first_output = Arc::new(Mutex::new(None::<Instant>));
+    let forward = |mut from: Box<dyn Read + Send>, to_stdout: bool| {
+        let first_output = first_output.clone();
+        let target = target.name();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                {
+                    let mut first = first_output.lock().unwrap_or_else(|e| e.into_inner());
+                    if first.is_none() {
+                        let now = Instant::now();
+                        *first = Some(now);
+                        eprintln!(
+                            "lamina: {target}: start-up took {:.2} ms (spawn to first output)",
+                            (now - spawned).as_secs_f64() * 1e3
+                        );
+                    }
+                }
+                let written = if to_stdout {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&buf[..n]).and_then(|()| out.flush())
+                } else {
+                    std::io::stderr().lock().write_all(&buf[..n])
+                };
+                if written.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let stdout = child.stdout.take().map(|s| forward(Box::new(s), true));
+    let stderr = child.stderr.take().map(|s| forward(Box::new(s), false));
+    let status = child
+        .wait()
+        .map_err(CliError::io("cannot wait for the application"))?;
+    for thread in [stdout, stderr].into_iter().flatten() {
+        let _ = thread.join();
+    }
+    if interrupted.load(Ordering::Relaxed) {
+        eprintln!("lamina: interrupted; {} stopped", project.name);
+    }
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => {
+            eprintln!("lamina: {} was killed by signal {signal}", project.name);
+            128 + signal
+        }
+        (None, None) => 1,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}

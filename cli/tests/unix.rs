@@ -1,0 +1,217 @@
+//! The unix target through the `lamina` command: new, build, run, describe.
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn new_project_builds_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("greeter");
+    let app = app.to_str().unwrap();
+    let created = run_lamina(&["new", "greeter", "--path", app]);
+    assert!(created.status.success());
+    let output = run_lamina(&["run", app, "--", "--who=tests", "--times=2"]);
+    assert!(output.status.success(), "run failed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout, "Hello, tests! (1/2)\nHello, tests! (2/2)\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("running greeter on unix"), "{stderr}");
+    assert!(stderr.contains("start-up took"), "{stderr}");
+    // A second `new` into the same place refuses and keeps what is there.
+    let again = run_lamina(&["new", "greeter", "--path", app]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+}
+
+#[test]
+fn new_rejects_bad_names() {
+    for name in ["1abc", "a b", "../x", ""] {
+        let output = run_lamina(&["new", name, "--path", "/nonexistent/never-created"]);
+        assert_eq!(output.status.code(), Some(2), "{name}");
+    }
+}
+
+#[test]
+fn hello_prints_its_greeting_once_a_second_and_exits_0() {
+    let start = Instant::now();
+    let output = run_lamina(&["run", "hello", "--", "--greeting=Hi there", "--times=3"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Hi there (1/3)\nHi there (2/3)\nHi there (3/3)\n"
+    );
+    // Three lines, one a second: at least two seconds pass between first and last.
+    assert!(start.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
+fn bad_boot_arguments_give_a_message_and_status_2() {
+    let cases = [
+        (vec!["--colour=red"], "unknown argument '--colour'"),
+        (vec!["--times=-1"], "invalid value '-1' for '--times'"),
+        (vec!["--times"], "'--times' needs a value"),
+        (vec!["stray"], "unexpected argument 'stray'"),
+        (vec!["--log=loud"], "invalid value 'loud' for '--log'"),
+    ];
+    for (args, message) in cases {
+        let mut full = vec!["run", "hello", "--"];
+        full.extend(args);
+        let output = run_lamina(&full);
+        assert_eq!(output.status.code(), Some(2), "{full:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(message), "{full:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn help_lists_application_device_and_runtime_arguments() {
+    let output = run_lamina(&["run", "echo", "--", "--help"]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for needle in [
+        "--port=N",
+        "[default: 7]",
+        "--block:NAME=FILE",
+        "--log=TEXT",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
+
+fn echo_once(port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        let payload = payload.to_vec();
+        std::thread::spawn(move || {
+            stream.write_all(&payload).unwrap();
+            stream.shutdown(Shutdown::Write).unwrap();
+        })
+    };
+    let mut echoed = Vec::new();
+    stream.read_to_end(&mut echoed).unwrap();
+    writer.join().unwrap();
+    echoed
+}
+
+#[test]
+fn echo_serves_100_concurrent_connections() {
+    let port = free_port();
+    let mut server = Server::start(&["run", "echo", "--", &format!("--port={port}")]);
+    server.wait_for_port(port, Duration::from_secs(300));
+    let clients: Vec<_> = (0..100u32)
+        .map(|i| {
+            std::thread::spawn(move || {
+                // Distinct payloads of different sizes, up to 256 KiB, so that
+                // mixed-up or truncated streams cannot pass.
+                let payload: Vec<u8> = (0..(i as usize + 1) * 2600)
+                    .map(|j| (j as u32 * 7 + i) as u8)
+                    .collect();
+                (echo_once(port, &payload) == payload, payload.len())
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for client in clients {
+        let (same, len) = client.join().unwrap();
+        assert!(same, "a {len}-byte echo came back different");
+        ok += 1;
+    }
+    assert_eq!(ok, 100);
+}
+
+#[test]
+fn echo_answers_nc() {
+    if Command::new("nc")
+        .arg("-h")
+        .stderr(Stdio::null())
+        .status()
+        .is_err()
+    {
+        eprintln!("SKIPPED echo_answers_nc: nc is not installed (apt-get install netcat-openbsd)");
+        return;
+    }
+    let port = free_port();
+    let mut server = Server::start(&["run", "echo", "--", &format!("--port={port}")]);
+    server.wait_for_port(port, Duration::from_secs(300));
+    let mut nc = Command::new("nc")
+        .args(["-N", "127.0.0.1", &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nc.stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello, unikernel\nsecond line\n")
+        .unwrap();
+    let output = nc.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "hello, unikernel\nsecond line\n"
+    );
+}
+
+#[test]
+fn echo_on_a_taken_port_fails_cleanly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let output = run_lamina(&["run", "echo", "--", &format!("--port={port}")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("address in use"));
+}
+
+#[test]
+fn unavailable_targets_say_so() {
+    for target in ["spt", "hvt", "virtio"] {
+        let output = run_lamina(&["build", "--target", target, "hello"]);
+        assert_eq!(output.status.code(), Some(2), "{target}");
+        assert!(String::from_utf8_lossy(&output.stderr).contains("not available yet"));
+    }
+    let output = run_lamina(&["build", "--target", "xen", "hello"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn describe_draws_the_device_graph() {
+    let text = run_lamina(&["describe", "echo"]);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Stack \"service\"") && text.contains("host sockets"),
+        "{text}"
+    );
+    let dot = run_lamina(&["describe", "--dot", "examples/echo"]);
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    assert!(dot.starts_with("digraph"), "{dot}");
+    if let Ok(mut check) = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+    {
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(dot.as_bytes())
+            .unwrap();
+        assert!(check.wait().unwrap().success(), "graphviz rejected the DOT");
+    }
+}
+
+#[test]
+fn missing_applications_are_reported() {
+    let output = run_lamina(&["run", "no-such-app"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no application at 'no-such-app'"));
+}
