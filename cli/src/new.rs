@@ -42,6 +42,13 @@ version = "0.1.0"
 edition = "2021"
 publish = false
 
+# The target supplies `main`, so `cargo test` must not build a test harness
+# for the application binary.
+[[bin]]
+name = "{{name}}"
+path = "src/main.rs"
+test = false
+
 [dependencies]
 lamina = { path = "{{lamina}}" }
 

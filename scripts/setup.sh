@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what Lamina's build and tests need on a fresh Debian machine:
+# Debian packages (the real peers the tests talk to) and Rust components.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A PACKAGES=(
+  [nc]=netcat-openbsd
+  [ip]=iproute2
+  [ping]=iputils-ping
+  [curl]=curl
+  [dot]=graphviz
+  [hyperfine]=hyperfine
+  [python3]=python3
+)
+
+missing=()
+for cmd in "${!PACKAGES[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q >/dev/null
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+fi
