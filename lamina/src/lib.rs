@@ -35,9 +35,14 @@ pub use lamina_core::*;
 pub use lamina_core::{args, boot_args, device, exit, platform, runtime};
 
 /// The target chosen at build time.
-#[cfg(not(lamina_target))]
+#[cfg(not(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio")))]
 #[doc(hidden)]
 pub use lamina_unix as target;
+
+/// The target chosen at build time.
+#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+#[doc(hidden)]
+pub use lamina_solo5 as target;
 
 /// What most applications need, in one import.
 pub mod prelude {
@@ -67,7 +72,7 @@ pub extern crate alloc;
 /// The crate root must be `#![no_std]` and `#![no_main]`: the target supplies
 /// the real entry point, a C `main` on unix, the Solo5 start function on a
 /// unikernel.
-#[cfg(not(lamina_target))]
+#[cfg(not(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio")))]
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
@@ -79,6 +84,20 @@ macro_rules! main {
         #[unsafe(export_name = "main")]
         pub extern "C" fn __lamina_process_main(_argc: i32, _argv: *const *const u8) -> i32 {
             $crate::target::start(|env, args| $main(env, args))
+        }
+    };
+}
+
+/// Declares the application's entry point (unikernel targets: the runtime's
+/// `_start` calls this after setting up memory, clock and devices).
+#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        /// Called by the runtime's entry with what the tender handed over.
+        #[unsafe(no_mangle)]
+        pub fn __lamina_guest_main(boot: $crate::target::Boot) -> i32 {
+            $crate::target::start(boot, |env, args| $main(env, args))
         }
     };
 }

@@ -24,3 +24,5 @@ pub use console::Console;
 pub use kv::{normalize_key, KvEntry, KvError, KvRead, KvWrite};
 pub use net::{NetError, Netif, Stack, TcpListener, TcpStream, UdpSocket};
 pub use random::Random;
+mod unavailable;
+pub use unavailable::Unavailable;

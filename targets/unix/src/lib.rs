@@ -105,8 +105,12 @@ fn not_attached(kind: &'static str, name: &str) -> DeviceError {
 
 /// Writes log records to standard error with the time since start.
 struct StderrLogger {
-    start: std::time::Instant,
+    start: std::sync::OnceLock<std::time::Instant>,
 }
+
+static LOGGER: StderrLogger = StderrLogger {
+    start: std::sync::OnceLock::new(),
+};
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
@@ -115,7 +119,11 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
-            let t = self.start.elapsed().as_secs_f64();
+            let t = self
+                .start
+                .get()
+                .map(|s| s.elapsed().as_secs_f64())
+                .unwrap_or(0.0);
             eprintln!("[{t:10.6}] {:5} {}", record.level(), record.args());
         }
     }
@@ -185,7 +193,8 @@ where
     };
     log::set_max_level(level);
     // A second application in the same process (tests) keeps the first logger.
-    let _ = log::set_boxed_logger(Box::new(StderrLogger { start }));
+    LOGGER.start.get_or_init(|| start);
+    let _ = log::set_logger(&LOGGER);
 
     let reactor = match Reactor::new() {
         Ok(r) => Rc::new(r),

@@ -1,0 +1,277 @@
+//! From the tender's jump to the application and back: `_start`, the heap,
+//! the command line, the logger, the panic handler and `start`, which runs
+//! the application on the executor.
+
+use super::devices::GuestPlatform;
+use super::park::GuestPark;
+use super::sys;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::Future;
+use lamina_abi::mft::{Header, Manifest, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES};
+use lamina_core::args::common::RuntimeArgs;
+use lamina_core::args::{self as boot_args, ArgError, BootArgs};
+use lamina_core::platform::Env;
+use lamina_core::runtime::Executor;
+use lamina_core::IntoExit;
+
+/// Stack reserved at the top of guest memory, where the tender points `%rsp`.
+const STACK_SIZE: u64 = 512 * 1024;
+/// Smallest heap worth booting with.
+const MIN_HEAP: u64 = 256 * 1024;
+
+#[global_allocator]
+static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+
+// The tender enters here with %rdi = boot info and %rsp near the top of
+// memory. On hvt the guest may run at ring 0 (VMX, Solo5's layout) or ring 3
+// (KVM-PVM): it touches no segment register and takes no interrupts, so
+// either works; the control registers are only written if SSE is not
+// already enabled (reads and writes trap on PVM, so they are avoided).
+#[cfg(lamina_target = "hvt")]
+core::arch::global_asm!(
+    ".section .text._start,\"ax\"",
+    ".global _start",
+    "_start:",
+    "  mov r15, rdi",
+    "  and rsp, -16",
+    "  mov rax, cr4",
+    "  mov rcx, rax",
+    "  or rcx, 0x600", // OSFXSR | OSXMMEXCPT
+    "  cmp rax, rcx",
+    "  je 2f",
+    "  mov cr4, rcx",
+    "  mov rax, cr0",
+    "  and rax, -5", // clear EM
+    "  or rax, 2",   // set MP
+    "  mov cr0, rax",
+    "2:",
+    "  mov rdi, r15",
+    "  call {entry}",
+    "  ud2",
+    entry = sym entry,
+);
+
+// spt: a plain process; SSE is on. Only the stack needs aligning.
+#[cfg(lamina_target = "spt")]
+core::arch::global_asm!(
+    ".section .text._start,\"ax\"",
+    ".global _start",
+    "_start:",
+    "  and rsp, -16",
+    "  call {entry}",
+    "  ud2",
+    entry = sym entry,
+);
+
+/// What the runtime hands the application's glue at boot.
+pub struct Boot {
+    cmdline: &'static str,
+    manifest: Manifest<'static>,
+}
+
+unsafe extern "Rust" {
+    /// Defined by `lamina::main!` in the application: calls [`start`] with
+    /// the application's `main`.
+    fn __lamina_guest_main(boot: Boot) -> i32;
+}
+
+/// Rust entry from `_start`.
+extern "C" fn entry(boot_info: usize) -> ! {
+    // SAFETY: `_start` passes the tender's boot info pointer unchanged.
+    let facts = unsafe { sys::read_boot_info(boot_info) };
+    if !facts.tsc_valid {
+        fail("the tender reported no usable TSC frequency");
+    }
+    let heap_start = facts.kernel_end.next_multiple_of(4096);
+    let heap_end = facts.mem_size.saturating_sub(STACK_SIZE);
+    if heap_end < heap_start + MIN_HEAP {
+        fail("not enough guest memory for a heap and a stack: give the tender more (--mem)");
+    }
+    // SAFETY: [heap_start, heap_end) is guest memory above the image and below
+    // the stack, used by nothing else; this runs once, before any allocation.
+    unsafe {
+        HEAP.lock()
+            .init(heap_start as *mut u8, (heap_end - heap_start) as usize)
+    };
+    // SAFETY: the tender wrote a NUL-terminated command line of at most
+    // CMDLINE_SIZE bytes and the attached manifest at these addresses, and
+    // keeps them for the guest's lifetime (they are never written again).
+    let (cmdline, manifest) = unsafe { (read_cmdline(facts.cmdline), read_manifest(facts.mft)) };
+    let Ok(manifest) = manifest else {
+        fail("the tender's manifest is malformed")
+    };
+    // SAFETY: the application defines this symbol through `lamina::main!`.
+    let status = unsafe { __lamina_guest_main(Boot { cmdline, manifest }) };
+    sys::halt(status)
+}
+
+/// # Safety
+/// `addr` must point to a NUL-terminated string of at most CMDLINE_SIZE bytes
+/// that lives forever.
+unsafe fn read_cmdline(addr: usize) -> &'static str {
+    if addr == 0 {
+        return "";
+    }
+    // SAFETY: per the contract, the buffer is CMDLINE_SIZE bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, lamina_abi::CMDLINE_SIZE) };
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+    core::str::from_utf8(&bytes[..len]).unwrap_or("")
+}
+
+/// # Safety
+/// `addr` must point to the tender's manifest copy, which lives forever.
+unsafe fn read_manifest(addr: usize) -> Result<Manifest<'static>, lamina_abi::mft::MftError> {
+    // SAFETY: per the contract there is at least a header at `addr`.
+    let header = unsafe { core::ptr::read_unaligned(addr as *const Header) };
+    let entries = header.entries.min(MAX_ENTRIES) as usize;
+    // SAFETY: the header says how many entries follow (bounded above).
+    let bytes = unsafe {
+        core::slice::from_raw_parts(addr as *const u8, HEADER_SIZE + entries * ENTRY_SIZE)
+    };
+    Manifest::parse_attached(bytes)
+}
+
+/// Reports a boot failure and stops with status 1.
+fn fail(why: &str) -> ! {
+    sys::console_write(b"lamina: cannot boot: ");
+    sys::console_write(why.as_bytes());
+    sys::console_write(b"\n");
+    sys::halt(1)
+}
+
+/// Writes log records to the console with the time since boot.
+struct ConsoleLogger;
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let t = sys::monotonic_ns();
+            let line = alloc::format!(
+                "[{:4}.{:06}] {:5} {}\n",
+                t / 1_000_000_000,
+                (t / 1000) % 1_000_000,
+                record.level(),
+                record.args()
+            );
+            sys::console_write(line.as_bytes());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Boots an application: parses the command line into its arguments,
+/// installs the logger and runs `main` to completion. Returns the exit
+/// status: 0 on success, 1 when `main` fails, 2 for a bad command line.
+///
+/// Called by `lamina::main!`; applications do not call it themselves.
+pub fn start<A, F, Fut>(boot: Boot, main: F) -> i32
+where
+    A: BootArgs,
+    F: FnOnce(Env<GuestPlatform>, A) -> Fut,
+    Fut: Future,
+    Fut::Output: IntoExit,
+{
+    let (solo5_level, line) = crate::cmdline::split_solo5_options(boot.cmdline);
+    let words = match boot_args::split_command_line(line) {
+        Ok(words) => words,
+        Err(e) => return usage_error(&e),
+    };
+    let mut app = A::defaults();
+    let mut runtime_args = RuntimeArgs::defaults();
+    if let Some(level) = solo5_level {
+        runtime_args.log = String::from(level);
+    }
+    match boot_args::parse("unikernel", &words, &mut [&mut app, &mut runtime_args]) {
+        Ok(()) => {}
+        Err(ArgError::Help(text)) => {
+            sys::console_write(text.as_bytes());
+            return 0;
+        }
+        Err(e) => return usage_error(&e),
+    }
+    let level = match runtime_args.log.parse::<log::LevelFilter>() {
+        Ok(level) => level,
+        Err(_) => {
+            return usage_error(&ArgError::Invalid {
+                name: String::from("log"),
+                value: runtime_args.log.clone(),
+                reason: String::from("expected error, warn, info, debug or trace"),
+            })
+        }
+    };
+    log::set_max_level(level);
+    let _ = log::set_logger(&ConsoleLogger);
+    if let Some(name) = &runtime_args.name {
+        log::info!("deployment name: {name}");
+    }
+    let park = Rc::new(GuestPark::new());
+    let executor = Executor::new(park.clone());
+    let platform = GuestPlatform::new(park, boot.manifest);
+    let env = Env::new(platform, executor.handle());
+    let output = executor.block_on(main(env, app));
+    let exit = output.into_exit(&|message| {
+        let mut line: Vec<u8> = Vec::from(message.as_bytes());
+        line.push(b'\n');
+        sys::console_write(&line);
+    });
+    exit.0 as i32
+}
+
+fn usage_error(e: &ArgError) -> i32 {
+    let text = alloc::format!("unikernel: {e}\n");
+    sys::console_write(text.as_bytes());
+    2
+}
+
+/// A panic prints its message and location and stops the unikernel with
+/// Solo5's abort status. Nothing hangs, nothing unwinds.
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    use core::fmt::Write;
+    // Format on the stack: the heap may be what failed.
+    struct Line {
+        buf: [u8; 512],
+        len: usize,
+    }
+    impl Write for Line {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let n = s.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = write!(line, "lamina: panic: {}", info.message());
+    if let Some(location) = info.location() {
+        let _ = write!(
+            line,
+            " at {}:{}:{}",
+            location.file(),
+            location.line(),
+            location.column()
+        );
+    }
+    let _ = line.write_str("\n");
+    sys::console_write(&line.buf[..line.len]);
+    sys::halt(lamina_abi::EXIT_ABORT)
+}
+
+/// Referenced by cleanup paths in the prebuilt `alloc`, which was compiled
+/// with unwinding. With `panic = "abort"` nothing unwinds, so it is never
+/// called; if it were, stopping is the only correct thing to do.
+#[unsafe(no_mangle)]
+extern "C" fn _Unwind_Resume() -> ! {
+    sys::console_write(b"lamina: unwinding is not supported\n");
+    sys::halt(lamina_abi::EXIT_ABORT)
+}

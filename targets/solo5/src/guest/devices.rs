@@ -1,0 +1,276 @@
+//! The device traits over the Solo5 ABI.
+
+use super::park::GuestPark;
+use super::sys::{self, DeviceHandle, IoError};
+use alloc::rc::Rc;
+use core::future::poll_fn;
+use core::task::Poll;
+use lamina_abi::mft::{DeviceType, Manifest};
+use lamina_core::device::*;
+use lamina_core::platform::{DeviceError, Platform};
+use lamina_core::runtime::Instant;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// The console: one tender call per write.
+#[derive(Clone, Default)]
+pub struct SoloConsole;
+
+impl Console for SoloConsole {
+    fn write(&self, bytes: &[u8]) {
+        sys::console_write(bytes);
+    }
+}
+
+/// Offset from monotonic to wall-clock time, read from the tender once: a
+/// wall-clock hypercall costs a VM exit, and HTTP servers ask per request.
+static WALL_OFFSET: spin::Once<u64> = spin::Once::new();
+
+/// Monotonic time from the TSC (hvt) or `CLOCK_MONOTONIC` (spt); wall time
+/// from the tender at the first call, advanced by the monotonic clock.
+#[derive(Clone, Default)]
+pub struct SoloClock;
+
+impl Clock for SoloClock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(sys::monotonic_ns())
+    }
+
+    fn wall(&self) -> u64 {
+        let offset = WALL_OFFSET.call_once(|| sys::wall_ns().saturating_sub(sys::monotonic_ns()));
+        offset.saturating_add(sys::monotonic_ns())
+    }
+}
+
+/// ChaCha20 seeded from the CPU's RDSEED (or RDRAND) at first use.
+static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
+
+fn hardware_seed() -> Option<[u8; 32]> {
+    let leaf1 = core::arch::x86_64::__cpuid(1);
+    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+    let has_rdrand = leaf1.ecx & (1 << 30) != 0;
+    let has_rdseed = leaf7.ebx & (1 << 18) != 0;
+    let mut seed = [0u8; 32];
+    for chunk in seed.chunks_mut(8) {
+        let mut value = None;
+        // The instructions may fail transiently; retry a bounded number of times.
+        for _ in 0..128 {
+            let mut word = 0u64;
+            let ok = if has_rdseed {
+                // SAFETY: CPUID says RDSEED exists; it only writes `word`.
+                unsafe { core::arch::x86_64::_rdseed64_step(&mut word) }
+            } else if has_rdrand {
+                // SAFETY: CPUID says RDRAND exists; it only writes `word`.
+                unsafe { core::arch::x86_64::_rdrand64_step(&mut word) }
+            } else {
+                return None;
+            };
+            if ok == 1 {
+                value = Some(word);
+                break;
+            }
+        }
+        chunk.copy_from_slice(&value?.to_le_bytes());
+    }
+    Some(seed)
+}
+
+/// Random bytes from a CSPRNG seeded by hardware entropy. A CPU without
+/// RDRAND/RDSEED stops the unikernel rather than hand out predictable bytes.
+#[derive(Clone, Default)]
+pub struct SoloRandom;
+
+impl Random for SoloRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        let rng = RNG.call_once(|| match hardware_seed() {
+            Some(seed) => spin::Mutex::new(ChaCha20Rng::from_seed(seed)),
+            None => panic!("no hardware entropy (RDRAND/RDSEED): refusing to produce predictable random numbers"),
+        });
+        rng.lock().fill_bytes(buf);
+    }
+}
+
+/// A block device, one block per tender call (what Solo5's tenders accept).
+pub struct SoloBlock {
+    handle: DeviceHandle,
+    info: BlockInfo,
+}
+
+impl Block for SoloBlock {
+    fn info(&self) -> BlockInfo {
+        self.info
+    }
+
+    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.check_transfer(sector, buf.len())?;
+        let size = self.info.sector_size as usize;
+        for (i, chunk) in buf.chunks_mut(size).enumerate() {
+            let offset = (sector + i as u64) * size as u64;
+            sys::block_read(self.handle, offset, chunk).map_err(|_| BlockError::Io)?;
+        }
+        Ok(())
+    }
+
+    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.check_transfer(sector, buf.len())?;
+        let size = self.info.sector_size as usize;
+        for (i, chunk) in buf.chunks(size).enumerate() {
+            let offset = (sector + i as u64) * size as u64;
+            sys::block_write(self.handle, offset, chunk).map_err(|_| BlockError::Io)?;
+        }
+        Ok(())
+    }
+}
+
+/// A network device: frames through the tender.
+pub struct SoloNetif {
+    handle: DeviceHandle,
+    mac: [u8; 6],
+    mtu: usize,
+    park: Rc<GuestPark>,
+}
+
+impl Netif for SoloNetif {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError> {
+        poll_fn(|cx| match self.try_receive(buf) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => {
+                self.park.wait_for(self.handle.index, cx.waker());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await
+    }
+
+    fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
+        if buf.len() < self.mtu + 14 {
+            return Err(NetError::TooLarge);
+        }
+        sys::net_read(self.handle, buf).map_err(|_| NetError::Io)
+    }
+
+    async fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.len() > self.mtu + 14 {
+            return Err(NetError::TooLarge);
+        }
+        match sys::net_write(self.handle, frame) {
+            Ok(()) | Err(IoError::Again) => Ok(()), // a busy link drops, as Ethernet does
+            Err(IoError::Failed) => Err(NetError::Io),
+        }
+    }
+}
+
+/// The devices of a unikernel, acquired by name from the manifest.
+pub struct GuestPlatform {
+    park: Rc<GuestPark>,
+    manifest: Manifest<'static>,
+}
+
+impl GuestPlatform {
+    pub(crate) fn new(park: Rc<GuestPark>, manifest: Manifest<'static>) -> Self {
+        GuestPlatform { park, manifest }
+    }
+
+    fn acquire(
+        &self,
+        name: &str,
+        kind: &'static str,
+        device_type: DeviceType,
+    ) -> Result<(DeviceHandle, lamina_abi::mft::Entry), DeviceError> {
+        let not_attached = || DeviceError::NotAttached {
+            kind,
+            name: name.into(),
+        };
+        let (index, entry) = self
+            .manifest
+            .find(name, device_type)
+            .ok_or_else(not_attached)?;
+        if !entry.is_attached() {
+            return Err(not_attached());
+        }
+        Ok((
+            DeviceHandle {
+                index: index as u64,
+                fd: entry.host_fd(),
+            },
+            entry,
+        ))
+    }
+}
+
+#[cfg(lamina_target = "hvt")]
+const TARGET: &str = "hvt";
+#[cfg(lamina_target = "spt")]
+const TARGET: &str = "spt";
+
+impl Platform for GuestPlatform {
+    type Console = SoloConsole;
+    type Clock = SoloClock;
+    type Random = SoloRandom;
+    type Netif = SoloNetif;
+    type Stack = Unavailable;
+    type Block = SoloBlock;
+    type Kv = Unavailable;
+    const TARGET: &'static str = TARGET;
+
+    fn console(&self) -> SoloConsole {
+        SoloConsole
+    }
+
+    fn clock(&self) -> SoloClock {
+        SoloClock
+    }
+
+    fn random(&self) -> SoloRandom {
+        SoloRandom
+    }
+
+    fn netif(&self, name: &str) -> Result<SoloNetif, DeviceError> {
+        let (handle, entry) = self.acquire(name, "net", DeviceType::NetBasic)?;
+        Ok(SoloNetif {
+            handle,
+            mac: entry.net_mac(),
+            mtu: entry.net_mtu() as usize,
+            park: self.park.clone(),
+        })
+    }
+
+    /// Lamina's TCP/IP stack over `netif` arrives with the networking issue.
+    fn stack(&self, _name: &str) -> Result<Unavailable, DeviceError> {
+        Err(DeviceError::Unsupported {
+            kind: "TCP/IP stack",
+            target: TARGET,
+        })
+    }
+
+    fn block(&self, name: &str) -> Result<SoloBlock, DeviceError> {
+        let (handle, entry) = self.acquire(name, "block", DeviceType::BlockBasic)?;
+        let sector_size = entry.block_size() as u32;
+        if sector_size == 0 || entry.block_capacity() % sector_size as u64 != 0 {
+            return Err(DeviceError::Failed(alloc::format!(
+                "block device '{name}' has an invalid geometry"
+            )));
+        }
+        let info = BlockInfo {
+            sector_size,
+            sectors: entry.block_capacity() / sector_size as u64,
+        };
+        Ok(SoloBlock { handle, info })
+    }
+
+    fn kv(&self, _name: &str) -> Result<Unavailable, DeviceError> {
+        Err(DeviceError::Unsupported {
+            kind: "key-value",
+            target: TARGET,
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! The spt ABI: the guest runs inside the tender's process and makes the
+//! few Linux system calls the tender's seccomp filter allows, on the
+//! descriptors the tender put in the boot info and the manifest.
+
+use super::{BootFacts, DeviceHandle, IoError};
+use core::arch::asm;
+use lamina_abi::spt::{syscall as nr, BootInfo};
+
+const CLOCK_REALTIME: usize = 0;
+const CLOCK_MONOTONIC: usize = 1;
+const TFD_TIMER_ABSTIME: usize = 1;
+const EINTR: isize = -4;
+const EAGAIN: isize = -11;
+
+/// The tender's epoll and timer descriptors, and the monotonic time at boot.
+static FDS: spin::Once<(i32, i32, u64)> = spin::Once::new();
+
+/// A raw system call with up to six arguments, returning `-errno` on error.
+///
+/// # Safety
+/// The arguments must be valid for system call `n`: pointers must point to
+/// memory of the size the call reads or writes.
+unsafe fn syscall(n: u32, a: [usize; 6]) -> isize {
+    let ret: isize;
+    // SAFETY: the caller guarantees the arguments; `syscall` clobbers only
+    // rcx and r11 besides rax, which are declared.
+    unsafe {
+        asm!("syscall", inlateout("rax") n as isize => ret,
+             in("rdi") a[0], in("rsi") a[1], in("rdx") a[2], in("r10") a[3], in("r8") a[4], in("r9") a[5],
+             lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+fn clock(clock: usize) -> u64 {
+    let mut ts = Timespec::default();
+    // SAFETY: clock_gettime writes one timespec to the valid `ts`.
+    unsafe {
+        syscall(
+            nr::CLOCK_GETTIME,
+            [clock, &mut ts as *mut Timespec as usize, 0, 0, 0, 0],
+        )
+    };
+    (ts.sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.nsec as u64)
+}
+
+/// Reads the tender's boot info.
+///
+/// # Safety
+/// `boot_info` must be the pointer the tender passed in `%rdi`.
+pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
+    // SAFETY: the caller passes the tender's pointer to a BootInfo.
+    let info = unsafe { core::ptr::read_volatile(boot_info as *const BootInfo) };
+    FDS.call_once(|| (info.epollfd, info.timerfd, clock(CLOCK_MONOTONIC)));
+    BootFacts {
+        mem_size: info.mem_size,
+        kernel_end: info.kernel_end,
+        cmdline: info.cmdline as usize,
+        mft: info.mft as usize,
+        tsc_valid: true,
+    }
+}
+
+/// Writes to standard output, the tender's console.
+pub fn console_write(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: write reads `bytes.len()` bytes from a valid slice.
+        let n = unsafe {
+            syscall(
+                nr::WRITE,
+                [1, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
+            )
+        };
+        match n {
+            EINTR => continue,
+            n if n <= 0 => return, // the console drops what it cannot write
+            n => bytes = &bytes[n as usize..],
+        }
+    }
+}
+
+fn boot_monotonic() -> u64 {
+    FDS.get().map(|f| f.2).unwrap_or(0)
+}
+
+/// Nanoseconds since boot.
+pub fn monotonic_ns() -> u64 {
+    clock(CLOCK_MONOTONIC).saturating_sub(boot_monotonic())
+}
+
+/// Wall-clock nanoseconds since the epoch.
+pub fn wall_ns() -> u64 {
+    clock(CLOCK_REALTIME)
+}
+
+/// `struct epoll_event`, packed on x86_64.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Default)]
+struct EpollEvent {
+    events: u32,
+    data: u64,
+}
+
+/// Blocks until a network device has input or `deadline` (monotonic ns since
+/// boot) passes; returns the ready device handles.
+pub fn wait(deadline: Option<u64>) -> u64 {
+    let Some(&(epollfd, timerfd, boot)) = FDS.get() else {
+        return 0;
+    };
+    let now = monotonic_ns();
+    let timeout_ms: isize = match deadline {
+        Some(d) if d <= now => 0, // only look
+        Some(d) => {
+            // Arm the tender's timerfd at the absolute deadline.
+            let absolute = d.saturating_add(boot);
+            let spec = [
+                0i64,
+                0,
+                (absolute / 1_000_000_000) as i64,
+                (absolute % 1_000_000_000) as i64,
+            ];
+            // SAFETY: timerfd_settime reads one itimerspec from `spec`.
+            unsafe {
+                syscall(
+                    nr::TIMERFD_SETTIME,
+                    [
+                        timerfd as usize,
+                        TFD_TIMER_ABSTIME,
+                        spec.as_ptr() as usize,
+                        0,
+                        0,
+                        0,
+                    ],
+                )
+            };
+            -1
+        }
+        None => -1,
+    };
+    let mut events = [EpollEvent::default(); 16];
+    loop {
+        // SAFETY: epoll_pwait writes at most 16 events into `events`.
+        let n = unsafe {
+            syscall(
+                nr::EPOLL_PWAIT,
+                [
+                    epollfd as usize,
+                    events.as_mut_ptr() as usize,
+                    events.len(),
+                    timeout_ms as usize,
+                    0,
+                    0,
+                ],
+            )
+        };
+        if n == EINTR {
+            continue;
+        }
+        let mut ready = 0u64;
+        for event in events.iter().take(n.max(0) as usize) {
+            let data = event.data;
+            if data < 64 {
+                ready |= 1 << data;
+            }
+        }
+        return ready;
+    }
+}
+
+/// Stops the guest with `status`.
+pub fn halt(status: i32) -> ! {
+    loop {
+        // SAFETY: exit_group takes a status and does not return.
+        unsafe { syscall(nr::EXIT_GROUP, [status as usize, 0, 0, 0, 0, 0]) };
+    }
+}
+
+fn io_result(n: isize, expected: usize) -> Result<(), IoError> {
+    match n {
+        EAGAIN => Err(IoError::Again),
+        n if n >= 0 && n as usize == expected => Ok(()),
+        _ => Err(IoError::Failed),
+    }
+}
+
+/// Reads `buf.len()` bytes of a block device at byte `offset`.
+pub fn block_read(device: DeviceHandle, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+    // SAFETY: pread64 writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        syscall(
+            nr::PREAD64,
+            [
+                device.fd as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                offset as usize,
+                0,
+                0,
+            ],
+        )
+    };
+    io_result(n, buf.len())
+}
+
+/// Writes `buf` to a block device at byte `offset`.
+pub fn block_write(device: DeviceHandle, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+    // SAFETY: pwrite64 reads `buf.len()` bytes from `buf`.
+    let n = unsafe {
+        syscall(
+            nr::PWRITE64,
+            [
+                device.fd as usize,
+                buf.as_ptr() as usize,
+                buf.len(),
+                offset as usize,
+                0,
+                0,
+            ],
+        )
+    };
+    io_result(n, buf.len())
+}
+
+/// Receives a frame if one is waiting.
+pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, IoError> {
+    // SAFETY: read writes at most `buf.len()` bytes into `buf`.
+    let n = unsafe {
+        syscall(
+            nr::READ,
+            [
+                device.fd as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    match n {
+        EAGAIN | EINTR | 0 => Ok(None),
+        n if n > 0 => Ok(Some(n as usize)),
+        _ => Err(IoError::Failed),
+    }
+}
+
+/// Sends a frame.
+pub fn net_write(device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
+    // SAFETY: write reads `frame.len()` bytes from `frame`.
+    let n = unsafe {
+        syscall(
+            nr::WRITE,
+            [
+                device.fd as usize,
+                frame.as_ptr() as usize,
+                frame.len(),
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+    io_result(n, frame.len())
+}
