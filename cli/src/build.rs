@@ -1,9 +1,10 @@
 //! `lamina build`: drive cargo for a target.
 
+use crate::guest;
 use crate::project::Project;
 use crate::{CliError, Target};
 use std::io::BufRead;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -17,16 +18,40 @@ pub struct Built {
 /// Builds `project` for `target`, showing cargo's progress.
 pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, CliError> {
     let started = Instant::now();
-    let built = match target {
-        Target::Unix => cargo_build(project, release)?,
-        Target::Spt | Target::Hvt | Target::Virtio => {
-            return Err(CliError::TargetUnavailable {
+    let built =
+        match target {
+            Target::Unix => {
+                let args = if release {
+                    vec!["--release".to_owned()]
+                } else {
+                    Vec::new()
+                };
+                cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
+            }
+            Target::Spt | Target::Hvt => {
+                let devices = guest::manifest_devices(project, target)?;
+                let mut args = vec![
+                    "--target".to_owned(),
+                    guest::GUEST_TRIPLE.to_owned(),
+                    "--target-dir".to_owned(),
+                    guest::target_dir(project, target, release)
+                        .display()
+                        .to_string(),
+                ];
+                args.extend(guest::profile_args(release));
+                let env = [
+                    ("RUSTFLAGS", guest::rustflags(target, release)),
+                    ("LAMINA_DEVICES", devices),
+                ];
+                cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?
+            }
+            Target::Virtio => return Err(CliError::TargetUnavailable {
                 target: target.name(),
-                why: "unikernel images come with the bare-metal runtime and the tenders; use --target unix for now"
-                    .into(),
-            })
-        }
-    };
+                why:
+                    "the virtio boot path and drivers are not written yet; use --target hvt or spt"
+                        .into(),
+            }),
+        };
     let size = std::fs::metadata(&built.artifact)
         .map(|m| m.len())
         .unwrap_or(0);
@@ -41,23 +66,44 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
     Ok(built)
 }
 
-/// `cargo build` of the project's binary; the artifact's path comes from
-/// cargo's JSON messages, so custom target directories just work.
-fn cargo_build(project: &Project, release: bool) -> Result<Built, CliError> {
+/// Builds the tender for `target` (`lamina-spt`, `lamina-hvt`) from this
+/// copy of Lamina, optimised, and returns its path.
+pub fn build_tender(target: Target) -> Result<PathBuf, CliError> {
+    let manifest = crate::project::lamina_root().join("Cargo.toml");
+    let name = format!("lamina-{}", target.name());
+    let args = [
+        "--release".to_owned(),
+        "--quiet".to_owned(),
+        "-p".to_owned(),
+        name.clone(),
+    ];
+    Ok(cargo_build(&manifest, &name, &args, &[])?.artifact)
+}
+
+/// `cargo build` of the binary `bin` of the package at `manifest`; the
+/// artifact's path comes from cargo's JSON messages, so custom target
+/// directories just work.
+fn cargo_build(
+    manifest: &Path,
+    bin: &str,
+    args: &[String],
+    env: &[(&str, String)],
+) -> Result<Built, CliError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .arg("build")
         .arg("--manifest-path")
-        .arg(project.dir.join("Cargo.toml"))
+        .arg(manifest)
         .arg("--bin")
-        .arg(&project.name)
+        .arg(bin)
         .arg("--message-format=json-render-diagnostics")
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        // A guest build must not inherit the flags of the caller's build.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    if release {
-        command.arg("--release");
-    }
     let mut child = command
         .spawn()
         .map_err(CliError::io("cannot start cargo"))?;
@@ -65,7 +111,7 @@ fn cargo_build(project: &Project, release: bool) -> Result<Built, CliError> {
     if let Some(stdout) = child.stdout.take() {
         for line in std::io::BufReader::new(stdout).lines() {
             let line = line.map_err(CliError::io("cannot read cargo's output"))?;
-            if let Some(path) = executable_of(&line, &project.name) {
+            if let Some(path) = executable_of(&line, bin) {
                 artifact = Some(path);
             }
         }
@@ -76,8 +122,7 @@ fn cargo_build(project: &Project, release: bool) -> Result<Built, CliError> {
     match (status.success(), artifact) {
         (true, Some(artifact)) => Ok(Built { artifact }),
         (true, None) => Err(CliError::Project(format!(
-            "cargo built no binary named '{}': is src/main.rs there?",
-            project.name
+            "cargo built no binary named '{bin}': is src/main.rs there?"
         ))),
         (false, _) => Err(CliError::BuildFailed),
     }

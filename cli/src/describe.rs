@@ -15,7 +15,38 @@ fn implementation(device: &Device, target: Target) -> Vec<String> {
         (Target::Unix, DeviceKind::Netif) => vec![format!("tap device (--net:{name}=TAP)")],
         (Target::Unix, DeviceKind::Block) => vec![format!("host file (--block:{name}=FILE)")],
         (Target::Unix, DeviceKind::Kv) => vec![format!("host directory (--kv:{name}=DIR)")],
-        (_, _) => vec!["not available yet".into()],
+        (Target::Spt | Target::Hvt, kind) => {
+            let via = if target == Target::Hvt {
+                "hypercall"
+            } else {
+                "system call"
+            };
+            match kind {
+                DeviceKind::Console => vec![
+                    format!("Solo5 console ({via} per line)"),
+                    "tender's stdout".into(),
+                ],
+                DeviceKind::Clock if target == Target::Hvt => {
+                    vec![
+                        "TSC, scaled by the tender's frequency".into(),
+                        "wall clock from the tender".into(),
+                    ]
+                }
+                DeviceKind::Clock => vec!["clock_gettime(2), pinned by seccomp".into()],
+                DeviceKind::Random => vec!["ChaCha20 seeded from RDSEED/RDRAND".into()],
+                DeviceKind::Netif => vec![
+                    format!("Solo5 net \"{name}\""),
+                    format!("tap (--net:{name}=TAP)"),
+                ],
+                DeviceKind::Stack => vec!["not available yet (Lamina's TCP/IP stack)".into()],
+                DeviceKind::Block => vec![
+                    format!("Solo5 block \"{name}\""),
+                    format!("file (--block:{name}=FILE)"),
+                ],
+                DeviceKind::Kv => vec!["not available yet".into()],
+            }
+        }
+        (Target::Virtio, _) => vec!["not available yet".into()],
     }
 }
 

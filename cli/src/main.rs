@@ -7,6 +7,7 @@
 
 mod build;
 mod describe;
+mod guest;
 mod new;
 mod project;
 mod run;
@@ -29,6 +30,28 @@ pub enum Target {
 }
 
 impl Target {
+    /// The target asked for, or the best this machine runs: hvt where
+    /// /dev/kvm can be opened, spt otherwise. Says which and why.
+    pub fn resolve(asked: Option<Target>) -> Target {
+        if let Some(target) = asked {
+            return target;
+        }
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+        {
+            Ok(_) => {
+                eprintln!("lamina: no --target given: using hvt (/dev/kvm is usable)");
+                Target::Hvt
+            }
+            Err(e) => {
+                eprintln!("lamina: no --target given: using spt (/dev/kvm: {e})");
+                Target::Spt
+            }
+        }
+    }
+
     /// The name used on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -64,9 +87,9 @@ enum Command {
     },
     /// Build an application for a target.
     Build {
-        /// Where it will run.
-        #[arg(long, short, value_enum, default_value = "unix")]
-        target: Target,
+        /// Where it will run [default: hvt where /dev/kvm works, else spt].
+        #[arg(long, short, value_enum)]
+        target: Option<Target>,
         /// Optimised build.
         #[arg(long, short)]
         release: bool,
@@ -76,9 +99,12 @@ enum Command {
     },
     /// Build an application and run it.
     Run {
-        /// Where to run it.
-        #[arg(long, short, value_enum, default_value = "unix")]
-        target: Target,
+        /// Where to run it [default: hvt where /dev/kvm works, else spt].
+        #[arg(long, short, value_enum)]
+        target: Option<Target>,
+        /// Guest memory in MiB (spt, hvt).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..=4096))]
+        mem: u64,
         /// Optimised build.
         #[arg(long, short)]
         release: bool,
@@ -114,15 +140,17 @@ fn main() -> ExitCode {
             release,
             app,
         } => project::Project::find(&app)
-            .and_then(|project| build::build(&project, target, release))
+            .and_then(|project| build::build(&project, Target::resolve(target), release))
             .map(|_| ExitCode::SUCCESS),
         Command::Run {
             target,
             release,
+            mem,
             app,
             boot_args,
-        } => project::Project::find(&app)
-            .and_then(|project| run::run(&project, target, release, &boot_args)),
+        } => project::Project::find(&app).and_then(|project| {
+            run::run(&project, Target::resolve(target), release, mem, &boot_args)
+        }),
         Command::Describe { target, dot, app } => project::Project::find(&app).map(|project| {
             print!("{}", describe::describe(&project, target, dot));
             ExitCode::SUCCESS

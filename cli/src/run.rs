@@ -1,23 +1,71 @@
 //! `lamina run`: build, start, report the start-up time, pass the exit status on.
 
-use crate::build::build;
+use crate::build::{build, build_tender};
 use crate::project::Project;
 use crate::{CliError, Target};
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+/// Device arguments that go to a tender rather than to the guest, so that
+/// `-- --block:storage=disk.img` means the same on every target.
+fn is_tender_arg(arg: &str) -> bool {
+    ["--block:", "--block-sector-size:", "--net:", "--net-mac:"]
+        .iter()
+        .any(|p| arg.starts_with(p))
+}
+
+/// The command that runs the built artifact on `target`.
+fn command_for(
+    target: Target,
+    artifact: &Path,
+    mem_mib: u64,
+    boot_args: &[String],
+) -> Result<Command, CliError> {
+    match target {
+        Target::Unix => {
+            let mut command = Command::new(artifact);
+            command.args(boot_args);
+            Ok(command)
+        }
+        Target::Spt | Target::Hvt => {
+            let override_var = format!("LAMINA_{}", target.name().to_uppercase());
+            let tender = match std::env::var_os(&override_var) {
+                Some(path) => PathBuf::from(path),
+                None => build_tender(target)?,
+            };
+            let (tender_args, guest_args): (Vec<&String>, Vec<&String>) =
+                boot_args.iter().partition(|a| is_tender_arg(a));
+            let mut command = Command::new(tender);
+            command
+                .arg(format!("--mem={mem_mib}"))
+                .args(tender_args)
+                .arg("--")
+                .arg(artifact)
+                .args(guest_args);
+            Ok(command)
+        }
+        Target::Virtio => Err(CliError::TargetUnavailable {
+            target: "virtio",
+            why: "no virtio boot path yet".into(),
+        }),
+    }
+}
 
 /// Builds and runs `project` on `target` with `boot_args`, returning its exit status.
 pub fn run(
     project: &Project,
     target: Target,
     release: bool,
+    mem_mib: u64,
     boot_args: &[String],
 ) -> Result<ExitCode, CliError> {
     let built = build(project, target, release)?;
+    let mut command = command_for(target, &built.artifact, mem_mib, boot_args)?;
     eprintln!("lamina: running {} on {}", project.name, target.name());
     // Ctrl-C goes to the whole process group: the application decides what
     // to do with it, and we stay to report how it ended. A handler (not
@@ -28,8 +76,7 @@ pub fn run(
             .map_err(CliError::io("cannot handle signals"))?;
     }
     let spawned = Instant::now();
-    let mut child = Command::new(&built.artifact)
-        .args(boot_args)
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -47,8 +47,8 @@ pub use lamina_solo5 as target;
 /// What most applications need, in one import.
 pub mod prelude {
     pub use crate::device::{
-        Block, Clock, Console, KvRead, KvWrite, NetError, Netif, Random, Stack, TcpListener,
-        TcpStream, UdpSocket,
+        Block, BlockError, BlockInfo, Clock, Console, KvRead, KvWrite, NetError, Netif, Random,
+        Stack, TcpListener, TcpStream, UdpSocket,
     };
     pub use crate::log::{debug, error, info, warn};
     pub use crate::platform::{DeviceError, Env, Platform};

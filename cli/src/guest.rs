@@ -1,0 +1,124 @@
+//! Building unikernel images (spt, hvt): the same cargo build as unix, with
+//! the guest's flags, its own target directory and the device manifest.
+//!
+//! Guests are `#![no_std]` binaries for the host triple, linked statically
+//! at a fixed address with Lamina's linker script. Passing `--target`
+//! explicitly makes the guest flags (RUSTFLAGS) apply to the guest only, not
+//! to build scripts and proc-macros, which stay ordinary host programs.
+
+use crate::project::{lamina_root, DeviceKind, Project};
+use crate::{CliError, Target};
+use std::path::PathBuf;
+
+/// The host triple guests are built for.
+pub const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+/// The `LAMINA_DEVICES` list for the image's manifest: `net:NAME` for each
+/// network device (a stack sits on one), `block:NAME` for each block device.
+pub fn manifest_devices(project: &Project, target: Target) -> Result<String, CliError> {
+    let mut devices: Vec<String> = Vec::new();
+    for device in &project.devices {
+        let entry = match device.kind {
+            DeviceKind::Console | DeviceKind::Clock | DeviceKind::Random => continue,
+            DeviceKind::Stack | DeviceKind::Netif => format!("net:{}", device.name),
+            DeviceKind::Block => format!("block:{}", device.name),
+            DeviceKind::Kv => {
+                return Err(CliError::TargetUnavailable {
+                    target: target.name(),
+                    why: format!(
+                        "read-write key-value stores (kv:{}) exist only on unix so far",
+                        device.name
+                    ),
+                })
+            }
+        };
+        if device.name.bytes().any(|b| !b.is_ascii_alphanumeric()) {
+            return Err(CliError::Project(format!(
+                "device name '{}' cannot go in a Solo5 manifest: use letters and digits only",
+                device.name
+            )));
+        }
+        if !devices.contains(&entry) {
+            devices.push(entry);
+        }
+    }
+    Ok(devices.join(","))
+}
+
+/// The flags that make a guest image out of a `no_std` binary.
+pub fn rustflags(target: Target, release: bool) -> String {
+    let script = lamina_root().join("targets").join("solo5").join("link.ld");
+    let mut flags = vec![
+        format!("--cfg lamina_target=\"{}\"", target.name()),
+        "-C relocation-model=static".into(),
+        "-C target-feature=+crt-static".into(),
+        "-C link-arg=-nostartfiles".into(),
+        "-C link-arg=-nostdlib".into(),
+        format!("-C link-arg=-Wl,-T,{}", script.display()),
+        "-C link-arg=-Wl,--gc-sections".into(),
+        "-C link-arg=-Wl,-z,max-page-size=0x1000".into(),
+        "-C link-arg=-Wl,--build-id=none".into(),
+    ];
+    if release {
+        flags.push("-C strip=symbols".into());
+    }
+    flags.join(" ")
+}
+
+/// cargo arguments for the guest profile: `panic = "abort"` and LTO always
+/// (they remove the unwinding machinery the prebuilt `alloc` refers to);
+/// size-optimised for `--release`, debug assertions and debug info otherwise.
+pub fn profile_args(release: bool) -> Vec<String> {
+    let mut args = vec!["--release".to_owned()];
+    let mut config = vec![
+        "profile.release.panic=\"abort\"",
+        "profile.release.lto=true",
+        "profile.release.codegen-units=1",
+    ];
+    if release {
+        config.push("profile.release.opt-level=\"s\"");
+        config.push("profile.release.debug=false");
+    } else {
+        config.push("profile.release.opt-level=1");
+        config.push("profile.release.debug-assertions=true");
+        config.push("profile.release.overflow-checks=true");
+    }
+    for c in config {
+        args.push("--config".into());
+        args.push(c.into());
+    }
+    args
+}
+
+/// Where guest builds of `target` go, apart from host builds.
+pub fn target_dir(project: &Project, target: Target, release: bool) -> PathBuf {
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_target_dir(project));
+    base.join(format!(
+        "lamina-{}{}",
+        target.name(),
+        if release { "" } else { "-debug" }
+    ))
+}
+
+/// The target directory cargo uses for `project` (its workspace's).
+fn workspace_target_dir(project: &Project) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--manifest-path",
+        ])
+        .arg(project.dir.join("Cargo.toml"))
+        .output();
+    output
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+        .and_then(|v| v.get("target_directory")?.as_str().map(PathBuf::from))
+        .unwrap_or_else(|| project.dir.join("target"))
+}

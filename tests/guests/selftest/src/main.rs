@@ -1,0 +1,212 @@
+//! selftest: one test unikernel, many small tests, chosen at boot with
+//! `--test=NAME`. The well-behaved ones check a device and exit 0; the
+//! hostile ones attack the tender and must be stopped by it, cleanly.
+//!
+//! | test | expects |
+//! |------|---------|
+//! | `clock` | monotonic time advances by a sleep, wall time is after 2020 |
+//! | `random` | two draws differ |
+//! | `block` | a written pattern reads back; past-the-end is refused |
+//! | `float` | SSE arithmetic gives the right answer |
+//! | `panic` | a panic prints its message and exits 255 |
+//! | `exit` | exits with `--status` |
+//! | `write-text` | writing to its own code is stopped by the tender |
+//! | `bad-pointer` | (hvt) a hypercall with a pointer outside guest memory is refused |
+//! | `overflow` | (hvt) a hypercall whose address + length overflows is refused |
+//! | `bad-port` | (hvt) an `out` to a port no one serves is refused |
+//! | `bad-block` | a block read past the end, made directly through the ABI, is refused |
+//! | `syscall` | (spt) a system call outside the seccomp allowlist kills the guest |
+#![no_std]
+#![no_main]
+
+use lamina::prelude::*;
+
+lamina::boot_args! {
+    /// selftest
+    pub struct Args {
+        /// Which test to run.
+        pub test: String = "clock",
+        /// Exit status for `--test=exit`.
+        pub status: u8 = "0",
+    }
+}
+
+async fn selftest<P: Platform>(env: Env<P>, args: Args) -> Result<Exit, String> {
+    let console = env.console();
+    let result = match args.test.as_str() {
+        "clock" => clock(&env).await,
+        "random" => random(&env),
+        "block" => block(&env).await,
+        "float" => float(),
+        "panic" => panic!("selftest panics on purpose"),
+        "exit" => return Ok(Exit(args.status)),
+        hostile => {
+            hostile::run(hostile)?;
+            Err(format!("the tender let '{hostile}' through"))
+        }
+    };
+    result.map(|()| {
+        console.write_line(&format!("selftest {}: ok", args.test));
+        Exit::SUCCESS
+    })
+}
+
+async fn clock<P: Platform>(env: &Env<P>) -> Result<(), String> {
+    let clock = env.clock();
+    let before = clock.now();
+    env.sleep(Duration::from_millis(200)).await;
+    let slept = clock.now() - before;
+    if !(Duration::from_millis(200)..Duration::from_millis(2000)).contains(&slept) {
+        return Err(format!("a 200 ms sleep took {slept:?}"));
+    }
+    let wall = clock.wall() / 1_000_000_000;
+    if wall < 1_577_836_800 {
+        return Err(format!("wall clock says {wall} s since 1970, before 2020"));
+    }
+    env.console()
+        .write_line(&format!("slept {} us", slept.as_micros()));
+    Ok(())
+}
+
+fn random<P: Platform>(env: &Env<P>) -> Result<(), String> {
+    let random = env.random();
+    let (a, b) = (random.next_u64(), random.next_u64());
+    if a == b {
+        return Err(format!("two random draws were both {a:#x}"));
+    }
+    Ok(())
+}
+
+async fn block<P: Platform>(env: &Env<P>) -> Result<(), String> {
+    let disk = env.block("storage").map_err(|e| e.to_string())?;
+    let info = disk.info();
+    let size = info.sector_size as usize;
+    let mut pattern = vec![0u8; size * 4];
+    env.random().fill(&mut pattern);
+    let last = info.sectors - 4;
+    for sector in [0, last / 2, last] {
+        disk.write(sector, &pattern)
+            .await
+            .map_err(|e| format!("write at {sector}: {e}"))?;
+        let mut back = vec![0u8; size * 4];
+        disk.read(sector, &mut back)
+            .await
+            .map_err(|e| format!("read at {sector}: {e}"))?;
+        if back != pattern {
+            return Err(format!("sectors at {sector} read back differently"));
+        }
+    }
+    let mut one = vec![0u8; size];
+    if disk.read(info.sectors, &mut one).await != Err(BlockError::OutOfRange) {
+        return Err("a read past the end was not refused".into());
+    }
+    env.console().write_line(&format!(
+        "block: {} sectors of {} bytes",
+        info.sectors, size
+    ));
+    Ok(())
+}
+
+fn float() -> Result<(), String> {
+    let xs: Vec<f64> = (1..=100)
+        .map(|i| core::hint::black_box(i as f64) * 0.5)
+        .collect();
+    let sum: f64 = xs.iter().sum();
+    if sum != 2525.0 {
+        return Err(format!("SSE sum is {sum}"));
+    }
+    Ok(())
+}
+
+/// Deliberately hostile acts. Each must end the guest from the outside.
+mod hostile {
+    use lamina::prelude::*;
+
+    #[cfg(lamina_target = "hvt")]
+    fn out(port: u16, value: u32) {
+        // SAFETY: a deliberate hypercall with an argument the tender must refuse.
+        unsafe {
+            core::arch::asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack))
+        };
+    }
+
+    pub fn run(name: &str) -> Result<(), String> {
+        match name {
+            "write-text" => {
+                let text = run as *const u8 as *mut u8;
+                // SAFETY: none; this write to our own code must be stopped by
+                // the page protections the tender set up.
+                unsafe { core::ptr::write_volatile(text, 0xcc) };
+                Ok(())
+            }
+            #[cfg(lamina_target = "hvt")]
+            "bad-pointer" => {
+                out(lamina_abi::hvt::Hypercall::Puts.port(), 0xffff_f000);
+                Ok(())
+            }
+            #[cfg(lamina_target = "hvt")]
+            "overflow" => {
+                static mut ARG: lamina_abi::hvt::HcPuts = lamina_abi::hvt::HcPuts {
+                    data: 0x10_0000,
+                    len: u64::MAX - 0xff,
+                };
+                out(
+                    lamina_abi::hvt::Hypercall::Puts.port(),
+                    (&raw const ARG) as usize as u32,
+                );
+                Ok(())
+            }
+            #[cfg(lamina_target = "hvt")]
+            "bad-port" => {
+                out(0x5ff, 0);
+                Ok(())
+            }
+            #[cfg(lamina_target = "hvt")]
+            "bad-block" => {
+                let mut buf = [0u8; 512];
+                let mut arg = lamina_abi::hvt::HcBlockRead {
+                    handle: 1,
+                    offset: u64::MAX - 511,
+                    data: buf.as_mut_ptr() as u64,
+                    len: 512,
+                    ..Default::default()
+                };
+                out(
+                    lamina_abi::hvt::Hypercall::BlockRead.port(),
+                    (&raw mut arg) as usize as u32,
+                );
+                if arg.ret == 0 {
+                    return Err("a block read at offset 2^64-512 succeeded".into());
+                }
+                Err(format!(
+                    "refused with {}: the tender survived (expected)",
+                    arg.ret
+                ))
+            }
+            #[cfg(lamina_target = "spt")]
+            "syscall" => {
+                // SAFETY: getpid has no arguments and no memory effects; the
+                // seccomp filter must kill us before it runs.
+                let pid: usize;
+                unsafe {
+                    core::arch::asm!("syscall", inlateout("rax") 39usize => pid, lateout("rcx") _, lateout("r11") _, options(nostack))
+                };
+                Err(format!("getpid() returned {pid}"))
+            }
+            #[cfg(lamina_target = "spt")]
+            "bad-block" => {
+                let mut buf = [0u8; 512];
+                // SAFETY: a pread64 at an offset past any device; the filter
+                // must kill us (offset > capacity - block size).
+                let ret: isize;
+                unsafe {
+                    core::arch::asm!("syscall", inlateout("rax") 17isize => ret, in("rdi") 3usize, in("rsi") buf.as_mut_ptr(), in("rdx") 512usize, in("r10") usize::MAX - 511, lateout("rcx") _, lateout("r11") _, options(nostack))
+                };
+                Err(format!("pread64 past the end returned {ret}"))
+            }
+            other => Err(format!("unknown test '{other}' on this target")),
+        }
+    }
+}
+
+lamina::main!(selftest);
