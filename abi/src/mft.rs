@@ -231,10 +231,17 @@ impl<'a> Manifest<'a> {
             if !valid_name(name) {
                 return Err(MftError::BadName);
             }
-            if !matches!(entry.device_type(), Some(DeviceType::BlockBasic | DeviceType::NetBasic)) {
+            if !matches!(
+                entry.device_type(),
+                Some(DeviceType::BlockBasic | DeviceType::NetBasic)
+            ) {
                 return Err(MftError::BadType);
             }
-            if manifest.entries().take(i).any(|other| other.name() == entry.name()) {
+            if manifest
+                .entries()
+                .take(i)
+                .any(|other| other.name() == entry.name())
+            {
                 return Err(MftError::DuplicateName);
             }
         }
@@ -289,7 +296,10 @@ pub fn encode(devices: &[(&str, DeviceType)], out: &mut [u8]) -> Result<(), MftE
         return Err(MftError::BadSize);
     }
     out.fill(0);
-    let header = Header { version: VERSION, entries: devices.len() as u32 + 1 };
+    let header = Header {
+        version: VERSION,
+        entries: devices.len() as u32 + 1,
+    };
     out[..HEADER_SIZE].copy_from_slice(header.as_bytes());
     let mut reserved = Entry::new_zeroed();
     reserved.device_type = DeviceType::ReservedFirst as u32;
@@ -317,7 +327,14 @@ mod tests {
     #[test]
     fn encode_parse_round_trip_and_attach() {
         let mut buf = [0u8; manifest_size(2)];
-        encode(&[("service", DeviceType::NetBasic), ("storage", DeviceType::BlockBasic)], &mut buf).unwrap();
+        encode(
+            &[
+                ("service", DeviceType::NetBasic),
+                ("storage", DeviceType::BlockBasic),
+            ],
+            &mut buf,
+        )
+        .unwrap();
         let m = Manifest::parse(&buf).unwrap();
         assert_eq!(m.len(), 3);
         let (index, entry) = m.find("storage", DeviceType::BlockBasic).unwrap();
@@ -325,7 +342,15 @@ mod tests {
         assert!(m.find("storage", DeviceType::NetBasic).is_none());
         let mut e = entry;
         e.attach_block(1 << 20, 512, 7);
-        assert_eq!((e.block_capacity(), e.block_size(), e.host_fd(), e.is_attached()), (1 << 20, 512, 7, true));
+        assert_eq!(
+            (
+                e.block_capacity(),
+                e.block_size(),
+                e.host_fd(),
+                e.is_attached()
+            ),
+            (1 << 20, 512, 7, true)
+        );
         e.attach_net([2, 0, 0, 0, 0, 1], 1500, 9);
         assert_eq!((e.net_mac(), e.net_mtu()), ([2, 0, 0, 0, 0, 1], 1500));
     }
@@ -335,7 +360,10 @@ mod tests {
         let mut good = [0u8; manifest_size(1)];
         encode(&[("service", DeviceType::NetBasic)], &mut good).unwrap();
         assert_eq!(Manifest::parse(&good[..7]).err(), Some(MftError::BadSize));
-        assert_eq!(Manifest::parse(&good[..good.len() - 1]).err(), Some(MftError::BadSize));
+        assert_eq!(
+            Manifest::parse(&good[..good.len() - 1]).err(),
+            Some(MftError::BadSize)
+        );
         let mut bad = good;
         bad[0] = 2;
         assert_eq!(Manifest::parse(&bad).err(), Some(MftError::BadVersion));
@@ -344,7 +372,10 @@ mod tests {
         assert_eq!(Manifest::parse(&bad).err(), Some(MftError::BadCount));
         let mut bad = good;
         bad[HEADER_SIZE] = b'x';
-        assert_eq!(Manifest::parse(&bad).err(), Some(MftError::BadReservedEntry));
+        assert_eq!(
+            Manifest::parse(&bad).err(),
+            Some(MftError::BadReservedEntry)
+        );
         let mut bad = good;
         bad[HEADER_SIZE + ENTRY_SIZE + 96] = 1;
         assert_eq!(Manifest::parse(&bad).err(), Some(MftError::AlreadyAttached));
@@ -356,10 +387,17 @@ mod tests {
         assert_eq!(Manifest::parse(&bad).err(), Some(MftError::BadName));
         let mut dup = [0u8; manifest_size(2)];
         assert_eq!(
-            encode(&[("a", DeviceType::NetBasic), ("a", DeviceType::BlockBasic)], &mut dup).err(),
+            encode(
+                &[("a", DeviceType::NetBasic), ("a", DeviceType::BlockBasic)],
+                &mut dup
+            )
+            .err(),
             Some(MftError::DuplicateName)
         );
-        assert_eq!(Entry::new("has-dash", DeviceType::NetBasic).err(), Some(MftError::BadName));
+        assert_eq!(
+            Entry::new("has-dash", DeviceType::NetBasic).err(),
+            Some(MftError::BadName)
+        );
         // No input of any length or content panics.
         let mut seed = 1u32;
         for len in 0..400 {

@@ -67,7 +67,12 @@ impl Abi1Note {
     /// The note for `target` at `version`.
     pub const fn new(target: AbiTarget, version: u32) -> Self {
         Abi1Note {
-            header: NoteHeader { namesz: 6, descsz: 16, note_type: TYPE_ABI1, name: *b"Solo5\0\0\0" },
+            header: NoteHeader {
+                namesz: 6,
+                descsz: 16,
+                note_type: TYPE_ABI1,
+                name: *b"Solo5\0\0\0",
+            },
             target: target as u32,
             version,
             reserved: [0; 2],
@@ -102,7 +107,12 @@ impl LaminaNote {
     /// The note with `features`.
     pub const fn new(features: u32) -> Self {
         LaminaNote {
-            header: NoteHeader { namesz: 7, descsz: 8, note_type: TYPE_LMN1, name: *b"Lamina\0\0" },
+            header: NoteHeader {
+                namesz: 7,
+                descsz: 8,
+                note_type: TYPE_LMN1,
+                name: *b"Lamina\0\0",
+            },
             features,
             reserved: 0,
         }
@@ -122,7 +132,10 @@ mod tests {
         let note = Abi1Note::new(AbiTarget::Hvt, 2);
         let bytes = note.as_bytes();
         assert_eq!(bytes.len(), 36);
-        assert_eq!(&bytes[..12], &[6, 0, 0, 0, 16, 0, 0, 0, 0x41, 0x42, 0x49, 0x31]);
+        assert_eq!(
+            &bytes[..12],
+            &[6, 0, 0, 0, 16, 0, 0, 0, 0x41, 0x42, 0x49, 0x31]
+        );
         assert_eq!(&bytes[12..18], b"Solo5\0");
         assert_eq!(&bytes[20..28], &[1, 0, 0, 0, 2, 0, 0, 0]);
     }
