@@ -8,6 +8,7 @@
 //! | `random` | two draws differ |
 //! | `block` | a written pattern reads back; past-the-end is refused |
 //! | `float` | SSE arithmetic gives the right answer |
+//! | `compute` | runs the benchmark loop of `bench/compute_loop.rs` and prints its time |
 //! | `panic` | a panic prints its message and exits 255 |
 //! | `exit` | exits with `--status` |
 //! | `write-text` | writing to its own code is stopped by the tender |
@@ -28,6 +29,8 @@ lamina::boot_args! {
         pub test: String = "clock",
         /// Exit status for `--test=exit`.
         pub status: u8 = "0",
+        /// Rounds of the loop for `--test=compute`.
+        pub iterations: u64 = "100000000",
     }
 }
 
@@ -38,6 +41,7 @@ async fn selftest<P: Platform>(env: Env<P>, args: Args) -> Result<Exit, String> 
         "random" => random(&env),
         "block" => block(&env).await,
         "float" => float(),
+        "compute" => compute(&env, args.iterations),
         "panic" => panic!("selftest panics on purpose"),
         "exit" => return Ok(Exit(args.status)),
         hostile => {
@@ -115,6 +119,21 @@ fn float() -> Result<(), String> {
     if sum != 2525.0 {
         return Err(format!("SSE sum is {sum}"));
     }
+    Ok(())
+}
+
+include!("../../../../bench/compute_loop.rs");
+
+/// Runs the benchmark loop and reports its time (bench/boot.py compares it
+/// with the same loop in a host process).
+fn compute<P: Platform>(env: &Env<P>, iterations: u64) -> Result<(), String> {
+    let start = env.now();
+    let result = compute_loop(core::hint::black_box(iterations), 0x1234_5678);
+    let elapsed = env.now() - start;
+    env.console().write_line(&format!(
+        "compute: {iterations} iterations in {} us (result {result:#x})",
+        elapsed.as_micros()
+    ));
     Ok(())
 }
 

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Boot benchmarks of the unikernel targets (issue 3), each against a Linux
+process measured in the same run.
+
+1. spawn -> first console line -> exit of `hello --times=1` on spt and hvt,
+   against a std Rust program printing the same line (medians of --runs).
+2. stripped image size of hello for spt and hvt.
+3. peak resident memory (ru_maxrss) of each tender running hello.
+4. a compute loop inside the hvt and spt guests against the same loop in a
+   host process (bench/compute_loop.rs): the cost of virtualisation on CPU
+   work, which on KVM-PVM must be close to none.
+
+usage: bench/boot.py [--runs N]
+"""
+import argparse, os, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, cwd=ROOT, check=True, **kw)
+
+
+def build():
+    sh("cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-bench-peers",
+       "-p", "lamina-spt", "-p", "lamina-hvt")
+    images = {}
+    for target in ("spt", "hvt"):
+        for app in ("hello", "tests/guests/selftest"):
+            out = sh(os.path.join(REL, "lamina"), "build", "--release", "-t", target, app,
+                     stderr=subprocess.PIPE, text=True).stderr
+            path = out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
+            images[(target, os.path.basename(app))] = path
+    return images
+
+
+def timed_run(cmd):
+    """(first line, exit) in ms, and the child's peak RSS in KiB."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.readline()
+    t1 = time.perf_counter()
+    proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    t2 = time.perf_counter()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd} failed with {status}")
+    return (t1 - t0) * 1e3, (t2 - t0) * 1e3, usage.ru_maxrss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=20)
+    args = ap.parse_args()
+    images = build()
+    disk = "/tmp/lamina-bench-disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(1 << 20)
+    cmds = {
+        "linux": [os.path.join(REL, "std-hello")],
+        "spt": [os.path.join(REL, "lamina-spt"), "--mem=32", images[("spt", "hello")], "--times=1"],
+        "hvt": [os.path.join(REL, "lamina-hvt"), "--mem=32", images[("hvt", "hello")], "--times=1"],
+    }
+    results = {k: [] for k in cmds}
+    for _ in range(args.runs):
+        for kind, cmd in cmds.items():
+            results[kind].append(timed_run(cmd))
+    med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v),
+               statistics.median(r[2] for r in v)) for k, v in results.items()}
+    print(f"hello: spawn -> first line -> exit, median of {args.runs} runs")
+    for kind, (first, done, rss) in med.items():
+        ratio = f"  ({done / med['linux'][1]:.2f}x the Linux process)" if kind != "linux" else ""
+        print(f"  {kind:6} first line {first:7.2f} ms   exit {done:7.2f} ms   peak RSS {rss:6d} KiB{ratio}")
+
+    print("stripped image size of hello (goal: under 64 KiB)")
+    for target in ("spt", "hvt"):
+        size = os.path.getsize(images[(target, "hello")])
+        print(f"  {target:6} {size / 1024:6.1f} KiB")
+
+    print("compute loop, 100M iterations, median of 5 (guest time / host time)")
+    host = []
+    guest = {"spt": [], "hvt": []}
+    for _ in range(5):
+        out = sh(os.path.join(REL, "std-compute"), "100000000", stdout=subprocess.PIPE, text=True).stdout
+        host.append(int(out.split(" in ")[1].split()[0]))
+        for target in guest:
+            tender = os.path.join(REL, f"lamina-{target}")
+            out = sh(tender, "--mem=32", f"--block:storage={disk}", images[(target, "selftest")],
+                     "--test=compute", stdout=subprocess.PIPE, text=True).stdout
+            guest[target].append(int(out.split(" in ")[1].split()[0]))
+    h = statistics.median(host)
+    print(f"  linux  {h / 1000:8.1f} ms")
+    for target, times in guest.items():
+        g = statistics.median(times)
+        print(f"  {target:6} {g / 1000:8.1f} ms  ratio {g / h:.3f}")
+
+
+if __name__ == "__main__":
+    main()
