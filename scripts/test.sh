@@ -10,6 +10,13 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+# Guest code compiles only for a unikernel target: lint it as one too.
+for target in spt hvt; do
+  echo "== cargo clippy (guest code, $target)"
+  RUSTFLAGS="--cfg lamina_target=\"$target\"" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
+    --target-dir "target/clippy-$target" --config 'profile.dev.panic="abort"' \
+    -p lamina-solo5 -p hello -p selftest -- -D warnings
+done
 echo "== cargo test"
 cargo test --workspace
 echo "== all tests passed"

@@ -204,9 +204,9 @@ mod hostile {
             }
             #[cfg(lamina_target = "spt")]
             "syscall" => {
+                let pid: usize;
                 // SAFETY: getpid has no arguments and no memory effects; the
                 // seccomp filter must kill us before it runs.
-                let pid: usize;
                 unsafe {
                     core::arch::asm!("syscall", inlateout("rax") 39usize => pid, lateout("rcx") _, lateout("r11") _, options(nostack))
                 };
@@ -215,9 +215,9 @@ mod hostile {
             #[cfg(lamina_target = "spt")]
             "bad-block" => {
                 let mut buf = [0u8; 512];
+                let ret: isize;
                 // SAFETY: a pread64 at an offset past any device; the filter
                 // must kill us (offset > capacity - block size).
-                let ret: isize;
                 unsafe {
                     core::arch::asm!("syscall", inlateout("rax") 17isize => ret, in("rdi") 3usize, in("rsi") buf.as_mut_ptr(), in("rdx") 512usize, in("r10") usize::MAX - 511, lateout("rcx") _, lateout("r11") _, options(nostack))
                 };
