@@ -60,8 +60,11 @@ pub trait Netif {
     async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError>;
     /// Returns the next frame if one is waiting, without yielding.
     fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError>;
-    /// Sends one frame; a frame longer than MTU + 14 is [`NetError::TooLarge`].
-    async fn transmit(&self, frame: &[u8]) -> Result<(), NetError>;
+    /// Sends one frame without waiting. Like Ethernet, the link may drop a
+    /// frame it has no room for (the host's queue is full): that is not an
+    /// error, and protocols above retransmit. A frame longer than MTU + 14
+    /// is [`NetError::TooLarge`].
+    fn transmit(&self, frame: &[u8]) -> Result<(), NetError>;
 }
 
 /// A TCP/UDP stack: the host's sockets on unix, Lamina's own stack over a

@@ -100,15 +100,16 @@ impl Netif for TapNetif {
         }
     }
 
-    async fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
         if frame.len() > MAX_FRAME {
             return Err(NetError::TooLarge);
         }
-        self.io
-            .write_with(|mut f| f.write(frame))
-            .await
-            .map(|_| ())
-            .map_err(net_error)
+        match self.io.get_ref().write(frame) {
+            Ok(_) => Ok(()),
+            // The tap's queue is full: drop, as a busy link does.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(net_error(e)),
+        }
     }
 }
 

@@ -158,7 +158,7 @@ impl Netif for SoloNetif {
         sys::net_read(self.handle, buf).map_err(|_| NetError::Io)
     }
 
-    async fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
         if frame.len() > self.mtu + 14 {
             return Err(NetError::TooLarge);
         }

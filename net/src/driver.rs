@@ -1,0 +1,324 @@
+//! The stack's state and the driver task that runs it.
+
+use crate::config::{Ipv4Cidr, NetArgs};
+use crate::device::NetifDevice;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::{poll_fn, Future};
+use core::pin::pin;
+use core::task::{Poll, Waker};
+use lamina_core::device::{Clock, Netif};
+use lamina_core::runtime::{Duration, Handle};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::dhcpv4;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+
+/// What sockets and the driver share.
+pub(crate) struct Core {
+    pub(crate) iface: RefCell<Interface>,
+    pub(crate) sockets: RefCell<SocketSet<'static>>,
+    /// The driver's waker: sockets wake it when they queued something.
+    driver: RefCell<Option<Waker>>,
+    kicked: Cell<bool>,
+    /// The IPv4 address in use, once configured.
+    pub(crate) ipv4: Cell<Option<Ipv4Cidr>>,
+    /// Wakers of tasks waiting for an address (connect before DHCP).
+    pub(crate) address_waiters: RefCell<Vec<Waker>>,
+    /// Sockets whose owner dropped them: removed once closed.
+    pub(crate) orphans: RefCell<Vec<SocketHandle>>,
+    /// Accept queues of the listening ports, topped up by the driver.
+    pub(crate) listeners: RefCell<Vec<alloc::rc::Weak<crate::socket::AcceptQueue>>>,
+    pub(crate) args: NetArgs,
+    pub(crate) next_port: Cell<u16>,
+    pub(crate) clock_now: RefCell<alloc::boxed::Box<dyn Fn() -> smoltcp::time::Instant>>,
+}
+
+impl Core {
+    /// Asks the driver to poll soon: a socket has data to send or room to receive.
+    pub(crate) fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(waker) = self.driver.borrow().as_ref() {
+            waker.wake_by_ref();
+        }
+    }
+
+    pub(crate) fn now(&self) -> smoltcp::time::Instant {
+        (self.clock_now.borrow())()
+    }
+
+    /// Moves listening sockets that took a connection to their accept queue
+    /// and replaces them, within each queue's backlog.
+    fn refill_listeners(&self, sockets: &mut SocketSet<'static>) {
+        self.listeners
+            .borrow_mut()
+            .retain(|queue| match queue.upgrade() {
+                Some(queue) => {
+                    queue.refill(self, sockets);
+                    true
+                }
+                None => false,
+            });
+    }
+
+    /// An ephemeral port for an outgoing connection (49152-65535).
+    pub(crate) fn ephemeral_port(&self) -> u16 {
+        let port = self.next_port.get();
+        self.next_port
+            .set(if port == u16::MAX { 49152 } else { port + 1 });
+        port
+    }
+}
+
+/// Lamina's TCP/IP stack over one network interface; clone it freely.
+#[derive(Clone)]
+pub struct NetStack {
+    pub(crate) core: Rc<Core>,
+}
+
+fn to_smoltcp(instant: lamina_core::runtime::Instant) -> smoltcp::time::Instant {
+    smoltcp::time::Instant::from_micros((instant.as_nanos() / 1000) as i64)
+}
+
+impl NetStack {
+    /// Brings the stack up on `netif` and starts its driver task on
+    /// `runtime`. With `args.ipv4` the address is static, else DHCP finds
+    /// one; an IPv6 link-local address is derived from the MAC either way.
+    pub fn start<N, C>(
+        netif: N,
+        clock: C,
+        random_seed: u64,
+        runtime: &Handle,
+        args: NetArgs,
+    ) -> NetStack
+    where
+        N: Netif + 'static,
+        C: Clock + 'static,
+    {
+        let mac = EthernetAddress(netif.mac());
+        let mut config = Config::new(HardwareAddress::Ethernet(mac));
+        config.random_seed = random_seed;
+        let mut rx = vec![0u8; netif.mtu() + 14];
+        let mut tx = Vec::new();
+        let mut pending = None;
+        let mut rx_errors = 0;
+        let now = to_smoltcp(clock.now());
+        let mut iface = {
+            let mut device = NetifDevice {
+                netif: &netif,
+                rx: &mut rx,
+                pending: &mut pending,
+                tx: &mut tx,
+                rx_errors: &mut rx_errors,
+            };
+            Interface::new(config, &mut device, now)
+        };
+        let link_local = mac_to_link_local(mac);
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(link_local), 64));
+            if let Some(cidr) = args.ipv4 {
+                let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cidr.address), cidr.prefix));
+            }
+        });
+        if let Some(gateway) = args.ipv4_gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+        }
+        let mut sockets = SocketSet::new(Vec::new());
+        let dhcp = match args.ipv4 {
+            Some(cidr) => {
+                log::info!("net: {} with {cidr} (static), {link_local}", mac);
+                None
+            }
+            None => {
+                log::info!("net: {} asking DHCP for an IPv4 address, {link_local}", mac);
+                Some(sockets.add(dhcpv4::Socket::new()))
+            }
+        };
+        let clock_now = {
+            let clock = Rc::new(clock);
+            let c = clock.clone();
+            (
+                alloc::boxed::Box::new(move || to_smoltcp(c.now()))
+                    as alloc::boxed::Box<dyn Fn() -> _>,
+                clock,
+            )
+        };
+        let core = Rc::new(Core {
+            iface: RefCell::new(iface),
+            sockets: RefCell::new(sockets),
+            driver: RefCell::new(None),
+            kicked: Cell::new(false),
+            ipv4: Cell::new(args.ipv4),
+            address_waiters: RefCell::new(Vec::new()),
+            orphans: RefCell::new(Vec::new()),
+            listeners: RefCell::new(Vec::new()),
+            next_port: Cell::new(49152 + (random_seed % 16384) as u16),
+            args,
+            clock_now: RefCell::new(clock_now.0),
+        });
+        let driver = Driver {
+            core: core.clone(),
+            netif,
+            rx,
+            tx,
+            pending,
+            rx_errors,
+            dhcp,
+            runtime: runtime.clone(),
+        };
+        runtime.spawn(driver.run());
+        NetStack { core }
+    }
+
+    /// The IPv4 address in use, once there is one.
+    pub fn ipv4(&self) -> Option<Ipv4Cidr> {
+        self.core.ipv4.get()
+    }
+}
+
+/// fe80::/64 with the modified EUI-64 interface identifier of `mac`.
+fn mac_to_link_local(mac: EthernetAddress) -> smoltcp::wire::Ipv6Address {
+    let m = mac.0;
+    smoltcp::wire::Ipv6Address::new(
+        0xfe80,
+        0,
+        0,
+        0,
+        u16::from_be_bytes([m[0] ^ 0x02, m[1]]),
+        u16::from_be_bytes([m[2], 0xff]),
+        u16::from_be_bytes([0xfe, m[3]]),
+        u16::from_be_bytes([m[4], m[5]]),
+    )
+}
+
+/// The task that owns the interface: receives frames, runs smoltcp, sends
+/// what sockets queued, and sleeps until the next of: a frame, a socket's
+/// kick, or smoltcp's next timer.
+struct Driver<N: Netif> {
+    core: Rc<Core>,
+    netif: N,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    pending: Option<usize>,
+    rx_errors: u64,
+    dhcp: Option<SocketHandle>,
+    runtime: Handle,
+}
+
+enum Wake {
+    Frame(usize),
+    Kick,
+    Timer,
+}
+
+impl<N: Netif> Driver<N> {
+    async fn run(mut self) {
+        loop {
+            let delay = self.poll();
+            let core = self.core.clone();
+            let sleep = delay.map(|d| self.runtime.sleep(Duration::from_micros(d.total_micros())));
+            let mut sleep = sleep.map(alloc::boxed::Box::pin);
+            let mut receive = pin!(self.netif.receive(&mut self.rx));
+            let woke = poll_fn(|cx| {
+                if core.kicked.replace(false) {
+                    return Poll::Ready(Wake::Kick);
+                }
+                *core.driver.borrow_mut() = Some(cx.waker().clone());
+                if let Poll::Ready(result) = receive.as_mut().poll(cx) {
+                    return Poll::Ready(match result {
+                        Ok(len) => Wake::Frame(len),
+                        Err(_) => Wake::Kick, // dropped frame: just poll again
+                    });
+                }
+                if let Some(sleep) = sleep.as_mut() {
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            if let Wake::Frame(len) = woke {
+                self.pending = Some(len);
+            }
+        }
+    }
+
+    /// One round of smoltcp; returns how long until it needs to run again.
+    fn poll(&mut self) -> Option<smoltcp::time::Duration> {
+        let now = self.core.now();
+        let mut iface = self.core.iface.borrow_mut();
+        let mut sockets = self.core.sockets.borrow_mut();
+        let mut device = NetifDevice {
+            netif: &self.netif,
+            rx: &mut self.rx,
+            pending: &mut self.pending,
+            tx: &mut self.tx,
+            rx_errors: &mut self.rx_errors,
+        };
+        // One packet at a time, refilling the listening sockets in between,
+        // so that a burst of SYNs finds a socket for each (up to the backlog)
+        // instead of a reset.
+        loop {
+            let result = iface.poll_ingress_single(now, &mut device, &mut sockets);
+            self.core.refill_listeners(&mut sockets);
+            if result == smoltcp::iface::PollIngressSingleResult::None {
+                break;
+            }
+        }
+        iface.poll_egress(now, &mut device, &mut sockets);
+        if let Some(handle) = self.dhcp {
+            let event = sockets.get_mut::<dhcpv4::Socket>(handle).poll();
+            match event {
+                Some(dhcpv4::Event::Configured(config)) => {
+                    let address = config.address;
+                    iface.update_ip_addrs(|addrs| {
+                        addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_)));
+                        let _ = addrs.push(IpCidr::Ipv4(address));
+                    });
+                    match config.router {
+                        Some(router) => {
+                            let _ = iface.routes_mut().add_default_ipv4_route(router);
+                        }
+                        None => {
+                            iface.routes_mut().remove_default_ipv4_route();
+                        }
+                    }
+                    let cidr = Ipv4Cidr {
+                        address: to_std(address.address()),
+                        prefix: address.prefix_len(),
+                    };
+                    log::info!("net: DHCP gave {cidr}, gateway {:?}", config.router);
+                    self.core.ipv4.set(Some(cidr));
+                    self.core
+                        .address_waiters
+                        .borrow_mut()
+                        .drain(..)
+                        .for_each(Waker::wake);
+                }
+                Some(dhcpv4::Event::Deconfigured) => {
+                    log::warn!("net: DHCP lease lost");
+                    iface.update_ip_addrs(|addrs| addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_))));
+                    iface.routes_mut().remove_default_ipv4_route();
+                    self.core.ipv4.set(None);
+                }
+                None => {}
+            }
+        }
+        // Forget sockets whose owners are gone once their close finished.
+        self.core.orphans.borrow_mut().retain(|&handle| {
+            let closed = sockets.get::<smoltcp::socket::tcp::Socket>(handle).state()
+                == smoltcp::socket::tcp::State::Closed;
+            if closed {
+                sockets.remove(handle);
+            }
+            !closed
+        });
+        iface.poll_delay(now, &sockets)
+    }
+}
+
+pub(crate) fn to_std(a: Ipv4Address) -> core::net::Ipv4Addr {
+    core::net::Ipv4Addr::from(a.octets())
+}

@@ -1,0 +1,418 @@
+//! TCP and UDP sockets of [`NetStack`] as the `Stack` traits.
+
+use crate::driver::{Core, NetStack};
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::net::{IpAddr, SocketAddr};
+use core::task::Poll;
+use core::task::Waker;
+use lamina_core::device::{NetError, Stack, TcpListener, TcpStream, UdpSocket};
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
+
+fn endpoint(addr: SocketAddr) -> IpEndpoint {
+    IpEndpoint::new(addr.ip().into(), addr.port())
+}
+
+fn std_addr(endpoint: IpEndpoint) -> SocketAddr {
+    SocketAddr::new(IpAddr::from(endpoint.addr), endpoint.port)
+}
+
+fn listen_endpoint(addr: SocketAddr) -> IpListenEndpoint {
+    let address = if addr.ip().is_unspecified() {
+        None
+    } else {
+        Some(addr.ip().into())
+    };
+    IpListenEndpoint {
+        addr: address,
+        port: addr.port(),
+    }
+}
+
+/// A TCP socket with the configured buffers.
+fn new_tcp_socket(args: &crate::NetArgs) -> tcp::Socket<'static> {
+    let rx = tcp::SocketBuffer::new(vec![0u8; args.tcp_rx_buffer.max(1024)]);
+    let tx = tcp::SocketBuffer::new(vec![0u8; args.tcp_tx_buffer.max(1024)]);
+    let mut socket = tcp::Socket::new(rx, tx);
+    // Request/response protocols are the common case: send at once.
+    socket.set_nagle_enabled(false);
+    socket
+}
+
+impl Stack for NetStack {
+    type TcpListener = NetTcpListener;
+    type TcpStream = NetTcpStream;
+    type UdpSocket = NetUdpSocket;
+
+    async fn tcp_listen(&self, addr: SocketAddr) -> Result<NetTcpListener, NetError> {
+        if addr.port() == 0 {
+            return Err(NetError::InvalidAddress);
+        }
+        let at = listen_endpoint(addr);
+        let queue = Rc::new(AcceptQueue {
+            at,
+            idle: RefCell::new(Vec::new()),
+            pending: RefCell::new(VecDeque::new()),
+            backlog: self.core.args.tcp_backlog.max(1),
+            waiter: RefCell::new(None),
+        });
+        let taken = self
+            .core
+            .listeners
+            .borrow()
+            .iter()
+            .filter_map(|q| q.upgrade())
+            .any(|q| {
+                q.at.port == at.port
+                    && (q.at.addr.is_none() || at.addr.is_none() || q.at.addr == at.addr)
+            });
+        if taken {
+            return Err(NetError::AddressInUse);
+        }
+        queue.refill(&self.core, &mut self.core.sockets.borrow_mut());
+        if queue.idle.borrow().is_empty() {
+            return Err(NetError::InvalidAddress);
+        }
+        self.core.listeners.borrow_mut().push(Rc::downgrade(&queue));
+        Ok(NetTcpListener {
+            core: self.core.clone(),
+            queue,
+            local: addr,
+        })
+    }
+
+    async fn tcp_connect(&self, addr: SocketAddr) -> Result<NetTcpStream, NetError> {
+        if addr.port() == 0 || addr.ip().is_unspecified() {
+            return Err(NetError::InvalidAddress);
+        }
+        if addr.is_ipv4() {
+            // Before DHCP has answered there is no source address: wait.
+            poll_fn(|cx| {
+                if self.core.ipv4.get().is_some() {
+                    Poll::Ready(())
+                } else {
+                    self.core
+                        .address_waiters
+                        .borrow_mut()
+                        .push(cx.waker().clone());
+                    Poll::Pending
+                }
+            })
+            .await;
+        }
+        let mut socket = new_tcp_socket(&self.core.args);
+        let port = self.core.ephemeral_port();
+        socket
+            .connect(self.core.iface.borrow_mut().context(), endpoint(addr), port)
+            .map_err(|_| NetError::InvalidAddress)?;
+        let handle = self.core.sockets.borrow_mut().add(socket);
+        let stream = NetTcpStream {
+            core: self.core.clone(),
+            handle,
+            peer: addr,
+        };
+        self.core.kick();
+        poll_fn(|cx| {
+            let mut sockets = self.core.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            match socket.state() {
+                tcp::State::Established | tcp::State::CloseWait => Poll::Ready(Ok(())),
+                tcp::State::Closed => Poll::Ready(Err(NetError::ConnectionRefused)),
+                _ => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await?;
+        Ok(stream)
+    }
+
+    async fn udp_bind(&self, addr: SocketAddr) -> Result<NetUdpSocket, NetError> {
+        let buffer =
+            || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0u8; 65536]);
+        let mut socket = udp::Socket::new(buffer(), buffer());
+        let mut at = listen_endpoint(addr);
+        if at.port == 0 {
+            at.port = self.core.ephemeral_port();
+        }
+        socket.bind(at).map_err(|_| NetError::InvalidAddress)?;
+        let handle = self.core.sockets.borrow_mut().add(socket);
+        let local = SocketAddr::new(addr.ip(), at.port);
+        Ok(NetUdpSocket {
+            core: self.core.clone(),
+            handle,
+            local,
+        })
+    }
+}
+
+/// The sockets of one listening port: a few idle ones in LISTEN, and the
+/// connections they took (handshaking or established) waiting for
+/// `accept`. The driver refills it after every packet; once `backlog`
+/// connections wait, new SYNs find no listener and are refused.
+pub(crate) struct AcceptQueue {
+    at: IpListenEndpoint,
+    idle: RefCell<Vec<SocketHandle>>,
+    pending: RefCell<VecDeque<SocketHandle>>,
+    backlog: usize,
+    waiter: RefCell<Option<Waker>>,
+}
+
+/// Listening sockets kept ready: enough for the SYNs of one packet burst
+/// between two refills (refills happen after every packet).
+const IDLE_LISTENERS: usize = 2;
+
+impl AcceptQueue {
+    pub(crate) fn refill(&self, core: &Core, sockets: &mut SocketSet<'static>) {
+        let mut idle = self.idle.borrow_mut();
+        let mut pending = self.pending.borrow_mut();
+        let before = pending.len();
+        idle.retain(|&handle| {
+            if sockets.get::<tcp::Socket>(handle).state() == tcp::State::Listen {
+                true
+            } else {
+                pending.push_back(handle);
+                false
+            }
+        });
+        while idle.len() < IDLE_LISTENERS
+            && pending.len() + idle.len() < self.backlog + IDLE_LISTENERS
+        {
+            let mut socket = new_tcp_socket(&core.args);
+            if socket.listen(self.at).is_err() {
+                break;
+            }
+            idle.push(sockets.add(socket));
+        }
+        if pending.len() > before {
+            if let Some(waker) = self.waiter.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// A listening TCP port.
+pub struct NetTcpListener {
+    core: Rc<Core>,
+    queue: Rc<AcceptQueue>,
+    local: SocketAddr,
+}
+
+impl TcpListener for NetTcpListener {
+    type Stream = NetTcpStream;
+
+    async fn accept(&self) -> Result<(NetTcpStream, SocketAddr), NetError> {
+        let core = &self.core;
+        poll_fn(|cx| {
+            let mut sockets = core.sockets.borrow_mut();
+            let mut pending = self.queue.pending.borrow_mut();
+            let mut index = 0;
+            while index < pending.len() {
+                let handle = pending[index];
+                let socket = sockets.get_mut::<tcp::Socket>(handle);
+                match socket.state() {
+                    tcp::State::Established | tcp::State::CloseWait => {
+                        let peer = socket
+                            .remote_endpoint()
+                            .map(std_addr)
+                            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                        pending.remove(index);
+                        return Poll::Ready(Ok((
+                            NetTcpStream {
+                                core: core.clone(),
+                                handle,
+                                peer,
+                            },
+                            peer,
+                        )));
+                    }
+                    // A handshake that failed (RST, timeout): forget it.
+                    tcp::State::Closed | tcp::State::TimeWait => {
+                        pending.remove(index);
+                        sockets.remove(handle);
+                    }
+                    _ => {
+                        socket.register_recv_waker(cx.waker());
+                        index += 1;
+                    }
+                }
+            }
+            *self.queue.waiter.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Drop for NetTcpListener {
+    fn drop(&mut self) {
+        let mut sockets = self.core.sockets.borrow_mut();
+        for handle in self
+            .queue
+            .idle
+            .borrow_mut()
+            .drain(..)
+            .chain(self.queue.pending.borrow_mut().drain(..))
+        {
+            sockets.get_mut::<tcp::Socket>(handle).abort();
+            self.core.orphans.borrow_mut().push(handle);
+        }
+        self.core.kick();
+    }
+}
+
+/// A TCP connection.
+pub struct NetTcpStream {
+    core: Rc<Core>,
+    handle: SocketHandle,
+    peer: SocketAddr,
+}
+
+impl TcpStream for NetTcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = poll_fn(|cx| {
+            let mut sockets = self.core.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+            match socket.recv_slice(buf) {
+                Ok(0) if socket.may_recv() => {
+                    socket.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => Poll::Ready(Ok(n)),
+                // FIN received: end of stream.
+                Err(tcp::RecvError::Finished) => Poll::Ready(Ok(0)),
+                Err(tcp::RecvError::InvalidState) => Poll::Ready(Err(NetError::ConnectionReset)),
+            }
+        })
+        .await?;
+        // Reading made room: the driver may open the window.
+        self.core.kick();
+        Ok(n)
+    }
+
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let n = poll_fn(|cx| {
+            let mut sockets = self.core.sockets.borrow_mut();
+            let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+            if !socket.may_send() {
+                return Poll::Ready(Err(if socket.state() == tcp::State::Closed {
+                    NetError::ConnectionReset
+                } else {
+                    NetError::Closed
+                }));
+            }
+            match socket.send_slice(buf) {
+                Ok(0) => {
+                    // Send buffer full: wait for the peer's ACKs (back-pressure).
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(_) => Poll::Ready(Err(NetError::Closed)),
+            }
+        })
+        .await?;
+        self.core.kick();
+        Ok(n)
+    }
+
+    async fn shutdown(&mut self) -> Result<(), NetError> {
+        self.core
+            .sockets
+            .borrow_mut()
+            .get_mut::<tcp::Socket>(self.handle)
+            .close();
+        self.core.kick();
+        Ok(())
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+impl Drop for NetTcpStream {
+    fn drop(&mut self) {
+        let mut sockets = self.core.sockets.borrow_mut();
+        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
+        if socket.can_recv() {
+            socket.abort(); // unread data: reset, as BSD sockets do
+        } else {
+            socket.close();
+        }
+        drop(sockets);
+        self.core.orphans.borrow_mut().push(self.handle);
+        self.core.kick();
+    }
+}
+
+/// A bound UDP socket.
+pub struct NetUdpSocket {
+    core: Rc<Core>,
+    handle: SocketHandle,
+    local: SocketAddr,
+}
+
+impl UdpSocket for NetUdpSocket {
+    async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> Result<(), NetError> {
+        poll_fn(|cx| {
+            let mut sockets = self.core.sockets.borrow_mut();
+            let socket = sockets.get_mut::<udp::Socket>(self.handle);
+            match socket.send_slice(buf, endpoint(addr)) {
+                Ok(()) => Poll::Ready(Ok(())),
+                Err(udp::SendError::BufferFull) => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                Err(udp::SendError::Unaddressable) => Poll::Ready(Err(NetError::InvalidAddress)),
+            }
+        })
+        .await?;
+        self.core.kick();
+        Ok(())
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), NetError> {
+        poll_fn(|cx| {
+            let mut sockets = self.core.sockets.borrow_mut();
+            let socket = sockets.get_mut::<udp::Socket>(self.handle);
+            match socket.recv_slice(buf) {
+                Ok((n, meta)) => Poll::Ready(Ok((n, std_addr(meta.endpoint)))),
+                Err(udp::RecvError::Exhausted) => {
+                    socket.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+                Err(udp::RecvError::Truncated) => Poll::Ready(Err(NetError::TooLarge)),
+            }
+        })
+        .await
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+impl Drop for NetUdpSocket {
+    fn drop(&mut self) {
+        self.core.sockets.borrow_mut().remove(self.handle);
+    }
+}

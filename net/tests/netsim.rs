@@ -1,0 +1,263 @@
+//! Two Lamina stacks joined by a simulated Ethernet link, on a simulated
+//! clock: deterministic tests of TCP and UDP, including a lossy link.
+
+use lamina_core::args::BootArgs;
+use lamina_core::device::*;
+use lamina_core::runtime::{Duration, Executor, Handle, Instant, Park};
+use lamina_net::{Ipv4Cidr, NetArgs, NetStack};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+/// Time that jumps to each deadline.
+#[derive(Default)]
+struct SimTime(Cell<u64>);
+
+impl Park for SimTime {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.0.get())
+    }
+    fn park(&self, deadline: Option<Instant>) {
+        match deadline {
+            Some(d) => self.0.set(self.0.get().max(d.as_nanos())),
+            None => panic!("everything waits and nothing will wake it: deadlock"),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct SimClock(Rc<SimTime>);
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+    fn wall(&self) -> u64 {
+        self.0 .0.get()
+    }
+}
+
+/// One direction of the link.
+#[derive(Default)]
+struct Queue {
+    frames: RefCell<VecDeque<Vec<u8>>>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+/// One end of a simulated Ethernet link; every `drop_every`-th frame sent is lost.
+struct SimNetif {
+    mac: [u8; 6],
+    inbox: Rc<Queue>,
+    outbox: Rc<Queue>,
+    sent: Cell<u64>,
+    drop_every: u64,
+}
+
+impl Netif for SimNetif {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        1500
+    }
+    async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError> {
+        poll_fn(|cx| match self.try_receive(buf) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => {
+                *self.inbox.waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await
+    }
+    fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
+        let Some(frame) = self.inbox.frames.borrow_mut().pop_front() else {
+            return Ok(None);
+        };
+        buf[..frame.len()].copy_from_slice(&frame);
+        Ok(Some(frame.len()))
+    }
+    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+        self.sent.set(self.sent.get() + 1);
+        if self.drop_every != 0 && self.sent.get().is_multiple_of(self.drop_every) {
+            return Ok(()); // lost on the wire
+        }
+        self.outbox.frames.borrow_mut().push_back(frame.to_vec());
+        if let Some(waker) = self.outbox.waiter.borrow_mut().take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+}
+
+const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+
+/// Runs `test` with two stacks, A and B, joined by a link losing every
+/// `drop_every`-th frame in each direction (0: none).
+fn with_two_stacks<T>(
+    drop_every: u64,
+    test: impl AsyncFnOnce(Handle, NetStack, NetStack) -> T,
+) -> T {
+    let time = Rc::new(SimTime::default());
+    let executor = Executor::new(time.clone());
+    let rt = executor.handle();
+    let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
+    let stack = |mac: u8, address: Ipv4Addr, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
+        let netif = SimNetif {
+            mac: [2, 0, 0, 0, 0, mac],
+            inbox: inbox.clone(),
+            outbox: outbox.clone(),
+            sent: Cell::new(0),
+            drop_every,
+        };
+        let mut args = NetArgs::defaults();
+        args.ipv4 = Some(Ipv4Cidr {
+            address,
+            prefix: 24,
+        });
+        NetStack::start(netif, SimClock(time.clone()), mac as u64, &rt, args)
+    };
+    let a = stack(1, A, &ba, &ab);
+    let b = stack(2, B, &ab, &ba);
+    executor.block_on(test(rt.clone(), a, b))
+}
+
+async fn echo_server(listener: impl TcpListener + 'static, rt: Handle) {
+    loop {
+        let (mut conn, _) = listener.accept().await.unwrap();
+        rt.spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let n = conn.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    conn.shutdown().await.unwrap();
+                    break;
+                }
+                conn.write_all(&buf[..n]).await.unwrap();
+            }
+        });
+    }
+}
+
+async fn echo_client(stack: &NetStack, rt: &Handle, payload: Vec<u8>) -> Vec<u8> {
+    let mut conn = stack.tcp_connect(SocketAddr::from((B, 7))).await.unwrap();
+    let mut writer_conn_payload = payload;
+    let mut back = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    let mut sent = 0;
+    // Interleave writing and reading so neither side's buffer fills up.
+    while sent < writer_conn_payload.len() || back.len() < writer_conn_payload.len() {
+        if sent < writer_conn_payload.len() {
+            let end = (sent + 4096).min(writer_conn_payload.len());
+            sent += conn.write(&writer_conn_payload[sent..end]).await.unwrap();
+            if sent == writer_conn_payload.len() {
+                conn.shutdown().await.unwrap();
+            }
+        }
+        if let Ok(n) = rt
+            .timeout(Duration::from_millis(1), conn.read(&mut buf))
+            .await
+        {
+            let n = n.unwrap();
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+        }
+    }
+    writer_conn_payload.truncate(0);
+    back
+}
+
+fn payload(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn tcp_echo_over_a_clean_link() {
+    let echoed = with_two_stacks(0, async |rt, a, b| {
+        let listener = b
+            .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7)))
+            .await
+            .unwrap();
+        rt.spawn(echo_server(listener, rt.clone()));
+        echo_client(&a, &rt, payload(1 << 20, 1)).await
+    });
+    assert_eq!(echoed, payload(1 << 20, 1));
+}
+
+#[test]
+fn tcp_echo_survives_a_lossy_link() {
+    let echoed = with_two_stacks(7, async |rt, a, b| {
+        let listener = b
+            .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7)))
+            .await
+            .unwrap();
+        rt.spawn(echo_server(listener, rt.clone()));
+        echo_client(&a, &rt, payload(200_000, 2)).await
+    });
+    assert_eq!(echoed, payload(200_000, 2));
+}
+
+#[test]
+fn many_concurrent_connections() {
+    let all_ok = with_two_stacks(0, async |rt, a, b| {
+        let listener = b
+            .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7)))
+            .await
+            .unwrap();
+        rt.spawn(echo_server(listener, rt.clone()));
+        let clients: Vec<_> = (0..100u8)
+            .map(|i| {
+                let (a, rt2) = (a.clone(), rt.clone());
+                rt.spawn(async move {
+                    echo_client(&a, &rt2, payload(3000 + i as usize * 10, i)).await
+                        == payload(3000 + i as usize * 10, i)
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for c in clients {
+            ok += c.await as usize;
+        }
+        ok
+    });
+    assert_eq!(all_ok, 100);
+}
+
+#[test]
+fn udp_round_trip_and_refused_tcp() {
+    with_two_stacks(0, async |_rt, a, b| {
+        let server = b
+            .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 53)))
+            .await
+            .unwrap();
+        let client = a
+            .udp_bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+            .unwrap();
+        client
+            .send_to(b"query", SocketAddr::from((B, 53)))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = server.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            (&buf[..n], from.ip()),
+            (&b"query"[..], std::net::IpAddr::V4(A))
+        );
+        server.send_to(b"answer", from).await.unwrap();
+        let (n, _) = client.recv_from(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"answer");
+        // Nothing listens on port 9: the peer answers RST.
+        let refused = a.tcp_connect(SocketAddr::from((B, 9))).await.err();
+        assert_eq!(refused, Some(NetError::ConnectionRefused));
+    });
+}
