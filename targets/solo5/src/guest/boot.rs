@@ -184,11 +184,16 @@ where
         Err(e) => return usage_error(&e),
     };
     let mut app = A::defaults();
+    let mut net_args = lamina_net::NetArgs::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
     if let Some(level) = solo5_level {
         runtime_args.log = String::from(level);
     }
-    match boot_args::parse("unikernel", &words, &mut [&mut app, &mut runtime_args]) {
+    match boot_args::parse(
+        "unikernel",
+        &words,
+        &mut [&mut app, &mut net_args, &mut runtime_args],
+    ) {
         Ok(()) => {}
         Err(ArgError::Help(text)) => {
             sys::console_write(text.as_bytes());
@@ -213,7 +218,7 @@ where
     }
     let park = Rc::new(GuestPark::new());
     let executor = Executor::new(park.clone());
-    let platform = GuestPlatform::new(park, boot.manifest);
+    let platform = GuestPlatform::new(park, boot.manifest, executor.handle(), net_args);
     let env = Env::new(platform, executor.handle());
     let output = executor.block_on(main(env, app));
     let exit = output.into_exit(&|message| {

@@ -3,12 +3,17 @@
 use super::park::GuestPark;
 use super::sys::{self, DeviceHandle, IoError};
 use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::Poll;
 use lamina_abi::mft::{DeviceType, Manifest};
 use lamina_core::device::*;
 use lamina_core::platform::{DeviceError, Platform};
+use lamina_core::runtime::Handle;
 use lamina_core::runtime::Instant;
+use lamina_net::{NetArgs, NetStack};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -173,11 +178,26 @@ impl Netif for SoloNetif {
 pub struct GuestPlatform {
     park: Rc<GuestPark>,
     manifest: Manifest<'static>,
+    runtime: Handle,
+    net_args: NetArgs,
+    /// Stacks already brought up, by device name: asking twice shares one.
+    stacks: RefCell<Vec<(String, NetStack)>>,
 }
 
 impl GuestPlatform {
-    pub(crate) fn new(park: Rc<GuestPark>, manifest: Manifest<'static>) -> Self {
-        GuestPlatform { park, manifest }
+    pub(crate) fn new(
+        park: Rc<GuestPark>,
+        manifest: Manifest<'static>,
+        runtime: Handle,
+        net_args: NetArgs,
+    ) -> Self {
+        GuestPlatform {
+            park,
+            manifest,
+            runtime,
+            net_args,
+            stacks: RefCell::new(Vec::new()),
+        }
     }
 
     fn acquire(
@@ -217,7 +237,7 @@ impl Platform for GuestPlatform {
     type Clock = SoloClock;
     type Random = SoloRandom;
     type Netif = SoloNetif;
-    type Stack = Unavailable;
+    type Stack = NetStack;
     type Block = SoloBlock;
     type Kv = Unavailable;
     const TARGET: &'static str = TARGET;
@@ -244,12 +264,19 @@ impl Platform for GuestPlatform {
         })
     }
 
-    /// Lamina's TCP/IP stack over `netif` arrives with the networking issue.
-    fn stack(&self, _name: &str) -> Result<Unavailable, DeviceError> {
-        Err(DeviceError::Unsupported {
-            kind: "TCP/IP stack",
-            target: TARGET,
-        })
+    /// Lamina's TCP/IP stack over the network device `name`, configured by
+    /// `--ipv4`/`--ipv4-gateway` or DHCP.
+    fn stack(&self, name: &str) -> Result<NetStack, DeviceError> {
+        if let Some((_, stack)) = self.stacks.borrow().iter().find(|(n, _)| n == name) {
+            return Ok(stack.clone());
+        }
+        let netif = self.netif(name)?;
+        let seed = SoloRandom.next_u64();
+        let stack = NetStack::start(netif, SoloClock, seed, &self.runtime, self.net_args.clone());
+        self.stacks
+            .borrow_mut()
+            .push((String::from(name), stack.clone()));
+        Ok(stack)
     }
 
     fn block(&self, name: &str) -> Result<SoloBlock, DeviceError> {
