@@ -48,6 +48,8 @@ lamina_core::boot_args! {
         pub tcp_rx_buffer: usize = "65536",
         /// TCP send buffer per connection, in bytes.
         pub tcp_tx_buffer: usize = "65536",
+        /// Delay before a TCP ACK for received data, in milliseconds (0: none).
+        pub tcp_ack_delay_ms: u64 = "10",
         /// Connections a listener holds until accepted (its backlog).
         pub tcp_backlog: usize = "128",
     }

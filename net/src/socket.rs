@@ -42,6 +42,8 @@ fn new_tcp_socket(args: &crate::NetArgs) -> tcp::Socket<'static> {
     let mut socket = tcp::Socket::new(rx, tx);
     // Request/response protocols are the common case: send at once.
     socket.set_nagle_enabled(false);
+    let ack_delay = args.tcp_ack_delay_ms;
+    socket.set_ack_delay((ack_delay > 0).then(|| smoltcp::time::Duration::from_millis(ack_delay)));
     socket
 }
 
