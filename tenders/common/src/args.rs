@@ -1,0 +1,426 @@
+//! The tender command line, as Solo5's tenders take it:
+//!
+//! ```text
+//! TENDER [--mem=MiB] [--block:NAME=FILE] [--block-sector-size:NAME=N]
+//!        [--net:NAME=TAP] [--net-mac:NAME=MAC] [--help] [--version]
+//!        [--] IMAGE [GUEST ARGS...]
+//! ```
+//!
+//! Options come before the image; the first argument that does not start
+//! with `-` (or the one after `--`) is the image, and everything after it
+//! belongs to the guest, joined by single spaces into its command line.
+
+use lamina_abi::mft::valid_name;
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Default guest memory, in MiB.
+pub const DEFAULT_MEM_MIB: u64 = 512;
+
+/// Why the command line was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ArgsError {
+    /// An option the tender does not know.
+    #[error("unknown option '{0}'")]
+    Unknown(String),
+    /// A known option with a bad value.
+    #[error("invalid option '{option}': {why}")]
+    Malformed {
+        /// The argument as given.
+        option: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// The same device was named twice by one option.
+    #[error("'{option}' names device '{name}' a second time")]
+    Duplicate {
+        /// The option.
+        option: &'static str,
+        /// The device.
+        name: String,
+    },
+    /// No image was given.
+    #[error("no unikernel image given")]
+    MissingImage,
+    /// The guest arguments do not fit the guest's command-line buffer.
+    #[error("guest command line too long ({len} bytes, at most {max})")]
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// `--block:NAME=FILE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockArg {
+    /// Manifest name.
+    pub name: String,
+    /// Backing file.
+    pub path: PathBuf,
+    /// `--block-sector-size:NAME=N`, if given.
+    pub sector_size: Option<u64>,
+}
+
+/// `--net:NAME=TAP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetArg {
+    /// Manifest name.
+    pub name: String,
+    /// Host tap interface.
+    pub tap: String,
+    /// `--net-mac:NAME=MAC`, if given.
+    pub mac: Option<[u8; 6]>,
+}
+
+/// A parsed command line that runs a guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenderArgs {
+    /// Guest memory in MiB.
+    pub mem_mib: u64,
+    /// Block devices to attach.
+    pub blocks: Vec<BlockArg>,
+    /// Sector sizes given before (or without) their `--block`.
+    pub sector_sizes: Vec<(String, u64)>,
+    /// Network devices to attach.
+    pub nets: Vec<NetArg>,
+    /// MACs given for network devices.
+    pub macs: Vec<(String, [u8; 6])>,
+    /// Tender-specific flags that were given (from the `extra` list).
+    pub flags: Vec<&'static str>,
+    /// The unikernel image.
+    pub image: PathBuf,
+    /// The guest command line (without NUL).
+    pub cmdline: Vec<u8>,
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run a guest.
+    Run(TenderArgs),
+    /// Print usage.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// Parses the arguments after the program name. `extra` lists the
+/// tender's own boolean flags (`--x-timing`, ...).
+pub fn parse<I>(args: I, extra: &[&'static str]) -> Result<Command, ArgsError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut args = args.into_iter();
+    let mut parsed = TenderArgs {
+        mem_mib: DEFAULT_MEM_MIB,
+        blocks: Vec::new(),
+        sector_sizes: Vec::new(),
+        nets: Vec::new(),
+        macs: Vec::new(),
+        flags: Vec::new(),
+        image: PathBuf::new(),
+        cmdline: Vec::new(),
+    };
+    let image = loop {
+        let Some(arg) = args.next() else {
+            return Err(ArgsError::MissingImage);
+        };
+        if arg == "--" {
+            break args.next().ok_or(ArgsError::MissingImage)?;
+        }
+        if !arg.as_bytes().starts_with(b"-") {
+            break arg;
+        }
+        let text = arg.to_string_lossy().into_owned();
+        match option(&text, &mut parsed, extra)? {
+            Some(command) => return Ok(command),
+            None => continue,
+        }
+    };
+    parsed.image = PathBuf::from(image);
+    let guest: Vec<Vec<u8>> = args.map(OsString::into_vec).collect();
+    parsed.cmdline = guest.join(&b' ');
+    let max = lamina_abi::CMDLINE_SIZE - 1;
+    if parsed.cmdline.len() > max {
+        return Err(ArgsError::CmdlineTooLong {
+            len: parsed.cmdline.len(),
+            max,
+        });
+    }
+    for (name, size) in std::mem::take(&mut parsed.sector_sizes) {
+        match parsed.blocks.iter_mut().find(|b| b.name == name) {
+            Some(block) => block.sector_size = Some(size),
+            None => parsed.sector_sizes.push((name, size)),
+        }
+    }
+    for (name, mac) in std::mem::take(&mut parsed.macs) {
+        match parsed.nets.iter_mut().find(|n| n.name == name) {
+            Some(net) => net.mac = Some(mac),
+            None => parsed.macs.push((name, mac)),
+        }
+    }
+    Ok(Command::Run(parsed))
+}
+
+/// Handles one option; `Some` for options that end parsing.
+fn option(
+    arg: &str,
+    parsed: &mut TenderArgs,
+    extra: &[&'static str],
+) -> Result<Option<Command>, ArgsError> {
+    let malformed = |why| ArgsError::Malformed {
+        option: arg.to_string(),
+        why,
+    };
+    match arg {
+        "--help" | "-h" => return Ok(Some(Command::Help)),
+        "--version" => return Ok(Some(Command::Version)),
+        _ => {}
+    }
+    if let Some(flag) = extra.iter().find(|f| **f == arg) {
+        parsed.flags.push(flag);
+        return Ok(None);
+    }
+    if let Some(value) = arg.strip_prefix("--mem=") {
+        let mib: u64 = value
+            .parse()
+            .map_err(|_| malformed("expected a number of MiB"))?;
+        if mib == 0 {
+            return Err(malformed("guest memory must be at least 1 MiB"));
+        }
+        parsed.mem_mib = mib;
+        return Ok(None);
+    }
+    let Some((key, value)) = arg.split_once('=') else {
+        return Err(ArgsError::Unknown(arg.to_string()));
+    };
+    let Some((option, name)) = key.split_once(':') else {
+        return Err(ArgsError::Unknown(arg.to_string()));
+    };
+    let (option, known): (&'static str, bool) = match option {
+        "--block" => ("--block", true),
+        "--block-sector-size" => ("--block-sector-size", true),
+        "--net" => ("--net", true),
+        "--net-mac" => ("--net-mac", true),
+        _ => ("", false),
+    };
+    if !known {
+        return Err(ArgsError::Unknown(arg.to_string()));
+    }
+    if !valid_name(name) {
+        return Err(malformed("device names are 1 to 67 letters and digits"));
+    }
+    let name = name.to_string();
+    let duplicate = |taken: bool| {
+        if taken {
+            Err(ArgsError::Duplicate {
+                option,
+                name: name.clone(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    match option {
+        "--block" => {
+            duplicate(parsed.blocks.iter().any(|b| b.name == name))?;
+            if value.is_empty() {
+                return Err(malformed("expected a file name"));
+            }
+            parsed.blocks.push(BlockArg {
+                name,
+                path: PathBuf::from(value),
+                sector_size: None,
+            });
+        }
+        "--block-sector-size" => {
+            duplicate(parsed.sector_sizes.iter().any(|(n, _)| *n == name))?;
+            let size: u64 = value
+                .parse()
+                .map_err(|_| malformed("expected a number of bytes"))?;
+            if !size.is_power_of_two() || !(512..=32768).contains(&size) {
+                return Err(malformed(
+                    "the sector size must be a power of two from 512 to 32768",
+                ));
+            }
+            parsed.sector_sizes.push((name, size));
+        }
+        "--net" => {
+            duplicate(parsed.nets.iter().any(|n| n.name == name))?;
+            if value.is_empty() || value.len() >= libc::IFNAMSIZ {
+                return Err(malformed(
+                    "expected a tap interface name of 1 to 15 characters",
+                ));
+            }
+            parsed.nets.push(NetArg {
+                name,
+                tap: value.to_string(),
+                mac: None,
+            });
+        }
+        _ => {
+            duplicate(parsed.macs.iter().any(|(n, _)| *n == name))?;
+            let mac = parse_mac(value)
+                .ok_or_else(|| malformed("expected a MAC address like 02:00:00:00:00:01"))?;
+            parsed.macs.push((name, mac));
+        }
+    }
+    Ok(None)
+}
+
+/// Parses `xx:xx:xx:xx:xx:xx` (hex).
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Usage text for `tender` (its name); `extra` lines describe its own flags.
+pub fn usage(tender: &str, extra: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "usage: {tender} [ CORE OPTIONS ] [ BLOCK OPTIONS ] [ NET OPTIONS ] [ -- ] IMAGE [ GUEST ARGS... ]\n\
+         \n\
+         Runs the unikernel IMAGE; GUEST ARGS become its command line.\n\
+         \n\
+         Core options:\n\
+         \x20 [ --mem=MiB ] guest memory in MiB (default {DEFAULT_MEM_MIB})\n\
+         \x20 [ --help ] print this help and exit\n\
+         \x20 [ --version ] print the version and exit\n"
+    );
+    for (flag, what) in extra {
+        text.push_str(&format!("  [ {flag} ] {what}\n"));
+    }
+    text.push_str(
+        "Block options:\n\
+         \x20 --block:NAME=FILE attach the block device NAME to FILE\n\
+         \x20 [ --block-sector-size:NAME=N ] its sector size (a power of two >= 512, default 512)\n\
+         Net options:\n\
+         \x20 --net:NAME=TAP attach the network device NAME to the tap interface TAP\n\
+         \x20 [ --net-mac:NAME=MAC ] its MAC address (default: random, locally administered)\n",
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Command, ArgsError> {
+        parse(args.iter().map(OsString::from), &["--x-timing"])
+    }
+
+    fn ok(args: &[&str]) -> TenderArgs {
+        match run(args) {
+            Ok(Command::Run(parsed)) => parsed,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn devices_image_and_guest_args() {
+        let parsed = ok(&[
+            "--mem=64",
+            "--block-sector-size:storage=4096",
+            "--block:storage=disk.img",
+            "--net:service=tap0",
+            "--net-mac:service=02:00:00:00:00:2a",
+            "--x-timing",
+            "kernel.hvt",
+            "--ipv4=10.0.0.2/24",
+            "hello",
+            "--mem=1",
+        ]);
+        assert_eq!(parsed.mem_mib, 64);
+        assert_eq!(parsed.blocks[0].sector_size, Some(4096));
+        assert_eq!(parsed.blocks[0].path, PathBuf::from("disk.img"));
+        assert_eq!(parsed.nets[0].mac, Some([2, 0, 0, 0, 0, 0x2a]));
+        assert_eq!(parsed.flags, ["--x-timing"]);
+        assert_eq!(parsed.image, PathBuf::from("kernel.hvt"));
+        assert_eq!(parsed.cmdline, b"--ipv4=10.0.0.2/24 hello --mem=1");
+        assert!(parsed.sector_sizes.is_empty() && parsed.macs.is_empty());
+    }
+
+    #[test]
+    fn double_dash_and_defaults() {
+        let parsed = ok(&["--", "-odd-name", "a"]);
+        assert_eq!(parsed.image, PathBuf::from("-odd-name"));
+        assert_eq!(parsed.mem_mib, DEFAULT_MEM_MIB);
+        assert_eq!(parsed.cmdline, b"a");
+        assert_eq!(ok(&["k"]).cmdline, b"");
+        assert_eq!(run(&["--help", "k"]), Ok(Command::Help));
+        assert_eq!(run(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn bad_command_lines_are_refused() {
+        assert_eq!(run(&[]), Err(ArgsError::MissingImage));
+        assert_eq!(run(&["--mem=8"]), Err(ArgsError::MissingImage));
+        assert_eq!(run(&["--"]), Err(ArgsError::MissingImage));
+        assert!(matches!(
+            run(&["--frobnicate", "k"]),
+            Err(ArgsError::Unknown(_))
+        ));
+        assert!(matches!(
+            run(&["--disk:a=b", "k"]),
+            Err(ArgsError::Unknown(_))
+        ));
+        assert!(matches!(run(&["--block", "k"]), Err(ArgsError::Unknown(_))));
+        for bad in [
+            "--mem=lots",
+            "--mem=0",
+            "--mem=-1",
+            "--block:has-dash=f",
+            "--block:=f",
+            "--block:a=",
+            "--block-sector-size:a=1000",
+            "--block-sector-size:a=256",
+            "--net:a=",
+            "--net:a=averyveryverylongname",
+            "--net-mac:a=02:00:00:00:00",
+            "--net-mac:a=02:00:00:00:00:0g",
+            "--net-mac:a=02:00:00:00:00:00:00",
+        ] {
+            assert!(
+                matches!(run(&[bad, "k"]), Err(ArgsError::Malformed { .. })),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            run(&["--block:a=x", "--block:a=y", "k"]),
+            Err(ArgsError::Duplicate { .. })
+        ));
+        let long = "x".repeat(8192);
+        assert!(matches!(
+            run(&["k", &long]),
+            Err(ArgsError::CmdlineTooLong { .. })
+        ));
+        let just_fits = "x".repeat(8189);
+        assert_eq!(ok(&["k", "a", &just_fits]).cmdline.len(), 8191);
+    }
+
+    #[test]
+    fn usage_names_every_option() {
+        let text = usage("lamina-hvt", &[("--x-timing", "print start-up timings")]);
+        for option in [
+            "--mem=",
+            "--block:",
+            "--block-sector-size:",
+            "--net:",
+            "--net-mac:",
+            "--x-timing",
+        ] {
+            assert!(text.contains(option), "{option}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Network devices: `--net:NAME=TAP` and `--net-mac:NAME=MAC`. An existing,
+//! up tap interface becomes a NET_BASIC device; the guest sends and
+//! receives whole Ethernet frames on it.
+
+use super::DeviceError;
+use crate::sys;
+use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+
+/// MTU when the interface's cannot be read.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// An attached network device.
+#[derive(Debug)]
+pub struct NetDevice {
+    /// Its manifest name.
+    pub name: String,
+    /// Its handle (manifest index).
+    pub handle: u64,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+    /// MTU, without the Ethernet header.
+    pub mtu: u16,
+    tap: File,
+}
+
+impl NetDevice {
+    /// Opens tap interface `tap` as device `name` at index `handle`.
+    pub fn open(
+        name: &str,
+        handle: u64,
+        tap: &str,
+        mac: Option<[u8; 6]>,
+    ) -> Result<Self, DeviceError> {
+        let fail = |why: String| DeviceError::Tap {
+            name: name.to_string(),
+            tap: tap.to_string(),
+            why,
+        };
+        // Opening a tap that does not exist would create one (as root):
+        // make sure it is there and up first, as Solo5 does.
+        let flags = sys::interface_flags(tap).map_err(|e| {
+            fail(format!(
+                "{e}; create it with `ip tuntap add {tap} mode tap`"
+            ))
+        })?;
+        if flags & libc::IFF_UP == 0 {
+            return Err(fail(format!(
+                "it is down; bring it up with `ip link set {tap} up`"
+            )));
+        }
+        let fd = sys::open_tap(tap).map_err(|e| fail(format!("cannot attach: {e}")))?;
+        let mtu = sys::interface_mtu(tap)
+            .unwrap_or(DEFAULT_MTU)
+            .min(u32::from(u16::MAX));
+        let mac = match mac {
+            Some(mac) => mac,
+            None => random_mac().map_err(|e| fail(format!("cannot make a MAC address: {e}")))?,
+        };
+        Ok(NetDevice {
+            name: name.to_string(),
+            handle,
+            mac,
+            mtu: mtu as u16,
+            tap: File::from(fd),
+        })
+    }
+
+    /// The host descriptor.
+    pub fn fd(&self) -> i32 {
+        self.tap.as_raw_fd()
+    }
+
+    /// Receives one frame into `buf`: `None` when none is waiting.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        match (&self.tap).read(buf) {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends one frame; a short write is an error.
+    pub fn write(&self, frame: &[u8]) -> io::Result<()> {
+        let sent = (&self.tap).write(frame)?;
+        if sent != frame.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short write to the tap",
+            ));
+        }
+        Ok(())
+    }
+
+    /// spt seccomp rules: `read` and `write` on this descriptor only.
+    pub fn spt_rules(&self) -> Result<Vec<(i64, SeccompRule)>, seccompiler::BackendError> {
+        let rule = || {
+            SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                self.fd() as u64,
+            )?])
+        };
+        Ok(vec![(libc::SYS_read, rule()?), (libc::SYS_write, rule()?)])
+    }
+}
+
+/// A random, locally administered, unicast MAC.
+fn random_mac() -> io::Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    File::open("/dev/urandom")?.read_exact(&mut mac)?;
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn random_macs_are_local_unicast() {
+        for _ in 0..16 {
+            let mac = super::random_mac().unwrap();
+            assert_eq!(mac[0] & 0x03, 0x02);
+        }
+    }
+}

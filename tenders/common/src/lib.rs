@@ -1,0 +1,32 @@
+//! # lamina-tender: what Lamina's tenders share
+//!
+//! A tender loads a unikernel image, gives it memory and devices, and
+//! serves it. `lamina-spt` runs the guest inside its own seccomp-sandboxed
+//! process; `lamina-hvt` runs it in a KVM virtual machine. Both speak the
+//! Solo5 ABI ([`lamina_abi`]) and share everything here:
+//!
+//! | module | what |
+//! |--------|------|
+//! | [`mem`] | guest memory and THE checked (address, length) to slice function |
+//! | [`elf`] | the ELF64 loader and the Solo5 image rules |
+//! | [`notes`] | the ABI1, MFT1 and LMN1 notes an image carries |
+//! | [`args`] | the tender command line, as Solo5's tenders take it |
+//! | [`devices`] | manifest plus options: attached block and net devices |
+//! | [`sys`] | tap, epoll and timerfd system calls |
+//! | [`timing`] | start-up phase timings (`--x-timing`) |
+//! | [`elf_writer`] | small ELF images for tests and hand-assembled guests |
+//!
+//! `unsafe` lives in [`mem`] and [`sys`] only.
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod devices;
+pub mod elf;
+pub mod elf_writer;
+pub mod mem;
+pub mod notes;
+pub mod sys;
+pub mod timing;
+
+/// Exit status of a tender that fails (as opposed to its guest's status).
+pub const TENDER_FAILURE: i32 = 1;

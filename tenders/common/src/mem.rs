@@ -1,0 +1,439 @@
+//! Guest memory: the one place where a guest address becomes a host slice.
+//!
+//! [`GuestMemory`] owns the anonymous mapping that backs guest RAM. Every
+//! guest address the tender touches (image segments, boot info, hypercall
+//! structs and buffers) goes through [`GuestMemory::slice`] or
+//! [`GuestMemory::slice_mut`], which both call [`GuestMemory::checked_offset`]:
+//! overflow-checked, bounds-checked against the mapping, and checked against
+//! the host protections the tender applied (a guest that points a hypercall
+//! at its own read-only text gets a [`GuestFault`], not a tender that dies on
+//! a host SIGSEGV). A bad range is an error value, never a panic.
+//!
+//! `unsafe` here is limited to the mapping itself; each block says why it
+//! is sound.
+
+use std::ptr::NonNull;
+use thiserror::Error;
+use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+/// Host page size, which protections are applied in.
+const PAGE: u64 = lamina_abi::PAGE_SIZE;
+
+/// A guest address range the tender refused to touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum GuestFault {
+    /// The range wraps around the address space.
+    #[error("guest range {gpa:#x}+{len:#x} overflows")]
+    Overflow {
+        /// Start of the range.
+        gpa: u64,
+        /// Its length.
+        len: u64,
+    },
+    /// The range is not inside guest memory.
+    #[error("guest range {gpa:#x}+{len:#x} is outside guest memory [{base:#x}, {end:#x})")]
+    OutOfBounds {
+        /// Start of the range.
+        gpa: u64,
+        /// Its length.
+        len: u64,
+        /// Lowest guest address.
+        base: u64,
+        /// One past the highest guest address.
+        end: u64,
+    },
+    /// The range overlaps memory the tender made read-only or inaccessible.
+    #[error(
+        "guest range {gpa:#x}+{len:#x} is not {access} (it overlaps a protected image segment)"
+    )]
+    Protected {
+        /// Start of the range.
+        gpa: u64,
+        /// Its length.
+        len: u64,
+        /// "readable" or "writable".
+        access: &'static str,
+    },
+}
+
+/// Why guest memory could not be set up or protected.
+#[derive(Debug, Error)]
+pub enum MemoryError {
+    /// mmap failed.
+    #[error(
+        "cannot map {size} bytes of guest memory at {addr:#x}: {source} (try a smaller --mem)"
+    )]
+    Map {
+        /// Requested address (0: anywhere).
+        addr: u64,
+        /// Requested size.
+        size: u64,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The fixed range is already in use by the tender process.
+    #[error("guest memory [{addr:#x}, {end:#x}) collides with the tender's own mappings (try a smaller --mem)")]
+    Occupied {
+        /// Start of the range.
+        addr: u64,
+        /// Its end.
+        end: u64,
+    },
+    /// The requested size is not usable.
+    #[error("guest memory range [{base:#x}, {end:#x}) is empty or not page aligned")]
+    BadSize {
+        /// Lowest address.
+        base: u64,
+        /// End address.
+        end: u64,
+    },
+    /// mprotect failed or the range was bad.
+    #[error("cannot protect guest range [{start:#x}, {end:#x}): {reason}")]
+    Protect {
+        /// Start.
+        start: u64,
+        /// End.
+        end: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Access rights of a range of guest memory, as the image asks for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Protection {
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+}
+
+impl Protection {
+    /// Read and write, not execute: ordinary RAM.
+    pub const READ_WRITE: Protection = Protection {
+        read: true,
+        write: true,
+        exec: false,
+    };
+
+    /// The `PROT_*` bits for mprotect.
+    fn to_prot(self) -> libc::c_int {
+        let mut prot = libc::PROT_NONE;
+        if self.read {
+            prot |= libc::PROT_READ;
+        }
+        if self.write {
+            prot |= libc::PROT_WRITE;
+        }
+        if self.exec {
+            prot |= libc::PROT_EXEC;
+        }
+        prot
+    }
+}
+
+/// A protected range, remembered so that the checked accessors refuse it.
+#[derive(Debug, Clone, Copy)]
+struct ProtectedRange {
+    start: u64,
+    end: u64,
+    readable: bool,
+    writable: bool,
+}
+
+/// Guest RAM: the guest addresses `[base, end)` backed by one host mapping.
+#[derive(Debug)]
+pub struct GuestMemory {
+    /// Host address of guest address `base`.
+    host: NonNull<u8>,
+    base: u64,
+    end: u64,
+    protected: Vec<ProtectedRange>,
+}
+
+// SAFETY: the mapping is owned by this value alone; moving it to another
+// thread moves that ownership. Shared access goes through &self (read-only
+// slices) and mutation through &mut self.
+unsafe impl Send for GuestMemory {}
+
+impl GuestMemory {
+    /// Maps `size` bytes of zeroed guest RAM anywhere in the tender's
+    /// address space, for guest addresses `[0, size)` (hvt: KVM maps it).
+    pub fn anywhere(size: u64) -> Result<Self, MemoryError> {
+        Self::map(0, size, false)
+    }
+
+    /// Maps zeroed guest RAM at host address == guest address for
+    /// `[base, end)` (spt: the guest runs in the tender's address space),
+    /// refusing to replace anything already mapped there.
+    pub fn identity(base: u64, end: u64) -> Result<Self, MemoryError> {
+        Self::map(base, end, true)
+    }
+
+    fn map(base: u64, end: u64, fixed: bool) -> Result<Self, MemoryError> {
+        if end <= base || !base.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) {
+            return Err(MemoryError::BadSize { base, end });
+        }
+        let size = end - base;
+        let len = usize::try_from(size).map_err(|_| MemoryError::BadSize { base, end })?;
+        let (hint, flags) = if fixed {
+            (
+                base as *mut libc::c_void,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            )
+        } else {
+            (
+                std::ptr::null_mut(),
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            )
+        };
+        // SAFETY: an anonymous mapping with MAP_FIXED_NOREPLACE or no fixed
+        // address never replaces existing memory; the result is checked.
+        let ptr =
+            unsafe { libc::mmap(hint, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+        if ptr == libc::MAP_FAILED {
+            let source = std::io::Error::last_os_error();
+            if source.raw_os_error() == Some(libc::EEXIST) {
+                return Err(MemoryError::Occupied { addr: base, end });
+            }
+            return Err(MemoryError::Map {
+                addr: base,
+                size,
+                source,
+            });
+        }
+        if fixed && ptr as u64 != base {
+            // A kernel older than 4.17 treats MAP_FIXED_NOREPLACE as a hint.
+            // SAFETY: `ptr` is the mapping just made, of `len` bytes.
+            unsafe { libc::munmap(ptr, len) };
+            return Err(MemoryError::Occupied { addr: base, end });
+        }
+        let host =
+            NonNull::new(ptr.cast::<u8>()).ok_or(MemoryError::Occupied { addr: base, end })?;
+        Ok(GuestMemory {
+            host,
+            base,
+            end,
+            protected: Vec::new(),
+        })
+    }
+
+    /// Lowest guest address.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// One past the highest guest address (the guest's `mem_size`).
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
+    /// Host address of guest address `base`, for KVM's memory slot.
+    pub fn host_address(&self) -> u64 {
+        self.host.as_ptr() as u64
+    }
+
+    /// THE check: the offset into the mapping of `[gpa, gpa+len)`, if that
+    /// range is wholly inside guest memory. Every accessor goes through here.
+    pub fn checked_offset(&self, gpa: u64, len: u64) -> Result<usize, GuestFault> {
+        let last = gpa
+            .checked_add(len)
+            .ok_or(GuestFault::Overflow { gpa, len })?;
+        if gpa < self.base || last > self.end {
+            return Err(GuestFault::OutOfBounds {
+                gpa,
+                len,
+                base: self.base,
+                end: self.end,
+            });
+        }
+        // Cannot truncate: the mapping's length fits in usize (checked in map).
+        Ok((gpa - self.base) as usize)
+    }
+
+    fn check_access(&self, gpa: u64, len: u64, write: bool) -> Result<usize, GuestFault> {
+        let offset = self.checked_offset(gpa, len)?;
+        let end = gpa + len; // no overflow: checked_offset passed
+        let denied = self
+            .protected
+            .iter()
+            .any(|r| r.start < end && gpa < r.end && if write { !r.writable } else { !r.readable });
+        if denied && len > 0 {
+            return Err(GuestFault::Protected {
+                gpa,
+                len,
+                access: if write { "writable" } else { "readable" },
+            });
+        }
+        Ok(offset)
+    }
+
+    /// The guest bytes `[gpa, gpa+len)`, to read.
+    pub fn slice(&self, gpa: u64, len: u64) -> Result<&[u8], GuestFault> {
+        let offset = self.check_access(gpa, len, false)?;
+        // SAFETY: check_access proved [offset, offset+len) lies inside the
+        // live mapping and is host-readable; &self keeps the mapping alive
+        // and no &mut slice can exist at the same time.
+        Ok(unsafe { std::slice::from_raw_parts(self.host.as_ptr().add(offset), len as usize) })
+    }
+
+    /// The guest bytes `[gpa, gpa+len)`, to write.
+    pub fn slice_mut(&mut self, gpa: u64, len: u64) -> Result<&mut [u8], GuestFault> {
+        let offset = self.check_access(gpa, len, true)?;
+        // SAFETY: as in `slice`, and the range is host-writable; &mut self
+        // makes this the only live slice into the mapping.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.host.as_ptr().add(offset), len as usize) })
+    }
+
+    /// Reads a `T` (a lamina-abi struct) from guest address `gpa`.
+    pub fn read<T: FromBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
+        let bytes = self.slice(gpa, std::mem::size_of::<T>() as u64)?;
+        // Cannot fail: the slice has exactly T's size; read_from_bytes needs no alignment.
+        T::read_from_bytes(bytes).map_err(|_| GuestFault::Overflow { gpa, len: 0 })
+    }
+
+    /// Writes `value` (a lamina-abi struct) at guest address `gpa`.
+    pub fn write<T: IntoBytes + Immutable>(
+        &mut self,
+        gpa: u64,
+        value: &T,
+    ) -> Result<(), GuestFault> {
+        let bytes = value.as_bytes();
+        self.slice_mut(gpa, bytes.len() as u64)?
+            .copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Applies `protection` to the page-aligned host range `[start, end)`
+    /// and remembers it, so the checked accessors honour it too.
+    pub fn protect(
+        &mut self,
+        start: u64,
+        end: u64,
+        protection: Protection,
+    ) -> Result<(), MemoryError> {
+        let fail = |reason: String| MemoryError::Protect { start, end, reason };
+        if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || end < start {
+            return Err(fail("not page aligned".into()));
+        }
+        let offset = self
+            .checked_offset(start, end - start)
+            .map_err(|fault| fail(fault.to_string()))?;
+        if end == start {
+            return Ok(());
+        }
+        // SAFETY: the range is page aligned and inside our own mapping (just
+        // checked); changing its protection cannot affect other memory. No
+        // slice into it outlives this call's &mut self.
+        let rc = unsafe {
+            libc::mprotect(
+                self.host.as_ptr().add(offset).cast(),
+                (end - start) as usize,
+                protection.to_prot(),
+            )
+        };
+        if rc != 0 {
+            return Err(fail(std::io::Error::last_os_error().to_string()));
+        }
+        self.protected.retain(|r| r.end <= start || r.start >= end);
+        if !(protection.read && protection.write) {
+            self.protected.push(ProtectedRange {
+                start,
+                end,
+                readable: protection.read,
+                writable: protection.write,
+            });
+        }
+        Ok(())
+    }
+
+    /// Gives up ownership without unmapping: for spt, whose guest runs in
+    /// this mapping after the tender has jumped into it and never returns.
+    pub fn leak(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping of exactly this size and no slice into
+        // it can outlive `self`.
+        unsafe { libc::munmap(self.host.as_ptr().cast(), (self.end - self.base) as usize) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_abi::hvt::HcPuts;
+
+    #[test]
+    fn checked_offset_refuses_every_bad_range() {
+        let mem = GuestMemory::anywhere(1 << 20).unwrap();
+        assert_eq!(mem.checked_offset(0, 1 << 20), Ok(0));
+        assert_eq!(mem.checked_offset(0x1000, 0x10), Ok(0x1000));
+        assert!(matches!(
+            mem.checked_offset(u64::MAX, 2),
+            Err(GuestFault::Overflow { .. })
+        ));
+        assert!(matches!(
+            mem.checked_offset(1 << 20, 1),
+            Err(GuestFault::OutOfBounds { .. })
+        ));
+        assert!(matches!(
+            mem.checked_offset((1 << 20) - 1, 2),
+            Err(GuestFault::OutOfBounds { .. })
+        ));
+        assert!(mem.slice(u64::MAX - 3, 8).is_err());
+    }
+
+    #[test]
+    fn typed_round_trip() {
+        let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
+        let puts = HcPuts {
+            data: 0x1234,
+            len: 99,
+        };
+        mem.write(0x2000, &puts).unwrap();
+        let back: HcPuts = mem.read(0x2000).unwrap();
+        assert_eq!((back.data, back.len), (0x1234, 99));
+        assert!(mem.read::<HcPuts>((1 << 20) - 8).is_err());
+    }
+
+    #[test]
+    fn protected_ranges_are_refused_not_faulted() {
+        let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
+        mem.slice_mut(0x3000, 4).unwrap().copy_from_slice(b"text");
+        let read_only = Protection {
+            read: true,
+            write: false,
+            exec: true,
+        };
+        mem.protect(0x3000, 0x5000, read_only).unwrap();
+        assert_eq!(mem.slice(0x3000, 4).unwrap(), b"text");
+        assert!(matches!(
+            mem.slice_mut(0x4fff, 2),
+            Err(GuestFault::Protected { .. })
+        ));
+        assert!(mem.slice_mut(0x5000, 16).is_ok());
+        mem.protect(0x6000, 0x7000, Protection::default()).unwrap();
+        assert!(matches!(
+            mem.slice(0x6800, 1),
+            Err(GuestFault::Protected { .. })
+        ));
+        assert!(mem.protect(0x100, 0x1000, read_only).is_err());
+        assert!(mem.protect(0, 2 << 20, read_only).is_err());
+    }
+
+    #[test]
+    fn identity_mapping_refuses_to_replace() {
+        let first = GuestMemory::identity(0x7000_0000, 0x7010_0000).unwrap();
+        assert_eq!(first.host_address(), 0x7000_0000);
+        assert!(matches!(
+            GuestMemory::identity(0x7008_0000, 0x7020_0000),
+            Err(MemoryError::Occupied { .. })
+        ));
+    }
+}

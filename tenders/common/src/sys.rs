@@ -1,0 +1,198 @@
+//! The few host system calls std does not wrap: tap interfaces, epoll and
+//! timerfd. Like [`crate::mem`], this module holds `unsafe`, each block
+//! with the reason it is sound; everything else in the crate is safe code.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Result of a libc call that returns -1 and sets errno on failure.
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// An `ifreq` naming `name`, with the rest zeroed.
+fn ifreq(name: &str) -> io::Result<libc::ifreq> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    Ok(request)
+}
+
+/// A throwaway socket to ask the kernel about interfaces.
+fn control_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket() has no memory arguments; the result is checked and
+    // owned at once.
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The interface flags of `name` (`IFF_*`), or ENODEV if it does not exist.
+pub fn interface_flags(name: &str) -> io::Result<i32> {
+    let socket = control_socket()?;
+    let mut request = ifreq(name)?;
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into
+    // `request`, which lives for the call.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) })?;
+    // SAFETY: the kernel filled the flags member of the union.
+    Ok(i32::from(unsafe { request.ifr_ifru.ifru_flags }))
+}
+
+/// The MTU of interface `name`.
+pub fn interface_mtu(name: &str) -> io::Result<u32> {
+    let socket = control_socket()?;
+    let mut request = ifreq(name)?;
+    // SAFETY: SIOCGIFMTU reads the name from and writes the MTU into
+    // `request`, which lives for the call.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU, &mut request) })?;
+    // SAFETY: the kernel filled the mtu member of the union.
+    let mtu = unsafe { request.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Opens the existing tap interface `name` (IFF_TAP | IFF_NO_PI), non-blocking.
+pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+    let path = c"/dev/net/tun";
+    // SAFETY: path is a NUL-terminated string; the result is checked.
+    let fd = check(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    let tap = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut request = ifreq(name)?;
+    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and updates `request`, which lives for the call.
+    check(unsafe { libc::ioctl(tap.as_raw_fd(), libc::TUNSETIFF, &mut request) })?;
+    // The kernel may hand back another device (a name pattern like "tap%d").
+    if ifreq(name)?.ifr_name != request.ifr_name {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    Ok(tap)
+}
+
+/// An epoll instance.
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; the result is checked and owned at once.
+    let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds `fd` to `epoll` for input, with `data` as its tag.
+pub fn epoll_add(epoll: RawFd, fd: RawFd, data: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: data,
+    };
+    // SAFETY: `event` lives for the call; the kernel copies it.
+    check(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) })?;
+    Ok(())
+}
+
+/// Waits up to forever on `epoll`; returns the tags of ready descriptors in
+/// `tags` and how many there are. EINTR is retried.
+pub fn epoll_wait(epoll: RawFd, tags: &mut [u64]) -> io::Result<usize> {
+    const MAX: usize = 64;
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
+    let max = tags.len().min(MAX) as libc::c_int;
+    loop {
+        // SAFETY: `events` has room for `max` entries and lives for the call.
+        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), max, -1) };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        let n = n as usize;
+        for (tag, event) in tags.iter_mut().zip(&events[..n]) {
+            *tag = event.u64;
+        }
+        return Ok(n);
+    }
+}
+
+/// A non-blocking CLOCK_MONOTONIC timerfd.
+pub fn timerfd_create() -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; the result is checked and owned at once.
+    let fd = check(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms `timer` to fire once, `nanos` from now (0 is moved to 1 ns, since
+/// 0 would disarm it).
+pub fn timerfd_arm(timer: RawFd, nanos: u64) -> io::Result<()> {
+    let nanos = nanos.max(1);
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (nanos / 1_000_000_000).min(i64::MAX as u64) as libc::time_t,
+            tv_nsec: (nanos % 1_000_000_000) as libc::c_long,
+        },
+    };
+    // SAFETY: `spec` lives for the call; the old value is not asked for.
+    check(unsafe { libc::timerfd_settime(timer, 0, &spec, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// Nanoseconds of `clock` (CLOCK_REALTIME, CLOCK_MONOTONIC).
+pub fn clock_nanos(clock: libc::clockid_t) -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` lives for the call; clock_gettime cannot fail for these clocks.
+    unsafe { libc::clock_gettime(clock, &mut now) };
+    (now.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(now.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_has_an_mtu_and_missing_interfaces_fail() {
+        assert!(interface_mtu("lo").unwrap() >= 1500);
+        assert!(interface_flags("lo").unwrap() & libc::IFF_UP != 0);
+        assert!(interface_flags("nosuchif0").is_err());
+        assert!(ifreq("averyveryverylongname").is_err());
+    }
+
+    #[test]
+    fn timer_wakes_epoll() {
+        let epoll = epoll_create().unwrap();
+        let timer = timerfd_create().unwrap();
+        epoll_add(epoll.as_raw_fd(), timer.as_raw_fd(), 77).unwrap();
+        let start = clock_nanos(libc::CLOCK_MONOTONIC);
+        timerfd_arm(timer.as_raw_fd(), 2_000_000).unwrap();
+        let mut tags = [0; 4];
+        assert_eq!(epoll_wait(epoll.as_raw_fd(), &mut tags).unwrap(), 1);
+        assert_eq!(tags[0], 77);
+        assert!(clock_nanos(libc::CLOCK_MONOTONIC) - start >= 2_000_000);
+    }
+}
