@@ -18,6 +18,39 @@ pub struct NetifDevice<'a, N: Netif> {
     pub tx: &'a mut Vec<u8>,
     /// Frames that could not be received (too large, device errors).
     pub rx_errors: &'a mut u64,
+    /// Whether a listening port's accept queue is full: its SYNs are dropped,
+    /// as Linux does, so that clients retry instead of being refused.
+    pub port_full: &'a dyn Fn(u16) -> bool,
+    /// SYNs dropped because of `port_full`.
+    pub syn_drops: &'a mut u64,
+}
+
+/// The destination port of `frame` if it is a TCP SYN (without ACK) in
+/// IPv4 or IPv6 over Ethernet.
+fn syn_port(frame: &[u8]) -> Option<u16> {
+    let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let tcp = match ethertype {
+        0x0800 => {
+            let ip = frame.get(14..)?;
+            let header_len = ((ip.first()? & 0x0f) as usize) * 4;
+            // Not TCP, or a fragment: not ours to judge.
+            if *ip.get(9)? != 6 || u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff != 0 {
+                return None;
+            }
+            ip.get(header_len..)?
+        }
+        0x86dd => {
+            let ip = frame.get(14..)?;
+            if *ip.get(6)? != 6 {
+                return None; // extension headers: let smoltcp decide
+            }
+            ip.get(40..)?
+        }
+        _ => return None,
+    };
+    let flags = *tcp.get(13)?;
+    let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
+    (syn && !ack).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
 }
 
 /// A received frame.
@@ -42,15 +75,25 @@ impl<N: Netif> phy::Device for NetifDevice<'_, N> {
         Self: 'b;
 
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_, N>)> {
-        let len = match self.pending.take() {
-            Some(len) => len,
-            None => loop {
-                match self.netif.try_receive(self.rx) {
-                    Ok(Some(len)) => break len,
+        let len = loop {
+            let len = match self.pending.take() {
+                Some(len) => len,
+                None => match self.netif.try_receive(self.rx) {
+                    Ok(Some(len)) => len,
                     Ok(None) => return None,
-                    Err(_) => *self.rx_errors += 1, // dropped; try the next frame
+                    Err(_) => {
+                        *self.rx_errors += 1; // dropped; try the next frame
+                        continue;
+                    }
+                },
+            };
+            if let Some(port) = syn_port(&self.rx[..len]) {
+                if (self.port_full)(port) {
+                    *self.syn_drops += 1;
+                    continue;
                 }
-            },
+            }
+            break len;
         };
         let rx = RxToken {
             frame: &mut self.rx[..len],
@@ -93,5 +136,36 @@ impl<N: Netif> phy::TxToken for TxToken<'_, N> {
             log::debug!("net: transmit failed: {e}");
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::syn_port;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    fn ipv4_tcp(flags: u8, port: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 20];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[14 + 9] = 6;
+        f[34 + 2..34 + 4].copy_from_slice(&port.to_be_bytes());
+        f[34 + 13] = flags;
+        f
+    }
+
+    #[test]
+    fn finds_syns_and_only_syns() {
+        assert_eq!(syn_port(&ipv4_tcp(0x02, 80)), Some(80));
+        assert_eq!(syn_port(&ipv4_tcp(0x12, 80)), None); // SYN-ACK
+        assert_eq!(syn_port(&ipv4_tcp(0x10, 80)), None); // ACK
+        let mut fragment = ipv4_tcp(0x02, 80);
+        fragment[14 + 7] = 1; // fragment offset
+        assert_eq!(syn_port(&fragment), None);
+        for len in 0..54 {
+            let _ = syn_port(&ipv4_tcp(0x02, 80)[..len]); // truncated: no panic
+        }
+        assert_eq!(syn_port(&ipv4_tcp(0x02, 80)[..40]), None);
     }
 }

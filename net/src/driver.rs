@@ -62,6 +62,15 @@ impl Core {
             });
     }
 
+    /// Whether the accept queue of listening port `port` is full.
+    fn port_full(&self, port: u16) -> bool {
+        self.listeners
+            .borrow()
+            .iter()
+            .filter_map(|q| q.upgrade())
+            .any(|q| q.port() == port && q.is_full())
+    }
+
     /// An ephemeral port for an outgoing connection (49152-65535).
     pub(crate) fn ephemeral_port(&self) -> u16 {
         let port = self.next_port.get();
@@ -111,6 +120,8 @@ impl NetStack {
                 pending: &mut pending,
                 tx: &mut tx,
                 rx_errors: &mut rx_errors,
+                port_full: &|_| false,
+                syn_drops: &mut 0,
             };
             Interface::new(config, &mut device, now)
         };
@@ -164,6 +175,7 @@ impl NetStack {
             tx,
             pending,
             rx_errors,
+            syn_drops: 0,
             dhcp,
             runtime: runtime.clone(),
         };
@@ -202,6 +214,7 @@ struct Driver<N: Netif> {
     tx: Vec<u8>,
     pending: Option<usize>,
     rx_errors: u64,
+    syn_drops: u64,
     dhcp: Option<SocketHandle>,
     runtime: Handle,
 }
@@ -250,12 +263,16 @@ impl<N: Netif> Driver<N> {
         let now = self.core.now();
         let mut iface = self.core.iface.borrow_mut();
         let mut sockets = self.core.sockets.borrow_mut();
+        let core = self.core.clone();
+        let port_full = move |port| core.port_full(port);
         let mut device = NetifDevice {
             netif: &self.netif,
             rx: &mut self.rx,
             pending: &mut self.pending,
             tx: &mut self.tx,
             rx_errors: &mut self.rx_errors,
+            port_full: &port_full,
+            syn_drops: &mut self.syn_drops,
         };
         // One packet at a time, refilling the listening sockets in between,
         // so that a burst of SYNs finds a socket for each (up to the backlog)

@@ -172,6 +172,14 @@ pub(crate) struct AcceptQueue {
 const IDLE_LISTENERS: usize = 2;
 
 impl AcceptQueue {
+    pub(crate) fn is_full(&self) -> bool {
+        self.pending.borrow().len() >= self.backlog
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.at.port
+    }
+
     pub(crate) fn refill(&self, core: &Core, sockets: &mut SocketSet<'static>) {
         let mut idle = self.idle.borrow_mut();
         let mut pending = self.pending.borrow_mut();

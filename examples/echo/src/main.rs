@@ -1,4 +1,4 @@
-//! Echo: a TCP server that sends back every byte it receives.
+//! Echo: a TCP and UDP server that sends back every byte it receives.
 //!
 //! Each connection is its own task; a slow or silent client costs only its
 //! own task and buffer. Run it with
@@ -17,7 +17,7 @@ use lamina::runtime::Handle;
 lamina::boot_args! {
     /// Echo
     pub struct Args {
-        /// TCP port to listen on.
+        /// TCP and UDP port to listen on.
         pub port: u16 = "7",
         /// Close connections idle for this long.
         pub idle_timeout: Duration = "300s",
@@ -29,10 +29,23 @@ async fn echo<P: Platform>(env: Env<P>, args: Args) -> Result<(), NetError> {
         error!("{e}");
         NetError::Io
     })?;
-    let listener = stack
-        .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port)))
-        .await?;
-    info!("echo: listening on {}", listener.local_addr());
+    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
+    let listener = stack.tcp_listen(address).await?;
+    let udp = stack.udp_bind(address).await?;
+    info!("echo: listening on {} (TCP and UDP)", listener.local_addr());
+    env.spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match udp.recv_from(&mut buf).await {
+                Ok((n, peer)) => {
+                    if let Err(e) = udp.send_to(&buf[..n], peer).await {
+                        debug!("echo: UDP reply to {peer}: {e}");
+                    }
+                }
+                Err(e) => debug!("echo: UDP receive: {e}"),
+            }
+        }
+    });
     loop {
         let (connection, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
