@@ -8,6 +8,7 @@
 mod build;
 mod describe;
 mod guest;
+mod net;
 mod new;
 mod project;
 mod run;
@@ -115,6 +116,11 @@ enum Command {
         #[arg(last = true)]
         boot_args: Vec<String>,
     },
+    /// Create or remove a tap device for unikernels (needs root).
+    Net {
+        #[command(subcommand)]
+        action: NetAction,
+    },
     /// Show the application's device graph for a target.
     Describe {
         /// For which target.
@@ -126,6 +132,29 @@ enum Command {
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NetAction {
+    /// Create a tap with a host address, up.
+    Up {
+        /// Tap device name.
+        tap: String,
+        /// Host side address, ADDR/PREFIX.
+        #[arg(long, default_value = "10.0.0.1/24")]
+        address: String,
+        /// Create it inside this network namespace (created if missing).
+        #[arg(long)]
+        netns: Option<String>,
+    },
+    /// Remove a tap (and its namespace, if given).
+    Down {
+        /// Tap device name.
+        tap: String,
+        /// The namespace it is in; removed too.
+        #[arg(long)]
+        netns: Option<String>,
     },
 }
 
@@ -151,6 +180,15 @@ fn main() -> ExitCode {
         } => project::Project::find(&app).and_then(|project| {
             run::run(&project, Target::resolve(target), release, mem, &boot_args)
         }),
+        Command::Net { action } => match action {
+            NetAction::Up {
+                tap,
+                address,
+                netns,
+            } => net::up(&tap, &address, netns.as_deref()),
+            NetAction::Down { tap, netns } => net::down(&tap, netns.as_deref()),
+        }
+        .map(|()| ExitCode::SUCCESS),
         Command::Describe { target, dot, app } => project::Project::find(&app).map(|project| {
             print!("{}", describe::describe(&project, target, dot));
             ExitCode::SUCCESS
