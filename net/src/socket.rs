@@ -167,6 +167,9 @@ pub(crate) struct AcceptQueue {
     waiter: RefCell<Option<Waker>>,
 }
 
+/// Seconds a connection may take to finish its handshake.
+const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
 /// Listening sockets kept ready: enough for the SYNs of one packet burst
 /// between two refills (refills happen after every packet).
 const IDLE_LISTENERS: usize = 2;
@@ -184,6 +187,25 @@ impl AcceptQueue {
         let mut idle = self.idle.borrow_mut();
         let mut pending = self.pending.borrow_mut();
         let before = pending.len();
+        // A handshake reset by the peer returns its socket to LISTEN (RFC
+        // 793); a failed one ends CLOSED. Neither is a connection to accept.
+        pending.retain(|&handle| match sockets.get::<tcp::Socket>(handle).state() {
+            tcp::State::Listen => {
+                idle.push(handle);
+                false
+            }
+            tcp::State::Closed | tcp::State::TimeWait => {
+                sockets.remove(handle);
+                false
+            }
+            _ => true,
+        });
+        while idle.len() > IDLE_LISTENERS {
+            if let Some(extra) = idle.pop() {
+                sockets.remove(extra);
+            }
+        }
+        let before = before.min(pending.len());
         idle.retain(|&handle| {
             if sockets.get::<tcp::Socket>(handle).state() == tcp::State::Listen {
                 true
@@ -196,6 +218,11 @@ impl AcceptQueue {
             && pending.len() + idle.len() < self.backlog + IDLE_LISTENERS
         {
             let mut socket = new_tcp_socket(&core.args);
+            // A handshake that does not finish in time frees its place in the
+            // backlog (SYN floods); accept clears the limit again.
+            socket.set_timeout(Some(smoltcp::time::Duration::from_secs(
+                HANDSHAKE_TIMEOUT_SECS,
+            )));
             if socket.listen(self.at).is_err() {
                 break;
             }
