@@ -1,0 +1,50 @@
+//! `lamina-spt`: runs a Solo5 spt unikernel inside this process.
+//!
+//! The guest's memory is mapped at its own addresses (0x10000 to
+//! `--mem`), the image is loaded with its exact protections, the boot
+//! info, manifest and command line go to 0x11000, and a seccomp filter
+//! that allows only the spt ABI's system calls (pinned to the guest's own
+//! descriptors) is installed right before the jump to the guest's entry.
+//! From then on the guest ends the process: its exit status is the
+//! tender's, a fault kills it by SIGSEGV and a forbidden call by SIGSYS.
+#![deny(unsafe_code)]
+
+#[allow(unsafe_code)]
+mod launch;
+mod seccomp;
+mod setup;
+
+use lamina_tender::args::{self, Command};
+use lamina_tender::timing::Timing;
+use lamina_tender::TENDER_FAILURE;
+use std::process::ExitCode;
+
+const TENDER: &str = "lamina-spt";
+const FLAGS: &[(&str, &str)] = &[("--x-timing", "print start-up phase timings on stderr")];
+
+fn main() -> ExitCode {
+    let extra: Vec<&'static str> = FLAGS.iter().map(|(flag, _)| *flag).collect();
+    let parsed = match args::parse(std::env::args_os().skip(1), &extra) {
+        Ok(Command::Run(parsed)) => parsed,
+        Ok(Command::Help) => {
+            print!("{}", args::usage(TENDER, FLAGS));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            eprintln!(
+                "{TENDER} tender, version {} / ABI version 2",
+                env!("CARGO_PKG_VERSION")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{TENDER}: {error}\n\n{}", args::usage(TENDER, FLAGS));
+            return ExitCode::from(TENDER_FAILURE as u8);
+        }
+    };
+    let timing = Timing::start(parsed.flags.contains(&"--x-timing"));
+    // Only returns on a tender error: on success the guest owns the process.
+    let error = setup::run(&parsed, timing);
+    eprintln!("{TENDER}: {error}");
+    ExitCode::from(TENDER_FAILURE as u8)
+}

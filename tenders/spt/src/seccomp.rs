@@ -1,0 +1,98 @@
+//! The spt sandbox: a seccomp filter that kills the process on any system
+//! call the spt ABI does not need (ABI.md 5.3-5.4). The core rules are
+//! here; each device module adds the rules for its own descriptors.
+
+use lamina_tender::devices::Devices;
+use seccompiler::{
+    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Why the filter could not be built or installed.
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    /// seccompiler refused a rule (a bug in the rules).
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(#[from] BackendError),
+    /// The kernel refused the filter.
+    #[error("cannot install the seccomp filter: {0}; is seccomp enabled in this kernel?")]
+    Install(#[from] seccompiler::Error),
+}
+
+/// Descriptors the core rules pin.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreFds {
+    /// The epoll set the guest waits on.
+    pub epoll: i32,
+    /// The timerfd the guest arms for its deadline.
+    pub timer: i32,
+}
+
+/// `arch_prctl` code that sets the FS base (asm/prctl.h).
+const ARCH_SET_FS: u64 = 0x1002;
+
+fn arg_eq(index: u8, value: u64) -> Result<SeccompCondition, BackendError> {
+    SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+}
+
+fn only(index: u8, value: u64) -> Result<SeccompRule, BackendError> {
+    SeccompRule::new(vec![arg_eq(index, value)?])
+}
+
+/// The rules every guest gets, as (syscall, rule) pairs.
+fn core_rules(fds: CoreFds) -> Result<Vec<(i64, SeccompRule)>, BackendError> {
+    Ok(vec![
+        // Console output goes to the tender's stdout, and nowhere else.
+        (libc::SYS_write, only(0, 1)?),
+        // solo5_yield blocks on the tender's epoll set (net fds + timer).
+        (libc::SYS_epoll_pwait, only(0, fds.epoll as u64)?),
+        // solo5_yield arms the deadline on the tender's internal timerfd.
+        (libc::SYS_timerfd_settime, only(0, fds.timer as u64)?),
+        // solo5_clock_monotonic and solo5_clock_wall, no other clocks.
+        (
+            libc::SYS_clock_gettime,
+            only(0, libc::CLOCK_MONOTONIC as u64)?,
+        ),
+        (
+            libc::SYS_clock_gettime,
+            only(0, libc::CLOCK_REALTIME as u64)?,
+        ),
+        // solo5_set_tls_base: set FS only (never read GS or change GS).
+        (libc::SYS_arch_prctl, only(0, ARCH_SET_FS)?),
+    ])
+}
+
+/// Compiles the filter for these devices. Call before installing: the
+/// compiled program is the last allocation the tender makes.
+pub fn build(fds: CoreFds, devices: &Devices) -> Result<BpfProgram, SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let mut all = core_rules(fds)?;
+    for block in &devices.blocks {
+        all.extend(block.spt_rules()?);
+    }
+    for net in &devices.nets {
+        all.extend(net.spt_rules()?);
+    }
+    for (syscall, rule) in all {
+        rules.entry(syscall).or_default().push(rule);
+    }
+    // solo5_exit and solo5_abort: the status is the guest's to choose. An
+    // empty rule list is seccompiler's way to allow a call unconditionally.
+    rules.insert(libc::SYS_exit_group, Vec::new());
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// Installs `program` on this (the only) thread: after this the process
+/// may make only the calls the rules allow, and the tender must not
+/// allocate, print or return.
+pub fn install(program: &BpfProgram) -> Result<(), SeccompError> {
+    Ok(seccompiler::apply_filter(program)?)
+}

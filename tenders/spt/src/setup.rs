@@ -1,0 +1,176 @@
+//! Everything between the command line and the jump: memory, image,
+//! devices, boot info, the event descriptors and the sandbox.
+
+use crate::launch;
+use crate::seccomp::{self, CoreFds, SeccompError};
+use lamina_abi::note::AbiTarget;
+use lamina_abi::spt::{BootInfo, BOOT_INFO_BASE, HOST_MEM_BASE, INTERNAL_TIMERFD};
+use lamina_abi::{CMDLINE_SIZE, GUEST_MIN_BASE};
+use lamina_tender::args::TenderArgs;
+use lamina_tender::devices::{DeviceError, Devices};
+use lamina_tender::elf::{Elf, ElfError, HostProtection, Image};
+use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
+use lamina_tender::notes::{read_notes, NoteError};
+use lamina_tender::sys;
+use lamina_tender::timing::Timing;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Why the guest could not be started.
+#[derive(Debug, Error)]
+pub enum SetupError {
+    /// The image file could not be read.
+    #[error("cannot read {path:?}: {reason}")]
+    Read {
+        /// The image.
+        path: PathBuf,
+        /// The OS error.
+        reason: std::io::Error,
+    },
+    /// `--mem` is too small for anything.
+    #[error("--mem={mib} is too small: the guest needs more than 1 MiB")]
+    TooLittleMemory {
+        /// What was asked.
+        mib: u64,
+    },
+    /// `--mem` does not fit below the tender.
+    #[error("--mem={mib} is too large for this tender's address space; use a smaller --mem")]
+    TooMuchMemory {
+        /// What was asked.
+        mib: u64,
+    },
+    /// The image is malformed.
+    #[error("{path:?}: {error}")]
+    Elf {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        error: ElfError,
+    },
+    /// The image's notes are missing or wrong.
+    #[error("{path:?}: {error}")]
+    Notes {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        error: NoteError,
+    },
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// Writing the boot info.
+    #[error("cannot write the boot info: {0}")]
+    BootInfo(#[from] GuestFault),
+    /// Devices.
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
+    /// epoll or timerfd.
+    #[error("cannot create the {what} for the guest: {reason}")]
+    Events {
+        /// epoll or timerfd.
+        what: &'static str,
+        /// The OS error.
+        reason: std::io::Error,
+    },
+    /// The sandbox.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+}
+
+/// Sets the guest up and jumps into it; returns only on error.
+pub fn run(args: &TenderArgs, mut timing: Timing) -> SetupError {
+    match prepare(args, &mut timing) {
+        Ok(never) => match never {},
+        Err(error) => error,
+    }
+}
+
+fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infallible, SetupError> {
+    let path = &args.image;
+    let bytes = std::fs::read(path).map_err(|reason| SetupError::Read {
+        path: path.clone(),
+        reason,
+    })?;
+    let elf_error = |error| SetupError::Elf {
+        path: path.clone(),
+        error,
+    };
+    let elf = Elf::parse(&bytes).map_err(elf_error)?;
+    let notes = read_notes(&elf, AbiTarget::Spt).map_err(|error| SetupError::Notes {
+        path: path.clone(),
+        error,
+    })?;
+    timing.mark("read image");
+
+    let mem_size = args
+        .mem_mib
+        .checked_mul(1 << 20)
+        .filter(|&size| size < 1 << 46)
+        .ok_or(SetupError::TooMuchMemory { mib: args.mem_mib })?;
+    if mem_size <= GUEST_MIN_BASE {
+        return Err(SetupError::TooLittleMemory { mib: args.mem_mib });
+    }
+    let image = Image::check(elf, mem_size).map_err(elf_error)?;
+    let mut mem = GuestMemory::identity(HOST_MEM_BASE, mem_size)?;
+    image.load(&mut mem).map_err(elf_error)?;
+    timing.mark("map and load");
+
+    let devices = Devices::attach(&notes.manifest, args)?;
+    let events = |what| move |reason| SetupError::Events { what, reason };
+    let epoll = sys::epoll_create().map_err(events("epoll set"))?;
+    let timer = sys::timerfd_create().map_err(events("timerfd"))?;
+    sys::epoll_add(epoll.as_raw_fd(), timer.as_raw_fd(), INTERNAL_TIMERFD)
+        .map_err(events("epoll set"))?;
+    for net in &devices.nets {
+        sys::epoll_add(epoll.as_raw_fd(), net.fd(), net.handle).map_err(events("epoll set"))?;
+    }
+    timing.mark("devices");
+
+    // Boot info, then the attached manifest, then the command line.
+    let mft_at = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
+    let cmdline_at = mft_at + devices.manifest.len() as u64;
+    mem.slice_mut(mft_at, devices.manifest.len() as u64)?
+        .copy_from_slice(&devices.manifest);
+    let cmdline = mem.slice_mut(cmdline_at, CMDLINE_SIZE as u64)?;
+    cmdline[..args.cmdline.len()].copy_from_slice(&args.cmdline);
+    let fds = CoreFds {
+        epoll: epoll.as_raw_fd(),
+        timer: timer.as_raw_fd(),
+    };
+    let boot_info = BootInfo {
+        mem_size,
+        kernel_end: image.kernel_end,
+        cmdline: cmdline_at,
+        mft: mft_at,
+        epollfd: fds.epoll,
+        timerfd: fds.timer,
+    };
+    mem.write(BOOT_INFO_BASE, &boot_info)?;
+    image.protect(&mut mem, HostProtection::Exact)?;
+    let program = seccomp::build(fds, &devices)?;
+    timing.mark("boot info, sandbox");
+    timing.print("lamina-spt");
+
+    // From here the guest owns the memory and the descriptors: they must
+    // outlive this function, which never returns.
+    let (entry, stack) = (image.entry, mem_size - 8);
+    mem.leak();
+    let _ = (epoll.into_raw_fd(), timer.into_raw_fd());
+    std::mem::forget(devices);
+    launch::default_signals();
+    seccomp::install(&program)?;
+    // What `jump` relies on, checked above: `entry` is inside guest memory
+    // (Image::check; if it is not executable the guest dies by SIGSEGV,
+    // hurting only itself), the stack top is mapped and the boot info is
+    // complete.
+    launch_guest(stack, entry, BOOT_INFO_BASE)
+}
+
+#[allow(unsafe_code)]
+fn launch_guest(stack: u64, entry: u64, boot_info: u64) -> ! {
+    // SAFETY: see the caller: entry is inside guest memory, stack is the
+    // top of the guest mapping, boot_info is written. The guest runs with
+    // the seccomp filter installed, so it can only hurt itself.
+    unsafe { launch::jump(stack, entry, boot_info) }
+}

@@ -1,0 +1,264 @@
+//! lamina-spt against hand-assembled guests: the ABI it hands over, the
+//! sandbox that kills forbidden calls, and the images it refuses.
+
+use lamina_abi::mft::DeviceType;
+use lamina_abi::note::AbiTarget;
+use lamina_tender::elf::{PF_R, PF_W, PF_X};
+use lamina_tender::elf_writer::ElfWriter;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+const ENTRY: u64 = 0x100000;
+
+/// x86_64 machine code, assembled by hand.
+mod asm {
+    pub fn mov_eax(v: u32) -> Vec<u8> {
+        [&[0xb8][..], &v.to_le_bytes()].concat()
+    }
+    pub fn mov_edi(v: u32) -> Vec<u8> {
+        [&[0xbf][..], &v.to_le_bytes()].concat()
+    }
+    pub fn mov_edx(v: u32) -> Vec<u8> {
+        [&[0xba][..], &v.to_le_bytes()].concat()
+    }
+    /// mov rsi, [rdi + disp8]
+    pub fn mov_rsi_from_rdi(disp: u8) -> Vec<u8> {
+        vec![0x48, 0x8b, 0x77, disp]
+    }
+    pub const SYSCALL: [u8; 2] = [0x0f, 0x05];
+    /// lea rax, [rip]; mov byte [rax], 0: a write to the code itself.
+    pub const WRITE_OWN_TEXT: [u8; 10] = [0x48, 0x8d, 0x05, 0, 0, 0, 0, 0xc6, 0x00, 0x00];
+}
+
+/// exit_group(status).
+fn exit(status: u32) -> Vec<u8> {
+    [
+        asm::mov_eax(231),
+        asm::mov_edi(status),
+        asm::SYSCALL.to_vec(),
+    ]
+    .concat()
+}
+
+/// write(1, bi->cmdline, len); exit_group(status).
+fn echo_cmdline(len: u32, status: u32) -> Vec<u8> {
+    [
+        asm::mov_rsi_from_rdi(16), // spt BootInfo.cmdline is at offset 16
+        asm::mov_eax(1),
+        asm::mov_edi(1),
+        asm::mov_edx(len),
+        asm::SYSCALL.to_vec(),
+        exit(status),
+    ]
+    .concat()
+}
+
+/// pread64(manifest entry 1's fd, stack buffer, count, offset), then
+/// exit_group(bytes read / 256).
+fn pread_sector(count: u32, offset: u32) -> Vec<u8> {
+    [
+        vec![0x48, 0x8b, 0x47, 0x18],          // mov rax, [rdi+24]: bi->mft
+        vec![0x8b, 0xb8, 200, 0, 0, 0],        // mov edi, [rax+200]: e[1].hostfd
+        vec![0x48, 0x89, 0xe6],                // mov rsi, rsp
+        vec![0x48, 0x81, 0xee, 0, 0x10, 0, 0], // sub rsi, 0x1000
+        asm::mov_edx(count),
+        [&[0x41, 0xba][..], &offset.to_le_bytes()].concat(), // mov r10d, offset
+        asm::mov_eax(17),
+        asm::SYSCALL.to_vec(),
+        vec![0x89, 0xc7, 0xc1, 0xef, 0x08], // mov edi, eax; shr edi, 8
+        asm::mov_eax(231),
+        asm::SYSCALL.to_vec(),
+    ]
+    .concat()
+}
+
+fn image(code: &[u8]) -> ElfWriter {
+    ElfWriter::new(ENTRY)
+        .load(ENTRY, PF_R | PF_X, code, 0x1000)
+        .abi_note(AbiTarget::Spt)
+}
+
+fn write_image(name: &str, writer: &ElfWriter) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("lamina-spt-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, writer.build()).unwrap();
+    path
+}
+
+fn spt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lamina-spt"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn run(name: &str, writer: ElfWriter, guest_args: &[&str]) -> Output {
+    let path = write_image(name, &writer);
+    let mut args = vec!["--mem=4", path.to_str().unwrap()];
+    args.extend_from_slice(guest_args);
+    let out = spt(&args);
+    std::fs::remove_file(path).unwrap();
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn the_guest_gets_its_command_line_and_sets_the_exit_status() {
+    let out = run(
+        "echo",
+        image(&echo_cmdline(11, 7)).manifest_note(&[]),
+        &["hello", "world"],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"hello world");
+}
+
+#[test]
+fn forbidden_system_calls_kill_the_guest() {
+    // getpid: not in the spt ABI at all.
+    let getpid = [asm::mov_eax(39), asm::SYSCALL.to_vec(), exit(0)].concat();
+    let out = run("getpid", image(&getpid).manifest_note(&[]), &[]);
+    assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{out:?}");
+    // write to stderr: write is allowed, but only to fd 1.
+    let write2 = [
+        asm::mov_eax(1),
+        asm::mov_edi(2),
+        asm::SYSCALL.to_vec(),
+        exit(0),
+    ]
+    .concat();
+    let out = run("write2", image(&write2).manifest_note(&[]), &[]);
+    assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{out:?}");
+    // clock_gettime with CLOCK_PROCESS_CPUTIME_ID (2).
+    let clock = [
+        asm::mov_eax(228),
+        asm::mov_edi(2),
+        asm::SYSCALL.to_vec(),
+        exit(0),
+    ]
+    .concat();
+    let out = run("clock", image(&clock).manifest_note(&[]), &[]);
+    assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{out:?}");
+}
+
+#[test]
+fn text_is_not_writable() {
+    let code = [asm::WRITE_OWN_TEXT.to_vec(), exit(0)].concat();
+    let out = run("xnow", image(&code).manifest_note(&[]), &[]);
+    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{out:?}");
+}
+
+#[test]
+fn bad_images_are_refused_with_a_message() {
+    let cases = [
+        (
+            "wx",
+            ElfWriter::new(ENTRY)
+                .load(ENTRY, PF_R | PF_W | PF_X, &exit(0), 0)
+                .abi_note(AbiTarget::Spt)
+                .manifest_note(&[]),
+            "WRITE and EXEC",
+        ),
+        ("nomft", image(&exit(0)), "no Solo5 manifest"),
+        (
+            "hvt",
+            ElfWriter::new(ENTRY)
+                .load(ENTRY, PF_R | PF_X, &exit(0), 0)
+                .abi_note(AbiTarget::Hvt)
+                .manifest_note(&[]),
+            "not for the spt target",
+        ),
+        (
+            "outside",
+            image(&exit(0))
+                .load(8 << 20, PF_R, b"far", 0)
+                .manifest_note(&[]),
+            "does not fit",
+        ),
+        (
+            "unattached",
+            image(&exit(0)).manifest_note(&[("service", DeviceType::NetBasic)]),
+            "Device 'service' of type NET_BASIC declared but not attached",
+        ),
+    ];
+    for (name, writer, message) in cases {
+        let out = run(name, writer, &[]);
+        assert_eq!(out.status.code(), Some(1), "{name}: {out:?}");
+        assert!(stderr(&out).contains(message), "{name}: {}", stderr(&out));
+    }
+    let path = write_image("truncated", &image(&exit(0)).manifest_note(&[]));
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..100]).unwrap();
+    let out = spt(&[path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
+}
+
+#[test]
+fn block_devices_are_checked_and_pinned() {
+    let disk = std::env::temp_dir().join(format!("lamina-spt-test-{}-disk", std::process::id()));
+    std::fs::File::create(&disk).unwrap().set_len(1000).unwrap();
+    let writer = image(&exit(0)).manifest_note(&[("storage", DeviceType::BlockBasic)]);
+    let path = write_image("blk", &writer);
+    let option = format!("--block:storage={}", disk.display());
+    let out = spt(&["--mem=4", &option, path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a non-zero multiple"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::File::create(&disk).unwrap().set_len(4096).unwrap();
+    let out = spt(&["--mem=4", &option, path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The guest may pread64 one sector inside the device from its own
+    // descriptor; any other size or offset is killed by the filter.
+    for (count, offset, expect) in [
+        (512, 0, Ok(2)),
+        (512, 3584, Ok(2)),
+        (1024, 0, Err(())),
+        (512, 4096, Err(())),
+    ] {
+        let code = pread_sector(count, offset);
+        let reader = image(&code).manifest_note(&[("storage", DeviceType::BlockBasic)]);
+        let reader_path = write_image("pread", &reader);
+        let out = spt(&["--mem=4", &option, reader_path.to_str().unwrap()]);
+        std::fs::remove_file(reader_path).unwrap();
+        match expect {
+            Ok(status) => assert_eq!(out.status.code(), Some(status), "{count}@{offset}: {out:?}"),
+            Err(()) => assert_eq!(
+                out.status.signal(),
+                Some(libc::SIGSYS),
+                "{count}@{offset}: {out:?}"
+            ),
+        }
+    }
+    let out = spt(&["--mem=4", "--block:other=/dev/null", path.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("declares no BLOCK_BASIC device 'other'"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(path).unwrap();
+    std::fs::remove_file(disk).unwrap();
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let out = spt(&["--frobnicate", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown option '--frobnicate'"));
+    assert!(stderr(&out).contains("usage:"));
+    let out = spt(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = spt(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--block:NAME=FILE"));
+    let out = spt(&["/nonexistent/image"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read"));
+}

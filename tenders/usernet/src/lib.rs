@@ -1,0 +1,103 @@
+//! # lamina-usernet: networking without root, tap or bridge
+//!
+//! `lamina run --port 8080:80` gives the unikernel a private Ethernet inside
+//! its tender: the guest's network device is one end of a datagram
+//! socketpair (a real descriptor, so the spt seccomp rules and hvt's
+//! reads and writes are the same as for a tap), and on the other end this
+//! crate runs a small host-side TCP/IP stack (smoltcp) at
+//! [`GATEWAY`]. Each forward listens on `127.0.0.1:HOST_PORT` with an
+//! ordinary socket; every accepted connection is spliced to a TCP
+//! connection from the gateway to [`GUEST`]`:GUEST_PORT`.
+//!
+//! The network is private: the guest reaches nothing outside it, and only
+//! the forwarded ports reach the guest.
+
+mod splice;
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+pub use splice::run;
+
+/// The guest's address on the private network (QEMU's slirp uses the same).
+pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+/// The tender's side of the private network: the guest's gateway.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+/// Prefix length of the private network.
+pub const PREFIX: u8 = 24;
+/// The gateway's MAC address (locally administered).
+pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x4c, 0x4d, 0x4e, 0x00, 0x02];
+/// The link's MTU.
+pub const MTU: usize = 1500;
+
+/// A host port forwarded to a guest port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// Port on 127.0.0.1 of the host.
+    pub host_port: u16,
+    /// Port on the guest.
+    pub guest_port: u16,
+}
+
+/// Why a forward specification was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForwardError {
+    /// Not `HOST:GUEST`.
+    #[error("port forward '{0}' is not HOST:GUEST, like 8080:80")]
+    Syntax(String),
+    /// A port is 0 or too large.
+    #[error("port forward '{0}' has a port outside 1-65535")]
+    Port(String),
+}
+
+impl std::str::FromStr for Forward {
+    type Err = ForwardError;
+
+    fn from_str(spec: &str) -> Result<Forward, ForwardError> {
+        let (host, guest) = spec.split_once(':').ok_or_else(|| ForwardError::Syntax(spec.into()))?;
+        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| ForwardError::Port(spec.into()));
+        Ok(Forward { host_port: port(host)?, guest_port: port(guest)? })
+    }
+}
+
+/// The boot arguments that configure the guest's stack for this network.
+pub fn guest_args() -> [String; 2] {
+    [format!("--ipv4={GUEST}/{PREFIX}"), format!("--ipv4-gateway={GATEWAY}")]
+}
+
+/// A datagram socketpair: `(guest end, tender end)`. Each datagram is one
+/// Ethernet frame; the guest end is non-blocking, as a tap is.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0i32; 2];
+    // SAFETY: socketpair writes two descriptors into the two-element array.
+    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nobody else.
+    let (guest, tender) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&guest, &tender] {
+        use std::os::fd::AsRawFd;
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
+        unsafe {
+            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+    Ok((guest, tender))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_parse() {
+        assert_eq!("8080:80".parse(), Ok(Forward { host_port: 8080, guest_port: 80 }));
+        assert!(matches!("8080".parse::<Forward>(), Err(ForwardError::Syntax(_))));
+        assert!(matches!("0:80".parse::<Forward>(), Err(ForwardError::Port(_))));
+        assert!(matches!("8080:99999".parse::<Forward>(), Err(ForwardError::Port(_))));
+        assert!(matches!("a:b".parse::<Forward>(), Err(ForwardError::Port(_))));
+    }
+}
