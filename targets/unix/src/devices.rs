@@ -26,6 +26,13 @@ pub struct HostClock {
     pub(crate) reactor: Rc<Reactor>,
 }
 
+impl HostClock {
+    /// The clock whose monotonic time is `reactor`'s.
+    pub fn new(reactor: Rc<Reactor>) -> Self {
+        HostClock { reactor }
+    }
+}
+
 impl Clock for HostClock {
     fn now(&self) -> Instant {
         self.reactor.now()

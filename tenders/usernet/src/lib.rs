@@ -18,7 +18,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-pub use splice::run;
+pub use splice::{run, UserNet};
 
 /// The guest's address on the private network (QEMU's slirp uses the same).
 pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
@@ -55,15 +55,28 @@ impl std::str::FromStr for Forward {
     type Err = ForwardError;
 
     fn from_str(spec: &str) -> Result<Forward, ForwardError> {
-        let (host, guest) = spec.split_once(':').ok_or_else(|| ForwardError::Syntax(spec.into()))?;
-        let port = |p: &str| p.parse::<u16>().ok().filter(|&p| p != 0).ok_or_else(|| ForwardError::Port(spec.into()));
-        Ok(Forward { host_port: port(host)?, guest_port: port(guest)? })
+        let (host, guest) = spec
+            .split_once(':')
+            .ok_or_else(|| ForwardError::Syntax(spec.into()))?;
+        let port = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| ForwardError::Port(spec.into()))
+        };
+        Ok(Forward {
+            host_port: port(host)?,
+            guest_port: port(guest)?,
+        })
     }
 }
 
 /// The boot arguments that configure the guest's stack for this network.
 pub fn guest_args() -> [String; 2] {
-    [format!("--ipv4={GUEST}/{PREFIX}"), format!("--ipv4-gateway={GATEWAY}")]
+    [
+        format!("--ipv4={GUEST}/{PREFIX}"),
+        format!("--ipv4-gateway={GATEWAY}"),
+    ]
 }
 
 /// A datagram socketpair: `(guest end, tender end)`. Each datagram is one
@@ -71,7 +84,14 @@ pub fn guest_args() -> [String; 2] {
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: socketpair writes two descriptors into the two-element array.
-    let rc = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr()) };
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
@@ -94,10 +114,28 @@ mod tests {
 
     #[test]
     fn forwards_parse() {
-        assert_eq!("8080:80".parse(), Ok(Forward { host_port: 8080, guest_port: 80 }));
-        assert!(matches!("8080".parse::<Forward>(), Err(ForwardError::Syntax(_))));
-        assert!(matches!("0:80".parse::<Forward>(), Err(ForwardError::Port(_))));
-        assert!(matches!("8080:99999".parse::<Forward>(), Err(ForwardError::Port(_))));
-        assert!(matches!("a:b".parse::<Forward>(), Err(ForwardError::Port(_))));
+        assert_eq!(
+            "8080:80".parse(),
+            Ok(Forward {
+                host_port: 8080,
+                guest_port: 80
+            })
+        );
+        assert!(matches!(
+            "8080".parse::<Forward>(),
+            Err(ForwardError::Syntax(_))
+        ));
+        assert!(matches!(
+            "0:80".parse::<Forward>(),
+            Err(ForwardError::Port(_))
+        ));
+        assert!(matches!(
+            "8080:99999".parse::<Forward>(),
+            Err(ForwardError::Port(_))
+        ));
+        assert!(matches!(
+            "a:b".parse::<Forward>(),
+            Err(ForwardError::Port(_))
+        ));
     }
 }

@@ -1,0 +1,294 @@
+//! The event loop: one thread, `poll(2)` over the link, the listeners and
+//! the forwarded connections, smoltcp in between.
+
+use crate::{Forward, GATEWAY, GATEWAY_MAC, GUEST, MTU, PREFIX};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// Bytes buffered per direction per connection, in smoltcp and here.
+const BUFFER: usize = 256 * 1024;
+
+/// smoltcp's device over the tender's end of the socketpair.
+struct Link {
+    fd: RawFd,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+struct Rx<'a>(&'a [u8]);
+struct Tx<'a> {
+    fd: RawFd,
+    buf: &'a mut Vec<u8>,
+}
+
+impl phy::Device for Link {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        self.rx.resize(MTU + 14, 0);
+        // SAFETY: recv writes at most rx.len() bytes into rx.
+        let n = unsafe {
+            libc::recv(
+                self.fd,
+                self.rx.as_mut_ptr().cast(),
+                self.rx.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n <= 0 {
+            return None;
+        }
+        Some((
+            Rx(&self.rx[..n as usize]),
+            Tx {
+                fd: self.fd,
+                buf: &mut self.tx,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
+        Some(Tx {
+            fd: self.fd,
+            buf: &mut self.tx,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MTU + 14;
+        caps
+    }
+}
+
+impl phy::RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        self.buf.resize(len, 0);
+        let result = f(self.buf);
+        // SAFETY: send reads len bytes from buf. A full socket drops the
+        // frame, as a busy link would.
+        unsafe {
+            libc::send(
+                self.fd,
+                self.buf.as_ptr().cast(),
+                len,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        result
+    }
+}
+
+/// One forwarded connection: a host socket spliced to a smoltcp socket.
+struct Splice {
+    host: TcpStream,
+    handle: SocketHandle,
+    /// From the host, not yet taken by smoltcp.
+    to_guest: Vec<u8>,
+    /// From the guest, not yet written to the host.
+    to_host: Vec<u8>,
+    host_eof: bool,
+    host_shut: bool,
+}
+
+/// The bound forwards, ready to run once the guest's link exists.
+pub struct UserNet {
+    listeners: Vec<(Forward, TcpListener)>,
+}
+
+impl UserNet {
+    /// Listens on 127.0.0.1 for every forward now, so that a port in use is
+    /// reported before the guest boots.
+    pub fn bind(forwards: &[Forward]) -> io::Result<UserNet> {
+        let mut listeners = Vec::new();
+        for forward in forwards {
+            let listener = TcpListener::bind(("127.0.0.1", forward.host_port)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on 127.0.0.1:{}: {e}", forward.host_port),
+                )
+            })?;
+            listener.set_nonblocking(true)?;
+            listeners.push((*forward, listener));
+        }
+        Ok(UserNet { listeners })
+    }
+}
+
+fn now(start: std::time::Instant) -> Instant {
+    Instant::from_micros(start.elapsed().as_micros() as i64)
+}
+
+/// Runs the private network until the guest's end of the link closes.
+pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
+    let start = std::time::Instant::now();
+    let mut device = Link {
+        fd: link.as_raw_fd(),
+        rx: Vec::new(),
+        tx: Vec::new(),
+    };
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
+    config.random_seed = start.elapsed().as_nanos() as u64 ^ std::process::id() as u64;
+    let mut iface = Interface::new(config, &mut device, now(start));
+    iface.update_ip_addrs(|addrs| {
+        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(GATEWAY), PREFIX));
+    });
+    let mut sockets = SocketSet::new(Vec::new());
+    let mut splices: Vec<Splice> = Vec::new();
+    let mut next_port: u16 = 40000;
+    loop {
+        // New host connections: each opens a connection to the guest.
+        for (forward, listener) in &net.listeners {
+            while let Ok((host, _)) = listener.accept() {
+                host.set_nonblocking(true)?;
+                host.set_nodelay(true).ok();
+                let mut socket = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; BUFFER]),
+                    tcp::SocketBuffer::new(vec![0; BUFFER]),
+                );
+                socket.set_nagle_enabled(false);
+                next_port = if next_port == u16::MAX {
+                    40000
+                } else {
+                    next_port + 1
+                };
+                let remote = IpEndpoint::new(IpAddress::Ipv4(GUEST), forward.guest_port);
+                if socket.connect(iface.context(), remote, next_port).is_err() {
+                    continue;
+                }
+                let handle = sockets.add(socket);
+                splices.push(Splice {
+                    host,
+                    handle,
+                    to_guest: Vec::new(),
+                    to_host: Vec::new(),
+                    host_eof: false,
+                    host_shut: false,
+                });
+            }
+        }
+        iface.poll(now(start), &mut device, &mut sockets);
+        splices.retain_mut(|s| pump(s, &mut sockets));
+        iface.poll(now(start), &mut device, &mut sockets);
+
+        // Sleep until the link, a listener or a connection can move, or
+        // smoltcp's next timer.
+        let mut fds = vec![libc::pollfd {
+            fd: link.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        fds.extend(net.listeners.iter().map(|(_, l)| libc::pollfd {
+            fd: l.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }));
+        for s in &splices {
+            let mut events = 0;
+            if !s.host_eof && s.to_guest.len() < BUFFER {
+                events |= libc::POLLIN;
+            }
+            if !s.to_host.is_empty() {
+                events |= libc::POLLOUT;
+            }
+            fds.push(libc::pollfd {
+                fd: s.host.as_raw_fd(),
+                events,
+                revents: 0,
+            });
+        }
+        let delay = iface
+            .poll_delay(now(start), &sockets)
+            .map(|d| d.total_millis().min(100) as i32)
+            .unwrap_or(100);
+        // SAFETY: poll reads and writes the pollfd array it is given.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
+        if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return Err(io::Error::last_os_error());
+        }
+        if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return Ok(()); // the guest is gone
+        }
+    }
+}
+
+/// Moves bytes both ways for one connection; false when it is finished.
+fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>) -> bool {
+    let socket = sockets.get_mut::<tcp::Socket>(s.handle);
+    // Host to guest.
+    if !s.host_eof && s.to_guest.len() < BUFFER {
+        let mut buf = [0u8; 16384];
+        match s.host.read(&mut buf) {
+            Ok(0) => s.host_eof = true,
+            Ok(n) => s.to_guest.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                socket.abort();
+                return false;
+            }
+        }
+    }
+    if !s.to_guest.is_empty() && socket.may_send() {
+        if let Ok(n) = socket.send_slice(&s.to_guest) {
+            s.to_guest.drain(..n);
+        }
+    }
+    if s.host_eof && s.to_guest.is_empty() && socket.may_send() {
+        socket.close();
+    }
+    // Guest to host.
+    if s.to_host.len() < BUFFER {
+        let mut buf = [0u8; 16384];
+        if let Ok(n) = socket.recv_slice(&mut buf) {
+            s.to_host.extend_from_slice(&buf[..n]);
+        }
+    }
+    while !s.to_host.is_empty() {
+        match s.host.write(&s.to_host) {
+            Ok(n) => {
+                s.to_host.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                socket.abort();
+                return false;
+            }
+        }
+    }
+    if !socket.may_recv()
+        && s.to_host.is_empty()
+        && !s.host_shut
+        && socket.state() != tcp::State::SynSent
+    {
+        let _ = s.host.shutdown(Shutdown::Write);
+        s.host_shut = true;
+    }
+    let finished = match socket.state() {
+        tcp::State::Closed => true,
+        tcp::State::TimeWait => s.host_shut,
+        _ => false,
+    };
+    if finished {
+        if socket.state() == tcp::State::Closed && !s.host_shut {
+            // The guest refused or reset: tell the host client likewise.
+            let _ = s.host.shutdown(Shutdown::Both);
+        }
+        sockets.remove(s.handle);
+        return false;
+    }
+    true
+}
