@@ -1,7 +1,7 @@
 //! The peer for echo benchmarks: a plain std Rust TCP echo server, a thread
 //! per connection, as a Linux programmer would write it.
 //!
-//! usage: std-echo PORT
+//! usage: std-echo PORT [ADDRESS]   (address default 127.0.0.1)
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -26,7 +26,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+    let address = std::env::args().nth(2).unwrap_or_else(|| "127.0.0.1".into());
+    let listener = match TcpListener::bind((address.as_str(), port)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("std-echo: cannot listen on port {port}: {e}");

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Network benchmarks of the echo unikernel (issue 4), against a Linux echo
+server (bench/peers std-echo) reached over the same kind of path, all in one
+run and all inside network namespaces this script creates and removes.
+
+- Lamina: namespace with a tap; the tender (lamina-spt / lamina-hvt) runs
+  the echo unikernel on the tap; the client runs in the namespace.
+- Linux:  two namespaces joined by a veth pair; std-echo in one, the client
+  in the other.
+
+Figures: TCP bulk echo throughput (one connection, --bytes each way) and
+request/response round trips per second (64-byte requests), medians of
+--runs. With LAMINA_HVT_STATS=1 the hvt tender reports its VM exits, from
+which exits per request are derived.
+
+usage: sudo bench/net.py [--runs N] [--bytes B] [--round-trips N]
+"""
+import argparse, os, re, statistics, subprocess, sys, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+
+
+def sh(cmd, check=True, **kw):
+    return subprocess.run(cmd, shell=True, check=check, text=True, **kw)
+
+
+def image(target):
+    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, "echo"], cwd=ROOT,
+                         check=True, stderr=subprocess.PIPE, text=True).stderr
+    return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
+
+
+def measure(ns, addr, args):
+    load = os.path.join(REL, "echo-load")
+    bulk, rtt = [], []
+    for _ in range(args.runs):
+        out = sh(f"ip netns exec {ns} {load} {addr}:7 --connections 1 --bytes {args.bytes}", capture_output=True).stdout
+        bulk.append(float(re.search(r"([\d.]+) MB/s", out).group(1)))
+        out = sh(f"ip netns exec {ns} {load} {addr}:7 --connections 0 --round-trips {args.round_trips}",
+                 capture_output=True).stdout
+        rtt.append(float(re.search(r"(\d+) round trips/s", out).group(1)))
+    return statistics.median(bulk), statistics.median(rtt)
+
+
+def lamina(target, args):
+    ns = f"lamina-bench-{target}"
+    sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
+    sh(f"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} tuntap add dev tap0 mode tap"
+       f" && ip -n {ns} addr add 10.210.0.1/24 dev tap0 && ip -n {ns} link set tap0 up")
+    env = dict(os.environ, LAMINA_HVT_STATS="1")
+    tender = os.path.join(REL, f"lamina-{target}")
+    log = open(f"/tmp/lamina-bench-{target}.log", "w+")
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, tender, "--mem=64", "--net:service=tap0", image(target),
+                             "--ipv4=10.210.0.2/24", "--log=warn"], stdout=log, stderr=log, env=env)
+    try:
+        for _ in range(100):
+            if sh(f"ip netns exec {ns} sh -c 'echo x | nc -N -w 1 10.210.0.2 7'", check=False,
+                  capture_output=True).stdout.strip() == "x":
+                break
+            time.sleep(0.1)
+        result = measure(ns, "10.210.0.2", args)
+    finally:
+        proc.terminate()
+        proc.wait()
+        sh(f"ip netns del {ns}", check=False)
+    log.seek(0)
+    exits = re.search(r"exits[^\d]*(\d+)", log.read())
+    return result, int(exits.group(1)) if exits else None
+
+
+def linux(args):
+    a, b = "lamina-bench-client", "lamina-bench-server"
+    for ns in (a, b):
+        sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
+        sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
+    sh(f"ip link add veth-bc netns {a} type veth peer name veth-bs netns {b}")
+    sh(f"ip -n {a} addr add 10.211.0.1/24 dev veth-bc && ip -n {a} link set veth-bc up")
+    sh(f"ip -n {b} addr add 10.211.0.2/24 dev veth-bs && ip -n {b} link set veth-bs up")
+    proc = subprocess.Popen(["ip", "netns", "exec", b, os.path.join(REL, "std-echo"), "7", "0.0.0.0"])
+    try:
+        time.sleep(0.3)
+        return measure(a, "10.211.0.2", args)
+    finally:
+        proc.terminate()
+        proc.wait()
+        for ns in (a, b):
+            sh(f"ip netns del {ns}", check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--bytes", type=int, default=100_000_000)
+    ap.add_argument("--round-trips", type=int, default=20000)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/net.py creates network namespaces: run it as root")
+    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers -p lamina-spt -p lamina-hvt")
+    (lin_bulk, lin_rtt) = linux(args)
+    print(f"echo, median of {args.runs} runs: bulk MB/s each way ({args.bytes / 1e6:.0f} MB), round trips/s")
+    print(f"  linux (std-echo over veth)  {lin_bulk:8.1f} MB/s  {lin_rtt:8.0f} rt/s")
+    for target in ("spt", "hvt"):
+        (bulk, rtt), exits = lamina(target, args)
+        line = f"  {target:4} (echo over tap)       {bulk:8.1f} MB/s  {rtt:8.0f} rt/s   ratio {bulk / lin_bulk:.2f}x bulk, {rtt / lin_rtt:.2f}x rt"
+        if exits is not None:
+            requests = args.runs * args.round_trips
+            line += f"   {exits} VM exits in all ({exits / requests:.2f} per round trip, upper bound)"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
