@@ -103,6 +103,10 @@ enum Command {
         /// Where to run it [default: hvt where /dev/kvm works, else spt].
         #[arg(long, short, value_enum)]
         target: Option<Target>,
+        /// User-mode networking (spt, hvt): forward 127.0.0.1:HOST to the
+        /// unikernel's GUEST port, no root or tap needed. Repeatable.
+        #[arg(long = "port", value_name = "HOST:GUEST")]
+        ports: Vec<String>,
         /// Guest memory in MiB (spt, hvt).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..=4096))]
         mem: u64,
@@ -175,10 +179,13 @@ fn main() -> ExitCode {
             target,
             release,
             mem,
+            ports,
             app,
             boot_args,
         } => project::Project::find(&app).and_then(|project| {
-            run::run(&project, Target::resolve(target), release, mem, &boot_args)
+            let target = Target::resolve(target);
+            let boot_args = run::with_port_forwards(&project, target, &ports, boot_args)?;
+            run::run(&project, target, release, mem, &boot_args)
         }),
         Command::Net { action } => match action {
             NetAction::Up {

@@ -19,6 +19,71 @@ fn is_tender_arg(arg: &str) -> bool {
         .any(|p| arg.starts_with(p))
 }
 
+/// Turns `--port HOST:GUEST` options into the tender's user-mode network
+/// device and the guest's address on it; on unix the application listens
+/// on the host already, so only identical ports make sense there.
+pub fn with_port_forwards(
+    project: &Project,
+    target: Target,
+    ports: &[String],
+    mut boot_args: Vec<String>,
+) -> Result<Vec<String>, CliError> {
+    if ports.is_empty() {
+        return Ok(boot_args);
+    }
+    for spec in ports {
+        let parsed = spec
+            .split_once(':')
+            .and_then(|(h, g)| Some((h.parse::<u16>().ok()?, g.parse::<u16>().ok()?)))
+            .filter(|(h, g)| *h != 0 && *g != 0);
+        let Some((host, guest)) = parsed else {
+            return Err(CliError::Project(format!(
+                "--port {spec}: expected HOST:GUEST, like 8080:80"
+            )));
+        };
+        if target == Target::Unix && host != guest {
+            return Err(CliError::Project(format!(
+                "--port {spec}: on unix the application listens on the host itself; use the same port on both sides or --target spt/hvt"
+            )));
+        }
+    }
+    if target == Target::Unix {
+        return Ok(boot_args);
+    }
+    let device = project
+        .devices
+        .iter()
+        .find(|d| {
+            matches!(
+                d.kind,
+                crate::project::DeviceKind::Stack | crate::project::DeviceKind::Netif
+            )
+        })
+        .ok_or_else(|| {
+            CliError::Project(format!(
+                "--port: {} declares no network device (stack:NAME)",
+                project.name
+            ))
+        })?;
+    boot_args.insert(0, format!("--net:{}=user:{}", device.name, ports.join(",")));
+    if !boot_args.iter().any(|a| a.starts_with("--ipv4=")) {
+        boot_args.push("--ipv4=10.0.2.15/24".into());
+        boot_args.push("--ipv4-gateway=10.0.2.2".into());
+    }
+    eprintln!(
+        "lamina: user-mode network: {}",
+        ports
+            .iter()
+            .map(|p| {
+                let (h, g) = p.split_once(':').unwrap_or((p, p));
+                format!("127.0.0.1:{h} -> guest port {g}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(boot_args)
+}
+
 /// The command that runs the built artifact on `target`.
 fn command_for(
     target: Target,
