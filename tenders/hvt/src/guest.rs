@@ -1,0 +1,259 @@
+//! A guest from image file to halt: memory, image, devices, boot info, page
+//! tables, vCPU, sandbox, then the vCPU loop.
+
+use crate::hypercall::{HypercallError, Hypercalls, Next};
+use crate::kvm::{KvmError, Machine};
+use crate::layout::{self, CpuMode, LayoutError, Mapping};
+use crate::seccomp::{self, LoopFds, SeccompError};
+use kvm_ioctls::VcpuExit;
+use lamina_abi::hvt::{BootInfo, BOOT_INFO_BASE, MAX_MEM_SIZE};
+use lamina_abi::note::{features, AbiTarget};
+use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
+use lamina_tender::args::TenderArgs;
+use lamina_tender::devices::{DeviceError, Devices};
+use lamina_tender::elf::{Elf, ElfError, HostProtection, Image};
+use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
+use lamina_tender::notes::{read_notes, NoteError};
+use lamina_tender::timing::Timing;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Guest RAM comes in 2 MiB units (the page tables map it with 2 MiB pages).
+const MEM_UNIT: u64 = 2 << 20;
+
+/// Why the guest could not be run to its halt.
+#[derive(Debug, Error)]
+pub enum GuestError {
+    /// The image file could not be read.
+    #[error("cannot read {path:?}: {reason}")]
+    Read {
+        /// The image.
+        path: PathBuf,
+        /// The OS error.
+        reason: std::io::Error,
+    },
+    /// The image is malformed.
+    #[error("{path:?}: {error}")]
+    Elf {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        error: ElfError,
+    },
+    /// The image's notes are missing or wrong.
+    #[error("{path:?}: {error}")]
+    Notes {
+        /// The image.
+        path: PathBuf,
+        /// What is wrong.
+        error: NoteError,
+    },
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// Writing the boot info.
+    #[error("cannot write the boot info: {0}")]
+    BootInfo(#[from] GuestFault),
+    /// Page tables.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// Devices.
+    #[error(transparent)]
+    Devices(#[from] DeviceError),
+    /// epoll or timerfd.
+    #[error("cannot set up polling for the guest: {0}")]
+    Events(std::io::Error),
+    /// KVM.
+    #[error(transparent)]
+    Kvm(#[from] KvmError),
+    /// The sandbox.
+    #[error(transparent)]
+    Seccomp(#[from] SeccompError),
+    /// A malformed hypercall.
+    #[error(transparent)]
+    Hypercall(#[from] HypercallError),
+    /// The guest stopped in a way that is not a halt.
+    #[error("{what}: rip={rip:#x}")]
+    Exit {
+        /// What happened.
+        what: String,
+        /// Where.
+        rip: u64,
+    },
+}
+
+/// Guest memory size for `--mem`: 2 MiB units, 2 MiB to 4 GiB.
+pub fn mem_size(mib: u64) -> u64 {
+    let bytes = mib.saturating_mul(1 << 20).min(MAX_MEM_SIZE);
+    let rounded = bytes / MEM_UNIT * MEM_UNIT;
+    if rounded != bytes {
+        eprintln!(
+            "lamina-hvt: guest memory of {mib} MiB adjusted to {} MiB (a multiple of 2 MiB, at most 4096)",
+            rounded.max(MEM_UNIT) >> 20
+        );
+    }
+    rounded.max(MEM_UNIT)
+}
+
+/// Runs the guest; its exit status on a halt.
+pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
+    let path = &args.image;
+    let bytes = std::fs::read(path).map_err(|reason| GuestError::Read {
+        path: path.clone(),
+        reason,
+    })?;
+    let elf_error = |error| GuestError::Elf {
+        path: path.clone(),
+        error,
+    };
+    let elf = Elf::parse(&bytes).map_err(elf_error)?;
+    let notes = read_notes(&elf, AbiTarget::Hvt).map_err(|error| GuestError::Notes {
+        path: path.clone(),
+        error,
+    })?;
+    let mem_size = mem_size(args.mem_mib);
+    let image = Image::check(elf, mem_size).map_err(elf_error)?;
+    timing.mark("read image");
+
+    let mut mem = GuestMemory::anywhere(mem_size)?;
+    image.load(&mut mem).map_err(elf_error)?;
+    let machine = Machine::new(&mem)?;
+    timing.mark("kvm vm, load image");
+
+    let devices = Devices::attach(&notes.manifest, args)?;
+    let hypercalls = Hypercalls::new(devices).map_err(GuestError::Events)?;
+    timing.mark("devices");
+
+    let mode = if machine.pvm && notes.lamina_features & features::ANY_CPL != 0 {
+        CpuMode::PvmNative
+    } else {
+        CpuMode::Solo5
+    };
+    let sealed = notes.lamina_features & features::NX_DATA != 0;
+    let boot_end = write_boot_info(
+        &mut mem,
+        &image,
+        &hypercalls,
+        &args.cmdline,
+        machine.tsc_hz()?,
+    )?;
+    layout::write_tables(
+        &mut mem,
+        &image,
+        Mapping {
+            mode,
+            sealed,
+            boot_end,
+        },
+    )?;
+    image.protect(&mut mem, HostProtection::ExecAsRead)?;
+    timing.mark("boot info, tables");
+
+    let cpuid = machine.supported_cpuid()?;
+    timing.mark("cpuid");
+    let state = mode.state(sealed);
+    machine.start_vcpu(
+        &cpuid,
+        mode,
+        state,
+        image.entry,
+        mem_size - 8,
+        BOOT_INFO_BASE,
+    )?;
+    timing.mark("vcpu");
+    if timing.enabled() {
+        eprintln!(
+            "lamina-hvt: {mode:?} mode (KVM-PVM: {}), sealed: {sealed}",
+            machine.pvm
+        );
+    }
+
+    let (epoll, timer) = hypercalls.event_fds();
+    let fds = LoopFds {
+        vcpu: machine.vcpu.as_raw_fd(),
+        epoll,
+        timer,
+    };
+    seccomp::install(fds, hypercalls.devices())?;
+    timing.mark("seccomp");
+    timing.print("lamina-hvt");
+    vcpu_loop(machine, mem, hypercalls)
+}
+
+/// Boot info at 0x10000, then the attached manifest, then the command line;
+/// returns the page-aligned end of that area.
+fn write_boot_info(
+    mem: &mut GuestMemory,
+    image: &Image<'_>,
+    hypercalls: &Hypercalls,
+    cmdline: &[u8],
+    tsc_hz: u64,
+) -> Result<u64, GuestFault> {
+    let manifest = &hypercalls.devices().manifest;
+    let mft = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
+    let cmdline_at = mft + manifest.len() as u64;
+    mem.slice_mut(mft, manifest.len() as u64)?
+        .copy_from_slice(manifest);
+    mem.slice_mut(cmdline_at, cmdline.len() as u64)?
+        .copy_from_slice(cmdline);
+    let info = BootInfo {
+        mem_size: mem.end(),
+        kernel_end: image.kernel_end,
+        cpu_cycle_freq: tsc_hz,
+        cmdline: cmdline_at,
+        mft,
+        host_features: 0,
+        guest_features: 0,
+        net_ring: 0,
+    };
+    mem.write(BOOT_INFO_BASE, &info)?;
+    Ok((cmdline_at + CMDLINE_SIZE as u64).next_multiple_of(PAGE_SIZE))
+}
+
+/// Runs the vCPU until the guest halts or fails.
+fn vcpu_loop(
+    mut machine: Machine,
+    mut mem: GuestMemory,
+    mut hypercalls: Hypercalls,
+) -> Result<i32, GuestError> {
+    loop {
+        let what = match machine.vcpu.run() {
+            Ok(VcpuExit::IoOut(port, data)) => match hypercalls.dispatch(&mut mem, port, data)? {
+                Next::Resume => continue,
+                Next::Halt(status) => return Ok(status),
+            },
+            Ok(VcpuExit::IoIn(port, data)) => HypercallError::BadAccess {
+                direction: "in",
+                size: data.len(),
+                port,
+            }
+            .to_string(),
+            Ok(VcpuExit::MmioWrite(addr, _)) if addr < mem.end() => format!(
+                "guest wrote to read-only memory at {addr:#x} (its own text or read-only data)"
+            ),
+            Ok(VcpuExit::MmioWrite(addr, _)) | Ok(VcpuExit::MmioRead(addr, _)) => {
+                format!("guest accessed {addr:#x}, outside its memory")
+            }
+            Ok(VcpuExit::Hlt) => "guest executed hlt with interrupts off (no hypercall to halt)".into(),
+            Ok(VcpuExit::Shutdown) => {
+                "guest triple-faulted (an exception it does not handle, e.g. a write to its text, a jump into data or a bad address)".into()
+            }
+            Ok(VcpuExit::InternalError) => {
+                let suberror = machine.internal_error_suberror();
+                format!("KVM internal error exit: suberror={suberror:#x} (an instruction KVM could not emulate; on KVM-PVM a guest without Lamina's ANY_CPL note runs in KVM's emulator, which has no SSE)")
+            }
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                format!("KVM could not enter the guest: reason={reason:#x} cpu={cpu}")
+            }
+            Ok(other) => format!("KVM: unhandled exit {other:?}"),
+            Err(error) if error.errno() == libc::EFAULT => {
+                "host/guest translation fault (the guest touched memory the host protects)".into()
+            }
+            Err(error) if error.errno() == libc::EINTR || error.errno() == libc::EAGAIN => continue,
+            Err(error) => format!("KVM_RUN failed: {error}"),
+        };
+        let rip = machine.vcpu.get_regs().map_or(0, |regs| regs.rip);
+        return Err(GuestError::Exit { what, rip });
+    }
+}

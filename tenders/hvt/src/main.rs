@@ -1,0 +1,63 @@
+//! `lamina-hvt`: runs a Solo5 hvt unikernel in a KVM virtual machine.
+//!
+//! The layers, in the order a guest meets them:
+//!
+//! | module | what |
+//! |--------|------|
+//! | [`guest`] | image, memory, devices and boot info; then the vCPU loop |
+//! | [`layout`] | page tables, GDT and CPU state: Solo5's, or KVM-PVM native |
+//! | [`kvm`] | the VM, its memory slot and vCPU, KVM-PVM detection |
+//! | [`cpuid_cache`] | a file cache of KVM_GET_SUPPORTED_CPUID |
+//! | [`hypercall`] | the hypercall handlers, every guest pointer checked |
+//! | [`seccomp`] | the sandbox installed before the first KVM_RUN |
+//!
+//! Exit status: the guest's on a halt; 1 when the tender fails or the
+//! guest misbehaves (a bad hypercall, a fault it does not handle).
+#![deny(unsafe_code)]
+
+mod cpuid_cache;
+mod guest;
+mod hypercall;
+#[allow(unsafe_code)]
+mod kvm;
+mod layout;
+mod seccomp;
+
+use lamina_tender::args::{self, Command};
+use lamina_tender::timing::Timing;
+use lamina_tender::TENDER_FAILURE;
+use std::process::ExitCode;
+
+const TENDER: &str = "lamina-hvt";
+const FLAGS: &[(&str, &str)] = &[("--x-timing", "print start-up phase timings on stderr")];
+
+fn main() -> ExitCode {
+    let extra: Vec<&'static str> = FLAGS.iter().map(|(flag, _)| *flag).collect();
+    let parsed = match args::parse(std::env::args_os().skip(1), &extra) {
+        Ok(Command::Run(parsed)) => parsed,
+        Ok(Command::Help) => {
+            print!("{}", args::usage(TENDER, FLAGS));
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            eprintln!(
+                "{TENDER} tender, version {} / ABI version 2",
+                env!("CARGO_PKG_VERSION")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{TENDER}: {error}\n\n{}", args::usage(TENDER, FLAGS));
+            return ExitCode::from(TENDER_FAILURE as u8);
+        }
+    };
+    let mut timing = Timing::start(parsed.flags.contains(&"--x-timing"));
+    match guest::run(&parsed, &mut timing) {
+        // The shell sees the low 8 bits, as with Solo5's tender.
+        Ok(status) => ExitCode::from(status as u8),
+        Err(error) => {
+            eprintln!("{TENDER}: {error}");
+            ExitCode::from(TENDER_FAILURE as u8)
+        }
+    }
+}

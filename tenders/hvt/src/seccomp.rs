@@ -1,0 +1,111 @@
+//! The hvt sandbox, installed before the first `KVM_RUN`: a default-kill
+//! allowlist of what the vCPU loop, the hypercall handlers and the exit
+//! path of the process need. Device descriptors are pinned where the
+//! call takes one.
+
+use lamina_tender::devices::Devices;
+use seccompiler::{
+    BackendError, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// Why the sandbox could not be set up.
+#[derive(Debug, Error)]
+pub enum SeccompError {
+    /// seccompiler refused a rule.
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(#[from] BackendError),
+    /// The kernel refused the filter.
+    #[error("cannot install the seccomp filter: {0}; is seccomp enabled in this kernel?")]
+    Install(#[from] seccompiler::Error),
+}
+
+/// Descriptors the loop uses.
+#[derive(Debug, Clone, Copy)]
+pub struct LoopFds {
+    /// The vCPU.
+    pub vcpu: i32,
+    /// The poll set.
+    pub epoll: i32,
+    /// The poll timer.
+    pub timer: i32,
+}
+
+fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
+    SeccompRule::new(vec![SeccompCondition::new(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        fd as u64,
+    )?])
+}
+
+/// Builds and installs the filter on this (the only) thread.
+pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
+    // KVM_RUN and the register reads of an error report, on the vCPU only.
+    allow(libc::SYS_ioctl, fd_is(fds.vcpu)?);
+    // PUTS goes to stdout; tender messages go to stderr.
+    allow(libc::SYS_write, fd_is(1)?);
+    allow(libc::SYS_write, fd_is(2)?);
+    // POLL: arm the timer, wait on the set.
+    allow(libc::SYS_timerfd_settime, fd_is(fds.timer)?);
+    allow(libc::SYS_epoll_wait, fd_is(fds.epoll)?);
+    allow(libc::SYS_epoll_pwait, fd_is(fds.epoll)?);
+    for block in &devices.blocks {
+        // BLOCK_READ / BLOCK_WRITE on that file only (ranges are checked
+        // by the handler against the capacity).
+        allow(libc::SYS_pread64, fd_is(block.fd())?);
+        allow(libc::SYS_pwrite64, fd_is(block.fd())?);
+    }
+    for net in &devices.nets {
+        // NET_READ / NET_WRITE on that tap only.
+        allow(libc::SYS_read, fd_is(net.fd())?);
+        allow(libc::SYS_write, fd_is(net.fd())?);
+    }
+    // Dropping a descriptor in a debug build first checks it with
+    // fcntl(fd, F_GETFD) (std's I/O-safety assertion).
+    allow(
+        libc::SYS_fcntl,
+        SeccompRule::new(vec![SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::F_GETFD as u64,
+        )?])?,
+    );
+    for syscall in [
+        // WALLTIME, when the vDSO falls back to the system call.
+        libc::SYS_clock_gettime,
+        // The allocator, for error messages and the exit path.
+        libc::SYS_brk,
+        libc::SYS_mmap,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_madvise,
+        // Exit: closing descriptors, and the process end itself.
+        libc::SYS_close,
+        libc::SYS_exit,
+        libc::SYS_exit_group,
+        // Signals that interrupt KVM_RUN return through here.
+        libc::SYS_rt_sigreturn,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_sigaltstack,
+        libc::SYS_futex,
+    ] {
+        // An empty rule list allows the call whatever its arguments.
+        rules.insert(syscall, Vec::new());
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )?;
+    let program: seccompiler::BpfProgram = filter.try_into()?;
+    seccompiler::apply_filter(&program)?;
+    Ok(())
+}
