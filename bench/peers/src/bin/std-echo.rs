@@ -26,7 +26,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let address = std::env::args().nth(2).unwrap_or_else(|| "127.0.0.1".into());
+    let address = std::env::args()
+        .nth(2)
+        .unwrap_or_else(|| "127.0.0.1".into());
     let listener = match TcpListener::bind((address.as_str(), port)) {
         Ok(l) => l,
         Err(e) => {
