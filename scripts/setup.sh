@@ -13,6 +13,8 @@ declare -A PACKAGES=(
   [dot]=graphviz
   [hyperfine]=hyperfine
   [python3]=python3
+  [dnsmasq]=dnsmasq-base
+  [hping3]=hping3
 )
 
 missing=()

@@ -1,0 +1,386 @@
+//! Lamina's TCP/IP stack in unikernels, against real peers: each test
+//! makes a network namespace with a tap device, boots the echo unikernel on
+//! the tap (spt and hvt), and talks to it with ping, nc, echo-load, dnsmasq
+//! and deliberately malformed traffic. Traffic stays inside the namespace.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Root and the tools these tests need, or a plain message why not.
+fn can_run(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        eprintln!("SKIPPED {test}: needs root to create network namespaces and taps");
+        return false;
+    }
+    for tool in ["ip", "ping", "nc"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| !o.status.success())
+            .unwrap_or(true)
+        {
+            eprintln!("SKIPPED {test}: {tool} is not installed (scripts/setup.sh installs it)");
+            return false;
+        }
+    }
+    true
+}
+
+fn targets(test: &str) -> Vec<&'static str> {
+    let mut targets = vec!["spt"];
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => targets.push("hvt"),
+        Err(e) => eprintln!("SKIPPED {test} on hvt: /dev/kvm is not usable ({e})"),
+    }
+    targets
+}
+
+/// Tenders and peers, built once.
+fn built() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target").join("cli-tests");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-q",
+                "-p",
+                "lamina-spt",
+                "-p",
+                "lamina-hvt",
+                "-p",
+                "lamina-bench-peers",
+            ])
+            .env("CARGO_TARGET_DIR", &dir)
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir.join("release")
+    })
+}
+
+fn echo_image(target: &str) -> PathBuf {
+    let output = run_lamina(&["build", "--release", "-t", target, "echo"]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("lamina: built"))
+        .unwrap();
+    PathBuf::from(
+        line.rsplit(": ")
+            .next()
+            .unwrap()
+            .split(" (")
+            .next()
+            .unwrap(),
+    )
+}
+
+/// A network namespace with tap0 at 10.N.0.1/24; removed on drop.
+struct Namespace {
+    name: String,
+    subnet: u32,
+    guest: Option<Child>,
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("lamina-t{}-{n}", std::process::id());
+        let subnet = 100 + n;
+        let ns = Namespace {
+            name,
+            subnet,
+            guest: None,
+        };
+        ns.sh(&format!(
+            "ip netns add {0} && ip -n {0} link set lo up && ip -n {0} tuntap add dev tap0 mode tap \
+             && ip -n {0} addr add 10.{1}.0.1/24 dev tap0 && ip -n {0} link set tap0 up",
+            ns.name, subnet
+        ));
+        ns
+    }
+
+    fn guest_ip(&self) -> String {
+        format!("10.{}.0.2", self.subnet)
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        let output = Command::new("sh").args(["-c", script]).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs `args` inside the namespace.
+    fn exec(&self, args: &[&str]) -> Output {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- in {}: {args:?}: {:?}\n{}{}",
+            self.name,
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Boots the echo unikernel on tap0 with `guest_args`; its console goes to `log`.
+    fn boot_echo(&mut self, target: &str, guest_args: &[&str], log: &std::path::Path) {
+        let tender = built().join(format!("lamina-{target}"));
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .arg(tender)
+            .args(["--mem=64", "--net:service=tap0"])
+            .arg(echo_image(target))
+            .args(guest_args)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.guest = Some(child);
+    }
+
+    /// Waits until the guest answers TCP on port 7.
+    fn wait_for_echo(&mut self, limit: Duration) {
+        let start = Instant::now();
+        let probe = format!("echo probe | nc -N -w 1 {} 7", self.guest_ip());
+        while start.elapsed() < limit {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.name, "sh", "-c", &probe])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("probe") {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.guest.as_mut().map(|g| g.try_wait()) {
+                panic!("the unikernel exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the echo unikernel did not answer within {limit:?}");
+    }
+
+    fn guest_alive(&mut self) -> bool {
+        matches!(self.guest.as_mut().map(|g| g.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Some(mut guest) = self.guest.take() {
+            let _ = guest.kill();
+            let _ = guest.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn echo_unikernel_serves_real_clients_over_a_tap() {
+    if !can_run("echo over tap") {
+        return;
+    }
+    for target in targets("echo over tap") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ns = Namespace::new();
+        let address = format!("--ipv4={}/24", ns.guest_ip());
+        ns.boot_echo(target, &[&address], &dir.path().join("console"));
+        ns.wait_for_echo(Duration::from_secs(30));
+        let ip = ns.guest_ip();
+        // ping: ICMP echo answered by the stack.
+        let ping = ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip]);
+        assert!(ping.status.success(), "{target}: ping failed");
+        // nc over TCP and UDP.
+        let tcp = ns.exec(&[
+            "sh",
+            "-c",
+            &format!("printf 'hello tcp\\n' | nc -N -w 3 {ip} 7"),
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&tcp.stdout),
+            "hello tcp\n",
+            "{target}"
+        );
+        let udp = ns.exec(&[
+            "sh",
+            "-c",
+            &format!("printf 'hello udp\\n' | nc -u -w 1 {ip} 7"),
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&udp.stdout),
+            "hello udp\n",
+            "{target}"
+        );
+        // 1,000 parallel connections, each with its own pattern, all echoed.
+        let load = built().join("echo-load");
+        let out = ns.exec(&[
+            load.to_str().unwrap(),
+            &format!("{ip}:7"),
+            "--connections",
+            "1000",
+            "--bytes",
+            "4000",
+            "--udp",
+            "100",
+        ]);
+        assert!(out.status.success(), "{target}: echo-load failed");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1000/1000 connections"),
+            "{target}"
+        );
+        let console = std::fs::read_to_string(dir.path().join("console")).unwrap();
+        assert!(
+            console.contains(&format!("{ip}/24")),
+            "{target}: the address in use is not printed:\n{console}"
+        );
+    }
+}
+
+#[test]
+fn dhcp_gives_the_unikernel_its_address() {
+    if !can_run("dhcp") {
+        return;
+    }
+    if Command::new("sh")
+        .args(["-c", "command -v dnsmasq"])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!("SKIPPED dhcp: dnsmasq is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    for target in targets("dhcp") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ns = Namespace::new();
+        let range = format!("10.{0}.0.50,10.{0}.0.60,255.255.255.0,1h", ns.subnet);
+        let leases = dir.path().join("leases");
+        let pid_file = dir.path().join("dnsmasq.pid");
+        let dnsmasq = ns.exec(&[
+            "dnsmasq",
+            "--interface=tap0",
+            "--bind-interfaces",
+            "--port=0",
+            &format!("--dhcp-range={range}"),
+            &format!("--dhcp-leasefile={}", leases.display()),
+            &format!("--pid-file={}", pid_file.display()),
+        ]);
+        assert!(dnsmasq.status.success(), "dnsmasq did not start");
+        let console = dir.path().join("console");
+        ns.boot_echo(target, &[], &console);
+        let start = Instant::now();
+        let address = loop {
+            let text = std::fs::read_to_string(&console).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("DHCP gave")) {
+                break line
+                    .split("DHCP gave ")
+                    .nth(1)
+                    .unwrap()
+                    .split('/')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{target}: no DHCP lease:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            address.starts_with(&format!("10.{}.0.", ns.subnet)),
+            "{address}"
+        );
+        let tcp = ns.exec(&[
+            "sh",
+            "-c",
+            &format!("printf 'leased\\n' | nc -N -w 3 {address} 7"),
+        ]);
+        assert_eq!(String::from_utf8_lossy(&tcp.stdout), "leased\n", "{target}");
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+    }
+}
+
+#[test]
+fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
+    if !can_run("malformed traffic") {
+        return;
+    }
+    for target in targets("malformed traffic") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ns = Namespace::new();
+        let address = format!("--ipv4={}/24", ns.guest_ip());
+        ns.boot_echo(target, &[&address], &dir.path().join("console"));
+        ns.wait_for_echo(Duration::from_secs(30));
+        let ip = ns.guest_ip();
+        // Raw frames out of tap0: truncated and corrupt headers, bad
+        // checksums and options, overlapping fragments, random bytes.
+        let script = root().join("cli").join("tests").join("bad_frames.py");
+        let out = ns.exec(&["python3", script.to_str().unwrap(), "tap0", &ip]);
+        assert!(out.status.success(), "{target}: the frame generator failed");
+        // A SYN flood, where hping3 is installed.
+        if Command::new("sh")
+            .args(["-c", "command -v hping3"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            ns.exec(&[
+                "timeout", "5", "hping3", "-S", "-p", "7", "--faster", "-c", "20000", &ip,
+            ]);
+        } else {
+            eprintln!("SKIPPED the SYN flood part on {target}: hping3 is not installed");
+        }
+        assert!(ns.guest_alive(), "{target}: the unikernel died");
+        // It still serves real clients.
+        let load = built().join("echo-load");
+        let out = ns.exec(&[
+            load.to_str().unwrap(),
+            &format!("{ip}:7"),
+            "--connections",
+            "50",
+            "--bytes",
+            "10000",
+            "--timeout",
+            "20",
+        ]);
+        assert!(
+            out.status.success(),
+            "{target}: echo no longer works after malformed traffic"
+        );
+        let console = std::fs::read_to_string(dir.path().join("console")).unwrap();
+        assert!(!console.contains("panic"), "{target}: {console}");
+    }
+}
