@@ -384,3 +384,55 @@ fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
         assert!(!console.contains("panic"), "{target}: {console}");
     }
 }
+
+/// User-mode networking: no root, no tap, no namespace; the tender forwards
+/// a loopback port to the unikernel, reached with nc and echo-load.
+#[test]
+fn user_mode_network_reaches_the_unikernel_on_loopback() {
+    for target in targets("user-mode network") {
+        let port = free_port();
+        let forward = format!("{port}:7");
+        let mut server =
+            Server::start(&["run", "--release", "-t", target, "echo", "--port", &forward]);
+        server.wait_for_port(port, Duration::from_secs(300));
+        // The tender accepts on loopback at once; wait for the guest itself.
+        let start = Instant::now();
+        loop {
+            let out = Command::new("sh")
+                .args([
+                    "-c",
+                    &format!("printf 'hi\\n' | nc -N -w 2 127.0.0.1 {port}"),
+                ])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout) == "hi\n" {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{target}: no echo through the forward"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let load = built().join("echo-load");
+        let out = Command::new(load)
+            .args([
+                &format!("127.0.0.1:{port}"),
+                "--connections",
+                "50",
+                "--bytes",
+                "20000",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("50/50 connections"),
+            "{target}"
+        );
+    }
+}

@@ -257,6 +257,8 @@ impl TcpListener for NetTcpListener {
                 let socket = sockets.get_mut::<tcp::Socket>(handle);
                 match socket.state() {
                     tcp::State::Established | tcp::State::CloseWait => {
+                        // The handshake limit ends with the handshake.
+                        socket.set_timeout(None);
                         let peer = socket
                             .remote_endpoint()
                             .map(std_addr)

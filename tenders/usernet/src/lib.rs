@@ -79,6 +79,9 @@ pub fn guest_args() -> [String; 2] {
     ]
 }
 
+/// Send buffer of each end of the link, in bytes.
+const LINK_BUFFER: libc::c_int = 8 << 20;
+
 /// A datagram socketpair: `(guest end, tender end)`. Each datagram is one
 /// Ethernet frame; the guest end is non-blocking, as a tap is.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -99,6 +102,26 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let (guest, tender) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     for fd in [&guest, &tender] {
         use std::os::fd::AsRawFd;
+        // Room for thousands of frames each way instead of the default ~90:
+        // a guest reads between its tasks, so bursts must wait, not drop.
+        // SO_SNDBUFFORCE passes the host's wmem_max for root; otherwise
+        // SO_SNDBUF gets what the host allows.
+        let size: libc::c_int = LINK_BUFFER;
+        for option in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
+            // SAFETY: setsockopt reads one c_int from `size`.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    option,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+        }
         // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
         unsafe {
             let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);

@@ -14,17 +14,51 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 /// Bytes buffered per direction per connection, in smoltcp and here.
 const BUFFER: usize = 256 * 1024;
 
+/// Frames held for the guest while its end of the link is full.
+const BACKLOG_FRAMES: usize = 8192;
+
 /// smoltcp's device over the tender's end of the socketpair.
 struct Link {
     fd: RawFd,
     rx: Vec<u8>,
     tx: Vec<u8>,
+    /// Frames the guest has not had room for yet, oldest first: the guest
+    /// reads only between its own tasks, so bursts wait here rather than
+    /// being lost.
+    backlog: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Link {
+    /// Sends held frames until the link is full again.
+    fn flush(&mut self) {
+        while let Some(frame) = self.backlog.front() {
+            if !send_frame(self.fd, frame) {
+                return;
+            }
+            self.backlog.pop_front();
+        }
+    }
+}
+
+/// Sends one frame; false if the link is full.
+fn send_frame(fd: RawFd, frame: &[u8]) -> bool {
+    // SAFETY: send reads frame.len() bytes from frame.
+    let n = unsafe {
+        libc::send(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
 }
 
 struct Rx<'a>(&'a [u8]);
 struct Tx<'a> {
     fd: RawFd,
     buf: &'a mut Vec<u8>,
+    backlog: &'a mut std::collections::VecDeque<Vec<u8>>,
 }
 
 impl phy::Device for Link {
@@ -50,6 +84,7 @@ impl phy::Device for Link {
             Tx {
                 fd: self.fd,
                 buf: &mut self.tx,
+                backlog: &mut self.backlog,
             },
         ))
     }
@@ -58,6 +93,7 @@ impl phy::Device for Link {
         Some(Tx {
             fd: self.fd,
             buf: &mut self.tx,
+            backlog: &mut self.backlog,
         })
     }
 
@@ -79,16 +115,13 @@ impl phy::TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         self.buf.resize(len, 0);
         let result = f(self.buf);
-        // SAFETY: send reads len bytes from buf. A full socket drops the
-        // frame, as a busy link would.
-        unsafe {
-            libc::send(
-                self.fd,
-                self.buf.as_ptr().cast(),
-                len,
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
+        // In order: behind held frames, or held itself if the link is full.
+        // Past the backlog the frame is dropped, as a busy link would.
+        if (!self.backlog.is_empty() || !send_frame(self.fd, self.buf))
+            && self.backlog.len() < BACKLOG_FRAMES
+        {
+            self.backlog.push_back(self.buf.clone());
+        }
         result
     }
 }
@@ -140,6 +173,7 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
         fd: link.as_raw_fd(),
         rx: Vec::new(),
         tx: Vec::new(),
+        backlog: Default::default(),
     };
     let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
     config.random_seed = start.elapsed().as_nanos() as u64 ^ std::process::id() as u64;
@@ -181,15 +215,28 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
                 });
             }
         }
-        iface.poll(now(start), &mut device, &mut sockets);
-        splices.retain_mut(|s| pump(s, &mut sockets));
+        device.flush();
+        // Until nothing moves: frames in, bytes across, frames out.
+        for _ in 0..64 {
+            let ingress = iface.poll(now(start), &mut device, &mut sockets);
+            let mut moved = false;
+            splices.retain_mut(|s| pump(s, &mut sockets, &mut moved));
+            if !moved && ingress == smoltcp::iface::PollResult::None {
+                break;
+            }
+        }
         iface.poll(now(start), &mut device, &mut sockets);
 
         // Sleep until the link, a listener or a connection can move, or
         // smoltcp's next timer.
+        let link_events = if device.backlog.is_empty() {
+            libc::POLLIN
+        } else {
+            libc::POLLIN | libc::POLLOUT
+        };
         let mut fds = vec![libc::pollfd {
             fd: link.as_raw_fd(),
-            events: libc::POLLIN,
+            events: link_events,
             revents: 0,
         }];
         fds.extend(net.listeners.iter().map(|(_, l)| libc::pollfd {
@@ -226,15 +273,19 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
     }
 }
 
-/// Moves bytes both ways for one connection; false when it is finished.
-fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>) -> bool {
+/// Moves bytes both ways for one connection, setting `moved` if any moved;
+/// false when the connection is finished.
+fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>, moved: &mut bool) -> bool {
     let socket = sockets.get_mut::<tcp::Socket>(s.handle);
     // Host to guest.
     if !s.host_eof && s.to_guest.len() < BUFFER {
         let mut buf = [0u8; 16384];
         match s.host.read(&mut buf) {
             Ok(0) => s.host_eof = true,
-            Ok(n) => s.to_guest.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                s.to_guest.extend_from_slice(&buf[..n]);
+                *moved = true;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 socket.abort();
@@ -245,6 +296,7 @@ fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>) -> bool {
     if !s.to_guest.is_empty() && socket.may_send() {
         if let Ok(n) = socket.send_slice(&s.to_guest) {
             s.to_guest.drain(..n);
+            *moved |= n > 0;
         }
     }
     if s.host_eof && s.to_guest.is_empty() && socket.may_send() {
@@ -255,6 +307,7 @@ fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>) -> bool {
         let mut buf = [0u8; 16384];
         if let Ok(n) = socket.recv_slice(&mut buf) {
             s.to_host.extend_from_slice(&buf[..n]);
+            *moved |= n > 0;
         }
     }
     while !s.to_host.is_empty() {

@@ -112,22 +112,33 @@ fn host_port_reaches_the_guest_echo_server() {
             }
         });
     });
+    // Sequential rounds, then many at once.
     for round in 0..3 {
-        let mut client = std::net::TcpStream::connect(("127.0.0.1", host_port)).unwrap();
-        client
-            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-            .unwrap();
-        let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 13 + round) as u8).collect();
-        let mut writer = client.try_clone().unwrap();
-        let sent = payload.clone();
-        let t = std::thread::spawn(move || {
-            writer.write_all(&sent).unwrap();
-            writer.shutdown(std::net::Shutdown::Write).unwrap();
-        });
-        let mut back = Vec::new();
-        client.read_to_end(&mut back).unwrap();
-        t.join().unwrap();
-        assert_eq!(back.len(), payload.len(), "round {round}");
-        assert!(back == payload, "round {round}: echo differs");
+        echo_once(host_port, 300_000, round);
     }
+    let clients: Vec<_> = (0..64u32)
+        .map(|i| std::thread::spawn(move || echo_once(host_port, 20_000, 10 + i)))
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+}
+
+fn echo_once(host_port: u16, len: u32, round: u32) {
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    client
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let payload: Vec<u8> = (0..len).map(|i| (i * 13 + round) as u8).collect();
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    let t = std::thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    t.join().unwrap();
+    assert_eq!(back.len(), payload.len(), "round {round}");
+    assert!(back == payload, "round {round}: echo differs");
 }

@@ -1,6 +1,11 @@
 //! Network devices: `--net:NAME=TAP` and `--net-mac:NAME=MAC`. An existing,
 //! up tap interface becomes a NET_BASIC device; the guest sends and
 //! receives whole Ethernet frames on it.
+//!
+//! `--net:NAME=user:HOST:GUEST[,HOST:GUEST...]` is user-mode networking
+//! instead (lamina-usernet): the device is one end of a socketpair, a thread
+//! of the tender runs the private network on the other, and each
+//! 127.0.0.1:HOST is forwarded to the guest's port GUEST. No root, no tap.
 
 use super::DeviceError;
 use crate::sys;
@@ -39,6 +44,22 @@ impl NetDevice {
             tap: tap.to_string(),
             why,
         };
+        if let Some(forwards) = tap.strip_prefix("user:") {
+            let link = user_network(forwards).map_err(fail)?;
+            let mac = match mac {
+                Some(mac) => mac,
+                None => {
+                    random_mac().map_err(|e| fail(format!("cannot make a MAC address: {e}")))?
+                }
+            };
+            return Ok(NetDevice {
+                name: name.to_string(),
+                handle,
+                mac,
+                mtu: lamina_usernet::MTU as u16,
+                tap: File::from(link),
+            });
+        }
         // Opening a tap that does not exist would create one (as root):
         // make sure it is there and up first, as Solo5 does.
         let flags = sys::interface_flags(tap).map_err(|e| {
@@ -107,6 +128,32 @@ impl NetDevice {
         };
         Ok(vec![(libc::SYS_read, rule()?), (libc::SYS_write, rule()?)])
     }
+}
+
+/// Starts the user-mode network with `forwards` (`HOST:GUEST,...`) on a
+/// thread of its own and returns the guest's end of the link. The thread
+/// starts before any seccomp filter, which applies to the vCPU (or guest)
+/// thread only.
+fn user_network(forwards: &str) -> Result<std::os::fd::OwnedFd, String> {
+    let forwards = forwards
+        .split(',')
+        .map(|f| {
+            f.parse::<lamina_usernet::Forward>()
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let net = lamina_usernet::UserNet::bind(&forwards).map_err(|e| e.to_string())?;
+    let (guest, tender) =
+        lamina_usernet::socketpair().map_err(|e| format!("cannot make the link: {e}"))?;
+    std::thread::Builder::new()
+        .name("usernet".into())
+        .spawn(move || {
+            if let Err(e) = lamina_usernet::run(net, tender) {
+                eprintln!("lamina: user-mode network stopped: {e}");
+            }
+        })
+        .map_err(|e| format!("cannot start the user-mode network: {e}"))?;
+    Ok(guest)
 }
 
 /// A random, locally administered, unicast MAC.
