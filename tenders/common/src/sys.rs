@@ -103,7 +103,8 @@ pub fn epoll_add(epoll: RawFd, fd: RawFd, data: u64) -> io::Result<()> {
 }
 
 /// Waits up to forever on `epoll`; returns the tags of ready descriptors in
-/// `tags` and how many there are. EINTR is retried.
+/// `tags` and how many there are. A signal ends the wait early with no
+/// tags, so that the caller can look at what the signal asked for.
 pub fn epoll_wait(epoll: RawFd, tags: &mut [u64]) -> io::Result<usize> {
     const MAX: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
@@ -114,7 +115,7 @@ pub fn epoll_wait(epoll: RawFd, tags: &mut [u64]) -> io::Result<usize> {
         if n < 0 {
             let error = io::Error::last_os_error();
             if error.kind() == io::ErrorKind::Interrupted {
-                continue;
+                return Ok(0);
             }
             return Err(error);
         }

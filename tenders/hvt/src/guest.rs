@@ -17,6 +17,8 @@ use lamina_tender::notes::{read_notes, NoteError};
 use lamina_tender::timing::Timing;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// Guest RAM comes in 2 MiB units (the page tables map it with 2 MiB pages).
@@ -52,6 +54,12 @@ pub enum GuestError {
     /// Guest memory.
     #[error(transparent)]
     Memory(#[from] MemoryError),
+    /// SIGINT or SIGTERM arrived.
+    #[error("stopped by a signal")]
+    Stopped,
+    /// The signal handlers could not be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
     /// Writing the boot info.
     #[error("cannot write the boot info: {0}")]
     BootInfo(#[from] GuestFault),
@@ -122,7 +130,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     timing.mark("kvm vm, load image");
 
     let devices = Devices::attach(&notes.manifest, args)?;
-    let hypercalls = Hypercalls::new(devices).map_err(GuestError::Events)?;
+    let mut hypercalls = Hypercalls::new(devices).map_err(GuestError::Events)?;
     timing.mark("devices");
 
     let mode = if machine.pvm && notes.lamina_features & features::ANY_CPL != 0 {
@@ -175,10 +183,49 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         epoll,
         timer,
     };
+    // SIGINT/SIGTERM set a flag (the handler does nothing else, so the
+    // filter below needs only rt_sigreturn for it); KVM_RUN and the poll
+    // hypercall return on the signal and the loop stops the guest cleanly.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(GuestError::Signals)?;
+    }
     seccomp::install(fds, hypercalls.devices())?;
     timing.mark("seccomp");
     timing.print("lamina-hvt");
-    vcpu_loop(machine, mem, hypercalls)
+    let stats = args.flags.contains(&"--x-stats");
+    let mut exits = 0u64;
+    let result = vcpu_loop(machine, mem, &mut hypercalls, &stop, &mut exits);
+    if stats {
+        print_stats(exits, &hypercalls.counts);
+    }
+    result
+}
+
+/// The `--x-stats` report: exits to the tender, and hypercalls by kind.
+fn print_stats(exits: u64, counts: &[u64; 9]) {
+    const NAMES: [&str; 9] = [
+        "",
+        "walltime",
+        "puts",
+        "poll",
+        "block_write",
+        "block_read",
+        "net_write",
+        "net_read",
+        "halt",
+    ];
+    let by_kind: Vec<String> = NAMES
+        .iter()
+        .zip(counts)
+        .skip(1)
+        .filter(|(_, n)| **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    eprintln!(
+        "lamina-hvt: {exits} VM exits to the tender ({})",
+        by_kind.join(", ")
+    );
 }
 
 /// Boot info at 0x10000, then the attached manifest, then the command line;
@@ -215,10 +262,17 @@ fn write_boot_info(
 fn vcpu_loop(
     mut machine: Machine,
     mut mem: GuestMemory,
-    mut hypercalls: Hypercalls,
+    hypercalls: &mut Hypercalls,
+    stop: &AtomicBool,
+    exits: &mut u64,
 ) -> Result<i32, GuestError> {
     loop {
-        let what = match machine.vcpu.run() {
+        if stop.load(Ordering::Relaxed) {
+            return Err(GuestError::Stopped);
+        }
+        let run = machine.vcpu.run();
+        *exits += 1;
+        let what = match run {
             Ok(VcpuExit::IoOut(port, data)) => match hypercalls.dispatch(&mut mem, port, data)? {
                 Next::Resume => continue,
                 Next::Halt(status) => return Ok(status),

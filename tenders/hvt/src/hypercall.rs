@@ -72,6 +72,8 @@ pub struct Hypercalls {
     devices: Devices,
     epoll: OwnedFd,
     timer: OwnedFd,
+    /// Hypercalls served, by number (index 0 unused).
+    pub counts: [u64; 9],
 }
 
 impl Hypercalls {
@@ -87,6 +89,7 @@ impl Hypercalls {
             devices,
             epoll,
             timer,
+            counts: [0; 9],
         })
     }
 
@@ -117,6 +120,7 @@ impl Hypercalls {
         let gpa = u64::from(u32::from_le_bytes(word));
         let hypercall =
             Hypercall::from_port(port).ok_or(HypercallError::Unknown { port, why: "" })?;
+        self.counts[hypercall as usize] += 1;
         let fault = |fault| HypercallError::Fault { hypercall, fault };
         let io = |error| HypercallError::Io { hypercall, error };
         let unavailable = |why| Err(HypercallError::Unknown { port, why });

@@ -29,7 +29,13 @@ use lamina_tender::TENDER_FAILURE;
 use std::process::ExitCode;
 
 const TENDER: &str = "lamina-hvt";
-const FLAGS: &[(&str, &str)] = &[("--x-timing", "print start-up phase timings on stderr")];
+const FLAGS: &[(&str, &str)] = &[
+    ("--x-timing", "print start-up phase timings on stderr"),
+    (
+        "--x-stats",
+        "print VM exits and hypercalls by kind on stderr at exit",
+    ),
+];
 
 fn main() -> ExitCode {
     let extra: Vec<&'static str> = FLAGS.iter().map(|(flag, _)| *flag).collect();
