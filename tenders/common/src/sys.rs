@@ -109,22 +109,20 @@ pub fn epoll_wait(epoll: RawFd, tags: &mut [u64]) -> io::Result<usize> {
     const MAX: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
     let max = tags.len().min(MAX) as libc::c_int;
-    loop {
-        // SAFETY: `events` has room for `max` entries and lives for the call.
-        let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), max, -1) };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() == io::ErrorKind::Interrupted {
-                return Ok(0);
-            }
-            return Err(error);
+    // SAFETY: `events` has room for `max` entries and lives for the call.
+    let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), max, -1) };
+    if n < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
         }
-        let n = n as usize;
-        for (tag, event) in tags.iter_mut().zip(&events[..n]) {
-            *tag = event.u64;
-        }
-        return Ok(n);
+        return Err(error);
     }
+    let n = n as usize;
+    for (tag, event) in tags.iter_mut().zip(&events[..n]) {
+        *tag = event.u64;
+    }
+    Ok(n)
 }
 
 /// A non-blocking CLOCK_MONOTONIC timerfd.
