@@ -184,6 +184,7 @@ where
         Err(e) => return usage_error(&e),
     };
     let mut app = A::defaults();
+    #[cfg_attr(not(lamina_net), allow(unused_mut))]
     let mut net_args = lamina_net::NetArgs::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
     if let Some(level) = solo5_level {
@@ -192,7 +193,12 @@ where
     match boot_args::parse(
         "unikernel",
         &words,
-        &mut [&mut app, &mut net_args, &mut runtime_args],
+        &mut [
+            &mut app,
+            #[cfg(lamina_net)]
+            &mut net_args,
+            &mut runtime_args,
+        ],
     ) {
         Ok(()) => {}
         Err(ArgError::Help(text)) => {
