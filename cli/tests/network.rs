@@ -436,3 +436,26 @@ fn user_mode_network_reaches_the_unikernel_on_loopback() {
         );
     }
 }
+
+/// Ten thousand connections open at once in a 64 MiB unikernel: the
+/// stack's buffer budget shrinks buffers instead of running out of memory.
+#[test]
+fn ten_thousand_concurrent_connections_in_64_mib() {
+    if !can_run("10,000 connections") {
+        return;
+    }
+    for target in targets("10,000 connections") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ns = Namespace::new();
+        let address = format!("--ipv4={}/24", ns.guest_ip());
+        ns.boot_echo(target, &[&address], &dir.path().join("console"));
+        ns.wait_for_echo(Duration::from_secs(30));
+        let script = root().join("cli").join("tests").join("many_connections.py");
+        let out = ns.exec(&["python3", script.to_str().unwrap(), &ns.guest_ip(), "10000"]);
+        assert!(
+            out.status.success(),
+            "{target}: not all 10,000 connections echoed"
+        );
+        assert!(ns.guest_alive(), "{target}: the unikernel died");
+    }
+}

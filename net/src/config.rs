@@ -50,8 +50,11 @@ lamina_core::boot_args! {
         pub tcp_tx_buffer: usize = "65536",
         /// Delay before a TCP ACK for received data, in milliseconds (0: none).
         pub tcp_ack_delay_ms: u64 = "10",
+        /// Memory for TCP buffers in all, in bytes: past a quarter of it new
+        /// connections get small buffers, past all of it they wait.
+        pub tcp_memory: usize = "29360128",
         /// Connections a listener holds until accepted (its backlog).
-        pub tcp_backlog: usize = "128",
+        pub tcp_backlog: usize = "1024",
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Core {
     /// Accept queues of the listening ports, topped up by the driver.
     pub(crate) listeners: RefCell<Vec<alloc::rc::Weak<crate::socket::AcceptQueue>>>,
     pub(crate) args: NetArgs,
+    /// Bytes of TCP buffers allocated now, against `args.tcp_memory`.
+    pub(crate) tcp_memory: Cell<usize>,
     pub(crate) next_port: Cell<u16>,
     pub(crate) clock_now: RefCell<alloc::boxed::Box<dyn Fn() -> smoltcp::time::Instant>>,
 }
@@ -65,6 +67,20 @@ impl Core {
                 }
                 None => false,
             });
+    }
+
+    /// Gives back the buffer budget of a TCP socket that is dropped.
+    pub(crate) fn release_tcp(&self, socket: &smoltcp::socket::tcp::Socket) {
+        let size = socket.recv_capacity() + socket.send_capacity();
+        self.tcp_memory
+            .set(self.tcp_memory.get().saturating_sub(size));
+    }
+
+    /// Removes a TCP socket from the set and gives back its budget: the one
+    /// place TCP sockets leave the set.
+    pub(crate) fn remove_tcp(&self, sockets: &mut SocketSet<'static>, handle: SocketHandle) {
+        self.release_tcp(sockets.get::<smoltcp::socket::tcp::Socket>(handle));
+        sockets.remove(handle);
     }
 
     /// Whether the accept queue of listening port `port` is full.
@@ -171,6 +187,7 @@ impl NetStack {
             listeners: RefCell::new(Vec::new()),
             next_port: Cell::new(49152 + (random_seed % 16384) as u16),
             args,
+            tcp_memory: Cell::new(0),
             clock_now: RefCell::new(clock_now.0),
         });
         let driver = Driver {
@@ -341,7 +358,7 @@ impl<N: Netif> Driver<N> {
             let closed = sockets.get::<smoltcp::socket::tcp::Socket>(handle).state()
                 == smoltcp::socket::tcp::State::Closed;
             if closed {
-                sockets.remove(handle);
+                self.core.remove_tcp(&mut sockets, handle);
             }
             !closed
         });

@@ -35,16 +35,37 @@ fn listen_endpoint(addr: SocketAddr) -> IpListenEndpoint {
     }
 }
 
-/// A TCP socket with the configured buffers.
-fn new_tcp_socket(args: &crate::NetArgs) -> tcp::Socket<'static> {
-    let rx = tcp::SocketBuffer::new(vec![0u8; args.tcp_rx_buffer.max(1024)]);
-    let tx = tcp::SocketBuffer::new(vec![0u8; args.tcp_tx_buffer.max(1024)]);
+/// Smallest buffer per direction a connection gets when memory is short.
+const MIN_TCP_BUFFER: usize = 1024;
+
+/// A TCP socket sized by the memory budget (`--tcp-memory`): the
+/// configured buffers while less than a quarter of the budget is used, the minimum
+/// beyond that (many mostly idle connections), none past the budget, which
+/// the caller turns into back-pressure (SYNs dropped, connect refused with
+/// `NoBuffers`).
+fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
+    let args = &core.args;
+    let used = core.tcp_memory.get();
+    let full = args.tcp_rx_buffer.max(MIN_TCP_BUFFER) + args.tcp_tx_buffer.max(MIN_TCP_BUFFER);
+    let (rx_size, tx_size) = if used + full <= args.tcp_memory / 4 {
+        (
+            args.tcp_rx_buffer.max(MIN_TCP_BUFFER),
+            args.tcp_tx_buffer.max(MIN_TCP_BUFFER),
+        )
+    } else if used + 2 * MIN_TCP_BUFFER <= args.tcp_memory {
+        (MIN_TCP_BUFFER, MIN_TCP_BUFFER)
+    } else {
+        return None;
+    };
+    core.tcp_memory.set(used + rx_size + tx_size);
+    let rx = tcp::SocketBuffer::new(vec![0u8; rx_size]);
+    let tx = tcp::SocketBuffer::new(vec![0u8; tx_size]);
     let mut socket = tcp::Socket::new(rx, tx);
     // Request/response protocols are the common case: send at once.
     socket.set_nagle_enabled(false);
     let ack_delay = args.tcp_ack_delay_ms;
     socket.set_ack_delay((ack_delay > 0).then(|| smoltcp::time::Duration::from_millis(ack_delay)));
-    socket
+    Some(socket)
 }
 
 impl Stack for NetStack {
@@ -108,7 +129,7 @@ impl Stack for NetStack {
             })
             .await;
         }
-        let mut socket = new_tcp_socket(&self.core.args);
+        let mut socket = new_tcp_socket(&self.core).ok_or(NetError::NoBuffers)?;
         let port = self.core.ephemeral_port();
         socket
             .connect(self.core.iface.borrow_mut().context(), endpoint(addr), port)
@@ -195,14 +216,14 @@ impl AcceptQueue {
                 false
             }
             tcp::State::Closed | tcp::State::TimeWait => {
-                sockets.remove(handle);
+                core.remove_tcp(sockets, handle);
                 false
             }
             _ => true,
         });
         while idle.len() > IDLE_LISTENERS {
             if let Some(extra) = idle.pop() {
-                sockets.remove(extra);
+                core.remove_tcp(sockets, extra);
             }
         }
         let before = before.min(pending.len());
@@ -217,13 +238,16 @@ impl AcceptQueue {
         while idle.len() < IDLE_LISTENERS
             && pending.len() + idle.len() < self.backlog + IDLE_LISTENERS
         {
-            let mut socket = new_tcp_socket(&core.args);
+            let Some(mut socket) = new_tcp_socket(core) else {
+                break; // out of buffer memory: SYNs wait (back-pressure)
+            };
             // A handshake that does not finish in time frees its place in the
             // backlog (SYN floods); accept clears the limit again.
             socket.set_timeout(Some(smoltcp::time::Duration::from_secs(
                 HANDSHAKE_TIMEOUT_SECS,
             )));
             if socket.listen(self.at).is_err() {
+                core.release_tcp(&socket);
                 break;
             }
             idle.push(sockets.add(socket));
@@ -276,7 +300,7 @@ impl TcpListener for NetTcpListener {
                     // A handshake that failed (RST, timeout): forget it.
                     tcp::State::Closed | tcp::State::TimeWait => {
                         pending.remove(index);
-                        sockets.remove(handle);
+                        core.remove_tcp(&mut sockets, handle);
                     }
                     _ => {
                         socket.register_recv_waker(cx.waker());

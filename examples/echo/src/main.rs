@@ -74,7 +74,8 @@ async fn serve<S: TcpStream>(
     runtime: &Handle,
     idle: Duration,
 ) -> Result<u64, NetError> {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Small: an echo server may hold ten thousand connections at once.
+    let mut buf = vec![0u8; 1024];
     let mut total = 0;
     loop {
         let n = runtime
