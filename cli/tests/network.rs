@@ -260,6 +260,29 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
             "{target}"
         );
         let console = std::fs::read_to_string(dir.path().join("console")).unwrap();
+        // IPv6: neighbour discovery and ICMPv6 echo on the link-local address
+        // the unikernel printed at boot.
+        let link_local = console
+            .split_whitespace()
+            .find(|w| w.starts_with("fe80::"))
+            .unwrap_or_else(|| panic!("{target}: no IPv6 address printed:\n{console}"))
+            .trim_end_matches(',')
+            .to_owned();
+        let ping6 = ns.exec(&[
+            "ping",
+            "-6",
+            "-c",
+            "5",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            &format!("{link_local}%tap0"),
+        ]);
+        assert!(
+            ping6.status.success(),
+            "{target}: no ICMPv6 echo reply from {link_local}"
+        );
         assert!(
             console.contains(&format!("{ip}/24")),
             "{target}: the address in use is not printed:\n{console}"
