@@ -36,6 +36,8 @@ pub(crate) struct Core {
     /// Accept queues of the listening ports, topped up by the driver.
     pub(crate) listeners: RefCell<Vec<alloc::rc::Weak<crate::socket::AcceptQueue>>>,
     pub(crate) args: NetArgs,
+    /// Drop counters, updated by the driver every round.
+    pub(crate) stats: Cell<NetStats>,
     /// Bytes of TCP buffers allocated now, against `args.tcp_memory`.
     pub(crate) tcp_memory: Cell<usize>,
     pub(crate) next_port: Cell<u16>,
@@ -99,6 +101,15 @@ impl Core {
             .set(if port == u16::MAX { 49152 } else { port + 1 });
         port
     }
+}
+
+/// What the stack dropped, counted since boot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Frames the interface could not hand over (too large, device errors).
+    pub rx_errors: u64,
+    /// SYNs dropped because their port's accept queue was full.
+    pub syn_drops: u64,
 }
 
 /// Lamina's TCP/IP stack over one network interface; clone it freely.
@@ -188,6 +199,7 @@ impl NetStack {
             next_port: Cell::new(49152 + (random_seed % 16384) as u16),
             args,
             tcp_memory: Cell::new(0),
+            stats: Cell::new(NetStats::default()),
             clock_now: RefCell::new(clock_now.0),
         });
         let driver = Driver {
@@ -198,11 +210,17 @@ impl NetStack {
             pending,
             rx_errors,
             syn_drops: 0,
+            reported: (0, 0, smoltcp::time::Instant::ZERO),
             dhcp,
             runtime: runtime.clone(),
         };
         runtime.spawn(driver.run());
         NetStack { core }
+    }
+
+    /// What the stack has dropped so far.
+    pub fn stats(&self) -> NetStats {
+        self.core.stats.get()
     }
 
     /// The IPv4 address in use, once there is one.
@@ -237,6 +255,8 @@ struct Driver<N: Netif> {
     pending: Option<usize>,
     rx_errors: u64,
     syn_drops: u64,
+    /// Drop counts at the last report, and when it was.
+    reported: (u64, u64, smoltcp::time::Instant),
     dhcp: Option<SocketHandle>,
     runtime: Handle,
 }
@@ -251,6 +271,7 @@ impl<N: Netif> Driver<N> {
     async fn run(mut self) {
         loop {
             let delay = self.poll();
+            self.report_drops(self.core.now());
             let core = self.core.clone();
             let sleep = delay.map(|d| self.runtime.sleep(Duration::from_micros(d.total_micros())));
             let mut sleep = sleep.map(alloc::boxed::Box::pin);
@@ -278,6 +299,25 @@ impl<N: Netif> Driver<N> {
                 self.pending = Some(len);
             }
         }
+    }
+
+    /// Logs what was dropped since the last report, at most every 10 s.
+    fn report_drops(&mut self, now: smoltcp::time::Instant) {
+        let (rx_errors, syn_drops, at) = self.reported;
+        let grew = self.rx_errors > rx_errors || self.syn_drops > syn_drops;
+        let first = at == smoltcp::time::Instant::ZERO;
+        if grew && (first || now >= at + smoltcp::time::Duration::from_secs(10)) {
+            log::warn!(
+                "net: dropped {} frames the interface could not receive and {} SYNs to full accept queues so far",
+                self.rx_errors,
+                self.syn_drops
+            );
+            self.reported = (self.rx_errors, self.syn_drops, now);
+        }
+        self.core.stats.set(NetStats {
+            rx_errors: self.rx_errors,
+            syn_drops: self.syn_drops,
+        });
     }
 
     /// One round of smoltcp; returns how long until it needs to run again.

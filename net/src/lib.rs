@@ -30,4 +30,4 @@ pub mod driver;
 pub mod socket;
 
 pub use config::{Ipv4Cidr, NetArgs};
-pub use driver::NetStack;
+pub use driver::{NetStack, NetStats};
