@@ -48,8 +48,11 @@ lamina_core::boot_args! {
         pub tcp_rx_buffer: usize = "65536",
         /// TCP send buffer per connection, in bytes.
         pub tcp_tx_buffer: usize = "65536",
-        /// Delay before a TCP ACK for received data, in milliseconds (0: none).
-        pub tcp_ack_delay_ms: u64 = "10",
+        /// Delay before a TCP ACK for received data, in milliseconds (0:
+        /// none). Measured over a tap on spt: echo round trips/s rise from
+        /// about 16,000 with smoltcp's 10 ms to about 35,000 with none,
+        /// with bulk throughput unchanged within noise; hence none.
+        pub tcp_ack_delay_ms: u64 = "0",
         /// Memory for TCP buffers in all, in bytes: past a quarter of it new
         /// connections get small buffers, past all of it they wait.
         pub tcp_memory: usize = "29360128",
