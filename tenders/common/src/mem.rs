@@ -13,6 +13,8 @@
 //! is sound.
 
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+use std::sync::Arc;
 use thiserror::Error;
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -143,20 +145,81 @@ struct ProtectedRange {
     writable: bool,
 }
 
-/// Guest RAM: the guest addresses `[base, end)` backed by one host mapping.
+/// The host mapping behind guest RAM; unmapped when the last owner (the
+/// [`GuestMemory`] or a [`SharedView`]) goes.
 #[derive(Debug)]
-pub struct GuestMemory {
-    /// Host address of guest address `base`.
+struct Mapping {
     host: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; which thread
+// unmaps it does not matter, and access to its bytes is governed by the
+// owners below.
+unsafe impl Send for Mapping {}
+// SAFETY: `Mapping` itself hands out nothing but its address.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own the mapping of exactly this size; every owner that
+        // could still point into it holds this Arc, so none is left.
+        unsafe { libc::munmap(self.host.as_ptr().cast(), self.len) };
+    }
+}
+
+/// The bounds and protections that every access is checked against.
+#[derive(Debug, Clone)]
+struct Checks {
     base: u64,
     end: u64,
     protected: Vec<ProtectedRange>,
 }
 
-// SAFETY: the mapping is owned by this value alone; moving it to another
-// thread moves that ownership. Shared access goes through &self (read-only
-// slices) and mutation through &mut self.
-unsafe impl Send for GuestMemory {}
+impl Checks {
+    /// THE check: offset of `[gpa, gpa+len)` in the mapping if it is wholly
+    /// inside guest memory.
+    fn offset(&self, gpa: u64, len: u64) -> Result<usize, GuestFault> {
+        let last = gpa
+            .checked_add(len)
+            .ok_or(GuestFault::Overflow { gpa, len })?;
+        if gpa < self.base || last > self.end {
+            return Err(GuestFault::OutOfBounds {
+                gpa,
+                len,
+                base: self.base,
+                end: self.end,
+            });
+        }
+        // Cannot truncate: the mapping's length fits in usize (checked in map).
+        Ok((gpa - self.base) as usize)
+    }
+
+    /// [`Checks::offset`], and the range is not protected against `write`.
+    fn access(&self, gpa: u64, len: u64, write: bool) -> Result<usize, GuestFault> {
+        let offset = self.offset(gpa, len)?;
+        let end = gpa + len; // no overflow: offset passed
+        let denied = self
+            .protected
+            .iter()
+            .any(|r| r.start < end && gpa < r.end && if write { !r.writable } else { !r.readable });
+        if denied && len > 0 {
+            return Err(GuestFault::Protected {
+                gpa,
+                len,
+                access: if write { "writable" } else { "readable" },
+            });
+        }
+        Ok(offset)
+    }
+}
+
+/// Guest RAM: the guest addresses `[base, end)` backed by one host mapping.
+#[derive(Debug)]
+pub struct GuestMemory {
+    map: Arc<Mapping>,
+    checks: Checks,
+}
 
 impl GuestMemory {
     /// Maps `size` bytes of zeroed guest RAM anywhere in the tender's
@@ -213,61 +276,49 @@ impl GuestMemory {
         let host =
             NonNull::new(ptr.cast::<u8>()).ok_or(MemoryError::Occupied { addr: base, end })?;
         Ok(GuestMemory {
-            host,
-            base,
-            end,
-            protected: Vec::new(),
+            map: Arc::new(Mapping { host, len }),
+            checks: Checks {
+                base,
+                end,
+                protected: Vec::new(),
+            },
         })
     }
 
     /// Lowest guest address.
     pub fn base(&self) -> u64 {
-        self.base
+        self.checks.base
     }
 
     /// One past the highest guest address (the guest's `mem_size`).
     pub fn end(&self) -> u64 {
-        self.end
+        self.checks.end
     }
 
     /// Host address of guest address `base`, for KVM's memory slot.
     pub fn host_address(&self) -> u64 {
-        self.host.as_ptr() as u64
+        self.map.host.as_ptr() as u64
     }
 
-    /// THE check: the offset into the mapping of `[gpa, gpa+len)`, if that
-    /// range is wholly inside guest memory. Every accessor goes through here.
+    /// The check: the offset into the mapping of `[gpa, gpa+len)`, if that
+    /// range is wholly inside guest memory. Every accessor, here and in
+    /// [`SharedView`], goes through it.
     pub fn checked_offset(&self, gpa: u64, len: u64) -> Result<usize, GuestFault> {
-        let last = gpa
-            .checked_add(len)
-            .ok_or(GuestFault::Overflow { gpa, len })?;
-        if gpa < self.base || last > self.end {
-            return Err(GuestFault::OutOfBounds {
-                gpa,
-                len,
-                base: self.base,
-                end: self.end,
-            });
-        }
-        // Cannot truncate: the mapping's length fits in usize (checked in map).
-        Ok((gpa - self.base) as usize)
+        self.checks.offset(gpa, len)
     }
 
     fn check_access(&self, gpa: u64, len: u64, write: bool) -> Result<usize, GuestFault> {
-        let offset = self.checked_offset(gpa, len)?;
-        let end = gpa + len; // no overflow: checked_offset passed
-        let denied = self
-            .protected
-            .iter()
-            .any(|r| r.start < end && gpa < r.end && if write { !r.writable } else { !r.readable });
-        if denied && len > 0 {
-            return Err(GuestFault::Protected {
-                gpa,
-                len,
-                access: if write { "writable" } else { "readable" },
-            });
+        self.checks.access(gpa, len, write)
+    }
+
+    /// A view of the same memory, with the same checks (bounds and the
+    /// protections applied so far), that another thread may use while the
+    /// vCPU runs: the tender's ring I/O thread. It keeps the mapping alive.
+    pub fn shared_view(&self) -> SharedView {
+        SharedView {
+            map: self.map.clone(),
+            checks: self.checks.clone(),
         }
-        Ok(offset)
     }
 
     /// The guest bytes `[gpa, gpa+len)`, to read.
@@ -276,7 +327,7 @@ impl GuestMemory {
         // SAFETY: check_access proved [offset, offset+len) lies inside the
         // live mapping and is host-readable; &self keeps the mapping alive
         // and no &mut slice can exist at the same time.
-        Ok(unsafe { std::slice::from_raw_parts(self.host.as_ptr().add(offset), len as usize) })
+        Ok(unsafe { std::slice::from_raw_parts(self.map.host.as_ptr().add(offset), len as usize) })
     }
 
     /// The guest bytes `[gpa, gpa+len)`, to write.
@@ -284,7 +335,9 @@ impl GuestMemory {
         let offset = self.check_access(gpa, len, true)?;
         // SAFETY: as in `slice`, and the range is host-writable; &mut self
         // makes this the only live slice into the mapping.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.host.as_ptr().add(offset), len as usize) })
+        Ok(unsafe {
+            std::slice::from_raw_parts_mut(self.map.host.as_ptr().add(offset), len as usize)
+        })
     }
 
     /// Reads a `T` (a lamina-abi struct) from guest address `gpa`.
@@ -329,7 +382,7 @@ impl GuestMemory {
         // slice into it outlives this call's &mut self.
         let rc = unsafe {
             libc::mprotect(
-                self.host.as_ptr().add(offset).cast(),
+                self.map.host.as_ptr().add(offset).cast(),
                 (end - start) as usize,
                 protection.to_prot(),
             )
@@ -337,9 +390,11 @@ impl GuestMemory {
         if rc != 0 {
             return Err(fail(std::io::Error::last_os_error().to_string()));
         }
-        self.protected.retain(|r| r.end <= start || r.start >= end);
+        self.checks
+            .protected
+            .retain(|r| r.end <= start || r.start >= end);
         if !(protection.read && protection.write) {
-            self.protected.push(ProtectedRange {
+            self.checks.protected.push(ProtectedRange {
                 start,
                 end,
                 readable: protection.read,
@@ -356,11 +411,99 @@ impl GuestMemory {
     }
 }
 
-impl Drop for GuestMemory {
-    fn drop(&mut self) {
-        // SAFETY: we own the mapping of exactly this size and no slice into
-        // it can outlive `self`.
-        unsafe { libc::munmap(self.host.as_ptr().cast(), (self.end - self.base) as usize) };
+/// Guest memory as another thread of the tender sees it (see
+/// [`GuestMemory::shared_view`]).
+///
+/// Guest memory is shared with a running guest, so this view never forms a
+/// Rust reference to guest bytes except as atomics: it hands out checked
+/// raw pointers for system calls and copies, and `AtomicU32`s for ring
+/// indices. The vCPU thread's short-lived slices cover hypercall buffers;
+/// a guest that points both at the same bytes only garbles its own data.
+#[derive(Debug, Clone)]
+pub struct SharedView {
+    map: Arc<Mapping>,
+    checks: Checks,
+}
+
+impl SharedView {
+    /// Host pointer to `[gpa, gpa+len)` after the same checks as
+    /// [`GuestMemory::slice`] (`write == false`) or
+    /// [`GuestMemory::slice_mut`] (`write == true`). The pointer is valid
+    /// for `len` bytes while this view lives.
+    pub fn pointer(&self, gpa: u64, len: u64, write: bool) -> Result<*mut u8, GuestFault> {
+        let offset = self.checks.access(gpa, len, write)?;
+        // SAFETY: `offset` is inside the mapping (checked), which the Arc
+        // keeps alive; computing the address creates no reference.
+        Ok(unsafe { self.map.host.as_ptr().add(offset) })
+    }
+
+    /// The `u32` at `gpa` (4-byte aligned, readable and writable) as an
+    /// atomic shared with the guest.
+    pub fn atomic_u32(&self, gpa: u64) -> Result<&AtomicU32, GuestFault> {
+        let ptr = self.pointer(gpa, 4, true)?;
+        if !(ptr as usize).is_multiple_of(4) {
+            return Err(GuestFault::Overflow { gpa, len: 4 });
+        }
+        // SAFETY: aligned, inside the live mapping for as long as `self`,
+        // and every other access to these bytes (the guest's, and ours) is
+        // an atomic or volatile 32-bit access.
+        Ok(unsafe { &*ptr.cast::<AtomicU32>() })
+    }
+
+    /// Copies a `T` (a lamina-abi struct) out of guest memory at `gpa`.
+    pub fn read<T: FromBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
+        let ptr = self.pointer(gpa, std::mem::size_of::<T>() as u64, false)?;
+        // SAFETY: size_of::<T>() readable bytes (checked); T is FromBytes,
+        // so any bytes are a valid T; read_unaligned needs no alignment.
+        Ok(unsafe { ptr.cast::<T>().read_unaligned() })
+    }
+
+    /// Sends the guest bytes `[gpa, gpa+len)` with one `write(2)` on `fd`:
+    /// the outer error is a bad range, the inner one the system call's.
+    pub fn write_to_fd(
+        &self,
+        fd: std::os::fd::RawFd,
+        gpa: u64,
+        len: u64,
+    ) -> Result<std::io::Result<usize>, GuestFault> {
+        let ptr = self.pointer(gpa, len, false)?;
+        // SAFETY: the kernel reads `len` readable bytes at `ptr` (checked,
+        // and kept mapped by the Arc); no Rust reference is involved.
+        let n = unsafe { libc::write(fd, ptr.cast(), len as usize) };
+        Ok(if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        })
+    }
+
+    /// Receives into the guest bytes `[gpa, gpa+len)` with one `read(2)`
+    /// on `fd`; as [`SharedView::write_to_fd`].
+    pub fn read_from_fd(
+        &self,
+        fd: std::os::fd::RawFd,
+        gpa: u64,
+        len: u64,
+    ) -> Result<std::io::Result<usize>, GuestFault> {
+        let ptr = self.pointer(gpa, len, true)?;
+        // SAFETY: the kernel writes at most `len` bytes at `ptr`, a writable
+        // guest range (checked, and kept mapped by the Arc).
+        let n = unsafe { libc::read(fd, ptr.cast(), len as usize) };
+        Ok(if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        })
+    }
+
+    /// Copies `value` (a lamina-abi struct) into guest memory at `gpa`.
+    pub fn write<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), GuestFault> {
+        let bytes = value.as_bytes();
+        let ptr = self.pointer(gpa, bytes.len() as u64, true)?;
+        // SAFETY: bytes.len() writable bytes (checked) that cannot overlap
+        // `value`, which lives in the tender's own memory.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+        Ok(())
     }
 }
 
@@ -425,6 +568,31 @@ mod tests {
         ));
         assert!(mem.protect(0x100, 0x1000, read_only).is_err());
         assert!(mem.protect(0, 2 << 20, read_only).is_err());
+    }
+
+    #[test]
+    fn shared_view_checks_like_the_owner() {
+        let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
+        let read_only = Protection {
+            read: true,
+            write: false,
+            exec: false,
+        };
+        mem.protect(0x3000, 0x4000, read_only).unwrap();
+        let view = mem.shared_view();
+        drop(mem);
+        assert!(view.pointer(0x3000, 8, false).is_ok());
+        assert!(view.pointer(0x3ffc, 8, true).is_err());
+        assert!(view.pointer((1 << 20) - 4, 8, false).is_err());
+        assert!(view.pointer(u64::MAX, 2, false).is_err());
+        assert!(view.atomic_u32(0x5002).is_err());
+        view.atomic_u32(0x5000)
+            .unwrap()
+            .store(7, std::sync::atomic::Ordering::Relaxed);
+        let puts = HcPuts { data: 1, len: 2 };
+        view.write(0x6000, &puts).unwrap();
+        assert_eq!(view.read::<HcPuts>(0x6000).unwrap().len, 2);
+        assert_eq!(view.read::<u32>(0x5000).unwrap(), 7);
     }
 
     #[test]

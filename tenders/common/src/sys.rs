@@ -102,6 +102,64 @@ pub fn epoll_add(epoll: RawFd, fd: RawFd, data: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Adds `fd` to `epoll` for input, edge-triggered: one wake-up per
+/// arrival, however long the input stays unread.
+pub fn epoll_add_edge(epoll: RawFd, fd: RawFd, data: u64) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: data,
+    };
+    // SAFETY: `event` lives for the call; the kernel copies it.
+    check(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) })?;
+    Ok(())
+}
+
+/// A non-blocking eventfd.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: no memory arguments; the result is checked and owned at once.
+    let fd = check(unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) })?;
+    // SAFETY: fd is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adds one to an eventfd's counter (wakes its reader).
+pub fn eventfd_signal(fd: RawFd) -> io::Result<()> {
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from `one`, which lives for the call.
+    let n = unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    if n == 8 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Resets a non-blocking eventfd's counter.
+pub fn eventfd_drain(fd: RawFd) {
+    let mut count = 0u64;
+    // SAFETY: reads at most 8 bytes into `count`, which lives for the call.
+    // EAGAIN (already zero) is the only expected failure and means the same.
+    unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+}
+
+/// The calling thread, for [`signal_thread`].
+pub fn current_thread() -> libc::pthread_t {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() }
+}
+
+/// Sends `signal` to `thread` of this process (which must still be
+/// running or joinable: the caller keeps it so).
+pub fn signal_thread(thread: libc::pthread_t, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: no memory arguments; the caller guarantees `thread` is valid.
+    let rc = unsafe { libc::pthread_kill(thread, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
 /// Waits up to forever on `epoll`; returns the tags of ready descriptors in
 /// `tags` and how many there are. A signal ends the wait early with no
 /// tags, so that the caller can look at what the signal asked for.

@@ -4,10 +4,12 @@
 use crate::hypercall::{HypercallError, Hypercalls, Next};
 use crate::kvm::{KvmError, Machine};
 use crate::layout::{self, CpuMode, LayoutError, Mapping};
+use crate::ring::{Offer, RingStartError, RingThread};
 use crate::seccomp::{self, LoopFds, SeccompError};
 use kvm_ioctls::VcpuExit;
-use lamina_abi::hvt::{BootInfo, BOOT_INFO_BASE, MAX_MEM_SIZE};
+use lamina_abi::hvt::{BootInfo, BOOT_INFO_BASE, HOST_FEATURE_RING_IO, MAX_MEM_SIZE};
 use lamina_abi::note::{features, AbiTarget};
+use lamina_abi::ring;
 use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
 use lamina_tender::args::TenderArgs;
 use lamina_tender::devices::{DeviceError, Devices};
@@ -81,6 +83,12 @@ pub enum GuestError {
     /// A malformed hypercall.
     #[error(transparent)]
     Hypercall(#[from] HypercallError),
+    /// The network ring's I/O thread.
+    #[error(transparent)]
+    RingStart(#[from] RingStartError),
+    /// A malformed network ring entry.
+    #[error("{0}")]
+    Ring(String),
     /// The guest stopped in a way that is not a halt.
     #[error("{what}: rip={rip:#x}")]
     Exit {
@@ -139,12 +147,15 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         CpuMode::Solo5
     };
     let sealed = notes.lamina_features & features::NX_DATA != 0;
+    let offer = offer_ring(&machine, &mut mem, &image, &hypercalls);
+    let guest_mem_size = offer.as_ref().map_or(mem_size, |o| o.gpa);
     let boot_end = write_boot_info(
         &mut mem,
         &image,
         &hypercalls,
         &args.cmdline,
         machine.tsc_hz()?,
+        offer.as_ref().map(|o| o.gpa),
     )?;
     layout::write_tables(
         &mut mem,
@@ -166,7 +177,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         mode,
         state,
         image.entry,
-        mem_size - 8,
+        guest_mem_size - 8,
         BOOT_INFO_BASE,
     )?;
     timing.mark("vcpu");
@@ -177,29 +188,90 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         );
     }
 
+    // SIGINT/SIGTERM set a flag (the handler does nothing else, so the
+    // filter below needs only rt_sigreturn for it); KVM_RUN and the poll
+    // hypercall return on the signal and the loop stops the guest cleanly.
+    // SIGUSR1 is the ring I/O thread's: the guest must stop, it says why.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
+        signal_hook::flag::register(signal, stop.clone()).map_err(GuestError::Signals)?;
+    }
+    // The I/O thread starts before the vCPU thread's filter (which it does
+    // not inherit) and installs its own; its view of guest memory has the
+    // protections applied above.
+    let mut ring_thread = match offer {
+        Some(offer) => Some(RingThread::start(
+            offer,
+            mem.shared_view(),
+            hypercalls.devices(),
+            lamina_tender::sys::current_thread(),
+        )?),
+        None => None,
+    };
     let (epoll, timer) = hypercalls.event_fds();
     let fds = LoopFds {
         vcpu: machine.vcpu.as_raw_fd(),
         epoll,
         timer,
+        kick: ring_thread.as_ref().map(|r| r.kick_fd()),
     };
-    // SIGINT/SIGTERM set a flag (the handler does nothing else, so the
-    // filter below needs only rt_sigreturn for it); KVM_RUN and the poll
-    // hypercall return on the signal and the loop stops the guest cleanly.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        signal_hook::flag::register(signal, stop.clone()).map_err(GuestError::Signals)?;
-    }
     seccomp::install(fds, hypercalls.devices())?;
     timing.mark("seccomp");
     timing.print("lamina-hvt");
     let stats = args.flags.contains(&"--x-stats");
     let mut exits = 0u64;
-    let result = vcpu_loop(machine, mem, &mut hypercalls, &stop, &mut exits);
+    let mut result = vcpu_loop(machine, mem, &mut hypercalls, &stop, &mut exits);
+    if let Some(ring_thread) = &mut ring_thread {
+        ring_thread.stop();
+        let shared = ring_thread.shared();
+        if let Some(why) = shared
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            result = Err(GuestError::Ring(why));
+        }
+        if stats {
+            eprintln!(
+                "lamina-hvt: network ring: {} frames sent, {} reads, I/O thread slept {} times",
+                shared.writes.load(Ordering::Relaxed),
+                shared.reads.load(Ordering::Relaxed),
+                shared.sleeps.load(Ordering::Relaxed)
+            );
+        }
+    }
     if stats {
         print_stats(exits, &hypercalls.counts);
     }
     result
+}
+
+/// The network ring, when a network device is attached and KVM takes the
+/// kick's ioeventfd: the top [`ring::RESERVED_BYTES`] of guest memory,
+/// zeroed, which the guest's `mem_size` then excludes. `None` (the base ABI)
+/// otherwise.
+fn offer_ring(
+    machine: &Machine,
+    mem: &mut GuestMemory,
+    image: &Image<'_>,
+    hypercalls: &Hypercalls,
+) -> Option<Offer> {
+    if hypercalls.devices().nets.is_empty() {
+        return None;
+    }
+    let gpa = mem.end().checked_sub(ring::RESERVED_BYTES)?;
+    // Leave the guest at least one unit of memory for its stack and heap.
+    if gpa < image.kernel_end.saturating_add(MEM_UNIT) {
+        return None;
+    }
+    let kick = lamina_tender::sys::eventfd().ok()?;
+    if let Err(e) = machine.register_kick(ring::KICK_PORT, kick.as_raw_fd()) {
+        eprintln!("lamina-hvt: no network ring (KVM_IOEVENTFD failed: {e}); using hypercalls");
+        return None;
+    }
+    mem.slice_mut(gpa, ring::RESERVED_BYTES).ok()?.fill(0);
+    Some(Offer { gpa, kick })
 }
 
 /// The `--x-stats` report: exits to the tender, and hypercalls by kind.
@@ -228,7 +300,8 @@ fn print_stats(exits: u64, counts: &[u64; 9]) {
     );
 }
 
-/// Boot info at 0x10000, then the attached manifest, then the command line;
+/// Boot info at 0x10000 (with the ring, if offered, at the top of memory),
+/// then the attached manifest, then the command line;
 /// returns the page-aligned end of that area.
 fn write_boot_info(
     mem: &mut GuestMemory,
@@ -236,6 +309,7 @@ fn write_boot_info(
     hypercalls: &Hypercalls,
     cmdline: &[u8],
     tsc_hz: u64,
+    net_ring: Option<u64>,
 ) -> Result<u64, GuestFault> {
     let manifest = &hypercalls.devices().manifest;
     let mft = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
@@ -245,14 +319,18 @@ fn write_boot_info(
     mem.slice_mut(cmdline_at, cmdline.len() as u64)?
         .copy_from_slice(cmdline);
     let info = BootInfo {
-        mem_size: mem.end(),
+        mem_size: net_ring.unwrap_or(mem.end()),
         kernel_end: image.kernel_end,
         cpu_cycle_freq: tsc_hz,
         cmdline: cmdline_at,
         mft,
-        host_features: 0,
+        host_features: if net_ring.is_some() {
+            HOST_FEATURE_RING_IO
+        } else {
+            0
+        },
         guest_features: 0,
-        net_ring: 0,
+        net_ring: net_ring.unwrap_or(0),
     };
     mem.write(BOOT_INFO_BASE, &info)?;
     Ok((cmdline_at + CMDLINE_SIZE as u64).next_multiple_of(PAGE_SIZE))

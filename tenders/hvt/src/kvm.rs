@@ -4,9 +4,13 @@
 
 use crate::cpuid_cache;
 use crate::layout::{CpuMode, CpuState, GDT, GDT_LIMIT, PML4};
-use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_segment, kvm_userspace_memory_region, CpuId, Msrs};
+use kvm_bindings::{
+    kvm_fpu, kvm_ioeventfd, kvm_ioeventfd_flag_nr_pio, kvm_msr_entry, kvm_segment,
+    kvm_userspace_memory_region, CpuId, Msrs,
+};
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use lamina_tender::mem::GuestMemory;
+use std::os::fd::{AsRawFd, RawFd};
 use thiserror::Error;
 
 /// KVM-PVM control MSR: bit 0 = "this ring-3 code is the guest kernel".
@@ -43,7 +47,7 @@ pub struct Machine {
     /// /dev/kvm.
     pub kvm: Kvm,
     /// The VM (kept open for the vCPU's lifetime).
-    _vm: VmFd,
+    vm: VmFd,
     /// Its vCPU.
     pub vcpu: VcpuFd,
     /// Whether the host is KVM-PVM.
@@ -70,12 +74,7 @@ impl Machine {
         })?;
         let vcpu = ioctl("KVM_CREATE_VCPU", vm.create_vcpu(0))?;
         let pvm = is_pvm(&vcpu);
-        Ok(Machine {
-            kvm,
-            _vm: vm,
-            vcpu,
-            pvm,
-        })
+        Ok(Machine { kvm, vm, vcpu, pvm })
     }
 
     /// `KVM_GET_SUPPORTED_CPUID`, from the cache when it is valid.
@@ -105,6 +104,31 @@ impl Machine {
     /// TSC frequency in Hz.
     pub fn tsc_hz(&self) -> Result<u64, KvmError> {
         Ok(u64::from(ioctl("KVM_GET_TSC_KHZ", self.vcpu.get_tsc_khz())?) * 1000)
+    }
+
+    /// Makes a 32-bit `out` to `port` signal `eventfd` inside the kernel
+    /// (KVM_IOEVENTFD, any value): the guest's ring kick, which costs no
+    /// exit to the tender.
+    pub fn register_kick(&self, port: u16, eventfd: RawFd) -> std::io::Result<()> {
+        // _IOW(KVMIO, 0x79, struct kvm_ioeventfd)
+        const KVM_IOEVENTFD: libc::c_ulong = 0x4040_ae79;
+        let request = kvm_ioeventfd {
+            datamatch: 0,
+            addr: u64::from(port),
+            len: 4,
+            fd: eventfd,
+            flags: 1 << kvm_ioeventfd_flag_nr_pio,
+            ..Default::default()
+        };
+        // SAFETY: KVM reads the struct, which lives for the call; the
+        // eventfd stays open as long as the VM (the caller's ring owns it
+        // and is stopped before the machine is dropped, and KVM holds its
+        // own reference anyway).
+        let rc = unsafe { libc::ioctl(self.vm.as_raw_fd(), KVM_IOEVENTFD, &request) };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     /// Sets the vCPU up to enter at `entry` with `%rdi = arg` and the

@@ -9,6 +9,7 @@
 //! | [`kvm`] | the VM, its memory slot and vCPU, KVM-PVM detection |
 //! | [`cpuid_cache`] | a file cache of KVM_GET_SUPPORTED_CPUID |
 //! | [`hypercall`] | the hypercall handlers, every guest pointer checked |
+//! | [`ring`] | the network ring's I/O thread (frames without VM exits) |
 //! | [`seccomp`] | the sandbox installed before the first KVM_RUN |
 //!
 //! Exit status: the guest's on a halt; 1 when the tender fails or the
@@ -21,6 +22,7 @@ mod hypercall;
 #[allow(unsafe_code)]
 mod kvm;
 mod layout;
+mod ring;
 mod seccomp;
 
 use lamina_tender::args::{self, Command};

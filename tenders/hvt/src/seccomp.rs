@@ -31,6 +31,8 @@ pub struct LoopFds {
     pub epoll: i32,
     /// The poll timer.
     pub timer: i32,
+    /// The ring's kick eventfd, written once to stop the I/O thread.
+    pub kick: Option<i32>,
 }
 
 fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
@@ -42,7 +44,8 @@ fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
     )?])
 }
 
-/// Builds and installs the filter on this (the only) thread.
+/// Builds and installs the filter on this, the vCPU, thread (the ring I/O
+/// thread, started before, has its own: [`install_ring`]).
 pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
@@ -55,6 +58,9 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
     allow(libc::SYS_timerfd_settime, fd_is(fds.timer)?);
     allow(libc::SYS_epoll_wait, fd_is(fds.epoll)?);
     allow(libc::SYS_epoll_pwait, fd_is(fds.epoll)?);
+    if let Some(kick) = fds.kick {
+        allow(libc::SYS_write, fd_is(kick)?);
+    }
     for block in &devices.blocks {
         // BLOCK_READ / BLOCK_WRITE on that file only (ranges are checked
         // by the handler against the capacity).
@@ -99,6 +105,57 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
         // An empty rule list allows the call whatever its arguments.
         rules.insert(syscall, Vec::new());
     }
+    apply(rules)
+}
+
+/// The ring I/O thread's own filter, installed on that thread: the tap
+/// descriptors, its epoll and kick eventfd, and signalling the vCPU thread.
+pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
+    for &tap in taps {
+        allow(libc::SYS_read, fd_is(tap)?);
+        allow(libc::SYS_write, fd_is(tap)?);
+    }
+    allow(libc::SYS_read, fd_is(kick)?);
+    allow(libc::SYS_epoll_wait, fd_is(epoll)?);
+    allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
+    allow(libc::SYS_write, fd_is(2)?);
+    allow(
+        libc::SYS_fcntl,
+        SeccompRule::new(vec![SeccompCondition::new(
+            1,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::F_GETFD as u64,
+        )?])?,
+    );
+    for syscall in [
+        // Signalling the vCPU thread when the guest must stop.
+        libc::SYS_tgkill,
+        libc::SYS_getpid,
+        libc::SYS_gettid,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_rt_sigreturn,
+        // Time (when the vDSO falls back), the allocator, locks, the end.
+        libc::SYS_clock_gettime,
+        libc::SYS_brk,
+        libc::SYS_mmap,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_madvise,
+        libc::SYS_futex,
+        libc::SYS_sched_yield,
+        libc::SYS_sigaltstack,
+        libc::SYS_close,
+        libc::SYS_exit,
+    ] {
+        rules.insert(syscall, Vec::new());
+    }
+    apply(rules)
+}
+
+fn apply(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), SeccompError> {
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,

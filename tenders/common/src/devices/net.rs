@@ -12,7 +12,7 @@ use crate::sys;
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 /// MTU when the interface's cannot be read.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -92,6 +92,11 @@ impl NetDevice {
     /// The host descriptor.
     pub fn fd(&self) -> i32 {
         self.tap.as_raw_fd()
+    }
+
+    /// A second descriptor for the same device (hvt's ring I/O thread).
+    pub fn try_clone_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        self.tap.as_fd().try_clone_to_owned()
     }
 
     /// Receives one frame into `buf`: `None` when none is waiting.

@@ -1,0 +1,334 @@
+//! The tender's side of the batched network ring (lamina_abi::ring, the
+//! layout of Solo5's `hvt_ring`): an I/O thread that serves the guest's
+//! entries while the vCPU runs, so that frames cross without VM exits.
+//!
+//! The guest submits entries; a kick (an `out` to [`ring::KICK_PORT`]) is
+//! an ioeventfd served inside the kernel, never an exit to this process,
+//! and the guest does it only while this thread sleeps (`needs_kick`).
+//! The thread spins briefly after each batch, then sets `needs_kick`,
+//! fences, re-checks and blocks on the kick eventfd and on the devices'
+//! input (edge-triggered, so that it is awake when the guest, told by the
+//! POLL hypercall, comes to read).
+//!
+//! Every guest address and length in an entry goes through the checked
+//! [`SharedView`]; a malformed entry stops the guest: the thread records
+//! why and signals the vCPU thread, whose KVM_RUN then returns.
+
+use crate::seccomp::{self, SeccompError};
+use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
+use lamina_abi::Solo5Result;
+use lamina_tender::devices::Devices;
+use lamina_tender::mem::{GuestFault, SharedView};
+use lamina_tender::sys;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long the thread polls the ring after its last work before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
+/// epoll tag of the kick eventfd (device handles are < 64).
+const KICK_TAG: u64 = u64::MAX;
+
+/// What the thread shares with the vCPU thread.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// Set by the vCPU thread to stop the I/O thread.
+    stop: AtomicBool,
+    /// Why the guest must stop, set by the I/O thread.
+    pub error: Mutex<Option<String>>,
+    /// Entries served: frames sent.
+    pub writes: AtomicU64,
+    /// Entries served: reads answered.
+    pub reads: AtomicU64,
+    /// Times the thread went to sleep.
+    pub sleeps: AtomicU64,
+}
+
+/// A ring offered to the guest: its kick eventfd is registered with KVM.
+#[derive(Debug)]
+pub struct Offer {
+    /// Guest address of the ring (the guest's `mem_size`).
+    pub gpa: u64,
+    /// The kick eventfd.
+    pub kick: OwnedFd,
+}
+
+/// The running I/O thread.
+#[derive(Debug)]
+pub struct RingThread {
+    shared: Arc<Shared>,
+    kick: OwnedFd,
+    handle: Option<JoinHandle<()>>,
+}
+
+/// The ring's index words, as atomics in guest memory.
+struct Indices<'a> {
+    ent_tail: &'a AtomicU32,
+    com_head: &'a AtomicU32,
+    ent_head: &'a AtomicU32,
+    com_tail: &'a AtomicU32,
+    needs_kick: &'a AtomicU32,
+}
+
+impl RingThread {
+    /// Starts the thread on `offer` over `view`, serving `devices`' network
+    /// devices; it installs its own seccomp filter before touching the
+    /// ring. Errors of the start are returned here.
+    pub fn start(
+        offer: Offer,
+        view: SharedView,
+        devices: &Devices,
+        vcpu_thread: libc::pthread_t,
+    ) -> Result<Self, RingStartError> {
+        let nets = devices
+            .nets
+            .iter()
+            .map(|net| Ok((net.handle, net.try_clone_fd()?)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(RingStartError::Io)?;
+        let epoll = sys::epoll_create().map_err(RingStartError::Io)?;
+        sys::epoll_add(epoll.as_raw_fd(), offer.kick.as_raw_fd(), KICK_TAG)
+            .map_err(RingStartError::Io)?;
+        for (handle, fd) in &nets {
+            sys::epoll_add_edge(epoll.as_raw_fd(), fd.as_raw_fd(), *handle)
+                .map_err(RingStartError::Io)?;
+        }
+        let kick = offer.kick.try_clone().map_err(RingStartError::Io)?;
+        let shared = Arc::new(Shared::default());
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let thread_shared = shared.clone();
+        let gpa = offer.gpa;
+        let handle = std::thread::Builder::new()
+            .name("ring-io".into())
+            .spawn(move || {
+                let fds: Vec<RawFd> = nets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+                let filter = seccomp::install_ring(&fds, epoll.as_raw_fd(), kick.as_raw_fd());
+                let failed = filter.is_err();
+                let _ = ready_tx.send(filter);
+                if failed {
+                    return;
+                }
+                let server = Server {
+                    view: &view,
+                    gpa,
+                    nets: &nets,
+                    epoll: epoll.as_raw_fd(),
+                    kick: kick.as_raw_fd(),
+                    shared: &thread_shared,
+                };
+                if let Err(why) = server.run() {
+                    *thread_shared
+                        .error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    let _ = sys::signal_thread(vcpu_thread, libc::SIGUSR1);
+                }
+            })
+            .map_err(RingStartError::Io)?;
+        let thread = RingThread {
+            shared,
+            kick: offer.kick,
+            handle: Some(handle),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(thread),
+            Ok(Err(e)) => Err(RingStartError::Seccomp(e)),
+            Err(_) => Err(RingStartError::Io(std::io::Error::other(
+                "the ring I/O thread ended at its start",
+            ))),
+        }
+    }
+
+    /// What the thread shares: counters and its error.
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The kick eventfd, which the vCPU thread writes to stop the thread.
+    pub fn kick_fd(&self) -> RawFd {
+        self.kick.as_raw_fd()
+    }
+
+    /// Stops the thread (after it has served what the guest submitted) and
+    /// waits for it.
+    pub fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = sys::eventfd_signal(self.kick.as_raw_fd());
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for RingThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Why the I/O thread could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RingStartError {
+    /// A descriptor or the thread.
+    #[error("cannot start the network ring's I/O thread: {0}")]
+    Io(std::io::Error),
+    /// Its sandbox.
+    #[error("network ring I/O thread: {0}")]
+    Seccomp(SeccompError),
+}
+
+/// The I/O thread's state.
+struct Server<'a> {
+    view: &'a SharedView,
+    gpa: u64,
+    nets: &'a [(u64, OwnedFd)],
+    epoll: RawFd,
+    kick: RawFd,
+    shared: &'a Shared,
+}
+
+impl Server<'_> {
+    fn index(&self, offset: usize) -> Result<&AtomicU32, String> {
+        self.view
+            .atomic_u32(self.gpa + offset as u64)
+            .map_err(|f| format!("the network ring is not in guest memory: {f}"))
+    }
+
+    /// Serves the ring until stopped; an error stops the guest.
+    fn run(&self) -> Result<(), String> {
+        let ix = Indices {
+            ent_tail: self.index(offsets::ENT_TAIL)?,
+            com_head: self.index(offsets::COM_HEAD)?,
+            ent_head: self.index(offsets::ENT_HEAD)?,
+            com_tail: self.index(offsets::COM_TAIL)?,
+            needs_kick: self.index(offsets::NEEDS_KICK)?,
+        };
+        let mut idle_since = Instant::now();
+        let mut tags = [0u64; 64];
+        loop {
+            let stopping = self.shared.stop.load(Ordering::Acquire);
+            if self.serve(&ix)? {
+                idle_since = Instant::now();
+                continue;
+            }
+            if stopping {
+                return Ok(());
+            }
+            if idle_since.elapsed() < SPIN {
+                std::hint::spin_loop();
+                continue;
+            }
+            // Sleep: announce it, then look once more (the guest stores
+            // ent_tail, fences, then reads needs_kick: one of us sees the
+            // other).
+            ix.needs_kick.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
+            let pending = ix.ent_tail.load(Ordering::SeqCst) != ix.ent_head.load(Ordering::Relaxed);
+            if !pending && !self.shared.stop.load(Ordering::SeqCst) {
+                self.shared.sleeps.fetch_add(1, Ordering::Relaxed);
+                let n = sys::epoll_wait(self.epoll, &mut tags)
+                    .map_err(|e| format!("network ring: epoll_wait failed: {e}"))?;
+                if tags[..n].contains(&KICK_TAG) {
+                    sys::eventfd_drain(self.kick);
+                }
+            }
+            ix.needs_kick.store(0, Ordering::SeqCst);
+            idle_since = Instant::now();
+        }
+    }
+
+    /// Serves the entries submitted so far; whether there were any.
+    fn serve(&self, ix: &Indices<'_>) -> Result<bool, String> {
+        let tail = ix.ent_tail.load(Ordering::Acquire);
+        let mut head = ix.ent_head.load(Ordering::Relaxed);
+        if tail == head {
+            return Ok(false);
+        }
+        if tail.wrapping_sub(head) > ring::SIZE {
+            return Err(format!(
+                "guest network ring is corrupt: ent_tail {tail} is more than {} entries ahead of ent_head {head}",
+                ring::SIZE
+            ));
+        }
+        while head != tail {
+            let at = self.gpa + (offsets::ENTRIES + (head & ring::MASK) as usize * 32) as u64;
+            let entry: RingEntry = self.view.read(at).map_err(|f| self.bad(head, f))?;
+            match entry.operation {
+                op::NET_WRITE => {
+                    let fd = self.device(&entry, head)?;
+                    let sent = self
+                        .view
+                        .write_to_fd(fd, entry.data, u64::from(entry.len))
+                        .map_err(|f| self.bad(head, f))?;
+                    // Fire and forget: a full or failing tap drops the
+                    // frame, as Ethernet does.
+                    let _ = sent;
+                    self.shared.writes.fetch_add(1, Ordering::Relaxed);
+                }
+                op::NET_READ => {
+                    let fd = self.device(&entry, head)?;
+                    let com_tail = ix.com_tail.load(Ordering::Relaxed);
+                    if com_tail.wrapping_sub(ix.com_head.load(Ordering::Acquire)) >= ring::SIZE {
+                        return Err(format!(
+                            "guest network ring is corrupt: {} commits not taken",
+                            ring::SIZE
+                        ));
+                    }
+                    let received = self
+                        .view
+                        .read_from_fd(fd, entry.data, u64::from(entry.len))
+                        .map_err(|f| self.bad(head, f))?;
+                    let (ret, len) = match received {
+                        Ok(n) if n > 0 => (Solo5Result::Ok, n as u32),
+                        Ok(_) => (Solo5Result::Again, 0),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            (Solo5Result::Again, 0)
+                        }
+                        Err(_) => (Solo5Result::Eunspec, 0),
+                    };
+                    let commit = Commit {
+                        id: entry.id,
+                        ret: ret as i32,
+                        len,
+                        _reserved: 0,
+                    };
+                    let at = self.gpa
+                        + (offsets::COMMITS + (com_tail & ring::MASK) as usize * 16) as u64;
+                    self.view
+                        .write(at, &commit)
+                        .map_err(|f| self.bad(head, f))?;
+                    ix.com_tail
+                        .store(com_tail.wrapping_add(1), Ordering::Release);
+                    self.shared.reads.fetch_add(1, Ordering::Relaxed);
+                }
+                other => {
+                    return Err(format!(
+                        "guest network ring entry {head} has an unknown operation {other}"
+                    ))
+                }
+            }
+            head = head.wrapping_add(1);
+            ix.ent_head.store(head, Ordering::Release);
+        }
+        Ok(true)
+    }
+
+    fn device(&self, entry: &RingEntry, index: u32) -> Result<RawFd, String> {
+        self.nets
+            .iter()
+            .find(|(handle, _)| *handle == u64::from(entry.handle))
+            .map(|(_, fd)| fd.as_raw_fd())
+            .ok_or_else(|| {
+                format!(
+                    "guest network ring entry {index} names handle {}, which is no attached network device",
+                    entry.handle
+                )
+            })
+    }
+
+    fn bad(&self, index: u32, fault: GuestFault) -> String {
+        format!("guest network ring entry {index} passed a bad buffer: {fault}")
+    }
+}
