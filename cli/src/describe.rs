@@ -38,7 +38,11 @@ fn implementation(device: &Device, target: Target) -> Vec<String> {
                     format!("Solo5 net \"{name}\""),
                     format!("tap (--net:{name}=TAP)"),
                 ],
-                DeviceKind::Stack => vec!["not available yet (Lamina's TCP/IP stack)".into()],
+                DeviceKind::Stack => vec![
+                    "lamina-net (smoltcp): TCP, UDP, IPv4, IPv6, DHCP".into(),
+                    format!("Solo5 net \"{name}\""),
+                    format!("tap (--net:{name}=TAP) or user-mode (lamina run --port)"),
+                ],
                 DeviceKind::Block => vec![
                     format!("Solo5 block \"{name}\""),
                     format!("file (--block:{name}=FILE)"),
