@@ -5,11 +5,23 @@
 use super::{BootFacts, DeviceHandle, IoError};
 use crate::time::TscScale;
 use core::arch::asm;
+use core::sync::atomic::{fence, AtomicU32, Ordering};
 use lamina_abi::hvt::*;
+use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
 
 /// TSC value and scale at boot: monotonic time counts from here.
 static CLOCK: spin::Once<(u64, TscScale)> = spin::Once::new();
+
+/// Guest address of the network ring, when the tender offers one.
+static RING: spin::Once<usize> = spin::Once::new();
+/// The frames in flight through the ring: [`WRITE_SLOTS`] buffers of
+/// [`ring::BUF_SIZE`] bytes on the heap, taken at the first frame.
+static WRITE_BUFS: spin::Once<usize> = spin::Once::new();
+/// Entries in flight at most (a power of two, at most `ring::SIZE`): entry
+/// `i` sends from buffer `i % WRITE_SLOTS`, which is free again once the
+/// tender's `ent_head` has passed `i`.
+const WRITE_SLOTS: u32 = 256;
 
 #[inline(always)]
 fn hypercall<T>(call: Hypercall, arg: &mut T) {
@@ -47,6 +59,15 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
             scale.unwrap_or(TscScale::new(1_000_000_000).expect("1 GHz is valid")),
         )
     });
+    // The ring lies at the top of memory, above `mem_size` (so outside the
+    // heap and stack); a tender without it leaves both fields 0.
+    if info.host_features & HOST_FEATURE_RING_IO != 0
+        && info.net_ring != 0
+        && info.net_ring >= info.mem_size
+        && info.net_ring.is_multiple_of(64)
+    {
+        RING.call_once(|| info.net_ring as usize);
+    }
     BootFacts {
         mem_size: info.mem_size,
         kernel_end: info.kernel_end,
@@ -97,8 +118,12 @@ pub fn wait(deadline: Option<u64>) -> u64 {
     arg.ready_set
 }
 
-/// Stops the guest with `status`.
+/// Stops the guest with `status` (after the tender has taken the frames
+/// still in the ring).
 pub fn halt(status: i32) -> ! {
+    if let Some(&base) = RING.get() {
+        drain(base);
+    }
     let mut arg = HcHalt {
         cookie: 0,
         exit_status: status,
@@ -143,8 +168,123 @@ pub fn block_write(device: DeviceHandle, offset: u64, buf: &[u8]) -> Result<(), 
     result(arg.ret)
 }
 
+/// An index word of the ring at `base`.
+fn index(base: usize, offset: usize) -> &'static AtomicU32 {
+    // SAFETY: the tender reserved the ring at `base` (64-byte aligned,
+    // identity-mapped, outside the heap and stack) for the guest's lifetime;
+    // both sides access its index words only atomically.
+    unsafe { &*((base + offset) as *const AtomicU32) }
+}
+
+/// Tells the tender's I/O thread that entries wait: an `out` that KVM turns
+/// into an eventfd signal without leaving the kernel.
+fn kick() {
+    // SAFETY: an `out` to the kick port reads and writes no guest memory
+    // (not `nomem`: it must stay after the fence and the ent_tail store).
+    unsafe {
+        asm!("out dx, eax", in("dx") ring::KICK_PORT, in("eax") 0u32, options(nostack, preserves_flags))
+    };
+}
+
+/// Submits `entry` (its `data` filled by `fill` once the slot is free) and
+/// returns its index; kicks the tender only when its I/O thread sleeps.
+fn submit(base: usize, mut entry: RingEntry, fill: impl FnOnce(u32) -> u64) -> u32 {
+    let ent_tail = index(base, offsets::ENT_TAIL);
+    let ent_head = index(base, offsets::ENT_HEAD);
+    let needs_kick = index(base, offsets::NEEDS_KICK);
+    let tail = ent_tail.load(Ordering::Relaxed);
+    // Room, and the write buffer of this index free again.
+    while tail.wrapping_sub(ent_head.load(Ordering::Acquire)) >= WRITE_SLOTS {
+        if needs_kick.load(Ordering::Relaxed) != 0 {
+            kick();
+        }
+        core::hint::spin_loop();
+    }
+    entry.data = fill(tail);
+    entry.id = tail;
+    let slot = base + offsets::ENTRIES + (tail & ring::MASK) as usize * size_of::<RingEntry>();
+    // SAFETY: the slot is inside the ring and not the tender's until
+    // ent_tail passes it (the Release store below publishes it).
+    unsafe { core::ptr::write_volatile(slot as *mut RingEntry, entry) };
+    ent_tail.store(tail.wrapping_add(1), Ordering::Release);
+    // Store ent_tail, then read needs_kick; the tender sets needs_kick, then
+    // reads ent_tail: with a full fence on both sides one sees the other.
+    fence(Ordering::SeqCst);
+    if needs_kick.load(Ordering::Relaxed) != 0 {
+        kick();
+    }
+    tail
+}
+
+/// Waits until the tender has taken every entry (so that a frame sent by
+/// hypercall does not overtake frames in the ring).
+fn drain(base: usize) {
+    let ent_tail = index(base, offsets::ENT_TAIL).load(Ordering::Relaxed);
+    let ent_head = index(base, offsets::ENT_HEAD);
+    while ent_head.load(Ordering::Acquire) != ent_tail {
+        if index(base, offsets::NEEDS_KICK).load(Ordering::Relaxed) != 0 {
+            kick();
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Sends `frame` through the ring: copied into the entry's buffer, no exit.
+fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) {
+    let bufs = *WRITE_BUFS.call_once(|| {
+        let bufs = alloc::vec![0u8; (WRITE_SLOTS * ring::BUF_SIZE) as usize];
+        alloc::boxed::Box::leak(bufs.into_boxed_slice()).as_mut_ptr() as usize
+    });
+    let entry = RingEntry {
+        operation: op::NET_WRITE,
+        handle: device.index as u32,
+        len: frame.len() as u32,
+        ..Default::default()
+    };
+    submit(base, entry, |tail| {
+        let buf = bufs + ((tail % WRITE_SLOTS) * ring::BUF_SIZE) as usize;
+        // SAFETY: the buffer is one of the leaked heap buffers, BUF_SIZE
+        // bytes, and free: the tender has finished with its last entry.
+        unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), buf as *mut u8, frame.len()) };
+        buf as u64
+    });
+}
+
+/// Receives through the ring: one NET_READ entry, then its commit.
+fn ring_read(base: usize, device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, IoError> {
+    let len = buf.len().min(u32::MAX as usize) as u32;
+    let entry = RingEntry {
+        operation: op::NET_READ,
+        handle: device.index as u32,
+        len,
+        ..Default::default()
+    };
+    let data = buf.as_mut_ptr() as u64;
+    submit(base, entry, |_| data);
+    let com_head = index(base, offsets::COM_HEAD);
+    let com_tail = index(base, offsets::COM_TAIL);
+    let head = com_head.load(Ordering::Relaxed);
+    // Reads are synchronous: this commit is the next one.
+    while com_tail.load(Ordering::Acquire) == head {
+        core::hint::spin_loop();
+    }
+    let slot = base + offsets::COMMITS + (head & ring::MASK) as usize * size_of::<Commit>();
+    // SAFETY: the tender published this commit (Acquire above) and does
+    // not touch it again until com_head passes it.
+    let commit = unsafe { core::ptr::read_volatile(slot as *const Commit) };
+    com_head.store(head.wrapping_add(1), Ordering::Release);
+    match result(commit.ret) {
+        Ok(()) => Ok(Some((commit.len as usize).min(buf.len()))),
+        Err(IoError::Again) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Receives a frame if one is waiting.
 pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, IoError> {
+    if let Some(&base) = RING.get() {
+        return ring_read(base, device, buf);
+    }
     let mut arg = HcNetRead {
         handle: device.index,
         data: buf.as_mut_ptr() as u64,
@@ -159,8 +299,16 @@ pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, I
     }
 }
 
-/// Sends a frame.
+/// Sends a frame: through the ring when the tender offers one and the
+/// frame fits a ring buffer, else by hypercall.
 pub fn net_write(device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
+    if let Some(&base) = RING.get() {
+        if frame.len() <= ring::BUF_SIZE as usize {
+            ring_write(base, device, frame);
+            return Ok(());
+        }
+        drain(base);
+    }
     let mut arg = HcNetWrite {
         handle: device.index,
         data: frame.as_ptr() as u64,
