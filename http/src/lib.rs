@@ -1,0 +1,31 @@
+//! # lamina-http: HTTP/1.1 for Lamina applications
+//!
+//! A server generic over the [`Stack`](lamina_core::device::Stack) trait, so
+//! the same site runs as a Linux process and as a unikernel.
+//!
+//! | module | what |
+//! |--------|------|
+//! | [`server`] | accept loop, one task per connection: keep-alive, pipelining, limits, timeouts |
+//! | [`request`] | a parsed request (httparse underneath) |
+//! | [`response`] | responses and their serialisation |
+//! | [`date`] | IMF-fixdate for the `Date` header |
+//!
+//! What the server guarantees: requests on a connection are answered in
+//! order; a malformed request gets 400, an oversized one 413, 414 or 431,
+//! then the connection closes; a client that sends headers too slowly
+//! (slowloris) or idles too long is dropped without affecting others.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+#![allow(async_fn_in_trait)]
+
+extern crate alloc;
+
+pub mod date;
+pub mod request;
+pub mod response;
+pub mod server;
+
+pub use request::{Method, Request};
+pub use response::{Body, Response};
+pub use server::{serve, Config, Handler};

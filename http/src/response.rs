@@ -1,0 +1,120 @@
+//! Responses.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+/// A response body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// No body.
+    Empty,
+    /// Bytes baked into the image.
+    Static(&'static [u8]),
+    /// Bytes made for this response.
+    Owned(Vec<u8>),
+}
+
+impl Body {
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Body::Empty => &[],
+            Body::Static(b) => b,
+            Body::Owned(b) => b,
+        }
+    }
+}
+
+/// A response: status, headers, body. The server adds `Date`, `Server`,
+/// `Content-Length` and `Connection`.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    /// The body (not sent for HEAD, but its length is).
+    pub body: Body,
+}
+
+impl Response {
+    /// A response with `status` and `body`.
+    pub fn new(status: u16, body: Body) -> Self {
+        Response {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    /// Adds a header.
+    pub fn with_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A short plain-text error page for `status`.
+    pub fn error(status: u16) -> Self {
+        let mut text = String::from(reason(status));
+        text.push('\n');
+        Response::new(status, Body::Owned(text.into_bytes()))
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+    }
+}
+
+/// The reason phrase of `status`.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Writes the status line and headers of `response` into `out`.
+pub(crate) fn write_head(out: &mut Vec<u8>, response: &Response, date: &str, close: bool) {
+    use core::fmt::Write;
+    let mut head = String::with_capacity(160);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {} {}\r\nServer: Lamina\r\nDate: {date}\r\n",
+        response.status,
+        reason(response.status)
+    );
+    for (name, value) in &response.headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    if response.status != 304 && response.status != 204 {
+        let _ = write!(
+            head,
+            "Content-Length: {}\r\n",
+            response.body.as_bytes().len()
+        );
+    }
+    if close {
+        head.push_str("Connection: close\r\n");
+    }
+    head.push_str("\r\n");
+    out.extend_from_slice(head.as_bytes());
+}

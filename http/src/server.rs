@@ -1,0 +1,374 @@
+//! The server: an accept loop and one task per connection.
+
+use crate::date::imf_fixdate;
+use crate::request::{Method, Request};
+use crate::response::{write_head, Response};
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use lamina_core::device::{Clock, NetError, Stack, TcpListener, TcpStream};
+use lamina_core::runtime::{Duration, Handle, Instant};
+
+/// Limits and timeouts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Longest request head (request line and headers): past it, 431.
+    pub max_head_bytes: usize,
+    /// Longest request target: past it, 414.
+    pub max_target_bytes: usize,
+    /// Most header fields: past it, 431.
+    pub max_headers: usize,
+    /// Largest request body: past it, 413.
+    pub max_body_bytes: u64,
+    /// Time from a request's first byte to the end of its head: past it,
+    /// 408 and the connection closes (slowloris clients).
+    pub header_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_head_bytes: 8192,
+            max_target_bytes: 2048,
+            max_headers: 64,
+            max_body_bytes: 1 << 20,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Turns requests into responses.
+pub trait Handler {
+    /// The response to `request`. Called in order for the requests of a
+    /// connection; the server sends no body for HEAD.
+    async fn handle(&self, request: &Request) -> Response;
+}
+
+/// Serves HTTP on `addr` until the listener fails to be created; returns
+/// only on that error. Each connection runs as its own task on `runtime`.
+pub async fn serve<S, C, H>(
+    stack: &S,
+    addr: SocketAddr,
+    handler: Rc<H>,
+    clock: C,
+    runtime: Handle,
+    config: Config,
+) -> Result<(), NetError>
+where
+    S: Stack,
+    S::TcpStream: 'static,
+    C: Clock + Clone + 'static,
+    H: Handler + 'static,
+{
+    let listener = stack.tcp_listen(addr).await?;
+    log::info!("http: listening on {}", listener.local_addr());
+    let config = Rc::new(config);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                let connection = Connection {
+                    stream,
+                    handler: handler.clone(),
+                    clock: clock.clone(),
+                    runtime: runtime.clone(),
+                    config: config.clone(),
+                };
+                runtime.spawn(connection.run());
+            }
+            Err(e) => {
+                // Out of sockets or memory: give the others time to finish.
+                log::warn!("http: accept failed: {e}");
+                runtime.sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// What the bytes received so far hold.
+enum Parsed {
+    /// A whole head of `head_len` bytes, announcing `body_len` body bytes.
+    Complete {
+        request: Request,
+        head_len: usize,
+        body_len: u64,
+    },
+    /// Not yet a whole head.
+    Partial,
+    /// A head that must be refused with this status.
+    Refused(u16),
+}
+
+fn parse(buf: &[u8], config: &Config) -> Parsed {
+    let mut headers = alloc::vec![httparse::EMPTY_HEADER; config.max_headers];
+    let mut request = httparse::Request::new(&mut headers);
+    let head_len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            // A request line longer than the target limit will never fit.
+            let line_end = buf.iter().position(|&b| b == b'\n');
+            if line_end.is_none() && buf.len() > config.max_target_bytes + 32 {
+                return Parsed::Refused(414);
+            }
+            if buf.len() >= config.max_head_bytes {
+                return Parsed::Refused(431);
+            }
+            return Parsed::Partial;
+        }
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Refused(431),
+        Err(httparse::Error::Version) => return Parsed::Refused(505),
+        Err(_) => return Parsed::Refused(400),
+    };
+    if head_len > config.max_head_bytes {
+        return Parsed::Refused(431);
+    }
+    let target = request.path.unwrap_or("");
+    if target.len() > config.max_target_bytes {
+        return Parsed::Refused(414);
+    }
+    let method = match request.method.unwrap_or("") {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        other => Method::Other(other.to_string()),
+    };
+    let mut body_len = 0u64;
+    let mut fields = Vec::with_capacity(request.headers.len());
+    for header in request.headers.iter() {
+        let name = header.name.to_ascii_lowercase();
+        let Ok(value) = core::str::from_utf8(header.value) else {
+            return Parsed::Refused(400);
+        };
+        if name == "content-length" {
+            match value.trim().parse::<u64>() {
+                Ok(n) if body_len == 0 || body_len == n => body_len = n,
+                _ => return Parsed::Refused(400), // unparsable or conflicting
+            }
+        }
+        if name == "transfer-encoding" {
+            return Parsed::Refused(501); // no chunked request bodies
+        }
+        fields.push((name, String::from(value)));
+    }
+    let request = Request {
+        method,
+        target: String::from(target),
+        minor_version: request.version.unwrap_or(1),
+        headers: fields,
+    };
+    if body_len > config.max_body_bytes {
+        return Parsed::Refused(413);
+    }
+    Parsed::Complete {
+        request,
+        head_len,
+        body_len,
+    }
+}
+
+struct Connection<T, H, C> {
+    stream: T,
+    handler: Rc<H>,
+    clock: C,
+    runtime: Handle,
+    config: Rc<Config>,
+}
+
+/// Why a connection ends.
+enum End {
+    /// Normally, or the peer went away.
+    Done,
+}
+
+impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
+    async fn run(mut self) {
+        let _ = self.serve().await;
+        let _ = self.stream.shutdown().await;
+    }
+
+    async fn serve(&mut self) -> Result<End, NetError> {
+        let mut buf: Vec<u8> = Vec::new();
+        let mut out: Vec<u8> = Vec::new();
+        // When the current request's first byte arrived.
+        let mut started: Option<Instant> = None;
+        loop {
+            match parse(&buf, &self.config) {
+                Parsed::Complete {
+                    request,
+                    head_len,
+                    body_len,
+                } => {
+                    // Read (and drop) the body: GET and HEAD have none worth keeping.
+                    let total = head_len.saturating_add(body_len as usize);
+                    while buf.len() < total {
+                        if !self.fill(&mut buf, started).await? {
+                            return Ok(End::Done);
+                        }
+                    }
+                    buf.drain(..total);
+                    started = (!buf.is_empty()).then(|| self.runtime.now());
+                    let response = self.handler.handle(&request).await;
+                    let close = !request.keep_alive();
+                    self.send(&mut out, &response, request.method == Method::Head, close)
+                        .await?;
+                    if close {
+                        return Ok(End::Done);
+                    }
+                }
+                Parsed::Refused(status) => {
+                    self.send(&mut out, &Response::error(status), false, true)
+                        .await?;
+                    return Ok(End::Done);
+                }
+                Parsed::Partial => {
+                    if started.is_none() && !buf.is_empty() {
+                        started = Some(self.runtime.now());
+                    }
+                    match self.fill(&mut buf, started).await {
+                        Ok(true) => {
+                            if started.is_none() {
+                                started = Some(self.runtime.now());
+                            }
+                        }
+                        Ok(false) => return Ok(End::Done),
+                        Err(NetError::TimedOut) if !buf.is_empty() => {
+                            self.send(&mut out, &Response::error(408), false, true)
+                                .await?;
+                            return Ok(End::Done);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads more into `buf`; false at end of stream. Waits at most until the
+    /// header deadline (a request started) or the idle limit (none started).
+    async fn fill(
+        &mut self,
+        buf: &mut Vec<u8>,
+        started: Option<Instant>,
+    ) -> Result<bool, NetError> {
+        let limit = match started {
+            Some(start) => self
+                .config
+                .header_timeout
+                .saturating_sub(self.runtime.now() - start),
+            None => self.config.idle_timeout,
+        };
+        let mut chunk = [0u8; 2048];
+        let n = self
+            .runtime
+            .timeout(limit, self.stream.read(&mut chunk))
+            .await
+            .map_err(|_| NetError::TimedOut)??;
+        buf.extend_from_slice(&chunk[..n]);
+        Ok(n > 0)
+    }
+
+    async fn send(
+        &mut self,
+        out: &mut Vec<u8>,
+        response: &Response,
+        head_only: bool,
+        close: bool,
+    ) -> Result<(), NetError> {
+        out.clear();
+        let date = imf_fixdate(self.clock.wall() / 1_000_000_000);
+        write_head(out, response, &date, close);
+        let body = response.body.as_bytes();
+        if head_only || body.len() <= 16 * 1024 {
+            if !head_only {
+                out.extend_from_slice(body);
+            }
+            self.stream.write_all(out).await
+        } else {
+            // Large bodies go out as they are, without a copy.
+            self.stream.write_all(out).await?;
+            self.stream.write_all(body).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(raw: &[u8]) -> Option<u16> {
+        match parse(raw, &Config::default()) {
+            Parsed::Refused(s) => Some(s),
+            Parsed::Complete { .. } => Some(0),
+            Parsed::Partial => None,
+        }
+    }
+
+    #[test]
+    fn parses_and_refuses() {
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Some(0));
+        assert_eq!(status_of(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(status_of(b"GET / HTTP/9.1\r\n\r\n"), Some(505));
+        assert_eq!(status_of(b"G@T / HTTP/1.1\r\n\r\n"), Some(400));
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+            Some(400)
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n"),
+            Some(413)
+        );
+        assert_eq!(
+            status_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Some(501)
+        );
+        let long_target = [b"GET /".as_slice(), &[b'a'; 3000]].concat();
+        assert_eq!(status_of(&long_target), Some(414));
+        let many = [
+            b"GET / HTTP/1.1\r\n".as_slice(),
+            &b"X: y\r\n".repeat(100),
+            b"\r\n",
+        ]
+        .concat();
+        assert_eq!(status_of(&many), Some(431));
+        let huge = [b"GET / HTTP/1.1\r\n".as_slice(), b"X: ", &[b'y'; 9000]].concat();
+        assert_eq!(status_of(&huge), Some(431));
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let Parsed::Complete { request, .. } =
+            parse(b"GET /a?b HTTP/1.0\r\n\r\n", &Config::default())
+        else {
+            panic!()
+        };
+        assert!(!request.keep_alive());
+        assert_eq!(request.path(), "/a");
+        let Parsed::Complete { request, .. } = parse(
+            b"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n",
+            &Config::default(),
+        ) else {
+            panic!()
+        };
+        assert!(!request.keep_alive());
+    }
+
+    #[test]
+    fn no_input_panics() {
+        let mut seed = 7u32;
+        for len in 0..2000 {
+            let bytes: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    b"GET /HTP1.\r\n: aContent-Length09"[(seed >> 16) as usize % 31]
+                })
+                .collect();
+            let _ = parse(&bytes, &Config::default());
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! The HTTP server on the unix target, against curl, nc and Python.
+
+use lamina_core::runtime::Executor;
+use lamina_http::{serve, Body, Config, Handler, Method, Request, Response};
+use lamina_unix::devices::HostClock;
+use lamina_unix::net::HostStack;
+use lamina_unix::reactor::Reactor;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+struct Site;
+
+static BIG: [u8; 100_000] = [b'x'; 100_000];
+
+impl Handler for Site {
+    async fn handle(&self, request: &Request) -> Response {
+        match (&request.method, request.path()) {
+            (Method::Get | Method::Head, "/") => Response::new(200, Body::Static(b"hello\n"))
+                .with_header("Content-Type", "text/plain"),
+            (Method::Get | Method::Head, "/big") => Response::new(200, Body::Static(&BIG)),
+            (Method::Get | Method::Head, _) => Response::error(404),
+            _ => Response::error(405).with_header("Allow", "GET, HEAD"),
+        }
+    }
+}
+
+/// Starts the server on a free loopback port in a thread of its own.
+fn start(config: Config) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::thread::spawn(move || {
+        let reactor = Rc::new(Reactor::new().unwrap());
+        let executor = Executor::new(reactor.clone());
+        let stack = HostStack::new(reactor.clone(), "127.0.0.1".parse().unwrap());
+        let clock = HostClock::new(reactor);
+        let rt = executor.handle();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        executor
+            .block_on(serve(&stack, addr, Rc::new(Site), clock, rt, config))
+            .unwrap();
+    });
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not start");
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+fn raw(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn curl_sees_correct_headers_head_and_keep_alive() {
+    let port = start(Config::default());
+    let url = format!("http://127.0.0.1:{port}/");
+    let head = curl(&["-i", &url]);
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    for needle in [
+        "Content-Length: 6\r\n",
+        "Content-Type: text/plain\r\n",
+        "Server: Lamina\r\n",
+        "GMT\r\n",
+        "\r\n\r\nhello\n",
+    ] {
+        assert!(head.contains(needle), "{needle:?} missing:\n{head}");
+    }
+    let date = head.lines().find(|l| l.starts_with("Date: ")).unwrap();
+    assert!(
+        date.ends_with(" GMT") && date.len() == "Date: Sun, 06 Nov 1994 08:49:37 GMT".len(),
+        "{date}"
+    );
+    // HEAD: the same headers, no body.
+    let h = curl(&["-I", &url]);
+    assert!(
+        h.contains("Content-Length: 6") && !h.contains("hello"),
+        "{h}"
+    );
+    // Two requests, one connection.
+    let both = curl(&[
+        "-v",
+        &url,
+        &format!("http://127.0.0.1:{port}/big"),
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+    ]);
+    assert!(
+        both.contains("Re-using existing connection")
+            || both.contains("Reusing existing connection"),
+        "{both}"
+    );
+    assert!(curl(&["-i", &format!("http://127.0.0.1:{port}/nope")]).starts_with("HTTP/1.1 404"));
+    let post = curl(&["-i", "-X", "POST", "--data", "x", &url]);
+    assert!(
+        post.starts_with("HTTP/1.1 405") && post.contains("Allow: GET, HEAD"),
+        "{post}"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let port = start(Config::default());
+    let answer = raw(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\nHEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    let statuses: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.starts_with("HTTP/1.1"))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 404 Not Found"
+        ],
+        "{answer}"
+    );
+    assert_eq!(
+        answer.matches("hello\n").count(),
+        1,
+        "HEAD must not carry the body"
+    );
+}
+
+#[test]
+fn malformed_and_oversized_requests_get_their_status() {
+    let port = start(Config::default());
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"BLAH\r\n\r\n".to_vec(), "400"),
+        (
+            b"GET / HTTP/1.1\r\nContent-Length: nope\r\n\r\n".to_vec(),
+            "400",
+        ),
+        (
+            [b"GET /".as_slice(), &[b'a'; 5000], b" HTTP/1.1\r\n\r\n"].concat(),
+            "414",
+        ),
+        (
+            [
+                b"GET / HTTP/1.1\r\n".as_slice(),
+                &b"X-Y: z\r\n".repeat(200),
+                b"\r\n",
+            ]
+            .concat(),
+            "431",
+        ),
+        (
+            b"PUT / HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n".to_vec(),
+            "413",
+        ),
+    ];
+    for (request, status) in cases {
+        let answer = raw(port, &request);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "expected {status}, got: {answer}"
+        );
+        assert!(answer.contains("Connection: close"), "{answer}");
+    }
+}
+
+#[test]
+fn slow_clients_do_not_starve_others_and_are_dropped() {
+    let config = Config {
+        header_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let port = start(config);
+    // Ten slowloris clients trickling a header byte every 300 ms.
+    let slow: Vec<_> = (0..10)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let start = Instant::now();
+                for b in b"GET / HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+                    if s.write_all(&[*b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                (start.elapsed(), out)
+            })
+        })
+        .collect();
+    // Meanwhile normal clients are served at once.
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert!(curl(&[&format!("http://127.0.0.1:{port}/")]).contains("hello"));
+        assert!(t.elapsed() < Duration::from_secs(2));
+    }
+    for client in slow {
+        let (elapsed, out) = client.join().unwrap();
+        assert!(out.starts_with("HTTP/1.1 408"), "slow client got: {out}");
+        assert!(
+            elapsed < Duration::from_secs(8),
+            "slow client held for {elapsed:?}"
+        );
+    }
+}
+
+#[test]
+fn python_http_client_keeps_its_connection() {
+    let port = start(Config::default());
+    let script = format!(
+        "import http.client\nc = http.client.HTTPConnection('127.0.0.1', {port}, timeout=10)\n\
+         for p in ['/', '/big', '/', '/nope']:\n    c.request('GET', p); r = c.getresponse(); b = r.read(); print(r.status, len(b))\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200 6\n200 100000\n200 6\n404 10\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
