@@ -22,10 +22,12 @@
 extern crate alloc;
 
 pub mod date;
+pub mod files;
 pub mod request;
 pub mod response;
 pub mod server;
 
+pub use files::StaticFiles;
 pub use request::{Method, Request};
 pub use response::{Body, Response};
 pub use server::{serve, Config, Handler};

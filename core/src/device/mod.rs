@@ -26,3 +26,5 @@ pub use net::{NetError, Netif, Stack, TcpListener, TcpStream, UdpSocket};
 pub use random::Random;
 mod unavailable;
 pub use unavailable::Unavailable;
+pub mod baked;
+pub use baked::{Baked, BakedFile};

@@ -1,0 +1,199 @@
+//! # lamina-crunch: a directory baked into the image
+//!
+//! Called from an application's `build.rs`, [`bake`] walks a directory and
+//! writes Rust source defining a `static` [`Baked`] store: every regular file
+//! below the directory, keyed by its normalised path, with its media type
+//! and an ETag computed now, at build time. The bytes are `include_bytes!`d,
+//! so they live in the image's read-only data and cost no heap.
+//!
+//! ```no_run
+//! // build.rs
+//! lamina_crunch::bake("site", "SITE").expect("cannot bake the site");
+//! // main.rs: include!(concat!(env!("OUT_DIR"), "/SITE.rs"));  -> static SITE: Baked
+//! ```
+//!
+//! Only regular files are taken; symbolic links are refused, so nothing
+//! outside the directory can be baked in by accident. Names must be UTF-8
+//! without backslashes; anything else is an error naming the file.
+//!
+//! [`Baked`]: https://docs.rs/lamina-core
+
+use std::fmt::Write as _;
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+
+/// Why baking failed; the message names the file.
+#[derive(Debug)]
+pub struct CrunchError(pub String);
+
+impl std::fmt::Display for CrunchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CrunchError {}
+
+/// The media type for a file name, by extension.
+pub fn content_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "woff" => "font/woff",
+        "wasm" => "application/wasm",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// A strong validator: 64-bit FNV-1a of the bytes and their length, quoted.
+pub fn etag(data: &[u8]) -> String {
+    struct Fnv(u64);
+    impl Hasher for Fnv {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 ^= u64::from(*b);
+                self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.write(data);
+    format!("\"{:016x}-{:x}\"", h.finish(), data.len())
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), CrunchError> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CrunchError(format!("{}: {e}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| CrunchError(format!("{}: {e}", dir.display())))?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| CrunchError(format!("{}: {e}", path.display())))?;
+        if kind.is_symlink() {
+            return Err(CrunchError(format!(
+                "{}: symbolic links are not baked",
+                path.display()
+            )));
+        }
+        if kind.is_dir() {
+            walk(root, &path, out)?;
+        } else if kind.is_file() {
+            let relative = path
+                .strip_prefix(root)
+                .map_err(|_| CrunchError(format!("{} is outside the root", path.display())))?;
+            let key = relative
+                .to_str()
+                .filter(|k| !k.contains('\\'))
+                .ok_or_else(|| {
+                    CrunchError(format!(
+                        "{}: names must be UTF-8 without backslashes",
+                        path.display()
+                    ))
+                })?
+                .to_owned();
+            out.push((key, path));
+        }
+    }
+    Ok(())
+}
+
+/// Generates the source of a `static NAME: Baked` holding every file below
+/// `dir`.
+pub fn generate(dir: &Path, name: &str) -> Result<String, CrunchError> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| CrunchError(format!("{}: {e}", dir.display())))?;
+    let mut files = Vec::new();
+    walk(&root, &root, &mut files)?;
+    files.sort();
+    let mut src = format!("/// Baked from {} at build time.\npub static {name}: lamina::device::Baked = lamina::device::Baked::new(&[\n", dir.display());
+    for (key, path) in &files {
+        let data =
+            std::fs::read(path).map_err(|e| CrunchError(format!("{}: {e}", path.display())))?;
+        let _ = writeln!(
+            src,
+            "    lamina::device::BakedFile {{ key: {key:?}, data: include_bytes!({path:?}), content_type: {ct:?}, etag: {etag:?} }},",
+            ct = content_type(key),
+            etag = etag(&data),
+            path = path.display().to_string(),
+        );
+    }
+    src.push_str("]);\n");
+    Ok(src)
+}
+
+/// For build scripts: bakes `dir` (relative to the package) into
+/// `$OUT_DIR/NAME.rs` and asks cargo to rebuild when it changes.
+pub fn bake(dir: &str, name: &str) -> Result<(), CrunchError> {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR")
+        .map_err(|_| CrunchError("run from a build script".into()))?;
+    let out =
+        std::env::var("OUT_DIR").map_err(|_| CrunchError("run from a build script".into()))?;
+    let dir = Path::new(&manifest).join(dir);
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut stack = vec![dir.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            println!("cargo:rerun-if-changed={}", entry.path().display());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    let source = generate(&dir, name)?;
+    std::fs::write(Path::new(&out).join(format!("{name}.rs")), source)
+        .map_err(|e| CrunchError(format!("{out}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_sorted_typed_entries_and_refuses_links() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("css")).unwrap();
+        std::fs::write(dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(dir.path().join("css/site.css"), "h1{}").unwrap();
+        let src = generate(dir.path(), "SITE").unwrap();
+        let css = src.find("key: \"css/site.css\"").unwrap();
+        let html = src.find("key: \"index.html\"").unwrap();
+        assert!(css < html, "keys must be sorted:\n{src}");
+        assert!(
+            src.contains("text/css; charset=utf-8") && src.contains("text/html; charset=utf-8")
+        );
+        assert!(src.contains(&format!("{:?}", etag(b"<h1>hi</h1>"))));
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("passwd")).unwrap();
+        assert!(generate(dir.path(), "SITE")
+            .unwrap_err()
+            .0
+            .contains("symbolic links"));
+    }
+
+    #[test]
+    fn etags_change_with_content() {
+        assert_ne!(etag(b"a"), etag(b"b"));
+        assert_eq!(etag(b"a"), etag(b"a"));
+        assert!(etag(b"").starts_with('"') && etag(b"").ends_with('"'));
+    }
+}
