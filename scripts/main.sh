@@ -10,7 +10,8 @@ cargo build --release -q -p lamina-cli
 LAMINA=target/release/lamina
 
 if [ -d examples/website ]; then
-  exec "$LAMINA" run --release website -- --port="$PORT"
+  echo "main: booting the website unikernel; open http://127.0.0.1:$PORT/"
+  exec "$LAMINA" run --release --port "$PORT:80" website
 fi
 # The website arrives with a later issue; until then the main job is the echo
 # unikernel, on the best target here (lamina picks hvt where /dev/kvm works,
