@@ -15,6 +15,7 @@ declare -A PACKAGES=(
   [python3]=python3
   [dnsmasq]=dnsmasq-base
   [hping3]=hping3
+  [chromium]=chromium
 )
 
 missing=()

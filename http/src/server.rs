@@ -10,6 +10,9 @@ use core::net::SocketAddr;
 use lamina_core::device::{Clock, NetError, Stack, TcpListener, TcpStream};
 use lamina_core::runtime::{Duration, Handle, Instant};
 
+/// How long a closing connection keeps reading what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// Limits and timeouts.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -186,6 +189,19 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
     async fn run(mut self) {
         let _ = self.serve().await;
         let _ = self.stream.shutdown().await;
+        // Lingering close: closing with unread request bytes would send a
+        // reset, and a reset makes the client's kernel discard the response
+        // it has not read yet (a 413 or 414 would never arrive). So read and
+        // drop what the client still sends, for a short while.
+        let drain = async {
+            let mut sink = [0u8; 2048];
+            while let Ok(n) = self.stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = self.runtime.timeout(LINGER, drain).await;
     }
 
     async fn serve(&mut self) -> Result<End, NetError> {
