@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""HTTP benchmark of the website (issue 5), against nginx serving the same
+files, all in one run, with wrk.
+
+- nginx:  in a namespace, reached over a veth pair from the client namespace.
+- spt/hvt: the website unikernel in a namespace on a tap, client beside it.
+- unix:   the website as a Linux process, and nginx, both on loopback.
+
+Reports requests/s and p99 latency (wrk, 2 threads, --connections, --seconds)
+for / (1.5 KB page), and the smallest guest memory that serves under load.
+
+usage: sudo bench/http.py [--seconds S] [--connections C]
+"""
+import argparse, os, re, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+SITE = os.path.join(ROOT, "examples", "website", "site")
+
+
+def sh(cmd, check=True, **kw):
+    return subprocess.run(cmd, shell=True, check=check, text=True, **kw)
+
+
+def wrk(ns, url, args):
+    prefix = f"ip netns exec {ns} " if ns else ""
+    out = sh(f"{prefix}wrk -t2 -c{args.connections} -d{args.seconds}s --latency {url}", capture_output=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return rps, float(p99.group(1)) * scale, errors.group(0) if errors else ""
+
+
+def nginx_conf(tmp, listen):
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; include /etc/nginx/mime.types; sendfile on; tcp_nodelay on; keepalive_requests 100000;
+  server {{ listen {listen}; root {SITE}; }} }}
+""")
+    return conf
+
+
+def image(target):
+    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, "website"], cwd=ROOT,
+                         check=True, stderr=subprocess.PIPE, text=True).stderr
+    return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
+
+
+def netns_tap(ns):
+    sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
+    sh(f"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} tuntap add dev tap0 mode tap"
+       f" && ip -n {ns} addr add 10.212.0.1/24 dev tap0 && ip -n {ns} link set tap0 up")
+
+
+def unikernel(target, mem, args):
+    ns = f"lamina-http-{target}"
+    netns_tap(ns)
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
+                             "--net:service=tap0", image(target), "--ipv4=10.212.0.2/24", "--log=warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sh(f"ip netns exec {ns} curl -s -o /dev/null -w %{{http_code}} http://10.212.0.2/", check=False,
+                  capture_output=True).stdout == "200":
+                break
+            time.sleep(0.1)
+        result = wrk(ns, "http://10.212.0.2/", args)
+        alive = proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait()
+        sh(f"ip netns del {ns}", check=False)
+    return result, alive
+
+
+def nginx_veth(args):
+    a, b = "lamina-http-client", "lamina-http-nginx"
+    for ns in (a, b):
+        sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
+        sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
+    sh(f"ip link add veth-hc netns {a} type veth peer name veth-hn netns {b}")
+    sh(f"ip -n {a} addr add 10.213.0.1/24 dev veth-hc && ip -n {a} link set veth-hc up")
+    sh(f"ip -n {b} addr add 10.213.0.2/24 dev veth-hn && ip -n {b} link set veth-hn up")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(["ip", "netns", "exec", b, "nginx", "-c", nginx_conf(tmp, "10.213.0.2:80")])
+        try:
+            time.sleep(0.5)
+            return wrk(a, "http://10.213.0.2/", args)
+        finally:
+            proc.terminate()
+            proc.wait()
+            for ns in (a, b):
+                sh(f"ip netns del {ns}", check=False)
+
+
+def loopback(args):
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(["nginx", "-c", nginx_conf(tmp, "127.0.0.1:18080")])
+        time.sleep(0.5)
+        try:
+            nginx = wrk(None, "http://127.0.0.1:18080/", args)
+        finally:
+            proc.terminate()
+            proc.wait()
+    sh(f"cd {ROOT} && cargo build --release -q -p website")
+    proc = subprocess.Popen([os.path.join(REL, "website"), "--port=18081", "--log=warn"])
+    time.sleep(0.5)
+    try:
+        unix = wrk(None, "http://127.0.0.1:18081/", args)
+    finally:
+        proc.terminate()
+        proc.wait()
+    return nginx, unix
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=50)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/http.py creates network namespaces: run it as root")
+    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
+    fmt = lambda r: f"{r[0]:9.0f} req/s  p99 {r[1]:7.2f} ms {r[2]}"
+    nginx = nginx_veth(args)
+    print(f"GET / with wrk -t2 -c{args.connections} -d{args.seconds}s")
+    print(f"  nginx (veth)        {fmt(nginx)}")
+    for target in ("spt", "hvt"):
+        result, alive = unikernel(target, 64, args)
+        print(f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx")
+    n, u = loopback(args)
+    print(f"  nginx (loopback)    {fmt(n)}")
+    print(f"  unix (loopback)     {fmt(u)}   {u[0] / n[0]:.2f}x nginx")
+    print("smallest guest memory serving wrk without errors (MiB)")
+    for target in ("spt", "hvt"):
+        smallest = None
+        for mem in (64, 32, 16, 8, 6, 4):
+            quick = argparse.Namespace(seconds=3, connections=args.connections)
+            (rps, _, errors), alive = unikernel(target, mem, quick)
+            if not alive or errors or rps == 0:
+                break
+            smallest = mem
+        print(f"  {target}: {smallest}")
+
+
+if __name__ == "__main__":
+    main()
