@@ -184,7 +184,6 @@ where
         Err(e) => return usage_error(&e),
     };
     let mut app = A::defaults();
-    #[cfg_attr(not(lamina_net), allow(unused_mut))]
     let mut net_args = lamina_net::NetArgs::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
     if let Some(level) = solo5_level {
@@ -224,6 +223,10 @@ where
     }
     let park = Rc::new(GuestPark::new());
     let executor = Executor::new(park.clone());
+    // TCP buffers may take at most half the heap, whatever was asked: the
+    // rest is for the application and the stack's own state.
+    let heap = HEAP.lock().size();
+    net_args.tcp_memory = net_args.tcp_memory.min(heap / 2);
     let platform = GuestPlatform::new(park, boot.manifest, executor.handle(), net_args);
     let env = Env::new(platform, executor.handle());
     let output = executor.block_on(main(env, app));
