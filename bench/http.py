@@ -137,7 +137,7 @@ def main():
     print("smallest guest memory serving wrk without errors (MiB)")
     for target in ("spt", "hvt"):
         smallest = None
-        for mem in (64, 32, 16, 8, 6, 4):
+        for mem in (64, 32, 16, 8, 6, 4, 3, 2):
             quick = argparse.Namespace(seconds=3, connections=args.connections)
             (rps, _, errors), alive = unikernel(target, mem, quick)
             if not alive or errors or rps == 0:
