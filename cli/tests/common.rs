@@ -89,3 +89,66 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// Builds `app` for `target` with `lamina build --release` and returns the image.
+pub fn image(target: &str, app: &str) -> PathBuf {
+    let output = run_lamina(&["build", "--release", "-t", target, app]);
+    assert!(
+        output.status.success(),
+        "lamina build -t {target} {app} failed"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("lamina: built"))
+        .expect("lamina reports what it built");
+    let path = line
+        .rsplit(": ")
+        .next()
+        .and_then(|p| p.split(" (").next())
+        .expect("a path");
+    PathBuf::from(path)
+}
+
+/// The tenders and the benchmark peers, built once (optimised, as `lamina
+/// run` builds them); returns their directory.
+pub fn release_dir() -> &'static PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target").join("cli-tests");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "-q",
+                "-p",
+                "lamina-spt",
+                "-p",
+                "lamina-hvt",
+                "-p",
+                "lamina-bench-peers",
+            ])
+            .env("CARGO_TARGET_DIR", &dir)
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the tenders or peers do not build");
+        dir.join("release")
+    })
+}
+
+/// The unikernel targets to test: spt always, hvt where /dev/kvm opens;
+/// says plainly when hvt is skipped.
+pub fn unikernel_targets(test: &str) -> Vec<&'static str> {
+    let mut targets = vec!["spt"];
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => targets.push("hvt"),
+        Err(e) => eprintln!("SKIPPED {test} on hvt: /dev/kvm is not usable here ({e})"),
+    }
+    targets
+}

@@ -6,11 +6,13 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+fn targets(test: &str) -> Vec<&'static str> {
+    unikernel_targets(test)
+}
 
 /// Root and the tools these tests need, or a plain message why not.
 fn can_run(test: &str) -> bool {
@@ -34,64 +36,6 @@ fn can_run(test: &str) -> bool {
         }
     }
     true
-}
-
-fn targets(test: &str) -> Vec<&'static str> {
-    let mut targets = vec!["spt"];
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => targets.push("hvt"),
-        Err(e) => eprintln!("SKIPPED {test} on hvt: /dev/kvm is not usable ({e})"),
-    }
-    targets
-}
-
-/// Tenders and peers, built once.
-fn built() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = root().join("target").join("cli-tests");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-q",
-                "-p",
-                "lamina-spt",
-                "-p",
-                "lamina-hvt",
-                "-p",
-                "lamina-bench-peers",
-            ])
-            .env("CARGO_TARGET_DIR", &dir)
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        dir.join("release")
-    })
-}
-
-fn echo_image(target: &str) -> PathBuf {
-    let output = run_lamina(&["build", "--release", "-t", target, "echo"]);
-    assert!(output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("lamina: built"))
-        .unwrap();
-    PathBuf::from(
-        line.rsplit(": ")
-            .next()
-            .unwrap()
-            .split(" (")
-            .next()
-            .unwrap(),
-    )
 }
 
 /// A network namespace with tap0 at 10.N.0.1/24; removed on drop.
@@ -153,13 +97,13 @@ impl Namespace {
 
     /// Boots the echo unikernel on tap0 with `guest_args`; its console goes to `log`.
     fn boot_echo(&mut self, target: &str, guest_args: &[&str], log: &std::path::Path) {
-        let tender = built().join(format!("lamina-{target}"));
+        let tender = release_dir().join(format!("lamina-{target}"));
         let log = std::fs::File::create(log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .arg(tender)
             .args(["--mem=64", "--net:service=tap0"])
-            .arg(echo_image(target))
+            .arg(image(target, "echo"))
             .args(guest_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -243,7 +187,7 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
             "{target}"
         );
         // 1,000 parallel connections, each with its own pattern, all echoed.
-        let load = built().join("echo-load");
+        let load = release_dir().join("echo-load");
         let out = ns.exec(&[
             load.to_str().unwrap(),
             &format!("{ip}:7"),
@@ -395,7 +339,7 @@ fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
         }
         assert!(ns.guest_alive(), "{target}: the unikernel died");
         // It still serves real clients.
-        let load = built().join("echo-load");
+        let load = release_dir().join("echo-load");
         let out = ns.exec(&[
             load.to_str().unwrap(),
             &format!("{ip}:7"),
@@ -450,7 +394,7 @@ fn user_mode_network_reaches_the_unikernel_on_loopback() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let load = built().join("echo-load");
+        let load = release_dir().join("echo-load");
         let out = Command::new(load)
             .args([
                 &format!("127.0.0.1:{port}"),

@@ -7,74 +7,19 @@ mod common;
 use common::*;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+
+/// The tender for `target`.
+fn tender(target: &str) -> PathBuf {
+    release_dir().join(format!("lamina-{target}"))
+}
 
 /// Whether hvt can run here; says so when it cannot.
 fn kvm_available(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED {test} on hvt: /dev/kvm is not usable here ({e})");
-            false
-        }
-    }
+    unikernel_targets(test).contains(&"hvt")
 }
 
-/// The targets to test: spt always, hvt where KVM works.
 fn targets(test: &str) -> Vec<&'static str> {
-    let mut targets = vec!["spt"];
-    if kvm_available(test) {
-        targets.push("hvt");
-    }
-    targets
-}
-
-/// A tender built once for all tests (optimised, as `lamina run` builds it).
-fn tender(target: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let dir = root().join("target").join("cli-tests");
-    BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-q",
-                "-p",
-                "lamina-spt",
-                "-p",
-                "lamina-hvt",
-            ])
-            .env("CARGO_TARGET_DIR", &dir)
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the tenders do not build");
-    });
-    dir.join("release").join(format!("lamina-{target}"))
-}
-
-/// Builds `app` for `target` and returns the image.
-fn image(target: &str, app: &str) -> PathBuf {
-    let output = run_lamina(&["build", "--release", "-t", target, app]);
-    assert!(output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("lamina: built"))
-        .unwrap();
-    PathBuf::from(
-        line.rsplit(": ")
-            .next()
-            .unwrap()
-            .split(" (")
-            .next()
-            .unwrap(),
-    )
+    unikernel_targets(test)
 }
 
 fn disk(sectors: u64) -> tempfile::NamedTempFile {

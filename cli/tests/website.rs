@@ -10,15 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 fn targets() -> Vec<&'static str> {
-    let mut targets = vec!["unix", "spt"];
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => targets.push("hvt"),
-        Err(e) => eprintln!("SKIPPED website on hvt: /dev/kvm is not usable ({e})"),
-    }
+    let mut targets = vec!["unix"];
+    targets.extend(unikernel_targets("website"));
     targets
 }
 
