@@ -21,12 +21,14 @@
 
 extern crate alloc;
 
+pub mod client;
 pub mod date;
 pub mod files;
 pub mod request;
 pub mod response;
 pub mod server;
 
+pub use client::{Client, ClientError, ClientResponse};
 pub use files::StaticFiles;
 pub use request::{Method, Request};
 pub use response::{Body, Response};

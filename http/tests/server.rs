@@ -243,3 +243,38 @@ fn python_http_client_keeps_its_connection() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_client_reuses_its_connection() {
+    use lamina_http::Client;
+    let port = start(Config::default());
+    let reactor = Rc::new(Reactor::new().unwrap());
+    let executor = Executor::new(reactor.clone());
+    let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
+    executor.block_on(async {
+        let mut client = Client::new(
+            &stack,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            "localhost",
+        );
+        let home = client.get("/").await.unwrap();
+        assert_eq!((home.status, home.body.as_slice()), (200, &b"hello\n"[..]));
+        assert_eq!(home.header("server"), Some("Lamina"));
+        assert!(client.is_connected(), "keep-alive was not kept");
+        let big = client.get("/big").await.unwrap();
+        assert_eq!((big.status, big.body.len()), (200, 100_000));
+        let missing = client.get("/nope").await.unwrap();
+        assert_eq!(missing.status, 404);
+        assert!(client.is_connected());
+    });
+    // A closed port is an error, not a hang or a panic.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let reactor = Rc::new(Reactor::new().unwrap());
+    let executor = Executor::new(reactor.clone());
+    let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
+    let refused = executor.block_on(async { Client::new(&stack, closed, "x").get("/").await });
+    assert!(refused.is_err());
+}
