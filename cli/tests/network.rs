@@ -97,13 +97,26 @@ impl Namespace {
 
     /// Boots the echo unikernel on tap0 with `guest_args`; its console goes to `log`.
     fn boot_echo(&mut self, target: &str, guest_args: &[&str], log: &std::path::Path) {
+        self.boot(target, "echo", "64", guest_args, log);
+    }
+
+    /// Boots `app` on tap0 with `mem` MiB and `guest_args`; console to `log`.
+    fn boot(
+        &mut self,
+        target: &str,
+        app: &str,
+        mem: &str,
+        guest_args: &[&str],
+        log: &std::path::Path,
+    ) {
         let tender = release_dir().join(format!("lamina-{target}"));
         let log = std::fs::File::create(log).unwrap();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .arg(tender)
-            .args(["--mem=64", "--net:service=tap0"])
-            .arg(image(target, "echo"))
+            .arg(format!("--mem={mem}"))
+            .arg("--net:service=tap0")
+            .arg(image(target, app))
             .args(guest_args)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -437,5 +450,50 @@ fn ten_thousand_concurrent_connections_in_64_mib() {
             "{target}: not all 10,000 connections echoed"
         );
         assert!(ns.guest_alive(), "{target}: the unikernel died");
+    }
+}
+
+/// The website unikernel over a tap in 8 MiB of guest memory, reached with
+/// curl from the namespace (the user-mode path is in tests/website.rs).
+#[test]
+fn website_over_a_tap_in_8_mib() {
+    if !can_run("website over tap") {
+        return;
+    }
+    for target in targets("website over tap") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ns = Namespace::new();
+        let address = format!("--ipv4={}/24", ns.guest_ip());
+        ns.boot(
+            target,
+            "website",
+            "8",
+            &[&address],
+            &dir.path().join("console"),
+        );
+        let url = format!("http://{}/", ns.guest_ip());
+        let start = Instant::now();
+        let page = loop {
+            let out = ns.exec(&["curl", "-sS", "--max-time", "2", "-i", &url]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.starts_with("HTTP/1.1 200") {
+                break text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{target}: the website does not answer"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            page.contains("Write it once. Boot it anywhere."),
+            "{target}"
+        );
+        let range = ns.exec(&["curl", "-sS", "-i", "-r", "0-4", &format!("{url}style.css")]);
+        assert!(
+            String::from_utf8_lossy(&range.stdout).starts_with("HTTP/1.1 206"),
+            "{target}"
+        );
+        assert!(ns.guest_alive(), "{target}");
     }
 }
