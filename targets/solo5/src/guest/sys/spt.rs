@@ -3,6 +3,7 @@
 //! descriptors the tender put in the boot info and the manifest.
 
 use super::{BootFacts, DeviceHandle, IoError};
+use crate::time::TscScale;
 use core::arch::asm;
 use lamina_abi::spt::{syscall as nr, BootInfo};
 
@@ -61,6 +62,7 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
     // SAFETY: the caller passes the tender's pointer to a BootInfo.
     let info = unsafe { core::ptr::read_volatile(boot_info as *const BootInfo) };
     FDS.call_once(|| (info.epollfd, info.timerfd, clock(CLOCK_MONOTONIC)));
+    TSC_START.call_once(|| invariant_tsc().then(rdtsc));
     BootFacts {
         mem_size: info.mem_size,
         kernel_end: info.kernel_end,
@@ -92,9 +94,46 @@ fn boot_monotonic() -> u64 {
     FDS.get().map(|f| f.2).unwrap_or(0)
 }
 
-/// Nanoseconds since boot.
+/// TSC at boot, when the CPU's TSC is invariant (usable as a clock).
+static TSC_START: spin::Once<Option<u64>> = spin::Once::new();
+/// TSC scale, measured against CLOCK_MONOTONIC once enough time has passed.
+static TSC_SCALE: spin::Once<TscScale> = spin::Once::new();
+/// How long the clock runs on system calls before the TSC is calibrated:
+/// long enough for a frequency error of a few parts per million.
+const CALIBRATION_NS: u64 = 200_000_000;
+
+fn rdtsc() -> u64 {
+    // SAFETY: rdtsc reads the time-stamp counter and nothing else; it is
+    // allowed in user mode on Linux.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+fn invariant_tsc() -> bool {
+    let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    max >= 0x8000_0007 && core::arch::x86_64::__cpuid(0x8000_0007).edx & (1 << 8) != 0
+}
+
+/// Nanoseconds since boot. A system call costs far more than reading the
+/// TSC, and the runtime reads the clock many times per round, so after a
+/// calibration period on CLOCK_MONOTONIC the clock is the invariant TSC
+/// scaled by the measured frequency (continuous at the switch). CPUs
+/// without an invariant TSC keep the system call.
 pub fn monotonic_ns() -> u64 {
-    clock(CLOCK_MONOTONIC).saturating_sub(boot_monotonic())
+    let Some(&Some(tsc_start)) = TSC_START.get() else {
+        return clock(CLOCK_MONOTONIC).saturating_sub(boot_monotonic());
+    };
+    if let Some(scale) = TSC_SCALE.get() {
+        return scale.to_nanos(rdtsc().wrapping_sub(tsc_start));
+    }
+    let ns = clock(CLOCK_MONOTONIC).saturating_sub(boot_monotonic());
+    if ns >= CALIBRATION_NS {
+        let ticks = rdtsc().wrapping_sub(tsc_start);
+        let hz = (u128::from(ticks) * 1_000_000_000 / u128::from(ns)) as u64;
+        if let Some(scale) = TscScale::new(hz) {
+            TSC_SCALE.call_once(|| scale);
+        }
+    }
+    ns
 }
 
 /// Wall-clock nanoseconds since the epoch.
