@@ -15,7 +15,7 @@ for target in spt hvt; do
   echo "== cargo clippy (guest code, $target)"
   RUSTFLAGS="--cfg lamina_target=\"$target\"" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
     --target-dir "target/clippy-$target" --config 'profile.dev.panic="abort"' \
-    -p lamina-solo5 -p hello -p selftest -- -D warnings
+    -p lamina-solo5 -p hello -p echo -p website -p selftest -- -D warnings
 done
 echo "== cargo test"
 cargo test --workspace

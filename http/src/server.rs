@@ -179,12 +179,6 @@ struct Connection<T, H, C> {
     config: Rc<Config>,
 }
 
-/// Why a connection ends.
-enum End {
-    /// Normally, or the peer went away.
-    Done,
-}
-
 impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
     async fn run(mut self) {
         let _ = self.serve().await;
@@ -204,7 +198,7 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
         let _ = self.runtime.timeout(LINGER, drain).await;
     }
 
-    async fn serve(&mut self) -> Result<End, NetError> {
+    async fn serve(&mut self) -> Result<(), NetError> {
         let mut buf: Vec<u8> = Vec::new();
         let mut out: Vec<u8> = Vec::new();
         // When the current request's first byte arrived.
@@ -220,7 +214,7 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                     let total = head_len.saturating_add(body_len as usize);
                     while buf.len() < total {
                         if !self.fill(&mut buf, started).await? {
-                            return Ok(End::Done);
+                            return Ok(());
                         }
                     }
                     buf.drain(..total);
@@ -230,13 +224,13 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                     self.send(&mut out, &response, request.method == Method::Head, close)
                         .await?;
                     if close {
-                        return Ok(End::Done);
+                        return Ok(());
                     }
                 }
                 Parsed::Refused(status) => {
                     self.send(&mut out, &Response::error(status), false, true)
                         .await?;
-                    return Ok(End::Done);
+                    return Ok(());
                 }
                 Parsed::Partial => {
                     if started.is_none() && !buf.is_empty() {
@@ -248,11 +242,11 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                                 started = Some(self.runtime.now());
                             }
                         }
-                        Ok(false) => return Ok(End::Done),
+                        Ok(false) => return Ok(()),
                         Err(NetError::TimedOut) if !buf.is_empty() => {
                             self.send(&mut out, &Response::error(408), false, true)
                                 .await?;
-                            return Ok(End::Done);
+                            return Ok(());
                         }
                         Err(e) => return Err(e),
                     }

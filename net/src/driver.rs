@@ -41,7 +41,7 @@ pub(crate) struct Core {
     /// Bytes of TCP buffers allocated now, against `args.tcp_memory`.
     pub(crate) tcp_memory: Cell<usize>,
     pub(crate) next_port: Cell<u16>,
-    pub(crate) clock_now: RefCell<alloc::boxed::Box<dyn Fn() -> smoltcp::time::Instant>>,
+    clock: alloc::boxed::Box<dyn Clock>,
 }
 
 impl Core {
@@ -54,7 +54,7 @@ impl Core {
     }
 
     pub(crate) fn now(&self) -> smoltcp::time::Instant {
-        (self.clock_now.borrow())()
+        to_smoltcp(self.clock.now())
     }
 
     /// Moves listening sockets that took a connection to their accept queue
@@ -178,15 +178,6 @@ impl NetStack {
                 Some(sockets.add(dhcpv4::Socket::new()))
             }
         };
-        let clock_now = {
-            let clock = Rc::new(clock);
-            let c = clock.clone();
-            (
-                alloc::boxed::Box::new(move || to_smoltcp(c.now()))
-                    as alloc::boxed::Box<dyn Fn() -> _>,
-                clock,
-            )
-        };
         let core = Rc::new(Core {
             iface: RefCell::new(iface),
             sockets: RefCell::new(sockets),
@@ -200,7 +191,7 @@ impl NetStack {
             args,
             tcp_memory: Cell::new(0),
             stats: Cell::new(NetStats::default()),
-            clock_now: RefCell::new(clock_now.0),
+            clock: alloc::boxed::Box::new(clock),
         });
         let driver = Driver {
             core: core.clone(),
