@@ -16,6 +16,7 @@ declare -A PACKAGES=(
   [dnsmasq]=dnsmasq-base
   [hping3]=hping3
   [chromium]=chromium
+  [qemu-system-x86_64]=qemu-system-x86
 )
 
 missing=()

@@ -11,11 +11,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # Guest code compiles only for a unikernel target: lint it as one too.
-for target in spt hvt; do
+for target in spt hvt virtio; do
   echo "== cargo clippy (guest code, $target)"
   RUSTFLAGS="--cfg lamina_target=\"$target\"" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
     --target-dir "target/clippy-$target" --config 'profile.dev.panic="abort"' \
-    -p lamina-solo5 -p hello -p echo -p website -p selftest -- -D warnings
+    -p lamina-solo5 -p lamina-virtio -p hello -p echo -p website -p selftest -- -D warnings
 done
 echo "== cargo test"
 cargo test --workspace

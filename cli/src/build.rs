@@ -18,40 +18,33 @@ pub struct Built {
 /// Builds `project` for `target`, showing cargo's progress.
 pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, CliError> {
     let started = Instant::now();
-    let built =
-        match target {
-            Target::Unix => {
-                let args = if release {
-                    vec!["--release".to_owned()]
-                } else {
-                    Vec::new()
-                };
-                cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
-            }
-            Target::Spt | Target::Hvt => {
-                let devices = guest::manifest_devices(project, target)?;
-                let mut args = vec![
-                    "--target".to_owned(),
-                    guest::GUEST_TRIPLE.to_owned(),
-                    "--target-dir".to_owned(),
-                    guest::target_dir(project, target, release)
-                        .display()
-                        .to_string(),
-                ];
-                args.extend(guest::profile_args(release));
-                let env = [
-                    ("RUSTFLAGS", guest::rustflags(target, release)),
-                    ("LAMINA_DEVICES", devices),
-                ];
-                cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?
-            }
-            Target::Virtio => return Err(CliError::TargetUnavailable {
-                target: target.name(),
-                why:
-                    "the virtio boot path and drivers are not written yet; use --target hvt or spt"
-                        .into(),
-            }),
-        };
+    let built = match target {
+        Target::Unix => {
+            let args = if release {
+                vec!["--release".to_owned()]
+            } else {
+                Vec::new()
+            };
+            cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
+        }
+        Target::Spt | Target::Hvt | Target::Virtio => {
+            let devices = guest::manifest_devices(project, target)?;
+            let mut args = vec![
+                "--target".to_owned(),
+                guest::GUEST_TRIPLE.to_owned(),
+                "--target-dir".to_owned(),
+                guest::target_dir(project, target, release)
+                    .display()
+                    .to_string(),
+            ];
+            args.extend(guest::profile_args(release));
+            let env = [
+                ("RUSTFLAGS", guest::rustflags(target, release)),
+                ("LAMINA_DEVICES", devices),
+            ];
+            cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?
+        }
+    };
     let size = std::fs::metadata(&built.artifact)
         .map(|m| m.len())
         .unwrap_or(0);

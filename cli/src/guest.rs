@@ -1,4 +1,4 @@
-//! Building unikernel images (spt, hvt): the same cargo build as unix, with
+//! Building unikernel images (spt, hvt, virtio): the same cargo build as unix, with
 //! the guest's flags, its own target directory and the device manifest.
 //!
 //! Guests are `#![no_std]` binaries for the host triple, linked statically
@@ -47,7 +47,12 @@ pub fn manifest_devices(project: &Project, target: Target) -> Result<String, Cli
 
 /// The flags that make a guest image out of a `no_std` binary.
 pub fn rustflags(target: Target, release: bool) -> String {
-    let script = lamina_root().join("targets").join("solo5").join("link.ld");
+    let runtime = if target == Target::Virtio {
+        "virtio"
+    } else {
+        "solo5"
+    };
+    let script = lamina_root().join("targets").join(runtime).join("link.ld");
     let mut flags = vec![
         format!("--cfg lamina_target=\"{}\"", target.name()),
         "-C relocation-model=static".into(),

@@ -44,6 +44,11 @@ pub use lamina_unix as target;
 #[doc(hidden)]
 pub use lamina_solo5 as target;
 
+/// The target chosen at build time.
+#[cfg(lamina_target = "virtio")]
+#[doc(hidden)]
+pub use lamina_virtio as target;
+
 /// What most applications need, in one import.
 pub mod prelude {
     pub use crate::device::{
@@ -90,7 +95,7 @@ macro_rules! main {
 
 /// Declares the application's entry point (unikernel targets: the runtime's
 /// `_start` calls this after setting up memory, clock and devices).
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
 #[macro_export]
 macro_rules! main {
     ($main:path) => {

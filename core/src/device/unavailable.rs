@@ -82,3 +82,33 @@ impl KvWrite for Unavailable {
         match *self {}
     }
 }
+
+impl Netif for Unavailable {
+    fn mac(&self) -> [u8; 6] {
+        match *self {}
+    }
+    fn mtu(&self) -> usize {
+        match *self {}
+    }
+    async fn receive(&self, _: &mut [u8]) -> Result<usize, NetError> {
+        match *self {}
+    }
+    fn try_receive(&self, _: &mut [u8]) -> Result<Option<usize>, NetError> {
+        match *self {}
+    }
+    fn transmit(&self, _: &[u8]) -> Result<(), NetError> {
+        match *self {}
+    }
+}
+
+impl Block for Unavailable {
+    fn info(&self) -> BlockInfo {
+        match *self {}
+    }
+    async fn read(&self, _: u64, _: &mut [u8]) -> Result<(), BlockError> {
+        match *self {}
+    }
+    async fn write(&self, _: u64, _: &[u8]) -> Result<(), BlockError> {
+        match *self {}
+    }
+}

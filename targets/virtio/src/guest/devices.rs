@@ -1,0 +1,139 @@
+//! The device traits on the virtio target: console, clock and random for
+//! now; network and block devices come with the virtio drivers.
+
+use super::hw;
+use lamina_core::device::*;
+use lamina_core::platform::{DeviceError, Platform};
+use lamina_core::runtime::Instant;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+const TARGET: &str = "virtio";
+
+/// The serial console (COM1), polled.
+#[derive(Clone, Default)]
+pub struct VirtioConsole;
+
+impl Console for VirtioConsole {
+    fn write(&self, bytes: &[u8]) {
+        hw::uart_write(bytes);
+    }
+}
+
+/// Offset from monotonic to wall-clock time, from the CMOS RTC at first use.
+static WALL_OFFSET: spin::Once<u64> = spin::Once::new();
+
+/// Monotonic time from the calibrated TSC; wall time from the CMOS RTC at
+/// the first call, advanced by the TSC.
+#[derive(Clone, Default)]
+pub struct VirtioClock;
+
+impl Clock for VirtioClock {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(hw::monotonic_ns())
+    }
+
+    fn wall(&self) -> u64 {
+        let offset = WALL_OFFSET.call_once(|| {
+            (hw::rtc_unix_seconds() * 1_000_000_000).saturating_sub(hw::monotonic_ns())
+        });
+        offset.saturating_add(hw::monotonic_ns())
+    }
+}
+
+/// ChaCha20 seeded from RDRAND at first use.
+static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
+
+fn rdrand_seed() -> Option<[u8; 32]> {
+    if core::arch::x86_64::__cpuid(1).ecx & (1 << 30) == 0 {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    for chunk in seed.chunks_mut(8) {
+        let mut value = None;
+        for _ in 0..128 {
+            let mut word = 0u64;
+            // SAFETY: CPUID says RDRAND exists; it only writes `word`.
+            if unsafe { core::arch::x86_64::_rdrand64_step(&mut word) } == 1 {
+                value = Some(word);
+                break;
+            }
+        }
+        chunk.copy_from_slice(&value?.to_le_bytes());
+    }
+    Some(seed)
+}
+
+/// Random bytes from a CSPRNG seeded by RDRAND. A CPU without it stops the
+/// unikernel rather than hand out predictable bytes (virtio-rng is to come;
+/// under QEMU, `-cpu max` has RDRAND).
+#[derive(Clone, Default)]
+pub struct VirtioRandom;
+
+impl Random for VirtioRandom {
+    fn fill(&self, buf: &mut [u8]) {
+        let rng = RNG.call_once(|| match rdrand_seed() {
+            Some(seed) => spin::Mutex::new(ChaCha20Rng::from_seed(seed)),
+            None => panic!(
+                "no hardware entropy (RDRAND): refusing to produce predictable random numbers"
+            ),
+        });
+        rng.lock().fill_bytes(buf);
+    }
+}
+
+/// The devices of a virtio unikernel.
+pub struct GuestPlatform;
+
+impl Platform for GuestPlatform {
+    type Console = VirtioConsole;
+    type Clock = VirtioClock;
+    type Random = VirtioRandom;
+    type Netif = Unavailable;
+    type Stack = Unavailable;
+    type Block = Unavailable;
+    type Kv = Unavailable;
+    const TARGET: &'static str = TARGET;
+
+    fn console(&self) -> VirtioConsole {
+        VirtioConsole
+    }
+
+    fn clock(&self) -> VirtioClock {
+        VirtioClock
+    }
+
+    fn random(&self) -> VirtioRandom {
+        VirtioRandom
+    }
+
+    /// Not yet: the virtio-net driver is the next slice.
+    fn netif(&self, _name: &str) -> Result<Unavailable, DeviceError> {
+        Err(DeviceError::Unsupported {
+            kind: "net",
+            target: TARGET,
+        })
+    }
+
+    fn stack(&self, _name: &str) -> Result<Unavailable, DeviceError> {
+        Err(DeviceError::Unsupported {
+            kind: "net",
+            target: TARGET,
+        })
+    }
+
+    /// Not yet: the virtio-blk driver is the next slice.
+    fn block(&self, _name: &str) -> Result<Unavailable, DeviceError> {
+        Err(DeviceError::Unsupported {
+            kind: "block",
+            target: TARGET,
+        })
+    }
+
+    fn kv(&self, _name: &str) -> Result<Unavailable, DeviceError> {
+        Err(DeviceError::Unsupported {
+            kind: "key-value",
+            target: TARGET,
+        })
+    }
+}

@@ -1,0 +1,31 @@
+//! # lamina-virtio: the bare-metal runtime of the virtio target
+//!
+//! A Lamina unikernel booted directly by a standard VMM: QEMU's `-kernel`
+//! (`-M microvm` or `q35`) and, by the same protocol, Firecracker and
+//! cloud-hypervisor. The image is an ELF with a Xen PVH entry note; the
+//! runtime sets up long mode itself and drives the PC's legacy devices.
+//!
+//! | module | what |
+//! |--------|------|
+//! | `boot`    | the PVH entry (32-bit, builds page tables, enters long mode), `hvm_start_info`, the heap, `start` |
+//! | `hw`      | port I/O: the 16550 UART, the PIT (to calibrate the TSC), the CMOS RTC, isa-debug-exit |
+//! | `devices` | console, clock and random; net and block are not there yet ([`DeviceError::Unsupported`](lamina_core::platform::DeviceError)) |
+//! | `park`    | the executor's idle wait: polls the TSC with `pause` (no interrupts yet) |
+//! | [`rtc`]   | CMOS date to Unix time |
+//! | [`exit`]  | guest status to and from isa-debug-exit's QEMU exit code |
+//!
+//! Everything but [`rtc`] and [`exit`] is compiled only for a guest
+//! (`--cfg lamina_target="virtio"`, set by `lamina build`); on the host the
+//! crate is just those two, so that they can be unit-tested.
+#![no_std]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod exit;
+pub mod rtc;
+
+#[cfg(lamina_target = "virtio")]
+mod guest;
+#[cfg(lamina_target = "virtio")]
+pub use guest::*;
