@@ -24,6 +24,7 @@
 extern crate alloc;
 
 pub mod args;
+pub mod boot;
 pub mod device;
 pub mod exit;
 pub mod platform;

@@ -23,7 +23,8 @@ pub mod storage;
 pub mod tap;
 
 use lamina_core::args::common::RuntimeArgs;
-use lamina_core::args::{self as boot, ArgError, BootArgs};
+use lamina_core::args::BootArgs;
+use lamina_core::boot as startup;
 use lamina_core::platform::{DeviceError, Env, Platform};
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
@@ -169,29 +170,21 @@ where
     let mut runtime_args = RuntimeArgs::defaults();
     let mut devices = args::DeviceArgs::default();
     let rest = argv.get(1..).unwrap_or_default();
-    match boot::parse(
+    let parsed = startup::parse_command_line(
         &program,
         rest,
         &mut [&mut app, &mut devices, &mut runtime_args],
-    ) {
-        Ok(()) => {}
-        Err(ArgError::Help(text)) => {
-            print!("{text}");
-            return 0;
+    )
+    .and_then(|()| startup::apply_runtime_args(&program, &runtime_args));
+    if let Err(stop) = parsed {
+        // Help is output the user asked for; a mistake is an error.
+        if stop.status == 0 {
+            print!("{}", stop.text);
+        } else {
+            eprint!("{}", stop.text);
         }
-        Err(e) => {
-            eprintln!("{program}: {e}");
-            return 2;
-        }
+        return stop.status;
     }
-    let Ok(level) = runtime_args.log.parse::<log::LevelFilter>() else {
-        eprintln!(
-            "{program}: invalid value '{}' for '--log': expected error, warn, info, debug or trace",
-            runtime_args.log
-        );
-        return 2;
-    };
-    log::set_max_level(level);
     // A second application in the same process (tests) keeps the first logger.
     LOGGER.start.get_or_init(|| start);
     let _ = log::set_logger(&LOGGER);

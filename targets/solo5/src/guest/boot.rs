@@ -11,7 +11,8 @@ use alloc::vec::Vec;
 use core::future::Future;
 use lamina_abi::mft::{Header, Manifest, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES};
 use lamina_core::args::common::RuntimeArgs;
-use lamina_core::args::{self as boot_args, ArgError, BootArgs};
+use lamina_core::args::{self as boot_args, BootArgs};
+use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
@@ -152,13 +153,7 @@ impl log::Log for ConsoleLogger {
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
             let t = sys::monotonic_ns();
-            let line = alloc::format!(
-                "[{:4}.{:06}] {:5} {}\n",
-                t / 1_000_000_000,
-                (t / 1000) % 1_000_000,
-                record.level(),
-                record.args()
-            );
+            let line = boot::log_line(t, record);
             sys::console_write(line.as_bytes());
         }
     }
@@ -181,7 +176,10 @@ where
     let (solo5_level, line) = crate::cmdline::split_solo5_options(boot.cmdline);
     let words = match boot_args::split_command_line(line) {
         Ok(words) => words,
-        Err(e) => return usage_error(&e),
+        Err(e) => {
+            sys::console_write(alloc::format!("unikernel: {e}\n").as_bytes());
+            return 2;
+        }
     };
     let mut app = A::defaults();
     let mut net_args = lamina_net::NetArgs::defaults();
@@ -189,7 +187,7 @@ where
     if let Some(level) = solo5_level {
         runtime_args.log = String::from(level);
     }
-    match boot_args::parse(
+    let parsed = boot::parse_command_line(
         "unikernel",
         &words,
         &mut [
@@ -198,25 +196,12 @@ where
             &mut net_args,
             &mut runtime_args,
         ],
-    ) {
-        Ok(()) => {}
-        Err(ArgError::Help(text)) => {
-            sys::console_write(text.as_bytes());
-            return 0;
-        }
-        Err(e) => return usage_error(&e),
+    )
+    .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
+    if let Err(stop) = parsed {
+        sys::console_write(stop.text.as_bytes());
+        return stop.status;
     }
-    let level = match runtime_args.log.parse::<log::LevelFilter>() {
-        Ok(level) => level,
-        Err(_) => {
-            return usage_error(&ArgError::Invalid {
-                name: String::from("log"),
-                value: runtime_args.log.clone(),
-                reason: String::from("expected error, warn, info, debug or trace"),
-            })
-        }
-    };
-    log::set_max_level(level);
     let _ = log::set_logger(&ConsoleLogger);
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
@@ -236,12 +221,6 @@ where
         sys::console_write(&line);
     });
     exit.0 as i32
-}
-
-fn usage_error(e: &ArgError) -> i32 {
-    let text = alloc::format!("unikernel: {e}\n");
-    sys::console_write(text.as_bytes());
-    2
 }
 
 /// A panic prints its message and location and stops the unikernel with

@@ -6,11 +6,11 @@ use super::devices::GuestPlatform;
 use super::hw;
 use super::park::GuestPark;
 use alloc::rc::Rc;
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::Future;
 use lamina_core::args::common::RuntimeArgs;
-use lamina_core::args::{self as boot_args, ArgError, BootArgs};
+use lamina_core::args::{self as boot_args, BootArgs};
+use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
@@ -262,13 +262,7 @@ impl log::Log for ConsoleLogger {
     fn log(&self, record: &log::Record) {
         if self.enabled(record.metadata()) {
             let t = hw::monotonic_ns();
-            let line = alloc::format!(
-                "[{:4}.{:06}] {:5} {}\n",
-                t / 1_000_000_000,
-                (t / 1000) % 1_000_000,
-                record.level(),
-                record.args()
-            );
+            let line = boot::log_line(t, record);
             hw::uart_write(line.as_bytes());
         }
     }
@@ -290,29 +284,19 @@ where
 {
     let words = match boot_args::split_command_line(boot.cmdline) {
         Ok(words) => words,
-        Err(e) => return usage_error(&e),
+        Err(e) => {
+            hw::uart_write(alloc::format!("unikernel: {e}\n").as_bytes());
+            return 2;
+        }
     };
     let mut app = A::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
-    match boot_args::parse("unikernel", &words, &mut [&mut app, &mut runtime_args]) {
-        Ok(()) => {}
-        Err(ArgError::Help(text)) => {
-            hw::uart_write(text.as_bytes());
-            return 0;
-        }
-        Err(e) => return usage_error(&e),
+    let parsed = boot::parse_command_line("unikernel", &words, &mut [&mut app, &mut runtime_args])
+        .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
+    if let Err(stop) = parsed {
+        hw::uart_write(stop.text.as_bytes());
+        return stop.status;
     }
-    let level = match runtime_args.log.parse::<log::LevelFilter>() {
-        Ok(level) => level,
-        Err(_) => {
-            return usage_error(&ArgError::Invalid {
-                name: String::from("log"),
-                value: runtime_args.log.clone(),
-                reason: String::from("expected error, warn, info, debug or trace"),
-            })
-        }
-    };
-    log::set_max_level(level);
     let _ = log::set_logger(&ConsoleLogger);
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
@@ -326,12 +310,6 @@ where
         hw::uart_write(&line);
     });
     exit.0 as i32
-}
-
-fn usage_error(e: &ArgError) -> i32 {
-    let text = alloc::format!("unikernel: {e}\n");
-    hw::uart_write(text.as_bytes());
-    2
 }
 
 /// A panic prints its message and location and stops the unikernel with

@@ -1,0 +1,71 @@
+//! What every target does with its command line at boot, and how log lines
+//! look: one implementation for the unix process and the unikernels.
+
+use crate::args::common::RuntimeArgs;
+use crate::args::{self, ArgError, ArgSet};
+use alloc::format;
+use alloc::string::String;
+
+/// Booting stops before the application runs: print `text`, exit `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    /// 0 after `--help`, 2 for a bad command line.
+    pub status: i32,
+    /// The help text, or the error message, ending in a newline.
+    pub text: String,
+}
+
+/// Parses `words` into `sections` (the application's, the devices', and the
+/// runtime's [`RuntimeArgs`]), then applies the runtime's arguments: the
+/// log level.
+///
+/// ```
+/// use lamina_core::args::common::RuntimeArgs;
+/// use lamina_core::args::BootArgs;
+/// let mut runtime = RuntimeArgs::defaults();
+/// let stop = lamina_core::boot::parse_command_line("app", &["--bogus"], &mut [&mut runtime]);
+/// assert_eq!(stop.unwrap_err().status, 2);
+/// ```
+pub fn parse_command_line<S: AsRef<str>>(
+    program: &str,
+    words: &[S],
+    sections: &mut [&mut dyn ArgSet],
+) -> Result<(), Stop> {
+    let usage = |e: &ArgError| Stop {
+        status: 2,
+        text: format!("{program}: {e}\n"),
+    };
+    match args::parse(program, words, sections) {
+        Ok(()) => Ok(()),
+        Err(ArgError::Help(text)) => Err(Stop { status: 0, text }),
+        Err(e) => Err(usage(&e)),
+    }
+}
+
+/// Applies the runtime's own arguments: sets the log level.
+pub fn apply_runtime_args(program: &str, runtime: &RuntimeArgs) -> Result<(), Stop> {
+    let Ok(level) = runtime.log.parse::<log::LevelFilter>() else {
+        let e = ArgError::Invalid {
+            name: String::from("log"),
+            value: runtime.log.clone(),
+            reason: String::from("expected error, warn, info, debug or trace"),
+        };
+        return Err(Stop {
+            status: 2,
+            text: format!("{program}: {e}\n"),
+        });
+    };
+    log::set_max_level(level);
+    Ok(())
+}
+
+/// One log line: seconds since boot, level, message.
+pub fn log_line(nanos_since_boot: u64, record: &log::Record) -> String {
+    format!(
+        "[{:4}.{:06}] {:5} {}\n",
+        nanos_since_boot / 1_000_000_000,
+        (nanos_since_boot / 1000) % 1_000_000,
+        record.level(),
+        record.args()
+    )
+}
