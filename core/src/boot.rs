@@ -69,3 +69,50 @@ pub fn log_line(nanos_since_boot: u64, record: &log::Record) -> String {
         record.args()
     )
 }
+
+/// A panic's message and location as one console line, formatted on the
+/// stack (the heap may be what failed). Longer messages are cut at 512 bytes.
+pub struct PanicLine {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl PanicLine {
+    /// `lamina: panic: MESSAGE at FILE:LINE:COLUMN` and a newline.
+    pub fn new(info: &core::panic::PanicInfo) -> Self {
+        use core::fmt::Write;
+        let mut line = PanicLine {
+            buf: [0; 512],
+            len: 0,
+        };
+        let _ = write!(line, "lamina: panic: {}", info.message());
+        if let Some(location) = info.location() {
+            let _ = write!(
+                line,
+                " at {}:{}:{}",
+                location.file(),
+                location.line(),
+                location.column()
+            );
+        }
+        // Room for the newline, even when the message filled the buffer.
+        line.len = line.len.min(line.buf.len() - 1);
+        line.buf[line.len] = b'\n';
+        line.len += 1;
+        line
+    }
+
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl core::fmt::Write for PanicLine {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}

@@ -227,36 +227,7 @@ where
 /// Solo5's abort status. Nothing hangs, nothing unwinds.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
-    use core::fmt::Write;
-    // Format on the stack: the heap may be what failed.
-    struct Line {
-        buf: [u8; 512],
-        len: usize,
-    }
-    impl Write for Line {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            let n = s.len().min(self.buf.len() - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
-            self.len += n;
-            Ok(())
-        }
-    }
-    let mut line = Line {
-        buf: [0; 512],
-        len: 0,
-    };
-    let _ = write!(line, "lamina: panic: {}", info.message());
-    if let Some(location) = info.location() {
-        let _ = write!(
-            line,
-            " at {}:{}:{}",
-            location.file(),
-            location.line(),
-            location.column()
-        );
-    }
-    let _ = line.write_str("\n");
-    sys::console_write(&line.buf[..line.len]);
+    sys::console_write(boot::PanicLine::new(info).as_bytes());
     sys::halt(lamina_abi::EXIT_ABORT)
 }
 
