@@ -116,3 +116,32 @@ impl core::fmt::Write for PanicLine {
         Ok(())
     }
 }
+
+/// A logger for targets whose console and clock are plain functions (the
+/// unikernel runtimes): each record becomes one [`log_line`], one console
+/// write.
+///
+/// ```ignore
+/// static LOGGER: ConsoleLogger = ConsoleLogger { now: sys::monotonic_ns, write: sys::console_write };
+/// let _ = log::set_logger(&LOGGER);
+/// ```
+pub struct ConsoleLogger {
+    /// Nanoseconds since boot.
+    pub now: fn() -> u64,
+    /// Writes one line to the console.
+    pub write: fn(&[u8]),
+}
+
+impl log::Log for ConsoleLogger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            (self.write)(log_line((self.now)(), record).as_bytes());
+        }
+    }
+
+    fn flush(&self) {}
+}

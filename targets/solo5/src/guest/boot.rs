@@ -142,24 +142,11 @@ fn fail(why: &str) -> ! {
     sys::halt(1)
 }
 
-/// Writes log records to the console with the time since boot.
-struct ConsoleLogger;
-
-impl log::Log for ConsoleLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let t = sys::monotonic_ns();
-            let line = boot::log_line(t, record);
-            sys::console_write(line.as_bytes());
-        }
-    }
-
-    fn flush(&self) {}
-}
+/// Log records go to the console, one write per line.
+static LOGGER: boot::ConsoleLogger = boot::ConsoleLogger {
+    now: sys::monotonic_ns,
+    write: sys::console_write,
+};
 
 /// Boots an application: parses the command line into its arguments,
 /// installs the logger and runs `main` to completion. Returns the exit
@@ -202,7 +189,7 @@ where
         sys::console_write(stop.text.as_bytes());
         return stop.status;
     }
-    let _ = log::set_logger(&ConsoleLogger);
+    let _ = log::set_logger(&LOGGER);
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
     }

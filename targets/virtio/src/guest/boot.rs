@@ -251,24 +251,11 @@ fn fail(why: &str) -> ! {
     hw::exit(1)
 }
 
-/// Writes log records to the console with the time since boot.
-struct ConsoleLogger;
-
-impl log::Log for ConsoleLogger {
-    fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= log::max_level()
-    }
-
-    fn log(&self, record: &log::Record) {
-        if self.enabled(record.metadata()) {
-            let t = hw::monotonic_ns();
-            let line = boot::log_line(t, record);
-            hw::uart_write(line.as_bytes());
-        }
-    }
-
-    fn flush(&self) {}
-}
+/// Log records go to the console, one write per line.
+static LOGGER: boot::ConsoleLogger = boot::ConsoleLogger {
+    now: hw::monotonic_ns,
+    write: hw::uart_write,
+};
 
 /// Boots an application: parses the command line into its arguments,
 /// installs the logger and runs `main` to completion. Returns the exit
@@ -297,7 +284,7 @@ where
         hw::uart_write(stop.text.as_bytes());
         return stop.status;
     }
-    let _ = log::set_logger(&ConsoleLogger);
+    let _ = log::set_logger(&LOGGER);
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
     }
