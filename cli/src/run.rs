@@ -131,31 +131,142 @@ pub fn qemu_binary() -> PathBuf {
 ///
 /// Software emulation (`-accel tcg`) always, for now: on these machines KVM
 /// is KVM-PVM, which emulates a guest started the ordinary way and fails at
-/// its first SSE instruction (see PVM.md); KVM where it works natively comes
-/// with the virtio drivers.
+/// its first SSE instruction (see PVM.md).
+///
+/// Device arguments become virtio-mmio devices, in order (see
+/// [`virtio_devices`]). Without ACPI (`acpi=off`) QEMU announces each on the
+/// kernel command line (`virtio_mmio.device=...`, as Firecracker does), and
+/// `virtio-mmio.force-legacy=false` makes them virtio 1.x devices.
 fn qemu_command(artifact: &Path, mem_mib: u64, boot_args: &[String]) -> Result<Command, CliError> {
-    if let Some(arg) = boot_args.iter().find(|a| is_tender_arg(a)) {
-        return Err(CliError::TargetUnavailable {
-            target: "virtio",
-            why: format!("{arg}: network and block devices need the virtio drivers, which are not written yet"),
-        });
-    }
+    let (device_args, guest_args): (Vec<&String>, Vec<&String>) =
+        boot_args.iter().partition(|a| is_tender_arg(a));
+    let devices = virtio_devices(&device_args)?;
     eprintln!("lamina: virtio: QEMU -M microvm with software emulation (tcg)");
     let mut command = Command::new(qemu_binary());
     command
-        .args(["-M", "microvm", "-accel", "tcg", "-cpu", "max"])
+        .args(["-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max"])
         .arg("-m")
         .arg(mem_mib.to_string())
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
         .args(["-serial", "stdio", "-device", "isa-debug-exit"])
+        .args(["-global", "virtio-mmio.force-legacy=false"])
+        .args(&devices.qemu_args)
         .arg("-kernel")
         .arg(artifact)
         .arg("-append")
-        .arg(kernel_command_line(boot_args))
+        .arg(kernel_command_line(
+            &devices
+                .guest_words
+                .into_iter()
+                .chain(guest_args.into_iter().cloned())
+                .collect::<Vec<_>>(),
+        ))
         // QEMU would put a terminal on stdin into raw mode; the guest reads
         // no input.
         .stdin(Stdio::null());
     Ok(command)
+}
+
+/// QEMU's arguments for the device arguments, and the words that tell the
+/// guest the devices' names in the same order.
+#[derive(Debug, Default, PartialEq)]
+struct VirtioDevices {
+    qemu_args: Vec<String>,
+    guest_words: Vec<String>,
+}
+
+/// Turns device arguments into virtio devices:
+///
+/// - `--net:NAME=TAP`: a tap device (`-netdev tap` + `virtio-net-device`);
+/// - `--net:NAME=user:HOST:GUEST,...`: QEMU's user-mode network (what
+///   `--port` writes), 127.0.0.1:HOST forwarded to the guest's port GUEST,
+///   the guest at 10.0.2.15/24;
+/// - `--net-mac:NAME=MAC`: that device's MAC address;
+/// - `--block:NAME=FILE`: a raw disk image (`-drive` + `virtio-blk-device`).
+///
+/// The guest gets `--net:NAME` / `--block:NAME` words in the order the
+/// devices are attached, which is how it names what it finds.
+fn virtio_devices(args: &[&String]) -> Result<VirtioDevices, CliError> {
+    let unavailable = |why: String| CliError::Project(format!("virtio: {why}"));
+    let mut macs = Vec::new();
+    for arg in args {
+        if let Some(spec) = arg.strip_prefix("--net-mac:") {
+            let Some((name, mac)) = spec.split_once('=') else {
+                return Err(unavailable(format!("{arg}: expected --net-mac:NAME=MAC")));
+            };
+            macs.push((name.to_string(), mac.to_string()));
+        }
+    }
+    let mut devices = VirtioDevices::default();
+    for arg in args {
+        let (kind, spec) = if let Some(spec) = arg.strip_prefix("--net:") {
+            ("net", spec)
+        } else if let Some(spec) = arg.strip_prefix("--block:") {
+            ("block", spec)
+        } else if arg.starts_with("--net-mac:") {
+            continue;
+        } else {
+            return Err(unavailable(format!(
+                "{arg}: not a device argument QEMU's virtio devices take (--net:NAME=TAP, --net-mac:NAME=MAC, --block:NAME=FILE)"
+            )));
+        };
+        let (name, host) = spec.split_once('=').unwrap_or((spec, ""));
+        let valid_name =
+            !name.is_empty() && name.len() <= 67 && name.chars().all(|c| c.is_ascii_alphanumeric());
+        let bad_tap = kind == "net" && host.contains(',') && !host.starts_with("user:");
+        if !valid_name || host.is_empty() || bad_tap {
+            return Err(unavailable(format!(
+                "{arg}: expected --{kind}:NAME={} (NAME of letters and digits)",
+                if kind == "net" { "TAP" } else { "FILE" }
+            )));
+        }
+        let id = format!("{kind}-{name}");
+        let q = &mut devices.qemu_args;
+        if kind == "net" {
+            q.push("-netdev".into());
+            q.push(match host.strip_prefix("user:") {
+                Some(ports) => {
+                    user_netdev(&id, ports).map_err(|why| unavailable(format!("{arg}: {why}")))?
+                }
+                None => format!("tap,id={id},ifname={host},script=no,downscript=no"),
+            });
+            let mut device = format!("virtio-net-device,netdev={id}");
+            if let Some((_, mac)) = macs.iter().find(|(n, _)| n == name) {
+                device.push_str(&format!(",mac={mac}"));
+            }
+            q.extend(["-device".into(), device]);
+        } else {
+            q.push("-drive".into());
+            // QEMU's option syntax doubles a comma inside a value.
+            q.push(format!(
+                "if=none,id={id},format=raw,file={}",
+                host.replace(',', ",,")
+            ));
+            q.extend(["-device".into(), format!("virtio-blk-device,drive={id}")]);
+        }
+        devices.guest_words.push(format!("--{kind}:{name}"));
+    }
+    Ok(devices)
+}
+
+/// `-netdev user` forwarding 127.0.0.1:HOST to the guest's GUEST (TCP and
+/// UDP) for each `HOST:GUEST` in `ports`.
+fn user_netdev(id: &str, ports: &str) -> Result<String, String> {
+    let mut netdev = format!("user,id={id},net=10.0.2.0/24,host=10.0.2.2,restrict=on");
+    for pair in ports.split(',') {
+        let parsed = pair
+            .split_once(':')
+            .and_then(|(h, g)| Some((h.parse::<u16>().ok()?, g.parse::<u16>().ok()?)));
+        let Some((host, guest)) = parsed else {
+            return Err(String::from("expected user:HOST:GUEST[,HOST:GUEST...]"));
+        };
+        for proto in ["tcp", "udp"] {
+            netdev.push_str(&format!(
+                ",hostfwd={proto}:127.0.0.1:{host}-10.0.2.15:{guest}"
+            ));
+        }
+    }
+    Ok(netdev)
 }
 
 /// Boot arguments as one kernel command line, quoted so that the guest's
@@ -299,5 +410,58 @@ mod tests {
             kernel_command_line(&args(&["--greeting=Hi there", r#"a"b\c"#, ""])),
             r#""--greeting=Hi there" "a\"b\\c" """#
         );
+    }
+
+    #[test]
+    fn device_arguments_become_virtio_devices_in_order() {
+        let args: Vec<String> = [
+            "--block:storage=disk,1.img",
+            "--net-mac:service=02:00:00:00:00:01",
+            "--net:service=tap0",
+            "--net:admin=user:8080:80",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let devices = virtio_devices(&args.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(
+            devices.guest_words,
+            ["--block:storage", "--net:service", "--net:admin"]
+        );
+        assert_eq!(
+            devices.qemu_args,
+            [
+                "-drive",
+                "if=none,id=block-storage,format=raw,file=disk,,1.img",
+                "-device",
+                "virtio-blk-device,drive=block-storage",
+                "-netdev",
+                "tap,id=net-service,ifname=tap0,script=no,downscript=no",
+                "-device",
+                "virtio-net-device,netdev=net-service,mac=02:00:00:00:00:01",
+                "-netdev",
+                "user,id=net-admin,net=10.0.2.0/24,host=10.0.2.2,restrict=on,\
+                 hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:8080-10.0.2.15:80",
+                "-device",
+                "virtio-net-device,netdev=net-admin",
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_device_arguments_are_refused() {
+        for bad in [
+            "--net:service",
+            "--net:=tap0",
+            "--net:ser-vice=tap0",
+            "--net:service=tap0,x",
+            "--net:service=user:80",
+            "--block-sector-size:storage=4096",
+            "--net-mac:service",
+        ] {
+            let arg = bad.to_string();
+            let error = virtio_devices(&[&arg]).unwrap_err().to_string();
+            assert!(error.contains(bad), "{bad}: {error}");
+        }
     }
 }

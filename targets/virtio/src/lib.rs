@@ -9,12 +9,14 @@
 //! |--------|------|
 //! | `boot`    | the PVH entry (32-bit, builds page tables, enters long mode), `hvm_start_info`, the heap, `start` |
 //! | `hw`      | port I/O: the 16550 UART, the PIT (to calibrate the TSC), the CMOS RTC, isa-debug-exit |
-//! | `devices` | console, clock and random; net and block are not there yet ([`DeviceError::Unsupported`](lamina_core::platform::DeviceError)) |
-//! | `park`    | the executor's idle wait: polls the TSC with `pause` (no interrupts yet) |
+//! | `virtio`  | the drivers: virtio-mmio transport, split virtqueues, virtio-net, virtio-blk |
+//! | `devices` | the device traits: console, clock, random, network interfaces, the TCP/IP stack (`lamina-net`), block devices |
+//! | `park`    | the executor's idle wait: flushes the drivers' queues, then waits for a device or the deadline |
+//! | [`cmdline`] | the device words of the command line (`virtio_mmio.device=`, `--net:NAME`, `--block:NAME`) |
 //! | [`rtc`]   | CMOS date to Unix time |
 //! | [`exit`]  | guest status to and from isa-debug-exit's QEMU exit code |
 //!
-//! Everything but [`rtc`] and [`exit`] is compiled only for a guest
+//! Everything but [`cmdline`], [`rtc`] and [`exit`] is compiled only for a guest
 //! (`--cfg lamina_target="virtio"`, set by `lamina build`); on the host the
 //! crate is just those two, so that they can be unit-tested.
 #![no_std]
@@ -22,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod cmdline;
 pub mod exit;
 pub mod rtc;
 

@@ -5,6 +5,7 @@
 use super::devices::GuestPlatform;
 use super::hw;
 use super::park::GuestPark;
+use super::virtio;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::future::Future;
@@ -257,8 +258,9 @@ static LOGGER: boot::ConsoleLogger = boot::ConsoleLogger {
     write: hw::uart_write,
 };
 
-/// Boots an application: parses the command line into its arguments,
-/// installs the logger and runs `main` to completion. Returns the exit
+/// Boots an application: takes the device words out of the command line
+/// (see [`crate::cmdline`]), parses the rest into its arguments, installs
+/// the logger, brings up the virtio devices and runs `main` to completion. Returns the exit
 /// status: 0 on success, 1 when `main` fails, 2 for a bad command line.
 ///
 /// Called by `lamina::main!`; applications do not call it themselves.
@@ -269,17 +271,35 @@ where
     Fut: Future,
     Fut::Output: IntoExit,
 {
-    let words = match boot_args::split_command_line(boot.cmdline) {
+    let mut words = match boot_args::split_command_line(boot.cmdline) {
         Ok(words) => words,
         Err(e) => {
             hw::uart_write(alloc::format!("unikernel: {e}\n").as_bytes());
             return 2;
         }
     };
+    let device_words = match crate::cmdline::take_device_words(&mut words) {
+        Ok(found) => found,
+        Err(e) => {
+            hw::uart_write(alloc::format!("unikernel: {e}\n").as_bytes());
+            return 2;
+        }
+    };
     let mut app = A::defaults();
+    #[allow(unused_mut)] // parsed only by images with a network device
+    let mut net_args = lamina_net::NetArgs::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
-    let parsed = boot::parse_command_line("unikernel", &words, &mut [&mut app, &mut runtime_args])
-        .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
+    let parsed = boot::parse_command_line(
+        "unikernel",
+        &words,
+        &mut [
+            &mut app,
+            #[cfg(lamina_net)]
+            &mut net_args,
+            &mut runtime_args,
+        ],
+    )
+    .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
     if let Err(stop) = parsed {
         hw::uart_write(stop.text.as_bytes());
         return stop.status;
@@ -288,8 +308,16 @@ where
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
     }
-    let executor = Executor::new(Rc::new(GuestPark));
-    let env = Env::new(GuestPlatform, executor.handle());
+    let devices = virtio::discover(&device_words, MAPPED);
+    let park = Rc::new(GuestPark::new());
+    park.attach(&devices.all);
+    let executor = Executor::new(park);
+    // TCP buffers may take at most half the heap, whatever was asked: the
+    // rest is for the application and the stack's own state.
+    let heap = HEAP.lock().size();
+    net_args.tcp_memory = net_args.tcp_memory.min(heap / 2);
+    let platform = GuestPlatform::new(devices, executor.handle(), net_args);
+    let env = Env::new(platform, executor.handle());
     let output = executor.block_on(main(env, app));
     let exit = output.into_exit(&|message| {
         let mut line: Vec<u8> = Vec::from(message.as_bytes());

@@ -1,10 +1,16 @@
-//! The device traits on the virtio target: console, clock and random for
-//! now; network and block devices come with the virtio drivers.
+//! The device traits on the virtio target: console, clock and random from
+//! the PC's legacy devices and the CPU; network interfaces, TCP/IP stacks
+//! and block devices over the virtio drivers.
 
 use super::hw;
+use super::virtio::{Devices, VirtioBlock, VirtioNetif};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 use lamina_core::device::*;
 use lamina_core::platform::{DeviceError, Platform};
-use lamina_core::runtime::Instant;
+use lamina_core::runtime::{Handle, Instant};
+use lamina_net::{NetArgs, NetStack};
 use rand_chacha::rand_core::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -82,16 +88,33 @@ impl Random for VirtioRandom {
     }
 }
 
-/// The devices of a virtio unikernel.
-pub struct GuestPlatform;
+/// The devices of a virtio unikernel: those found at boot, by name.
+pub struct GuestPlatform {
+    devices: Devices,
+    runtime: Handle,
+    net_args: NetArgs,
+    /// Stacks already brought up, by device name: asking twice shares one.
+    stacks: RefCell<Vec<(String, NetStack)>>,
+}
+
+impl GuestPlatform {
+    pub(crate) fn new(devices: Devices, runtime: Handle, net_args: NetArgs) -> Self {
+        GuestPlatform {
+            devices,
+            runtime,
+            net_args,
+            stacks: RefCell::new(Vec::new()),
+        }
+    }
+}
 
 impl Platform for GuestPlatform {
     type Console = VirtioConsole;
     type Clock = VirtioClock;
     type Random = VirtioRandom;
-    type Netif = Unavailable;
-    type Stack = Unavailable;
-    type Block = Unavailable;
+    type Netif = VirtioNetif;
+    type Stack = NetStack;
+    type Block = VirtioBlock;
     type Kv = Unavailable;
     const TARGET: &'static str = TARGET;
 
@@ -107,27 +130,51 @@ impl Platform for GuestPlatform {
         VirtioRandom
     }
 
-    /// Not yet: the virtio-net driver is the next slice.
-    fn netif(&self, _name: &str) -> Result<Unavailable, DeviceError> {
-        Err(DeviceError::Unsupported {
-            kind: "net",
-            target: TARGET,
-        })
+    fn netif(&self, name: &str) -> Result<VirtioNetif, DeviceError> {
+        let (_, device) = self
+            .devices
+            .net
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| DeviceError::NotAttached {
+                kind: "net",
+                name: name.into(),
+            })?;
+        Ok(VirtioNetif::new(device.clone()))
     }
 
-    fn stack(&self, _name: &str) -> Result<Unavailable, DeviceError> {
-        Err(DeviceError::Unsupported {
-            kind: "net",
-            target: TARGET,
-        })
+    /// Lamina's TCP/IP stack over the network device `name`, configured by
+    /// `--ipv4`/`--ipv4-gateway` or DHCP.
+    fn stack(&self, name: &str) -> Result<NetStack, DeviceError> {
+        if let Some((_, stack)) = self.stacks.borrow().iter().find(|(n, _)| n == name) {
+            return Ok(stack.clone());
+        }
+        let netif = self.netif(name)?;
+        let seed = VirtioRandom.next_u64();
+        let stack = NetStack::start(
+            netif,
+            VirtioClock,
+            seed,
+            &self.runtime,
+            self.net_args.clone(),
+        );
+        self.stacks
+            .borrow_mut()
+            .push((String::from(name), stack.clone()));
+        Ok(stack)
     }
 
-    /// Not yet: the virtio-blk driver is the next slice.
-    fn block(&self, _name: &str) -> Result<Unavailable, DeviceError> {
-        Err(DeviceError::Unsupported {
-            kind: "block",
-            target: TARGET,
-        })
+    fn block(&self, name: &str) -> Result<VirtioBlock, DeviceError> {
+        let (_, device) = self
+            .devices
+            .block
+            .iter()
+            .find(|(n, _)| n == name)
+            .ok_or_else(|| DeviceError::NotAttached {
+                kind: "block",
+                name: name.into(),
+            })?;
+        Ok(VirtioBlock::new(device.clone()))
     }
 
     fn kv(&self, _name: &str) -> Result<Unavailable, DeviceError> {

@@ -8,6 +8,7 @@ mod hw;
 #[path = "../../../solo5/src/guest/mem.rs"]
 mod mem;
 mod park;
+mod virtio;
 
 pub use boot::{start, Boot};
 pub use devices::{GuestPlatform, VirtioClock, VirtioConsole, VirtioRandom};

@@ -1,0 +1,229 @@
+//! virtio-blk (virtio 1.2, section 5.2): one request at a time through a
+//! bounce buffer owned by the driver, so that a caller who stops waiting
+//! (drops the future) never leaves the device writing into freed memory.
+
+use super::mmio::{SetupError, Transport};
+use super::queue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
+use super::Device;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::task::{Context, Poll};
+use lamina_core::device::{Block, BlockError, BlockInfo};
+
+/// VIRTIO_BLK_F_RO: the device is read-only.
+const F_RO: u64 = 1 << 5;
+/// virtio-blk counts in 512-byte sectors whatever the medium's block size.
+const SECTOR: u32 = 512;
+/// Largest transfer per request; longer ones are split.
+const CHUNK: usize = 64 * 1024;
+/// Request types.
+const T_IN: u32 = 0;
+const T_OUT: u32 = 1;
+/// Status byte of a successful request.
+const S_OK: u8 = 0;
+/// Where the header, the status byte and the data sit in the bounce buffer.
+const HEADER_AT: usize = 0;
+const STATUS_AT: usize = 16;
+const DATA_AT: usize = 512;
+
+/// A virtio-blk device; shared between its [`VirtioBlock`] and the park.
+pub struct BlockDevice {
+    transport: Transport,
+    queue: Queue,
+    bounce: Dma,
+    info: BlockInfo,
+    read_only: bool,
+    /// A task owns the bounce buffer.
+    busy: Cell<bool>,
+    /// A request was handed to the device and its completion not yet seen.
+    in_flight: Cell<bool>,
+    /// Tasks waiting for a completion or for the bounce buffer.
+    waiters: RefCell<Vec<core::task::Waker>>,
+}
+
+impl BlockDevice {
+    /// Brings the device up and reads its capacity.
+    pub fn new(transport: Transport) -> Result<BlockDevice, SetupError> {
+        let features = transport.begin(F_RO)?;
+        let queue = transport.queue(0, 16, 3)?;
+        let sectors = u64::from_le_bytes(transport.config::<8>(0));
+        let bounce = Dma::new(DATA_AT + CHUNK);
+        queue.set_descriptor(0, bounce.address(HEADER_AT), 16, DESC_NEXT, 1);
+        queue.set_descriptor(2, bounce.address(STATUS_AT), 1, DESC_WRITE, 0);
+        transport.finish();
+        Ok(BlockDevice {
+            transport,
+            queue,
+            bounce,
+            info: BlockInfo {
+                sector_size: SECTOR,
+                sectors,
+            },
+            read_only: features & F_RO != 0,
+            busy: Cell::new(false),
+            in_flight: Cell::new(false),
+            waiters: RefCell::new(Vec::new()),
+        })
+    }
+
+    fn wait(&self, cx: &Context<'_>) {
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+    }
+
+    /// Whether the request in flight (if any) completed; true when none is.
+    fn collect(&self) -> Result<bool, BlockError> {
+        if !self.in_flight.get() {
+            return Ok(true);
+        }
+        match self.queue.pop_used() {
+            Some(_) => {
+                self.in_flight.set(false);
+                Ok(true)
+            }
+            None if self.queue.is_broken() => Err(BlockError::Io),
+            None => Ok(false),
+        }
+    }
+
+    /// Waits for the bounce buffer and a quiet device.
+    async fn acquire(&self) -> Result<Guard<'_>, BlockError> {
+        poll_fn(|cx| {
+            if !self.busy.get() {
+                match self.collect() {
+                    Ok(true) => {
+                        self.busy.set(true);
+                        return Poll::Ready(Ok(Guard(self)));
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                    Ok(false) => {}
+                }
+            }
+            self.wait(cx);
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// One request of at most CHUNK bytes; the data is in (writes) or comes
+    /// back in (reads) the bounce buffer.
+    async fn request(&self, kind: u32, sector: u64, len: usize) -> Result<(), BlockError> {
+        let mut header = [0u8; 16];
+        header[..4].copy_from_slice(&kind.to_le_bytes());
+        header[8..].copy_from_slice(&sector.to_le_bytes());
+        self.bounce.write(HEADER_AT, &header);
+        self.bounce.write(STATUS_AT, &[0xff]);
+        let data_flags = if kind == T_IN {
+            DESC_WRITE | DESC_NEXT
+        } else {
+            DESC_NEXT
+        };
+        self.queue
+            .set_descriptor(1, self.bounce.address(DATA_AT), len as u32, data_flags, 2);
+        self.queue.push(0);
+        self.in_flight.set(true);
+        if self.queue.publish() {
+            self.transport.notify(self.queue.index);
+        }
+        poll_fn(|cx| match self.collect() {
+            Ok(true) => Poll::Ready(Ok(())),
+            Ok(false) => {
+                self.wait(cx);
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await?;
+        let mut status = [0xffu8];
+        self.bounce.read(STATUS_AT, &mut status);
+        if status[0] == S_OK {
+            Ok(())
+        } else {
+            Err(BlockError::Io)
+        }
+    }
+
+    /// Wakes every waiting task; returns whether there was any.
+    fn wake_all(&self) -> bool {
+        let waiters = core::mem::take(&mut *self.waiters.borrow_mut());
+        let any = !waiters.is_empty();
+        waiters.into_iter().for_each(core::task::Waker::wake);
+        any
+    }
+}
+
+/// Owns the bounce buffer; gives it back when dropped, also when the
+/// caller stops waiting halfway.
+struct Guard<'a>(&'a BlockDevice);
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.set(false);
+        self.0.wake_all();
+    }
+}
+
+impl Device for BlockDevice {
+    fn flush(&self) {}
+
+    fn poll(&self) -> bool {
+        self.transport.ack_interrupt();
+        if !(self.queue.has_used() || self.queue.is_broken()) {
+            return false;
+        }
+        self.wake_all()
+    }
+}
+
+/// The [`Block`] device of a virtio-blk device.
+pub struct VirtioBlock {
+    device: Rc<BlockDevice>,
+}
+
+impl VirtioBlock {
+    /// The block device over `device`.
+    pub fn new(device: Rc<BlockDevice>) -> Self {
+        VirtioBlock { device }
+    }
+}
+
+impl Block for VirtioBlock {
+    fn info(&self) -> BlockInfo {
+        self.device.info
+    }
+
+    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.check_transfer(sector, buf.len())?;
+        let device = &*self.device;
+        let _guard = device.acquire().await?;
+        for (i, chunk) in buf.chunks_mut(CHUNK).enumerate() {
+            let at = sector + (i * CHUNK / SECTOR as usize) as u64;
+            device.request(T_IN, at, chunk.len()).await?;
+            if !device.bounce.read(DATA_AT, chunk) {
+                return Err(BlockError::Io);
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.check_transfer(sector, buf.len())?;
+        let device = &*self.device;
+        if device.read_only {
+            return Err(BlockError::ReadOnly);
+        }
+        let _guard = device.acquire().await?;
+        for (i, chunk) in buf.chunks(CHUNK).enumerate() {
+            let at = sector + (i * CHUNK / SECTOR as usize) as u64;
+            if !device.bounce.write(DATA_AT, chunk) {
+                return Err(BlockError::Io);
+            }
+            device.request(T_OUT, at, chunk.len()).await?;
+        }
+        Ok(())
+    }
+}

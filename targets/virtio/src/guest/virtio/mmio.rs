@@ -1,0 +1,240 @@
+//! The virtio-mmio transport, version 2 (virtio 1.x, "modern"): the
+//! register window, the status handshake, feature negotiation and queue
+//! set-up (virtio 1.2, section 4.2.2).
+
+use super::queue::Queue;
+use crate::cmdline::MmioDevice;
+use core::ptr::{read_volatile, write_volatile};
+
+/// "virt", little-endian.
+const MAGIC: u32 = 0x7472_6976;
+
+// Register offsets.
+const MAGIC_VALUE: usize = 0x000;
+const VERSION: usize = 0x004;
+const DEVICE_ID: usize = 0x008;
+const DEVICE_FEATURES: usize = 0x010;
+const DEVICE_FEATURES_SEL: usize = 0x014;
+const DRIVER_FEATURES: usize = 0x020;
+const DRIVER_FEATURES_SEL: usize = 0x024;
+const QUEUE_SEL: usize = 0x030;
+const QUEUE_NUM_MAX: usize = 0x034;
+const QUEUE_NUM: usize = 0x038;
+const QUEUE_READY: usize = 0x044;
+const QUEUE_NOTIFY: usize = 0x050;
+const INTERRUPT_STATUS: usize = 0x060;
+const INTERRUPT_ACK: usize = 0x064;
+const STATUS: usize = 0x070;
+const QUEUE_DESC: usize = 0x080;
+const QUEUE_DRIVER: usize = 0x090;
+const QUEUE_DEVICE: usize = 0x0a0;
+const CONFIG_GENERATION: usize = 0x0fc;
+/// Start of the device-specific configuration space.
+const CONFIG: usize = 0x100;
+/// The window must hold the registers and this much configuration space.
+const MIN_WINDOW: u64 = 0x200;
+
+// Device status bits.
+const ACKNOWLEDGE: u32 = 1;
+const DRIVER: u32 = 2;
+const DRIVER_OK: u32 = 4;
+const FEATURES_OK: u32 = 8;
+const FAILED: u32 = 0x80;
+
+/// VIRTIO_F_VERSION_1: the device speaks virtio 1.x.
+pub const F_VERSION_1: u64 = 1 << 32;
+
+/// Device types (virtio 1.2, section 5).
+pub mod device_type {
+    /// virtio-net.
+    pub const NET: u32 = 1;
+    /// virtio-blk.
+    pub const BLOCK: u32 = 2;
+}
+
+/// Why a device could not be brought up; the text is the message.
+#[derive(Debug)]
+pub enum SetupError {
+    /// The window is no virtio-mmio device, or too small, or outside the
+    /// guest's mapping.
+    NotVirtio,
+    /// A legacy (version 1) device: start QEMU with
+    /// `-global virtio-mmio.force-legacy=false`.
+    Legacy,
+    /// The device refused the features, or lacks VIRTIO_F_VERSION_1.
+    Features,
+    /// The device has no such queue, or one too small.
+    Queue,
+}
+
+impl core::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            SetupError::NotVirtio => "not a virtio-mmio device",
+            SetupError::Legacy => {
+                "a legacy virtio-mmio device (version 1): start QEMU with -global virtio-mmio.force-legacy=false"
+            }
+            SetupError::Features => "the device does not accept virtio 1.x features",
+            SetupError::Queue => "the device's virtqueue is missing or too small",
+        })
+    }
+}
+
+/// A virtio-mmio device's register window.
+pub struct Transport {
+    base: usize,
+    /// The interrupt line announced on the command line.
+    pub irq: u32,
+}
+
+impl Transport {
+    /// Checks the window and reads its device type (0: an empty slot).
+    pub fn probe(device: &MmioDevice, mapped: u64) -> Result<(Transport, u32), SetupError> {
+        let end = device
+            .base
+            .checked_add(device.size)
+            .ok_or(SetupError::NotVirtio)?;
+        if device.size < MIN_WINDOW || end > mapped || !device.base.is_multiple_of(4) {
+            return Err(SetupError::NotVirtio);
+        }
+        let transport = Transport {
+            base: device.base as usize,
+            irq: device.irq,
+        };
+        if transport.read(MAGIC_VALUE) != MAGIC {
+            return Err(SetupError::NotVirtio);
+        }
+        match transport.read(VERSION) {
+            2 => {}
+            1 => return Err(SetupError::Legacy),
+            _ => return Err(SetupError::NotVirtio),
+        }
+        let id = transport.read(DEVICE_ID);
+        Ok((transport, id))
+    }
+
+    fn read(&self, offset: usize) -> u32 {
+        // SAFETY: `probe` checked that the window lies inside the guest's
+        // identity mapping and is at least MIN_WINDOW long; `offset` is one
+        // of the register constants above, all below it. MMIO reads have no
+        // effect on memory.
+        unsafe { read_volatile((self.base + offset) as *const u32) }
+    }
+
+    fn write(&self, offset: usize, value: u32) {
+        // SAFETY: as for `read`; the device's registers are not memory
+        // that Rust owns.
+        unsafe { write_volatile((self.base + offset) as *mut u32, value) }
+    }
+
+    /// Resets the device, negotiates `wanted` features (VIRTIO_F_VERSION_1
+    /// is added and required) and returns those the device offers.
+    pub fn begin(&self, wanted: u64) -> Result<u64, SetupError> {
+        self.write(STATUS, 0);
+        while self.read(STATUS) != 0 {
+            core::hint::spin_loop();
+        }
+        self.write(STATUS, ACKNOWLEDGE);
+        self.write(STATUS, ACKNOWLEDGE | DRIVER);
+        self.write(DEVICE_FEATURES_SEL, 0);
+        let low = self.read(DEVICE_FEATURES) as u64;
+        self.write(DEVICE_FEATURES_SEL, 1);
+        let offered = low | (self.read(DEVICE_FEATURES) as u64) << 32;
+        let accepted = offered & (wanted | F_VERSION_1);
+        if accepted & F_VERSION_1 == 0 {
+            self.fail();
+            return Err(SetupError::Features);
+        }
+        self.write(DRIVER_FEATURES_SEL, 0);
+        self.write(DRIVER_FEATURES, accepted as u32);
+        self.write(DRIVER_FEATURES_SEL, 1);
+        self.write(DRIVER_FEATURES, (accepted >> 32) as u32);
+        self.write(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
+        if self.read(STATUS) & FEATURES_OK == 0 {
+            self.fail();
+            return Err(SetupError::Features);
+        }
+        Ok(accepted)
+    }
+
+    /// Sets up queue `index` with at most `max_size` entries (a power of
+    /// two) and at least `min_size`, and enables it.
+    pub fn queue(&self, index: u16, max_size: u16, min_size: u16) -> Result<Queue, SetupError> {
+        self.write(QUEUE_SEL, index as u32);
+        if self.read(QUEUE_READY) != 0 {
+            return Err(SetupError::Queue);
+        }
+        let device_max = self.read(QUEUE_NUM_MAX).min(u16::MAX as u32) as u16;
+        // The largest power of two within both limits.
+        let limit = device_max.min(max_size);
+        if limit == 0 {
+            self.fail();
+            return Err(SetupError::Queue);
+        }
+        let size = 1u16 << (15 - limit.leading_zeros() as u16);
+        if size < min_size {
+            self.fail();
+            return Err(SetupError::Queue);
+        }
+        let queue = Queue::new(size, index);
+        let (desc, driver, device) = queue.addresses();
+        self.write(QUEUE_NUM, size as u32);
+        for (register, address) in [
+            (QUEUE_DESC, desc),
+            (QUEUE_DRIVER, driver),
+            (QUEUE_DEVICE, device),
+        ] {
+            self.write(register, address as u32);
+            self.write(register + 4, (address >> 32) as u32);
+        }
+        self.write(QUEUE_READY, 1);
+        Ok(queue)
+    }
+
+    /// Tells the device the driver is ready: the queues are live.
+    pub fn finish(&self) {
+        self.write(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+    }
+
+    fn fail(&self) {
+        self.write(STATUS, FAILED);
+    }
+
+    /// Tells the device that queue `index` has new buffers.
+    pub fn notify(&self, index: u16) {
+        self.write(QUEUE_NOTIFY, index as u32);
+    }
+
+    /// Acknowledges pending interrupts, so that the next one raises the line
+    /// again (the I/O APIC entry is edge-triggered).
+    pub fn ack_interrupt(&self) {
+        let pending = self.read(INTERRUPT_STATUS);
+        if pending != 0 {
+            self.write(INTERRUPT_ACK, pending);
+        }
+    }
+
+    /// Reads `N` bytes of configuration space at `offset`, consistently
+    /// (retried while the configuration generation changes, a bounded
+    /// number of times). Offsets past the window read as zero.
+    pub fn config<const N: usize>(&self, offset: usize) -> [u8; N] {
+        let mut bytes = [0u8; N];
+        for _ in 0..64 {
+            let before = self.read(CONFIG_GENERATION);
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                let at = CONFIG + offset + i;
+                if at >= MIN_WINDOW as usize {
+                    break;
+                }
+                // SAFETY: inside the window checked by `probe` (at <
+                // MIN_WINDOW); byte-wide reads of configuration space are
+                // allowed for virtio-mmio.
+                *byte = unsafe { read_volatile((self.base + at) as *const u8) };
+            }
+            if self.read(CONFIG_GENERATION) == before {
+                break;
+            }
+        }
+        bytes
+    }
+}

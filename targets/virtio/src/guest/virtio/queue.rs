@@ -1,0 +1,247 @@
+//! The split virtqueue (virtio 1.2, section 2.7) and DMA memory.
+//!
+//! Guest memory is identity-mapped, so an address the driver hands the
+//! device is the pointer's value. The driver owns the descriptor table and
+//! the available ring and only writes them; the device owns the used ring,
+//! which is read through volatile loads and checked: an index or length
+//! the device makes up marks the queue broken, and a broken queue returns
+//! nothing more (it never panics and never touches memory outside its
+//! buffers).
+
+use alloc::alloc::{alloc_zeroed, handle_alloc_error, Layout};
+use core::cell::Cell;
+use core::ptr::{read_volatile, write_volatile};
+use core::sync::atomic::{fence, Ordering};
+
+/// The descriptor continues in `next`.
+pub const DESC_NEXT: u16 = 1;
+/// The device writes the buffer (else it reads it).
+pub const DESC_WRITE: u16 = 2;
+/// Available ring flag: the driver needs no interrupt for this queue.
+const AVAIL_NO_INTERRUPT: u16 = 1;
+/// Used ring flag: the device needs no notification now.
+const USED_NO_NOTIFY: u16 = 1;
+
+/// Zeroed memory that the device may read or write: never moved, never
+/// freed (devices live as long as the unikernel).
+pub struct Dma {
+    base: *mut u8,
+    len: usize,
+}
+
+impl Dma {
+    /// `len` zeroed bytes aligned to a page.
+    pub fn new(len: usize) -> Dma {
+        let Ok(layout) = Layout::from_size_align(len.max(1), 4096) else {
+            panic!("virtio: a DMA area of {len} bytes is too large");
+        };
+        // SAFETY: the layout has a non-zero size.
+        let base = unsafe { alloc_zeroed(layout) };
+        if base.is_null() {
+            handle_alloc_error(layout);
+        }
+        Dma { base, len }
+    }
+
+    /// The physical (= virtual) address of byte `offset`, if inside.
+    pub fn address(&self, offset: usize) -> u64 {
+        debug_assert!(offset <= self.len);
+        self.base as u64 + offset.min(self.len) as u64
+    }
+
+    /// Copies `bytes` in at `offset`; false (nothing copied) if they do not fit.
+    pub fn write(&self, offset: usize, bytes: &[u8]) -> bool {
+        if offset
+            .checked_add(bytes.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the range is inside the allocation (checked above), which
+        // the device does not use while the driver fills it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.base.add(offset), bytes.len())
+        };
+        true
+    }
+
+    /// Copies `out.len()` bytes out from `offset`; false if out of range.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> bool {
+        if offset
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: inside the allocation (checked above); the device
+        // finished with these bytes (the driver read their used entry).
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.base.add(offset), out.as_mut_ptr(), out.len())
+        };
+        true
+    }
+}
+
+/// A split virtqueue of `size` entries in one page-aligned allocation:
+/// descriptors, then the available ring, then the used ring.
+pub struct Queue {
+    /// The queue's index on its device (what a notification names).
+    pub index: u16,
+    size: u16,
+    memory: Dma,
+    avail: usize,
+    used: usize,
+    /// Available entries written, published or not.
+    next_avail: Cell<u16>,
+    /// The available index the device has been told.
+    published: Cell<u16>,
+    /// Used entries consumed.
+    last_used: Cell<u16>,
+    broken: Cell<bool>,
+}
+
+impl Queue {
+    /// A queue of `size` (a power of two, at most 32768) entries.
+    pub fn new(size: u16, index: u16) -> Queue {
+        let n = size as usize;
+        let avail = 16 * n;
+        let used = (avail + 6 + 2 * n).next_multiple_of(4);
+        let len = used + 6 + 8 * n;
+        Queue {
+            index,
+            size,
+            memory: Dma::new(len),
+            avail,
+            used,
+            next_avail: Cell::new(0),
+            published: Cell::new(0),
+            last_used: Cell::new(0),
+            broken: Cell::new(false),
+        }
+    }
+
+    /// The number of entries.
+    pub fn size(&self) -> u16 {
+        self.size
+    }
+
+    /// Addresses of the descriptor table, the available ring and the used ring.
+    pub fn addresses(&self) -> (u64, u64, u64) {
+        (
+            self.memory.address(0),
+            self.memory.address(self.avail),
+            self.memory.address(self.used),
+        )
+    }
+
+    fn write16(&self, offset: usize, value: u16) {
+        debug_assert!(offset + 2 <= self.memory.len);
+        // SAFETY: every caller passes an offset inside the rings laid out in
+        // `new` (indices are reduced modulo `size`), aligned to 2.
+        unsafe { write_volatile(self.memory.base.add(offset) as *mut u16, value) }
+    }
+
+    fn read16(&self, offset: usize) -> u16 {
+        debug_assert!(offset + 2 <= self.memory.len);
+        // SAFETY: as for `write16`; the device may write these bytes at any
+        // time, hence the volatile load.
+        unsafe { read_volatile(self.memory.base.add(offset) as *const u16) }
+    }
+
+    fn read32(&self, offset: usize) -> u32 {
+        debug_assert!(offset + 4 <= self.memory.len);
+        // SAFETY: as for `read16`, aligned to 4 (the used ring is).
+        unsafe { read_volatile(self.memory.base.add(offset) as *const u32) }
+    }
+
+    /// Fills descriptor `id` (taken modulo the size).
+    pub fn set_descriptor(&self, id: u16, address: u64, len: u32, flags: u16, next: u16) {
+        let at = 16 * (id % self.size) as usize;
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&address.to_le_bytes());
+        bytes[8..12].copy_from_slice(&len.to_le_bytes());
+        bytes[12..14].copy_from_slice(&flags.to_le_bytes());
+        bytes[14..].copy_from_slice(&(next % self.size).to_le_bytes());
+        self.memory.write(at, &bytes);
+    }
+
+    /// Offers the chain starting at descriptor `head`; the device sees it
+    /// at the next [`publish`](Self::publish).
+    pub fn push(&self, head: u16) {
+        let slot = self.next_avail.get() % self.size;
+        self.write16(self.avail + 4 + 2 * slot as usize, head % self.size);
+        self.next_avail.set(self.next_avail.get().wrapping_add(1));
+    }
+
+    /// How many pushed chains wait for [`publish`](Self::publish).
+    pub fn unpublished(&self) -> usize {
+        self.next_avail.get().wrapping_sub(self.published.get()) as usize
+    }
+
+    /// Makes the pushed chains visible to the device; returns whether the
+    /// device asks to be notified.
+    pub fn publish(&self) -> bool {
+        if self.unpublished() == 0 {
+            return false;
+        }
+        // The ring entries before the index (a compiler barrier on x86).
+        fence(Ordering::Release);
+        self.write16(self.avail + 2, self.next_avail.get());
+        self.published.set(self.next_avail.get());
+        // The index before reading the device's flag: a full barrier.
+        fence(Ordering::SeqCst);
+        self.read16(self.used) & USED_NO_NOTIFY == 0
+    }
+
+    /// Asks the device not to interrupt for this queue (a hint).
+    pub fn suppress_interrupts(&self) {
+        self.write16(self.avail, AVAIL_NO_INTERRUPT);
+    }
+
+    /// Whether the device has returned chains not yet popped.
+    pub fn has_used(&self) -> bool {
+        !self.broken.get() && self.read16(self.used + 2) != self.last_used.get()
+    }
+
+    /// Whether the device broke the ring's rules; the queue is dead then.
+    pub fn is_broken(&self) -> bool {
+        self.broken.get()
+    }
+
+    /// The next chain the device returned: its head and the number of
+    /// bytes the device wrote. `None` when there is none, or the queue is
+    /// broken (an index out of range, or more entries than the ring holds).
+    pub fn pop_used(&self) -> Option<(u16, u32)> {
+        if self.broken.get() {
+            return None;
+        }
+        let last = self.last_used.get();
+        let index = self.read16(self.used + 2);
+        if index == last {
+            return None;
+        }
+        if index.wrapping_sub(last) > self.size {
+            self.break_queue("used index ran ahead of the ring");
+            return None;
+        }
+        // The entry after the index.
+        fence(Ordering::Acquire);
+        let at = self.used + 4 + 8 * (last % self.size) as usize;
+        let id = self.read32(at);
+        let len = self.read32(at + 4);
+        self.last_used.set(last.wrapping_add(1));
+        if id >= self.size as u32 {
+            self.break_queue("used entry names no descriptor");
+            return None;
+        }
+        Some((id as u16, len))
+    }
+
+    fn break_queue(&self, why: &str) {
+        log::error!(
+            "virtio: queue {}: {why}: the device is not used any more",
+            self.index
+        );
+        self.broken.set(true);
+    }
+}
