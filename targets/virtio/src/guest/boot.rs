@@ -19,7 +19,7 @@ use lamina_core::IntoExit;
 /// Smallest heap worth booting with.
 const MIN_HEAP: u64 = 256 * 1024;
 /// The page tables map this much, identity, with 2 MiB pages.
-const MAPPED: u64 = 4 << 30;
+pub(super) const MAPPED: u64 = 4 << 30;
 /// `hvm_start_info.magic`.
 const PVH_MAGIC: u32 = 0x336e_c578;
 /// Longest command line read.

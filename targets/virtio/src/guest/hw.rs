@@ -6,7 +6,7 @@ use crate::rtc::{from_bcd, RtcTime};
 use core::arch::asm;
 use lamina_solo5::time::TscScale;
 
-fn outb(port: u16, value: u8) {
+pub fn outb(port: u16, value: u8) {
     // SAFETY: port I/O to the legacy devices named in this module only; it
     // touches no memory.
     unsafe {

@@ -3,6 +3,7 @@
 mod boot;
 mod devices;
 mod hw;
+mod irq;
 // `memcpy` and friends: the same file as the Solo5 targets', shared by path
 // (it depends on nothing but `core`).
 #[path = "../../../solo5/src/guest/mem.rs"]

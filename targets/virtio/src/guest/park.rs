@@ -3,19 +3,32 @@
 //! Before idling, every device publishes what its driver queued (one
 //! notification per device and round). Then the park looks at the devices'
 //! used rings and wakes the tasks waiting on them; with nothing to wake it
-//! waits for the deadline or a device, and looks again.
+//! halts the CPU until the deadline (the local APIC timer) or a device's
+//! interrupt, and looks again. Should interrupts be unavailable, it polls.
 
 use super::hw;
+use super::irq::{self, Interrupts};
 use super::virtio::Device;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, OnceCell, RefCell};
 use lamina_core::runtime::{Instant, Park};
+
+/// Longest halt when every device's interrupt is routed: a safety net
+/// against a lost interrupt, nothing more.
+const ROUTED_MAX_WAIT_NS: u64 = 100_000_000;
+/// Longest halt when some device has no interrupt line: how often its
+/// rings are polled.
+const POLLED_MAX_WAIT_NS: u64 = 1_000_000;
 
 /// Waits for a deadline or a device.
 #[derive(Default)]
 pub struct GuestPark {
     devices: RefCell<Vec<Rc<dyn Device>>>,
+    /// Set up at the first wait, or when devices are attached.
+    interrupts: OnceCell<Option<Interrupts>>,
+    /// Some device's line could not be routed: poll it.
+    unrouted: Cell<bool>,
 }
 
 impl GuestPark {
@@ -24,9 +37,34 @@ impl GuestPark {
         GuestPark::default()
     }
 
-    /// Adds the devices whose completions wake tasks.
+    /// Adds the devices whose completions wake tasks, and routes their
+    /// interrupts.
     pub fn attach(&self, devices: &[Rc<dyn Device>]) {
+        if devices.is_empty() {
+            return;
+        }
+        match self.interrupts() {
+            Some(interrupts) => {
+                for device in devices {
+                    if !interrupts.route(device.irq()) {
+                        log::warn!(
+                            "virtio: interrupt line {} cannot be routed: polling",
+                            device.irq()
+                        );
+                        self.unrouted.set(true);
+                    }
+                }
+            }
+            None => {
+                log::warn!("virtio: no local APIC: the devices are polled");
+                self.unrouted.set(true);
+            }
+        }
         self.devices.borrow_mut().extend(devices.iter().cloned());
+    }
+
+    fn interrupts(&self) -> Option<&Interrupts> {
+        self.interrupts.get_or_init(irq::init).as_ref()
     }
 
     /// Looks at every device once; returns whether a task was woken.
@@ -52,14 +90,30 @@ impl Park for GuestPark {
             }
         }
         devices.iter().for_each(|d| d.flush());
+        let max_wait = if self.unrouted.get() {
+            POLLED_MAX_WAIT_NS
+        } else {
+            ROUTED_MAX_WAIT_NS
+        };
         loop {
             if self.poll_devices(&devices) {
                 return;
             }
-            if deadline.is_some_and(|d| hw::monotonic_ns() >= d) {
-                return;
+            let now = hw::monotonic_ns();
+            let left = match deadline {
+                Some(d) if d <= now => return,
+                Some(d) => d - now,
+                None => u64::MAX,
+            };
+            let wait = left.min(max_wait);
+            match self.interrupts() {
+                Some(interrupts) => interrupts.halt_for(wait),
+                None => {
+                    while hw::monotonic_ns() < now + wait {
+                        core::hint::spin_loop(); // `pause`
+                    }
+                }
             }
-            core::hint::spin_loop(); // `pause`
         }
     }
 }

@@ -177,6 +177,10 @@ impl Device for BlockDevice {
         }
         self.wake_all()
     }
+
+    fn irq(&self) -> u32 {
+        self.transport.irq
+    }
 }
 
 /// The [`Block`] device of a virtio-blk device.

@@ -34,6 +34,8 @@ pub trait Device {
     /// Acknowledges the device's interrupt and, if it completed something,
     /// wakes the tasks waiting on it; returns whether it woke any.
     fn poll(&self) -> bool;
+    /// The device's interrupt line (a GSI of the I/O APIC).
+    fn irq(&self) -> u32;
 }
 
 include!(concat!(env!("OUT_DIR"), "/declared.rs"));

@@ -205,6 +205,10 @@ impl Device for NetDevice {
         let waker = self.rx_waker.borrow_mut().take();
         waker.map(core::task::Waker::wake).is_some()
     }
+
+    fn irq(&self) -> u32 {
+        self.transport.irq
+    }
 }
 
 /// The [`Netif`] of a virtio-net device.
