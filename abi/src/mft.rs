@@ -122,6 +122,18 @@ impl Entry {
         u16::from_le_bytes([self.info[6], self.info[7]])
     }
 
+    /// Lamina's network features the tender turned on for this device
+    /// ([`net_features`] bits; bytes 8-9 of the info, which Solo5's tenders
+    /// leave 0).
+    pub fn net_features(&self) -> u16 {
+        u16::from_le_bytes([self.info[8], self.info[9]])
+    }
+
+    /// Records the network features the tender turned on.
+    pub fn set_net_features(&mut self, features: u16) {
+        self.info[8..10].copy_from_slice(&features.to_le_bytes());
+    }
+
     /// The host descriptor (low 32 bits of `host`).
     pub fn host_fd(&self) -> i32 {
         self.host as u32 as i32
@@ -144,6 +156,16 @@ impl Entry {
         self.host = fd as u32 as u64;
         self.attached = 1;
     }
+}
+
+/// Bits of [`Entry::net_features`].
+pub mod net_features {
+    /// Each frame on the device's descriptor, both ways, starts with a
+    /// 10-byte `virtio_net_hdr` (virtio 1.x, 5.1.6): the host may deliver
+    /// partial checksums and TCP segments up to 64 KiB, and accepts both
+    /// (see `lamina_net::offload`). Only for guests whose LMN1 note has
+    /// [`features::NET_OFFLOAD`](crate::note::features::NET_OFFLOAD).
+    pub const VIRTIO_NET_HDR: u16 = 1 << 0;
 }
 
 /// Whether `name` is a valid device name: 1 to 67 ASCII letters and digits.

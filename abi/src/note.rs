@@ -89,6 +89,10 @@ pub mod features {
     /// The guest's page tables may mark data no-execute: it never executes
     /// outside its text segment.
     pub const NX_DATA: u32 = 1 << 1;
+    /// The guest's network devices understand frames behind a virtio-net
+    /// header, which a tender turns on per device and records in the
+    /// manifest ([`net_features`](crate::mft::net_features)).
+    pub const NET_OFFLOAD: u32 = 1 << 2;
 }
 
 /// Lamina's own note: what the image promises its tender.

@@ -45,6 +45,9 @@ pub mod syscall {
     pub const PREAD64: u32 = 17;
     /// `pwrite64(fd, buf, len, offset)`: block write.
     pub const PWRITE64: u32 = 18;
+    /// `readv(fd, iov, iovcnt)`: a network device with a virtio-net header
+    /// (Lamina's tender only; see `mft::net_features`).
+    pub const READV: u32 = 19;
     /// `arch_prctl(ARCH_SET_FS, base)`: thread-local storage.
     pub const ARCH_PRCTL: u32 = 158;
     /// `clock_gettime(clock, ts)`: monotonic and wall time.

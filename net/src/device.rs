@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 use lamina_core::device::Netif;
-use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, Checksum, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 /// Borrowed for one `Interface::poll`.
@@ -116,6 +116,11 @@ impl<N: Netif> phy::Device for NetifDevice<'_, N> {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = self.netif.mtu() + 14;
+        if self.netif.offloads().checksum {
+            // The device verifies and fills them in.
+            caps.checksum.tcp = Checksum::None;
+            caps.checksum.udp = Checksum::None;
+        }
         caps
     }
 }

@@ -140,7 +140,12 @@ impl NetStack {
         let mac = EthernetAddress(netif.mac());
         let mut config = Config::new(HardwareAddress::Ethernet(mac));
         config.random_seed = random_seed;
-        let mut rx = vec![0u8; netif.mtu() + 14];
+        let rx_frame = if netif.offloads().large_receive {
+            lamina_core::device::Offloads::MAX_LARGE_FRAME
+        } else {
+            netif.mtu() + 14
+        };
+        let mut rx = vec![0u8; rx_frame];
         let mut tx = Vec::new();
         let mut pending = None;
         let mut rx_errors = 0;
@@ -346,6 +351,7 @@ impl<N: Netif> Driver<N> {
                 break;
             }
         }
+        self.netif.flush();
         if let Some(handle) = self.dhcp {
             let event = sockets.get_mut::<dhcpv4::Socket>(handle).poll();
             match event {

@@ -65,6 +65,40 @@ pub trait Netif {
     /// error, and protocols above retransmit. A frame longer than MTU + 14
     /// is [`NetError::TooLarge`].
     fn transmit(&self, frame: &[u8]) -> Result<(), NetError>;
+    /// The work this device does for the stack above it; none by default.
+    fn offloads(&self) -> Offloads {
+        Offloads::default()
+    }
+    /// Sends the frames [`Netif::transmit`] held back to send them together
+    /// (a device that coalesces segments); the stack calls it after each
+    /// round of transmits. Nothing by default.
+    fn flush(&self) {}
+}
+
+/// What a [`Netif`] does so that the stack above need not.
+///
+/// ```
+/// use lamina_core::device::Offloads;
+/// let plain = Offloads::default();
+/// assert!(!plain.checksum && !plain.large_receive);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offloads {
+    /// TCP and UDP checksums are the device's: it drops received frames
+    /// whose checksum is wrong (or has the host vouch for them) and fills
+    /// the checksum of frames it transmits, so the stack neither verifies
+    /// nor computes them.
+    pub checksum: bool,
+    /// Received frames may be longer than the MTU, up to
+    /// [`Offloads::MAX_LARGE_FRAME`]: TCP segments the host has not cut to
+    /// the MTU (its segmentation or receive offload).
+    pub large_receive: bool,
+}
+
+impl Offloads {
+    /// The longest frame a device with `large_receive` delivers: an IP
+    /// packet of 64 KiB behind an Ethernet header.
+    pub const MAX_LARGE_FRAME: usize = 14 + 65535;
 }
 
 /// A TCP/UDP stack: the host's sockets on unix, Lamina's own stack over a

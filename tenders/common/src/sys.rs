@@ -61,7 +61,11 @@ pub fn interface_mtu(name: &str) -> io::Result<u32> {
 }
 
 /// Opens the existing tap interface `name` (IFF_TAP | IFF_NO_PI), non-blocking.
-pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
+/// With `offload`, frames carry a virtio-net header and the tap takes and
+/// gives partial checksums and TCP segments up to 64 KiB (TSO, IPv4 and
+/// IPv6); without, those offloads are turned off, in case an earlier user
+/// of the same tap left them on.
+pub fn open_tap(name: &str, offload: bool) -> io::Result<OwnedFd> {
     let path = c"/dev/net/tun";
     // SAFETY: path is a NUL-terminated string; the result is checked.
     let fd = check(unsafe {
@@ -73,13 +77,30 @@ pub fn open_tap(name: &str) -> io::Result<OwnedFd> {
     // SAFETY: fd is a fresh descriptor nobody else owns.
     let tap = unsafe { OwnedFd::from_raw_fd(fd) };
     let mut request = ifreq(name)?;
-    request.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if offload {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    request.ifr_ifru.ifru_flags = flags as libc::c_short;
     // SAFETY: TUNSETIFF reads and updates `request`, which lives for the call.
     check(unsafe { libc::ioctl(tap.as_raw_fd(), libc::TUNSETIFF, &mut request) })?;
     // The kernel may hand back another device (a name pattern like "tap%d").
     if ifreq(name)?.ifr_name != request.ifr_name {
         return Err(io::Error::from_raw_os_error(libc::ENODEV));
     }
+    let offloads = if offload {
+        libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
+    } else {
+        0
+    };
+    // SAFETY: TUNSETOFFLOAD takes its argument by value.
+    check(unsafe {
+        libc::ioctl(
+            tap.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            offloads as libc::c_ulong,
+        )
+    })?;
     Ok(tap)
 }
 

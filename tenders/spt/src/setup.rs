@@ -3,7 +3,7 @@
 
 use crate::launch;
 use crate::seccomp::{self, CoreFds, SeccompError};
-use lamina_abi::note::AbiTarget;
+use lamina_abi::note::{features, AbiTarget};
 use lamina_abi::spt::{BootInfo, BOOT_INFO_BASE, HOST_MEM_BASE, INTERNAL_TIMERFD};
 use lamina_abi::{CMDLINE_SIZE, GUEST_MIN_BASE};
 use lamina_tender::args::TenderArgs;
@@ -116,7 +116,11 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     image.load(&mut mem).map_err(elf_error)?;
     timing.mark("map and load");
 
-    let devices = Devices::attach(&notes.manifest, args)?;
+    // The guest reads and writes its taps itself: with a runtime that
+    // understands virtio-net headers, the taps get checksum and
+    // segmentation offload.
+    let net_offload = notes.lamina_features & features::NET_OFFLOAD != 0;
+    let devices = Devices::attach(&notes.manifest, args, net_offload)?;
     let events = |what| move |reason| SetupError::Events { what, reason };
     let epoll = sys::epoll_create().map_err(events("epoll set"))?;
     let timer = sys::timerfd_create().map_err(events("timerfd"))?;

@@ -14,9 +14,11 @@ static ABI_NOTE: Abi1Note = ABI;
 
 /// What Lamina's tenders may rely on: no privileged instructions but the
 /// hypercall `out` and reads of CR0/CR4 at boot, no segment reloads, no
-/// interrupts, no execution outside the text segment.
+/// interrupts, no execution outside the text segment; and it handles
+/// virtio-net headers when the tender turns them on (spt taps).
 #[used]
 #[unsafe(link_section = ".note.lamina.features")]
-static LAMINA_NOTE: LaminaNote = LaminaNote::new(features::ANY_CPL | features::NX_DATA);
+static LAMINA_NOTE: LaminaNote =
+    LaminaNote::new(features::ANY_CPL | features::NX_DATA | features::NET_OFFLOAD);
 
 include!(concat!(env!("OUT_DIR"), "/manifest.rs"));

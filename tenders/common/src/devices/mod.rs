@@ -106,7 +106,11 @@ pub struct Devices {
 impl Devices {
     /// Attaches the devices the options name to the entries of `manifest`
     /// (as the image carries it).
-    pub fn attach(manifest: &[u8], args: &TenderArgs) -> Result<Self, DeviceError> {
+    pub fn attach(
+        manifest: &[u8],
+        args: &TenderArgs,
+        net_offload: bool,
+    ) -> Result<Self, DeviceError> {
         let parsed = Manifest::parse(manifest).map_err(DeviceError::BadManifest)?;
         let declared = || {
             let names: Vec<String> = parsed
@@ -172,8 +176,9 @@ impl Devices {
         }
         for arg in &args.nets {
             let (index, mut entry) = find("--net", &arg.name, DeviceType::NetBasic)?;
-            let device = NetDevice::open(&arg.name, index as u64, &arg.tap, arg.mac)?;
+            let device = NetDevice::open(&arg.name, index as u64, &arg.tap, arg.mac, net_offload)?;
             entry.attach_net(device.mac, device.mtu, device.fd());
+            entry.set_net_features(device.features);
             store(index, &entry);
             nets.push(device);
         }
@@ -248,6 +253,7 @@ mod tests {
         let devices = Devices::attach(
             &image,
             &args(&[&option, "--block-sector-size:storage=4096"]),
+            false,
         )
         .unwrap();
         let copy = Manifest::parse_attached(&devices.manifest).unwrap();
@@ -275,40 +281,45 @@ mod tests {
             let path = disk(name, size);
             let option = format!("--block:storage={}", path.display());
             let sector = format!("--block-sector-size:storage={sector}");
-            let err = Devices::attach(&image, &args(&[&option, &sector])).unwrap_err();
+            let err = Devices::attach(&image, &args(&[&option, &sector]), false).unwrap_err();
             assert!(
                 matches!(err, DeviceError::BlockSize { .. }),
                 "{name}: {err}"
             );
             std::fs::remove_file(path).unwrap();
         }
-        let err =
-            Devices::attach(&image, &args(&["--block:storage=/nonexistent/disk"])).unwrap_err();
+        let err = Devices::attach(&image, &args(&["--block:storage=/nonexistent/disk"]), false)
+            .unwrap_err();
         assert!(matches!(err, DeviceError::BlockOpen { .. }));
     }
 
     #[test]
     fn undeclared_and_unattached_devices_are_refused() {
         let image = manifest(&[("service", DeviceType::NetBasic)]);
-        let err = Devices::attach(&image, &args(&[])).unwrap_err();
+        let err = Devices::attach(&image, &args(&[]), false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Device 'service' of type NET_BASIC declared but not attached; pass --net:service=..."
         );
-        let err = Devices::attach(&image, &args(&["--block:storage=/dev/null"])).unwrap_err();
+        let err =
+            Devices::attach(&image, &args(&["--block:storage=/dev/null"]), false).unwrap_err();
         assert!(matches!(err, DeviceError::NotDeclared { .. }));
         assert!(err.to_string().contains("service (NET_BASIC)"), "{err}");
-        let err =
-            Devices::attach(&image, &args(&["--net-mac:service=02:00:00:00:00:01"])).unwrap_err();
+        let err = Devices::attach(
+            &image,
+            &args(&["--net-mac:service=02:00:00:00:00:01"]),
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(err, DeviceError::NotAttached { .. }));
-        let err = Devices::attach(&image, &args(&["--net:service=nosuchtap0"])).unwrap_err();
+        let err = Devices::attach(&image, &args(&["--net:service=nosuchtap0"]), false).unwrap_err();
         assert!(matches!(err, DeviceError::Tap { .. }), "{err}");
         assert!(err.to_string().contains("ip tuntap add"), "{err}");
         let empty = manifest(&[]);
-        let devices = Devices::attach(&empty, &args(&[])).unwrap();
+        let devices = Devices::attach(&empty, &args(&[]), false).unwrap();
         assert!(devices.blocks.is_empty() && devices.nets.is_empty());
         assert!(matches!(
-            Devices::attach(&empty[..10], &args(&[])),
+            Devices::attach(&empty[..10], &args(&[]), false),
             Err(DeviceError::BadManifest(_))
         ));
     }

@@ -28,16 +28,21 @@ pub struct NetDevice {
     pub mac: [u8; 6],
     /// MTU, without the Ethernet header.
     pub mtu: u16,
+    /// [`net_features`](lamina_abi::mft::net_features) turned on.
+    pub features: u16,
     tap: File,
 }
 
 impl NetDevice {
-    /// Opens tap interface `tap` as device `name` at index `handle`.
+    /// Opens tap interface `tap` as device `name` at index `handle`; with
+    /// `offload`, a tap (not user-mode networking) carries frames behind a
+    /// virtio-net header with checksum and segmentation offload.
     pub fn open(
         name: &str,
         handle: u64,
         tap: &str,
         mac: Option<[u8; 6]>,
+        offload: bool,
     ) -> Result<Self, DeviceError> {
         let fail = |why: String| DeviceError::Tap {
             name: name.to_string(),
@@ -57,6 +62,7 @@ impl NetDevice {
                 handle,
                 mac,
                 mtu: lamina_usernet::MTU as u16,
+                features: 0,
                 tap: File::from(link),
             });
         }
@@ -72,7 +78,7 @@ impl NetDevice {
                 "it is down; bring it up with `ip link set {tap} up`"
             )));
         }
-        let fd = sys::open_tap(tap).map_err(|e| fail(format!("cannot attach: {e}")))?;
+        let fd = sys::open_tap(tap, offload).map_err(|e| fail(format!("cannot attach: {e}")))?;
         let mtu = sys::interface_mtu(tap)
             .unwrap_or(DEFAULT_MTU)
             .min(u32::from(u16::MAX));
@@ -85,6 +91,11 @@ impl NetDevice {
             handle,
             mac,
             mtu: mtu as u16,
+            features: if offload {
+                lamina_abi::mft::net_features::VIRTIO_NET_HDR
+            } else {
+                0
+            },
             tap: File::from(fd),
         })
     }
@@ -121,7 +132,8 @@ impl NetDevice {
         Ok(())
     }
 
-    /// spt seccomp rules: `read` and `write` on this descriptor only.
+    /// spt seccomp rules: `read`, `readv` (a header and a frame) and `write`
+    /// on this descriptor only.
     pub fn spt_rules(&self) -> Result<Vec<(i64, SeccompRule)>, seccompiler::BackendError> {
         let rule = || {
             SeccompRule::new(vec![SeccompCondition::new(
@@ -131,7 +143,11 @@ impl NetDevice {
                 self.fd() as u64,
             )?])
         };
-        Ok(vec![(libc::SYS_read, rule()?), (libc::SYS_write, rule()?)])
+        Ok(vec![
+            (libc::SYS_read, rule()?),
+            (libc::SYS_readv, rule()?),
+            (libc::SYS_write, rule()?),
+        ])
     }
 }
 

@@ -5,6 +5,7 @@
 use super::{BootFacts, DeviceHandle, IoError};
 use crate::time::TscScale;
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 use lamina_abi::spt::{syscall as nr, BootInfo};
 
 const CLOCK_REALTIME: usize = 0;
@@ -149,6 +150,33 @@ struct EpollEvent {
     data: u64,
 }
 
+/// Whether the timerfd may hold a deadline (expired or not).
+static TIMER_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// Sets the timerfd to expire at `absolute` monotonic ns; 0 disarms it.
+fn arm_timer(timerfd: i32, absolute: u64) {
+    let spec = [
+        0i64,
+        0,
+        (absolute / 1_000_000_000) as i64,
+        (absolute % 1_000_000_000) as i64,
+    ];
+    // SAFETY: timerfd_settime reads one itimerspec from `spec`.
+    unsafe {
+        syscall(
+            nr::TIMERFD_SETTIME,
+            [
+                timerfd as usize,
+                TFD_TIMER_ABSTIME,
+                spec.as_ptr() as usize,
+                0,
+                0,
+                0,
+            ],
+        )
+    };
+}
+
 /// Blocks until a network device has input or `deadline` (monotonic ns since
 /// boot) passes; returns the ready device handles.
 pub fn wait(deadline: Option<u64>) -> u64 {
@@ -159,31 +187,20 @@ pub fn wait(deadline: Option<u64>) -> u64 {
     let timeout_ms: isize = match deadline {
         Some(d) if d <= now => 0, // only look
         Some(d) => {
-            // Arm the tender's timerfd at the absolute deadline.
-            let absolute = d.saturating_add(boot);
-            let spec = [
-                0i64,
-                0,
-                (absolute / 1_000_000_000) as i64,
-                (absolute % 1_000_000_000) as i64,
-            ];
-            // SAFETY: timerfd_settime reads one itimerspec from `spec`.
-            unsafe {
-                syscall(
-                    nr::TIMERFD_SETTIME,
-                    [
-                        timerfd as usize,
-                        TFD_TIMER_ABSTIME,
-                        spec.as_ptr() as usize,
-                        0,
-                        0,
-                        0,
-                    ],
-                )
-            };
+            // Arm the tender's timerfd at the absolute deadline (which also
+            // clears an earlier expiry that was never read).
+            arm_timer(timerfd, d.saturating_add(boot));
+            TIMER_ARMED.store(true, Ordering::Relaxed);
             -1
         }
-        None => -1,
+        None => {
+            // An expired timer stays readable until re-armed: left armed, it
+            // would wake every wait at once and the guest would spin.
+            if TIMER_ARMED.swap(false, Ordering::Relaxed) {
+                arm_timer(timerfd, 0);
+            }
+            -1
+        }
     };
     let mut events = [EpollEvent::default(); 16];
     loop {
@@ -288,6 +305,46 @@ pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, I
     match n {
         EAGAIN | EINTR | 0 => Ok(None),
         n if n > 0 => Ok(Some(n as usize)),
+        _ => Err(IoError::Failed),
+    }
+}
+
+/// `struct iovec`.
+#[repr(C)]
+struct IoVec {
+    base: usize,
+    len: usize,
+}
+
+/// Receives a frame behind its virtio-net header, if one is waiting: the
+/// header goes to `header`, the frame to `buf`; returns the frame's length.
+/// A read shorter than the header is an error.
+pub fn net_read_with_header(
+    device: DeviceHandle,
+    header: &mut [u8],
+    buf: &mut [u8],
+) -> Result<Option<usize>, IoError> {
+    let iov = [
+        IoVec {
+            base: header.as_mut_ptr() as usize,
+            len: header.len(),
+        },
+        IoVec {
+            base: buf.as_mut_ptr() as usize,
+            len: buf.len(),
+        },
+    ];
+    // SAFETY: readv writes at most `header.len()` bytes into `header` and
+    // `buf.len()` into `buf`, both valid for the call.
+    let n = unsafe {
+        syscall(
+            nr::READV,
+            [device.fd as usize, iov.as_ptr() as usize, 2, 0, 0, 0],
+        )
+    };
+    match n {
+        EAGAIN | EINTR | 0 => Ok(None),
+        n if n as usize >= header.len() => Ok(Some(n as usize - header.len())),
         _ => Err(IoError::Failed),
     }
 }
