@@ -10,7 +10,8 @@ run and all inside network namespaces this script creates and removes.
 
 Figures: TCP bulk echo throughput (one connection, --bytes each way) and
 request/response round trips per second (64-byte requests), medians of
---runs. The hvt tender runs with --x-stats and reports its VM exits when
+--runs, the peers taking turns run by run. The hvt tender runs with
+--x-stats and reports its VM exits when
 stopped, from which exits per round trip are derived.
 
 usage: sudo bench/net.py [--runs N] [--bytes B] [--round-trips N]
@@ -31,60 +32,66 @@ def image(target):
     return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
 
 
-def measure(ns, addr, args):
+def measure_once(ns, addr, args):
+    """One bulk run and one round-trip run: (MB/s, round trips/s)."""
     load = os.path.join(REL, "echo-load")
-    bulk, rtt = [], []
-    for _ in range(args.runs):
-        out = sh(f"ip netns exec {ns} {load} {addr}:7 --connections 1 --bytes {args.bytes}", capture_output=True).stdout
-        bulk.append(float(re.search(r"([\d.]+) MB/s", out).group(1)))
-        out = sh(f"ip netns exec {ns} {load} {addr}:7 --connections 0 --round-trips {args.round_trips}",
-                 capture_output=True).stdout
-        rtt.append(float(re.search(r"(\d+) round trips/s", out).group(1)))
-    return statistics.median(bulk), statistics.median(rtt)
+    out = sh(f"ip netns exec {ns} {load} {addr}:7 --connections 1 --bytes {args.bytes}", capture_output=True).stdout
+    bulk = float(re.search(r"([\d.]+) MB/s", out).group(1))
+    out = sh(f"ip netns exec {ns} {load} {addr}:7 --connections 0 --round-trips {args.round_trips}",
+             capture_output=True).stdout
+    return bulk, float(re.search(r"(\d+) round trips/s", out).group(1))
 
 
-def lamina(target, args):
-    ns = f"lamina-bench-{target}"
-    sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
-    sh(f"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} tuntap add dev tap0 mode tap"
-       f" && ip -n {ns} addr add 10.210.0.1/24 dev tap0 && ip -n {ns} link set tap0 up")
-    tender = os.path.join(REL, f"lamina-{target}")
-    stats = ["--x-stats"] if target == "hvt" else []
-    log = open(f"/tmp/lamina-bench-{target}.log", "w+")
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, tender, *stats, "--mem=64", "--net:service=tap0", image(target),
-                             "--ipv4=10.210.0.2/24", "--log=warn"], stdout=log, stderr=log)
-    try:
+class Lamina:
+    """The echo unikernel on `target`, on a tap in a namespace of its own."""
+
+    def __init__(self, target):
+        self.target, self.ns, self.addr = target, f"lamina-bench-{target}", "10.210.0.2"
+        sh(f"ip netns del {self.ns}", check=False, stderr=subprocess.DEVNULL)
+        sh(f"ip netns add {self.ns} && ip -n {self.ns} link set lo up && ip -n {self.ns} tuntap add dev tap0 mode tap"
+           f" && ip -n {self.ns} addr add 10.210.0.1/24 dev tap0 && ip -n {self.ns} link set tap0 up")
+        tender = os.path.join(REL, f"lamina-{target}")
+        stats = ["--x-stats"] if target == "hvt" else []
+        self.log = open(f"/tmp/lamina-bench-{target}.log", "w+")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, tender, *stats, "--mem=64", "--net:service=tap0",
+                                      image(target), "--ipv4=10.210.0.2/24", "--log=warn"],
+                                     stdout=self.log, stderr=self.log)
         for _ in range(100):
-            if sh(f"ip netns exec {ns} sh -c 'echo x | nc -N -w 1 10.210.0.2 7'", check=False,
+            if sh(f"ip netns exec {self.ns} sh -c 'echo x | nc -N -w 1 {self.addr} 7'", check=False,
                   capture_output=True).stdout.strip() == "x":
-                break
+                return
             time.sleep(0.1)
-        result = measure(ns, "10.210.0.2", args)
-    finally:
-        proc.terminate()
-        proc.wait()
-        sh(f"ip netns del {ns}", check=False)
-    log.seek(0)
-    exits = re.search(r"(\d+) VM exits", log.read())
-    return result, int(exits.group(1)) if exits else None
+        sys.exit(f"the echo unikernel on {target} did not answer; see {self.log.name}")
+
+    def close(self):
+        """Stops the tender; returns its VM exit count (hvt --x-stats) or None."""
+        self.proc.terminate()
+        self.proc.wait()
+        sh(f"ip netns del {self.ns}", check=False)
+        self.log.seek(0)
+        exits = re.search(r"(\d+) VM exits", self.log.read())
+        return int(exits.group(1)) if exits else None
 
 
-def linux(args):
-    a, b = "lamina-bench-client", "lamina-bench-server"
-    for ns in (a, b):
-        sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
-        sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
-    sh(f"ip link add veth-bc netns {a} type veth peer name veth-bs netns {b}")
-    sh(f"ip -n {a} addr add 10.211.0.1/24 dev veth-bc && ip -n {a} link set veth-bc up")
-    sh(f"ip -n {b} addr add 10.211.0.2/24 dev veth-bs && ip -n {b} link set veth-bs up")
-    proc = subprocess.Popen(["ip", "netns", "exec", b, os.path.join(REL, "std-echo"), "7", "0.0.0.0"])
-    try:
+class Linux:
+    """std-echo in one namespace, reached over a veth pair from another."""
+
+    def __init__(self):
+        self.client, self.server, self.ns, self.addr = "lamina-bench-client", "lamina-bench-server", None, "10.211.0.2"
+        self.ns = self.client
+        for ns in (self.client, self.server):
+            sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
+            sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
+        sh(f"ip link add veth-bc netns {self.client} type veth peer name veth-bs netns {self.server}")
+        sh(f"ip -n {self.client} addr add 10.211.0.1/24 dev veth-bc && ip -n {self.client} link set veth-bc up")
+        sh(f"ip -n {self.server} addr add 10.211.0.2/24 dev veth-bs && ip -n {self.server} link set veth-bs up")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.server, os.path.join(REL, "std-echo"), "7", "0.0.0.0"])
         time.sleep(0.3)
-        return measure(a, "10.211.0.2", args)
-    finally:
-        proc.terminate()
-        proc.wait()
-        for ns in (a, b):
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+        for ns in (self.client, self.server):
             sh(f"ip netns del {ns}", check=False)
 
 
@@ -97,13 +104,29 @@ def main():
     if os.geteuid() != 0:
         sys.exit("bench/net.py creates network namespaces: run it as root")
     sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers -p lamina-spt -p lamina-hvt")
-    (lin_bulk, lin_rtt) = linux(args)
-    print(f"echo, median of {args.runs} runs: bulk MB/s each way ({args.bytes / 1e6:.0f} MB), round trips/s")
+    peers = {"linux": Linux(), "spt": Lamina("spt"), "hvt": Lamina("hvt")}
+    results = {name: [] for name in peers}
+    exits = None
+    try:
+        # Round-robin, so that whatever else the machine does in the
+        # meantime falls on every peer alike.
+        for _ in range(args.runs):
+            for name, peer in peers.items():
+                results[name].append(measure_once(peer.ns, peer.addr, args))
+    finally:
+        for name, peer in peers.items():
+            counted = peer.close()
+            if name == "hvt":
+                exits = counted
+    median = {name: (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+              for name, runs in results.items()}
+    lin_bulk, lin_rtt = median["linux"]
+    print(f"echo, median of {args.runs} interleaved runs: bulk MB/s each way ({args.bytes / 1e6:.0f} MB), round trips/s")
     print(f"  linux (std-echo over veth)  {lin_bulk:8.1f} MB/s  {lin_rtt:8.0f} rt/s")
     for target in ("spt", "hvt"):
-        (bulk, rtt), exits = lamina(target, args)
+        bulk, rtt = median[target]
         line = f"  {target:4} (echo over tap)       {bulk:8.1f} MB/s  {rtt:8.0f} rt/s   ratio {bulk / lin_bulk:.2f}x bulk, {rtt / lin_rtt:.2f}x rt"
-        if exits is not None:
+        if target == "hvt" and exits is not None:
             requests = args.runs * args.round_trips
             line += f"   {exits} VM exits in all ({exits / requests:.2f} per round trip, upper bound)"
         print(line)
