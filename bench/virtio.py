@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Boot benchmark of the virtio target (issue 6): QEMU -M microvm spawn ->
-first console line -> exit for hello, against the same hello on lamina-hvt,
-as a ratio in one run (medians of --runs, runs alternating).
+"""Benchmarks of the virtio target (issue 6), each against lamina-hvt in
+the same run, as a ratio:
+
+- boot: QEMU -M microvm spawn -> first console line -> exit for hello
+  (medians of --runs, runs alternating);
+- http (--http): the website over a tap through virtio-net, GET / with wrk
+  from inside a network namespace the script makes (and removes), against
+  the same website on hvt over a tap.
 
 QEMU runs with software emulation (tcg): on these KVM-PVM machines QEMU's
-ordinary KVM guest cannot run SSE (see PVM.md).
+ordinary KVM guest cannot run SSE (see PVM.md). The QEMU flags are those
+`lamina run -t virtio` uses.
 
-usage: bench/virtio.py [--runs N]
+usage: bench/virtio.py [--runs N] [--http [--seconds S] [--connections C]]
 """
 import argparse, os, statistics, subprocess, sys, time
 
@@ -14,8 +20,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 
 
-def image(target):
-    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, "hello"], cwd=ROOT,
+QEMU = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max", "-nodefaults",
+        "-no-user-config", "-display", "none", "-serial", "stdio", "-device", "isa-debug-exit",
+        "-global", "virtio-mmio.force-legacy=false"]
+
+
+def image(target, app="hello"):
+    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, app], cwd=ROOT,
                          check=True, stderr=subprocess.PIPE, text=True).stderr
     return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
 
@@ -36,11 +47,68 @@ def timed(cmd, ok_status):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--http", action="store_true", help="also the website over a tap, with wrk")
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=10)
     args = ap.parse_args()
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-hvt"], cwd=ROOT, check=True)
-    qemu = ["qemu-system-x86_64", "-M", "microvm", "-accel", "tcg", "-cpu", "max", "-m", "64", "-nodefaults",
-            "-no-user-config", "-display", "none", "-serial", "stdio", "-device", "isa-debug-exit",
-            "-kernel", image("virtio"), "-append", "--times=1"]
+    boot(args)
+    if args.http:
+        http(args)
+
+
+def wrk(ns, url, args):
+    out = subprocess.run(["ip", "netns", "exec", ns, "wrk", "-t2", f"-c{args.connections}", f"-d{args.seconds}s",
+                          "--latency", url], check=True, capture_output=True, text=True).stdout
+    rps = float(next(l for l in out.splitlines() if l.startswith("Requests/sec")).split()[1])
+    p99 = next(l for l in out.splitlines() if l.strip().startswith("99%")).split()[1]
+    errors = [l.strip() for l in out.splitlines() if "errors" in l or "Non-2xx" in l]
+    return rps, p99, errors
+
+
+def serve(kind, website, args):
+    """Boots the website on `kind` over tap0 in a fresh namespace; returns wrk's figures."""
+    ns = f"lamina-bv-{os.getpid()}"
+    subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+    subprocess.run(f"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} tuntap add dev tap0 mode tap"
+                   f" && ip -n {ns} addr add 10.214.0.1/24 dev tap0 && ip -n {ns} link set tap0 up",
+                   shell=True, check=True)
+    guest_args = ["--ipv4=10.214.0.2/24"]
+    if kind == "microvm":
+        cmd = QEMU + ["-m", "64", "-netdev", "tap,id=net-service,ifname=tap0,script=no,downscript=no",
+                      "-device", "virtio-net-device,netdev=net-service", "-kernel", website,
+                      "-append", " ".join(["--net:service"] + guest_args)]
+    else:
+        cmd = [os.path.join(REL, "lamina-hvt"), "--mem=64", "--net:service=tap0", website] + guest_args
+    proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            code = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "--max-time", "1", "http://10.214.0.2/"], capture_output=True, text=True).stdout
+            if code == "200":
+                break
+            time.sleep(0.2)
+        else:
+            sys.exit(f"{kind}: the website did not answer")
+        return wrk(ns, "http://10.214.0.2/", args)
+    finally:
+        proc.kill()
+        proc.wait()
+        subprocess.run(["ip", "netns", "del", ns])
+
+
+def http(args):
+    results = {"microvm": serve("microvm", image("virtio", "website"), args),
+               "hvt": serve("hvt", image("hvt", "website"), args)}
+    print(f"website GET / over a tap, wrk -t2 -c{args.connections} -d{args.seconds}s")
+    for kind, (rps, p99, errors) in results.items():
+        print(f"  {kind:8} {rps:10.0f} requests/s   p99 {p99:>9}   {' '.join(errors)}")
+    print(f"  ratio microvm / hvt: {results['microvm'][0] / results['hvt'][0]:.2f}x requests/s")
+
+
+def boot(args):
+    qemu = QEMU + ["-m", "64", "-kernel", image("virtio"), "-append", "--times=1"]
     hvt = [os.path.join(REL, "lamina-hvt"), "--mem=64", image("hvt"), "--times=1"]
     runs = {"microvm": [], "hvt": []}
     for _ in range(args.runs):

@@ -10,6 +10,7 @@
 use super::mmio::{SetupError, Transport};
 use super::queue::{Dma, Queue, DESC_WRITE};
 use super::Device;
+use crate::guest::hw;
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -30,6 +31,8 @@ const MTU: usize = 1500;
 const ETHERNET_HEADER: usize = 14;
 /// At most this many entries per queue.
 const QUEUE_MAX: u16 = 256;
+/// Longest wait for a transmit slot before a frame is dropped.
+const TX_FULL_WAIT_NS: u64 = 20_000_000;
 
 /// A virtio-net device; shared between its [`VirtioNetif`] and the park.
 pub struct NetDevice {
@@ -155,24 +158,39 @@ impl NetDevice {
         result
     }
 
-    /// Queues one frame; a full ring drops it, as a busy link does.
-    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
-        if frame.len() > MTU + ETHERNET_HEADER {
-            return Err(NetError::TooLarge);
-        }
-        if self.tx.is_broken() {
-            return Err(NetError::Io);
-        }
-        let mut free = self.tx_free.borrow_mut();
+    /// Takes back the transmit descriptors the device is done with.
+    fn reclaim(&self, free: &mut Vec<u16>) {
         while let Some((id, _)) = self.tx.pop_used() {
             if !free.contains(&id) {
                 free.push(id);
             }
         }
-        let Some(id) = free.pop() else {
-            drop(free);
+    }
+
+    /// Queues one frame. With the ring full, the device is told and given
+    /// up to TX_FULL_WAIT_NS to free a slot (it works concurrently: under
+    /// QEMU in its main loop, under KVM in its I/O thread); after that the
+    /// frame is dropped, as a busy link does. Dropping at once would cost a
+    /// TCP retransmission timeout for every burst larger than the ring.
+    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.len() > MTU + ETHERNET_HEADER {
+            return Err(NetError::TooLarge);
+        }
+        let mut free = self.tx_free.borrow_mut();
+        self.reclaim(&mut free);
+        if free.is_empty() {
             self.flush_queue(&self.tx);
-            return Ok(());
+            let start = hw::monotonic_ns();
+            while free.is_empty() && hw::monotonic_ns() - start < TX_FULL_WAIT_NS {
+                core::hint::spin_loop();
+                self.reclaim(&mut free);
+            }
+        }
+        if self.tx.is_broken() {
+            return Err(NetError::Io);
+        }
+        let Some(id) = free.pop() else {
+            return Ok(()); // dropped
         };
         drop(free);
         let at = id as usize * BUFFER;
