@@ -12,13 +12,15 @@
 //! | `virtio`  | the drivers: virtio-mmio transport, split virtqueues, virtio-net, virtio-blk |
 //! | `devices` | the device traits: console, clock, random, network interfaces, the TCP/IP stack (`lamina-net`), block devices |
 //! | `park`    | the executor's idle wait: flushes the drivers' queues, then waits for a device or the deadline |
+//! | [`virtqueue`] | the split virtqueue and DMA memory, checked against what the device returns |
 //! | [`cmdline`] | the device words of the command line (`virtio_mmio.device=`, `--net:NAME`, `--block:NAME`) |
 //! | [`rtc`]   | CMOS date to Unix time |
 //! | [`exit`]  | guest status to and from isa-debug-exit's QEMU exit code |
 //!
-//! Everything but [`cmdline`], [`rtc`] and [`exit`] is compiled only for a guest
-//! (`--cfg lamina_target="virtio"`, set by `lamina build`); on the host the
-//! crate is just those two, so that they can be unit-tested.
+//! Everything but [`cmdline`], [`virtqueue`], [`rtc`] and [`exit`] is
+//! compiled only for a guest (`--cfg lamina_target="virtio"`, set by
+//! `lamina build`); on the host the crate is just those, so that they can
+//! be unit-tested.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -27,6 +29,7 @@ extern crate alloc;
 pub mod cmdline;
 pub mod exit;
 pub mod rtc;
+pub mod virtqueue;
 
 #[cfg(lamina_target = "virtio")]
 mod guest;

@@ -3,8 +3,8 @@
 //! (drops the future) never leaves the device writing into freed memory.
 
 use super::mmio::{SetupError, Transport};
-use super::queue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use super::Device;
+use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};

@@ -2,8 +2,8 @@
 //! register window, the status handshake, feature negotiation and queue
 //! set-up (virtio 1.2, section 4.2.2).
 
-use super::queue::Queue;
 use crate::cmdline::MmioDevice;
+use crate::virtqueue::Queue;
 use core::ptr::{read_volatile, write_volatile};
 
 /// "virt", little-endian.

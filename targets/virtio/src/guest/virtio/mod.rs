@@ -4,7 +4,6 @@
 //! | module  | what |
 //! |---------|------|
 //! | `mmio`  | the register window of a virtio-mmio device (version 2): handshake, features, queues, notifications |
-//! | `queue` | the split virtqueue and DMA memory; every index the device returns is checked |
 //! | `net`   | virtio-net as a [`Netif`](lamina_core::device::Netif), notifications batched per round |
 //! | `blk`   | virtio-blk as a [`Block`](lamina_core::device::Block) device |
 //!
@@ -15,7 +14,6 @@
 mod blk;
 mod mmio;
 mod net;
-mod queue;
 
 pub use blk::{BlockDevice, VirtioBlock};
 pub use net::{NetDevice, VirtioNetif};

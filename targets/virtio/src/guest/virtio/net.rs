@@ -8,9 +8,9 @@
 //! when half a ring waits — never once per frame.
 
 use super::mmio::{SetupError, Transport};
-use super::queue::{Dma, Queue, DESC_WRITE};
 use super::Device;
 use crate::guest::hw;
+use crate::virtqueue::{Dma, Queue, DESC_WRITE};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;

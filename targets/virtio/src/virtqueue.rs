@@ -1,4 +1,6 @@
-//! The split virtqueue (virtio 1.2, section 2.7) and DMA memory.
+//! The split virtqueue (virtio 1.2, section 2.7) and DMA memory: plain
+//! memory and no instructions of its own, so it is built and unit-tested on
+//! the host too, with the tests playing the device.
 //!
 //! Guest memory is identity-mapped, so an address the driver hands the
 //! device is the pointer's value. The driver owns the descriptor table and
@@ -243,5 +245,100 @@ impl Queue {
             self.index
         );
         self.broken.set(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use alloc::vec::Vec;
+
+    /// Plays the device: writes used entry `slot` and the used index.
+    fn device_returns(queue: &Queue, slot: u16, id: u32, len: u32, index: u16) {
+        let (_, _, used) = queue.addresses();
+        let entry = used as usize + 4 + 8 * (slot % queue.size()) as usize;
+        // SAFETY: the used ring of `queue`, inside its allocation (the slot
+        // is reduced modulo the size); the test is the only other user.
+        unsafe {
+            write_volatile(entry as *mut u32, id);
+            write_volatile((entry + 4) as *mut u32, len);
+            write_volatile((used as usize + 2) as *mut u16, index);
+        }
+    }
+
+    /// What the driver published: the available index and ring.
+    fn available(queue: &Queue) -> (u16, Vec<u16>) {
+        let (_, avail, _) = queue.addresses();
+        // SAFETY: the available ring of `queue`, inside its allocation.
+        unsafe {
+            let index = read_volatile((avail as usize + 2) as *const u16);
+            let ring = (0..queue.size())
+                .map(|i| read_volatile((avail as usize + 4 + 2 * i as usize) as *const u16))
+                .collect();
+            (index, ring)
+        }
+    }
+
+    #[test]
+    fn chains_are_published_in_batches() {
+        let queue = Queue::new(8, 0);
+        queue.push(3);
+        queue.push(5);
+        assert_eq!(queue.unpublished(), 2);
+        assert_eq!(available(&queue).0, 0, "nothing visible before publish");
+        assert!(queue.publish(), "the device asks for a notification");
+        assert_eq!(available(&queue), (2, vec![3, 5, 0, 0, 0, 0, 0, 0]));
+        assert!(!queue.publish(), "nothing new: no notification");
+    }
+
+    #[test]
+    fn used_entries_come_back_in_order() {
+        let queue = Queue::new(4, 0);
+        assert_eq!(queue.pop_used(), None);
+        device_returns(&queue, 0, 2, 100, 1);
+        device_returns(&queue, 1, 0, 60, 2);
+        assert!(queue.has_used());
+        assert_eq!(queue.pop_used(), Some((2, 100)));
+        assert_eq!(queue.pop_used(), Some((0, 60)));
+        assert_eq!(queue.pop_used(), None);
+        // The 16-bit index wraps.
+        for i in 2..70_000u32 {
+            device_returns(&queue, i as u16, i % 4, 1, (i + 1) as u16);
+            assert_eq!(queue.pop_used(), Some(((i % 4) as u16, 1)));
+        }
+        assert!(!queue.is_broken());
+    }
+
+    #[test]
+    fn a_made_up_descriptor_breaks_the_queue() {
+        let queue = Queue::new(4, 0);
+        device_returns(&queue, 0, 4, 1, 1);
+        assert_eq!(queue.pop_used(), None);
+        assert!(queue.is_broken());
+        device_returns(&queue, 1, 1, 1, 2);
+        assert_eq!(queue.pop_used(), None, "a broken queue stays broken");
+        assert!(!queue.has_used());
+    }
+
+    #[test]
+    fn a_used_index_beyond_the_ring_breaks_the_queue() {
+        let queue = Queue::new(4, 0);
+        device_returns(&queue, 0, 1, 1, 5);
+        assert_eq!(queue.pop_used(), None);
+        assert!(queue.is_broken());
+    }
+
+    #[test]
+    fn dma_copies_stay_inside() {
+        let dma = Dma::new(16);
+        assert!(dma.write(8, &[1; 8]));
+        assert!(!dma.write(9, &[1; 8]));
+        assert!(!dma.write(usize::MAX, &[1]));
+        let mut out = [0u8; 8];
+        assert!(dma.read(8, &mut out));
+        assert_eq!(out, [1; 8]);
+        assert!(!dma.read(12, &mut out));
+        assert_eq!(dma.address(16) - dma.address(0), 16);
     }
 }
