@@ -238,6 +238,118 @@ pub fn fill_partial_checksum(frame: &mut [u8]) -> Header {
     }
 }
 
+/// GSO type bit: the segments carry ECN (CWR set on the first only).
+const GSO_ECN: u8 = 0x80;
+const GSO_TCPV6: u8 = 4;
+const TCP_CWR: u8 = 0x80;
+
+/// Turns a frame received behind `header` into what a stack without
+/// offloads takes: its partial checksum completed, and a large TCP segment
+/// (GSO) cut into segments of `gso_size` payload bytes, each with its own
+/// IP length, IPv4 ID, sequence number and checksums. Each resulting frame
+/// goes to `out`. Returns false, having sent nothing, for a frame the
+/// header does not describe truthfully (drop it).
+///
+/// `scratch` holds each segment while it is built (it grows to one segment).
+pub fn split_received(
+    header: &Header,
+    frame: &mut [u8],
+    scratch: &mut Vec<u8>,
+    out: &mut dyn FnMut(&[u8]),
+) -> bool {
+    match header.gso_type & !GSO_ECN {
+        GSO_NONE => {
+            if header.flags & F_NEEDS_CSUM != 0 {
+                let start = usize::from(header.csum_start);
+                let at = start + usize::from(header.csum_offset);
+                if at + 2 > frame.len() {
+                    return false;
+                }
+                // The field holds the pseudo-header sum: summing over it
+                // completes the checksum.
+                let mut checksum = !fold(sum(&frame[start..]));
+                if checksum == 0 && header.csum_offset == 6 {
+                    checksum = 0xffff; // UDP sends a zero sum as all ones
+                }
+                frame[at..at + 2].copy_from_slice(&checksum.to_be_bytes());
+            }
+            out(frame);
+            true
+        }
+        GSO_TCPV4 | GSO_TCPV6 => split_tcp(header, frame, scratch, out),
+        _ => false, // UDP fragmentation offload is never turned on
+    }
+}
+
+fn split_tcp(
+    header: &Header,
+    frame: &[u8],
+    segment: &mut Vec<u8>,
+    out: &mut dyn FnMut(&[u8]),
+) -> bool {
+    let Some(t) = transport(frame) else {
+        return false;
+    };
+    let mss = usize::from(header.gso_size);
+    let Some(&offset_byte) = frame.get(t.at + 12) else {
+        return false;
+    };
+    let header_end = t.at + usize::from(offset_byte >> 4) * 4;
+    let end = t.at + t.len;
+    if t.protocol != PROTO_TCP || mss == 0 || header_end < t.at + 20 || header_end > end {
+        return false;
+    }
+    let headers = &frame[..header_end];
+    let payload = &frame[header_end..end];
+    let seq = u32::from_be_bytes([
+        frame[t.at + 4],
+        frame[t.at + 5],
+        frame[t.at + 6],
+        frame[t.at + 7],
+    ]);
+    let flags = frame[t.at + 13];
+    let ip_id = u16::from_be_bytes([frame[ETH_LEN + 4], frame[ETH_LEN + 5]]);
+    let chunks = payload.len().div_ceil(mss).max(1);
+    for i in 0..chunks {
+        let chunk = payload
+            .get(i * mss..((i + 1) * mss).min(payload.len()))
+            .unwrap_or(&[]);
+        segment.clear();
+        segment.extend_from_slice(headers);
+        segment.extend_from_slice(chunk);
+        let tcp_len = segment.len() - t.at;
+        let ip = ETH_LEN;
+        if t.ipv6 {
+            let payload_len = (segment.len() - ip - 40) as u16;
+            segment[ip + 4..ip + 6].copy_from_slice(&payload_len.to_be_bytes());
+        } else {
+            let total = (segment.len() - ip) as u16;
+            segment[ip + 2..ip + 4].copy_from_slice(&total.to_be_bytes());
+            segment[ip + 4..ip + 6].copy_from_slice(&ip_id.wrapping_add(i as u16).to_be_bytes());
+            segment[ip + 10..ip + 12].copy_from_slice(&[0, 0]);
+            let ip_header = usize::from(segment[ip] & 0x0f) * 4;
+            let checksum = !fold(sum(&segment[ip..ip + ip_header]));
+            segment[ip + 10..ip + 12].copy_from_slice(&checksum.to_be_bytes());
+        }
+        let tcp = t.at;
+        let seq_i = seq.wrapping_add((i * mss) as u32);
+        segment[tcp + 4..tcp + 8].copy_from_slice(&seq_i.to_be_bytes());
+        let mut f = flags;
+        if i + 1 < chunks {
+            f &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            f &= !TCP_CWR;
+        }
+        segment[tcp + 13] = f;
+        segment[tcp + 16..tcp + 18].copy_from_slice(&[0, 0]);
+        let checksum = !fold(t.pseudo + tcp_len as u64 + sum(&segment[tcp..]));
+        segment[tcp + 16..tcp + 18].copy_from_slice(&checksum.to_be_bytes());
+        out(segment);
+    }
+    true
+}
+
 /// A TCP/IPv4 data segment that may join a batch.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
@@ -308,8 +420,14 @@ const MAX_IP_PACKET: usize = 65535;
 impl Coalescer {
     /// An empty coalescer.
     pub fn new() -> Self {
+        Coalescer::with_capacity(0)
+    }
+
+    /// An empty coalescer that allocates `bytes` now (a batch needs up to
+    /// [`HEADER_LEN`] + 14 + 65535): it then never allocates again.
+    pub fn with_capacity(bytes: usize) -> Self {
         Coalescer {
-            buf: Vec::new(),
+            buf: Vec::with_capacity(bytes),
             open: None,
             stats: (0, 0),
         }
@@ -495,8 +613,18 @@ mod tests {
         let header = fill_partial_checksum(&mut frame);
         assert_eq!(header.flags, F_NEEDS_CSUM);
         assert_eq!((header.csum_start, header.csum_offset), (34, 16));
-        complete(&header, &mut frame);
-        assert_eq!(frame, good);
+        let mut completed = frame.clone();
+        complete(&header, &mut completed);
+        assert_eq!(completed, good);
+        // What a receiver without offload gets from the host: the same.
+        let mut split = Vec::new();
+        assert!(split_received(
+            &header,
+            &mut frame,
+            &mut Vec::new(),
+            &mut |f| split.push(f.to_vec())
+        ));
+        assert_eq!(split, [good]);
         // Not TCP or UDP: left alone, no request.
         let mut arp = vec![0u8; 42];
         arp[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -529,6 +657,77 @@ mod tests {
         let expected = tcp4(1000, TCP_ACK | TCP_PSH, &big);
         assert_eq!(frame, expected);
         assert_eq!(c.stats, (1, 5));
+    }
+
+    #[test]
+    fn a_large_segment_splits_into_the_segments_a_sender_would_have_made() {
+        // Coalesce five segments, then split the result: the same frames.
+        let payload = [0x33u8; 500];
+        let originals: Vec<Vec<u8>> = (0..5u32)
+            .map(|i| {
+                let flags = if i == 4 { TCP_ACK | TCP_PSH } else { TCP_ACK };
+                let mut f = tcp4(5000 + i * 100, flags, &payload[..100]);
+                // Consecutive IP IDs, as a sender's segmentation makes them.
+                f[18..20].copy_from_slice(&(1 + i as u16).to_be_bytes());
+                f[24..26].copy_from_slice(&[0, 0]);
+                let ip_sum = !fold(sum(&f[14..34]));
+                f[24..26].copy_from_slice(&ip_sum.to_be_bytes());
+                f
+            })
+            .collect();
+        let mut big = Vec::new();
+        let mut c = Coalescer::new();
+        for f in &originals {
+            c.push(f, &mut |f| big.push(f.to_vec()));
+        }
+        c.flush(&mut |f| big.push(f.to_vec()));
+        assert_eq!(big.len(), 1);
+        let header = Header::read(&big[0]).unwrap();
+        let mut frame = big[0][HEADER_LEN..].to_vec();
+        let mut split = Vec::new();
+        assert!(split_received(
+            &header,
+            &mut frame,
+            &mut Vec::new(),
+            &mut |f| split.push(f.to_vec())
+        ));
+        assert_eq!(split, originals);
+        // Lies in the header or a truncated frame: dropped, no panic.
+        for len in 0..frame.len() {
+            let mut f = big[0][HEADER_LEN..HEADER_LEN + len].to_vec();
+            let _ = split_received(&header, &mut f, &mut Vec::new(), &mut |_| {});
+        }
+        let zero = Header {
+            gso_size: 0,
+            ..header
+        };
+        assert!(!split_received(
+            &zero,
+            &mut frame.clone(),
+            &mut Vec::new(),
+            &mut |_| {}
+        ));
+        let udp = Header {
+            gso_type: 3,
+            ..header
+        };
+        assert!(!split_received(
+            &udp,
+            &mut frame.clone(),
+            &mut Vec::new(),
+            &mut |_| {}
+        ));
+        let far = Header {
+            gso_type: GSO_NONE,
+            csum_start: 60000,
+            ..header
+        };
+        assert!(!split_received(
+            &far,
+            &mut frame.clone(),
+            &mut Vec::new(),
+            &mut |_| {}
+        ));
     }
 
     #[test]

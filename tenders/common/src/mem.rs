@@ -458,6 +458,31 @@ impl SharedView {
         Ok(unsafe { ptr.cast::<T>().read_unaligned() })
     }
 
+    /// Appends the guest bytes `[gpa, gpa+len)` to `out`.
+    pub fn copy_out(&self, gpa: u64, len: u64, out: &mut Vec<u8>) -> Result<(), GuestFault> {
+        let ptr = self.pointer(gpa, len, false)?;
+        let len = len as usize;
+        out.reserve(len);
+        let at = out.len();
+        // SAFETY: `len` readable guest bytes (checked) copied, as raw bytes
+        // and without a reference to them (the guest may be changing them),
+        // into the spare capacity reserved above; then they are initialised.
+        unsafe {
+            std::ptr::copy_nonoverlapping(ptr.cast_const(), out.as_mut_ptr().add(at), len);
+            out.set_len(at + len);
+        }
+        Ok(())
+    }
+
+    /// Copies `bytes` into guest memory at `gpa`.
+    pub fn copy_in(&self, gpa: u64, bytes: &[u8]) -> Result<(), GuestFault> {
+        let ptr = self.pointer(gpa, bytes.len() as u64, true)?;
+        // SAFETY: bytes.len() writable bytes (checked) in the guest mapping,
+        // which cannot overlap `bytes` in the tender's own memory.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+        Ok(())
+    }
+
     /// Sends the guest bytes `[gpa, gpa+len)` with one `write(2)` on `fd`:
     /// the outer error is a bad range, the inner one the system call's.
     pub fn write_to_fd(

@@ -104,6 +104,20 @@ pub fn open_tap(name: &str, offload: bool) -> io::Result<OwnedFd> {
     Ok(tap)
 }
 
+/// One `read(2)` on `fd` into `buf`.
+pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: read writes at most buf.len() bytes into `buf`.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    check(n as libc::c_int).map(|_| n as usize)
+}
+
+/// One `write(2)` of `buf` on `fd`.
+pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: write reads buf.len() bytes from `buf`.
+    let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+    check(n as libc::c_int).map(|_| n as usize)
+}
+
 /// An epoll instance.
 pub fn epoll_create() -> io::Result<OwnedFd> {
     // SAFETY: no memory arguments; the result is checked and owned at once.

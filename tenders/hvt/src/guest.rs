@@ -12,7 +12,7 @@ use lamina_abi::note::{features, AbiTarget};
 use lamina_abi::ring;
 use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
 use lamina_tender::args::TenderArgs;
-use lamina_tender::devices::{DeviceError, Devices};
+use lamina_tender::devices::{DeviceError, Devices, NetOffload};
 use lamina_tender::elf::{Elf, ElfError, HostProtection, Image};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
 use lamina_tender::notes::{read_notes, NoteError};
@@ -137,9 +137,9 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     let machine = Machine::new(&mem)?;
     timing.mark("kvm vm, load image");
 
-    // Frames pass through the tender's ring, whose slots hold one
-    // MTU-sized frame: no segmentation offload on hvt.
-    let devices = Devices::attach(&notes.manifest, args, false)?;
+    // The tender moves the frames (hypercalls, ring thread): it joins and
+    // splits segments on the taps' behalf, for any guest.
+    let devices = Devices::attach(&notes.manifest, args, NetOffload::InTender)?;
     let mut hypercalls = Hypercalls::new(devices).map_err(GuestError::Events)?;
     timing.mark("devices");
 

@@ -17,9 +17,11 @@
 use crate::seccomp::{self, SeccompError};
 use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
+use lamina_tender::devices::offload::OffloadLink;
 use lamina_tender::devices::Devices;
 use lamina_tender::mem::{GuestFault, SharedView};
 use lamina_tender::sys;
+use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -90,6 +92,7 @@ impl RingThread {
             .map(|net| Ok((net.handle, net.try_clone_fd()?)))
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(RingStartError::Io)?;
+        let offload: Vec<bool> = devices.nets.iter().map(|n| n.offload_in_tender()).collect();
         let epoll = sys::epoll_create().map_err(RingStartError::Io)?;
         sys::epoll_add(epoll.as_raw_fd(), offer.kick.as_raw_fd(), KICK_TAG)
             .map_err(RingStartError::Io)?;
@@ -105,6 +108,14 @@ impl RingThread {
         let handle = std::thread::Builder::new()
             .name("ring-io".into())
             .spawn(move || {
+                // Everything that allocates for good comes before the
+                // filter, which allows no new mappings.
+                let links = nets
+                    .iter()
+                    .zip(&offload)
+                    .map(|((_, fd), &on)| on.then(|| OffloadLink::new(fd.as_raw_fd())))
+                    .collect();
+                let scratch = Vec::with_capacity(OffloadLink::MAX_FRAME);
                 let fds: Vec<RawFd> = nets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
                 let filter = seccomp::install_ring(&fds, epoll.as_raw_fd(), kick.as_raw_fd());
                 let failed = filter.is_err();
@@ -116,6 +127,8 @@ impl RingThread {
                     view: &view,
                     gpa,
                     nets: &nets,
+                    links: RefCell::new(links),
+                    scratch: RefCell::new(scratch),
                     epoll: epoll.as_raw_fd(),
                     kick: kick.as_raw_fd(),
                     shared: &thread_shared,
@@ -127,6 +140,10 @@ impl RingThread {
                         .unwrap_or_else(|e| e.into_inner()) = Some(why);
                     let _ = sys::signal_thread(vcpu_thread, libc::SIGUSR1);
                 }
+                // Freeing its buffers could shrink the thread's heap, which
+                // takes system calls the filter forbids; the process is
+                // ending anyway.
+                std::mem::forget(server);
             })
             .map_err(RingStartError::Io)?;
         let thread = RingThread {
@@ -186,6 +203,10 @@ struct Server<'a> {
     view: &'a SharedView,
     gpa: u64,
     nets: &'a [(u64, OwnedFd)],
+    /// The offload adaptation of each of `nets`, where the tender does it.
+    links: RefCell<Vec<Option<OffloadLink>>>,
+    /// A frame copied out of the guest for its link.
+    scratch: RefCell<Vec<u8>>,
     epoll: RawFd,
     kick: RawFd,
     shared: &'a Shared,
@@ -259,7 +280,23 @@ impl Server<'_> {
             let entry: RingEntry = self.view.read(at).map_err(|f| self.bad(head, f))?;
             match entry.operation {
                 op::NET_WRITE => {
-                    let fd = self.device(&entry, head)?;
+                    let (index, fd) = self.device(&entry, head)?;
+                    if let Some(link) = &mut self.links.borrow_mut()[index] {
+                        let mut frame = self.scratch.borrow_mut();
+                        frame.clear();
+                        // Larger than a frame can be: dropped, as the tap
+                        // would (and the scratch buffer never grows).
+                        if entry.len as usize <= OffloadLink::MAX_FRAME {
+                            self.view
+                                .copy_out(entry.data, u64::from(entry.len), &mut frame)
+                                .map_err(|f| self.bad(head, f))?;
+                            link.send(&frame);
+                        }
+                        self.shared.writes.fetch_add(1, Ordering::Relaxed);
+                        head = head.wrapping_add(1);
+                        ix.ent_head.store(head, Ordering::Release);
+                        continue;
+                    }
                     let sent = self
                         .view
                         .write_to_fd(fd, entry.data, u64::from(entry.len))
@@ -270,7 +307,7 @@ impl Server<'_> {
                     self.shared.writes.fetch_add(1, Ordering::Relaxed);
                 }
                 op::NET_READ => {
-                    let fd = self.device(&entry, head)?;
+                    let (index, fd) = self.device(&entry, head)?;
                     let com_tail = ix.com_tail.load(Ordering::Relaxed);
                     if com_tail.wrapping_sub(ix.com_head.load(Ordering::Acquire)) >= ring::SIZE {
                         return Err(format!(
@@ -278,10 +315,13 @@ impl Server<'_> {
                             ring::SIZE
                         ));
                     }
-                    let received = self
-                        .view
-                        .read_from_fd(fd, entry.data, u64::from(entry.len))
-                        .map_err(|f| self.bad(head, f))?;
+                    let received = match &mut self.links.borrow_mut()[index] {
+                        Some(link) => self.receive_split(link, &entry, head)?,
+                        None => self
+                            .view
+                            .read_from_fd(fd, entry.data, u64::from(entry.len))
+                            .map_err(|f| self.bad(head, f))?,
+                    };
                     let (ret, len) = match received {
                         Ok(n) if n > 0 => (Solo5Result::Ok, n as u32),
                         Ok(_) => (Solo5Result::Again, 0),
@@ -314,14 +354,43 @@ impl Server<'_> {
             head = head.wrapping_add(1);
             ix.ent_head.store(head, Ordering::Release);
         }
+        // The guest's writes of this batch leave together.
+        for link in self.links.borrow_mut().iter_mut().flatten() {
+            link.flush();
+        }
         Ok(true)
     }
 
-    fn device(&self, entry: &RingEntry, index: u32) -> Result<RawFd, String> {
+    /// Serves a read through the tender's offload link: the next split
+    /// frame, copied into the entry's buffer; one too large for it is
+    /// dropped, and an error for the guest.
+    fn receive_split(
+        &self,
+        link: &mut OffloadLink,
+        entry: &RingEntry,
+        head: u32,
+    ) -> Result<std::io::Result<usize>, String> {
+        let copied = link.receive(|frame| {
+            if frame.len() as u64 > u64::from(entry.len) {
+                return Ok(Err(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
+            }
+            self.view
+                .copy_in(entry.data, frame)
+                .map(|()| Ok(frame.len()))
+        });
+        match copied {
+            Ok(Some(result)) => result.map_err(|f| self.bad(head, f)),
+            Ok(None) => Ok(Err(std::io::Error::from(std::io::ErrorKind::WouldBlock))),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// The device an entry names: its position in `nets` and descriptor.
+    fn device(&self, entry: &RingEntry, index: u32) -> Result<(usize, RawFd), String> {
         self.nets
             .iter()
-            .find(|(handle, _)| *handle == u64::from(entry.handle))
-            .map(|(_, fd)| fd.as_raw_fd())
+            .position(|(handle, _)| *handle == u64::from(entry.handle))
+            .map(|i| (i, self.nets[i].1.as_raw_fd()))
             .ok_or_else(|| {
                 format!(
                     "guest network ring entry {index} names handle {}, which is no attached network device",

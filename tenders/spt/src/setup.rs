@@ -7,7 +7,7 @@ use lamina_abi::note::{features, AbiTarget};
 use lamina_abi::spt::{BootInfo, BOOT_INFO_BASE, HOST_MEM_BASE, INTERNAL_TIMERFD};
 use lamina_abi::{CMDLINE_SIZE, GUEST_MIN_BASE};
 use lamina_tender::args::TenderArgs;
-use lamina_tender::devices::{DeviceError, Devices};
+use lamina_tender::devices::{DeviceError, Devices, NetOffload};
 use lamina_tender::elf::{Elf, ElfError, HostProtection, Image};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
 use lamina_tender::notes::{read_notes, NoteError};
@@ -119,7 +119,11 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     // The guest reads and writes its taps itself: with a runtime that
     // understands virtio-net headers, the taps get checksum and
     // segmentation offload.
-    let net_offload = notes.lamina_features & features::NET_OFFLOAD != 0;
+    let net_offload = if notes.lamina_features & features::NET_OFFLOAD != 0 {
+        NetOffload::InGuest
+    } else {
+        NetOffload::Off
+    };
     let devices = Devices::attach(&notes.manifest, args, net_offload)?;
     let events = |what| move |reason| SetupError::Events { what, reason };
     let epoll = sys::epoll_create().map_err(events("epoll set"))?;

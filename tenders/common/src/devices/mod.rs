@@ -11,11 +11,13 @@
 
 pub mod block;
 pub mod net;
+pub mod offload;
 
 use crate::args::TenderArgs;
 use block::{BlockDevice, DEFAULT_SECTOR_SIZE};
 use lamina_abi::mft::{DeviceType, Entry, Manifest, MftError, ENTRY_SIZE, HEADER_SIZE};
 use net::NetDevice;
+pub use net::NetOffload;
 use std::path::PathBuf;
 use thiserror::Error;
 use zerocopy::IntoBytes;
@@ -109,7 +111,7 @@ impl Devices {
     pub fn attach(
         manifest: &[u8],
         args: &TenderArgs,
-        net_offload: bool,
+        net_offload: NetOffload,
     ) -> Result<Self, DeviceError> {
         let parsed = Manifest::parse(manifest).map_err(DeviceError::BadManifest)?;
         let declared = || {
@@ -253,7 +255,7 @@ mod tests {
         let devices = Devices::attach(
             &image,
             &args(&[&option, "--block-sector-size:storage=4096"]),
-            false,
+            NetOffload::Off,
         )
         .unwrap();
         let copy = Manifest::parse_attached(&devices.manifest).unwrap();
@@ -281,45 +283,59 @@ mod tests {
             let path = disk(name, size);
             let option = format!("--block:storage={}", path.display());
             let sector = format!("--block-sector-size:storage={sector}");
-            let err = Devices::attach(&image, &args(&[&option, &sector]), false).unwrap_err();
+            let err =
+                Devices::attach(&image, &args(&[&option, &sector]), NetOffload::Off).unwrap_err();
             assert!(
                 matches!(err, DeviceError::BlockSize { .. }),
                 "{name}: {err}"
             );
             std::fs::remove_file(path).unwrap();
         }
-        let err = Devices::attach(&image, &args(&["--block:storage=/nonexistent/disk"]), false)
-            .unwrap_err();
+        let err = Devices::attach(
+            &image,
+            &args(&["--block:storage=/nonexistent/disk"]),
+            NetOffload::Off,
+        )
+        .unwrap_err();
         assert!(matches!(err, DeviceError::BlockOpen { .. }));
     }
 
     #[test]
     fn undeclared_and_unattached_devices_are_refused() {
         let image = manifest(&[("service", DeviceType::NetBasic)]);
-        let err = Devices::attach(&image, &args(&[]), false).unwrap_err();
+        let err = Devices::attach(&image, &args(&[]), NetOffload::Off).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Device 'service' of type NET_BASIC declared but not attached; pass --net:service=..."
         );
-        let err =
-            Devices::attach(&image, &args(&["--block:storage=/dev/null"]), false).unwrap_err();
+        let err = Devices::attach(
+            &image,
+            &args(&["--block:storage=/dev/null"]),
+            NetOffload::Off,
+        )
+        .unwrap_err();
         assert!(matches!(err, DeviceError::NotDeclared { .. }));
         assert!(err.to_string().contains("service (NET_BASIC)"), "{err}");
         let err = Devices::attach(
             &image,
             &args(&["--net-mac:service=02:00:00:00:00:01"]),
-            false,
+            NetOffload::Off,
         )
         .unwrap_err();
         assert!(matches!(err, DeviceError::NotAttached { .. }));
-        let err = Devices::attach(&image, &args(&["--net:service=nosuchtap0"]), false).unwrap_err();
+        let err = Devices::attach(
+            &image,
+            &args(&["--net:service=nosuchtap0"]),
+            NetOffload::Off,
+        )
+        .unwrap_err();
         assert!(matches!(err, DeviceError::Tap { .. }), "{err}");
         assert!(err.to_string().contains("ip tuntap add"), "{err}");
         let empty = manifest(&[]);
-        let devices = Devices::attach(&empty, &args(&[]), false).unwrap();
+        let devices = Devices::attach(&empty, &args(&[]), NetOffload::Off).unwrap();
         assert!(devices.blocks.is_empty() && devices.nets.is_empty());
         assert!(matches!(
-            Devices::attach(&empty[..10], &args(&[]), false),
+            Devices::attach(&empty[..10], &args(&[]), NetOffload::Off),
             Err(DeviceError::BadManifest(_))
         ));
     }

@@ -7,12 +7,14 @@
 //! of the tender runs the private network on the other, and each
 //! 127.0.0.1:HOST is forwarded to the guest's port GUEST. No root, no tap.
 
+use super::offload::OffloadLink;
 use super::DeviceError;
 use crate::sys;
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
+use std::sync::Mutex;
 
 /// MTU when the interface's cannot be read.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -31,6 +33,20 @@ pub struct NetDevice {
     /// [`net_features`](lamina_abi::mft::net_features) turned on.
     pub features: u16,
     tap: File,
+    /// The tender's own offload adaptation ([`NetOffload::InTender`]).
+    link: Option<Mutex<OffloadLink>>,
+}
+
+/// Who handles the virtio-net header of a tap opened with offload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetOffload {
+    /// Nobody: plain frames, offloads off (Solo5 guests on spt).
+    Off,
+    /// The guest (spt, whose guest reads and writes the tap itself, when
+    /// its note says NET_OFFLOAD): recorded in the manifest entry.
+    InGuest,
+    /// The tender, for any guest (hvt): see [`OffloadLink`].
+    InTender,
 }
 
 impl NetDevice {
@@ -42,7 +58,7 @@ impl NetDevice {
         handle: u64,
         tap: &str,
         mac: Option<[u8; 6]>,
-        offload: bool,
+        offload: NetOffload,
     ) -> Result<Self, DeviceError> {
         let fail = |why: String| DeviceError::Tap {
             name: name.to_string(),
@@ -64,6 +80,7 @@ impl NetDevice {
                 mtu: lamina_usernet::MTU as u16,
                 features: 0,
                 tap: File::from(link),
+                link: None,
             });
         }
         // Opening a tap that does not exist would create one (as root):
@@ -78,7 +95,8 @@ impl NetDevice {
                 "it is down; bring it up with `ip link set {tap} up`"
             )));
         }
-        let fd = sys::open_tap(tap, offload).map_err(|e| fail(format!("cannot attach: {e}")))?;
+        let fd = sys::open_tap(tap, offload != NetOffload::Off)
+            .map_err(|e| fail(format!("cannot attach: {e}")))?;
         let mtu = sys::interface_mtu(tap)
             .unwrap_or(DEFAULT_MTU)
             .min(u32::from(u16::MAX));
@@ -91,11 +109,13 @@ impl NetDevice {
             handle,
             mac,
             mtu: mtu as u16,
-            features: if offload {
+            features: if offload == NetOffload::InGuest {
                 lamina_abi::mft::net_features::VIRTIO_NET_HDR
             } else {
                 0
             },
+            link: (offload == NetOffload::InTender)
+                .then(|| Mutex::new(OffloadLink::new(fd.as_raw_fd()))),
             tap: File::from(fd),
         })
     }
@@ -110,8 +130,30 @@ impl NetDevice {
         self.tap.as_fd().try_clone_to_owned()
     }
 
-    /// Receives one frame into `buf`: `None` when none is waiting.
+    /// Whether the tender adapts offloads for this device: a second
+    /// descriptor ([`NetDevice::try_clone_fd`]) then needs an
+    /// [`OffloadLink`] of its own.
+    pub fn offload_in_tender(&self) -> bool {
+        self.link.is_some()
+    }
+
+    /// Receives one frame into `buf`: `None` when none is waiting. A frame
+    /// longer than `buf` is dropped, and an error.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if let Some(link) = &self.link {
+            let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
+            return match link.receive(|frame| {
+                let fits = buf.get_mut(..frame.len()).map(|b| b.copy_from_slice(frame));
+                fits.map(|()| frame.len())
+            })? {
+                Some(Some(n)) => Ok(Some(n)),
+                Some(None) => Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "frame larger than the guest's buffer",
+                )),
+                None => Ok(None),
+            };
+        }
         match (&self.tap).read(buf) {
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(n)),
@@ -122,6 +164,13 @@ impl NetDevice {
 
     /// Sends one frame; a short write is an error.
     pub fn write(&self, frame: &[u8]) -> io::Result<()> {
+        if let Some(link) = &self.link {
+            // One frame per call on this path: nothing to hold back for.
+            let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
+            link.send(frame);
+            link.flush();
+            return Ok(());
+        }
         let sent = (&self.tap).write(frame)?;
         if sent != frame.len() {
             return Err(io::Error::new(
