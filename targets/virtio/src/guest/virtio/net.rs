@@ -4,8 +4,9 @@
 //! Notifications are batched: buffers given back to the receive queue and
 //! frames queued for transmission are published to the device, and the
 //! device notified, once per round — when a receive finds the ring empty,
-//! before the guest idles ([`Device::flush`](super::Device::flush)), or
-//! when half a ring waits — never once per frame.
+//! when the stack ends a round of transmits ([`Netif::flush`]), before the
+//! guest idles ([`Device::flush`](super::Device::flush)), or when half a
+//! ring waits — never once per frame.
 
 use super::mmio::{SetupError, Transport};
 use super::Device;
@@ -272,5 +273,12 @@ impl Netif for VirtioNetif {
 
     fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
         self.device.transmit(frame)
+    }
+
+    /// The end of the stack's round of transmits: the frames go to the
+    /// device now, with one notification, rather than when the guest next
+    /// idles (other tasks may run first).
+    fn flush(&self) {
+        self.device.flush_queue(&self.device.tx);
     }
 }
