@@ -249,6 +249,54 @@ fn virtio_devices(args: &[&String]) -> Result<VirtioDevices, CliError> {
     Ok(devices)
 }
 
+/// Refuses device arguments for devices `app` does not declare (`declared`
+/// is its `LAMINA_DEVICES` list, `net:NAME,block:NAME,...`) and taps that
+/// do not exist or are down, before QEMU starts.
+fn check_virtio_devices(app: &str, declared: &str, args: &[String]) -> Result<(), CliError> {
+    let declared: Vec<&str> = declared.split(',').filter(|d| !d.is_empty()).collect();
+    for arg in args {
+        let Some((kind, spec)) = arg
+            .strip_prefix("--net:")
+            .map(|s| ("net", s))
+            .or_else(|| arg.strip_prefix("--block:").map(|s| ("block", s)))
+        else {
+            continue;
+        };
+        let (name, host) = spec.split_once('=').unwrap_or((spec, ""));
+        if !declared.contains(&format!("{kind}:{name}").as_str()) {
+            return Err(CliError::Project(format!(
+                "virtio: {arg}: {app} declares no {kind} device '{name}' (it declares: {})",
+                if declared.is_empty() {
+                    String::from("none")
+                } else {
+                    declared.join(", ")
+                }
+            )));
+        }
+        if kind == "net" && !host.starts_with("user:") {
+            let flags = std::fs::read_to_string(format!("/sys/class/net/{host}/flags"));
+            let up = flags
+                .ok()
+                .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+                .map(|f| f & 1 != 0);
+            match up {
+                None => {
+                    return Err(CliError::Project(format!(
+                        "virtio: {arg}: no interface {host}; create it with `lamina net up {host}` or `ip tuntap add {host} mode tap`"
+                    )))
+                }
+                Some(false) => {
+                    return Err(CliError::Project(format!(
+                        "virtio: {arg}: {host} is down; bring it up with `ip link set {host} up`"
+                    )))
+                }
+                Some(true) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `-netdev user` forwarding 127.0.0.1:HOST to the guest's GUEST (TCP and
 /// UDP) for each `HOST:GUEST` in `ports`.
 fn user_netdev(id: &str, ports: &str) -> Result<String, String> {
@@ -302,6 +350,12 @@ pub fn run(
     boot_args: &[String],
 ) -> Result<ExitCode, CliError> {
     let built = build(project, target, release)?;
+    if target == Target::Virtio {
+        // The Solo5 tenders check devices against the image's manifest;
+        // QEMU would attach anything (and, as root, create a missing tap).
+        let declared = crate::guest::manifest_devices(project, target)?;
+        check_virtio_devices(&project.name, &declared, boot_args)?;
+    }
     let mut command = command_for(target, &built.artifact, mem_mib, boot_args)?;
     eprintln!("lamina: running {} on {}", project.name, target.name());
     // Ctrl-C goes to the whole process group: the application decides what

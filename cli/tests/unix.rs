@@ -179,8 +179,9 @@ fn echo_on_a_taken_port_fails_cleanly() {
 }
 
 #[test]
-fn unavailable_targets_say_so() {
-    // virtio boots, but has no network driver yet: asking for a device says so.
+fn unavailable_targets_and_devices_say_so() {
+    // A device the image does not declare is refused before QEMU starts
+    // (which would attach it, and as root create the tap).
     let output = run_lamina(&[
         "run",
         "--target",
@@ -190,7 +191,23 @@ fn unavailable_targets_say_so() {
         "--net:service=tap0",
     ]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not available yet"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("hello declares no net device 'service' (it declares: none)"),
+        "{stderr}"
+    );
+    // A tap that is not there, for an image that declares the device.
+    let output = run_lamina(&[
+        "run",
+        "--target",
+        "virtio",
+        "echo",
+        "--",
+        "--net:service=nosuchtap9",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no interface nosuchtap9"), "{stderr}");
     let output = run_lamina(&["build", "--target", "xen", "hello"]);
     assert_eq!(output.status.code(), Some(2));
 }
