@@ -236,10 +236,11 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         if stats {
             eprintln!(
-                "lamina-hvt: network ring: {} frames sent, {} reads, I/O thread slept {} times",
+                "lamina-hvt: network ring: {} frames sent, {} reads, I/O thread slept {} times, {} frames from the host dropped (malformed or bad checksum)",
                 shared.writes.load(Ordering::Relaxed),
                 shared.reads.load(Ordering::Relaxed),
-                shared.sleeps.load(Ordering::Relaxed)
+                shared.sleeps.load(Ordering::Relaxed),
+                shared.dropped.load(Ordering::Relaxed)
             );
         }
     }

@@ -48,6 +48,8 @@ pub struct Shared {
     pub reads: AtomicU64,
     /// Times the thread went to sleep.
     pub sleeps: AtomicU64,
+    /// Frames from the host dropped by the tender's offload links.
+    pub dropped: AtomicU64,
 }
 
 /// A ring offered to the guest: its kick eventfd is registered with KVM.
@@ -355,9 +357,12 @@ impl Server<'_> {
             ix.ent_head.store(head, Ordering::Release);
         }
         // The guest's writes of this batch leave together.
+        let mut dropped = 0;
         for link in self.links.borrow_mut().iter_mut().flatten() {
             link.flush();
+            dropped += link.dropped;
         }
+        self.shared.dropped.store(dropped, Ordering::Relaxed);
         Ok(true)
     }
 
