@@ -13,13 +13,9 @@ usage: sudo bench/http.py [--seconds S] [--connections C]
 """
 import argparse, os, re, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
+
 SITE = os.path.join(ROOT, "examples", "website", "site")
-
-
-def sh(cmd, check=True, **kw):
-    return subprocess.run(cmd, shell=True, check=check, text=True, **kw)
 
 
 def wrk(ns, url, args):
@@ -43,23 +39,11 @@ http {{ access_log off; include /etc/nginx/mime.types; sendfile on; tcp_nodelay 
     return conf
 
 
-def image(target):
-    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, "website"], cwd=ROOT,
-                         check=True, stderr=subprocess.PIPE, text=True).stderr
-    return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
-
-
-def netns_tap(ns):
-    sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
-    sh(f"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} tuntap add dev tap0 mode tap"
-       f" && ip -n {ns} addr add 10.212.0.1/24 dev tap0 && ip -n {ns} link set tap0 up")
-
-
 def unikernel(target, mem, args):
     ns = f"lamina-http-{target}"
-    netns_tap(ns)
+    tap_namespace(ns, "10.212.0.1/24")
     proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
-                             "--net:service=tap0", image(target), "--ipv4=10.212.0.2/24", "--log=warn"],
+                             "--net:service=tap0", image(target, "website"), "--ipv4=10.212.0.2/24", "--log=warn"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
@@ -72,18 +56,13 @@ def unikernel(target, mem, args):
     finally:
         proc.terminate()
         proc.wait()
-        sh(f"ip netns del {ns}", check=False)
+        delete(ns)
     return result, alive
 
 
 def nginx_veth(args):
     a, b = "lamina-http-client", "lamina-http-nginx"
-    for ns in (a, b):
-        sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
-        sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
-    sh(f"ip link add veth-hc netns {a} type veth peer name veth-hn netns {b}")
-    sh(f"ip -n {a} addr add 10.213.0.1/24 dev veth-hc && ip -n {a} link set veth-hc up")
-    sh(f"ip -n {b} addr add 10.213.0.2/24 dev veth-hn && ip -n {b} link set veth-hn up")
+    veth_namespaces(a, b, "10.213.0.1/24", "10.213.0.2/24", "h")
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.Popen(["ip", "netns", "exec", b, "nginx", "-c", nginx_conf(tmp, "10.213.0.2:80")])
         try:
@@ -92,8 +71,7 @@ def nginx_veth(args):
         finally:
             proc.terminate()
             proc.wait()
-            for ns in (a, b):
-                sh(f"ip netns del {ns}", check=False)
+            delete(a, b)
 
 
 def loopback(args):

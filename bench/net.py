@@ -18,18 +18,7 @@ usage: sudo bench/net.py [--runs N] [--bytes B] [--round-trips N]
 """
 import argparse, os, re, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
-
-
-def sh(cmd, check=True, **kw):
-    return subprocess.run(cmd, shell=True, check=check, text=True, **kw)
-
-
-def image(target):
-    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, "echo"], cwd=ROOT,
-                         check=True, stderr=subprocess.PIPE, text=True).stderr
-    return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
+from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
 
 
 def measure_once(ns, addr, args):
@@ -47,14 +36,12 @@ class Lamina:
 
     def __init__(self, target):
         self.target, self.ns, self.addr = target, f"lamina-bench-{target}", "10.210.0.2"
-        sh(f"ip netns del {self.ns}", check=False, stderr=subprocess.DEVNULL)
-        sh(f"ip netns add {self.ns} && ip -n {self.ns} link set lo up && ip -n {self.ns} tuntap add dev tap0 mode tap"
-           f" && ip -n {self.ns} addr add 10.210.0.1/24 dev tap0 && ip -n {self.ns} link set tap0 up")
+        tap_namespace(self.ns, "10.210.0.1/24")
         tender = os.path.join(REL, f"lamina-{target}")
         stats = ["--x-stats"] if target == "hvt" else []
         self.log = open(f"/tmp/lamina-bench-{target}.log", "w+")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, tender, *stats, "--mem=64", "--net:service=tap0",
-                                      image(target), "--ipv4=10.210.0.2/24", "--log=warn"],
+                                      image(target, "echo"), "--ipv4=10.210.0.2/24", "--log=warn"],
                                      stdout=self.log, stderr=self.log)
         for _ in range(100):
             if sh(f"ip netns exec {self.ns} sh -c 'echo x | nc -N -w 1 {self.addr} 7'", check=False,
@@ -67,7 +54,7 @@ class Lamina:
         """Stops the tender; returns its VM exit count (hvt --x-stats) or None."""
         self.proc.terminate()
         self.proc.wait()
-        sh(f"ip netns del {self.ns}", check=False)
+        delete(self.ns)
         self.log.seek(0)
         exits = re.search(r"(\d+) VM exits", self.log.read())
         return int(exits.group(1)) if exits else None
@@ -79,20 +66,14 @@ class Linux:
     def __init__(self):
         self.client, self.server, self.ns, self.addr = "lamina-bench-client", "lamina-bench-server", None, "10.211.0.2"
         self.ns = self.client
-        for ns in (self.client, self.server):
-            sh(f"ip netns del {ns}", check=False, stderr=subprocess.DEVNULL)
-            sh(f"ip netns add {ns} && ip -n {ns} link set lo up")
-        sh(f"ip link add veth-bc netns {self.client} type veth peer name veth-bs netns {self.server}")
-        sh(f"ip -n {self.client} addr add 10.211.0.1/24 dev veth-bc && ip -n {self.client} link set veth-bc up")
-        sh(f"ip -n {self.server} addr add 10.211.0.2/24 dev veth-bs && ip -n {self.server} link set veth-bs up")
+        veth_namespaces(self.client, self.server, "10.211.0.1/24", "10.211.0.2/24", "b")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.server, os.path.join(REL, "std-echo"), "7", "0.0.0.0"])
         time.sleep(0.3)
 
     def close(self):
         self.proc.terminate()
         self.proc.wait()
-        for ns in (self.client, self.server):
-            sh(f"ip netns del {ns}", check=False)
+        delete(self.client, self.server)
 
 
 def main():
