@@ -9,15 +9,16 @@
 //! |--------|------|
 //! | `boot`    | the PVH entry (32-bit, builds page tables, enters long mode), `hvm_start_info`, the heap, `start` |
 //! | `hw`      | port I/O: the 16550 UART, the PIT (to calibrate the TSC), the CMOS RTC, isa-debug-exit |
-//! | `virtio`  | the drivers: virtio-mmio transport, split virtqueues, virtio-net, virtio-blk |
+//! | `virtio`  | the drivers: virtio-mmio and virtio-pci transports, virtio-net, virtio-blk, virtio-rng |
 //! | `devices` | the device traits: console, clock, random, network interfaces, the TCP/IP stack (`lamina-net`), block devices |
 //! | `park`    | the executor's idle wait: flushes the drivers' queues, then waits for a device or the deadline |
+//! | [`pci`]   | a virtio PCI function's configuration space: device type, BARs, capabilities, MSI-X |
 //! | [`virtqueue`] | the split virtqueue and DMA memory, checked against what the device returns |
 //! | [`cmdline`] | the device words of the command line (`virtio_mmio.device=`, `--net:NAME`, `--block:NAME`) |
 //! | [`rtc`]   | CMOS date to Unix time |
 //! | [`exit`]  | guest status to and from isa-debug-exit's QEMU exit code |
 //!
-//! Everything but [`cmdline`], [`virtqueue`], [`rtc`] and [`exit`] is
+//! Everything but [`cmdline`], [`pci`], [`virtqueue`], [`rtc`] and [`exit`] is
 //! compiled only for a guest (`--cfg lamina_target="virtio"`, set by
 //! `lamina build`); on the host the crate is just those, so that they can
 //! be unit-tested.
@@ -28,6 +29,7 @@ extern crate alloc;
 
 pub mod cmdline;
 pub mod exit;
+pub mod pci;
 pub mod rtc;
 pub mod virtqueue;
 

@@ -47,11 +47,25 @@ impl Clock for VirtioClock {
     }
 }
 
-/// ChaCha20 seeded from RDRAND at first use.
+/// ChaCha20 seeded from RDRAND (or a virtio-rng device) at first use.
 static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
 
+/// A seed read from a virtio-rng device at boot, for a CPU without RDRAND.
+static DEVICE_SEED: spin::Once<[u8; 32]> = spin::Once::new();
+
+/// Whether the CPU has RDRAND (CPUID.1:ECX bit 30).
+pub(crate) fn has_rdrand() -> bool {
+    core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0
+}
+
+/// Keeps `seed`, read from a virtio-rng device, for the CSPRNG; the first
+/// one counts.
+pub(crate) fn seed_from_device(seed: [u8; 32]) {
+    DEVICE_SEED.call_once(|| seed);
+}
+
 fn rdrand_seed() -> Option<[u8; 32]> {
-    if core::arch::x86_64::__cpuid(1).ecx & (1 << 30) == 0 {
+    if !has_rdrand() {
         return None;
     }
     let mut seed = [0u8; 32];
@@ -70,19 +84,27 @@ fn rdrand_seed() -> Option<[u8; 32]> {
     Some(seed)
 }
 
-/// Random bytes from a CSPRNG seeded by RDRAND. A CPU without it stops the
-/// unikernel rather than hand out predictable bytes (virtio-rng is to come;
-/// under QEMU, `-cpu max` has RDRAND).
+/// Random bytes from a ChaCha20 CSPRNG seeded by RDRAND or, on a CPU
+/// without it, by a virtio-rng device (read at boot). With neither, the
+/// unikernel stops rather than hand out predictable bytes (`lamina run`
+/// always attaches a virtio-rng device).
 #[derive(Clone, Default)]
 pub struct VirtioRandom;
 
 impl Random for VirtioRandom {
     fn fill(&self, buf: &mut [u8]) {
-        let rng = RNG.call_once(|| match rdrand_seed() {
-            Some(seed) => spin::Mutex::new(ChaCha20Rng::from_seed(seed)),
-            None => panic!(
-                "no hardware entropy (RDRAND): refusing to produce predictable random numbers"
-            ),
+        let rng = RNG.call_once(|| {
+            let seed = rdrand_seed().or_else(|| {
+                let seed = DEVICE_SEED.get().copied()?;
+                log::info!("random: no RDRAND: seeded from virtio-rng");
+                Some(seed)
+            });
+            match seed {
+                Some(seed) => spin::Mutex::new(ChaCha20Rng::from_seed(seed)),
+                None => panic!(
+                    "no entropy (no RDRAND, no virtio-rng device): refusing to produce predictable random numbers"
+                ),
+            }
         });
         rng.lock().fill_bytes(buf);
     }

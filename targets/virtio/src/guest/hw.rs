@@ -1,6 +1,7 @@
 //! The PC's legacy devices through port I/O: the 16550 UART (console), the
-//! PIT (to calibrate the TSC), the CMOS RTC (wall clock) and QEMU's
-//! isa-debug-exit (power off with a status).
+//! PIT (to calibrate the TSC), the CMOS RTC (wall clock), QEMU's
+//! isa-debug-exit (power off with a status) and dword port access for PCI
+//! configuration space.
 
 use crate::rtc::{from_bcd, RtcTime};
 use core::arch::asm;
@@ -19,6 +20,25 @@ fn inb(port: u16) -> u8 {
     // SAFETY: as for `outb`.
     unsafe {
         asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags))
+    };
+    value
+}
+
+/// Writes a dword to an I/O port (PCI configuration mechanism #1).
+pub fn outl(port: u16, value: u32) {
+    // SAFETY: port I/O to the PCI configuration ports only (see
+    // `virtio::pci`); it touches no memory.
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
+    };
+}
+
+/// Reads a dword from an I/O port.
+pub fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: as for `outl`.
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack, preserves_flags))
     };
     value
 }

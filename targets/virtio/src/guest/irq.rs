@@ -8,9 +8,10 @@
 //!   local APIC; the spurious vector returns.
 //! - The local APIC's timer, one-shot, calibrated against the TSC, bounds
 //!   each wait by the executor's deadline.
-//! - The I/O APIC routes the virtio devices' lines (edge-triggered: the
-//!   park acknowledges each device before it halts, so that the device's
-//!   next completion raises its line again).
+//! - The I/O APIC routes the virtio-mmio devices' lines (edge-triggered:
+//!   the park acknowledges each device before it halts, so that the
+//!   device's next completion raises its line again); virtio-pci devices
+//!   send MSI-X messages straight to the local APIC, same vector.
 //! - The legacy 8259 PICs are masked.
 
 use super::hw;
@@ -146,6 +147,14 @@ impl Interrupts {
         ioapic(0x11 + 2 * gsi, Some(apic_id << 24));
         ioapic(0x10 + 2 * gsi, Some(DEVICE_VECTOR as u32));
         true
+    }
+
+    /// The MSI message that raises the device vector on this CPU's local
+    /// APIC: address 0xFEE00000 with the APIC ID as destination (physical,
+    /// fixed delivery), data the vector (edge).
+    pub fn msi_message(&self) -> (u64, u32) {
+        let apic_id = (self.lapic_read(ID) >> 24) as u64;
+        (0xfee0_0000 | apic_id << 12, DEVICE_VECTOR as u32)
     }
 
     /// Halts until an interrupt: a device's, or the timer's after `ns`

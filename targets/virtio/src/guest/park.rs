@@ -8,7 +8,7 @@
 
 use super::hw;
 use super::irq::{self, Interrupts};
-use super::virtio::Device;
+use super::virtio::{Device, Interrupt};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::{Cell, OnceCell, RefCell};
@@ -46,10 +46,19 @@ impl GuestPark {
         match self.interrupts() {
             Some(interrupts) => {
                 for device in devices {
-                    if !interrupts.route(device.irq()) {
+                    let transport = device.transport();
+                    let routed = match transport.interrupt() {
+                        Interrupt::Line(gsi) => interrupts.route(gsi),
+                        Interrupt::MsiX => {
+                            let (address, data) = interrupts.msi_message();
+                            transport.route_msix(address, data)
+                        }
+                        Interrupt::Polled => false,
+                    };
+                    if !routed {
                         log::warn!(
-                            "virtio: interrupt line {} cannot be routed: polling",
-                            device.irq()
+                            "virtio: interrupt {:?} cannot be routed: polling",
+                            transport.interrupt()
                         );
                         self.unrouted.set(true);
                     }

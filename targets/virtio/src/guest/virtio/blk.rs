@@ -2,7 +2,7 @@
 //! bounce buffer owned by the driver, so that a caller who stops waiting
 //! (drops the future) never leaves the device writing into freed memory.
 
-use super::mmio::{SetupError, Transport};
+use super::transport::{SetupError, Transport};
 use super::Device;
 use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
@@ -178,8 +178,8 @@ impl Device for BlockDevice {
         self.wake_all()
     }
 
-    fn irq(&self) -> u32 {
-        self.transport.irq
+    fn transport(&self) -> &Transport {
+        &self.transport
     }
 }
 

@@ -2,6 +2,7 @@
 //! register window, the status handshake, feature negotiation and queue
 //! set-up (virtio 1.2, section 4.2.2).
 
+use super::transport::{SetupError, F_VERSION_1};
 use crate::cmdline::MmioDevice;
 use crate::virtqueue::Queue;
 use core::ptr::{read_volatile, write_volatile};
@@ -40,56 +41,19 @@ const DRIVER: u32 = 2;
 const DRIVER_OK: u32 = 4;
 const FEATURES_OK: u32 = 8;
 const FAILED: u32 = 0x80;
-
-/// VIRTIO_F_VERSION_1: the device speaks virtio 1.x.
-pub const F_VERSION_1: u64 = 1 << 32;
-
-/// Device types (virtio 1.2, section 5).
-pub mod device_type {
-    /// virtio-net.
-    pub const NET: u32 = 1;
-    /// virtio-blk.
-    pub const BLOCK: u32 = 2;
-}
-
-/// Why a device could not be brought up; the text is the message.
-#[derive(Debug)]
-pub enum SetupError {
-    /// The window is no virtio-mmio device, or too small, or outside the
-    /// guest's mapping.
-    NotVirtio,
-    /// A legacy (version 1) device: start QEMU with
-    /// `-global virtio-mmio.force-legacy=false`.
-    Legacy,
-    /// The device refused the features, or lacks VIRTIO_F_VERSION_1.
-    Features,
-    /// The device has no such queue, or one too small.
-    Queue,
-}
-
-impl core::fmt::Display for SetupError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(match self {
-            SetupError::NotVirtio => "not a virtio-mmio device",
-            SetupError::Legacy => {
-                "a legacy virtio-mmio device (version 1): start QEMU with -global virtio-mmio.force-legacy=false"
-            }
-            SetupError::Features => "the device does not accept virtio 1.x features",
-            SetupError::Queue => "the device's virtqueue is missing or too small",
-        })
-    }
-}
+/// Reads of the status register while waiting for a reset to finish.
+const RESET_SPINS: u32 = 1_000_000;
 
 /// A virtio-mmio device's register window.
-pub struct Transport {
+pub struct Mmio {
     base: usize,
     /// The interrupt line announced on the command line.
     pub irq: u32,
 }
 
-impl Transport {
+impl Mmio {
     /// Checks the window and reads its device type (0: an empty slot).
-    pub fn probe(device: &MmioDevice, mapped: u64) -> Result<(Transport, u32), SetupError> {
+    pub fn probe(device: &MmioDevice, mapped: u64) -> Result<(Mmio, u32), SetupError> {
         let end = device
             .base
             .checked_add(device.size)
@@ -97,7 +61,7 @@ impl Transport {
         if device.size < MIN_WINDOW || end > mapped || !device.base.is_multiple_of(4) {
             return Err(SetupError::NotVirtio);
         }
-        let transport = Transport {
+        let transport = Mmio {
             base: device.base as usize,
             irq: device.irq,
         };
@@ -131,7 +95,12 @@ impl Transport {
     /// is added and required) and returns those the device offers.
     pub fn begin(&self, wanted: u64) -> Result<u64, SetupError> {
         self.write(STATUS, 0);
+        let mut spins = 0u32;
         while self.read(STATUS) != 0 {
+            spins += 1;
+            if spins > RESET_SPINS {
+                return Err(SetupError::Reset);
+            }
             core::hint::spin_loop();
         }
         self.write(STATUS, ACKNOWLEDGE);

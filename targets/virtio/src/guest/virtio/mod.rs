@@ -1,28 +1,37 @@
-//! The virtio drivers: the virtio-mmio transport, split virtqueues,
-//! virtio-net and virtio-blk.
+//! The virtio drivers: the virtio-mmio and virtio-pci transports,
+//! virtio-net, virtio-blk and virtio-rng.
 //!
-//! | module  | what |
-//! |---------|------|
-//! | `mmio`  | the register window of a virtio-mmio device (version 2): handshake, features, queues, notifications |
-//! | `net`   | virtio-net as a [`Netif`](lamina_core::device::Netif), notifications batched per round |
-//! | `blk`   | virtio-blk as a [`Block`](lamina_core::device::Block) device |
+//! | module      | what |
+//! |-------------|------|
+//! | `transport` | what the drivers see of a device, whichever bus it is on |
+//! | `mmio`      | the register window of a virtio-mmio device (version 2): handshake, features, queues, notifications |
+//! | `pci`       | virtio-pci (modern): the bus walk, a function's structures in its BARs, MSI-X |
+//! | `net`       | virtio-net as a [`Netif`](lamina_core::device::Netif), notifications batched per round |
+//! | `blk`       | virtio-blk as a [`Block`](lamina_core::device::Block) device |
+//! | `rng`       | virtio-rng: the CSPRNG's seed when the CPU has no RDRAND |
 //!
-//! Devices are found on the command line (`virtio_mmio.device=`, see
-//! [`crate::cmdline`]) and named in order by `--net:NAME`/`--block:NAME`
+//! virtio-mmio devices are found on the command line (`virtio_mmio.device=`,
+//! see [`crate::cmdline`]), virtio-pci ones by walking PCI bus 0 and the
+//! buses behind its bridges; mmio devices come first, then PCI ones in bus
+//! order. Each kind is named in that order by `--net:NAME`/`--block:NAME`
 //! words or, failing those, by the devices the image declares.
 
 mod blk;
 mod mmio;
 mod net;
+mod pci;
+mod rng;
+mod transport;
 
 pub use blk::{BlockDevice, VirtioBlock};
 pub use net::{NetDevice, VirtioNetif};
+pub use transport::{Interrupt, Transport};
 
 use crate::cmdline::{device_name, DeviceWords, Kind};
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
-use mmio::{device_type, Transport};
+use transport::device_type;
 
 /// What the idle wait needs of a device.
 pub trait Device {
@@ -32,8 +41,8 @@ pub trait Device {
     /// Acknowledges the device's interrupt and, if it completed something,
     /// wakes the tasks waiting on it; returns whether it woke any.
     fn poll(&self) -> bool;
-    /// The device's interrupt line (a GSI of the I/O APIC).
-    fn irq(&self) -> u32;
+    /// The device's transport, whose interrupt the idle wait routes.
+    fn transport(&self) -> &Transport;
 }
 
 include!(concat!(env!("OUT_DIR"), "/declared.rs"));
@@ -49,20 +58,31 @@ pub struct Devices {
     pub all: Vec<Rc<dyn Device>>,
 }
 
-/// Brings up the devices the command line announces, inside the first
-/// `mapped` bytes of the address space. A device that fails is reported and
-/// left out (it still takes its place in the order of names).
+/// A device found on a bus, and its type; or why it cannot be used.
+type Probed = Result<(Transport, u32), transport::SetupError>;
+
+/// Brings up the devices the command line announces and those on PCI,
+/// inside the first `mapped` bytes of the address space. A device that
+/// fails is reported and left out (it still takes its place in the order
+/// of names). Without RDRAND, the first virtio-rng device seeds the CSPRNG.
 pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
     let mut found = Devices::default();
     let (mut nets, mut blocks) = (0usize, 0usize);
+    let mut probed: Vec<(Probed, String)> = Vec::new();
     for window in &words.mmio {
+        let result = mmio::Mmio::probe(window, mapped).map(|(t, kind)| (Transport::Mmio(t), kind));
+        probed.push((result, alloc::format!("the device at {:#x}", window.base)));
+    }
+    for (function, kind) in pci::scan() {
+        let result = pci::Pci::probe(function, mapped).map(|t| (Transport::Pci(t), kind));
+        probed.push((result, alloc::format!("the device at {function}")));
+    }
+    let mut entropy = !super::devices::has_rdrand();
+    for (result, place) in probed {
         let failed = |why: &dyn core::fmt::Display| {
-            log::warn!(
-                "virtio: the device at {:#x} is not used: {why}",
-                window.base
-            );
+            log::warn!("virtio: {place} is not used: {why}");
         };
-        let (transport, kind) = match Transport::probe(window, mapped) {
+        let (transport, kind) = match result {
             Ok(probed) => probed,
             Err(e) => {
                 failed(&e);
@@ -105,6 +125,15 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
                     Err(e) => failed(&e),
                 }
             }
+            // RDRAND stays first: the device is used only without it.
+            device_type::ENTROPY if entropy => match rng::seed(&transport) {
+                Ok(seed) => {
+                    super::devices::seed_from_device(seed);
+                    entropy = false;
+                }
+                Err(e) => failed(&e),
+            },
+            device_type::ENTROPY => {}
             0 => {} // an empty slot
             other => failed(&alloc::format!("device type {other} has no driver")),
         }

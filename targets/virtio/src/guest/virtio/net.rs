@@ -8,7 +8,7 @@
 //! guest idles ([`Device::flush`](super::Device::flush)), or when half a
 //! ring waits — never once per frame.
 
-use super::mmio::{SetupError, Transport};
+use super::transport::{SetupError, Transport};
 use super::Device;
 use crate::guest::hw;
 use crate::virtqueue::{Dma, Queue, DESC_WRITE};
@@ -225,8 +225,8 @@ impl Device for NetDevice {
         waker.map(core::task::Waker::wake).is_some()
     }
 
-    fn irq(&self) -> u32 {
-        self.transport.irq
+    fn transport(&self) -> &Transport {
+        &self.transport
     }
 }
 
