@@ -107,7 +107,11 @@ enum Command {
         /// unikernel's GUEST port, no root or tap needed. Repeatable.
         #[arg(long = "port", value_name = "HOST:GUEST")]
         ports: Vec<String>,
-        /// Guest memory in MiB (spt, hvt).
+        /// The QEMU machine (virtio): microvm (virtio-mmio) or q35 (a PC
+        /// with virtio-pci).
+        #[arg(long, value_enum, default_value = "microvm")]
+        machine: run::Machine,
+        /// Guest memory in MiB (spt, hvt, virtio).
         #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(2..=4096))]
         mem: u64,
         /// Optimised build.
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
             .map(|_| ExitCode::SUCCESS),
         Command::Run {
             target,
+            machine,
             release,
             mem,
             ports,
@@ -185,7 +190,7 @@ fn main() -> ExitCode {
         } => project::Project::find(&app).and_then(|project| {
             let target = Target::resolve(target);
             let boot_args = run::with_port_forwards(&project, target, &ports, boot_args)?;
-            run::run(&project, target, release, mem, &boot_args)
+            run::run(&project, target, machine, release, mem, &boot_args)
         }),
         Command::Net { action } => match action {
             NetAction::Up {

@@ -11,6 +11,72 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The QEMU machine the virtio target boots on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Machine {
+    /// `-M microvm`: virtio-mmio devices, no PCI, no firmware to speak of.
+    #[default]
+    Microvm,
+    /// `-M q35`: a PC with PCI (virtio-pci devices) and SeaBIOS.
+    Q35,
+}
+
+impl Machine {
+    /// QEMU's `-M` value.
+    fn qemu_machine(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm,acpi=off",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// The name used on the command line and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Machine::Microvm => "microvm",
+            Machine::Q35 => "q35",
+        }
+    }
+
+    /// A virtio device of `kind` (`net`, `blk`, `rng`) on this machine's
+    /// bus, with its options: virtio-mmio on microvm; modern-only
+    /// virtio-pci at PCI slot `slot` on q35, without an option ROM.
+    fn device(self, kind: &str, slot: usize, options: &str) -> String {
+        match self {
+            Machine::Microvm => format!("virtio-{kind}-device{options}"),
+            Machine::Q35 => {
+                format!("virtio-{kind}-pci,disable-legacy=on,addr={slot:#x},romfile={options}")
+            }
+        }
+    }
+}
+
+/// First PCI slot for the application's devices on q35 (slot 1 holds the
+/// entropy device); 0x1f is the ICH9 LPC bridge.
+const FIRST_SLOT: usize = 2;
+const LAST_SLOT: usize = 0x1e;
+
+/// QEMU's accelerator: KVM where /dev/kvm opens and is not KVM-PVM, else
+/// software emulation (tcg); and why, for the message.
+pub fn accelerator() -> (&'static str, String) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        // KVM-PVM runs a guest started the ordinary way in KVM's
+        // instruction emulator, which fails at its first SSE instruction.
+        Ok(_) if Path::new("/sys/module/kvm_pvm").exists() => (
+            "tcg",
+            String::from(
+                "software emulation (tcg): /dev/kvm is KVM-PVM, which cannot run an ordinary guest",
+            ),
+        ),
+        Ok(_) => ("kvm", String::from("KVM acceleration (/dev/kvm is usable)")),
+        Err(e) => ("tcg", format!("software emulation (tcg): /dev/kvm: {e}")),
+    }
+}
+
 /// Device arguments that go to a tender rather than to the guest, so that
 /// `-- --block:storage=disk.img` means the same on every target.
 fn is_tender_arg(arg: &str) -> bool {
@@ -87,6 +153,7 @@ pub fn with_port_forwards(
 /// The command that runs the built artifact on `target`.
 fn command_for(
     target: Target,
+    machine: Machine,
     artifact: &Path,
     mem_mib: u64,
     boot_args: &[String],
@@ -114,7 +181,7 @@ fn command_for(
                 .args(guest_args);
             Ok(command)
         }
-        Target::Virtio => qemu_command(artifact, mem_mib, boot_args),
+        Target::Virtio => qemu_command(machine, artifact, mem_mib, boot_args),
     }
 }
 
@@ -126,31 +193,44 @@ pub fn qemu_binary() -> PathBuf {
 }
 
 /// QEMU booting the image directly (`-kernel`, through its PVH note) on
-/// `-M microvm`, the serial console on stdio, `isa-debug-exit` to pass the
-/// guest's status out (see `lamina_virtio::exit`).
+/// `machine`, the serial console on stdio, `isa-debug-exit` to pass the
+/// guest's status out (see `lamina_virtio::exit`), and always a virtio-rng
+/// device (the guest's entropy when the CPU has no RDRAND).
 ///
-/// Software emulation (`-accel tcg`) always, for now: on these machines KVM
-/// is KVM-PVM, which emulates a guest started the ordinary way and fails at
-/// its first SSE instruction (see PVM.md).
+/// KVM acceleration where it can run the guest, software emulation (tcg)
+/// otherwise; it says which and why (see [`accelerator`]).
 ///
-/// Device arguments become virtio-mmio devices, in order (see
-/// [`virtio_devices`]). Without ACPI (`acpi=off`) QEMU announces each on the
-/// kernel command line (`virtio_mmio.device=...`, as Firecracker does), and
-/// `virtio-mmio.force-legacy=false` makes them virtio 1.x devices.
-fn qemu_command(artifact: &Path, mem_mib: u64, boot_args: &[String]) -> Result<Command, CliError> {
+/// Device arguments become virtio devices, in order (see
+/// [`virtio_devices`]). On microvm, without ACPI (`acpi=off`), QEMU
+/// announces each virtio-mmio device on the kernel command line
+/// (`virtio_mmio.device=...`, as Firecracker does), and
+/// `virtio-mmio.force-legacy=false` makes them virtio 1.x devices. On q35
+/// they are modern virtio-pci functions, which the guest finds on the bus.
+fn qemu_command(
+    machine: Machine,
+    artifact: &Path,
+    mem_mib: u64,
+    boot_args: &[String],
+) -> Result<Command, CliError> {
     let (device_args, guest_args): (Vec<&String>, Vec<&String>) =
         boot_args.iter().partition(|a| is_tender_arg(a));
-    let devices = virtio_devices(&device_args)?;
-    eprintln!("lamina: virtio: QEMU -M microvm with software emulation (tcg)");
+    let devices = virtio_devices(machine, &device_args)?;
+    let (accel, why) = accelerator();
+    eprintln!("lamina: virtio: QEMU -M {} with {why}", machine.name());
     let mut command = Command::new(qemu_binary());
     command
-        .args(["-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max"])
+        .args(["-M", machine.qemu_machine(), "-accel", accel, "-cpu", "max"])
         .arg("-m")
         .arg(mem_mib.to_string())
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
-        .args(["-serial", "stdio", "-device", "isa-debug-exit"])
-        .args(["-global", "virtio-mmio.force-legacy=false"])
+        .args(["-serial", "stdio", "-device", "isa-debug-exit"]);
+    if machine == Machine::Microvm {
+        command.args(["-global", "virtio-mmio.force-legacy=false"]);
+    }
+    command
         .args(&devices.qemu_args)
+        .arg("-device")
+        .arg(machine.device("rng", 1, ""))
         .arg("-kernel")
         .arg(artifact)
         .arg("-append")
@@ -175,7 +255,8 @@ struct VirtioDevices {
     guest_words: Vec<String>,
 }
 
-/// Turns device arguments into virtio devices:
+/// Turns device arguments into virtio devices on `machine` (shown here for
+/// microvm; q35 has the `-pci` devices, each at the next PCI slot):
 ///
 /// - `--net:NAME=TAP`: a tap device (`-netdev tap` + `virtio-net-device`);
 /// - `--net:NAME=user:HOST:GUEST,...`: QEMU's user-mode network (what
@@ -186,7 +267,7 @@ struct VirtioDevices {
 ///
 /// The guest gets `--net:NAME` / `--block:NAME` words in the order the
 /// devices are attached, which is how it names what it finds.
-fn virtio_devices(args: &[&String]) -> Result<VirtioDevices, CliError> {
+fn virtio_devices(machine: Machine, args: &[&String]) -> Result<VirtioDevices, CliError> {
     let unavailable = |why: String| CliError::Project(format!("virtio: {why}"));
     let mut macs = Vec::new();
     for arg in args {
@@ -221,6 +302,13 @@ fn virtio_devices(args: &[&String]) -> Result<VirtioDevices, CliError> {
             )));
         }
         let id = format!("{kind}-{name}");
+        let slot = FIRST_SLOT + devices.guest_words.len();
+        if machine == Machine::Q35 && slot > LAST_SLOT {
+            return Err(unavailable(format!(
+                "{arg}: at most {} devices fit on q35's PCI bus",
+                LAST_SLOT - FIRST_SLOT + 1
+            )));
+        }
         let q = &mut devices.qemu_args;
         if kind == "net" {
             q.push("-netdev".into());
@@ -230,11 +318,11 @@ fn virtio_devices(args: &[&String]) -> Result<VirtioDevices, CliError> {
                 }
                 None => format!("tap,id={id},ifname={host},script=no,downscript=no"),
             });
-            let mut device = format!("virtio-net-device,netdev={id}");
+            let mut options = format!(",netdev={id}");
             if let Some((_, mac)) = macs.iter().find(|(n, _)| n == name) {
-                device.push_str(&format!(",mac={mac}"));
+                options.push_str(&format!(",mac={mac}"));
             }
-            q.extend(["-device".into(), device]);
+            q.extend(["-device".into(), machine.device("net", slot, &options)]);
         } else {
             q.push("-drive".into());
             // QEMU's option syntax doubles a comma inside a value.
@@ -242,7 +330,10 @@ fn virtio_devices(args: &[&String]) -> Result<VirtioDevices, CliError> {
                 "if=none,id={id},format=raw,file={}",
                 host.replace(',', ",,")
             ));
-            q.extend(["-device".into(), format!("virtio-blk-device,drive={id}")]);
+            q.extend([
+                "-device".into(),
+                machine.device("blk", slot, &format!(",drive={id}")),
+            ]);
         }
         devices.guest_words.push(format!("--{kind}:{name}"));
     }
@@ -345,6 +436,7 @@ fn kernel_command_line(args: &[String]) -> String {
 pub fn run(
     project: &Project,
     target: Target,
+    machine: Machine,
     release: bool,
     mem_mib: u64,
     boot_args: &[String],
@@ -356,7 +448,7 @@ pub fn run(
         let declared = crate::guest::manifest_devices(project, target)?;
         check_virtio_devices(&project.name, &declared, boot_args)?;
     }
-    let mut command = command_for(target, &built.artifact, mem_mib, boot_args)?;
+    let mut command = command_for(target, machine, &built.artifact, mem_mib, boot_args)?;
     eprintln!("lamina: running {} on {}", project.name, target.name());
     // Ctrl-C goes to the whole process group: the application decides what
     // to do with it, and we stay to report how it ended. A handler (not
@@ -477,7 +569,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let devices = virtio_devices(&args.iter().collect::<Vec<_>>()).unwrap();
+        let devices = virtio_devices(Machine::Microvm, &args.iter().collect::<Vec<_>>()).unwrap();
         assert_eq!(
             devices.guest_words,
             ["--block:storage", "--net:service", "--net:admin"]
@@ -503,6 +595,35 @@ mod tests {
     }
 
     #[test]
+    fn q35_gets_modern_pci_devices_in_slot_order() {
+        let args: Vec<String> = ["--net:service=tap0", "--block:storage=disk.img"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let devices = virtio_devices(Machine::Q35, &args.iter().collect::<Vec<_>>()).unwrap();
+        assert_eq!(devices.guest_words, ["--net:service", "--block:storage"]);
+        assert_eq!(
+            devices.qemu_args,
+            [
+                "-netdev",
+                "tap,id=net-service,ifname=tap0,script=no,downscript=no",
+                "-device",
+                "virtio-net-pci,disable-legacy=on,addr=0x2,romfile=,netdev=net-service",
+                "-drive",
+                "if=none,id=block-storage,format=raw,file=disk.img",
+                "-device",
+                "virtio-blk-pci,disable-legacy=on,addr=0x3,romfile=,drive=block-storage",
+            ]
+        );
+        let many: Vec<String> = (0..30).map(|i| format!("--block:d{i}=x.img")).collect();
+        let error = virtio_devices(Machine::Q35, &many.iter().collect::<Vec<_>>())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--block:d29=x.img"), "{error}");
+        assert!(virtio_devices(Machine::Microvm, &many.iter().collect::<Vec<_>>()).is_ok());
+    }
+
+    #[test]
     fn bad_device_arguments_are_refused() {
         for bad in [
             "--net:service",
@@ -514,7 +635,9 @@ mod tests {
             "--net-mac:service",
         ] {
             let arg = bad.to_string();
-            let error = virtio_devices(&[&arg]).unwrap_err().to_string();
+            let error = virtio_devices(Machine::Q35, &[&arg])
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(bad), "{bad}: {error}");
         }
     }

@@ -1,9 +1,11 @@
-//! The virtio target under QEMU (`-M microvm`, software emulation): hello
-//! boots as a kernel through its PVH note, prints on the serial console and
-//! exits with its status through isa-debug-exit; a bad command line gives
-//! status 2 and the parser's message; the selftest unikernel writes and
-//! reads a disk through virtio-blk; echo and website serve nc and curl over
-//! a tap through virtio-net, each in a network namespace of its own.
+//! The virtio target under QEMU (`-M microvm`, and `-M q35` with
+//! virtio-pci; software emulation here): hello boots as a kernel through
+//! its PVH note, prints on the serial console and exits with its status
+//! through isa-debug-exit; a bad command line gives status 2 and the
+//! parser's message; the selftest unikernel writes and reads a disk through
+//! virtio-blk, and without RDRAND takes its entropy from virtio-rng; echo
+//! and website serve nc and curl over a tap through virtio-net, each in a
+//! network namespace of its own.
 //! Skipped, saying so, where `qemu-system-x86_64` is not installed
 //! (`scripts/setup.sh` installs it) or, for the tap tests, without root.
 
@@ -77,6 +79,131 @@ fn hello_boots_under_qemu_and_exits_with_its_status() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// The same on q35: the devices are virtio-pci functions found on the PCI
+/// bus, their interrupts MSI-X messages.
+#[test]
+fn hello_boots_on_q35_and_exits_with_its_status() {
+    if !qemu_available() {
+        return;
+    }
+    let started = Instant::now();
+    let output = run_lamina(&[
+        "run",
+        "-t",
+        "virtio",
+        "--machine",
+        "q35",
+        "hello",
+        "--",
+        "--greeting=Hi q35",
+        "--times=2",
+    ]);
+    eprintln!(
+        "lamina run -t virtio --machine q35 hello: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Hi q35 (1/2)\nHi q35 (2/2)\n"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("QEMU -M q35 with"), "{stderr}");
+    assert!(
+        stderr.contains("software emulation (tcg)") || stderr.contains("KVM acceleration"),
+        "{stderr}"
+    );
+    let output = run_lamina(&[
+        "run",
+        "-t",
+        "virtio",
+        "--machine",
+        "q35",
+        "hello",
+        "--",
+        "--colour=red",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+
+    // A disk through virtio-blk over PCI.
+    let disk = tempfile::NamedTempFile::new().unwrap();
+    disk.as_file().set_len(2048 * 512).unwrap();
+    let storage = format!("--block:storage={}", disk.path().display());
+    let output = run_lamina(&[
+        "run",
+        "-t",
+        "virtio",
+        "--machine",
+        "q35",
+        "tests/guests/selftest",
+        "--",
+        &storage,
+        "--test=block",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("selftest block: ok"), "{stdout}");
+}
+
+/// A CPU without RDRAND (`-cpu max,-rdrand,-rdseed`): the guest seeds its
+/// CSPRNG from virtio-rng, over virtio-mmio on microvm and virtio-pci on
+/// q35; with no entropy device either, it refuses to make up random
+/// numbers.
+#[test]
+fn without_rdrand_entropy_comes_from_virtio_rng() {
+    if !qemu_available() {
+        return;
+    }
+    let kernel = image("virtio", "tests/guests/selftest");
+    let qemu = |machine: &str, rng: Option<&str>| {
+        let mut command = Command::new("qemu-system-x86_64");
+        command
+            .args([
+                "-M",
+                machine,
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max,-rdrand,-rdseed",
+            ])
+            .args([
+                "-m",
+                "64",
+                "-nodefaults",
+                "-no-user-config",
+                "-display",
+                "none",
+            ])
+            .args(["-serial", "stdio", "-device", "isa-debug-exit"])
+            .args(["-global", "virtio-mmio.force-legacy=false"]);
+        if let Some(rng) = rng {
+            command.args(["-device", rng]);
+        }
+        let output = command
+            .arg("-kernel")
+            .arg(&kernel)
+            .args(["-append", "--test=random"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        eprintln!("--- {machine} with {rng:?}: {:?}\n{stdout}", output.status);
+        (output.status.code(), stdout)
+    };
+    for (machine, rng) in [
+        ("microvm,acpi=off", "virtio-rng-device"),
+        ("q35", "virtio-rng-pci,disable-legacy=on"),
+    ] {
+        let (code, stdout) = qemu(machine, Some(rng));
+        assert_eq!(code, Some(3), "status 0 expected: {stdout}"); // see lamina_virtio::exit
+        assert!(stdout.contains("seeded from virtio-rng"), "{stdout}");
+        assert!(stdout.contains("selftest random: ok"), "{stdout}");
+    }
+    let (code, stdout) = qemu("q35", None);
+    assert_eq!(code, Some(255), "a panic expected: {stdout}");
+    assert!(stdout.contains("no entropy"), "{stdout}");
 }
 
 /// The selftest unikernel writes a pattern at the start, the middle and the
@@ -194,15 +321,21 @@ impl Namespace {
     }
 
     /// Builds `app` and boots it with `lamina run --release -t virtio` on
-    /// tap0; its console goes to `log`.
+    /// tap0 (on microvm); its console goes to `log`.
     fn boot(&mut self, app: &str, log: &std::path::Path) {
+        self.boot_on("microvm", app, log);
+    }
+
+    /// The same on QEMU machine `machine`.
+    fn boot_on(&mut self, machine: &str, app: &str, log: &std::path::Path) {
         image("virtio", app); // built outside the namespace, once
         let log = std::fs::File::create(log).unwrap();
         let lamina = lamina();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name])
             .arg(lamina.get_program())
-            .args(["run", "--release", "-t", "virtio", app, "--"])
+            .args(["run", "--release", "-t", "virtio", "--machine", machine])
+            .args([app, "--"])
             .arg("--net:service=tap0")
             .arg(format!("--ipv4={}/24", self.guest_ip()))
             .envs(lamina.get_envs().filter_map(|(k, v)| Some((k, v?))))
@@ -314,6 +447,50 @@ fn echo_serves_nc_over_a_tap() {
         20,
         "{}",
         std::fs::read_to_string(&console).unwrap_or_default()
+    );
+}
+
+/// Echo over a tap on q35: virtio-net over PCI, MSI-X interrupts.
+#[test]
+fn echo_serves_nc_over_a_tap_on_q35() {
+    if !can_use_taps("virtio echo over a tap on q35") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let console = dir.path().join("console");
+    let mut ns = Namespace::new();
+    ns.boot_on("q35", "examples/echo", &console);
+    let ip = ns.guest_ip();
+    ns.wait_for(
+        &format!("echo probe | nc -N -w 1 {ip} 7"),
+        "probe",
+        Duration::from_secs(120),
+    );
+    let udp = ns.sh(&format!("printf 'hello udp\\n' | nc -u -w 1 {ip} 7"));
+    assert_eq!(String::from_utf8_lossy(&udp.stdout), "hello udp\n");
+    // 10 clients at once, 64 KiB each.
+    let load = ns.sh(&format!(
+        "for i in $(seq 10); do (head -c 65536 /dev/urandom > /tmp/{0}-$i; \
+         nc -N -w 10 {ip} 7 < /tmp/{0}-$i | cmp - /tmp/{0}-$i && echo same; rm -f /tmp/{0}-$i) & done; wait",
+        ns.name
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&load.stdout)
+            .matches("same")
+            .count(),
+        10,
+        "{}",
+        std::fs::read_to_string(&console).unwrap_or_default()
+    );
+    // Idle, the guest halts until an interrupt: QEMU stays mostly idle.
+    let qemu = ns.qemu_pid();
+    let before = cpu_seconds(qemu);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(qemu) - before;
+    eprintln!("QEMU (q35) used {used:.3} s of CPU in 2 s idle");
+    assert!(
+        used < 1.0,
+        "an idle guest kept QEMU busy: {used:.3} s in 2 s"
     );
 }
 
