@@ -108,6 +108,35 @@ pub enum Command {
     Version,
 }
 
+/// The tender's command line, or the exit code to end with: `--help` and
+/// `--version` are answered here (status 0), a bad argument is reported
+/// with the usage (status [`TENDER_FAILURE`](crate::TENDER_FAILURE)).
+/// `flags` are the tender's own boolean flags with their help lines.
+pub fn command_line(
+    tender: &str,
+    flags: &[(&'static str, &str)],
+) -> Result<TenderArgs, std::process::ExitCode> {
+    let extra: Vec<&'static str> = flags.iter().map(|(flag, _)| *flag).collect();
+    match parse(std::env::args_os().skip(1), &extra) {
+        Ok(Command::Run(parsed)) => Ok(parsed),
+        Ok(Command::Help) => {
+            print!("{}", usage(tender, flags));
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Ok(Command::Version) => {
+            eprintln!(
+                "{tender} tender, version {} / ABI version 2",
+                env!("CARGO_PKG_VERSION")
+            );
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{tender}: {error}\n\n{}", usage(tender, flags));
+            Err(std::process::ExitCode::from(crate::TENDER_FAILURE as u8))
+        }
+    }
+}
+
 /// Parses the arguments after the program name. `extra` lists the
 /// tender's own boolean flags (`--x-timing`, ...).
 pub fn parse<I>(args: I, extra: &[&'static str]) -> Result<Command, ArgsError>

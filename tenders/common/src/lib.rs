@@ -12,6 +12,7 @@
 //! | [`notes`] | the ABI1, MFT1 and LMN1 notes an image carries |
 //! | [`args`] | the tender command line, as Solo5's tenders take it |
 //! | [`devices`] | manifest plus options: attached block and net devices |
+//! | [`sandbox`] | what the seccomp filters share |
 //! | [`sys`] | tap, epoll and timerfd system calls |
 //! | [`timing`] | start-up phase timings (`--x-timing`) |
 //! | [`elf_writer`] | small ELF images for tests and hand-assembled guests |
@@ -25,6 +26,7 @@ pub mod elf;
 pub mod elf_writer;
 pub mod mem;
 pub mod notes;
+pub mod sandbox;
 pub mod sys;
 pub mod timing;
 

@@ -25,7 +25,7 @@ mod layout;
 mod ring;
 mod seccomp;
 
-use lamina_tender::args::{self, Command};
+use lamina_tender::args;
 use lamina_tender::timing::Timing;
 use lamina_tender::TENDER_FAILURE;
 use std::process::ExitCode;
@@ -40,24 +40,9 @@ const FLAGS: &[(&str, &str)] = &[
 ];
 
 fn main() -> ExitCode {
-    let extra: Vec<&'static str> = FLAGS.iter().map(|(flag, _)| *flag).collect();
-    let parsed = match args::parse(std::env::args_os().skip(1), &extra) {
-        Ok(Command::Run(parsed)) => parsed,
-        Ok(Command::Help) => {
-            print!("{}", args::usage(TENDER, FLAGS));
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            eprintln!(
-                "{TENDER} tender, version {} / ABI version 2",
-                env!("CARGO_PKG_VERSION")
-            );
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("{TENDER}: {error}\n\n{}", args::usage(TENDER, FLAGS));
-            return ExitCode::from(TENDER_FAILURE as u8);
-        }
+    let parsed = match args::command_line(TENDER, FLAGS) {
+        Ok(parsed) => parsed,
+        Err(exit) => return exit,
     };
     let mut timing = Timing::start(parsed.flags.contains(&"--x-timing"));
     match guest::run(&parsed, &mut timing) {

@@ -4,23 +4,10 @@
 //! call takes one.
 
 use lamina_tender::devices::Devices;
-use seccompiler::{
-    BackendError, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use lamina_tender::sandbox;
+pub use lamina_tender::sandbox::SeccompError;
+use seccompiler::{BackendError, SeccompRule};
 use std::collections::BTreeMap;
-use thiserror::Error;
-
-/// Why the sandbox could not be set up.
-#[derive(Debug, Error)]
-pub enum SeccompError {
-    /// seccompiler refused a rule.
-    #[error("cannot build the seccomp filter: {0}")]
-    Build(#[from] BackendError),
-    /// The kernel refused the filter.
-    #[error("cannot install the seccomp filter: {0}; is seccomp enabled in this kernel?")]
-    Install(#[from] seccompiler::Error),
-}
 
 /// Descriptors the loop uses.
 #[derive(Debug, Clone, Copy)]
@@ -36,12 +23,7 @@ pub struct LoopFds {
 }
 
 fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
-    SeccompRule::new(vec![SeccompCondition::new(
-        0,
-        SeccompCmpArgLen::Dword,
-        SeccompCmpOp::Eq,
-        fd as u64,
-    )?])
+    sandbox::arg_is(0, fd as u64)
 }
 
 /// Builds and installs the filter on this, the vCPU, thread (the ring I/O
@@ -74,15 +56,7 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
     }
     // Dropping a descriptor in a debug build first checks it with
     // fcntl(fd, F_GETFD) (std's I/O-safety assertion).
-    allow(
-        libc::SYS_fcntl,
-        SeccompRule::new(vec![SeccompCondition::new(
-            1,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Eq,
-            libc::F_GETFD as u64,
-        )?])?,
-    );
+    allow(libc::SYS_fcntl, sandbox::arg_is(1, libc::F_GETFD as u64)?);
     for syscall in [
         // WALLTIME, when the vDSO falls back to the system call.
         libc::SYS_clock_gettime,
@@ -121,15 +95,7 @@ pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompEr
     allow(libc::SYS_epoll_wait, fd_is(epoll)?);
     allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
     allow(libc::SYS_write, fd_is(2)?);
-    allow(
-        libc::SYS_fcntl,
-        SeccompRule::new(vec![SeccompCondition::new(
-            1,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::Eq,
-            libc::F_GETFD as u64,
-        )?])?,
-    );
+    allow(libc::SYS_fcntl, sandbox::arg_is(1, libc::F_GETFD as u64)?);
     for syscall in [
         // Signalling the vCPU thread when the guest must stop.
         libc::SYS_tgkill,
@@ -156,13 +122,5 @@ pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompEr
 }
 
 fn apply(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), SeccompError> {
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::KillProcess,
-        SeccompAction::Allow,
-        TargetArch::x86_64,
-    )?;
-    let program: seccompiler::BpfProgram = filter.try_into()?;
-    seccompiler::apply_filter(&program)?;
-    Ok(())
+    sandbox::install(&sandbox::compile(rules)?)
 }

@@ -3,23 +3,10 @@
 //! here; each device module adds the rules for its own descriptors.
 
 use lamina_tender::devices::Devices;
-use seccompiler::{
-    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
-};
+use lamina_tender::sandbox;
+pub use lamina_tender::sandbox::SeccompError;
+use seccompiler::{BackendError, BpfProgram, SeccompRule};
 use std::collections::BTreeMap;
-use thiserror::Error;
-
-/// Why the filter could not be built or installed.
-#[derive(Debug, Error)]
-pub enum SeccompError {
-    /// seccompiler refused a rule (a bug in the rules).
-    #[error("cannot build the seccomp filter: {0}")]
-    Build(#[from] BackendError),
-    /// The kernel refused the filter.
-    #[error("cannot install the seccomp filter: {0}; is seccomp enabled in this kernel?")]
-    Install(#[from] seccompiler::Error),
-}
 
 /// Descriptors the core rules pin.
 #[derive(Debug, Clone, Copy)]
@@ -33,12 +20,8 @@ pub struct CoreFds {
 /// `arch_prctl` code that sets the FS base (asm/prctl.h).
 const ARCH_SET_FS: u64 = 0x1002;
 
-fn arg_eq(index: u8, value: u64) -> Result<SeccompCondition, BackendError> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
-}
-
 fn only(index: u8, value: u64) -> Result<SeccompRule, BackendError> {
-    SeccompRule::new(vec![arg_eq(index, value)?])
+    sandbox::arg_is(index, value)
 }
 
 /// The rules every guest gets, as (syscall, rule) pairs.
@@ -81,18 +64,12 @@ pub fn build(fds: CoreFds, devices: &Devices) -> Result<BpfProgram, SeccompError
     // solo5_exit and solo5_abort: the status is the guest's to choose. An
     // empty rule list is seccompiler's way to allow a call unconditionally.
     rules.insert(libc::SYS_exit_group, Vec::new());
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::KillProcess,
-        SeccompAction::Allow,
-        TargetArch::x86_64,
-    )?;
-    Ok(filter.try_into()?)
+    sandbox::compile(rules)
 }
 
 /// Installs `program` on this (the only) thread: after this the process
 /// may make only the calls the rules allow, and the tender must not
 /// allocate, print or return.
 pub fn install(program: &BpfProgram) -> Result<(), SeccompError> {
-    Ok(seccompiler::apply_filter(program)?)
+    sandbox::install(program)
 }

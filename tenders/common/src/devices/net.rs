@@ -10,7 +10,7 @@
 use super::offload::OffloadLink;
 use super::DeviceError;
 use crate::sys;
-use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
+use seccompiler::SeccompRule;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -184,14 +184,7 @@ impl NetDevice {
     /// spt seccomp rules: `read`, `readv` (a header and a frame) and `write`
     /// on this descriptor only.
     pub fn spt_rules(&self) -> Result<Vec<(i64, SeccompRule)>, seccompiler::BackendError> {
-        let rule = || {
-            SeccompRule::new(vec![SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Eq,
-                self.fd() as u64,
-            )?])
-        };
+        let rule = || crate::sandbox::arg_is(0, self.fd() as u64);
         Ok(vec![
             (libc::SYS_read, rule()?),
             (libc::SYS_readv, rule()?),
