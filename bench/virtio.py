@@ -2,8 +2,8 @@
 """Benchmarks of the virtio target (issue 6), each against lamina-hvt in
 the same run, as a ratio:
 
-- boot: QEMU -M microvm spawn -> first console line -> exit for hello
-  (medians of --runs, runs alternating);
+- boot: QEMU -M microvm (and -M q35, virtio-pci) spawn -> first console
+  line -> exit for hello (medians of --runs, runs alternating);
 - http (--http): the website over a tap through virtio-net, GET / with wrk
   from inside a network namespace the script makes (and removes), against
   the same website on hvt over a tap.
@@ -20,9 +20,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 
 
-QEMU = ["qemu-system-x86_64", "-M", "microvm,acpi=off", "-accel", "tcg", "-cpu", "max", "-nodefaults",
-        "-no-user-config", "-display", "none", "-serial", "stdio", "-device", "isa-debug-exit",
-        "-global", "virtio-mmio.force-legacy=false"]
+COMMON = ["-accel", "tcg", "-cpu", "max", "-nodefaults", "-no-user-config", "-display", "none",
+          "-serial", "stdio", "-device", "isa-debug-exit"]
+QEMU = ["qemu-system-x86_64", "-M", "microvm,acpi=off"] + COMMON + [
+    "-global", "virtio-mmio.force-legacy=false", "-device", "virtio-rng-device"]
+Q35 = ["qemu-system-x86_64", "-M", "q35"] + COMMON + [
+    "-device", "virtio-rng-pci,disable-legacy=on,addr=0x1,romfile="]
 
 
 def image(target, app="hello"):
@@ -108,18 +111,20 @@ def http(args):
 
 
 def boot(args):
-    qemu = QEMU + ["-m", "64", "-kernel", image("virtio"), "-append", "--times=1"]
+    kernel = ["-m", "64", "-kernel", image("virtio"), "-append", "--times=1"]
     hvt = [os.path.join(REL, "lamina-hvt"), "--mem=64", image("hvt"), "--times=1"]
-    runs = {"microvm": [], "hvt": []}
+    runs = {"microvm": [], "q35": [], "hvt": []}
     for _ in range(args.runs):
-        runs["microvm"].append(timed(qemu, 3))  # status 0 through isa-debug-exit is 3
+        runs["microvm"].append(timed(QEMU + kernel, 3))  # status 0 through isa-debug-exit is 3
+        runs["q35"].append(timed(Q35 + kernel, 3))
         runs["hvt"].append(timed(hvt, 0))
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v)) for k, v in runs.items()}
     print(f"hello: spawn -> first line -> exit, median of {args.runs} runs")
     for kind, (first, done) in med.items():
         print(f"  {kind:8} first line {first:8.2f} ms   exit {done:8.2f} ms")
-    print(f"  ratio microvm / hvt: {med['microvm'][0] / med['hvt'][0]:.1f}x to first line, "
-          f"{med['microvm'][1] / med['hvt'][1]:.1f}x to exit")
+    for kind in ("microvm", "q35"):
+        print(f"  ratio {kind} / hvt: {med[kind][0] / med['hvt'][0]:.1f}x to first line, "
+              f"{med[kind][1] / med['hvt'][1]:.1f}x to exit")
 
 
 if __name__ == "__main__":
