@@ -8,6 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../common/tests/support/solo5.rs"]
+mod support;
+use support::stable;
+
 fn solo5_src() -> Option<PathBuf> {
     if std::fs::OpenOptions::new()
         .read(true)
@@ -18,28 +22,7 @@ fn solo5_src() -> Option<PathBuf> {
         println!("SKIPPED: /dev/kvm cannot be opened; the Solo5 hvt tests need KVM");
         return None;
     }
-    let src = PathBuf::from(
-        std::env::var_os("LAMINA_SOLO5_SRC").unwrap_or_else(|| "/tmp/solo5/src".into()),
-    );
-    let probe = src.join("tests/test_hello/test_hello.hvt");
-    if probe.exists() {
-        Some(src)
-    } else {
-        println!(
-            "SKIPPED: no Solo5 test images at {} (build Solo5 there to run these)",
-            probe.display()
-        );
-        None
-    }
-}
-
-/// Output lines that differ between runs (measured times).
-fn stable(out: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter(|l| !l.contains("Slept for") && !l.contains("Overhead of"))
-        .map(str::to_string)
-        .collect()
+    support::solo5_src("hvt")
 }
 
 fn check(src: &Path, test: &str, extra: &[String], status: i32) -> Output {

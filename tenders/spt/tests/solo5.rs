@@ -9,20 +9,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "../../common/tests/support/solo5.rs"]
+mod support;
+use support::stable;
+
 fn solo5_src() -> Option<PathBuf> {
-    let src = PathBuf::from(
-        std::env::var_os("LAMINA_SOLO5_SRC").unwrap_or_else(|| "/tmp/solo5/src".into()),
-    );
-    let probe = src.join("tests/test_hello/test_hello.spt");
-    if probe.exists() {
-        Some(src)
-    } else {
-        println!(
-            "SKIPPED: no Solo5 test images at {} (build Solo5 there to run these)",
-            probe.display()
-        );
-        None
-    }
+    support::solo5_src("spt")
 }
 
 /// What the guest's status must be.
@@ -30,15 +22,6 @@ fn solo5_src() -> Option<PathBuf> {
 enum Expect {
     Exit(i32),
     Signal(i32),
-}
-
-/// Output lines that differ between runs (measured times).
-fn stable(out: &[u8]) -> Vec<String> {
-    String::from_utf8_lossy(out)
-        .lines()
-        .filter(|l| !l.contains("Slept for") && !l.contains("Overhead of"))
-        .map(str::to_string)
-        .collect()
 }
 
 fn check(src: &Path, test: &str, extra: &[String], expect: Expect) {
