@@ -1,6 +1,9 @@
-//! From the VMM's PVH entry to the application and back: the 32-bit entry
-//! that enters long mode, `hvm_start_info`, the heap, the logger, the panic
-//! handler and `start`, which runs the application on the executor.
+//! From the boot loader to the application and back: the two 32-bit entries
+//! (the VMM's PVH entry for `-kernel` boots, Multiboot2 for GRUB on a disk
+//! image) that enter long mode on one path, the boot facts each protocol
+//! hands over (`hvm_start_info`, the Multiboot2 information), the heap, the
+//! logger, the panic handler and `start`, which runs the application on the
+//! executor.
 
 use super::devices::GuestPlatform;
 use super::hw;
@@ -22,20 +25,33 @@ const MIN_HEAP: u64 = 256 * 1024;
 pub(super) const MAPPED: u64 = 4 << 30;
 /// `hvm_start_info.magic`.
 const PVH_MAGIC: u32 = 0x336e_c578;
+/// What a Multiboot2 loader puts in %eax.
+const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// Longest command line read.
 const CMDLINE_MAX: usize = 8192;
 
 #[global_allocator]
 static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
 
-// The PVH entry (Xen's XEN_ELFNOTE_PHYS32_ENTRY, note type 18, which QEMU,
-// Firecracker and cloud-hypervisor honour): 32-bit protected mode, paging
-// off, flat segments, %ebx = physical address of hvm_start_info. It
-// identity-maps the first 4 GiB (2 MiB pages, read-write-execute for now),
-// enables PAE, SSE (OSFXSR, OSXMMEXCPT; EM off, MP on) and long mode, loads
-// a 64-bit GDT, switches to its own stack in .bss and calls `entry`.
-// Interrupts stay off for the guest's life, so the red zone that the
-// prebuilt `core` uses is safe.
+// Two ways in, one path on:
+//
+// - The PVH entry (Xen's XEN_ELFNOTE_PHYS32_ENTRY, note type 18, which
+//   QEMU's `-kernel`, Firecracker and cloud-hypervisor honour): %ebx = the
+//   physical address of hvm_start_info.
+// - The Multiboot2 entry (the header's entry address tag; GRUB loads the
+//   ELF by its program headers), for disk images (`lamina build --disk`):
+//   %eax = the Multiboot2 magic, %ebx = the physical address of the boot
+//   information. QEMU's `-kernel` knows only Multiboot 1, so it still takes
+//   the PVH note.
+//
+// Both start in 32-bit protected mode, paging off, flat segments, no usable
+// stack. Each entry keeps the info address in %esi, the value of %eax in
+// %ebx and its Rust entry in %ebp; the common path switches to the boot
+// stack in .bss, identity-maps the first 4 GiB (2 MiB pages,
+// read-write-execute for now), enables PAE, SSE (OSFXSR, OSXMMEXCPT; EM and
+// TS off, MP on) and long mode, loads a 64-bit GDT and calls the Rust entry
+// with (info address, %eax at entry). Interrupts are off until the runtime
+// turns them on, so the red zone that the prebuilt `core` uses is safe.
 core::arch::global_asm!(
     ".pushsection .note.Xen, \"a\", @note",
     ".p2align 2",
@@ -46,6 +62,25 @@ core::arch::global_asm!(
     ".p2align 2",
     ".long lamina_pvh_start",
     ".popsection",
+    // The Multiboot2 header: within the file's first 32 KiB, 8-aligned
+    // (link.ld puts it first in .text). Tags: the entry address, the end.
+    ".pushsection .multiboot2, \"a\"",
+    ".p2align 3",
+    "lamina_multiboot2_header:",
+    ".long 0xe85250d6", // magic
+    ".long 0",          // architecture: i386 protected mode
+    ".long lamina_multiboot2_header_end - lamina_multiboot2_header",
+    ".long 0x100000000 - (0xe85250d6 + (lamina_multiboot2_header_end - lamina_multiboot2_header))",
+    ".short 3", // entry address tag
+    ".short 0",
+    ".long 12",
+    ".long lamina_multiboot2_start",
+    ".p2align 3",
+    ".short 0", // end tag
+    ".short 0",
+    ".long 8",
+    "lamina_multiboot2_header_end:",
+    ".popsection",
     ".pushsection .text.lamina_pvh_start, \"ax\"",
     ".code32",
     ".global lamina_pvh_start",
@@ -53,6 +88,18 @@ core::arch::global_asm!(
     "  cli",
     "  cld",
     "  mov esi, ebx",
+    "  mov ebx, eax",
+    "  mov ebp, offset {pvh_entry}",
+    "  jmp .Lcommon",
+    ".global lamina_multiboot2_start",
+    "lamina_multiboot2_start:",
+    "  cli",
+    "  cld",
+    "  mov esi, ebx",
+    "  mov ebx, eax",
+    "  mov ebp, offset {multiboot2_entry}",
+    ".Lcommon:",
+    "  mov esp, offset lamina_stack_top",
     // Zero the six table pages: PML4, PDPT, four page directories.
     "  mov edi, offset lamina_page_tables",
     "  xor eax, eax",
@@ -87,7 +134,7 @@ core::arch::global_asm!(
     "  or eax, 0x100", // LME
     "  wrmsr",
     "  mov eax, cr0",
-    "  and eax, 0xfffffffb", // EM off
+    "  and eax, 0xfffffff3", // EM, TS off
     "  or eax, 0x80000003",  // PG | MP | PE
     "  mov cr0, eax",
     "  lgdt [lamina_gdt_ptr]",
@@ -106,8 +153,12 @@ core::arch::global_asm!(
     "  mov gs, ax",
     "  lea rsp, [rip + lamina_stack_top]",
     "  fninit",
+    // The upper halves of the registers are undefined after the switch:
+    // 32-bit moves clear them.
     "  mov edi, esi",
-    "  call {entry}",
+    "  mov esi, ebx",
+    "  mov eax, ebp",
+    "  call rax",
     "  ud2",
     ".popsection",
     ".pushsection .rodata.lamina_gdt, \"a\"",
@@ -128,7 +179,8 @@ core::arch::global_asm!(
     ".skip 512 * 1024",
     "lamina_stack_top:",
     ".popsection",
-    entry = sym entry,
+    pvh_entry = sym pvh_entry,
+    multiboot2_entry = sym multiboot2_entry,
 );
 
 /// `struct hvm_start_info` (Xen's `arch-x86/hvm/start_info.h`), version 1.
@@ -176,8 +228,18 @@ unsafe extern "C" {
     static _end: u8;
 }
 
+/// What the boot protocol tells the runtime: the same facts whichever way
+/// the image was started.
+struct BootFacts {
+    /// The RAM the heap may take: the largest free region above the image
+    /// and inside the identity map, as (start, end).
+    heap: (u64, u64),
+    /// The boot arguments.
+    cmdline: &'static str,
+}
+
 /// Rust entry from the PVH entry, in long mode.
-extern "C" fn entry(start_info: u32) -> ! {
+extern "C" fn pvh_entry(start_info: u32, _eax: u32) -> ! {
     hw::uart_init();
     // SAFETY: the VMM passes the physical address of its hvm_start_info,
     // identity-mapped; it is only read.
@@ -188,19 +250,109 @@ extern "C" fn entry(start_info: u32) -> ! {
     if info.version < 1 || info.memmap_entries == 0 {
         fail("the VMM passed no memory map (hvm_start_info version 0)");
     }
-    let image_end = (&raw const _end) as u64;
-    // The largest RAM region above the image and inside the mapping.
-    let mut best = (0u64, 0u64);
-    for i in 0..info.memmap_entries as usize {
+    let ram = (0..info.memmap_entries as usize).map(|i| {
         // SAFETY: the memory map has `memmap_entries` entries at this address.
         let e = unsafe {
             core::ptr::read_unaligned((info.memmap_paddr as usize as *const MemmapEntry).add(i))
         };
-        if e.kind != RAM {
+        (e.addr, e.size, e.kind)
+    });
+    let heap = largest_free(ram);
+    // SAFETY: the VMM keeps the NUL-terminated command line at this address
+    // (outside the memory handed to the heap: it is below the image or in
+    // memory the map does not report as RAM) for the guest's lifetime.
+    let cmdline = unsafe { read_cmdline(info.cmdline_paddr) };
+    boot(BootFacts { heap, cmdline })
+}
+
+/// Multiboot2 boot information tags read here.
+const MB2_TAG_END: u32 = 0;
+const MB2_TAG_CMDLINE: u32 = 1;
+const MB2_TAG_MMAP: u32 = 6;
+
+/// The Multiboot2 command line, copied out of the boot information, which
+/// lies in RAM the memory map reports free and the heap may take.
+static mut MB2_CMDLINE: [u8; CMDLINE_MAX] = [0; CMDLINE_MAX];
+
+/// Rust entry from the Multiboot2 entry, in long mode: reads the memory map
+/// and the command line out of the boot information's tags.
+extern "C" fn multiboot2_entry(mbi: u32, eax: u32) -> ! {
+    hw::uart_init();
+    if eax != MULTIBOOT2_MAGIC {
+        fail("not started by a Multiboot2 loader (bad magic in %eax)");
+    }
+    let read = |addr: u64| -> u32 {
+        // SAFETY: `addr` is inside the boot information, which the loader
+        // placed in identity-mapped RAM; it is only read, and only before
+        // the heap may reuse that RAM.
+        unsafe { core::ptr::read_unaligned(addr as usize as *const u32) }
+    };
+    let start = u64::from(mbi);
+    let end = start + u64::from(read(start));
+    let mut tag = start + 8;
+    let (mut mmap, mut cmdline) = (None, None);
+    while tag + 8 <= end {
+        let (kind, size) = (read(tag), u64::from(read(tag + 4)));
+        match kind {
+            MB2_TAG_END => break,
+            MB2_TAG_CMDLINE => cmdline = Some(tag + 8),
+            MB2_TAG_MMAP => mmap = Some((tag, size)),
+            _ => {}
+        }
+        tag += size.max(8).next_multiple_of(8);
+    }
+    let Some((mmap, size)) = mmap else {
+        fail("the boot loader passed no memory map (no Multiboot2 mmap tag)");
+    };
+    let entry_size = u64::from(read(mmap + 8)).max(24);
+    let ram = (0..(size.saturating_sub(16) / entry_size)).map(|i| {
+        let e = mmap + 16 + i * entry_size;
+        let addr = u64::from(read(e)) | u64::from(read(e + 4)) << 32;
+        let len = u64::from(read(e + 8)) | u64::from(read(e + 12)) << 32;
+        (addr, len, read(e + 16))
+    });
+    let heap = largest_free(ram);
+    let cmdline = match cmdline {
+        // SAFETY: the tag holds a NUL-terminated string; this is the only
+        // call.
+        Some(src) => unsafe { keep_multiboot2_cmdline(src) },
+        None => "",
+    };
+    boot(BootFacts { heap, cmdline })
+}
+
+/// Copies the command line at `src` into [`MB2_CMDLINE`] (at most
+/// `CMDLINE_MAX - 1` bytes, so that it stays NUL-terminated) and returns it.
+///
+/// # Safety
+/// `src` points to a NUL-terminated string; called once, before anything
+/// else uses `MB2_CMDLINE`.
+unsafe fn keep_multiboot2_cmdline(src: u64) -> &'static str {
+    let src = src as usize as *const u8;
+    let copy = (&raw mut MB2_CMDLINE).cast::<u8>();
+    let mut len = 0;
+    // SAFETY: bytes of `src` up to its NUL are readable (the contract);
+    // `len` stays inside the buffer, which nothing else uses.
+    unsafe {
+        while len < CMDLINE_MAX - 1 && *src.add(len) != 0 {
+            copy.add(len).write(*src.add(len));
+            len += 1;
+        }
+        read_cmdline(copy as u64)
+    }
+}
+
+/// The largest RAM region above the image and inside the identity map, of
+/// (address, size, E820 type) entries; fails if it cannot hold a heap.
+fn largest_free(map: impl Iterator<Item = (u64, u64, u32)>) -> (u64, u64) {
+    let image_end = (&raw const _end) as u64;
+    let mut best = (0u64, 0u64);
+    for (addr, size, kind) in map {
+        if kind != RAM {
             continue;
         }
-        let start = e.addr.max(image_end).next_multiple_of(4096);
-        let end = e.addr.saturating_add(e.size).min(MAPPED) & !4095;
+        let start = addr.max(image_end).next_multiple_of(4096);
+        let end = addr.saturating_add(size).min(MAPPED) & !4095;
         if end > start && end - start > best.1 - best.0 {
             best = (start, end);
         }
@@ -208,22 +360,27 @@ extern "C" fn entry(start_info: u32) -> ! {
     if best.1 - best.0 < MIN_HEAP {
         fail("not enough guest memory for a heap: give the VM more (-m)");
     }
+    best
+}
+
+/// Common to both entries: the heap, the clock, then the application.
+fn boot(facts: BootFacts) -> ! {
+    let (start, end) = facts.heap;
     // SAFETY: the region is RAM the memory map reports free, above the image
-    // (whose .bss holds the stack and page tables); nothing else uses it and
-    // this runs once, before any allocation.
-    unsafe {
-        HEAP.lock()
-            .init(best.0 as *mut u8, (best.1 - best.0) as usize)
-    };
+    // (whose .bss holds the stack and page tables) and past everything the
+    // boot protocol handed over that is still used (the PVH command line,
+    // the copied Multiboot2 one); nothing else uses it and this runs once,
+    // before any allocation.
+    unsafe { HEAP.lock().init(start as *mut u8, (end - start) as usize) };
     if !hw::clock_init() {
         fail("cannot calibrate the TSC: no PIT and no CPUID frequency leaves");
     }
-    // SAFETY: the VMM keeps the NUL-terminated command line at this address
-    // (outside the memory handed to the heap: it is below the image or in
-    // memory the map does not report as RAM) for the guest's lifetime.
-    let cmdline = unsafe { read_cmdline(info.cmdline_paddr) };
     // SAFETY: the application defines this symbol through `lamina::main!`.
-    let status = unsafe { __lamina_guest_main(Boot { cmdline }) };
+    let status = unsafe {
+        __lamina_guest_main(Boot {
+            cmdline: facts.cmdline,
+        })
+    };
     hw::exit(status)
 }
 
