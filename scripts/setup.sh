@@ -17,12 +17,16 @@ declare -A PACKAGES=(
   [hping3]=hping3
   [chromium]=chromium
   [qemu-system-x86_64]=qemu-system-x86
+  [grub-mkimage]=grub-common
 )
 
 missing=()
 for cmd in "${!PACKAGES[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${PACKAGES[$cmd]}")
 done
+
+# GRUB's BIOS files (boot.img, the i386-pc modules) for `lamina build --disk`.
+[ -f /usr/lib/grub/i386-pc/boot.img ] || missing+=(grub-pc-bin)
 
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"

@@ -7,6 +7,7 @@
 
 mod build;
 mod describe;
+mod disk;
 mod guest;
 mod net;
 mod new;
@@ -88,15 +89,26 @@ enum Command {
     },
     /// Build an application for a target.
     Build {
-        /// Where it will run [default: hvt where /dev/kvm works, else spt].
+        /// Where it will run [default: hvt where /dev/kvm works, else spt;
+        /// virtio with --disk].
         #[arg(long, short, value_enum)]
         target: Option<Target>,
         /// Optimised build.
         #[arg(long, short)]
         release: bool,
+        /// Also write a bootable raw disk image (virtio only): GRUB and the
+        /// kernel, with the boot arguments after `--` baked in.
+        #[arg(long)]
+        disk: bool,
+        /// Where to write the disk image [default: beside the kernel, .img].
+        #[arg(long, short, requires = "disk")]
+        output: Option<PathBuf>,
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
+        /// Boot arguments baked into the disk image, after `--`.
+        #[arg(last = true, requires = "disk")]
+        boot_args: Vec<String>,
     },
     /// Build an application and run it.
     Run {
@@ -175,10 +187,22 @@ fn main() -> ExitCode {
         Command::Build {
             target,
             release,
+            disk: false,
             app,
+            ..
         } => project::Project::find(&app)
             .and_then(|project| build::build(&project, Target::resolve(target), release))
             .map(|_| ExitCode::SUCCESS),
+        Command::Build {
+            target,
+            release,
+            disk: true,
+            output,
+            app,
+            boot_args,
+        } => project::Project::find(&app)
+            .and_then(|project| build_disk(&project, target, release, output, &boot_args))
+            .map(|()| ExitCode::SUCCESS),
         Command::Run {
             target,
             machine,
@@ -215,6 +239,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// `lamina build --disk`: the virtio kernel, then its disk image.
+fn build_disk(
+    project: &project::Project,
+    target: Option<Target>,
+    release: bool,
+    output: Option<PathBuf>,
+    boot_args: &[String],
+) -> Result<(), CliError> {
+    if let Some(other) = target.filter(|&t| t != Target::Virtio) {
+        return Err(CliError::Project(format!(
+            "a disk image (--disk) holds a virtio kernel, not {}: use -t virtio",
+            other.name()
+        )));
+    }
+    disk::check_boot_args(boot_args)?;
+    let built = build::build(project, Target::Virtio, release)?;
+    let out = output.unwrap_or_else(|| disk::default_path(&built.artifact));
+    let size = disk::write(&built.artifact, &out, boot_args)?;
+    eprintln!(
+        "lamina: wrote the disk image {} ({} MiB: GRUB 2 and the kernel, raw, BIOS boot)",
+        out.display(),
+        size >> 20
+    );
+    Ok(())
+}
+
 /// Everything that can go wrong in a `lamina` command; each message says
 /// what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +279,14 @@ pub enum CliError {
         target: &'static str,
         /// What is missing.
         why: String,
+    },
+    /// A tool or file from a Debian package is missing.
+    #[error("cannot find {what}: install the Debian package {package} (scripts/setup.sh does)")]
+    MissingTool {
+        /// What is missing, and the system's error.
+        what: String,
+        /// The package that provides it.
+        package: &'static str,
     },
     /// cargo failed; its own output says why.
     #[error("build failed (cargo's messages are above)")]
@@ -248,7 +306,9 @@ impl CliError {
     /// a failure while serving it.
     fn exit_status(&self) -> u8 {
         match self {
-            CliError::Project(_) | CliError::TargetUnavailable { .. } => 2,
+            CliError::Project(_)
+            | CliError::TargetUnavailable { .. }
+            | CliError::MissingTool { .. } => 2,
             CliError::BuildFailed | CliError::Io { .. } => 1,
         }
     }
