@@ -2,7 +2,8 @@
 //! register window, the status handshake, feature negotiation and queue
 //! set-up (virtio 1.2, section 4.2.2).
 
-use super::transport::{SetupError, F_VERSION_1};
+use super::transport::status::*;
+use super::transport::{negotiate, Registers, SetupError};
 use crate::cmdline::MmioDevice;
 use crate::virtqueue::Queue;
 use core::ptr::{read_volatile, write_volatile};
@@ -34,15 +35,6 @@ const CONFIG_GENERATION: usize = 0x0fc;
 const CONFIG: usize = 0x100;
 /// The window must hold the registers and this much configuration space.
 const MIN_WINDOW: u64 = 0x200;
-
-// Device status bits.
-const ACKNOWLEDGE: u32 = 1;
-const DRIVER: u32 = 2;
-const DRIVER_OK: u32 = 4;
-const FEATURES_OK: u32 = 8;
-const FAILED: u32 = 0x80;
-/// Reads of the status register while waiting for a reset to finish.
-const RESET_SPINS: u32 = 1_000_000;
 
 /// A virtio-mmio device's register window.
 pub struct Mmio {
@@ -92,38 +84,9 @@ impl Mmio {
     }
 
     /// Resets the device, negotiates `wanted` features (VIRTIO_F_VERSION_1
-    /// is added and required) and returns those the device offers.
+    /// is added and required) and returns those accepted.
     pub fn begin(&self, wanted: u64) -> Result<u64, SetupError> {
-        self.write(STATUS, 0);
-        let mut spins = 0u32;
-        while self.read(STATUS) != 0 {
-            spins += 1;
-            if spins > RESET_SPINS {
-                return Err(SetupError::Reset);
-            }
-            core::hint::spin_loop();
-        }
-        self.write(STATUS, ACKNOWLEDGE);
-        self.write(STATUS, ACKNOWLEDGE | DRIVER);
-        self.write(DEVICE_FEATURES_SEL, 0);
-        let low = self.read(DEVICE_FEATURES) as u64;
-        self.write(DEVICE_FEATURES_SEL, 1);
-        let offered = low | (self.read(DEVICE_FEATURES) as u64) << 32;
-        let accepted = offered & (wanted | F_VERSION_1);
-        if accepted & F_VERSION_1 == 0 {
-            self.fail();
-            return Err(SetupError::Features);
-        }
-        self.write(DRIVER_FEATURES_SEL, 0);
-        self.write(DRIVER_FEATURES, accepted as u32);
-        self.write(DRIVER_FEATURES_SEL, 1);
-        self.write(DRIVER_FEATURES, (accepted >> 32) as u32);
-        self.write(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
-        if self.read(STATUS) & FEATURES_OK == 0 {
-            self.fail();
-            return Err(SetupError::Features);
-        }
-        Ok(accepted)
+        negotiate(self, wanted)
     }
 
     /// Sets up queue `index` with at most `max_size` entries (a power of
@@ -162,11 +125,11 @@ impl Mmio {
 
     /// Tells the device the driver is ready: the queues are live.
     pub fn finish(&self) {
-        self.write(STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+        self.set_status(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     }
 
     fn fail(&self) {
-        self.write(STATUS, FAILED);
+        self.set_status(FAILED);
     }
 
     /// Tells the device that queue `index` has new buffers.
@@ -205,5 +168,25 @@ impl Mmio {
             }
         }
         bytes
+    }
+}
+
+impl Registers for Mmio {
+    fn status(&self) -> u8 {
+        self.read(STATUS) as u8
+    }
+
+    fn set_status(&self, status: u8) {
+        self.write(STATUS, u32::from(status));
+    }
+
+    fn device_features(&self, word: u32) -> u32 {
+        self.write(DEVICE_FEATURES_SEL, word);
+        self.read(DEVICE_FEATURES)
+    }
+
+    fn set_driver_features(&self, word: u32, bits: u32) {
+        self.write(DRIVER_FEATURES_SEL, word);
+        self.write(DRIVER_FEATURES, bits);
     }
 }

@@ -11,7 +11,8 @@
 //! local APIC (no INTx, no I/O APIC routing); a function without MSI-X is
 //! polled.
 
-use super::transport::{Interrupt, SetupError, F_VERSION_1};
+use super::transport::status::*;
+use super::transport::{negotiate, Interrupt, Registers, SetupError};
 use crate::guest::hw;
 use crate::pci::{self as cfg, ConfigSpace, Msix, COMMON_CFG_LEN};
 use crate::virtqueue::Queue;
@@ -42,15 +43,6 @@ const QUEUE_DEVICE: usize = 0x30;
 
 /// "No MSI-X vector".
 const NO_VECTOR: u16 = 0xffff;
-
-// Device status bits.
-const ACKNOWLEDGE: u8 = 1;
-const DRIVER: u8 = 2;
-const DRIVER_OK: u8 = 4;
-const FEATURES_OK: u8 = 8;
-const FAILED: u8 = 0x80;
-/// Reads of the status while waiting for a reset to finish.
-const RESET_SPINS: u32 = 1_000_000;
 
 /// A PCI function, by its address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,35 +256,7 @@ impl Pci {
     /// Resets the device, negotiates `wanted` features (VIRTIO_F_VERSION_1
     /// is added and required) and returns those accepted.
     pub fn begin(&self, wanted: u64) -> Result<u64, SetupError> {
-        self.write8(DEVICE_STATUS, 0);
-        let mut spins = 0u32;
-        while self.read8(DEVICE_STATUS) != 0 {
-            spins += 1;
-            if spins > RESET_SPINS {
-                return Err(SetupError::Reset);
-            }
-            core::hint::spin_loop();
-        }
-        self.write8(DEVICE_STATUS, ACKNOWLEDGE);
-        self.write8(DEVICE_STATUS, ACKNOWLEDGE | DRIVER);
-        self.write32(DEVICE_FEATURE_SELECT, 0);
-        let low = self.read32(DEVICE_FEATURE) as u64;
-        self.write32(DEVICE_FEATURE_SELECT, 1);
-        let offered = low | (self.read32(DEVICE_FEATURE) as u64) << 32;
-        let accepted = offered & (wanted | F_VERSION_1);
-        if accepted & F_VERSION_1 == 0 {
-            self.fail();
-            return Err(SetupError::Features);
-        }
-        self.write32(DRIVER_FEATURE_SELECT, 0);
-        self.write32(DRIVER_FEATURE, accepted as u32);
-        self.write32(DRIVER_FEATURE_SELECT, 1);
-        self.write32(DRIVER_FEATURE, (accepted >> 32) as u32);
-        self.write8(DEVICE_STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK);
-        if self.read8(DEVICE_STATUS) & FEATURES_OK == 0 {
-            self.fail();
-            return Err(SetupError::Features);
-        }
+        let accepted = negotiate(self, wanted)?;
         // Configuration changes interrupt nobody.
         self.write16(CONFIG_MSIX_VECTOR, NO_VECTOR);
         Ok(accepted)
@@ -456,5 +420,25 @@ impl Pci {
     /// The function's address, for messages.
     pub fn function(&self) -> Function {
         self.function
+    }
+}
+
+impl Registers for Pci {
+    fn status(&self) -> u8 {
+        self.read8(DEVICE_STATUS)
+    }
+
+    fn set_status(&self, status: u8) {
+        self.write8(DEVICE_STATUS, status);
+    }
+
+    fn device_features(&self, word: u32) -> u32 {
+        self.write32(DEVICE_FEATURE_SELECT, word);
+        self.read32(DEVICE_FEATURE)
+    }
+
+    fn set_driver_features(&self, word: u32, bits: u32) {
+        self.write32(DRIVER_FEATURE_SELECT, word);
+        self.write32(DRIVER_FEATURE, bits);
     }
 }

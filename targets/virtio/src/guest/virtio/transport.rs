@@ -11,6 +11,68 @@ use crate::virtqueue::Queue;
 /// VIRTIO_F_VERSION_1: the device speaks virtio 1.x.
 pub const F_VERSION_1: u64 = 1 << 32;
 
+/// Device status bits (virtio 1.2, 2.1).
+pub mod status {
+    /// The guest noticed the device.
+    pub const ACKNOWLEDGE: u8 = 1;
+    /// The guest has a driver for it.
+    pub const DRIVER: u8 = 2;
+    /// The driver is ready: the queues are live.
+    pub const DRIVER_OK: u8 = 4;
+    /// Feature negotiation is done.
+    pub const FEATURES_OK: u8 = 8;
+    /// The driver gave up on the device.
+    pub const FAILED: u8 = 0x80;
+}
+
+/// Reads of the status while waiting for a reset to finish.
+const RESET_SPINS: u32 = 1_000_000;
+
+/// The registers the initialisation sequence (virtio 1.2, 3.1.1) uses, as
+/// each transport lays them out.
+pub trait Registers {
+    /// The device status.
+    fn status(&self) -> u8;
+    /// Sets the device status (0 resets the device).
+    fn set_status(&self, status: u8);
+    /// Feature bits `32 * word ..` the device offers.
+    fn device_features(&self, word: u32) -> u32;
+    /// Feature bits `32 * word ..` the driver accepts.
+    fn set_driver_features(&self, word: u32, bits: u32);
+}
+
+/// Resets the device and negotiates `wanted` features (VIRTIO_F_VERSION_1
+/// is added and required); returns those accepted. A device that refuses
+/// is marked FAILED.
+pub fn negotiate(regs: &impl Registers, wanted: u64) -> Result<u64, SetupError> {
+    use status::*;
+    regs.set_status(0);
+    let mut spins = 0u32;
+    while regs.status() != 0 {
+        spins += 1;
+        if spins > RESET_SPINS {
+            return Err(SetupError::Reset);
+        }
+        core::hint::spin_loop();
+    }
+    regs.set_status(ACKNOWLEDGE);
+    regs.set_status(ACKNOWLEDGE | DRIVER);
+    let offered = u64::from(regs.device_features(0)) | u64::from(regs.device_features(1)) << 32;
+    let accepted = offered & (wanted | F_VERSION_1);
+    if accepted & F_VERSION_1 == 0 {
+        regs.set_status(FAILED);
+        return Err(SetupError::Features);
+    }
+    regs.set_driver_features(0, accepted as u32);
+    regs.set_driver_features(1, (accepted >> 32) as u32);
+    regs.set_status(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+    if regs.status() & FEATURES_OK == 0 {
+        regs.set_status(FAILED);
+        return Err(SetupError::Features);
+    }
+    Ok(accepted)
+}
+
 /// Device types (virtio 1.2, section 5).
 pub mod device_type {
     /// virtio-net.
