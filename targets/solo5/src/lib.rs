@@ -12,20 +12,22 @@
 //! | `park`    | the executor's idle wait: Solo5's `yield(deadline)` |
 //! | `mem`     | `memcpy` and friends, which `core` expects from a libc |
 //! | [`time`]  | TSC to nanoseconds |
+//! | [`entropy`] | the CSPRNG's seed from RDSEED or RDRAND |
 //!
 //! The image is sealed: the linker script (`link.ld`) puts text, read-only
 //! data and writable data in separate segments (R+X, R, RW), the tender maps
 //! them so, and nothing is ever made executable at run time.
 //!
-//! Everything but [`time`] and [`cmdline`] is compiled only for a guest
+//! Everything but [`time`], [`entropy`] and [`cmdline`] is compiled only for a guest
 //! (`--cfg lamina_target="spt"` or `"hvt"`, set by `lamina build`); on the
-//! host the crate is just those two, so that they can be unit-tested.
+//! host the crate is just those, so that they can be unit-tested.
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
 pub mod cmdline;
+pub mod entropy;
 pub mod time;
 
 #[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]

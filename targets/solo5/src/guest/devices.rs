@@ -51,36 +51,6 @@ impl Clock for SoloClock {
 /// ChaCha20 seeded from the CPU's RDSEED (or RDRAND) at first use.
 static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
 
-fn hardware_seed() -> Option<[u8; 32]> {
-    let leaf1 = core::arch::x86_64::__cpuid(1);
-    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
-    let has_rdrand = leaf1.ecx & (1 << 30) != 0;
-    let has_rdseed = leaf7.ebx & (1 << 18) != 0;
-    let mut seed = [0u8; 32];
-    for chunk in seed.chunks_mut(8) {
-        let mut value = None;
-        // The instructions may fail transiently; retry a bounded number of times.
-        for _ in 0..128 {
-            let mut word = 0u64;
-            let ok = if has_rdseed {
-                // SAFETY: CPUID says RDSEED exists; it only writes `word`.
-                unsafe { core::arch::x86_64::_rdseed64_step(&mut word) }
-            } else if has_rdrand {
-                // SAFETY: CPUID says RDRAND exists; it only writes `word`.
-                unsafe { core::arch::x86_64::_rdrand64_step(&mut word) }
-            } else {
-                return None;
-            };
-            if ok == 1 {
-                value = Some(word);
-                break;
-            }
-        }
-        chunk.copy_from_slice(&value?.to_le_bytes());
-    }
-    Some(seed)
-}
-
 /// Random bytes from a CSPRNG seeded by hardware entropy. A CPU without
 /// RDRAND/RDSEED stops the unikernel rather than hand out predictable bytes.
 #[derive(Clone, Default)]
@@ -88,7 +58,7 @@ pub struct SoloRandom;
 
 impl Random for SoloRandom {
     fn fill(&self, buf: &mut [u8]) {
-        let rng = RNG.call_once(|| match hardware_seed() {
+        let rng = RNG.call_once(|| match crate::entropy::hardware_seed() {
             Some(seed) => spin::Mutex::new(ChaCha20Rng::from_seed(seed)),
             None => panic!("no hardware entropy (RDRAND/RDSEED): refusing to produce predictable random numbers"),
         });

@@ -47,16 +47,11 @@ impl Clock for VirtioClock {
     }
 }
 
-/// ChaCha20 seeded from RDRAND (or a virtio-rng device) at first use.
+/// ChaCha20 seeded from RDSEED/RDRAND (or a virtio-rng device) at first use.
 static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
 
-/// A seed read from a virtio-rng device at boot, for a CPU without RDRAND.
+/// A seed read from a virtio-rng device at boot, for a CPU without RDSEED/RDRAND.
 static DEVICE_SEED: spin::Once<[u8; 32]> = spin::Once::new();
-
-/// Whether the CPU has RDRAND (CPUID.1:ECX bit 30).
-pub(crate) fn has_rdrand() -> bool {
-    core::arch::x86_64::__cpuid(1).ecx & (1 << 30) != 0
-}
 
 /// Keeps `seed`, read from a virtio-rng device, for the CSPRNG; the first
 /// one counts.
@@ -64,28 +59,8 @@ pub(crate) fn seed_from_device(seed: [u8; 32]) {
     DEVICE_SEED.call_once(|| seed);
 }
 
-fn rdrand_seed() -> Option<[u8; 32]> {
-    if !has_rdrand() {
-        return None;
-    }
-    let mut seed = [0u8; 32];
-    for chunk in seed.chunks_mut(8) {
-        let mut value = None;
-        for _ in 0..128 {
-            let mut word = 0u64;
-            // SAFETY: CPUID says RDRAND exists; it only writes `word`.
-            if unsafe { core::arch::x86_64::_rdrand64_step(&mut word) } == 1 {
-                value = Some(word);
-                break;
-            }
-        }
-        chunk.copy_from_slice(&value?.to_le_bytes());
-    }
-    Some(seed)
-}
-
-/// Random bytes from a ChaCha20 CSPRNG seeded by RDRAND or, on a CPU
-/// without it, by a virtio-rng device (read at boot). With neither, the
+/// Random bytes from a ChaCha20 CSPRNG seeded by RDSEED/RDRAND or, on a CPU
+/// without them, by a virtio-rng device (read at boot). With neither, the
 /// unikernel stops rather than hand out predictable bytes (`lamina run`
 /// always attaches a virtio-rng device).
 #[derive(Clone, Default)]
@@ -94,7 +69,7 @@ pub struct VirtioRandom;
 impl Random for VirtioRandom {
     fn fill(&self, buf: &mut [u8]) {
         let rng = RNG.call_once(|| {
-            let seed = rdrand_seed().or_else(|| {
+            let seed = lamina_solo5::entropy::hardware_seed().or_else(|| {
                 let seed = DEVICE_SEED.get().copied()?;
                 log::info!("random: no RDRAND: seeded from virtio-rng");
                 Some(seed)

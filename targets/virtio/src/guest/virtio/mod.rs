@@ -77,7 +77,7 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
         let result = pci::Pci::probe(function, mapped).map(|t| (Transport::Pci(t), kind));
         probed.push((result, alloc::format!("the device at {function}")));
     }
-    let mut entropy = !super::devices::has_rdrand();
+    let mut entropy = !lamina_solo5::entropy::has_rdrand() && !lamina_solo5::entropy::has_rdseed();
     for (result, place) in probed {
         let failed = |why: &dyn core::fmt::Display| {
             log::warn!("virtio: {place} is not used: {why}");
