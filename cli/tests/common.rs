@@ -1,10 +1,12 @@
 //! Helpers for tests that drive the real `lamina` binary.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The repository root.
@@ -151,4 +153,174 @@ pub fn unikernel_targets(test: &str) -> Vec<&'static str> {
         Err(e) => eprintln!("SKIPPED {test} on hvt: /dev/kvm is not usable here ({e})"),
     }
     targets
+}
+
+/// Whether `tool` is on the PATH.
+pub fn installed(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Root and `tools`, as tests that make network namespaces and taps need,
+/// or a plain message why `test` is skipped.
+pub fn can_use_namespaces(test: &str, tools: &[&str]) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    if !root {
+        eprintln!("SKIPPED {test}: needs root to create network namespaces and taps");
+        return false;
+    }
+    if let Some(tool) = tools.iter().find(|tool| !installed(tool)) {
+        eprintln!("SKIPPED {test}: {tool} is not installed (scripts/setup.sh installs it)");
+        return false;
+    }
+    true
+}
+
+/// A network namespace of a name of its own (`PREFIX-PID-N`) with tap0 at
+/// 10.SUBNET.0.1/24, SUBNET counting up from the one `new` is given, and at
+/// most one guest started in it (in a process group of its own). On drop,
+/// on success and on failure, the guest's process group is killed and the
+/// namespace deleted.
+pub struct Namespace {
+    pub name: String,
+    pub subnet: u32,
+    guest: Option<Child>,
+}
+
+impl Namespace {
+    pub fn new(prefix: &str, first_subnet: u32) -> Namespace {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let ns = Namespace {
+            name: format!("{prefix}-{}-{n}", std::process::id()),
+            subnet: first_subnet + n,
+            guest: None,
+        };
+        let script = format!(
+            "ip netns add {0} && ip -n {0} link set lo up && ip -n {0} tuntap add dev tap0 mode tap \
+             && ip -n {0} addr add 10.{1}.0.1/24 dev tap0 && ip -n {0} link set tap0 up",
+            ns.name, ns.subnet
+        );
+        let output = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ns
+    }
+
+    /// The guest's address on the tap's subnet (the host has .1).
+    pub fn guest_ip(&self) -> String {
+        format!("10.{}.0.2", self.subnet)
+    }
+
+    /// `program` to run inside the namespace.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Runs `args` inside the namespace to completion.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let output = self.command(args[0]).args(&args[1..]).output().unwrap();
+        eprintln!(
+            "--- in {}: {args:?}: {:?}\n{}{}",
+            self.name,
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs `script` with `sh` inside the namespace to completion.
+    pub fn sh(&self, script: &str) -> Output {
+        self.exec(&["sh", "-c", script])
+    }
+
+    /// Starts `guest` (from [`Namespace::command`]) in a process group of
+    /// its own, its output to `log`.
+    pub fn start_guest(&mut self, mut guest: Command, log: &Path) {
+        assert!(self.guest.is_none(), "one guest a namespace");
+        let log = std::fs::File::create(log).unwrap();
+        let child = guest
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.guest = Some(child);
+    }
+
+    /// The guest's process (also its process group).
+    pub fn guest_pid(&self) -> u32 {
+        self.guest.as_ref().expect("a guest").id()
+    }
+
+    pub fn guest_alive(&mut self) -> bool {
+        matches!(self.guest.as_mut().map(|g| g.try_wait()), Some(Ok(None)))
+    }
+
+    /// Runs `script` inside the namespace until its output contains
+    /// `expected`, for at most `limit`, and returns that output; panics
+    /// sooner if the guest exits.
+    pub fn wait_for(&mut self, script: &str, expected: &str, limit: Duration) -> String {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let out = self.command("sh").args(["-c", script]).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains(expected) {
+                eprintln!("--- {script}: answered after {:?}", start.elapsed());
+                return text;
+            }
+            if let Some(Ok(Some(status))) = self.guest.as_mut().map(|g| g.try_wait()) {
+                panic!("the unikernel exited: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no '{expected}' from `{script}` within {limit:?}");
+    }
+
+    /// Waits until the guest echoes over TCP on port 7.
+    pub fn wait_for_echo(&mut self, limit: Duration) {
+        let probe = format!("echo probe | nc -N -w 1 {} 7", self.guest_ip());
+        self.wait_for(&probe, "probe", limit);
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Some(mut guest) = self.guest.take() {
+            let group = format!("-{}", guest.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+            let _ = guest.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// User plus system CPU time of process `pid`, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0 // USER_HZ
+}
+
+/// The CPU time, in seconds, process `pid` uses over the next `period`.
+pub fn cpu_seconds_over(pid: u32, period: Duration) -> f64 {
+    let before = cpu_seconds(pid);
+    std::thread::sleep(period);
+    cpu_seconds(pid) - before
 }

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn targets(test: &str) -> Vec<&'static str> {
@@ -16,166 +16,30 @@ fn targets(test: &str) -> Vec<&'static str> {
 
 /// Root and the tools these tests need, or a plain message why not.
 fn can_run(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        eprintln!("SKIPPED {test}: needs root to create network namespaces and taps");
-        return false;
-    }
-    for tool in ["ip", "ping", "nc"] {
-        if Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map(|o| !o.status.success())
-            .unwrap_or(true)
-        {
-            eprintln!("SKIPPED {test}: {tool} is not installed (scripts/setup.sh installs it)");
-            return false;
-        }
-    }
-    true
+    can_use_namespaces(test, &["ip", "ping", "nc"])
 }
 
-/// A network namespace with tap0 at 10.N.0.1/24; removed on drop.
-struct Namespace {
-    name: String,
-    subnet: u32,
-    guest: Option<Child>,
+/// A network namespace with tap0 at 10.N.0.1/24 (N from 100); removed,
+/// with the guest, on drop.
+fn namespace() -> Namespace {
+    Namespace::new("lamina-t", 100)
 }
 
-impl Namespace {
-    fn new() -> Namespace {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("lamina-t{}-{n}", std::process::id());
-        let subnet = 100 + n;
-        let ns = Namespace {
-            name,
-            subnet,
-            guest: None,
-        };
-        ns.sh(&format!(
-            "ip netns add {0} && ip -n {0} link set lo up && ip -n {0} tuntap add dev tap0 mode tap \
-             && ip -n {0} addr add 10.{1}.0.1/24 dev tap0 && ip -n {0} link set tap0 up",
-            ns.name, subnet
-        ));
-        ns
-    }
-
-    fn guest_ip(&self) -> String {
-        format!("10.{}.0.2", self.subnet)
-    }
-
-    fn sh(&self, script: &str) -> Output {
-        let output = Command::new("sh").args(["-c", script]).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Runs `args` inside the namespace.
-    fn exec(&self, args: &[&str]) -> Output {
-        let output = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .output()
-            .unwrap();
-        eprintln!(
-            "--- in {}: {args:?}: {:?}\n{}{}",
-            self.name,
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
-    }
-
-    /// Boots the echo unikernel on tap0 with `guest_args`; its console goes to `log`.
-    fn boot_echo(&mut self, target: &str, guest_args: &[&str], log: &std::path::Path) {
-        self.boot(target, "echo", "64", guest_args, log);
-    }
-
-    /// Boots `app` on tap0 with `mem` MiB and `guest_args`; console to `log`.
-    fn boot(
-        &mut self,
-        target: &str,
-        app: &str,
-        mem: &str,
-        guest_args: &[&str],
-        log: &std::path::Path,
-    ) {
-        let tender = release_dir().join(format!("lamina-{target}"));
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .arg(tender)
-            .arg(format!("--mem={mem}"))
-            .arg("--net:service=tap0")
-            .arg(image(target, app))
-            .args(guest_args)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.guest = Some(child);
-    }
-
-    /// Waits until the guest answers TCP on port 7.
-    fn wait_for_echo(&mut self, limit: Duration) {
-        let start = Instant::now();
-        let probe = format!("echo probe | nc -N -w 1 {} 7", self.guest_ip());
-        while start.elapsed() < limit {
-            let out = Command::new("ip")
-                .args(["netns", "exec", &self.name, "sh", "-c", &probe])
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("probe") {
-                return;
-            }
-            if let Some(Ok(Some(status))) = self.guest.as_mut().map(|g| g.try_wait()) {
-                panic!("the unikernel exited: {status}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the echo unikernel did not answer within {limit:?}");
-    }
-
-    /// The share of one CPU the guest's process used over `period`.
-    fn guest_cpu_over(&mut self, period: Duration) -> f64 {
-        let pid = self.guest.as_ref().expect("a guest").id();
-        // utime + stime, fields 14 and 15 of /proc/PID/stat, in clock ticks
-        // (100 per second); the command name in field 2 has no spaces here.
-        let ticks = || -> u64 {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-            let fields: Vec<&str> = stat.split_whitespace().collect();
-            fields[13].parse::<u64>().unwrap() + fields[14].parse::<u64>().unwrap()
-        };
-        let before = ticks();
-        std::thread::sleep(period);
-        (ticks() - before) as f64 / 100.0 / period.as_secs_f64()
-    }
-
-    fn guest_alive(&mut self) -> bool {
-        matches!(self.guest.as_mut().map(|g| g.try_wait()), Some(Ok(None)))
-    }
+/// Boots the echo unikernel on tap0 with `guest_args`; its console goes to `log`.
+fn boot_echo(ns: &mut Namespace, target: &str, guest_args: &[&str], log: &Path) {
+    boot(ns, target, "echo", "64", guest_args, log);
 }
 
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Some(mut guest) = self.guest.take() {
-            let _ = guest.kill();
-            let _ = guest.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
+/// Boots `app` in `target`'s tender on tap0 with `mem` MiB and
+/// `guest_args`; console to `log`.
+fn boot(ns: &mut Namespace, target: &str, app: &str, mem: &str, guest_args: &[&str], log: &Path) {
+    let mut guest = ns.command(release_dir().join(format!("lamina-{target}")));
+    guest
+        .arg(format!("--mem={mem}"))
+        .arg("--net:service=tap0")
+        .arg(image(target, app))
+        .args(guest_args);
+    ns.start_guest(guest, log);
 }
 
 #[test]
@@ -185,30 +49,22 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
     }
     for target in targets("echo over tap") {
         let dir = tempfile::tempdir().unwrap();
-        let mut ns = Namespace::new();
+        let mut ns = namespace();
         let address = format!("--ipv4={}/24", ns.guest_ip());
-        ns.boot_echo(target, &[&address], &dir.path().join("console"));
+        boot_echo(&mut ns, target, &[&address], &dir.path().join("console"));
         ns.wait_for_echo(Duration::from_secs(30));
         let ip = ns.guest_ip();
         // ping: ICMP echo answered by the stack.
         let ping = ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip]);
         assert!(ping.status.success(), "{target}: ping failed");
         // nc over TCP and UDP.
-        let tcp = ns.exec(&[
-            "sh",
-            "-c",
-            &format!("printf 'hello tcp\\n' | nc -N -w 3 {ip} 7"),
-        ]);
+        let tcp = ns.sh(&format!("printf 'hello tcp\\n' | nc -N -w 3 {ip} 7"));
         assert_eq!(
             String::from_utf8_lossy(&tcp.stdout),
             "hello tcp\n",
             "{target}"
         );
-        let udp = ns.exec(&[
-            "sh",
-            "-c",
-            &format!("printf 'hello udp\\n' | nc -u -w 1 {ip} 7"),
-        ]);
+        let udp = ns.sh(&format!("printf 'hello udp\\n' | nc -u -w 1 {ip} 7"));
         assert_eq!(
             String::from_utf8_lossy(&udp.stdout),
             "hello udp\n",
@@ -249,7 +105,7 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
             String::from_utf8_lossy(&out.stdout)
         );
         // After the traffic the unikernel sleeps: under 10% of a CPU.
-        let busy = ns.guest_cpu_over(Duration::from_secs(2));
+        let busy = cpu_seconds_over(ns.guest_pid(), Duration::from_secs(2)) / 2.0;
         assert!(
             busy < 0.10,
             "{target}: the idle unikernel used {:.0}% of a CPU",
@@ -288,21 +144,12 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
 
 #[test]
 fn dhcp_gives_the_unikernel_its_address() {
-    if !can_run("dhcp") {
-        return;
-    }
-    if Command::new("sh")
-        .args(["-c", "command -v dnsmasq"])
-        .output()
-        .map(|o| !o.status.success())
-        .unwrap_or(true)
-    {
-        eprintln!("SKIPPED dhcp: dnsmasq is not installed (scripts/setup.sh installs it)");
+    if !can_use_namespaces("dhcp", &["ip", "ping", "nc", "dnsmasq"]) {
         return;
     }
     for target in targets("dhcp") {
         let dir = tempfile::tempdir().unwrap();
-        let mut ns = Namespace::new();
+        let mut ns = namespace();
         let range = format!("10.{0}.0.50,10.{0}.0.60,255.255.255.0,1h", ns.subnet);
         let leases = dir.path().join("leases");
         let pid_file = dir.path().join("dnsmasq.pid");
@@ -317,7 +164,7 @@ fn dhcp_gives_the_unikernel_its_address() {
         ]);
         assert!(dnsmasq.status.success(), "dnsmasq did not start");
         let console = dir.path().join("console");
-        ns.boot_echo(target, &[], &console);
+        boot_echo(&mut ns, target, &[], &console);
         let start = Instant::now();
         let address = loop {
             let text = std::fs::read_to_string(&console).unwrap_or_default();
@@ -341,11 +188,7 @@ fn dhcp_gives_the_unikernel_its_address() {
             address.starts_with(&format!("10.{}.0.", ns.subnet)),
             "{address}"
         );
-        let tcp = ns.exec(&[
-            "sh",
-            "-c",
-            &format!("printf 'leased\\n' | nc -N -w 3 {address} 7"),
-        ]);
+        let tcp = ns.sh(&format!("printf 'leased\\n' | nc -N -w 3 {address} 7"));
         assert_eq!(String::from_utf8_lossy(&tcp.stdout), "leased\n", "{target}");
         if let Ok(pid) = std::fs::read_to_string(&pid_file) {
             let _ = Command::new("kill").arg(pid.trim()).status();
@@ -360,9 +203,10 @@ fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
     }
     for target in targets("malformed traffic") {
         let dir = tempfile::tempdir().unwrap();
-        let mut ns = Namespace::new();
+        let mut ns = namespace();
         let address = format!("--ipv4={}/24", ns.guest_ip());
-        ns.boot_echo(
+        boot_echo(
+            &mut ns,
             target,
             &[&address, "--tcp-backlog=64"],
             &dir.path().join("console"),
@@ -377,11 +221,7 @@ fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
         // A SYN flood, where hping3 is installed; a small backlog makes sure
         // it overflows, and the drops must be counted and reported.
         let mut flooded = false;
-        if Command::new("sh")
-            .args(["-c", "command -v hping3"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
+        if installed("hping3") {
             ns.exec(&[
                 "timeout", "5", "hping3", "-S", "-p", "7", "--faster", "-c", "20000", &ip,
             ]);
@@ -491,9 +331,9 @@ fn ten_thousand_concurrent_connections_in_64_mib() {
     }
     for target in targets("10,000 connections") {
         let dir = tempfile::tempdir().unwrap();
-        let mut ns = Namespace::new();
+        let mut ns = namespace();
         let address = format!("--ipv4={}/24", ns.guest_ip());
-        ns.boot_echo(target, &[&address], &dir.path().join("console"));
+        boot_echo(&mut ns, target, &[&address], &dir.path().join("console"));
         ns.wait_for_echo(Duration::from_secs(30));
         let script = root().join("cli").join("tests").join("many_connections.py");
         let out = ns.exec(&["python3", script.to_str().unwrap(), &ns.guest_ip(), "10000"]);
@@ -514,9 +354,10 @@ fn website_over_a_tap_in_8_mib() {
     }
     for target in targets("website over tap") {
         let dir = tempfile::tempdir().unwrap();
-        let mut ns = Namespace::new();
+        let mut ns = namespace();
         let address = format!("--ipv4={}/24", ns.guest_ip());
-        ns.boot(
+        boot(
+            &mut ns,
             target,
             "website",
             "8",
@@ -524,19 +365,12 @@ fn website_over_a_tap_in_8_mib() {
             &dir.path().join("console"),
         );
         let url = format!("http://{}/", ns.guest_ip());
-        let start = Instant::now();
-        let page = loop {
-            let out = ns.exec(&["curl", "-sS", "--max-time", "2", "-i", &url]);
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            if text.starts_with("HTTP/1.1 200") {
-                break text;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "{target}: the website does not answer"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let page = ns.wait_for(
+            &format!("curl -sS --max-time 2 -i {url}"),
+            "HTTP/1.1 200",
+            Duration::from_secs(30),
+        );
+        assert!(page.starts_with("HTTP/1.1 200"), "{target}: {page}");
         assert!(
             page.contains("Write it once. Boot it anywhere."),
             "{target}"
