@@ -48,7 +48,7 @@ static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHe
 // stack. Each entry keeps the info address in %esi, the value of %eax in
 // %ebx and its Rust entry in %ebp; the common path switches to the boot
 // stack in .bss, identity-maps the first 4 GiB (2 MiB pages,
-// read-write-execute for now), enables PAE, SSE (OSFXSR, OSXMMEXCPT; EM and
+// read-write-execute until `seal_image`), enables PAE, SSE (OSFXSR, OSXMMEXCPT; EM and
 // TS off, MP on) and long mode, loads a 64-bit GDT and calls the Rust entry
 // with (info address, %eax at entry). Interrupts are off until the runtime
 // turns them on, so the red zone that the prebuilt `core` uses is safe.
@@ -365,6 +365,7 @@ fn largest_free(map: impl Iterator<Item = (u64, u64, u32)>) -> (u64, u64) {
 
 /// Common to both entries: the heap, the clock, then the application.
 fn boot(facts: BootFacts) -> ! {
+    seal_image();
     let (start, end) = facts.heap;
     // SAFETY: the region is RAM the memory map reports free, above the image
     // (whose .bss holds the stack and page tables) and past everything the
@@ -382,6 +383,104 @@ fn boot(facts: BootFacts) -> ! {
         })
     };
     hw::exit(status)
+}
+
+/// Page-table entry bits.
+const PRESENT: u64 = 1;
+const WRITABLE: u64 = 1 << 1;
+const NO_EXECUTE: u64 = 1 << 63;
+/// 2 MiB regions of the image that get 4 KiB pages: the image must end
+/// below `SEALED_REGIONS * 2 MiB` (link.ld checks it).
+const SEALED_REGIONS: usize = 8;
+const REGION: u64 = 2 << 20;
+const PAGE: u64 = 4096;
+
+/// One page of page-table entries.
+#[repr(C, align(4096))]
+struct Table([u64; 512]);
+
+/// The 4 KiB page tables of the regions that hold the image.
+static mut IMAGE_TABLES: [Table; SEALED_REGIONS] = [const { Table([0; 512]) }; SEALED_REGIONS];
+
+unsafe extern "C" {
+    /// The boot path's tables (PML4, PDPT, four page directories).
+    static mut lamina_page_tables: [Table; 6];
+    /// Section bounds, from `link.ld` (page-aligned).
+    static __lamina_text_start: u8;
+    static __lamina_rodata_start: u8;
+    static __lamina_data_start: u8;
+}
+
+/// Seals the image: text read + execute, read-only data read-only,
+/// data and .bss (the stack, these tables) read-write and not executable,
+/// and everything else in the identity map read-write and not executable.
+/// The boot path mapped all of it read-write-execute with 2 MiB pages; the
+/// regions that hold the image get 4 KiB pages here. Sets CR0.WP (so that
+/// the kernel honours read-only pages) and, where the CPU has it, EFER.NXE
+/// (without it there is no no-execute bit and only writes are sealed).
+fn seal_image() {
+    let text = (&raw const __lamina_text_start) as u64;
+    let rodata = (&raw const __lamina_rodata_start) as u64;
+    let data = (&raw const __lamina_data_start) as u64;
+    let end = (&raw const _end) as u64;
+    let nx_supported = core::arch::x86_64::__cpuid(0x8000_0000).eax >= 0x8000_0001
+        && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 20) != 0;
+    let nx = if nx_supported { NO_EXECUTE } else { 0 };
+    let flags = |addr: u64| match addr {
+        a if (text..rodata).contains(&a) => PRESENT,
+        a if (rodata..data).contains(&a) => PRESENT | nx,
+        _ => PRESENT | WRITABLE | nx,
+    };
+    let regions = end.div_ceil(REGION) as usize;
+    if regions > SEALED_REGIONS {
+        fail("the image is too large to seal (see SEALED_REGIONS)");
+    }
+    // SAFETY: this runs once, on one CPU, before anything else uses the
+    // tables. The new entries map every address to itself as before, so the
+    // code, the stack and the boot information stay where they are; only
+    // their permissions change, and nothing written later lies in text or
+    // read-only data. The TLB is flushed by reloading CR3 at the end.
+    unsafe {
+        if nx_supported {
+            let (lo, hi): (u32, u32);
+            core::arch::asm!("rdmsr", in("ecx") 0xc000_0080u32, out("eax") lo, out("edx") hi, options(nomem, nostack));
+            core::arch::asm!("wrmsr", in("ecx") 0xc000_0080u32, in("eax") lo | (1 << 11), in("edx") hi, options(nomem, nostack));
+        }
+        let tables = core::slice::from_raw_parts_mut(
+            (&raw mut IMAGE_TABLES).cast::<Table>(),
+            SEALED_REGIONS,
+        );
+        let directories = core::slice::from_raw_parts_mut(
+            (&raw mut lamina_page_tables).cast::<Table>().add(2),
+            4,
+        );
+        for (i, entry) in directories
+            .iter_mut()
+            .flat_map(|d| d.0.iter_mut())
+            .enumerate()
+        {
+            let base = i as u64 * REGION;
+            if i < regions {
+                for (j, pte) in tables[i].0.iter_mut().enumerate() {
+                    let addr = base + j as u64 * PAGE;
+                    *pte = addr | flags(addr);
+                }
+                *entry = (&raw const tables[i]) as u64 | PRESENT | WRITABLE;
+            } else {
+                *entry |= nx;
+            }
+        }
+        core::arch::asm!(
+            "mov rax, cr0",
+            "or rax, {wp}",
+            "mov cr0, rax",
+            "mov rax, cr3",
+            "mov cr3, rax",
+            wp = const 1 << 16,
+            out("rax") _,
+            options(nostack),
+        );
+    }
 }
 
 /// # Safety
