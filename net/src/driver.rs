@@ -259,6 +259,9 @@ struct Driver<N: Netif> {
 
 enum Wake {
     Frame(usize),
+    /// The interface dropped a frame (too large, bad checksum, device
+    /// error): counted, then the driver polls again.
+    Dropped,
     Kick,
     Timer,
 }
@@ -280,7 +283,7 @@ impl<N: Netif> Driver<N> {
                 if let Poll::Ready(result) = receive.as_mut().poll(cx) {
                     return Poll::Ready(match result {
                         Ok(len) => Wake::Frame(len),
-                        Err(_) => Wake::Kick, // dropped frame: just poll again
+                        Err(_) => Wake::Dropped,
                     });
                 }
                 if let Some(sleep) = sleep.as_mut() {
@@ -291,8 +294,10 @@ impl<N: Netif> Driver<N> {
                 Poll::Pending
             })
             .await;
-            if let Wake::Frame(len) = woke {
-                self.pending = Some(len);
+            match woke {
+                Wake::Frame(len) => self.pending = Some(len),
+                Wake::Dropped => self.rx_errors += 1,
+                Wake::Kick | Wake::Timer => {}
             }
         }
     }
