@@ -16,8 +16,7 @@ usage: bench/virtio.py [--runs N] [--http [--seconds S] [--connections C]]
 """
 import argparse, os, statistics, subprocess, sys, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+from netns import REL, ROOT, delete, image as build_image, tap_namespace
 
 
 COMMON = ["-accel", "tcg", "-cpu", "max", "-nodefaults", "-no-user-config", "-display", "none",
@@ -29,9 +28,7 @@ Q35 = ["qemu-system-x86_64", "-M", "q35"] + COMMON + [
 
 
 def image(target, app="hello"):
-    out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, app], cwd=ROOT,
-                         check=True, stderr=subprocess.PIPE, text=True).stderr
-    return out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
+    return build_image(target, app)
 
 
 def timed(cmd, ok_status):
@@ -72,10 +69,7 @@ def wrk(ns, url, args):
 def serve(kind, website, args):
     """Boots the website on `kind` over tap0 in a fresh namespace; returns wrk's figures."""
     ns = f"lamina-bv-{os.getpid()}"
-    subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
-    subprocess.run(f"ip netns add {ns} && ip -n {ns} link set lo up && ip -n {ns} tuntap add dev tap0 mode tap"
-                   f" && ip -n {ns} addr add 10.214.0.1/24 dev tap0 && ip -n {ns} link set tap0 up",
-                   shell=True, check=True)
+    tap_namespace(ns, "10.214.0.1/24")
     guest_args = ["--ipv4=10.214.0.2/24"]
     if kind == "microvm":
         cmd = QEMU + ["-m", "64", "-netdev", "tap,id=net-service,ifname=tap0,script=no,downscript=no",
@@ -98,7 +92,7 @@ def serve(kind, website, args):
     finally:
         proc.kill()
         proc.wait()
-        subprocess.run(["ip", "netns", "del", ns])
+        delete(ns)
 
 
 def http(args):
