@@ -223,6 +223,9 @@ fn qemu_command(
         .arg("-m")
         .arg(mem_mib.to_string())
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        // A guest that resets the machine (a triple fault) ends instead of
+        // booting again, over and over.
+        .arg("-no-reboot")
         .args(["-serial", "stdio", "-device", "isa-debug-exit"]);
     if machine == Machine::Microvm {
         command.args(["-global", "virtio-mmio.force-legacy=false"]);

@@ -143,7 +143,13 @@ fn hostile_guests_are_stopped_on_hvt() {
     if !kvm_available("hostile_guests_are_stopped_on_hvt") {
         return;
     }
-    for test in ["write-text", "bad-pointer", "overflow", "bad-port"] {
+    for test in [
+        "write-text",
+        "write-rodata",
+        "bad-pointer",
+        "overflow",
+        "bad-port",
+    ] {
         let output = selftest("hvt", &[&format!("--test={test}")]);
         assert_eq!(
             output.status.code(),
@@ -172,9 +178,11 @@ fn hostile_guests_are_stopped_on_spt() {
         let killed = output.status.signal() == Some(31) || output.status.code() == Some(159);
         assert!(killed, "spt {test}: {:?}", output.status);
     }
-    let output = selftest("spt", &["--test=write-text"]);
-    assert_stopped("spt", "write-text");
-    assert!(output.status.signal() == Some(11) || output.status.code().is_some_and(|c| c != 0));
+    for test in ["write-text", "write-rodata"] {
+        let output = selftest("spt", &[&format!("--test={test}")]);
+        assert_stopped("spt", test);
+        assert!(output.status.signal() == Some(11) || output.status.code().is_some_and(|c| c != 0));
+    }
 }
 
 /// Runs a tender on `image` with `args` and returns its status and stderr.

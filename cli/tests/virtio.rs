@@ -344,3 +344,30 @@ fn website_serves_curl_over_a_tap() {
     );
     assert_qemu_idles(&ns, "microvm");
 }
+
+/// The image is sealed after boot: writing to its own code or read-only
+/// data is a page fault, which the runtime reports (vector 14, the
+/// address) and ends with the highest status, instead of going on.
+#[test]
+fn sealed_pages_fault_under_qemu() {
+    if !qemu_available() {
+        return;
+    }
+    for test in ["write-text", "write-rodata"] {
+        let output = run_virtio(None, "tests/guests/selftest", &[&format!("--test={test}")]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(lamina_virtio::exit::MAX_STATUS),
+            "{test}: {stdout}"
+        );
+        assert!(
+            stdout.contains("lamina: CPU exception 14 (page fault at 0x"),
+            "{test}: {stdout}"
+        );
+        assert!(
+            !stdout.contains("let '"),
+            "{test}: the write went through\n{stdout}"
+        );
+    }
+}

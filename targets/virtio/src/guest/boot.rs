@@ -365,6 +365,7 @@ fn largest_free(map: impl Iterator<Item = (u64, u64, u32)>) -> (u64, u64) {
 
 /// Common to both entries: the heap, the clock, then the application.
 fn boot(facts: BootFacts) -> ! {
+    super::irq::install_idt();
     seal_image();
     let (start, end) = facts.heap;
     // SAFETY: the region is RAM the memory map reports free, above the image

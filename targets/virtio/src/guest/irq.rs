@@ -15,7 +15,6 @@
 //! - The legacy 8259 PICs are masked.
 
 use super::hw;
-use alloc::boxed::Box;
 use core::arch::{asm, global_asm};
 use core::ptr::{read_volatile, write_volatile};
 
@@ -86,10 +85,48 @@ unsafe extern "C" {
     static lamina_irq_spurious: u8;
 }
 
-/// A CPU exception: the unikernel is broken; say which and stop.
+/// A CPU exception: the unikernel is broken; say which (and, for a page
+/// fault, where) and stop. Nothing here allocates: the fault may have
+/// struck inside the allocator, with its lock held.
 extern "C" fn fault(vector: u64) -> ! {
-    hw::uart_write(alloc::format!("lamina: CPU exception {vector}: stopping\n").as_bytes());
+    let mut line = [0u8; 96];
+    let mut len = 0;
+    let mut put = |bytes: &[u8]| {
+        let n = bytes.len().min(line.len() - len);
+        line[len..len + n].copy_from_slice(&bytes[..n]);
+        len += n;
+    };
+    put(b"lamina: CPU exception ");
+    put(decimal(vector, &mut [0; 20]));
+    if vector == 14 {
+        let address: u64;
+        // SAFETY: reading CR2 (the page-fault address) has no side effect.
+        unsafe { asm!("mov {}, cr2", out(reg) address, options(nomem, nostack)) };
+        put(b" (page fault at 0x");
+        put(&hex(address));
+        put(b")");
+    }
+    put(b": stopping\n");
+    hw::uart_write(&line[..len]);
     hw::exit(crate::exit::MAX_STATUS)
+}
+
+/// `value` in decimal, in the end of `buf`.
+fn decimal(mut value: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            return &buf[start..];
+        }
+    }
+}
+
+/// `value` in 16 hexadecimal digits.
+fn hex(value: u64) -> [u8; 16] {
+    core::array::from_fn(|i| b"0123456789abcdef"[(value >> (60 - 4 * i)) as usize & 0xf])
 }
 
 fn rdmsr(msr: u32) -> u64 {
@@ -190,8 +227,37 @@ fn gate(handler: u64) -> [u64; 2] {
     [low, handler >> 32]
 }
 
-/// Sets up the IDT, masks the PICs, enables the local APIC and calibrates
-/// its timer. `None` if the local APIC is not where it can be reached.
+/// The interrupt descriptor table, in .bss: filled once by [`install_idt`].
+static mut IDT: [[u64; 2]; 256] = [[0; 2]; 256];
+
+/// Loads the IDT: CPU exceptions report and stop the unikernel, the timer
+/// and device vectors wake it, the spurious vector returns. Called first
+/// thing at boot, so that a fault is reported from the start instead of
+/// resetting the machine (interrupts stay off; [`init`] sets up the rest).
+pub fn install_idt() {
+    let stubs = (&raw const lamina_exception_stubs) as u64;
+    let mut idt = [[0u64; 2]; 256];
+    for (vector, entry) in idt.iter_mut().enumerate().take(32) {
+        *entry = gate(stubs + 16 * vector as u64);
+    }
+    idt[TIMER_VECTOR as usize] = gate((&raw const lamina_irq_wake) as u64);
+    idt[DEVICE_VECTOR as usize] = gate((&raw const lamina_irq_wake) as u64);
+    idt[SPURIOUS_VECTOR as usize] = gate((&raw const lamina_irq_spurious) as u64);
+    // SAFETY: runs once, at boot, on the only CPU, before anything reads the
+    // table (it is not loaded yet), with interrupts off; a raw write, no
+    // reference to the static.
+    unsafe { (&raw mut IDT).write(idt) };
+    let mut pointer = [0u8; 10];
+    pointer[..2].copy_from_slice(&(256u16 * 16 - 1).to_le_bytes());
+    pointer[2..].copy_from_slice(&((&raw const IDT) as u64).to_le_bytes());
+    // SAFETY: the table is a static, so it lives forever; its gates point at
+    // the stubs above. Interrupts stay off.
+    unsafe { asm!("lidt [{}]", in(reg) pointer.as_ptr(), options(readonly, nostack)) };
+}
+
+/// Masks the PICs, enables the local APIC and calibrates its timer (the
+/// IDT is loaded at boot). `None` if the local APIC is not where it can be
+/// reached.
 pub fn init() -> Option<Interrupts> {
     let apic_base = rdmsr(APIC_BASE_MSR);
     let lapic = (apic_base & 0xf_ffff_f000) as usize;
@@ -201,21 +267,6 @@ pub fn init() -> Option<Interrupts> {
     // SAFETY: `LAMINA_LAPIC_EOI` is written here, once, before the first
     // interrupt can read it (interrupts are off until `halt_for`).
     unsafe { (&raw mut LAMINA_LAPIC_EOI).write((lapic + EOI) as u64) };
-    let mut idt = Box::new([[0u64; 2]; 256]);
-    let stubs = (&raw const lamina_exception_stubs) as u64;
-    for (vector, entry) in idt.iter_mut().enumerate().take(32) {
-        *entry = gate(stubs + 16 * vector as u64);
-    }
-    idt[TIMER_VECTOR as usize] = gate((&raw const lamina_irq_wake) as u64);
-    idt[DEVICE_VECTOR as usize] = gate((&raw const lamina_irq_wake) as u64);
-    idt[SPURIOUS_VECTOR as usize] = gate((&raw const lamina_irq_spurious) as u64);
-    let idt: &'static [[u64; 2]; 256] = Box::leak(idt);
-    let mut pointer = [0u8; 10];
-    pointer[..2].copy_from_slice(&(256u16 * 16 - 1).to_le_bytes());
-    pointer[2..].copy_from_slice(&(idt.as_ptr() as u64).to_le_bytes());
-    // SAFETY: the IDT is leaked, so it lives forever; its gates point at
-    // the stubs above. Interrupts stay off.
-    unsafe { asm!("lidt [{}]", in(reg) pointer.as_ptr(), options(readonly, nostack)) };
     // Mask both 8259s: their lines (the PIT's, among them) stay quiet.
     hw::outb(0x21, 0xff);
     hw::outb(0xa1, 0xff);

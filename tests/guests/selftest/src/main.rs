@@ -158,6 +158,14 @@ mod hostile {
                 unsafe { core::ptr::write_volatile(text, 0xcc) };
                 Ok(())
             }
+            "write-rodata" => {
+                static SEALED: [u8; 8] = *b"rodata!!";
+                let rodata = core::hint::black_box(SEALED.as_ptr()) as *mut u8;
+                // SAFETY: none; this write to read-only data must be stopped
+                // by the page protections.
+                unsafe { core::ptr::write_volatile(rodata, 0) };
+                Ok(())
+            }
             #[cfg(lamina_target = "hvt")]
             "bad-pointer" => {
                 out(lamina_abi::hvt::Hypercall::Puts.port(), 0xffff_f000);
