@@ -11,6 +11,7 @@
 //! | `devices` | console, clock, random, block and network over `sys` |
 //! | `park`    | the executor's idle wait: Solo5's `yield(deadline)` |
 //! | `mem`     | `memcpy` and friends, which `core` expects from a libc |
+//! | [`app`]   | command line to arguments, logger, `main` to its status (shared with virtio) |
 //! | [`time`]  | TSC to nanoseconds |
 //! | [`entropy`] | the CSPRNG's seed from RDSEED or RDRAND |
 //!
@@ -18,7 +19,7 @@
 //! data and writable data in separate segments (R+X, R, RW), the tender maps
 //! them so, and nothing is ever made executable at run time.
 //!
-//! Everything but [`time`], [`entropy`] and [`cmdline`] is compiled only for a guest
+//! Everything but [`app`], [`time`], [`entropy`] and [`cmdline`] is compiled only for a guest
 //! (`--cfg lamina_target="spt"` or `"hvt"`, set by `lamina build`); on the
 //! host the crate is just those, so that they can be unit-tested.
 #![no_std]
@@ -26,6 +27,7 @@
 
 extern crate alloc;
 
+pub mod app;
 pub mod cmdline;
 pub mod entropy;
 pub mod time;

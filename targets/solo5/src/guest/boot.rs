@@ -5,13 +5,11 @@
 use super::devices::GuestPlatform;
 use super::park::GuestPark;
 use super::sys;
+use crate::app;
 use alloc::rc::Rc;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::future::Future;
 use lamina_abi::mft::{Header, Manifest, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES};
-use lamina_core::args::common::RuntimeArgs;
-use lamina_core::args::{self as boot_args, BootArgs};
+use lamina_core::args::BootArgs;
 use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
@@ -161,53 +159,18 @@ where
     Fut::Output: IntoExit,
 {
     let (solo5_level, line) = crate::cmdline::split_solo5_options(boot.cmdline);
-    let words = match boot_args::split_command_line(line) {
-        Ok(words) => words,
-        Err(e) => {
-            sys::console_write(alloc::format!("unikernel: {e}\n").as_bytes());
-            return 2;
-        }
+    let console: app::ConsoleWrite = sys::console_write;
+    let parsed = app::words(line, console)
+        .and_then(|words| app::parse_arguments::<A>(&words, solo5_level, &LOGGER, console));
+    let (args, mut net_args) = match parsed {
+        Ok(parsed) => parsed,
+        Err(status) => return status,
     };
-    let mut app = A::defaults();
-    let mut net_args = lamina_net::NetArgs::defaults();
-    let mut runtime_args = RuntimeArgs::defaults();
-    if let Some(level) = solo5_level {
-        runtime_args.log = String::from(level);
-    }
-    let parsed = boot::parse_command_line(
-        "unikernel",
-        &words,
-        &mut [
-            &mut app,
-            #[cfg(lamina_net)]
-            &mut net_args,
-            &mut runtime_args,
-        ],
-    )
-    .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
-    if let Err(stop) = parsed {
-        sys::console_write(stop.text.as_bytes());
-        return stop.status;
-    }
-    let _ = log::set_logger(&LOGGER);
-    if let Some(name) = &runtime_args.name {
-        log::info!("deployment name: {name}");
-    }
     let park = Rc::new(GuestPark::new());
     let executor = Executor::new(park.clone());
-    // TCP buffers may take at most half the heap, whatever was asked: the
-    // rest is for the application and the stack's own state.
-    let heap = HEAP.lock().size();
-    net_args.tcp_memory = net_args.tcp_memory.min(heap / 2);
+    app::cap_tcp_memory(&mut net_args, HEAP.lock().size());
     let platform = GuestPlatform::new(park, boot.manifest, executor.handle(), net_args);
-    let env = Env::new(platform, executor.handle());
-    let output = executor.block_on(main(env, app));
-    let exit = output.into_exit(&|message| {
-        let mut line: Vec<u8> = Vec::from(message.as_bytes());
-        line.push(b'\n');
-        sys::console_write(&line);
-    });
-    exit.0 as i32
+    app::run(executor, platform, args, main, console)
 }
 
 /// A panic prints its message and location and stops the unikernel with

@@ -9,11 +9,10 @@ use super::devices::GuestPlatform;
 use super::hw;
 use super::park::GuestPark;
 use super::virtio;
+use lamina_solo5::app;
 use alloc::rc::Rc;
-use alloc::vec::Vec;
 use core::future::Future;
-use lamina_core::args::common::RuntimeArgs;
-use lamina_core::args::{self as boot_args, BootArgs};
+use lamina_core::args::BootArgs;
 use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
@@ -528,60 +527,29 @@ where
     Fut: Future,
     Fut::Output: IntoExit,
 {
-    let mut words = match boot_args::split_command_line(boot.cmdline) {
+    let console: app::ConsoleWrite = hw::uart_write;
+    let mut words = match app::words(boot.cmdline, console) {
         Ok(words) => words,
-        Err(e) => {
-            hw::uart_write(alloc::format!("unikernel: {e}\n").as_bytes());
-            return 2;
-        }
+        Err(status) => return status,
     };
     let device_words = match crate::cmdline::take_device_words(&mut words) {
         Ok(found) => found,
         Err(e) => {
-            hw::uart_write(alloc::format!("unikernel: {e}\n").as_bytes());
+            console(alloc::format!("unikernel: {e}\n").as_bytes());
             return 2;
         }
     };
-    let mut app = A::defaults();
-    #[allow(unused_mut)] // parsed only by images with a network device
-    let mut net_args = lamina_net::NetArgs::defaults();
-    let mut runtime_args = RuntimeArgs::defaults();
-    let parsed = boot::parse_command_line(
-        "unikernel",
-        &words,
-        &mut [
-            &mut app,
-            #[cfg(lamina_net)]
-            &mut net_args,
-            &mut runtime_args,
-        ],
-    )
-    .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
-    if let Err(stop) = parsed {
-        hw::uart_write(stop.text.as_bytes());
-        return stop.status;
-    }
-    let _ = log::set_logger(&LOGGER);
-    if let Some(name) = &runtime_args.name {
-        log::info!("deployment name: {name}");
-    }
+    let (args, mut net_args) = match app::parse_arguments::<A>(&words, None, &LOGGER, console) {
+        Ok(parsed) => parsed,
+        Err(status) => return status,
+    };
     let devices = virtio::discover(&device_words, MAPPED);
     let park = Rc::new(GuestPark::new());
     park.attach(&devices.all);
     let executor = Executor::new(park);
-    // TCP buffers may take at most half the heap, whatever was asked: the
-    // rest is for the application and the stack's own state.
-    let heap = HEAP.lock().size();
-    net_args.tcp_memory = net_args.tcp_memory.min(heap / 2);
+    app::cap_tcp_memory(&mut net_args, HEAP.lock().size());
     let platform = GuestPlatform::new(devices, executor.handle(), net_args);
-    let env = Env::new(platform, executor.handle());
-    let output = executor.block_on(main(env, app));
-    let exit = output.into_exit(&|message| {
-        let mut line: Vec<u8> = Vec::from(message.as_bytes());
-        line.push(b'\n');
-        hw::uart_write(&line);
-    });
-    exit.0 as i32
+    app::run(executor, platform, args, main, console)
 }
 
 /// A panic prints its message and location and stops the unikernel with

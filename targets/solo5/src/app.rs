@@ -1,0 +1,98 @@
+//! What every bare-metal runtime (the Solo5 targets here, and virtio) does
+//! between its boot code and the application: the command line into the
+//! application's, the stack's and the runtime's arguments, the logger, and
+//! running `main` to its exit status. Each runtime supplies its console.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::future::Future;
+use lamina_core::args::common::RuntimeArgs;
+use lamina_core::args::{self as boot_args, BootArgs};
+use lamina_core::boot;
+use lamina_core::platform::{Env, Platform};
+use lamina_core::runtime::Executor;
+use lamina_core::IntoExit;
+use lamina_net::NetArgs;
+
+/// Where console output goes: one call per line or message.
+pub type ConsoleWrite = fn(&[u8]);
+
+/// The command line as words; a malformed one (an open quote) is reported
+/// on the console and gives status 2.
+pub fn words(line: &str, console: ConsoleWrite) -> Result<Vec<String>, i32> {
+    boot_args::split_command_line(line).map_err(|e| {
+        console(alloc::format!("unikernel: {e}\n").as_bytes());
+        2
+    })
+}
+
+/// Parses `words` into the application's arguments and the stack's
+/// (`--ipv4`, ..., only in images with a network device), applies the
+/// runtime's (`--log`, `--name`; `default_log` is a level the loader asked
+/// for) and installs `logger`. A bad argument or `--help` prints the
+/// parser's text and gives its status.
+pub fn parse_arguments<A: BootArgs>(
+    words: &[String],
+    default_log: Option<&str>,
+    logger: &'static dyn log::Log,
+    console: ConsoleWrite,
+) -> Result<(A, NetArgs), i32> {
+    let mut app = A::defaults();
+    #[allow(unused_mut)] // parsed only by images with a network device
+    let mut net_args = NetArgs::defaults();
+    let mut runtime_args = RuntimeArgs::defaults();
+    if let Some(level) = default_log {
+        runtime_args.log = String::from(level);
+    }
+    let parsed = boot::parse_command_line(
+        "unikernel",
+        words,
+        &mut [
+            &mut app,
+            #[cfg(lamina_net)]
+            &mut net_args,
+            &mut runtime_args,
+        ],
+    )
+    .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
+    if let Err(stop) = parsed {
+        console(stop.text.as_bytes());
+        return Err(stop.status);
+    }
+    let _ = log::set_logger(logger);
+    if let Some(name) = &runtime_args.name {
+        log::info!("deployment name: {name}");
+    }
+    Ok((app, net_args))
+}
+
+/// TCP buffers may take at most half the heap, whatever was asked: the
+/// rest is for the application and the stack's own state.
+pub fn cap_tcp_memory(net_args: &mut NetArgs, heap_bytes: usize) {
+    net_args.tcp_memory = net_args.tcp_memory.min(heap_bytes / 2);
+}
+
+/// Runs `main` on `executor` over `platform` to completion; its exit
+/// status (a failure's message goes to the console).
+pub fn run<P, A, F, Fut>(
+    executor: Executor,
+    platform: P,
+    app: A,
+    main: F,
+    console: ConsoleWrite,
+) -> i32
+where
+    P: Platform,
+    F: FnOnce(Env<P>, A) -> Fut,
+    Fut: Future,
+    Fut::Output: IntoExit,
+{
+    let env = Env::new(platform, executor.handle());
+    let output = executor.block_on(main(env, app));
+    let exit = output.into_exit(&|message| {
+        let mut line: Vec<u8> = Vec::from(message.as_bytes());
+        line.push(b'\n');
+        console(&line);
+    });
+    exit.0 as i32
+}
