@@ -9,6 +9,7 @@
 //! |--------|------|
 //! | [`mem`] | guest memory and THE checked (address, length) to slice function |
 //! | [`elf`] | the ELF64 loader and the Solo5 image rules |
+//! | [`image`] | reading an image file: bytes, ELF, notes, one error naming the file |
 //! | [`notes`] | the ABI1, MFT1 and LMN1 notes an image carries |
 //! | [`args`] | the tender command line, as Solo5's tenders take it |
 //! | [`devices`] | manifest plus options: attached block and net devices |
@@ -24,6 +25,7 @@ pub mod args;
 pub mod devices;
 pub mod elf;
 pub mod elf_writer;
+pub mod image;
 pub mod mem;
 pub mod notes;
 pub mod sandbox;

@@ -13,12 +13,11 @@ use lamina_abi::ring;
 use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
 use lamina_tender::args::TenderArgs;
 use lamina_tender::devices::{DeviceError, Devices, NetOffload};
-use lamina_tender::elf::{Elf, ElfError, HostProtection, Image};
+use lamina_tender::elf::{HostProtection, Image};
+use lamina_tender::image::{self, ImageError};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
-use lamina_tender::notes::{read_notes, NoteError};
 use lamina_tender::timing::Timing;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
@@ -29,30 +28,9 @@ const MEM_UNIT: u64 = 2 << 20;
 /// Why the guest could not be run to its halt.
 #[derive(Debug, Error)]
 pub enum GuestError {
-    /// The image file could not be read.
-    #[error("cannot read {path:?}: {reason}")]
-    Read {
-        /// The image.
-        path: PathBuf,
-        /// The OS error.
-        reason: std::io::Error,
-    },
-    /// The image is malformed.
-    #[error("{path:?}: {error}")]
-    Elf {
-        /// The image.
-        path: PathBuf,
-        /// What is wrong.
-        error: ElfError,
-    },
-    /// The image's notes are missing or wrong.
-    #[error("{path:?}: {error}")]
-    Notes {
-        /// The image.
-        path: PathBuf,
-        /// What is wrong.
-        error: NoteError,
-    },
+    /// The image file: unreadable, malformed, or not for this tender.
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// Guest memory.
     #[error(transparent)]
     Memory(#[from] MemoryError),
@@ -115,25 +93,15 @@ pub fn mem_size(mib: u64) -> u64 {
 /// Runs the guest; its exit status on a halt.
 pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     let path = &args.image;
-    let bytes = std::fs::read(path).map_err(|reason| GuestError::Read {
-        path: path.clone(),
-        reason,
-    })?;
-    let elf_error = |error| GuestError::Elf {
-        path: path.clone(),
-        error,
-    };
-    let elf = Elf::parse(&bytes).map_err(elf_error)?;
-    let notes = read_notes(&elf, AbiTarget::Hvt).map_err(|error| GuestError::Notes {
-        path: path.clone(),
-        error,
-    })?;
+    let bytes = image::read(path)?;
+    let (elf, notes) = image::parse(path, &bytes, AbiTarget::Hvt)?;
+    let elf_error = ImageError::elf(path);
     let mem_size = mem_size(args.mem_mib);
-    let image = Image::check(elf, mem_size).map_err(elf_error)?;
+    let image = Image::check(elf, mem_size).map_err(&elf_error)?;
     timing.mark("read image");
 
     let mut mem = GuestMemory::anywhere(mem_size)?;
-    image.load(&mut mem).map_err(elf_error)?;
+    image.load(&mut mem).map_err(&elf_error)?;
     let machine = Machine::new(&mem)?;
     timing.mark("kvm vm, load image");
 

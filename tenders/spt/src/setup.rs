@@ -8,26 +8,20 @@ use lamina_abi::spt::{BootInfo, BOOT_INFO_BASE, HOST_MEM_BASE, INTERNAL_TIMERFD}
 use lamina_abi::{CMDLINE_SIZE, GUEST_MIN_BASE};
 use lamina_tender::args::TenderArgs;
 use lamina_tender::devices::{DeviceError, Devices, NetOffload};
-use lamina_tender::elf::{Elf, ElfError, HostProtection, Image};
+use lamina_tender::elf::{HostProtection, Image};
+use lamina_tender::image::{self, ImageError};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
-use lamina_tender::notes::{read_notes, NoteError};
 use lamina_tender::sys;
 use lamina_tender::timing::Timing;
 use std::os::fd::{AsRawFd, IntoRawFd};
-use std::path::PathBuf;
 use thiserror::Error;
 
 /// Why the guest could not be started.
 #[derive(Debug, Error)]
 pub enum SetupError {
-    /// The image file could not be read.
-    #[error("cannot read {path:?}: {reason}")]
-    Read {
-        /// The image.
-        path: PathBuf,
-        /// The OS error.
-        reason: std::io::Error,
-    },
+    /// The image file: unreadable, malformed, or not for this tender.
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// `--mem` is too small for anything.
     #[error("--mem={mib} is too small: the guest needs more than 1 MiB")]
     TooLittleMemory {
@@ -39,22 +33,6 @@ pub enum SetupError {
     TooMuchMemory {
         /// What was asked.
         mib: u64,
-    },
-    /// The image is malformed.
-    #[error("{path:?}: {error}")]
-    Elf {
-        /// The image.
-        path: PathBuf,
-        /// What is wrong.
-        error: ElfError,
-    },
-    /// The image's notes are missing or wrong.
-    #[error("{path:?}: {error}")]
-    Notes {
-        /// The image.
-        path: PathBuf,
-        /// What is wrong.
-        error: NoteError,
     },
     /// Guest memory.
     #[error(transparent)]
@@ -88,19 +66,9 @@ pub fn run(args: &TenderArgs, mut timing: Timing) -> SetupError {
 
 fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infallible, SetupError> {
     let path = &args.image;
-    let bytes = std::fs::read(path).map_err(|reason| SetupError::Read {
-        path: path.clone(),
-        reason,
-    })?;
-    let elf_error = |error| SetupError::Elf {
-        path: path.clone(),
-        error,
-    };
-    let elf = Elf::parse(&bytes).map_err(elf_error)?;
-    let notes = read_notes(&elf, AbiTarget::Spt).map_err(|error| SetupError::Notes {
-        path: path.clone(),
-        error,
-    })?;
+    let bytes = image::read(path)?;
+    let (elf, notes) = image::parse(path, &bytes, AbiTarget::Spt)?;
+    let elf_error = ImageError::elf(path);
     timing.mark("read image");
 
     let mem_size = args
@@ -111,9 +79,9 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     if mem_size <= GUEST_MIN_BASE {
         return Err(SetupError::TooLittleMemory { mib: args.mem_mib });
     }
-    let image = Image::check(elf, mem_size).map_err(elf_error)?;
+    let image = Image::check(elf, mem_size).map_err(&elf_error)?;
     let mut mem = GuestMemory::identity(HOST_MEM_BASE, mem_size)?;
-    image.load(&mut mem).map_err(elf_error)?;
+    image.load(&mut mem).map_err(&elf_error)?;
     timing.mark("map and load");
 
     // The guest reads and writes its taps itself: with a runtime that
