@@ -718,6 +718,47 @@ mod tests {
         }
     }
 
+    /// Random bytes and headers, and mutations of real segments: nothing
+    /// panics, whatever the host or the stack hands over.
+    #[test]
+    fn fuzz_never_panics() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds = [
+            tcp4(1, TCP_ACK, &[7; 300]),
+            tcp4(2, TCP_ACK | TCP_PSH, &[]),
+            tcp4(3, TCP_SYN, &[]),
+        ];
+        let mut coalescer = Coalescer::new();
+        let mut scratch = Vec::new();
+        for round in 0..20_000 {
+            let mut frame = if round % 2 == 0 {
+                let len = (next() % 200) as usize;
+                (0..len).map(|_| next() as u8).collect::<Vec<u8>>()
+            } else {
+                let mut f = seeds[round % 3].clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % f.len();
+                    f[at] = next() as u8;
+                }
+                f.truncate(f.len() - (next() % 8) as usize);
+                f
+            };
+            let raw: [u8; HEADER_LEN] = core::array::from_fn(|_| next() as u8);
+            let header = Header::read(&raw).unwrap();
+            let _ = checksum_ok(&header, &frame);
+            let _ = split_received(&header, &mut frame.clone(), &mut scratch, &mut |_| {});
+            let _ = fill_partial_checksum(&mut frame.clone());
+            coalescer.push(&frame, &mut |_| {});
+        }
+        coalescer.flush(&mut |_| {});
+    }
+
     #[test]
     fn segments_that_do_not_continue_the_batch_start_another() {
         let mut sent: Vec<Vec<u8>> = Vec::new();
