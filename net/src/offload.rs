@@ -737,7 +737,7 @@ mod tests {
         let mut coalescer = Coalescer::new();
         let mut scratch = Vec::new();
         for round in 0..20_000 {
-            let mut frame = if round % 2 == 0 {
+            let frame = if round % 2 == 0 {
                 let len = (next() % 200) as usize;
                 (0..len).map(|_| next() as u8).collect::<Vec<u8>>()
             } else {
