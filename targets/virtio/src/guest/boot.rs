@@ -9,7 +9,6 @@ use super::devices::GuestPlatform;
 use super::hw;
 use super::park::GuestPark;
 use super::virtio;
-use lamina_solo5::app;
 use alloc::rc::Rc;
 use core::future::Future;
 use lamina_core::args::BootArgs;
@@ -17,6 +16,7 @@ use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
+use lamina_solo5::app;
 
 /// Smallest heap worth booting with.
 const MIN_HEAP: u64 = 256 * 1024;
