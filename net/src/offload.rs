@@ -1,8 +1,9 @@
 //! Checksum and segmentation offload through a virtio-net header.
 //!
 //! A host that puts a 10-byte `virtio_net_hdr` (virtio 1.x, 5.1.6) ahead of
-//! each frame — a Linux tap opened with `IFF_VNET_HDR`, a virtio-net device —
-//! can take work off the guest's stack:
+//! each frame — a Linux tap opened with `IFF_VNET_HDR`, a virtio-net device
+//! (whose header has `num_buffers` after it: [`VIRTIO1_HEADER_LEN`]) — can
+//! take work off the guest's stack:
 //!
 //! - **Receive.** Frames the host built itself arrive with a partial
 //!   checksum (`NEEDS_CSUM`) or one it already verified (`DATA_VALID`), and
@@ -23,6 +24,10 @@ use alloc::vec::Vec;
 /// Length of the header ahead of each frame (`virtio_net_hdr` without
 /// `num_buffers`, what a tap uses by default).
 pub const HEADER_LEN: usize = 10;
+
+/// Length of the header a virtio 1.x device puts ahead of each frame: the
+/// [`HEADER_LEN`] bytes, then `num_buffers` (2 bytes, 0 on transmit).
+pub const VIRTIO1_HEADER_LEN: usize = 12;
 
 /// `flags`: the checksum at `csum_start + csum_offset` is partial (the
 /// pseudo-header sum); the receiver completes it or trusts it.
@@ -399,8 +404,11 @@ fn segment(frame: &[u8]) -> Option<Segment> {
 /// assert_eq!(sent, [HEADER_LEN + 42]);
 /// ```
 pub struct Coalescer {
-    /// Header room, then the frame being built.
+    /// Header room (`header_len` bytes), then the frame being built.
     buf: Vec<u8>,
+    /// Bytes of header ahead of each frame sent: the [`Header`], then
+    /// zeros.
+    header_len: usize,
     /// The open batch: (payload bytes per segment, next sequence number,
     /// segments in it); `None` when `buf` holds nothing.
     open: Option<(usize, u32, usize)>,
@@ -426,8 +434,18 @@ impl Coalescer {
     /// An empty coalescer that allocates `bytes` now (a batch needs up to
     /// [`HEADER_LEN`] + 14 + 65535): it then never allocates again.
     pub fn with_capacity(bytes: usize) -> Self {
+        Coalescer::with_header(HEADER_LEN, bytes)
+    }
+
+    /// An empty coalescer whose frames go out behind `header_len` bytes
+    /// (at least [`HEADER_LEN`]): the [`Header`], then zeros — with
+    /// [`VIRTIO1_HEADER_LEN`], a virtio 1.x device's header with
+    /// `num_buffers` 0. It allocates `bytes` now (a batch needs up to
+    /// `header_len` + 14 + 65535).
+    pub fn with_header(header_len: usize, bytes: usize) -> Self {
         Coalescer {
             buf: Vec::with_capacity(bytes),
+            header_len: header_len.max(HEADER_LEN),
             open: None,
             stats: (0, 0),
         }
@@ -444,7 +462,7 @@ impl Coalescer {
                 self.buf.extend_from_slice(&frame[seg.payload_at..]);
                 let last = seg.flags & TCP_PSH != 0 || seg.payload_len < gso_size;
                 if last {
-                    let tcp_flags = HEADER_LEN + ETH_LEN + 20 + 13;
+                    let tcp_flags = self.header_len + ETH_LEN + 20 + 13;
                     self.buf[tcp_flags] |= seg.flags & TCP_PSH;
                 }
                 let next = next_seq.wrapping_add(seg.payload_len as u32);
@@ -457,7 +475,7 @@ impl Coalescer {
         }
         self.flush(send);
         self.buf.clear();
-        self.buf.resize(HEADER_LEN, 0);
+        self.buf.resize(self.header_len, 0);
         self.buf.extend_from_slice(frame);
         match seg {
             Some(seg) if seg.flags & TCP_PSH == 0 => {
@@ -473,7 +491,7 @@ impl Coalescer {
 
     /// Whether segment `seg` (in `frame`) continues the open batch.
     fn joins(&self, frame: &[u8], seg: &Segment, gso_size: usize, next_seq: u32) -> bool {
-        let batch = &self.buf[HEADER_LEN..];
+        let batch = &self.buf[self.header_len..];
         let (ip, tcp) = (ETH_LEN, ETH_LEN + 20);
         let same = |range: core::ops::Range<usize>| batch.get(range.clone()) == frame.get(range);
         gso_size != 0
@@ -497,7 +515,7 @@ impl Coalescer {
         let Some((gso_size, _, count)) = self.open.take() else {
             return;
         };
-        let frame = &mut self.buf[HEADER_LEN..];
+        let frame = &mut self.buf[self.header_len..];
         let mut header = Header::default();
         if count > 1 {
             // The IP header now covers the whole batch.
@@ -520,6 +538,7 @@ impl Coalescer {
         header.flags = partial.flags;
         header.csum_start = partial.csum_start;
         header.csum_offset = partial.csum_offset;
+        // The bytes after the header (`num_buffers`) stay zero.
         self.buf[..HEADER_LEN].copy_from_slice(&header.to_bytes());
         send(&self.buf);
     }
@@ -795,5 +814,39 @@ mod tests {
             assert!(f.len() - HEADER_LEN - ETH_LEN <= MAX_IP_PACKET);
         }
         assert_eq!(sent.len(), 3); // 45 + 45 + 10 segments
+    }
+
+    #[test]
+    fn a_virtio_1_header_carries_num_buffers_zero() {
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut c = Coalescer::with_header(VIRTIO1_HEADER_LEN, 0);
+        let payload = [0x77u8; 100];
+        for i in 0..3u32 {
+            c.push(&tcp4(10 + i * 100, TCP_ACK, &payload), &mut |f| {
+                sent.push(f.to_vec())
+            });
+        }
+        // Not a continuation: the batch goes, then this one alone.
+        c.push(&tcp4(9999, TCP_ACK | TCP_PSH, &payload[..10]), &mut |f| {
+            sent.push(f.to_vec())
+        });
+        c.flush(&mut |f| sent.push(f.to_vec()));
+        assert_eq!(sent.len(), 2);
+        for f in &sent {
+            assert_eq!(f[HEADER_LEN..VIRTIO1_HEADER_LEN], [0, 0]);
+        }
+        let header = Header::read(&sent[0]).unwrap();
+        assert_eq!(header.gso_type, GSO_TCPV4);
+        assert_eq!((header.gso_size, header.hdr_len), (100, 54));
+        assert_eq!(header.csum_start, 34);
+        let mut frame = sent[0][VIRTIO1_HEADER_LEN..].to_vec();
+        complete(&header, &mut frame);
+        assert_eq!(frame, tcp4(10, TCP_ACK, &[0x77; 300]));
+        let header = Header::read(&sent[1]).unwrap();
+        assert_eq!((header.gso_type, header.flags), (GSO_NONE, F_NEEDS_CSUM));
+        let mut frame = sent[1][VIRTIO1_HEADER_LEN..].to_vec();
+        complete(&header, &mut frame);
+        assert_eq!(frame, tcp4(9999, TCP_ACK | TCP_PSH, &payload[..10]));
+        assert_eq!(c.stats, (1, 3));
     }
 }

@@ -1,5 +1,16 @@
 //! virtio-net (virtio 1.2, section 5.1): one receive and one transmit
-//! queue, no offloads, one 2 KiB buffer per descriptor.
+//! queue, one 2 KiB buffer per descriptor.
+//!
+//! Offloads, where the device offers them (QEMU over a tap does):
+//! checksums both ways (VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM) and TCP
+//! segmentation on transmit (VIRTIO_NET_F_HOST_TSO4/6). Transmitted frames
+//! go through [`Coalescer`], which fills in partial checksums and joins a
+//! round's consecutive TCP segments into frames of up to 64 KiB, sent as a
+//! chain of 2 KiB descriptors; received frames the device did not vouch for
+//! have their TCP/UDP checksum verified here ([`checksum_ok`]), once. The
+//! device never sends large segments (GUEST_TSO is not negotiated: it would
+//! need 64 KiB per receive descriptor, or mergeable buffers), so frames
+//! received stay within the MTU.
 //!
 //! Notifications are batched: buffers given back to the receive queue and
 //! frames queued for transmission are published to the device, and the
@@ -11,19 +22,32 @@
 use super::transport::{SetupError, Transport};
 use super::Device;
 use crate::guest::hw;
-use crate::virtqueue::{Dma, Queue, DESC_WRITE};
+use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
-use lamina_core::device::{NetError, Netif};
+use lamina_core::device::{NetError, Netif, Offloads};
+use lamina_net::offload::{checksum_ok, split_received, Coalescer, Header, VIRTIO1_HEADER_LEN};
 
+/// VIRTIO_NET_F_CSUM: the device completes partial checksums we send.
+const F_CSUM: u64 = 1 << 0;
+/// VIRTIO_NET_F_GUEST_CSUM: the device may send partial checksums, or
+/// vouch for them (`DATA_VALID`).
+const F_GUEST_CSUM: u64 = 1 << 1;
 /// VIRTIO_NET_F_MAC: the configuration space holds the MAC address.
 const F_MAC: u64 = 1 << 5;
+/// VIRTIO_NET_F_HOST_TSO4: the device segments TCP/IPv4 frames we send.
+const F_HOST_TSO4: u64 = 1 << 11;
+/// VIRTIO_NET_F_HOST_TSO6: the same for TCP/IPv6 (accepted as offered;
+/// [`Coalescer`] joins IPv4 segments only).
+const F_HOST_TSO6: u64 = 1 << 12;
+/// What [`Coalescer`] needs of the device.
+const OFFLOAD: u64 = F_CSUM | F_GUEST_CSUM | F_HOST_TSO4;
 /// The header before every frame (`struct virtio_net_hdr` with
 /// `num_buffers`, as virtio 1.x always has it).
-const HEADER: usize = 12;
+const HEADER: usize = VIRTIO1_HEADER_LEN;
 /// Bytes per buffer: a header and the largest Ethernet frame, rounded up.
 const BUFFER: usize = 2048;
 /// Largest IP packet carried.
@@ -34,6 +58,11 @@ const ETHERNET_HEADER: usize = 14;
 const QUEUE_MAX: u16 = 256;
 /// Longest wait for a transmit slot before a frame is dropped.
 const TX_FULL_WAIT_NS: u64 = 20_000_000;
+/// The longest frame sent, header included: a coalesced batch of a 64 KiB
+/// IP packet, in a chain of up to 33 descriptors.
+const TX_MAX: usize = HEADER + Offloads::MAX_LARGE_FRAME;
+/// No next descriptor in [`NetDevice::tx_next`].
+const NO_NEXT: u16 = u16::MAX;
 
 /// A virtio-net device; shared between its [`VirtioNetif`] and the park.
 pub struct NetDevice {
@@ -44,6 +73,12 @@ pub struct NetDevice {
     tx_buffers: Dma,
     /// Transmit descriptors free for a frame.
     tx_free: RefCell<Vec<u16>>,
+    /// For each transmit descriptor in a chain, the next one (or
+    /// [`NO_NEXT`]): what goes back to `tx_free` with the chain's head.
+    tx_next: RefCell<Vec<u16>>,
+    /// With the offloads on: the frames being joined, and the header each
+    /// goes out behind.
+    coalescer: Option<RefCell<Coalescer>>,
     mac: [u8; 6],
     /// The task waiting for a frame.
     rx_waker: RefCell<Option<Waker>>,
@@ -54,7 +89,8 @@ impl NetDevice {
     /// A device without an address of its own gets QEMU's default one,
     /// 52:54:00:12:34:56, plus `index`.
     pub fn new(transport: Transport, index: usize) -> Result<NetDevice, SetupError> {
-        let features = transport.begin(F_MAC)?;
+        let features =
+            transport.begin(F_MAC | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6)?;
         let rx = transport.queue(0, QUEUE_MAX, 2)?;
         let tx = transport.queue(1, QUEUE_MAX, 2)?;
         let mac = if features & F_MAC != 0 {
@@ -83,6 +119,9 @@ impl NetDevice {
         let tx_buffers = Dma::new(tx.size() as usize * BUFFER);
         tx.suppress_interrupts(); // completions are collected when sending
         let tx_free = (0..tx.size()).rev().collect();
+        let tx_next = alloc::vec![NO_NEXT; tx.size() as usize];
+        let coalescer = (features & OFFLOAD == OFFLOAD)
+            .then(|| RefCell::new(Coalescer::with_header(HEADER, TX_MAX)));
         transport.finish();
         let device = NetDevice {
             transport,
@@ -91,6 +130,8 @@ impl NetDevice {
             tx,
             tx_buffers,
             tx_free: RefCell::new(tx_free),
+            tx_next: RefCell::new(tx_next),
+            coalescer,
             mac,
             rx_waker: RefCell::new(None),
         };
@@ -142,12 +183,17 @@ impl NetDevice {
                 self.recycle(id);
                 break Err(NetError::TooLarge);
             };
-            let copied = self.rx_buffers.read(id as usize * BUFFER + HEADER, out);
+            let mut header = [0u8; HEADER];
+            let copied = self.rx_buffers.read(id as usize * BUFFER, &mut header)
+                && self.rx_buffers.read(id as usize * BUFFER + HEADER, out);
             self.recycle(id);
-            break if copied {
+            let header = Header::read(&header).unwrap_or_default();
+            break if !copied {
+                Err(NetError::Io)
+            } else if self.accept(&header, out) {
                 Ok(Some(frame))
             } else {
-                Err(NetError::Io)
+                Err(NetError::Io) // counted by the stack as a dropped frame
             };
         };
         match result {
@@ -159,30 +205,97 @@ impl NetDevice {
         result
     }
 
-    /// Takes back the transmit descriptors the device is done with.
+    /// Whether a received frame may go to the stack. With the offloads on,
+    /// the stack verifies no TCP/UDP checksum: one the device did not vouch
+    /// for is verified here. Without them, a partial checksum (which the
+    /// device should not send then) is completed.
+    fn accept(&self, header: &Header, frame: &mut [u8]) -> bool {
+        if self.coalescer.is_some() {
+            return checksum_ok(header, frame);
+        }
+        if header.flags == 0 {
+            return true;
+        }
+        let plain = Header {
+            gso_type: 0,
+            ..*header
+        };
+        split_received(&plain, frame, &mut Vec::new(), &mut |_| {})
+    }
+
+    /// Takes back the transmit chains the device is done with.
     fn reclaim(&self, free: &mut Vec<u16>) {
-        while let Some((id, _)) = self.tx.pop_used() {
-            if !free.contains(&id) {
-                free.push(id);
+        let mut next = self.tx_next.borrow_mut();
+        while let Some((head, _)) = self.tx.pop_used() {
+            let mut id = head;
+            // A chain's descriptors are freed once, whatever id the device
+            // reports; a chain is never longer than the ring.
+            for _ in 0..self.tx.size() {
+                if !free.contains(&id) {
+                    free.push(id);
+                }
+                let Some(following) = next.get_mut(id as usize) else {
+                    break;
+                };
+                id = core::mem::replace(following, NO_NEXT);
+                if id == NO_NEXT {
+                    break;
+                }
             }
         }
     }
 
-    /// Queues one frame. With the ring full, the device is told and given
-    /// up to TX_FULL_WAIT_NS to free a slot (it works concurrently: under
-    /// QEMU in its main loop, under KVM in its I/O thread); after that the
-    /// frame is dropped, as a busy link does. Dropping at once would cost a
-    /// TCP retransmission timeout for every burst larger than the ring.
+    /// Takes one frame from the stack: through the coalescer with the
+    /// offloads on (it may hold it back until [`flush_coalescer`](Self::flush_coalescer)),
+    /// else behind an empty header.
     fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
         if frame.len() > MTU + ETHERNET_HEADER {
             return Err(NetError::TooLarge);
         }
+        match &self.coalescer {
+            Some(coalescer) => {
+                let mut result = Ok(());
+                coalescer.borrow_mut().push(frame, &mut |bytes| {
+                    if let Err(e) = self.enqueue(&[], bytes) {
+                        result = Err(e);
+                    }
+                });
+                result
+            }
+            None => self.enqueue(&[0; HEADER], frame),
+        }
+    }
+
+    /// Sends the batch the coalescer holds, if any.
+    fn flush_coalescer(&self) {
+        if let Some(coalescer) = &self.coalescer {
+            coalescer.borrow_mut().flush(&mut |bytes| {
+                if self.enqueue(&[], bytes).is_err() {
+                    log::debug!("virtio-net: a coalesced frame was not sent");
+                }
+            });
+        }
+    }
+
+    /// Queues `head` then `body` (a header and a frame) in a chain of as
+    /// many buffers as they fill. With too few descriptors free, the
+    /// device is told and given up to TX_FULL_WAIT_NS to free them (it
+    /// works concurrently: under QEMU in its main loop, under KVM in its
+    /// I/O thread); after that the frame is dropped, as a busy link does.
+    /// Dropping at once would cost a TCP retransmission timeout for every
+    /// burst larger than the ring.
+    fn enqueue(&self, head: &[u8], body: &[u8]) -> Result<(), NetError> {
+        let len = head.len() + body.len();
+        if len > TX_MAX {
+            return Err(NetError::TooLarge);
+        }
+        let needed = len.div_ceil(BUFFER).max(1);
         let mut free = self.tx_free.borrow_mut();
         self.reclaim(&mut free);
-        if free.is_empty() {
+        if free.len() < needed {
             self.flush_queue(&self.tx);
             let start = hw::monotonic_ns();
-            while free.is_empty() && hw::monotonic_ns() - start < TX_FULL_WAIT_NS {
+            while free.len() < needed && hw::monotonic_ns() - start < TX_FULL_WAIT_NS {
                 core::hint::spin_loop();
                 self.reclaim(&mut free);
             }
@@ -190,28 +303,55 @@ impl NetDevice {
         if self.tx.is_broken() {
             return Err(NetError::Io);
         }
-        let Some(id) = free.pop() else {
+        if free.len() < needed {
             return Ok(()); // dropped
-        };
-        drop(free);
-        let at = id as usize * BUFFER;
-        let written =
-            self.tx_buffers.write(at, &[0; HEADER]) && self.tx_buffers.write(at + HEADER, frame);
-        if !written {
-            self.tx_free.borrow_mut().push(id);
-            return Err(NetError::TooLarge);
         }
-        let len = (HEADER + frame.len()) as u32;
-        self.tx
-            .set_descriptor(id, self.tx_buffers.address(at), len, 0, 0);
-        self.tx.push(id);
-        self.flush_if_full(&self.tx);
+        // The chain: the last `needed` free descriptors, from the end.
+        let base = free.len() - needed;
+        let chain = |i: usize| free[base + needed - 1 - i];
+        let mut next = self.tx_next.borrow_mut();
+        let (mut head, mut body) = (head, body);
+        for i in 0..needed {
+            let id = chain(i);
+            let at = id as usize * BUFFER;
+            // This buffer: what is left of the header, then of the frame.
+            let from_head = head.len().min(BUFFER);
+            let from_body = body.len().min(BUFFER - from_head);
+            let written = self.tx_buffers.write(at, &head[..from_head])
+                && self.tx_buffers.write(at + from_head, &body[..from_body]);
+            if !written {
+                return Err(NetError::TooLarge); // nothing offered yet
+            }
+            head = &head[from_head..];
+            body = &body[from_body..];
+            let following = (i + 1 < needed).then(|| chain(i + 1));
+            next[id as usize] = following.unwrap_or(NO_NEXT);
+            self.tx.set_descriptor(
+                id,
+                self.tx_buffers.address(at),
+                (from_head + from_body) as u32,
+                if following.is_some() { DESC_NEXT } else { 0 },
+                following.unwrap_or(0),
+            );
+        }
+        self.tx.push(chain(0));
+        free.truncate(base);
+        // Half the descriptors waiting is half a ring, however many
+        // chains they make.
+        let low = free.len() < self.tx.size() as usize / 2;
+        drop((next, free));
+        if low {
+            self.flush_queue(&self.tx);
+        } else {
+            self.flush_if_full(&self.tx);
+        }
         Ok(())
     }
 }
 
 impl Device for NetDevice {
     fn flush(&self) {
+        self.flush_coalescer();
         self.flush_queue(&self.rx);
         self.flush_queue(&self.tx);
     }
@@ -275,10 +415,21 @@ impl Netif for VirtioNetif {
         self.device.transmit(frame)
     }
 
-    /// The end of the stack's round of transmits: the frames go to the
-    /// device now, with one notification, rather than when the guest next
-    /// idles (other tasks may run first).
+    /// Checksums are the device's when it takes them both ways and also
+    /// segments (what [`Coalescer`] needs); received frames never exceed
+    /// the MTU.
+    fn offloads(&self) -> Offloads {
+        Offloads {
+            checksum: self.device.coalescer.is_some(),
+            large_receive: false,
+        }
+    }
+
+    /// The end of the stack's round of transmits: the batch being joined
+    /// and the frames queued go to the device now, with one notification,
+    /// rather than when the guest next idles (other tasks may run first).
     fn flush(&self) {
+        self.device.flush_coalescer();
         self.device.flush_queue(&self.device.tx);
     }
 }
