@@ -324,3 +324,13 @@ pub fn cpu_seconds_over(pid: u32, period: Duration) -> f64 {
     std::thread::sleep(period);
     cpu_seconds(pid) - before
 }
+
+/// The frame-drop count in a unikernel's console: the last "net: dropped
+/// N frames ..." report of the stack.
+pub fn dropped_frames(console: &str) -> Option<u64> {
+    console
+        .lines()
+        .filter_map(|l| l.split("net: dropped ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
+        .next_back()
+}

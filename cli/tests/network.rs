@@ -256,11 +256,7 @@ fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
         if target == "spt" {
             // With checksum offload the spt guest checks TCP/UDP checksums
             // itself: the bad ones among the frames were dropped and counted.
-            let dropped = console
-                .lines()
-                .filter_map(|l| l.split("net: dropped ").nth(1))
-                .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
-                .next_back();
+            let dropped = dropped_frames(&console);
             assert!(
                 dropped.is_some_and(|n| n > 0),
                 "{target}: no dropped frames reported:\n{console}"

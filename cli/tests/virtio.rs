@@ -371,11 +371,7 @@ fn malformed_frames_are_dropped_over_a_tap() {
         out.status.success(),
         "echo no longer works after malformed traffic:\n{log}"
     );
-    let dropped = log
-        .lines()
-        .filter_map(|l| l.split("net: dropped ").nth(1))
-        .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
-        .next_back();
+    let dropped = dropped_frames(&log);
     assert!(
         dropped.is_some_and(|n| n > 0),
         "no dropped frames reported:\n{log}"
