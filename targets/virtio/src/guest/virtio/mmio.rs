@@ -3,7 +3,7 @@
 //! set-up (virtio 1.2, section 4.2.2).
 
 use super::transport::status::*;
-use super::transport::{negotiate, Registers, SetupError};
+use super::transport::{negotiate, queue_size, Registers, SetupError};
 use crate::cmdline::MmioDevice;
 use crate::virtqueue::Queue;
 use core::ptr::{read_volatile, write_volatile};
@@ -97,17 +97,10 @@ impl Mmio {
             return Err(SetupError::Queue);
         }
         let device_max = self.read(QUEUE_NUM_MAX).min(u16::MAX as u32) as u16;
-        // The largest power of two within both limits.
-        let limit = device_max.min(max_size);
-        if limit == 0 {
+        let Some(size) = queue_size(device_max, max_size, min_size) else {
             self.fail();
             return Err(SetupError::Queue);
-        }
-        let size = 1u16 << (15 - limit.leading_zeros() as u16);
-        if size < min_size {
-            self.fail();
-            return Err(SetupError::Queue);
-        }
+        };
         let queue = Queue::new(size, index);
         let (desc, driver, device) = queue.addresses();
         self.write(QUEUE_NUM, size as u32);

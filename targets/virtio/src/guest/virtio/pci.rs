@@ -12,7 +12,7 @@
 //! polled.
 
 use super::transport::status::*;
-use super::transport::{negotiate, Interrupt, Registers, SetupError};
+use super::transport::{negotiate, queue_size, Interrupt, Registers, SetupError};
 use crate::guest::hw;
 use crate::pci::{self as cfg, ConfigSpace, Msix, COMMON_CFG_LEN};
 use crate::virtqueue::Queue;
@@ -273,16 +273,10 @@ impl Pci {
         if self.read16(QUEUE_ENABLE) != 0 {
             return Err(SetupError::Queue);
         }
-        let limit = self.read16(QUEUE_SIZE).min(max_size);
-        if limit == 0 {
+        let Some(size) = queue_size(self.read16(QUEUE_SIZE), max_size, min_size) else {
             self.fail();
             return Err(SetupError::Queue);
-        }
-        let size = 1u16 << (15 - limit.leading_zeros() as u16);
-        if size < min_size {
-            self.fail();
-            return Err(SetupError::Queue);
-        }
+        };
         // Where to notify: inside the notification structure, or not at all.
         let offset = (self.read16(QUEUE_NOTIFY_OFF) as u64) * self.notify_multiplier as u64;
         if offset + 2 > self.notify_len as u64 {

@@ -73,6 +73,17 @@ pub fn negotiate(regs: &impl Registers, wanted: u64) -> Result<u64, SetupError> 
     Ok(accepted)
 }
 
+/// The size to give a queue: the largest power of two within the device's
+/// maximum and the driver's `max_size`; `None` if that is below `min_size`.
+pub fn queue_size(device_max: u16, max_size: u16, min_size: u16) -> Option<u16> {
+    let limit = device_max.min(max_size);
+    if limit == 0 {
+        return None;
+    }
+    let size = 1u16 << (15 - limit.leading_zeros() as u16);
+    (size >= min_size).then_some(size)
+}
+
 /// Device types (virtio 1.2, section 5).
 pub mod device_type {
     /// virtio-net.
