@@ -70,11 +70,7 @@ fn solo5_tests_pass() {
 #[test]
 fn solo5_block_test_passes() {
     let Some(src) = solo5_src() else { return };
-    let disk = std::env::temp_dir().join(format!("lamina-spt-solo5-{}.img", std::process::id()));
-    std::fs::File::create(&disk)
-        .unwrap()
-        .set_len(4 << 20)
-        .unwrap();
+    let disk = support::scratch_disk("spt");
     check(
         &src,
         "blk",

@@ -33,3 +33,15 @@ pub fn stable(out: &[u8]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// A zeroed 4 MiB disk file for Solo5's block test, unique to this test
+/// process; the caller removes it.
+pub fn scratch_disk(target: &str) -> PathBuf {
+    let disk =
+        std::env::temp_dir().join(format!("lamina-{target}-solo5-{}.img", std::process::id()));
+    std::fs::File::create(&disk)
+        .unwrap()
+        .set_len(4 << 20)
+        .unwrap();
+    disk
+}

@@ -76,14 +76,7 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
 /// Writes to standard output, the tender's console.
 pub fn console_write(mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        // SAFETY: write reads `bytes.len()` bytes from a valid slice.
-        let n = unsafe {
-            syscall(
-                nr::WRITE,
-                [1, bytes.as_ptr() as usize, bytes.len(), 0, 0, 0],
-            )
-        };
-        match n {
+        match write_from(nr::WRITE, 1, bytes, 0) {
             EINTR => continue,
             n if n <= 0 => return, // the console drops what it cannot write
             n => bytes = &bytes[n as usize..],
@@ -248,14 +241,14 @@ fn io_result(n: isize, expected: usize) -> Result<(), IoError> {
     }
 }
 
-/// Reads `buf.len()` bytes of a block device at byte `offset`.
-pub fn block_read(device: DeviceHandle, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
-    // SAFETY: pread64 writes at most `buf.len()` bytes into `buf`.
-    let n = unsafe {
+/// `n` (READ or PREAD64) on `fd` into `buf`, at `offset` for PREAD64.
+fn read_into(n: u32, fd: i32, buf: &mut [u8], offset: u64) -> isize {
+    // SAFETY: read and pread64 write at most `buf.len()` bytes into `buf`.
+    unsafe {
         syscall(
-            nr::PREAD64,
+            n,
             [
-                device.fd as usize,
+                fd as usize,
                 buf.as_mut_ptr() as usize,
                 buf.len(),
                 offset as usize,
@@ -263,18 +256,17 @@ pub fn block_read(device: DeviceHandle, offset: u64, buf: &mut [u8]) -> Result<(
                 0,
             ],
         )
-    };
-    io_result(n, buf.len())
+    }
 }
 
-/// Writes `buf` to a block device at byte `offset`.
-pub fn block_write(device: DeviceHandle, offset: u64, buf: &[u8]) -> Result<(), IoError> {
-    // SAFETY: pwrite64 reads `buf.len()` bytes from `buf`.
-    let n = unsafe {
+/// `n` (WRITE or PWRITE64) of `buf` on `fd`, at `offset` for PWRITE64.
+fn write_from(n: u32, fd: i32, buf: &[u8], offset: u64) -> isize {
+    // SAFETY: write and pwrite64 read `buf.len()` bytes from `buf`.
+    unsafe {
         syscall(
-            nr::PWRITE64,
+            n,
             [
-                device.fd as usize,
+                fd as usize,
                 buf.as_ptr() as usize,
                 buf.len(),
                 offset as usize,
@@ -282,27 +274,23 @@ pub fn block_write(device: DeviceHandle, offset: u64, buf: &[u8]) -> Result<(), 
                 0,
             ],
         )
-    };
-    io_result(n, buf.len())
+    }
+}
+
+/// Reads `buf.len()` bytes of a block device at byte `offset`.
+pub fn block_read(device: DeviceHandle, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+    let len = buf.len();
+    io_result(read_into(nr::PREAD64, device.fd, buf, offset), len)
+}
+
+/// Writes `buf` to a block device at byte `offset`.
+pub fn block_write(device: DeviceHandle, offset: u64, buf: &[u8]) -> Result<(), IoError> {
+    io_result(write_from(nr::PWRITE64, device.fd, buf, offset), buf.len())
 }
 
 /// Receives a frame if one is waiting.
 pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, IoError> {
-    // SAFETY: read writes at most `buf.len()` bytes into `buf`.
-    let n = unsafe {
-        syscall(
-            nr::READ,
-            [
-                device.fd as usize,
-                buf.as_mut_ptr() as usize,
-                buf.len(),
-                0,
-                0,
-                0,
-            ],
-        )
-    };
-    match n {
+    match read_into(nr::READ, device.fd, buf, 0) {
         EAGAIN | EINTR | 0 => Ok(None),
         n if n > 0 => Ok(Some(n as usize)),
         _ => Err(IoError::Failed),
@@ -344,26 +332,12 @@ pub fn net_read_with_header(
     };
     match n {
         EAGAIN | EINTR | 0 => Ok(None),
-        n if n as usize >= header.len() => Ok(Some(n as usize - header.len())),
+        n if n >= header.len() as isize => Ok(Some(n as usize - header.len())),
         _ => Err(IoError::Failed),
     }
 }
 
 /// Sends a frame.
 pub fn net_write(device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
-    // SAFETY: write reads `frame.len()` bytes from `frame`.
-    let n = unsafe {
-        syscall(
-            nr::WRITE,
-            [
-                device.fd as usize,
-                frame.as_ptr() as usize,
-                frame.len(),
-                0,
-                0,
-                0,
-            ],
-        )
-    };
-    io_result(n, frame.len())
+    io_result(write_from(nr::WRITE, device.fd, frame, 0), frame.len())
 }
