@@ -9,6 +9,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+// Each test binary includes this module and uses some of these.
+#[allow(unused_imports)]
+pub use lamina_test_support::{installed, kvm_or_skip, root_or_skip, skip_or_fail, tools_or_skip};
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -141,44 +145,20 @@ pub fn release_dir() -> &'static PathBuf {
 }
 
 /// The unikernel targets to test: spt always, hvt where /dev/kvm opens;
-/// says plainly when hvt is skipped.
+/// where it does not, hvt's part of `test` is skipped or, under CI, fails
+/// (see [`skip_or_fail`]).
 pub fn unikernel_targets(test: &str) -> Vec<&'static str> {
     let mut targets = vec!["spt"];
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => targets.push("hvt"),
-        Err(e) => eprintln!("SKIPPED {test} on hvt: /dev/kvm is not usable here ({e})"),
+    if kvm_or_skip(&format!("{test} on hvt")) {
+        targets.push("hvt");
     }
     targets
 }
 
-/// Whether `tool` is on the PATH.
-pub fn installed(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Root and `tools`, as tests that make network namespaces and taps need,
-/// or a plain message why `test` is skipped.
+/// Root and `tools`, as tests that make network namespaces and taps need;
+/// if one is missing, `test` is skipped or, under CI, fails.
 pub fn can_use_namespaces(test: &str, tools: &[&str]) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        eprintln!("SKIPPED {test}: needs root to create network namespaces and taps");
-        return false;
-    }
-    if let Some(tool) = tools.iter().find(|tool| !installed(tool)) {
-        eprintln!("SKIPPED {test}: {tool} is not installed (scripts/setup.sh installs it)");
-        return false;
-    }
-    true
+    root_or_skip(test, "to create network namespaces and taps") && tools_or_skip(test, tools)
 }
 
 /// A network namespace of a name of its own (`PREFIX-PID-N`) with tap0 at

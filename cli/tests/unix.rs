@@ -139,13 +139,7 @@ fn echo_serves_100_concurrent_connections() {
 
 #[test]
 fn echo_answers_nc() {
-    if Command::new("nc")
-        .arg("-h")
-        .stderr(Stdio::null())
-        .status()
-        .is_err()
-    {
-        eprintln!("SKIPPED echo_answers_nc: nc is not installed (apt-get install netcat-openbsd)");
+    if !tools_or_skip("echo answering nc", &["nc"]) {
         return;
     }
     let port = free_port();

@@ -7,7 +7,8 @@
 //! and website serve nc and curl over a tap through virtio-net, each in a
 //! network namespace of its own.
 //! Skipped, saying so, where `qemu-system-x86_64` is not installed
-//! (`scripts/setup.sh` installs it) or, for the tap tests, without root.
+//! (`scripts/setup.sh` installs it) or, for the tap tests, without root;
+//! under CI such a test fails instead (see `skip_or_fail`).
 
 mod common;
 
@@ -16,15 +17,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Whether QEMU is installed; if not, the test is skipped or, under CI,
+/// fails (see [`skip_or_fail`]).
 fn qemu_available() -> bool {
-    let found = Command::new("qemu-system-x86_64")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("skipped: qemu-system-x86_64 is not installed (scripts/setup.sh installs it)");
-    }
-    found
+    tools_or_skip("the virtio target under QEMU", &["qemu-system-x86_64"])
 }
 
 /// `lamina run -t virtio [--machine MACHINE] APP -- GUEST_ARGS`; without a
@@ -343,7 +339,9 @@ fn echo_serves_nc_over_a_tap_on_q35() {
 /// bad ones, and keeps serving.
 #[test]
 fn malformed_frames_are_dropped_over_a_tap() {
-    if !can_use_taps("virtio malformed frames") || !installed("python3") {
+    if !can_use_taps("virtio malformed frames")
+        || !tools_or_skip("virtio malformed frames", &["python3"])
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -224,14 +224,14 @@ fn website_serves_real_clients_on_every_target() {
 
 #[test]
 fn chromium_renders_the_site() {
-    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {c}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| installed(c));
     let Some(chromium) = chromium else {
-        eprintln!("SKIPPED chromium_renders_the_site: chromium is not installed (scripts/setup.sh installs it)");
+        skip_or_fail(
+            "rendering the site in Chromium",
+            "chromium is not installed (scripts/setup.sh installs it)",
+        );
         return;
     };
     for target in targets() {

@@ -1,6 +1,6 @@
 //! lamina-hvt against hand-assembled guests: hypercalls, the native
 //! KVM-PVM mode, the sealed layout and malformed hypercalls. Needs
-//! /dev/kvm; without it each test says what it skipped.
+//! /dev/kvm; without it each test says what it skipped (under CI, fails).
 
 use lamina_abi::mft::DeviceType;
 use lamina_abi::note::{features, AbiTarget};
@@ -64,16 +64,10 @@ fn halt_struct(status: i32, rest: &[u8]) -> Vec<u8> {
     data
 }
 
+/// Whether /dev/kvm opens; if not, the test is skipped or, under CI,
+/// fails (see `lamina_test_support::skip_or_fail`).
 fn kvm_available() -> bool {
-    let ok = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok();
-    if !ok {
-        println!("SKIPPED: /dev/kvm cannot be opened; the hvt guest tests need KVM");
-    }
-    ok
+    lamina_test_support::kvm_or_skip("an hvt guest")
 }
 
 fn is_pvm() -> bool {
@@ -142,7 +136,10 @@ fn a_lamina_image_runs_sse_natively_on_pvm() {
         return;
     }
     if !is_pvm() {
-        println!("SKIPPED: not a KVM-PVM host; native ring-3 mode is not used here");
+        lamina_test_support::skip_or_fail(
+            "native ring-3 mode",
+            "not a KVM-PVM host; native ring-3 mode is not used here",
+        );
         return;
     }
     let code = [asm::XORPS.to_vec(), halt()].concat();

@@ -2,7 +2,7 @@
 //!
 //! The images come from a Solo5 build in /tmp/solo5/src (or
 //! $LAMINA_SOLO5_SRC); CI does not build Solo5, so without them these
-//! tests print what they skipped and pass. With Solo5's `solo5-spt` built
+//! tests record what they skipped and pass (the one skip CI allows). With Solo5's `solo5-spt` built
 //! too, each output is compared with its output, line for line.
 
 use std::os::unix::process::ExitStatusExt;
