@@ -4,7 +4,7 @@
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::net::SocketAddr;
-use lamina_core::device::{NetError, Stack, TcpStream};
+use lamina_core::device::{NetError, Stack, TcpRead, TcpWrite};
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

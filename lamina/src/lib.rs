@@ -53,7 +53,7 @@ pub use lamina_virtio as target;
 pub mod prelude {
     pub use crate::device::{
         Block, BlockError, BlockInfo, Clock, Console, KvRead, KvWrite, NetError, Netif, Random,
-        Stack, TcpListener, TcpStream, UdpSocket,
+        Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket,
     };
     pub use crate::log::{debug, error, info, warn};
     pub use crate::platform::{DeviceError, Env, Platform};

@@ -41,6 +41,8 @@ pub(crate) struct Core {
     /// Bytes of TCP buffers allocated now, against `args.tcp_memory`.
     pub(crate) tcp_memory: Cell<usize>,
     pub(crate) next_port: Cell<u16>,
+    /// The link's MTU: the stack does not fragment, so no IP packet is larger.
+    pub(crate) mtu: usize,
     clock: alloc::boxed::Box<dyn Clock>,
 }
 
@@ -193,6 +195,7 @@ impl NetStack {
             orphans: RefCell::new(Vec::new()),
             listeners: RefCell::new(Vec::new()),
             next_port: Cell::new(49152 + (random_seed % 16384) as u16),
+            mtu: netif.mtu(),
             args,
             tcp_memory: Cell::new(0),
             stats: Cell::new(NetStats::default()),

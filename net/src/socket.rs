@@ -10,7 +10,7 @@ use core::future::poll_fn;
 use core::net::{IpAddr, SocketAddr};
 use core::task::Poll;
 use core::task::Waker;
-use lamina_core::device::{NetError, Stack, TcpListener, TcpStream, UdpSocket};
+use lamina_core::device::{NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
@@ -68,25 +68,11 @@ fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     Some(socket)
 }
 
-impl Stack for NetStack {
-    type TcpListener = NetTcpListener;
-    type TcpStream = NetTcpStream;
-    type UdpSocket = NetUdpSocket;
-
-    async fn tcp_listen(&self, addr: SocketAddr) -> Result<NetTcpListener, NetError> {
-        if addr.port() == 0 {
-            return Err(NetError::InvalidAddress);
-        }
-        let at = listen_endpoint(addr);
-        let queue = Rc::new(AcceptQueue {
-            at,
-            idle: RefCell::new(Vec::new()),
-            pending: RefCell::new(VecDeque::new()),
-            backlog: self.core.args.tcp_backlog.max(1),
-            waiter: RefCell::new(None),
-        });
-        let taken = self
-            .core
+impl NetStack {
+    /// Whether a listener already holds `at`'s port on `at`'s address (or
+    /// on every address).
+    fn listening_on(&self, at: IpListenEndpoint) -> bool {
+        self.core
             .listeners
             .borrow()
             .iter()
@@ -94,8 +80,42 @@ impl Stack for NetStack {
             .any(|q| {
                 q.at.port == at.port
                     && (q.at.addr.is_none() || at.addr.is_none() || q.at.addr == at.addr)
-            });
-        if taken {
+            })
+    }
+
+    /// An ephemeral port no listener holds, for a listen on port 0 (the
+    /// same range `connect` draws its source ports from; a listener and a
+    /// connection may share a port, as in BSD sockets).
+    fn free_listen_port(&self, addr: Option<smoltcp::wire::IpAddress>) -> Result<u16, NetError> {
+        // The range has 16384 ports; give up after trying each once.
+        for _ in 0..16384 {
+            let port = self.core.ephemeral_port();
+            if !self.listening_on(IpListenEndpoint { addr, port }) {
+                return Ok(port);
+            }
+        }
+        Err(NetError::AddressInUse)
+    }
+}
+
+impl Stack for NetStack {
+    type TcpListener = NetTcpListener;
+    type TcpStream = NetTcpStream;
+    type UdpSocket = NetUdpSocket;
+
+    async fn tcp_listen(&self, addr: SocketAddr) -> Result<NetTcpListener, NetError> {
+        let mut at = listen_endpoint(addr);
+        if at.port == 0 {
+            at.port = self.free_listen_port(at.addr)?;
+        }
+        let queue = Rc::new(AcceptQueue {
+            at,
+            idle: RefCell::new(Vec::new()),
+            pending: RefCell::new(VecDeque::new()),
+            backlog: self.core.args.tcp_backlog.max(1),
+            waiter: RefCell::new(None),
+        });
+        if self.listening_on(at) {
             return Err(NetError::AddressInUse);
         }
         queue.refill(&self.core, &mut self.core.sockets.borrow_mut());
@@ -106,7 +126,7 @@ impl Stack for NetStack {
         Ok(NetTcpListener {
             core: self.core.clone(),
             queue,
-            local: addr,
+            local: SocketAddr::new(addr.ip(), at.port),
         })
     }
 
@@ -135,11 +155,7 @@ impl Stack for NetStack {
             .connect(self.core.iface.borrow_mut().context(), endpoint(addr), port)
             .map_err(|_| NetError::InvalidAddress)?;
         let handle = self.core.sockets.borrow_mut().add(socket);
-        let stream = NetTcpStream {
-            core: self.core.clone(),
-            handle,
-            peer: addr,
-        };
+        let stream = NetTcpStream::new(self.core.clone(), handle, addr);
         self.core.kick();
         poll_fn(|cx| {
             let mut sockets = self.core.sockets.borrow_mut();
@@ -162,11 +178,19 @@ impl Stack for NetStack {
             || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 64], vec![0u8; 65536]);
         let mut socket = udp::Socket::new(buffer(), buffer());
         let mut at = listen_endpoint(addr);
+        let mut sockets = self.core.sockets.borrow_mut();
         if at.port == 0 {
-            at.port = self.core.ephemeral_port();
+            // The range has 16384 ports; give up after trying each once.
+            at.port = (0..16384)
+                .map(|_| self.core.ephemeral_port())
+                .find(|&port| !udp_bound(&sockets, IpListenEndpoint { port, ..at }))
+                .ok_or(NetError::AddressInUse)?;
+        } else if udp_bound(&sockets, at) {
+            return Err(NetError::AddressInUse);
         }
         socket.bind(at).map_err(|_| NetError::InvalidAddress)?;
-        let handle = self.core.sockets.borrow_mut().add(socket);
+        let handle = sockets.add(socket);
+        drop(sockets);
         let local = SocketAddr::new(addr.ip(), at.port);
         Ok(NetUdpSocket {
             core: self.core.clone(),
@@ -174,6 +198,20 @@ impl Stack for NetStack {
             local,
         })
     }
+}
+
+/// Whether a UDP socket is bound to `at`'s port on `at`'s address (or on
+/// every address): smoltcp would let two sockets share it and hand each
+/// datagram to the first.
+fn udp_bound(sockets: &SocketSet<'static>, at: IpListenEndpoint) -> bool {
+    sockets.iter().any(|(_, socket)| match socket {
+        smoltcp::socket::Socket::Udp(udp) => {
+            let bound = udp.endpoint();
+            bound.port == at.port
+                && (bound.addr.is_none() || at.addr.is_none() || bound.addr == at.addr)
+        }
+        _ => false,
+    })
 }
 
 /// The sockets of one listening port: a few idle ones in LISTEN, and the
@@ -288,14 +326,8 @@ impl TcpListener for NetTcpListener {
                             .map(std_addr)
                             .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
                         pending.remove(index);
-                        return Poll::Ready(Ok((
-                            NetTcpStream {
-                                core: core.clone(),
-                                handle,
-                                peer,
-                            },
-                            peer,
-                        )));
+                        let stream = NetTcpStream::new(core.clone(), handle, peer);
+                        return Poll::Ready(Ok((stream, peer)));
                     }
                     // A handshake that failed (RST, timeout): forget it.
                     tcp::State::Closed | tcp::State::TimeWait => {
@@ -336,15 +368,20 @@ impl Drop for NetTcpListener {
     }
 }
 
-/// A TCP connection.
-pub struct NetTcpStream {
+/// One TCP connection's socket in the stack, shared by a stream's halves.
+/// Dropping it closes the connection (RST if unread data remains, as BSD
+/// sockets do) and leaves the socket to the driver until it is closed.
+struct Connection {
     core: Rc<Core>,
     handle: SocketHandle,
     peer: SocketAddr,
 }
 
-impl TcpStream for NetTcpStream {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+impl Connection {
+    /// Reads into `buf`: the smoltcp socket's receive side and its receive
+    /// waker, which nothing else uses once the connection is established,
+    /// so a read and a write can wait at once.
+    async fn read(&self, buf: &mut [u8]) -> Result<usize, NetError> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -368,7 +405,8 @@ impl TcpStream for NetTcpStream {
         Ok(n)
     }
 
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+    /// Writes from `buf`: the send side and its waker (see [`Connection::read`]).
+    async fn write(&self, buf: &[u8]) -> Result<usize, NetError> {
         if buf.is_empty() {
             return Ok(0);
         }
@@ -397,22 +435,19 @@ impl TcpStream for NetTcpStream {
         Ok(n)
     }
 
-    async fn shutdown(&mut self) -> Result<(), NetError> {
+    /// Sends FIN after the buffered data (smoltcp's `close` closes the
+    /// sending direction only; a second call changes nothing).
+    fn shutdown(&self) {
         self.core
             .sockets
             .borrow_mut()
             .get_mut::<tcp::Socket>(self.handle)
             .close();
         self.core.kick();
-        Ok(())
-    }
-
-    fn peer_addr(&self) -> SocketAddr {
-        self.peer
     }
 }
 
-impl Drop for NetTcpStream {
+impl Drop for Connection {
     fn drop(&mut self) {
         let mut sockets = self.core.sockets.borrow_mut();
         let socket = sockets.get_mut::<tcp::Socket>(self.handle);
@@ -427,6 +462,94 @@ impl Drop for NetTcpStream {
     }
 }
 
+/// A TCP connection.
+pub struct NetTcpStream {
+    connection: Connection,
+}
+
+impl NetTcpStream {
+    fn new(core: Rc<Core>, handle: SocketHandle, peer: SocketAddr) -> Self {
+        NetTcpStream {
+            connection: Connection { core, handle, peer },
+        }
+    }
+}
+
+impl TcpRead for NetTcpStream {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        self.connection.read(buf).await
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.connection.peer
+    }
+}
+
+impl TcpWrite for NetTcpStream {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        self.connection.write(buf).await
+    }
+
+    async fn shutdown(&mut self) -> Result<(), NetError> {
+        self.connection.shutdown();
+        Ok(())
+    }
+}
+
+impl TcpStream for NetTcpStream {
+    type ReadHalf = NetTcpReadHalf;
+    type WriteHalf = NetTcpWriteHalf;
+
+    /// Both halves share the one socket in the stack: smoltcp keeps a waker
+    /// for each direction, so the halves wait independently.
+    fn into_split(self) -> (NetTcpReadHalf, NetTcpWriteHalf) {
+        let connection = Rc::new(self.connection);
+        (
+            NetTcpReadHalf {
+                connection: connection.clone(),
+            },
+            NetTcpWriteHalf { connection },
+        )
+    }
+}
+
+/// The receiving half of a [`NetTcpStream`].
+pub struct NetTcpReadHalf {
+    connection: Rc<Connection>,
+}
+
+impl TcpRead for NetTcpReadHalf {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        self.connection.read(buf).await
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.connection.peer
+    }
+}
+
+/// The sending half of a [`NetTcpStream`]; dropping it sends FIN.
+pub struct NetTcpWriteHalf {
+    connection: Rc<Connection>,
+}
+
+impl TcpWrite for NetTcpWriteHalf {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        self.connection.write(buf).await
+    }
+
+    async fn shutdown(&mut self) -> Result<(), NetError> {
+        self.connection.shutdown();
+        Ok(())
+    }
+}
+
+impl Drop for NetTcpWriteHalf {
+    fn drop(&mut self) {
+        self.connection.shutdown();
+    }
+}
+
 /// A bound UDP socket.
 pub struct NetUdpSocket {
     core: Rc<Core>,
@@ -436,6 +559,11 @@ pub struct NetUdpSocket {
 
 impl UdpSocket for NetUdpSocket {
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> Result<(), NetError> {
+        // The stack does not fragment: a datagram must fit one IP packet.
+        let headers = if addr.is_ipv4() { 20 + 8 } else { 40 + 8 };
+        if buf.len() + headers > self.core.mtu {
+            return Err(NetError::TooLarge);
+        }
         poll_fn(|cx| {
             let mut sockets = self.core.sockets.borrow_mut();
             let socket = sockets.get_mut::<udp::Socket>(self.handle);
@@ -457,8 +585,14 @@ impl UdpSocket for NetUdpSocket {
         poll_fn(|cx| {
             let mut sockets = self.core.sockets.borrow_mut();
             let socket = sockets.get_mut::<udp::Socket>(self.handle);
-            match socket.recv_slice(buf) {
-                Ok((n, meta)) => Poll::Ready(Ok((n, std_addr(meta.endpoint)))),
+            match socket.recv() {
+                // A datagram longer than `buf` is truncated to it, as BSD
+                // sockets do (smoltcp's `recv_slice` would drop it instead).
+                Ok((datagram, meta)) => {
+                    let n = datagram.len().min(buf.len());
+                    buf[..n].copy_from_slice(&datagram[..n]);
+                    Poll::Ready(Ok((n, std_addr(meta.endpoint))))
+                }
                 Err(udp::RecvError::Exhausted) => {
                     socket.register_recv_waker(cx.waker());
                     Poll::Pending

@@ -261,3 +261,78 @@ fn udp_round_trip_and_refused_tcp() {
         assert_eq!(refused, Some(NetError::ConnectionRefused));
     });
 }
+
+/// Full duplex: one task writes 1 MiB while another reads the echo. The
+/// echo server writes back before it reads on, so a client that wrote
+/// everything before reading would fill both directions' buffers and
+/// stall: only a concurrent read and write get the data through.
+#[test]
+fn split_stream_reads_and_writes_at_once() {
+    let (echoed, ends) = with_two_stacks(0, async |rt, a, b| {
+        let listener = b
+            .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7)))
+            .await
+            .unwrap();
+        rt.spawn(echo_server(listener, rt.clone()));
+        let conn = a.tcp_connect(SocketAddr::from((B, 7))).await.unwrap();
+        assert_eq!(conn.peer_addr(), SocketAddr::from((B, 7)));
+        let (mut reader, mut writer) = conn.into_split();
+        assert_eq!(reader.peer_addr(), SocketAddr::from((B, 7)));
+        let writing = rt.spawn(async move {
+            writer.write_all(&payload(1 << 20, 3)).await.unwrap();
+            // Dropping the write half sends FIN: the echo server sees the
+            // end and shuts its side, which ends the reader's stream.
+            drop(writer);
+        });
+        let reading = rt.spawn(async move {
+            let mut back = Vec::new();
+            let mut buf = vec![0u8; 5000];
+            loop {
+                let n = reader.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+            }
+            // End of stream stays the end.
+            let again = reader.read(&mut buf).await.unwrap();
+            (back, again)
+        });
+        writing.await;
+        let (back, again) = reading.await;
+        (back, again)
+    });
+    assert_eq!(echoed.len(), 1 << 20);
+    assert!(echoed == payload(1 << 20, 3), "the echo differs");
+    assert_eq!(ends, 0);
+}
+
+/// A listen on port 0 gets a port of its own, reported by `local_addr`,
+/// and a connection to it arrives.
+#[test]
+fn listening_on_port_zero_picks_a_port() {
+    with_two_stacks(0, async |_rt, a, b| {
+        let first = b
+            .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+            .unwrap();
+        let second = b
+            .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+            .unwrap();
+        let port = first.local_addr().port();
+        assert_ne!(port, 0);
+        assert_ne!(port, second.local_addr().port());
+        assert_eq!(
+            b.tcp_listen(first.local_addr()).await.err(),
+            Some(NetError::AddressInUse)
+        );
+        let mut client = a.tcp_connect(SocketAddr::from((B, port))).await.unwrap();
+        let (mut served, from) = first.accept().await.unwrap();
+        assert_eq!(from.ip(), std::net::IpAddr::V4(A));
+        client.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 2];
+        served.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hi");
+    });
+}

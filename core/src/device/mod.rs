@@ -22,7 +22,9 @@ pub use block::{Block, BlockError, BlockInfo};
 pub use clock::Clock;
 pub use console::Console;
 pub use kv::{normalize_key, KvEntry, KvError, KvRead, KvWrite};
-pub use net::{NetError, Netif, Offloads, Stack, TcpListener, TcpStream, UdpSocket};
+pub use net::{
+    NetError, Netif, Offloads, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket,
+};
 pub use random::Random;
 mod unavailable;
 pub use unavailable::Unavailable;

@@ -107,6 +107,15 @@ impl Offloads {
 /// An unspecified address (`0.0.0.0`, `::`) in `tcp_listen` or `udp_bind`
 /// means every address the stack owns; a target may narrow it (the unix
 /// target binds its `--bind` address, loopback by default).
+///
+/// Implementations must:
+/// - make `tcp_listen` on port 0 pick a free port, which
+///   [`TcpListener::local_addr`] reports; listening on a port already
+///   listened on is [`NetError::AddressInUse`];
+/// - refuse `tcp_connect` to port 0 or to an unspecified address with
+///   [`NetError::InvalidAddress`], and report a peer that answers the SYN
+///   with RST as [`NetError::ConnectionRefused`];
+/// - give an accepted stream the same peer address that `accept` returns.
 pub trait Stack {
     /// A listening TCP socket.
     type TcpListener: TcpListener<Stream = Self::TcpStream>;
@@ -136,20 +145,71 @@ pub trait TcpListener {
 /// A connected TCP byte stream. Dropping it closes the connection (FIN, or
 /// RST if unread data remains).
 ///
-/// Implementations must deliver bytes in order, without loss or duplication;
-/// `read` may return fewer bytes than asked for (a partial read) and returns
-/// `Ok(0)` exactly at end of stream (the peer sent FIN); `write` may accept
-/// fewer bytes than offered and waits while the send buffer is full
-/// (back-pressure), never buffering without bound.
-pub trait TcpStream {
+/// Implementations must:
+/// - deliver bytes in order, without loss or duplication;
+/// - let `read` return fewer bytes than asked for (a partial read), at least
+///   one, and return `Ok(0)` exactly at end of stream (the peer sent FIN),
+///   and again on every later read; a connection the peer reset reads as
+///   [`NetError::ConnectionReset`];
+/// - let `write` accept fewer bytes than offered, at least one, and wait while
+///   the send buffer is full (back-pressure), never buffering without bound;
+/// - after [`TcpWrite::shutdown`], refuse further writes with
+///   [`NetError::Closed`] while reads go on until the peer's FIN;
+/// - return `Ok(0)` at once for an empty buffer, from `read` and `write`.
+///
+/// A stream is full-duplex: [`TcpStream::into_split`] gives a read half and a
+/// write half that separate tasks use at once.
+pub trait TcpStream: TcpRead + TcpWrite {
+    /// The receiving half of a split stream.
+    type ReadHalf: TcpRead + 'static;
+    /// The sending half of a split stream.
+    type WriteHalf: TcpWrite + 'static;
+
+    /// Splits the stream into a read half and a write half, without copying
+    /// and without a lock: each half owns its direction of the one
+    /// connection, so one task may wait in [`TcpRead::read`] while another
+    /// waits in [`TcpWrite::write`] (a TLS record layer, a proxy copying both
+    /// ways, a hand-off of an accepted connection). The halves are owned
+    /// (`'static`) so that each can move into a task of its own.
+    ///
+    /// - Shutting down the write half sends FIN after the buffered data; the
+    ///   read half keeps reading until the peer's FIN.
+    /// - Dropping the write half shuts the sending direction down, as
+    ///   [`TcpWrite::shutdown`] does.
+    /// - Dropping the read half alone sends nothing; the connection closes
+    ///   when both halves are gone, as dropping the stream would (RST if
+    ///   unread data remains).
+    fn into_split(self) -> (Self::ReadHalf, Self::WriteHalf);
+}
+
+/// The receiving direction of a TCP connection: a [`TcpStream`] or its read
+/// half. The guarantees are [`TcpStream`]'s.
+pub trait TcpRead {
     /// Reads at least one byte into `buf`, or returns 0 at end of stream.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError>;
+    /// The remote end's address.
+    fn peer_addr(&self) -> SocketAddr;
+
+    /// Fills all of `buf`; [`NetError::Closed`] if the stream ends first.
+    async fn read_exact(&mut self, mut buf: &mut [u8]) -> Result<(), NetError> {
+        while !buf.is_empty() {
+            match self.read(buf).await? {
+                0 => return Err(NetError::Closed),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The sending direction of a TCP connection: a [`TcpStream`] or its write
+/// half. The guarantees are [`TcpStream`]'s.
+pub trait TcpWrite {
     /// Writes at least one byte from `buf` and returns how many.
     async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError>;
     /// Closes the sending direction (sends FIN) after the buffered data.
+    /// Shutting down twice is not an error.
     async fn shutdown(&mut self) -> Result<(), NetError>;
-    /// The remote end's address.
-    fn peer_addr(&self) -> SocketAddr;
 
     /// Writes all of `buf`.
     async fn write_all(&mut self, mut buf: &[u8]) -> Result<(), NetError> {
@@ -166,8 +226,20 @@ pub trait TcpStream {
 
 /// A bound UDP socket.
 ///
-/// Datagrams are delivered whole or not at all; a datagram longer than the
-/// receive buffer is truncated to it, as with BSD sockets.
+/// Implementations must:
+/// - deliver datagrams whole or not at all, one per `recv_from`, keeping
+///   their boundaries; a datagram longer than the receive buffer is
+///   truncated to it (the rest is lost), as with BSD sockets;
+/// - refuse with [`NetError::TooLarge`] a datagram larger than they can
+///   send: more than 65507 bytes, or, on a stack that does not fragment
+///   (lamina-net), more than the link's MTU less the IP and UDP headers
+///   (1472 bytes over IPv4 on a 1500-byte link). Datagrams up to that size
+///   are sent;
+/// - give a bound socket its port alone: binding a port in use is
+///   [`NetError::AddressInUse`], binding port 0 picks a free port, which
+///   [`UdpSocket::local_addr`] reports.
+///
+/// UDP may lose datagrams; nothing here promises delivery.
 pub trait UdpSocket {
     /// Sends one datagram to `addr`.
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> Result<(), NetError>;

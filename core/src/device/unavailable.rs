@@ -35,16 +35,27 @@ impl TcpListener for Unavailable {
 }
 
 impl TcpStream for Unavailable {
+    type ReadHalf = Unavailable;
+    type WriteHalf = Unavailable;
+    fn into_split(self) -> (Unavailable, Unavailable) {
+        match self {}
+    }
+}
+
+impl TcpRead for Unavailable {
     async fn read(&mut self, _: &mut [u8]) -> Result<usize, NetError> {
         match *self {}
     }
+    fn peer_addr(&self) -> SocketAddr {
+        match *self {}
+    }
+}
+
+impl TcpWrite for Unavailable {
     async fn write(&mut self, _: &[u8]) -> Result<usize, NetError> {
         match *self {}
     }
     async fn shutdown(&mut self) -> Result<(), NetError> {
-        match *self {}
-    }
-    fn peer_addr(&self) -> SocketAddr {
         match *self {}
     }
 }

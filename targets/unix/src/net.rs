@@ -1,7 +1,7 @@
 //! The Stack trait on the host's sockets.
 
 use crate::reactor::{Async, Reactor};
-use lamina_core::device::{NetError, Stack, TcpListener, TcpStream, UdpSocket};
+use lamina_core::device::{NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
@@ -188,37 +188,100 @@ impl HostTcpStream {
     }
 }
 
-impl TcpStream for HostTcpStream {
+impl TcpRead for HostTcpStream {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.io
-            .read_with(|mut s| s.read(buf))
-            .await
-            .map_err(net_error)
-    }
-
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        self.io
-            .write_with(|mut s| s.write(buf))
-            .await
-            .map_err(net_error)
-    }
-
-    async fn shutdown(&mut self) -> Result<(), NetError> {
-        match self.io.get_ref().shutdown(Shutdown::Write) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-            Err(e) => Err(net_error(e)),
-        }
+        read(&self.io, buf).await
     }
 
     fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+}
+
+impl TcpWrite for HostTcpStream {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        write(&self.io, buf).await
+    }
+
+    async fn shutdown(&mut self) -> Result<(), NetError> {
+        shutdown(&self.io)
+    }
+}
+
+impl TcpStream for HostTcpStream {
+    type ReadHalf = HostTcpReadHalf;
+    type WriteHalf = HostTcpWriteHalf;
+
+    /// Both halves share the one socket: the reactor keeps a waiter for
+    /// each direction, so they wait independently.
+    fn into_split(self) -> (HostTcpReadHalf, HostTcpWriteHalf) {
+        let io = Rc::new(self.io);
+        let read = HostTcpReadHalf {
+            io: io.clone(),
+            peer: self.peer,
+        };
+        (read, HostTcpWriteHalf { io })
+    }
+}
+
+async fn read(io: &Async<std::net::TcpStream>, buf: &mut [u8]) -> Result<usize, NetError> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    io.read_with(|mut s| s.read(buf)).await.map_err(net_error)
+}
+
+async fn write(io: &Async<std::net::TcpStream>, buf: &[u8]) -> Result<usize, NetError> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    io.write_with(|mut s| s.write(buf)).await.map_err(net_error)
+}
+
+fn shutdown(io: &Async<std::net::TcpStream>) -> Result<(), NetError> {
+    match io.get_ref().shutdown(Shutdown::Write) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        Err(e) => Err(net_error(e)),
+    }
+}
+
+/// The receiving half of a [`HostTcpStream`].
+pub struct HostTcpReadHalf {
+    io: Rc<Async<std::net::TcpStream>>,
+    peer: SocketAddr,
+}
+
+impl TcpRead for HostTcpReadHalf {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        read(&self.io, buf).await
+    }
+
+    fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// The sending half of a [`HostTcpStream`]; dropping it sends FIN.
+pub struct HostTcpWriteHalf {
+    io: Rc<Async<std::net::TcpStream>>,
+}
+
+impl TcpWrite for HostTcpWriteHalf {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        write(&self.io, buf).await
+    }
+
+    async fn shutdown(&mut self) -> Result<(), NetError> {
+        shutdown(&self.io)
+    }
+}
+
+impl Drop for HostTcpWriteHalf {
+    fn drop(&mut self) {
+        if let Err(e) = shutdown(&self.io) {
+            log::debug!("shutdown of a dropped write half: {e}");
+        }
     }
 }
 

@@ -194,3 +194,105 @@ fn cpu_time() -> std::time::Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     std::time::Duration::from_millis(ticks * 10)
 }
+
+/// Full duplex against a real peer: a std echo server on a thread, which
+/// writes each chunk back before it reads the next. One task writes 16 MiB
+/// while another reads the echo; written first and read after, the data
+/// would fill the kernel's buffers both ways and stall.
+#[test]
+fn split_stream_reads_and_writes_at_once_against_a_host_peer() {
+    use std::io::{Read, Write};
+    const LEN: usize = 16 << 20;
+    let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = peer.local_addr().unwrap().port();
+    let echo = std::thread::spawn(move || {
+        let (mut conn, _) = peer.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let mut total = 0;
+        loop {
+            let n = conn.read(&mut buf).unwrap();
+            if n == 0 {
+                break; // the write half's FIN
+            }
+            conn.write_all(&buf[..n]).unwrap();
+            total += n;
+        }
+        conn.shutdown(std::net::Shutdown::Write).unwrap();
+        total
+    });
+    let pattern: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let expected = pattern.clone();
+    let back = block_on(async |rt, reactor| {
+        let stack = HostStack::new(reactor, Ipv4Addr::LOCALHOST.into());
+        let conn = stack
+            .tcp_connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .await
+            .unwrap();
+        let (mut reader, mut writer) = conn.into_split();
+        assert_eq!(reader.peer_addr().port(), port);
+        let writing = rt.spawn(async move {
+            writer.write_all(&pattern).await.unwrap();
+            // Dropping the write half sends FIN.
+        });
+        let reading = rt.spawn(async move {
+            let mut back = Vec::with_capacity(LEN);
+            let mut buf = vec![0u8; 50_000];
+            loop {
+                match reader.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => back.extend_from_slice(&buf[..n]),
+                }
+            }
+            back
+        });
+        writing.await;
+        reading.await
+    });
+    assert_eq!(echo.join().unwrap(), LEN);
+    assert_eq!(back.len(), LEN);
+    assert!(back == expected, "the echo differs");
+}
+
+/// An accepted stream split in two: the read half reads while the write
+/// half's shutdown has already sent FIN to the peer (a half-closed
+/// connection), and the peer's data still arrives.
+#[test]
+fn split_write_half_shutdown_sends_fin_while_reading_goes_on() {
+    use std::io::{Read, Write};
+    block_on(async |rt, reactor| {
+        let stack = HostStack::new(reactor, Ipv4Addr::LOCALHOST.into());
+        let listener = stack
+            .tcp_listen(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .unwrap();
+        let port = listener.local_addr().port();
+        let peer = std::thread::spawn(move || {
+            let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap(); // until the write half's FIN
+            conn.write_all(b"after your FIN").unwrap();
+            got
+        });
+        let (conn, _) = listener.accept().await.unwrap();
+        let (mut reader, mut writer) = conn.into_split();
+        writer.write_all(b"hello").await.unwrap();
+        writer.shutdown().await.unwrap();
+        assert_eq!(writer.write(b"more").await, Err(NetError::Closed));
+        let mut buf = [0u8; 64];
+        let mut back = Vec::new();
+        loop {
+            // The peer answers from a thread: let the reactor wait for it.
+            let n = rt
+                .timeout(Duration::from_secs(10), reader.read(&mut buf))
+                .await
+                .expect("the peer's data arrives")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(back, b"after your FIN");
+        assert_eq!(peer.join().unwrap(), b"hello");
+    });
+}

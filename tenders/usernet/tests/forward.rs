@@ -2,7 +2,7 @@
 //! network on the other, and a real host client through the forwarded port.
 
 use lamina_core::args::BootArgs;
-use lamina_core::device::{NetError, Netif, Stack, TcpListener, TcpStream};
+use lamina_core::device::{NetError, Netif, Stack, TcpListener, TcpRead, TcpWrite};
 use lamina_core::runtime::Executor;
 use lamina_unix::reactor::{Async, Reactor};
 use lamina_usernet::{socketpair, Forward, UserNet, GATEWAY, GUEST};
