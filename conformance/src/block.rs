@@ -1,0 +1,111 @@
+//! The [`Block`] suite. It overwrites the device: give it a scratch one of
+//! at least 8 sectors.
+
+use crate::{ensure, pattern, Report};
+use alloc::format;
+use alloc::vec;
+use lamina_core::device::{Block, BlockError};
+
+/// Runs the suite.
+pub async fn run<B: Block>(block: &B) -> Report {
+    let mut report = Report::new("Block");
+    let info = block.info();
+    let size = info.sector_size as usize;
+    report.record(
+        "geometry: 512- or 4096-byte sectors, capacity in whole sectors",
+        ensure(
+            matches!(info.sector_size, 512 | 4096)
+                && info.sectors >= 8
+                && info.capacity() == info.sectors * size as u64,
+            || format!("{info:?} (the suite needs at least 8 sectors)"),
+        ),
+    );
+    if !report.passed() {
+        return report;
+    }
+    let last = info.sectors - 1;
+    report.record("written sectors read back", {
+        let mut outcome = Ok(());
+        for (i, (sector, count)) in [(0, 1), (info.sectors / 2, 3), (last - 1, 2)]
+            .into_iter()
+            .enumerate()
+        {
+            let data = pattern(size * count, i as u8 + 1);
+            let mut back = vec![0u8; data.len()];
+            let result = match block.write(sector, &data).await {
+                Ok(()) => block.read(sector, &mut back).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = result
+                .map_err(|e| format!("{count} at {sector}: {e}"))
+                .and_then(|()| {
+                    ensure(back == data, || {
+                        format!("{count} at {sector} read back differently")
+                    })
+                })
+            {
+                outcome = Err(e);
+                break;
+            }
+        }
+        outcome
+    });
+    let mut one = vec![0u8; size];
+    let mut expect = |name, result: Result<(), BlockError>, wanted| {
+        report.record(
+            name,
+            ensure(result == Err(wanted), || {
+                format!("{result:?}, wanted {wanted:?}")
+            }),
+        )
+    };
+    expect(
+        "an empty transfer is Unaligned",
+        block.read(0, &mut []).await,
+        BlockError::Unaligned,
+    );
+    expect(
+        "a read of part of a sector is Unaligned",
+        block.read(0, &mut one[..size - 1]).await,
+        BlockError::Unaligned,
+    );
+    let odd = vec![0u8; size + 1];
+    expect(
+        "a write of a sector and a byte is Unaligned",
+        block.write(0, &odd).await,
+        BlockError::Unaligned,
+    );
+    expect(
+        "a read at the sector count is OutOfRange",
+        block.read(info.sectors, &mut one).await,
+        BlockError::OutOfRange,
+    );
+    expect(
+        "a read at sector u64::MAX is OutOfRange",
+        block.read(u64::MAX, &mut one).await,
+        BlockError::OutOfRange,
+    );
+    // Two sectors from the last one: refused before the device is touched,
+    // so the last sector keeps what it held.
+    let before = pattern(size, 9);
+    let mut outcome = block.write(last, &before).await.map_err(|e| format!("{e}"));
+    let across = vec![0xeeu8; size * 2];
+    let refused = block.write(last, &across).await;
+    let mut after = vec![0u8; size];
+    if outcome.is_ok() {
+        outcome = block
+            .read(last, &mut after)
+            .await
+            .map_err(|e| format!("{e}"));
+    }
+    report.record(
+        "a write across the end is OutOfRange and writes nothing",
+        outcome.and_then(|()| {
+            ensure(
+                refused == Err(BlockError::OutOfRange) && after == before,
+                || format!("{refused:?}; last sector changed: {}", after != before),
+            )
+        }),
+    );
+    report
+}
