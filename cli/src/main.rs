@@ -3,7 +3,7 @@
 //! The tool is the "configure" step of MirageOS: it reads the devices an
 //! application declares in its `Cargo.toml` (`[package.metadata.lamina]`),
 //! picks the implementations of the chosen target and drives cargo.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod build;
 mod describe;
@@ -13,6 +13,9 @@ mod net;
 mod new;
 mod project;
 mod run;
+// fork/exec set-up, kill and waitid for the application's process.
+#[allow(unsafe_code)]
+mod supervise;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -129,6 +132,11 @@ enum Command {
         /// Optimised build.
         #[arg(long, short)]
         release: bool,
+        /// Seconds the application gets to stop after lamina forwards it a
+        /// SIGTERM, SIGINT or SIGHUP, before it is killed.
+        #[arg(long, value_name = "SECONDS", default_value_t = supervise::DEFAULT_GRACE.as_secs_f64(),
+              value_parser = parse_seconds)]
+        stop_timeout: f64,
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
@@ -178,6 +186,14 @@ enum NetAction {
     },
 }
 
+/// A number of seconds, at least 0 and at most a day.
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| (0.0..=86_400.0).contains(s))
+        .ok_or_else(|| format!("'{text}': expected seconds from 0 to 86400, like 5 or 0.5"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -209,12 +225,14 @@ fn main() -> ExitCode {
             release,
             mem,
             ports,
+            stop_timeout,
             app,
             boot_args,
         } => project::Project::find(&app).and_then(|project| {
             let target = Target::resolve(target);
             let boot_args = run::with_port_forwards(&project, target, &ports, boot_args)?;
-            run::run(&project, target, machine, release, mem, &boot_args)
+            let grace = std::time::Duration::from_secs_f64(stop_timeout);
+            run::run(&project, target, machine, release, mem, grace, &boot_args)
         }),
         Command::Net { action } => match action {
             NetAction::Up {

@@ -7,9 +7,8 @@ use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The QEMU machine the virtio target boots on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -435,13 +434,16 @@ fn kernel_command_line(args: &[String]) -> String {
         .join(" ")
 }
 
-/// Builds and runs `project` on `target` with `boot_args`, returning its exit status.
+/// Builds and runs `project` on `target` with `boot_args`, returning its
+/// exit status. SIGTERM, SIGINT and SIGHUP are forwarded to it, and it is
+/// killed if it has not stopped `grace` later (see [`crate::supervise`]).
 pub fn run(
     project: &Project,
     target: Target,
     machine: Machine,
     release: bool,
     mem_mib: u64,
+    grace: Duration,
     boot_args: &[String],
 ) -> Result<ExitCode, CliError> {
     let built = build(project, target, release)?;
@@ -453,23 +455,17 @@ pub fn run(
     }
     let mut command = command_for(target, machine, &built.artifact, mem_mib, boot_args)?;
     eprintln!("lamina: running {} on {}", project.name, target.name());
-    // Ctrl-C goes to the whole process group: the application decides what
-    // to do with it, and we stay to report how it ended. A handler (not
-    // SIG_IGN) so that the child starts with the default disposition.
-    let interrupted = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, interrupted.clone())
-            .map_err(CliError::io("cannot handle signals"))?;
-    }
     let spawned = Instant::now();
-    let mut child = command
+    // No application reads input (a Console only writes), and in a process
+    // group of its own it must not touch the terminal.
+    command
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(CliError::io(format!(
-            "cannot start {}",
-            built.artifact.display()
-        )))?;
+        .stderr(Stdio::piped());
+    let mut supervised = crate::supervise::spawn(&mut command, &project.name, grace).map_err(
+        CliError::io(format!("cannot start {}", built.artifact.display())),
+    )?;
+    let child = supervised.child();
     // The first byte on either stream marks the end of start-up.
     let first_output = Arc::new(Mutex::new(None::<Instant>));
     let forward = |mut from: Box<dyn Read + Send>, to_stdout: bool| {
@@ -507,14 +503,19 @@ pub fn run(
     };
     let stdout = child.stdout.take().map(|s| forward(Box::new(s), true));
     let stderr = child.stderr.take().map(|s| forward(Box::new(s), false));
-    let status = child
+    let ended = supervised
         .wait()
         .map_err(CliError::io("cannot wait for the application"))?;
+    let status = ended.status;
     for thread in [stdout, stderr].into_iter().flatten() {
         let _ = thread.join();
     }
-    if interrupted.load(Ordering::Relaxed) {
-        eprintln!("lamina: interrupted; {} stopped", project.name);
+    if let Some(signal) = ended.stopped_by {
+        eprintln!(
+            "lamina: {} stopped after {}",
+            project.name,
+            crate::supervise::signal_name(signal)
+        );
     }
     let code = match (status.code(), status.signal()) {
         (Some(code), _) => code,
@@ -525,9 +526,12 @@ pub fn run(
         (None, None) => 1,
     };
     let code = if target == Target::Virtio {
-        match lamina_virtio::exit::guest_status(code) {
-            Some(status) => status,
-            None => {
+        match (lamina_virtio::exit::guest_status(code), ended.stopped_by) {
+            (Some(status), _) => status,
+            // QEMU ends with 0 on SIGTERM, SIGINT and SIGHUP: stopped, as
+            // the other targets are, by that signal.
+            (None, Some(signal)) if code == 0 => 128 + signal,
+            (None, _) => {
                 eprintln!(
                     "lamina: QEMU exited with {code} without the guest's status (QEMU failed, or was stopped)"
                 );

@@ -1,0 +1,307 @@
+//! `lamina run` stops when told to: SIGTERM, SIGINT or SIGHUP sent to the
+//! `lamina` process alone reaches the application (the unix process, the
+//! tender or QEMU), `lamina` exits with its status within the grace period,
+//! and no process of the application remains; an application that ignores
+//! the signal is killed after the grace period; and if `lamina` itself is
+//! killed, its application dies with it.
+//!
+//! Each run is hello with a thousand one-second greetings, stopped after
+//! its first. hvt needs /dev/kvm and virtio needs QEMU: without them those
+//! parts are skipped, or fail under CI (see `skip_or_fail`).
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// `lamina run`'s default grace period (`--stop-timeout`).
+const GRACE: Duration = Duration::from_secs(5);
+
+/// The longest a build and boot may take before the first greeting.
+const START_LIMIT: Duration = Duration::from_secs(900);
+
+/// A field of /proc/PID/stat after the command name (0 = state), or None
+/// if the process does not exist.
+fn stat_field(pid: u32, index: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields = stat.rsplit_once(") ")?.1;
+    fields.split(' ').nth(index).map(str::to_string)
+}
+
+/// Whether `pid` runs (exists and is not a zombie waiting to be reaped).
+fn running(pid: u32) -> bool {
+    stat_field(pid, 0).is_some_and(|state| state != "Z")
+}
+
+/// The live processes whose process group is `group`.
+fn processes_in_group(group: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 2).is_some_and(|g| g == group.to_string()))
+        .filter(|&pid| running(pid))
+        .collect()
+}
+
+/// The children of `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| stat_field(pid, 1).is_some_and(|p| p == parent.to_string()))
+        .collect()
+}
+
+/// `lamina run` of an application that is running: the `lamina` process,
+/// and the application's process it started.
+struct Running {
+    lamina: Child,
+    application: u32,
+}
+
+impl Running {
+    /// Starts `lamina ARGS` (in a process group of its own, as a shell
+    /// would) with `env`, and waits for `ready` on its stdout.
+    fn start(args: &[&str], env: &[(&str, &Path)], ready: &str) -> Running {
+        let mut command = lamina();
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut lamina = command.spawn().expect("cannot start lamina");
+        let (lines, seen) = std::sync::mpsc::channel();
+        let stdout = lamina.stdout.take().unwrap();
+        // Reads the output to its end, so that lamina can write it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("--- {line}");
+                let _ = lines.send(line);
+            }
+        });
+        let start = Instant::now();
+        loop {
+            let left = START_LIMIT.saturating_sub(start.elapsed());
+            match seen.recv_timeout(left) {
+                Ok(line) if line.contains(ready) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = lamina.kill();
+                    panic!("no '{ready}' from lamina {args:?}: {e}");
+                }
+            }
+        }
+        let application = *children(lamina.id())
+            .first()
+            .expect("lamina runs the application as its child");
+        assert_eq!(
+            stat_field(application, 2),
+            Some(application.to_string()),
+            "the application runs in a process group of its own"
+        );
+        Running {
+            lamina,
+            application,
+        }
+    }
+
+    /// Sends `signal` to the `lamina` process alone and waits for it to
+    /// exit; returns its status and how long that took.
+    fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> (ExitStatus, Duration) {
+        let sent = Instant::now();
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &self.lamina.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        loop {
+            if let Some(status) = self.lamina.try_wait().unwrap() {
+                return (status, sent.elapsed());
+            }
+            assert!(
+                sent.elapsed() < limit,
+                "lamina still runs {limit:?} after SIG{signal}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts that nothing of the application remains.
+    fn assert_nothing_left(&self, what: &str) {
+        // A process killed as lamina ends may take a moment to go.
+        let start = Instant::now();
+        while running(self.application) && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !running(self.application),
+            "{what}: the application (pid {}) still runs",
+            self.application
+        );
+        let left = processes_in_group(self.application);
+        assert!(left.is_empty(), "{what}: left in its group: {left:?}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for group in [self.lamina.id(), self.application] {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.lamina.wait();
+    }
+}
+
+/// `lamina run -t TARGET hello` greeting a thousand times, once a second.
+fn run_hello(target: &str, extra: &[&str], env: &[(&str, &Path)]) -> Running {
+    let mut args = vec!["run", "-t", target];
+    args.extend_from_slice(extra);
+    args.extend(["hello", "--", "--times=1000"]);
+    Running::start(&args, env, "(1/1000)")
+}
+
+/// The targets to run here: unix and spt always, hvt with /dev/kvm, virtio
+/// with QEMU.
+fn targets(test: &str) -> Vec<&'static str> {
+    let mut targets = vec!["unix"];
+    targets.extend(unikernel_targets(test));
+    if tools_or_skip(&format!("{test} on virtio"), &["qemu-system-x86_64"]) {
+        targets.push("virtio");
+    }
+    targets
+}
+
+/// The status `lamina run` exits with when its application stops on
+/// `signal` (its number): the process's death by the signal (128 + N) on
+/// unix and spt, QEMU's stop on the signal likewise; lamina-hvt stops the
+/// guest on SIGTERM and SIGINT and reports it as a tender failure (1).
+fn expected_status(target: &str, signal: i32) -> i32 {
+    match (target, signal) {
+        ("hvt", 2 | 15) => 1,
+        _ => 128 + signal,
+    }
+}
+
+#[test]
+fn sigterm_stops_lamina_run_and_its_application_on_every_target() {
+    for target in targets("SIGTERM") {
+        let mut run = run_hello(target, &[], &[]);
+        let (status, took) = run.signal_and_wait("TERM", GRACE + Duration::from_secs(5));
+        eprintln!("{target}: SIGTERM to lamina: {status} after {took:?}");
+        assert!(took < GRACE, "{target}: took {took:?}, beyond the grace");
+        assert_eq!(
+            status.code(),
+            Some(expected_status(target, 15)),
+            "{target}: {status}"
+        );
+        run.assert_nothing_left(target);
+    }
+}
+
+#[test]
+fn sighup_and_sigint_stop_lamina_run_too() {
+    let mut targets = vec!["spt"];
+    if kvm_or_skip("SIGHUP and SIGINT on hvt") {
+        targets.push("hvt");
+    }
+    for target in targets {
+        for (signal, number) in [("HUP", 1), ("INT", 2)] {
+            let mut run = run_hello(target, &[], &[]);
+            let (status, took) = run.signal_and_wait(signal, GRACE + Duration::from_secs(5));
+            eprintln!("{target}: SIG{signal} to lamina: {status} after {took:?}");
+            assert!(took < GRACE, "{target}: SIG{signal} took {took:?}");
+            assert_eq!(
+                status.code(),
+                Some(expected_status(target, number)),
+                "{target}: SIG{signal}: {status}"
+            );
+            run.assert_nothing_left(&format!("{target} SIG{signal}"));
+        }
+    }
+}
+
+/// A "tender" that ignores every signal lamina forwards and leaves a
+/// process of its own behind: it is killed, with what it started, once
+/// the grace period (here 1 s) is over.
+#[test]
+fn an_application_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let stubborn = dir.path().join("stubborn-tender");
+    std::fs::write(
+        &stubborn,
+        "#!/bin/sh\ntrap '' TERM INT HUP\nsleep 1000 &\necho 'stubborn (1/1000)'\n\
+         while :; do sleep 1; done\n",
+    )
+    .unwrap();
+    let made_executable = Command::new("chmod")
+        .args(["+x", stubborn.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made_executable.success());
+    let grace = Duration::from_secs(1);
+    let mut run = run_hello(
+        "spt",
+        &["--stop-timeout", "1"],
+        &[("LAMINA_SPT", &stubborn)],
+    );
+    let left_behind = children(run.application);
+    assert!(!left_behind.is_empty(), "the stubborn tender started sleep");
+    let (status, took) = run.signal_and_wait("TERM", grace + Duration::from_secs(5));
+    eprintln!("stubborn: SIGTERM to lamina: {status} after {took:?}");
+    assert!(took >= grace, "killed after {took:?}, before the grace");
+    assert!(took < grace + Duration::from_secs(2), "took {took:?}");
+    assert_eq!(status.code(), Some(128 + 9), "killed: {status}");
+    run.assert_nothing_left("the stubborn tender");
+    for pid in left_behind {
+        assert!(!running(pid), "what it started ({pid}) still runs");
+    }
+}
+
+/// lamina killed outright (SIGKILL, nothing forwarded): the kernel kills
+/// its application too (PR_SET_PDEATHSIG).
+#[test]
+fn killing_lamina_kills_its_application() {
+    let mut targets = vec!["spt"];
+    if tools_or_skip("killing lamina under QEMU", &["qemu-system-x86_64"]) {
+        targets.push("virtio");
+    }
+    for target in targets {
+        let mut run = run_hello(target, &[], &[]);
+        let (status, _) = run.signal_and_wait("KILL", Duration::from_secs(5));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        run.assert_nothing_left(&format!("{target}, lamina killed"));
+    }
+}
+
+#[test]
+fn a_bad_stop_timeout_is_refused() {
+    for bad in ["abc", "-1", "1e9"] {
+        let output = run_lamina(&[
+            "run",
+            "-t",
+            "unix",
+            &format!("--stop-timeout={bad}"),
+            "hello",
+        ]);
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("expected seconds from 0 to 86400"),
+            "{bad}: {stderr}"
+        );
+    }
+}
