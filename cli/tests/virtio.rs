@@ -227,9 +227,9 @@ fn can_use_taps(test: &str) -> bool {
 
 /// A network namespace with tap0 at 10.N.0.1/24 (N from 200) and
 /// `lamina run --release -t virtio --machine MACHINE APP` inside it on that
-/// tap at the guest's address; its console goes to `log`. The guest (QEMU
-/// and lamina, one process group) and the namespace go on drop, on success
-/// and on failure.
+/// tap at the guest's address; its console goes to `log`. The guest
+/// (lamina, which takes QEMU with it) and the namespace go on drop, on
+/// success and on failure.
 fn boot(machine: &str, app: &str, log: &Path) -> Namespace {
     image("virtio", app); // built outside the namespace, once
     let mut ns = Namespace::new("lamina-v", 200);
@@ -246,17 +246,18 @@ fn boot(machine: &str, app: &str, log: &Path) -> Namespace {
     ns
 }
 
-/// The QEMU process `lamina run` started (in the guest's process group).
+/// The QEMU process `lamina run` started (its child; `ip netns exec`
+/// became lamina).
 fn qemu_pid(ns: &Namespace) -> u32 {
     let out = Command::new("pgrep")
-        .args(["-g", &ns.guest_pid().to_string(), "qemu-system"])
+        .args(["-P", &ns.guest_pid().to_string(), "qemu-system"])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
         .and_then(|p| p.parse().ok())
-        .expect("QEMU runs in the guest's process group")
+        .expect("QEMU runs as lamina's child")
 }
 
 /// Idle, the guest halts until an interrupt: QEMU uses well under half a
