@@ -218,12 +218,13 @@ fn describe_draws_the_device_graph() {
     let dot = run_lamina(&["describe", "--dot", "examples/echo"]);
     let dot = String::from_utf8_lossy(&dot.stdout);
     assert!(dot.starts_with("digraph"), "{dot}");
-    if let Ok(mut check) = Command::new("dot")
-        .arg("-Tsvg")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-    {
+    if tools_or_skip("checking the DOT with Graphviz", &["dot"]) {
+        let mut check = Command::new("dot")
+            .arg("-Tsvg")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
         check
             .stdin
             .take()
