@@ -12,6 +12,8 @@
 //!   can list every skip and its reason after cargo has hidden the output
 //!   of passing tests.
 //!
+//! A failure points at the test's call, not at this crate.
+//!
 //! Only the Solo5 compatibility tests, whose images nothing committed can
 //! build, may skip under CI: they call [`skip_allowed`], which records the
 //! skip the same way but never fails.
@@ -80,6 +82,7 @@ fn record(what: &str, reason: &str, log: Option<std::ffi::OsString>) {
 /// `what` (a test, or a part of one) cannot run here, because of `reason`:
 /// under CI or `LAMINA_REQUIRE_ALL=1` this panics with the reason; else it
 /// prints and records the skip and the caller returns.
+#[track_caller]
 pub fn skip_or_fail(what: &str, reason: &str) {
     skip(
         what,
@@ -90,6 +93,7 @@ pub fn skip_or_fail(what: &str, reason: &str) {
 }
 
 /// [`skip_or_fail`] with the environment passed in.
+#[track_caller]
 fn skip(what: &str, reason: &str, must_run: bool, log: Option<std::ffi::OsString>) {
     if must_run {
         panic!("{what} cannot run here: {reason} (CI or {REQUIRE_ALL} requires every test to run)");
@@ -105,6 +109,7 @@ pub fn skip_allowed(what: &str, reason: &str) {
 
 /// Whether /dev/kvm opens for reading and writing; if not, [`skip_or_fail`]
 /// for `what`.
+#[track_caller]
 pub fn kvm_or_skip(what: &str) -> bool {
     match std::fs::OpenOptions::new()
         .read(true)
@@ -121,6 +126,7 @@ pub fn kvm_or_skip(what: &str) -> bool {
 
 /// Whether this process runs as root; if not, [`skip_or_fail`] for `what`
 /// (`why` says what root is needed for).
+#[track_caller]
 pub fn root_or_skip(what: &str, why: &str) -> bool {
     let root = std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
@@ -142,6 +148,7 @@ pub fn installed(tool: &str) -> bool {
 
 /// Whether every one of `tools` is on the PATH; if one is not,
 /// [`skip_or_fail`] for `what`, naming it.
+#[track_caller]
 pub fn tools_or_skip(what: &str, tools: &[&str]) -> bool {
     match tools.iter().find(|tool| !installed(tool)) {
         Some(tool) => {
