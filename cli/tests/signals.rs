@@ -61,6 +61,8 @@ fn children(parent: u32) -> Vec<u32> {
 struct Running {
     lamina: Child,
     application: u32,
+    /// lamina's stdout, line by line, after `ready`.
+    output: std::sync::mpsc::Receiver<String>,
 }
 
 impl Running {
@@ -110,28 +112,40 @@ impl Running {
         Running {
             lamina,
             application,
+            output: seen,
         }
     }
 
     /// Sends `signal` to the `lamina` process alone and waits for it to
     /// exit; returns its status and how long that took.
     fn signal_and_wait(&mut self, signal: &str, limit: Duration) -> (ExitStatus, Duration) {
-        let sent = Instant::now();
         let killed = Command::new("kill")
             .args([&format!("-{signal}"), &self.lamina.id().to_string()])
             .status()
             .unwrap();
         assert!(killed.success());
+        self.wait(&format!("SIG{signal}"), limit)
+    }
+
+    /// Waits at most `limit` for lamina to exit (after `what`); returns its
+    /// status and how long that took.
+    fn wait(&mut self, what: &str, limit: Duration) -> (ExitStatus, Duration) {
+        let start = Instant::now();
         loop {
             if let Some(status) = self.lamina.try_wait().unwrap() {
-                return (status, sent.elapsed());
+                return (status, start.elapsed());
             }
             assert!(
-                sent.elapsed() < limit,
-                "lamina still runs {limit:?} after SIG{signal}"
+                start.elapsed() < limit,
+                "lamina still runs {limit:?} after {what}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The lines lamina has printed since `ready`, once it has exited.
+    fn lines_after_ready(&self) -> Vec<String> {
+        self.output.iter().collect()
     }
 
     /// Asserts that nothing of the application remains.
@@ -231,24 +245,29 @@ fn sighup_and_sigint_stop_lamina_run_too() {
     }
 }
 
+/// An executable shell script `script` in `dir`, as a stand-in tender.
+fn tender_script(dir: &Path, script: &str) -> std::path::PathBuf {
+    let path = dir.join("tender.sh");
+    std::fs::write(&path, format!("#!/bin/sh\n{script}")).unwrap();
+    let made_executable = Command::new("chmod")
+        .args(["+x", path.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(made_executable.success());
+    path
+}
+
 /// A "tender" that ignores every signal lamina forwards and leaves a
 /// process of its own behind: it is killed, with what it started, once
 /// the grace period (here 1 s) is over.
 #[test]
 fn an_application_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
-    let stubborn = dir.path().join("stubborn-tender");
-    std::fs::write(
-        &stubborn,
-        "#!/bin/sh\ntrap '' TERM INT HUP\nsleep 1000 &\necho 'stubborn (1/1000)'\n\
+    let stubborn = tender_script(
+        dir.path(),
+        "trap '' TERM INT HUP\nsleep 1000 &\necho 'stubborn (1/1000)'\n\
          while :; do sleep 1; done\n",
-    )
-    .unwrap();
-    let made_executable = Command::new("chmod")
-        .args(["+x", stubborn.to_str().unwrap()])
-        .status()
-        .unwrap();
-    assert!(made_executable.success());
+    );
     let grace = Duration::from_secs(1);
     let mut run = run_hello(
         "spt",
@@ -266,6 +285,42 @@ fn an_application_that_ignores_sigterm_is_killed_after_the_grace_period() {
     for pid in left_behind {
         assert!(!running(pid), "what it started ({pid}) still runs");
     }
+}
+
+/// A Ctrl-C on a terminal signals its foreground process group, lamina's:
+/// the application, in a group of its own, gets that SIGINT once, from
+/// lamina, not a second time from the terminal. (A "tender" that counts
+/// the SIGINTs it gets and keeps running; killed after the grace period.)
+#[test]
+fn a_ctrl_c_reaches_the_application_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let counting = tender_script(
+        dir.path(),
+        "trap 'echo got SIGINT' INT\necho 'counting (1/1000)'\n\
+         while :; do sleep 0.1; done\n",
+    );
+    let mut run = run_hello(
+        "spt",
+        &["--stop-timeout", "1"],
+        &[("LAMINA_SPT", &counting)],
+    );
+    // As the terminal does: the whole foreground group (lamina's).
+    let group = format!("-{}", run.lamina.id());
+    let sent = Command::new("kill")
+        .args(["-INT", "--", &group])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let (status, _) = run.wait("a Ctrl-C", Duration::from_secs(5));
+    assert_eq!(
+        status.code(),
+        Some(128 + 9),
+        "killed after the grace: {status}"
+    );
+    let lines = run.lines_after_ready();
+    let got = lines.iter().filter(|l| l.as_str() == "got SIGINT").count();
+    assert_eq!(got, 1, "SIGINTs the application got: {lines:?}");
+    run.assert_nothing_left("the counting tender");
 }
 
 /// lamina killed outright (SIGKILL, nothing forwarded): the kernel kills
