@@ -13,6 +13,7 @@
 //! | [`mft`]  | the device manifest (MFT1) |
 //! | [`note`] | the ELF notes an image carries (ABI1, MFT1, Lamina's LMN1) |
 //! | [`ring`] | the batched I/O ring, negotiated through `host_features` |
+//! | [`debug_exit`] | the virtio target's exit status through QEMU's isa-debug-exit, and back in `lamina run` |
 //!
 //! ## Versioning
 //! The hvt and spt ABI versions are Solo5's (2). Lamina never changes a
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod debug_exit;
 pub mod hvt;
 pub mod mft;
 pub mod note;

@@ -48,8 +48,8 @@ const GRUB_MODULES: &[&str] = &[
 const MULTIBOOT2_MAGIC: u32 = 0xe852_50d6;
 const MULTIBOOT2_SEARCH: usize = 32 * 1024;
 /// QEMU's isa-debug-exit port and the value that makes it report status 1
-/// (see `lamina_virtio::exit`).
-const DEBUG_EXIT: (u16, u8) = (lamina_virtio::exit::PORT, 2);
+/// (see `lamina_abi::debug_exit`).
+const DEBUG_EXIT: (u16, u8) = (lamina_abi::debug_exit::PORT, 2);
 
 /// Device arguments name host resources for `lamina run`; a disk image
 /// finds the cloud's devices at boot instead.

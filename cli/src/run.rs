@@ -193,7 +193,7 @@ pub fn qemu_binary() -> PathBuf {
 
 /// QEMU booting the image directly (`-kernel`, through its PVH note) on
 /// `machine`, the serial console on stdio, `isa-debug-exit` to pass the
-/// guest's status out (see `lamina_virtio::exit`), and always a virtio-rng
+/// guest's status out (see `lamina_abi::debug_exit`), and always a virtio-rng
 /// device (the guest's entropy when the CPU has no RDRAND).
 ///
 /// KVM acceleration where it can run the guest, software emulation (tcg)
@@ -526,7 +526,7 @@ pub fn run(
         (None, None) => 1,
     };
     let code = if target == Target::Virtio {
-        match (lamina_virtio::exit::guest_status(code), ended.stopped_by) {
+        match (lamina_abi::debug_exit::guest_status(code), ended.stopped_by) {
             (Some(status), _) => status,
             // QEMU ends with 0 on SIGTERM, SIGINT and SIGHUP: stopped, as
             // the other targets are, by that signal.

@@ -84,7 +84,7 @@ fn boot(image: &Path) -> (Option<i32>, String) {
     let output = child.wait_with_output().unwrap();
     eprintln!("boot of {}: {:?}", image.display(), started.elapsed());
     (
-        status.code().and_then(lamina_virtio::exit::guest_status),
+        status.code().and_then(lamina_abi::debug_exit::guest_status),
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
 }

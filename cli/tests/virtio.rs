@@ -158,7 +158,7 @@ fn without_rdrand_entropy_comes_from_virtio_rng() {
         ("q35", "virtio-rng-pci,disable-legacy=on"),
     ] {
         let (code, stdout) = qemu(machine, Some(rng));
-        assert_eq!(code, Some(3), "status 0 expected: {stdout}"); // see lamina_virtio::exit
+        assert_eq!(code, Some(3), "status 0 expected: {stdout}"); // see lamina_abi::debug_exit
         assert!(stdout.contains("seeded from virtio-rng"), "{stdout}");
         assert!(stdout.contains("selftest random: ok"), "{stdout}");
     }
@@ -416,7 +416,7 @@ fn sealed_pages_fault_under_qemu() {
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(
             output.status.code(),
-            Some(lamina_virtio::exit::MAX_STATUS),
+            Some(lamina_abi::debug_exit::MAX_STATUS),
             "{test}: {stdout}"
         );
         assert!(

@@ -19,15 +19,6 @@ fn main() {
         };
         devices.push(device);
     }
-    // Images without a network device do not parse network arguments, so
-    // the stack's code stays out of them.
-    println!("cargo::rustc-check-cfg=cfg(lamina_net)");
-    if devices
-        .iter()
-        .any(|(_, kind)| *kind == DeviceType::NetBasic)
-    {
-        println!("cargo::rustc-cfg=lamina_net");
-    }
     let mut manifest = vec![0u8; manifest_size(devices.len())];
     if let Err(e) = encode(&devices, &mut manifest) {
         panic!("LAMINA_DEVICES='{declared}': {e} (names are 1-67 letters and digits)");

@@ -1,12 +1,10 @@
 //! The devices the application declares, from `LAMINA_DEVICES` (set by
 //! `lamina build`: a comma-separated list of `net:NAME` and `block:NAME`):
 //! their names are the defaults for the virtio devices found at boot, in
-//! order, and an image without a network device leaves the stack's argument
-//! parsing out (`cfg(lamina_net)`), as on the Solo5 targets.
+//! order.
 
 fn main() {
     println!("cargo:rerun-if-env-changed=LAMINA_DEVICES");
-    println!("cargo::rustc-check-cfg=cfg(lamina_net)");
     let declared = std::env::var("LAMINA_DEVICES").unwrap_or_default();
     let (mut net, mut block) = (Vec::new(), Vec::new());
     for spec in declared.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -15,9 +13,6 @@ fn main() {
             Some(("block", name)) => block.push(name.to_string()),
             _ => panic!("LAMINA_DEVICES: '{spec}' is not net:NAME or block:NAME"),
         }
-    }
-    if !net.is_empty() {
-        println!("cargo::rustc-cfg=lamina_net");
     }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
         .join("declared.rs");

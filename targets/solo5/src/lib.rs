@@ -7,19 +7,20 @@
 //! | module | what |
 //! |--------|------|
 //! | `sys::hvt`, `sys::spt` | the only code that differs between the two ABIs: hypercalls (`outl`) or system calls |
-//! | `boot`    | entry from the tender, the boot info, the heap, the command line |
-//! | `devices` | console, clock, random, block and network over `sys` |
+//! | `boot`    | entry from the tender, the boot info, the heap, the command line, [`Solo5Machine`] |
+//! | `devices` | block and network over `sys`; the platform |
 //! | `park`    | the executor's idle wait: Solo5's `yield(deadline)` |
-//! | `mem`     | `memcpy` and friends, which `core` expects from a libc |
-//! | [`app`]   | command line to arguments, logger, `main` to its status (shared with virtio) |
-//! | [`time`]  | TSC to nanoseconds |
-//! | [`entropy`] | the CSPRNG's seed from RDSEED or RDRAND |
+//! | [`cmdline`] | Solo5's `--solo5:` options |
+//!
+//! What every bare-metal runtime shares (heap, `memcpy`, the TSC, the
+//! CSPRNG, the logger, the panic handler, the path from command line to
+//! exit status) is `lamina-metal`'s.
 //!
 //! The image is sealed: the linker script (`link.ld`) puts text, read-only
 //! data and writable data in separate segments (R+X, R, RW), the tender maps
 //! them so, and nothing is ever made executable at run time.
 //!
-//! Everything but [`app`], [`time`], [`entropy`] and [`cmdline`] is compiled only for a guest
+//! Everything but [`cmdline`] is compiled only for a guest
 //! (`--cfg lamina_target="spt"` or `"hvt"`, set by `lamina build`); on the
 //! host the crate is just those, so that they can be unit-tested.
 #![no_std]
@@ -27,10 +28,7 @@
 
 extern crate alloc;
 
-pub mod app;
 pub mod cmdline;
-pub mod entropy;
-pub mod time;
 
 #[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
 mod guest;

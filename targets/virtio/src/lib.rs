@@ -7,18 +7,22 @@
 //!
 //! | module | what |
 //! |--------|------|
-//! | `boot`    | the PVH entry (32-bit, builds page tables, enters long mode), `hvm_start_info`, the heap, `start` |
+//! | `boot`    | the PVH and Multiboot2 entries (32-bit, build page tables, enter long mode), the boot facts, the heap's region, `start`, [`VirtioMachine`] |
 //! | `hw`      | port I/O: the 16550 UART, the PIT (to calibrate the TSC), the CMOS RTC, isa-debug-exit |
 //! | `virtio`  | the drivers: virtio-mmio and virtio-pci transports, virtio-net, virtio-blk, virtio-rng |
-//! | `devices` | the device traits: console, clock, random, network interfaces, the TCP/IP stack (`lamina-net`), block devices |
+//! | `devices` | the platform: network interfaces, the TCP/IP stack (`lamina-net`), block devices |
 //! | `park`    | the executor's idle wait: flushes the drivers' queues, then waits for a device or the deadline |
 //! | [`pci`]   | a virtio PCI function's configuration space: device type, BARs, capabilities, MSI-X |
 //! | [`virtqueue`] | the split virtqueue and DMA memory, checked against what the device returns |
 //! | [`cmdline`] | the device words of the command line (`virtio_mmio.device=`, `--net:NAME`, `--block:NAME`) |
 //! | [`rtc`]   | CMOS date to Unix time |
-//! | [`exit`]  | guest status to and from isa-debug-exit's QEMU exit code |
 //!
-//! Everything but [`cmdline`], [`pci`], [`virtqueue`], [`rtc`] and [`exit`] is
+//! What every bare-metal runtime shares (heap, `memcpy`, the TSC scale, the
+//! CSPRNG, the logger, the panic handler, the path from command line to
+//! exit status) is `lamina-metal`'s; the exit status's way through
+//! isa-debug-exit is `lamina_abi::debug_exit`, which `lamina run` reads too.
+//!
+//! Everything but [`cmdline`], [`pci`], [`virtqueue`] and [`rtc`] is
 //! compiled only for a guest (`--cfg lamina_target="virtio"`, set by
 //! `lamina build`); on the host the crate is just those, so that they can
 //! be unit-tested.
@@ -28,7 +32,6 @@
 extern crate alloc;
 
 pub mod cmdline;
-pub mod exit;
 pub mod pci;
 pub mod rtc;
 pub mod virtqueue;

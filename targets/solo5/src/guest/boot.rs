@@ -1,27 +1,51 @@
-//! From the tender's jump to the application and back: `_start`, the heap,
-//! the command line, the logger, the panic handler and `start`, which runs
-//! the application on the executor.
+//! From the tender's jump to the application and back: `_start`, the boot
+//! info, the heap's region, the Solo5 options and `start`, which hands the
+//! rest to `lamina_metal::app::start`. [`Solo5Machine`] is the tender as the
+//! shared runtime sees it.
 
 use super::devices::GuestPlatform;
 use super::park::GuestPark;
 use super::sys;
-use crate::app;
 use alloc::rc::Rc;
 use core::future::Future;
 use lamina_abi::mft::{Header, Manifest, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES};
 use lamina_core::args::BootArgs;
-use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
+use lamina_metal::{app, heap, Machine};
 
 /// Stack reserved at the top of guest memory, where the tender points `%rsp`.
 const STACK_SIZE: u64 = 512 * 1024;
-/// Smallest heap worth booting with.
-const MIN_HEAP: u64 = 256 * 1024;
 
-#[global_allocator]
-static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+/// A Solo5 tender (spt or hvt): its console, clocks and halt.
+pub struct Solo5Machine;
+
+impl Machine for Solo5Machine {
+    #[cfg(lamina_target = "hvt")]
+    const TARGET: &'static str = "hvt";
+    #[cfg(lamina_target = "spt")]
+    const TARGET: &'static str = "spt";
+    const PANIC_STATUS: i32 = lamina_abi::EXIT_ABORT;
+
+    fn console_write(bytes: &[u8]) {
+        sys::console_write(bytes);
+    }
+
+    fn monotonic_ns() -> u64 {
+        sys::monotonic_ns()
+    }
+
+    fn wall_clock_ns() -> u64 {
+        sys::wall_ns()
+    }
+
+    fn exit(status: i32) -> ! {
+        sys::halt(status)
+    }
+}
+
+lamina_metal::panic_handler!(Solo5Machine);
 
 // The tender enters here with %rdi = boot info and %rsp near the top of
 // memory. On hvt the guest may run at ring 0 (VMX, Solo5's layout) or ring 3
@@ -85,15 +109,12 @@ extern "C" fn entry(boot_info: usize) -> ! {
     }
     let heap_start = facts.kernel_end.next_multiple_of(4096);
     let heap_end = facts.mem_size.saturating_sub(STACK_SIZE);
-    if heap_end < heap_start + MIN_HEAP {
+    if heap_end < heap_start + heap::MIN_SIZE {
         fail("not enough guest memory for a heap and a stack: give the tender more (--mem)");
     }
     // SAFETY: [heap_start, heap_end) is guest memory above the image and below
     // the stack, used by nothing else; this runs once, before any allocation.
-    unsafe {
-        HEAP.lock()
-            .init(heap_start as *mut u8, (heap_end - heap_start) as usize)
-    };
+    unsafe { heap::init(heap_start, heap_end) };
     // SAFETY: the tender wrote a NUL-terminated command line of at most
     // CMDLINE_SIZE bytes and the attached manifest at these addresses, and
     // keeps them for the guest's lifetime (they are never written again).
@@ -134,17 +155,8 @@ unsafe fn read_manifest(addr: usize) -> Result<Manifest<'static>, lamina_abi::mf
 
 /// Reports a boot failure and stops with status 1.
 fn fail(why: &str) -> ! {
-    sys::console_write(b"lamina: cannot boot: ");
-    sys::console_write(why.as_bytes());
-    sys::console_write(b"\n");
-    sys::halt(1)
+    lamina_metal::fail::<Solo5Machine>(why)
 }
-
-/// Log records go to the console, one write per line.
-static LOGGER: boot::ConsoleLogger = boot::ConsoleLogger {
-    now: sys::monotonic_ns,
-    write: sys::console_write,
-};
 
 /// Boots an application: parses the command line into its arguments,
 /// installs the logger and runs `main` to completion. Returns the exit
@@ -159,33 +171,15 @@ where
     Fut::Output: IntoExit,
 {
     let (solo5_level, line) = crate::cmdline::split_solo5_options(boot.cmdline);
-    let console: app::ConsoleWrite = sys::console_write;
-    let parsed = app::words(line, console)
-        .and_then(|words| app::parse_arguments::<A>(&words, solo5_level, &LOGGER, console));
-    let (args, mut net_args) = match parsed {
-        Ok(parsed) => parsed,
+    let words = match app::words(line, Solo5Machine::console_write) {
+        Ok(words) => words,
         Err(status) => return status,
     };
-    let park = Rc::new(GuestPark::new());
-    let executor = Executor::new(park.clone());
-    app::cap_tcp_memory(&mut net_args, HEAP.lock().size());
-    let platform = GuestPlatform::new(park, boot.manifest, executor.handle(), net_args);
-    app::run(executor, platform, args, main, console)
-}
-
-/// A panic prints its message and location and stops the unikernel with
-/// Solo5's abort status. Nothing hangs, nothing unwinds.
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    sys::console_write(boot::PanicLine::new(info).as_bytes());
-    sys::halt(lamina_abi::EXIT_ABORT)
-}
-
-/// Referenced by cleanup paths in the prebuilt `alloc`, which was compiled
-/// with unwinding. With `panic = "abort"` nothing unwinds, so it is never
-/// called; if it were, stopping is the only correct thing to do.
-#[unsafe(no_mangle)]
-extern "C" fn _Unwind_Resume() -> ! {
-    sys::console_write(b"lamina: unwinding is not supported\n");
-    sys::halt(lamina_abi::EXIT_ABORT)
+    let platform = |net_args| {
+        let park = Rc::new(GuestPark::new());
+        let executor = Executor::new(park.clone());
+        let platform = GuestPlatform::new(park, boot.manifest, executor.handle(), net_args);
+        (executor, platform)
+    };
+    app::start::<Solo5Machine, A, _, _, _>(&words, solo5_level, platform, main)
 }

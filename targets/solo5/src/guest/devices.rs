@@ -1,10 +1,12 @@
-//! The device traits over the Solo5 ABI.
+//! The device traits over the Solo5 ABI: block and network devices through
+//! the tender, and the platform that acquires them by manifest name. The
+//! console, the clock and random numbers are `lamina-metal`'s over
+//! [`Solo5Machine`].
 
+use super::boot::Solo5Machine;
 use super::park::GuestPark;
 use super::sys::{self, DeviceHandle, IoError};
 use alloc::rc::Rc;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::Poll;
@@ -12,59 +14,20 @@ use lamina_abi::mft::{net_features, DeviceType, Manifest};
 use lamina_core::device::*;
 use lamina_core::platform::{DeviceError, Platform};
 use lamina_core::runtime::Handle;
-use lamina_core::runtime::Instant;
+use lamina_metal::devices::{self as metal, MetalClock, MetalConsole, Stacks};
 use lamina_net::offload::Coalescer;
 use lamina_net::{NetArgs, NetStack};
-use rand_chacha::rand_core::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
 
 /// The console: one tender call per write.
-#[derive(Clone, Default)]
-pub struct SoloConsole;
-
-impl Console for SoloConsole {
-    fn write(&self, bytes: &[u8]) {
-        sys::console_write(bytes);
-    }
-}
-
-/// Offset from monotonic to wall-clock time, read from the tender once: a
-/// wall-clock hypercall costs a VM exit, and HTTP servers ask per request.
-static WALL_OFFSET: spin::Once<u64> = spin::Once::new();
+pub type SoloConsole = MetalConsole<Solo5Machine>;
 
 /// Monotonic time from the TSC (hvt) or `CLOCK_MONOTONIC` (spt); wall time
 /// from the tender at the first call, advanced by the monotonic clock.
-#[derive(Clone, Default)]
-pub struct SoloClock;
-
-impl Clock for SoloClock {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(sys::monotonic_ns())
-    }
-
-    fn wall(&self) -> u64 {
-        let offset = WALL_OFFSET.call_once(|| sys::wall_ns().saturating_sub(sys::monotonic_ns()));
-        offset.saturating_add(sys::monotonic_ns())
-    }
-}
-
-/// ChaCha20 seeded from the CPU's RDSEED (or RDRAND) at first use.
-static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
+pub type SoloClock = MetalClock<Solo5Machine>;
 
 /// Random bytes from a CSPRNG seeded by hardware entropy. A CPU without
 /// RDRAND/RDSEED stops the unikernel rather than hand out predictable bytes.
-#[derive(Clone, Default)]
-pub struct SoloRandom;
-
-impl Random for SoloRandom {
-    fn fill(&self, buf: &mut [u8]) {
-        let rng = RNG.call_once(|| match crate::entropy::hardware_seed() {
-            Some(seed) => spin::Mutex::new(ChaCha20Rng::from_seed(seed)),
-            None => panic!("no hardware entropy (RDRAND/RDSEED): refusing to produce predictable random numbers"),
-        });
-        rng.lock().fill_bytes(buf);
-    }
-}
+pub use lamina_metal::random::ChaCha20Random as SoloRandom;
 
 /// A block device, one block per tender call (what Solo5's tenders accept).
 pub struct SoloBlock {
@@ -210,10 +173,7 @@ impl Netif for SoloNetif {
 pub struct GuestPlatform {
     park: Rc<GuestPark>,
     manifest: Manifest<'static>,
-    runtime: Handle,
-    net_args: NetArgs,
-    /// Stacks already brought up, by device name: asking twice shares one.
-    stacks: RefCell<Vec<(String, NetStack)>>,
+    stacks: Stacks,
 }
 
 impl GuestPlatform {
@@ -226,9 +186,7 @@ impl GuestPlatform {
         GuestPlatform {
             park,
             manifest,
-            runtime,
-            net_args,
-            stacks: RefCell::new(Vec::new()),
+            stacks: Stacks::new(runtime, net_args),
         }
     }
 
@@ -259,11 +217,6 @@ impl GuestPlatform {
     }
 }
 
-#[cfg(lamina_target = "hvt")]
-const TARGET: &str = "hvt";
-#[cfg(lamina_target = "spt")]
-const TARGET: &str = "spt";
-
 impl Platform for GuestPlatform {
     type Console = SoloConsole;
     type Clock = SoloClock;
@@ -272,14 +225,14 @@ impl Platform for GuestPlatform {
     type Stack = NetStack;
     type Block = SoloBlock;
     type Kv = Unavailable;
-    const TARGET: &'static str = TARGET;
+    const TARGET: &'static str = <Solo5Machine as lamina_metal::Machine>::TARGET;
 
     fn console(&self) -> SoloConsole {
-        SoloConsole
+        SoloConsole::new()
     }
 
     fn clock(&self) -> SoloClock {
-        SoloClock
+        SoloClock::new()
     }
 
     fn random(&self) -> SoloRandom {
@@ -301,16 +254,8 @@ impl Platform for GuestPlatform {
     /// Lamina's TCP/IP stack over the network device `name`, configured by
     /// `--ipv4`/`--ipv4-gateway` or DHCP.
     fn stack(&self, name: &str) -> Result<NetStack, DeviceError> {
-        if let Some((_, stack)) = self.stacks.borrow().iter().find(|(n, _)| n == name) {
-            return Ok(stack.clone());
-        }
-        let netif = self.netif(name)?;
-        let seed = SoloRandom.next_u64();
-        let stack = NetStack::start(netif, SoloClock, seed, &self.runtime, self.net_args.clone());
         self.stacks
-            .borrow_mut()
-            .push((String::from(name), stack.clone()));
-        Ok(stack)
+            .get_or_start(name, || self.netif(name), SoloClock::new())
     }
 
     fn block(&self, name: &str) -> Result<SoloBlock, DeviceError> {
@@ -329,9 +274,6 @@ impl Platform for GuestPlatform {
     }
 
     fn kv(&self, _name: &str) -> Result<Unavailable, DeviceError> {
-        Err(DeviceError::Unsupported {
-            kind: "key-value",
-            target: TARGET,
-        })
+        Err(metal::unsupported::<Solo5Machine>("key-value"))
     }
 }

@@ -2,10 +2,9 @@
 
 mod boot;
 mod devices;
-mod mem;
 mod notes;
 mod park;
 pub(crate) mod sys;
 
-pub use boot::{start, Boot};
+pub use boot::{start, Boot, Solo5Machine};
 pub use devices::{GuestPlatform, SoloBlock, SoloClock, SoloConsole, SoloNetif, SoloRandom};

@@ -1,9 +1,10 @@
 //! From the boot loader to the application and back: the two 32-bit entries
 //! (the VMM's PVH entry for `-kernel` boots, Multiboot2 for GRUB on a disk
 //! image) that enter long mode on one path, the boot facts each protocol
-//! hands over (`hvm_start_info`, the Multiboot2 information), the heap, the
-//! logger, the panic handler and `start`, which runs the application on the
-//! executor.
+//! hands over (`hvm_start_info`, the Multiboot2 information), the heap's
+//! region, and `start`, which takes the device words out of the command line
+//! and hands the rest to `lamina_metal::app::start`. [`VirtioMachine`] is the
+//! PC as the shared runtime sees it.
 
 use super::devices::GuestPlatform;
 use super::hw;
@@ -12,14 +13,10 @@ use super::virtio;
 use alloc::rc::Rc;
 use core::future::Future;
 use lamina_core::args::BootArgs;
-use lamina_core::boot;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
-use lamina_solo5::app;
-
-/// Smallest heap worth booting with.
-const MIN_HEAP: u64 = 256 * 1024;
+use lamina_metal::{app, heap, Machine};
 /// The page tables map this much, identity, with 2 MiB pages.
 pub(super) const MAPPED: u64 = 4 << 30;
 /// `hvm_start_info.magic`.
@@ -29,8 +26,34 @@ const MULTIBOOT2_MAGIC: u32 = 0x36d7_6289;
 /// Longest command line read.
 const CMDLINE_MAX: usize = 8192;
 
-#[global_allocator]
-static HEAP: linked_list_allocator::LockedHeap = linked_list_allocator::LockedHeap::empty();
+/// A PC under a VMM: the serial port, the TSC and the CMOS clock,
+/// isa-debug-exit.
+pub struct VirtioMachine;
+
+impl Machine for VirtioMachine {
+    const TARGET: &'static str = "virtio";
+    /// Solo5's abort is 255, which isa-debug-exit cannot carry: the largest
+    /// status it can.
+    const PANIC_STATUS: i32 = lamina_abi::debug_exit::MAX_STATUS;
+
+    fn console_write(bytes: &[u8]) {
+        hw::uart_write(bytes);
+    }
+
+    fn monotonic_ns() -> u64 {
+        hw::monotonic_ns()
+    }
+
+    fn wall_clock_ns() -> u64 {
+        hw::rtc_unix_seconds().saturating_mul(1_000_000_000)
+    }
+
+    fn exit(status: i32) -> ! {
+        hw::exit(status)
+    }
+}
+
+lamina_metal::panic_handler!(VirtioMachine);
 
 // Two ways in, one path on:
 //
@@ -356,7 +379,7 @@ fn largest_free(map: impl Iterator<Item = (u64, u64, u32)>) -> (u64, u64) {
             best = (start, end);
         }
     }
-    if best.1 - best.0 < MIN_HEAP {
+    if best.1 - best.0 < heap::MIN_SIZE {
         fail("not enough guest memory for a heap: give the VM more (-m)");
     }
     best
@@ -372,7 +395,7 @@ fn boot(facts: BootFacts) -> ! {
     // boot protocol handed over that is still used (the PVH command line,
     // the copied Multiboot2 one); nothing else uses it and this runs once,
     // before any allocation.
-    unsafe { HEAP.lock().init(start as *mut u8, (end - start) as usize) };
+    unsafe { heap::init(start, end) };
     if !hw::clock_init() {
         fail("cannot calibrate the TSC: no PIT and no CPUID frequency leaves");
     }
@@ -502,17 +525,8 @@ unsafe fn read_cmdline(addr: u64) -> &'static str {
 
 /// Reports a boot failure and stops with status 1.
 fn fail(why: &str) -> ! {
-    hw::uart_write(b"lamina: cannot boot: ");
-    hw::uart_write(why.as_bytes());
-    hw::uart_write(b"\n");
-    hw::exit(1)
+    lamina_metal::fail::<VirtioMachine>(why)
 }
-
-/// Log records go to the console, one write per line.
-static LOGGER: boot::ConsoleLogger = boot::ConsoleLogger {
-    now: hw::monotonic_ns,
-    write: hw::uart_write,
-};
 
 /// Boots an application: takes the device words out of the command line
 /// (see [`crate::cmdline`]), parses the rest into its arguments, installs
@@ -527,7 +541,7 @@ where
     Fut: Future,
     Fut::Output: IntoExit,
 {
-    let console: app::ConsoleWrite = hw::uart_write;
+    let console: app::ConsoleWrite = VirtioMachine::console_write;
     let mut words = match app::words(boot.cmdline, console) {
         Ok(words) => words,
         Err(status) => return status,
@@ -539,36 +553,15 @@ where
             return 2;
         }
     };
-    let (args, mut net_args) = match app::parse_arguments::<A>(&words, None, &LOGGER, console) {
-        Ok(parsed) => parsed,
-        Err(status) => return status,
+    // The devices are found once the logger is up, so that what they
+    // report is seen.
+    let platform = |net_args| {
+        let devices = virtio::discover(&device_words, MAPPED);
+        let park = Rc::new(GuestPark::new());
+        park.attach(&devices.all);
+        let executor = Executor::new(park);
+        let platform = GuestPlatform::new(devices, executor.handle(), net_args);
+        (executor, platform)
     };
-    let devices = virtio::discover(&device_words, MAPPED);
-    let park = Rc::new(GuestPark::new());
-    park.attach(&devices.all);
-    let executor = Executor::new(park);
-    app::cap_tcp_memory(&mut net_args, HEAP.lock().size());
-    let platform = GuestPlatform::new(devices, executor.handle(), net_args);
-    app::run(executor, platform, args, main, console)
-}
-
-/// A panic prints its message and location and stops the unikernel with
-/// [`PANIC_STATUS`]. Nothing hangs, nothing unwinds.
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo) -> ! {
-    hw::uart_write(boot::PanicLine::new(info).as_bytes());
-    hw::exit(PANIC_STATUS)
-}
-
-/// Exit status of a panic (Solo5's abort is 255, which isa-debug-exit
-/// cannot carry: see [`crate::exit`]).
-const PANIC_STATUS: i32 = crate::exit::MAX_STATUS;
-
-/// Referenced by cleanup paths in the prebuilt `alloc`, which was compiled
-/// with unwinding. With `panic = "abort"` nothing unwinds, so it is never
-/// called; if it were, stopping is the only correct thing to do.
-#[unsafe(no_mangle)]
-extern "C" fn _Unwind_Resume() -> ! {
-    hw::uart_write(b"lamina: unwinding is not supported\n");
-    hw::exit(PANIC_STATUS)
+    app::start::<VirtioMachine, A, _, _, _>(&words, None, platform, main)
 }

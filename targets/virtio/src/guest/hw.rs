@@ -5,7 +5,7 @@
 
 use crate::rtc::{from_bcd, RtcTime};
 use core::arch::asm;
-use lamina_solo5::time::TscScale;
+use lamina_metal::time::{TscClock, TscScale};
 
 pub fn outb(port: u16, value: u8) {
     // SAFETY: port I/O to the legacy devices named in this module only; it
@@ -43,14 +43,7 @@ pub fn inl(port: u16) -> u32 {
     value
 }
 
-pub fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: rdtsc reads the time-stamp counter and has no other effect.
-    unsafe {
-        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    ((hi as u64) << 32) | lo as u64
-}
+pub use lamina_metal::time::rdtsc;
 
 /// The first serial port.
 const COM1: u16 = 0x3f8;
@@ -195,7 +188,10 @@ pub fn rtc_unix_seconds() -> u64 {
 /// Powers off through isa-debug-exit with `status`; if the VMM has no such
 /// device, says so and stops the CPU for good.
 pub fn exit(status: i32) -> ! {
-    outb(crate::exit::PORT, crate::exit::device_value(status));
+    outb(
+        lamina_abi::debug_exit::PORT,
+        lamina_abi::debug_exit::device_value(status),
+    );
     let message = alloc::format!(
         "lamina: exited with status {status}, but this VM has no isa-debug-exit device to end it (add -device isa-debug-exit): halting\n"
     );
@@ -206,22 +202,19 @@ pub fn exit(status: i32) -> ! {
     }
 }
 
-/// TSC value at boot and its scale: monotonic time counts from here.
-static CLOCK: spin::Once<(u64, TscScale)> = spin::Once::new();
+/// Monotonic time: the TSC from boot, at its calibrated frequency.
+static CLOCK: TscClock = TscClock::new();
 
 /// Calibrates the TSC; false if it cannot be.
 pub fn clock_init() -> bool {
     let Some(scale) = tsc_hz().and_then(TscScale::new) else {
         return false;
     };
-    CLOCK.call_once(|| (rdtsc(), scale));
+    CLOCK.start(scale);
     true
 }
 
 /// Nanoseconds since boot.
 pub fn monotonic_ns() -> u64 {
-    match CLOCK.get() {
-        Some((start, scale)) => scale.to_nanos(rdtsc().saturating_sub(*start)),
-        None => 0,
-    }
+    CLOCK.now_ns()
 }

@@ -108,7 +108,7 @@ extern "C" fn fault(vector: u64) -> ! {
     }
     put(b": stopping\n");
     hw::uart_write(&line[..len]);
-    hw::exit(crate::exit::MAX_STATUS)
+    hw::exit(lamina_abi::debug_exit::MAX_STATUS)
 }
 
 /// `value` in decimal, in the end of `buf`.

@@ -3,15 +3,15 @@
 //! identity-mapped, so a pointer is its own guest-physical address.
 
 use super::{BootFacts, DeviceHandle, IoError};
-use crate::time::TscScale;
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 use lamina_abi::hvt::*;
 use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
+use lamina_metal::time::{TscClock, TscScale};
 
-/// TSC value and scale at boot: monotonic time counts from here.
-static CLOCK: spin::Once<(u64, TscScale)> = spin::Once::new();
+/// Monotonic time: the TSC from boot, at the frequency the tender reports.
+static CLOCK: TscClock = TscClock::new();
 
 /// Guest address of the network ring, when the tender offers one.
 static RING: spin::Once<usize> = spin::Once::new();
@@ -36,15 +36,6 @@ fn hypercall<T>(call: Hypercall, arg: &mut T) {
     };
 }
 
-fn rdtsc() -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: rdtsc reads the time-stamp counter and has no other effect.
-    unsafe {
-        asm!("rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    ((hi as u64) << 32) | lo as u64
-}
-
 /// Reads the tender's boot info.
 ///
 /// # Safety
@@ -53,12 +44,7 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
     // SAFETY: the caller passes the tender's pointer to a BootInfo.
     let info = unsafe { core::ptr::read_volatile(boot_info as *const BootInfo) };
     let scale = TscScale::new(info.cpu_cycle_freq);
-    CLOCK.call_once(|| {
-        (
-            rdtsc(),
-            scale.unwrap_or(TscScale::new(1_000_000_000).expect("1 GHz is valid")),
-        )
-    });
+    CLOCK.start(scale.unwrap_or(TscScale::new(1_000_000_000).expect("1 GHz is valid")));
     // The ring lies at the top of memory, above `mem_size` (so outside the
     // heap and stack); a tender without it leaves both fields 0.
     if info.host_features & HOST_FEATURE_RING_IO != 0
@@ -88,10 +74,7 @@ pub fn console_write(bytes: &[u8]) {
 
 /// Nanoseconds since boot, from the TSC.
 pub fn monotonic_ns() -> u64 {
-    match CLOCK.get() {
-        Some((start, scale)) => scale.to_nanos(rdtsc().wrapping_sub(*start)),
-        None => 0,
-    }
+    CLOCK.now_ns()
 }
 
 /// Wall-clock nanoseconds since the epoch, from the tender.

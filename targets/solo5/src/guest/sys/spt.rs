@@ -3,10 +3,10 @@
 //! descriptors the tender put in the boot info and the manifest.
 
 use super::{BootFacts, DeviceHandle, IoError};
-use crate::time::TscScale;
 use core::arch::asm;
 use core::sync::atomic::{AtomicBool, Ordering};
 use lamina_abi::spt::{syscall as nr, BootInfo};
+use lamina_metal::time::{rdtsc, TscScale};
 
 const CLOCK_REALTIME: usize = 0;
 const CLOCK_MONOTONIC: usize = 1;
@@ -95,12 +95,6 @@ static TSC_SCALE: spin::Once<TscScale> = spin::Once::new();
 /// How long the clock runs on system calls before the TSC is calibrated:
 /// long enough for a frequency error of a few parts per million.
 const CALIBRATION_NS: u64 = 200_000_000;
-
-fn rdtsc() -> u64 {
-    // SAFETY: rdtsc reads the time-stamp counter and nothing else; it is
-    // allowed in user mode on Linux.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
 
 fn invariant_tsc() -> bool {
     let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;

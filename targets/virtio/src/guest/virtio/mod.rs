@@ -77,7 +77,7 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
         let result = pci::Pci::probe(function, mapped).map(|t| (Transport::Pci(t), kind));
         probed.push((result, alloc::format!("the device at {function}")));
     }
-    let mut entropy = !lamina_solo5::entropy::has_rdrand() && !lamina_solo5::entropy::has_rdseed();
+    let mut entropy = !lamina_metal::entropy::has_rdrand() && !lamina_metal::entropy::has_rdseed();
     for (result, place) in probed {
         let failed = |why: &dyn core::fmt::Display| {
             log::warn!("virtio: {place} is not used: {why}");
@@ -128,7 +128,7 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
             // RDRAND stays first: the device is used only without it.
             device_type::ENTROPY if entropy => match rng::seed(&transport) {
                 Ok(seed) => {
-                    super::devices::seed_from_device(seed);
+                    lamina_metal::random::seed_from_device(seed);
                     entropy = false;
                 }
                 Err(e) => failed(&e),

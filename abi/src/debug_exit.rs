@@ -1,4 +1,5 @@
-//! How a guest's exit status crosses QEMU's `isa-debug-exit` device.
+//! How a virtio guest's exit status crosses QEMU's `isa-debug-exit` device:
+//! the guest runtime writes it, `lamina run` reads it back.
 //!
 //! Writing a byte `v` to the device's port ([`PORT`], QEMU's default
 //! `iobase=0x501`) makes QEMU exit at once with `(v << 1) | 1`. QEMU's own
@@ -30,7 +31,7 @@ pub fn device_value(status: i32) -> u8 {
 /// the device; `None` otherwise.
 ///
 /// ```
-/// use lamina_virtio::exit::guest_status;
+/// use lamina_abi::debug_exit::guest_status;
 /// assert_eq!(guest_status(3), Some(0));
 /// assert_eq!(guest_status(7), Some(2));
 /// assert_eq!(guest_status(1), None); // QEMU's own failure

@@ -1,7 +1,8 @@
-//! What every bare-metal runtime (the Solo5 targets here, and virtio) does
-//! between its boot code and the application: the command line into the
-//! application's, the stack's and the runtime's arguments, the logger, and
-//! running `main` to its exit status. Each runtime supplies its console.
+//! What every bare-metal runtime does between its boot code and the
+//! application: the command line into the application's, the stack's and
+//! the runtime's arguments, the logger, and running `main` to its exit
+//! status. [`start`] is the whole path; the target supplies the words of its
+//! command line (having taken out its own) and builds its platform.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -13,6 +14,44 @@ use lamina_core::platform::{Env, Platform};
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
 use lamina_net::NetArgs;
+
+use crate::Machine;
+
+/// Runs an application on machine `M`, from the words of its command line
+/// to its exit status: parses `words` into the application's arguments
+/// (`A`) and the stack's, applies the runtime's (`--log`; `default_log` is
+/// a level the loader asked for), installs the logger, lets `platform`
+/// build the executor and the devices from the stack's arguments, and runs
+/// `main` to completion. Returns 0 on success, 1 when `main` fails, 2 for a
+/// bad command line (or the status `--help` asks for).
+pub fn start<M, A, P, F, Fut>(
+    words: &[String],
+    default_log: Option<&str>,
+    platform: impl FnOnce(NetArgs) -> (Executor, P),
+    main: F,
+) -> i32
+where
+    M: Machine,
+    A: BootArgs,
+    P: Platform,
+    F: FnOnce(Env<P>, A) -> Fut,
+    Fut: Future,
+    Fut::Output: IntoExit,
+{
+    let logger: &'static boot::ConsoleLogger =
+        alloc::boxed::Box::leak(alloc::boxed::Box::new(boot::ConsoleLogger {
+            now: M::monotonic_ns,
+            write: M::console_write,
+        }));
+    let (args, mut net_args) =
+        match parse_arguments::<A>(words, default_log, logger, M::console_write) {
+            Ok(parsed) => parsed,
+            Err(status) => return status,
+        };
+    cap_tcp_memory(&mut net_args, crate::heap::size());
+    let (executor, platform) = platform(net_args);
+    run(executor, platform, args, main, M::console_write)
+}
 
 /// Where console output goes: one call per line or message.
 pub type ConsoleWrite = fn(&[u8]);

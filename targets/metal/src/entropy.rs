@@ -1,7 +1,7 @@
 //! Entropy from the CPU: a 32-byte seed for the runtimes' CSPRNG, from
-//! RDSEED (the conditioned entropy source) or else RDRAND. Shared by the
-//! Solo5 targets and the virtio target; the guest never trusts a seed it
-//! could not get, it stops instead (see each runtime's `Random`).
+//! RDSEED (the conditioned entropy source) or else RDRAND. Every
+//! bare-metal target uses it; the guest never trusts a seed it
+//! could not get, it stops instead (see [`crate::random`]).
 
 /// Whether the CPU has RDRAND (CPUID leaf 1, ECX bit 30).
 pub fn has_rdrand() -> bool {
@@ -18,7 +18,7 @@ pub fn has_rdseed() -> bool {
 /// instructions may fail transiently under load).
 ///
 /// ```
-/// if let Some(seed) = lamina_solo5::entropy::hardware_seed() {
+/// if let Some(seed) = lamina_metal::entropy::hardware_seed() {
 ///     assert_ne!(seed, [0; 32]);
 /// }
 /// ```
