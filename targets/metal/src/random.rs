@@ -10,14 +10,15 @@ use rand_chacha::ChaCha20Rng;
 /// The CSPRNG, seeded at first use.
 static RNG: spin::Once<spin::Mutex<ChaCha20Rng>> = spin::Once::new();
 
-/// A seed read from a device at boot, for a CPU without RDSEED/RDRAND.
-static DEVICE_SEED: spin::Once<[u8; 32]> = spin::Once::new();
+/// A seed read from a device at boot, for a CPU without RDSEED/RDRAND, and
+/// the device's name.
+static DEVICE_SEED: spin::Once<([u8; 32], &'static str)> = spin::Once::new();
 
-/// Keeps `seed`, read from an entropy device, for a CPU without
-/// RDSEED/RDRAND; the first one counts. Call it before the first random
-/// number is drawn.
-pub fn seed_from_device(seed: [u8; 32]) {
-    DEVICE_SEED.call_once(|| seed);
+/// Keeps `seed`, read from the entropy device `device` (a name for the log,
+/// such as `virtio-rng`), for a CPU without RDSEED/RDRAND; the first one
+/// counts. Call it before the first random number is drawn.
+pub fn seed_from_device(seed: [u8; 32], device: &'static str) {
+    DEVICE_SEED.call_once(|| (seed, device));
 }
 
 /// Random bytes from a ChaCha20 CSPRNG, one per image, seeded by the CPU's
@@ -33,8 +34,8 @@ impl Random for ChaCha20Random {
     fn fill(&self, buf: &mut [u8]) {
         let rng = RNG.call_once(|| {
             let seed = crate::entropy::hardware_seed().or_else(|| {
-                let seed = DEVICE_SEED.get().copied()?;
-                log::info!("random: no RDRAND: seeded from an entropy device");
+                let (seed, device) = DEVICE_SEED.get().copied()?;
+                log::info!("random: no RDRAND: seeded from {device}");
                 Some(seed)
             });
             match seed {
@@ -55,7 +56,7 @@ mod tests {
     #[test]
     fn draws_differ_and_fill_every_byte() {
         if crate::entropy::hardware_seed().is_none() {
-            seed_from_device([7; 32]);
+            seed_from_device([7; 32], "a test");
         }
         let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
         ChaCha20Random.fill(&mut a);

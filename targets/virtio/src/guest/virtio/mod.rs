@@ -128,7 +128,7 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
             // RDRAND stays first: the device is used only without it.
             device_type::ENTROPY if entropy => match rng::seed(&transport) {
                 Ok(seed) => {
-                    lamina_metal::random::seed_from_device(seed);
+                    lamina_metal::random::seed_from_device(seed, "virtio-rng");
                     entropy = false;
                 }
                 Err(e) => failed(&e),
