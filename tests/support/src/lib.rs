@@ -162,6 +162,44 @@ pub fn tools_or_skip(what: &str, tools: &[&str]) -> bool {
     }
 }
 
+/// The packages `package` (a workspace member) needs to build: its normal
+/// and build dependencies, direct and indirect, by name, as `cargo tree`
+/// lists them for the host (dev-dependencies left out). For tests that
+/// guard the crate graph's boundaries.
+///
+/// # Panics
+/// If `cargo tree` cannot run or fails (an unknown package, say).
+pub fn cargo_dependencies(package: &str) -> Vec<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "--edges",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .args(["--format", "{p}", "--package", package])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo tree: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo tree -p {package} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != package)
+        .map(String::from)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,42 +269,4 @@ mod tests {
         assert!(installed("sh"));
         assert!(!installed("lamina-no-such-tool-here"));
     }
-}
-
-/// The packages `package` (a workspace member) needs to build: its normal
-/// and build dependencies, direct and indirect, by name, as `cargo tree`
-/// lists them for the host (dev-dependencies left out). For tests that
-/// guard the crate graph's boundaries.
-///
-/// # Panics
-/// If `cargo tree` cannot run or fails (an unknown package, say).
-pub fn cargo_dependencies(package: &str) -> Vec<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "--edges",
-            "normal,build",
-            "--prefix",
-            "none",
-        ])
-        .args(["--format", "{p}", "--package", package])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo tree: {e}"));
-    assert!(
-        output.status.success(),
-        "cargo tree -p {package} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != package)
-        .map(String::from)
-        .collect();
-    names.sort();
-    names.dedup();
-    names
 }
