@@ -55,7 +55,13 @@ pub async fn run<N: Netif>(netif: &N, runtime: &Handle, ip: Ipv4Addr, peer_ip: I
         "a frame longer than MTU + 14 is TooLarge",
         ensure(sent == Err(NetError::TooLarge), || format!("{sent:?}")),
     );
-    let mut buf = vec![0u8; mtu + 14];
+    // With large receive, frames may exceed the MTU (the trait's Offloads).
+    let largest = if netif.offloads().large_receive {
+        lamina_core::device::Offloads::MAX_LARGE_FRAME
+    } else {
+        mtu + 14
+    };
+    let mut buf = vec![0u8; largest];
     let polled = netif.try_receive(&mut buf);
     report.record(
         "try_receive answers at once",

@@ -126,14 +126,30 @@ impl Netif for SoloNetif {
     }
 
     fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
-        if self.offload.is_some() {
-            if buf.len() < Offloads::MAX_LARGE_FRAME {
-                return Err(NetError::TooLarge);
-            }
-            return self.receive_with_header(buf);
+        let largest = if self.offload.is_some() {
+            Offloads::MAX_LARGE_FRAME
+        } else {
+            self.mtu + 14
+        };
+        if buf.len() < largest {
+            // The tender needs room for the largest frame. Receive into a
+            // buffer that has it and copy what fits: a longer frame is
+            // dropped and reported, as the Netif trait says. (The stack
+            // always passes a full-size buffer and never takes this path.)
+            let mut whole = alloc::vec![0u8; largest];
+            return match self.try_receive(&mut whole)? {
+                Some(n) => match buf.get_mut(..n) {
+                    Some(into) => {
+                        into.copy_from_slice(&whole[..n]);
+                        Ok(Some(n))
+                    }
+                    None => Err(NetError::TooLarge),
+                },
+                None => Ok(None),
+            };
         }
-        if buf.len() < self.mtu + 14 {
-            return Err(NetError::TooLarge);
+        if self.offload.is_some() {
+            return self.receive_with_header(buf);
         }
         sys::net_read(self.handle, buf).map_err(|_| NetError::Io)
     }
