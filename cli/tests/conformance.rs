@@ -16,8 +16,8 @@ mod common;
 
 use common::*;
 use lamina_conformance::console;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,8 +57,8 @@ fn suite_args(ns: &Namespace) -> Vec<String> {
 }
 
 /// Runs `command` (the suites) to its end, at most `limit`, in a process
-/// group of its own (killed whole if time runs out); returns its exit code
-/// and console output.
+/// group of its own (stopped if time runs out); returns its exit code and
+/// console output.
 fn run_suites(mut command: Command, limit: Duration) -> (Option<i32>, String) {
     command.process_group(0);
     let dir = tempfile::tempdir().unwrap();
@@ -76,7 +76,16 @@ fn run_suites(mut command: Command, limit: Duration) -> (Option<i32>, String) {
             break status;
         }
         if start.elapsed() > limit {
+            // TERM first: `lamina run` passes it on to QEMU, which has a
+            // process group of its own; KILL whatever is left after 10 s.
             let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+            let stopping = Instant::now();
+            while child.try_wait().unwrap().is_none()
+                && stopping.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             let _ = child.wait();
             let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
