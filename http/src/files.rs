@@ -41,7 +41,12 @@ fn percent_decode(path: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = core::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            let hex = bytes.get(i + 1..i + 3)?;
+            // Two hex digits: `from_str_radix` alone also takes a sign (`%+2`).
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = core::str::from_utf8(hex).ok()?;
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -161,6 +166,10 @@ mod tests {
         assert_eq!(percent_decode("/a%20b").as_deref(), Some("/a b"));
         assert_eq!(percent_decode("/%zz"), None);
         assert_eq!(percent_decode("/%2"), None);
+        // Issue 18: `from_str_radix` takes a sign, so `%+2` decoded to 0x02.
+        assert_eq!(percent_decode("/%+2"), None);
+        assert_eq!(percent_decode("/%-2"), None);
+        assert_eq!(percent_decode("/%2F%2f").as_deref(), Some("///"));
         static FILES: [BakedFile; 1] = [BakedFile {
             key: "index.html",
             data: b"hi",

@@ -182,8 +182,9 @@ impl Region {
         let bar = (*bars.get(self.bar as usize)?)?;
         let end = (self.offset as u64).checked_add(self.length as u64)?;
         let bar_end = bar.address.checked_add(bar.size)?;
+        // `then`, not `then_some`: the sum may overflow when the checks fail.
         (self.length >= min && end <= bar.size && bar_end <= mapped)
-            .then_some(bar.address + self.offset as u64)
+            .then(|| bar.address + self.offset as u64)
     }
 }
 
@@ -481,6 +482,32 @@ mod tests {
         assert_eq!(huge.address(&bars, 4, mapped), None);
         assert_eq!(Region { bar: 0, ..common }.address(&bars, 4, mapped), None);
         assert_eq!(common.address(&bars, 4, 0xfebf_0000), None);
+    }
+
+    /// Issue 18: a BAR at the top of the address space and an offset past
+    /// it overflowed `bar.address + offset` in builds with overflow checks,
+    /// although the bounds check had already said no.
+    #[test]
+    fn a_region_past_a_bar_at_the_top_of_memory_has_no_address() {
+        let mut bars = [None; 6];
+        bars[4] = Some(Bar {
+            address: 0xffff_ffff_f000_0000,
+            size: 128 << 20,
+        });
+        let region = Region {
+            bar: 4,
+            offset: 0x1000_0000,
+            length: 0x1000,
+        };
+        assert_eq!(region.address(&bars, 1, u64::MAX), None);
+        let inside = Region {
+            offset: 0x10_0000,
+            ..region
+        };
+        assert_eq!(
+            inside.address(&bars, 1, u64::MAX),
+            Some(0xffff_ffff_f010_0000)
+        );
     }
 
     #[test]

@@ -122,6 +122,24 @@ impl Queue {
         }
     }
 
+    /// Empties the queue as if it were new: zeroed rings, nothing pushed,
+    /// published or used, not broken. Only while the device does not use
+    /// it (before its address is given, or after a device reset); the
+    /// fuzz target reuses its queues this way, since they are never freed.
+    pub fn reset(&self) {
+        let zeros = [0u8; 256];
+        let mut at = 0;
+        while at < self.memory.len {
+            let n = zeros.len().min(self.memory.len - at);
+            self.memory.write(at, &zeros[..n]);
+            at += n;
+        }
+        self.next_avail.set(0);
+        self.published.set(0);
+        self.last_used.set(0);
+        self.broken.set(false);
+    }
+
     /// The number of entries.
     pub fn size(&self) -> u16 {
         self.size
@@ -327,6 +345,24 @@ mod tests {
         device_returns(&queue, 0, 1, 1, 5);
         assert_eq!(queue.pop_used(), None);
         assert!(queue.is_broken());
+    }
+
+    #[test]
+    fn a_reset_queue_is_as_new() {
+        let queue = Queue::new(4, 0);
+        queue.push(1);
+        assert!(queue.publish());
+        device_returns(&queue, 0, 4, 1, 1);
+        assert_eq!(queue.pop_used(), None);
+        assert!(queue.is_broken());
+        queue.reset();
+        assert!(!queue.is_broken() && !queue.has_used());
+        assert_eq!(
+            (queue.unpublished(), available(&queue)),
+            (0, (0, vec![0; 4]))
+        );
+        device_returns(&queue, 0, 3, 9, 1);
+        assert_eq!(queue.pop_used(), Some((3, 9)));
     }
 
     #[test]

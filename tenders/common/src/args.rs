@@ -307,7 +307,8 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
     let mut parts = text.split(':');
     for byte in mac.iter_mut() {
         let part = parts.next()?;
-        if part.len() != 2 {
+        // Two hex digits: `from_str_radix` alone also takes a sign (`+2`).
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(part, 16).ok()?;
@@ -347,6 +348,27 @@ mod tests {
 
     fn run(args: &[&str]) -> Result<Command, ArgsError> {
         parse(args.iter().map(OsString::from), &["--x-timing"])
+    }
+
+    /// Issue 18: `from_str_radix` accepts a leading `+`, so `+2:...` passed.
+    #[test]
+    fn macs_are_six_pairs_of_hex_digits() {
+        assert_eq!(
+            parse_mac("02:0a:FF:00:10:01"),
+            Some([2, 0x0a, 0xff, 0, 0x10, 1])
+        );
+        for bad in [
+            "+2:00:00:00:00:01",
+            "02:00:00:00:00:+1",
+            "-2:00:00:00:00:01",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "2:00:00:00:00:01",
+            "0x:00:00:00:00:01",
+        ] {
+            assert_eq!(parse_mac(bad), None, "{bad}");
+        }
+        assert!(run(&["--net-mac:service=+2:00:00:00:00:01", "image"]).is_err());
     }
 
     fn ok(args: &[&str]) -> TenderArgs {

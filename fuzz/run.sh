@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Builds and runs Lamina's fuzz targets (cargo-fuzz, libFuzzer, nightly).
+#
+#   fuzz/run.sh TARGET|all EXECS [SECONDS]
+#
+# Runs each target for EXECS executions (at most SECONDS seconds each if
+# given), starting from its committed corpus fuzz/corpus/TARGET (and its
+# dictionary fuzz/dicts/TARGET.dict, if there is one). New inputs
+# go to fuzz/target/corpus/TARGET (not committed; pass them to `cargo fuzz
+# cmin` to grow the seeds), crashes to fuzz/artifacts/TARGET/. Ends with one
+# line per target: executions done, and whether it crashed. Exits non-zero
+# if any target crashed.
+#
+# Needs: the nightly toolchain and cargo-fuzz (scripts/setup.sh installs
+# them). FUZZ_JOBS=N runs N targets at once (default 1).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ $# -lt 2 ]; then
+  echo "usage: $0 TARGET|all EXECS [SECONDS]" >&2
+  exit 2
+fi
+which=$1
+execs=$2
+seconds=${3:-0}
+targets=$(sed -n 's/^name = "\(.*\)"$/\1/p' Cargo.toml | grep -v '^lamina-fuzz$')
+if [ "$which" != all ]; then
+  if ! grep -qx "$which" <<<"$targets"; then
+    echo "$0: no fuzz target '$which'; the targets are:" $targets >&2
+    exit 2
+  fi
+  targets=$which
+fi
+
+# Release code with debug assertions and overflow checks (what a
+# `lamina build` without --release runs), under AddressSanitizer.
+build_flags=(-O --debug-assertions)
+# shellcheck disable=SC2086
+cargo +nightly fuzz build "${build_flags[@]}" $([ "$which" = all ] || echo "$which")
+bin=target/x86_64-unknown-linux-gnu/release
+
+run_one() {
+  local target=$1
+  local log="target/logs/$target.log"
+  mkdir -p "target/corpus/$target" "corpus/$target" "artifacts/$target" target/logs
+  local dict=()
+  [ -f "dicts/$target.dict" ] && dict=(-dict="dicts/$target.dict")
+  local status=0
+  "$bin/$target" "${dict[@]}" -runs="$execs" -max_total_time="$seconds" -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="artifacts/$target/" \
+    "target/corpus/$target" "corpus/$target" >"$log" 2>&1 || status=$?
+  local done
+  done=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  if [ $status -eq 0 ]; then
+    printf '%-12s %12s executions, no crash\n' "$target" "${done:-?}"
+  else
+    printf '%-12s %12s executions, FAILED (status %d): see fuzz/%s\n' \
+      "$target" "${done:-?}" "$status" "$log"
+    grep -m5 -E 'panicked|ERROR: |Test unit written' "$log" | sed 's/^/    /'
+  fi
+  return $status
+}
+
+jobs=${FUZZ_JOBS:-1}
+failed=0
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+running=0
+for target in $targets; do
+  (run_one "$target" >"$results.$target"; echo $? >>"$results.$target.status") &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait || true
+echo "== fuzz: $execs executions per target${3:+, at most $seconds s each}"
+for target in $targets; do
+  cat "$results.$target"
+  [ "$(cat "$results.$target.status")" = 0 ] || failed=1
+  rm -f "$results.$target" "$results.$target.status"
+done
+exit $failed
