@@ -27,7 +27,39 @@ impl ArgValue for Ipv4Cidr {
             .ok()
             .filter(|p| *p <= 32)
             .ok_or_else(|| "prefix must be 0 to 32".to_string())?;
-        Ok(Ipv4Cidr { address, prefix })
+        let cidr = Ipv4Cidr { address, prefix };
+        cidr.check().map(|()| cidr)
+    }
+}
+
+/// Whether `address` may be an interface's or a gateway's: not 0.0.0.0,
+/// multicast or the broadcast address (smoltcp asserts as much).
+pub fn is_unicast(address: Ipv4Addr) -> bool {
+    !(address.is_unspecified() || address.is_multicast() || address.is_broadcast())
+}
+
+impl Ipv4Cidr {
+    /// Whether the address may be the interface's: unicast, and neither
+    /// the network's own address nor its broadcast address (prefixes up to
+    /// /30; /31 and /32 have neither).
+    pub fn check(&self) -> Result<(), String> {
+        let address = self.address;
+        if !is_unicast(address) {
+            return Err(format!(
+                "{address} is not a unicast address (0.0.0.0, multicast and 255.255.255.255 are not)"
+            ));
+        }
+        if self.prefix <= 30 {
+            let host_bits = u32::MAX >> self.prefix;
+            let bits = u32::from(address) & host_bits;
+            if bits == 0 || bits == host_bits {
+                return Err(format!(
+                    "{address} is the {} address of {self}; give a host address",
+                    if bits == 0 { "network" } else { "broadcast" }
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +108,27 @@ mod tests {
         );
         for bad in ["10.0.0.2", "10.0.0.2/33", "10.0.0/24", "x/1", "10.0.0.2/"] {
             assert!(Ipv4Cidr::parse_arg(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue 18: these passed the parser, then smoltcp panicked ("IP
+    /// address ... is not unicast") when the stack started.
+    #[test]
+    fn cidrs_that_are_no_host_address_are_refused() {
+        for bad in [
+            "239.1.0.2/24",
+            "224.0.0.1/4",
+            "255.255.255.255/0",
+            "0.0.0.0/8",
+            "10.1.0.0/24",
+            "10.1.0.255/24",
+            "10.1.0.3/30",
+        ] {
+            let error = Ipv4Cidr::parse_arg(bad).unwrap_err();
+            assert!(error.contains(bad.split('/').next().unwrap()), "{error}");
+        }
+        for good in ["10.1.0.2/24", "10.1.0.1/31", "10.1.0.0/31", "10.1.0.255/32"] {
+            assert!(Ipv4Cidr::parse_arg(good).is_ok(), "{good}");
         }
     }
 }

@@ -165,14 +165,32 @@ impl NetStack {
             Interface::new(config, &mut device, now)
         };
         let link_local = mac_to_link_local(mac);
+        // smoltcp panics on an address that is not unicast ("IP address
+        // ... is not unicast", Interface::update_ip_addrs): the parser
+        // refuses one, and arguments built in code are checked here.
+        let mut args = args;
+        if let Some(Err(why)) = args.ipv4.map(|cidr| cidr.check()) {
+            log::error!("net: ignoring --ipv4: {why}");
+            args.ipv4 = None;
+        }
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(link_local), 64));
             if let Some(cidr) = args.ipv4 {
                 let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cidr.address), cidr.prefix));
             }
         });
-        if let Some(gateway) = args.ipv4_gateway {
-            let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+        // smoltcp asserts that a neighbour it resolves is unicast
+        // (`protocol_addr.is_unicast()`, iface/neighbor.rs), which a
+        // gateway of 224.0.0.1 or 0.0.0.0 would break on the first off-link
+        // packet.
+        match args.ipv4_gateway {
+            Some(gateway) if crate::config::is_unicast(gateway) => {
+                let _ = iface.routes_mut().add_default_ipv4_route(gateway);
+            }
+            Some(gateway) => {
+                log::error!("net: ignoring --ipv4-gateway={gateway}: not a unicast address");
+            }
+            None => {}
         }
         let mut sockets = SocketSet::new(Vec::new());
         let dhcp = match args.ipv4 {

@@ -35,6 +35,9 @@ fn listen_endpoint(addr: SocketAddr) -> IpListenEndpoint {
     }
 }
 
+/// Longest TCP ACK delay the stack applies, in milliseconds.
+const MAX_ACK_DELAY_MS: u64 = 3_600_000;
+
 /// Smallest buffer per direction a connection gets when memory is short.
 const MIN_TCP_BUFFER: usize = 1024;
 
@@ -46,8 +49,12 @@ const MIN_TCP_BUFFER: usize = 1024;
 fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     let args = &core.args;
     let used = core.tcp_memory.get();
-    let full = args.tcp_rx_buffer.max(MIN_TCP_BUFFER) + args.tcp_tx_buffer.max(MIN_TCP_BUFFER);
-    let (rx_size, tx_size) = if used + full <= args.tcp_memory / 4 {
+    // Saturating: the sizes are boot arguments, any number (issue 18).
+    let full = args
+        .tcp_rx_buffer
+        .max(MIN_TCP_BUFFER)
+        .saturating_add(args.tcp_tx_buffer.max(MIN_TCP_BUFFER));
+    let (rx_size, tx_size) = if used.saturating_add(full) <= args.tcp_memory / 4 {
         (
             args.tcp_rx_buffer.max(MIN_TCP_BUFFER),
             args.tcp_tx_buffer.max(MIN_TCP_BUFFER),
@@ -63,7 +70,9 @@ fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     let mut socket = tcp::Socket::new(rx, tx);
     // Request/response protocols are the common case: send at once.
     socket.set_nagle_enabled(false);
-    let ack_delay = args.tcp_ack_delay_ms;
+    // smoltcp's Duration::from_millis multiplies by 1000: keep it in range
+    // (an hour is far past any useful delay).
+    let ack_delay = args.tcp_ack_delay_ms.min(MAX_ACK_DELAY_MS);
     socket.set_ack_delay((ack_delay > 0).then(|| smoltcp::time::Duration::from_millis(ack_delay)));
     Some(socket)
 }
@@ -274,7 +283,7 @@ impl AcceptQueue {
             }
         });
         while idle.len() < IDLE_LISTENERS
-            && pending.len() + idle.len() < self.backlog + IDLE_LISTENERS
+            && pending.len() + idle.len() < self.backlog.saturating_add(IDLE_LISTENERS)
         {
             let Some(mut socket) = new_tcp_socket(core) else {
                 break; // out of buffer memory: SYNs wait (back-pressure)

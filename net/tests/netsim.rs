@@ -385,3 +385,67 @@ fn netif_conformance() {
     eprintln!("{report}");
     assert!(report.passed(), "{report}");
 }
+
+/// Issue 18's boot arguments that panicked the stack, each given to a
+/// stack (with a peer on the link) that then listens, sends over UDP and
+/// connects off-link: it must keep running, and still serve its peer.
+#[test]
+fn arguments_that_panicked_the_stack_no_longer_do() {
+    let cases: [(&str, &[&str]); 6] = [
+        ("multicast gateway", &["--ipv4-gateway=224.0.0.1"]),
+        ("unspecified gateway", &["--ipv4-gateway=0.0.0.0"]),
+        (
+            "huge receive buffer",
+            &["--tcp-rx-buffer=18446744073709551615"],
+        ),
+        (
+            "huge send buffer",
+            &["--tcp-tx-buffer=18446744073709551615"],
+        ),
+        ("huge backlog", &["--tcp-backlog=18446744073709551615"]),
+        (
+            "huge ACK delay",
+            &["--tcp-ack-delay-ms=18446744073709551615"],
+        ),
+    ];
+    for (what, words) in cases {
+        let time = Rc::new(SimTime::default());
+        let executor = Executor::new(time.clone());
+        let rt = executor.handle();
+        let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
+        let stack =
+            |mac: u8, address: Ipv4Addr, words: &[&str], inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
+                let netif = SimNetif {
+                    mac: [2, 0, 0, 0, 0, mac],
+                    inbox: inbox.clone(),
+                    outbox: outbox.clone(),
+                    sent: Cell::new(0),
+                    drop_every: 0,
+                };
+                let mut args = NetArgs::defaults();
+                lamina_core::args::parse("test", words, &mut [&mut args]).unwrap();
+                args.ipv4 = Some(Ipv4Cidr {
+                    address,
+                    prefix: 24,
+                });
+                NetStack::start(netif, SimClock(time.clone()), mac as u64, &rt, args)
+            };
+        let a = stack(1, A, &[], &ba, &ab);
+        let b = stack(2, B, words, &ab, &ba);
+        let echoed = executor.block_on(async {
+            let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7));
+            let listener = b.tcp_listen(any).await.unwrap();
+            rt.spawn(echo_server(listener, rt.clone()));
+            let udp = b.udp_bind(any).await.unwrap();
+            let off_link = SocketAddr::from(([192, 0, 2, 1], 9));
+            let _ = rt
+                .timeout(Duration::from_secs(1), udp.send_to(b"x", off_link))
+                .await;
+            let _ = rt
+                .timeout(Duration::from_secs(2), b.tcp_connect(off_link))
+                .await;
+            echo_client(&a, &rt, payload(10_000, 3)).await
+        });
+        assert_eq!(echoed, payload(10_000, 3), "{what}");
+    }
+}
