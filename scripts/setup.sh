@@ -41,3 +41,10 @@ if command -v rustup >/dev/null 2>&1; then
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 fi
+
+# The fuzz smoke (fuzz/run.sh, run by scripts/test.sh): a nightly toolchain
+# (libFuzzer needs its sanitizer flags) and cargo-fuzz.
+if command -v rustup >/dev/null 2>&1; then
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+fi
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install --locked cargo-fuzz

@@ -62,4 +62,11 @@ if ((status != 0)); then
   echo "== FAILED (cargo test exited with $status)"
   exit "$status"
 fi
+
+# --- fuzz smoke: every fuzz target briefly on its committed corpus ---------
+# (fuzz/run.sh; at most 5 s per target after the build; longer runs by hand,
+# see fuzz/README.md)
+echo "== fuzz smoke"
+fuzz/run.sh all 1000000 5
+# --- end of the fuzz smoke --------------------------------------------------
 echo "== all tests passed"
