@@ -6,7 +6,7 @@
 #![no_main]
 
 use lamina_core::device::{
-    Baked, BakedFile, Clock, NetError, Stack, TcpListener, TcpStream, UdpSocket,
+    Baked, BakedFile, Clock, NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket,
 };
 use lamina_core::runtime::{Executor, Instant, Park};
 use lamina_http::{serve, Config, StaticFiles};
@@ -79,18 +79,13 @@ struct Client {
     read: usize,
     chunk: usize,
     output: Vec<u8>,
-    closed: bool,
 }
 
+/// The server's end of the connection (or either half of it): the
+/// connection is closed once no end is left.
 struct Stream(Rc<RefCell<Client>>);
 
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.0.borrow_mut().closed = true;
-    }
-}
-
-impl TcpStream for Stream {
+impl TcpRead for Stream {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
         let mut client = self.0.borrow_mut();
         let n = buf
@@ -101,6 +96,12 @@ impl TcpStream for Stream {
         client.read += n;
         Ok(n)
     }
+    fn peer_addr(&self) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, 2], 40000))
+    }
+}
+
+impl TcpWrite for Stream {
     async fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
         self.0.borrow_mut().output.extend_from_slice(buf);
         Ok(buf.len())
@@ -108,8 +109,13 @@ impl TcpStream for Stream {
     async fn shutdown(&mut self) -> Result<(), NetError> {
         Ok(())
     }
-    fn peer_addr(&self) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, 2], 40000))
+}
+
+impl TcpStream for Stream {
+    type ReadHalf = Stream;
+    type WriteHalf = Stream;
+    fn into_split(self) -> (Stream, Stream) {
+        (Stream(self.0.clone()), self)
     }
 }
 
@@ -216,7 +222,6 @@ fuzz_target!(|bytes: &[u8]| {
             usize::from(chunk)
         },
         output: Vec::new(),
-        closed: false,
     }));
     let stack = OneConnection(RefCell::new(Some(Stream(client.clone()))));
     let time = Rc::new(SimTime::default());
@@ -230,10 +235,10 @@ fuzz_target!(|bytes: &[u8]| {
             let _ = serve(&stack, addr, handler, SimClock(time), rt, Config::default()).await;
         }
     });
-    let done = client.clone();
     executor.block_on(async {
         poll_fn(|cx| {
-            if done.borrow().closed {
+            // Only this function still holds the client: every end is closed.
+            if Rc::strong_count(&client) == 1 {
                 Poll::Ready(())
             } else {
                 cx.waker().wake_by_ref();
