@@ -12,14 +12,22 @@
 //! | `reset` | waits 100 ms and drops the connection with unread data: RST |
 //! | `connect PORT` | connects to PORT at the caller's address, writes `hello from peer`, shuts down, reads to the end, then answers `ok N` (N bytes read) or `err WHY` on the command's connection |
 //! | `closed` | listens on port 0, stops, and answers the port: nothing listens there |
+//! | `close-probe N` | writes N bytes, then reads until the caller closes, and keeps how the connection ended: `fin` (end of stream) or `reset` |
+//! | `probe-result` | answers how the last `close-probe` connection ended (waiting up to 5 s for it to end) |
+//! | `stall` | reads nothing for 10 s, then drops the connection |
 
 use crate::pattern;
 use alloc::format;
+use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
+use core::cell::RefCell;
 use core::net::{Ipv4Addr, SocketAddr};
 use lamina_core::device::{NetError, Stack, TcpListener, TcpRead, TcpWrite, UdpSocket};
 use lamina_core::runtime::{Duration, Handle};
+
+/// How the last `close-probe` connection ended, shared by the connections.
+type ProbeResult = Rc<RefCell<Option<&'static str>>>;
 
 /// The port the peer serves on by default (TCP and UDP).
 pub const PORT: u16 = 7070;
@@ -73,6 +81,7 @@ impl<S: Stack + Clone + 'static> Peer<S> {
             listener,
             udp,
         } = self;
+        let probe = ProbeResult::default();
         runtime.spawn(async move {
             let mut buf = vec![0u8; 65536];
             loop {
@@ -95,9 +104,9 @@ impl<S: Stack + Clone + 'static> Peer<S> {
                 }
                 Err(e) => return Err(e),
             };
-            let (stack, rt) = (stack.clone(), runtime.clone());
+            let (stack, rt, probe) = (stack.clone(), runtime.clone(), probe.clone());
             runtime.spawn(async move {
-                if let Err(e) = handle(conn, &stack, &rt).await {
+                if let Err(e) = handle(conn, &stack, &rt, &probe).await {
                     lamina_core::log::info!("peer: connection from {from}: {e}");
                 }
             });
@@ -136,6 +145,7 @@ async fn handle<S: Stack>(
     mut conn: S::TcpStream,
     stack: &S,
     runtime: &Handle,
+    probe: &ProbeResult,
 ) -> Result<(), NetError> {
     let line = command_line(&mut conn).await?;
     let mut words = line.split(' ');
@@ -172,6 +182,37 @@ async fn handle<S: Stack>(
             conn.write_all(answer.as_bytes()).await?;
             conn.shutdown().await?;
             drain(&mut conn).await.map(drop)
+        }
+        (Some("close-probe"), Some(len)) => {
+            *probe.borrow_mut() = None;
+            conn.write_all(&pattern(len, 6)).await?;
+            let ended = match drain(&mut conn).await {
+                Ok(_) => "fin",
+                Err(NetError::ConnectionReset) => "reset",
+                Err(_) => "error",
+            };
+            *probe.borrow_mut() = Some(ended);
+            Ok(())
+        }
+        (Some("probe-result"), None) => {
+            let mut waited = 0;
+            let ended = loop {
+                if let Some(ended) = *probe.borrow() {
+                    break ended;
+                }
+                if waited == 50 {
+                    break "still open";
+                }
+                runtime.sleep(Duration::from_millis(100)).await;
+                waited += 1;
+            };
+            conn.write_all(format!("{ended}\n").as_bytes()).await?;
+            conn.shutdown().await?;
+            drain(&mut conn).await.map(drop)
+        }
+        (Some("stall"), None) => {
+            runtime.sleep(Duration::from_secs(10)).await;
+            Ok(())
         }
         (Some("closed"), None) => {
             let at = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));

@@ -82,6 +82,14 @@ pub async fn run<S: Stack>(stack: &S, runtime: &Handle, peer: SocketAddr) -> Rep
         t.peer_reset()
     );
     check!(
+        "tcp: dropping a stream sends FIN, or RST if unread data remains",
+        t.dropping_closes()
+    );
+    check!(
+        "tcp: write waits while the send buffer is full, buffering a bounded amount",
+        t.back_pressure()
+    );
+    check!(
         "tcp: accept gives the connecting peer's address, as peer_addr does",
         t.accept_from_peer()
     );
@@ -305,6 +313,50 @@ impl<S: Stack> Tester<'_, S> {
         ensure(read == Err(NetError::ConnectionReset), || {
             format!("read {read:?}")
         })
+    }
+
+    /// How the peer saw a connection end that we dropped after `unread`
+    /// bytes from it arrived unread.
+    async fn close_probe(&self, unread: usize) -> Result<String, String> {
+        let conn = self.command(&format!("close-probe {unread}")).await?;
+        // Let the peer's bytes arrive before the drop.
+        self.runtime.sleep(Duration::from_millis(300)).await;
+        drop(conn);
+        let mut result = self.command("probe-result").await?;
+        let answer = read_to_end(&mut result, 64).await?;
+        Ok(String::from_utf8_lossy(&answer).trim().into())
+    }
+
+    async fn dropping_closes(&self) -> Outcome {
+        let clean = self.close_probe(0).await?;
+        let unread = self.close_probe(100).await?;
+        ensure(clean == "fin" && unread == "reset", || {
+            format!(
+                "the peer saw '{clean}' after a clean drop, '{unread}' after one with unread data"
+            )
+        })
+    }
+
+    async fn back_pressure(&self) -> Outcome {
+        /// Far more than any send and receive buffers hold together.
+        const UNBOUNDED: usize = 64 << 20;
+        let mut conn = self.command("stall").await?;
+        let chunk = vec![0x55u8; 65536];
+        let mut accepted = 0;
+        while accepted < UNBOUNDED {
+            let wrote = self
+                .runtime
+                .timeout(Duration::from_millis(500), conn.write(&chunk))
+                .await;
+            match wrote {
+                Ok(Ok(n)) => accepted += n,
+                Ok(Err(e)) => return Err(format!("write after {accepted} bytes: {e}")),
+                Err(_) => return Ok(()), // waiting: the buffers are full
+            }
+        }
+        Err(format!(
+            "{accepted} bytes accepted while the peer read nothing"
+        ))
     }
 
     async fn accept_from_peer(&self) -> Outcome {
