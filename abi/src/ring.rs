@@ -13,9 +13,12 @@
 //! free-running `u32`, slot = index & [`MASK`]):
 //! - Guest submits: fill `entries[ent_tail & MASK]`, store barrier,
 //!   `ent_tail += 1`, full barrier; if `needs_kick` then kick.
-//! - Tender consumes entries from `ent_head`; a write is done and forgotten;
-//!   a read posts a [`Commit`] at `commits[com_tail & MASK]`, then
-//!   `com_tail += 1`; then `ent_head += 1`.
+//! - Tender consumes entries from `ent_head`; a write is done and forgotten,
+//!   except that a write the host refused (the tap failed it, or no link
+//!   carries a frame that large) adds one to `write_errors`, which the
+//!   guest reports as SOLO5_R_EUNSPEC from its next write (the hypercall
+//!   answers the same failure so at once); a read posts a [`Commit`] at
+//!   `commits[com_tail & MASK]`, then `com_tail += 1`; then `ent_head += 1`.
 //! - Guest takes commits from `com_head`.
 //! - Tender sleeps: set `needs_kick = 1`, full barrier, re-check `ent_tail`,
 //!   block on the eventfd.
@@ -49,6 +52,10 @@ pub mod offsets {
     pub const COM_TAIL: usize = 68;
     /// Tender: 1 while its I/O thread sleeps.
     pub const NEEDS_KICK: usize = 72;
+    /// Tender: writes the host refused so far (free-running; a Lamina
+    /// extension in what Solo5's layout leaves unused, so a guest that
+    /// does not know it is not affected).
+    pub const WRITE_ERRORS: usize = 76;
     /// The entries array.
     pub const ENTRIES: usize = 128;
     /// The commits array.

@@ -469,9 +469,8 @@ impl<'a> Image<'a> {
                     .ok_or(ElfError::Truncated {
                         what: "a loadable segment",
                     })?;
-            mem.slice_mut(ph.vaddr, ph.filesz)?
-                .copy_from_slice(contents);
-            mem.slice_mut(ph.vaddr + ph.filesz, ph.memsz - ph.filesz)?
+            mem.copy_in(ph.vaddr, contents)?;
+            mem.bytes_mut(ph.vaddr + ph.filesz, ph.memsz - ph.filesz)?
                 .fill(0);
         }
         Ok(())

@@ -28,17 +28,17 @@ fn a_good_image_loads_with_its_protections() {
     assert_eq!(image.segments.len(), 3);
     assert!(image.segments[0].protection.exec && !image.segments[0].protection.write);
     let mut mem = GuestMemory::anywhere(MEM).unwrap();
-    mem.slice_mut(0x102004, 8).unwrap().fill(0xaa);
+    mem.bytes_mut(0x102004, 8).unwrap().fill(0xaa);
     image.load(&mut mem).unwrap();
-    assert_eq!(mem.slice(0x100000, 16).unwrap(), CODE);
-    assert_eq!(mem.slice(0x102000, 4).unwrap(), b"data");
+    assert_eq!(mem.bytes(0x100000, 16).unwrap().to_vec(), CODE);
+    assert_eq!(mem.bytes(0x102000, 4).unwrap().to_vec(), b"data");
     // The memory-only tail of a segment is zeroed even if it was not.
-    assert_eq!(mem.slice(0x102004, 8).unwrap(), &[0; 8]);
+    assert_eq!(mem.bytes(0x102004, 8).unwrap().to_vec(), &[0; 8]);
     image.protect(&mut mem, HostProtection::ExecAsRead).unwrap();
-    assert!(mem.slice(0x100000, 1).is_ok());
-    assert!(mem.slice_mut(0x100000, 1).is_err());
-    assert!(mem.slice_mut(0x101000, 1).is_err());
-    assert!(mem.slice_mut(0x102000, 1).is_ok());
+    assert!(mem.bytes(0x100000, 1).is_ok());
+    assert!(mem.bytes_mut(0x100000, 1).is_err());
+    assert!(mem.bytes_mut(0x101000, 1).is_err());
+    assert!(mem.bytes_mut(0x102000, 1).is_ok());
 }
 
 #[test]

@@ -7,7 +7,7 @@
 //!
 //! | module | what |
 //! |--------|------|
-//! | [`mem`] | guest memory and THE checked (address, length) to slice function |
+//! | [`mem`] | guest memory and THE checked (address, length) to host memory function, volatile ranges only |
 //! | [`elf`] | the ELF64 loader and the Solo5 image rules |
 //! | [`image`] | reading an image file: bytes, ELF, notes, one error naming the file |
 //! | [`notes`] | the ABI1, MFT1 and LMN1 notes an image carries |

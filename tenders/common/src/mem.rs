@@ -1,16 +1,24 @@
-//! Guest memory: the one place where a guest address becomes a host slice.
+//! Guest memory: the one place where a guest address becomes host memory.
 //!
 //! [`GuestMemory`] owns the anonymous mapping that backs guest RAM. Every
 //! guest address the tender touches (image segments, boot info, hypercall
-//! structs and buffers) goes through [`GuestMemory::slice`] or
-//! [`GuestMemory::slice_mut`], which both call [`GuestMemory::checked_offset`]:
+//! structs and buffers, ring entries) goes through [`SharedView::bytes`] or
+//! [`SharedView::bytes_mut`], which both call [`SharedView::checked_offset`]:
 //! overflow-checked, bounds-checked against the mapping, and checked against
 //! the host protections the tender applied (a guest that points a hypercall
 //! at its own read-only text gets a [`GuestFault`], not a tender that dies on
 //! a host SIGSEGV). A bad range is an error value, never a panic.
 //!
-//! `unsafe` here is limited to the mapping itself; each block says why it
-//! is sound.
+//! What they return is never a Rust reference to guest bytes, which the
+//! guest (and on hvt a second tender thread) may change at any moment: see
+//! [`volatile`] for the copies and system calls that access them.
+//!
+//! `unsafe` here is limited to the mapping itself and those accesses; each
+//! block says why it is sound.
+
+pub mod volatile;
+
+pub use volatile::{GuestBytes, GuestBytesMut};
 
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
@@ -215,10 +223,21 @@ impl Checks {
 }
 
 /// Guest RAM: the guest addresses `[base, end)` backed by one host mapping.
+///
+/// It dereferences to its [`SharedView`], whose checked accessors are the
+/// only way to guest bytes: the owner adds what only it may do, setting
+/// host protections.
 #[derive(Debug)]
 pub struct GuestMemory {
-    map: Arc<Mapping>,
-    checks: Checks,
+    view: SharedView,
+}
+
+impl std::ops::Deref for GuestMemory {
+    type Target = SharedView;
+
+    fn deref(&self) -> &SharedView {
+        &self.view
+    }
 }
 
 impl GuestMemory {
@@ -276,87 +295,22 @@ impl GuestMemory {
         let host =
             NonNull::new(ptr.cast::<u8>()).ok_or(MemoryError::Occupied { addr: base, end })?;
         Ok(GuestMemory {
-            map: Arc::new(Mapping { host, len }),
-            checks: Checks {
-                base,
-                end,
-                protected: Vec::new(),
+            view: SharedView {
+                map: Arc::new(Mapping { host, len }),
+                checks: Checks {
+                    base,
+                    end,
+                    protected: Vec::new(),
+                },
             },
         })
-    }
-
-    /// Lowest guest address.
-    pub fn base(&self) -> u64 {
-        self.checks.base
-    }
-
-    /// One past the highest guest address (the guest's `mem_size`).
-    pub fn end(&self) -> u64 {
-        self.checks.end
-    }
-
-    /// Host address of guest address `base`, for KVM's memory slot.
-    pub fn host_address(&self) -> u64 {
-        self.map.host.as_ptr() as u64
-    }
-
-    /// The check: the offset into the mapping of `[gpa, gpa+len)`, if that
-    /// range is wholly inside guest memory. Every accessor, here and in
-    /// [`SharedView`], goes through it.
-    pub fn checked_offset(&self, gpa: u64, len: u64) -> Result<usize, GuestFault> {
-        self.checks.offset(gpa, len)
-    }
-
-    fn check_access(&self, gpa: u64, len: u64, write: bool) -> Result<usize, GuestFault> {
-        self.checks.access(gpa, len, write)
     }
 
     /// A view of the same memory, with the same checks (bounds and the
     /// protections applied so far), that another thread may use while the
     /// vCPU runs: the tender's ring I/O thread. It keeps the mapping alive.
     pub fn shared_view(&self) -> SharedView {
-        SharedView {
-            map: self.map.clone(),
-            checks: self.checks.clone(),
-        }
-    }
-
-    /// The guest bytes `[gpa, gpa+len)`, to read.
-    pub fn slice(&self, gpa: u64, len: u64) -> Result<&[u8], GuestFault> {
-        let offset = self.check_access(gpa, len, false)?;
-        // SAFETY: check_access proved [offset, offset+len) lies inside the
-        // live mapping and is host-readable; &self keeps the mapping alive
-        // and no &mut slice can exist at the same time.
-        Ok(unsafe { std::slice::from_raw_parts(self.map.host.as_ptr().add(offset), len as usize) })
-    }
-
-    /// The guest bytes `[gpa, gpa+len)`, to write.
-    pub fn slice_mut(&mut self, gpa: u64, len: u64) -> Result<&mut [u8], GuestFault> {
-        let offset = self.check_access(gpa, len, true)?;
-        // SAFETY: as in `slice`, and the range is host-writable; &mut self
-        // makes this the only live slice into the mapping.
-        Ok(unsafe {
-            std::slice::from_raw_parts_mut(self.map.host.as_ptr().add(offset), len as usize)
-        })
-    }
-
-    /// Reads a `T` (a lamina-abi struct) from guest address `gpa`.
-    pub fn read<T: FromBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
-        let bytes = self.slice(gpa, std::mem::size_of::<T>() as u64)?;
-        // Cannot fail: the slice has exactly T's size; read_from_bytes needs no alignment.
-        T::read_from_bytes(bytes).map_err(|_| GuestFault::Overflow { gpa, len: 0 })
-    }
-
-    /// Writes `value` (a lamina-abi struct) at guest address `gpa`.
-    pub fn write<T: IntoBytes + Immutable>(
-        &mut self,
-        gpa: u64,
-        value: &T,
-    ) -> Result<(), GuestFault> {
-        let bytes = value.as_bytes();
-        self.slice_mut(gpa, bytes.len() as u64)?
-            .copy_from_slice(bytes);
-        Ok(())
+        self.view.clone()
     }
 
     /// Applies `protection` to the page-aligned host range `[start, end)`
@@ -378,11 +332,11 @@ impl GuestMemory {
             return Ok(());
         }
         // SAFETY: the range is page aligned and inside our own mapping (just
-        // checked); changing its protection cannot affect other memory. No
-        // slice into it outlives this call's &mut self.
+        // checked); changing its protection cannot affect other memory, and
+        // the tender holds no reference into guest memory that could fault.
         let rc = unsafe {
             libc::mprotect(
-                self.map.host.as_ptr().add(offset).cast(),
+                self.view.map.host.as_ptr().add(offset).cast(),
                 (end - start) as usize,
                 protection.to_prot(),
             )
@@ -390,11 +344,12 @@ impl GuestMemory {
         if rc != 0 {
             return Err(fail(std::io::Error::last_os_error().to_string()));
         }
-        self.checks
+        let checks = &mut self.view.checks;
+        checks
             .protected
             .retain(|r| r.end <= start || r.start >= end);
         if !(protection.read && protection.write) {
-            self.checks.protected.push(ProtectedRange {
+            checks.protected.push(ProtectedRange {
                 start,
                 end,
                 readable: protection.read,
@@ -411,14 +366,14 @@ impl GuestMemory {
     }
 }
 
-/// Guest memory as another thread of the tender sees it (see
-/// [`GuestMemory::shared_view`]).
+/// Guest memory as the tender sees it: every accessor goes through the
+/// one check ([`SharedView::checked_offset`], then the protections).
 ///
-/// Guest memory is shared with a running guest, so this view never forms a
-/// Rust reference to guest bytes except as atomics: it hands out checked
-/// raw pointers for system calls and copies, and `AtomicU32`s for ring
-/// indices. The vCPU thread's short-lived slices cover hypercall buffers;
-/// a guest that points both at the same bytes only garbles its own data.
+/// Guest memory is shared with a running guest, and on hvt between the
+/// vCPU thread and the ring I/O thread, so this view never forms a Rust
+/// reference to guest bytes except as atomics: it hands out
+/// [`GuestBytes`] and [`GuestBytesMut`] (volatile copies, or the address
+/// for a system call) and `AtomicU32`s for ring indices.
 #[derive(Debug, Clone)]
 pub struct SharedView {
     map: Arc<Mapping>,
@@ -426,15 +381,50 @@ pub struct SharedView {
 }
 
 impl SharedView {
-    /// Host pointer to `[gpa, gpa+len)` after the same checks as
-    /// [`GuestMemory::slice`] (`write == false`) or
-    /// [`GuestMemory::slice_mut`] (`write == true`). The pointer is valid
-    /// for `len` bytes while this view lives.
-    pub fn pointer(&self, gpa: u64, len: u64, write: bool) -> Result<*mut u8, GuestFault> {
+    /// Lowest guest address.
+    pub fn base(&self) -> u64 {
+        self.checks.base
+    }
+
+    /// One past the highest guest address (the guest's `mem_size`).
+    pub fn end(&self) -> u64 {
+        self.checks.end
+    }
+
+    /// Host address of guest address `base`, for KVM's memory slot.
+    pub fn host_address(&self) -> u64 {
+        self.map.host.as_ptr() as u64
+    }
+
+    /// The check: the offset into the mapping of `[gpa, gpa+len)`, if that
+    /// range is wholly inside guest memory. Every accessor goes through it.
+    pub fn checked_offset(&self, gpa: u64, len: u64) -> Result<usize, GuestFault> {
+        self.checks.offset(gpa, len)
+    }
+
+    /// Host pointer to `[gpa, gpa+len)` after the bounds check and the
+    /// protections (readable, and writable if `write`). The pointer is
+    /// valid for `len` bytes while this view lives.
+    fn pointer(&self, gpa: u64, len: u64, write: bool) -> Result<*mut u8, GuestFault> {
         let offset = self.checks.access(gpa, len, write)?;
         // SAFETY: `offset` is inside the mapping (checked), which the Arc
         // keeps alive; computing the address creates no reference.
         Ok(unsafe { self.map.host.as_ptr().add(offset) })
+    }
+
+    /// The guest bytes `[gpa, gpa+len)`, to read.
+    pub fn bytes(&self, gpa: u64, len: u64) -> Result<GuestBytes<'_>, GuestFault> {
+        let ptr = self.pointer(gpa, len, false)?;
+        // SAFETY: readable and inside the mapping (checked), which `&self`
+        // keeps mapped; `len` fits usize since the mapping's length does.
+        Ok(unsafe { GuestBytes::new(ptr, len as usize) })
+    }
+
+    /// The guest bytes `[gpa, gpa+len)`, to write (and read).
+    pub fn bytes_mut(&self, gpa: u64, len: u64) -> Result<GuestBytesMut<'_>, GuestFault> {
+        let ptr = self.pointer(gpa, len, true)?;
+        // SAFETY: as in `bytes`, and writable (checked).
+        Ok(unsafe { GuestBytesMut::new(ptr, len as usize) })
     }
 
     /// The `u32` at `gpa` (4-byte aligned, readable and writable) as an
@@ -451,83 +441,27 @@ impl SharedView {
     }
 
     /// Copies a `T` (a lamina-abi struct) out of guest memory at `gpa`.
-    pub fn read<T: FromBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
-        let ptr = self.pointer(gpa, std::mem::size_of::<T>() as u64, false)?;
-        // SAFETY: size_of::<T>() readable bytes (checked); T is FromBytes,
-        // so any bytes are a valid T; read_unaligned needs no alignment.
-        Ok(unsafe { ptr.cast::<T>().read_unaligned() })
+    pub fn read<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
+        let bytes = self.bytes(gpa, std::mem::size_of::<T>() as u64)?;
+        let mut value = T::new_zeroed();
+        bytes.copy_to(value.as_mut_bytes());
+        Ok(value)
+    }
+
+    /// Copies `value` (a lamina-abi struct) into guest memory at `gpa`.
+    pub fn write<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), GuestFault> {
+        self.copy_in(gpa, value.as_bytes())
     }
 
     /// Appends the guest bytes `[gpa, gpa+len)` to `out`.
     pub fn copy_out(&self, gpa: u64, len: u64, out: &mut Vec<u8>) -> Result<(), GuestFault> {
-        let ptr = self.pointer(gpa, len, false)?;
-        let len = len as usize;
-        out.reserve(len);
-        let at = out.len();
-        // SAFETY: `len` readable guest bytes (checked) copied, as raw bytes
-        // and without a reference to them (the guest may be changing them),
-        // into the spare capacity reserved above; then they are initialised.
-        unsafe {
-            std::ptr::copy_nonoverlapping(ptr.cast_const(), out.as_mut_ptr().add(at), len);
-            out.set_len(at + len);
-        }
+        self.bytes(gpa, len)?.append_to(out);
         Ok(())
     }
 
     /// Copies `bytes` into guest memory at `gpa`.
     pub fn copy_in(&self, gpa: u64, bytes: &[u8]) -> Result<(), GuestFault> {
-        let ptr = self.pointer(gpa, bytes.len() as u64, true)?;
-        // SAFETY: bytes.len() writable bytes (checked) in the guest mapping,
-        // which cannot overlap `bytes` in the tender's own memory.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
-        Ok(())
-    }
-
-    /// Sends the guest bytes `[gpa, gpa+len)` with one `write(2)` on `fd`:
-    /// the outer error is a bad range, the inner one the system call's.
-    pub fn write_to_fd(
-        &self,
-        fd: std::os::fd::RawFd,
-        gpa: u64,
-        len: u64,
-    ) -> Result<std::io::Result<usize>, GuestFault> {
-        let ptr = self.pointer(gpa, len, false)?;
-        // SAFETY: the kernel reads `len` readable bytes at `ptr` (checked,
-        // and kept mapped by the Arc); no Rust reference is involved.
-        let n = unsafe { libc::write(fd, ptr.cast(), len as usize) };
-        Ok(if n < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        })
-    }
-
-    /// Receives into the guest bytes `[gpa, gpa+len)` with one `read(2)`
-    /// on `fd`; as [`SharedView::write_to_fd`].
-    pub fn read_from_fd(
-        &self,
-        fd: std::os::fd::RawFd,
-        gpa: u64,
-        len: u64,
-    ) -> Result<std::io::Result<usize>, GuestFault> {
-        let ptr = self.pointer(gpa, len, true)?;
-        // SAFETY: the kernel writes at most `len` bytes at `ptr`, a writable
-        // guest range (checked, and kept mapped by the Arc).
-        let n = unsafe { libc::read(fd, ptr.cast(), len as usize) };
-        Ok(if n < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(n as usize)
-        })
-    }
-
-    /// Copies `value` (a lamina-abi struct) into guest memory at `gpa`.
-    pub fn write<T: IntoBytes + Immutable>(&self, gpa: u64, value: &T) -> Result<(), GuestFault> {
-        let bytes = value.as_bytes();
-        let ptr = self.pointer(gpa, bytes.len() as u64, true)?;
-        // SAFETY: bytes.len() writable bytes (checked) that cannot overlap
-        // `value`, which lives in the tender's own memory.
-        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr, bytes.len()) };
+        self.bytes_mut(gpa, bytes.len() as u64)?.copy_from(bytes);
         Ok(())
     }
 }
@@ -554,12 +488,12 @@ mod tests {
             mem.checked_offset((1 << 20) - 1, 2),
             Err(GuestFault::OutOfBounds { .. })
         ));
-        assert!(mem.slice(u64::MAX - 3, 8).is_err());
+        assert!(mem.bytes(u64::MAX - 3, 8).is_err());
     }
 
     #[test]
     fn typed_round_trip() {
-        let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
+        let mem = GuestMemory::anywhere(1 << 20).unwrap();
         let puts = HcPuts {
             data: 0x1234,
             len: 99,
@@ -573,22 +507,22 @@ mod tests {
     #[test]
     fn protected_ranges_are_refused_not_faulted() {
         let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
-        mem.slice_mut(0x3000, 4).unwrap().copy_from_slice(b"text");
+        mem.copy_in(0x3000, b"text").unwrap();
         let read_only = Protection {
             read: true,
             write: false,
             exec: true,
         };
         mem.protect(0x3000, 0x5000, read_only).unwrap();
-        assert_eq!(mem.slice(0x3000, 4).unwrap(), b"text");
+        assert_eq!(mem.bytes(0x3000, 4).unwrap().to_vec(), b"text");
         assert!(matches!(
-            mem.slice_mut(0x4fff, 2),
+            mem.bytes_mut(0x4fff, 2),
             Err(GuestFault::Protected { .. })
         ));
-        assert!(mem.slice_mut(0x5000, 16).is_ok());
+        assert!(mem.bytes_mut(0x5000, 16).is_ok());
         mem.protect(0x6000, 0x7000, Protection::default()).unwrap();
         assert!(matches!(
-            mem.slice(0x6800, 1),
+            mem.bytes(0x6800, 1),
             Err(GuestFault::Protected { .. })
         ));
         assert!(mem.protect(0x100, 0x1000, read_only).is_err());

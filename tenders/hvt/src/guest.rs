@@ -241,7 +241,7 @@ fn offer_ring(
         eprintln!("lamina-hvt: no network ring (KVM_IOEVENTFD failed: {e}); using hypercalls");
         return None;
     }
-    mem.slice_mut(gpa, ring::RESERVED_BYTES).ok()?.fill(0);
+    mem.bytes_mut(gpa, ring::RESERVED_BYTES).ok()?.fill(0);
     Some(Offer { gpa, kick })
 }
 
@@ -285,10 +285,8 @@ fn write_boot_info(
     let manifest = &hypercalls.devices().manifest;
     let mft = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
     let cmdline_at = mft + manifest.len() as u64;
-    mem.slice_mut(mft, manifest.len() as u64)?
-        .copy_from_slice(manifest);
-    mem.slice_mut(cmdline_at, cmdline.len() as u64)?
-        .copy_from_slice(cmdline);
+    mem.copy_in(mft, manifest)?;
+    mem.copy_in(cmdline_at, cmdline)?;
     let info = BootInfo {
         mem_size: net_ring.unwrap_or(mem.end()),
         kernel_end: image.kernel_end,
@@ -310,7 +308,7 @@ fn write_boot_info(
 /// Runs the vCPU until the guest halts or fails.
 fn vcpu_loop(
     mut machine: Machine,
-    mut mem: GuestMemory,
+    mem: GuestMemory,
     hypercalls: &mut Hypercalls,
     stop: &AtomicBool,
     exits: &mut u64,
@@ -322,7 +320,7 @@ fn vcpu_loop(
         let run = machine.vcpu.run();
         *exits += 1;
         let what = match run {
-            Ok(VcpuExit::IoOut(port, data)) => match hypercalls.dispatch(&mut mem, port, data)? {
+            Ok(VcpuExit::IoOut(port, data)) => match hypercalls.dispatch(&mem, port, data)? {
                 Next::Resume => continue,
                 Next::Halt(status) => return Ok(status),
             },

@@ -1,8 +1,13 @@
 //! Hypercall dispatch (ABI.md 4.1-4.2): the guest does `outl` of a 32-bit
 //! guest address to port 0x500 + n. Every guest address and length goes
 //! through [`GuestMemory`]'s one checked function; a bad one ends the guest
-//! with a [`HypercallError`], never a tender crash. Results the guest can
-//! act on (a bad handle, a range past the device) are `ret` codes.
+//! with a [`HypercallError`], never a tender crash.
+//!
+//! Results the guest can act on are `ret` codes, as in Solo5: a bad handle
+//! or a block request that is not whole sectors on the device is
+//! SOLO5_R_EINVAL; a host-side failure (the tap refuses a frame, the disk
+//! file fails, a frame larger than the guest's buffer) is SOLO5_R_EUNSPEC,
+//! the same answer the network ring gives for the same failure.
 
 use lamina_abi::hvt::{
     HcBlockRead, HcBlockWrite, HcHalt, HcNetRead, HcNetWrite, HcPoll, HcPuts, HcWalltime,
@@ -12,7 +17,6 @@ use lamina_abi::Solo5Result;
 use lamina_tender::devices::Devices;
 use lamina_tender::mem::{GuestFault, GuestMemory};
 use lamina_tender::sys;
-use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use thiserror::Error;
 
@@ -106,7 +110,7 @@ impl Hypercalls {
     /// Handles an `out` to `port` of `data`.
     pub fn dispatch(
         &mut self,
-        mem: &mut GuestMemory,
+        mem: &GuestMemory,
         port: u16,
         data: &[u8],
     ) -> Result<Next, HypercallError> {
@@ -131,10 +135,9 @@ impl Hypercalls {
             }
             Hypercall::Puts => {
                 let puts: HcPuts = mem.read(gpa).map_err(fault)?;
-                let text = mem.slice(puts.data, puts.len).map_err(fault)?;
+                let text = mem.bytes(puts.data, puts.len).map_err(fault)?;
                 // Best effort, as in Solo5: the console cannot fail the guest.
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(text).and_then(|()| stdout.flush());
+                let _ = text.write_all_to_fd(libc::STDOUT_FILENO);
             }
             Hypercall::Poll => {
                 let mut poll: HcPoll = mem.read(gpa).map_err(fault)?;
@@ -150,10 +153,9 @@ impl Hypercalls {
                 let mut call: HcBlockWrite = mem.read(gpa).map_err(fault)?;
                 call.ret = Solo5Result::Einval as i32;
                 if let Some(block) = self.devices.block(call.handle) {
-                    if block.in_range(call.offset, call.len) {
-                        let data = mem.slice(call.data, call.len).map_err(fault)?;
-                        block.write_at(call.offset, data).map_err(io)?;
-                        call.ret = Solo5Result::Ok as i32;
+                    if block.accepts(call.offset, call.len) {
+                        let data = mem.bytes(call.data, call.len).map_err(fault)?;
+                        call.ret = status(block.write_at(call.offset, data));
                     }
                 }
                 mem.write(gpa, &call).map_err(fault)?;
@@ -162,10 +164,9 @@ impl Hypercalls {
                 let mut call: HcBlockRead = mem.read(gpa).map_err(fault)?;
                 call.ret = Solo5Result::Einval as i32;
                 if let Some(block) = self.devices.block(call.handle) {
-                    if block.in_range(call.offset, call.len) {
-                        let data = mem.slice_mut(call.data, call.len).map_err(fault)?;
-                        block.read_at(call.offset, data).map_err(io)?;
-                        call.ret = Solo5Result::Ok as i32;
+                    if block.accepts(call.offset, call.len) {
+                        let data = mem.bytes_mut(call.data, call.len).map_err(fault)?;
+                        call.ret = status(block.read_at(call.offset, data));
                     }
                 }
                 mem.write(gpa, &call).map_err(fault)?;
@@ -177,9 +178,8 @@ impl Hypercalls {
                 let mut call: HcNetWrite = mem.read(gpa).map_err(fault)?;
                 call.ret = Solo5Result::Einval as i32;
                 if let Some(net) = self.devices.net(call.handle) {
-                    let frame = mem.slice(call.data, call.len).map_err(fault)?;
-                    net.write(frame).map_err(io)?;
-                    call.ret = Solo5Result::Ok as i32;
+                    let frame = mem.bytes(call.data, call.len).map_err(fault)?;
+                    call.ret = status(net.write(frame));
                 }
                 mem.write(gpa, &call).map_err(fault)?;
             }
@@ -187,21 +187,22 @@ impl Hypercalls {
                 let mut call: HcNetRead = mem.read(gpa).map_err(fault)?;
                 call.ret = Solo5Result::Einval as i32;
                 if let Some(net) = self.devices.net(call.handle) {
-                    let buf = mem.slice_mut(call.data, call.len).map_err(fault)?;
-                    match net.read(buf).map_err(io)? {
-                        Some(n) => {
+                    let buf = mem.bytes_mut(call.data, call.len).map_err(fault)?;
+                    call.ret = match net.read(buf) {
+                        Ok(Some(n)) => {
                             call.len = n as u64;
-                            call.ret = Solo5Result::Ok as i32;
+                            Solo5Result::Ok as i32
                         }
-                        None => call.ret = Solo5Result::Again as i32,
-                    }
+                        Ok(None) => Solo5Result::Again as i32,
+                        Err(_) => Solo5Result::Eunspec as i32,
+                    };
                 }
                 mem.write(gpa, &call).map_err(fault)?;
             }
             Hypercall::Halt => {
                 let halt: HcHalt = mem.read(gpa).map_err(fault)?;
                 if halt.cookie != 0 {
-                    mem.slice(halt.cookie, HALT_COOKIE_MAX).map_err(fault)?;
+                    mem.bytes(halt.cookie, HALT_COOKIE_MAX).map_err(fault)?;
                 }
                 return Ok(Next::Halt(halt.exit_status));
             }
@@ -222,5 +223,181 @@ impl Hypercalls {
             }
         }
         Ok((ready, count))
+    }
+}
+
+/// The `ret` of a host operation: SOLO5_R_OK, or SOLO5_R_EUNSPEC when the
+/// host failed it (the guest decides what that means, as under Solo5).
+fn status(result: std::io::Result<()>) -> i32 {
+    match result {
+        Ok(()) => Solo5Result::Ok as i32,
+        Err(_) => Solo5Result::Eunspec as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use zerocopy::{FromBytes, Immutable, IntoBytes};
+
+    /// Where the tests put a hypercall struct and its buffer.
+    const CALL: u64 = 0x1000;
+    const BUF: u64 = 0x2000;
+
+    fn port(hypercall: Hypercall) -> u16 {
+        hypercall.port()
+    }
+
+    /// Runs hypercall `hypercall` with `call` at CALL; the struct after.
+    fn call<T: FromBytes + IntoBytes + Immutable>(
+        hypercalls: &mut Hypercalls,
+        mem: &GuestMemory,
+        hypercall: Hypercall,
+        call: &T,
+    ) -> T {
+        mem.write(CALL, call).unwrap();
+        let next = hypercalls
+            .dispatch(mem, port(hypercall), &(CALL as u32).to_le_bytes())
+            .unwrap();
+        assert_eq!(next, Next::Resume);
+        mem.read(CALL).unwrap()
+    }
+
+    fn net_write(hypercalls: &mut Hypercalls, mem: &GuestMemory, frame: &[u8]) -> i32 {
+        mem.copy_in(BUF, frame).unwrap();
+        let write = HcNetWrite {
+            handle: 1,
+            data: BUF,
+            len: frame.len() as u64,
+            ..Default::default()
+        };
+        call(hypercalls, mem, Hypercall::NetWrite, &write).ret
+    }
+
+    fn net_read(hypercalls: &mut Hypercalls, mem: &GuestMemory, len: u64) -> (i32, u64) {
+        let read = HcNetRead {
+            handle: 1,
+            data: BUF,
+            len,
+            ..Default::default()
+        };
+        let done = call(hypercalls, mem, Hypercall::NetRead, &read);
+        (done.ret, done.len)
+    }
+
+    #[test]
+    fn a_failed_frame_is_eunspec_to_the_guest_not_its_end() {
+        for offload in [false, true] {
+            let (net, host) = fixtures::net(1, offload);
+            let devices = Devices {
+                manifest: Vec::new(),
+                blocks: Vec::new(),
+                nets: vec![net],
+            };
+            let mut hypercalls = Hypercalls::new(devices).unwrap();
+            let mem = GuestMemory::anywhere(1 << 20).unwrap();
+            let frame = fixtures::frame(60, 1);
+            assert_eq!(net_write(&mut hypercalls, &mem, &frame), 0);
+            assert_eq!(fixtures::host_receives(&host, offload), frame);
+            // Larger than any link carries: refused, not sent.
+            let huge = fixtures::frame(70_000, 2);
+            let eunspec = Solo5Result::Eunspec as i32;
+            assert_eq!(
+                net_write(&mut hypercalls, &mem, &huge),
+                eunspec,
+                "{offload}"
+            );
+            // The host's end hangs up: the write fails.
+            fixtures::host_hangs_up(&host);
+            assert_eq!(
+                net_write(&mut hypercalls, &mem, &frame),
+                eunspec,
+                "{offload}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_guest_buffer_is_eunspec() {
+        let (net, host) = fixtures::net(1, true);
+        let devices = Devices {
+            manifest: Vec::new(),
+            blocks: Vec::new(),
+            nets: vec![net],
+        };
+        let mut hypercalls = Hypercalls::new(devices).unwrap();
+        let mem = GuestMemory::anywhere(1 << 20).unwrap();
+        let again = Solo5Result::Again as i32;
+        assert_eq!(net_read(&mut hypercalls, &mem, 1514).0, again);
+        fixtures::host_sends(&host, &fixtures::frame(100, 3), true);
+        let small = fixtures::frame(40, 4);
+        fixtures::host_sends(&host, &small, true);
+        assert_eq!(
+            net_read(&mut hypercalls, &mem, 50).0,
+            Solo5Result::Eunspec as i32
+        );
+        // The next frame, which fits, comes whole.
+        assert_eq!(net_read(&mut hypercalls, &mem, 50), (0, 40));
+        assert_eq!(mem.bytes(BUF, 40).unwrap().to_vec(), small);
+        assert_eq!(net_read(&mut hypercalls, &mem, 50).0, again);
+    }
+
+    #[test]
+    fn block_requests_are_whole_sectors_and_host_failures_are_eunspec() {
+        let (block, path) = fixtures::block(1, "sectors");
+        let devices = Devices {
+            manifest: Vec::new(),
+            blocks: vec![block],
+            nets: Vec::new(),
+        };
+        let mut hypercalls = Hypercalls::new(devices).unwrap();
+        let mem = GuestMemory::anywhere(1 << 20).unwrap();
+        let read = |hypercalls: &mut Hypercalls, offset: u64, len: u64| {
+            let request = HcBlockRead {
+                handle: 1,
+                offset,
+                data: BUF,
+                len,
+                ..Default::default()
+            };
+            call(hypercalls, &mem, Hypercall::BlockRead, &request).ret
+        };
+        let write = |hypercalls: &mut Hypercalls, offset: u64, len: u64| {
+            let request = HcBlockWrite {
+                handle: 1,
+                offset,
+                data: BUF,
+                len,
+                ..Default::default()
+            };
+            call(hypercalls, &mem, Hypercall::BlockWrite, &request).ret
+        };
+        let einval = Solo5Result::Einval as i32;
+        assert_eq!(read(&mut hypercalls, 512, 1024), 0);
+        assert_eq!(mem.bytes(BUF, 1024).unwrap().to_vec(), vec![0x5a; 1024]);
+        for (offset, len) in [(100, 512), (512, 100), (0, 0), (3584, 1024), (4096, 512)] {
+            assert_eq!(read(&mut hypercalls, offset, len), einval, "{offset}+{len}");
+            assert_eq!(
+                write(&mut hypercalls, offset, len),
+                einval,
+                "{offset}+{len}"
+            );
+        }
+        mem.bytes_mut(BUF, 512).unwrap().fill(7);
+        assert_eq!(write(&mut hypercalls, 3584, 512), 0);
+        assert_eq!(std::fs::read(&path).unwrap()[3584..], [7; 512]);
+        // The file shrinks under the tender: the disk fails the read.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1024)
+            .unwrap();
+        assert_eq!(
+            read(&mut hypercalls, 2048, 512),
+            Solo5Result::Eunspec as i32
+        );
+        std::fs::remove_file(path).unwrap();
     }
 }

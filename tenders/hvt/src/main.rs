@@ -17,6 +17,9 @@
 #![deny(unsafe_code)]
 
 mod cpuid_cache;
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod fixtures;
 mod guest;
 mod hypercall;
 #[allow(unsafe_code)]

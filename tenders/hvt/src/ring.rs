@@ -17,11 +17,10 @@
 use crate::seccomp::{self, SeccompError};
 use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
-use lamina_tender::devices::offload::OffloadLink;
+use lamina_tender::devices::net::NetDevice;
 use lamina_tender::devices::Devices;
 use lamina_tender::mem::{GuestFault, SharedView};
 use lamina_tender::sys;
-use std::cell::RefCell;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -76,6 +75,7 @@ struct Indices<'a> {
     ent_head: &'a AtomicU32,
     com_tail: &'a AtomicU32,
     needs_kick: &'a AtomicU32,
+    write_errors: &'a AtomicU32,
 }
 
 impl RingThread {
@@ -88,18 +88,20 @@ impl RingThread {
         devices: &Devices,
         vcpu_thread: libc::pthread_t,
     ) -> Result<Self, RingStartError> {
+        // The thread's own handles on the devices (descriptors and offload
+        // state), allocated here, before its filter, which allows no new
+        // mappings that could be executable.
         let nets = devices
             .nets
             .iter()
-            .map(|net| Ok((net.handle, net.try_clone_fd()?)))
+            .map(NetDevice::try_clone)
             .collect::<std::io::Result<Vec<_>>>()
             .map_err(RingStartError::Io)?;
-        let offload: Vec<bool> = devices.nets.iter().map(|n| n.offload_in_tender()).collect();
         let epoll = sys::epoll_create().map_err(RingStartError::Io)?;
         sys::epoll_add(epoll.as_raw_fd(), offer.kick.as_raw_fd(), KICK_TAG)
             .map_err(RingStartError::Io)?;
-        for (handle, fd) in &nets {
-            sys::epoll_add_edge(epoll.as_raw_fd(), fd.as_raw_fd(), *handle)
+        for net in &nets {
+            sys::epoll_add_edge(epoll.as_raw_fd(), net.fd(), net.handle)
                 .map_err(RingStartError::Io)?;
         }
         let kick = offer.kick.try_clone().map_err(RingStartError::Io)?;
@@ -110,15 +112,7 @@ impl RingThread {
         let handle = std::thread::Builder::new()
             .name("ring-io".into())
             .spawn(move || {
-                // Everything that allocates for good comes before the
-                // filter, which allows no new mappings.
-                let links = nets
-                    .iter()
-                    .zip(&offload)
-                    .map(|((_, fd), &on)| on.then(|| OffloadLink::new(fd.as_raw_fd())))
-                    .collect();
-                let scratch = Vec::with_capacity(OffloadLink::MAX_FRAME);
-                let fds: Vec<RawFd> = nets.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
+                let fds: Vec<RawFd> = nets.iter().map(NetDevice::fd).collect();
                 let filter = seccomp::install_ring(&fds, epoll.as_raw_fd(), kick.as_raw_fd());
                 let failed = filter.is_err();
                 let _ = ready_tx.send(filter);
@@ -129,8 +123,6 @@ impl RingThread {
                     view: &view,
                     gpa,
                     nets: &nets,
-                    links: RefCell::new(links),
-                    scratch: RefCell::new(scratch),
                     epoll: epoll.as_raw_fd(),
                     kick: kick.as_raw_fd(),
                     shared: &thread_shared,
@@ -142,10 +134,10 @@ impl RingThread {
                         .unwrap_or_else(|e| e.into_inner()) = Some(why);
                     let _ = sys::signal_thread(vcpu_thread, libc::SIGUSR1);
                 }
-                // Freeing its buffers could shrink the thread's heap, which
-                // takes system calls the filter forbids; the process is
-                // ending anyway.
-                std::mem::forget(server);
+                // Freeing the devices' buffers could shrink the thread's
+                // heap, which takes system calls the filter forbids; the
+                // process is ending anyway.
+                std::mem::forget(nets);
             })
             .map_err(RingStartError::Io)?;
         let thread = RingThread {
@@ -204,11 +196,8 @@ pub enum RingStartError {
 struct Server<'a> {
     view: &'a SharedView,
     gpa: u64,
-    nets: &'a [(u64, OwnedFd)],
-    /// The offload adaptation of each of `nets`, where the tender does it.
-    links: RefCell<Vec<Option<OffloadLink>>>,
-    /// A frame copied out of the guest for its link.
-    scratch: RefCell<Vec<u8>>,
+    /// The thread's own handles on the network devices.
+    nets: &'a [NetDevice],
     epoll: RawFd,
     kick: RawFd,
     shared: &'a Shared,
@@ -221,15 +210,21 @@ impl Server<'_> {
             .map_err(|f| format!("the network ring is not in guest memory: {f}"))
     }
 
-    /// Serves the ring until stopped; an error stops the guest.
-    fn run(&self) -> Result<(), String> {
-        let ix = Indices {
+    /// The ring's index words.
+    fn indices(&self) -> Result<Indices<'_>, String> {
+        Ok(Indices {
             ent_tail: self.index(offsets::ENT_TAIL)?,
             com_head: self.index(offsets::COM_HEAD)?,
             ent_head: self.index(offsets::ENT_HEAD)?,
             com_tail: self.index(offsets::COM_TAIL)?,
             needs_kick: self.index(offsets::NEEDS_KICK)?,
-        };
+            write_errors: self.index(offsets::WRITE_ERRORS)?,
+        })
+    }
+
+    /// Serves the ring until stopped; an error stops the guest.
+    fn run(&self) -> Result<(), String> {
+        let ix = self.indices()?;
         let mut idle_since = Instant::now();
         let mut tags = [0u64; 64];
         loop {
@@ -282,34 +277,21 @@ impl Server<'_> {
             let entry: RingEntry = self.view.read(at).map_err(|f| self.bad(head, f))?;
             match entry.operation {
                 op::NET_WRITE => {
-                    let (index, fd) = self.device(&entry, head)?;
-                    if let Some(link) = &mut self.links.borrow_mut()[index] {
-                        let mut frame = self.scratch.borrow_mut();
-                        frame.clear();
-                        // Larger than a frame can be: dropped, as the tap
-                        // would (and the scratch buffer never grows).
-                        if entry.len as usize <= OffloadLink::MAX_FRAME {
-                            self.view
-                                .copy_out(entry.data, u64::from(entry.len), &mut frame)
-                                .map_err(|f| self.bad(head, f))?;
-                            link.send(&frame);
-                        }
-                        self.shared.writes.fetch_add(1, Ordering::Relaxed);
-                        head = head.wrapping_add(1);
-                        ix.ent_head.store(head, Ordering::Release);
-                        continue;
-                    }
-                    let sent = self
+                    let net = self.device(&entry, head)?;
+                    let frame = self
                         .view
-                        .write_to_fd(fd, entry.data, u64::from(entry.len))
+                        .bytes(entry.data, u64::from(entry.len))
                         .map_err(|f| self.bad(head, f))?;
-                    // Fire and forget: a full or failing tap drops the
-                    // frame, as Ethernet does.
-                    let _ = sent;
+                    // The same call, and so the same failures, as the
+                    // NET_WRITE hypercall's; told to the guest through
+                    // write_errors, as the ring has no answer per write.
+                    if net.send(frame).is_err() {
+                        ix.write_errors.fetch_add(1, Ordering::Release);
+                    }
                     self.shared.writes.fetch_add(1, Ordering::Relaxed);
                 }
                 op::NET_READ => {
-                    let (index, fd) = self.device(&entry, head)?;
+                    let net = self.device(&entry, head)?;
                     let com_tail = ix.com_tail.load(Ordering::Relaxed);
                     if com_tail.wrapping_sub(ix.com_head.load(Ordering::Acquire)) >= ring::SIZE {
                         return Err(format!(
@@ -317,19 +299,14 @@ impl Server<'_> {
                             ring::SIZE
                         ));
                     }
-                    let received = match &mut self.links.borrow_mut()[index] {
-                        Some(link) => self.receive_split(link, &entry, head)?,
-                        None => self
-                            .view
-                            .read_from_fd(fd, entry.data, u64::from(entry.len))
-                            .map_err(|f| self.bad(head, f))?,
-                    };
-                    let (ret, len) = match received {
-                        Ok(n) if n > 0 => (Solo5Result::Ok, n as u32),
-                        Ok(_) => (Solo5Result::Again, 0),
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            (Solo5Result::Again, 0)
-                        }
+                    let buf = self
+                        .view
+                        .bytes_mut(entry.data, u64::from(entry.len))
+                        .map_err(|f| self.bad(head, f))?;
+                    // The same call and answers as the NET_READ hypercall's.
+                    let (ret, len) = match net.read(buf) {
+                        Ok(Some(n)) => (Solo5Result::Ok, n as u32),
+                        Ok(None) => (Solo5Result::Again, 0),
                         Err(_) => (Solo5Result::Eunspec, 0),
                     };
                     let commit = Commit {
@@ -358,44 +335,21 @@ impl Server<'_> {
         }
         // The guest's writes of this batch leave together.
         let mut dropped = 0;
-        for link in self.links.borrow_mut().iter_mut().flatten() {
-            link.flush();
-            dropped += link.dropped;
+        for net in self.nets {
+            if net.flush().is_err() {
+                ix.write_errors.fetch_add(1, Ordering::Release);
+            }
+            dropped += net.dropped();
         }
         self.shared.dropped.store(dropped, Ordering::Relaxed);
         Ok(true)
     }
 
-    /// Serves a read through the tender's offload link: the next split
-    /// frame, copied into the entry's buffer; one too large for it is
-    /// dropped, and an error for the guest.
-    fn receive_split(
-        &self,
-        link: &mut OffloadLink,
-        entry: &RingEntry,
-        head: u32,
-    ) -> Result<std::io::Result<usize>, String> {
-        let copied = link.receive(|frame| {
-            if frame.len() as u64 > u64::from(entry.len) {
-                return Ok(Err(std::io::Error::from(std::io::ErrorKind::InvalidInput)));
-            }
-            self.view
-                .copy_in(entry.data, frame)
-                .map(|()| Ok(frame.len()))
-        });
-        match copied {
-            Ok(Some(result)) => result.map_err(|f| self.bad(head, f)),
-            Ok(None) => Ok(Err(std::io::Error::from(std::io::ErrorKind::WouldBlock))),
-            Err(e) => Ok(Err(e)),
-        }
-    }
-
-    /// The device an entry names: its position in `nets` and descriptor.
-    fn device(&self, entry: &RingEntry, index: u32) -> Result<(usize, RawFd), String> {
+    /// The device an entry names.
+    fn device(&self, entry: &RingEntry, index: u32) -> Result<&NetDevice, String> {
         self.nets
             .iter()
-            .position(|(handle, _)| *handle == u64::from(entry.handle))
-            .map(|i| (i, self.nets[i].1.as_raw_fd()))
+            .find(|net| net.handle == u64::from(entry.handle))
             .ok_or_else(|| {
                 format!(
                     "guest network ring entry {index} names handle {}, which is no attached network device",
@@ -406,5 +360,154 @@ impl Server<'_> {
 
     fn bad(&self, index: u32, fault: GuestFault) -> String {
         format!("guest network ring entry {index} passed a bad buffer: {fault}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+    use lamina_tender::mem::GuestMemory;
+
+    /// Where the ring and the frame buffers are in the test's guest memory.
+    const RING: u64 = 0x10_0000;
+    const BUF: u64 = 0x2000;
+
+    /// Submits `entry` as the next one, and serves the ring once.
+    fn submit(server: &Server<'_>, entry: RingEntry) {
+        let ix = server.indices().unwrap();
+        let tail = ix.ent_tail.load(Ordering::Relaxed);
+        let at = RING + (offsets::ENTRIES + (tail & ring::MASK) as usize * 32) as u64;
+        server.view.write(at, &entry).unwrap();
+        ix.ent_tail.store(tail.wrapping_add(1), Ordering::Release);
+        assert!(server.serve(&ix).unwrap());
+        assert_eq!(ix.ent_head.load(Ordering::Relaxed), tail.wrapping_add(1));
+    }
+
+    fn write_entry(view: &SharedView, frame: &[u8]) -> RingEntry {
+        view.copy_in(BUF, frame).unwrap();
+        RingEntry {
+            operation: op::NET_WRITE,
+            handle: 1,
+            data: BUF,
+            len: frame.len() as u32,
+            ..Default::default()
+        }
+    }
+
+    /// The commit of the last read.
+    fn last_commit(server: &Server<'_>) -> Commit {
+        let ix = server.indices().unwrap();
+        let slot = ix.com_tail.load(Ordering::Relaxed).wrapping_sub(1) & ring::MASK;
+        let commit = server
+            .view
+            .read(RING + (offsets::COMMITS + slot as usize * 16) as u64)
+            .unwrap();
+        ix.com_head
+            .store(ix.com_tail.load(Ordering::Relaxed), Ordering::Relaxed);
+        commit
+    }
+
+    fn read_entry(len: u32) -> RingEntry {
+        RingEntry {
+            operation: op::NET_READ,
+            handle: 1,
+            data: BUF,
+            len,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_counted_for_the_guest_not_dropped_silently() {
+        for offload in [false, true] {
+            let (net, host) = fixtures::net(1, offload);
+            let mem = GuestMemory::anywhere(2 << 20).unwrap();
+            let view = mem.shared_view();
+            let shared = Shared::default();
+            let nets = [net];
+            let server = Server {
+                view: &view,
+                gpa: RING,
+                nets: &nets,
+                epoll: -1,
+                kick: -1,
+                shared: &shared,
+            };
+            let errors = || {
+                server
+                    .indices()
+                    .unwrap()
+                    .write_errors
+                    .load(Ordering::Relaxed)
+            };
+            let frame = fixtures::frame(60, 1);
+            submit(&server, write_entry(&view, &frame));
+            assert_eq!(fixtures::host_receives(&host, offload), frame);
+            assert_eq!(errors(), 0);
+            // Larger than any link carries, as on the hypercall path.
+            let huge = fixtures::frame(70_000, 2);
+            submit(&server, write_entry(&view, &huge));
+            assert_eq!(errors(), 1, "{offload}");
+            fixtures::host_hangs_up(&host);
+            submit(&server, write_entry(&view, &frame));
+            assert_eq!(errors(), 2, "{offload}");
+            assert_eq!(shared.writes.load(Ordering::Relaxed), 3);
+        }
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_guest_buffer_is_eunspec() {
+        let (net, host) = fixtures::net(1, true);
+        let mem = GuestMemory::anywhere(2 << 20).unwrap();
+        let view = mem.shared_view();
+        let shared = Shared::default();
+        let nets = [net];
+        let server = Server {
+            view: &view,
+            gpa: RING,
+            nets: &nets,
+            epoll: -1,
+            kick: -1,
+            shared: &shared,
+        };
+        submit(&server, read_entry(1514));
+        assert_eq!(last_commit(&server).ret, Solo5Result::Again as i32);
+        fixtures::host_sends(&host, &fixtures::frame(100, 3), true);
+        let small = fixtures::frame(40, 4);
+        fixtures::host_sends(&host, &small, true);
+        submit(&server, read_entry(50));
+        assert_eq!(last_commit(&server).ret, Solo5Result::Eunspec as i32);
+        submit(&server, read_entry(50));
+        let commit = last_commit(&server);
+        assert_eq!((commit.ret, commit.len), (Solo5Result::Ok as i32, 40));
+        assert_eq!(view.bytes(BUF, 40).unwrap().to_vec(), small);
+    }
+
+    #[test]
+    fn a_bad_buffer_stops_the_guest() {
+        let (net, _host) = fixtures::net(1, false);
+        let mem = GuestMemory::anywhere(2 << 20).unwrap();
+        let view = mem.shared_view();
+        let shared = Shared::default();
+        let nets = [net];
+        let server = Server {
+            view: &view,
+            gpa: RING,
+            nets: &nets,
+            epoll: -1,
+            kick: -1,
+            shared: &shared,
+        };
+        let ix = server.indices().unwrap();
+        let mut entry = read_entry(64);
+        entry.data = (2 << 20) - 32;
+        server
+            .view
+            .write(RING + offsets::ENTRIES as u64, &entry)
+            .unwrap();
+        ix.ent_tail.store(1, Ordering::Release);
+        let error = server.serve(&ix).unwrap_err();
+        assert!(error.contains("outside guest memory"), "{error}");
     }
 }

@@ -240,11 +240,11 @@ fn block_hypercalls_check_the_handle_and_range() {
     let disk = std::env::temp_dir().join(format!("lamina-hvt-test-{}-disk", std::process::id()));
     std::fs::write(&disk, [0x5au8; 4096]).unwrap();
     let option = format!("--block:storage={}", disk.display());
-    // HcBlockRead at DATA+16: {handle, offset, data: DATA+64, len 512}; the
+    // HcBlockRead at DATA+16: {handle, offset, data: DATA+0x200, len}; the
     // halt status is the `ret` it got (written at DATA+48).
-    let read = |handle: u64, offset: u64| {
+    let read = |handle: u64, offset: u64, len: u64| {
         let mut data = halt_struct(0, &[]);
-        for word in [handle, offset, DATA + 0x200, 512, 0] {
+        for word in [handle, offset, DATA + 0x200, len, 0] {
             data.extend_from_slice(&word.to_le_bytes());
         }
         // mov eax, [DATA+48]; mov [DATA+8], eax: halt status = ret.
@@ -263,11 +263,21 @@ fn block_hypercalls_check_the_handle_and_range() {
             .manifest_note(&[("storage", DeviceType::BlockBasic)])
             .lamina_note(features::ANY_CPL)
     };
-    let out = run("blk-ok", &read(1, 3584), &[&option]);
+    let out = run("blk-ok", &read(1, 3584, 512), &[&option]);
     assert_eq!(out.status.code(), Some(0), "ret OK: {}", stderr(&out));
-    let out = run("blk-range", &read(1, 4096), &[&option]);
-    assert_eq!(out.status.code(), Some(2), "ret EINVAL: {}", stderr(&out));
-    let out = run("blk-handle", &read(7, 0), &[&option]);
-    assert_eq!(out.status.code(), Some(2), "ret EINVAL: {}", stderr(&out));
+    let out = run("blk-two", &read(1, 1024, 1024), &[&option]);
+    assert_eq!(out.status.code(), Some(0), "ret OK: {}", stderr(&out));
+    // Past the end, another handle, not whole sectors: EINVAL, and the
+    // guest goes on.
+    for (name, handle, offset, len) in [
+        ("blk-range", 1, 4096, 512),
+        ("blk-handle", 7, 0, 512),
+        ("blk-offset", 1, 100, 512),
+        ("blk-length", 1, 512, 100),
+        ("blk-empty", 1, 512, 0),
+    ] {
+        let out = run(name, &read(handle, offset, len), &[&option]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+    }
     std::fs::remove_file(disk).unwrap();
 }

@@ -106,10 +106,11 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     // Boot info, then the attached manifest, then the command line.
     let mft_at = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
     let cmdline_at = mft_at + devices.manifest.len() as u64;
-    mem.slice_mut(mft_at, devices.manifest.len() as u64)?
-        .copy_from_slice(&devices.manifest);
-    let cmdline = mem.slice_mut(cmdline_at, CMDLINE_SIZE as u64)?;
-    cmdline[..args.cmdline.len()].copy_from_slice(&args.cmdline);
+    mem.copy_in(mft_at, &devices.manifest)?;
+    // The guest may read the whole CMDLINE_SIZE area (the parser keeps the
+    // command line shorter, so it is NUL-terminated).
+    mem.bytes_mut(cmdline_at, CMDLINE_SIZE as u64)?
+        .copy_from(&args.cmdline);
     let fds = CoreFds {
         epoll: epoll.as_raw_fd(),
         timer: timer.as_raw_fd(),

@@ -3,11 +3,11 @@
 //! BLOCK_BASIC device; the guest reads and writes whole sectors.
 
 use super::DeviceError;
+use crate::mem::{GuestBytes, GuestBytesMut};
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Sector size when none is given.
@@ -69,23 +69,27 @@ impl BlockDevice {
         self.file.as_raw_fd()
     }
 
-    /// Whether `[offset, offset+len)` lies on the device (hvt's check; the
-    /// guest's own bindings also require whole sectors).
-    pub fn in_range(&self, offset: u64, len: u64) -> bool {
-        offset < self.capacity
+    /// Whether a request for `[offset, offset+len)` is one the device
+    /// serves: whole sectors (`offset` and `len` multiples of the sector
+    /// size, `len` not zero), all on the device. Any other is the guest's
+    /// mistake, answered with SOLO5_R_EINVAL (hvt; spt's filter kills it).
+    pub fn accepts(&self, offset: u64, len: u64) -> bool {
+        len > 0
+            && offset.is_multiple_of(self.block_size)
+            && len.is_multiple_of(self.block_size)
             && offset
                 .checked_add(len)
                 .is_some_and(|end| end <= self.capacity)
     }
 
-    /// Reads exactly `buf.len()` bytes at `offset`.
-    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+    /// Fills `buf` from the device at `offset`.
+    pub fn read_at(&self, offset: u64, buf: GuestBytesMut<'_>) -> io::Result<()> {
+        buf.read_exact_at(&self.file, offset)
     }
 
-    /// Writes all of `buf` at `offset`.
-    pub fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(buf, offset)
+    /// Writes all of `data` to the device at `offset`.
+    pub fn write_at(&self, offset: u64, data: GuestBytes<'_>) -> io::Result<()> {
+        data.write_all_at(&self.file, offset)
     }
 
     /// spt seccomp rules: `pread64` and `pwrite64` on this descriptor only,
@@ -117,5 +121,34 @@ impl BlockDevice {
             (libc::SYS_pread64, rule()?),
             (libc::SYS_pwrite64, rule()?),
         ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_sectors_on_the_device_are_accepted() {
+        let path =
+            std::env::temp_dir().join(format!("lamina-tender-{}-sectors", std::process::id()));
+        File::create(&path).unwrap().set_len(4096).unwrap();
+        let device = BlockDevice::open("storage", 1, &path, 512).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for (offset, len) in [(0, 512), (3584, 512), (0, 4096), (1024, 1536)] {
+            assert!(device.accepts(offset, len), "{offset}+{len}");
+        }
+        for (offset, len) in [
+            (1, 512),
+            (0, 511),
+            (0, 513),
+            (512, 0),
+            (256, 512),
+            (4096, 512),
+            (3584, 1024),
+            (u64::MAX - 511, 512),
+        ] {
+            assert!(!device.accepts(offset, len), "{offset}+{len}");
+        }
     }
 }

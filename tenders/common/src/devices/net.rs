@@ -9,11 +9,12 @@
 
 use super::offload::OffloadLink;
 use super::DeviceError;
+use crate::mem::{GuestBytes, GuestBytesMut};
 use crate::sys;
 use seccompiler::SeccompRule;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
 /// MTU when the interface's cannot be read.
@@ -33,8 +34,9 @@ pub struct NetDevice {
     /// [`net_features`](lamina_abi::mft::net_features) turned on.
     pub features: u16,
     tap: File,
-    /// The tender's own offload adaptation ([`NetOffload::InTender`]).
-    link: Option<Mutex<OffloadLink>>,
+    /// The tender's own offload adaptation ([`NetOffload::InTender`]), and
+    /// the buffer a frame is copied into out of guest memory for it.
+    link: Option<Mutex<(OffloadLink, Vec<u8>)>>,
 }
 
 /// Who handles the virtio-net header of a tap opened with offload.
@@ -73,15 +75,14 @@ impl NetDevice {
                     random_mac().map_err(|e| fail(format!("cannot make a MAC address: {e}")))?
                 }
             };
-            return Ok(NetDevice {
-                name: name.to_string(),
+            return Ok(NetDevice::from_fd(
+                name,
                 handle,
+                link,
                 mac,
-                mtu: lamina_usernet::MTU as u16,
-                features: 0,
-                tap: File::from(link),
-                link: None,
-            });
+                lamina_usernet::MTU as u16,
+                false,
+            ));
         }
         // Opening a tap that does not exist would create one (as root):
         // make sure it is there and up first, as Solo5 does.
@@ -104,20 +105,46 @@ impl NetDevice {
             Some(mac) => mac,
             None => random_mac().map_err(|e| fail(format!("cannot make a MAC address: {e}")))?,
         };
-        Ok(NetDevice {
+        let mut device = NetDevice::from_fd(
+            name,
+            handle,
+            fd,
+            mac,
+            mtu as u16,
+            offload == NetOffload::InTender,
+        );
+        if offload == NetOffload::InGuest {
+            device.features = lamina_abi::mft::net_features::VIRTIO_NET_HDR;
+        }
+        Ok(device)
+    }
+
+    /// A device over `fd`, a tap or one end of a datagram socketpair (user
+    /// mode networking, tests): whole frames per read and write, and with
+    /// `offload_in_tender` each behind a virtio-net header that the
+    /// tender's [`OffloadLink`] adds and removes.
+    pub fn from_fd(
+        name: &str,
+        handle: u64,
+        fd: OwnedFd,
+        mac: [u8; 6],
+        mtu: u16,
+        offload_in_tender: bool,
+    ) -> Self {
+        NetDevice {
             name: name.to_string(),
             handle,
             mac,
-            mtu: mtu as u16,
-            features: if offload == NetOffload::InGuest {
-                lamina_abi::mft::net_features::VIRTIO_NET_HDR
-            } else {
-                0
-            },
-            link: (offload == NetOffload::InTender)
-                .then(|| Mutex::new(OffloadLink::new(fd.as_raw_fd()))),
+            mtu,
+            features: 0,
+            link: offload_in_tender.then(|| {
+                Mutex::new((
+                    OffloadLink::new(fd.as_raw_fd()),
+                    Vec::with_capacity(OffloadLink::MAX_FRAME),
+                ))
+            }),
             tap: File::from(fd),
-        })
+        }
     }
 
     /// The host descriptor.
@@ -125,9 +152,29 @@ impl NetDevice {
         self.tap.as_raw_fd()
     }
 
-    /// A second descriptor for the same device (hvt's ring I/O thread).
-    pub fn try_clone_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
-        self.tap.as_fd().try_clone_to_owned()
+    /// A second handle on the same device, with its own descriptor and
+    /// offload state, for another thread (hvt's ring I/O thread): both
+    /// then serve the guest with the same code, so give the same answers.
+    pub fn try_clone(&self) -> io::Result<NetDevice> {
+        let fd = self.tap.as_fd().try_clone_to_owned()?;
+        let mut twin = NetDevice::from_fd(
+            &self.name,
+            self.handle,
+            fd,
+            self.mac,
+            self.mtu,
+            self.link.is_some(),
+        );
+        twin.features = self.features;
+        Ok(twin)
+    }
+
+    /// Frames from the host that the tender's offload link dropped
+    /// (malformed, or a wrong checksum).
+    pub fn dropped(&self) -> u64 {
+        self.link.as_ref().map_or(0, |link| {
+            link.lock().unwrap_or_else(|e| e.into_inner()).0.dropped
+        })
     }
 
     /// Whether the tender adapts offloads for this device: a second
@@ -137,24 +184,22 @@ impl NetDevice {
         self.link.is_some()
     }
 
-    /// Receives one frame into `buf`: `None` when none is waiting. A frame
-    /// longer than `buf` is dropped, and an error.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    /// Receives one frame into the guest's `buf`: `None` when none is
+    /// waiting. A frame longer than `buf` is dropped, and an error
+    /// ([`frame_too_large`]).
+    pub fn read(&self, buf: GuestBytesMut<'_>) -> io::Result<Option<usize>> {
         if let Some(link) = &self.link {
             let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
-            return match link.receive(|frame| {
-                let fits = buf.get_mut(..frame.len()).map(|b| b.copy_from_slice(frame));
-                fits.map(|()| frame.len())
-            })? {
+            return match link
+                .0
+                .receive(|frame| (frame.len() <= buf.len()).then(|| buf.copy_from(frame)))?
+            {
                 Some(Some(n)) => Ok(Some(n)),
-                Some(None) => Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "frame larger than the guest's buffer",
-                )),
+                Some(None) => Err(frame_too_large()),
                 None => Ok(None),
             };
         }
-        match (&self.tap).read(buf) {
+        match buf.read_from_fd(self.fd()) {
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
@@ -162,16 +207,30 @@ impl NetDevice {
         }
     }
 
-    /// Sends one frame; a short write is an error.
-    pub fn write(&self, frame: &[u8]) -> io::Result<()> {
-        if let Some(link) = &self.link {
-            // One frame per call on this path: nothing to hold back for.
-            let mut link = link.lock().unwrap_or_else(|e| e.into_inner());
-            link.send(frame);
-            link.flush();
-            return Ok(());
+    /// Sends one frame from guest memory; a short write is an error, as is
+    /// a frame larger than any link carries.
+    pub fn write(&self, frame: GuestBytes<'_>) -> io::Result<()> {
+        self.send(frame).and(self.flush())
+    }
+
+    /// Sends one frame from guest memory, or with the tender's offload link
+    /// holds it back to join the next ones until [`NetDevice::flush`] (hvt's
+    /// ring sends a batch this way). Errors as [`NetDevice::write`]'s, of
+    /// this frame or of earlier ones written now.
+    pub fn send(&self, frame: GuestBytes<'_>) -> io::Result<()> {
+        // No link carries more (a tap takes 64 KiB of IP and its header).
+        if frame.len() > OffloadLink::MAX_FRAME {
+            return Err(frame_too_large());
         }
-        let sent = (&self.tap).write(frame)?;
+        if let Some(link) = &self.link {
+            let mut guard = link.lock().unwrap_or_else(|e| e.into_inner());
+            let (link, copy) = &mut *guard;
+            // Within the capacity allocated up front: no allocation.
+            copy.clear();
+            frame.append_to(copy);
+            return link.send(copy);
+        }
+        let sent = frame.write_to_fd(self.fd())?;
         if sent != frame.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,
@@ -179,6 +238,14 @@ impl NetDevice {
             ));
         }
         Ok(())
+    }
+
+    /// Sends the frames [`NetDevice::send`] held back.
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.link {
+            Some(link) => link.lock().unwrap_or_else(|e| e.into_inner()).0.flush(),
+            None => Ok(()),
+        }
     }
 
     /// spt seccomp rules: `read`, `readv` (a header and a frame) and `write`
@@ -191,6 +258,15 @@ impl NetDevice {
             (libc::SYS_write, rule()?),
         ])
     }
+}
+
+/// The error of a frame that does not fit: the guest's receive buffer,
+/// or (sending) any link.
+pub fn frame_too_large() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "frame larger than the buffer for it",
+    )
 }
 
 /// Starts the user-mode network with `forwards` (`HOST:GUEST,...`) on a

@@ -119,23 +119,34 @@ impl OffloadLink {
     }
 
     /// Takes a frame from the guest; it may wait for [`OffloadLink::flush`]
-    /// to be sent with the ones after it. A full tap drops it, as Ethernet
-    /// does.
-    pub fn send(&mut self, frame: &[u8]) {
+    /// to be sent with the ones after it. The error is that of a write to
+    /// the tap this call made (of earlier frames, or this one), or a frame
+    /// larger than [`OffloadLink::MAX_FRAME`], which is not sent.
+    pub fn send(&mut self, frame: &[u8]) -> io::Result<()> {
         if frame.len() > Self::MAX_FRAME {
-            return; // no link carries it; and the buffers never grow
+            // No link carries it; and the buffers never grow.
+            return Err(super::net::frame_too_large());
         }
         let fd = self.fd;
+        let mut result = Ok(());
         self.coalescer.push(frame, &mut |out| {
-            let _ = sys::write_fd(fd, out);
+            if let Err(e) = sys::write_fd(fd, out) {
+                result = Err(e);
+            }
         });
+        result
     }
 
-    /// Sends what [`OffloadLink::send`] held back.
-    pub fn flush(&mut self) {
+    /// Sends what [`OffloadLink::send`] held back; the error is that of a
+    /// write that failed.
+    pub fn flush(&mut self) -> io::Result<()> {
         let fd = self.fd;
+        let mut result = Ok(());
         self.coalescer.flush(&mut |out| {
-            let _ = sys::write_fd(fd, out);
+            if let Err(e) = sys::write_fd(fd, out) {
+                result = Err(e);
+            }
         });
+        result
     }
 }

@@ -212,8 +212,14 @@ fn drain(base: usize) {
     }
 }
 
+/// The ring's `write_errors` as [`ring_write`] last saw it.
+static WRITE_ERRORS_SEEN: AtomicU32 = AtomicU32::new(0);
+
 /// Sends `frame` through the ring: copied into the entry's buffer, no exit.
-fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) {
+/// The ring answers no write, so a failure the tender counted since the
+/// last call (of an earlier frame, or this one if already served) is this
+/// call's error: the same SOLO5_R_EUNSPEC the hypercall gives at once.
+fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
     let bufs = *WRITE_BUFS.call_once(|| {
         let bufs = alloc::vec![0u8; (WRITE_SLOTS * ring::BUF_SIZE) as usize];
         alloc::boxed::Box::leak(bufs.into_boxed_slice()).as_mut_ptr() as usize
@@ -231,6 +237,11 @@ fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) {
         unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), buf as *mut u8, frame.len()) };
         buf as u64
     });
+    let errors = index(base, offsets::WRITE_ERRORS).load(Ordering::Acquire);
+    if WRITE_ERRORS_SEEN.swap(errors, Ordering::Relaxed) != errors {
+        return Err(IoError::Failed);
+    }
+    Ok(())
 }
 
 /// Receives through the ring: one NET_READ entry, then its commit.
@@ -287,8 +298,7 @@ pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, I
 pub fn net_write(device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
     if let Some(&base) = RING.get() {
         if frame.len() <= ring::BUF_SIZE as usize {
-            ring_write(base, device, frame);
-            return Ok(());
+            return ring_write(base, device, frame);
         }
         drain(base);
     }
