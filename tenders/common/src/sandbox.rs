@@ -1,6 +1,7 @@
-//! What the tenders' seccomp filters share: the error, the one kind of
-//! condition they use (an argument equals a value: a descriptor, a clock,
-//! an `arch_prctl` code) and compiling rules into a filter that kills the
+//! What the tenders' seccomp filters share: the error, the conditions they
+//! use (an argument equals a value: a descriptor, a clock, an `arch_prctl`
+//! code; an `ioctl` on one descriptor with one request; memory protections
+//! without `PROT_EXEC`) and compiling rules into a filter that kills the
 //! process at any other call.
 
 use seccompiler::{
@@ -31,6 +32,27 @@ pub fn arg_is(index: u8, value: u64) -> Result<SeccompRule, BackendError> {
     )?])
 }
 
+/// A rule that holds for `ioctl(fd, request, ...)` exactly: one request on
+/// one descriptor.
+pub fn ioctl_is(fd: i32, request: u64) -> Result<SeccompRule, BackendError> {
+    SeccompRule::new(vec![
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, fd as u64)?,
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, request)?,
+    ])
+}
+
+/// A rule for `mmap` and `mprotect` that holds when the protection
+/// (argument 2) lacks `PROT_EXEC`: the allocator maps and protects memory,
+/// never executable memory, so after the filter no code can be made.
+pub fn without_exec() -> Result<SeccompRule, BackendError> {
+    SeccompRule::new(vec![SeccompCondition::new(
+        2,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
+        0,
+    )?])
+}
+
 /// Compiles `rules` (system call -> rules, any of which allows it; an empty
 /// list allows it always) into a filter that kills the process at any
 /// other call. Compile before the last allocation the sandboxed code may
@@ -40,6 +62,24 @@ pub fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, Sec
         rules,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
+        TargetArch::x86_64,
+    )?;
+    Ok(filter.try_into()?)
+}
+
+/// A filter that makes `openat` fail with `EPERM` where the allowlist
+/// would kill: glibc's allocator opens /proc/sys/vm/overcommit_memory the
+/// first time it shrinks a thread's own heap (any thread but the main
+/// one), and copes with a refusal. Install it before the allowlist:
+/// filters stack and the stricter answer wins, so every other call still
+/// meets the allowlist. The allowlist must allow `openat` (kill beats
+/// `EPERM`), and the pair then lets it open nothing.
+pub fn refusals() -> Result<BpfProgram, SeccompError> {
+    let rules = BTreeMap::from([(libc::SYS_openat, Vec::new())]);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
         TargetArch::x86_64,
     )?;
     Ok(filter.try_into()?)

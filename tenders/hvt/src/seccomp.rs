@@ -1,13 +1,26 @@
-//! The hvt sandbox, installed before the first `KVM_RUN`: a default-kill
-//! allowlist of what the vCPU loop, the hypercall handlers and the exit
-//! path of the process need. Device descriptors are pinned where the
-//! call takes one.
+//! The hvt sandbox, one default-kill allowlist per thread, installed before
+//! the guest runs: what the vCPU loop, the hypercall handlers and the exit
+//! path need ([`install`]), and what the network ring's I/O thread needs
+//! ([`install_ring`]). Descriptors are pinned where a call takes one;
+//! `ioctl` is pinned to the vCPU and to the two KVM requests the loop makes
+//! (the tap's requests are all made at start-up, before the filter); `mmap`
+//! and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
+//! `openat` fails instead of killing, for the allocator too
+//! ([`sandbox::refusals`]).
+//! The user-mode network thread, when there is one, has its own filter
+//! (lamina-usernet).
 
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
-use seccompiler::{BackendError, SeccompRule};
+use seccompiler::{BackendError, BpfProgram, SeccompRule};
 use std::collections::BTreeMap;
+
+/// `KVM_RUN`: `_IO(KVMIO, 0x80)`.
+pub const KVM_RUN: u64 = 0xae80;
+/// `KVM_GET_REGS`: `_IOR(KVMIO, 0x81, struct kvm_regs)`, for the registers
+/// of an error report.
+pub const KVM_GET_REGS: u64 = 0x8090_ae81;
 
 /// Descriptors the loop uses.
 #[derive(Debug, Clone, Copy)]
@@ -26,13 +39,56 @@ fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
     sandbox::arg_is(0, fd as u64)
 }
 
-/// Builds and installs the filter on this, the vCPU, thread (the ring I/O
-/// thread, started before, has its own: [`install_ring`]).
-pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
+/// Rules every thread of the tender needs: the allocator (no executable
+/// memory), locks, signal returns, and the thread's end.
+fn common_rules(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), BackendError> {
+    // The allocator: glibc grows a thread's heap with mprotect, and large
+    // blocks are mmap'ed; neither ever needs PROT_EXEC.
+    rules.insert(libc::SYS_mmap, vec![sandbox::without_exec()?]);
+    rules.insert(libc::SYS_mprotect, vec![sandbox::without_exec()?]);
+    // Dropping a descriptor in a debug build first checks it with
+    // fcntl(fd, F_GETFD) (std's I/O-safety assertion).
+    rules
+        .entry(libc::SYS_fcntl)
+        .or_default()
+        .push(sandbox::arg_is(1, libc::F_GETFD as u64)?);
+    for syscall in [
+        // Time, when the vDSO falls back to the system call.
+        libc::SYS_clock_gettime,
+        // The rest of the allocator.
+        libc::SYS_brk,
+        libc::SYS_munmap,
+        libc::SYS_mremap,
+        libc::SYS_madvise,
+        // Locks, and the signals that interrupt a blocking call.
+        libc::SYS_futex,
+        libc::SYS_rt_sigreturn,
+        libc::SYS_rt_sigprocmask,
+        libc::SYS_sigaltstack,
+        // The end: closing descriptors, and the thread's exit.
+        libc::SYS_close,
+        libc::SYS_exit,
+        // Let through here only to meet the refusals filter installed with
+        // this one, whose EPERM is then the answer (the stricter wins).
+        libc::SYS_openat,
+    ] {
+        // An empty rule list allows the call whatever its arguments.
+        rules.insert(syscall, Vec::new());
+    }
+    Ok(())
+}
+
+/// The vCPU thread's rules.
+fn vcpu_rules(
+    fds: LoopFds,
+    devices: &Devices,
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    common_rules(&mut rules)?;
     let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
-    // KVM_RUN and the register reads of an error report, on the vCPU only.
-    allow(libc::SYS_ioctl, fd_is(fds.vcpu)?);
+    // KVM_RUN, and the register read of an error report, on the vCPU only.
+    allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_RUN)?);
+    allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_GET_REGS)?);
     // PUTS goes to stdout; tender messages go to stderr.
     allow(libc::SYS_write, fd_is(1)?);
     allow(libc::SYS_write, fd_is(2)?);
@@ -44,8 +100,8 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
         allow(libc::SYS_write, fd_is(kick)?);
     }
     for block in &devices.blocks {
-        // BLOCK_READ / BLOCK_WRITE on that file only (ranges are checked
-        // by the handler against the capacity).
+        // BLOCK_READ / BLOCK_WRITE on that file only (requests are checked
+        // by the handler: whole sectors on the device).
         allow(libc::SYS_pread64, fd_is(block.fd())?);
         allow(libc::SYS_pwrite64, fd_is(block.fd())?);
     }
@@ -54,38 +110,20 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
         allow(libc::SYS_read, fd_is(net.fd())?);
         allow(libc::SYS_write, fd_is(net.fd())?);
     }
-    // Dropping a descriptor in a debug build first checks it with
-    // fcntl(fd, F_GETFD) (std's I/O-safety assertion).
-    allow(libc::SYS_fcntl, sandbox::arg_is(1, libc::F_GETFD as u64)?);
-    for syscall in [
-        // WALLTIME, when the vDSO falls back to the system call.
-        libc::SYS_clock_gettime,
-        // The allocator, for error messages and the exit path.
-        libc::SYS_brk,
-        libc::SYS_mmap,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_madvise,
-        // Exit: closing descriptors, and the process end itself.
-        libc::SYS_close,
-        libc::SYS_exit,
-        libc::SYS_exit_group,
-        // Signals that interrupt KVM_RUN return through here.
-        libc::SYS_rt_sigreturn,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_sigaltstack,
-        libc::SYS_futex,
-    ] {
-        // An empty rule list allows the call whatever its arguments.
-        rules.insert(syscall, Vec::new());
-    }
-    apply(rules)
+    // The process ends here, with the guest's status.
+    rules.insert(libc::SYS_exit_group, Vec::new());
+    Ok(rules)
 }
 
-/// The ring I/O thread's own filter, installed on that thread: the tap
-/// descriptors, its epoll and kick eventfd, and signalling the vCPU thread.
-pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompError> {
+/// The ring I/O thread's rules: the tap descriptors, its epoll and kick
+/// eventfd, and signalling the vCPU thread. No ioctl at all.
+fn ring_rules(
+    taps: &[i32],
+    epoll: i32,
+    kick: i32,
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    common_rules(&mut rules)?;
     let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
     for &tap in taps {
         allow(libc::SYS_read, fd_is(tap)?);
@@ -95,32 +133,276 @@ pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompEr
     allow(libc::SYS_epoll_wait, fd_is(epoll)?);
     allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
     allow(libc::SYS_write, fd_is(2)?);
-    allow(libc::SYS_fcntl, sandbox::arg_is(1, libc::F_GETFD as u64)?);
     for syscall in [
         // Signalling the vCPU thread when the guest must stop.
         libc::SYS_tgkill,
         libc::SYS_getpid,
         libc::SYS_gettid,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_rt_sigreturn,
-        // Time (when the vDSO falls back), the allocator, locks, the end.
-        libc::SYS_clock_gettime,
-        libc::SYS_brk,
-        libc::SYS_mmap,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_madvise,
-        libc::SYS_futex,
+        // Spinning politely.
         libc::SYS_sched_yield,
-        libc::SYS_sigaltstack,
-        libc::SYS_close,
-        libc::SYS_exit,
     ] {
         rules.insert(syscall, Vec::new());
     }
-    apply(rules)
+    Ok(rules)
 }
 
-fn apply(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), SeccompError> {
-    sandbox::install(&sandbox::compile(rules)?)
+/// A thread's filters, compiled, in the order they are installed: the
+/// refusals, then the allowlist.
+pub type Filters = [BpfProgram; 2];
+
+/// The vCPU thread's filters.
+pub fn vcpu_filter(fds: LoopFds, devices: &Devices) -> Result<Filters, SeccompError> {
+    Ok([
+        sandbox::refusals()?,
+        sandbox::compile(vcpu_rules(fds, devices)?)?,
+    ])
+}
+
+/// The ring I/O thread's filters.
+pub fn ring_filter(taps: &[i32], epoll: i32, kick: i32) -> Result<Filters, SeccompError> {
+    Ok([
+        sandbox::refusals()?,
+        sandbox::compile(ring_rules(taps, epoll, kick)?)?,
+    ])
+}
+
+/// Installs `filters` on the calling thread.
+fn apply(filters: &Filters) -> Result<(), SeccompError> {
+    filters.iter().try_for_each(sandbox::install)
+}
+
+/// Builds and installs the filters on this, the vCPU, thread (the ring I/O
+/// thread, started before, has its own: [`install_ring`]).
+pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
+    apply(&vcpu_filter(fds, devices)?)
+}
+
+/// Builds and installs the ring I/O thread's filters, on that thread.
+pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompError> {
+    apply(&ring_filter(taps, epoll, kick)?)
+}
+
+/// The filters against the calls they must kill and the ones they must
+/// let through, each in a child process of its own (Firecracker's way:
+/// run the filter, not a model of it). The raw system calls they make are
+/// the tender's only `unsafe` outside `kvm`, and only in tests.
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// What became of a child.
+    #[derive(Debug, PartialEq, Eq)]
+    enum End {
+        Exited(i32),
+        Killed(i32),
+    }
+
+    /// Runs `body` in a forked child under `program` (installed on the
+    /// child's only thread) and reports how the child ended: the status
+    /// `body` returned, or the signal that killed it.
+    fn under_filter(program: &Filters, body: impl FnOnce() -> i32) -> End {
+        in_child(Some(program), body)
+    }
+
+    /// [`under_filter`], or with no filter at all.
+    fn in_child(program: Option<&Filters>, body: impl FnOnce() -> i32) -> End {
+        // SAFETY: the child only installs the filter, runs `body` (system
+        // calls, and allocations, which glibc's fork handlers make safe in
+        // the child of a threaded parent) and ends with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+        if pid == 0 {
+            let status = match program.map_or(Ok(()), apply) {
+                Ok(()) => body(),
+                Err(_) => 100,
+            };
+            // SAFETY: ends the child without running the parent's
+            // destructors or atexit handlers (SYS_exit: allowed by every
+            // filter here, and the child's only thread).
+            unsafe { libc::syscall(libc::SYS_exit, status) };
+            unreachable!();
+        }
+        let mut status = 0;
+        // SAFETY: waits for our own child; writes one int.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(rc, pid);
+        if libc::WIFSIGNALED(status) {
+            End::Killed(libc::WTERMSIG(status))
+        } else {
+            End::Exited(libc::WEXITSTATUS(status))
+        }
+    }
+
+    const KILLED: End = End::Killed(libc::SIGSYS);
+    const SURVIVED: End = End::Exited(0);
+
+    fn no_devices() -> Devices {
+        Devices {
+            manifest: Vec::new(),
+            blocks: Vec::new(),
+            nets: Vec::new(),
+        }
+    }
+
+    /// A stand-in vCPU descriptor: the filter looks at numbers, and an
+    /// ioctl it lets through then fails harmlessly (ENOTTY) on /dev/null.
+    fn stand_ins() -> (std::fs::File, std::fs::File, LoopFds) {
+        let vcpu = std::fs::File::open("/dev/null").unwrap();
+        let other = std::fs::File::open("/dev/null").unwrap();
+        let fds = LoopFds {
+            vcpu: vcpu.as_raw_fd(),
+            epoll: other.as_raw_fd(),
+            timer: other.as_raw_fd(),
+            kick: None,
+        };
+        (vcpu, other, fds)
+    }
+
+    fn ioctl(fd: i32, request: u64) -> i32 {
+        // SAFETY: no memory argument; the filter decides first, and an
+        // allowed call fails on /dev/null without touching memory.
+        unsafe { libc::ioctl(fd, request as libc::c_ulong, 0usize) };
+        0
+    }
+
+    /// Maps one anonymous page with `prot`; 0 on success.
+    fn mmap(prot: libc::c_int) -> i32 {
+        // SAFETY: a fresh anonymous mapping touches no existing memory.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        i32::from(page == libc::MAP_FAILED)
+    }
+
+    /// Maps a read-write page and changes it to `prot`; 0 on success.
+    fn mprotect(prot: libc::c_int) -> i32 {
+        // SAFETY: as in `mmap`; then only that page's protection changes.
+        unsafe {
+            let page = libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            if page == libc::MAP_FAILED {
+                return 2;
+            }
+            i32::from(libc::mprotect(page, 4096, prot) != 0)
+        }
+    }
+
+    /// Allocates and frees small and large blocks, as the tender's error
+    /// paths and buffers do (enough that a thread's own heap grows, and
+    /// shrinks again); 0 when all of it worked.
+    fn allocate() -> i32 {
+        let small: Vec<Vec<u8>> = (0..20_000).map(|i| vec![i as u8; 200]).collect();
+        let large = vec![7u8; 16 << 20];
+        let sum = small.iter().map(|v| v[0] as usize).sum::<usize>() + large[1 << 20] as usize;
+        drop(small);
+        drop(large);
+        i32::from(sum == 0)
+    }
+
+    #[test]
+    fn request_numbers_are_the_kernels() {
+        const KVMIO: u64 = 0xae;
+        const IOC_READ: u64 = 2;
+        let regs = std::mem::size_of::<kvm_bindings::kvm_regs>() as u64;
+        assert_eq!(KVM_RUN, (KVMIO << 8) | 0x80);
+        assert_eq!(
+            KVM_GET_REGS,
+            (IOC_READ << 30) | (regs << 16) | (KVMIO << 8) | 0x81
+        );
+    }
+
+    #[test]
+    fn the_vcpu_filter_allows_only_the_loops_ioctls() {
+        let (_vcpu, _other, fds) = stand_ins();
+        let program = vcpu_filter(fds, &no_devices()).unwrap();
+        let vcpu = fds.vcpu;
+        let other = fds.epoll;
+        assert_eq!(under_filter(&program, || ioctl(vcpu, KVM_RUN)), SURVIVED);
+        assert_eq!(
+            under_filter(&program, || ioctl(vcpu, KVM_GET_REGS)),
+            SURVIVED
+        );
+        // Other KVM requests: a new VM, new memory, new registers.
+        const KVM_CREATE_VM: u64 = 0xae01;
+        const KVM_SET_USER_MEMORY_REGION: u64 = 0x4020_ae46;
+        const KVM_SET_REGS: u64 = 0x4090_ae82;
+        for request in [KVM_CREATE_VM, KVM_SET_USER_MEMORY_REGION, KVM_SET_REGS] {
+            assert_eq!(under_filter(&program, || ioctl(vcpu, request)), KILLED);
+        }
+        // The right request on another descriptor; a tap's request.
+        assert_eq!(under_filter(&program, || ioctl(other, KVM_RUN)), KILLED);
+        let tunsetiff = libc::TUNSETIFF;
+        assert_eq!(under_filter(&program, || ioctl(vcpu, tunsetiff)), KILLED);
+    }
+
+    #[test]
+    fn no_thread_may_make_executable_memory_but_all_may_allocate() {
+        let (_vcpu, _other, fds) = stand_ins();
+        let devices = no_devices();
+        let programs = [
+            vcpu_filter(fds, &devices).unwrap(),
+            ring_filter(&[fds.epoll], fds.epoll, fds.epoll).unwrap(),
+        ];
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let rx = libc::PROT_READ | libc::PROT_EXEC;
+        for program in &programs {
+            assert_eq!(under_filter(program, || mmap(rw)), SURVIVED);
+            assert_eq!(
+                under_filter(program, || mprotect(libc::PROT_READ)),
+                SURVIVED
+            );
+            assert_eq!(under_filter(program, allocate), SURVIVED);
+            // openat is refused (the allocator's), not allowed and not killed.
+            let refused = || {
+                let error = std::fs::File::open("/etc/hostname").unwrap_err();
+                i32::from(error.raw_os_error() != Some(libc::EPERM))
+            };
+            assert_eq!(under_filter(program, refused), SURVIVED);
+            assert_eq!(under_filter(program, || mmap(rx)), KILLED);
+            assert_eq!(under_filter(program, || mmap(libc::PROT_EXEC)), KILLED);
+            assert_eq!(under_filter(program, || mprotect(rx)), KILLED);
+            assert_eq!(
+                under_filter(program, || mprotect(rw | libc::PROT_EXEC)),
+                KILLED
+            );
+        }
+    }
+
+    #[test]
+    fn the_ring_thread_may_make_no_ioctl_and_allocates_in_its_own_arena() {
+        let (_vcpu, _other, fds) = stand_ins();
+        let program = ring_filter(&[fds.epoll], fds.epoll, fds.epoll).unwrap();
+        assert_eq!(under_filter(&program, || ioctl(fds.vcpu, KVM_RUN)), KILLED);
+        let fionbio = libc::FIONBIO;
+        assert_eq!(under_filter(&program, || ioctl(fds.epoll, fionbio)), KILLED);
+        // As in the tender: a second thread, which allocates before its
+        // filter (so glibc gives it an arena of its own) and after it
+        // (growing that arena: mprotect without PROT_EXEC).
+        let status = in_child(None, || {
+            let thread = std::thread::spawn(move || {
+                let warm = std::hint::black_box(Box::new([0u8; 64]));
+                if apply(&program).is_err() {
+                    return 100;
+                }
+                allocate() + i32::from(warm[0] != 0)
+            });
+            thread.join().unwrap_or(101)
+        });
+        assert_eq!(status, SURVIVED);
+    }
 }

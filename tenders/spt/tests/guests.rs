@@ -22,6 +22,15 @@ mod asm {
     pub fn mov_edx(v: u32) -> Vec<u8> {
         [&[0xba][..], &v.to_le_bytes()].concat()
     }
+    pub fn mov_esi(v: u32) -> Vec<u8> {
+        [&[0xbe][..], &v.to_le_bytes()].concat()
+    }
+    pub fn mov_r10d(v: u32) -> Vec<u8> {
+        [&[0x41, 0xba][..], &v.to_le_bytes()].concat()
+    }
+    pub fn mov_r8d(v: u32) -> Vec<u8> {
+        [&[0x41, 0xb8][..], &v.to_le_bytes()].concat()
+    }
     /// mov rsi, [rdi + disp8]
     pub fn mov_rsi_from_rdi(disp: u8) -> Vec<u8> {
         vec![0x48, 0x8b, 0x77, disp]
@@ -142,6 +151,52 @@ fn forbidden_system_calls_kill_the_guest() {
     .concat();
     let out = run("clock", image(&clock).manifest_note(&[]), &[]);
     assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{out:?}");
+}
+
+#[test]
+fn no_ioctl_and_no_executable_memory() {
+    // ioctl(1, KVM_CREATE_VM): the guest shares the tender's process, which
+    // may hold /dev/kvm or a tap; no request is allowed on any descriptor.
+    let ioctl = [
+        asm::mov_eax(16),
+        asm::mov_edi(1),
+        asm::mov_esi(0xae01),
+        asm::mov_edx(0),
+        asm::SYSCALL.to_vec(),
+        exit(0),
+    ]
+    .concat();
+    // mmap(NULL, 4096, PROT_READ|PROT_EXEC, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0):
+    // new code.
+    let mmap_exec = [
+        asm::mov_eax(9),
+        asm::mov_edi(0),
+        asm::mov_esi(4096),
+        asm::mov_edx((libc::PROT_READ | libc::PROT_EXEC) as u32),
+        asm::mov_r10d((libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u32),
+        asm::mov_r8d(u32::MAX),
+        asm::SYSCALL.to_vec(),
+        exit(0),
+    ]
+    .concat();
+    // mprotect(its own text, 4096, RWX): writable code.
+    let mprotect_exec = [
+        asm::mov_eax(10),
+        asm::mov_edi(ENTRY as u32),
+        asm::mov_esi(4096),
+        asm::mov_edx(7),
+        asm::SYSCALL.to_vec(),
+        exit(0),
+    ]
+    .concat();
+    for (name, code) in [
+        ("ioctl", ioctl),
+        ("mmap-exec", mmap_exec),
+        ("mprotect-exec", mprotect_exec),
+    ] {
+        let out = run(name, image(&code).manifest_note(&[]), &[]);
+        assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{name}: {out:?}");
+    }
 }
 
 #[test]

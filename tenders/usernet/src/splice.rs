@@ -188,7 +188,6 @@ fn sandbox() -> io::Result<()> {
         libc::SYS_accept,
         libc::SYS_close,
         libc::SYS_shutdown,
-        libc::SYS_ioctl,
         libc::SYS_fcntl,
         libc::SYS_setsockopt,
         libc::SYS_clock_gettime,
@@ -220,6 +219,15 @@ fn sandbox() -> io::Result<()> {
     };
     rules.insert(libc::SYS_mmap, no_exec()?);
     rules.insert(libc::SYS_mprotect, no_exec()?);
+    // Only FIONBIO (std's set_nonblocking on an accepted connection): no
+    // tap, KVM or terminal request, whatever descriptor the thread finds.
+    let fionbio =
+        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::FIONBIO)
+            .map_err(io::Error::other)?;
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![SeccompRule::new(vec![fionbio]).map_err(io::Error::other)?],
+    );
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
@@ -442,5 +450,36 @@ mod tests {
         assert_eq!(outcome.0.err(), Some(std::io::ErrorKind::PermissionDenied));
         assert_eq!(outcome.1.err(), Some(std::io::ErrorKind::PermissionDenied));
         assert!(outcome.2, "an executable mapping was allowed");
+    }
+
+    #[test]
+    fn the_sandbox_allows_only_fionbio_among_ioctls() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let outcome = std::thread::spawn(move || {
+            super::sandbox().unwrap();
+            let nonblocking = listener.set_nonblocking(true).map_err(|e| e.kind());
+            let ioctl = |request: libc::c_ulong| {
+                let mut bytes = [0u8; 64];
+                // SAFETY: the buffer is larger than any of these requests'
+                // argument; the filter answers before the kernel looks.
+                let rc = unsafe {
+                    libc::ioctl(
+                        std::os::fd::AsRawFd::as_raw_fd(&listener),
+                        request,
+                        bytes.as_mut_ptr(),
+                    )
+                };
+                (rc == -1).then(std::io::Error::last_os_error)
+            };
+            let tap = ioctl(libc::TUNSETIFF);
+            let kvm = ioctl(0xae01); // KVM_CREATE_VM
+            (nonblocking, tap, kvm)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(outcome.0, Ok(()));
+        for refused in [outcome.1, outcome.2] {
+            assert_eq!(refused.and_then(|e| e.raw_os_error()), Some(libc::EPERM));
+        }
     }
 }
