@@ -281,3 +281,72 @@ fn block_hypercalls_check_the_handle_and_range() {
     }
     std::fs::remove_file(disk).unwrap();
 }
+
+/// A tap interface for one test, removed when dropped.
+struct Tap(String);
+
+impl Tap {
+    fn create(name: &str) -> Tap {
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+        };
+        let _ = Command::new("ip")
+            .args(["link", "del", name])
+            .output()
+            .unwrap();
+        ip(&["tuntap", "add", name, "mode", "tap"]);
+        ip(&["link", "set", name, "up"]);
+        Tap(name.to_string())
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+#[test]
+fn a_frame_the_tap_refuses_is_eunspec_and_the_guest_goes_on() {
+    if !kvm_available()
+        || !lamina_test_support::root_or_skip("a tap-backed hvt guest", "creating a tap")
+    {
+        return;
+    }
+    let tap = Tap::create(&format!("lmhvt{}", std::process::id() % 100_000));
+    // HcNetWrite at DATA+16: {handle 1, data DATA+0x200, len}; the halt
+    // status is the `ret` it got (at DATA+40).
+    let send = |len: u64| {
+        let mut data = halt_struct(0, &[]);
+        for word in [1, DATA + 0x200, len, 0] {
+            data.extend_from_slice(&word.to_le_bytes());
+        }
+        data.resize(0x200, 0);
+        // An Ethernet frame: broadcast, from a local MAC, EtherType 0x88b5.
+        data.extend_from_slice(&[0xff; 6]);
+        data.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
+        data.resize(0x200 + 60, 0x42);
+        // mov eax, [DATA+40]; mov [DATA+8], eax: halt status = ret.
+        let copy = [
+            vec![0x8b, 0x04, 0x25],
+            (DATA as u32 + 40).to_le_bytes().to_vec(),
+            vec![0x89, 0x04, 0x25],
+            (DATA as u32 + 8).to_le_bytes().to_vec(),
+        ]
+        .concat();
+        let code = [hypercall(0x506, DATA as u32 + 16), copy, halt()].concat();
+        ElfWriter::new(TEXT)
+            .load(TEXT, PF_R | PF_X, &code, 0x1000)
+            .load(DATA, PF_R | PF_W, &data, 0x1000)
+            .abi_note(AbiTarget::Hvt)
+            .manifest_note(&[("service", DeviceType::NetBasic)])
+            .lamina_note(features::ANY_CPL)
+    };
+    let option = format!("--net:service={}", tap.0);
+    let out = run("net-ok", &send(60), &[&option]);
+    assert_eq!(out.status.code(), Some(0), "ret OK: {}", stderr(&out));
+    // Shorter than an Ethernet header: the kernel's tap refuses it (EINVAL).
+    let out = run("net-short", &send(4), &[&option]);
+    assert_eq!(out.status.code(), Some(3), "ret EUNSPEC: {}", stderr(&out));
+}
