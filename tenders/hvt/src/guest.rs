@@ -204,11 +204,12 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         if stats {
             eprintln!(
-                "lamina-hvt: network ring: {} frames sent, {} reads, I/O thread slept {} times, {} frames from the host dropped (malformed or bad checksum)",
+                "lamina-hvt: network ring: {} frames sent, {} reads, I/O thread slept {} times, {} frames from the host dropped (malformed or bad checksum), {} writes refused by the host",
                 shared.writes.load(Ordering::Relaxed),
                 shared.reads.load(Ordering::Relaxed),
                 shared.sleeps.load(Ordering::Relaxed),
-                shared.dropped.load(Ordering::Relaxed)
+                shared.dropped.load(Ordering::Relaxed),
+                shared.refused.load(Ordering::Relaxed)
             );
         }
     }

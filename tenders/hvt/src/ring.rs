@@ -49,6 +49,9 @@ pub struct Shared {
     pub sleeps: AtomicU64,
     /// Frames from the host dropped by the tender's offload links.
     pub dropped: AtomicU64,
+    /// Frames from the guest the host refused (counted for the guest in
+    /// the ring's `write_errors`).
+    pub refused: AtomicU64,
 }
 
 /// A ring offered to the guest: its kick eventfd is registered with KVM.
@@ -286,7 +289,7 @@ impl Server<'_> {
                     // NET_WRITE hypercall's; told to the guest through
                     // write_errors, as the ring has no answer per write.
                     if net.send(frame).is_err() {
-                        ix.write_errors.fetch_add(1, Ordering::Release);
+                        self.refused(ix);
                     }
                     self.shared.writes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -337,12 +340,18 @@ impl Server<'_> {
         let mut dropped = 0;
         for net in self.nets {
             if net.flush().is_err() {
-                ix.write_errors.fetch_add(1, Ordering::Release);
+                self.refused(ix);
             }
             dropped += net.dropped();
         }
         self.shared.dropped.store(dropped, Ordering::Relaxed);
         Ok(true)
+    }
+
+    /// Counts a write the host refused, for the guest and the statistics.
+    fn refused(&self, ix: &Indices<'_>) {
+        ix.write_errors.fetch_add(1, Ordering::Release);
+        self.shared.refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The device an entry names.
@@ -453,6 +462,7 @@ mod tests {
             submit(&server, write_entry(&view, &frame));
             assert_eq!(errors(), 2, "{offload}");
             assert_eq!(shared.writes.load(Ordering::Relaxed), 3);
+            assert_eq!(shared.refused.load(Ordering::Relaxed), 2);
         }
     }
 

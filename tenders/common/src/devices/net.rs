@@ -177,13 +177,6 @@ impl NetDevice {
         })
     }
 
-    /// Whether the tender adapts offloads for this device: a second
-    /// descriptor ([`NetDevice::try_clone_fd`]) then needs an
-    /// [`OffloadLink`] of its own.
-    pub fn offload_in_tender(&self) -> bool {
-        self.link.is_some()
-    }
-
     /// Receives one frame into the guest's `buf`: `None` when none is
     /// waiting. A frame longer than `buf` is dropped, and an error
     /// ([`frame_too_large`]).
