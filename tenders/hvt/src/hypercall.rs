@@ -320,27 +320,27 @@ mod tests {
 
     #[test]
     fn a_frame_larger_than_the_guest_buffer_is_eunspec() {
-        let (net, host) = fixtures::net(1, true);
-        let devices = Devices {
-            manifest: Vec::new(),
-            blocks: Vec::new(),
-            nets: vec![net],
-        };
-        let mut hypercalls = Hypercalls::new(devices).unwrap();
-        let mem = GuestMemory::anywhere(1 << 20).unwrap();
-        let again = Solo5Result::Again as i32;
-        assert_eq!(net_read(&mut hypercalls, &mem, 1514).0, again);
-        fixtures::host_sends(&host, &fixtures::frame(100, 3), true);
-        let small = fixtures::frame(40, 4);
-        fixtures::host_sends(&host, &small, true);
-        assert_eq!(
-            net_read(&mut hypercalls, &mem, 50).0,
-            Solo5Result::Eunspec as i32
-        );
-        // The next frame, which fits, comes whole.
-        assert_eq!(net_read(&mut hypercalls, &mem, 50), (0, 40));
-        assert_eq!(mem.bytes(BUF, 40).unwrap().to_vec(), small);
-        assert_eq!(net_read(&mut hypercalls, &mem, 50).0, again);
+        for offload in [false, true] {
+            let (net, host) = fixtures::net(1, offload);
+            let devices = Devices {
+                manifest: Vec::new(),
+                blocks: Vec::new(),
+                nets: vec![net],
+            };
+            let mut hypercalls = Hypercalls::new(devices).unwrap();
+            let mem = GuestMemory::anywhere(1 << 20).unwrap();
+            let again = Solo5Result::Again as i32;
+            assert_eq!(net_read(&mut hypercalls, &mem, 1514).0, again);
+            fixtures::host_sends(&host, &fixtures::frame(100, 3), offload);
+            let small = fixtures::frame(40, 4);
+            fixtures::host_sends(&host, &small, offload);
+            let eunspec = Solo5Result::Eunspec as i32;
+            assert_eq!(net_read(&mut hypercalls, &mem, 50).0, eunspec, "{offload}");
+            // The next frame, which fits, comes whole.
+            assert_eq!(net_read(&mut hypercalls, &mem, 50), (0, 40));
+            assert_eq!(mem.bytes(BUF, 40).unwrap().to_vec(), small);
+            assert_eq!(net_read(&mut hypercalls, &mem, 50).0, again);
+        }
     }
 
     #[test]

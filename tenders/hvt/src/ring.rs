@@ -468,30 +468,33 @@ mod tests {
 
     #[test]
     fn a_frame_larger_than_the_guest_buffer_is_eunspec() {
-        let (net, host) = fixtures::net(1, true);
-        let mem = GuestMemory::anywhere(2 << 20).unwrap();
-        let view = mem.shared_view();
-        let shared = Shared::default();
-        let nets = [net];
-        let server = Server {
-            view: &view,
-            gpa: RING,
-            nets: &nets,
-            epoll: -1,
-            kick: -1,
-            shared: &shared,
-        };
-        submit(&server, read_entry(1514));
-        assert_eq!(last_commit(&server).ret, Solo5Result::Again as i32);
-        fixtures::host_sends(&host, &fixtures::frame(100, 3), true);
-        let small = fixtures::frame(40, 4);
-        fixtures::host_sends(&host, &small, true);
-        submit(&server, read_entry(50));
-        assert_eq!(last_commit(&server).ret, Solo5Result::Eunspec as i32);
-        submit(&server, read_entry(50));
-        let commit = last_commit(&server);
-        assert_eq!((commit.ret, commit.len), (Solo5Result::Ok as i32, 40));
-        assert_eq!(view.bytes(BUF, 40).unwrap().to_vec(), small);
+        for offload in [false, true] {
+            let (net, host) = fixtures::net(1, offload);
+            let mem = GuestMemory::anywhere(2 << 20).unwrap();
+            let view = mem.shared_view();
+            let shared = Shared::default();
+            let nets = [net];
+            let server = Server {
+                view: &view,
+                gpa: RING,
+                nets: &nets,
+                epoll: -1,
+                kick: -1,
+                shared: &shared,
+            };
+            submit(&server, read_entry(1514));
+            assert_eq!(last_commit(&server).ret, Solo5Result::Again as i32);
+            fixtures::host_sends(&host, &fixtures::frame(100, 3), offload);
+            let small = fixtures::frame(40, 4);
+            fixtures::host_sends(&host, &small, offload);
+            submit(&server, read_entry(50));
+            let eunspec = Solo5Result::Eunspec as i32;
+            assert_eq!(last_commit(&server).ret, eunspec, "{offload}");
+            submit(&server, read_entry(50));
+            let commit = last_commit(&server);
+            assert_eq!((commit.ret, commit.len), (Solo5Result::Ok as i32, 40));
+            assert_eq!(view.bytes(BUF, 40).unwrap().to_vec(), small);
+        }
     }
 
     #[test]

@@ -106,8 +106,9 @@ fn vcpu_rules(
         allow(libc::SYS_pwrite64, fd_is(block.fd())?);
     }
     for net in &devices.nets {
-        // NET_READ / NET_WRITE on that tap only.
+        // NET_READ / NET_WRITE on that tap only (recv: a user-mode link).
         allow(libc::SYS_read, fd_is(net.fd())?);
+        allow(libc::SYS_recvfrom, fd_is(net.fd())?);
         allow(libc::SYS_write, fd_is(net.fd())?);
     }
     // The process ends here, with the guest's status.
@@ -127,6 +128,7 @@ fn ring_rules(
     let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
     for &tap in taps {
         allow(libc::SYS_read, fd_is(tap)?);
+        allow(libc::SYS_recvfrom, fd_is(tap)?);
         allow(libc::SYS_write, fd_is(tap)?);
     }
     allow(libc::SYS_read, fd_is(kick)?);

@@ -34,6 +34,11 @@ pub struct NetDevice {
     /// [`net_features`](lamina_abi::mft::net_features) turned on.
     pub features: u16,
     tap: File,
+    /// Whether `tap` is a socket (user-mode networking): read with
+    /// `recv`, which tells a frame larger than the buffer from one that
+    /// fits (a tap cuts it silently, but the tender reads taps through
+    /// the offload link, whose buffer takes any frame).
+    socket: bool,
     /// The tender's own offload adaptation ([`NetOffload::InTender`]), and
     /// the buffer a frame is copied into out of guest memory for it.
     link: Option<Mutex<(OffloadLink, Vec<u8>)>>,
@@ -131,19 +136,25 @@ impl NetDevice {
         mtu: u16,
         offload_in_tender: bool,
     ) -> Self {
+        let link = offload_in_tender.then(|| {
+            Mutex::new((
+                OffloadLink::new(fd.as_raw_fd()),
+                Vec::with_capacity(OffloadLink::MAX_FRAME),
+            ))
+        });
+        let tap = File::from(fd);
+        let socket = tap
+            .metadata()
+            .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()));
         NetDevice {
             name: name.to_string(),
             handle,
             mac,
             mtu,
             features: 0,
-            link: offload_in_tender.then(|| {
-                Mutex::new((
-                    OffloadLink::new(fd.as_raw_fd()),
-                    Vec::with_capacity(OffloadLink::MAX_FRAME),
-                ))
-            }),
-            tap: File::from(fd),
+            link,
+            tap,
+            socket,
         }
     }
 
@@ -192,8 +203,14 @@ impl NetDevice {
                 None => Ok(None),
             };
         }
-        match buf.read_from_fd(self.fd()) {
+        let received = if self.socket {
+            buf.recv_datagram(self.fd())
+        } else {
+            buf.read_from_fd(self.fd())
+        };
+        match received {
             Ok(0) => Ok(None),
+            Ok(n) if n > buf.len() => Err(frame_too_large()),
             Ok(n) => Ok(Some(n)),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),

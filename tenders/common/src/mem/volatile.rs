@@ -200,6 +200,18 @@ impl<'a> GuestBytesMut<'a> {
         Ok(n as usize)
     }
 
+    /// One `recv(2)` from socket `fd` into the range, with `MSG_TRUNC`: the
+    /// length of the datagram, which may be more than the range took.
+    pub fn recv_datagram(&self, fd: RawFd) -> io::Result<usize> {
+        // SAFETY: the kernel writes at most `len` bytes at `ptr`, which are
+        // writable; MSG_TRUNC changes only the length it reports.
+        let n = unsafe { libc::recv(fd, self.0.ptr.cast(), self.0.len, libc::MSG_TRUNC) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
     /// Fills the whole range from `file` at `offset` (`pread(2)`); a file
     /// that ends first is an [`io::ErrorKind::UnexpectedEof`] error.
     pub fn read_exact_at(&self, file: &File, offset: u64) -> io::Result<()> {
