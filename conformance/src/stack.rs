@@ -94,6 +94,10 @@ pub async fn run<S: Stack>(stack: &S, runtime: &Handle, peer: SocketAddr) -> Rep
         t.accept_from_peer()
     );
     check!(
+        "tcp: dropping a listener stops listening",
+        t.dropped_listener_refuses()
+    );
+    check!(
         "udp: bind on port 0 picks a port that local_addr reports",
         t.udp_port_zero()
     );
@@ -387,6 +391,24 @@ impl<S: Stack> Tester<'_, S> {
                 )
             },
         )
+    }
+
+    async fn dropped_listener_refuses(&self) -> Outcome {
+        let listener = self
+            .stack
+            .tcp_listen(any(0))
+            .await
+            .map_err(failed("listen"))?;
+        let port = listener.local_addr().port();
+        drop(listener);
+        let mut control = self.command(&format!("connect {port}")).await?;
+        let answer = read_to_end(&mut control, 64).await?;
+        ensure(answer == b"err connection refused\n", || {
+            format!(
+                "the peer's connect to the dropped listener: {:?}",
+                String::from_utf8_lossy(&answer)
+            )
+        })
     }
 
     async fn udp_port_zero(&self) -> Outcome {

@@ -55,10 +55,13 @@ pub trait Netif {
     /// Largest IP packet (Ethernet payload) the link carries, usually 1500.
     fn mtu(&self) -> usize;
     /// Waits for the next frame and copies it into `buf`, returning its
-    /// length. A frame longer than `buf` is dropped and reported as
-    /// [`NetError::TooLarge`].
+    /// length. `buf` may be of any size: a frame longer than it is dropped
+    /// and reported as [`NetError::TooLarge`] (a buffer of MTU + 14 bytes,
+    /// or [`Offloads::MAX_LARGE_FRAME`] with `large_receive`, takes every
+    /// frame).
     async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError>;
-    /// Returns the next frame if one is waiting, without yielding.
+    /// Returns the next frame if one is waiting, without yielding; `buf` as
+    /// for [`Netif::receive`].
     fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError>;
     /// Sends one frame without waiting. Like Ethernet, the link may drop a
     /// frame it has no room for (the host's queue is full): that is not an
