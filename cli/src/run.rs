@@ -518,34 +518,39 @@ pub fn run(
         );
     }
     let code = match (status.code(), status.signal()) {
+        (Some(code), _) if target == Target::Virtio => qemu_exit_status(code, ended.stopped_by),
         (Some(code), _) => code,
         (None, Some(signal)) => {
+            // Not a status QEMU chose, so not the guest's either: a death
+            // by signal N is 128 + N on every target.
             eprintln!("lamina: {} was killed by signal {signal}", project.name);
             128 + signal
         }
         (None, None) => 1,
     };
-    let code = if target == Target::Virtio {
-        match (lamina_abi::debug_exit::guest_status(code), ended.stopped_by) {
-            (Some(status), _) => status,
-            // QEMU ends with 0 on SIGTERM, SIGINT and SIGHUP: stopped, as
-            // the other targets are, by that signal.
-            (None, Some(signal)) if code == 0 => 128 + signal,
-            (None, _) => {
-                eprintln!(
-                    "lamina: QEMU exited with {code} without the guest's status (QEMU failed, or was stopped)"
-                );
-                if code == 0 {
-                    1
-                } else {
-                    code
-                }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `lamina run`'s status for QEMU's exit `code` (QEMU exited, not killed):
+/// the guest's status if it wrote one to the debug-exit port, else 128 + N
+/// if QEMU stopped on signal N that lamina forwarded, else QEMU's failure.
+fn qemu_exit_status(code: i32, stopped_by: Option<i32>) -> i32 {
+    match (lamina_abi::debug_exit::guest_status(code), stopped_by) {
+        (Some(status), _) => status,
+        // QEMU ends with 0 on SIGTERM, SIGINT and SIGHUP: stopped, as
+        // the other targets are, by that signal.
+        (None, Some(signal)) if code == 0 => 128 + signal,
+        (None, _) => {
+            eprintln!(
+                "lamina: QEMU exited with {code} without the guest's status (QEMU failed, or was stopped)"
+            );
+            if code == 0 {
+                1
+            } else {
+                code
             }
         }
-    } else {
-        code
-    };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    }
 }
 
 #[cfg(test)]

@@ -260,31 +260,59 @@ fn tender_script(dir: &Path, script: &str) -> std::path::PathBuf {
 /// A "tender" that ignores every signal lamina forwards and leaves a
 /// process of its own behind: it is killed, with what it started, once
 /// the grace period (here 1 s) is over.
+/// The same holds for a QEMU (`LAMINA_QEMU`) that ignores them: its
+/// death by SIGKILL is 137, not read as a guest's debug-exit status.
 #[test]
 fn an_application_that_ignores_sigterm_is_killed_after_the_grace_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let stubborn = tender_script(
-        dir.path(),
-        "trap '' TERM INT HUP\nsleep 1000 &\necho 'stubborn (1/1000)'\n\
-         while :; do sleep 1; done\n",
-    );
-    let grace = Duration::from_secs(1);
-    let mut run = run_hello(
-        "spt",
-        &["--stop-timeout", "1"],
-        &[("LAMINA_SPT", &stubborn)],
-    );
-    let left_behind = children(run.application);
-    assert!(!left_behind.is_empty(), "the stubborn tender started sleep");
-    let (status, took) = run.signal_and_wait("TERM", grace + Duration::from_secs(5));
-    eprintln!("stubborn: SIGTERM to lamina: {status} after {took:?}");
-    assert!(took >= grace, "killed after {took:?}, before the grace");
-    assert!(took < grace + Duration::from_secs(2), "took {took:?}");
-    assert_eq!(status.code(), Some(128 + 9), "killed: {status}");
-    run.assert_nothing_left("the stubborn tender");
-    for pid in left_behind {
-        assert!(!running(pid), "what it started ({pid}) still runs");
+    for (target, variable) in [("spt", "LAMINA_SPT"), ("virtio", "LAMINA_QEMU")] {
+        let dir = tempfile::tempdir().unwrap();
+        let stubborn = tender_script(
+            dir.path(),
+            "trap '' TERM INT HUP\nsleep 1000 &\necho 'stubborn (1/1000)'\n\
+             while :; do sleep 1; done\n",
+        );
+        let grace = Duration::from_secs(1);
+        let mut run = run_hello(target, &["--stop-timeout", "1"], &[(variable, &stubborn)]);
+        let left_behind = children(run.application);
+        assert!(
+            !left_behind.is_empty(),
+            "the stubborn {target} started sleep"
+        );
+        let (status, took) = run.signal_and_wait("TERM", grace + Duration::from_secs(5));
+        eprintln!("stubborn {target}: SIGTERM to lamina: {status} after {took:?}");
+        assert!(
+            took >= grace,
+            "{target}: killed after {took:?}, before the grace"
+        );
+        assert!(
+            took < grace + Duration::from_secs(2),
+            "{target}: took {took:?}"
+        );
+        assert_eq!(status.code(), Some(128 + 9), "{target}: killed: {status}");
+        run.assert_nothing_left(&format!("the stubborn {target}"));
+        for pid in left_behind {
+            assert!(
+                !running(pid),
+                "{target}: what it started ({pid}) still runs"
+            );
+        }
     }
+}
+
+/// A QEMU that dies by the signal lamina forwards (rather than exiting 0
+/// as QEMU does) makes lamina exit 128 + N too, not a guest status decoded
+/// from 128 + N.
+#[test]
+fn a_qemu_killed_by_the_signal_gives_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    // `exec sleep`: the process lamina signals is the one that dies by it.
+    let mortal = tender_script(dir.path(), "echo 'mortal (1/1000)'\nexec sleep 1000\n");
+    let mut run = run_hello("virtio", &[], &[("LAMINA_QEMU", &mortal)]);
+    let (status, took) = run.signal_and_wait("TERM", GRACE + Duration::from_secs(5));
+    eprintln!("dying QEMU: SIGTERM to lamina: {status} after {took:?}");
+    assert!(took < GRACE, "took {took:?}");
+    assert_eq!(status.code(), Some(128 + 15), "{status}");
+    run.assert_nothing_left("the dying QEMU");
 }
 
 /// A Ctrl-C on a terminal signals its foreground process group, lamina's:
