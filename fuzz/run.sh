@@ -53,9 +53,9 @@ run_one() {
   local done
   done=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   if [ $status -eq 0 ]; then
-    printf '%-12s %12s executions, no crash\n' "$target" "${done:-?}"
+    printf '%-15s %10s executions, no crash\n' "$target" "${done:-?}"
   else
-    printf '%-12s %12s executions, FAILED (status %d): see fuzz/%s\n' \
+    printf '%-15s %10s executions, FAILED (status %d): see fuzz/%s\n' \
       "$target" "${done:-?}" "$status" "$log"
     grep -m5 -E 'panicked|ERROR: |Test unit written' "$log" | sed 's/^/    /'
   fi
