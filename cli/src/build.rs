@@ -28,7 +28,6 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
             cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
         }
         Target::Spt | Target::Hvt | Target::Virtio => {
-            let devices = guest::manifest_devices(project, target)?;
             let mut args = vec![
                 "--target".to_owned(),
                 guest::GUEST_TRIPLE.to_owned(),
@@ -38,10 +37,7 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
                     .to_string(),
             ];
             args.extend(guest::profile_args(release));
-            let env = [
-                ("RUSTFLAGS", guest::rustflags(target, release)),
-                ("LAMINA_DEVICES", devices),
-            ];
+            let env = [("RUSTFLAGS", guest::rustflags(target, release))];
             cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?
         }
     };

@@ -1,49 +1,18 @@
 //! Building unikernel images (spt, hvt, virtio): the same cargo build as unix, with
-//! the guest's flags, its own target directory and the device manifest.
+//! the guest's flags and its own target directory. (The device manifest is
+//! built by the application itself, from its `lamina::devices!`.)
 //!
 //! Guests are `#![no_std]` binaries for the host triple, linked statically
 //! at a fixed address with Lamina's linker script. Passing `--target`
 //! explicitly makes the guest flags (RUSTFLAGS) apply to the guest only, not
 //! to build scripts and proc-macros, which stay ordinary host programs.
 
-use crate::project::{lamina_root, DeviceKind, Project};
-use crate::{CliError, Target};
+use crate::project::{lamina_root, Project};
+use crate::Target;
 use std::path::PathBuf;
 
 /// The host triple guests are built for.
 pub const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
-
-/// The `LAMINA_DEVICES` list for the image's manifest: `net:NAME` for each
-/// network device (a stack sits on one), `block:NAME` for each block device.
-pub fn manifest_devices(project: &Project, target: Target) -> Result<String, CliError> {
-    let mut devices: Vec<String> = Vec::new();
-    for device in &project.devices {
-        let entry = match device.kind {
-            DeviceKind::Console | DeviceKind::Clock | DeviceKind::Random => continue,
-            DeviceKind::Stack | DeviceKind::Netif => format!("net:{}", device.name),
-            DeviceKind::Block => format!("block:{}", device.name),
-            DeviceKind::Kv => {
-                return Err(CliError::TargetUnavailable {
-                    target: target.name(),
-                    why: format!(
-                        "read-write key-value stores (kv:{}) exist only on unix so far",
-                        device.name
-                    ),
-                })
-            }
-        };
-        if device.name.bytes().any(|b| !b.is_ascii_alphanumeric()) {
-            return Err(CliError::Project(format!(
-                "device name '{}' cannot go in a Solo5 manifest: use letters and digits only",
-                device.name
-            )));
-        }
-        if !devices.contains(&entry) {
-            devices.push(entry);
-        }
-    }
-    Ok(devices.join(","))
-}
 
 /// The flags that make a guest image out of a `no_std` binary.
 pub fn rustflags(target: Target, release: bool) -> String {

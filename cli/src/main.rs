@@ -1,11 +1,13 @@
 //! `lamina`: create, build, run and describe Lamina applications.
 //!
-//! The tool is the "configure" step of MirageOS: it reads the devices an
-//! application declares in its `Cargo.toml` (`[package.metadata.lamina]`),
-//! picks the implementations of the chosen target and drives cargo.
+//! The tool is the "configure" step of MirageOS: it picks the
+//! implementations of the chosen target and drives cargo. The devices an
+//! application uses are declared once, in its source (`lamina::devices!`),
+//! which builds them into the program; the tool reads them back from there.
 #![deny(unsafe_code)]
 
 mod build;
+mod declared;
 mod describe;
 mod disk;
 mod guest;
@@ -230,9 +232,12 @@ fn main() -> ExitCode {
             boot_args,
         } => project::Project::find(&app).and_then(|project| {
             let target = Target::resolve(target);
-            let boot_args = run::with_port_forwards(&project, target, &ports, boot_args)?;
             let grace = std::time::Duration::from_secs_f64(stop_timeout);
-            run::run(&project, target, machine, release, mem, grace, &boot_args)
+            let guest = run::GuestArgs {
+                ports,
+                boot: boot_args,
+            };
+            run::run(&project, target, machine, release, mem, grace, guest)
         }),
         Command::Net { action } => match action {
             NetAction::Up {
@@ -243,10 +248,9 @@ fn main() -> ExitCode {
             NetAction::Down { tap, netns } => net::down(&tap, netns.as_deref()),
         }
         .map(|()| ExitCode::SUCCESS),
-        Command::Describe { target, dot, app } => project::Project::find(&app).map(|project| {
-            print!("{}", describe::describe(&project, target, dot));
-            ExitCode::SUCCESS
-        }),
+        Command::Describe { target, dot, app } => project::Project::find(&app)
+            .and_then(|project| describe_app(&project, target, dot))
+            .map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -255,6 +259,20 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_status())
         }
     }
+}
+
+/// `lamina describe`: builds the application as a process (its
+/// declaration is the same on every target) to read the devices it
+/// declares, and draws them with the libraries between.
+fn describe_app(project: &project::Project, target: Target, dot: bool) -> Result<(), CliError> {
+    let built = build::build(project, Target::Unix, false)?;
+    let graph = describe::Graph {
+        app: project.name.clone(),
+        devices: declared::read(&built.artifact)?,
+        libraries: describe::libraries(&project.dir)?,
+    };
+    print!("{}", describe::describe(&graph, target, dot));
+    Ok(())
 }
 
 /// `lamina build --disk`: the virtio kernel, then its disk image.

@@ -13,6 +13,16 @@ const MAIN_RS: &str = r#"//! {{name}}: a Lamina application.
 
 use lamina::prelude::*;
 
+lamina::devices! {
+    /// The devices {{name}} uses, declared once: `main` receives them typed,
+    /// unikernel images list them in their manifest and `lamina describe`
+    /// draws them. Add `service: Stack` for networking, `storage: Block`
+    /// for a disk.
+    pub struct Devices {
+        console: Console,
+    }
+}
+
 lamina::boot_args! {
     /// {{name}}
     pub struct Args {
@@ -23,8 +33,8 @@ lamina::boot_args! {
     }
 }
 
-async fn main<P: Platform>(env: Env<P>, args: Args) {
-    let console = env.console();
+async fn main<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) {
+    let console = devices.console;
     for i in 1..=args.times {
         console.write_line(&format!("Hello, {}! ({i}/{})", args.who, args.times));
         if i < args.times {
@@ -51,12 +61,6 @@ test = false
 
 [dependencies]
 lamina = { path = "{{lamina}}" }
-
-# Devices the application uses: `lamina describe` draws them and unikernel
-# images declare them in their manifest. Add "stack:service" for networking,
-# "block:storage" for a disk.
-[package.metadata.lamina]
-devices = ["console", "clock"]
 
 # A project of its own, even when created inside another workspace.
 [workspace]

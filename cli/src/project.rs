@@ -1,4 +1,6 @@
-//! An application on disk: its directory, name and declared devices.
+//! An application on disk: its directory and name. (Its devices are
+//! declared in its source, `lamina::devices!`, and read from what it builds
+//! into: see [`crate::declared`].)
 
 use crate::CliError;
 use std::path::{Path, PathBuf};
@@ -14,86 +16,6 @@ pub fn lamina_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-/// A device the application declares: `console`, `clock`, `random`,
-/// `stack:NAME`, `netif:NAME`, `block:NAME` or `kv:NAME`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Device {
-    /// Device family.
-    pub kind: DeviceKind,
-    /// Its name in the manifest; empty for the unique devices.
-    pub name: String,
-}
-
-/// Device families, as in the traits of `lamina-core`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceKind {
-    Console,
-    Clock,
-    Random,
-    Stack,
-    Netif,
-    Block,
-    Kv,
-}
-
-impl DeviceKind {
-    /// The trait that the application is generic over.
-    pub fn trait_name(self) -> &'static str {
-        match self {
-            DeviceKind::Console => "Console",
-            DeviceKind::Clock => "Clock",
-            DeviceKind::Random => "Random",
-            DeviceKind::Stack => "Stack",
-            DeviceKind::Netif => "Netif",
-            DeviceKind::Block => "Block",
-            DeviceKind::Kv => "KvWrite",
-        }
-    }
-}
-
-impl Device {
-    /// Parses a declaration from `[package.metadata.lamina] devices`.
-    pub fn parse(spec: &str) -> Result<Device, String> {
-        let (kind, name) = match spec.split_once(':') {
-            Some((k, n)) => (k, n),
-            None => (spec, ""),
-        };
-        let kind = match kind {
-            "console" => DeviceKind::Console,
-            "clock" => DeviceKind::Clock,
-            "random" => DeviceKind::Random,
-            "stack" => DeviceKind::Stack,
-            "netif" | "net" => DeviceKind::Netif,
-            "block" => DeviceKind::Block,
-            "kv" => DeviceKind::Kv,
-            _ => {
-                return Err(format!(
-                    "unknown device '{spec}': expected console, clock, random, stack:NAME, netif:NAME, block:NAME or kv:NAME"
-                ))
-            }
-        };
-        let named = matches!(
-            kind,
-            DeviceKind::Stack | DeviceKind::Netif | DeviceKind::Block | DeviceKind::Kv
-        );
-        let valid_name = !name.is_empty()
-            && name.len() <= 67
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if named && !valid_name {
-            return Err(format!("device '{spec}' needs a name of 1-67 letters, digits, '-' or '_' (like stack:service)"));
-        }
-        if !named && !name.is_empty() {
-            return Err(format!("device '{spec}' takes no name"));
-        }
-        Ok(Device {
-            kind,
-            name: name.to_owned(),
-        })
-    }
-}
-
 /// An application found on disk.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -101,8 +23,6 @@ pub struct Project {
     pub name: String,
     /// Directory holding its Cargo.toml.
     pub dir: PathBuf,
-    /// Devices it declares, in order.
-    pub devices: Vec<Device>,
 }
 
 impl Project {
@@ -149,32 +69,22 @@ impl Project {
             .and_then(|n| n.as_str())
             .ok_or_else(|| CliError::Project(format!("{} has no package name", path.display())))?
             .to_owned();
-        let declared = package
+        // The list that used to be here is now the `devices!` macro in
+        // the source: say so rather than silently ignore it.
+        let legacy = package
             .get("metadata")
             .and_then(|m| m.get("lamina"))
             .and_then(|l| l.get("devices"));
-        let devices = match declared {
-            None => Vec::new(),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|item| {
-                    item.as_str()
-                        .ok_or_else(|| "device declarations are strings".to_owned())
-                        .and_then(Device::parse)
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| CliError::Project(format!("{}: [package.metadata.lamina] devices: {e}", path.display())))?,
-            Some(_) => {
-                return Err(CliError::Project(format!(
-                    "{}: [package.metadata.lamina] devices must be a list like [\"console\", \"stack:service\"]",
-                    path.display()
-                )))
-            }
-        };
+        if legacy.is_some() {
+            return Err(CliError::Project(format!(
+                "{}: [package.metadata.lamina] devices is no longer read: declare the devices once in the source, \
+                 e.g. lamina::devices! {{ pub struct Devices {{ console: Console, service: Stack }} }}, and remove the list",
+                path.display()
+            )));
+        }
         Ok(Project {
             name,
             dir: dir.to_path_buf(),
-            devices,
         })
     }
 }
@@ -189,24 +99,4 @@ fn example_names() -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_declarations() {
-        assert_eq!(
-            Device::parse("stack:service").unwrap(),
-            Device {
-                kind: DeviceKind::Stack,
-                name: "service".into()
-            }
-        );
-        assert_eq!(Device::parse("clock").unwrap().kind, DeviceKind::Clock);
-        for bad in ["stack", "block:", "clock:x", "disk:a", "kv:a/b", ""] {
-            assert!(Device::parse(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! `lamina run`: build, start, report the start-up time, pass the exit status on.
 
 use crate::build::{build, build_tender};
+use crate::declared::Device;
 use crate::project::Project;
 use crate::{CliError, Target};
 use std::io::{Read, Write};
@@ -89,6 +90,7 @@ fn is_tender_arg(arg: &str) -> bool {
 /// on the host already, so only identical ports make sense there.
 pub fn with_port_forwards(
     project: &Project,
+    declared: &[Device],
     target: Target,
     ports: &[String],
     mut boot_args: Vec<String>,
@@ -115,18 +117,12 @@ pub fn with_port_forwards(
     if target == Target::Unix {
         return Ok(boot_args);
     }
-    let device = project
-        .devices
+    let device = declared
         .iter()
-        .find(|d| {
-            matches!(
-                d.kind,
-                crate::project::DeviceKind::Stack | crate::project::DeviceKind::Netif
-            )
-        })
+        .find(|d| d.kind.manifest_kind() == Some("net"))
         .ok_or_else(|| {
             CliError::Project(format!(
-                "--port: {} declares no network device (stack:NAME)",
+                "--port: {} declares no network device (like service: Stack in lamina::devices!)",
                 project.name
             ))
         })?;
@@ -342,11 +338,13 @@ fn virtio_devices(machine: Machine, args: &[&String]) -> Result<VirtioDevices, C
     Ok(devices)
 }
 
-/// Refuses device arguments for devices `app` does not declare (`declared`
-/// is its `LAMINA_DEVICES` list, `net:NAME,block:NAME,...`) and taps that
-/// do not exist or are down, before QEMU starts.
-fn check_virtio_devices(app: &str, declared: &str, args: &[String]) -> Result<(), CliError> {
-    let declared: Vec<&str> = declared.split(',').filter(|d| !d.is_empty()).collect();
+/// Refuses device arguments for devices `app` does not declare and taps
+/// that do not exist or are down, before QEMU starts.
+fn check_virtio_devices(app: &str, declared: &[Device], args: &[String]) -> Result<(), CliError> {
+    let declared: Vec<String> = declared
+        .iter()
+        .filter_map(|d| Some(format!("{}:{}", d.kind.manifest_kind()?, d.name)))
+        .collect();
     for arg in args {
         let Some((kind, spec)) = arg
             .strip_prefix("--net:")
@@ -356,7 +354,7 @@ fn check_virtio_devices(app: &str, declared: &str, args: &[String]) -> Result<()
             continue;
         };
         let (name, host) = spec.split_once('=').unwrap_or((spec, ""));
-        if !declared.contains(&format!("{kind}:{name}").as_str()) {
+        if !declared.contains(&format!("{kind}:{name}")) {
             return Err(CliError::Project(format!(
                 "virtio: {arg}: {app} declares no {kind} device '{name}' (it declares: {})",
                 if declared.is_empty() {
@@ -434,9 +432,18 @@ fn kernel_command_line(args: &[String]) -> String {
         .join(" ")
 }
 
-/// Builds and runs `project` on `target` with `boot_args`, returning its
-/// exit status. SIGTERM, SIGINT and SIGHUP are forwarded to it, and it is
-/// killed if it has not stopped `grace` later (see [`crate::supervise`]).
+/// What `lamina run` passes on to the application.
+pub struct GuestArgs {
+    /// User-mode port forwards, `HOST:GUEST` (`--port`).
+    pub ports: Vec<String>,
+    /// Boot arguments, after `--`.
+    pub boot: Vec<String>,
+}
+
+/// Builds and runs `project` on `target` with `guest`'s boot arguments
+/// (and user-mode forwards of its ports), returning its exit status.
+/// SIGTERM, SIGINT and SIGHUP are forwarded to it, and it is killed if it
+/// has not stopped `grace` later (see [`crate::supervise`]).
 pub fn run(
     project: &Project,
     target: Target,
@@ -444,13 +451,16 @@ pub fn run(
     release: bool,
     mem_mib: u64,
     grace: Duration,
-    boot_args: &[String],
+    guest: GuestArgs,
 ) -> Result<ExitCode, CliError> {
     let built = build(project, target, release)?;
+    // What the application declares, as the compiler saw it.
+    let declared = crate::declared::read(&built.artifact)?;
+    let boot_args = with_port_forwards(project, &declared, target, &guest.ports, guest.boot)?;
+    let boot_args = &boot_args[..];
     if target == Target::Virtio {
         // The Solo5 tenders check devices against the image's manifest;
         // QEMU would attach anything (and, as root, create a missing tap).
-        let declared = crate::guest::manifest_devices(project, target)?;
         check_virtio_devices(&project.name, &declared, boot_args)?;
     }
     let mut command = command_for(target, machine, &built.artifact, mem_mib, boot_args)?;

@@ -87,6 +87,54 @@ fn hello_runs_through_lamina_on_spt_and_hvt() {
     }
 }
 
+/// `lamina new`, then the same source on a unikernel target (hvt where
+/// KVM works, else spt): the image's manifest is the declaration, so the
+/// tender insists on the declared disk, and with it the application runs.
+#[test]
+fn a_new_project_runs_as_a_unikernel_with_the_devices_it_declares() {
+    let target = *targets("new project").last().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("fresh");
+    let app = app.to_str().unwrap();
+    assert!(run_lamina(&["new", "fresh", "--path", app])
+        .status
+        .success());
+    let main_rs = dir.path().join("fresh/src/main.rs");
+    let source = std::fs::read_to_string(&main_rs).unwrap();
+    let source = source.replace(
+        "        console: Console,\n",
+        "        console: Console,\n        disk: Block,\n",
+    );
+    std::fs::write(&main_rs, source).unwrap();
+
+    let output = run_lamina(&["run", "-t", target, app, "--", "--times=1"]);
+    assert_eq!(output.status.code(), Some(1), "{target}: {}", text(&output));
+    assert!(
+        text(&output).contains("Device 'disk' of type BLOCK_BASIC declared but not attached"),
+        "{target}: {}",
+        text(&output)
+    );
+
+    let disk = disk(16);
+    let block = format!("--block:disk={}", disk.path().display());
+    let output = run_lamina(&[
+        "run",
+        "-t",
+        target,
+        app,
+        "--",
+        &block,
+        "--who=unikernel",
+        "--times=1",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{target}: {}", text(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Hello, unikernel! (1/1)\n",
+        "{target}"
+    );
+}
+
 #[test]
 fn devices_work_inside_the_unikernel() {
     for target in targets("devices") {

@@ -206,33 +206,198 @@ fn unavailable_targets_and_devices_say_so() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+/// Runs graphviz's `dot` on `graph`; panics if it refuses it. Without
+/// `dot` the check is skipped, and under CI that fails.
+fn check_with_graphviz(graph: &str) {
+    if !tools_or_skip("checking the DOT with Graphviz", &["dot"]) {
+        return;
+    }
+    let mut check = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(graph.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "graphviz rejected the DOT: {}\n{graph}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("<svg"));
+}
+
 #[test]
 fn describe_draws_the_device_graph() {
     let text = run_lamina(&["describe", "echo"]);
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(
+        text,
+        "echo on unix\n└─ Stack \"service\" → host sockets (the kernel's TCP/IP)\n"
+    );
+    let dot = run_lamina(&["describe", "--dot", "-t", "hvt", "examples/echo"]);
+    let dot = String::from_utf8_lossy(&dot.stdout);
+    assert!(dot.starts_with("digraph \"echo on hvt\""), "{dot}");
+    check_with_graphviz(&dot);
+}
+
+/// The website's graph has the HTTP library between the application and
+/// the stack and clock it sits on (read from lamina-http's Cargo metadata),
+/// and the stack over the network interface on a unikernel target.
+#[test]
+fn describe_draws_libraries_between_the_application_and_its_devices() {
+    let text = run_lamina(&["describe", "-t", "spt", "website"]);
+    assert!(text.status.success());
+    let text = String::from_utf8_lossy(&text.stdout);
+    let expected = [
+        "website on spt",
+        "├─ lamina-crunch (gives KvRead)",
+        "└─ lamina-http (over Stack, Clock)",
+        "   ├─ Clock → clock_gettime(2), pinned by seccomp",
+        "   └─ Stack \"service\" → lamina-net (smoltcp): TCP, UDP, IPv4, IPv6, DHCP → Solo5 net \"service\" → tap",
+    ];
+    for (line, want) in text.lines().zip(expected) {
+        assert!(
+            line.starts_with(want),
+            "{line:?} is not {want:?} in\n{text}"
+        );
+    }
+    assert_eq!(text.lines().count(), expected.len(), "{text}");
+
+    let dot = run_lamina(&["describe", "--dot", "-t", "spt", "website"]);
+    let dot = String::from_utf8_lossy(&dot.stdout).into_owned();
+    check_with_graphviz(&dot);
+    // The edges, by label: application → http → stack → lamina-net → Solo5 net.
+    let id = |label: &str| -> String {
+        let line = dot
+            .lines()
+            .find(|l| l.contains(&format!("[label=\"{label}")))
+            .unwrap_or_else(|| panic!("no node {label} in\n{dot}"));
+        line.trim().split(' ').next().unwrap().to_owned()
+    };
+    let edge = |from: &str, to: &str| format!("{} -> {};", id(from), id(to));
+    for (from, to) in [
+        ("website (spt)", "lamina-http"),
+        ("lamina-http", "Stack \\\"service\\\""),
+        ("lamina-http", "Clock"),
+        ("Stack \\\"service\\\"", "lamina-net"),
+        ("lamina-net", "Solo5 net"),
+    ] {
+        assert!(
+            dot.contains(&edge(from, to)),
+            "no edge {from} -> {to} in\n{dot}"
+        );
+    }
+}
+
+/// A new application's devices are declared once, in the source: a
+/// misspelt device kind, a name the manifest cannot hold and a device used
+/// but not declared all fail the build with a message saying which; a
+/// declared device that is not attached stops the start before `main`.
+#[test]
+fn device_mistakes_fail_the_build_and_missing_devices_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("devices");
+    let app = app.to_str().unwrap();
+    assert!(run_lamina(&["new", "devices", "--path", app])
+        .status
+        .success());
+    let main_rs = dir.path().join("devices/src/main.rs");
+    let template = std::fs::read_to_string(&main_rs).unwrap();
     assert!(
-        text.contains("Stack \"service\"") && text.contains("host sockets"),
+        template.contains("        console: Console,\n"),
+        "{template}"
+    );
+    let build_with = |from: &str, to: &str| {
+        std::fs::write(&main_rs, template.replace(from, to)).unwrap();
+        let output = run_lamina(&["build", "-t", "unix", app]);
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    let (status, stderr) = build_with("console: Console,", "console: Consol,");
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot find type `Consol`"), "{stderr}");
+    assert!(stderr.contains("similar name"), "{stderr}");
+
+    let (status, stderr) = build_with(
+        "console: Console,",
+        "console: Console,\n        my_disk: Block,",
+    );
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("a device's name (its field's) goes in the image's manifest: 1-67 ASCII letters and digits"),
+        "{stderr}"
+    );
+
+    let (status, stderr) = build_with("devices.console;", "devices.consol;");
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no field `consol` on type `Devices<P>`"),
+        "{stderr}"
+    );
+
+    // Declared but not attached: a clear error, status 2, main never runs.
+    let (status, stderr) = build_with(
+        "console: Console,",
+        "console: Console,\n        storage: Block,",
+    );
+    assert_eq!(status, Some(0), "{stderr}");
+    let output = run_lamina(&["run", "-t", "unix", app]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "device 'storage' (Block) declared in devices! is not available: \
+             no block device named 'storage' is attached (attach one with --block:storage=...)"
+        ),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty(), "main ran");
+    // Attached, it runs; and describe draws it.
+    let disk = dir.path().join("disk.img");
+    std::fs::write(&disk, vec![0u8; 4096]).unwrap();
+    let block = format!("--block:storage={}", disk.display());
+    let output = run_lamina(&["run", "-t", "unix", app, "--", &block, "--times=1"]);
+    assert_eq!(output.status.code(), Some(0));
+    let described = run_lamina(&["describe", app]);
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(
+        text.contains("└─ Block \"storage\" → host file (--block:storage=FILE)"),
         "{text}"
     );
-    let dot = run_lamina(&["describe", "--dot", "examples/echo"]);
-    let dot = String::from_utf8_lossy(&dot.stdout);
-    assert!(dot.starts_with("digraph"), "{dot}");
-    if tools_or_skip("checking the DOT with Graphviz", &["dot"]) {
-        let mut check = Command::new("dot")
-            .arg("-Tsvg")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        check
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(dot.as_bytes())
-            .unwrap();
-        assert!(check.wait().unwrap().success(), "graphviz rejected the DOT");
-    }
+}
+
+/// The list of devices that used to be in Cargo.toml is refused with a
+/// message saying where the declaration lives now.
+#[test]
+fn the_old_cargo_metadata_device_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("old");
+    let app = app.to_str().unwrap();
+    assert!(run_lamina(&["new", "old", "--path", app]).status.success());
+    let cargo_toml = dir.path().join("old/Cargo.toml");
+    let mut text = std::fs::read_to_string(&cargo_toml).unwrap();
+    text = text.replace(
+        "[workspace]",
+        "[package.metadata.lamina]\ndevices = [\"console\"]\n\n[workspace]",
+    );
+    std::fs::write(&cargo_toml, text).unwrap();
+    let output = run_lamina(&["build", "-t", "unix", app]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("devices is no longer read"), "{stderr}");
+    assert!(stderr.contains("lamina::devices!"), "{stderr}");
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //! | [`device`]  | the device traits: [`Console`], [`Clock`], [`Random`], [`Netif`], [`Stack`], [`Block`], [`KvRead`]/[`KvWrite`] |
 //! | [`runtime`] | the single-threaded cooperative executor, timers, `spawn`, `sleep`, `timeout` |
 //! | [`args`]    | typed boot-time arguments with `--help` ([`boot_args!`](crate::boot_args)) |
+//! | [`declare`] | declaring the application's devices once ([`devices!`](crate::devices)): typed struct, manifest, description |
 //! | [`platform`]| the [`Platform`] a target provides and the [`Env`] an application receives |
 //! | [`exit`]    | how `main`'s result becomes an exit status |
 //!
@@ -25,6 +26,7 @@ extern crate alloc;
 
 pub mod args;
 pub mod boot;
+pub mod declare;
 pub mod device;
 pub mod exit;
 pub mod platform;

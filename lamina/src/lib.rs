@@ -11,6 +11,13 @@
 //! #![no_main]
 //! use lamina::prelude::*;
 //!
+//! lamina::devices! {
+//!     /// Every device the application uses, declared once.
+//!     pub struct Devices {
+//!         console: Console,
+//!     }
+//! }
+//!
 //! lamina::boot_args! {
 //!     /// Says hello.
 //!     pub struct Args {
@@ -19,8 +26,8 @@
 //!     }
 //! }
 //!
-//! async fn main<P: Platform>(env: Env<P>, args: Args) {
-//!     env.console().write_line(&format!("Hello, {}!", args.name));
+//! async fn main<P: Platform>(_env: Env<P>, devices: Devices<P>, args: Args) {
+//!     devices.console.write_line(&format!("Hello, {}!", args.name));
 //! }
 //!
 //! lamina::main!(main);
@@ -32,7 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub use lamina_core::*;
-pub use lamina_core::{args, boot_args, device, exit, platform, runtime};
+pub use lamina_core::{args, boot_args, declare, device, devices, exit, platform, runtime};
 
 /// The target chosen at build time.
 #[cfg(not(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio")))]
@@ -71,8 +78,9 @@ pub mod prelude {
 pub extern crate alloc;
 
 /// Declares the application's entry point: an `async fn` taking the
-/// [`Env`] and the application's boot arguments (declared with
-/// [`boot_args!`]), returning `()`, an [`Exit`] or a `Result`.
+/// [`Env`], the application's devices (declared with [`devices!`], acquired
+/// before it runs) and its boot arguments (declared with [`boot_args!`]),
+/// returning `()`, an [`Exit`] or a `Result`.
 ///
 /// The crate root must be `#![no_std]` and `#![no_main]`: the target supplies
 /// the real entry point, a C `main` on unix, the Solo5 start function on a
@@ -88,7 +96,7 @@ macro_rules! main {
         /// own function `main`.
         #[unsafe(export_name = "main")]
         pub extern "C" fn __lamina_process_main(_argc: i32, _argv: *const *const u8) -> i32 {
-            $crate::target::start(|env, args| $main(env, args))
+            $crate::target::start(|env, devices, args| $main(env, devices, args))
         }
     };
 }
@@ -102,7 +110,7 @@ macro_rules! main {
         /// Called by the runtime's entry with what the tender handed over.
         #[unsafe(no_mangle)]
         pub fn __lamina_guest_main(boot: $crate::target::Boot) -> i32 {
-            $crate::target::start(boot, |env, args| $main(env, args))
+            $crate::target::start(boot, |env, devices, args| $main(env, devices, args))
         }
     };
 }

@@ -14,6 +14,14 @@ use core::net::{Ipv4Addr, SocketAddr};
 use lamina::prelude::*;
 use lamina::runtime::Handle;
 
+lamina::devices! {
+    /// Echo's one device: the TCP/UDP stack on the network interface
+    /// `service` (host sockets on unix, Lamina's stack on a unikernel).
+    pub struct Devices {
+        service: Stack,
+    }
+}
+
 lamina::boot_args! {
     /// Echo
     pub struct Args {
@@ -24,11 +32,8 @@ lamina::boot_args! {
     }
 }
 
-async fn echo<P: Platform>(env: Env<P>, args: Args) -> Result<(), NetError> {
-    let stack = env.stack("service").map_err(|e| {
-        error!("{e}");
-        NetError::Io
-    })?;
+async fn echo<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result<(), NetError> {
+    let stack = devices.service;
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
     let listener = stack.tcp_listen(address).await?;
     let udp = stack.udp_bind(address).await?;

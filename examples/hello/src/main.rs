@@ -11,6 +11,14 @@
 
 use lamina::prelude::*;
 
+lamina::devices! {
+    /// The devices hello uses, declared once: this list is what `main`
+    /// receives, what `lamina describe` draws and what the image declares.
+    pub struct Devices {
+        console: Console,
+    }
+}
+
 lamina::boot_args! {
     /// Hello
     pub struct Args {
@@ -23,8 +31,8 @@ lamina::boot_args! {
 
 /// Prints the greeting `times` times. Generic over the platform: the same
 /// code runs as a Linux process and as a unikernel.
-async fn hello<P: Platform>(env: Env<P>, args: Args) {
-    let console = env.console();
+async fn hello<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) {
+    let console = devices.console;
     let start = env.now();
     for i in 1..=args.times {
         console.write_line(&format!("{} ({i}/{})", args.greeting, args.times));

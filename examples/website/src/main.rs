@@ -15,6 +15,14 @@ use lamina_http::{serve, Config, StaticFiles};
 
 include!(concat!(env!("OUT_DIR"), "/SITE.rs"));
 
+lamina::devices! {
+    /// The stack to serve on and the clock for the `Date` header.
+    pub struct Devices {
+        clock: Clock,
+        service: Stack,
+    }
+}
+
 lamina::boot_args! {
     /// Website
     pub struct Args {
@@ -23,8 +31,8 @@ lamina::boot_args! {
     }
 }
 
-async fn website<P: Platform>(env: Env<P>, args: Args) -> Result<(), String> {
-    let stack = env.stack("service").map_err(|e| e.to_string())?;
+async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result<(), String> {
+    let stack = devices.service;
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
     info!("website: {} files baked in", SITE.files().len());
     let handler = Rc::new(StaticFiles::new(&SITE));
@@ -32,7 +40,7 @@ async fn website<P: Platform>(env: Env<P>, args: Args) -> Result<(), String> {
         &stack,
         address,
         handler,
-        env.clock(),
+        devices.clock,
         env.runtime().clone(),
         Config::default(),
     )

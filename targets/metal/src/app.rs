@@ -10,7 +10,8 @@ use core::future::Future;
 use lamina_core::args::common::RuntimeArgs;
 use lamina_core::args::{self as boot_args, BootArgs};
 use lamina_core::boot;
-use lamina_core::platform::{Env, Platform};
+use lamina_core::declare::DeviceSet;
+use lamina_core::platform::{self, Env, Platform};
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
 use lamina_net::NetArgs;
@@ -19,12 +20,14 @@ use crate::Machine;
 
 /// Runs an application on machine `M`, from the words of its command line
 /// to its exit status: parses `words` into the application's arguments
-/// (`A`) and the stack's, applies the runtime's (`--log`; `default_log` is
-/// a level the loader asked for), installs the logger, lets `platform`
-/// build the executor and the devices from the stack's arguments, and runs
-/// `main` to completion. Returns 0 on success, 1 when `main` fails, 2 for a
-/// bad command line (or the status `--help` asks for).
-pub fn start<M, A, P, F, Fut>(
+/// (`A`) and the stack's (when it declares a network device), applies the
+/// runtime's (`--log`; `default_log` is a level the loader asked for),
+/// installs the logger, lets `platform` build the executor and the devices
+/// from the stack's arguments, acquires the devices the application
+/// declares (`D`) and runs `main` to completion. Returns 0 on success, 1
+/// when `main` fails, 2 for a bad command line (or the status `--help`
+/// asks for) or a declared device that is missing.
+pub fn start<M, A, D, P, F, Fut>(
     words: &[String],
     default_log: Option<&str>,
     platform: impl FnOnce(NetArgs) -> (Executor, P),
@@ -33,8 +36,9 @@ pub fn start<M, A, P, F, Fut>(
 where
     M: Machine,
     A: BootArgs,
+    D: DeviceSet<P>,
     P: Platform,
-    F: FnOnce(Env<P>, A) -> Fut,
+    F: FnOnce(Env<P>, D, A) -> Fut,
     Fut: Future,
     Fut::Output: IntoExit,
 {
@@ -44,7 +48,7 @@ where
             write: M::console_write,
         }));
     let (args, mut net_args) =
-        match parse_arguments::<A>(words, default_log, logger, M::console_write) {
+        match parse_arguments::<A>(words, D::NEEDS_NET, default_log, logger, M::console_write) {
             Ok(parsed) => parsed,
             Err(status) => return status,
         };
@@ -66,34 +70,34 @@ pub fn words(line: &str, console: ConsoleWrite) -> Result<Vec<String>, i32> {
 }
 
 /// Parses `words` into the application's arguments and the stack's
-/// (`--ipv4`, ..., only in images with a network device), applies the
-/// runtime's (`--log`, `--name`; `default_log` is a level the loader asked
-/// for) and installs `logger`. A bad argument or `--help` prints the
+/// (`--ipv4`, ..., only when the application declares a network device,
+/// `needs_net`: a constant, so images without one leave the stack's
+/// argument code out), applies the runtime's (`--log`, `--name`;
+/// `default_log` is a level the loader asked for) and installs `logger`. A bad argument or `--help` prints the
 /// parser's text and gives its status.
 pub fn parse_arguments<A: BootArgs>(
     words: &[String],
+    needs_net: bool,
     default_log: Option<&str>,
     logger: &'static dyn log::Log,
     console: ConsoleWrite,
 ) -> Result<(A, NetArgs), i32> {
     let mut app = A::defaults();
-    #[allow(unused_mut)] // parsed only by images with a network device
     let mut net_args = NetArgs::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
     if let Some(level) = default_log {
         runtime_args.log = String::from(level);
     }
-    let parsed = boot::parse_command_line(
-        "unikernel",
-        words,
-        &mut [
-            &mut app,
-            #[cfg(lamina_net)]
-            &mut net_args,
-            &mut runtime_args,
-        ],
-    )
-    .and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
+    let parsed = if needs_net {
+        boot::parse_command_line(
+            "unikernel",
+            words,
+            &mut [&mut app, &mut net_args, &mut runtime_args],
+        )
+    } else {
+        boot::parse_command_line("unikernel", words, &mut [&mut app, &mut runtime_args])
+    };
+    let parsed = parsed.and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
     if let Err(stop) = parsed {
         console(stop.text.as_bytes());
         return Err(stop.status);
@@ -111,9 +115,11 @@ pub fn cap_tcp_memory(net_args: &mut NetArgs, heap_bytes: usize) {
     net_args.tcp_memory = net_args.tcp_memory.min(heap_bytes / 2);
 }
 
-/// Runs `main` on `executor` over `platform` to completion; its exit
-/// status (a failure's message goes to the console).
-pub fn run<P, A, F, Fut>(
+/// Acquires the devices the application declares (`D`) on `platform` and
+/// runs `main` on `executor` to completion; its exit status (a failure's
+/// message goes to the console). A declared device that is missing stops
+/// the start with status 2 before `main` runs.
+pub fn run<P, D, A, F, Fut>(
     executor: Executor,
     platform: P,
     app: A,
@@ -122,12 +128,19 @@ pub fn run<P, A, F, Fut>(
 ) -> i32
 where
     P: Platform,
-    F: FnOnce(Env<P>, A) -> Fut,
+    D: DeviceSet<P>,
+    F: FnOnce(Env<P>, D, A) -> Fut,
     Fut: Future,
     Fut::Output: IntoExit,
 {
-    let env = Env::new(platform, executor.handle());
-    let output = executor.block_on(main(env, app));
+    let main = match platform::enter(platform, executor.handle(), app, main) {
+        Ok(main) => main,
+        Err(e) => {
+            console(alloc::format!("unikernel: {e}\n").as_bytes());
+            return 2;
+        }
+    };
+    let output = executor.block_on(main);
     let exit = output.into_exit(&|message| {
         let mut line: Vec<u8> = Vec::from(message.as_bytes());
         line.push(b'\n');

@@ -25,7 +25,8 @@ pub mod tap;
 use lamina_core::args::common::RuntimeArgs;
 use lamina_core::args::BootArgs;
 use lamina_core::boot as startup;
-use lamina_core::platform::{DeviceError, Env, Platform};
+use lamina_core::declare::DeviceSet;
+use lamina_core::platform::{self, DeviceError, Env, Platform};
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
 use reactor::Reactor;
@@ -133,15 +134,17 @@ impl log::Log for StderrLogger {
 }
 
 /// Boots an application: parses argv into the application's arguments and
-/// the target's, installs the logger, and runs `main` to completion.
-/// Returns the process exit status: 0 on success, 1 when `main` fails, 2 for
-/// a bad command line.
+/// the target's, installs the logger, acquires the devices the application
+/// declares (`D`) and runs `main` to completion. Returns the process exit
+/// status: 0 on success, 1 when `main` fails, 2 for a bad command line or a
+/// declared device that is not attached.
 ///
 /// Called by `lamina::main!`; applications do not call it themselves.
-pub fn start<A, F, Fut>(main: F) -> i32
+pub fn start<A, D, F, Fut>(main: F) -> i32
 where
     A: BootArgs,
-    F: FnOnce(Env<UnixPlatform>, A) -> Fut,
+    D: DeviceSet<UnixPlatform>,
+    F: FnOnce(Env<UnixPlatform>, D, A) -> Fut,
     Fut: Future,
     Fut::Output: IntoExit,
 {
@@ -205,8 +208,14 @@ where
         "unix target ready in {:.3} ms",
         start.elapsed().as_secs_f64() * 1e3
     );
-    let env = Env::new(platform, executor.handle());
-    let result = executor.block_on(main(env, app));
+    let main = match platform::enter(platform, executor.handle(), app, main) {
+        Ok(main) => main,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return 2;
+        }
+    };
+    let result = executor.block_on(main);
     let exit = result.into_exit(&|message| eprintln!("{program}: {message}"));
     exit.0 as i32
 }

@@ -10,6 +10,7 @@ use alloc::rc::Rc;
 use core::future::Future;
 use lamina_abi::mft::{Header, Manifest, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES};
 use lamina_core::args::BootArgs;
+use lamina_core::declare::DeviceSet;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
@@ -159,14 +160,16 @@ fn fail(why: &str) -> ! {
 }
 
 /// Boots an application: parses the command line into its arguments,
-/// installs the logger and runs `main` to completion. Returns the exit
-/// status: 0 on success, 1 when `main` fails, 2 for a bad command line.
+/// installs the logger, acquires the devices it declares (`D`) and runs
+/// `main` to completion. Returns the exit status: 0 on success, 1 when
+/// `main` fails, 2 for a bad command line or a missing device.
 ///
 /// Called by `lamina::main!`; applications do not call it themselves.
-pub fn start<A, F, Fut>(boot: Boot, main: F) -> i32
+pub fn start<A, D, F, Fut>(boot: Boot, main: F) -> i32
 where
     A: BootArgs,
-    F: FnOnce(Env<GuestPlatform>, A) -> Fut,
+    D: DeviceSet<GuestPlatform>,
+    F: FnOnce(Env<GuestPlatform>, D, A) -> Fut,
     Fut: Future,
     Fut::Output: IntoExit,
 {
@@ -181,5 +184,5 @@ where
         let platform = GuestPlatform::new(park, boot.manifest, executor.handle(), net_args);
         (executor, platform)
     };
-    app::start::<Solo5Machine, A, _, _, _>(&words, solo5_level, platform, main)
+    app::start::<Solo5Machine, A, D, _, _, _>(&words, solo5_level, platform, main)
 }

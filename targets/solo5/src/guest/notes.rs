@@ -21,4 +21,5 @@ static ABI_NOTE: Abi1Note = ABI;
 static LAMINA_NOTE: LaminaNote =
     LaminaNote::new(features::ANY_CPL | features::NX_DATA | features::NET_OFFLOAD);
 
-include!(concat!(env!("OUT_DIR"), "/manifest.rs"));
+// The manifest note (MFT1) is the application's: `lamina::devices!` builds
+// it from the declaration, in `.note.solo5.manifest`.

@@ -13,6 +13,7 @@ use super::virtio;
 use alloc::rc::Rc;
 use core::future::Future;
 use lamina_core::args::BootArgs;
+use lamina_core::declare::DeviceSet;
 use lamina_core::platform::Env;
 use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
@@ -530,14 +531,18 @@ fn fail(why: &str) -> ! {
 
 /// Boots an application: takes the device words out of the command line
 /// (see [`crate::cmdline`]), parses the rest into its arguments, installs
-/// the logger, brings up the virtio devices and runs `main` to completion. Returns the exit
-/// status: 0 on success, 1 when `main` fails, 2 for a bad command line.
+/// the logger, brings up the virtio devices (named by the command line, or
+/// in order by the application's declaration `D`), acquires the devices it
+/// declares and runs `main` to completion. Returns the exit status: 0 on
+/// success, 1 when `main` fails, 2 for a bad command line or a missing
+/// device.
 ///
 /// Called by `lamina::main!`; applications do not call it themselves.
-pub fn start<A, F, Fut>(boot: Boot, main: F) -> i32
+pub fn start<A, D, F, Fut>(boot: Boot, main: F) -> i32
 where
     A: BootArgs,
-    F: FnOnce(Env<GuestPlatform>, A) -> Fut,
+    D: DeviceSet<GuestPlatform>,
+    F: FnOnce(Env<GuestPlatform>, D, A) -> Fut,
     Fut: Future,
     Fut::Output: IntoExit,
 {
@@ -554,14 +559,15 @@ where
         }
     };
     // The devices are found once the logger is up, so that what they
-    // report is seen.
+    // report is seen; those the command line does not name take the names
+    // the application declares, in order.
     let platform = |net_args| {
-        let devices = virtio::discover(&device_words, MAPPED);
+        let devices = virtio::discover(&device_words, D::DECLARED, MAPPED);
         let park = Rc::new(GuestPark::new());
         park.attach(&devices.all);
         let executor = Executor::new(park);
         let platform = GuestPlatform::new(devices, executor.handle(), net_args);
         (executor, platform)
     };
-    app::start::<VirtioMachine, A, _, _, _>(&words, None, platform, main)
+    app::start::<VirtioMachine, A, D, _, _, _>(&words, None, platform, main)
 }

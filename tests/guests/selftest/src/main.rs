@@ -22,6 +22,18 @@
 
 use lamina::prelude::*;
 
+lamina::devices! {
+    /// What the tests use. The disk is needed by `--test=block` only, so the
+    /// other tests run without one where the target allows it (unix,
+    /// virtio; the Solo5 tenders attach every device the manifest lists).
+    pub struct Devices {
+        console: Console,
+        clock: Clock,
+        random: Random,
+        storage: Option<Block>,
+    }
+}
+
 lamina::boot_args! {
     /// selftest
     pub struct Args {
@@ -34,14 +46,18 @@ lamina::boot_args! {
     }
 }
 
-async fn selftest<P: Platform>(env: Env<P>, args: Args) -> Result<Exit, String> {
-    let console = env.console();
+async fn selftest<P: Platform>(
+    env: Env<P>,
+    devices: Devices<P>,
+    args: Args,
+) -> Result<Exit, String> {
+    let console = devices.console.clone();
     let result = match args.test.as_str() {
-        "clock" => clock(&env).await,
-        "random" => random(&env),
-        "block" => block(&env).await,
+        "clock" => clock(&env, &devices).await,
+        "random" => random(&devices),
+        "block" => block(&devices).await,
         "float" => float(),
-        "compute" => compute(&env, args.iterations),
+        "compute" => compute(&env, &devices, args.iterations),
         "panic" => panic!("selftest panics on purpose"),
         "exit" => return Ok(Exit(args.status)),
         hostile => {
@@ -55,8 +71,8 @@ async fn selftest<P: Platform>(env: Env<P>, args: Args) -> Result<Exit, String> 
     })
 }
 
-async fn clock<P: Platform>(env: &Env<P>) -> Result<(), String> {
-    let clock = env.clock();
+async fn clock<P: Platform>(env: &Env<P>, devices: &Devices<P>) -> Result<(), String> {
+    let clock = &devices.clock;
     let before = clock.now();
     env.sleep(Duration::from_millis(200)).await;
     let slept = clock.now() - before;
@@ -67,13 +83,14 @@ async fn clock<P: Platform>(env: &Env<P>) -> Result<(), String> {
     if wall < 1_577_836_800 {
         return Err(format!("wall clock says {wall} s since 1970, before 2020"));
     }
-    env.console()
+    devices
+        .console
         .write_line(&format!("slept {} us", slept.as_micros()));
     Ok(())
 }
 
-fn random<P: Platform>(env: &Env<P>) -> Result<(), String> {
-    let random = env.random();
+fn random<P: Platform>(devices: &Devices<P>) -> Result<(), String> {
+    let random = &devices.random;
     let (a, b) = (random.next_u64(), random.next_u64());
     if a == b {
         return Err(format!("two random draws were both {a:#x}"));
@@ -81,12 +98,15 @@ fn random<P: Platform>(env: &Env<P>) -> Result<(), String> {
     Ok(())
 }
 
-async fn block<P: Platform>(env: &Env<P>) -> Result<(), String> {
-    let disk = env.block("storage").map_err(|e| e.to_string())?;
+async fn block<P: Platform>(devices: &Devices<P>) -> Result<(), String> {
+    let disk = devices
+        .storage
+        .as_ref()
+        .ok_or("no block device 'storage' is attached (--block:storage=FILE)")?;
     let info = disk.info();
     let size = info.sector_size as usize;
     let mut pattern = vec![0u8; size * 4];
-    env.random().fill(&mut pattern);
+    devices.random.fill(&mut pattern);
     let last = info.sectors - 4;
     for sector in [0, last / 2, last] {
         disk.write(sector, &pattern)
@@ -104,7 +124,7 @@ async fn block<P: Platform>(env: &Env<P>) -> Result<(), String> {
     if disk.read(info.sectors, &mut one).await != Err(BlockError::OutOfRange) {
         return Err("a read past the end was not refused".into());
     }
-    env.console().write_line(&format!(
+    devices.console.write_line(&format!(
         "block: {} sectors of {} bytes",
         info.sectors, size
     ));
@@ -126,11 +146,11 @@ include!("../../../../bench/compute_loop.rs");
 
 /// Runs the benchmark loop and reports its time (bench/boot.py compares it
 /// with the same loop in a host process).
-fn compute<P: Platform>(env: &Env<P>, iterations: u64) -> Result<(), String> {
+fn compute<P: Platform>(env: &Env<P>, devices: &Devices<P>, iterations: u64) -> Result<(), String> {
     let start = env.now();
     let result = compute_loop(core::hint::black_box(iterations), 0x1234_5678);
     let elapsed = env.now() - start;
-    env.console().write_line(&format!(
+    devices.console.write_line(&format!(
         "compute: {iterations} iterations in {} us (result {result:#x})",
         elapsed.as_micros()
     ));

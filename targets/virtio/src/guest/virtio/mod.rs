@@ -31,6 +31,7 @@ use crate::cmdline::{device_name, DeviceWords, Kind};
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use lamina_core::declare::{Attachment, Declared};
 use transport::device_type;
 
 /// What the idle wait needs of a device.
@@ -44,8 +45,6 @@ pub trait Device {
     /// The device's transport, whose interrupt the idle wait routes.
     fn transport(&self) -> &Transport;
 }
-
-include!(concat!(env!("OUT_DIR"), "/declared.rs"));
 
 /// The virtio devices found at boot, by name.
 #[derive(Default)]
@@ -64,8 +63,18 @@ type Probed = Result<(Transport, u32), transport::SetupError>;
 /// Brings up the devices the command line announces and those on PCI,
 /// inside the first `mapped` bytes of the address space. A device that
 /// fails is reported and left out (it still takes its place in the order
-/// of names). Without RDRAND, the first virtio-rng device seeds the CSPRNG.
-pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
+/// of names). Devices the command line does not name take the names the
+/// application declares, in order. Without RDRAND, the first virtio-rng
+/// device seeds the CSPRNG.
+pub fn discover(words: &DeviceWords, declared: &[Declared], mapped: u64) -> Devices {
+    let names = |attachment: Attachment| -> Vec<&'static str> {
+        declared
+            .iter()
+            .filter(|d| d.family.attachment == attachment)
+            .map(|d| d.name)
+            .collect()
+    };
+    let (declared_net, declared_block) = (names(Attachment::Net), names(Attachment::Block));
     let mut found = Devices::default();
     let (mut nets, mut blocks) = (0usize, 0usize);
     let mut probed: Vec<(Probed, String)> = Vec::new();
@@ -93,7 +102,7 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
             device_type::NET => {
                 let index = nets;
                 nets += 1;
-                let Some(name) = device_name(&words.net_names, DECLARED_NET, Kind::Net, index)
+                let Some(name) = device_name(&words.net_names, &declared_net, Kind::Net, index)
                 else {
                     failed(&"network device without a name (add --net:NAME)");
                     continue;
@@ -111,7 +120,7 @@ pub fn discover(words: &DeviceWords, mapped: u64) -> Devices {
                 let index = blocks;
                 blocks += 1;
                 let Some(name) =
-                    device_name(&words.block_names, DECLARED_BLOCK, Kind::Block, index)
+                    device_name(&words.block_names, &declared_block, Kind::Block, index)
                 else {
                     failed(&"block device without a name (add --block:NAME)");
                     continue;
