@@ -341,7 +341,7 @@ fn device_mistakes_fail_the_build_and_missing_devices_the_start() {
     );
 
     let (status, stderr) = build_with("devices.console;", "devices.consol;");
-    assert_eq!(status, Some(1), "{stderr}");
+    assert_eq!(status, Some(1), "status {status:?}: {stderr}");
     assert!(
         stderr.contains("no field `consol` on type `Devices<P>`"),
         "{stderr}"
@@ -370,6 +370,17 @@ fn device_mistakes_fail_the_build_and_missing_devices_the_start() {
     let block = format!("--block:storage={}", disk.display());
     let output = run_lamina(&["run", "-t", "unix", app, "--", &block, "--times=1"]);
     assert_eq!(output.status.code(), Some(0));
+    // A device attached under a name the application does not declare is
+    // refused, as the Solo5 tenders refuse it.
+    let misspelt = format!("--block:storge={}", disk.display());
+    let output = run_lamina(&["run", "-t", "unix", app, "--", &block, &misspelt]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--block:storge: the application declares no block device 'storge' (it declares: storage)"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let described = run_lamina(&["describe", app]);
     let text = String::from_utf8_lossy(&described.stdout);
     assert!(

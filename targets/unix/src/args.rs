@@ -2,6 +2,7 @@
 //! `--net:NAME=TAP` and `--bind=ADDR`.
 
 use lamina_core::args::{ArgError, ArgSet, ArgSpec};
+use lamina_core::declare::{Attachment, Declared};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -27,6 +28,38 @@ impl Default for DeviceArgs {
             taps: BTreeMap::new(),
             bind: IpAddr::from([127, 0, 0, 1]),
         }
+    }
+}
+
+impl DeviceArgs {
+    /// Refuses a device attached under a name the application does not
+    /// declare, as the Solo5 tenders refuse one the manifest does not list:
+    /// a misspelt `--block:storge=FILE` is a clear error, not a device that
+    /// is silently never used.
+    pub fn check_declared(&self, declared: &[Declared]) -> Result<(), String> {
+        let attached: [(&str, Attachment, Vec<&String>); 3] = [
+            ("block", Attachment::Block, self.blocks.keys().collect()),
+            ("kv", Attachment::Kv, self.kvs.keys().collect()),
+            ("net", Attachment::Net, self.taps.keys().collect()),
+        ];
+        for (kind, attachment, names) in attached {
+            let wanted: Vec<&str> = declared
+                .iter()
+                .filter(|d| d.family.attachment == attachment)
+                .map(|d| d.name)
+                .collect();
+            if let Some(name) = names.into_iter().find(|n| !wanted.contains(&n.as_str())) {
+                return Err(format!(
+                    "--{kind}:{name}: the application declares no {kind} device '{name}' (it declares: {})",
+                    if wanted.is_empty() {
+                        String::from("none")
+                    } else {
+                        wanted.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -114,5 +147,40 @@ impl ArgSet for DeviceArgs {
 
     fn is_flag(&self, _: &str) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamina_core::declare::family;
+
+    const DECLARED: &[Declared] = &[
+        Declared {
+            name: "console",
+            family: &family::CONSOLE,
+        },
+        Declared {
+            name: "storage",
+            family: &family::BLOCK,
+        },
+    ];
+
+    #[test]
+    fn devices_attached_under_undeclared_names_are_refused() {
+        let mut args = DeviceArgs::default();
+        assert!(args.accept("block:storage", Some("disk.img")).unwrap());
+        assert_eq!(args.check_declared(DECLARED), Ok(()));
+        assert!(args.accept("block:storge", Some("disk.img")).unwrap());
+        assert_eq!(
+            args.check_declared(DECLARED).unwrap_err(),
+            "--block:storge: the application declares no block device 'storge' (it declares: storage)"
+        );
+        let mut args = DeviceArgs::default();
+        assert!(args.accept("net:service", Some("tap0")).unwrap());
+        assert_eq!(
+            args.check_declared(DECLARED).unwrap_err(),
+            "--net:service: the application declares no net device 'service' (it declares: none)"
+        );
     }
 }

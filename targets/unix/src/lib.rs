@@ -188,6 +188,10 @@ where
         }
         return stop.status;
     }
+    if let Err(e) = devices.check_declared(D::DECLARED) {
+        eprintln!("{program}: {e}");
+        return 2;
+    }
     // A second application in the same process (tests) keeps the first logger.
     LOGGER.start.get_or_init(|| start);
     let _ = log::set_logger(&LOGGER);
