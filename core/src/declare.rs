@@ -117,7 +117,10 @@ pub trait Family {
     const INFO: FamilyInfo;
     /// Acquires the device `name` on `platform` (the name is ignored by
     /// [`Attachment::Unique`] families).
-    fn acquire<P: Platform>(platform: &P, name: &str) -> Result<Self::Device<P>, DeviceError>;
+    fn acquire<P: Platform>(
+        platform: &P,
+        name: &'static str,
+    ) -> Result<Self::Device<P>, DeviceError>;
 }
 
 /// The families every platform provides, named as the traits they give.
@@ -150,7 +153,7 @@ pub mod family {
             impl Family for $family {
                 type Device<P: Platform> = P::$device;
                 const INFO: FamilyInfo = $info;
-                fn acquire<P: Platform>($p: &P, $name: &str) -> Result<P::$device, DeviceError> {
+                fn acquire<P: Platform>($p: &P, $name: &'static str) -> Result<P::$device, DeviceError> {
                     $acquire
                 }
             }
@@ -194,13 +197,42 @@ pub mod family {
             optional: true,
             ..F::INFO
         };
-        fn acquire<P: Platform>(platform: &P, name: &str) -> Result<Self::Device<P>, DeviceError> {
+        fn acquire<P: Platform>(
+            platform: &P,
+            name: &'static str,
+        ) -> Result<Self::Device<P>, DeviceError> {
             match F::acquire(platform, name) {
                 Ok(device) => Ok(Some(device)),
                 Err(DeviceError::NotAttached { .. }) => Ok(None),
                 Err(e) => Err(e),
             }
         }
+    }
+
+    /// A device brought up when the application asks, not at start-up:
+    /// declared `Later<F>`, the application receives a [`Deferred`] and
+    /// calls [`Env::acquire`](crate::platform::Env::acquire) with it. For a
+    /// device that must not start before something else is done with the
+    /// interface (a stack after a raw test of its link).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Later<F>(core::marker::PhantomData<F>);
+
+    impl<F: Family> Family for Later<F> {
+        type Device<P: Platform> = Deferred<F>;
+        const INFO: FamilyInfo = F::INFO;
+        fn acquire<P: Platform>(_: &P, name: &'static str) -> Result<Deferred<F>, DeviceError> {
+            Ok(Deferred {
+                name,
+                family: core::marker::PhantomData,
+            })
+        }
+    }
+
+    /// A declared device not acquired yet (see [`Later`]).
+    #[derive(Debug)]
+    pub struct Deferred<F> {
+        pub(crate) name: &'static str,
+        pub(crate) family: core::marker::PhantomData<F>,
     }
 
     primitive!(
@@ -297,6 +329,20 @@ pub const fn check(declared: &[Declared]) {
         }
         i += 1;
     }
+    let mut i = 0;
+    while i < declared.len() {
+        if first_with_name(declared, i) != i
+            && !same_attachment(
+                declared[first_with_name(declared, i)].family.attachment,
+                declared[i].family.attachment,
+            )
+        {
+            panic!(
+                "two devices of different kinds share a name: the manifest holds each name once"
+            );
+        }
+        i += 1;
+    }
     if manifest_entries(declared) + 1 > mft::MAX_ENTRIES as usize {
         panic!("an image's manifest holds at most 63 network and block devices");
     }
@@ -317,7 +363,40 @@ const fn valid_name(name: &str) -> bool {
     true
 }
 
-/// The manifest type of a device, if the manifest lists it.
+const fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The index of the first device named as `declared[index]` is.
+const fn first_with_name(declared: &[Declared], index: usize) -> usize {
+    let mut i = 0;
+    while !same_name(declared[i].name, declared[index].name) {
+        i += 1;
+    }
+    i
+}
+
+/// The manifest type of `declared[index]`, if the manifest lists it: a
+/// network or block device, the first of its name.
+const fn manifest_entry(declared: &[Declared], index: usize) -> Option<mft::DeviceType> {
+    if first_with_name(declared, index) != index {
+        return None;
+    }
+    manifest_type(&declared[index])
+}
+
+/// The manifest type of a device's kind, if the manifest lists that kind.
 const fn manifest_type(device: &Declared) -> Option<mft::DeviceType> {
     match device.family.attachment {
         Attachment::Net => Some(mft::DeviceType::NetBasic),
@@ -330,7 +409,7 @@ const fn manifest_entries(declared: &[Declared]) -> usize {
     let mut count = 0;
     let mut i = 0;
     while i < declared.len() {
-        if manifest_type(&declared[i]).is_some() {
+        if manifest_entry(declared, i).is_some() {
             count += 1;
         }
         i += 1;
@@ -395,7 +474,7 @@ pub const fn mft1_note<const N: usize>(declared: &[Declared]) -> Note<N> {
     let mut entry = first + mft::ENTRY_SIZE;
     let mut i = 0;
     while i < declared.len() {
-        if let Some(device_type) = manifest_type(&declared[i]) {
+        if let Some(device_type) = manifest_entry(declared, i) {
             put(&mut bytes, entry, declared[i].name.as_bytes());
             put_u32(&mut bytes, entry + type_offset, device_type as u32);
             entry += mft::ENTRY_SIZE;
@@ -489,6 +568,18 @@ pub const fn devices_note<const N: usize>(declared: &[Declared]) -> Note4<N> {
     Note4(bytes)
 }
 
+/// The name of a declared device: its field's, or the one given after `=`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __lamina_name {
+    ($field:ident = $name:literal) => {
+        $name
+    };
+    ($field:ident) => {
+        ::core::stringify!($field)
+    };
+}
+
 /// Resolves a family as written in [`devices!`](crate::devices): one name is
 /// one of Lamina's ([`family`]), a path is a library's.
 #[doc(hidden)]
@@ -496,6 +587,9 @@ pub const fn devices_note<const N: usize>(declared: &[Declared]) -> Note4<N> {
 macro_rules! __lamina_family {
     (Option < $($inner:ident)::+ >) => {
         $crate::declare::family::Optional<$crate::__lamina_family!($($inner)::+)>
+    };
+    (Later < $($inner:ident)::+ >) => {
+        $crate::declare::family::Later<$crate::__lamina_family!($($inner)::+)>
     };
     ($name:ident) => { $crate::declare::family::$name };
     ($($path:ident)::+) => { $($path)::+ };
@@ -536,6 +630,8 @@ macro_rules! __lamina_manifest_note {
 ///         storage: Block,
 ///         store: my_kv::KvOnBlock,   // a library's family, by path
 ///         spare: Option<Block>,      // None when not attached
+///         link: Netif = "service",   // named other than its field
+///         net: Later<Stack> = "service", // env.acquire(devices.net) brings it up
 ///     }
 /// }
 /// ```
@@ -543,9 +639,11 @@ macro_rules! __lamina_manifest_note {
 /// generates `pub struct Devices<P: Platform>` whose fields are the
 /// platform's devices (`service: P::Stack`), acquired before `main` runs;
 /// the image's manifest; and the note `lamina describe` reads. Each field
-/// is named after the device (network and block names are what the tender's
-/// `--net:NAME`/`--block:NAME` and the manifest use: letters and digits).
-/// One `devices!` per application.
+/// is named after the device unless `= "NAME"` follows (network and block
+/// names are what the tender's `--net:NAME`/`--block:NAME` and the manifest
+/// use: letters and digits). Two fields may name one device only if it is
+/// attached the same way (a raw interface and a stack on it), and it is in
+/// the manifest once. One `devices!` per application.
 #[macro_export]
 macro_rules! devices {
     (
@@ -553,7 +651,7 @@ macro_rules! devices {
         $vis:vis struct $name:ident {
             $(
                 $(#[doc = $field_doc:literal])*
-                $field:ident : $($family:ident)::+ $(< $($inner:ident)::+ >)?
+                $field:ident : $($family:ident)::+ $(< $($inner:ident)::+ >)? $(= $device:literal)?
             ),* $(,)?
         }
     ) => {
@@ -570,7 +668,7 @@ macro_rules! devices {
         impl<P: $crate::platform::Platform> $crate::declare::DeviceSet<P> for $name<P> {
             const DECLARED: &'static [$crate::declare::Declared] = &[$(
                 $crate::declare::Declared {
-                    name: ::core::stringify!($field),
+                    name: $crate::__lamina_name!($field $(= $device)?),
                     family: &<$crate::__lamina_family!($($family)::+ $(< $($inner)::+ >)?) as $crate::declare::Family>::INFO,
                 },
             )*];
@@ -580,7 +678,7 @@ macro_rules! devices {
                     $(
                         $field: $crate::declare::acquire::<P, $crate::__lamina_family!($($family)::+ $(< $($inner)::+ >)?)>(
                             platform,
-                            ::core::stringify!($field),
+                            $crate::__lamina_name!($field $(= $device)?),
                         )?,
                     )*
                     _platform: ::core::marker::PhantomData,
@@ -591,7 +689,7 @@ macro_rules! devices {
         const _: () = {
             const DECLARED: &[$crate::declare::Declared] = &[$(
                 $crate::declare::Declared {
-                    name: ::core::stringify!($field),
+                    name: $crate::__lamina_name!($field $(= $device)?),
                     family: &<$crate::__lamina_family!($($family)::+ $(< $($inner)::+ >)?) as $crate::declare::Family>::INFO,
                 },
             )*];

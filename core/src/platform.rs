@@ -1,7 +1,8 @@
 //! What a target provides ([`Platform`]) and what an application receives
 //! ([`Env`]).
 
-use crate::declare::{AcquireError, DeviceSet};
+use crate::declare::family::Deferred;
+use crate::declare::{AcquireError, DeviceSet, Family};
 use crate::device::{Block, Clock, Console, KvWrite, Netif, Random, Stack};
 use crate::runtime::{Duration, Handle, Instant, JoinHandle, Sleep, Timeout};
 use alloc::string::String;
@@ -106,12 +107,17 @@ pub trait Platform: 'static {
 /// }
 /// ```
 pub struct Env<P: Platform> {
-    /// Kept alive as long as `main` runs: devices may share its state.
-    _platform: P,
+    /// Kept alive as long as `main` runs (devices may share its state),
+    /// and acquires the devices declared `Later`.
+    platform: P,
     runtime: Handle,
 }
 
 impl<P: Platform> Env<P> {
+    /// Brings up a device declared `Later<F>`, now.
+    pub fn acquire<F: Family>(&self, device: Deferred<F>) -> Result<F::Device<P>, AcquireError> {
+        crate::declare::acquire::<P, F>(&self.platform, device.name)
+    }
     /// The runtime, for libraries that spawn tasks or use timers.
     pub fn runtime(&self) -> &Handle {
         &self.runtime
@@ -154,9 +160,6 @@ where
     F: FnOnce(Env<P>, D, A) -> Fut,
 {
     let devices = D::acquire(&platform)?;
-    let env = Env {
-        _platform: platform,
-        runtime,
-    };
+    let env = Env { platform, runtime };
     Ok(main(env, devices, args))
 }

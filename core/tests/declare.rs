@@ -156,6 +156,16 @@ lamina_core::devices! {
 }
 
 lamina_core::devices! {
+    /// One device under two fields: a raw interface and, later, the stack.
+    struct Shared {
+        storage: Option<Block>,
+        later: Later<Block> = "storage",
+        link: Option<Netif> = "service",
+        net: Later<Stack> = "service",
+    }
+}
+
+lamina_core::devices! {
     /// A declaration the test platform cannot satisfy.
     struct Networked {
         console: Console,
@@ -350,4 +360,51 @@ fn names_the_manifest_cannot_hold_are_refused() {
         name: long,
         family: &family::BLOCK,
     }]);
+}
+
+#[test]
+fn one_device_under_two_fields_is_one_manifest_entry_and_later_acquires_when_asked() {
+    let declared = <Shared<TestPlatform> as DeviceSet<TestPlatform>>::DECLARED;
+    let names: Vec<&str> = declared.iter().map(|d| d.name).collect();
+    assert_eq!(names, ["storage", "storage", "service", "service"]);
+    check(declared);
+    static NOTE: Note<
+        { mft1_note_len(<Shared<TestPlatform> as DeviceSet<TestPlatform>>::DECLARED) },
+    > = mft1_note(<Shared<TestPlatform> as DeviceSet<TestPlatform>>::DECLARED);
+    let manifest = Manifest::parse(&NOTE.0[MFT1_PAYLOAD_OFFSET..]).expect("no duplicate names");
+    assert_eq!(manifest.len(), 3);
+
+    let executor = Executor::new(Rc::new(NoPark));
+    let platform = TestPlatform {
+        console: TextConsole::default(),
+    };
+    let future = enter(
+        platform,
+        executor.handle(),
+        (),
+        |env, devices: Shared<TestPlatform>, ()| async move {
+            assert!(devices.storage.is_some() && devices.link.is_none());
+            let disk = env.acquire(devices.later).expect("storage is attached");
+            assert_eq!(disk.info().sectors, 8);
+            env.acquire(devices.net).expect_err("no network here")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let error = executor.block_on(future);
+    assert_eq!((error.name, error.family), ("service", "Stack"));
+}
+
+#[test]
+fn one_name_for_two_kinds_of_device_is_refused() {
+    let declared = [
+        Declared {
+            name: "service",
+            family: &family::STACK,
+        },
+        Declared {
+            name: "service",
+            family: &family::BLOCK,
+        },
+    ];
+    assert!(std::panic::catch_unwind(|| check(&declared)).is_err());
 }

@@ -22,6 +22,21 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use lamina::prelude::*;
 use lamina_conformance::{block, clock, console, netif, peer, random, stack, Report};
 
+lamina::devices! {
+    /// What the suites run on; a suite whose device is not attached is
+    /// skipped and says so.
+    pub struct Devices {
+        console: Console,
+        clock: Clock,
+        random: Random,
+        storage: Option<Block>,
+        /// The interface, tested raw before the stack starts on it.
+        link: Option<Netif> = "service",
+        /// The stack on it, brought up after the Netif suite.
+        service: Later<Stack>,
+    }
+}
+
 lamina::boot_args! {
     /// conformance
     pub struct Args {
@@ -36,9 +51,13 @@ lamina::boot_args! {
     }
 }
 
-async fn conformance<P: Platform>(env: Env<P>, args: Args) -> Result<Exit, String> {
+async fn conformance<P: Platform>(
+    env: Env<P>,
+    devices: Devices<P>,
+    args: Args,
+) -> Result<Exit, String> {
     if args.role == "peer" {
-        let stack = env.stack("service").map_err(|e| e.to_string())?;
+        let stack = env.acquire(devices.service).map_err(|e| e.to_string())?;
         info!("conformance peer: serving on port {}", args.peer_port);
         peer::serve(stack, env.runtime().clone(), args.peer_port)
             .await
@@ -48,25 +67,25 @@ async fn conformance<P: Platform>(env: Env<P>, args: Args) -> Result<Exit, Strin
     if args.role != "suite" {
         return Err(format!("--role={}: expected suite or peer", args.role));
     }
-    let console = env.console();
+    let console = devices.console;
     let peer_ip = parse_ip("--peer", &args.peer)?;
     let self_ip = parse_ip("--self-ip", &args.self_ip)?;
     let mut reports: Vec<Report> = Vec::new();
     reports.push(console::run(&console));
-    reports.push(clock::run(&env.clock(), env.runtime()).await);
-    reports.push(random::run(&env.random()));
-    match env.block("storage") {
-        Ok(disk) => reports.push(block::run(&disk).await),
-        Err(e) => console.write_line(&format!("conformance Block not run: {e}")),
+    reports.push(clock::run(&devices.clock, env.runtime()).await);
+    reports.push(random::run(&devices.random));
+    match devices.storage {
+        Some(disk) => reports.push(block::run(&disk).await),
+        None => console.write_line("conformance Block not run: no --block:storage"),
     }
-    match (env.netif("service"), self_ip, peer_ip) {
-        (Ok(raw), Some(ip), Some(peer)) => {
+    match (devices.link, self_ip, peer_ip) {
+        (Some(raw), Some(ip), Some(peer)) => {
             reports.push(netif::run(&raw, env.runtime(), ip, peer).await);
         }
-        (Err(e), _, _) => console.write_line(&format!("conformance Netif not run: {e}")),
+        (None, _, _) => console.write_line("conformance Netif not run: no --net:service"),
         _ => console.write_line("conformance Netif not run: no --self-ip and --peer"),
     }
-    match (env.stack("service"), peer_ip) {
+    match (env.acquire(devices.service), peer_ip) {
         (Ok(net), Some(peer)) => {
             let at = SocketAddr::new(IpAddr::V4(peer), args.peer_port);
             reports.push(stack::run(&net, env.runtime(), at).await);
