@@ -223,6 +223,35 @@ fn sigterm_stops_lamina_run_and_its_application_on_every_target() {
     }
 }
 
+/// An idle guest (echo with a network device and no client) spends its
+/// time blocked in a POLL: a SIGTERM ends it at once, with the same
+/// status as a busy guest's, not at the guest's deadline nor by the
+/// SIGKILL after the grace period. Several times, for a signal that lands
+/// between the tender's check and its next wait.
+#[test]
+fn sigterm_stops_an_idle_guest_at_once() {
+    for target in unikernel_targets("SIGTERM to an idle guest") {
+        for attempt in 0..5 {
+            let forward = format!("{}:7", free_port());
+            let mut run = Running::start(
+                &["run", "-t", target, "echo", "--port", &forward],
+                &[],
+                "echo: listening",
+            );
+            std::thread::sleep(Duration::from_millis(100 * attempt));
+            let (status, took) = run.signal_and_wait("TERM", GRACE + Duration::from_secs(5));
+            eprintln!("idle {target}: SIGTERM to lamina: {status} after {took:?}");
+            assert!(took < Duration::from_secs(1), "{target}: took {took:?}");
+            assert_eq!(
+                status.code(),
+                Some(expected_status(target, 15)),
+                "{target}: {status}"
+            );
+            run.assert_nothing_left(&format!("idle {target}"));
+        }
+    }
+}
+
 #[test]
 fn sighup_and_sigint_stop_lamina_run_too() {
     let mut targets = vec!["spt"];

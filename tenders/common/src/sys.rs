@@ -195,6 +195,41 @@ pub fn signal_thread(thread: libc::pthread_t, signal: libc::c_int) -> io::Result
     }
 }
 
+/// Spawns a thread with `builder` in which SIGINT, SIGTERM, SIGHUP and
+/// SIGUSR1 are blocked, so that those signals (which stop a tender) are
+/// delivered to the spawning thread (the vCPU's), whose handler and
+/// seccomp filter expect them, never to a helper thread.
+pub fn spawn_without_stop_signals<F, T>(
+    builder: std::thread::Builder,
+    body: F,
+) -> io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset below.
+    let mut blocked: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above, for the mask saved and restored.
+    let mut previous: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `blocked` is a valid sigset_t for these calls.
+    unsafe {
+        libc::sigemptyset(&mut blocked);
+        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+            libc::sigaddset(&mut blocked, signal);
+        }
+    }
+    // SAFETY: both sets are valid and live for the call.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, &mut previous) };
+    if rc != 0 {
+        return Err(io::Error::from_raw_os_error(rc));
+    }
+    // The new thread inherits the mask in force now.
+    let spawned = builder.spawn(body);
+    // SAFETY: `previous` holds the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &previous, std::ptr::null_mut()) };
+    spawned
+}
+
 /// Waits up to forever on `epoll`; returns the tags of ready descriptors in
 /// `tags` and how many there are. A signal ends the wait early with no
 /// tags, so that the caller can look at what the signal asked for.

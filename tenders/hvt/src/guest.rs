@@ -6,6 +6,7 @@ use crate::kvm::{KvmError, Machine};
 use crate::layout::{self, CpuMode, LayoutError, Mapping};
 use crate::ring::{Offer, RingStartError, RingThread};
 use crate::seccomp::{self, LoopFds, SeccompError};
+use crate::stop::Stop;
 use kvm_ioctls::VcpuExit;
 use lamina_abi::hvt::{BootInfo, BOOT_INFO_BASE, HOST_FEATURE_RING_IO, MAX_MEM_SIZE};
 use lamina_abi::note::{features, AbiTarget};
@@ -18,8 +19,7 @@ use lamina_tender::image::{self, ImageError};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
 use lamina_tender::timing::Timing;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use thiserror::Error;
 
 /// Guest RAM comes in 2 MiB units (the page tables map it with 2 MiB pages).
@@ -158,14 +158,13 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         );
     }
 
-    // SIGINT/SIGTERM set a flag (the handler does nothing else, so the
-    // filter below needs only rt_sigreturn for it); KVM_RUN and the poll
-    // hypercall return on the signal and the loop stops the guest cleanly.
-    // SIGUSR1 is the ring I/O thread's: the guest must stop, it says why.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1] {
-        signal_hook::flag::register(signal, stop.clone()).map_err(GuestError::Signals)?;
-    }
+    // SIGINT/SIGTERM (and SIGUSR1, the ring I/O thread's: the guest must
+    // stop, it says why) stop the guest; see `stop` for how a signal that
+    // arrives just before KVM_RUN or a POLL is not missed.
+    let stop = Stop::install().map_err(GuestError::Signals)?;
+    hypercalls
+        .wake_on(stop.event_fd())
+        .map_err(GuestError::Signals)?;
     // The I/O thread starts before the vCPU thread's filter (which it does
     // not inherit) and installs its own; its view of guest memory has the
     // protections applied above.
@@ -184,6 +183,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         epoll,
         timer,
         kick: ring_thread.as_ref().map(|r| r.kick_fd()),
+        stop_event: stop.event_fd(),
     };
     seccomp::install(fds, hypercalls.devices())?;
     timing.mark("seccomp");
@@ -311,11 +311,14 @@ fn vcpu_loop(
     mut machine: Machine,
     mem: GuestMemory,
     hypercalls: &mut Hypercalls,
-    stop: &AtomicBool,
+    stop: &Stop,
     exits: &mut u64,
 ) -> Result<i32, GuestError> {
+    // Disarmed before `machine` (a parameter, dropped after the locals)
+    // unmaps kvm_run.
+    let _armed = stop.arm(&mut machine.vcpu.get_kvm_run().immediate_exit);
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.requested() {
             return Err(GuestError::Stopped);
         }
         let run = machine.vcpu.run();

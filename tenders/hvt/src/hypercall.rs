@@ -22,6 +22,8 @@ use thiserror::Error;
 
 /// epoll tag of the internal timer (never a device handle, which is < 64).
 const TIMER_TAG: u64 = u64::MAX;
+/// epoll tag of the descriptor of [`Hypercalls::wake_on`].
+const WAKE_TAG: u64 = u64::MAX - 1;
 
 /// A hypercall that ends the guest.
 #[derive(Debug, Error)]
@@ -100,6 +102,12 @@ impl Hypercalls {
     /// The devices.
     pub fn devices(&self) -> &Devices {
         &self.devices
+    }
+
+    /// Makes a POLL return as soon as `fd` is readable (the stop eventfd:
+    /// a signal must not wait for the guest's deadline).
+    pub fn wake_on(&self, fd: std::os::fd::RawFd) -> std::io::Result<()> {
+        sys::epoll_add(self.epoll.as_raw_fd(), fd, WAKE_TAG)
     }
 
     /// Descriptors the tender keeps using while the guest runs.

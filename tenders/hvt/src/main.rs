@@ -11,6 +11,7 @@
 //! | [`hypercall`] | the hypercall handlers, every guest pointer checked |
 //! | [`ring`] | the network ring's I/O thread (frames without VM exits) |
 //! | [`seccomp`] | the sandbox installed before the first KVM_RUN |
+//! | [`stop`] | the stop signals' handler, which cannot be missed |
 //!
 //! Exit status: the guest's on a halt; 1 when the tender fails or the
 //! guest misbehaves (a bad hypercall, a fault it does not handle).
@@ -27,6 +28,7 @@ mod kvm;
 mod layout;
 mod ring;
 mod seccomp;
+mod stop;
 
 use lamina_tender::args;
 use lamina_tender::timing::Timing;

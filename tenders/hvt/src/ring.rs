@@ -112,9 +112,9 @@ impl RingThread {
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread_shared = shared.clone();
         let gpa = offer.gpa;
-        let handle = std::thread::Builder::new()
-            .name("ring-io".into())
-            .spawn(move || {
+        let handle = sys::spawn_without_stop_signals(
+            std::thread::Builder::new().name("ring-io".into()),
+            move || {
                 let fds: Vec<RawFd> = nets.iter().map(NetDevice::fd).collect();
                 let filter = seccomp::install_ring(&fds, epoll.as_raw_fd(), kick.as_raw_fd());
                 let failed = filter.is_err();
@@ -135,14 +135,15 @@ impl RingThread {
                         .error
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()) = Some(why);
-                    let _ = sys::signal_thread(vcpu_thread, libc::SIGUSR1);
+                    let _ = sys::signal_thread(vcpu_thread, seccomp::RING_STOP_SIGNAL);
                 }
                 // Freeing the devices' buffers could shrink the thread's
                 // heap, which takes system calls the filter forbids; the
                 // process is ending anyway.
                 std::mem::forget(nets);
-            })
-            .map_err(RingStartError::Io)?;
+            },
+        )
+        .map_err(RingStartError::Io)?;
         let thread = RingThread {
             shared,
             kick: offer.kick,

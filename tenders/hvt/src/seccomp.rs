@@ -13,7 +13,9 @@
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
-use seccompiler::{BackendError, BpfProgram, SeccompRule};
+use seccompiler::{
+    BackendError, BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
+};
 use std::collections::BTreeMap;
 
 /// `KVM_RUN`: `_IO(KVMIO, 0x80)`.
@@ -33,6 +35,8 @@ pub struct LoopFds {
     pub timer: i32,
     /// The ring's kick eventfd, written once to stop the I/O thread.
     pub kick: Option<i32>,
+    /// The stop eventfd, written by the stop signals' handler.
+    pub stop_event: i32,
 }
 
 fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
@@ -99,6 +103,7 @@ fn vcpu_rules(
     if let Some(kick) = fds.kick {
         allow(libc::SYS_write, fd_is(kick)?);
     }
+    allow(libc::SYS_write, fd_is(fds.stop_event)?);
     for block in &devices.blocks {
         // BLOCK_READ / BLOCK_WRITE on that file only (requests are checked
         // by the handler: whole sectors on the device).
@@ -116,12 +121,18 @@ fn vcpu_rules(
     Ok(rules)
 }
 
+/// The signal the ring I/O thread sends the vCPU thread when the guest
+/// must stop (the only signal it may send).
+pub const RING_STOP_SIGNAL: libc::c_int = libc::SIGUSR1;
+
 /// The ring I/O thread's rules: the tap descriptors, its epoll and kick
-/// eventfd, and signalling the vCPU thread. No ioctl at all.
+/// eventfd, and [`RING_STOP_SIGNAL`] to a thread of process `pid` (the
+/// tender's). No ioctl at all.
 fn ring_rules(
     taps: &[i32],
     epoll: i32,
     kick: i32,
+    pid: u32,
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     common_rules(&mut rules)?;
@@ -135,9 +146,21 @@ fn ring_rules(
     allow(libc::SYS_epoll_wait, fd_is(epoll)?);
     allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
     allow(libc::SYS_write, fd_is(2)?);
-    for syscall in [
-        // Signalling the vCPU thread when the guest must stop.
+    // Signalling the vCPU thread when the guest must stop: tgkill(pid,
+    // tid, signal) within the tender and with that signal only.
+    rules.insert(
         libc::SYS_tgkill,
+        vec![SeccompRule::new(vec![
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid.into())?,
+            SeccompCondition::new(
+                2,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                RING_STOP_SIGNAL as u64,
+            )?,
+        ])?],
+    );
+    for syscall in [
         libc::SYS_getpid,
         libc::SYS_gettid,
         // Spinning politely.
@@ -160,11 +183,11 @@ pub fn vcpu_filter(fds: LoopFds, devices: &Devices) -> Result<Filters, SeccompEr
     ])
 }
 
-/// The ring I/O thread's filters.
-pub fn ring_filter(taps: &[i32], epoll: i32, kick: i32) -> Result<Filters, SeccompError> {
+/// The ring I/O thread's filters, for the tender process `pid`.
+pub fn ring_filter(taps: &[i32], epoll: i32, kick: i32, pid: u32) -> Result<Filters, SeccompError> {
     Ok([
         sandbox::refusals()?,
-        sandbox::compile(ring_rules(taps, epoll, kick)?)?,
+        sandbox::compile(ring_rules(taps, epoll, kick, pid)?)?,
     ])
 }
 
@@ -181,7 +204,7 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
 
 /// Builds and installs the ring I/O thread's filters, on that thread.
 pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompError> {
-    apply(&ring_filter(taps, epoll, kick)?)
+    apply(&ring_filter(taps, epoll, kick, std::process::id())?)
 }
 
 /// The filters against the calls they must kill and the ones they must
@@ -258,6 +281,7 @@ mod tests {
             epoll: other.as_raw_fd(),
             timer: other.as_raw_fd(),
             kick: None,
+            stop_event: other.as_raw_fd(),
         };
         (vcpu, other, fds)
     }
@@ -358,7 +382,7 @@ mod tests {
         let devices = no_devices();
         let programs = [
             vcpu_filter(fds, &devices).unwrap(),
-            ring_filter(&[fds.epoll], fds.epoll, fds.epoll).unwrap(),
+            ring_filter(&[fds.epoll], fds.epoll, fds.epoll, std::process::id()).unwrap(),
         ];
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let rx = libc::PROT_READ | libc::PROT_EXEC;
@@ -388,7 +412,7 @@ mod tests {
     #[test]
     fn the_ring_thread_may_make_no_ioctl_and_allocates_in_its_own_arena() {
         let (_vcpu, _other, fds) = stand_ins();
-        let program = ring_filter(&[fds.epoll], fds.epoll, fds.epoll).unwrap();
+        let program = ring_filter(&[fds.epoll], fds.epoll, fds.epoll, std::process::id()).unwrap();
         assert_eq!(under_filter(&program, || ioctl(fds.vcpu, KVM_RUN)), KILLED);
         let fionbio = libc::FIONBIO;
         assert_eq!(under_filter(&program, || ioctl(fds.epoll, fionbio)), KILLED);
@@ -406,5 +430,48 @@ mod tests {
             thread.join().unwrap_or(101)
         });
         assert_eq!(status, SURVIVED);
+    }
+
+    /// tgkill(`pid`, this thread, `signal`) with SIGUSR1 blocked (so that
+    /// the signal, if sent, stays pending); 0 when the call returned.
+    fn tgkill(pid: libc::pid_t, signal: libc::c_int) -> i32 {
+        // SAFETY: plain data, set up by sigemptyset/sigaddset; the calls
+        // take only that set and numbers.
+        unsafe {
+            let mut blocked: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut blocked);
+            libc::sigaddset(&mut blocked, libc::SIGUSR1);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &blocked, std::ptr::null_mut());
+            let tid = libc::syscall(libc::SYS_gettid) as libc::pid_t;
+            libc::syscall(libc::SYS_tgkill, pid, tid, signal);
+        }
+        0
+    }
+
+    #[test]
+    fn the_ring_thread_may_signal_only_its_own_process_with_its_signal() {
+        let (_vcpu, _other, fds) = stand_ins();
+        // The filter for the child's own pid, built in the child.
+        let run = |target: fn(libc::pid_t) -> libc::pid_t, signal: libc::c_int| {
+            in_child(None, || {
+                // SAFETY: getpid has no preconditions.
+                let own = unsafe { libc::getpid() };
+                let Ok(program) = ring_filter(&[fds.epoll], fds.epoll, fds.epoll, own as u32)
+                else {
+                    return 100;
+                };
+                if apply(&program).is_err() {
+                    return 100;
+                }
+                tgkill(target(own), signal)
+            })
+        };
+        let own = |pid| pid;
+        let other = |pid| pid + 1;
+        assert_eq!(run(own, RING_STOP_SIGNAL), SURVIVED);
+        assert_eq!(run(other, RING_STOP_SIGNAL), KILLED);
+        assert_eq!(run(|_| 1, RING_STOP_SIGNAL), KILLED);
+        assert_eq!(run(own, libc::SIGKILL), KILLED);
+        assert_eq!(run(own, libc::SIGTERM), KILLED);
     }
 }

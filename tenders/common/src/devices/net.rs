@@ -294,14 +294,15 @@ fn user_network(forwards: &str) -> Result<std::os::fd::OwnedFd, String> {
     let net = lamina_usernet::UserNet::bind(&forwards).map_err(|e| e.to_string())?;
     let (guest, tender) =
         lamina_usernet::socketpair().map_err(|e| format!("cannot make the link: {e}"))?;
-    std::thread::Builder::new()
-        .name("usernet".into())
-        .spawn(move || {
+    crate::sys::spawn_without_stop_signals(
+        std::thread::Builder::new().name("usernet".into()),
+        move || {
             if let Err(e) = lamina_usernet::run(net, tender) {
                 eprintln!("lamina: user-mode network stopped: {e}");
             }
-        })
-        .map_err(|e| format!("cannot start the user-mode network: {e}"))?;
+        },
+    )
+    .map_err(|e| format!("cannot start the user-mode network: {e}"))?;
     Ok(guest)
 }
 
