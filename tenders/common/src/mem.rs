@@ -64,6 +64,26 @@ pub enum GuestFault {
         /// "readable" or "writable".
         access: &'static str,
     },
+    /// The range overlaps the area the tender reserved at the top of guest
+    /// memory for itself (the hvt network ring), above the guest's
+    /// `mem_size`: no guest buffer or structure may be there.
+    #[error("guest range {gpa:#x}+{len:#x} overlaps the tender's area from {from:#x}")]
+    Reserved {
+        /// Start of the range.
+        gpa: u64,
+        /// Its length.
+        len: u64,
+        /// Start of the reserved area.
+        from: u64,
+    },
+    /// An atomic access at an address not aligned for it.
+    #[error("guest address {gpa:#x} is not {align}-byte aligned")]
+    Misaligned {
+        /// The address.
+        gpa: u64,
+        /// The alignment needed.
+        align: u64,
+    },
 }
 
 /// Why guest memory could not be set up or protected.
@@ -181,6 +201,8 @@ impl Drop for Mapping {
 struct Checks {
     base: u64,
     end: u64,
+    /// Start of the tender's reserved area `[reserved, end)` (`end`: none).
+    reserved: u64,
     protected: Vec<ProtectedRange>,
 }
 
@@ -203,9 +225,43 @@ impl Checks {
         Ok((gpa - self.base) as usize)
     }
 
-    /// [`Checks::offset`], and the range is not protected against `write`.
+    /// [`Checks::offset`], the range is below the reserved area (the
+    /// guest's memory), and it is not protected against `write`.
     fn access(&self, gpa: u64, len: u64, write: bool) -> Result<usize, GuestFault> {
         let offset = self.offset(gpa, len)?;
+        if len > 0 && gpa + len > self.reserved {
+            return Err(GuestFault::Reserved {
+                gpa,
+                len,
+                from: self.reserved,
+            });
+        }
+        self.unprotected(offset, gpa, len, write)
+    }
+
+    /// [`Checks::offset`], and the range is wholly inside the reserved area.
+    fn reserved_access(&self, gpa: u64, len: u64) -> Result<usize, GuestFault> {
+        let offset = self.offset(gpa, len)?;
+        if gpa < self.reserved {
+            return Err(GuestFault::OutOfBounds {
+                gpa,
+                len,
+                base: self.reserved,
+                end: self.end,
+            });
+        }
+        Ok(offset)
+    }
+
+    /// `offset` (of `[gpa, gpa+len)`) if the range is not protected
+    /// against `write`.
+    fn unprotected(
+        &self,
+        offset: usize,
+        gpa: u64,
+        len: u64,
+        write: bool,
+    ) -> Result<usize, GuestFault> {
         let end = gpa + len; // no overflow: offset passed
         let denied = self
             .protected
@@ -300,6 +356,7 @@ impl GuestMemory {
                 checks: Checks {
                     base,
                     end,
+                    reserved: end,
                     protected: Vec::new(),
                 },
             },
@@ -356,6 +413,17 @@ impl GuestMemory {
                 writable: protection.write,
             });
         }
+        Ok(())
+    }
+
+    /// Reserves `[from, end)` for the tender (the hvt network ring): from
+    /// now on the ordinary accessors refuse it, so that no guest-supplied
+    /// address (a hypercall structure, an I/O buffer) can reach it, and only
+    /// the `reserved_*` accessors and [`SharedView::atomic_u32`] reach it.
+    /// Views made before this call do not see the change.
+    pub fn reserve_top(&mut self, from: u64) -> Result<(), GuestFault> {
+        self.checked_offset(from, self.end() - from.min(self.end()))?;
+        self.view.checks.reserved = from;
         Ok(())
     }
 
@@ -427,17 +495,50 @@ impl SharedView {
         Ok(unsafe { GuestBytesMut::new(ptr, len as usize) })
     }
 
-    /// The `u32` at `gpa` (4-byte aligned, readable and writable) as an
+    /// Host pointer to `[gpa, gpa+len)` inside the reserved area (see
+    /// [`GuestMemory::reserve_top`]), valid while this view lives.
+    fn reserved_pointer(&self, gpa: u64, len: u64) -> Result<*mut u8, GuestFault> {
+        let offset = self.checks.reserved_access(gpa, len)?;
+        // SAFETY: as in `pointer`.
+        Ok(unsafe { self.map.host.as_ptr().add(offset) })
+    }
+
+    /// The `u32` at `gpa` in the reserved area (4-byte aligned) as an
     /// atomic shared with the guest.
     pub fn atomic_u32(&self, gpa: u64) -> Result<&AtomicU32, GuestFault> {
-        let ptr = self.pointer(gpa, 4, true)?;
+        let ptr = self.reserved_pointer(gpa, 4)?;
         if !(ptr as usize).is_multiple_of(4) {
-            return Err(GuestFault::Overflow { gpa, len: 4 });
+            return Err(GuestFault::Misaligned { gpa, align: 4 });
         }
         // SAFETY: aligned, inside the live mapping for as long as `self`,
-        // and every other access to these bytes (the guest's, and ours) is
-        // an atomic or volatile 32-bit access.
+        // and in the reserved area, which the tender reaches only through
+        // this and the volatile `reserved_*` copies, and which no guest
+        // buffer or structure the tender handles may overlap (the ordinary
+        // accessors refuse it); the guest's own accesses are its business.
         Ok(unsafe { &*ptr.cast::<AtomicU32>() })
+    }
+
+    /// Copies a `T` out of the reserved area at `gpa` (volatile).
+    pub fn reserved_read<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
+        let len = std::mem::size_of::<T>();
+        let ptr = self.reserved_pointer(gpa, len as u64)?;
+        let mut value = T::new_zeroed();
+        // SAFETY: inside the live mapping (checked) for `len` bytes.
+        unsafe { GuestBytes::new(ptr, len) }.copy_to(value.as_mut_bytes());
+        Ok(value)
+    }
+
+    /// Copies `value` into the reserved area at `gpa` (volatile).
+    pub fn reserved_write<T: IntoBytes + Immutable>(
+        &self,
+        gpa: u64,
+        value: &T,
+    ) -> Result<(), GuestFault> {
+        let bytes = value.as_bytes();
+        let ptr = self.reserved_pointer(gpa, bytes.len() as u64)?;
+        // SAFETY: inside the live mapping (checked) for `len` bytes.
+        unsafe { GuestBytesMut::new(ptr, bytes.len()) }.copy_from(bytes);
+        Ok(())
     }
 
     /// Copies a `T` (a lamina-abi struct) out of guest memory at `gpa`.
@@ -529,6 +630,40 @@ mod tests {
         assert!(mem.protect(0, 2 << 20, read_only).is_err());
     }
 
+    /// The reserved top (the hvt ring) is out of reach of every ordinary
+    /// accessor, so no guest buffer can overlap the ring's atomics; the
+    /// atomics and the reserved copies reach only it.
+    #[test]
+    fn the_reserved_top_is_out_of_reach_of_guest_addresses() {
+        let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
+        let from = 0xf_0000;
+        mem.reserve_top(from).unwrap();
+        let view = mem.shared_view();
+        let reserved = |fault| matches!(fault, GuestFault::Reserved { .. });
+        assert!(reserved(view.bytes_mut(from, 4).unwrap_err()));
+        assert!(reserved(view.bytes(from - 2, 4).unwrap_err()));
+        assert!(reserved(view.read::<u64>(from + 8).unwrap_err()));
+        assert!(reserved(view.write(from - 4, &0u64).unwrap_err()));
+        assert!(view.bytes_mut(from - 4, 4).is_ok());
+        assert!(view.atomic_u32(from).is_ok());
+        assert!(view.atomic_u32(from - 4).is_err());
+        assert_eq!(
+            view.atomic_u32(from + 2).unwrap_err(),
+            GuestFault::Misaligned {
+                gpa: from + 2,
+                align: 4
+            }
+        );
+        view.atomic_u32(from)
+            .unwrap()
+            .store(7, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(view.reserved_read::<u32>(from), Ok(7));
+        view.reserved_write(from + 8, &9u64).unwrap();
+        assert_eq!(view.reserved_read::<u64>(from + 8), Ok(9));
+        assert!(view.reserved_read::<u64>(from - 4).is_err());
+        assert!(mem.reserve_top(2 << 20).is_err());
+    }
+
     #[test]
     fn shared_view_checks_like_the_owner() {
         let mut mem = GuestMemory::anywhere(1 << 20).unwrap();
@@ -544,14 +679,9 @@ mod tests {
         assert!(view.pointer(0x3ffc, 8, true).is_err());
         assert!(view.pointer((1 << 20) - 4, 8, false).is_err());
         assert!(view.pointer(u64::MAX, 2, false).is_err());
-        assert!(view.atomic_u32(0x5002).is_err());
-        view.atomic_u32(0x5000)
-            .unwrap()
-            .store(7, std::sync::atomic::Ordering::Relaxed);
         let puts = HcPuts { data: 1, len: 2 };
         view.write(0x6000, &puts).unwrap();
         assert_eq!(view.read::<HcPuts>(0x6000).unwrap().len, 2);
-        assert_eq!(view.read::<u32>(0x5000).unwrap(), 7);
     }
 
     #[test]

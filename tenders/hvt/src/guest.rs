@@ -243,6 +243,8 @@ fn offer_ring(
         return None;
     }
     mem.bytes_mut(gpa, ring::RESERVED_BYTES).ok()?.fill(0);
+    // From now on no guest address the tender handles may reach the ring.
+    mem.reserve_top(gpa).ok()?;
     Some(Offer { gpa, kick })
 }
 

@@ -278,7 +278,7 @@ impl Server<'_> {
         }
         while head != tail {
             let at = self.gpa + (offsets::ENTRIES + (head & ring::MASK) as usize * 32) as u64;
-            let entry: RingEntry = self.view.read(at).map_err(|f| self.bad(head, f))?;
+            let entry: RingEntry = self.view.reserved_read(at).map_err(|f| self.bad(head, f))?;
             match entry.operation {
                 op::NET_WRITE => {
                     let net = self.device(&entry, head)?;
@@ -322,7 +322,7 @@ impl Server<'_> {
                     let at = self.gpa
                         + (offsets::COMMITS + (com_tail & ring::MASK) as usize * 16) as u64;
                     self.view
-                        .write(at, &commit)
+                        .reserved_write(at, &commit)
                         .map_err(|f| self.bad(head, f))?;
                     ix.com_tail
                         .store(com_tail.wrapping_add(1), Ordering::Release);
@@ -383,12 +383,19 @@ mod tests {
     const RING: u64 = 0x10_0000;
     const BUF: u64 = 0x2000;
 
+    /// Guest memory of 2 MiB with the ring's area reserved from RING.
+    fn ring_memory() -> GuestMemory {
+        let mut mem = GuestMemory::anywhere(2 << 20).unwrap();
+        mem.reserve_top(RING).unwrap();
+        mem
+    }
+
     /// Submits `entry` as the next one, and serves the ring once.
     fn submit(server: &Server<'_>, entry: RingEntry) {
         let ix = server.indices().unwrap();
         let tail = ix.ent_tail.load(Ordering::Relaxed);
         let at = RING + (offsets::ENTRIES + (tail & ring::MASK) as usize * 32) as u64;
-        server.view.write(at, &entry).unwrap();
+        server.view.reserved_write(at, &entry).unwrap();
         ix.ent_tail.store(tail.wrapping_add(1), Ordering::Release);
         assert!(server.serve(&ix).unwrap());
         assert_eq!(ix.ent_head.load(Ordering::Relaxed), tail.wrapping_add(1));
@@ -411,7 +418,7 @@ mod tests {
         let slot = ix.com_tail.load(Ordering::Relaxed).wrapping_sub(1) & ring::MASK;
         let commit = server
             .view
-            .read(RING + (offsets::COMMITS + slot as usize * 16) as u64)
+            .reserved_read(RING + (offsets::COMMITS + slot as usize * 16) as u64)
             .unwrap();
         ix.com_head
             .store(ix.com_tail.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -432,7 +439,7 @@ mod tests {
     fn failed_writes_are_counted_for_the_guest_not_dropped_silently() {
         for offload in [false, true] {
             let (net, host) = fixtures::net(1, offload);
-            let mem = GuestMemory::anywhere(2 << 20).unwrap();
+            let mem = ring_memory();
             let view = mem.shared_view();
             let shared = Shared::default();
             let nets = [net];
@@ -471,7 +478,7 @@ mod tests {
     fn a_frame_larger_than_the_guest_buffer_is_eunspec() {
         for offload in [false, true] {
             let (net, host) = fixtures::net(1, offload);
-            let mem = GuestMemory::anywhere(2 << 20).unwrap();
+            let mem = ring_memory();
             let view = mem.shared_view();
             let shared = Shared::default();
             let nets = [net];
@@ -498,30 +505,44 @@ mod tests {
         }
     }
 
+    /// A buffer outside guest memory, or overlapping the ring itself (its
+    /// index words, which the I/O thread accesses as atomics), is refused
+    /// and stops the guest.
     #[test]
     fn a_bad_buffer_stops_the_guest() {
-        let (net, _host) = fixtures::net(1, false);
-        let mem = GuestMemory::anywhere(2 << 20).unwrap();
-        let view = mem.shared_view();
-        let shared = Shared::default();
-        let nets = [net];
-        let server = Server {
-            view: &view,
-            gpa: RING,
-            nets: &nets,
-            epoll: -1,
-            kick: -1,
-            shared: &shared,
-        };
-        let ix = server.indices().unwrap();
-        let mut entry = read_entry(64);
-        entry.data = (2 << 20) - 32;
-        server
-            .view
-            .write(RING + offsets::ENTRIES as u64, &entry)
-            .unwrap();
-        ix.ent_tail.store(1, Ordering::Release);
-        let error = server.serve(&ix).unwrap_err();
-        assert!(error.contains("outside guest memory"), "{error}");
+        let cases = [
+            (4 << 20, "outside guest memory"),
+            (RING - 32, "overlaps the tender's area"),
+            (
+                RING + offsets::ENT_TAIL as u64,
+                "overlaps the tender's area",
+            ),
+            ((2 << 20) - 64, "overlaps the tender's area"),
+        ];
+        for (data, why) in cases {
+            let (net, _host) = fixtures::net(1, false);
+            let mem = ring_memory();
+            let view = mem.shared_view();
+            let shared = Shared::default();
+            let nets = [net];
+            let server = Server {
+                view: &view,
+                gpa: RING,
+                nets: &nets,
+                epoll: -1,
+                kick: -1,
+                shared: &shared,
+            };
+            let ix = server.indices().unwrap();
+            let mut entry = read_entry(64);
+            entry.data = data;
+            server
+                .view
+                .reserved_write(RING + offsets::ENTRIES as u64, &entry)
+                .unwrap();
+            ix.ent_tail.store(1, Ordering::Release);
+            let error = server.serve(&ix).unwrap_err();
+            assert!(error.contains(why), "{data:#x}: {error}");
+        }
     }
 }
