@@ -136,7 +136,7 @@ fn a_lamina_image_runs_sse_natively_on_pvm() {
         return;
     }
     if !is_pvm() {
-        lamina_test_support::skip_or_fail(
+        lamina_test_support::not_applicable(
             "native ring-3 mode",
             "not a KVM-PVM host; native ring-3 mode is not used here",
         );

@@ -17,6 +17,11 @@
 //! Only the Solo5 compatibility tests, whose images nothing committed can
 //! build, may skip under CI: they call [`skip_allowed`], which records the
 //! skip the same way but never fails.
+//!
+//! A test whose subject does not exist on this host (e.g. KVM-PVM's native
+//! mode on a host with ordinary KVM) is not a skip: nothing is missing.
+//! It calls [`not_applicable`], which records a `NOT-APPLICABLE` line and
+//! never fails.
 
 use std::io::Write;
 use std::process::Command;
@@ -62,7 +67,12 @@ fn current_test() -> String {
 
 /// Prints the skip and appends it to `log` (`$LAMINA_SKIP_LOG`), if set.
 fn record(what: &str, reason: &str, log: Option<std::ffi::OsString>) {
-    let line = format!("SKIPPED {} ({what}): {reason}", current_test());
+    record_line("SKIPPED", what, reason, log);
+}
+
+/// Prints `KIND test (what): reason` and appends it to `log`, if set.
+fn record_line(kind: &str, what: &str, reason: &str, log: Option<std::ffi::OsString>) {
+    let line = format!("{kind} {} ({what}): {reason}", current_test());
     eprintln!("{line}");
     let Some(log) = log else {
         return;
@@ -105,6 +115,14 @@ fn skip(what: &str, reason: &str, must_run: bool, log: Option<std::ffi::OsString
 /// tests, which need images that nothing committed can build.
 pub fn skip_allowed(what: &str, reason: &str) {
     record(what, reason, std::env::var_os(SKIP_LOG));
+}
+
+/// `what` does not apply to this host (its subject is not here, and
+/// nothing is missing), because of `reason`: prints and records a
+/// `NOT-APPLICABLE` line, distinct from a skip, and never fails, under CI
+/// either; the caller returns.
+pub fn not_applicable(what: &str, reason: &str) {
+    record_line("NOT-APPLICABLE", what, reason, std::env::var_os(SKIP_LOG));
 }
 
 /// Whether /dev/kvm opens for reading and writing; if not, [`skip_or_fail`]
@@ -262,6 +280,28 @@ mod tests {
         );
         assert!(lines[0].ends_with("(first): no KVM"), "{lines:?}");
         assert!(lines[1].ends_with("(second): no root"), "{lines:?}");
+    }
+
+    #[test]
+    fn not_applicable_is_recorded_apart_from_skips_and_never_fails() {
+        let log =
+            std::env::temp_dir().join(format!("lamina-not-applicable-{}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        // Whatever CI says: not_applicable does not consult it.
+        record_line(
+            "NOT-APPLICABLE",
+            "pvm part",
+            "not KVM-PVM",
+            Some(log.clone().into()),
+        );
+        let lines = std::fs::read_to_string(&log).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        assert!(
+            lines.starts_with("NOT-APPLICABLE ")
+                && lines.trim_end().ends_with("(pvm part): not KVM-PVM"),
+            "{lines:?}"
+        );
+        assert!(!lines.contains("SKIPPED"), "{lines:?}");
     }
 
     #[test]
