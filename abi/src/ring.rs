@@ -15,8 +15,9 @@
 //!   `ent_tail += 1`, full barrier; if `needs_kick` then kick.
 //! - Tender consumes entries from `ent_head`; a write is done and forgotten,
 //!   except that a write the host refused (the tap failed it, or no link
-//!   carries a frame that large) adds one to `write_errors`, which the
-//!   guest reports as SOLO5_R_EUNSPEC from its next write (the hypercall
+//!   carries a frame that large) adds one to `write_errors` and to that
+//!   device's `write_errors_by_handle[handle]`, which the guest reports as
+//!   SOLO5_R_EUNSPEC from its next write on that device (the hypercall
 //!   answers the same failure so at once); a read posts a [`Commit`] at
 //!   `commits[com_tail & MASK]`, then `com_tail += 1`; then `ent_head += 1`.
 //! - Guest takes commits from `com_head`.
@@ -60,7 +61,15 @@ pub mod offsets {
     pub const ENTRIES: usize = 128;
     /// The commits array.
     pub const COMMITS: usize = 32_896;
+    /// Tender: writes the host refused so far, per device: a `u32` for
+    /// each handle below [`super::MAX_HANDLES`] (free-running; a Lamina
+    /// extension after Solo5's layout, inside [`super::RESERVED_BYTES`]).
+    pub const WRITE_ERRORS_BY_HANDLE: usize = super::RING_BYTES;
 }
+
+/// Device handles that have a word in `write_errors_by_handle` (all of
+/// them: a Solo5 handle is a bit of the 64-bit ready set).
+pub const MAX_HANDLES: usize = 64;
 
 /// Operations.
 pub mod op {

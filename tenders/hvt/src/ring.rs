@@ -290,7 +290,7 @@ impl Server<'_> {
                     // NET_WRITE hypercall's; told to the guest through
                     // write_errors, as the ring has no answer per write.
                     if net.send(frame).is_err() {
-                        self.refused(ix);
+                        self.refused(ix, net.handle)?;
                     }
                     self.shared.writes.fetch_add(1, Ordering::Relaxed);
                 }
@@ -341,7 +341,7 @@ impl Server<'_> {
         let mut dropped = 0;
         for net in self.nets {
             if net.flush().is_err() {
-                self.refused(ix);
+                self.refused(ix, net.handle)?;
             }
             dropped += net.dropped();
         }
@@ -350,9 +350,16 @@ impl Server<'_> {
     }
 
     /// Counts a write the host refused, for the guest and the statistics.
-    fn refused(&self, ix: &Indices<'_>) {
+    /// A write on device `handle` the host refused: counted for the guest,
+    /// in all and for that device.
+    fn refused(&self, ix: &Indices<'_>, handle: u64) -> Result<(), String> {
+        if handle < ring::MAX_HANDLES as u64 {
+            let at = offsets::WRITE_ERRORS_BY_HANDLE + 4 * handle as usize;
+            self.index(at)?.fetch_add(1, Ordering::Release);
+        }
         ix.write_errors.fetch_add(1, Ordering::Release);
         self.shared.refused.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The device an entry names.
@@ -458,6 +465,14 @@ mod tests {
                     .write_errors
                     .load(Ordering::Relaxed)
             };
+            // Device 1's own count, and device 2's (not attached here),
+            // which a refusal on device 1 must not touch.
+            let errors_of = |handle: usize| {
+                server
+                    .index(offsets::WRITE_ERRORS_BY_HANDLE + 4 * handle)
+                    .unwrap()
+                    .load(Ordering::Relaxed)
+            };
             let frame = fixtures::frame(60, 1);
             submit(&server, write_entry(&view, &frame));
             assert_eq!(fixtures::host_receives(&host, offload), frame);
@@ -469,6 +484,7 @@ mod tests {
             fixtures::host_hangs_up(&host);
             submit(&server, write_entry(&view, &frame));
             assert_eq!(errors(), 2, "{offload}");
+            assert_eq!((errors_of(1), errors_of(2)), (2, 0), "{offload}");
             assert_eq!(shared.writes.load(Ordering::Relaxed), 3);
             assert_eq!(shared.refused.load(Ordering::Relaxed), 2);
         }

@@ -212,13 +212,16 @@ fn drain(base: usize) {
     }
 }
 
-/// The ring's `write_errors` as [`ring_write`] last saw it.
-static WRITE_ERRORS_SEEN: AtomicU32 = AtomicU32::new(0);
+/// Each device's `write_errors_by_handle` word as [`ring_write`] last saw
+/// it, by handle.
+static WRITE_ERRORS_SEEN: [AtomicU32; ring::MAX_HANDLES] =
+    [const { AtomicU32::new(0) }; ring::MAX_HANDLES];
 
 /// Sends `frame` through the ring: copied into the entry's buffer, no exit.
-/// The ring answers no write, so a failure the tender counted since the
-/// last call (of an earlier frame, or this one if already served) is this
-/// call's error: the same SOLO5_R_EUNSPEC the hypercall gives at once.
+/// The ring answers no write, so a failure the tender counted on this
+/// device since the last call (of an earlier frame of this device, or
+/// this one if already served) is this call's error: the same
+/// SOLO5_R_EUNSPEC the hypercall gives at once.
 fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
     let bufs = *WRITE_BUFS.call_once(|| {
         let bufs = alloc::vec![0u8; (WRITE_SLOTS * ring::BUF_SIZE) as usize];
@@ -237,8 +240,14 @@ fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoE
         unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), buf as *mut u8, frame.len()) };
         buf as u64
     });
-    let errors = index(base, offsets::WRITE_ERRORS).load(Ordering::Acquire);
-    if WRITE_ERRORS_SEEN.swap(errors, Ordering::Relaxed) != errors {
+    let handle = device.index as usize;
+    let Some(seen) = WRITE_ERRORS_SEEN.get(handle) else {
+        // No word for this handle (none is that large): nothing to tell.
+        return Ok(());
+    };
+    let at = offsets::WRITE_ERRORS_BY_HANDLE + 4 * handle;
+    let errors = index(base, at).load(Ordering::Acquire);
+    if seen.swap(errors, Ordering::Relaxed) != errors {
         return Err(IoError::Failed);
     }
     Ok(())
