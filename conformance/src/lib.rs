@@ -23,10 +23,8 @@
 //! second stack, and the cli tests as a unix-target process (the Linux
 //! kernel's TCP) in the network namespace of the unikernel under test.
 //!
-//! Guarantees not checked here, and why: a TCP `write` waiting while the
-//! send buffer is full (back-pressure) and a `Netif` dropping frames read
-//! too late need a peer that stalls on cue and timing the suite cannot
-//! bound; `KvWrite::set` being atomic across a crash needs a crash; the
+//! Guarantees not checked here, and why: a `Netif` dropping frames read
+//! too late needs timing the suite cannot bound; `KvWrite::set` being atomic across a crash needs a crash; the
 //! quality of `Random` beyond a coarse spread needs statistics far longer
 //! than a test. The suites check what a run can observe.
 #![no_std]
