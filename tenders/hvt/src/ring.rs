@@ -390,11 +390,36 @@ mod tests {
     const RING: u64 = 0x10_0000;
     const BUF: u64 = 0x2000;
 
-    /// Guest memory of 2 MiB with the ring's area reserved from RING.
-    fn ring_memory() -> GuestMemory {
-        let mut mem = GuestMemory::anywhere(2 << 20).unwrap();
-        mem.reserve_top(RING).unwrap();
-        mem
+    /// What a test's [`Server`] borrows: 2 MiB of guest memory with the
+    /// ring's area reserved from RING, one network device, the counters.
+    struct Rig {
+        view: SharedView,
+        nets: [NetDevice; 1],
+        shared: Shared,
+    }
+
+    impl Rig {
+        fn new(net: NetDevice) -> Rig {
+            let mut mem = GuestMemory::anywhere(2 << 20).unwrap();
+            mem.reserve_top(RING).unwrap();
+            Rig {
+                view: mem.shared_view(),
+                nets: [net],
+                shared: Shared::default(),
+            }
+        }
+
+        /// A server over the rig (no epoll or kick: the tests call serve).
+        fn server(&self) -> Server<'_> {
+            Server {
+                view: &self.view,
+                gpa: RING,
+                nets: &self.nets,
+                epoll: -1,
+                kick: -1,
+                shared: &self.shared,
+            }
+        }
     }
 
     /// Submits `entry` as the next one, and serves the ring once.
@@ -446,18 +471,8 @@ mod tests {
     fn failed_writes_are_counted_for_the_guest_not_dropped_silently() {
         for offload in [false, true] {
             let (net, host) = fixtures::net(1, offload);
-            let mem = ring_memory();
-            let view = mem.shared_view();
-            let shared = Shared::default();
-            let nets = [net];
-            let server = Server {
-                view: &view,
-                gpa: RING,
-                nets: &nets,
-                epoll: -1,
-                kick: -1,
-                shared: &shared,
-            };
+            let rig = Rig::new(net);
+            let (server, view, shared) = (rig.server(), &rig.view, &rig.shared);
             let errors = || {
                 server
                     .indices()
@@ -474,15 +489,15 @@ mod tests {
                     .load(Ordering::Relaxed)
             };
             let frame = fixtures::frame(60, 1);
-            submit(&server, write_entry(&view, &frame));
+            submit(&server, write_entry(view, &frame));
             assert_eq!(fixtures::host_receives(&host, offload), frame);
             assert_eq!(errors(), 0);
             // Larger than any link carries, as on the hypercall path.
             let huge = fixtures::frame(70_000, 2);
-            submit(&server, write_entry(&view, &huge));
+            submit(&server, write_entry(view, &huge));
             assert_eq!(errors(), 1, "{offload}");
             fixtures::host_hangs_up(&host);
-            submit(&server, write_entry(&view, &frame));
+            submit(&server, write_entry(view, &frame));
             assert_eq!(errors(), 2, "{offload}");
             assert_eq!((errors_of(1), errors_of(2)), (2, 0), "{offload}");
             assert_eq!(shared.writes.load(Ordering::Relaxed), 3);
@@ -494,18 +509,8 @@ mod tests {
     fn a_frame_larger_than_the_guest_buffer_is_eunspec() {
         for offload in [false, true] {
             let (net, host) = fixtures::net(1, offload);
-            let mem = ring_memory();
-            let view = mem.shared_view();
-            let shared = Shared::default();
-            let nets = [net];
-            let server = Server {
-                view: &view,
-                gpa: RING,
-                nets: &nets,
-                epoll: -1,
-                kick: -1,
-                shared: &shared,
-            };
+            let rig = Rig::new(net);
+            let (server, view) = (rig.server(), &rig.view);
             submit(&server, read_entry(1514));
             assert_eq!(last_commit(&server).ret, Solo5Result::Again as i32);
             fixtures::host_sends(&host, &fixtures::frame(100, 3), offload);
@@ -537,18 +542,8 @@ mod tests {
         ];
         for (data, why) in cases {
             let (net, _host) = fixtures::net(1, false);
-            let mem = ring_memory();
-            let view = mem.shared_view();
-            let shared = Shared::default();
-            let nets = [net];
-            let server = Server {
-                view: &view,
-                gpa: RING,
-                nets: &nets,
-                epoll: -1,
-                kick: -1,
-                shared: &shared,
-            };
+            let rig = Rig::new(net);
+            let server = rig.server();
             let ix = server.indices().unwrap();
             let mut entry = read_entry(64);
             entry.data = data;
