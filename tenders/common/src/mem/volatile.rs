@@ -113,14 +113,28 @@ impl GuestBytes<'_> {
 
     /// Writes all of the bytes into `file` at `offset` (`pwrite(2)`).
     pub fn write_all_at(&self, file: &File, offset: u64) -> io::Result<()> {
-        let mut rest = *self;
+        Self::whole_range_at(*self, offset, io::ErrorKind::WriteZero, |ptr, len, at| {
+            // SAFETY: the kernel reads `len` readable bytes at `ptr` (a
+            // part of this range).
+            unsafe { libc::pwrite(file.as_raw_fd(), ptr.cast(), len, at) }
+        })
+    }
+
+    /// Repeats `call(ptr, len, offset)` (a pwrite or pread of that part of
+    /// `range`) from `offset` until the whole range is done, again after
+    /// EINTR; a call that does nothing is an `at_zero` error.
+    fn whole_range_at(
+        range: GuestBytes<'_>,
+        offset: u64,
+        at_zero: io::ErrorKind,
+        mut call: impl FnMut(*mut u8, usize, libc::off_t) -> isize,
+    ) -> io::Result<()> {
+        let mut rest = range;
         let mut offset = offset;
         while !rest.is_empty() {
             let at = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-            // SAFETY: the kernel reads `rest.len` readable bytes at `rest.ptr`.
-            let n = unsafe { libc::pwrite(file.as_raw_fd(), rest.ptr.cast(), rest.len, at) };
-            match n {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
+            match call(rest.ptr, rest.len, at) {
+                0 => return Err(at_zero.into()),
                 n if n > 0 => {
                     rest = rest.skip(n as usize);
                     offset += n as u64;
@@ -215,28 +229,16 @@ impl<'a> GuestBytesMut<'a> {
     /// Fills the whole range from `file` at `offset` (`pread(2)`); a file
     /// that ends first is an [`io::ErrorKind::UnexpectedEof`] error.
     pub fn read_exact_at(&self, file: &File, offset: u64) -> io::Result<()> {
-        let mut rest = self.0;
-        let mut offset = offset;
-        while !rest.is_empty() {
-            let at = libc::off_t::try_from(offset).map_err(|_| io::ErrorKind::InvalidInput)?;
-            // SAFETY: the kernel writes at most `rest.len` bytes at
-            // `rest.ptr`, which are writable.
-            let n = unsafe { libc::pread(file.as_raw_fd(), rest.ptr.cast(), rest.len, at) };
-            match n {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n if n > 0 => {
-                    rest = rest.skip(n as usize);
-                    offset += n as u64;
-                }
-                _ => {
-                    let error = io::Error::last_os_error();
-                    if error.kind() != io::ErrorKind::Interrupted {
-                        return Err(error);
-                    }
-                }
-            }
-        }
-        Ok(())
+        GuestBytes::whole_range_at(
+            self.0,
+            offset,
+            io::ErrorKind::UnexpectedEof,
+            |ptr, len, at| {
+                // SAFETY: the kernel writes at most `len` bytes at `ptr` (a part
+                // of this range), which are writable.
+                unsafe { libc::pread(file.as_raw_fd(), ptr.cast(), len, at) }
+            },
+        )
     }
 }
 
