@@ -58,15 +58,20 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
 /// Builds the tender for `target` (`lamina-spt`, `lamina-hvt`) from this
 /// copy of Lamina, optimised, and returns its path.
 pub fn build_tender(target: Target) -> Result<PathBuf, CliError> {
+    build_host_binary(&format!("lamina-{}", target.name()))
+}
+
+/// Builds `name`, a host program of the Lamina workspace whose package
+/// and binary share the name (a tender, lamina-usernet), in release mode.
+pub fn build_host_binary(name: &str) -> Result<PathBuf, CliError> {
     let manifest = crate::project::lamina_root().join("Cargo.toml");
-    let name = format!("lamina-{}", target.name());
     let args = [
         "--release".to_owned(),
         "--quiet".to_owned(),
         "-p".to_owned(),
-        name.clone(),
+        name.to_owned(),
     ];
-    Ok(cargo_build(&manifest, &name, &args, &[])?.artifact)
+    Ok(cargo_build(&manifest, name, &args, &[])?.artifact)
 }
 
 /// `cargo build` of the binary `bin` of the package at `manifest`; the

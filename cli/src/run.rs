@@ -85,8 +85,9 @@ fn is_tender_arg(arg: &str) -> bool {
         .any(|p| arg.starts_with(p))
 }
 
-/// Turns `--port HOST:GUEST` options into the tender's user-mode network
-/// device and the guest's address on it; on unix the application listens
+/// Turns `--port HOST:GUEST` options into a user-mode network device
+/// (`--net:NAME=user:...`: QEMU's on virtio, a lamina-usernet process on
+/// spt and hvt, see [`crate::usernet`]) and the guest's address on it; on unix the application listens
 /// on the host already, so only identical ports make sense there.
 pub fn with_port_forwards(
     project: &Project,
@@ -463,7 +464,15 @@ pub fn run(
         // QEMU would attach anything (and, as root, create a missing tap).
         check_virtio_devices(&project.name, &declared, boot_args)?;
     }
-    let mut command = command_for(target, machine, &built.artifact, mem_mib, boot_args)?;
+    // On spt and hvt a user-mode network is a process beside the tender
+    // (see `crate::usernet`); QEMU has its own.
+    let mut boot_args = boot_args.to_vec();
+    let mut user_networks = match target {
+        Target::Spt | Target::Hvt => crate::usernet::UserNetworks::start(&mut boot_args)?,
+        _ => crate::usernet::UserNetworks::default(),
+    };
+    let mut command = command_for(target, machine, &built.artifact, mem_mib, &boot_args)?;
+    user_networks.pass_to(&mut command);
     eprintln!("lamina: running {} on {}", project.name, target.name());
     let spawned = Instant::now();
     // No application reads input (a Console only writes), and in a process
@@ -475,6 +484,7 @@ pub fn run(
     let mut supervised = crate::supervise::spawn(&mut command, &project.name, grace).map_err(
         CliError::io(format!("cannot start {}", built.artifact.display())),
     )?;
+    user_networks.tender_started();
     let child = supervised.child();
     // The first byte on either stream marks the end of start-up.
     let first_output = Arc::new(Mutex::new(None::<Instant>));
@@ -517,6 +527,8 @@ pub fn run(
         .wait()
         .map_err(CliError::io("cannot wait for the application"))?;
     let status = ended.status;
+    // The application has ended: so does its network.
+    drop(user_networks);
     for thread in [stdout, stderr].into_iter().flatten() {
         let _ = thread.join();
     }

@@ -36,3 +36,29 @@ fn each_target_builds_on_the_shared_runtime_not_on_another_target() {
         );
     }
 }
+
+/// The user-mode network's TCP/IP stack runs in the lamina-usernet
+/// process, outside the tenders (the guest's sandbox), which pass frames
+/// on an inherited descriptor (`--net:NAME=fd:N`).
+#[test]
+fn the_tenders_do_not_link_the_user_mode_network() {
+    for tender in ["lamina-spt", "lamina-hvt"] {
+        let deps = cargo_dependencies(tender);
+        assert!(
+            deps.iter().any(|d| d == "lamina-tender"),
+            "{tender}: {deps:?}"
+        );
+        // lamina-net (and with it smoltcp and lamina-core) leaves the
+        // tenders when its offload code moves to a crate of its own; the
+        // assertion grows to them then.
+        for linked in ["lamina-usernet"] {
+            assert!(
+                !deps.iter().any(|d| d == linked),
+                "{tender} depends on {linked}: {deps:?}"
+            );
+        }
+    }
+    // The user-mode network's smoltcp is what the tenders used to link.
+    let usernet = cargo_dependencies("lamina-usernet");
+    assert!(usernet.iter().any(|d| d == "smoltcp"), "{usernet:?}");
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! TENDER [--mem=MiB] [--block:NAME=FILE] [--block-sector-size:NAME=N]
-//!        [--net:NAME=TAP] [--net-mac:NAME=MAC] [--help] [--version]
+//!        [--net:NAME=TAP|fd:N] [--net-mac:NAME=MAC] [--help] [--version]
 //!        [--] IMAGE [GUEST ARGS...]
 //! ```
 //!
@@ -65,12 +65,12 @@ pub struct BlockArg {
     pub sector_size: Option<u64>,
 }
 
-/// `--net:NAME=TAP`.
+/// `--net:NAME=TAP` or `--net:NAME=fd:N`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetArg {
     /// Manifest name.
     pub name: String,
-    /// Host tap interface.
+    /// Host tap interface, or `fd:N`.
     pub tap: String,
     /// `--net-mac:NAME=MAC`, if given.
     pub mac: Option<[u8; 6]>,
@@ -280,9 +280,12 @@ fn option(
         }
         "--net" => {
             duplicate(parsed.nets.iter().any(|n| n.name == name))?;
-            if value.is_empty() || value.len() >= libc::IFNAMSIZ {
+            // `fd:N` and (refused when the device opens, with directions)
+            // `user:...` are not interface names.
+            let not_a_name = value.starts_with("fd:") || value.starts_with("user:");
+            if value.is_empty() || (!not_a_name && value.len() >= libc::IFNAMSIZ) {
                 return Err(malformed(
-                    "expected a tap interface name of 1 to 15 characters",
+                    "expected a tap interface name of 1 to 15 characters, or fd:N",
                 ));
             }
             parsed.nets.push(NetArg {
@@ -337,6 +340,9 @@ pub fn usage(tender: &str, extra: &[(&str, &str)]) -> String {
          \x20 [ --block-sector-size:NAME=N ] its sector size (a power of two >= 512, default 512)\n\
          Net options:\n\
          \x20 --net:NAME=TAP attach the network device NAME to the tap interface TAP\n\
+         \x20 --net:NAME=fd:N or to the inherited descriptor N: a SOCK_SEQPACKET or\n\
+         \x20     SOCK_DGRAM socket (one frame per datagram, e.g. lamina-usernet's) or an\n\
+         \x20     open tap (IFF_TAP | IFF_NO_PI)\n\
          \x20 [ --net-mac:NAME=MAC ] its MAC address (default: random, locally administered)\n",
     );
     text

@@ -323,3 +323,127 @@ mod tests {
         assert!(clock_nanos(libc::CLOCK_MONOTONIC) - start >= 2_000_000);
     }
 }
+
+/// What an inherited network descriptor (`--net:NAME=fd:N`) carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InheritedLink {
+    /// A datagram or sequenced-packet socket: one Ethernet frame per
+    /// datagram (lamina-usernet's link, a socketpair end).
+    Datagrams,
+    /// A tap, attached to `interface`, without virtio-net headers.
+    Tap {
+        /// The interface it is attached to.
+        interface: String,
+    },
+}
+
+/// Why an inherited descriptor cannot be a network device.
+fn not_a_link(fd: RawFd, why: &str) -> String {
+    format!("descriptor {fd} {why}; pass one end of a SOCK_SEQPACKET or SOCK_DGRAM socketpair, or an open tap")
+}
+
+/// Checks that `fd` was inherited open (not one the tender opened itself,
+/// which are all close-on-exec) and carries whole Ethernet frames.
+pub fn inherited_link(fd: RawFd) -> Result<InheritedLink, String> {
+    if fd <= 2 {
+        return Err(not_a_link(fd, "is a standard stream"));
+    }
+    // SAFETY: F_GETFD reads no memory; a closed number fails with EBADF.
+    let fd_flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if fd_flags < 0 {
+        return Err(not_a_link(
+            fd,
+            &format!("is not open ({})", io::Error::last_os_error()),
+        ));
+    }
+    if fd_flags & libc::FD_CLOEXEC != 0 {
+        return Err(not_a_link(
+            fd,
+            "was not inherited (the tender opened it, or another device took it)",
+        ));
+    }
+    // SAFETY: an all-zero stat is valid; fstat writes it.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes one struct stat into `stat`.
+    check(unsafe { libc::fstat(fd, &mut stat) }).map_err(|e| not_a_link(fd, &e.to_string()))?;
+    match stat.st_mode & libc::S_IFMT {
+        libc::S_IFSOCK => {
+            let mut kind: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into `kind`.
+            check(unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_TYPE,
+                    (&mut kind as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            })
+            .map_err(|e| not_a_link(fd, &e.to_string()))?;
+            match kind {
+                libc::SOCK_SEQPACKET | libc::SOCK_DGRAM => Ok(InheritedLink::Datagrams),
+                libc::SOCK_STREAM => Err(not_a_link(
+                    fd,
+                    "is a stream socket, which does not keep frames apart",
+                )),
+                _ => Err(not_a_link(fd, &format!("is a socket of type {kind}"))),
+            }
+        }
+        libc::S_IFCHR => {
+            // SAFETY: an all-zero ifreq is valid; TUNGETIFF writes it.
+            let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+            // SAFETY: TUNGETIFF writes one ifreq into `request`; on any
+            // other character device it fails (ENOTTY, EINVAL).
+            if unsafe { libc::ioctl(fd, libc::TUNGETIFF, &mut request) } != 0 {
+                return Err(not_a_link(
+                    fd,
+                    "is a character device but not a tap attached to an interface",
+                ));
+            }
+            // SAFETY: TUNGETIFF filled in the flags member.
+            let flags = i32::from(unsafe { request.ifr_ifru.ifru_flags });
+            let interface: String = request
+                .ifr_name
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8 as char)
+                .collect();
+            if flags & libc::IFF_TAP == 0 {
+                return Err(not_a_link(
+                    fd,
+                    &format!("is a tun (IP packets) device ({interface}), not a tap"),
+                ));
+            }
+            if flags & libc::IFF_NO_PI == 0 || flags & libc::IFF_VNET_HDR != 0 {
+                return Err(not_a_link(
+                    fd,
+                    &format!("is a tap ({interface}) with packet information or virtio-net headers; open it with IFF_TAP | IFF_NO_PI only"),
+                ));
+            }
+            Ok(InheritedLink::Tap { interface })
+        }
+        libc::S_IFREG => Err(not_a_link(fd, "is a regular file")),
+        libc::S_IFDIR => Err(not_a_link(fd, "is a directory")),
+        libc::S_IFIFO => Err(not_a_link(
+            fd,
+            "is a pipe, which does not keep frames apart",
+        )),
+        _ => Err(not_a_link(fd, "is not a socket or a tap")),
+    }
+}
+
+/// Takes ownership of the inherited `fd` (checked by [`inherited_link`]):
+/// close-on-exec, so that no device can take it twice, and non-blocking,
+/// as the tender's own taps are.
+pub fn adopt_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_SETFD/F_GETFL/F_SETFL read no memory; the result is checked.
+    unsafe {
+        check(libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+        let flags = check(libc::fcntl(fd, libc::F_GETFL))?;
+        check(libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK))?;
+        // The descriptor was inherited and nothing else in the tender owns
+        // it: it lacked FD_CLOEXEC, which every descriptor the tender opens has.
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}

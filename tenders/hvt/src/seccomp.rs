@@ -7,8 +7,6 @@
 //! and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
 //! `openat` fails instead of killing, for the allocator too
 //! ([`sandbox::refusals`]).
-//! The user-mode network thread, when there is one, has its own filter
-//! (lamina-usernet).
 
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;

@@ -317,3 +317,91 @@ fn usage_errors_exit_1_and_help_exits_0() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot read"));
 }
+
+/// Runs an image declaring network device "service" with `--net:service=`
+/// `net`, the descriptor `inherited` (if any) passed open to the tender.
+fn run_with_inherited_net(name: &str, net: &str, inherited: Option<i32>) -> Output {
+    use std::os::unix::process::CommandExt;
+    let writer = image(&exit(7)).manifest_note(&[("service", DeviceType::NetBasic)]);
+    let path = write_image(name, &writer);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lamina-spt"));
+    command.args([
+        "--mem=4",
+        &format!("--net:service={net}"),
+        path.to_str().unwrap(),
+    ]);
+    if let Some(fd) = inherited {
+        // SAFETY: fcntl is async-signal-safe and allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+    }
+    let out = command.output().unwrap();
+    std::fs::remove_file(path).unwrap();
+    out
+}
+
+#[test]
+fn an_inherited_descriptor_is_a_network_device_only_if_it_carries_frames() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let socketpair = |kind: i32| {
+        let mut fds = [0i32; 2];
+        // SAFETY: socketpair writes two descriptors into the array.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                kind | libc::SOCK_CLOEXEC,
+                0,
+                fds.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: both are new and owned by nobody else.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    };
+    // A link that keeps frames apart: the guest runs (and exits 7).
+    let (link, _peer) = socketpair(libc::SOCK_SEQPACKET);
+    let fd = link.as_raw_fd();
+    let out = run_with_inherited_net("net-fd-ok", &format!("fd:{fd}"), Some(fd));
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+
+    let file = std::fs::File::open(env!("CARGO_BIN_EXE_lamina-spt")).unwrap();
+    let (stream, _peer) = socketpair(libc::SOCK_STREAM);
+    let cases = [
+        ("net-fd-file", file.as_raw_fd(), true, "is a regular file"),
+        (
+            "net-fd-stream",
+            stream.as_raw_fd(),
+            true,
+            "is a stream socket",
+        ),
+        ("net-fd-closed", 987, false, "is not open"),
+        // Open in the test, but close-on-exec: closed in the tender.
+        ("net-fd-cloexec", fd, false, "is not open"),
+    ];
+    for (name, fd, inherit, message) in cases {
+        let out = run_with_inherited_net(name, &format!("fd:{fd}"), inherit.then_some(fd));
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let error = stderr(&out);
+        assert!(
+            error.contains(&format!("descriptor {fd} {message}")),
+            "{name}: {error}"
+        );
+    }
+    let out = run_with_inherited_net("net-fd-bad", "fd:x", None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("fd:N"), "{}", stderr(&out));
+    // User-mode networking is a process beside the tender now.
+    let out = run_with_inherited_net("net-user", "user:8080:80", None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lamina run --port"),
+        "{}",
+        stderr(&out)
+    );
+}

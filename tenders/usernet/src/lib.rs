@@ -1,11 +1,14 @@
 //! # lamina-usernet: networking without root, tap or bridge
 //!
-//! `lamina run --port 8080:80` gives the unikernel a private Ethernet inside
-//! its tender: the guest's network device is one end of a datagram
-//! socketpair (a real descriptor, so the spt seccomp rules and hvt's
-//! reads and writes are the same as for a tap), and on the other end this
-//! crate runs a small host-side TCP/IP stack (smoltcp) at
-//! [`GATEWAY`]. Each forward listens on `127.0.0.1:HOST_PORT` with an
+//! `lamina run --port 8080:80` gives the unikernel a private Ethernet: the
+//! guest's network device is one end of a datagram socketpair, which the
+//! tender inherits as `--net:NAME=fd:N` (a real descriptor, so the spt
+//! seccomp rules and hvt's reads and writes are the same as for a tap). On
+//! the other end the `lamina-usernet` program (this crate's binary, a
+//! process of its own, sandboxed by its own seccomp filter) runs a small
+//! host-side TCP/IP stack (smoltcp) at [`GATEWAY`]. The stack is not in the
+//! tender's address space, which links no smoltcp, as Firecracker keeps
+//! network proxies outside the VMM. Each forward listens on `127.0.0.1:HOST_PORT` with an
 //! ordinary socket; every accepted connection is spliced to a TCP
 //! connection from the gateway to [`GUEST`]`:GUEST_PORT`.
 //!

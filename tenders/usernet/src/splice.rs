@@ -166,12 +166,12 @@ fn now(start: std::time::Instant) -> Instant {
     Instant::from_micros(start.elapsed().as_micros() as i64)
 }
 
-/// The calls this thread makes, and nothing else: under spt the guest
-/// shares the tender's address space, so this thread is sandboxed too. It
-/// cannot open sockets or files, connect anywhere or execute anything; it
-/// accepts on its listeners and moves bytes on descriptors it has. Other
-/// calls fail with EPERM rather than kill: glibc's allocator opens
-/// /proc/sys/vm/overcommit_memory when it trims, and copes with a refusal.
+/// The calls the event loop makes, and nothing else: it faces a guest's
+/// traffic, so it is sandboxed as a tender is. It cannot open sockets or
+/// files, connect anywhere or execute anything; it accepts on its listeners
+/// and moves bytes on descriptors it has. Other calls fail with EPERM
+/// rather than kill: glibc's allocator opens /proc/sys/vm/overcommit_memory
+/// when it trims, and copes with a refusal.
 fn sandbox() -> io::Result<()> {
     use seccompiler::{
         SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -200,6 +200,8 @@ fn sandbox() -> io::Result<()> {
         libc::SYS_rt_sigprocmask,
         libc::SYS_rt_sigreturn,
         libc::SYS_exit,
+        // The lamina-usernet process ends when the link closes.
+        libc::SYS_exit_group,
     ];
     let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
         allowed.iter().map(|&nr| (nr, vec![])).collect();
@@ -240,8 +242,8 @@ fn sandbox() -> io::Result<()> {
 }
 
 /// Runs the private network until the guest's end of the link closes. The
-/// calling thread is sandboxed first (see `sandbox`), so give it a thread
-/// of its own.
+/// calling thread is sandboxed first (see `sandbox`): the lamina-usernet
+/// process's only thread, or a thread of its own in a test.
 pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
     let start = std::time::Instant::now();
     let seed = start.elapsed().as_nanos() as u64 ^ ((std::process::id() as u64) << 32);

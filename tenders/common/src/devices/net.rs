@@ -2,10 +2,12 @@
 //! up tap interface becomes a NET_BASIC device; the guest sends and
 //! receives whole Ethernet frames on it.
 //!
-//! `--net:NAME=user:HOST:GUEST[,HOST:GUEST...]` is user-mode networking
-//! instead (lamina-usernet): the device is one end of a socketpair, a thread
-//! of the tender runs the private network on the other, and each
-//! 127.0.0.1:HOST is forwarded to the guest's port GUEST. No root, no tap.
+//! `--net:NAME=fd:N` is a link the tender inherits open instead: one end of
+//! a datagram socketpair (what `lamina run --port` passes, with the
+//! lamina-usernet process on the other end) or a tap opened by the parent.
+//! The user-mode network runs outside the tender, so that its TCP/IP stack
+//! is not in the address space of the guest's sandbox (as Firecracker keeps
+//! its network proxies outside the VMM).
 
 use super::offload::OffloadLink;
 use super::DeviceError;
@@ -72,22 +74,14 @@ impl NetDevice {
             tap: tap.to_string(),
             why,
         };
-        if let Some(forwards) = tap.strip_prefix("user:") {
-            let link = user_network(forwards).map_err(fail)?;
-            let mac = match mac {
-                Some(mac) => mac,
-                None => {
-                    random_mac().map_err(|e| fail(format!("cannot make a MAC address: {e}")))?
-                }
-            };
-            return Ok(NetDevice::from_fd(
-                name,
-                handle,
-                link,
-                mac,
-                lamina_usernet::MTU as u16,
-                false,
-            ));
+        if tap.starts_with("user:") {
+            return Err(fail(String::from(
+                "user-mode networking runs outside the tender: use `lamina run --port HOST:GUEST`, \
+                 or pass one end of a socketpair served by lamina-usernet as --net:NAME=fd:N",
+            )));
+        }
+        if let Some(number) = tap.strip_prefix("fd:") {
+            return inherited(name, handle, number, mac).map_err(fail);
         }
         // Opening a tap that does not exist would create one (as root):
         // make sure it is there and up first, as Solo5 does.
@@ -279,31 +273,38 @@ pub fn frame_too_large() -> io::Error {
     )
 }
 
-/// Starts the user-mode network with `forwards` (`HOST:GUEST,...`) on a
-/// thread of its own and returns the guest's end of the link. The thread
-/// starts before any seccomp filter, which applies to the vCPU (or guest)
-/// thread only.
-fn user_network(forwards: &str) -> Result<std::os::fd::OwnedFd, String> {
-    let forwards = forwards
-        .split(',')
-        .map(|f| {
-            f.parse::<lamina_usernet::Forward>()
-                .map_err(|e| e.to_string())
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let net = lamina_usernet::UserNet::bind(&forwards).map_err(|e| e.to_string())?;
-    let (guest, tender) =
-        lamina_usernet::socketpair().map_err(|e| format!("cannot make the link: {e}"))?;
-    crate::sys::spawn_without_stop_signals(
-        std::thread::Builder::new().name("usernet".into()),
-        move || {
-            if let Err(e) = lamina_usernet::run(net, tender) {
-                eprintln!("lamina: user-mode network stopped: {e}");
-            }
-        },
-    )
-    .map_err(|e| format!("cannot start the user-mode network: {e}"))?;
-    Ok(guest)
+/// The device over inherited descriptor `number` (`--net:NAME=fd:N`):
+/// checked to carry whole frames (see [`sys::inherited_link`]), plain
+/// frames without offload, as a socketpair or a tap opened without
+/// virtio-net headers carries them.
+fn inherited(
+    name: &str,
+    handle: u64,
+    number: &str,
+    mac: Option<[u8; 6]>,
+) -> Result<NetDevice, String> {
+    let fd: i32 = number
+        .parse()
+        .map_err(|_| format!("'fd:{number}' is not fd:N with N a descriptor number"))?;
+    let mtu = match sys::inherited_link(fd)? {
+        sys::InheritedLink::Datagrams => DEFAULT_MTU,
+        sys::InheritedLink::Tap { interface } => {
+            sys::interface_mtu(&interface).unwrap_or(DEFAULT_MTU)
+        }
+    };
+    let mac = match mac {
+        Some(mac) => mac,
+        None => random_mac().map_err(|e| format!("cannot make a MAC address: {e}"))?,
+    };
+    let fd = sys::adopt_inherited(fd).map_err(|e| format!("descriptor {fd}: {e}"))?;
+    Ok(NetDevice::from_fd(
+        name,
+        handle,
+        fd,
+        mac,
+        mtu.min(u32::from(u16::MAX)) as u16,
+        false,
+    ))
 }
 
 /// A random, locally administered, unicast MAC.
