@@ -417,3 +417,44 @@ fn a_bad_stop_timeout_is_refused() {
         );
     }
 }
+
+/// The `lamina-usernet` child of `lamina`, if there is one.
+fn usernet_child(lamina: u32) -> Option<u32> {
+    children(lamina).into_iter().find(|&pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|name| name.trim() == "lamina-usernet")
+    })
+}
+
+/// Waits up to two seconds for `pid` to be gone.
+fn gone(pid: u32) -> bool {
+    let start = Instant::now();
+    while running(pid) && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !running(pid)
+}
+
+#[test]
+fn the_user_mode_network_does_not_outlive_lamina_run() {
+    for target in unikernel_targets("the user-mode network process") {
+        for signal in ["TERM", "KILL"] {
+            let forward = format!("{}:7", free_port());
+            let mut run = Running::start(
+                &["run", "-t", target, "echo", "--port", &forward],
+                &[],
+                "listening on",
+            );
+            let usernet = usernet_child(run.lamina.id())
+                .unwrap_or_else(|| panic!("{target}: no lamina-usernet process beside the tender"));
+            assert!(running(usernet));
+            let (status, took) = run.signal_and_wait(signal, GRACE + Duration::from_secs(5));
+            eprintln!("{target}: SIG{signal} to lamina: {status} after {took:?}");
+            assert!(
+                gone(usernet),
+                "{target}: lamina-usernet (pid {usernet}) outlives lamina after SIG{signal}"
+            );
+            run.assert_nothing_left(&format!("{target}, SIG{signal}"));
+        }
+    }
+}
