@@ -163,7 +163,7 @@ pub mod net_features {
     /// Each frame on the device's descriptor, both ways, starts with a
     /// 10-byte `virtio_net_hdr` (virtio 1.x, 5.1.6): the host may deliver
     /// partial checksums and TCP segments up to 64 KiB, and accepts both
-    /// (see `lamina_net::offload`). Only for guests whose LMN1 note has
+    /// (see `lamina_wire::offload`). Only for guests whose LMN1 note has
     /// [`features::NET_OFFLOAD`](crate::note::features::NET_OFFLOAD).
     pub const VIRTIO_NET_HDR: u16 = 1 << 0;
 }

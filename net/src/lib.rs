@@ -10,7 +10,6 @@
 //! |--------|------|
 //! | [`device`] | smoltcp's `Device` over a `Netif` |
 //! | [`driver`] | the task that moves frames and runs timers |
-//! | [`offload`] | checksum and segmentation offload through a virtio-net header |
 //! | [`socket`] | TCP listeners and streams, UDP sockets, as async traits |
 //! | [`config`] | boot arguments: `--ipv4`, `--ipv4-gateway`, buffer sizes |
 //!
@@ -28,7 +27,6 @@ extern crate alloc;
 pub mod config;
 pub mod device;
 pub mod driver;
-pub mod offload;
 pub mod socket;
 
 pub use config::{Ipv4Cidr, NetArgs};

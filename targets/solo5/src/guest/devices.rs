@@ -15,8 +15,8 @@ use lamina_core::device::*;
 use lamina_core::platform::{DeviceError, Platform};
 use lamina_core::runtime::Handle;
 use lamina_metal::devices::{self as metal, MetalClock, MetalConsole, Stacks};
-use lamina_net::offload::Coalescer;
 use lamina_net::{NetArgs, NetStack};
+use lamina_wire::offload::Coalescer;
 
 /// The console: one tender call per write.
 pub type SoloConsole = MetalConsole<Solo5Machine>;
@@ -77,15 +77,15 @@ impl SoloNetif {
     /// checksum is wrong is dropped, as a NIC would.
     #[cfg(lamina_target = "spt")]
     fn receive_with_header(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
-        let mut header = [0u8; lamina_net::offload::HEADER_LEN];
+        let mut header = [0u8; lamina_wire::vnet::HEADER_LEN];
         let Some(len) =
             sys::net_read_with_header(self.handle, &mut header, buf).map_err(|_| NetError::Io)?
         else {
             return Ok(None);
         };
-        let header = lamina_net::offload::Header::read(&header).ok_or(NetError::Io)?;
+        let header = lamina_wire::vnet::Repr::read(&header).ok_or(NetError::Io)?;
         match buf.get(..len) {
-            Some(frame) if lamina_net::offload::checksum_ok(&header, frame) => Ok(Some(len)),
+            Some(frame) if lamina_wire::offload::checksum_ok(&header, frame) => Ok(Some(len)),
             _ => Err(NetError::Io), // counted by the stack as a dropped frame
         }
     }

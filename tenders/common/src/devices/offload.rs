@@ -2,12 +2,13 @@
 //! offloads (hvt): the tender joins the MTU-sized TCP segments the guest
 //! sends into one large segment per write, and splits the large segments
 //! the host delivers back into MTU-sized frames with complete checksums
-//! (lamina_net::offload). The guest sees an ordinary Ethernet link; the
+//! (`lamina_wire::offload`). The guest sees an ordinary Ethernet link; the
 //! host sees a peer with checksum and segmentation offload, and the number
 //! of reads and writes on the tap drops by up to 45 times under bulk load.
 
 use crate::sys;
-use lamina_net::offload::{checksum_ok, split_received, Coalescer, Header, HEADER_LEN};
+use lamina_wire::offload::{checksum_ok, split_received, Coalescer};
+use lamina_wire::vnet::{Repr, HEADER_LEN};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -79,7 +80,7 @@ impl OffloadLink {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
             };
-            let Some(header) = Header::read(&self.rx) else {
+            let Some(header) = Repr::read(&self.rx) else {
                 continue;
             };
             // A frame from the wire (not built by the host) with a wrong

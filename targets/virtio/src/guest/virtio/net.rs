@@ -29,7 +29,8 @@ use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
 use lamina_core::device::{NetError, Netif, Offloads};
-use lamina_net::offload::{checksum_ok, split_received, Coalescer, Header, VIRTIO1_HEADER_LEN};
+use lamina_wire::offload::{checksum_ok, complete_checksum, Coalescer};
+use lamina_wire::vnet::{self, VIRTIO1_HEADER_LEN};
 
 /// VIRTIO_NET_F_CSUM: the device completes partial checksums we send.
 const F_CSUM: u64 = 1 << 0;
@@ -185,7 +186,7 @@ impl NetDevice {
             let copied = self.rx_buffers.read(id as usize * BUFFER, &mut header)
                 && self.rx_buffers.read(id as usize * BUFFER + HEADER, out);
             self.recycle(id);
-            let header = Header::read(&header).unwrap_or_default();
+            let header = vnet::Repr::read(&header).unwrap_or_default();
             break if !copied {
                 Err(NetError::Io)
             } else if self.accept(&header, out) {
@@ -207,18 +208,14 @@ impl NetDevice {
     /// the stack verifies no TCP/UDP checksum: one the device did not vouch
     /// for is verified here. Without them, a partial checksum (which the
     /// device should not send then) is completed.
-    fn accept(&self, header: &Header, frame: &mut [u8]) -> bool {
+    fn accept(&self, header: &vnet::Repr, frame: &mut [u8]) -> bool {
         if self.coalescer.is_some() {
             return checksum_ok(header, frame);
         }
-        if header.flags == 0 {
+        if header.flags & vnet::flags::NEEDS_CSUM == 0 {
             return true;
         }
-        let plain = Header {
-            gso_type: 0,
-            ..*header
-        };
-        split_received(&plain, frame, &mut Vec::new(), &mut |_| {})
+        complete_checksum(header, frame)
     }
 
     /// Takes back the transmit chains the device is done with.
