@@ -4,10 +4,9 @@
 //! segmentation requests, then split again as the receiving side would.
 #![no_main]
 
-use lamina_net::offload::{
-    checksum_ok, fill_partial_checksum, split_received, Coalescer, Header, HEADER_LEN,
-    VIRTIO1_HEADER_LEN,
-};
+use lamina_wire::ip::Frame;
+use lamina_wire::offload::{checksum_ok, fill_partial_checksum, split_received, Coalescer};
+use lamina_wire::vnet::{Repr, HEADER_LEN, VIRTIO1_HEADER_LEN};
 use libfuzzer_sys::fuzz_target;
 
 /// Largest frame `split_received` may hand on: Ethernet plus an IP packet.
@@ -26,11 +25,12 @@ fuzz_target!(|bytes: &[u8]| {
 
 /// A received header and frame.
 fn received(bytes: &[u8]) {
-    let Some(header) = Header::read(bytes) else {
+    let Some(header) = Repr::read(bytes) else {
         return;
     };
-    assert_eq!(Header::read(&header.to_bytes()), Some(header));
+    assert_eq!(Repr::read(&header.to_bytes()), Some(header));
     let mut frame = bytes[HEADER_LEN..].to_vec();
+    view_accessors(&frame);
     let _ = checksum_ok(&header, &frame);
     let mut scratch = Vec::new();
     let mut out = Vec::new();
@@ -64,10 +64,27 @@ fn transmitted(mode: u8, mut bytes: &[u8]) {
     for frame in sent {
         assert!(frame.len() >= header_len);
         assert!(frame.len() <= header_len + MAX_FRAME);
-        let header = Header::read(&frame).expect("the coalescer writes a header");
+        let header = Repr::read(&frame).expect("the coalescer writes a header");
         let mut body = frame[header_len..].to_vec();
         let _ = split_received(&header, &mut body, &mut scratch, &mut |segment| {
             assert!(segment.len() <= MAX_FRAME);
         });
     }
+}
+
+/// Every accessor of a frame that `Frame::new_checked` accepted: none may
+/// panic (the view's guarantee), and the offsets it reports are in order.
+fn view_accessors(bytes: &[u8]) {
+    let Ok(frame) = Frame::new_checked(bytes) else {
+        return;
+    };
+    assert!(frame.ip_offset() < frame.transport_offset());
+    assert!(frame.transport_offset() < frame.payload_offset());
+    assert!(frame.payload_offset() <= frame.packet_end());
+    assert!(frame.packet_end() <= bytes.len());
+    assert_eq!(frame.transport().len(), frame.packet_end() - frame.transport_offset());
+    assert_eq!(frame.ip_header_len() + 14, frame.transport_offset());
+    let _ = (frame.payload(), frame.transport_header_len(), frame.pseudo_header_sum());
+    let _ = (frame.transport_checksum_ok(), frame.tcp_seq(), frame.tcp_flags());
+    let _ = (frame.ipv4_ident(), frame.is_ipv6(), frame.protocol());
 }
