@@ -48,13 +48,12 @@ fn the_tenders_do_not_link_the_user_mode_network() {
             deps.iter().any(|d| d == "lamina-tender"),
             "{tender}: {deps:?}"
         );
-        // lamina-net (and with it smoltcp and lamina-core) leaves the
-        // tenders when its offload code moves to a crate of its own; the
-        // assertion grows to them then.
-        assert!(
-            !deps.iter().any(|d| d == "lamina-usernet"),
-            "{tender} depends on lamina-usernet: {deps:?}"
-        );
+        for linked in ["lamina-usernet", "lamina-net", "lamina-core", "smoltcp"] {
+            assert!(
+                !deps.iter().any(|d| d == linked),
+                "{tender} depends on {linked}: {deps:?}"
+            );
+        }
     }
     // The user-mode network's smoltcp is what the tenders used to link.
     let usernet = cargo_dependencies("lamina-usernet");
