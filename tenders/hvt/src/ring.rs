@@ -196,6 +196,28 @@ pub enum RingStartError {
     Seccomp(SeccompError),
 }
 
+/// Serves, once, what the guest has submitted to the ring at `gpa` in
+/// `view`, against `nets`, as the I/O thread does after each wake-up
+/// (without its sleeps, kicks and sandbox): whether there were entries;
+/// an error says why the guest must stop. The way in for the fuzz target
+/// (`fuzz/fuzz_targets/hvt_ring.rs`), which makes up the whole ring.
+pub fn serve_submitted(
+    view: &SharedView,
+    gpa: u64,
+    nets: &[NetDevice],
+    shared: &Shared,
+) -> Result<bool, String> {
+    let server = Server {
+        view,
+        gpa,
+        nets,
+        epoll: -1,
+        kick: -1,
+        shared,
+    };
+    server.serve(&server.indices()?)
+}
+
 /// The I/O thread's state.
 struct Server<'a> {
     view: &'a SharedView,
