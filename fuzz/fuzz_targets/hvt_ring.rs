@@ -53,8 +53,16 @@ fn device(handle: u64, offload: bool) -> (NetDevice, UnixDatagram) {
 
 /// Whether the serving of `entry` can succeed (the verdict the server
 /// must reach on the ring's first entry).
-fn well_formed(entry: &RingEntry, handles: &[u32], com_full: bool, commit_at: u64) -> bool {
-    let buffer = inside(entry.data, u64::from(entry.len));
+fn well_formed(
+    entry: &RingEntry,
+    handles: &[u32],
+    com_full: bool,
+    commit_at: u64,
+    ring: u64,
+) -> bool {
+    // A guest buffer is guest memory below the ring (the reserved top).
+    let len = u64::from(entry.len);
+    let buffer = inside(entry.data, len) && (len == 0 || entry.data + len <= ring);
     handles.contains(&entry.handle)
         && match entry.operation {
             op::NET_WRITE => buffer,
@@ -98,7 +106,11 @@ fuzz_target!(|bytes: &[u8]| {
         }
     }
 
-    let mem = GuestMemory::anywhere(MEM).expect("guest memory");
+    // The ring is the tender's reserved top of memory, as in the tender
+    // (none if the ring would start beyond memory); guest buffers must
+    // stay below it.
+    let mut mem = GuestMemory::anywhere(MEM).expect("guest memory");
+    let reserved = gpa <= MEM && mem.reserve_top(gpa).is_ok();
     let view = mem.shared_view();
     for (offset, value) in [
         (offsets::ENT_TAIL, tail),
@@ -106,15 +118,17 @@ fuzz_target!(|bytes: &[u8]| {
         (offsets::COM_HEAD, com_head),
         (offsets::COM_TAIL, com_tail),
     ] {
-        let _ = view.copy_in(gpa + offset as u64, &value.to_le_bytes());
+        let _ = view.reserved_write(gpa + offset as u64, &value);
     }
     let slot_at = |index: u32| gpa + (offsets::ENTRIES + (index & ring::MASK) as usize * 32) as u64;
     for (i, entry) in entries.chunks(32).take(ring::SIZE as usize).enumerate() {
-        let _ = view.copy_in(slot_at(head.wrapping_add(i as u32)), entry);
+        let mut slot = [0u8; 32];
+        slot[..entry.len()].copy_from_slice(entry);
+        let _ = view.reserved_write(slot_at(head.wrapping_add(i as u32)), &slot);
     }
 
     // The first entry's verdict, from the memory as the server finds it.
-    let indices_inside = inside(gpa, offsets::WRITE_ERRORS as u64 + 4);
+    let indices_inside = reserved && inside(gpa, offsets::WRITE_ERRORS as u64 + 4);
     let expected: Option<bool> = if !indices_inside {
         Some(false)
     } else if tail == head {
@@ -122,13 +136,13 @@ fuzz_target!(|bytes: &[u8]| {
     } else if tail.wrapping_sub(head) > ring::SIZE {
         Some(false)
     } else {
-        Some(match view.read::<RingEntry>(slot_at(head)) {
+        Some(match view.reserved_read::<RingEntry>(slot_at(head)) {
             Err(_) => false,
             Ok(entry) => {
                 let com_full = com_tail.wrapping_sub(com_head) >= ring::SIZE;
                 let commit_at =
                     gpa + (offsets::COMMITS + (com_tail & ring::MASK) as usize * 16) as u64;
-                well_formed(&entry, &handles, com_full, commit_at)
+                well_formed(&entry, &handles, com_full, commit_at, gpa)
             }
         })
     };
@@ -148,7 +162,7 @@ fuzz_target!(|bytes: &[u8]| {
             assert!(error.contains("network ring"), "{error}");
             assert_eq!(served, 0);
             if indices_inside {
-                let ent_head: u32 = view.read(gpa + offsets::ENT_HEAD as u64).unwrap();
+                let ent_head: u32 = view.reserved_read(gpa + offsets::ENT_HEAD as u64).unwrap();
                 assert_eq!(ent_head, head, "ent_head moved past a malformed entry");
             }
             // Nothing reached the host.
