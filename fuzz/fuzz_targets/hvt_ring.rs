@@ -153,6 +153,10 @@ fuzz_target!(|bytes: &[u8]| {
     match expected {
         // Nothing submitted.
         None => assert_eq!(result, Ok(false)),
+        // A refused write also counts in the per-device words after the
+        // ring (offsets::WRITE_ERRORS_BY_HANDLE): with those outside
+        // memory, the server stops at that write instead.
+        Some(true) if !inside(gpa, (ring::RING_BYTES + 4 * ring::MAX_HANDLES) as u64) => {}
         Some(true) => assert!(
             served >= 1,
             "a well-formed entry was not served: {result:?}"
