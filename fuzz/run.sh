@@ -68,7 +68,10 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 running=0
 for target in $targets; do
-  (run_one "$target" >"$results.$target"; echo $? >>"$results.$target.status") &
+  # `|| status=$?`: under set -e a failing run_one would end the subshell
+  # before it recorded its status.
+  (status=0; run_one "$target" >"$results.$target" || status=$?
+   echo "$status" >"$results.$target.status") &
   running=$((running + 1))
   if [ "$running" -ge "$jobs" ]; then
     wait -n || true

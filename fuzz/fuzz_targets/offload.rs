@@ -82,9 +82,20 @@ fn view_accessors(bytes: &[u8]) {
     assert!(frame.transport_offset() < frame.payload_offset());
     assert!(frame.payload_offset() <= frame.packet_end());
     assert!(frame.packet_end() <= bytes.len());
-    assert_eq!(frame.transport().len(), frame.packet_end() - frame.transport_offset());
+    assert_eq!(
+        frame.transport().len(),
+        frame.packet_end() - frame.transport_offset()
+    );
     assert_eq!(frame.ip_header_len() + 14, frame.transport_offset());
-    let _ = (frame.payload(), frame.transport_header_len(), frame.pseudo_header_sum());
-    let _ = (frame.transport_checksum_ok(), frame.tcp_seq(), frame.tcp_flags());
+    let _ = (
+        frame.payload(),
+        frame.transport_header_len(),
+        frame.pseudo_header_sum(),
+    );
+    let _ = (
+        frame.transport_checksum_ok(),
+        frame.tcp_seq(),
+        frame.tcp_flags(),
+    );
     let _ = (frame.ipv4_ident(), frame.is_ipv6(), frame.protocol());
 }
