@@ -218,46 +218,6 @@ pub fn cargo_dependencies(package: &str) -> Vec<String> {
     names
 }
 
-/// The packages in `package`'s build graph (normal and build edges) that
-/// depend on `dependency` directly, by name; empty when the graph does not
-/// contain `dependency`.
-///
-/// # Panics
-/// If `cargo tree` cannot run or fails for another reason.
-pub fn cargo_dependents(package: &str, dependency: &str) -> Vec<String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "--edges",
-            "normal,build",
-            "--prefix",
-            "none",
-        ])
-        .args(["--format", "{p}", "--depth", "1", "--package", package])
-        .args(["--invert", dependency])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo tree: {e}"));
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        if stderr.contains("did not match any packages") {
-            return Vec::new();
-        }
-        panic!("cargo tree -p {package} -i {dependency} failed: {stderr}");
-    }
-    let mut names: Vec<String> = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| line.split_whitespace().next())
-        .filter(|name| *name != dependency)
-        .map(String::from)
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
