@@ -128,9 +128,20 @@ pub fn with_port_forwards(
             ))
         })?;
     boot_args.insert(0, format!("--net:{}=user:{}", device.name, ports.join(",")));
-    if !boot_args.iter().any(|a| a.starts_with("--ipv4=")) {
+    // The user-mode network's addresses, unless the user gave their own
+    // (added after the user's, they would override them).
+    let given = |name: &str| {
+        boot_args.iter().any(|a| {
+            a.strip_prefix(name)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        })
+    };
+    let (address_given, gateway_given) = (given("--ipv4"), given("--ipv4-gateway"));
+    if !address_given {
         boot_args.push("--ipv4=10.0.2.15/24".into());
-        boot_args.push("--ipv4-gateway=10.0.2.2".into());
+        if !gateway_given {
+            boot_args.push("--ipv4-gateway=10.0.2.2".into());
+        }
     }
     eprintln!(
         "lamina: user-mode network: {}",

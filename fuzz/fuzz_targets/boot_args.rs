@@ -1,8 +1,12 @@
 //! A unikernel's command line taken all the way, as the bare-metal
 //! runtimes do: split into words, parsed into an application's arguments
-//! (one of every value type), the stack's and the runtime's, then the
+//! (one of every value type), the stack's and the runtime's (the parser
+//! runs `NetArgs::check`), the stack's TCP memory limited to the heap
+//! (`NetArgs::limit_to_heap`, as `lamina_metal::app::start` does), then the
 //! stack started with them on a simulated interface and clock, with a
-//! listener, a UDP socket and a connection attempt.
+//! listener, a UDP socket and a connection attempt. Whatever the parser and
+//! the heap check accept must run without a panic; what they refuse must
+//! come with a message and status 2.
 #![no_main]
 
 use lamina_core::args::common::RuntimeArgs;
@@ -107,7 +111,10 @@ fuzz_target!(|bytes: &[u8]| {
         assert!(!stop.text.is_empty());
         return;
     }
-    net.tcp_memory = net.tcp_memory.min(HEAP_BYTES / 2);
+    if let Err(error) = net.limit_to_heap(HEAP_BYTES) {
+        assert!(error.to_string().starts_with("invalid value"));
+        return;
+    }
     let time = Rc::new(SimTime::default());
     let executor = Executor::new(time.clone());
     let rt = executor.handle();

@@ -167,38 +167,43 @@ impl NetStack {
         let link_local = mac_to_link_local(mac);
         // smoltcp panics on an address that is not unicast ("IP address
         // ... is not unicast", Interface::update_ip_addrs): the parser
-        // refuses one, and arguments built in code are checked here.
-        let mut args = args;
-        if let Some(Err(why)) = args.ipv4.map(|cidr| cidr.check()) {
-            log::error!("net: ignoring --ipv4: {why}");
-            args.ipv4 = None;
-        }
+        // refuses one (NetArgs::check). One built in code is logged and left
+        // out: no IPv4 address rather than DHCP's, which was not asked for.
+        let static_ipv4 = args.ipv4.filter(|cidr| match cidr.check() {
+            Ok(()) => true,
+            Err(why) => {
+                log::error!("net: not using --ipv4={cidr}: {why}");
+                false
+            }
+        });
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv6(link_local), 64));
-            if let Some(cidr) = args.ipv4 {
+            if let Some(cidr) = static_ipv4 {
                 let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(cidr.address), cidr.prefix));
             }
         });
         // smoltcp asserts that a neighbour it resolves is unicast
         // (`protocol_addr.is_unicast()`, iface/neighbor.rs), which a
         // gateway of 224.0.0.1 or 0.0.0.0 would break on the first off-link
-        // packet.
+        // packet; the parser refuses such a gateway, this guards one built
+        // in code.
         match args.ipv4_gateway {
             Some(gateway) if crate::config::is_unicast(gateway) => {
                 let _ = iface.routes_mut().add_default_ipv4_route(gateway);
             }
             Some(gateway) => {
-                log::error!("net: ignoring --ipv4-gateway={gateway}: not a unicast address");
+                log::error!("net: not using --ipv4-gateway={gateway}: not a unicast address");
             }
             None => {}
         }
         let mut sockets = SocketSet::new(Vec::new());
-        let dhcp = match args.ipv4 {
-            Some(cidr) => {
+        let dhcp = match (args.ipv4, static_ipv4) {
+            (Some(_), Some(cidr)) => {
                 log::info!("net: {} with {cidr} (static), {link_local}", mac);
                 None
             }
-            None => {
+            (Some(_), None) => None,
+            (None, _) => {
                 log::info!("net: {} asking DHCP for an IPv4 address, {link_local}", mac);
                 Some(sockets.add(dhcpv4::Socket::new()))
             }
@@ -208,7 +213,7 @@ impl NetStack {
             sockets: RefCell::new(sockets),
             driver: RefCell::new(None),
             kicked: Cell::new(false),
-            ipv4: Cell::new(args.ipv4),
+            ipv4: Cell::new(static_ipv4),
             address_waiters: RefCell::new(Vec::new()),
             orphans: RefCell::new(Vec::new()),
             listeners: RefCell::new(Vec::new()),

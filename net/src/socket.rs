@@ -1,5 +1,6 @@
 //! TCP and UDP sockets of [`NetStack`] as the `Stack` traits.
 
+use crate::config::{MAX_ACK_DELAY_MS, MAX_TCP_BACKLOG, MAX_TCP_BUFFER, MIN_TCP_BUFFER};
 use crate::driver::{Core, NetStack};
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
@@ -35,12 +36,6 @@ fn listen_endpoint(addr: SocketAddr) -> IpListenEndpoint {
     }
 }
 
-/// Longest TCP ACK delay the stack applies, in milliseconds.
-const MAX_ACK_DELAY_MS: u64 = 3_600_000;
-
-/// Smallest buffer per direction a connection gets when memory is short.
-const MIN_TCP_BUFFER: usize = 1024;
-
 /// A TCP socket sized by the memory budget (`--tcp-memory`): the
 /// configured buffers while less than a quarter of the budget is used, the minimum
 /// beyond that (many mostly idle connections), none past the budget, which
@@ -49,17 +44,15 @@ const MIN_TCP_BUFFER: usize = 1024;
 fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     let args = &core.args;
     let used = core.tcp_memory.get();
-    // Saturating: the sizes are boot arguments, any number (issue 18).
-    let full = args
-        .tcp_rx_buffer
-        .max(MIN_TCP_BUFFER)
-        .saturating_add(args.tcp_tx_buffer.max(MIN_TCP_BUFFER));
-    let (rx_size, tx_size) = if used.saturating_add(full) <= args.tcp_memory / 4 {
-        (
-            args.tcp_rx_buffer.max(MIN_TCP_BUFFER),
-            args.tcp_tx_buffer.max(MIN_TCP_BUFFER),
-        )
-    } else if used + 2 * MIN_TCP_BUFFER <= args.tcp_memory {
+    // The parser refuses sizes outside these bounds (NetArgs::check); a
+    // program that builds NetArgs itself gets them clamped, so that
+    // smoltcp's assertion on a receive buffer above 1 GiB cannot fire and
+    // the sums below cannot overflow.
+    let buffer = |size: usize| size.clamp(MIN_TCP_BUFFER, MAX_TCP_BUFFER);
+    let (rx_full, tx_full) = (buffer(args.tcp_rx_buffer), buffer(args.tcp_tx_buffer));
+    let (rx_size, tx_size) = if used.saturating_add(rx_full + tx_full) <= args.tcp_memory / 4 {
+        (rx_full, tx_full)
+    } else if used.saturating_add(2 * MIN_TCP_BUFFER) <= args.tcp_memory {
         (MIN_TCP_BUFFER, MIN_TCP_BUFFER)
     } else {
         return None;
@@ -71,7 +64,7 @@ fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     // Request/response protocols are the common case: send at once.
     socket.set_nagle_enabled(false);
     // smoltcp's Duration::from_millis multiplies by 1000: keep it in range
-    // (an hour is far past any useful delay).
+    // for arguments built in code (the parser refuses more than 500 ms).
     let ack_delay = args.tcp_ack_delay_ms.min(MAX_ACK_DELAY_MS);
     socket.set_ack_delay((ack_delay > 0).then(|| smoltcp::time::Duration::from_millis(ack_delay)));
     Some(socket)
@@ -121,7 +114,7 @@ impl Stack for NetStack {
             at,
             idle: RefCell::new(Vec::new()),
             pending: RefCell::new(VecDeque::new()),
-            backlog: self.core.args.tcp_backlog.max(1),
+            backlog: self.core.args.tcp_backlog.clamp(1, MAX_TCP_BACKLOG),
             waiter: RefCell::new(None),
         });
         if self.listening_on(at) {

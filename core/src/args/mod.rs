@@ -168,6 +168,14 @@ pub trait ArgSet {
     fn accept(&mut self, name: &str, value: Option<&str>) -> Result<bool, ArgError>;
     /// Whether `name` is a flag of this section (may stand alone).
     fn is_flag(&self, name: &str) -> bool;
+    /// Checks the section as a whole once every argument is taken: ranges
+    /// and arguments that depend on each other (a gateway inside the
+    /// address's prefix). [`parse`] calls it, so a value no later code can
+    /// use is refused with the command line, not found when the program
+    /// runs.
+    fn check(&self) -> Result<(), ArgError> {
+        Ok(())
+    }
 }
 
 /// Arguments declared with [`boot_args!`](crate::boot_args).
@@ -254,8 +262,9 @@ pub fn split_command_line(line: &str) -> Result<Vec<String>, ArgError> {
     Ok(words)
 }
 
-/// Parses `args` (without the program name) into `sections`, in order.
-/// Later occurrences of an argument override earlier ones.
+/// Parses `args` (without the program name) into `sections`, in order,
+/// then has each section [check](ArgSet::check) itself. Later occurrences
+/// of an argument override earlier ones.
 pub fn parse<S: AsRef<str>>(
     program: &str,
     args: &[S],
@@ -300,7 +309,7 @@ pub fn parse<S: AsRef<str>>(
             return Err(ArgError::Unknown(name.to_owned()));
         }
     }
-    Ok(())
+    sections.iter().try_for_each(|section| section.check())
 }
 
 /// The `--help` text for `sections`.
@@ -333,7 +342,10 @@ pub fn help(program: &str, sections: &[&mut dyn ArgSet]) -> String {
 /// Declares an application's (or a device's) boot arguments as a typed
 /// struct. Each field has a doc comment (its help line), a type implementing
 /// [`ArgValue`] and a default written as a string; `Option` fields default to
-/// `""`, meaning absent.
+/// `""`, meaning absent. An attribute `#[check(PATH)]` after the struct's doc
+/// comment names a `fn(&Self) -> Result<(), ArgError>` that
+/// [`ArgSet::check`] calls once every argument is parsed (ranges, arguments
+/// that depend on each other).
 ///
 /// ```
 /// lamina_core::boot_args! {
@@ -354,6 +366,7 @@ pub fn help(program: &str, sections: &[&mut dyn ArgSet]) -> String {
 macro_rules! boot_args {
     (
         $(#[doc = $title:literal])*
+        $(#[check($check:path)])?
         $vis:vis struct $name:ident {
             $(
                 $(#[doc = $help:literal])*
@@ -403,6 +416,11 @@ macro_rules! boot_args {
                     return <$ty as $crate::args::ArgValue>::IS_FLAG;
                 } )*
                 false
+            }
+            fn check(&self) -> Result<(), $crate::args::ArgError> {
+                // The `#[check(...)]` function, if there is one.
+                let checks: &[fn(&Self) -> Result<(), $crate::args::ArgError>] = &[$($check)?];
+                checks.iter().try_for_each(|check| check(self))
             }
         }
     };

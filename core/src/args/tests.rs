@@ -165,3 +165,48 @@ fn arbitrary_input_never_panics() {
         seed = seed.wrapping_add(1);
     }
 }
+
+crate::boot_args! {
+    /// A range that depends on another argument.
+    #[check(RangeArgs::check)]
+    pub struct RangeArgs {
+        /// Lowest.
+        pub low: u32 = "1",
+        /// Highest.
+        pub high: u32 = "10",
+    }
+}
+
+impl RangeArgs {
+    fn check(&self) -> Result<(), ArgError> {
+        if self.low > self.high {
+            return Err(ArgError::Invalid {
+                name: "low".to_string(),
+                value: self.low.to_string(),
+                reason: "must not exceed --high".to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A section's check runs once every argument is taken, so the order of
+/// arguments that depend on each other does not matter.
+#[test]
+fn sections_check_themselves_after_parsing() {
+    let mut args = RangeArgs::defaults();
+    parse("test", &["--low=20", "--high=30"], &mut [&mut args]).unwrap();
+    assert_eq!((args.low, args.high), (20, 30));
+    let mut args = RangeArgs::defaults();
+    let error = parse("test", &["--low=20"], &mut [&mut args]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "invalid value '20' for '--low': must not exceed --high"
+    );
+    // Help is not a failure and is not checked.
+    let mut args = RangeArgs::defaults();
+    assert!(matches!(
+        parse("test", &["--low=20", "--help"], &mut [&mut args]),
+        Err(ArgError::Help(_))
+    ));
+}

@@ -52,7 +52,11 @@ where
             Ok(parsed) => parsed,
             Err(status) => return status,
         };
-    cap_tcp_memory(&mut net_args, crate::heap::size());
+    if D::NEEDS_NET {
+        if let Err(status) = limit_to_heap(&mut net_args, crate::heap::size(), M::console_write) {
+            return status;
+        }
+    }
     let (executor, platform) = platform(net_args);
     run(executor, platform, args, main, M::console_write)
 }
@@ -110,9 +114,19 @@ pub fn parse_arguments<A: BootArgs>(
 }
 
 /// TCP buffers may take at most half the heap, whatever was asked: the
-/// rest is for the application and the stack's own state.
-pub fn cap_tcp_memory(net_args: &mut NetArgs, heap_bytes: usize) {
-    net_args.tcp_memory = net_args.tcp_memory.min(heap_bytes / 2);
+/// rest is for the application and the stack's own state
+/// ([`NetArgs::limit_to_heap`]). Buffers a connection could not have
+/// within that are a bad command line: the message goes to the console
+/// and the status is 2.
+pub fn limit_to_heap(
+    net_args: &mut NetArgs,
+    heap_bytes: usize,
+    console: ConsoleWrite,
+) -> Result<(), i32> {
+    net_args.limit_to_heap(heap_bytes).map_err(|e| {
+        console(alloc::format!("unikernel: {e}\n").as_bytes());
+        2
+    })
 }
 
 /// Acquires the devices the application declares (`D`) on `platform` and
