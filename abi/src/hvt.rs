@@ -72,6 +72,10 @@ impl Hypercall {
 /// `host_features` bit: the tender offers the batched network ring
 /// ([`crate::ring`]) at [`BootInfo::net_ring`].
 pub const HOST_FEATURE_RING_IO: u32 = 1 << 0;
+/// `host_features` bit: with the ring, the tender offers receive queues
+/// ([`crate::ring::rx`]): its I/O thread receives frames into the ring
+/// area before the guest asks, and wakes a guest that waits in POLL.
+pub const HOST_FEATURE_RX_QUEUES: u32 = 1 << 1;
 
 /// What the tender tells the guest at entry (pointer in `%rdi`).
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]

@@ -24,6 +24,9 @@
 //! - Tender sleeps: set `needs_kick = 1`, full barrier, re-check `ent_tail`,
 //!   block on the eventfd.
 //! - Frames larger than [`BUF_SIZE`] go through the `NetWrite` hypercall.
+//!
+//! Receiving, with [`crate::hvt::HOST_FEATURE_RX_QUEUES`], needs no request
+//! and no exit: see [`rx`].
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -57,6 +60,12 @@ pub mod offsets {
     /// extension in what Solo5's layout leaves unused, so a guest that
     /// does not know it is not affected).
     pub const WRITE_ERRORS: usize = 76;
+    /// Guest: non-zero once it takes frames from the receive queues
+    /// ([`super::rx`]); until then the tender receives only when asked.
+    pub const RX_ENABLE: usize = 8;
+    /// Guest: 1 while it waits in POLL for a receive queue; the tender
+    /// clears it and signals the POLL when it queues a frame.
+    pub const GUEST_WAITING: usize = 12;
     /// The entries array.
     pub const ENTRIES: usize = 128;
     /// The commits array.
@@ -66,6 +75,96 @@ pub mod offsets {
     /// extension after Solo5's layout, inside [`super::RESERVED_BYTES`]).
     pub const WRITE_ERRORS_BY_HANDLE: usize = super::RING_BYTES;
 }
+
+/// Receive queues: one per network device, in the ring's reserved area.
+///
+/// Why: a synchronous read (an entry, then spinning for its commit) makes
+/// the guest wait for the tender's thread, and the POLL hypercall that
+/// learns of input is an exit. With these queues the tender's I/O thread
+/// reads each tap as soon as it is readable into a byte ring the guest
+/// drains with plain loads; the guest learns of input by looking, and
+/// exits only to sleep.
+///
+/// Layout: [`TABLE`] holds [`MAX_QUEUES`] [`Queue`] descriptors (the
+/// tender fills them before boot; `size == 0` ends the list). Each queue
+/// is a byte ring of `size` bytes (a power of two) at ring offset
+/// `offset`, with free-running byte indices `tail` (tender) and `head`
+/// (guest), in the descriptor's two cache lines. A record is a
+/// [`Record`] header followed by the frame, starting at a multiple of
+/// [`ALIGN`]; a header whose `len` is [`WRAP`] means "continue at
+/// offset 0". The tender writes a frame only where it fits contiguously,
+/// then stores `tail` (Release); the guest copies it out, then stores
+/// `head` (Release).
+///
+/// A full queue: the tender stops reading that tap and sets `stalled`;
+/// after freeing room the guest kicks if `stalled` and `needs_kick` (a
+/// full fence between its `head` store and those loads, as the tender
+/// has between its `stalled`/`needs_kick` stores and its `head` load).
+pub mod rx {
+    use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+    /// Ring offset of the descriptor table.
+    pub const TABLE: usize = 53_248;
+    /// Bytes of one descriptor (two cache lines).
+    pub const DESCRIPTOR_BYTES: usize = 128;
+    /// Queues at most (network devices beyond use the entries).
+    pub const MAX_QUEUES: usize = 8;
+    /// Ring offset of the queues' bytes.
+    pub const DATA: usize = 64 << 10;
+    /// Record alignment.
+    pub const ALIGN: u32 = 16;
+    /// `Record::len` of a wrap marker.
+    pub const WRAP: u32 = u32::MAX;
+
+    /// Offsets inside a descriptor.
+    pub mod field {
+        /// Tender: the device handle.
+        pub const HANDLE: usize = 0;
+        /// Tender: ring offset of the queue's bytes.
+        pub const OFFSET: usize = 4;
+        /// Tender: bytes in the queue (a power of two; 0: no queue).
+        pub const SIZE: usize = 8;
+        /// Tender: free-running byte index after the last record.
+        pub const TAIL: usize = 12;
+        /// Tender: 1 while it has stopped reading the tap because the
+        /// queue was full.
+        pub const STALLED: usize = 16;
+        /// Guest: free-running byte index of the next record to take.
+        pub const HEAD: usize = 64;
+    }
+
+    /// The header of a record.
+    #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+    #[repr(C)]
+    pub struct Record {
+        /// Frame bytes after this header, or [`WRAP`].
+        pub len: u32,
+        /// Reserved.
+        pub _reserved: u32,
+    }
+
+    /// Bytes a record of a `len`-byte frame takes.
+    pub const fn record_bytes(len: u32) -> u32 {
+        (size_of::<Record>() as u32 + len).next_multiple_of(ALIGN)
+    }
+
+    /// The size of each of `queues` queues in `area` bytes: the largest
+    /// power of two that fits, or `None` when that is under `min`.
+    pub fn queue_size(area: usize, queues: usize, min: usize) -> Option<u32> {
+        let each = area.checked_div(queues)?;
+        if each < min {
+            return None;
+        }
+        let size = 1usize << each.ilog2();
+        u32::try_from(size).ok()
+    }
+}
+
+// The receive queues' table and bytes come after everything else, inside
+// the reserved area.
+const _: () = assert!(offsets::WRITE_ERRORS_BY_HANDLE + 4 * MAX_HANDLES <= rx::TABLE);
+const _: () = assert!(rx::TABLE + rx::MAX_QUEUES * rx::DESCRIPTOR_BYTES <= rx::DATA);
+const _: () = assert!((rx::DATA as u64) < RESERVED_BYTES);
 
 /// Device handles that have a word in `write_errors_by_handle` (all of
 /// them: a Solo5 handle is a bit of the 64-bit ready set).
@@ -121,5 +220,17 @@ mod tests {
         assert_eq!(core::mem::size_of::<Commit>(), 16);
         assert_eq!(offsets::ENTRIES + SIZE as usize * 32, offsets::COMMITS);
         assert_eq!(offsets::COMMITS + SIZE as usize * 16, RING_BYTES);
+    }
+
+    #[test]
+    fn queue_sizes_are_powers_of_two_that_fit() {
+        let area = RESERVED_BYTES as usize - rx::DATA;
+        assert_eq!(rx::queue_size(area, 1, 4096), Some(1 << 20));
+        assert_eq!(rx::queue_size(area, 2, 4096), Some(512 << 10));
+        assert_eq!(rx::queue_size(area, 3, 4096), Some(512 << 10));
+        assert_eq!(rx::queue_size(area, 0, 4096), None);
+        assert_eq!(rx::queue_size(1000, 1, 4096), None);
+        assert_eq!(rx::record_bytes(0), 16);
+        assert_eq!(rx::record_bytes(1514), 1536);
     }
 }

@@ -518,6 +518,15 @@ impl SharedView {
         Ok(unsafe { &*ptr.cast::<AtomicU32>() })
     }
 
+    /// The bytes `[gpa, gpa+len)` of the reserved area, to write (the hvt
+    /// receive queues, which the I/O thread fills from a tap).
+    pub fn reserved_bytes_mut(&self, gpa: u64, len: u64) -> Result<GuestBytesMut<'_>, GuestFault> {
+        let ptr = self.reserved_pointer(gpa, len)?;
+        // SAFETY: inside the live mapping (checked) for `len` bytes, which
+        // fits usize since the mapping's length does.
+        Ok(unsafe { GuestBytesMut::new(ptr, len as usize) })
+    }
+
     /// Copies a `T` out of the reserved area at `gpa` (volatile).
     pub fn reserved_read<T: FromBytes + IntoBytes>(&self, gpa: u64) -> Result<T, GuestFault> {
         let len = std::mem::size_of::<T>();

@@ -234,11 +234,17 @@ where
 /// `tags` and how many there are. A signal ends the wait early with no
 /// tags, so that the caller can look at what the signal asked for.
 pub fn epoll_wait(epoll: RawFd, tags: &mut [u64]) -> io::Result<usize> {
+    epoll_wait_for(epoll, tags, -1)
+}
+
+/// [`epoll_wait`], for at most `timeout_ms` milliseconds (0: only look;
+/// -1: forever).
+pub fn epoll_wait_for(epoll: RawFd, tags: &mut [u64], timeout_ms: i32) -> io::Result<usize> {
     const MAX: usize = 64;
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX];
     let max = tags.len().min(MAX) as libc::c_int;
     // SAFETY: `events` has room for `max` entries and lives for the call.
-    let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), max, -1) };
+    let n = unsafe { libc::epoll_wait(epoll, events.as_mut_ptr(), max, timeout_ms) };
     if n < 0 {
         let error = io::Error::last_os_error();
         if error.kind() == io::ErrorKind::Interrupted {

@@ -8,7 +8,9 @@ use crate::ring::{Offer, RingStartError, RingThread};
 use crate::seccomp::{self, LoopFds, SeccompError};
 use crate::stop::Stop;
 use kvm_ioctls::VcpuExit;
-use lamina_abi::hvt::{BootInfo, BOOT_INFO_BASE, HOST_FEATURE_RING_IO, MAX_MEM_SIZE};
+use lamina_abi::hvt::{
+    BootInfo, BOOT_INFO_BASE, HOST_FEATURE_RING_IO, HOST_FEATURE_RX_QUEUES, MAX_MEM_SIZE,
+};
 use lamina_abi::note::{features, AbiTarget};
 use lamina_abi::ring;
 use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
@@ -118,6 +120,16 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     };
     let sealed = notes.lamina_features & features::NX_DATA != 0;
     let offer = offer_ring(&machine, &mut mem, &image, &hypercalls);
+    if let Some(Offer {
+        gpa,
+        rx_wake: Some(wake),
+        ..
+    }) = &offer
+    {
+        hypercalls
+            .receive_queues(*gpa, wake.as_raw_fd())
+            .map_err(GuestError::Events)?;
+    }
     let guest_mem_size = offer.as_ref().map_or(mem_size, |o| o.gpa);
     let boot_end = write_boot_info(
         &mut mem,
@@ -125,7 +137,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         &hypercalls,
         &args.cmdline,
         machine.tsc_hz()?,
-        offer.as_ref().map(|o| o.gpa),
+        offer.as_ref(),
     )?;
     layout::write_tables(
         &mut mem,
@@ -184,6 +196,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         timer,
         kick: ring_thread.as_ref().map(|r| r.kick_fd()),
         stop_event: stop.event_fd(),
+        rx: hypercalls.rx_fds(),
     };
     seccomp::install(fds, hypercalls.devices())?;
     timing.mark("seccomp");
@@ -204,11 +217,14 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         if stats {
             eprintln!(
-                "lamina-hvt: network ring: {} frames sent, {} reads, I/O thread slept {} times, {} frames from the host dropped (malformed or bad checksum), {} writes refused by the host",
+                "lamina-hvt: network ring: {} frames sent, {} frames received into the queues, {} reads, I/O thread slept {} times, woke the guest {} times, {} frames from the host dropped (malformed or bad checksum), {} too large, {} writes refused by the host",
                 shared.writes.load(Ordering::Relaxed),
+                shared.queued.load(Ordering::Relaxed),
                 shared.reads.load(Ordering::Relaxed),
                 shared.sleeps.load(Ordering::Relaxed),
+                shared.wakes.load(Ordering::Relaxed),
                 shared.dropped.load(Ordering::Relaxed),
+                shared.too_large.load(Ordering::Relaxed),
                 shared.refused.load(Ordering::Relaxed)
             );
         }
@@ -245,7 +261,14 @@ fn offer_ring(
     mem.bytes_mut(gpa, ring::RESERVED_BYTES).ok()?.fill(0);
     // From now on no guest address the tender handles may reach the ring.
     mem.reserve_top(gpa).ok()?;
-    Some(Offer { gpa, kick })
+    // Receive queues when every device gets one and the eventfd that wakes
+    // the guest's POLL exists; else the guest reads through entries.
+    let nets = &hypercalls.devices().nets;
+    let rx_wake = (nets.len() <= ring::rx::MAX_QUEUES)
+        .then(lamina_tender::sys::eventfd)
+        .and_then(Result::ok)
+        .filter(|_| crate::rx::lay_out(mem, gpa, nets).unwrap_or(false));
+    Some(Offer { gpa, kick, rx_wake })
 }
 
 /// The `--x-stats` report: exits to the tender, and hypercalls by kind.
@@ -283,8 +306,16 @@ fn write_boot_info(
     hypercalls: &Hypercalls,
     cmdline: &[u8],
     tsc_hz: u64,
-    net_ring: Option<u64>,
+    ring: Option<&Offer>,
 ) -> Result<u64, GuestFault> {
+    let net_ring = ring.map(|offer| offer.gpa);
+    let mut host_features = 0;
+    if let Some(offer) = ring {
+        host_features |= HOST_FEATURE_RING_IO;
+        if offer.rx_wake.is_some() {
+            host_features |= HOST_FEATURE_RX_QUEUES;
+        }
+    }
     let manifest = &hypercalls.devices().manifest;
     let mft = BOOT_INFO_BASE + std::mem::size_of::<BootInfo>() as u64;
     let cmdline_at = mft + manifest.len() as u64;
@@ -296,11 +327,7 @@ fn write_boot_info(
         cpu_cycle_freq: tsc_hz,
         cmdline: cmdline_at,
         mft,
-        host_features: if net_ring.is_some() {
-            HOST_FEATURE_RING_IO
-        } else {
-            0
-        },
+        host_features,
         guest_features: 0,
         net_ring: net_ring.unwrap_or(0),
     };

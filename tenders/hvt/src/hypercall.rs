@@ -24,6 +24,8 @@ use thiserror::Error;
 const TIMER_TAG: u64 = u64::MAX;
 /// epoll tag of the descriptor of [`Hypercalls::wake_on`].
 const WAKE_TAG: u64 = u64::MAX - 1;
+/// epoll tag of the receive queues' wake-up eventfd.
+const RX_WAKE_TAG: u64 = u64::MAX - 2;
 
 /// A hypercall that ends the guest.
 #[derive(Debug, Error)]
@@ -78,8 +80,20 @@ pub struct Hypercalls {
     devices: Devices,
     epoll: OwnedFd,
     timer: OwnedFd,
+    rx: Option<RxPoll>,
     /// Hypercalls served, by number (index 0 unused).
     pub counts: [u64; 9],
+}
+
+/// POLL for a guest that takes its frames from the receive queues: the
+/// taps are the ring I/O thread's, which wakes the POLL through an eventfd
+/// when it has queued a frame for a waiting guest.
+struct RxPoll {
+    /// The guest's `RX_ENABLE` word, in the ring at this address.
+    enable: u64,
+    /// The timer, the wake eventfd and the stop eventfd.
+    epoll: OwnedFd,
+    wake: std::os::fd::RawFd,
 }
 
 impl Hypercalls {
@@ -95,6 +109,7 @@ impl Hypercalls {
             devices,
             epoll,
             timer,
+            rx: None,
             counts: [0; 9],
         })
     }
@@ -107,12 +122,36 @@ impl Hypercalls {
     /// Makes a POLL return as soon as `fd` is readable (the stop eventfd:
     /// a signal must not wait for the guest's deadline).
     pub fn wake_on(&self, fd: std::os::fd::RawFd) -> std::io::Result<()> {
-        sys::epoll_add(self.epoll.as_raw_fd(), fd, WAKE_TAG)
+        sys::epoll_add(self.epoll.as_raw_fd(), fd, WAKE_TAG)?;
+        if let Some(rx) = &self.rx {
+            sys::epoll_add(rx.epoll.as_raw_fd(), fd, WAKE_TAG)?;
+        }
+        Ok(())
+    }
+
+    /// Offers POLL over the receive queues of the ring at `ring`, woken by
+    /// eventfd `wake` (before [`Hypercalls::wake_on`]). It is used once the
+    /// guest has enabled the queues.
+    pub fn receive_queues(&mut self, ring: u64, wake: std::os::fd::RawFd) -> std::io::Result<()> {
+        let epoll = sys::epoll_create()?;
+        sys::epoll_add(epoll.as_raw_fd(), self.timer.as_raw_fd(), TIMER_TAG)?;
+        sys::epoll_add(epoll.as_raw_fd(), wake, RX_WAKE_TAG)?;
+        self.rx = Some(RxPoll {
+            enable: ring + lamina_abi::ring::offsets::RX_ENABLE as u64,
+            epoll,
+            wake,
+        });
+        Ok(())
     }
 
     /// Descriptors the tender keeps using while the guest runs.
     pub fn event_fds(&self) -> (i32, i32) {
         (self.epoll.as_raw_fd(), self.timer.as_raw_fd())
+    }
+
+    /// With the receive queues: their POLL set and wake eventfd.
+    pub fn rx_fds(&self) -> Option<(i32, i32)> {
+        self.rx.as_ref().map(|rx| (rx.epoll.as_raw_fd(), rx.wake))
     }
 
     /// Handles an `out` to `port` of `data`.
@@ -149,7 +188,7 @@ impl Hypercalls {
             }
             Hypercall::Poll => {
                 let mut poll: HcPoll = mem.read(gpa).map_err(fault)?;
-                let (ready_set, count) = self.poll(poll.timeout_nsecs).map_err(io)?;
+                let (ready_set, count) = self.poll(mem, poll.timeout_nsecs).map_err(io)?;
                 poll.ready_set = ready_set;
                 poll.ret = count;
                 mem.write(gpa, &poll).map_err(fault)?;
@@ -218,10 +257,24 @@ impl Hypercalls {
         Ok(Next::Resume)
     }
 
-    /// Waits up to `timeout` ns for network input: (ready set, count).
-    fn poll(&self, timeout: u64) -> std::io::Result<(u64, i32)> {
+    /// Waits up to `timeout` ns for network input: (ready set, count). A
+    /// guest that takes frames from the receive queues looks at them itself
+    /// and is told nothing here.
+    fn poll(&self, mem: &GuestMemory, timeout: u64) -> std::io::Result<(u64, i32)> {
         sys::timerfd_arm(self.timer.as_raw_fd(), timeout)?;
         let mut tags = [0u64; 64];
+        if let Some(rx) = &self.rx {
+            let enabled = mem
+                .atomic_u32(rx.enable)
+                .is_ok_and(|word| word.load(std::sync::atomic::Ordering::Acquire) != 0);
+            if enabled {
+                let n = sys::epoll_wait(rx.epoll.as_raw_fd(), &mut tags)?;
+                if tags[..n].contains(&RX_WAKE_TAG) {
+                    sys::eventfd_drain(rx.wake);
+                }
+                return Ok((0, 0));
+            }
+        }
         let n = sys::epoll_wait(self.epoll.as_raw_fd(), &mut tags)?;
         let (mut ready, mut count) = (0u64, 0);
         for &tag in &tags[..n] {

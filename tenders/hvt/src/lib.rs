@@ -8,4 +8,5 @@
 #[allow(unsafe_code, dead_code)]
 mod fixtures;
 pub mod ring;
+pub mod rx;
 pub mod seccomp;

@@ -31,7 +31,7 @@ mod stop;
 // The ring server and the sandboxes are the library's (`lib.rs`), for the
 // fuzz target; named here so that `crate::ring` and `crate::seccomp` read
 // as before.
-use lamina_hvt::{ring, seccomp};
+use lamina_hvt::{ring, rx, seccomp};
 
 use lamina_tender::args;
 use lamina_tender::timing::Timing;

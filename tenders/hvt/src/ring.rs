@@ -5,15 +5,19 @@
 //! The guest submits entries; a kick (an `out` to [`ring::KICK_PORT`]) is
 //! an ioeventfd served inside the kernel, never an exit to this process,
 //! and the guest does it only while this thread sleeps (`needs_kick`).
-//! The thread spins briefly after each batch, then sets `needs_kick`,
-//! fences, re-checks and blocks on the kick eventfd and on the devices'
-//! input (edge-triggered, so that it is awake when the guest, told by the
-//! POLL hypercall, comes to read).
+//! With the receive queues ([`crate::rx`]) the thread also reads each tap
+//! as soon as it is readable into the guest's queue, and wakes the guest
+//! through the rx-wake eventfd when it waits in POLL for them.
+//! The thread polls briefly after its last work (yielding the CPU to any
+//! other runnable thread at each turn, so that on a busy host it does not
+//! starve the vCPU), then sets `needs_kick`, fences, re-checks and blocks
+//! on the kick eventfd and on the devices' input (edge-triggered).
 //!
 //! Every guest address and length in an entry goes through the checked
 //! [`SharedView`]; a malformed entry stops the guest: the thread records
 //! why and signals the vCPU thread, whose KVM_RUN then returns.
 
+use crate::rx::{GuestWords, Queue};
 use crate::seccomp::{self, SeccompError};
 use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
@@ -52,6 +56,12 @@ pub struct Shared {
     /// Frames from the guest the host refused (counted for the guest in
     /// the ring's `write_errors`).
     pub refused: AtomicU64,
+    /// Frames from the host larger than the guest's link, dropped.
+    pub too_large: AtomicU64,
+    /// Frames put in the receive queues.
+    pub queued: AtomicU64,
+    /// Times the thread woke the guest from POLL.
+    pub wakes: AtomicU64,
 }
 
 /// A ring offered to the guest: its kick eventfd is registered with KVM.
@@ -61,6 +71,9 @@ pub struct Offer {
     pub gpa: u64,
     /// The kick eventfd.
     pub kick: OwnedFd,
+    /// The eventfd that ends the guest's POLL when the receive queues are
+    /// offered.
+    pub rx_wake: Option<OwnedFd>,
 }
 
 /// The running I/O thread.
@@ -68,6 +81,8 @@ pub struct Offer {
 pub struct RingThread {
     shared: Arc<Shared>,
     kick: OwnedFd,
+    /// Kept open for the vCPU thread's POLL, which drains it.
+    _rx_wake: Option<OwnedFd>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -108,6 +123,12 @@ impl RingThread {
                 .map_err(RingStartError::Io)?;
         }
         let kick = offer.kick.try_clone().map_err(RingStartError::Io)?;
+        let rx_wake = offer
+            .rx_wake
+            .as_ref()
+            .map(|fd| fd.try_clone())
+            .transpose()
+            .map_err(RingStartError::Io)?;
         let shared = Arc::new(Shared::default());
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread_shared = shared.clone();
@@ -116,7 +137,9 @@ impl RingThread {
             std::thread::Builder::new().name("ring-io".into()),
             move || {
                 let fds: Vec<RawFd> = nets.iter().map(NetDevice::fd).collect();
-                let filter = seccomp::install_ring(&fds, epoll.as_raw_fd(), kick.as_raw_fd());
+                let rx_wake_fd = rx_wake.as_ref().map(|fd| fd.as_raw_fd());
+                let filter =
+                    seccomp::install_ring(&fds, epoll.as_raw_fd(), kick.as_raw_fd(), rx_wake_fd);
                 let failed = filter.is_err();
                 let _ = ready_tx.send(filter);
                 if failed {
@@ -128,6 +151,7 @@ impl RingThread {
                     nets: &nets,
                     epoll: epoll.as_raw_fd(),
                     kick: kick.as_raw_fd(),
+                    rx_wake: rx_wake_fd,
                     shared: &thread_shared,
                 };
                 if let Err(why) = server.run() {
@@ -147,6 +171,7 @@ impl RingThread {
         let thread = RingThread {
             shared,
             kick: offer.kick,
+            _rx_wake: offer.rx_wake,
             handle: Some(handle),
         };
         match ready_rx.recv() {
@@ -213,6 +238,7 @@ pub fn serve_submitted(
         nets,
         epoll: -1,
         kick: -1,
+        rx_wake: None,
         shared,
     };
     server.serve(&server.indices()?)
@@ -226,7 +252,16 @@ struct Server<'a> {
     nets: &'a [NetDevice],
     epoll: RawFd,
     kick: RawFd,
+    /// The rx-wake eventfd, when the receive queues are offered.
+    rx_wake: Option<RawFd>,
     shared: &'a Shared,
+}
+
+/// The receive side, when the receive queues are offered.
+struct Receive<'a> {
+    queues: Vec<Queue<'a>>,
+    guest: GuestWords<'a>,
+    wake: RawFd,
 }
 
 impl Server<'_> {
@@ -251,11 +286,23 @@ impl Server<'_> {
     /// Serves the ring until stopped; an error stops the guest.
     fn run(&self) -> Result<(), String> {
         let ix = self.indices()?;
+        let receive = match self.rx_wake {
+            Some(wake) => Some(Receive {
+                queues: Queue::all(self.view, self.gpa, self.nets)?,
+                guest: GuestWords::new(self.view, self.gpa)?,
+                wake,
+            }),
+            None => None,
+        };
         let mut idle_since = Instant::now();
         let mut tags = [0u64; 64];
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
-            if self.serve(&ix)? {
+            let mut worked = self.serve(&ix)?;
+            if let Some(receive) = &receive {
+                worked |= self.receive(receive)?;
+            }
+            if worked {
                 idle_since = Instant::now();
                 continue;
             }
@@ -263,26 +310,78 @@ impl Server<'_> {
                 return Ok(());
             }
             if idle_since.elapsed() < SPIN {
-                std::hint::spin_loop();
+                // Look for input without blocking, and give the CPU to any
+                // other thread that wants it (the vCPU's, the clients').
+                let n = sys::epoll_wait_for(self.epoll, &mut tags, 0)
+                    .map_err(|e| format!("network ring: epoll_wait failed: {e}"))?;
+                self.note_events(&tags[..n], receive.as_ref());
+                std::thread::yield_now();
                 continue;
             }
             // Sleep: announce it, then look once more (the guest stores
-            // ent_tail, fences, then reads needs_kick: one of us sees the
-            // other).
+            // ent_tail or a queue's head, fences, then reads needs_kick: one
+            // of us sees the other).
             ix.needs_kick.store(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            let pending = ix.ent_tail.load(Ordering::SeqCst) != ix.ent_head.load(Ordering::Relaxed);
+            let mut pending =
+                ix.ent_tail.load(Ordering::SeqCst) != ix.ent_head.load(Ordering::Relaxed);
+            if let Some(receive) = &receive {
+                for queue in &receive.queues {
+                    pending |= queue.unstalled()?;
+                }
+            }
             if !pending && !self.shared.stop.load(Ordering::SeqCst) {
                 self.shared.sleeps.fetch_add(1, Ordering::Relaxed);
                 let n = sys::epoll_wait(self.epoll, &mut tags)
                     .map_err(|e| format!("network ring: epoll_wait failed: {e}"))?;
-                if tags[..n].contains(&KICK_TAG) {
-                    sys::eventfd_drain(self.kick);
-                }
+                self.note_events(&tags[..n], receive.as_ref());
             }
             ix.needs_kick.store(0, Ordering::SeqCst);
             idle_since = Instant::now();
         }
+    }
+
+    /// Takes note of epoll events: drains the kick, marks taps readable.
+    fn note_events(&self, tags: &[u64], receive: Option<&Receive<'_>>) {
+        for &tag in tags {
+            if tag == KICK_TAG {
+                sys::eventfd_drain(self.kick);
+            } else if let Some(receive) = receive {
+                for queue in &receive.queues {
+                    if self.nets[queue.net].handle == tag {
+                        queue.readable.set(true);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills the receive queues the guest takes frames from, and wakes it
+    /// if it waits for them; whether any frame was queued.
+    fn receive(&self, receive: &Receive<'_>) -> Result<bool, String> {
+        if !receive.guest.enabled() {
+            return Ok(false);
+        }
+        let mut queued = 0;
+        for queue in &receive.queues {
+            let filled = queue.fill(self.view, &self.nets[queue.net])?;
+            queued += filled.frames;
+            if filled.dropped > 0 {
+                self.shared
+                    .too_large
+                    .fetch_add(filled.dropped, Ordering::Relaxed);
+            }
+        }
+        if queued == 0 {
+            return Ok(false);
+        }
+        self.shared.queued.fetch_add(queued, Ordering::Relaxed);
+        if receive.guest.take_waiting() {
+            self.shared.wakes.fetch_add(1, Ordering::Relaxed);
+            sys::eventfd_signal(receive.wake)
+                .map_err(|e| format!("network ring: cannot wake the guest: {e}"))?;
+        }
+        Ok(true)
     }
 
     /// Serves the entries submitted so far; whether there were any.
@@ -439,6 +538,7 @@ mod tests {
                 nets: &self.nets,
                 epoll: -1,
                 kick: -1,
+                rx_wake: None,
                 shared: &self.shared,
             }
         }

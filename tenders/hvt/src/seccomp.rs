@@ -35,6 +35,9 @@ pub struct LoopFds {
     pub kick: Option<i32>,
     /// The stop eventfd, written by the stop signals' handler.
     pub stop_event: i32,
+    /// With the receive queues: the POLL set that waits for them, and the
+    /// eventfd the I/O thread wakes it with (drained here).
+    pub rx: Option<(i32, i32)>,
 }
 
 fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
@@ -102,6 +105,11 @@ fn vcpu_rules(
         allow(libc::SYS_write, fd_is(kick)?);
     }
     allow(libc::SYS_write, fd_is(fds.stop_event)?);
+    if let Some((epoll, wake)) = fds.rx {
+        allow(libc::SYS_epoll_wait, fd_is(epoll)?);
+        allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
+        allow(libc::SYS_read, fd_is(wake)?);
+    }
     for block in &devices.blocks {
         // BLOCK_READ / BLOCK_WRITE on that file only (requests are checked
         // by the handler: whole sectors on the device).
@@ -124,12 +132,13 @@ fn vcpu_rules(
 pub const RING_STOP_SIGNAL: libc::c_int = libc::SIGUSR1;
 
 /// The ring I/O thread's rules: the tap descriptors, its epoll and kick
-/// eventfd, and [`RING_STOP_SIGNAL`] to a thread of process `pid` (the
-/// tender's). No ioctl at all.
+/// eventfd, the rx-wake eventfd (written), and [`RING_STOP_SIGNAL`] to a
+/// thread of process `pid` (the tender's). No ioctl at all.
 fn ring_rules(
     taps: &[i32],
     epoll: i32,
     kick: i32,
+    rx_wake: Option<i32>,
     pid: u32,
 ) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
@@ -141,6 +150,9 @@ fn ring_rules(
         allow(libc::SYS_write, fd_is(tap)?);
     }
     allow(libc::SYS_read, fd_is(kick)?);
+    if let Some(wake) = rx_wake {
+        allow(libc::SYS_write, fd_is(wake)?);
+    }
     allow(libc::SYS_epoll_wait, fd_is(epoll)?);
     allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
     allow(libc::SYS_write, fd_is(2)?);
@@ -182,10 +194,16 @@ pub fn vcpu_filter(fds: LoopFds, devices: &Devices) -> Result<Filters, SeccompEr
 }
 
 /// The ring I/O thread's filters, for the tender process `pid`.
-pub fn ring_filter(taps: &[i32], epoll: i32, kick: i32, pid: u32) -> Result<Filters, SeccompError> {
+pub fn ring_filter(
+    taps: &[i32],
+    epoll: i32,
+    kick: i32,
+    rx_wake: Option<i32>,
+    pid: u32,
+) -> Result<Filters, SeccompError> {
     Ok([
         sandbox::refusals()?,
-        sandbox::compile(ring_rules(taps, epoll, kick, pid)?)?,
+        sandbox::compile(ring_rules(taps, epoll, kick, rx_wake, pid)?)?,
     ])
 }
 
@@ -201,8 +219,19 @@ pub fn install(fds: LoopFds, devices: &Devices) -> Result<(), SeccompError> {
 }
 
 /// Builds and installs the ring I/O thread's filters, on that thread.
-pub fn install_ring(taps: &[i32], epoll: i32, kick: i32) -> Result<(), SeccompError> {
-    apply(&ring_filter(taps, epoll, kick, std::process::id())?)
+pub fn install_ring(
+    taps: &[i32],
+    epoll: i32,
+    kick: i32,
+    rx_wake: Option<i32>,
+) -> Result<(), SeccompError> {
+    apply(&ring_filter(
+        taps,
+        epoll,
+        kick,
+        rx_wake,
+        std::process::id(),
+    )?)
 }
 
 /// The filters against the calls they must kill and the ones they must
@@ -280,6 +309,7 @@ mod tests {
             timer: other.as_raw_fd(),
             kick: None,
             stop_event: other.as_raw_fd(),
+            rx: None,
         };
         (vcpu, other, fds)
     }
@@ -380,7 +410,7 @@ mod tests {
         let devices = no_devices();
         let programs = [
             vcpu_filter(fds, &devices).unwrap(),
-            ring_filter(&[fds.epoll], fds.epoll, fds.epoll, std::process::id()).unwrap(),
+            ring_filter(&[fds.epoll], fds.epoll, fds.epoll, None, std::process::id()).unwrap(),
         ];
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         let rx = libc::PROT_READ | libc::PROT_EXEC;
@@ -410,7 +440,8 @@ mod tests {
     #[test]
     fn the_ring_thread_may_make_no_ioctl_and_allocates_in_its_own_arena() {
         let (_vcpu, _other, fds) = stand_ins();
-        let program = ring_filter(&[fds.epoll], fds.epoll, fds.epoll, std::process::id()).unwrap();
+        let program =
+            ring_filter(&[fds.epoll], fds.epoll, fds.epoll, None, std::process::id()).unwrap();
         assert_eq!(under_filter(&program, || ioctl(fds.vcpu, KVM_RUN)), KILLED);
         let fionbio = libc::FIONBIO;
         assert_eq!(under_filter(&program, || ioctl(fds.epoll, fionbio)), KILLED);
@@ -454,7 +485,7 @@ mod tests {
             in_child(None, || {
                 // SAFETY: getpid has no preconditions.
                 let own = unsafe { libc::getpid() };
-                let Ok(program) = ring_filter(&[fds.epoll], fds.epoll, fds.epoll, own as u32)
+                let Ok(program) = ring_filter(&[fds.epoll], fds.epoll, fds.epoll, None, own as u32)
                 else {
                     return 100;
                 };

@@ -7,8 +7,15 @@ use core::task::Waker;
 use lamina_abi::mft::MAX_ENTRIES;
 use lamina_core::runtime::{Instant, Park};
 
-/// Shortest time between two non-blocking device checks.
+/// Shortest time between two non-blocking device checks that cost an exit
+/// or a system call.
 const CHECK_INTERVAL_NS: u64 = 50_000;
+/// Longest the guest polls its receive queues before it sleeps in the
+/// tender (hvt). Sleeping costs a VM exit and a wake-up of the vCPU thread,
+/// about 100 µs on a nested KVM-PVM host: polling longer saves nothing.
+const MAX_POLL_NS: u64 = 100_000;
+/// The first poll after a short sleep.
+const FIRST_POLL_NS: u64 = 10_000;
 
 /// Blocks in the tender until a deadline or network input.
 pub struct GuestPark {
@@ -19,6 +26,11 @@ pub struct GuestPark {
     has_net: Cell<bool>,
     /// When the devices were last checked (monotonic ns).
     last_check: Cell<u64>,
+    /// How long to poll before sleeping, adapted as KVM adapts its
+    /// halt-polling: doubled when input came soon after the guest went to
+    /// sleep (polling would have caught it), halved when it slept long or
+    /// only the deadline woke it, so an idle guest does not poll at all.
+    poll_ns: Cell<u64>,
 }
 
 impl GuestPark {
@@ -27,7 +39,62 @@ impl GuestPark {
             waiters: RefCell::new([const { None }; MAX_ENTRIES as usize]),
             has_net: Cell::new(false),
             last_check: Cell::new(0),
+            poll_ns: Cell::new(0),
         }
+    }
+
+    /// Runs the wakers of the devices in `ready`.
+    fn wake(&self, ready: u64) {
+        if ready == 0 {
+            return;
+        }
+        let woken: alloc::vec::Vec<Waker> = {
+            let mut waiters = self.waiters.borrow_mut();
+            (0..waiters.len())
+                .filter(|i| ready & (1 << i) != 0)
+                .filter_map(|i| waiters[i].take())
+                .collect()
+        };
+        woken.into_iter().for_each(Waker::wake);
+    }
+
+    /// Parks when the guest sees its input without an exit (hvt's receive
+    /// queues): look, poll a while, then sleep in the tender.
+    fn park_looking(&self, now: u64, deadline: Option<u64>) {
+        let only_look = deadline.is_some_and(|d| d <= now);
+        let mut ready = sys::ready_now().unwrap_or(0);
+        if ready != 0 || only_look {
+            return self.wake(ready);
+        }
+        let poll = self.poll_ns.get();
+        // A deadline sooner than a sleep's own cost is waited for here.
+        let soon = deadline.is_some_and(|d| d - now < MAX_POLL_NS);
+        if poll > 0 || soon {
+            let until = deadline.map_or(now + poll, |d| if soon { d } else { d.min(now + poll) });
+            loop {
+                ready = sys::ready_now().unwrap_or(0);
+                if ready != 0 {
+                    return self.wake(ready);
+                }
+                let now = sys::monotonic_ns();
+                if deadline.is_some_and(|d| now >= d) {
+                    return;
+                }
+                if now >= until {
+                    break;
+                }
+                core::hint::spin_loop();
+            }
+        }
+        let slept_from = sys::monotonic_ns();
+        ready = sys::wait(deadline);
+        let slept = sys::monotonic_ns().saturating_sub(slept_from);
+        self.poll_ns.set(if ready != 0 && slept < MAX_POLL_NS {
+            (poll * 2).clamp(FIRST_POLL_NS, MAX_POLL_NS)
+        } else {
+            poll / 2
+        });
+        self.wake(ready);
     }
 
     /// Registers `waker` to run when device `handle` has input.
@@ -50,6 +117,9 @@ impl Park for GuestPark {
     fn park(&self, deadline: Option<Instant>) {
         let now = sys::monotonic_ns();
         let deadline = deadline.map(Instant::as_nanos);
+        if self.has_net.get() && sys::ready_now().is_some() {
+            return self.park_looking(now, deadline);
+        }
         let only_look = deadline.is_some_and(|d| d <= now);
         if only_look && !self.has_net.get() {
             return; // nothing to look at, and no time to wait
@@ -62,17 +132,6 @@ impl Park for GuestPark {
             return;
         }
         self.last_check.set(now);
-        let ready = sys::wait(deadline);
-        if ready == 0 {
-            return;
-        }
-        let woken: alloc::vec::Vec<Waker> = {
-            let mut waiters = self.waiters.borrow_mut();
-            (0..waiters.len())
-                .filter(|i| ready & (1 << i) != 0)
-                .filter_map(|i| waiters[i].take())
-                .collect()
-        };
-        woken.into_iter().for_each(Waker::wake);
+        self.wake(sys::wait(deadline));
     }
 }

@@ -2,6 +2,7 @@
 //! its argument struct to the hypercall's port. Guest memory is
 //! identity-mapped, so a pointer is its own guest-physical address.
 
+use super::rx::{Dropped, Queues};
 use super::{BootFacts, DeviceHandle, IoError};
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
@@ -15,6 +16,8 @@ static CLOCK: TscClock = TscClock::new();
 
 /// Guest address of the network ring, when the tender offers one.
 static RING: spin::Once<usize> = spin::Once::new();
+/// The receive queues, when the tender offers them with the ring.
+static RX: spin::Once<Queues> = spin::Once::new();
 /// The frames in flight through the ring: [`WRITE_SLOTS`] buffers of
 /// [`ring::BUF_SIZE`] bytes on the heap, taken at the first frame.
 static WRITE_BUFS: spin::Once<usize> = spin::Once::new();
@@ -52,7 +55,12 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
         && info.net_ring >= info.mem_size
         && info.net_ring.is_multiple_of(64)
     {
-        RING.call_once(|| info.net_ring as usize);
+        let ring = *RING.call_once(|| info.net_ring as usize);
+        if info.host_features & HOST_FEATURE_RX_QUEUES != 0 {
+            // SAFETY: the tender offered the queues in this ring, which is
+            // reserved, identity-mapped and 64-byte aligned (checked above).
+            RX.call_once(|| unsafe { Queues::enable(ring) });
+        }
     }
     BootFacts {
         mem_size: info.mem_size,
@@ -84,9 +92,29 @@ pub fn wall_ns() -> u64 {
     arg.nsecs
 }
 
+/// The set of devices with input, when the tender lets the guest see it
+/// without an exit (the receive queues); `None` when only [`wait`] can.
+pub fn ready_now() -> Option<u64> {
+    RX.get().map(Queues::ready)
+}
+
 /// Blocks until a network device has input or `deadline` (monotonic ns) passes;
 /// returns the set of ready device handles. `None` waits without deadline.
 pub fn wait(deadline: Option<u64>) -> u64 {
+    if let Some(queues) = RX.get() {
+        let ready = queues.about_to_wait();
+        if ready != 0 {
+            return ready;
+        }
+        poll(deadline);
+        queues.done_waiting();
+        return queues.ready();
+    }
+    poll(deadline)
+}
+
+/// The POLL hypercall: the ready set (empty with the receive queues).
+fn poll(deadline: Option<u64>) -> u64 {
     // A day: long enough to mean "no deadline", short enough for any timerfd.
     const FOREVER: u64 = 86_400 * 1_000_000_000;
     let timeout = match deadline {
@@ -161,7 +189,7 @@ fn index(base: usize, offset: usize) -> &'static AtomicU32 {
 
 /// Tells the tender's I/O thread that entries wait: an `out` that KVM turns
 /// into an eventfd signal without leaving the kernel.
-fn kick() {
+pub(super) fn kick() {
     // SAFETY: an `out` to the kick port reads and writes no guest memory
     // (not `nomem`: it must stay after the fence and the ent_tail store).
     unsafe {
@@ -285,6 +313,11 @@ fn ring_read(base: usize, device: DeviceHandle, buf: &mut [u8]) -> Result<Option
 
 /// Receives a frame if one is waiting.
 pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, IoError> {
+    if let Some(queues) = RX.get().filter(|q| q.serves(device.index)) {
+        return queues
+            .take(device.index, buf)
+            .map_err(|Dropped| IoError::Failed);
+    }
     if let Some(&base) = RING.get() {
         return ring_read(base, device, buf);
     }

@@ -4,6 +4,8 @@
 mod hvt;
 #[cfg(lamina_target = "hvt")]
 pub use hvt::*;
+#[cfg(lamina_target = "hvt")]
+mod rx;
 
 #[cfg(lamina_target = "spt")]
 mod spt;
