@@ -78,13 +78,12 @@ pub struct Ended {
     pub stopped_by: Option<i32>,
 }
 
-/// Starts `command` as the supervised application `name`, killed `grace`
-/// after the first forwarded signal if it is still running.
-pub fn spawn(command: &mut Command, name: &str, grace: Duration) -> std::io::Result<Supervised> {
-    // Registered before the child starts, so that no signal is lost in
-    // between: one that arrives meanwhile is forwarded as soon as it runs.
-    // Handlers (not SIG_IGN) so that the child starts with the defaults.
-    let signals = Signals::new(FORWARDED)?;
+/// Makes the child that `command` starts lead a process group of its own
+/// (a Ctrl-C on the terminal reaches it only through `lamina`) and die
+/// with `lamina`: the kernel kills it (`PR_SET_PDEATHSIG`) when the thread
+/// that forks it, `lamina`'s main thread, ends. For the application and
+/// every helper process `lamina run` starts beside it.
+pub fn in_own_group_dying_with_lamina(command: &mut Command) {
     let lamina = std::process::id() as libc::pid_t;
     command.process_group(0);
     // SAFETY: the closure runs in the child between fork and exec and calls
@@ -92,8 +91,6 @@ pub fn spawn(command: &mut Command, name: &str, grace: Duration) -> std::io::Res
     // errors without allocating.
     unsafe {
         command.pre_exec(move || {
-            // The kernel kills the child when the thread that forked it
-            // (lamina's main thread, which lives as long as lamina) ends.
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
@@ -111,6 +108,16 @@ pub fn spawn(command: &mut Command, name: &str, grace: Duration) -> std::io::Res
             Ok(())
         })
     };
+}
+
+/// Starts `command` as the supervised application `name`, killed `grace`
+/// after the first forwarded signal if it is still running.
+pub fn spawn(command: &mut Command, name: &str, grace: Duration) -> std::io::Result<Supervised> {
+    // Registered before the child starts, so that no signal is lost in
+    // between: one that arrives meanwhile is forwarded as soon as it runs.
+    // Handlers (not SIG_IGN) so that the child starts with the defaults.
+    let signals = Signals::new(FORWARDED)?;
+    in_own_group_dying_with_lamina(command);
     let child = match command.spawn() {
         Ok(child) => child,
         Err(e) => {

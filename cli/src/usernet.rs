@@ -17,15 +17,10 @@
 
 use crate::CliError;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-
-/// Send buffer of each end of the link: room for thousands of frames each
-/// way, so that bursts wait for a guest busy with its tasks rather than
-/// drop (lamina-usernet's own socketpair does the same for its tests).
-const LINK_BUFFER: libc::c_int = 8 << 20;
 
 /// The running user-mode networks of one application.
 #[derive(Default)]
@@ -42,46 +37,6 @@ fn usernet_binary() -> Result<PathBuf, CliError> {
         Some(path) => Ok(PathBuf::from(path)),
         None => crate::build::build_host_binary("lamina-usernet"),
     }
-}
-
-/// A SOCK_SEQPACKET socketpair, both ends close-on-exec and non-blocking,
-/// with large send buffers.
-fn socketpair() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: socketpair writes two descriptors into the two-element array.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nobody else.
-    let ends = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    for fd in [&ends.0, &ends.1] {
-        // SO_SNDBUFFORCE passes the host's wmem_max for root; otherwise
-        // SO_SNDBUF gets what the host allows.
-        for option in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-            // SAFETY: setsockopt reads one c_int.
-            let rc = unsafe {
-                libc::setsockopt(
-                    fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    option,
-                    (&LINK_BUFFER as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc == 0 {
-                break;
-            }
-        }
-    }
-    Ok(ends)
 }
 
 /// Lets the child that `command` starts inherit `fds` (which stay
@@ -116,8 +71,8 @@ impl UserNetworks {
             };
             let name = name.to_string();
             let forwards: Vec<&str> = ports.split(',').collect();
-            let (tender_end, usernet_end) =
-                socketpair().map_err(CliError::io("cannot make the user-mode network's link"))?;
+            let (tender_end, usernet_end) = lamina_usernet::socketpair()
+                .map_err(CliError::io("cannot make the user-mode network's link"))?;
             let binary = usernet_binary()?;
             let mut command = Command::new(&binary);
             command
@@ -125,31 +80,9 @@ impl UserNetworks {
                 .args(&forwards)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .process_group(0);
+                .stderr(Stdio::inherit());
             inherit(&mut command, vec![usernet_end.as_raw_fd()]);
-            let lamina = std::process::id() as libc::pid_t;
-            // SAFETY: prctl and getppid are async-signal-safe; nothing is
-            // allocated between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    // Killed when lamina's main thread (which forked it) ends.
-                    if libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGKILL as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    ) != 0
-                    {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    if libc::getppid() != lamina {
-                        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                    }
-                    Ok(())
-                })
-            };
+            crate::supervise::in_own_group_dying_with_lamina(&mut command);
             let mut child = command.spawn().map_err(CliError::io(format!(
                 "cannot start {} (set LAMINA_USERNET to its path)",
                 binary.display()

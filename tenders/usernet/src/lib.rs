@@ -19,7 +19,7 @@ mod splice;
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 pub use splice::{run, UserNet};
 
@@ -85,15 +85,22 @@ pub fn guest_args() -> [String; 2] {
 /// Send buffer of each end of the link, in bytes.
 const LINK_BUFFER: libc::c_int = 8 << 20;
 
-/// A datagram socketpair: `(guest end, tender end)`. Each datagram is one
-/// Ethernet frame; the guest end is non-blocking, as a tap is.
+/// The link between a guest and the private network: a SOCK_SEQPACKET
+/// socketpair, `(guest end, network end)`, each datagram one Ethernet
+/// frame. The guest end becomes the guest's network device (the tender's
+/// `--net:NAME=fd:N`), the network end is what [`run`] serves. Both ends
+/// are close-on-exec (a child that should have one is given it
+/// explicitly) and non-blocking, as a tap is, with send buffers of room
+/// for thousands of frames each way instead of the default ~90: a guest
+/// reads between its tasks, so bursts must wait, not drop. `lamina run`
+/// makes its links with this, as do the tests.
 pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0i32; 2];
     // SAFETY: socketpair writes two descriptors into the two-element array.
     let rc = unsafe {
         libc::socketpair(
             libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
             0,
             fds.as_mut_ptr(),
         )
@@ -102,22 +109,18 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both descriptors were just created and are owned by nobody else.
-    let (guest, tender) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    for fd in [&guest, &tender] {
-        use std::os::fd::AsRawFd;
-        // Room for thousands of frames each way instead of the default ~90:
-        // a guest reads between its tasks, so bursts must wait, not drop.
+    let (guest, network) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    for fd in [&guest, &network] {
         // SO_SNDBUFFORCE passes the host's wmem_max for root; otherwise
         // SO_SNDBUF gets what the host allows.
-        let size: libc::c_int = LINK_BUFFER;
         for option in [libc::SO_SNDBUFFORCE, libc::SO_SNDBUF] {
-            // SAFETY: setsockopt reads one c_int from `size`.
+            // SAFETY: setsockopt reads one c_int from LINK_BUFFER.
             let rc = unsafe {
                 libc::setsockopt(
                     fd.as_raw_fd(),
                     libc::SOL_SOCKET,
                     option,
-                    (&size as *const libc::c_int).cast(),
+                    (&LINK_BUFFER as *const libc::c_int).cast(),
                     std::mem::size_of::<libc::c_int>() as libc::socklen_t,
                 )
             };
@@ -125,13 +128,8 @@ pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
                 break;
             }
         }
-        // SAFETY: F_GETFL/F_SETFL on a descriptor we own.
-        unsafe {
-            let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-        }
     }
-    Ok((guest, tender))
+    Ok((guest, network))
 }
 
 #[cfg(test)]

@@ -77,8 +77,8 @@ fn host_port_reaches_the_guest_echo_server() {
         guest_port: 80,
     }])
     .unwrap();
-    let (guest_end, tender_end) = socketpair().unwrap();
-    std::thread::spawn(move || lamina_usernet::run(net, tender_end));
+    let (guest_end, network_end) = socketpair().unwrap();
+    std::thread::spawn(move || lamina_usernet::run(net, network_end));
     std::thread::spawn(move || {
         let reactor = Rc::new(Reactor::new().unwrap());
         let executor = Executor::new(reactor.clone());
