@@ -170,11 +170,12 @@ pub fn eventfd_signal(fd: RawFd) -> io::Result<()> {
 }
 
 /// Resets a non-blocking eventfd's counter.
-pub fn eventfd_drain(fd: RawFd) {
+pub fn eventfd_drain(fd: RawFd) -> u64 {
     let mut count = 0u64;
     // SAFETY: reads at most 8 bytes into `count`, which lives for the call.
     // EAGAIN (already zero) is the only expected failure and means the same.
     unsafe { libc::read(fd, (&mut count as *mut u64).cast(), 8) };
+    count
 }
 
 /// The calling thread, for [`signal_thread`].

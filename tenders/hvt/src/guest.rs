@@ -189,6 +189,9 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         )?),
         None => None,
     };
+    if let Some(ring_thread) = &ring_thread {
+        hypercalls.serve_ring_with(ring_thread.shared().clone());
+    }
     let (epoll, timer) = hypercalls.event_fds();
     let fds = LoopFds {
         vcpu: machine.vcpu.as_raw_fd(),
@@ -217,12 +220,14 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         if stats {
             eprintln!(
-                "lamina-hvt: network ring: {} frames sent, {} frames received into the queues, {} reads, I/O thread slept {} times, woke the guest {} times, {} frames from the host dropped (malformed or bad checksum), {} too large, {} writes refused by the host",
+                "lamina-hvt: network ring: {} frames sent, {} frames received into the queues, {} reads, I/O thread slept {} times and was kicked {} times, woke the guest {} times, served by the vCPU thread in {} POLLs, {} frames from the host dropped (malformed or bad checksum), {} too large, {} writes refused by the host",
                 shared.writes.load(Ordering::Relaxed),
                 shared.queued.load(Ordering::Relaxed),
                 shared.reads.load(Ordering::Relaxed),
                 shared.sleeps.load(Ordering::Relaxed),
+                shared.kicks.load(Ordering::Relaxed),
                 shared.wakes.load(Ordering::Relaxed),
+                shared.served_in_poll.load(Ordering::Relaxed),
                 shared.dropped.load(Ordering::Relaxed),
                 shared.too_large.load(Ordering::Relaxed),
                 shared.refused.load(Ordering::Relaxed)

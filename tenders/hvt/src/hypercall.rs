@@ -18,6 +18,7 @@ use lamina_tender::devices::Devices;
 use lamina_tender::mem::{GuestFault, GuestMemory};
 use lamina_tender::sys;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// epoll tag of the internal timer (never a device handle, which is < 64).
@@ -56,6 +57,9 @@ pub enum HypercallError {
         /// What was wrong.
         fault: GuestFault,
     },
+    /// The network ring, served during a POLL, was malformed.
+    #[error("{0}")]
+    Ring(String),
     /// Host I/O failed.
     #[error("guest hypercall {hypercall:?}: host I/O failed: {error}")]
     Io {
@@ -89,11 +93,39 @@ pub struct Hypercalls {
 /// taps are the ring I/O thread's, which wakes the POLL through an eventfd
 /// when it has queued a frame for a waiting guest.
 struct RxPoll {
-    /// The guest's `RX_ENABLE` word, in the ring at this address.
-    enable: u64,
-    /// The timer, the wake eventfd and the stop eventfd.
+    /// The ring's guest address.
+    ring: u64,
+    /// The timer, the wake eventfd, the stop eventfd and the taps.
     epoll: OwnedFd,
     wake: std::os::fd::RawFd,
+    /// What the ring I/O thread shares, once it runs: the vCPU thread
+    /// serves the ring itself while the guest waits.
+    server: Option<std::sync::Arc<crate::ring::Shared>>,
+    /// How long a POLL looks for input before it blocks, adapted as KVM's
+    /// halt-polling is (see [`next_host_poll`]).
+    host_poll: std::cell::Cell<Duration>,
+}
+
+/// Longest a POLL looks for input before it blocks. Blocking costs the
+/// wake-up of this thread (tens of µs on a nested host) on top of the
+/// exit the guest already paid.
+const MAX_HOST_POLL: Duration = Duration::from_micros(200);
+/// The first look after a short block.
+const FIRST_HOST_POLL: Duration = Duration::from_micros(25);
+
+/// The next POLL's look, given this one's and how long input took to come
+/// (`None`: only the deadline or a signal ended it): kept when it caught
+/// the input, longer when input came soon after it gave up, shorter when
+/// it came late or not at all, so that an idle guest costs no host CPU.
+fn next_host_poll(window: Duration, waited: Option<Duration>) -> Duration {
+    match waited {
+        Some(waited) if waited <= window => window,
+        Some(waited) if waited < MAX_HOST_POLL => {
+            (window * 2).clamp(FIRST_HOST_POLL, MAX_HOST_POLL)
+        }
+        _ if window < FIRST_HOST_POLL => Duration::ZERO,
+        _ => window / 2,
+    }
 }
 
 impl Hypercalls {
@@ -136,12 +168,24 @@ impl Hypercalls {
         let epoll = sys::epoll_create()?;
         sys::epoll_add(epoll.as_raw_fd(), self.timer.as_raw_fd(), TIMER_TAG)?;
         sys::epoll_add(epoll.as_raw_fd(), wake, RX_WAKE_TAG)?;
+        for net in &self.devices.nets {
+            sys::epoll_add(epoll.as_raw_fd(), net.fd(), net.handle)?;
+        }
         self.rx = Some(RxPoll {
-            enable: ring + lamina_abi::ring::offsets::RX_ENABLE as u64,
+            ring,
             epoll,
             wake,
+            server: None,
+            host_poll: std::cell::Cell::new(Duration::ZERO),
         });
         Ok(())
+    }
+
+    /// Lets POLL serve the ring with the I/O thread's lock and counters.
+    pub fn serve_ring_with(&mut self, shared: std::sync::Arc<crate::ring::Shared>) {
+        if let Some(rx) = &mut self.rx {
+            rx.server = Some(shared);
+        }
     }
 
     /// Descriptors the tender keeps using while the guest runs.
@@ -188,7 +232,10 @@ impl Hypercalls {
             }
             Hypercall::Poll => {
                 let mut poll: HcPoll = mem.read(gpa).map_err(fault)?;
-                let (ready_set, count) = self.poll(mem, poll.timeout_nsecs).map_err(io)?;
+                let (ready_set, count) = match self.poll_queues(mem, poll.timeout_nsecs) {
+                    Some(result) => result?,
+                    None => self.poll(poll.timeout_nsecs).map_err(io)?,
+                };
                 poll.ready_set = ready_set;
                 poll.ret = count;
                 mem.write(gpa, &poll).map_err(fault)?;
@@ -257,24 +304,75 @@ impl Hypercalls {
         Ok(Next::Resume)
     }
 
-    /// Waits up to `timeout` ns for network input: (ready set, count). A
-    /// guest that takes frames from the receive queues looks at them itself
-    /// and is told nothing here.
-    fn poll(&self, mem: &GuestMemory, timeout: u64) -> std::io::Result<(u64, i32)> {
-        sys::timerfd_arm(self.timer.as_raw_fd(), timeout)?;
-        let mut tags = [0u64; 64];
-        if let Some(rx) = &self.rx {
-            let enabled = mem
-                .atomic_u32(rx.enable)
-                .is_ok_and(|word| word.load(std::sync::atomic::Ordering::Acquire) != 0);
-            if enabled {
-                let n = sys::epoll_wait(rx.epoll.as_raw_fd(), &mut tags)?;
-                if tags[..n].contains(&RX_WAKE_TAG) {
+    /// POLL of a guest that takes its frames from the receive queues (else
+    /// `None`): serves the ring, and until a frame is queued, the deadline
+    /// passes or a signal comes, waits for the taps and the I/O thread.
+    /// The guest looks at the queues itself: the ready set is empty.
+    fn poll_queues(
+        &self,
+        mem: &GuestMemory,
+        timeout: u64,
+    ) -> Option<Result<(u64, i32), HypercallError>> {
+        let rx = self.rx.as_ref()?;
+        let server = rx.server.as_ref()?;
+        let enable = mem
+            .atomic_u32(rx.ring + lamina_abi::ring::offsets::RX_ENABLE as u64)
+            .ok()?;
+        if enable.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return None;
+        }
+        let io = |error| HypercallError::Io {
+            hypercall: Hypercall::Poll,
+            error,
+        };
+        let window = rx.host_poll.get();
+        let started = Instant::now();
+        let result = (|| {
+            sys::timerfd_arm(self.timer.as_raw_fd(), timeout).map_err(io)?;
+            let mut tags = [0u64; 64];
+            let mut serve = true;
+            loop {
+                if serve {
+                    let queued =
+                        crate::ring::serve_for_poll(mem, rx.ring, &self.devices.nets, server)
+                            .map_err(HypercallError::Ring)?;
+                    if queued {
+                        return Ok(Some(started.elapsed()));
+                    }
+                }
+                let looking = started.elapsed() < window;
+                let n = if looking {
+                    sys::epoll_wait_for(rx.epoll.as_raw_fd(), &mut tags, 0)
+                } else {
+                    sys::epoll_wait(rx.epoll.as_raw_fd(), &mut tags)
+                }
+                .map_err(io)?;
+                serve = n > 0;
+                if n == 0 && looking {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                let woken = tags[..n].contains(&RX_WAKE_TAG);
+                if woken {
                     sys::eventfd_drain(rx.wake);
                 }
-                return Ok((0, 0));
+                // Only taps readable: read them (above); anything else (the
+                // deadline, the I/O thread's wake-up, a signal) ends the POLL.
+                if n == 0 || tags[..n].iter().any(|&tag| tag >= 64) {
+                    return Ok(woken.then(|| started.elapsed()));
+                }
             }
+        })();
+        if let Ok(waited) = result {
+            rx.host_poll.set(next_host_poll(window, waited));
         }
+        Some(result.map(|_| (0, 0)))
+    }
+
+    /// Waits up to `timeout` ns for network input: (ready set, count).
+    fn poll(&self, timeout: u64) -> std::io::Result<(u64, i32)> {
+        sys::timerfd_arm(self.timer.as_raw_fd(), timeout)?;
+        let mut tags = [0u64; 64];
         let n = sys::epoll_wait(self.epoll.as_raw_fd(), &mut tags)?;
         let (mut ready, mut count) = (0u64, 0);
         for &tag in &tags[..n] {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// How long the thread polls the ring after its last work before it sleeps
 /// (echo over tap on a 2-CPU KVM-PVM host: 10 µs and 50 µs slept too
 /// often; 100 µs was the best of 0/10/50/100/200).
-const SPIN: Duration = Duration::from_micros(100);
+const SPIN: Duration = Duration::from_micros(300);
 /// epoll tag of the kick eventfd (device handles are < 64).
 const KICK_TAG: u64 = u64::MAX;
 
@@ -62,6 +62,15 @@ pub struct Shared {
     pub queued: AtomicU64,
     /// Times the thread woke the guest from POLL.
     pub wakes: AtomicU64,
+    /// Kicks from the guest (each an exit served in the host kernel).
+    pub kicks: AtomicU64,
+    /// POLLs in which the vCPU thread served the ring itself.
+    pub served_in_poll: AtomicU64,
+    /// Held by whichever thread serves the ring (the I/O thread while the
+    /// guest runs, the vCPU thread while the guest waits in POLL).
+    lock: Mutex<()>,
+    /// The tender's tail of each receive queue (changed under `lock`).
+    tails: [AtomicU32; lamina_abi::ring::rx::MAX_QUEUES],
 }
 
 /// A ring offered to the guest: its kick eventfd is registered with KVM.
@@ -183,8 +192,8 @@ impl RingThread {
         }
     }
 
-    /// What the thread shares: counters and its error.
-    pub fn shared(&self) -> &Shared {
+    /// What the thread shares: counters, its error, the lock.
+    pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
 
@@ -219,6 +228,42 @@ pub enum RingStartError {
     /// Its sandbox.
     #[error("network ring I/O thread: {0}")]
     Seccomp(SeccompError),
+}
+
+/// Serves the ring on the vCPU thread while the guest waits in POLL: the
+/// entries it submitted (sent now, not when the I/O thread next wakes: it
+/// may be asleep, and the guest did not kick it), and every tap read into
+/// the receive queues. Whether frames were queued (then the POLL ends).
+/// An error says why the guest must stop.
+///
+/// Why here: when the guest sleeps the vCPU thread wakes anyway; serving
+/// from it makes a request at low load or on a busy host cost one thread's
+/// wake-up instead of two threads handing frames to each other.
+pub fn serve_for_poll(
+    view: &SharedView,
+    gpa: u64,
+    nets: &[NetDevice],
+    shared: &Shared,
+) -> Result<bool, String> {
+    let server = Server {
+        view,
+        gpa,
+        nets,
+        epoll: -1,
+        kick: -1,
+        rx_wake: None,
+        shared,
+    };
+    let ix = server.indices()?;
+    let receive = Receive {
+        queues: Queue::all(view, gpa, nets, &shared.tails)?,
+        guest: GuestWords::new(view, gpa)?,
+        wake: -1,
+    };
+    let _guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+    server.serve(&ix)?;
+    shared.served_in_poll.fetch_add(1, Ordering::Relaxed);
+    Ok(server.receive(&receive)? > 0)
 }
 
 /// Serves, once, what the guest has submitted to the ring at `gpa` in
@@ -261,6 +306,7 @@ struct Server<'a> {
 struct Receive<'a> {
     queues: Vec<Queue<'a>>,
     guest: GuestWords<'a>,
+    /// The rx-wake eventfd (-1 on the vCPU thread, which is the waker).
     wake: RawFd,
 }
 
@@ -288,7 +334,7 @@ impl Server<'_> {
         let ix = self.indices()?;
         let receive = match self.rx_wake {
             Some(wake) => Some(Receive {
-                queues: Queue::all(self.view, self.gpa, self.nets)?,
+                queues: Queue::all(self.view, self.gpa, self.nets, &self.shared.tails)?,
                 guest: GuestWords::new(self.view, self.gpa)?,
                 wake,
             }),
@@ -298,10 +344,12 @@ impl Server<'_> {
         let mut tags = [0u64; 64];
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
+            let guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
             let mut worked = self.serve(&ix)?;
             if let Some(receive) = &receive {
-                worked |= self.receive(receive)?;
+                worked |= self.receive(receive)? > 0;
             }
+            drop(guard);
             if worked {
                 idle_since = Instant::now();
                 continue;
@@ -345,7 +393,8 @@ impl Server<'_> {
     fn note_events(&self, tags: &[u64], receive: Option<&Receive<'_>>) {
         for &tag in tags {
             if tag == KICK_TAG {
-                sys::eventfd_drain(self.kick);
+                let kicks = sys::eventfd_drain(self.kick);
+                self.shared.kicks.fetch_add(kicks, Ordering::Relaxed);
             } else if let Some(receive) = receive {
                 for queue in &receive.queues {
                     if self.nets[queue.net].handle == tag {
@@ -357,10 +406,10 @@ impl Server<'_> {
     }
 
     /// Fills the receive queues the guest takes frames from, and wakes it
-    /// if it waits for them; whether any frame was queued.
-    fn receive(&self, receive: &Receive<'_>) -> Result<bool, String> {
+    /// if it waits for them; how many frames were queued.
+    fn receive(&self, receive: &Receive<'_>) -> Result<u64, String> {
         if !receive.guest.enabled() {
-            return Ok(false);
+            return Ok(0);
         }
         let mut queued = 0;
         for queue in &receive.queues {
@@ -373,15 +422,15 @@ impl Server<'_> {
             }
         }
         if queued == 0 {
-            return Ok(false);
+            return Ok(0);
         }
         self.shared.queued.fetch_add(queued, Ordering::Relaxed);
-        if receive.guest.take_waiting() {
+        if receive.wake >= 0 && receive.guest.take_waiting() {
             self.shared.wakes.fetch_add(1, Ordering::Relaxed);
             sys::eventfd_signal(receive.wake)
                 .map_err(|e| format!("network ring: cannot wake the guest: {e}"))?;
         }
-        Ok(true)
+        Ok(queued)
     }
 
     /// Serves the entries submitted so far; whether there were any.

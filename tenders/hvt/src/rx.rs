@@ -69,8 +69,10 @@ pub struct Queue<'a> {
     base: u64,
     size: u32,
     largest: u32,
-    /// The tender's own tail (the guest's copy is only published).
-    tail: Cell<u32>,
+    /// The tender's own tail (the guest's copy is only published), in
+    /// the tender's memory, shared by the threads that fill the queue one
+    /// at a time (under the ring's lock).
+    tail: &'a AtomicU32,
     /// Whether the tap may have a frame (the thread's epoll is
     /// edge-triggered: set by an event, cleared when a read finds none).
     pub readable: Cell<bool>,
@@ -90,7 +92,13 @@ pub struct Filled {
 
 impl<'a> Queue<'a> {
     /// The queues [`lay_out`] made for `nets` in the ring at `ring`.
-    pub fn all(view: &'a SharedView, ring: u64, nets: &[NetDevice]) -> Result<Vec<Self>, String> {
+    /// `tails` holds the tender's tail of each queue.
+    pub fn all(
+        view: &'a SharedView,
+        ring: u64,
+        nets: &[NetDevice],
+        tails: &'a [AtomicU32; rx::MAX_QUEUES],
+    ) -> Result<Vec<Self>, String> {
         let Some((queues, size)) = sizes(nets) else {
             return Ok(Vec::new());
         };
@@ -106,7 +114,7 @@ impl<'a> Queue<'a> {
                     base: ring + (rx::DATA + i * size as usize) as u64,
                     size,
                     largest: largest_frame(&nets[i]),
-                    tail: Cell::new(0),
+                    tail: &tails[i],
                     // Frames may have arrived before the guest enabled the
                     // queues: look once.
                     readable: Cell::new(true),
@@ -121,13 +129,12 @@ impl<'a> Queue<'a> {
     /// Bytes the guest has not taken yet, or why its `head` is impossible.
     fn used(&self) -> Result<u32, String> {
         let head = self.head_word.load(Ordering::Acquire);
-        let used = self.tail.get().wrapping_sub(head);
+        let tail = self.tail.load(Ordering::Relaxed);
+        let used = tail.wrapping_sub(head);
         if used > self.size {
             return Err(format!(
-                "guest receive queue {} is corrupt: head {head} is not within {} bytes behind tail {}",
-                self.net,
-                self.size,
-                self.tail.get()
+                "guest receive queue {} is corrupt: head {head} is not within {} bytes behind tail {tail}",
+                self.net, self.size,
             ));
         }
         Ok(used)
@@ -154,7 +161,7 @@ impl<'a> Queue<'a> {
         let record = rx::record_bytes(self.largest);
         while self.readable.get() {
             let used = self.used()?;
-            let tail = self.tail.get();
+            let tail = self.tail.load(Ordering::Relaxed);
             let at = tail & (self.size - 1);
             let contiguous = self.size - at;
             let skip = if contiguous < record { contiguous } else { 0 };
@@ -179,7 +186,7 @@ impl<'a> Queue<'a> {
                     let len = len as u32;
                     self.header(view, at, len)?;
                     let tail = tail.wrapping_add(skip + rx::record_bytes(len));
-                    self.tail.set(tail);
+                    self.tail.store(tail, Ordering::Relaxed);
                     self.tail_word.store(tail, Ordering::Release);
                     filled.frames += 1;
                 }
@@ -296,8 +303,9 @@ mod tests {
         let (net, host) = fixtures::net(1, false);
         let mem = memory();
         let nets = [net];
+        let tails = Default::default();
         assert!(lay_out(&mem, RING, &nets).unwrap());
-        let queues = Queue::all(&mem, RING, &nets).unwrap();
+        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
         let queue = &queues[0];
         let mut sent = 0u32;
         let mut taken = 0u32;
@@ -332,8 +340,9 @@ mod tests {
         let (net, host) = fixtures::net(1, false);
         let mem = memory();
         let nets = [net];
+        let tails = Default::default();
         lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets).unwrap();
+        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
         let queue = &queues[0];
         let stalled = || descriptor_word(&mem, rx::field::STALLED).load(Ordering::Relaxed);
         // 1 MiB holds 682 records of 1536 bytes; send more, in rounds the
@@ -361,8 +370,9 @@ mod tests {
         let (net, host) = fixtures::net(1, false);
         let mem = memory();
         let nets = [net];
+        let tails = Default::default();
         lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets).unwrap();
+        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
         fixtures::host_sends(&host, &fixtures::frame(4000, 1), false);
         fixtures::host_sends(&host, &fixtures::frame(100, 2), false);
         let filled = queues[0].fill(&mem, &nets[0]).unwrap();
@@ -384,8 +394,9 @@ mod tests {
         let (net, host) = fixtures::net(1, false);
         let mem = memory();
         let nets = [net];
+        let tails = Default::default();
         lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets).unwrap();
+        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
         for field in [rx::field::OFFSET, rx::field::SIZE, rx::field::TAIL] {
             descriptor_word(&mem, field).store(0xffff_fff0, Ordering::Relaxed);
         }
@@ -409,9 +420,10 @@ mod tests {
     fn no_queues_when_the_devices_do_not_fit() {
         let mem = memory();
         let nets: Vec<NetDevice> = (0..9).map(|h| fixtures::net(h, false).0).collect();
+        let tails = Default::default();
         // Eight queues of 128 KiB each; a ninth device reads through entries.
         assert!(lay_out(&mem, RING, &nets).unwrap());
-        assert_eq!(Queue::all(&mem, RING, &nets).unwrap().len(), 8);
+        assert_eq!(Queue::all(&mem, RING, &nets, &tails).unwrap().len(), 8);
         assert!(!lay_out(&mem, RING, &[]).unwrap());
     }
 }

@@ -11,11 +11,17 @@ use lamina_core::runtime::{Instant, Park};
 /// or a system call.
 const CHECK_INTERVAL_NS: u64 = 50_000;
 /// Longest the guest polls its receive queues before it sleeps in the
-/// tender (hvt). Sleeping costs a VM exit and a wake-up of the vCPU thread,
-/// about 100 µs on a nested KVM-PVM host: polling longer saves nothing.
-const MAX_POLL_NS: u64 = 100_000;
+/// tender (hvt), as KVM's halt_poll_ns_max. Sleeping costs a VM exit and a
+/// wake-up of the vCPU thread (100-300 µs a round on a nested KVM-PVM host).
+const MAX_POLL_NS: u64 = 200_000;
 /// The first poll after a short sleep.
-const FIRST_POLL_NS: u64 = 10_000;
+const FIRST_POLL_NS: u64 = 20_000;
+/// A sleep this short (exit and wake-up included) means polling would
+/// probably have caught the input: poll longer next time.
+const SHORT_SLEEP_NS: u64 = 500_000;
+/// A deadline sooner than this (about what a sleep costs in exit and
+/// wake-up alone) is waited for by polling.
+const SLEEP_COST_NS: u64 = 100_000;
 
 /// Blocks in the tender until a deadline or network input.
 pub struct GuestPark {
@@ -26,10 +32,10 @@ pub struct GuestPark {
     has_net: Cell<bool>,
     /// When the devices were last checked (monotonic ns).
     last_check: Cell<u64>,
-    /// How long to poll before sleeping, adapted as KVM adapts its
-    /// halt-polling: doubled when input came soon after the guest went to
-    /// sleep (polling would have caught it), halved when it slept long or
-    /// only the deadline woke it, so an idle guest does not poll at all.
+    /// How long to poll before sleeping, adapted much as KVM adapts its
+    /// halt-polling: doubled when a poll caught input, halved when it did
+    /// not, started when input came soon after a sleep began; an idle
+    /// guest does not poll at all.
     poll_ns: Cell<u64>,
 }
 
@@ -64,16 +70,21 @@ impl GuestPark {
         let only_look = deadline.is_some_and(|d| d <= now);
         let mut ready = sys::ready_now().unwrap_or(0);
         if ready != 0 || only_look {
+            sys::kick_if_pending();
             return self.wake(ready);
         }
         let poll = self.poll_ns.get();
         // A deadline sooner than a sleep's own cost is waited for here.
-        let soon = deadline.is_some_and(|d| d - now < MAX_POLL_NS);
+        let soon = deadline.is_some_and(|d| d - now < SLEEP_COST_NS);
         if poll > 0 || soon {
+            sys::kick_if_pending();
             let until = deadline.map_or(now + poll, |d| if soon { d } else { d.min(now + poll) });
             loop {
                 ready = sys::ready_now().unwrap_or(0);
                 if ready != 0 {
+                    // Caught: poll longer next time, up to the limit.
+                    self.poll_ns
+                        .set((poll * 2).clamp(FIRST_POLL_NS, MAX_POLL_NS));
                     return self.wake(ready);
                 }
                 let now = sys::monotonic_ns();
@@ -89,10 +100,20 @@ impl GuestPark {
         let slept_from = sys::monotonic_ns();
         ready = sys::wait(deadline);
         let slept = sys::monotonic_ns().saturating_sub(slept_from);
-        self.poll_ns.set(if ready != 0 && slept < MAX_POLL_NS {
-            (poll * 2).clamp(FIRST_POLL_NS, MAX_POLL_NS)
+        // A poll that found nothing is halved: it may even have delayed the
+        // input (the tender sends what the guest queued when it sleeps, if
+        // its I/O thread has not yet). Without a poll, input soon after
+        // the sleep began earns a short one.
+        self.poll_ns.set(if poll > 0 {
+            if poll / 2 < FIRST_POLL_NS / 2 {
+                0
+            } else {
+                poll / 2
+            }
+        } else if ready != 0 && slept < SHORT_SLEEP_NS {
+            FIRST_POLL_NS
         } else {
-            poll / 2
+            0
         });
         self.wake(ready);
     }

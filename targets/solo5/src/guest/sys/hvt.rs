@@ -189,7 +189,7 @@ fn index(base: usize, offset: usize) -> &'static AtomicU32 {
 
 /// Tells the tender's I/O thread that entries wait: an `out` that KVM turns
 /// into an eventfd signal without leaving the kernel.
-pub(super) fn kick() {
+fn kick() {
     // SAFETY: an `out` to the kick port reads and writes no guest memory
     // (not `nomem`: it must stay after the fence and the ent_tail store).
     unsafe {
@@ -198,17 +198,17 @@ pub(super) fn kick() {
 }
 
 /// Submits `entry` (its `data` filled by `fill` once the slot is free) and
-/// returns its index; kicks the tender only when its I/O thread sleeps.
+/// returns its index. Kicks the tender only when its I/O thread sleeps,
+/// and with the receive queues only when the ring is full: then the guest
+/// kicks once per round of its executor ([`kick_if_pending`]), or not at
+/// all when it goes to sleep, as the tender serves the ring in POLL.
 fn submit(base: usize, mut entry: RingEntry, fill: impl FnOnce(u32) -> u64) -> u32 {
     let ent_tail = index(base, offsets::ENT_TAIL);
     let ent_head = index(base, offsets::ENT_HEAD);
-    let needs_kick = index(base, offsets::NEEDS_KICK);
     let tail = ent_tail.load(Ordering::Relaxed);
     // Room, and the write buffer of this index free again.
     while tail.wrapping_sub(ent_head.load(Ordering::Acquire)) >= WRITE_SLOTS {
-        if needs_kick.load(Ordering::Relaxed) != 0 {
-            kick();
-        }
+        kick_if_asleep(base);
         core::hint::spin_loop();
     }
     entry.data = fill(tail);
@@ -218,13 +218,37 @@ fn submit(base: usize, mut entry: RingEntry, fill: impl FnOnce(u32) -> u64) -> u
     // ent_tail passes it (the Release store below publishes it).
     unsafe { core::ptr::write_volatile(slot as *mut RingEntry, entry) };
     ent_tail.store(tail.wrapping_add(1), Ordering::Release);
-    // Store ent_tail, then read needs_kick; the tender sets needs_kick, then
-    // reads ent_tail: with a full fence on both sides one sees the other.
-    fence(Ordering::SeqCst);
-    if needs_kick.load(Ordering::Relaxed) != 0 {
-        kick();
+    if RX.get().is_none() {
+        // Store ent_tail, then read needs_kick; the tender sets needs_kick,
+        // then reads ent_tail: with a full fence on both sides one sees the
+        // other.
+        fence(Ordering::SeqCst);
+        kick_if_asleep(base);
     }
     tail
+}
+
+/// Kicks the tender's I/O thread if it has gone to sleep, once: the
+/// guest clears `needs_kick` itself, so that until the thread runs again
+/// (which on a busy host can take a while) no further kick, each an exit
+/// served in the host kernel, is spent on it.
+pub(super) fn kick_if_asleep(base: usize) {
+    let needs_kick = index(base, offsets::NEEDS_KICK);
+    if needs_kick.load(Ordering::Relaxed) != 0 && needs_kick.swap(0, Ordering::SeqCst) != 0 {
+        kick();
+    }
+}
+
+/// Wakes the tender's I/O thread if it sleeps while entries wait: at the
+/// end of a round of the executor that goes on running (or polling), so
+/// that a round's frames leave together with at most one kick.
+pub fn kick_if_pending() {
+    let Some(&base) = RING.get() else { return };
+    let ent_tail = index(base, offsets::ENT_TAIL).load(Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    if index(base, offsets::ENT_HEAD).load(Ordering::Relaxed) != ent_tail {
+        kick_if_asleep(base);
+    }
 }
 
 /// Waits until the tender has taken every entry (so that a frame sent by
@@ -233,9 +257,7 @@ fn drain(base: usize) {
     let ent_tail = index(base, offsets::ENT_TAIL).load(Ordering::Relaxed);
     let ent_head = index(base, offsets::ENT_HEAD);
     while ent_head.load(Ordering::Acquire) != ent_tail {
-        if index(base, offsets::NEEDS_KICK).load(Ordering::Relaxed) != 0 {
-            kick();
-        }
+        kick_if_asleep(base);
         core::hint::spin_loop();
     }
 }

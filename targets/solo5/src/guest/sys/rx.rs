@@ -137,10 +137,8 @@ impl Queues {
         // to sleep, this made room: tell it (it stored `stalled` and
         // `needs_kick`, fenced, then looked at `head`).
         fence(Ordering::SeqCst);
-        if word(queue.descriptor + rx::field::STALLED).load(Ordering::Relaxed) != 0
-            && word(self.ring + offsets::NEEDS_KICK).load(Ordering::Relaxed) != 0
-        {
-            super::hvt::kick();
+        if word(queue.descriptor + rx::field::STALLED).load(Ordering::Relaxed) != 0 {
+            super::hvt::kick_if_asleep(self.ring);
         }
         result
     }
