@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""HTTP benchmark of the website (issue 5), against nginx serving the same
-files, all in one run, with wrk.
+"""HTTP benchmark of the website (issues 5 and 11), against nginx serving the
+same files, all in one run, with wrk.
 
 - nginx:  in a namespace, reached over a veth pair from the client namespace.
 - spt/hvt: the website unikernel in a namespace on a tap, client beside it.
 - unix:   the website as a Linux process, and nginx, both on loopback.
 
-Reports requests/s and p99 latency (wrk, 2 threads, --connections, --seconds)
-for / (1.5 KB page), and the smallest guest memory that serves under load.
+Reports requests/s and p99 latency for / (1.5 KB page) in three cases, each
+as ratios against nginx in the same case (and hvt against spt):
+- under load: wrk -t2 -c CONNECTIONS;
+- at low load: wrk -t1 -c1 (one client, one request at a time);
+- on a busy host: under load, with one core kept busy by an unrelated shell
+  loop (`sh -c 'while :; do :; done'`), and each server's share of its
+  quiet figure.
+The hvt tender runs with --x-stats: VM exits per request are printed for
+each case. Then the website as a Linux process on loopback, and (with
+--memory) the smallest guest memory that serves under load.
 
-usage: sudo bench/http.py [--seconds S] [--connections C]
+usage: sudo bench/http.py [--seconds S] [--connections C] [--memory]
 """
-import argparse, os, re, subprocess, sys, tempfile, time
+import argparse, contextlib, os, re, shutil, subprocess, sys, tempfile, time
 
 from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
 
@@ -19,13 +27,17 @@ SITE = os.path.join(ROOT, "examples", "website", "site")
 
 
 def wrk(ns, url, args):
+    """(requests/s, p99 ms, errors, requests) of one wrk run."""
     prefix = f"ip netns exec {ns} " if ns else ""
-    out = sh(f"{prefix}wrk -t2 -c{args.connections} -d{args.seconds}s --latency {url}", capture_output=True).stdout
+    threads = min(2, args.connections)
+    out = sh(f"{prefix}wrk -t{threads} -c{args.connections} -d{args.seconds}s --latency {url}",
+             capture_output=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return rps, float(p99.group(1)) * scale, errors.group(0) if errors else ""
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    return rps, float(p99.group(1)) * scale, errors.group(0) if errors else "", requests
 
 
 def nginx_conf(tmp, listen):
@@ -40,11 +52,14 @@ http {{ access_log off; include /etc/nginx/mime.types; sendfile on; tcp_nodelay 
 
 
 def unikernel(target, mem, args):
+    """((requests/s, p99, errors, requests), alive, VM exits or None)."""
     ns = f"lamina-http-{target}"
     tap_namespace(ns, "10.212.0.1/24")
+    stats = ["--x-stats"] if target == "hvt" else []
     proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
-                             "--net:service=tap0", image(target, "website"), "--ipv4=10.212.0.2/24", "--log=warn"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--net:service=tap0", *stats, image(target, "website"), "--ipv4=10.212.0.2/24",
+                             "--log=warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(100):
             if sh(f"ip netns exec {ns} curl -s -o /dev/null -w %{{http_code}} http://10.212.0.2/", check=False,
@@ -55,9 +70,22 @@ def unikernel(target, mem, args):
         alive = proc.poll() is None
     finally:
         proc.terminate()
-        proc.wait()
+        _, stderr = proc.communicate()
         delete(ns)
-    return result, alive
+    exits = re.search(r"(\d+) VM exits", stderr or "")
+    return result, alive, int(exits.group(1)) if exits else None
+
+
+class BusyCore:
+    """One core kept busy by an unrelated shell loop, as on a shared host."""
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+        return self
+
+    def __exit__(self, *_):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def nginx_veth(args):
@@ -98,26 +126,51 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--memory", action="store_true", help="also find the smallest guest memory serving wrk")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/http.py creates network namespaces: run it as root")
+    missing = [tool for tool in ("wrk", "nginx", "curl") if not shutil.which(tool)]
+    if missing:
+        sys.exit(f"bench/http.py needs {', '.join(missing)} (Debian: apt-get install {' '.join(missing)})")
     sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
     fmt = lambda r: f"{r[0]:9.0f} req/s  p99 {r[1]:7.2f} ms {r[2]}"
-    nginx = nginx_veth(args)
-    print(f"GET / with wrk -t2 -c{args.connections} -d{args.seconds}s")
-    print(f"  nginx (veth)        {fmt(nginx)}")
-    for target in ("spt", "hvt"):
-        result, alive = unikernel(target, 64, args)
-        print(f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx")
+    low = argparse.Namespace(seconds=args.seconds, connections=1)
+    cases = [(f"under load: wrk -t2 -c{args.connections} -d{args.seconds}s", args, None),
+             (f"at low load: wrk -t1 -c1 -d{args.seconds}s", low, None),
+             (f"on a busy host (one core in a shell loop): wrk -t2 -c{args.connections} -d{args.seconds}s", args, BusyCore)]
+    quiet = {}
+    for title, case, busy in cases:
+        print(f"GET / {title}")
+        with (busy() if busy else contextlib.nullcontext()):
+            nginx = nginx_veth(case)
+            results = {}
+            for target in ("spt", "hvt"):
+                results[target] = unikernel(target, 64, case)
+        if busy is None and case is args:
+            quiet = {"nginx": nginx[0], **{t: r[0][0] for t, r in results.items()}}
+        share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if busy and quiet else ""
+        print(f"  nginx (veth)        {fmt(nginx)}{share('nginx', nginx[0])}")
+        for target, (result, alive, exits) in results.items():
+            line = f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx"
+            if target == "hvt":
+                line += f", {result[0] / results['spt'][0][0]:.2f}x spt"
+                if exits is not None:
+                    line += f", {exits / max(result[3], 1):.3f} VM exits per request"
+            if not alive:
+                line += "  (the unikernel died)"
+            print(line + share(target, result[0]))
     n, u = loopback(args)
     print(f"  nginx (loopback)    {fmt(n)}")
     print(f"  unix (loopback)     {fmt(u)}   {u[0] / n[0]:.2f}x nginx")
+    if not args.memory:
+        return
     print("smallest guest memory serving wrk without errors (MiB)")
     for target in ("spt", "hvt"):
         smallest = None
         for mem in (64, 32, 16, 8, 6, 4, 3, 2):
             quick = argparse.Namespace(seconds=3, connections=args.connections)
-            (rps, _, errors), alive = unikernel(target, mem, quick)
+            (rps, _, errors, _), alive, _ = unikernel(target, mem, quick)
             if not alive or errors or rps == 0:
                 break
             smallest = mem

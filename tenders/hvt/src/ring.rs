@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 /// How long the thread polls the ring after its last work before it sleeps
 /// (echo over tap on a 2-CPU KVM-PVM host: 10 µs and 50 µs slept too
 /// often; 100 µs was the best of 0/10/50/100/200).
-const SPIN: Duration = Duration::from_micros(300);
+const SPIN: Duration = Duration::from_micros(100);
 /// epoll tag of the kick eventfd (device handles are < 64).
 const KICK_TAG: u64 = u64::MAX;
 
