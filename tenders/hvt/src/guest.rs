@@ -22,6 +22,7 @@ use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
 use lamina_tender::timing::Timing;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Guest RAM comes in 2 MiB units (the page tables map it with 2 MiB pages).
@@ -205,8 +206,8 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     timing.mark("seccomp");
     timing.print("lamina-hvt");
     let stats = args.flags.contains(&"--x-stats");
-    let mut exits = 0u64;
-    let mut result = vcpu_loop(machine, mem, &mut hypercalls, &stop, &mut exits);
+    let mut loop_stats = LoopStats::default();
+    let mut result = vcpu_loop(machine, mem, &mut hypercalls, &stop, &mut loop_stats);
     if let Some(ring_thread) = &mut ring_thread {
         ring_thread.stop();
         let shared = ring_thread.shared();
@@ -235,7 +236,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
     }
     if stats {
-        print_stats(exits, &hypercalls.counts);
+        print_stats(&loop_stats, &hypercalls.counts);
     }
     result
 }
@@ -276,8 +277,21 @@ fn offer_ring(
     Some(Offer { gpa, kick, rx_wake })
 }
 
-/// The `--x-stats` report: exits to the tender, and hypercalls by kind.
-fn print_stats(exits: u64, counts: &[u64; 9]) {
+/// Where the vCPU thread's time went, for `--x-stats`.
+#[derive(Debug, Default)]
+struct LoopStats {
+    /// Exits to the tender.
+    exits: u64,
+    /// In KVM_RUN: the guest running, and the world switches of the exits.
+    in_run: Duration,
+    /// Handling the exits (for POLL: serving the ring, polling, sleeping).
+    handling: Duration,
+}
+
+/// The `--x-stats` report: exits to the tender, hypercalls by kind, and
+/// where the vCPU thread's time went.
+fn print_stats(stats: &LoopStats, counts: &[u64; 9]) {
+    let exits = stats.exits;
     const NAMES: [&str; 9] = [
         "",
         "walltime",
@@ -299,6 +313,12 @@ fn print_stats(exits: u64, counts: &[u64; 9]) {
     eprintln!(
         "lamina-hvt: {exits} VM exits to the tender ({})",
         by_kind.join(", ")
+    );
+    eprintln!(
+        "lamina-hvt: vCPU thread: {:.3} s in KVM_RUN (the guest and the world switches), {:.3} s handling exits ({:.1} us each)",
+        stats.in_run.as_secs_f64(),
+        stats.handling.as_secs_f64(),
+        stats.handling.as_secs_f64() * 1e6 / exits.max(1) as f64
     );
 }
 
@@ -346,7 +366,7 @@ fn vcpu_loop(
     mem: GuestMemory,
     hypercalls: &mut Hypercalls,
     stop: &Stop,
-    exits: &mut u64,
+    stats: &mut LoopStats,
 ) -> Result<i32, GuestError> {
     // Disarmed before `machine` (a parameter, dropped after the locals)
     // unmaps kvm_run.
@@ -355,13 +375,20 @@ fn vcpu_loop(
         if stop.requested() {
             return Err(GuestError::Stopped);
         }
+        let entered = Instant::now();
         let run = machine.vcpu.run();
-        *exits += 1;
+        let exited = Instant::now();
+        stats.in_run += exited - entered;
+        stats.exits += 1;
         let what = match run {
-            Ok(VcpuExit::IoOut(port, data)) => match hypercalls.dispatch(&mem, port, data)? {
-                Next::Resume => continue,
-                Next::Halt(status) => return Ok(status),
-            },
+            Ok(VcpuExit::IoOut(port, data)) => {
+                let next = hypercalls.dispatch(&mem, port, data);
+                stats.handling += exited.elapsed();
+                match next? {
+                    Next::Resume => continue,
+                    Next::Halt(status) => return Ok(status),
+                }
+            }
             Ok(VcpuExit::IoIn(port, data)) => HypercallError::BadAccess {
                 direction: "in",
                 size: data.len(),
