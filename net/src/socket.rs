@@ -36,19 +36,11 @@ fn listen_endpoint(addr: SocketAddr) -> IpListenEndpoint {
     }
 }
 
-/// How much larger than configured the buffers of a connection made while
-/// the stack is nearly idle are: one bulk transfer then gets a window that
-/// covers the ring's extra hop on hvt (64 KiB capped it at ~70 MB/s there).
-const IDLE_STACK_GROWTH: usize = 4;
-
-/// A TCP socket sized by the memory budget (`--tcp-memory`): buffers
-/// [`IDLE_STACK_GROWTH`] times the configured size while less than an
-/// eighth of the budget is used (a few connections: each may be a bulk
-/// transfer), the configured buffers while less than a quarter is, the
-/// minimum beyond that (many mostly idle connections), none past the
-/// budget, which the caller turns into back-pressure (SYNs dropped,
-/// connect refused with `NoBuffers`). smoltcp cannot resize a live
-/// socket's buffers, so the size is chosen here, at its creation.
+/// A TCP socket sized by the memory budget (`--tcp-memory`): the
+/// configured buffers while less than a quarter of the budget is used, the minimum
+/// beyond that (many mostly idle connections), none past the budget, which
+/// the caller turns into back-pressure (SYNs dropped, connect refused with
+/// `NoBuffers`).
 fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     let args = &core.args;
     let used = core.tcp_memory.get();
@@ -58,11 +50,7 @@ fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     // the sums below cannot overflow.
     let buffer = |size: usize| size.clamp(MIN_TCP_BUFFER, MAX_TCP_BUFFER);
     let (rx_full, tx_full) = (buffer(args.tcp_rx_buffer), buffer(args.tcp_tx_buffer));
-    let grown = |size: usize| buffer(size.saturating_mul(IDLE_STACK_GROWTH));
-    let (rx_grown, tx_grown) = (grown(rx_full), grown(tx_full));
-    let (rx_size, tx_size) = if used.saturating_add(rx_grown + tx_grown) <= args.tcp_memory / 8 {
-        (rx_grown, tx_grown)
-    } else if used.saturating_add(rx_full + tx_full) <= args.tcp_memory / 4 {
+    let (rx_size, tx_size) = if used.saturating_add(rx_full + tx_full) <= args.tcp_memory / 4 {
         (rx_full, tx_full)
     } else if used.saturating_add(2 * MIN_TCP_BUFFER) <= args.tcp_memory {
         (MIN_TCP_BUFFER, MIN_TCP_BUFFER)
