@@ -357,7 +357,10 @@ impl Server<'_> {
             if stopping {
                 return Ok(());
             }
-            if idle_since.elapsed() < SPIN {
+            // While the guest sleeps in POLL its vCPU thread serves the
+            // ring: do not compete with it for a CPU.
+            let guest_asleep = receive.as_ref().is_some_and(|r| r.guest.waiting());
+            if idle_since.elapsed() < SPIN && !guest_asleep {
                 // Look for input without blocking, and give the CPU to any
                 // other thread that wants it (the vCPU's, the clients').
                 let n = sys::epoll_wait_for(self.epoll, &mut tags, 0)

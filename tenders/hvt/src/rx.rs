@@ -235,6 +235,11 @@ impl<'a> GuestWords<'a> {
         self.enable.load(Ordering::Acquire) != 0
     }
 
+    /// Whether the guest waits in POLL now.
+    pub fn waiting(&self) -> bool {
+        self.enabled() && self.waiting.load(Ordering::Relaxed) != 0
+    }
+
     /// After publishing frames: whether the guest waits in POLL (and must
     /// be woken); clears the word so that one wake-up is sent per wait.
     pub fn take_waiting(&self) -> bool {
