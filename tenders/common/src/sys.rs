@@ -149,6 +149,20 @@ pub fn epoll_add_edge(epoll: RawFd, fd: RawFd, data: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Adds `fd` to `epoll` for input, exclusively: when several epoll sets
+/// wait on it (hvt's ring I/O thread and vCPU thread on a tap), one input
+/// wakes one waiter, not all. Edge-triggered if `edge`.
+pub fn epoll_add_exclusive(epoll: RawFd, fd: RawFd, data: u64, edge: bool) -> io::Result<()> {
+    let edge = if edge { libc::EPOLLET } else { 0 };
+    let mut event = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE | edge) as u32,
+        u64: data,
+    };
+    // SAFETY: `event` lives for the call; the kernel copies it.
+    check(unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut event) })?;
+    Ok(())
+}
+
 /// A non-blocking eventfd.
 pub fn eventfd() -> io::Result<OwnedFd> {
     // SAFETY: no memory arguments; the result is checked and owned at once.

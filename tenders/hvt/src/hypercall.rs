@@ -169,7 +169,7 @@ impl Hypercalls {
         sys::epoll_add(epoll.as_raw_fd(), self.timer.as_raw_fd(), TIMER_TAG)?;
         sys::epoll_add(epoll.as_raw_fd(), wake, RX_WAKE_TAG)?;
         for net in &self.devices.nets {
-            sys::epoll_add(epoll.as_raw_fd(), net.fd(), net.handle)?;
+            sys::epoll_add_exclusive(epoll.as_raw_fd(), net.fd(), net.handle, false)?;
         }
         self.rx = Some(RxPoll {
             ring,

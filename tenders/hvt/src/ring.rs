@@ -128,7 +128,7 @@ impl RingThread {
         sys::epoll_add(epoll.as_raw_fd(), offer.kick.as_raw_fd(), KICK_TAG)
             .map_err(RingStartError::Io)?;
         for net in &nets {
-            sys::epoll_add_edge(epoll.as_raw_fd(), net.fd(), net.handle)
+            sys::epoll_add_exclusive(epoll.as_raw_fd(), net.fd(), net.handle, true)
                 .map_err(RingStartError::Io)?;
         }
         let kick = offer.kick.try_clone().map_err(RingStartError::Io)?;
@@ -416,6 +416,12 @@ impl Server<'_> {
         }
         let mut queued = 0;
         for queue in &receive.queues {
+            // A tap's edge may have gone to the vCPU thread (the taps are
+            // exclusive between the two threads' epoll sets), which left
+            // frames when the queue filled: look again once it has room.
+            if queue.unstalled()? {
+                queue.readable.set(true);
+            }
             let filled = queue.fill(self.view, &self.nets[queue.net])?;
             queued += filled.frames;
             if filled.dropped > 0 {
