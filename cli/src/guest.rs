@@ -39,9 +39,14 @@ pub fn rustflags(target: Target, release: bool) -> String {
     flags.join(" ")
 }
 
+/// Profile overrides of a guest build without `--release`: the crates that
+/// touch every byte of every frame, at opt-level 3.
+const HOT_BYTE_CRATES: [&str; 1] = ["profile.release.package.lamina-wire.opt-level=3"];
+
 /// cargo arguments for the guest profile: `panic = "abort"` and LTO always
 /// (they remove the unwinding machinery the prebuilt `alloc` refers to);
-/// size-optimised for `--release`, debug assertions and debug info otherwise.
+/// size-optimised for `--release`, debug assertions and debug info otherwise
+/// (at opt-level 1, but [`HOT_BYTE_CRATES`] at 3).
 pub fn profile_args(release: bool) -> Vec<String> {
     let mut args = vec!["--release".to_owned()];
     let mut config = vec![
@@ -56,6 +61,12 @@ pub fn profile_args(release: bool) -> Vec<String> {
         config.push("profile.release.opt-level=1");
         config.push("profile.release.debug-assertions=true");
         config.push("profile.release.overflow-checks=true");
+        // The byte loops every frame runs through (checksums, segment
+        // copies) are optimised fully even here, as they are in release,
+        // keeping their debug assertions and overflow checks.
+        for hot in HOT_BYTE_CRATES {
+            config.push(hot);
+        }
     }
     for c in config {
         args.push("--config".into());
