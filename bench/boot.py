@@ -9,8 +9,15 @@ process measured in the same run.
 4. a compute loop inside the hvt and spt guests against the same loop in a
    host process (bench/compute_loop.rs): the cost of virtualisation on CPU
    work, which on KVM-PVM must be close to none.
+5. hello spawn -> exit against Solo5's tenders (issue 11): lamina-hvt
+   running Lamina's hello against solo5-hvt running Solo5's test_hello, and
+   lamina-spt against solo5-spt likewise, medians of --runs with the
+   commands taking turns; also lamina-hvt and lamina-spt running Solo5's
+   own test_hello (the same image for both tenders). Solo5 is not part of
+   this repository: build it by hand (./configure.sh && make) in the
+   directory --solo5 names; without it this part is skipped, saying so.
 
-usage: bench/boot.py [--runs N]
+usage: bench/boot.py [--runs N] [--solo5 DIR]
 """
 import argparse, os, statistics, subprocess, sys, time
 
@@ -49,6 +56,49 @@ def timed_run(cmd):
     return (t1 - t0) * 1e3, (t2 - t0) * 1e3
 
 
+def spawn_to_exit(cmd):
+    """Spawn -> exit in ms, the output thrown away."""
+    t0 = time.perf_counter()
+    status = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    t1 = time.perf_counter()
+    if status != 0:
+        sys.exit(f"{cmd} failed with {status}")
+    return (t1 - t0) * 1e3
+
+
+def solo5_comparison(solo5, images, runs):
+    """Part 5: hello spawn -> exit, Lamina's tenders against Solo5's."""
+    print(f"hello spawn -> exit against Solo5's tenders, median of {runs} runs, taking turns")
+    tenders = {t: os.path.join(solo5, "tenders", t, f"solo5-{t}") for t in ("hvt", "spt")}
+    tests = {t: os.path.join(solo5, "tests", "test_hello", f"test_hello.{t}") for t in ("hvt", "spt")}
+    missing = [p for p in list(tenders.values()) + list(tests.values()) if not os.access(p, os.R_OK)]
+    if missing:
+        print(f"  skipped: no Solo5 build at {solo5} ({', '.join(missing)} missing);"
+              " build Solo5 there (./configure.sh && make) or pass --solo5 DIR")
+        return
+    # The same guest memory for every tender (Solo5's default is 512 MiB).
+    cmds = {}
+    for t in ("hvt", "spt"):
+        ours = os.path.join(REL, f"lamina-{t}")
+        cmds[f"lamina-{t} hello"] = [ours, "--mem=32", images[(t, "hello")], "--times=1"]
+        cmds[f"solo5-{t} test_hello"] = [tenders[t], "--mem=32", tests[t]]
+        cmds[f"lamina-{t} test_hello"] = [ours, "--mem=32", tests[t]]
+    times = {name: [] for name in cmds}
+    for _ in range(runs):
+        for name, cmd in cmds.items():
+            times[name].append(spawn_to_exit(cmd))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    for t in ("hvt", "spt"):
+        base = med[f"solo5-{t} test_hello"]
+        for name in (f"lamina-{t} hello", f"solo5-{t} test_hello", f"lamina-{t} test_hello"):
+            print(f"  {name:22} {med[name]:7.2f} ms  {med[name] / base:5.2f}x solo5-{t}")
+    goals = {"hvt": 0.3, "spt": 1.0}
+    for t, goal in goals.items():
+        ratio = med[f"lamina-{t} hello"] / med[f"solo5-{t} test_hello"]
+        verdict = "met" if ratio <= goal else "NOT met"
+        print(f"  lamina-{t} / solo5-{t}: {ratio:.2f}x (goal <= {goal}x: {verdict})")
+
+
 def resident_kib(cmd):
     """Peak resident memory (VmHWM) of a tender running hello --times=2,
     read while it sleeps between the two lines."""
@@ -63,8 +113,15 @@ def resident_kib(cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--solo5", default=os.environ.get("LAMINA_SOLO5_SRC") or "/tmp/solo5/src",
+                    help="a Solo5 source tree built by hand (default $LAMINA_SOLO5_SRC or /tmp/solo5/src)")
+    ap.add_argument("--only-solo5", action="store_true",
+                    help="run only the comparison with Solo5's tenders")
     args = ap.parse_args()
     images = build()
+    if args.only_solo5:
+        solo5_comparison(args.solo5, images, args.runs)
+        return
     disk = "/tmp/lamina-bench-disk.img"
     with open(disk, "wb") as f:
         f.truncate(1 << 20)
@@ -111,6 +168,7 @@ def main():
     # same instructions as in the VM, so hvt/spt is the cost of the VM alone.
     ratio = statistics.median(guest["hvt"]) / statistics.median(guest["spt"])
     print(f"  hvt / spt (identical code, VM versus plain process): {ratio:.3f}")
+    solo5_comparison(args.solo5, images, args.runs)
 
 
 if __name__ == "__main__":
