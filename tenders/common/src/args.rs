@@ -12,6 +12,7 @@
 
 use lamina_abi::mft::valid_name;
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use thiserror::Error;
@@ -108,31 +109,31 @@ pub enum Command {
     Version,
 }
 
-/// The tender's command line, or the exit code to end with: `--help` and
+/// The tender's command line, or the exit status to end with: `--help` and
 /// `--version` are answered here (status 0), a bad argument is reported
 /// with the usage (status [`TENDER_FAILURE`](crate::TENDER_FAILURE)).
 /// `flags` are the tender's own boolean flags with their help lines.
-pub fn command_line(
-    tender: &str,
-    flags: &[(&'static str, &str)],
-) -> Result<TenderArgs, std::process::ExitCode> {
+pub fn command_line(tender: &str, flags: &[(&'static str, &str)]) -> Result<TenderArgs, u8> {
     let extra: Vec<&'static str> = flags.iter().map(|(flag, _)| *flag).collect();
     match parse(std::env::args_os().skip(1), &extra) {
         Ok(Command::Run(parsed)) => Ok(parsed),
         Ok(Command::Help) => {
-            print!("{}", usage(tender, flags));
-            Err(std::process::ExitCode::SUCCESS)
+            // The tenders run without std's runtime, which would flush
+            // stdout at exit.
+            let mut stdout = std::io::stdout();
+            let _ = write!(stdout, "{}", usage(tender, flags)).and_then(|()| stdout.flush());
+            Err(0)
         }
         Ok(Command::Version) => {
             eprintln!(
                 "{tender} tender, version {} / ABI version 2",
                 env!("CARGO_PKG_VERSION")
             );
-            Err(std::process::ExitCode::SUCCESS)
+            Err(0)
         }
         Err(error) => {
             eprintln!("{tender}: {error}\n\n{}", usage(tender, flags));
-            Err(std::process::ExitCode::from(crate::TENDER_FAILURE as u8))
+            Err(crate::TENDER_FAILURE as u8)
         }
     }
 }

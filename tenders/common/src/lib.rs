@@ -16,9 +16,10 @@
 //! | [`sandbox`] | what the seccomp filters share |
 //! | [`sys`] | tap, epoll and timerfd system calls |
 //! | [`timing`] | start-up phase timings (`--x-timing`) |
+//! | [`process`] | process start-up without std's runtime (the tenders are `#![no_main]`) |
 //! | [`elf_writer`] | small ELF images for tests and hand-assembled guests |
 //!
-//! `unsafe` lives in [`mem`] and [`sys`] only.
+//! `unsafe` lives in [`mem`], [`sys`] and [`process`] only.
 #![warn(missing_docs)]
 
 pub mod args;
@@ -28,6 +29,7 @@ pub mod elf_writer;
 pub mod image;
 pub mod mem;
 pub mod notes;
+pub mod process;
 pub mod sandbox;
 pub mod sys;
 pub mod timing;

@@ -10,17 +10,22 @@ pub const ENV: &str = "LAMINA_TENDER_TIMING";
 #[derive(Debug)]
 pub struct Timing {
     enabled: bool,
+    before_main: Duration,
     start: Instant,
     last: Instant,
     phases: Vec<(&'static str, Duration)>,
 }
 
 impl Timing {
-    /// Starts the stopwatch; `flag` is whether `--x-timing` was given.
-    pub fn start(flag: bool) -> Self {
+    /// Starts the stopwatch; `flag` is whether `--x-timing` was given,
+    /// `before_main` the CPU time the process used before `main` (exec,
+    /// the dynamic loader, libc: [`crate::process::start`]), reported
+    /// first.
+    pub fn start(flag: bool, before_main: Duration) -> Self {
         let now = Instant::now();
         Timing {
             enabled: flag || std::env::var_os(ENV).is_some_and(|v| !v.is_empty() && v != "0"),
+            before_main,
             start: now,
             last: now,
             phases: Vec::with_capacity(16),
@@ -41,9 +46,14 @@ impl Timing {
         }
     }
 
-    /// The report: one line per phase, then the total, in microseconds.
+    /// The report: the CPU time before `main`, one line per phase, then
+    /// the total since `main`, in microseconds.
     pub fn report(&self, tender: &str) -> String {
-        let mut text = String::new();
+        let mut text = format!(
+            "{tender}: timing: {:<20} {:>8} us (CPU time)\n",
+            "exec to main",
+            self.before_main.as_micros()
+        );
         for (phase, took) in &self.phases {
             text.push_str(&format!(
                 "{tender}: timing: {phase:<20} {:>8} us\n",
@@ -52,7 +62,7 @@ impl Timing {
         }
         text.push_str(&format!(
             "{tender}: timing: {:<20} {:>8} us\n",
-            "total",
+            "total from main",
             (self.last - self.start).as_micros()
         ));
         text
@@ -70,15 +80,17 @@ impl Timing {
 mod tests {
     #[test]
     fn phases_are_reported_in_order() {
-        let mut timing = super::Timing::start(true);
+        let mut timing = super::Timing::start(true, std::time::Duration::from_micros(7));
         timing.mark("one");
         std::thread::sleep(std::time::Duration::from_millis(2));
         timing.mark("two");
         let report = timing.report("t");
         let one = report.find("one").unwrap();
         let two = report.find("two").unwrap();
-        assert!(one < two && report.contains("total"));
-        let mut off = super::Timing::start(false);
+        let main = report.find("exec to main").unwrap();
+        assert!(main < one && one < two && report.contains("total"));
+        assert!(report.lines().next().unwrap().contains(" 7 us"));
+        let mut off = super::Timing::start(false, std::time::Duration::ZERO);
         off.mark("x");
         assert!(!off.report("t").contains(" x "));
     }

@@ -15,7 +15,12 @@
 //!
 //! Exit status: the guest's on a halt; 1 when the tender fails or the
 //! guest misbehaves (a bad hypercall, a fault it does not handle).
+//!
+//! `#![no_main]`: the C `main` below skips std's runtime set-up (see
+//! [`lamina_tender::process`]), keeping only what a tender needs.
 #![deny(unsafe_code)]
+// Unit tests keep the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
 mod cpuid_cache;
 #[cfg(test)]
@@ -33,10 +38,9 @@ mod stop;
 // as before.
 use lamina_hvt::{ring, rx, seccomp};
 
-use lamina_tender::args;
 use lamina_tender::timing::Timing;
 use lamina_tender::TENDER_FAILURE;
-use std::process::ExitCode;
+use lamina_tender::{args, process};
 
 const TENDER: &str = "lamina-hvt";
 const FLAGS: &[(&str, &str)] = &[
@@ -47,18 +51,33 @@ const FLAGS: &[(&str, &str)] = &[
     ),
 ];
 
-fn main() -> ExitCode {
+/// The process's entry, called by glibc's start code.
+#[cfg(not(test))]
+#[allow(unsafe_code)]
+// SAFETY: the one `main` symbol of this program (std's is not generated
+// under `#![no_main]`), with the C signature glibc calls.
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    libc::c_int::from(run())
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn run() -> u8 {
+    let before_main = process::start();
+    // The guest's console may be a pipe its reader closes: the tender
+    // carries on serving the guest, as under std's runtime.
+    process::ignore_sigpipe();
     let parsed = match args::command_line(TENDER, FLAGS) {
         Ok(parsed) => parsed,
-        Err(exit) => return exit,
+        Err(status) => return status,
     };
-    let mut timing = Timing::start(parsed.flags.contains(&"--x-timing"));
+    let mut timing = Timing::start(parsed.flags.contains(&"--x-timing"), before_main);
     match guest::run(&parsed, &mut timing) {
         // The shell sees the low 8 bits, as with Solo5's tender.
-        Ok(status) => ExitCode::from(status as u8),
+        Ok(status) => status as u8,
         Err(error) => {
             eprintln!("{TENDER}: {error}");
-            ExitCode::from(TENDER_FAILURE as u8)
+            TENDER_FAILURE as u8
         }
     }
 }

@@ -2,11 +2,10 @@
 
 /// Restores the default action of the signals a guest fault raises.
 ///
-/// Rust's runtime handles SIGSEGV and SIGBUS (to report stack overflows)
-/// and ignores SIGPIPE. After the jump those handlers would run guest
-/// faults through tender code that makes system calls the filter kills;
-/// with the defaults a faulting guest dies by its signal (SIGSEGV: status
-/// 139), exactly as under Solo5's tender.
+/// The tender runs without std's runtime (which handles SIGSEGV and SIGBUS
+/// and ignores SIGPIPE), but a parent may have left any of these ignored,
+/// and that survives exec. With the defaults a faulting guest dies by its
+/// signal (SIGSEGV: status 139), exactly as under Solo5's tender.
 pub fn default_signals() {
     for signal in [
         libc::SIGSEGV,

@@ -7,29 +7,46 @@
 //! descriptors) is installed right before the jump to the guest's entry.
 //! From then on the guest ends the process: its exit status is the
 //! tender's, a fault kills it by SIGSEGV and a forbidden call by SIGSYS.
+//!
+//! `#![no_main]`: the C `main` below skips std's runtime set-up (see
+//! [`lamina_tender::process`]); the guest needs none of it, and spt had to
+//! undo its signal handlers before the jump.
 #![deny(unsafe_code)]
+// Unit tests keep the test harness's own `main`.
+#![cfg_attr(not(test), no_main)]
 
 #[allow(unsafe_code)]
 mod launch;
 mod seccomp;
 mod setup;
 
-use lamina_tender::args;
 use lamina_tender::timing::Timing;
 use lamina_tender::TENDER_FAILURE;
-use std::process::ExitCode;
+use lamina_tender::{args, process};
 
 const TENDER: &str = "lamina-spt";
 const FLAGS: &[(&str, &str)] = &[("--x-timing", "print start-up phase timings on stderr")];
 
-fn main() -> ExitCode {
+/// The process's entry, called by glibc's start code.
+#[cfg(not(test))]
+#[allow(unsafe_code)]
+// SAFETY: the one `main` symbol of this program (std's is not generated
+// under `#![no_main]`), with the C signature glibc calls.
+#[no_mangle]
+extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    libc::c_int::from(run())
+}
+
+#[cfg_attr(test, allow(dead_code))]
+fn run() -> u8 {
+    let before_main = process::start();
     let parsed = match args::command_line(TENDER, FLAGS) {
         Ok(parsed) => parsed,
-        Err(exit) => return exit,
+        Err(status) => return status,
     };
-    let timing = Timing::start(parsed.flags.contains(&"--x-timing"));
+    let timing = Timing::start(parsed.flags.contains(&"--x-timing"), before_main);
     // Only returns on a tender error: on success the guest owns the process.
     let error = setup::run(&parsed, timing);
     eprintln!("{TENDER}: {error}");
-    ExitCode::from(TENDER_FAILURE as u8)
+    TENDER_FAILURE as u8
 }
