@@ -1,0 +1,13 @@
+//! Links GCC's unwinder into the tender statically (libgcc_eh, as
+//! `+crt-static` builds do) instead of loading libgcc_s.so at start: the
+//! dynamic loader then maps and relocates one library less, and
+//! libgcc_s's constructor (`__cpu_indicator_init`, a run of CPUID
+//! instructions, each a VM exit of ~15 us on a virtualised host) never
+//! runs. `--whole-archive` makes the unwinder's definitions regular ones,
+//! which win over the shared library's, so `--as-needed` leaves it out.
+//! Only the binaries: tests and the fuzz targets link as usual.
+fn main() {
+    for arg in ["-Wl,--whole-archive", "-lgcc_eh", "-Wl,--no-whole-archive"] {
+        println!("cargo:rustc-link-arg-bins={arg}");
+    }
+}
