@@ -63,7 +63,7 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
     // SAFETY: the caller passes the tender's pointer to a BootInfo.
     let info = unsafe { core::ptr::read_volatile(boot_info as *const BootInfo) };
     FDS.call_once(|| (info.epollfd, info.timerfd, clock(CLOCK_MONOTONIC)));
-    TSC_START.call_once(|| invariant_tsc().then(rdtsc));
+    TSC_START.call_once(rdtsc);
     BootFacts {
         mem_size: info.mem_size,
         kernel_end: info.kernel_end,
@@ -88,8 +88,12 @@ fn boot_monotonic() -> u64 {
     FDS.get().map(|f| f.2).unwrap_or(0)
 }
 
-/// TSC at boot, when the CPU's TSC is invariant (usable as a clock).
-static TSC_START: spin::Once<Option<u64>> = spin::Once::new();
+/// TSC at boot.
+static TSC_START: spin::Once<u64> = spin::Once::new();
+/// Whether the CPU's TSC is invariant (usable as a clock). Asked only when
+/// calibration is due: CPUID traps on a virtualised host (~15 us each
+/// here), and a short-lived guest never needs the answer.
+static TSC_INVARIANT: spin::Once<bool> = spin::Once::new();
 /// TSC scale, measured against CLOCK_MONOTONIC once enough time has passed.
 static TSC_SCALE: spin::Once<TscScale> = spin::Once::new();
 /// How long the clock runs on system calls before the TSC is calibrated:
@@ -107,14 +111,14 @@ fn invariant_tsc() -> bool {
 /// scaled by the measured frequency (continuous at the switch). CPUs
 /// without an invariant TSC keep the system call.
 pub fn monotonic_ns() -> u64 {
-    let Some(&Some(tsc_start)) = TSC_START.get() else {
+    let Some(&tsc_start) = TSC_START.get() else {
         return clock(CLOCK_MONOTONIC).saturating_sub(boot_monotonic());
     };
     if let Some(scale) = TSC_SCALE.get() {
         return scale.to_nanos(rdtsc().wrapping_sub(tsc_start));
     }
     let ns = clock(CLOCK_MONOTONIC).saturating_sub(boot_monotonic());
-    if ns >= CALIBRATION_NS {
+    if ns >= CALIBRATION_NS && *TSC_INVARIANT.call_once(invariant_tsc) {
         let ticks = rdtsc().wrapping_sub(tsc_start);
         let hz = (u128::from(ticks) * 1_000_000_000 / u128::from(ns)) as u64;
         if let Some(scale) = TscScale::new(hz) {
