@@ -1,0 +1,614 @@
+//! The hvt tender's receive queues (`lamina_hvt::rx`, served by
+//! `lamina_hvt::ring::serve_for_poll` as the vCPU thread does while the
+//! guest waits in POLL) against a guest that scribbles over the reserved
+//! area: its `head` indices, the descriptors, RX_ENABLE, GUEST_WAITING,
+//! `stalled`, the entries' indices, any word. The queues are laid out by
+//! `lamina_hvt::rx::lay_out` over one or two real network devices
+//! (socketpairs whose host ends send frames of chosen lengths, oversize
+//! ones included); a model guest takes records as
+//! targets/solo5/src/guest/sys/rx.rs does.
+//!
+//! Input: flags (bit 0: a second device, handle 2; bit 1: offload link on
+//! device 1; bit 2: on device 2), then operations, each a byte then its
+//! arguments: send a frame (device, u16 length), send a burst (device,
+//! count, u16 length), scribble (what, u32 value), serve, take (device,
+//! count), submit an entry (operation, handle, u16 address, u16 length).
+//! After the operations the guest behaves: it enables the queues and takes
+//! every frame while the tender serves, until the taps are empty.
+//!
+//! Checked besides no panic:
+//! - every byte a serve changes in the reserved area is a byte it may
+//!   write: a queue's free bytes (not the records the guest has not
+//!   taken), its descriptor's `tail` and `stalled`, and the entries'
+//!   answer words and commits;
+//! - a queue whose `head` is not within its size behind the tender's tail
+//!   stops the guest with an error when the queues are enabled, and an
+//!   error names a corrupt queue only then;
+//! - frames of a queue the guest did not scribble over come out in order
+//!   and intact (those larger than the link dropped), and all of them once
+//!   the guest behaves.
+#![no_main]
+
+use lamina_abi::ring::{offsets, op, rx, RingEntry, MAX_HANDLES, MASK, RESERVED_BYTES, RING_BYTES};
+use lamina_hvt::ring::{serve_for_poll, Shared};
+use lamina_tender::devices::net::NetDevice;
+use lamina_tender::mem::{GuestMemory, SharedView};
+use libfuzzer_sys::fuzz_target;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+
+/// Guest memory below the ring (for the entries' buffers).
+const BELOW: u64 = 64 << 10;
+/// The ring: the reserved top of guest memory, as the tender places it.
+const RING: u64 = BELOW;
+const MEM: u64 = BELOW + RESERVED_BYTES;
+/// The largest frame the devices' links take (MTU 1500, no virtio-net
+/// header negotiated): the tender's `largest_frame`.
+const LARGEST: usize = 1514;
+/// virtio-net header before each frame on an offload link.
+const VNET_HEADER: usize = 10;
+/// Frames the host sends at most in one execution.
+const MAX_FRAMES: usize = 1024;
+
+/// The input, read from the front; zeros once it runs out.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+    fn u8(&mut self) -> u8 {
+        self.byte().unwrap_or(0)
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+}
+
+/// A queue as the guest read it from the table when it enabled them.
+#[derive(Clone, Copy)]
+struct GuestQueue {
+    handle: u64,
+    descriptor: u64,
+    base: u64,
+    size: u32,
+}
+
+/// What the harness knows of one device and its queue.
+struct Device {
+    handle: u64,
+    host: OwnedFd,
+    offload: bool,
+    /// Frames sent and not yet taken, in order (oversize and empty ones,
+    /// which the tender drops, left out).
+    expected: VecDeque<Vec<u8>>,
+    /// Frames come out exactly as sent: no offload link (which may drop
+    /// one) and no read entry took one from the tap.
+    exact: bool,
+    /// The guest never scribbled over the queue's indices or bytes.
+    clean: bool,
+    /// The tender's tail: the last one it published.
+    tail: u32,
+}
+
+/// The descriptor word `field` of queue `q`.
+fn descriptor(q: usize, field: usize) -> u64 {
+    RING + (rx::TABLE + q * rx::DESCRIPTOR_BYTES + field) as u64
+}
+
+fn load(view: &SharedView, gpa: u64) -> u32 {
+    view.atomic_u32(gpa).expect("a ring word").load(Ordering::Acquire)
+}
+
+fn store(view: &SharedView, gpa: u64, value: u32) {
+    view.atomic_u32(gpa)
+        .expect("a ring word")
+        .store(value, Ordering::Release);
+}
+
+/// The guest's `enable` (targets/solo5/src/guest/sys/rx.rs): reads the
+/// table, sets RX_ENABLE.
+fn enable(view: &SharedView) -> Vec<GuestQueue> {
+    let mut queues = Vec::new();
+    for q in 0..rx::MAX_QUEUES {
+        let size = load(view, descriptor(q, rx::field::SIZE));
+        let offset = load(view, descriptor(q, rx::field::OFFSET)) as usize;
+        let fits = offset >= rx::DATA && offset as u64 + u64::from(size) <= RESERVED_BYTES;
+        if size == 0 || !size.is_power_of_two() || !fits {
+            break;
+        }
+        queues.push(GuestQueue {
+            handle: u64::from(load(view, descriptor(q, rx::field::HANDLE))),
+            descriptor: descriptor(q, 0),
+            base: RING + offset as u64,
+            size,
+        });
+    }
+    store(view, RING + offsets::RX_ENABLE as u64, 1);
+    queues
+}
+
+/// What one take of the guest found.
+enum Taken {
+    Empty,
+    Frame(Vec<u8>),
+    Dropped,
+}
+
+/// The guest's `take` into a buffer of [`LARGEST`] bytes (wrap markers
+/// followed at most twice: a guest that scribbled over its own queue may
+/// find nothing but markers).
+fn take(view: &SharedView, queue: &GuestQueue) -> Taken {
+    let tail_word = queue.descriptor + rx::field::TAIL as u64;
+    let head_word = queue.descriptor + rx::field::HEAD as u64;
+    let mut head = load(view, head_word);
+    let mut wraps = 0;
+    let taken = loop {
+        if head == load(view, tail_word) || wraps > 2 {
+            return Taken::Empty;
+        }
+        let at = head & (queue.size - 1);
+        let record: rx::Record = view
+            .reserved_read(queue.base + u64::from(at))
+            .expect("a record inside the queue");
+        if record.len == rx::WRAP {
+            head = head.wrapping_add(queue.size - at);
+            wraps += 1;
+            continue;
+        }
+        let len = record.len as usize;
+        let inside = at as usize + 8 + len <= queue.size as usize;
+        head = head.wrapping_add(rx::record_bytes(record.len));
+        if inside && len <= LARGEST {
+            let mut frame = vec![0u8; len];
+            view.reserved_bytes_mut(queue.base + u64::from(at) + 8, len as u64)
+                .expect("the frame inside the queue")
+                .as_bytes()
+                .copy_to(&mut frame);
+            break Taken::Frame(frame);
+        }
+        break Taken::Dropped;
+    };
+    store(view, head_word, head);
+    taken
+}
+
+/// A frame of `len` bytes, number `seq`: an Ethernet header with a local
+/// EtherType (no checksum applies) when it is long enough, then bytes that
+/// differ from frame to frame.
+fn frame(len: usize, seq: u32) -> Vec<u8> {
+    let mut frame: Vec<u8> = (0..len)
+        .map(|i| (i as u32).wrapping_mul(7).wrapping_add(seq) as u8)
+        .collect();
+    if len >= 18 {
+        frame[..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 2]);
+        frame[12..14].copy_from_slice(&[0x88, 0xb5]);
+        frame[14..18].copy_from_slice(&seq.to_le_bytes());
+    }
+    frame
+}
+
+/// Whether the device's tap has a frame waiting for the tender.
+fn tap_pending(net: &NetDevice) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: a one-byte buffer that lives across the call; MSG_PEEK
+    // leaves the datagram where it is.
+    let rc = unsafe {
+        libc::recv(
+            net.fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    rc >= 0
+}
+
+/// The bytes of the reserved area a serve may change, as sorted
+/// `(start, end)` offsets from the ring.
+fn writable(view: &SharedView, devices: &[Device], queues: &[GuestQueue]) -> Vec<(usize, usize)> {
+    let mut ranges = vec![
+        // ENT_HEAD, COM_TAIL; WRITE_ERRORS (not NEEDS_KICK, the I/O
+        // thread's).
+        (offsets::ENT_HEAD, offsets::NEEDS_KICK),
+        (offsets::WRITE_ERRORS, offsets::WRITE_ERRORS + 4),
+        (offsets::COMMITS, RING_BYTES),
+    ];
+    for device in devices {
+        let handle = device.handle as usize;
+        if handle < MAX_HANDLES {
+            let at = offsets::WRITE_ERRORS_BY_HANDLE + 4 * handle;
+            ranges.push((at, at + 4));
+        }
+    }
+    for (q, (device, queue)) in devices.iter().zip(queues).enumerate() {
+        let table = rx::TABLE + q * rx::DESCRIPTOR_BYTES;
+        ranges.push((table + rx::field::TAIL, table + rx::field::TAIL + 4));
+        ranges.push((table + rx::field::STALLED, table + rx::field::STALLED + 4));
+        // The free bytes: from the tail round to the head. With a head the
+        // tender must refuse, none.
+        let head = load(view, queue.descriptor + rx::field::HEAD as u64);
+        let used = device.tail.wrapping_sub(head);
+        if used > queue.size {
+            continue;
+        }
+        let base = (queue.base - RING) as usize;
+        let size = queue.size as usize;
+        let free = size - used as usize;
+        let start = (device.tail & (queue.size - 1)) as usize;
+        let first = free.min(size - start);
+        ranges.push((base + start, base + start + first));
+        if free > first {
+            ranges.push((base, base + free - first));
+        }
+    }
+    ranges.retain(|(start, end)| start < end);
+    ranges.sort_unstable();
+    ranges
+}
+
+/// The guest's memory, all zero, as `GuestMemory::anywhere` maps it.
+fn zeroed_memory() -> SharedView {
+    let view = MEMORY.with(SharedView::clone);
+    let offset = view.checked_offset(0, MEM).expect("guest memory");
+    // SAFETY: the whole mapping (checked), which `view` keeps alive, and
+    // which nothing else uses between executions.
+    unsafe { std::ptr::write_bytes((view.host_address() as *mut u8).add(offset), 0, MEM as usize) };
+    view
+}
+
+/// Copies the reserved area into `into`.
+fn snapshot(view: &SharedView, into: &mut Vec<u8>) {
+    let offset = view
+        .checked_offset(RING, RESERVED_BYTES)
+        .expect("the reserved area");
+    if into.is_empty() {
+        into.resize(RESERVED_BYTES as usize, 0);
+    }
+    // SAFETY: `[offset, offset + RESERVED_BYTES)` is inside the mapping
+    // (checked), which `view` keeps alive; nothing else touches guest
+    // memory during the copy (the harness is single-threaded). A plain
+    // copy, not the view's volatile one, whose instrumented loop over
+    // 2 MiB would take most of each execution.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (view.host_address() as *const u8).add(offset),
+            into.as_mut_ptr(),
+            into.len(),
+        );
+    }
+}
+
+thread_local! {
+    /// Guest memory with its top reserved, kept from one execution to the
+    /// next and zeroed at each: a new shared mapping faults in 2 MiB of
+    /// fresh pages each time, most of an execution's time.
+    static MEMORY: SharedView = {
+        let mut mem = GuestMemory::anywhere(MEM).expect("guest memory");
+        mem.reserve_top(RING).expect("the reserved top");
+        mem.shared_view()
+    };
+    /// The snapshot buffers, kept from one execution to the next: 4 MiB
+    /// allocated (and faulted in) each time would double an execution's
+    /// time.
+    static SNAPSHOTS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let before = std::mem::take(&mut self.before);
+        let after = std::mem::take(&mut self.after);
+        SNAPSHOTS.with_borrow_mut(|s| s.extend([before, after]));
+    }
+}
+
+/// The harness: the guest's memory, its devices, and the model guest.
+struct Harness {
+    view: SharedView,
+    /// The tender's devices, in the order of `devices`.
+    nets: Vec<NetDevice>,
+    devices: Vec<Device>,
+    queues: Vec<GuestQueue>,
+    shared: Shared,
+    before: Vec<u8>,
+    after: Vec<u8>,
+    sent: usize,
+}
+
+impl Harness {
+    /// Sends a frame of `len` bytes from the host end of device `d`.
+    fn send(&mut self, d: usize, len: usize) {
+        if self.sent >= MAX_FRAMES {
+            return;
+        }
+        let device = &mut self.devices[d];
+        let frame = frame(len, self.sent as u32);
+        self.sent += 1;
+        let mut bytes = vec![0u8; if device.offload { VNET_HEADER } else { 0 }];
+        bytes.extend_from_slice(&frame);
+        // A full socket refuses it: not sent.
+        let sent = lamina_tender::sys::write_fd(device.host.as_raw_fd(), &bytes);
+        if sent.is_ok_and(|n| n == bytes.len()) && (1..=LARGEST).contains(&len) {
+            device.expected.push_back(frame);
+        }
+    }
+
+    /// The guest takes up to `count` frames from device `d`'s queue.
+    fn take(&mut self, d: usize, count: usize) -> usize {
+        let device = &mut self.devices[d];
+        let Some(queue) = self.queues.iter().find(|q| q.handle == device.handle) else {
+            return 0;
+        };
+        let mut taken = 0;
+        for _ in 0..count {
+            match take(&self.view, queue) {
+                Taken::Empty => break,
+                Taken::Dropped => assert!(!device.clean, "a clean queue held a bad record"),
+                Taken::Frame(frame) if device.clean => {
+                    if device.exact {
+                        let next = device.expected.pop_front();
+                        assert_eq!(Some(&frame), next.as_ref(), "frames out of order or changed");
+                    } else {
+                        // Some may have been dropped, none reordered.
+                        let at = device.expected.iter().position(|f| *f == frame);
+                        let at = at.expect("a frame not sent, or out of order");
+                        device.expected.drain(..=at);
+                    }
+                }
+                Taken::Frame(_) => {}
+            }
+            taken += 1;
+        }
+        taken
+    }
+
+    /// The guest overwrites a word; `what` picks which.
+    fn scribble(&mut self, what: u8, value: u32) {
+        let q = usize::from(what / 16) % rx::MAX_QUEUES;
+        let queue_of = |gpa: u64, devices: &mut [Device], queues: &[GuestQueue]| {
+            for (device, queue) in devices.iter_mut().zip(queues) {
+                let words = queue.descriptor + rx::field::TAIL as u64
+                    ..queue.descriptor + rx::field::HEAD as u64 + 4;
+                let bytes = queue.base..queue.base + u64::from(queue.size);
+                if gpa + 4 > words.start && gpa < words.end
+                    || gpa + 4 > bytes.start && gpa < bytes.end
+                {
+                    device.clean = false;
+                }
+            }
+        };
+        let gpa = match what % 16 {
+            0 => descriptor(q, rx::field::HEAD),
+            1 => descriptor(q, rx::field::TAIL),
+            2 => descriptor(q, rx::field::STALLED),
+            3 => descriptor(q, rx::field::SIZE),
+            4 => descriptor(q, rx::field::OFFSET),
+            5 => descriptor(q, rx::field::HANDLE),
+            6 => RING + offsets::RX_ENABLE as u64,
+            7 => RING + offsets::GUEST_WAITING as u64,
+            8 => RING + offsets::ENT_TAIL as u64,
+            9 => RING + offsets::COM_HEAD as u64,
+            // A head near the tender's tail: a little behind, on it, ahead.
+            10 | 11 => {
+                let Some(device) = self.devices.get(q % 2) else {
+                    return;
+                };
+                let head = device.tail.wrapping_sub(value as i16 as i32 as u32);
+                let gpa = descriptor(q % 2, rx::field::HEAD);
+                queue_of(gpa, &mut self.devices, &self.queues);
+                store(&self.view, gpa, head);
+                return;
+            }
+            // A word in a queue's bytes.
+            12 | 13 => {
+                let Some(queue) = self.queues.get(q % 2) else {
+                    return;
+                };
+                queue.base + u64::from((value >> 8) & (queue.size - 1) & !3)
+            }
+            // Any word of the reserved area.
+            _ => RING + u64::from(value >> 8) % RESERVED_BYTES & !3,
+        };
+        queue_of(gpa, &mut self.devices, &self.queues);
+        store(&self.view, gpa, value);
+    }
+
+    /// The guest submits an entry to the ring.
+    fn submit(&mut self, operation: u8, handle: u8, data: u16, len: u16) {
+        let entry = RingEntry {
+            operation: u32::from(operation % 4),
+            handle: u32::from(handle % 4),
+            data: u64::from(data),
+            len: u32::from(len),
+            ..Default::default()
+        };
+        if entry.operation == op::NET_READ {
+            // It may take a frame from the tap before the queue does.
+            for device in &mut self.devices {
+                if device.handle == u64::from(entry.handle) {
+                    device.exact = false;
+                }
+            }
+        }
+        let tail_gpa = RING + offsets::ENT_TAIL as u64;
+        let tail = load(&self.view, tail_gpa);
+        let at = RING + (offsets::ENTRIES + (tail & MASK) as usize * 32) as u64;
+        self.view.reserved_write(at, &entry).expect("an entry slot");
+        store(&self.view, tail_gpa, tail.wrapping_add(1));
+    }
+
+    /// Serves as the vCPU thread does in POLL; checks what it wrote and
+    /// its verdict. `Err` once the guest is stopped.
+    fn serve(&mut self) -> Result<bool, ()> {
+        // The tender never reads a descriptor's `tail` (it keeps its own):
+        // put back what a scribble changed, so that the word after the
+        // serve tells what the tender published.
+        for (device, queue) in self.devices.iter().zip(&self.queues) {
+            store(&self.view, queue.descriptor + rx::field::TAIL as u64, device.tail);
+        }
+        let enabled = load(&self.view, RING + offsets::RX_ENABLE as u64) != 0;
+        let corrupt = enabled
+            && self.devices.iter().zip(&self.queues).any(|(device, queue)| {
+                let head = load(&self.view, queue.descriptor + rx::field::HEAD as u64);
+                device.tail.wrapping_sub(head) > queue.size
+            });
+        let entries_pending = load(&self.view, RING + offsets::ENT_TAIL as u64)
+            != load(&self.view, RING + offsets::ENT_HEAD as u64);
+        let writable = writable(&self.view, &self.devices, &self.queues);
+        snapshot(&self.view, &mut self.before);
+
+        let result = serve_for_poll(&self.view, RING, &self.nets, &self.shared);
+
+        snapshot(&self.view, &mut self.after);
+        let mut at = 0;
+        for &(start, end) in writable.iter().chain([&(self.before.len(), 0)]) {
+            // Slices compared whole (memcmp), byte by byte only to report.
+            if start > at && self.before[at..start] != self.after[at..start] {
+                if let Some(i) = (at..start).find(|&i| self.before[i] != self.after[i]) {
+                    panic!(
+                        "the serve wrote reserved byte {i:#x} ({:#x} -> {:#x}), outside what it may write {writable:x?}",
+                        self.before[i], self.after[i]
+                    );
+                }
+            }
+            at = at.max(end);
+        }
+        match result {
+            Ok(queued) => {
+                assert!(!corrupt, "a corrupt receive queue was served");
+                for (device, queue) in self.devices.iter_mut().zip(&self.queues) {
+                    device.tail = load(&self.view, queue.descriptor + rx::field::TAIL as u64);
+                }
+                Ok(queued)
+            }
+            Err(error) if error.contains("receive queue") => {
+                assert!(corrupt, "a sound receive queue stopped the guest: {error}");
+                assert!(error.contains("corrupt"), "{error}");
+                Err(())
+            }
+            Err(error) => {
+                assert!(entries_pending, "stopped with no entry submitted: {error}");
+                assert!(error.contains("network ring"), "{error}");
+                Err(())
+            }
+        }
+    }
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let mut input = Input(bytes);
+    let Some(flags) = input.byte() else {
+        return;
+    };
+    let mut devices = Vec::new();
+    let mut nets = Vec::new();
+    for (handle, offload) in [(1u64, flags & 2 != 0), (2, flags & 4 != 0)]
+        .into_iter()
+        .take(if flags & 1 != 0 { 2 } else { 1 })
+    {
+        let (device, host) = lamina_usernet::socketpair().expect("socketpair");
+        let mac = [2, 0, 0, 0, 0, handle as u8];
+        nets.push(NetDevice::from_fd(
+            "service", handle, device, mac, 1500, offload,
+        ));
+        devices.push(Device {
+            handle,
+            host,
+            offload,
+            expected: VecDeque::new(),
+            exact: !offload,
+            clean: true,
+            tail: 0,
+        });
+    }
+    let view = zeroed_memory();
+    assert!(lamina_hvt::rx::lay_out(&view, RING, &nets).expect("laid out"));
+    let queues = enable(&view);
+    assert_eq!(queues.len(), devices.len(), "a queue per device");
+    let mut harness = Harness {
+        view,
+        nets,
+        devices,
+        queues,
+        shared: Shared::default(),
+        before: SNAPSHOTS.with_borrow_mut(|s| s.pop()).unwrap_or_default(),
+        after: SNAPSHOTS.with_borrow_mut(|s| s.pop()).unwrap_or_default(),
+        sent: 0,
+    };
+    let count = harness.devices.len();
+
+    while let Some(operation) = input.byte() {
+        let stopped = match operation % 8 {
+            0 => {
+                let d = usize::from(input.u8()) % count;
+                let len = usize::from(input.u16());
+                harness.send(d, len);
+                false
+            }
+            1 => {
+                let d = usize::from(input.u8()) % count;
+                let n = usize::from(input.u8() % 64) + 1;
+                let len = usize::from(input.u16());
+                for i in 0..n {
+                    harness.send(d, len.saturating_sub(i % 64));
+                }
+                false
+            }
+            2 => {
+                let what = input.u8();
+                let value = input.u32();
+                harness.scribble(what, value);
+                false
+            }
+            3 => {
+                let d = usize::from(input.u8()) % count;
+                let n = usize::from(input.u8());
+                harness.take(d, n);
+                false
+            }
+            4 => {
+                let (operation, handle) = (input.u8(), input.u8());
+                let (data, len) = (input.u16(), input.u16());
+                harness.submit(operation, handle, data, len);
+                false
+            }
+            _ => harness.serve().is_err(),
+        };
+        if stopped {
+            return;
+        }
+    }
+
+    // The guest behaves: it takes frames as they come until the taps are
+    // empty; every frame of a clean queue comes out.
+    store(&harness.view, RING + offsets::RX_ENABLE as u64, 1);
+    for _ in 0..harness.sent + 8 {
+        let Ok(queued) = harness.serve() else {
+            return;
+        };
+        let mut taken = 0;
+        for d in 0..count {
+            taken += harness.take(d, usize::MAX);
+        }
+        let pending = harness.nets.iter().any(tap_pending);
+        if !queued && taken == 0 && !pending {
+            break;
+        }
+    }
+    for device in &harness.devices {
+        if device.clean && device.exact {
+            assert!(
+                device.expected.is_empty(),
+                "{} frames sent were never taken",
+                device.expected.len()
+            );
+        }
+    }
+});
