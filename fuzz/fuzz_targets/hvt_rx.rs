@@ -29,7 +29,7 @@
 //!   the guest behaves.
 #![no_main]
 
-use lamina_abi::ring::{offsets, op, rx, RingEntry, MAX_HANDLES, MASK, RESERVED_BYTES, RING_BYTES};
+use lamina_abi::ring::{offsets, op, rx, RingEntry, MASK, MAX_HANDLES, RESERVED_BYTES, RING_BYTES};
 use lamina_hvt::ring::{serve_for_poll, Shared};
 use lamina_tender::devices::net::NetDevice;
 use lamina_tender::mem::{GuestMemory, SharedView};
@@ -104,7 +104,9 @@ fn descriptor(q: usize, field: usize) -> u64 {
 }
 
 fn load(view: &SharedView, gpa: u64) -> u32 {
-    view.atomic_u32(gpa).expect("a ring word").load(Ordering::Acquire)
+    view.atomic_u32(gpa)
+        .expect("a ring word")
+        .load(Ordering::Acquire)
 }
 
 fn store(view: &SharedView, gpa: u64, value: u32) {
@@ -263,7 +265,13 @@ fn zeroed_memory() -> SharedView {
     let offset = view.checked_offset(0, MEM).expect("guest memory");
     // SAFETY: the whole mapping (checked), which `view` keeps alive, and
     // which nothing else uses between executions.
-    unsafe { std::ptr::write_bytes((view.host_address() as *mut u8).add(offset), 0, MEM as usize) };
+    unsafe {
+        std::ptr::write_bytes(
+            (view.host_address() as *mut u8).add(offset),
+            0,
+            MEM as usize,
+        )
+    };
     view
 }
 
@@ -375,7 +383,11 @@ impl Harness {
                 Taken::Frame(frame) if device.clean => {
                     if device.exact {
                         let next = device.expected.pop_front();
-                        assert_eq!(Some(&frame), next.as_ref(), "frames out of order or changed");
+                        assert_eq!(
+                            Some(&frame),
+                            next.as_ref(),
+                            "frames out of order or changed"
+                        );
                     } else {
                         // Some may have been dropped, none reordered.
                         let at = device.expected.iter().position(|f| *f == frame);
@@ -433,7 +445,7 @@ impl Harness {
                 queue.base + u64::from((value >> 8) & (queue.size - 1) & !3)
             }
             // Any word of the reserved area.
-            _ => RING + u64::from(value >> 8) % RESERVED_BYTES & !3,
+            _ => (RING + u64::from(value >> 8) % RESERVED_BYTES) & !3,
         };
         queue_of(gpa, &mut self.devices, &self.queues);
         store(&self.view, gpa, value);
@@ -470,14 +482,22 @@ impl Harness {
         // put back what a scribble changed, so that the word after the
         // serve tells what the tender published.
         for (device, queue) in self.devices.iter().zip(&self.queues) {
-            store(&self.view, queue.descriptor + rx::field::TAIL as u64, device.tail);
+            store(
+                &self.view,
+                queue.descriptor + rx::field::TAIL as u64,
+                device.tail,
+            );
         }
         let enabled = load(&self.view, RING + offsets::RX_ENABLE as u64) != 0;
         let corrupt = enabled
-            && self.devices.iter().zip(&self.queues).any(|(device, queue)| {
-                let head = load(&self.view, queue.descriptor + rx::field::HEAD as u64);
-                device.tail.wrapping_sub(head) > queue.size
-            });
+            && self
+                .devices
+                .iter()
+                .zip(&self.queues)
+                .any(|(device, queue)| {
+                    let head = load(&self.view, queue.descriptor + rx::field::HEAD as u64);
+                    device.tail.wrapping_sub(head) > queue.size
+                });
         let entries_pending = load(&self.view, RING + offsets::ENT_TAIL as u64)
             != load(&self.view, RING + offsets::ENT_HEAD as u64);
         let writable = writable(&self.view, &self.devices, &self.queues);
