@@ -146,25 +146,29 @@ impl<'a> Queue<'a> {
         if self.stalled_word.load(Ordering::SeqCst) == 0 {
             return Ok(false);
         }
-        Ok(self.size - self.used()? >= self.need())
+        let (skip, record) = self.next_record();
+        Ok(self.size - self.used()? >= skip + record)
     }
 
-    /// Room a frame needs, at most: its record, and a wrap marker before it.
-    fn need(&self) -> u32 {
-        rx::record_bytes(self.largest)
+    /// Where the next record goes: the bytes a wrap marker skips first (0
+    /// when the largest frame fits before the queue's end), and the bytes
+    /// of the largest record. `fill` needs room for both.
+    fn next_record(&self) -> (u32, u32) {
+        let record = rx::record_bytes(self.largest);
+        let at = self.tail.load(Ordering::Relaxed) & (self.size - 1);
+        let contiguous = self.size - at;
+        (if contiguous < record { contiguous } else { 0 }, record)
     }
 
     /// Reads frames from `net` into the queue while it is readable and has
     /// room, publishing each; marks the queue stalled when it is full.
     pub fn fill(&self, view: &SharedView, net: &NetDevice) -> Result<Filled, String> {
         let mut filled = Filled::default();
-        let record = rx::record_bytes(self.largest);
         while self.readable.get() {
             let used = self.used()?;
             let tail = self.tail.load(Ordering::Relaxed);
             let at = tail & (self.size - 1);
-            let contiguous = self.size - at;
-            let skip = if contiguous < record { contiguous } else { 0 };
+            let (skip, record) = self.next_record();
             if self.size - used < skip + record {
                 // Full: the guest kicks when it has made room.
                 self.stalled_word.store(1, Ordering::SeqCst);
@@ -368,6 +372,47 @@ mod tests {
         assert!(queue.unstalled().unwrap(), "the guest made room");
         assert_eq!(queue.fill(&mem, &nets[0]).unwrap().frames, 1);
         assert_eq!(stalled(), 1);
+    }
+
+    /// Room for a record but not for the wrap before it is no room: the
+    /// I/O thread must not see a stalled queue as ready again (it would
+    /// spin instead of sleeping).
+    #[test]
+    fn room_before_the_end_needs_the_wrap_counted() {
+        let (net, host) = fixtures::net(1, false);
+        let mem = memory();
+        let nets = [net];
+        let tails: [AtomicU32; rx::MAX_QUEUES] = Default::default();
+        lay_out(&mem, RING, &nets).unwrap();
+        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
+        let queue = &queues[0];
+        // 1 MiB of 1536-byte records: 682 fit, 1024 bytes before the end.
+        let mut queued = 0;
+        while queued < 682 {
+            for _ in 0..40.min(682 - queued) {
+                fixtures::host_sends(&host, &fixtures::frame(1514, 1), false);
+            }
+            queue.readable.set(true);
+            queued += queue.fill(&mem, &nets[0]).unwrap().frames;
+        }
+        fixtures::host_sends(&host, &fixtures::frame(1514, 2), false);
+        queue.readable.set(true);
+        assert_eq!(queue.fill(&mem, &nets[0]).unwrap().frames, 0);
+        assert_eq!(
+            descriptor_word(&mem, rx::field::STALLED).load(Ordering::Relaxed),
+            1
+        );
+        // The guest takes one record: 2,560 bytes free, but the next record
+        // needs the 1,024 bytes up to the end skipped and 1,536 more.
+        assert!(guest_takes(&mem).is_some());
+        assert!(queue.unstalled().unwrap(), "1024 + 1536 = 2560 bytes: room");
+        // Had the guest's head advanced by less, there would be none.
+        let head = descriptor_word(&mem, rx::field::HEAD);
+        head.store(head.load(Ordering::Relaxed) - 16, Ordering::Relaxed);
+        assert!(
+            !queue.unstalled().unwrap(),
+            "2544 bytes: no room for wrap and record"
+        );
     }
 
     #[test]
