@@ -21,7 +21,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-pub use splice::{run, UserNet};
+pub use splice::{run, Gateway, UserNet};
 
 /// The guest's address on the private network (QEMU's slirp uses the same).
 pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);

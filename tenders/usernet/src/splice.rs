@@ -10,6 +10,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpo
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 /// Bytes buffered per direction per connection, in smoltcp and here.
 const BUFFER: usize = 256 * 1024;
@@ -19,7 +20,7 @@ const BACKLOG_FRAMES: usize = 8192;
 
 /// smoltcp's device over the tender's end of the socketpair.
 struct Link {
-    fd: RawFd,
+    fd: OwnedFd,
     rx: Vec<u8>,
     tx: Vec<u8>,
     /// Frames the guest has not had room for yet, oldest first: the guest
@@ -32,7 +33,7 @@ impl Link {
     /// Sends held frames until the link is full again.
     fn flush(&mut self) {
         while let Some(frame) = self.backlog.front() {
-            if !send_frame(self.fd, frame) {
+            if !send_frame(self.fd.as_raw_fd(), frame) {
                 return;
             }
             self.backlog.pop_front();
@@ -70,7 +71,7 @@ impl phy::Device for Link {
         // SAFETY: recv writes at most rx.len() bytes into rx.
         let n = unsafe {
             libc::recv(
-                self.fd,
+                self.fd.as_raw_fd(),
                 self.rx.as_mut_ptr().cast(),
                 self.rx.len(),
                 libc::MSG_DONTWAIT,
@@ -82,7 +83,7 @@ impl phy::Device for Link {
         Some((
             Rx(&self.rx[..n as usize]),
             Tx {
-                fd: self.fd,
+                fd: self.fd.as_raw_fd(),
                 buf: &mut self.tx,
                 backlog: &mut self.backlog,
             },
@@ -91,7 +92,7 @@ impl phy::Device for Link {
 
     fn transmit(&mut self, _: Instant) -> Option<Tx<'_>> {
         Some(Tx {
-            fd: self.fd,
+            fd: self.fd.as_raw_fd(),
             buf: &mut self.tx,
             backlog: &mut self.backlog,
         })
@@ -160,10 +161,17 @@ impl UserNet {
         }
         Ok(UserNet { listeners })
     }
+
+    /// Where each forward listens, in the order given to [`UserNet::bind`]
+    /// (a forward from host port 0 listens on a port the kernel picked).
+    pub fn local_addrs(&self) -> io::Result<Vec<std::net::SocketAddr>> {
+        self.listeners.iter().map(|(_, l)| l.local_addr()).collect()
+    }
 }
 
-fn now(start: std::time::Instant) -> Instant {
-    Instant::from_micros(start.elapsed().as_micros() as i64)
+/// smoltcp's clock: `elapsed` since the network started.
+fn instant(elapsed: Duration) -> Instant {
+    Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
 }
 
 /// The calls the event loop makes, and nothing else: it faces a guest's
@@ -248,24 +256,64 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
     let start = std::time::Instant::now();
     let seed = start.elapsed().as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
     sandbox()?;
-    let mut device = Link {
-        fd: link.as_raw_fd(),
-        rx: Vec::new(),
-        tx: Vec::new(),
-        backlog: Default::default(),
-    };
-    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
-    config.random_seed = seed;
-    let mut iface = Interface::new(config, &mut device, now(start));
-    iface.update_ip_addrs(|addrs| {
-        let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(GATEWAY), PREFIX));
-    });
-    let mut sockets = SocketSet::new(Vec::new());
-    let mut splices: Vec<Splice> = Vec::new();
-    let mut next_port: u16 = 40000;
+    let mut gateway = Gateway::new(net, link, seed, Duration::ZERO);
     loop {
+        gateway.serve(start.elapsed())?;
+        if !gateway.wait(start.elapsed())? {
+            return Ok(()); // the guest is gone
+        }
+    }
+}
+
+/// The private network's state between wake-ups: the gateway's smoltcp
+/// interface (its ARP cache, its TCP connections to the guest), the
+/// forwards' listeners and the spliced host connections. [`run`] drives it
+/// with the real clock; the `usernet` fuzz target drives [`Gateway::serve`]
+/// with frames of its own on the guest's end of the link.
+pub struct Gateway {
+    listeners: Vec<(Forward, TcpListener)>,
+    device: Link,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    splices: Vec<Splice>,
+    next_port: u16,
+}
+
+impl Gateway {
+    /// The network on `link` (the network end of a [`crate::socketpair`]),
+    /// with smoltcp's random numbers (initial sequence numbers, ports)
+    /// from `random_seed`, at time `now` since the network started.
+    pub fn new(net: UserNet, link: OwnedFd, random_seed: u64, now: Duration) -> Gateway {
+        let mut device = Link {
+            fd: link,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            backlog: Default::default(),
+        };
+        let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
+        config.random_seed = random_seed;
+        let mut iface = Interface::new(config, &mut device, instant(now));
+        iface.update_ip_addrs(|addrs| {
+            let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(GATEWAY), PREFIX));
+        });
+        Gateway {
+            listeners: net.listeners,
+            device,
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            splices: Vec::new(),
+            next_port: 40000,
+        }
+    }
+
+    /// Serves once, without waiting, at time `now` since the network
+    /// started: accepts the host connections waiting on the listeners,
+    /// takes every frame the guest has sent (Ethernet, ARP, IPv4, ICMP,
+    /// TCP, all parsed by smoltcp here), moves bytes between the host
+    /// connections and the guest's, and sends the frames that result.
+    pub fn serve(&mut self, now: Duration) -> io::Result<()> {
         // New host connections: each opens a connection to the guest.
-        for (forward, listener) in &net.listeners {
+        for (forward, listener) in &self.listeners {
             while let Ok((host, _)) = listener.accept() {
                 host.set_nonblocking(true)?;
                 host.set_nodelay(true).ok();
@@ -274,17 +322,20 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
                     tcp::SocketBuffer::new(vec![0; BUFFER]),
                 );
                 socket.set_nagle_enabled(false);
-                next_port = if next_port == u16::MAX {
+                self.next_port = if self.next_port == u16::MAX {
                     40000
                 } else {
-                    next_port + 1
+                    self.next_port + 1
                 };
                 let remote = IpEndpoint::new(IpAddress::Ipv4(GUEST), forward.guest_port);
-                if socket.connect(iface.context(), remote, next_port).is_err() {
+                if socket
+                    .connect(self.iface.context(), remote, self.next_port)
+                    .is_err()
+                {
                     continue;
                 }
-                let handle = sockets.add(socket);
-                splices.push(Splice {
+                let handle = self.sockets.add(socket);
+                self.splices.push(Splice {
                     host,
                     handle,
                     to_guest: Vec::new(),
@@ -294,36 +345,41 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
                 });
             }
         }
-        device.flush();
+        self.device.flush();
         // Until nothing moves: frames in, bytes across, frames out.
+        let (iface, device, sockets) = (&mut self.iface, &mut self.device, &mut self.sockets);
         for _ in 0..64 {
-            let ingress = iface.poll(now(start), &mut device, &mut sockets);
+            let ingress = iface.poll(instant(now), device, sockets);
             let mut moved = false;
-            splices.retain_mut(|s| pump(s, &mut sockets, &mut moved));
+            self.splices.retain_mut(|s| pump(s, sockets, &mut moved));
             if !moved && ingress == smoltcp::iface::PollResult::None {
                 break;
             }
         }
-        iface.poll(now(start), &mut device, &mut sockets);
+        iface.poll(instant(now), device, sockets);
+        Ok(())
+    }
 
-        // Sleep until the link, a listener or a connection can move, or
-        // smoltcp's next timer.
-        let link_events = if device.backlog.is_empty() {
+    /// Sleeps until the link, a listener or a connection can move, or
+    /// smoltcp's next timer; false once the guest's end of the link is
+    /// closed.
+    fn wait(&mut self, now: Duration) -> io::Result<bool> {
+        let link_events = if self.device.backlog.is_empty() {
             libc::POLLIN
         } else {
             libc::POLLIN | libc::POLLOUT
         };
         let mut fds = vec![libc::pollfd {
-            fd: link.as_raw_fd(),
+            fd: self.device.fd.as_raw_fd(),
             events: link_events,
             revents: 0,
         }];
-        fds.extend(net.listeners.iter().map(|(_, l)| libc::pollfd {
+        fds.extend(self.listeners.iter().map(|(_, l)| libc::pollfd {
             fd: l.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         }));
-        for s in &splices {
+        for s in &self.splices {
             let mut events = 0;
             if !s.host_eof && s.to_guest.len() < BUFFER {
                 events |= libc::POLLIN;
@@ -337,8 +393,9 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
                 revents: 0,
             });
         }
-        let delay = iface
-            .poll_delay(now(start), &sockets)
+        let delay = self
+            .iface
+            .poll_delay(instant(now), &self.sockets)
             .map(|d| d.total_millis().min(100) as i32)
             .unwrap_or(100);
         // SAFETY: poll reads and writes the pollfd array it is given.
@@ -346,9 +403,7 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
         if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return Err(io::Error::last_os_error());
         }
-        if fds[0].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
-            return Ok(()); // the guest is gone
-        }
+        Ok(fds[0].revents & (libc::POLLHUP | libc::POLLERR) == 0)
     }
 }
 
