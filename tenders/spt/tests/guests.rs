@@ -405,3 +405,34 @@ fn an_inherited_descriptor_is_a_network_device_only_if_it_carries_frames() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_closed_stdout_never_becomes_a_device() {
+    // The tender runs without std's runtime, which opened /dev/null on a
+    // closed descriptor 0-2; lamina_tender::process::start does it now.
+    // Were descriptor 1 left closed, the disk (the first file the tender
+    // keeps open) would take it, and the guest's console would write into
+    // the disk.
+    let disk = std::env::temp_dir().join(format!("lamina-spt-test-{}-fd1.img", std::process::id()));
+    std::fs::File::create(&disk).unwrap().set_len(4096).unwrap();
+    let writer = image(&echo_cmdline(11, 5)).manifest_note(&[("storage", DeviceType::BlockBasic)]);
+    let path = write_image("fd1", &writer);
+    let option = format!("--block:storage={}", disk.display());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lamina-spt"));
+    command.args(["--mem=4", &option, path.to_str().unwrap(), "hello", "world"]);
+    // SAFETY: close() is async-signal-safe and touches no memory; the child
+    // runs it between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let contents = std::fs::read(&disk).unwrap();
+    let written = contents.iter().position(|&b| b != 0);
+    assert_eq!(written, None, "the guest's console went to the disk");
+    std::fs::remove_file(path).unwrap();
+    std::fs::remove_file(disk).unwrap();
+}
