@@ -245,15 +245,7 @@ pub fn serve_for_poll(
     nets: &[NetDevice],
     shared: &Shared,
 ) -> Result<bool, String> {
-    let server = Server {
-        view,
-        gpa,
-        nets,
-        epoll: -1,
-        kick: -1,
-        rx_wake: None,
-        shared,
-    };
+    let server = Server::outside_the_thread(view, gpa, nets, shared);
     let ix = server.indices()?;
     let receive = Receive {
         queues: Queue::all(view, gpa, nets, &shared.tails)?,
@@ -277,15 +269,7 @@ pub fn serve_submitted(
     nets: &[NetDevice],
     shared: &Shared,
 ) -> Result<bool, String> {
-    let server = Server {
-        view,
-        gpa,
-        nets,
-        epoll: -1,
-        kick: -1,
-        rx_wake: None,
-        shared,
-    };
+    let server = Server::outside_the_thread(view, gpa, nets, shared);
     server.serve(&server.indices()?)
 }
 
@@ -310,7 +294,27 @@ struct Receive<'a> {
     wake: RawFd,
 }
 
-impl Server<'_> {
+impl<'a> Server<'a> {
+    /// A server for a caller other than the I/O thread's loop (the vCPU
+    /// thread's POLL, the fuzz target, the tests): no epoll set, kick or
+    /// wake eventfd of its own.
+    fn outside_the_thread(
+        view: &'a SharedView,
+        gpa: u64,
+        nets: &'a [NetDevice],
+        shared: &'a Shared,
+    ) -> Self {
+        Server {
+            view,
+            gpa,
+            nets,
+            epoll: -1,
+            kick: -1,
+            rx_wake: None,
+            shared,
+        }
+    }
+
     fn index(&self, offset: usize) -> Result<&AtomicU32, String> {
         self.view
             .atomic_u32(self.gpa + offset as u64)
@@ -590,15 +594,7 @@ mod tests {
 
         /// A server over the rig (no epoll or kick: the tests call serve).
         fn server(&self) -> Server<'_> {
-            Server {
-                view: &self.view,
-                gpa: RING,
-                nets: &self.nets,
-                epoll: -1,
-                kick: -1,
-                rx_wake: None,
-                shared: &self.shared,
-            }
+            Server::outside_the_thread(&self.view, RING, &self.nets, &self.shared)
         }
     }
 

@@ -270,6 +270,32 @@ mod tests {
         mem
     }
 
+    /// Guest memory with the queues of one device laid out, the device,
+    /// and the tender's tails.
+    struct Rig {
+        mem: GuestMemory,
+        nets: [NetDevice; 1],
+        tails: [AtomicU32; rx::MAX_QUEUES],
+    }
+
+    impl Rig {
+        /// The rig, and the host's end of its device's link.
+        fn new() -> (Rig, std::os::fd::OwnedFd) {
+            let (net, host) = fixtures::net(1, false);
+            let rig = Rig {
+                mem: memory(),
+                nets: [net],
+                tails: Default::default(),
+            };
+            assert!(lay_out(&rig.mem, RING, &rig.nets).unwrap());
+            (rig, host)
+        }
+
+        fn queues(&self) -> Vec<Queue<'_>> {
+            Queue::all(&self.mem, RING, &self.nets, &self.tails).unwrap()
+        }
+    }
+
     fn descriptor_word(view: &SharedView, field: usize) -> &AtomicU32 {
         view.atomic_u32(RING + (rx::TABLE + field) as u64).unwrap()
     }
@@ -309,12 +335,8 @@ mod tests {
 
     #[test]
     fn frames_cross_in_order_through_many_wraps() {
-        let (net, host) = fixtures::net(1, false);
-        let mem = memory();
-        let nets = [net];
-        let tails = Default::default();
-        assert!(lay_out(&mem, RING, &nets).unwrap());
-        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
+        let (rig, host) = Rig::new();
+        let (mem, nets, queues) = (&rig.mem, &rig.nets, rig.queues());
         let queue = &queues[0];
         let mut sent = 0u32;
         let mut taken = 0u32;
@@ -326,7 +348,7 @@ mod tests {
                 sent += 1;
             }
             queue.readable.set(true);
-            let filled = queue.fill(&mem, &nets[0]).unwrap();
+            let filled = queue.fill(mem, &nets[0]).unwrap();
             assert_eq!(
                 filled,
                 Filled {
@@ -334,7 +356,7 @@ mod tests {
                     dropped: 0
                 }
             );
-            while let Some(frame) = guest_takes(&mem) {
+            while let Some(frame) = guest_takes(mem) {
                 let len = 60 + (taken as usize * 7) % 1455;
                 assert_eq!(frame, fixtures::frame(len, taken as u8), "frame {taken}");
                 taken += 1;
@@ -346,14 +368,10 @@ mod tests {
 
     #[test]
     fn a_full_queue_stalls_until_the_guest_makes_room() {
-        let (net, host) = fixtures::net(1, false);
-        let mem = memory();
-        let nets = [net];
-        let tails = Default::default();
-        lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
+        let (rig, host) = Rig::new();
+        let (mem, nets, queues) = (&rig.mem, &rig.nets, rig.queues());
         let queue = &queues[0];
-        let stalled = || descriptor_word(&mem, rx::field::STALLED).load(Ordering::Relaxed);
+        let stalled = || descriptor_word(mem, rx::field::STALLED).load(Ordering::Relaxed);
         // 1 MiB holds 682 records of 1536 bytes; send more, in rounds the
         // socketpair takes.
         let mut queued = 0;
@@ -362,15 +380,15 @@ mod tests {
                 fixtures::host_sends(&host, &fixtures::frame(1514, round), false);
             }
             queue.readable.set(true);
-            queued += queue.fill(&mem, &nets[0]).unwrap().frames;
+            queued += queue.fill(mem, &nets[0]).unwrap().frames;
         }
         assert_eq!(queued, (1 << 20) / 1536);
         assert_eq!(stalled(), 1);
         assert!(queue.readable.get(), "frames wait on the tap");
         assert!(!queue.unstalled().unwrap());
-        assert!(guest_takes(&mem).is_some());
+        assert!(guest_takes(mem).is_some());
         assert!(queue.unstalled().unwrap(), "the guest made room");
-        assert_eq!(queue.fill(&mem, &nets[0]).unwrap().frames, 1);
+        assert_eq!(queue.fill(mem, &nets[0]).unwrap().frames, 1);
         assert_eq!(stalled(), 1);
     }
 
@@ -379,12 +397,8 @@ mod tests {
     /// spin instead of sleeping).
     #[test]
     fn room_before_the_end_needs_the_wrap_counted() {
-        let (net, host) = fixtures::net(1, false);
-        let mem = memory();
-        let nets = [net];
-        let tails: [AtomicU32; rx::MAX_QUEUES] = Default::default();
-        lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
+        let (rig, host) = Rig::new();
+        let (mem, nets, queues) = (&rig.mem, &rig.nets, rig.queues());
         let queue = &queues[0];
         // 1 MiB of 1536-byte records: 682 fit, 1024 bytes before the end.
         let mut queued = 0;
@@ -393,21 +407,21 @@ mod tests {
                 fixtures::host_sends(&host, &fixtures::frame(1514, 1), false);
             }
             queue.readable.set(true);
-            queued += queue.fill(&mem, &nets[0]).unwrap().frames;
+            queued += queue.fill(mem, &nets[0]).unwrap().frames;
         }
         fixtures::host_sends(&host, &fixtures::frame(1514, 2), false);
         queue.readable.set(true);
-        assert_eq!(queue.fill(&mem, &nets[0]).unwrap().frames, 0);
+        assert_eq!(queue.fill(mem, &nets[0]).unwrap().frames, 0);
         assert_eq!(
-            descriptor_word(&mem, rx::field::STALLED).load(Ordering::Relaxed),
+            descriptor_word(mem, rx::field::STALLED).load(Ordering::Relaxed),
             1
         );
         // The guest takes one record: 2,560 bytes free, but the next record
         // needs the 1,024 bytes up to the end skipped and 1,536 more.
-        assert!(guest_takes(&mem).is_some());
+        assert!(guest_takes(mem).is_some());
         assert!(queue.unstalled().unwrap(), "1024 + 1536 = 2560 bytes: room");
         // Had the guest's head advanced by less, there would be none.
-        let head = descriptor_word(&mem, rx::field::HEAD);
+        let head = descriptor_word(mem, rx::field::HEAD);
         head.store(head.load(Ordering::Relaxed) - 16, Ordering::Relaxed);
         assert!(
             !queue.unstalled().unwrap(),
@@ -417,15 +431,11 @@ mod tests {
 
     #[test]
     fn a_frame_larger_than_the_link_is_dropped_and_the_next_queued() {
-        let (net, host) = fixtures::net(1, false);
-        let mem = memory();
-        let nets = [net];
-        let tails = Default::default();
-        lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
+        let (rig, host) = Rig::new();
+        let (mem, nets, queues) = (&rig.mem, &rig.nets, rig.queues());
         fixtures::host_sends(&host, &fixtures::frame(4000, 1), false);
         fixtures::host_sends(&host, &fixtures::frame(100, 2), false);
-        let filled = queues[0].fill(&mem, &nets[0]).unwrap();
+        let filled = queues[0].fill(mem, &nets[0]).unwrap();
         assert_eq!(
             filled,
             Filled {
@@ -433,7 +443,7 @@ mod tests {
                 dropped: 1
             }
         );
-        assert_eq!(guest_takes(&mem), Some(fixtures::frame(100, 2)));
+        assert_eq!(guest_takes(mem), Some(fixtures::frame(100, 2)));
     }
 
     /// A guest `head` that is not within the queue behind the tail stops
@@ -441,17 +451,13 @@ mod tests {
     /// changes nothing.
     #[test]
     fn a_lying_guest_stops_itself_and_moves_nothing() {
-        let (net, host) = fixtures::net(1, false);
-        let mem = memory();
-        let nets = [net];
-        let tails = Default::default();
-        lay_out(&mem, RING, &nets).unwrap();
-        let queues = Queue::all(&mem, RING, &nets, &tails).unwrap();
+        let (rig, host) = Rig::new();
+        let (mem, nets, queues) = (&rig.mem, &rig.nets, rig.queues());
         for field in [rx::field::OFFSET, rx::field::SIZE, rx::field::TAIL] {
-            descriptor_word(&mem, field).store(0xffff_fff0, Ordering::Relaxed);
+            descriptor_word(mem, field).store(0xffff_fff0, Ordering::Relaxed);
         }
         fixtures::host_sends(&host, &fixtures::frame(100, 3), false);
-        assert_eq!(queues[0].fill(&mem, &nets[0]).unwrap().frames, 1);
+        assert_eq!(queues[0].fill(mem, &nets[0]).unwrap().frames, 1);
         let data = RING + rx::DATA as u64;
         let record: rx::Record = mem.reserved_read(data).unwrap();
         assert_eq!(
@@ -459,10 +465,10 @@ mod tests {
             "written where the tender laid the queue out"
         );
         // Ahead of the tail (112: one record of 100 bytes).
-        descriptor_word(&mem, rx::field::HEAD).store(128, Ordering::Relaxed);
+        descriptor_word(mem, rx::field::HEAD).store(128, Ordering::Relaxed);
         fixtures::host_sends(&host, &fixtures::frame(100, 4), false);
         queues[0].readable.set(true);
-        let error = queues[0].fill(&mem, &nets[0]).unwrap_err();
+        let error = queues[0].fill(mem, &nets[0]).unwrap_err();
         assert!(error.contains("corrupt"), "{error}");
     }
 
