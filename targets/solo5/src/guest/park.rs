@@ -32,10 +32,10 @@ pub struct GuestPark {
     has_net: Cell<bool>,
     /// When the devices were last checked (monotonic ns).
     last_check: Cell<u64>,
-    /// How long to poll before sleeping, adapted much as KVM adapts its
-    /// halt-polling: doubled when a poll caught input, halved when it did
-    /// not, started when input came soon after a sleep began; an idle
-    /// guest does not poll at all.
+    /// How long to poll before sleeping, adapted as KVM adapts its
+    /// halt-polling: doubled when a poll caught input or input came soon
+    /// after a sleep began, halved after a long sleep; an idle guest does
+    /// not poll at all.
     poll_ns: Cell<u64>,
 }
 
@@ -100,20 +100,16 @@ impl GuestPark {
         let slept_from = sys::monotonic_ns();
         ready = sys::wait(deadline);
         let slept = sys::monotonic_ns().saturating_sub(slept_from);
-        // A poll that found nothing is halved: it may even have delayed the
-        // input (the tender sends what the guest queued when it sleeps, if
-        // its I/O thread has not yet). Without a poll, input soon after
-        // the sleep began earns a short one.
-        self.poll_ns.set(if poll > 0 {
-            if poll / 2 < FIRST_POLL_NS / 2 {
-                0
-            } else {
-                poll / 2
-            }
-        } else if ready != 0 && slept < SHORT_SLEEP_NS {
-            FIRST_POLL_NS
-        } else {
+        // As KVM's halt-polling: input soon after the sleep began means a
+        // longer poll would have caught it; a long sleep, or one that only
+        // the deadline ended, halves the poll, so an idle guest soon polls
+        // not at all.
+        self.poll_ns.set(if ready != 0 && slept < SHORT_SLEEP_NS {
+            (poll * 2).clamp(FIRST_POLL_NS, MAX_POLL_NS)
+        } else if poll / 2 < FIRST_POLL_NS / 2 {
             0
+        } else {
+            poll / 2
         });
         self.wake(ready);
     }
