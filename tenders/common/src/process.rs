@@ -67,6 +67,26 @@ pub fn cpu_time() -> Duration {
     Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
 }
 
+/// Defines the C `main` of a `#![no_main]` tender: glibc's start code calls
+/// it, and it returns the exit status `$run()` gives (a `u8`).
+#[macro_export]
+macro_rules! tender_main {
+    ($run:path) => {
+        /// The process's entry, called by glibc's start code.
+        #[cfg(not(test))]
+        #[allow(unsafe_code)]
+        // SAFETY: the one `main` symbol of this program (std's is not
+        // generated under `#![no_main]`), with the C signature glibc calls.
+        #[no_mangle]
+        extern "C" fn main(
+            _argc: ::libc::c_int,
+            _argv: *const *const ::libc::c_char,
+        ) -> ::libc::c_int {
+            ::libc::c_int::from($run())
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -51,15 +51,7 @@ const FLAGS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The process's entry, called by glibc's start code.
-#[cfg(not(test))]
-#[allow(unsafe_code)]
-// SAFETY: the one `main` symbol of this program (std's is not generated
-// under `#![no_main]`), with the C signature glibc calls.
-#[no_mangle]
-extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
-    libc::c_int::from(run())
-}
+lamina_tender::tender_main!(run);
 
 #[cfg_attr(test, allow(dead_code))]
 fn run() -> u8 {
