@@ -196,6 +196,60 @@ fn dhcp_gives_the_unikernel_its_address() {
     }
 }
 
+/// A tap opened by the parent and inherited as `--net:NAME=fd:N` (as Jitsu
+/// hands taps over): plain, and with virtio-net headers of the usual
+/// length and of virtio 1.0's, which the tender detects and serves with
+/// offloads as it does the taps it opens itself. Bulk echo checks the
+/// large segments the host then sends byte for byte.
+#[test]
+fn an_inherited_tap_serves_with_and_without_virtio_net_headers() {
+    if !can_use_namespaces("inherited tap", &["ip", "nc", "python3"]) {
+        return;
+    }
+    let opener = root().join("cli").join("tests").join("inherit_tap.py");
+    for target in targets("inherited tap") {
+        for mode in ["plain", "vnet:10", "vnet:12"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut ns = namespace();
+            let address = format!("--ipv4={}/24", ns.guest_ip());
+            let tender = release_dir().join(format!("lamina-{target}"));
+            let mut guest = ns.command("python3");
+            guest
+                .arg(&opener)
+                .args(["tap0", mode])
+                .arg(tender)
+                .args(["--mem=64", "--net:service=fd:@"])
+                .arg(image(target, "echo"))
+                .arg(&address);
+            let console = dir.path().join("console");
+            ns.start_guest(guest, &console);
+            ns.wait_for_echo(Duration::from_secs(30));
+            let ip = ns.guest_ip();
+            let tcp = ns.sh(&format!("printf 'inherited\\n' | nc -N -w 3 {ip} 7"));
+            assert_eq!(
+                String::from_utf8_lossy(&tcp.stdout),
+                "inherited\n",
+                "{target} {mode}"
+            );
+            let load = release_dir().join("echo-load");
+            let out = ns.exec(&[
+                load.to_str().unwrap(),
+                &format!("{ip}:7"),
+                "--connections",
+                "4",
+                "--bytes",
+                "2000000",
+            ]);
+            assert!(
+                out.status.success()
+                    && String::from_utf8_lossy(&out.stdout).contains("4/4 connections"),
+                "{target} {mode}: bulk echo failed: {}",
+                std::fs::read_to_string(&console).unwrap_or_default()
+            );
+        }
+    }
+}
+
 #[test]
 fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
     if !can_run("malformed traffic") {

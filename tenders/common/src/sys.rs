@@ -88,20 +88,39 @@ pub fn open_tap(name: &str, offload: bool) -> io::Result<OwnedFd> {
     if ifreq(name)?.ifr_name != request.ifr_name {
         return Err(io::Error::from_raw_os_error(libc::ENODEV));
     }
+    set_tap_offload(tap.as_raw_fd(), offload)?;
+    Ok(tap)
+}
+
+/// Turns the checksum and segmentation offloads (TSO, IPv4 and IPv6) of
+/// tap descriptor `fd` on or off.
+pub fn set_tap_offload(fd: RawFd, offload: bool) -> io::Result<()> {
     let offloads = if offload {
         libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6
     } else {
         0
     };
     // SAFETY: TUNSETOFFLOAD takes its argument by value.
-    check(unsafe {
-        libc::ioctl(
-            tap.as_raw_fd(),
-            libc::TUNSETOFFLOAD,
-            offloads as libc::c_ulong,
-        )
-    })?;
-    Ok(tap)
+    check(unsafe { libc::ioctl(fd, libc::TUNSETOFFLOAD, offloads as libc::c_ulong) })?;
+    Ok(())
+}
+
+/// Makes the virtio-net header of tap descriptor `fd` (opened with
+/// IFF_VNET_HDR) `len` bytes long: the tap's opener may have chosen
+/// another length (12, as virtio 1.0 devices use) than the one the
+/// tender and the guests read and write.
+pub fn set_tap_header_len(fd: RawFd, len: usize) -> io::Result<()> {
+    let mut current: libc::c_int = 0;
+    // SAFETY: TUNGETVNETHDRSZ writes one int into `current`.
+    check(unsafe { libc::ioctl(fd, libc::TUNGETVNETHDRSZ, &mut current) })?;
+    if usize::try_from(current).ok() == Some(len) {
+        return Ok(());
+    }
+    let mut wanted =
+        libc::c_int::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: TUNSETVNETHDRSZ reads one int from `wanted`.
+    check(unsafe { libc::ioctl(fd, libc::TUNSETVNETHDRSZ, &mut wanted) })?;
+    Ok(())
 }
 
 /// One `read(2)` on `fd` into `buf`.
@@ -351,10 +370,13 @@ pub enum InheritedLink {
     /// A datagram or sequenced-packet socket: one Ethernet frame per
     /// datagram (lamina-usernet's link, a socketpair end).
     Datagrams,
-    /// A tap, attached to `interface`, without virtio-net headers.
+    /// A tap, attached to `interface`.
     Tap {
         /// The interface it is attached to.
         interface: String,
+        /// Whether it was opened with IFF_VNET_HDR: each frame behind a
+        /// virtio-net header.
+        vnet_header: bool,
     },
 }
 
@@ -436,13 +458,16 @@ pub fn inherited_link(fd: RawFd) -> Result<InheritedLink, String> {
                     &format!("is a tun (IP packets) device ({interface}), not a tap"),
                 ));
             }
-            if flags & libc::IFF_NO_PI == 0 || flags & libc::IFF_VNET_HDR != 0 {
+            if flags & libc::IFF_NO_PI == 0 {
                 return Err(not_a_link(
                     fd,
-                    &format!("is a tap ({interface}) with packet information or virtio-net headers; open it with IFF_TAP | IFF_NO_PI only"),
+                    &format!("is a tap ({interface}) with packet information; open it with IFF_TAP | IFF_NO_PI (and IFF_VNET_HDR if you like)"),
                 ));
             }
-            Ok(InheritedLink::Tap { interface })
+            Ok(InheritedLink::Tap {
+                interface,
+                vnet_header: flags & libc::IFF_VNET_HDR != 0,
+            })
         }
         libc::S_IFREG => Err(not_a_link(fd, "is a regular file")),
         libc::S_IFDIR => Err(not_a_link(fd, "is a directory")),

@@ -436,3 +436,81 @@ fn a_closed_stdout_never_becomes_a_device() {
     std::fs::remove_file(path).unwrap();
     std::fs::remove_file(disk).unwrap();
 }
+
+/// Opens tap0 with `flags` (IFF_TAP | IFF_NO_PI and maybe IFF_VNET_HDR)
+/// inside network namespace `namespace`, from a thread that joins it (a
+/// tap is found by name in the opener's namespace), as a parent like
+/// Jitsu does before handing the tap to a tender.
+fn open_tap_in(namespace: &str, flags: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let path = format!("/run/netns/{namespace}");
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).unwrap();
+        // SAFETY: setns takes a descriptor and a flag; it moves only this
+        // thread, which ends after opening the tap.
+        let joined = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(joined, 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: a NUL-terminated path; the result is checked and owned.
+        let fd = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        assert!(fd >= 0, "{}", std::io::Error::last_os_error());
+        // SAFETY: fd is new and owned by nobody else.
+        let tap = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: an all-zero ifreq is valid.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (dst, src) in request.ifr_name.iter_mut().zip(b"tap0") {
+            *dst = *src as libc::c_char;
+        }
+        request.ifr_ifru.ifru_flags = flags as libc::c_short;
+        // SAFETY: TUNSETIFF reads and updates `request`, alive for the call.
+        let rc = unsafe { libc::ioctl(tap.as_raw_fd(), libc::TUNSETIFF, &mut request) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        tap
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn an_inherited_tap_with_virtio_net_headers_needs_a_guest_that_reads_them() {
+    use std::os::fd::AsRawFd;
+    if !lamina_test_support::root_or_skip("inherited taps", "to create a namespace and a tap") {
+        return;
+    }
+    let namespace = format!("lamina-spt-tap-{}", std::process::id());
+    let setup = format!(
+        "ip netns add {namespace} && ip -n {namespace} tuntap add dev tap0 mode tap \
+         && ip -n {namespace} link set tap0 up"
+    );
+    let created = Command::new("sh").args(["-c", &setup]).status().unwrap();
+    let result = std::panic::catch_unwind(|| {
+        assert!(created.success(), "{setup}");
+        // The hand-made guest declares no NET_OFFLOAD: it reads the tap
+        // itself and would take a virtio-net header for the frame's start.
+        let tap = open_tap_in(
+            &namespace,
+            libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR,
+        );
+        let fd = tap.as_raw_fd();
+        let out = run_with_inherited_net("net-fd-vnet", &format!("fd:{fd}"), Some(fd));
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "descriptor {fd} is a tap (tap0) opened with IFF_VNET_HDR"
+            )) && stderr(&out).contains("open it with IFF_TAP | IFF_NO_PI only"),
+            "{}",
+            stderr(&out)
+        );
+        // The same tap opened without headers: the guest runs (and exits 7).
+        drop(tap);
+        let tap = open_tap_in(&namespace, libc::IFF_TAP | libc::IFF_NO_PI);
+        let fd = tap.as_raw_fd();
+        let out = run_with_inherited_net("net-fd-tap", &format!("fd:{fd}"), Some(fd));
+        assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    });
+    let _ = Command::new("ip")
+        .args(["netns", "del", &namespace])
+        .status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

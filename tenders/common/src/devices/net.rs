@@ -4,7 +4,8 @@
 //!
 //! `--net:NAME=fd:N` is a link the tender inherits open instead: one end of
 //! a datagram socketpair (what `lamina run --port` passes, with the
-//! lamina-usernet process on the other end) or a tap opened by the parent.
+//! lamina-usernet process on the other end) or a tap opened by the parent,
+//! with or without virtio-net headers (IFF_VNET_HDR).
 //! The user-mode network runs outside the tender, so that its TCP/IP stack
 //! is not in the address space of the guest's sandbox (as Firecracker keeps
 //! its network proxies outside the VMM).
@@ -81,7 +82,7 @@ impl NetDevice {
             )));
         }
         if let Some(number) = tap.strip_prefix("fd:") {
-            return inherited(name, handle, number, mac).map_err(fail);
+            return inherited(name, handle, number, mac, offload).map_err(fail);
         }
         // Opening a tap that does not exist would create one (as root):
         // make sure it is there and up first, as Solo5 does.
@@ -273,38 +274,62 @@ pub fn frame_too_large() -> io::Error {
     )
 }
 
-/// The device over inherited descriptor `number` (`--net:NAME=fd:N`):
-/// checked to carry whole frames (see [`sys::inherited_link`]), plain
-/// frames without offload, as a socketpair or a tap opened without
-/// virtio-net headers carries them.
+/// The device over inherited descriptor `number` (`--net:NAME=fd:N`),
+/// checked to carry whole frames (see [`sys::inherited_link`]): a
+/// socketpair or a tap opened without IFF_VNET_HDR carries plain frames; a
+/// tap opened with it (as Jitsu may hand one over) gets the offloads a tap
+/// the tender opens gets, handled by whoever `offload` says — unless the
+/// guest cannot take virtio-net headers at all.
 fn inherited(
     name: &str,
     handle: u64,
     number: &str,
     mac: Option<[u8; 6]>,
+    offload: NetOffload,
 ) -> Result<NetDevice, String> {
     let fd: i32 = number
         .parse()
         .map_err(|_| format!("'fd:{number}' is not fd:N with N a descriptor number"))?;
-    let mtu = match sys::inherited_link(fd)? {
-        sys::InheritedLink::Datagrams => DEFAULT_MTU,
-        sys::InheritedLink::Tap { interface } => {
-            sys::interface_mtu(&interface).unwrap_or(DEFAULT_MTU)
+    let (mtu, vnet_header) = match sys::inherited_link(fd)? {
+        sys::InheritedLink::Datagrams => (DEFAULT_MTU, false),
+        sys::InheritedLink::Tap {
+            interface,
+            vnet_header,
+        } => {
+            if vnet_header && offload == NetOffload::Off {
+                return Err(format!(
+                    "descriptor {fd} is a tap ({interface}) opened with IFF_VNET_HDR, and this                      guest reads the tap itself without understanding virtio-net headers (its                      runtime does not declare NET_OFFLOAD); open it with IFF_TAP | IFF_NO_PI only"
+                ));
+            }
+            let mtu = sys::interface_mtu(&interface).unwrap_or(DEFAULT_MTU);
+            (mtu, vnet_header)
         }
     };
     let mac = match mac {
         Some(mac) => mac,
         None => random_mac().map_err(|e| format!("cannot make a MAC address: {e}"))?,
     };
+    if vnet_header {
+        // The header length and offloads belong to the interface: the
+        // parent handed it over, so the tender sets them as it does on
+        // the taps it opens.
+        sys::set_tap_header_len(fd, lamina_wire::vnet::HEADER_LEN)
+            .and_then(|()| sys::set_tap_offload(fd, true))
+            .map_err(|e| format!("descriptor {fd}: cannot set up its virtio-net headers: {e}"))?;
+    }
     let fd = sys::adopt_inherited(fd).map_err(|e| format!("descriptor {fd}: {e}"))?;
-    Ok(NetDevice::from_fd(
+    let mut device = NetDevice::from_fd(
         name,
         handle,
         fd,
         mac,
         mtu.min(u32::from(u16::MAX)) as u16,
-        false,
-    ))
+        vnet_header && offload == NetOffload::InTender,
+    );
+    if vnet_header && offload == NetOffload::InGuest {
+        device.features = lamina_abi::mft::net_features::VIRTIO_NET_HDR;
+    }
+    Ok(device)
 }
 
 /// A random, locally administered, unicast MAC.
