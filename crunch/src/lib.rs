@@ -145,10 +145,38 @@ pub fn generate(dir: &Path, name: &str) -> Result<String, CrunchError> {
 /// For build scripts: bakes `dir` (relative to the package) into
 /// `$OUT_DIR/NAME.rs` and asks cargo to rebuild when it changes.
 pub fn bake(dir: &str, name: &str) -> Result<(), CrunchError> {
+    let dir = watch(dir)?;
+    let source = generate(&dir, name)?;
+    write_out(&format!("{name}.rs"), source.as_bytes()).map(drop)
+}
+
+/// For build scripts: bakes bytes made from `dir` (relative to the
+/// package; e.g. zones a reader checked and packed) into `$OUT_DIR`, as
+/// `NAME.bin` and `NAME.rs` defining `pub static NAME: &[u8]`, the bytes
+/// in the image's read-only data. Cargo rebuilds when `dir` changes.
+///
+/// ```no_run
+/// // build.rs
+/// let dir = "zones";
+/// let bytes = b"made from the files of zones/".to_vec();
+/// lamina_crunch::bake_bytes(dir, "ZONES", &bytes).expect("cannot bake the zones");
+/// // main.rs: include!(concat!(env!("OUT_DIR"), "/ZONES.rs"));  -> static ZONES: &[u8]
+/// ```
+pub fn bake_bytes(dir: &str, name: &str, bytes: &[u8]) -> Result<(), CrunchError> {
+    watch(dir)?;
+    let data = write_out(&format!("{name}.bin"), bytes)?;
+    let source = format!(
+        "/// Baked from {dir} at build time.\npub static {name}: &[u8] = include_bytes!({path:?});\n",
+        path = data.display().to_string(),
+    );
+    write_out(&format!("{name}.rs"), source.as_bytes()).map(drop)
+}
+
+/// The directory `dir` of the package being built, with cargo told to
+/// rebuild when anything below it changes.
+pub fn watch(dir: &str) -> Result<PathBuf, CrunchError> {
     let manifest = std::env::var("CARGO_MANIFEST_DIR")
         .map_err(|_| CrunchError("run from a build script".into()))?;
-    let out =
-        std::env::var("OUT_DIR").map_err(|_| CrunchError("run from a build script".into()))?;
     let dir = Path::new(&manifest).join(dir);
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut stack = vec![dir.clone()];
@@ -160,9 +188,16 @@ pub fn bake(dir: &str, name: &str) -> Result<(), CrunchError> {
             }
         }
     }
-    let source = generate(&dir, name)?;
-    std::fs::write(Path::new(&out).join(format!("{name}.rs")), source)
-        .map_err(|e| CrunchError(format!("{out}: {e}")))
+    Ok(dir)
+}
+
+/// Writes `$OUT_DIR/FILE`; its path.
+fn write_out(file: &str, bytes: &[u8]) -> Result<PathBuf, CrunchError> {
+    let out =
+        std::env::var("OUT_DIR").map_err(|_| CrunchError("run from a build script".into()))?;
+    let path = Path::new(&out).join(file);
+    std::fs::write(&path, bytes).map_err(|e| CrunchError(format!("{}: {e}", path.display())))?;
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -195,5 +230,30 @@ mod tests {
         assert_ne!(etag(b"a"), etag(b"b"));
         assert_eq!(etag(b"a"), etag(b"a"));
         assert!(etag(b"").starts_with('"') && etag(b"").ends_with('"'));
+    }
+
+    #[test]
+    fn bakes_bytes_into_out_dir_as_a_static() {
+        let out = tempfile::tempdir().unwrap();
+        // Only this test sets OUT_DIR (cargo sets CARGO_MANIFEST_DIR).
+        std::env::set_var("OUT_DIR", out.path());
+        bake_bytes("src", "BLOB", b"\x00bytes\xff").unwrap();
+        assert_eq!(
+            std::fs::read(out.path().join("BLOB.bin")).unwrap(),
+            b"\x00bytes\xff"
+        );
+        let source = std::fs::read_to_string(out.path().join("BLOB.rs")).unwrap();
+        assert!(
+            source.contains("pub static BLOB: &[u8] = include_bytes!("),
+            "{source}"
+        );
+        assert!(source.contains(&format!(
+            "{:?}",
+            out.path().join("BLOB.bin").display().to_string()
+        )));
+        assert!(
+            bake_bytes("no-such-dir", "X", b"").is_ok(),
+            "a missing directory is cargo's to watch"
+        );
     }
 }

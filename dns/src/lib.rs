@@ -15,6 +15,9 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+// The master-file reader (build scripts) reads files.
+#[cfg(feature = "zonefile")]
+extern crate std;
 
 pub mod server;
 pub mod types;

@@ -45,14 +45,24 @@ use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::fmt;
 
+#[cfg(feature = "zonefile")]
+mod bake;
 mod baked;
 mod check;
 mod index;
 pub mod name;
 pub mod rdata;
+#[cfg(feature = "zonefile")]
+mod text;
+#[cfg(feature = "zonefile")]
+mod text_rdata;
 
+#[cfg(feature = "zonefile")]
+pub use bake::{bake, read_dir};
 pub use check::Record;
 pub use index::{Lookup, Node, Rdatas, Rrset, Zone, Zones};
+#[cfg(feature = "zonefile")]
+pub use text::{read_records, read_zone, ReadError};
 
 use crate::Rtype;
 
@@ -94,3 +104,5 @@ impl fmt::Display for ZoneError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "zonefile"))]
+mod text_tests;
