@@ -20,6 +20,7 @@ use lamina_tender::elf::{HostProtection, Image};
 use lamina_tender::image::{self, ImageError};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
 use lamina_tender::timing::Timing;
+use lamina_tender::TENDER_FAILURE;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -37,9 +38,13 @@ pub enum GuestError {
     /// Guest memory.
     #[error(transparent)]
     Memory(#[from] MemoryError),
-    /// SIGINT or SIGTERM arrived.
-    #[error("stopped by a signal")]
-    Stopped,
+    /// A stop signal arrived: SIGINT, SIGTERM or SIGHUP from outside, or
+    /// the ring I/O thread's SIGUSR1.
+    #[error("stopped by signal {signal}")]
+    Stopped {
+        /// Its number.
+        signal: libc::c_int,
+    },
     /// The signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
@@ -78,6 +83,23 @@ pub enum GuestError {
         /// Where.
         rip: u64,
     },
+}
+
+impl GuestError {
+    /// The tender's exit status for this error: 128 + N for a guest stopped
+    /// by signal N from outside (SIGINT, SIGTERM, SIGHUP), as a shell
+    /// reports a process that signal killed, and lamina-spt's death by it
+    /// reads; [`TENDER_FAILURE`] for everything else.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            GuestError::Stopped { signal }
+                if [libc::SIGINT, libc::SIGTERM, libc::SIGHUP].contains(signal) =>
+            {
+                128 + signal
+            }
+            _ => TENDER_FAILURE,
+        }
+    }
 }
 
 /// Guest memory size for `--mem`: 2 MiB units, 2 MiB to 4 GiB.
@@ -171,7 +193,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         );
     }
 
-    // SIGINT/SIGTERM (and SIGUSR1, the ring I/O thread's: the guest must
+    // SIGINT/SIGTERM/SIGHUP (and SIGUSR1, the ring I/O thread's: the guest must
     // stop, it says why) stop the guest; see `stop` for how a signal that
     // arrives just before KVM_RUN or a POLL is not missed.
     let stop = Stop::install().map_err(GuestError::Signals)?;
@@ -372,8 +394,8 @@ fn vcpu_loop(
     // unmaps kvm_run.
     let _armed = stop.arm(&mut machine.vcpu.get_kvm_run().immediate_exit);
     loop {
-        if stop.requested() {
-            return Err(GuestError::Stopped);
+        if let Some(signal) = stop.signal() {
+            return Err(GuestError::Stopped { signal });
         }
         let entered = Instant::now();
         let run = machine.vcpu.run();

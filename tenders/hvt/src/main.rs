@@ -13,8 +13,10 @@
 //! | [`seccomp`] | the sandbox installed before the first KVM_RUN |
 //! | [`stop`] | the stop signals' handler, which cannot be missed |
 //!
-//! Exit status: the guest's on a halt; 1 when the tender fails or the
-//! guest misbehaves (a bad hypercall, a fault it does not handle).
+//! Exit status: the guest's on a halt; 128 + N when signal N (SIGINT,
+//! SIGTERM, SIGHUP) stopped it, as for a process that signal killed; 1 when
+//! the tender fails or the guest misbehaves (a bad hypercall, a fault it
+//! does not handle).
 //!
 //! `#![no_main]`: the C `main` below skips std's runtime set-up (see
 //! [`lamina_tender::process`]), keeping only what a tender needs.
@@ -39,7 +41,6 @@ mod stop;
 use lamina_hvt::{ring, rx, seccomp};
 
 use lamina_tender::timing::Timing;
-use lamina_tender::TENDER_FAILURE;
 use lamina_tender::{args, process};
 
 const TENDER: &str = "lamina-hvt";
@@ -69,7 +70,7 @@ fn run() -> u8 {
         Ok(status) => status as u8,
         Err(error) => {
             eprintln!("{TENDER}: {error}");
-            TENDER_FAILURE as u8
+            error.exit_status() as u8
         }
     }
 }

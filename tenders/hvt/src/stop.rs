@@ -1,9 +1,10 @@
 //! Stopping the guest on a signal without a window for it to be missed.
 //!
-//! SIGINT and SIGTERM (and SIGUSR1, the ring I/O thread's "the guest must
-//! stop") run one handler on the vCPU thread (the tender's other threads
-//! block them) which does three async-signal-safe things:
-//! - sets the stop flag the vCPU loop checks before each `KVM_RUN`;
+//! SIGINT, SIGTERM and SIGHUP (and SIGUSR1, the ring I/O thread's "the
+//! guest must stop") run one handler on the vCPU thread (the tender's other
+//! threads block them) which does three async-signal-safe things:
+//! - records the signal (the first one) that the vCPU loop checks for
+//!   before each `KVM_RUN`;
 //! - sets `kvm_run.immediate_exit`, so that a `KVM_RUN` entered after that
 //!   check returns at once with EINTR instead of running the guest;
 //! - writes the stop eventfd, which is in the POLL hypercall's set, so that
@@ -12,15 +13,17 @@
 
 use lamina_tender::sys;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicPtr, Ordering};
 use std::sync::Arc;
 
 /// The signals that stop the guest.
-pub const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGUSR1];
+pub const STOP_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
 
 /// What the stop handler sets, and where the vCPU loop looks.
 pub struct Stop {
-    flag: Arc<AtomicBool>,
+    /// The first stop signal's number, 0 before one arrives.
+    signal: Arc<AtomicI32>,
     /// `&kvm_run.immediate_exit` of the vCPU while it is mapped, else null.
     immediate_exit: Arc<AtomicPtr<u8>>,
     event: Arc<OwnedFd>,
@@ -30,16 +33,17 @@ impl Stop {
     /// Installs the handler for [`STOP_SIGNALS`].
     pub fn install() -> std::io::Result<Stop> {
         let stop = Stop {
-            flag: Arc::new(AtomicBool::new(false)),
+            signal: Arc::new(AtomicI32::new(0)),
             immediate_exit: Arc::new(AtomicPtr::new(std::ptr::null_mut())),
             event: Arc::new(sys::eventfd()?),
         };
         for signal in STOP_SIGNALS {
-            let flag = stop.flag.clone();
+            let first = stop.signal.clone();
             let immediate_exit = stop.immediate_exit.clone();
             let event = stop.event.clone();
             let handler = move || {
-                flag.store(true, Ordering::SeqCst);
+                // The first signal says why the guest stopped.
+                let _ = first.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
                 let at = immediate_exit.load(Ordering::SeqCst);
                 if !at.is_null() {
                     // SAFETY: `at` points into the vCPU's kvm_run mapping,
@@ -66,9 +70,12 @@ impl Stop {
         Ok(stop)
     }
 
-    /// Whether a stop signal has arrived.
-    pub fn requested(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
+    /// The first stop signal that arrived, if one has.
+    pub fn signal(&self) -> Option<libc::c_int> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
+        }
     }
 
     /// The eventfd that becomes readable on a stop signal (never drained).
@@ -79,7 +86,7 @@ impl Stop {
     /// Lets the handler set `immediate_exit` (`&mut kvm_run.immediate_exit`
     /// of a vCPU) until the guard is dropped, which must happen before the
     /// vCPU's kvm_run is unmapped. A signal that arrived before this call
-    /// is seen by the loop's check of [`Stop::requested`].
+    /// is seen by the loop's check of [`Stop::signal`].
     pub fn arm(&self, immediate_exit: &mut u8) -> ArmedStop<'_> {
         self.immediate_exit
             .store(immediate_exit as *mut u8, Ordering::SeqCst);
@@ -134,7 +141,7 @@ mod tests {
         };
         let mut immediate_exit = 0u8;
         let armed = stop.arm(&mut immediate_exit);
-        if stop.requested() {
+        if stop.signal().is_some() {
             return 14;
         }
         // The signal lands now, after the check (pthread_kill to this
@@ -158,7 +165,7 @@ mod tests {
             return 1;
         }
         drop(armed);
-        if !stop.requested() {
+        if stop.signal() != Some(libc::SIGTERM) {
             return 2;
         }
         // SAFETY: reads a local the handler wrote through a pointer.
