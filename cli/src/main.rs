@@ -123,10 +123,11 @@ enum Command {
         /// Where to run it [default: hvt where /dev/kvm works, else spt].
         #[arg(long, short, value_enum)]
         target: Option<Target>,
-        /// User-mode networking (spt, hvt): forward 127.0.0.1:HOST to the
-        /// unikernel's GUEST port, no root or tap needed. Repeatable.
-        #[arg(long = "port", value_name = "HOST:GUEST")]
-        ports: Vec<String>,
+        /// User-mode networking (spt, hvt, virtio): forward 127.0.0.1:HOST
+        /// to the unikernel's GUEST port, TCP unless /udp follows, no root
+        /// or tap needed. Repeatable.
+        #[arg(long = "port", value_name = "HOST:GUEST[/udp]")]
+        ports: Vec<lamina_usernet::Forward>,
         /// The QEMU machine (virtio): microvm (virtio-mmio) or q35 (a PC
         /// with virtio-pci).
         #[arg(long, value_enum, default_value = "microvm")]

@@ -4,6 +4,7 @@ use crate::build::{build, build_tender};
 use crate::declared::Device;
 use crate::project::Project;
 use crate::{CliError, Target};
+use lamina_usernet::{Forward, ForwardError, Protocol};
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -85,7 +86,7 @@ fn is_tender_arg(arg: &str) -> bool {
         .any(|p| arg.starts_with(p))
 }
 
-/// Turns `--port HOST:GUEST` options into a user-mode network device
+/// Turns `--port HOST:GUEST[/tcp|/udp]` options into a user-mode network device
 /// (`--net:NAME=user:...`: QEMU's on virtio, a lamina-usernet process on
 /// spt and hvt, see [`crate::usernet`]) and the guest's address on it; on unix the application listens
 /// on the host already, so only identical ports make sense there.
@@ -93,25 +94,16 @@ pub fn with_port_forwards(
     project: &Project,
     declared: &[Device],
     target: Target,
-    ports: &[String],
+    forwards: &[Forward],
     mut boot_args: Vec<String>,
 ) -> Result<Vec<String>, CliError> {
-    if ports.is_empty() {
+    if forwards.is_empty() {
         return Ok(boot_args);
     }
-    for spec in ports {
-        let parsed = spec
-            .split_once(':')
-            .and_then(|(h, g)| Some((h.parse::<u16>().ok()?, g.parse::<u16>().ok()?)))
-            .filter(|(h, g)| *h != 0 && *g != 0);
-        let Some((host, guest)) = parsed else {
+    for forward in forwards {
+        if target == Target::Unix && forward.host_port != forward.guest_port {
             return Err(CliError::Project(format!(
-                "--port {spec}: expected HOST:GUEST, like 8080:80"
-            )));
-        };
-        if target == Target::Unix && host != guest {
-            return Err(CliError::Project(format!(
-                "--port {spec}: on unix the application listens on the host itself; use the same port on both sides or --target spt/hvt"
+                "--port {forward}: on unix the application listens on the host itself; use the same port on both sides or --target spt/hvt"
             )));
         }
     }
@@ -127,7 +119,8 @@ pub fn with_port_forwards(
                 project.name
             ))
         })?;
-    boot_args.insert(0, format!("--net:{}=user:{}", device.name, ports.join(",")));
+    let specs: Vec<String> = forwards.iter().map(Forward::to_string).collect();
+    boot_args.insert(0, format!("--net:{}=user:{}", device.name, specs.join(",")));
     // The user-mode network's addresses, unless the user gave their own
     // (added after the user's, they would override them).
     let given = |name: &str| {
@@ -145,11 +138,17 @@ pub fn with_port_forwards(
     }
     eprintln!(
         "lamina: user-mode network: {}",
-        ports
+        forwards
             .iter()
-            .map(|p| {
-                let (h, g) = p.split_once(':').unwrap_or((p, p));
-                format!("127.0.0.1:{h} -> guest port {g}")
+            .map(|f| {
+                let protocol = match f.protocol {
+                    Protocol::Tcp => "TCP",
+                    Protocol::Udp => "UDP",
+                };
+                format!(
+                    "{protocol} 127.0.0.1:{} -> guest port {}",
+                    f.host_port, f.guest_port
+                )
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -400,22 +399,21 @@ fn check_virtio_devices(app: &str, declared: &[Device], args: &[String]) -> Resu
     Ok(())
 }
 
-/// `-netdev user` forwarding 127.0.0.1:HOST to the guest's GUEST (TCP and
-/// UDP) for each `HOST:GUEST` in `ports`.
+/// `-netdev user` forwarding 127.0.0.1:HOST to the guest's GUEST for each
+/// `HOST:GUEST[/tcp|/udp]` in `ports` (TCP unless `/udp`), as lamina-usernet
+/// does on spt and hvt.
 fn user_netdev(id: &str, ports: &str) -> Result<String, String> {
     let mut netdev = format!("user,id={id},net=10.0.2.0/24,host=10.0.2.2,restrict=on");
-    for pair in ports.split(',') {
-        let parsed = pair
-            .split_once(':')
-            .and_then(|(h, g)| Some((h.parse::<u16>().ok()?, g.parse::<u16>().ok()?)));
-        let Some((host, guest)) = parsed else {
-            return Err(String::from("expected user:HOST:GUEST[,HOST:GUEST...]"));
+    for spec in ports.split(',') {
+        let forward: Forward = spec.parse().map_err(|e: ForwardError| e.to_string())?;
+        let protocol = match forward.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
         };
-        for proto in ["tcp", "udp"] {
-            netdev.push_str(&format!(
-                ",hostfwd={proto}:127.0.0.1:{host}-10.0.2.15:{guest}"
-            ));
-        }
+        netdev.push_str(&format!(
+            ",hostfwd={protocol}:127.0.0.1:{}-10.0.2.15:{}",
+            forward.host_port, forward.guest_port
+        ));
     }
     Ok(netdev)
 }
@@ -446,8 +444,8 @@ fn kernel_command_line(args: &[String]) -> String {
 
 /// What `lamina run` passes on to the application.
 pub struct GuestArgs {
-    /// User-mode port forwards, `HOST:GUEST` (`--port`).
-    pub ports: Vec<String>,
+    /// User-mode port forwards (`--port HOST:GUEST[/udp]`).
+    pub ports: Vec<Forward>,
     /// Boot arguments, after `--`.
     pub boot: Vec<String>,
 }
@@ -609,7 +607,7 @@ mod tests {
             "--block:storage=disk,1.img",
             "--net-mac:service=02:00:00:00:00:01",
             "--net:service=tap0",
-            "--net:admin=user:8080:80",
+            "--net:admin=user:8080:80,5353:53/udp",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -632,7 +630,7 @@ mod tests {
                 "virtio-net-device,netdev=net-service,mac=02:00:00:00:00:01",
                 "-netdev",
                 "user,id=net-admin,net=10.0.2.0/24,host=10.0.2.2,restrict=on,\
-                 hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:8080-10.0.2.15:80",
+                 hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80,hostfwd=udp:127.0.0.1:5353-10.0.2.15:53",
                 "-device",
                 "virtio-net-device,netdev=net-admin",
             ]

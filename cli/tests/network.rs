@@ -370,6 +370,126 @@ fn user_mode_network_reaches_the_unikernel_on_loopback() {
     }
 }
 
+/// A free UDP port on loopback (the kernel's choice; released before use).
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A UDP client on loopback sending to `port`.
+fn udp_client(port: u16) -> std::net::UdpSocket {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    socket
+}
+
+/// Sends `payload` until its echo comes back, at most `tries` times. A
+/// late echo of this client's earlier try (its first byte the same: each
+/// client's payloads start with a byte of its own) is skipped; anything
+/// else was meant for another client.
+fn udp_echo(socket: &std::net::UdpSocket, payload: &[u8], tries: u32) -> bool {
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..tries {
+        socket.send(payload).unwrap();
+        while let Ok(n) = socket.recv(&mut buf) {
+            if &buf[..n] == payload {
+                return true;
+            }
+            assert_eq!(buf[0], payload[0], "a datagram meant for another client");
+        }
+    }
+    false
+}
+
+/// User-mode networking forwards UDP too (`--port HOST:GUEST/udp`) on spt
+/// and hvt, as unix's host sockets do: nc and several clients at once each
+/// get their own echoes, the largest datagram a frame holds comes back
+/// whole; a protocol other than tcp or udp is refused when the command
+/// line is read.
+#[test]
+fn user_mode_network_forwards_udp_to_each_client() {
+    let refused = run_lamina(&["run", "-t", "spt", "echo", "--port", "5353:53/sctp"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("unknown protocol 'sctp' (tcp or udp)"),
+        "{message}"
+    );
+    // On unix the application's own socket is the host's: the same port
+    // on both sides, and the application told to listen there.
+    let mut all = targets("user-mode UDP forward");
+    all.push("unix");
+    for target in all {
+        let port = free_udp_port();
+        let (forward, listen) = if target == "unix" {
+            (format!("{port}:{port}/udp"), format!("--port={port}"))
+        } else {
+            (format!("{port}:7/udp"), String::from("--port=7"))
+        };
+        let _server = Server::start(&[
+            "run",
+            "--release",
+            "-t",
+            target,
+            "echo",
+            "--port",
+            &forward,
+            "--",
+            &listen,
+        ]);
+        // The first run builds the image: wait for the guest's first echo.
+        let first = udp_client(port);
+        let start = Instant::now();
+        while !udp_echo(&first, b"ready?", 1) {
+            assert!(
+                start.elapsed() < Duration::from_secs(300),
+                "{target}: no UDP echo through the forward"
+            );
+        }
+        let out = Command::new("sh")
+            .args([
+                "-c",
+                &format!("printf 'hello udp\\n' | nc -u -w 1 127.0.0.1 {port}"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello udp\n",
+            "{target}: nc -u"
+        );
+        // The largest UDP payload one 1500-byte frame holds.
+        let big: Vec<u8> = (0..1472u32)
+            .map(|i| b'r'.wrapping_add((i * 7) as u8))
+            .collect();
+        assert!(
+            udp_echo(&first, &big, 10),
+            "{target}: no echo of 1472 bytes"
+        );
+        // Sixteen clients at once, each its own payloads.
+        let clients: Vec<_> = (0..16u8)
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let socket = udp_client(port);
+                    for i in 0..30usize {
+                        let payload = vec![b'A' + c; 20 + i * 40];
+                        assert!(udp_echo(&socket, &payload, 10), "client {c}: no echo");
+                    }
+                })
+            })
+            .collect();
+        for client in clients {
+            client.join().expect("a client failed");
+        }
+    }
+}
+
 /// Ten thousand connections open at once in a 64 MiB unikernel: the
 /// stack's buffer budget shrinks buffers instead of running out of memory.
 #[test]

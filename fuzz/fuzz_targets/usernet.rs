@@ -1,9 +1,10 @@
 //! The user-mode network (`lamina_usernet::Gateway`, what the
 //! lamina-usernet program runs) against a guest the input makes up: frames
 //! on the guest's end of a real socketpair, served by the gateway's smoltcp
-//! stack inside the host process (Ethernet, ARP, IPv4, ICMP, TCP), with
-//! state carried from frame to frame (the ARP cache, the connections to
-//! the guest), and real host clients on the forwards' loopback listeners.
+//! stack inside the host process (Ethernet, ARP, IPv4, ICMP, TCP, UDP),
+//! with state carried from frame to frame (the ARP cache, the connections
+//! to the guest, the UDP flows), and real host clients on the forwards'
+//! loopback sockets: two TCP forwards and a UDP one.
 //!
 //! Input: actions, one after another; each is an operation byte, then its
 //! arguments (missing bytes read as zero):
@@ -14,13 +15,20 @@
 //!   request gets the guest's ARP reply; a TCP segment gets a segment back
 //!   with control bits, sequence and acknowledgment deltas (i8 each),
 //!   window (u16) and payload length (u8) from the input, then the payload;
-//! - `4` a host client connects to forward `byte & 1` (the gateway opens a
-//!   connection to the guest for it);
-//! - `5` client `byte` writes a length (u8) and that many bytes;
+//!   a UDP datagram gets one back with a source port delta (i8: 0 is the
+//!   forwarded port, anything else a port that must not reach the client)
+//!   and payload length (u8) from the input, then the payload;
+//! - `4` a host client of forward `byte % 3` (0 and 1 TCP, 2 UDP): a TCP
+//!   client connects (the gateway opens a connection to the guest for it),
+//!   a UDP client gets a socket of its own (its first datagram opens a flow);
+//! - `5` client `byte` writes a length (u8) and that many bytes (a UDP
+//!   client: one datagram of 8 times the length in bytes, the input's
+//!   bytes repeated, so that some are too large for the link);
 //! - `6` client `byte` shuts its sending side (the gateway closes towards
-//!   the guest once the bytes are across);
+//!   the guest once the bytes are across); a UDP client moves to a new
+//!   source port, a new flow;
 //! - `7` the clock advances by a number of milliseconds (u16): retransmits,
-//!   timeouts, ARP expiry.
+//!   timeouts, ARP expiry, idle UDP flows closing.
 //!
 //! After each action the gateway serves once; everything it sends the
 //! guest is read back and checked (at most an Ethernet frame of the link's
@@ -29,12 +37,12 @@
 //! `USERNET_TRACE=1` prints a line per frame each way.
 #![no_main]
 
-use lamina_usernet::{Forward, Gateway, UserNet, GATEWAY_MAC, MTU};
+use lamina_usernet::{Forward, Gateway, Protocol, UserNet, GATEWAY_MAC, MAX_FLOWS, MTU};
 use lamina_wire::checksum;
 use lamina_wire::ip::Frame;
 use libfuzzer_sys::fuzz_target;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
@@ -44,6 +52,20 @@ const GUEST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 15];
 
 /// Host clients per input, at most.
 const MAX_CLIENTS: usize = 4;
+
+/// A host client of a forward.
+enum Client {
+    Tcp(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// A UDP socket on loopback sending to `to`, non-blocking.
+fn udp_client(to: SocketAddr) -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind on loopback");
+    socket.connect(to).expect("connect on loopback");
+    socket.set_nonblocking(true).expect("nonblocking");
+    socket
+}
 
 /// The input, read front to back; past its end, zeros.
 struct Input<'a>(&'a [u8]);
@@ -156,6 +178,30 @@ fn answer(sent: &[u8], input: &mut Input) -> Option<Vec<u8>> {
             fill_checksums(&mut frame);
             Some(frame)
         }
+        // A UDP datagram: one back, to its source port, from its
+        // destination port moved by the input's delta.
+        0x0800 if sent.len() >= 14 + 20 + 8 && sent[23] == 17 => {
+            let udp = 14 + usize::from(sent[14] & 0xf) * 4;
+            if sent.len() < udp + 8 {
+                return None;
+            }
+            let port_delta = input.byte() as i8;
+            let len = usize::from(input.byte());
+            let payload = input.bytes(len);
+            let from = be16(sent, udp + 2).wrapping_add_signed(port_delta.into());
+            frame.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+            frame.extend_from_slice(&((28 + payload.len()) as u16).to_be_bytes());
+            frame.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+            frame.extend_from_slice(&sent[30..34]);
+            frame.extend_from_slice(&sent[26..30]);
+            frame.extend_from_slice(&from.to_be_bytes());
+            frame.extend_from_slice(&sent[udp..udp + 2]);
+            frame.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            frame.extend_from_slice(&[0, 0]);
+            frame.extend_from_slice(payload);
+            fill_checksums(&mut frame);
+            Some(frame)
+        }
         _ => None,
     }
 }
@@ -194,10 +240,17 @@ fuzz_target!(|bytes: &[u8]| {
         Forward {
             host_port: 0,
             guest_port: 80,
+            protocol: Protocol::Tcp,
         },
         Forward {
             host_port: 0,
             guest_port: 8080,
+            protocol: Protocol::Tcp,
+        },
+        Forward {
+            host_port: 0,
+            guest_port: 53,
+            protocol: Protocol::Udp,
         },
     ];
     let net = UserNet::bind(&forwards).expect("listen on 127.0.0.1");
@@ -206,7 +259,7 @@ fuzz_target!(|bytes: &[u8]| {
     let guest = UnixDatagram::from(guest);
     let mut now = Duration::ZERO;
     let mut gateway = Gateway::new(net, network, 0x5eed, now);
-    let mut clients: Vec<TcpStream> = Vec::new();
+    let mut clients: Vec<Client> = Vec::new();
     // The last frame from the gateway that the guest can answer.
     let mut last: Option<Vec<u8>> = None;
     let mut input = Input(bytes);
@@ -228,29 +281,46 @@ fuzz_target!(|bytes: &[u8]| {
                 }
             }
             4 => {
-                let addr = addrs[usize::from(input.byte() & 1)];
+                let which = usize::from(input.byte()) % forwards.len();
                 if clients.len() < MAX_CLIENTS {
-                    let client = TcpStream::connect(addr).expect("connect on loopback");
-                    client.set_nonblocking(true).expect("nonblocking");
-                    clients.push(client);
+                    clients.push(match forwards[which].protocol {
+                        Protocol::Tcp => {
+                            let client =
+                                TcpStream::connect(addrs[which]).expect("connect on loopback");
+                            client.set_nonblocking(true).expect("nonblocking");
+                            Client::Tcp(client)
+                        }
+                        Protocol::Udp => Client::Udp(udp_client(addrs[which])),
+                    });
                 }
             }
             5 => {
                 let which = usize::from(input.byte());
                 let len = usize::from(input.byte());
                 let data = input.bytes(len);
-                if let Some(client) = clients.get_mut(which % MAX_CLIENTS) {
-                    let _ = client.write(data);
+                match clients.get_mut(which % MAX_CLIENTS) {
+                    Some(Client::Tcp(client)) => {
+                        let _ = client.write(data);
+                    }
+                    Some(Client::Udp(client)) => {
+                        let datagram: Vec<u8> =
+                            data.iter().copied().cycle().take(len * 8).collect();
+                        let _ = client.send(&datagram);
+                    }
+                    None => {}
                 }
             }
-            6 => {
-                if let Some(client) = clients.get(usize::from(input.byte()) % MAX_CLIENTS) {
+            6 => match clients.get_mut(usize::from(input.byte()) % MAX_CLIENTS) {
+                Some(Client::Tcp(client)) => {
                     let _ = client.shutdown(Shutdown::Write);
                 }
-            }
+                Some(Client::Udp(client)) => *client = udp_client(addrs[2]),
+                None => {}
+            },
             _ => now += Duration::from_millis(input.u16().into()),
         }
         gateway.serve(now).expect("serve");
+        assert!(gateway.udp_flows() <= MAX_FLOWS, "the UDP flow table grew");
         while let Ok(n) = guest.recv(&mut buf) {
             let frame = &buf[..n];
             if std::env::var_os("USERNET_TRACE").is_some() {
@@ -262,17 +332,24 @@ fuzz_target!(|bytes: &[u8]| {
             );
             assert_eq!(frame[6..12], GATEWAY_MAC, "a frame not from the gateway");
             let arp_request = be16(frame, 12) == 0x0806 && n >= 22 && be16(frame, 20) == 1;
-            let tcp = be16(frame, 12) == 0x0800 && n >= 34 && frame[23] == 6;
-            if arp_request || tcp {
+            let tcp_or_udp =
+                be16(frame, 12) == 0x0800 && n >= 34 && (frame[23] == 6 || frame[23] == 17);
+            if arp_request || tcp_or_udp {
                 last = Some(frame.to_vec());
             }
         }
         for client in &mut clients {
-            while matches!(client.read(&mut buf), Ok(n) if n > 0) {}
+            match client {
+                Client::Tcp(client) => while matches!(client.read(&mut buf), Ok(n) if n > 0) {},
+                Client::Udp(client) => while client.recv(&mut buf).is_ok() {},
+            }
         }
     }
     // Reset rather than close: no TIME_WAIT left per execution.
-    for client in &clients {
+    for client in clients.iter().filter_map(|c| match c {
+        Client::Tcp(tcp) => Some(tcp),
+        Client::Udp(_) => None,
+    }) {
         let linger = libc::linger {
             l_onoff: 1,
             l_linger: 0,

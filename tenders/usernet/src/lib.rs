@@ -1,6 +1,6 @@
 //! # lamina-usernet: networking without root, tap or bridge
 //!
-//! `lamina run --port 8080:80` gives the unikernel a private Ethernet: the
+//! `lamina run --port 8080:80` (or `--port 5353:53/udp`) gives the unikernel a private Ethernet: the
 //! guest's network device is one end of a datagram socketpair, which the
 //! tender inherits as `--net:NAME=fd:N` (a real descriptor, so the spt
 //! seccomp rules and hvt's reads and writes are the same as for a tap). On
@@ -8,19 +8,26 @@
 //! process of its own, sandboxed by its own seccomp filter) runs a small
 //! host-side TCP/IP stack (smoltcp) at [`GATEWAY`]. The stack is not in the
 //! tender's address space, which links no smoltcp, as Firecracker keeps
-//! network proxies outside the VMM. Each forward listens on `127.0.0.1:HOST_PORT` with an
-//! ordinary socket; every accepted connection is spliced to a TCP
-//! connection from the gateway to [`GUEST`]`:GUEST_PORT`.
+//! network proxies outside the VMM. Each TCP forward (`8080:80`, or
+//! `8080:80/tcp`) listens on `127.0.0.1:HOST_PORT` with an ordinary socket;
+//! every accepted connection is spliced to a TCP connection from the
+//! gateway to [`GUEST`]`:GUEST_PORT`. Each UDP forward (`5353:53/udp`)
+//! binds `127.0.0.1:HOST_PORT`; each host client's datagrams go to the
+//! guest's port from a gateway port of the client's own, and the guest's
+//! replies back to that client (see [`MAX_FLOWS`], [`IDLE_TIMEOUT`],
+//! [`MAX_DATAGRAM`]).
 //!
 //! The network is private: the guest reaches nothing outside it, and only
 //! the forwarded ports reach the guest.
 
+mod datagram;
 mod splice;
 
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+pub use datagram::{IDLE_TIMEOUT, MAX_DATAGRAM, MAX_FLOWS};
 pub use splice::{run, Gateway, UserNet};
 
 /// The guest's address on the private network (QEMU's slirp uses the same).
@@ -34,31 +41,54 @@ pub const GATEWAY_MAC: [u8; 6] = [0x02, 0x4c, 0x4d, 0x4e, 0x00, 0x02];
 /// The link's MTU.
 pub const MTU: usize = 1500;
 
-/// A host port forwarded to a guest port.
+/// The transport a forward carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// TCP (the default): each host connection is spliced to a connection
+    /// from the gateway to the guest.
+    Tcp,
+    /// UDP: each host client's datagrams go to the guest from a gateway
+    /// port of their own, and the guest's replies back to that client.
+    Udp,
+}
+
+/// A host port forwarded to a guest port: `HOST:GUEST`, `HOST:GUEST/tcp` or
+/// `HOST:GUEST/udp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
     /// Port on 127.0.0.1 of the host.
     pub host_port: u16,
     /// Port on the guest.
     pub guest_port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
 }
 
 /// Why a forward specification was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ForwardError {
-    /// Not `HOST:GUEST`.
-    #[error("port forward '{0}' is not HOST:GUEST, like 8080:80")]
+    /// Not `HOST:GUEST[/PROTOCOL]`.
+    #[error("port forward '{0}' is not HOST:GUEST[/tcp|/udp], like 8080:80 or 5353:53/udp")]
     Syntax(String),
     /// A port is 0 or too large.
     #[error("port forward '{0}' has a port outside 1-65535")]
     Port(String),
+    /// A protocol other than tcp or udp.
+    #[error("port forward '{0}': unknown protocol '{1}' (tcp or udp)")]
+    Protocol(String, String),
 }
 
 impl std::str::FromStr for Forward {
     type Err = ForwardError;
 
     fn from_str(spec: &str) -> Result<Forward, ForwardError> {
-        let (host, guest) = spec
+        let (ports, protocol) = match spec.split_once('/') {
+            None => (spec, Protocol::Tcp),
+            Some((ports, "tcp")) => (ports, Protocol::Tcp),
+            Some((ports, "udp")) => (ports, Protocol::Udp),
+            Some((_, other)) => return Err(ForwardError::Protocol(spec.into(), other.into())),
+        };
+        let (host, guest) = ports
             .split_once(':')
             .ok_or_else(|| ForwardError::Syntax(spec.into()))?;
         let port = |p: &str| {
@@ -70,7 +100,19 @@ impl std::str::FromStr for Forward {
         Ok(Forward {
             host_port: port(host)?,
             guest_port: port(guest)?,
+            protocol,
         })
+    }
+}
+
+impl std::fmt::Display for Forward {
+    /// The specification [`Forward`]'s `FromStr` reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let protocol = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        write!(f, "{}:{}/{protocol}", self.host_port, self.guest_port)
     }
 }
 
@@ -138,13 +180,27 @@ mod tests {
 
     #[test]
     fn forwards_parse() {
+        let tcp = Forward {
+            host_port: 8080,
+            guest_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        assert_eq!("8080:80".parse(), Ok(tcp));
+        assert_eq!("8080:80/tcp".parse(), Ok(tcp));
+        let udp = Forward {
+            host_port: 5353,
+            guest_port: 53,
+            protocol: Protocol::Udp,
+        };
+        assert_eq!("5353:53/udp".parse(), Ok(udp));
+        assert_eq!(udp.to_string().parse(), Ok(udp));
         assert_eq!(
-            "8080:80".parse(),
-            Ok(Forward {
-                host_port: 8080,
-                guest_port: 80
-            })
+            "5353:53/sctp".parse::<Forward>(),
+            Err(ForwardError::Protocol("5353:53/sctp".into(), "sctp".into()))
         );
+        for bad in ["5353:53/", "5353:53/UDP", "5353:53/udp/tcp", "/udp"] {
+            assert!(bad.parse::<Forward>().is_err(), "{bad}");
+        }
         assert!(matches!(
             "8080".parse::<Forward>(),
             Err(ForwardError::Syntax(_))

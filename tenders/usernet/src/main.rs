@@ -1,4 +1,4 @@
-//! `lamina-usernet --link-fd=N HOST:GUEST...`: the user-mode network as a
+//! `lamina-usernet --link-fd=N HOST:GUEST[/tcp|/udp]...`: the user-mode network as a
 //! process of its own, outside the tender (see the library's description).
 //!
 //! Descriptor N, inherited open, is one end of a datagram socketpair whose
@@ -13,9 +13,10 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: lamina-usernet --link-fd=N HOST:GUEST [HOST:GUEST...]\n\
+const USAGE: &str = "usage: lamina-usernet --link-fd=N HOST:GUEST[/tcp|/udp] [HOST:GUEST...]\n\
     Serves a private network (gateway 10.0.2.2, guest 10.0.2.15/24) on the inherited\n\
-    datagram socket N, forwarding each 127.0.0.1:HOST to the guest's port GUEST.";
+    datagram socket N, forwarding each 127.0.0.1:HOST to the guest's port GUEST\n\
+    (TCP unless /udp follows).";
 
 /// The command line: the link's descriptor and the forwards.
 fn parse(args: &[String]) -> Result<(RawFd, Vec<Forward>), String> {
@@ -129,15 +130,18 @@ mod tests {
     #[test]
     fn command_lines_parse() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (fd, forwards) = parse(&args(&["--link-fd=5", "8080:80", "9090:90"])).unwrap();
+        let (fd, forwards) =
+            parse(&args(&["--link-fd=5", "8080:80", "9090:90", "5353:53/udp"])).unwrap();
         assert_eq!(fd, 5);
-        assert_eq!(forwards.len(), 2);
+        assert_eq!(forwards.len(), 3);
+        assert_eq!(forwards[2].protocol, lamina_usernet::Protocol::Udp);
         for bad in [
             &["8080:80"][..],
             &["--link-fd=5"],
             &["--link-fd=1", "8080:80"],
             &["--link-fd=x", "8080:80"],
             &["--link-fd=5", "8080"],
+            &["--link-fd=5", "5353:53/sctp"],
             &["--bogus", "8080:80"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");

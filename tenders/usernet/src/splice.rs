@@ -1,14 +1,15 @@
-//! The event loop: one thread, `poll(2)` over the link, the listeners and
-//! the forwarded connections, smoltcp in between.
+//! The event loop: one thread, `poll(2)` over the link, the listeners, the
+//! forwarded connections and the UDP forwards' sockets, smoltcp in between.
 
-use crate::{Forward, GATEWAY, GATEWAY_MAC, GUEST, MTU, PREFIX};
+use crate::datagram::Datagrams;
+use crate::{Forward, Protocol, GATEWAY, GATEWAY_MAC, GUEST, MTU, PREFIX};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
@@ -142,14 +143,25 @@ struct Splice {
 /// The bound forwards, ready to run once the guest's link exists.
 pub struct UserNet {
     listeners: Vec<(Forward, TcpListener)>,
+    datagrams: Vec<(Forward, UdpSocket)>,
+    /// Each forward's host address, in the order given.
+    addrs: Vec<SocketAddr>,
 }
 
 impl UserNet {
-    /// Listens on 127.0.0.1 for every forward now, so that a port in use is
-    /// reported before the guest boots.
+    /// Listens on (TCP) or binds (UDP) 127.0.0.1 for every forward now, so
+    /// that a port in use is reported before the guest boots.
     pub fn bind(forwards: &[Forward]) -> io::Result<UserNet> {
         let mut listeners = Vec::new();
+        let mut datagrams = Vec::new();
+        let mut addrs = Vec::new();
         for forward in forwards {
+            if forward.protocol == Protocol::Udp {
+                let socket = Datagrams::bind(forward)?;
+                addrs.push(socket.local_addr()?);
+                datagrams.push((*forward, socket));
+                continue;
+            }
             let listener = TcpListener::bind(("127.0.0.1", forward.host_port)).map_err(|e| {
                 io::Error::new(
                     e.kind(),
@@ -157,15 +169,20 @@ impl UserNet {
                 )
             })?;
             listener.set_nonblocking(true)?;
+            addrs.push(listener.local_addr()?);
             listeners.push((*forward, listener));
         }
-        Ok(UserNet { listeners })
+        Ok(UserNet {
+            listeners,
+            datagrams,
+            addrs,
+        })
     }
 
     /// Where each forward listens, in the order given to [`UserNet::bind`]
     /// (a forward from host port 0 listens on a port the kernel picked).
-    pub fn local_addrs(&self) -> io::Result<Vec<std::net::SocketAddr>> {
-        self.listeners.iter().map(|(_, l)| l.local_addr()).collect()
+    pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {
+        Ok(self.addrs.clone())
     }
 }
 
@@ -267,7 +284,7 @@ pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
 
 /// The private network's state between wake-ups: the gateway's smoltcp
 /// interface (its ARP cache, its TCP connections to the guest), the
-/// forwards' listeners and the spliced host connections. [`run`] drives it
+/// forwards' listeners, the spliced host connections and the UDP flows. [`run`] drives it
 /// with the real clock; the `usernet` fuzz target drives [`Gateway::serve`]
 /// with frames of its own on the guest's end of the link.
 pub struct Gateway {
@@ -276,6 +293,7 @@ pub struct Gateway {
     iface: Interface,
     sockets: SocketSet<'static>,
     splices: Vec<Splice>,
+    datagrams: Datagrams,
     next_port: u16,
 }
 
@@ -302,6 +320,7 @@ impl Gateway {
             iface,
             sockets: SocketSet::new(Vec::new()),
             splices: Vec::new(),
+            datagrams: Datagrams::new(net.datagrams),
             next_port: 40000,
         }
     }
@@ -309,8 +328,9 @@ impl Gateway {
     /// Serves once, without waiting, at time `now` since the network
     /// started: accepts the host connections waiting on the listeners,
     /// takes every frame the guest has sent (Ethernet, ARP, IPv4, ICMP,
-    /// TCP, all parsed by smoltcp here), moves bytes between the host
-    /// connections and the guest's, and sends the frames that result.
+    /// TCP, UDP, all parsed by smoltcp here), moves bytes between the host
+    /// connections and the guest's and datagrams between the host clients
+    /// and the guest, and sends the frames that result.
     pub fn serve(&mut self, now: Duration) -> io::Result<()> {
         // New host connections: each opens a connection to the guest.
         for (forward, listener) in &self.listeners {
@@ -346,18 +366,32 @@ impl Gateway {
             }
         }
         self.device.flush();
+        self.datagrams.expire(&mut self.sockets, now);
         // Until nothing moves: frames in, bytes across, frames out.
         let (iface, device, sockets) = (&mut self.iface, &mut self.device, &mut self.sockets);
         for _ in 0..64 {
-            let ingress = iface.poll(instant(now), device, sockets);
             let mut moved = false;
+            self.datagrams.take_from_host(sockets, now, &mut moved);
+            let ingress = iface.poll(instant(now), device, sockets);
             self.splices.retain_mut(|s| pump(s, sockets, &mut moved));
+            self.datagrams.answer_host(sockets, now, &mut moved);
             if !moved && ingress == smoltcp::iface::PollResult::None {
                 break;
             }
         }
         iface.poll(instant(now), device, sockets);
         Ok(())
+    }
+
+    /// UDP client flows open now.
+    pub fn udp_flows(&self) -> usize {
+        self.datagrams.flows()
+    }
+
+    /// Datagrams from host clients dropped so far: larger than a frame of
+    /// the link holds, or their flow's buffer full.
+    pub fn udp_dropped(&self) -> u64 {
+        self.datagrams.dropped
     }
 
     /// Sleeps until the link, a listener or a connection can move, or
@@ -374,11 +408,16 @@ impl Gateway {
             events: link_events,
             revents: 0,
         }];
-        fds.extend(self.listeners.iter().map(|(_, l)| libc::pollfd {
-            fd: l.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }));
+        let listening = self.listeners.iter().map(|(_, l)| l.as_raw_fd());
+        fds.extend(
+            listening
+                .chain(self.datagrams.fds())
+                .map(|fd| libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                }),
+        );
         for s in &self.splices {
             let mut events = 0;
             if !s.host_eof && s.to_guest.len() < BUFFER {
