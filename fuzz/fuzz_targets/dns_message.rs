@@ -2,14 +2,143 @@
 //! resolver): parsed with `lamina_dns::wire`, every question, record, name,
 //! record data and EDNS option walked and displayed; a message that parses
 //! whole is written again with the builder (names decompressed, then
-//! compressed again) and must read back to the same text.
+//! compressed again) and must read back to the same text. Then the bytes
+//! go to the authoritative server's answer logic (`Authority::respond` over
+//! UDP and TCP, and a zone transfer) for a small zone with every answer
+//! kind: a query gets a response that reads back whole, a response or a
+//! message shorter than a header gets none.
 #![no_main]
 
 use std::fmt::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::OnceLock;
 
+use lamina_dns::server::{Authority, Transfer, Transport};
 use lamina_dns::wire::{Message, MessageBuilder, OptRepr, Section, MAX_NAME_LEN};
-use lamina_dns::Rtype;
+use lamina_dns::zone::{Record, Zone, Zones};
+use lamina_dns::{Class, Rtype};
 use libfuzzer_sys::fuzz_target;
+
+fn wire(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in text
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+/// example.com: A, AAAA, NS, MX, a CNAME chain and a loop, a wildcard, a
+/// delegation with glue, a set too big for 512 bytes; transfers allowed.
+fn authority() -> &'static Authority {
+    static AUTHORITY: OnceLock<Authority> = OnceLock::new();
+    AUTHORITY.get_or_init(|| {
+        let rr = |owner: &str, rtype, rdata: Vec<u8>| Record {
+            owner: wire(owner),
+            rtype,
+            class: Class::IN,
+            ttl: 300,
+            rdata,
+        };
+        let mut soa = wire("ns.example.com.");
+        soa.extend_from_slice(&wire("hostmaster.example.com."));
+        soa.extend_from_slice(&[
+            0, 0, 0, 1, 0, 0, 14, 16, 0, 0, 3, 132, 0, 9, 58, 128, 0, 0, 1, 44,
+        ]);
+        let mut records = vec![
+            rr("example.com.", Rtype::SOA, soa),
+            rr("example.com.", Rtype::NS, wire("ns.example.com.")),
+            rr(
+                "example.com.",
+                Rtype::MX,
+                [&[0, 10][..], &wire("www.example.com.")].concat(),
+            ),
+            rr("ns.example.com.", Rtype::A, vec![192, 0, 2, 53]),
+            rr("www.example.com.", Rtype::A, vec![192, 0, 2, 1]),
+            rr(
+                "www.example.com.",
+                Rtype::AAAA,
+                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+            ),
+            rr("alias.example.com.", Rtype::CNAME, wire("www.example.com.")),
+            rr(
+                "loop1.example.com.",
+                Rtype::CNAME,
+                wire("loop2.example.com."),
+            ),
+            rr(
+                "loop2.example.com.",
+                Rtype::CNAME,
+                wire("loop1.example.com."),
+            ),
+            rr("*.wild.example.com.", Rtype::TXT, b"\x02hi".to_vec()),
+            rr("sub.example.com.", Rtype::NS, wire("ns.sub.example.com.")),
+            rr("ns.sub.example.com.", Rtype::A, vec![192, 0, 2, 99]),
+        ];
+        for i in 0..40u8 {
+            records.push(rr(
+                "big.example.com.",
+                Rtype::TXT,
+                [&[20][..], &[b'a' + i % 26; 20]].concat(),
+            ));
+        }
+        let zone = Zone::from_records(&wire("example.com."), records).unwrap();
+        Authority::new(Zones::new(vec![zone]).unwrap()).allow_axfr(["0.0.0.0/0".parse().unwrap()])
+    })
+}
+
+/// Answers `bytes` over both transports and checks the responses.
+fn serve(bytes: &[u8]) {
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let query = Message::new_checked(bytes)
+        .ok()
+        .filter(|m| !m.is_response());
+    let mut out = vec![0u8; 65535];
+    for (transport, size) in [
+        (Transport::Udp, 1232),
+        (Transport::Udp, 512),
+        (Transport::Tcp, 65535),
+    ] {
+        let answer = authority().respond(bytes, transport, peer, &mut out[..size]);
+        let Some(query) = &query else {
+            assert!(answer.is_none());
+            continue;
+        };
+        let len = answer.expect("a query gets an answer");
+        let response = Message::new_checked(&out[..len]).expect("a header");
+        assert!(response.is_response());
+        assert_eq!(response.id(), query.id());
+        assert!(response.questions().all(|q| q.is_ok()));
+        assert!(response
+            .records()
+            .all(|r| r.is_ok_and(|r| r.data().is_ok())));
+        let opt = response.edns().expect("one well-formed OPT at most");
+        if transport == Transport::Udp {
+            let offered = query
+                .edns()
+                .ok()
+                .flatten()
+                .map_or(512, |o| usize::from(o.udp_payload_size));
+            assert!(len <= offered.max(512), "{len} > {offered}");
+        }
+        assert_eq!(opt.is_some(), matches!(query.edns(), Ok(Some(_))));
+    }
+    if let Some(mut transfer) = authority().transfer(bytes, peer) {
+        let mut messages = 0;
+        while let Some(len) = transfer.next_message(&mut out) {
+            let message = Message::new_checked(&out[..len]).unwrap();
+            assert!(message.records().all(|r| r.is_ok()));
+            messages += 1;
+            assert!(messages < 10);
+        }
+        assert!(messages > 0);
+    }
+}
 
 /// Every question and record as text, lowercased (compression may give a
 /// name an earlier equal name's case), or `None` if something did not parse.
@@ -36,6 +165,7 @@ fn text<T: AsRef<[u8]>>(message: &Message<T>) -> Option<String> {
 }
 
 fuzz_target!(|bytes: &[u8]| {
+    serve(bytes);
     let Ok(message) = Message::new_checked(bytes) else {
         assert!(bytes.len() < 12);
         return;

@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod answer;
 mod querylog;
 mod tcp;
 mod udp;
@@ -40,6 +41,9 @@ use core::net::{IpAddr, SocketAddr};
 use lamina_core::device::{NetError, Stack, TcpListener, UdpSocket};
 use lamina_core::runtime::{Duration, Handle};
 
+pub use answer::{
+    Authority, AxfrTransfer, PeerPrefix, PeerPrefixError, DEFAULT_EDNS_PAYLOAD, MAX_CNAME_CHAIN,
+};
 pub use querylog::QueryLine;
 
 /// The transport a query came over: it bounds the response (a UDP answer

@@ -1,0 +1,190 @@
+//! The UDP answer path allocates nothing: a global allocator counts the
+//! allocations of this thread while `Authority::respond` answers every kind
+//! of query (answers, CNAME chains, wildcards, referrals, NXDOMAIN, NODATA,
+//! TC, REFUSED, FORMERR, BADVERS, NOTIMP).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::{IpAddr, Ipv4Addr};
+
+use lamina_dns::server::{Authority, Transport};
+use lamina_dns::wire::{flags, Message, MessageBuilder};
+use lamina_dns::zone::{Record, Zone, Zones};
+use lamina_dns::{Class, Opcode, Rcode, Rtype};
+
+/// Counts allocations made by this thread while `COUNTING` is set (other
+/// test threads allocate as they like).
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the
+// counters are const-initialised thread locals, which do not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc requires.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: ptr came from System.alloc with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|n| n.set(n.get() + 1));
+        }
+        // SAFETY: ptr came from System.alloc with this layout.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Allocations `f` makes on this thread.
+fn allocations(f: impl FnOnce()) -> usize {
+    ALLOCATIONS.with(|n| n.set(0));
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn wire(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for label in text
+        .trim_end_matches('.')
+        .split('.')
+        .filter(|l| !l.is_empty())
+    {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
+fn rr(owner: &str, rtype: Rtype, rdata: Vec<u8>) -> Record {
+    Record {
+        owner: wire(owner),
+        rtype,
+        class: Class::IN,
+        ttl: 300,
+        rdata,
+    }
+}
+
+fn authority() -> Authority {
+    let mut soa = wire("ns.example.com.");
+    soa.extend_from_slice(&wire("hostmaster.example.com."));
+    soa.extend_from_slice(&[0; 20]);
+    let mut records = vec![
+        rr("example.com.", Rtype::SOA, soa),
+        rr("example.com.", Rtype::NS, wire("ns.example.com.")),
+        rr(
+            "example.com.",
+            Rtype::MX,
+            [&[0, 10][..], &wire("www.example.com.")].concat(),
+        ),
+        rr("ns.example.com.", Rtype::A, vec![192, 0, 2, 53]),
+        rr("www.example.com.", Rtype::A, vec![192, 0, 2, 1]),
+        rr("alias.example.com.", Rtype::CNAME, wire("www.example.com.")),
+        rr("*.wild.example.com.", Rtype::TXT, b"\x02hi".to_vec()),
+        rr("sub.example.com.", Rtype::NS, wire("ns.sub.example.com.")),
+        rr("ns.sub.example.com.", Rtype::A, vec![192, 0, 2, 99]),
+    ];
+    for i in 0..40u8 {
+        records.push(rr(
+            "big.example.com.",
+            Rtype::TXT,
+            [&[30][..], &[b'a' + i % 26; 30]].concat(),
+        ));
+    }
+    let zone = Zone::from_records(&wire("example.com."), records).unwrap();
+    Authority::new(Zones::new(vec![zone]).unwrap())
+}
+
+fn query(name: &str, qtype: Rtype, opcode: Opcode, edns: Option<u8>) -> Vec<u8> {
+    let mut buf = vec![0u8; 512];
+    let mut b = MessageBuilder::new(&mut buf).unwrap();
+    b.header().set_id(7);
+    b.header().set_opcode(opcode);
+    b.question(&wire(name), qtype, Class::IN).unwrap();
+    let len = b.finish();
+    buf.truncate(len);
+    if let Some(version) = edns {
+        buf[11] = 1;
+        buf.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, version, 0x80, 0, 0, 0]);
+    }
+    buf
+}
+
+#[test]
+fn answering_over_udp_allocates_nothing() {
+    let authority = authority();
+    let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut queries = Vec::new();
+    for name in [
+        "www.example.com.",
+        "alias.example.com.",
+        "x.wild.example.com.",
+        "a.sub.example.com.",
+        "no.example.com.",
+        "big.example.com.",
+        "example.org.",
+        "example.com.",
+    ] {
+        for qtype in [Rtype::A, Rtype::TXT, Rtype::MX, Rtype::ANY, Rtype::AXFR] {
+            for edns in [None, Some(0), Some(1)] {
+                queries.push(query(name, qtype, Opcode::QUERY, edns));
+            }
+        }
+    }
+    queries.push(query("www.example.com.", Rtype::A, Opcode::NOTIFY, None));
+    let mut formerr = query("www.example.com.", Rtype::A, Opcode::QUERY, None);
+    formerr[5] = 2;
+    queries.push(formerr);
+    let mut out = vec![0u8; 1232];
+    let mut rcodes = Vec::with_capacity(queries.len());
+    let mut truncated = 0;
+    let counted = allocations(|| {
+        for q in &queries {
+            let len = authority
+                .respond(q, Transport::Udp, peer, &mut out)
+                .unwrap();
+            let message = Message::new_checked(&out[..len]).unwrap();
+            // Vec::with_capacity: pushing within it does not allocate.
+            rcodes.push(message.rcode());
+            truncated += usize::from(message.flags() & flags::TC != 0);
+        }
+    });
+    assert_eq!(
+        counted,
+        0,
+        "allocations while answering {} queries",
+        queries.len()
+    );
+    // The queries covered what they meant to.
+    for rcode in [
+        Rcode::NOERROR,
+        Rcode::NXDOMAIN,
+        Rcode::REFUSED,
+        Rcode::FORMERR,
+        Rcode::NOTIMP,
+    ] {
+        assert!(rcodes.contains(&rcode), "{rcode}");
+    }
+    assert!(truncated > 0);
+    // The counter counts: a transfer allocates its iterator.
+    let authority = authority.allow_axfr(["127.0.0.1".parse().unwrap()]);
+    let transfer = query("example.com.", Rtype::AXFR, Opcode::QUERY, None);
+    assert!(allocations(|| drop(authority.transfer(&transfer, peer))) > 0);
+}
