@@ -28,6 +28,8 @@ import argparse, os, random, re, shutil, statistics, subprocess, sys, tempfile, 
 from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
 
 ZONES = os.path.join(ROOT, "examples", "dns", "zones")
+# By path: from ROOT, `lamina build dns` would name the lamina-dns crate's
+# directory, not the example.
 EXAMPLE = os.path.join(ROOT, "examples", "dns")
 TOOLS = {"dnsperf": "dnsperf", "nsd": "nsd", "nsd-checkzone": "nsd", "knotd": "knot", "kdig": "knot-dnsutils"}
 
@@ -218,7 +220,7 @@ def unikernel(target, mem, queries, args, runs=None):
     ns = f"lamina-dns-{target}"
     tap_namespace(ns, "10.215.0.1/24")
     proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
-                             "--net:service=tap0", image(target, "dns"), "--ipv4=10.215.0.2/24"],
+                             "--net:service=tap0", image(target, EXAMPLE), "--ipv4=10.215.0.2/24"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         if not wait_for_answer(ns, "10.215.0.2", zones()[0][0], proc):
@@ -286,7 +288,7 @@ def main():
         sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
         goal = {"spt": 1.2, "hvt": 1.0}
         for target in ("spt", "hvt"):
-            size = os.path.getsize(image(target, "dns"))
+            size = os.path.getsize(image(target, EXAMPLE))
             result, alive = unikernel(target, 64, queries, args)
             if result is None:
                 print(f"  {target} (tap)     did not answer")
