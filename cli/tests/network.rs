@@ -159,6 +159,11 @@ fn dhcp_gives_the_unikernel_its_address() {
             "--bind-interfaces",
             "--port=0",
             &format!("--dhcp-range={range}"),
+            // DNS is off (--port=0), so option 6 is sent only as told.
+            &format!(
+                "--dhcp-option=option:dns-server,10.{0}.0.1,10.{0}.0.53",
+                ns.subnet
+            ),
             &format!("--dhcp-leasefile={}", leases.display()),
             &format!("--pid-file={}", pid_file.display()),
         ]);
@@ -188,6 +193,11 @@ fn dhcp_gives_the_unikernel_its_address() {
             address.starts_with(&format!("10.{}.0.", ns.subnet)),
             "{address}"
         );
+        // Option 6: the stack took the DNS servers of the lease, which its
+        // resolvers then ask (Stack::dns_servers).
+        let text = std::fs::read_to_string(&console).unwrap();
+        let servers = format!("DNS servers [10.{0}.0.1, 10.{0}.0.53]", ns.subnet);
+        assert!(text.contains(&servers), "{target}: no '{servers}':\n{text}");
         let tcp = ns.sh(&format!("printf 'leased\\n' | nc -N -w 3 {address} 7"));
         assert_eq!(String::from_utf8_lossy(&tcp.stdout), "leased\n", "{target}");
         if let Ok(pid) = std::fs::read_to_string(&pid_file) {

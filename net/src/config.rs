@@ -8,6 +8,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use core::net::Ipv4Addr;
 use lamina_core::args::{ArgError, ArgValue};
+use lamina_core::device::DnsServers;
 
 /// Smallest TCP buffer per direction: what a connection gets when memory
 /// is short, and the least `--tcp-rx-buffer` and `--tcp-tx-buffer` accept.
@@ -141,6 +142,9 @@ lamina_core::boot_args! {
         pub tcp_memory: usize = "29360128",
         /// Connections a listener holds until accepted (its backlog), 1 to 65535.
         pub tcp_backlog: usize = "1024",
+        /// DNS servers for resolvers, ADDR[:PORT] separated by commas (at most 3);
+        /// without it, those DHCP gave (option 6).
+        pub dns: Option<DnsServers> = "",
     }
 }
 
@@ -336,7 +340,19 @@ mod tests {
     #[test]
     fn arguments_no_stack_can_use_are_refused_when_parsed() {
         let huge = "18446744073709551615";
-        let cases: [(&[&str], &str); 12] = [
+        let cases: [(&[&str], &str); 15] = [
+            (
+                &["--dns=10.1.0.1:0"],
+                "invalid value '10.1.0.1:0' for '--dns': 10.1.0.1:0 cannot be a DNS server",
+            ),
+            (
+                &["--dns=resolver"],
+                "invalid value 'resolver' for '--dns': 'resolver' is not an IP address",
+            ),
+            (
+                &["--dns=10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4"],
+                "invalid value '10.0.0.1,10.0.0.2,10.0.0.3,10.0.0.4' for '--dns': at most 3 servers",
+            ),
             (
                 &["--ipv4=239.1.0.2/24"],
                 "invalid value '239.1.0.2/24' for '--ipv4': 239.1.0.2 is not a unicast address",
@@ -426,6 +442,7 @@ mod tests {
                 "--tcp-memory=8589934592",
             ],
             &["--tcp-backlog=1", "--tcp-ack-delay-ms=500"],
+            &["--dns=10.1.0.1,[fd00::53]:5353"],
         ] {
             assert!(parse(words).is_ok(), "{words:?}: {:?}", parse(words));
         }

@@ -29,6 +29,8 @@ pub(crate) struct Core {
     kicked: Cell<bool>,
     /// The IPv4 address in use, once configured.
     pub(crate) ipv4: Cell<Option<Ipv4Cidr>>,
+    /// The DNS servers of the DHCP lease (option 6), while there is one.
+    pub(crate) dhcp_dns: RefCell<Vec<core::net::Ipv4Addr>>,
     /// Wakers of tasks waiting for an address (connect before DHCP).
     pub(crate) address_waiters: RefCell<Vec<Waker>>,
     /// Sockets whose owner dropped them: removed once closed.
@@ -214,6 +216,7 @@ impl NetStack {
             driver: RefCell::new(None),
             kicked: Cell::new(false),
             ipv4: Cell::new(static_ipv4),
+            dhcp_dns: RefCell::new(Vec::new()),
             address_waiters: RefCell::new(Vec::new()),
             orphans: RefCell::new(Vec::new()),
             listeners: RefCell::new(Vec::new()),
@@ -404,7 +407,12 @@ impl<N: Netif> Driver<N> {
                         address: to_std(address.address()),
                         prefix: address.prefix_len(),
                     };
-                    log::info!("net: DHCP gave {cidr}, gateway {:?}", config.router);
+                    let dns: Vec<_> = config.dns_servers.iter().map(|&a| to_std(a)).collect();
+                    log::info!(
+                        "net: DHCP gave {cidr}, gateway {:?}, DNS servers {dns:?}",
+                        config.router
+                    );
+                    *self.core.dhcp_dns.borrow_mut() = dns;
                     self.core.ipv4.set(Some(cidr));
                     self.core
                         .address_waiters
@@ -417,6 +425,7 @@ impl<N: Netif> Driver<N> {
                     iface.update_ip_addrs(|addrs| addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_))));
                     iface.routes_mut().remove_default_ipv4_route();
                     self.core.ipv4.set(None);
+                    self.core.dhcp_dns.borrow_mut().clear();
                 }
                 None => {}
             }

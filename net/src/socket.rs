@@ -11,7 +11,9 @@ use core::future::poll_fn;
 use core::net::{IpAddr, SocketAddr};
 use core::task::Poll;
 use core::task::Waker;
-use lamina_core::device::{NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket};
+use lamina_core::device::{
+    DnsServers, NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket,
+};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::wire::{IpEndpoint, IpListenEndpoint};
@@ -104,6 +106,20 @@ impl Stack for NetStack {
     type TcpListener = NetTcpListener;
     type TcpStream = NetTcpStream;
     type UdpSocket = NetUdpSocket;
+
+    /// `--dns` if given, else the servers of the DHCP lease (option 6).
+    fn dns_servers(&self) -> Vec<SocketAddr> {
+        match &self.core.args.dns {
+            Some(servers) => servers.0.clone(),
+            None => self
+                .core
+                .dhcp_dns
+                .borrow()
+                .iter()
+                .map(|&ip| SocketAddr::new(IpAddr::V4(ip), DnsServers::PORT))
+                .collect(),
+        }
+    }
 
     async fn tcp_listen(&self, addr: SocketAddr) -> Result<NetTcpListener, NetError> {
         let mut at = listen_endpoint(addr);

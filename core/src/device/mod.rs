@@ -23,7 +23,8 @@ pub use clock::Clock;
 pub use console::Console;
 pub use kv::{normalize_key, KvEntry, KvError, KvRead, KvWrite};
 pub use net::{
-    NetError, Netif, Offloads, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket,
+    DnsServers, NetError, Netif, Offloads, Stack, TcpListener, TcpRead, TcpStream, TcpWrite,
+    UdpSocket,
 };
 pub use random::Random;
 mod unavailable;

@@ -1,4 +1,7 @@
-use core::net::SocketAddr;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
 
 /// Why a network operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +135,67 @@ pub trait Stack {
     async fn tcp_connect(&self, addr: SocketAddr) -> Result<Self::TcpStream, NetError>;
     /// Binds a UDP socket to `addr`.
     async fn udp_bind(&self, addr: SocketAddr) -> Result<Self::UdpSocket, NetError>;
+    /// The DNS servers this stack was told to use, first choice first, each
+    /// with its port: a `--dns` boot argument if there is one, else what
+    /// configured the stack (DHCP option 6 on Lamina's stack,
+    /// `/etc/resolv.conf` on unix). Empty when there are none, as by
+    /// default. A resolver asks before each query: a new DHCP lease may
+    /// change them.
+    fn dns_servers(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
+}
+
+/// A list of DNS servers as a boot argument, `--dns=ADDR[,ADDR...]`: each an
+/// IP address with an optional port (`10.0.0.1`, `10.0.0.1:5353`,
+/// `fd00::1`, `[fd00::1]:5353`; [`DnsServers::PORT`] when none is given),
+/// at most [`DnsServers::MAX`] of them.
+///
+/// ```
+/// use lamina_core::args::ArgValue;
+/// use lamina_core::device::DnsServers;
+/// let servers = DnsServers::parse_arg("10.0.0.1,[fd00::1]:5353").unwrap();
+/// assert_eq!(servers.0, ["10.0.0.1:53".parse().unwrap(), "[fd00::1]:5353".parse().unwrap()]);
+/// assert!(DnsServers::parse_arg("10.0.0.1:0").is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsServers(pub Vec<SocketAddr>);
+
+impl DnsServers {
+    /// The most servers a list holds (as `/etc/resolv.conf`'s MAXNS).
+    pub const MAX: usize = 3;
+    /// The port of a server given without one.
+    pub const PORT: u16 = 53;
+
+    /// One server: an address, with or without a port.
+    pub fn parse_server(text: &str) -> Result<SocketAddr, String> {
+        let server = match text.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, Self::PORT),
+            Err(_) => text
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("'{text}' is not an IP address, ADDR:PORT or [IPV6]:PORT"))?,
+        };
+        let ip = server.ip();
+        if ip.is_unspecified() || ip.is_multicast() || server.port() == 0 {
+            return Err(format!(
+                "{server} cannot be a DNS server (unspecified or multicast address, or port 0)"
+            ));
+        }
+        Ok(server)
+    }
+}
+
+impl crate::args::ArgValue for DnsServers {
+    fn parse_arg(s: &str) -> Result<Self, String> {
+        let servers = s
+            .split(',')
+            .map(|one| Self::parse_server(one.trim()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.len() > Self::MAX {
+            return Err(format!("at most {} servers", Self::MAX));
+        }
+        Ok(DnsServers(servers))
+    }
 }
 
 /// A listening TCP socket. Dropping it stops listening.

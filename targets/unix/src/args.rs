@@ -1,8 +1,9 @@
 //! Device arguments of the unix target: `--block:NAME=FILE`, `--kv:NAME=DIR`,
-//! `--net:NAME=TAP` and `--bind=ADDR`.
+//! `--net:NAME=TAP`, `--bind=ADDR` and `--dns=ADDR[,ADDR...]`.
 
-use lamina_core::args::{ArgError, ArgSet, ArgSpec};
+use lamina_core::args::{ArgError, ArgSet, ArgSpec, ArgValue};
 use lamina_core::declare::{Attachment, Declared};
+use lamina_core::device::DnsServers;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -18,6 +19,9 @@ pub struct DeviceArgs {
     pub taps: BTreeMap<String, String>,
     /// The address unspecified listen addresses bind to.
     pub bind: IpAddr,
+    /// The DNS servers the stack reports (`--dns`); without it, those of
+    /// `/etc/resolv.conf`.
+    pub dns: Option<DnsServers>,
 }
 
 impl Default for DeviceArgs {
@@ -27,6 +31,7 @@ impl Default for DeviceArgs {
             kvs: BTreeMap::new(),
             taps: BTreeMap::new(),
             bind: IpAddr::from([127, 0, 0, 1]),
+            dns: None,
         }
     }
 }
@@ -102,6 +107,12 @@ impl ArgSet for DeviceArgs {
                 help: "host address that listening on 0.0.0.0 binds to",
                 default: "127.0.0.1",
             },
+            ArgSpec {
+                name: "dns",
+                value: "ADDR[:PORT],...",
+                help: "DNS servers for resolvers (at most 3); without it, /etc/resolv.conf's",
+                default: "",
+            },
         ]
     }
 
@@ -113,6 +124,16 @@ impl ArgSet for DeviceArgs {
                 value: value.to_owned(),
                 reason: "expected an IP address".to_owned(),
             })?;
+            return Ok(true);
+        }
+        if name == "dns" {
+            let value = value.ok_or_else(|| ArgError::MissingValue(name.to_owned()))?;
+            let servers = DnsServers::parse_arg(value).map_err(|reason| ArgError::Invalid {
+                name: name.to_owned(),
+                value: value.to_owned(),
+                reason,
+            })?;
+            self.dns = Some(servers);
             return Ok(true);
         }
         let Some((kind, device)) = name.split_once(':') else {
@@ -181,6 +202,26 @@ mod tests {
         assert_eq!(
             args.check_declared(DECLARED).unwrap_err(),
             "--net:service: the application declares no net device 'service' (it declares: none)"
+        );
+    }
+
+    #[test]
+    fn dns_servers_are_addresses_with_optional_ports() {
+        let mut args = DeviceArgs::default();
+        assert!(args.accept("dns", Some("127.0.0.1:5353,::1")).unwrap());
+        assert_eq!(
+            args.dns.clone().unwrap().0,
+            [
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+        let error = args.accept("dns", Some("localhost")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("'localhost' is not an IP address"),
+            "{error}"
         );
     }
 }

@@ -76,7 +76,11 @@ impl Platform for UnixPlatform {
     /// The host's sockets, whatever the name: on unix every network device
     /// is the host's.
     fn stack(&self, _name: &str) -> Result<Self::Stack, DeviceError> {
-        Ok(net::HostStack::new(self.reactor.clone(), self.devices.bind))
+        let stack = net::HostStack::new(self.reactor.clone(), self.devices.bind);
+        Ok(match &self.devices.dns {
+            Some(servers) => stack.with_dns_servers(servers.0.clone()),
+            None => stack,
+        })
     }
 
     fn block(&self, name: &str) -> Result<Self::Block, DeviceError> {

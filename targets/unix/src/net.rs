@@ -1,7 +1,9 @@
 //! The Stack trait on the host's sockets.
 
 use crate::reactor::{Async, Reactor};
-use lamina_core::device::{NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket};
+use lamina_core::device::{
+    DnsServers, NetError, Stack, TcpListener, TcpRead, TcpStream, TcpWrite, UdpSocket,
+};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
@@ -34,12 +36,25 @@ pub(crate) fn net_error(e: io::Error) -> NetError {
 pub struct HostStack {
     reactor: Rc<Reactor>,
     bind: IpAddr,
+    /// `--dns`; without it, the host's resolver configuration.
+    dns: Option<Vec<SocketAddr>>,
 }
 
 impl HostStack {
-    /// A stack binding unspecified addresses to `bind`.
+    /// A stack binding unspecified addresses to `bind`, reporting the DNS
+    /// servers of `/etc/resolv.conf`.
     pub fn new(reactor: Rc<Reactor>, bind: IpAddr) -> Self {
-        HostStack { reactor, bind }
+        HostStack {
+            reactor,
+            bind,
+            dns: None,
+        }
+    }
+
+    /// The same stack reporting `servers` as its DNS servers instead.
+    pub fn with_dns_servers(mut self, servers: Vec<SocketAddr>) -> Self {
+        self.dns = Some(servers);
+        self
     }
 
     fn local(&self, addr: SocketAddr) -> SocketAddr {
@@ -58,6 +73,21 @@ impl HostStack {
     }
 }
 
+/// The servers of `nameserver ADDR` lines in resolv.conf(5) text, at
+/// port 53, at most [`DnsServers::MAX`]; an address that does not parse
+/// (an IPv6 one with a `%zone`) is skipped.
+pub fn resolv_conf_servers(text: &str) -> Vec<SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            (words.next() == Some("nameserver")).then(|| words.next())?
+        })
+        .filter_map(|address| address.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, DnsServers::PORT))
+        .take(DnsServers::MAX)
+        .collect()
+}
+
 fn socket(addr: &SocketAddr, ty: Type, protocol: Protocol) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(*addr),
@@ -71,6 +101,17 @@ impl Stack for HostStack {
     type TcpListener = HostTcpListener;
     type TcpStream = HostTcpStream;
     type UdpSocket = HostUdpSocket;
+
+    /// `--dns` if given, else the `nameserver` lines of `/etc/resolv.conf`
+    /// (read at each call, as the host's resolver does when it changes).
+    fn dns_servers(&self) -> Vec<SocketAddr> {
+        match &self.dns {
+            Some(servers) => servers.clone(),
+            None => std::fs::read_to_string("/etc/resolv.conf")
+                .map(|text| resolv_conf_servers(&text))
+                .unwrap_or_default(),
+        }
+    }
 
     async fn tcp_listen(&self, addr: SocketAddr) -> Result<HostTcpListener, NetError> {
         let addr = self.local(addr);
@@ -309,5 +350,25 @@ impl UdpSocket for HostUdpSocket {
 
     fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_gives_its_nameservers_at_port_53() {
+        let text = "# comment\nsearch example.com\nnameserver 10.0.0.1\n  nameserver\t::1\n\
+                    nameserver fe80::1%eth0\nnameserver 10.0.0.2\nnameserver 10.0.0.3\noptions ndots:1\n";
+        assert_eq!(
+            resolv_conf_servers(text),
+            [
+                "10.0.0.1:53".parse::<SocketAddr>().unwrap(),
+                "[::1]:53".parse().unwrap(),
+                "10.0.0.2:53".parse().unwrap(),
+            ]
+        );
+        assert!(resolv_conf_servers("nameserver\n").is_empty());
     }
 }
