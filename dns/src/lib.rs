@@ -3,6 +3,7 @@
 //! | module | what |
 //! |--------|------|
 //! | [`wire`] | the DNS message format (RFC 1035, EDNS(0) per RFC 6891) as checked views, and a builder with name compression and truncation |
+//! | [`resolver`] | a stub resolver for applications: addresses and any record type, over UDP with retries and TCP, cached |
 //! | [`server`] | serving over UDP and TCP (RFC 7766), generic over the Stack trait |
 //! | [`zone`] | authoritative zone data: the RFC 1035 master-file reader (build time) and the baked, indexed zone the server answers from |
 //!
@@ -19,6 +20,7 @@ extern crate alloc;
 #[cfg(feature = "zonefile")]
 extern crate std;
 
+pub mod resolver;
 pub mod server;
 pub mod types;
 pub mod wire;
