@@ -14,6 +14,7 @@ declare -A PACKAGES=(
   [hyperfine]=hyperfine
   [python3]=python3
   [dnsmasq]=dnsmasq-base
+  [knotd]=knot
   [hping3]=hping3
   [chromium]=chromium
   [qemu-system-x86_64]=qemu-system-x86

@@ -78,7 +78,14 @@ impl Cache {
     /// Keeps `value` for `name_lower` and `rtype` for `ttl` seconds from
     /// `now` (an NXDOMAIN for the name, whatever `rtype`). A TTL of 0 keeps
     /// nothing.
-    pub fn insert(&mut self, name_lower: &[u8], rtype: Rtype, value: Cached, ttl: u32, now: Instant) {
+    pub fn insert(
+        &mut self,
+        name_lower: &[u8],
+        rtype: Rtype,
+        value: Cached,
+        ttl: u32,
+        now: Instant,
+    ) {
         if ttl == 0 || self.capacity == 0 {
             return;
         }
@@ -133,9 +140,15 @@ mod tests {
     fn nxdomain_holds_for_every_type_nodata_for_its_own() {
         let mut cache = Cache::new(8);
         cache.insert(NAME, Rtype::A, Cached::NxDomain, 60, at(0));
-        assert_eq!(cache.get(NAME, Rtype::MX, at(1)), Some((Cached::NxDomain, 59)));
+        assert_eq!(
+            cache.get(NAME, Rtype::MX, at(1)),
+            Some((Cached::NxDomain, 59))
+        );
         cache.insert(OTHER, Rtype::AAAA, Cached::NoData, 60, at(0));
-        assert_eq!(cache.get(OTHER, Rtype::AAAA, at(1)), Some((Cached::NoData, 59)));
+        assert_eq!(
+            cache.get(OTHER, Rtype::AAAA, at(1)),
+            Some((Cached::NoData, 59))
+        );
         assert_eq!(cache.get(OTHER, Rtype::A, at(1)), None);
     }
 

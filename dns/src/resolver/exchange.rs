@@ -141,7 +141,11 @@ pub struct Link<'a, S, R> {
 
 impl<S: Stack, R: Random> Link<'_, S, R> {
     /// Sends `query` to `server` over UDP and waits for its response.
-    pub async fn udp(&self, server: SocketAddr, query: &Query<'_>) -> Result<Vec<u8>, ResolveError> {
+    pub async fn udp(
+        &self,
+        server: SocketAddr,
+        query: &Query<'_>,
+    ) -> Result<Vec<u8>, ResolveError> {
         let socket = bind_random(self.stack, self.random, server)
             .await
             .map_err(ResolveError::Net)?;
@@ -173,7 +177,11 @@ impl<S: Stack, R: Random> Link<'_, S, R> {
     }
 
     /// Asks `query` over a TCP connection to `server`.
-    pub async fn tcp(&self, server: SocketAddr, query: &Query<'_>) -> Result<Vec<u8>, ResolveError> {
+    pub async fn tcp(
+        &self,
+        server: SocketAddr,
+        query: &Query<'_>,
+    ) -> Result<Vec<u8>, ResolveError> {
         let exchange = async {
             let mut stream = self.stack.tcp_connect(server).await?;
             let length = u16::try_from(query.bytes.len()).map_err(|_| NetError::TooLarge)?;
@@ -231,7 +239,10 @@ mod tests {
     fn replies_that_do_not_answer_the_query_are_not_believed() {
         let query = build_query(0xbeef, question(), 0).unwrap();
         assert!(!answers(&query, 0xbeef, question()), "not a response");
-        assert!(!answers(&as_response(&query), 0xbeee, question()), "other ID");
+        assert!(
+            !answers(&as_response(&query), 0xbeee, question()),
+            "other ID"
+        );
         let other_type = Question {
             rtype: Rtype::A,
             ..question()
@@ -244,7 +255,10 @@ mod tests {
         assert!(!answers(&as_response(&query), 0xbeef, other_name));
         let mut shouted = as_response(&query);
         shouted[13..16].copy_from_slice(b"WwW");
-        assert!(answers(&shouted, 0xbeef, question()), "case does not matter");
+        assert!(
+            answers(&shouted, 0xbeef, question()),
+            "case does not matter"
+        );
         assert!(!answers(&as_response(&query)[..20], 0xbeef, question()));
         // No question: only a FORMERR (a server without EDNS) matches.
         let mut bare = as_response(&query)[..12].to_vec();

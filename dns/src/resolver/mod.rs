@@ -380,10 +380,12 @@ impl<S: Stack, R: Random> Resolver<S, R> {
                 bytes,
             };
             let mut response = link.udp(server, &query).await?;
-            let mut message = Message::new_checked(&response[..]).map_err(|_| ResolveError::Malformed)?;
+            let mut message =
+                Message::new_checked(&response[..]).map_err(|_| ResolveError::Malformed)?;
             if message.truncated() {
                 response = link.tcp(server, &query).await?;
-                message = Message::new_checked(&response[..]).map_err(|_| ResolveError::Malformed)?;
+                message =
+                    Message::new_checked(&response[..]).map_err(|_| ResolveError::Malformed)?;
             }
             let rcode = match message.edns() {
                 Ok(Some(opt)) => opt.rcode(message.rcode()),
@@ -406,8 +408,14 @@ mod tests {
 
     #[test]
     fn text_names_become_wire_names() {
-        assert_eq!(name_from_text("www.Example.com").unwrap(), b"\x03www\x07Example\x03com\x00");
-        assert_eq!(name_from_text("example.com.").unwrap(), b"\x07example\x03com\x00");
+        assert_eq!(
+            name_from_text("www.Example.com").unwrap(),
+            b"\x03www\x07Example\x03com\x00"
+        );
+        assert_eq!(
+            name_from_text("example.com.").unwrap(),
+            b"\x07example\x03com\x00"
+        );
         assert_eq!(name_from_text(".").unwrap(), b"\x00");
         assert_eq!(name_from_text("").unwrap(), b"\x00");
         let too_long = String::from_utf8(alloc::vec![b'x'; 64]).unwrap();
@@ -416,7 +424,11 @@ mod tests {
         }
         let label = "a".repeat(63);
         let long = [label.as_str(); 4].join(".");
-        assert_eq!(name_from_text(&long), Err(ResolveError::BadName), "256 bytes");
+        assert_eq!(
+            name_from_text(&long),
+            Err(ResolveError::BadName),
+            "256 bytes"
+        );
         let fits = [label.as_str(), &label, &label, &label[..61]].join(".");
         assert_eq!(name_from_text(&fits).unwrap().len(), 255);
     }

@@ -219,7 +219,12 @@ mod tests {
             Rtype::A,
             Rcode::NOERROR,
             &[
-                (b"\x03WWW\x07example\x00", Rtype::CNAME, 300, b"\x03Web\x07example\x00"),
+                (
+                    b"\x03WWW\x07example\x00",
+                    Rtype::CNAME,
+                    300,
+                    b"\x03Web\x07example\x00",
+                ),
                 (WEB, Rtype::CNAME, 200, HOST),
                 (HOST, Rtype::A, 60, &[192, 0, 2, 1]),
                 (HOST, Rtype::A, 50, &[192, 0, 2, 2]),
@@ -233,13 +238,24 @@ mod tests {
         assert_eq!(
             read.chain,
             [
-                Alias { owner: WWW.to_vec(), target: WEB.to_vec(), ttl: 300 },
-                Alias { owner: WEB.to_vec(), target: HOST.to_vec(), ttl: 200 },
+                Alias {
+                    owner: WWW.to_vec(),
+                    target: WEB.to_vec(),
+                    ttl: 300
+                },
+                Alias {
+                    owner: WEB.to_vec(),
+                    target: HOST.to_vec(),
+                    ttl: 200
+                },
             ]
         );
         assert_eq!(
             read.outcome,
-            Outcome::Records { rdatas: vec![vec![192, 0, 2, 1], vec![192, 0, 2, 2]], ttl: 50 }
+            Outcome::Records {
+                rdatas: vec![vec![192, 0, 2, 1], vec![192, 0, 2, 2]],
+                ttl: 50
+            }
         );
     }
 
@@ -258,12 +274,27 @@ mod tests {
 
     #[test]
     fn a_chain_leaving_the_response_is_incomplete_and_loops_are_refused() {
-        let partial = response(WWW, Rtype::A, Rcode::NOERROR, &[(WWW, Rtype::CNAME, 60, HOST)], None);
+        let partial = response(
+            WWW,
+            Rtype::A,
+            Rcode::NOERROR,
+            &[(WWW, Rtype::CNAME, 60, HOST)],
+            None,
+        );
         let read = interpret(&partial, WWW, Rtype::A, 8).unwrap();
-        assert_eq!((read.name.as_slice(), read.outcome), (HOST, Outcome::Incomplete));
+        assert_eq!(
+            (read.name.as_slice(), read.outcome),
+            (HOST, Outcome::Incomplete)
+        );
         // Asked for the CNAME itself: that is the answer, not followed.
         let read = interpret(&partial, WWW, Rtype::CNAME, 8).unwrap();
-        assert_eq!(read.outcome, Outcome::Records { rdatas: vec![HOST.to_vec()], ttl: 60 });
+        assert_eq!(
+            read.outcome,
+            Outcome::Records {
+                rdatas: vec![HOST.to_vec()],
+                ttl: 60
+            }
+        );
         let looped = response(
             WWW,
             Rtype::A,
@@ -271,14 +302,29 @@ mod tests {
             &[(WWW, Rtype::CNAME, 60, WEB), (WEB, Rtype::CNAME, 60, WWW)],
             None,
         );
-        assert_eq!(interpret(&looped, WWW, Rtype::A, 8), Err(ResolveError::ChainTooLong));
-        assert_eq!(interpret(&partial, WWW, Rtype::A, 0), Err(ResolveError::ChainTooLong));
+        assert_eq!(
+            interpret(&looped, WWW, Rtype::A, 8),
+            Err(ResolveError::ChainTooLong)
+        );
+        assert_eq!(
+            interpret(&partial, WWW, Rtype::A, 0),
+            Err(ResolveError::ChainTooLong)
+        );
     }
 
     #[test]
     fn a_malformed_response_is_refused() {
-        let mut bytes = response(WWW, Rtype::A, Rcode::NOERROR, &[(WWW, Rtype::A, 60, &[192, 0, 2, 1])], None);
+        let mut bytes = response(
+            WWW,
+            Rtype::A,
+            Rcode::NOERROR,
+            &[(WWW, Rtype::A, 60, &[192, 0, 2, 1])],
+            None,
+        );
         bytes.truncate(bytes.len() - 2);
-        assert_eq!(interpret(&bytes, WWW, Rtype::A, 8), Err(ResolveError::Malformed));
+        assert_eq!(
+            interpret(&bytes, WWW, Rtype::A, 8),
+            Err(ResolveError::Malformed)
+        );
     }
 }
