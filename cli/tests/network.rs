@@ -260,6 +260,139 @@ fn an_inherited_tap_serves_with_and_without_virtio_net_headers() {
     }
 }
 
+/// The zone Knot serves to the resolver tests: an alias chain, an IPv6
+/// address, and a TXT RRset of about 2,400 bytes that only TCP carries.
+fn resolver_zone() -> String {
+    let mut zone = String::from(
+        "$ORIGIN example.test.\n$TTL 300\n@ IN SOA ns admin 1 3600 600 86400 60\n@ NS ns\n\
+         ns A 10.0.0.1\nwww A 192.0.2.1\nwww AAAA 2001:db8::1\nalias CNAME alias2\nalias2 CNAME www\n",
+    );
+    for i in 0..12 {
+        zone.push_str(&format!("big TXT \"{i:02}{}\"\n", "x".repeat(198)));
+    }
+    zone
+}
+
+/// A Knot DNS server (knotd) in `ns` on `address` port 53 with
+/// [`resolver_zone`], its files in `dir`; killed on drop.
+struct Knot(std::process::Child);
+
+impl Knot {
+    fn start(ns: &Namespace, dir: &Path, address: &str) -> Knot {
+        std::fs::write(dir.join("example.test.zone"), resolver_zone()).unwrap();
+        let config = format!(
+            "server:\n    listen: {address}@53\n    rundir: {d}\n    pidfile: {d}/knot.pid\n\
+             database:\n    storage: {d}\nlog:\n  - target: stderr\n    any: info\n\
+             template:\n  - id: default\n    storage: {d}\n    zonefile-sync: -1\n    journal-content: none\n\
+             zone:\n  - domain: example.test\n    file: example.test.zone\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("knot.conf"), config).unwrap();
+        let log = std::fs::File::create(dir.join("knot.log")).unwrap();
+        let child = ns
+            .command("knotd")
+            .arg("-c")
+            .arg(dir.join("knot.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let knot = Knot(child);
+        let start = Instant::now();
+        loop {
+            let log = std::fs::read_to_string(dir.join("knot.log")).unwrap_or_default();
+            if log.contains("[example.test.] loaded") {
+                return knot;
+            }
+            assert!(
+                !log.contains("critical") && start.elapsed() < Duration::from_secs(20),
+                "knotd did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// lamina-dns's stub resolver in a unikernel, on Lamina's stack: it asks a
+/// Knot server in the namespace, named by `--dns` and then by DHCP (option
+/// 6), for addresses (A and AAAA, through a CNAME chain), a name that does
+/// not exist, and a TXT RRset that comes truncated over UDP and whole over
+/// TCP.
+#[test]
+fn the_resolver_in_a_unikernel_asks_knot_named_by_dns_or_dhcp() {
+    if !can_use_namespaces("resolver", &["ip", "knotd", "dnsmasq"]) {
+        return;
+    }
+    for target in targets("resolver") {
+        for how in ["--dns", "dhcp"] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut ns = namespace();
+            let host = format!("10.{}.0.1", ns.subnet);
+            let _knot = Knot::start(&ns, dir.path(), &host);
+            let mut guest_args = vec![
+                String::from("--names=www.example.test,Alias.example.test.,nope.example.test"),
+                String::from("--txt=big.example.test"),
+            ];
+            let pid_file = dir.path().join("dnsmasq.pid");
+            if how == "--dns" {
+                guest_args.push(format!("--ipv4={}/24", ns.guest_ip()));
+                guest_args.push(format!("--dns={host}"));
+            } else {
+                let range = format!("10.{0}.0.50,10.{0}.0.60,255.255.255.0,1h", ns.subnet);
+                let dnsmasq = ns.exec(&[
+                    "dnsmasq",
+                    "--interface=tap0",
+                    "--bind-interfaces",
+                    "--port=0",
+                    &format!("--dhcp-range={range}"),
+                    &format!("--dhcp-option=option:dns-server,{host}"),
+                    &format!("--dhcp-leasefile={}", dir.path().join("leases").display()),
+                    &format!("--pid-file={}", pid_file.display()),
+                ]);
+                assert!(dnsmasq.status.success(), "dnsmasq did not start");
+            }
+            let guest_args: Vec<&str> = guest_args.iter().map(String::as_str).collect();
+            let console = dir.path().join("console");
+            boot(
+                &mut ns,
+                target,
+                "tests/guests/resolve",
+                "64",
+                &guest_args,
+                &console,
+            );
+            let start = Instant::now();
+            while ns.guest_alive() && start.elapsed() < Duration::from_secs(60) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let text = std::fs::read_to_string(&console).unwrap();
+            assert!(!ns.guest_alive(), "{target} {how}: still running:\n{text}");
+            for expected in [
+                format!("resolve: servers [{host}:53]"),
+                String::from("resolve: www.example.test = 192.0.2.1 2001:db8::1"),
+                String::from("resolve: Alias.example.test. = 192.0.2.1 2001:db8::1"),
+                String::from("resolve: nope.example.test: no such name"),
+                String::from("resolve: big.example.test has 12 TXT records, 2412 bytes"),
+            ] {
+                assert!(
+                    text.contains(&expected),
+                    "{target} {how}: no '{expected}':\n{text}"
+                );
+            }
+            if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
 #[test]
 fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
     if !can_run("malformed traffic") {
