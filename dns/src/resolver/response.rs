@@ -8,6 +8,7 @@
 //! Only answer-section records of class IN that lie on the chain from the
 //! name asked are taken: anything else in a response is not believed.
 
+use alloc::vec;
 use alloc::vec::Vec;
 
 use super::ResolveError;
@@ -99,13 +100,18 @@ pub fn interpret(
         match record.section {
             Section::Answer => {
                 let data = record.data().map_err(|_| ResolveError::Malformed)?;
-                let mut buf = [0u8; 65535];
-                let len = data.emit(&mut buf).ok_or(ResolveError::Malformed)?;
+                // Decompressed, the data grows by at most two whole names
+                // (an SOA's; the other types hold one at most).
+                let mut uncompressed = vec![0u8; record.rdata().len() + 2 * MAX_NAME_LEN];
+                let len = data
+                    .emit(&mut uncompressed)
+                    .ok_or(ResolveError::Malformed)?;
+                uncompressed.truncate(len);
                 answers.push(Answer {
                     owner: lowercase(&record.name),
                     rtype: record.rtype,
                     ttl: record.ttl,
-                    data: buf[..len].to_vec(),
+                    data: uncompressed,
                 });
             }
             Section::Authority if record.rtype == Rtype::SOA => {
@@ -171,7 +177,6 @@ pub fn interpret(
 mod tests {
     use super::*;
     use crate::wire::MessageBuilder;
-    use alloc::vec;
 
     const WWW: &[u8] = b"\x03www\x07example\x00";
     const WEB: &[u8] = b"\x03web\x07example\x00";
