@@ -2,7 +2,8 @@
 //! against a real server: a Knot DNS instance (`knotd`) each test starts on
 //! a free loopback port with two small zones. Covered: A and AAAA, CNAME
 //! chains (inside a zone and into another), NODATA, NXDOMAIN cached for its
-//! negative TTL, an answer cached until its TTL runs out, a truncated
+//! negative TTL, an answer cached until its TTL runs out, a lost query sent
+//! again, a truncated
 //! answer asked again over TCP, a server that does not answer (the next one
 //! is asked), the servers the stack reports, and spoofed replies ignored.
 
@@ -389,4 +390,47 @@ fn spoofed_replies_are_ignored() {
         );
     });
     forger.join().unwrap();
+}
+
+/// A lost query is sent again: a server in the middle drops the first
+/// query it gets and passes the next to Knot; with two attempts the
+/// resolver's retry is answered.
+#[test]
+fn a_lost_query_is_sent_again() {
+    let Some(knot) = Knot::start() else { return };
+    let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let front_address = front.local_addr().unwrap();
+    let upstream = knot.address;
+    let lossy = std::thread::spawn(move || {
+        let to_knot = UdpSocket::bind("127.0.0.1:0").unwrap();
+        to_knot
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let (_, _) = front.recv_from(&mut buf).expect("a first query");
+        let (len, client) = front.recv_from(&mut buf).expect("the query again");
+        to_knot.send_to(&buf[..len], upstream).unwrap();
+        let (len, _) = to_knot.recv_from(&mut buf).unwrap();
+        front.send_to(&buf[..len], client).unwrap();
+    });
+    let took = run(vec![front_address], |stack, runtime| async move {
+        let config = Config {
+            timeout: RtDuration::from_millis(300),
+            attempts: 2,
+            ..Config::default()
+        };
+        let resolver = Resolver::new(stack, HostRandom, runtime.clone(), config);
+        let start = runtime.now();
+        let answer = resolver.query("www.example.test", Rtype::A).await;
+        assert_eq!(answer.map(|a| a.rdatas), Ok(vec![vec![192, 0, 2, 1]]));
+        runtime.now() - start
+    });
+    assert!(
+        took >= Duration::from_millis(300),
+        "answered before the retry: {took:?}"
+    );
+    lossy.join().unwrap();
 }
