@@ -3,9 +3,9 @@
 //! a free loopback port with two small zones. Covered: A and AAAA, CNAME
 //! chains (inside a zone and into another), NODATA, NXDOMAIN cached for its
 //! negative TTL, an answer cached until its TTL runs out, a lost query sent
-//! again, a truncated
-//! answer asked again over TCP, a server that does not answer (the next one
-//! is asked), the servers the stack reports, and spoofed replies ignored.
+//! again, a truncated answer asked again over TCP, a server that does not
+//! answer (the next one is asked), the servers the stack reports, and
+//! spoofed replies ignored.
 
 use lamina_core::runtime::{Duration as RtDuration, Executor, Handle};
 use lamina_dns::resolver::{Config, ResolveError, Resolver};
