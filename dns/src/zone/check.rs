@@ -167,6 +167,7 @@ impl Zone {
         if nodes.len() >= NO_CUT as usize {
             return Err(ZoneError::at(&origin, None, "too many names in one zone"));
         }
+        let table = name::NameTable::new(nodes.iter().map(|n| &n.name[..]));
         for i in 0..nodes.len() {
             let node = &nodes[i];
             let at = |rtype, why| ZoneError::at(&node.name, rtype, why);
@@ -220,8 +221,8 @@ impl Zone {
                 return Err(at(Some(Rtype::NS), "a wildcard cannot be a delegation"));
             }
             let parent = name::parent(&node.name).unwrap_or(b"\x00");
-            let Ok(up) = nodes[..i].binary_search_by(|n| name::canonical_cmp(&n.name, parent))
-            else {
+            let up = table.find(name::hash(parent), |j| name::eq(&nodes[j].name, parent));
+            let Some(up) = up.filter(|&up| up < i) else {
                 return Err(at(
                     None,
                     "its parent name is missing (empty non-terminals need nodes)",
@@ -239,7 +240,12 @@ impl Zone {
             .iter()
             .position(|r| r.rtype == Rtype::SOA)
             .unwrap_or(0);
-        Ok(Zone { class, nodes, soa })
+        Ok(Zone {
+            class,
+            nodes,
+            soa,
+            table,
+        })
     }
 }
 

@@ -1,12 +1,16 @@
-//! The zone index: nodes in canonical order, found by binary search, and
+//! The zone index: nodes in canonical order, found by hash, and
 //! the lookups of RFC 1034 4.3.2 and RFC 4592 over them.
 
 use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
-use super::name::{self, MAX_NAME};
+use super::name::{self, NameTable};
 use super::ZoneError;
 use crate::{Class, Rtype};
+
+/// Up to this many zones, [`Zones::find`] compares the name with each
+/// origin rather than hashing each of its ancestors.
+const FEW_ZONES: usize = 4;
 
 /// No zone cut above a node.
 pub(super) const NO_CUT: u32 = u32::MAX;
@@ -15,6 +19,8 @@ pub(super) const NO_CUT: u32 = u32::MAX;
 #[derive(Debug, Clone)]
 pub struct Zones {
     pub(super) zones: Vec<Zone>,
+    /// The origins, by hash.
+    table: NameTable,
 }
 
 /// One zone: its origin (the apex), its class and its nodes.
@@ -31,6 +37,8 @@ pub struct Zone {
     pub(super) nodes: Vec<Node>,
     /// Index of the SOA in the apex's rrsets.
     pub(super) soa: usize,
+    /// The nodes, by hash of their names.
+    pub(super) table: NameTable,
 }
 
 /// A name that exists in a zone, with its record sets (none for an empty
@@ -97,7 +105,8 @@ impl Zones {
                 ));
             }
         }
-        Ok(Zones { zones })
+        let table = NameTable::new(zones.iter().map(Zone::origin));
+        Ok(Zones { zones, table })
     }
 
     /// The zone with the longest origin at or above `qname`, if any
@@ -106,12 +115,19 @@ impl Zones {
         if !name::is_name(qname) {
             return None;
         }
+        if self.zones.len() <= FEW_ZONES {
+            return self
+                .zones
+                .iter()
+                .filter(|z| name::is_at_or_below(qname, z.origin()))
+                .max_by_key(|z| z.origin().len());
+        }
         let mut at = qname;
         loop {
-            if let Ok(i) = self
-                .zones
-                .binary_search_by(|z| name::canonical_cmp(z.origin(), at))
-            {
+            let found = self
+                .table
+                .find(name::hash(at), |i| name::eq(self.zones[i].origin(), at));
+            if let Some(i) = found {
                 return Some(&self.zones[i]);
             }
             at = name::parent(at)?;
@@ -173,22 +189,20 @@ impl Zone {
     }
 
     /// The node of exactly this name (ASCII case-insensitive), wherever it
-    /// is, below a zone cut too.
+    /// is, below a zone cut too: a hash probe.
     pub fn node(&self, name_: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| name::canonical_cmp(&n.name, name_))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.find(name::hash(name_), name_)
     }
 
     /// What `qname` is in this zone: [`Lookup`]. Case-insensitive; a name
     /// outside the zone (or not a valid name) is [`Lookup::NxDomain`].
-    /// Binary searches over the nodes, no allocation.
+    /// A hash probe for a name that exists, one more for each ancestor
+    /// tried otherwise; no allocation.
     pub fn lookup(&self, qname: &[u8]) -> Lookup<'_> {
         if !name::is_name(qname) || !name::is_at_or_below(qname, self.origin()) {
             return Lookup::NxDomain;
         }
-        if let Some(node) = self.node(qname) {
+        if let Some(node) = self.find(name::hash(qname), qname) {
             return match self.cut_of(node) {
                 Some(cut) => Lookup::Referral { cut },
                 None => Lookup::Found(node),
@@ -197,29 +211,38 @@ impl Zone {
         // The closest encloser: the longest existing ancestor. The apex
         // exists, so the walk ends there at the latest.
         let mut encloser = qname;
-        let closest = loop {
+        let (closest, hash) = loop {
             match name::parent(encloser) {
-                Some(up) => encloser = up,
-                None => return Lookup::NxDomain,
+                Some(up) if up.len() >= self.origin().len() => encloser = up,
+                _ => return Lookup::NxDomain,
             }
-            if let Some(node) = self.node(encloser) {
-                break node;
+            let hash = name::hash(encloser);
+            if let Some(node) = self.find(hash, encloser) {
+                break (node, hash);
             }
         };
         if let Some(cut) = self.cut_of(closest) {
             return Lookup::Referral { cut };
         }
-        let mut wildcard = [0u8; MAX_NAME];
-        let len = closest.name.len() + 2;
-        if len > MAX_NAME {
-            return Lookup::NxDomain;
-        }
-        wildcard[..2].copy_from_slice(b"\x01*");
-        wildcard[2..len].copy_from_slice(&closest.name);
-        match self.node(&wildcard[..len]) {
-            Some(source) => Lookup::Wildcard { source },
+        // `*.<closest encloser>`, found without writing the name out.
+        let wildcard = self.table.find(name::wildcard_hash(hash), |i| {
+            let name = &self.nodes[i].name;
+            name.starts_with(b"\x01*") && name::eq(&name[2..], &closest.name)
+        });
+        match wildcard {
+            Some(i) => Lookup::Wildcard {
+                source: &self.nodes[i],
+            },
             None => Lookup::NxDomain,
         }
+    }
+
+    /// The node named `name_` whose name hashes to `hash`.
+    fn find(&self, hash: u64, name_: &[u8]) -> Option<&Node> {
+        let i = self
+            .table
+            .find(hash, |i| name::eq(&self.nodes[i].name, name_))?;
+        Some(&self.nodes[i])
     }
 
     /// The node of `name` if it holds address records (A or AAAA), even

@@ -148,6 +148,63 @@ pub fn canonical_cmp(a: &[u8], b: &[u8]) -> Ordering {
     na.cmp(&nb)
 }
 
+const SEED: u64 = 0x243f_6a88_85a3_08d3;
+
+/// One byte into a hash (FxHash's step; lowercase, so the hash ignores
+/// ASCII case as name comparisons do).
+fn step(hash: u64, byte: u8) -> u64 {
+    (hash.rotate_left(5) ^ u64::from(byte.to_ascii_lowercase())).wrapping_mul(0x517c_c1b7_2722_0a95)
+}
+
+/// The hash of a name, ASCII case-insensitive. Its bytes are taken last
+/// to first, so the hash of `*.` and a name continues the name's
+/// ([`wildcard_hash`]).
+pub(crate) fn hash(name: &[u8]) -> u64 {
+    name.iter().rev().fold(SEED, |hash, &b| step(hash, b))
+}
+
+/// The hash of `*.` followed by the name whose hash is `hash`.
+pub(crate) fn wildcard_hash(hash: u64) -> u64 {
+    step(step(hash, b'*'), 1)
+}
+
+/// Names found by hash: an open-addressing table of positions in a list
+/// of names (each slot holds a position + 1, 0 when empty), at most half
+/// full, probed linearly.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NameTable {
+    slots: alloc::vec::Vec<u32>,
+}
+
+impl NameTable {
+    /// The table of these names.
+    pub fn new<'n>(names: impl ExactSizeIterator<Item = &'n [u8]>) -> NameTable {
+        let size = (names.len() * 2).next_power_of_two().max(2);
+        let mut slots = alloc::vec![0u32; size];
+        for (position, name) in names.enumerate() {
+            let mut slot = hash(name) as usize & (size - 1);
+            while slots[slot] != 0 {
+                slot = (slot + 1) & (size - 1);
+            }
+            slots[slot] = position as u32 + 1;
+        }
+        NameTable { slots }
+    }
+
+    /// The position of the name with this hash for which `is` says yes.
+    pub fn find(&self, hash: u64, is: impl Fn(usize) -> bool) -> Option<usize> {
+        let mask = self.slots.len().checked_sub(1)?;
+        let mut slot = hash as usize & mask;
+        loop {
+            let position = (*self.slots.get(slot)? as usize).checked_sub(1)?;
+            if is(position) {
+                return Some(position);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+}
+
 fn label(name: &[u8], start: u8) -> &[u8] {
     let start = start as usize;
     &name[start + 1..start + 1 + name[start] as usize]
@@ -256,6 +313,37 @@ mod tests {
             canonical_cmp(&wire("A.Example"), &wire("a.example")),
             Ordering::Equal
         );
+    }
+
+    #[test]
+    fn hashes_ignore_case_and_find_names_in_a_table() {
+        assert_eq!(
+            hash(&wire("www.Example.COM")),
+            hash(&wire("WWW.example.com"))
+        );
+        assert_ne!(
+            hash(&wire("www.example.com")),
+            hash(&wire("ww.example.com"))
+        );
+        assert_eq!(
+            hash(&wire("*.example.com")),
+            wildcard_hash(hash(&wire("example.com")))
+        );
+        let names = [
+            wire(""),
+            wire("example"),
+            wire("a.example"),
+            wire("b.example"),
+            wire("*.example"),
+        ];
+        let table = NameTable::new(names.iter().map(|n| &n[..]));
+        for (i, n) in names.iter().enumerate() {
+            let upper = n.to_ascii_uppercase();
+            assert_eq!(table.find(hash(&upper), |p| eq(&names[p], &upper)), Some(i));
+        }
+        let other = wire("c.example");
+        assert_eq!(table.find(hash(&other), |p| eq(&names[p], &other)), None);
+        assert_eq!(NameTable::default().find(1, |_| true), None);
     }
 
     #[test]

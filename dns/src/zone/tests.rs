@@ -196,6 +196,39 @@ fn nested_cuts_refer_to_the_highest() {
 }
 
 #[test]
+fn thousands_of_names_are_each_found_by_hash() {
+    let mut records = example_records();
+    for i in 0..3000u32 {
+        let owner = alloc::format!("h{i}.d{}.example", i % 7);
+        records.push(rr(&owner, Rtype::A, 60, &i.to_be_bytes()));
+    }
+    let zones = Zones::new(vec![example_from(records).unwrap()]).unwrap();
+    let zone = Zones::from_baked_copy(&zones.to_baked()).unwrap();
+    let zone = zone.iter().next().unwrap();
+    for i in 0..3000u32 {
+        let owner = w(&alloc::format!("H{i}.D{}.EXAMPLE", i % 7));
+        let Lookup::Found(node) = zone.lookup(&owner) else {
+            panic!("h{i} not found");
+        };
+        assert_eq!(
+            node.rrset(Rtype::A).unwrap().rdatas().next(),
+            Some(&i.to_be_bytes()[..])
+        );
+        assert_eq!(
+            name_of(zone.lookup(&[b"\x01x", &owner[..]].concat())).0,
+            "nxdomain"
+        );
+    }
+    assert_eq!(name_of(zone.lookup(&w("d3.example"))).0, "found");
+    // h1 is in d1: below d2 (which exists), *.example does not apply.
+    assert_eq!(name_of(zone.lookup(&w("h1.d2.example"))).0, "nxdomain");
+    assert_eq!(
+        name_of(zone.lookup(&w("h1.d9.example"))),
+        ("wildcard", w("*.example"))
+    );
+}
+
+#[test]
 fn names_outside_and_bad_names_are_nxdomain() {
     let z = example();
     assert_eq!(name_of(z.lookup(&w("www.other"))).0, "nxdomain");
@@ -259,6 +292,41 @@ fn zones_are_found_by_their_longest_origin() {
     assert!(zones.find(b"\x07example").is_none());
     let origins: Vec<_> = zones.iter().map(|z| z.origin().to_vec()).collect();
     assert_eq!(origins, [w("example"), w("sub.example")]);
+    // Past a few zones, find hashes the name's ancestors: same answers.
+    let mut many = vec![example()];
+    for origin in [
+        "sub.example",
+        "a.sub.example",
+        "org",
+        "example.org",
+        "x.y.example.org",
+    ] {
+        many.push(
+            Zone::from_records(
+                &w(origin),
+                vec![soa(origin), rr(origin, Rtype::NS, 60, &w("ns.example"))],
+            )
+            .unwrap(),
+        );
+    }
+    let many = Zones::new(many).unwrap();
+    for (name, origin) in [
+        ("www.example", "example"),
+        ("b.sub.EXAMPLE", "sub.example"),
+        ("c.a.sub.example", "a.sub.example"),
+        ("a.sub.example", "a.sub.example"),
+        ("org", "org"),
+        ("y.example.org", "example.org"),
+        ("z.x.y.example.org", "x.y.example.org"),
+    ] {
+        assert_eq!(
+            many.find(&w(name)).unwrap().origin(),
+            &w(origin)[..],
+            "{name}"
+        );
+    }
+    assert!(many.find(&w("com")).is_none());
+    assert!(many.find(b"\x03org").is_none());
     let again = Zones::new(vec![example(), example()]).unwrap_err();
     assert!(again.reason.contains("second zone"), "{again}");
 }
