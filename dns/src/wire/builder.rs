@@ -170,9 +170,9 @@ impl<'b> MessageBuilder<'b> {
         if self.section != Section::Question {
             return Err(BuildError::OutOfOrder);
         }
-        let name = Name::from_wire(name).map_err(BuildError::BadName)?;
+        Name::from_wire(name).map_err(BuildError::BadName)?;
         self.atomically(Section::Question, |b| {
-            b.name(&name)?;
+            b.name(name)?;
             b.put(&qtype.0.to_be_bytes())?;
             b.put(&qclass.0.to_be_bytes())
         })
@@ -194,9 +194,9 @@ impl<'b> MessageBuilder<'b> {
         if section < self.section || section == Section::Question {
             return Err(BuildError::OutOfOrder);
         }
-        let owner = Name::from_wire(owner).map_err(BuildError::BadName)?;
+        Name::from_wire(owner).map_err(BuildError::BadName)?;
         self.atomically(section, |b| {
-            b.name(&owner)?;
+            b.name(owner)?;
             b.put(&rtype.0.to_be_bytes())?;
             b.put(&class.0.to_be_bytes())?;
             b.put(&ttl.to_be_bytes())?;
@@ -275,50 +275,48 @@ impl<'b> MessageBuilder<'b> {
 
     /// Writes record data, compressing the names in the RFC 1035 types.
     fn rdata(&mut self, rtype: Rtype, rdata: &[u8]) -> Result<(), BuildError> {
-        let name_at = |at: usize| -> Result<(Name<'_>, usize), BuildError> {
-            Name::parse_uncompressed(rdata, at).map_err(|_| BuildError::BadRdata)
+        // The end of the uncompressed name at `at`.
+        let name_end = |at: usize| -> Result<usize, BuildError> {
+            match Name::parse_uncompressed(rdata, at) {
+                Ok((_, end)) => Ok(end),
+                Err(_) => Err(BuildError::BadRdata),
+            }
         };
         match rtype {
             Rtype::NS | Rtype::CNAME | Rtype::PTR => {
-                let (name, end) = name_at(0)?;
-                if end != rdata.len() {
+                if name_end(0)? != rdata.len() {
                     return Err(BuildError::BadRdata);
                 }
-                self.name(&name)
+                self.name(rdata)
             }
             Rtype::MX => {
-                let preference = rdata.get(..2).ok_or(BuildError::BadRdata)?;
-                let (name, end) = name_at(2)?;
-                if end != rdata.len() {
+                if rdata.len() < 2 || name_end(2)? != rdata.len() {
                     return Err(BuildError::BadRdata);
                 }
-                self.put(preference)?;
-                self.name(&name)
+                self.put(&rdata[..2])?;
+                self.name(&rdata[2..])
             }
             Rtype::SOA => {
-                let (mname, end) = name_at(0)?;
-                let (rname, end) = name_at(end)?;
-                if rdata.len() - end != 20 {
+                let mname_end = name_end(0)?;
+                let rname_end = name_end(mname_end)?;
+                if rdata.len() - rname_end != 20 {
                     return Err(BuildError::BadRdata);
                 }
-                self.name(&mname)?;
-                self.name(&rname)?;
-                self.put(&rdata[end..])
+                self.name(&rdata[..mname_end])?;
+                self.name(&rdata[mname_end..rname_end])?;
+                self.put(&rdata[rname_end..])
             }
             _ => self.put(rdata),
         }
     }
 
-    /// Writes a name: its labels up to the longest suffix written before,
-    /// then a pointer to that (or the root byte). Remembers where its new
-    /// labels are while the table has room.
-    fn name(&mut self, name: &Name<'_>) -> Result<(), BuildError> {
-        let mut wire = [0u8; MAX_NAME_LEN];
-        let wire_len = name.write_wire(&mut wire);
-        let wire = &wire[..wire_len];
+    /// Writes a checked uncompressed name: its labels up to the longest
+    /// suffix written before, then a pointer to that (or the root byte).
+    /// Remembers where its new labels are while the table has room.
+    fn name(&mut self, wire: &[u8]) -> Result<(), BuildError> {
         let mut suffix = 0;
         let mut pointer = None;
-        while wire[suffix] != 0 {
+        while wire.get(suffix).is_some_and(|&len| len != 0) {
             if let Some(offset) = self.find(&wire[suffix..]) {
                 pointer = Some(offset);
                 break;
@@ -359,24 +357,37 @@ impl<'b> MessageBuilder<'b> {
 }
 
 /// Whether the name at `at` in what the builder wrote (its own labels and
-/// backward pointers) equals the uncompressed `name`, ignoring case.
-fn written_equals(written: &[u8], at: usize, name: &[u8]) -> bool {
-    let mut theirs = Name::root().labels();
-    // The builder's own output: Name::parse cannot fail on it, but be safe.
-    if let Ok((parsed, _)) = Name::parse(written, at) {
-        theirs = parsed.labels();
-    }
-    let Ok(ours) = Name::from_wire(name) else {
-        return false;
-    };
-    let mut ours = ours.labels();
-    loop {
-        match (ours.next(), theirs.next()) {
-            (None, None) => return true,
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => {}
+/// backward pointers) equals the checked uncompressed `name`, ignoring
+/// case. Walks the builder's output directly: bounded, and panic-free
+/// whatever the bytes.
+fn written_equals(written: &[u8], mut at: usize, name: &[u8]) -> bool {
+    let mut pos = 0;
+    for _ in 0..MAX_NAME_LEN {
+        let Some(&len) = written.get(at) else {
+            return false;
+        };
+        if len & 0xc0 == 0xc0 {
+            let Some(&low) = written.get(at + 1) else {
+                return false;
+            };
+            at = usize::from(len & 0x3f) << 8 | usize::from(low);
+            continue;
+        }
+        if name.get(pos) != Some(&len) {
+            return false;
+        }
+        if len == 0 {
+            return true;
+        }
+        let end = 1 + usize::from(len);
+        match (written.get(at + 1..at + end), name.get(pos + 1..pos + end)) {
+            (Some(theirs), Some(ours)) if theirs.eq_ignore_ascii_case(ours) => {}
             _ => return false,
         }
+        at += end;
+        pos += end;
     }
+    false
 }
 
 #[cfg(test)]
