@@ -1,7 +1,8 @@
 //! The UDP answer path allocates nothing: a global allocator counts the
 //! allocations of this thread while `Authority::respond` answers every kind
 //! of query (answers, CNAME chains, wildcards, referrals, NXDOMAIN, NODATA,
-//! TC, REFUSED, FORMERR, BADVERS, NOTIMP).
+//! TC, REFUSED, FORMERR, BADVERS, NOTIMP), from memoised answers and
+//! computed ones.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -82,7 +83,8 @@ fn rr(owner: &str, rtype: Rtype, rdata: Vec<u8>) -> Record {
     }
 }
 
-fn authority() -> Authority {
+/// The zone, memoised or not.
+fn authority(memoised: bool) -> Authority {
     let mut soa = wire("ns.example.com.");
     soa.extend_from_slice(&wire("hostmaster.example.com."));
     soa.extend_from_slice(&[0; 20]);
@@ -109,7 +111,12 @@ fn authority() -> Authority {
         ));
     }
     let zone = Zone::from_records(&wire("example.com."), records).unwrap();
-    Authority::new(Zones::new(vec![zone]).unwrap())
+    let zones = Zones::new(vec![zone]).unwrap();
+    if memoised {
+        Authority::new(zones)
+    } else {
+        Authority::without_memo(zones)
+    }
 }
 
 fn query(name: &str, qtype: Rtype, opcode: Opcode, edns: Option<u8>) -> Vec<u8> {
@@ -129,7 +136,11 @@ fn query(name: &str, qtype: Rtype, opcode: Opcode, edns: Option<u8>) -> Vec<u8> 
 
 #[test]
 fn answering_over_udp_allocates_nothing() {
-    let authority = authority();
+    answer_without_allocating(authority(true));
+    answer_without_allocating(authority(false));
+}
+
+fn answer_without_allocating(authority: Authority) {
     let peer = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let mut queries = Vec::new();
     for name in [

@@ -6,7 +6,8 @@
 //! go to the authoritative server's answer logic (`Authority::respond` over
 //! UDP and TCP, and a zone transfer) for a small zone with every answer
 //! kind: a query gets a response that reads back whole, a response or a
-//! message shorter than a header gets none.
+//! message shorter than a header gets none, and the memoised answers are
+//! byte for byte those computed when asked.
 #![no_main]
 
 use std::fmt::Write;
@@ -35,61 +36,76 @@ fn wire(text: &str) -> Vec<u8> {
 
 /// example.com: A, AAAA, NS, MX, a CNAME chain and a loop, a wildcard, a
 /// delegation with glue, a set too big for 512 bytes; transfers allowed.
+/// With memoised answers.
 fn authority() -> &'static Authority {
     static AUTHORITY: OnceLock<Authority> = OnceLock::new();
-    AUTHORITY.get_or_init(|| {
-        let rr = |owner: &str, rtype, rdata: Vec<u8>| Record {
-            owner: wire(owner),
-            rtype,
-            class: Class::IN,
-            ttl: 300,
-            rdata,
-        };
-        let mut soa = wire("ns.example.com.");
-        soa.extend_from_slice(&wire("hostmaster.example.com."));
-        soa.extend_from_slice(&[
-            0, 0, 0, 1, 0, 0, 14, 16, 0, 0, 3, 132, 0, 9, 58, 128, 0, 0, 1, 44,
-        ]);
-        let mut records = vec![
-            rr("example.com.", Rtype::SOA, soa),
-            rr("example.com.", Rtype::NS, wire("ns.example.com.")),
-            rr(
-                "example.com.",
-                Rtype::MX,
-                [&[0, 10][..], &wire("www.example.com.")].concat(),
-            ),
-            rr("ns.example.com.", Rtype::A, vec![192, 0, 2, 53]),
-            rr("www.example.com.", Rtype::A, vec![192, 0, 2, 1]),
-            rr(
-                "www.example.com.",
-                Rtype::AAAA,
-                [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
-            ),
-            rr("alias.example.com.", Rtype::CNAME, wire("www.example.com.")),
-            rr(
-                "loop1.example.com.",
-                Rtype::CNAME,
-                wire("loop2.example.com."),
-            ),
-            rr(
-                "loop2.example.com.",
-                Rtype::CNAME,
-                wire("loop1.example.com."),
-            ),
-            rr("*.wild.example.com.", Rtype::TXT, b"\x02hi".to_vec()),
-            rr("sub.example.com.", Rtype::NS, wire("ns.sub.example.com.")),
-            rr("ns.sub.example.com.", Rtype::A, vec![192, 0, 2, 99]),
-        ];
-        for i in 0..40u8 {
-            records.push(rr(
-                "big.example.com.",
-                Rtype::TXT,
-                [&[20][..], &[b'a' + i % 26; 20]].concat(),
-            ));
-        }
-        let zone = Zone::from_records(&wire("example.com."), records).unwrap();
-        Authority::new(Zones::new(vec![zone]).unwrap()).allow_axfr(["0.0.0.0/0".parse().unwrap()])
-    })
+    AUTHORITY.get_or_init(|| build(true))
+}
+
+/// The same without memoised answers: each computed when asked.
+fn computing() -> &'static Authority {
+    static AUTHORITY: OnceLock<Authority> = OnceLock::new();
+    AUTHORITY.get_or_init(|| build(false))
+}
+
+fn build(memoised: bool) -> Authority {
+    let rr = |owner: &str, rtype, rdata: Vec<u8>| Record {
+        owner: wire(owner),
+        rtype,
+        class: Class::IN,
+        ttl: 300,
+        rdata,
+    };
+    let mut soa = wire("ns.example.com.");
+    soa.extend_from_slice(&wire("hostmaster.example.com."));
+    soa.extend_from_slice(&[
+        0, 0, 0, 1, 0, 0, 14, 16, 0, 0, 3, 132, 0, 9, 58, 128, 0, 0, 1, 44,
+    ]);
+    let mut records = vec![
+        rr("example.com.", Rtype::SOA, soa),
+        rr("example.com.", Rtype::NS, wire("ns.example.com.")),
+        rr(
+            "example.com.",
+            Rtype::MX,
+            [&[0, 10][..], &wire("www.example.com.")].concat(),
+        ),
+        rr("ns.example.com.", Rtype::A, vec![192, 0, 2, 53]),
+        rr("www.example.com.", Rtype::A, vec![192, 0, 2, 1]),
+        rr(
+            "www.example.com.",
+            Rtype::AAAA,
+            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
+        ),
+        rr("alias.example.com.", Rtype::CNAME, wire("www.example.com.")),
+        rr(
+            "loop1.example.com.",
+            Rtype::CNAME,
+            wire("loop2.example.com."),
+        ),
+        rr(
+            "loop2.example.com.",
+            Rtype::CNAME,
+            wire("loop1.example.com."),
+        ),
+        rr("*.wild.example.com.", Rtype::TXT, b"\x02hi".to_vec()),
+        rr("sub.example.com.", Rtype::NS, wire("ns.sub.example.com.")),
+        rr("ns.sub.example.com.", Rtype::A, vec![192, 0, 2, 99]),
+    ];
+    for i in 0..40u8 {
+        records.push(rr(
+            "big.example.com.",
+            Rtype::TXT,
+            [&[20][..], &[b'a' + i % 26; 20]].concat(),
+        ));
+    }
+    let zone = Zone::from_records(&wire("example.com."), records).unwrap();
+    let zones = Zones::new(vec![zone]).unwrap();
+    let authority = if memoised {
+        Authority::new(zones)
+    } else {
+        Authority::without_memo(zones)
+    };
+    authority.allow_axfr(["0.0.0.0/0".parse().unwrap()])
 }
 
 /// Answers `bytes` over both transports and checks the responses.
@@ -99,12 +115,16 @@ fn serve(bytes: &[u8]) {
         .ok()
         .filter(|m| !m.is_response());
     let mut out = vec![0u8; 65535];
+    let mut computed = vec![0u8; 65535];
     for (transport, size) in [
         (Transport::Udp, 1232),
         (Transport::Udp, 512),
         (Transport::Tcp, 65535),
     ] {
         let answer = authority().respond(bytes, transport, peer, &mut out[..size]);
+        // A memoised answer is the computed one, byte for byte.
+        let expected = computing().respond(bytes, transport, peer, &mut computed[..size]);
+        assert_eq!(answer.map(|n| &out[..n]), expected.map(|n| &computed[..n]));
         let Some(query) = &query else {
             assert!(answer.is_none());
             continue;

@@ -26,12 +26,20 @@
 //! the requester retries over TCP. Names in the question keep the
 //! requester's case (owners equal to it point at it).
 //!
+//! Fast by design: [`Authority::new`] computes, once, the response to
+//! every type of every name that exists in the zones (and to ANY, and A
+//! and AAAA through an alias); such a query is answered by copying it and
+//! writing the identifier, flags, question case and OPT record over the
+//! copy. The rest (NXDOMAIN, wildcards, referrals, answers that must be
+//! truncated) is computed when asked, with the same result byte for byte.
+//!
 //! Over UDP nothing here allocates: names live in fixed buffers on the
 //! stack and the response is written straight into the caller's buffer
 //! (`dns/tests/no_alloc.rs` counts). A zone transfer ([`Authority::transfer`],
 //! TCP only, peers from the AXFR allow list) does allocate, once.
 
 use alloc::boxed::Box;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::net::IpAddr;
@@ -39,7 +47,8 @@ use core::str::FromStr;
 
 use super::{Responder, Transfer, Transport};
 use crate::wire::{
-    flags, BuildError, Message, MessageBuilder, OptRepr, Question, Section, MAX_NAME_LEN,
+    flags, BuildError, Message, MessageBuilder, OptRepr, Question, Section, HEADER_LEN,
+    MAX_NAME_LEN, OPT_RECORD_LEN,
 };
 use crate::zone::name::is_at_or_below;
 use crate::zone::{Lookup, Node, Rrset, Zone, Zones};
@@ -141,6 +150,8 @@ pub struct Authority {
     zones: Zones,
     axfr_peers: Vec<PeerPrefix>,
     edns_payload: u16,
+    /// Responses computed at boot.
+    memo: Memo,
 }
 
 /// A query's question, decompressed: the name as asked and lowercased.
@@ -186,11 +197,23 @@ fn single_question<'a>(message: &'a Message<&'a [u8]>) -> Option<Question<'a>> {
 impl Authority {
     /// Answers for `zones`; no zone transfers until
     /// [`Authority::allow_axfr`].
+    /// Answers for `zones`, with the answers to every existing name's
+    /// types computed now ([`Authority::memo_size`] says how many); no
+    /// zone transfers until [`Authority::allow_axfr`].
     pub fn new(zones: Zones) -> Authority {
+        let mut authority = Authority::without_memo(zones);
+        authority.memoise();
+        authority
+    }
+
+    /// Answers for `zones`, every answer computed when asked (less memory,
+    /// more work per query).
+    pub fn without_memo(zones: Zones) -> Authority {
         Authority {
             zones,
             axfr_peers: Vec::new(),
             edns_payload: DEFAULT_EDNS_PAYLOAD,
+            memo: Memo::default(),
         }
     }
 
@@ -233,24 +256,41 @@ impl Authority {
         if message.is_response() {
             return None;
         }
-        let mut builder = MessageBuilder::new(out).ok()?;
-        builder.header().set_id(message.id());
-        let copied = message.flags() & (flags::OPCODE_MASK | flags::RD | flags::CD);
-        builder.header().set_flags(flags::QR | copied);
-
         let question = single_question(&message);
         let edns = message.edns();
         let opt = edns.as_ref().ok().copied().flatten();
-        if transport == Transport::Udp {
-            let requested = opt.map_or(0, |opt| usize::from(opt.udp_payload_size));
-            builder.set_limit(requested.max(MIN_UDP_PAYLOAD));
+        let asked = question.as_ref().map(Asked::new);
+        let copied = message.flags() & (flags::OPCODE_MASK | flags::RD | flags::CD);
+        let limit = match transport {
+            Transport::Udp => {
+                let requested = opt.map_or(0, |opt| usize::from(opt.udp_payload_size));
+                requested.max(MIN_UDP_PAYLOAD).min(out.len())
+            }
+            Transport::Tcp => out.len(),
+        };
+        let opt_repr = opt.map(|opt| OptRepr {
+            udp_payload_size: self.edns_payload,
+            version: 0,
+            dnssec_ok: opt.dnssec_ok(),
+        });
+        if let Some(asked) = &asked {
+            let standard = message.opcode() == Opcode::QUERY
+                && edns.is_ok()
+                && opt.is_none_or(|opt| opt.version == 0)
+                && asked.qclass == Class::IN;
+            if standard {
+                let id = message.id();
+                if let Some(len) = self.memoised(asked, id, copied, opt_repr, &mut out[..limit]) {
+                    return Some(len);
+                }
+            }
         }
-        if let Some(opt) = opt {
-            let repr = OptRepr {
-                udp_payload_size: self.edns_payload,
-                version: 0,
-                dnssec_ok: opt.dnssec_ok(),
-            };
+
+        let mut builder = MessageBuilder::new(out).ok()?;
+        builder.header().set_id(message.id());
+        builder.header().set_flags(flags::QR | copied);
+        builder.set_limit(limit);
+        if let Some(repr) = opt_repr {
             // Fails only for a buffer under 23 bytes: no OPT then.
             let _ = builder.set_edns(repr);
         }
@@ -277,6 +317,83 @@ impl Authority {
         };
         builder.set_rcode(rcode);
         Some(builder.finish())
+    }
+
+    /// Answers from the memo: the response copied into `out` (no larger
+    /// than the limit), with the query's identifier, flags, question case
+    /// and OPT record. `None` when the memo has no answer or it does not
+    /// fit (the answer logic then truncates it).
+    fn memoised(
+        &self,
+        asked: &Asked,
+        id: u16,
+        copied: u16,
+        opt: Option<OptRepr>,
+        out: &mut [u8],
+    ) -> Option<usize> {
+        let response = self.memo.get(asked.lower(), asked.qtype)?;
+        let len = response.len() + if opt.is_some() { OPT_RECORD_LEN } else { 0 };
+        let out = out.get_mut(..len)?;
+        out[..response.len()].copy_from_slice(response);
+        // The question's name, as asked: the same length as the memo's.
+        out.get_mut(HEADER_LEN..HEADER_LEN + asked.len)?
+            .copy_from_slice(asked.name());
+        let mut message = Message::new_unchecked(&mut *out);
+        message.set_id(id);
+        let kept = message.flags() & (flags::AA | flags::RCODE_MASK);
+        message.set_flags(flags::QR | copied | kept);
+        if let Some(opt) = opt {
+            let additional = message.count(Section::Additional) + 1;
+            message.set_count(Section::Additional, additional);
+            opt.emit(Rcode(kept & flags::RCODE_MASK), &mut out[response.len()..])?;
+        }
+        Some(len)
+    }
+
+    /// Computes the memoised responses: for every name that exists in a
+    /// zone (not below a cut), the response to each type it has and to
+    /// ANY, and for an alias to A and AAAA, as [`Authority::respond`]
+    /// writes it for a lowercase question over TCP without EDNS.
+    fn memoise(&mut self) {
+        let mut memo = Memo::default();
+        let mut query = [0u8; HEADER_LEN + MAX_NAME_LEN + 4];
+        let mut out = vec![0u8; super::MAX_MESSAGE];
+        let peer = IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED);
+        for zone in self.zones.iter().filter(|zone| zone.class() == Class::IN) {
+            for node in zone.nodes() {
+                if !matches!(zone.lookup(node.name()), Lookup::Found(found) if core::ptr::eq(found, node))
+                {
+                    continue;
+                }
+                let aliases = node.rrset(Rtype::CNAME).map(|_| [Rtype::A, Rtype::AAAA]);
+                let types = node.rrsets().iter().map(Rrset::rtype).chain([Rtype::ANY]);
+                for qtype in types.chain(aliases.into_iter().flatten()) {
+                    let Ok(mut b) = MessageBuilder::new(&mut query) else {
+                        continue;
+                    };
+                    if b.question(node.name(), qtype, Class::IN).is_err() {
+                        continue;
+                    }
+                    let len = b.finish();
+                    let Some(answer) = self.respond(&query[..len], Transport::Tcp, peer, &mut out)
+                    else {
+                        continue;
+                    };
+                    let response = &out[..answer];
+                    if Message::new_checked(response)
+                        .is_ok_and(|m| !m.truncated() && answer <= usize::from(u16::MAX))
+                    {
+                        memo.insert(node.name(), qtype, response);
+                    }
+                }
+            }
+        }
+        self.memo = memo;
+    }
+
+    /// How many responses are memoised, and the bytes they take.
+    pub fn memo_size(&self) -> (usize, usize) {
+        (self.memo.len(), self.memo.bytes())
     }
 
     /// Answers a well-formed standard query; returns the rcode.
@@ -585,6 +702,9 @@ impl Transfer for AxfrTransfer<'_> {
         Some(b.finish())
     }
 }
+
+mod memo;
+use memo::Memo;
 
 #[cfg(test)]
 mod tests;

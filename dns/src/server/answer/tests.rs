@@ -205,11 +205,15 @@ pub(crate) fn query(name: &str, qtype: Rtype, edns: Option<Edns>) -> Vec<u8> {
 }
 
 fn query_class(name: &str, qtype: Rtype, qclass: Class, edns: Option<Edns>) -> Vec<u8> {
+    query_wire(&wire(name), qtype, qclass, edns)
+}
+
+fn query_wire(name: &[u8], qtype: Rtype, qclass: Class, edns: Option<Edns>) -> Vec<u8> {
     let mut buf = vec![0u8; 512];
     let mut b = MessageBuilder::new(&mut buf).unwrap();
     b.header().set_id(0xbeef);
     b.header().set_flag(flags::RD, true);
-    b.question(&wire(name), qtype, qclass).unwrap();
+    b.question(name, qtype, qclass).unwrap();
     let len = b.finish();
     buf.truncate(len);
     if let Some(Edns(payload, version, dnssec_ok)) = edns {
@@ -806,4 +810,68 @@ fn every_response_parses_whole() {
             }
         }
     }
+}
+
+#[test]
+fn memoised_answers_are_the_answer_logics_byte_for_byte() {
+    let memoised = Authority::new(zones());
+    let computed = Authority::without_memo(zones());
+    let (entries, bytes) = memoised.memo_size();
+    assert!(entries > 50, "{entries}");
+    assert!(bytes > 0 && computed.memo_size() == (0, 0));
+    let qtypes = [
+        Rtype::A,
+        Rtype::AAAA,
+        Rtype::NS,
+        Rtype::MX,
+        Rtype::TXT,
+        Rtype::SRV,
+        Rtype::CAA,
+        Rtype::SOA,
+        Rtype::ANY,
+        Rtype::CNAME,
+        Rtype::PTR,
+        Rtype(65280),
+        DS,
+    ];
+    let mut served = 0;
+    for zone in zones().iter() {
+        for node in zone.nodes() {
+            // Every other letter in upper case.
+            let mut name = node.name().to_vec();
+            for (i, byte) in name.iter_mut().enumerate() {
+                if i % 2 == 0 {
+                    byte.make_ascii_uppercase();
+                }
+            }
+            for qtype in qtypes {
+                for edns in [None, Some(Edns(512, 0, true)), Some(Edns(4096, 0, false))] {
+                    let q = query_wire(&name, qtype, Class::IN, edns);
+                    for (transport, size) in [
+                        (Transport::Udp, 512),
+                        (Transport::Udp, 1232),
+                        (Transport::Tcp, 65535),
+                    ] {
+                        let mut fast = vec![0u8; size];
+                        let mut slow = vec![0u8; size];
+                        let fast_len = memoised.respond(&q, transport, PEER, &mut fast).unwrap();
+                        let slow_len = computed.respond(&q, transport, PEER, &mut slow).unwrap();
+                        assert_eq!(
+                            fast[..fast_len],
+                            slow[..slow_len],
+                            "{:?} {qtype}",
+                            Name::from_wire(&name)
+                        );
+                        if memoised.memo.get(node.name(), qtype).is_some() {
+                            served += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(served > 400, "{served}");
+    // The question keeps its case in a memoised answer too.
+    let r = ask(&query("WwW.ExAmple.COM.", Rtype::A, None));
+    assert_eq!(r.answer[0], "WwW.ExAmple.COM. 300 IN A 192.0.2.1");
 }
