@@ -20,10 +20,11 @@
 //! in the additional section. A response carries an OPT record when the
 //! query did (the DO bit echoed) and fits the requester's UDP payload size
 //! (512 bytes without EDNS, at least 512 with it). When it does not:
-//! additional records are left out first, without TC (RFC 2181 9, glue
-//! included: a resolver asks again for what it misses); an answer or
-//! authority RRset that does not fit is left out whole and TC is set, so
-//! the requester retries over TCP. Names in the question keep the
+//! additional records are left out first, without TC (RFC 2181 9: a
+//! resolver asks again for what it misses), except the glue of a referral's
+//! name servers inside the delegated zone, which it could not ask for (RFC
+//! 9471: TC); an answer or authority RRset that does not fit is left out
+//! whole and TC is set, so the requester retries over TCP. Names in the question keep the
 //! requester's case (owners equal to it point at it).
 //!
 //! Fast by design: [`Authority::new`] computes, once, the response to
@@ -580,11 +581,17 @@ impl Answer<'_, '_, '_> {
             return Ok(Rcode::SERVFAIL);
         };
         self.rrset(Section::Authority, cut.name(), ns, ns.ttl())?;
+        let mut full = false;
         for target in ns.rdatas() {
-            if let Some(node) = self.zone.glue(target) {
-                if !self.addresses(node) {
-                    break;
-                }
+            let Some(node) = self.zone.glue(target) else {
+                continue;
+            };
+            full = full || !self.addresses(node);
+            // RFC 9471: a server whose name is inside the delegated zone
+            // cannot be reached without its glue: missing, that is TC.
+            if full && is_at_or_below(target, cut.name()) {
+                self.b.set_truncated();
+                break;
             }
         }
         Ok(Rcode::NOERROR)

@@ -467,6 +467,20 @@ fn delegations_get_referrals_with_glue() {
             ]
         );
     }
+    // Out-of-zone glue that does not fit is left out; in-domain glue
+    // (ns.sub, inside the delegation) that does not fit sets TC (RFC 9471).
+    let authority = Authority::new(zones());
+    let q = query("host.sub.example.com.", Rtype::A, None);
+    let full = ask_over(&authority, &q, Transport::Udp, 512)
+        .unwrap()
+        .bytes
+        .len();
+    let r = ask_over(&authority, &q, Transport::Tcp, full - 5).unwrap();
+    assert!(!r.tc);
+    assert_eq!(r.additional, ["ns.sub.example.com. 86400 IN A 192.0.2.99"]);
+    let r = ask_over(&authority, &q, Transport::Tcp, full - 20).unwrap();
+    assert!(r.tc && r.additional.is_empty());
+    assert_eq!(r.authority.len(), 2);
     // DS is the parent's: answered here (NODATA: none in the zone).
     let r = ask(&query("sub.example.com.", Rtype(43), None));
     assert_eq!((r.rcode, r.aa), (Rcode::NOERROR, true));
