@@ -19,6 +19,8 @@ declare -A PACKAGES=(
   [chromium]=chromium
   [qemu-system-x86_64]=qemu-system-x86
   [grub-mkimage]=grub-common
+  [dig]=bind9-dnsutils
+  [kdig]=knot-dnsutils
 )
 
 missing=()
@@ -29,6 +31,9 @@ done
 # GRUB's BIOS files (boot.img, the i386-pc modules) for `lamina build --disk`.
 [ -f /usr/lib/grub/i386-pc/boot.img ] || missing+=(grub-pc-bin)
 
+# dnspython, for the DNS tests' client (cli/tests/dns_client.py).
+python3 -c 'import dns.message' >/dev/null 2>&1 || missing+=(python3-dnspython)
+
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=""
@@ -36,6 +41,12 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q >/dev/null
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A python3 other than Debian's (pyenv, say) does not see Debian's dnspython.
+if ! python3 -c 'import dns.message' >/dev/null 2>&1; then
+  echo "setup: installing dnspython for $(command -v python3)"
+  python3 -m pip install --quiet dnspython
 fi
 
 if command -v rustup >/dev/null 2>&1; then
