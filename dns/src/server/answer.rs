@@ -174,7 +174,8 @@ impl Asked {
             qclass: question.qclass,
         };
         asked.len = question.name.write_wire(&mut asked.name);
-        question.name.write_wire_lowercase(&mut asked.lower);
+        asked.lower = asked.name;
+        asked.lower[..asked.len].make_ascii_lowercase();
         asked
     }
 
@@ -257,8 +258,11 @@ impl Authority {
         if message.is_response() {
             return None;
         }
-        let question = single_question(&message);
-        let edns = message.edns();
+        // One walk: the question, then the records after it.
+        let mut questions = message.questions();
+        let first = questions.next().and_then(Result::ok);
+        let question = first.filter(|_| message.count(Section::Question) == 1);
+        let edns = questions.records().edns();
         let opt = edns.as_ref().ok().copied().flatten();
         let asked = question.as_ref().map(Asked::new);
         let copied = message.flags() & (flags::OPCODE_MASK | flags::RD | flags::CD);

@@ -134,20 +134,7 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// any, an OPT outside the additional section or a second OPT is an
     /// error.
     pub fn edns(&self) -> Result<Option<Opt<'_>>, ParseError> {
-        let mut found = None;
-        for record in self.records() {
-            let record = record?;
-            if record.rtype == Rtype::OPT {
-                if record.section != Section::Additional {
-                    return Err(ParseError::BadOpt);
-                }
-                if found.is_some() {
-                    return Err(ParseError::DuplicateOpt);
-                }
-                found = Some(Opt::from_record(&record)?);
-            }
-        }
-        Ok(found)
+        self.records().edns()
     }
 }
 
@@ -212,7 +199,10 @@ pub struct Questions<'a> {
     message: &'a [u8],
     pos: usize,
     remaining: u16,
-    failed: bool,
+    /// The error that ended the walk (or, before it starts, the header's).
+    error: Option<ParseError>,
+    /// Whether `error` was handed out yet.
+    reported: bool,
 }
 
 impl<'a> Questions<'a> {
@@ -222,7 +212,22 @@ impl<'a> Questions<'a> {
             message,
             pos: HEADER_LEN,
             remaining: remaining.unwrap_or(0),
-            failed: remaining.is_none(),
+            error: remaining.is_none().then_some(ParseError::Truncated),
+            reported: false,
+        }
+    }
+
+    /// The records after the questions: the questions not walked yet are
+    /// walked first (an error there, or one met already, is the records'
+    /// first item). Saves reading the questions twice.
+    pub fn records(self) -> Records<'a> {
+        Records {
+            message: self.message,
+            questions: Some(self),
+            pos: 0,
+            section: 0,
+            remaining: 0,
+            done: false,
         }
     }
 
@@ -236,10 +241,13 @@ impl<'a> Iterator for Questions<'a> {
     type Item = Result<Question<'a>, ParseError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed {
-            self.failed = false;
+        if let Some(error) = self.error {
+            if self.reported {
+                return None;
+            }
+            self.reported = true;
             self.remaining = 0;
-            return Some(Err(ParseError::Truncated));
+            return Some(Err(error));
         }
         if self.remaining == 0 {
             return None;
@@ -265,6 +273,8 @@ impl<'a> Iterator for Questions<'a> {
             }
             Err(error) => {
                 self.remaining = 0;
+                self.error = Some(error);
+                self.reported = true;
                 Some(Err(error))
             }
         }
@@ -329,8 +339,10 @@ impl fmt::Display for Record<'_> {
 #[derive(Debug, Clone)]
 pub struct Records<'a> {
     message: &'a [u8],
-    /// Where the next record starts; `None` until the questions are walked.
-    pos: Option<usize>,
+    /// The questions, until they are walked.
+    questions: Option<Questions<'a>>,
+    /// Where the next record starts, once the questions are walked.
+    pos: usize,
     /// The section of the next record (1..=3), 4 when all are read.
     section: usize,
     remaining: u16,
@@ -339,13 +351,27 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     fn new(message: &'a [u8]) -> Records<'a> {
-        Records {
-            message,
-            pos: None,
-            section: 0,
-            remaining: 0,
-            done: false,
+        Questions::new(message).records()
+    }
+
+    /// The OPT record, if there is one, reading the records left: an
+    /// error in any, an OPT outside the additional section or a second OPT
+    /// is an error.
+    pub fn edns(self) -> Result<Option<Opt<'a>>, ParseError> {
+        let mut found = None;
+        for record in self {
+            let record = record?;
+            if record.rtype == Rtype::OPT {
+                if record.section != Section::Additional {
+                    return Err(ParseError::BadOpt);
+                }
+                if found.is_some() {
+                    return Err(ParseError::DuplicateOpt);
+                }
+                found = Some(Opt::from_record(&record)?);
+            }
         }
+        Ok(found)
     }
 
     fn read(&self, pos: usize, section: Section) -> Result<(Record<'a>, usize), ParseError> {
@@ -380,19 +406,15 @@ impl<'a> Iterator for Records<'a> {
         if self.done {
             return None;
         }
-        let pos = match self.pos {
-            Some(pos) => pos,
-            None => {
-                let mut questions = Questions::new(self.message);
-                for question in questions.by_ref() {
-                    if let Err(error) = question {
-                        self.done = true;
-                        return Some(Err(error));
-                    }
-                }
-                questions.offset()
+        if let Some(mut questions) = self.questions.take() {
+            for _ in questions.by_ref() {}
+            if let Some(error) = questions.error {
+                self.done = true;
+                return Some(Err(error));
             }
-        };
+            self.pos = questions.offset();
+        }
+        let pos = self.pos;
         while self.remaining == 0 {
             self.section += 1;
             if self.section > 3 {
@@ -404,7 +426,7 @@ impl<'a> Iterator for Records<'a> {
         }
         match self.read(pos, Section::from_index(self.section)) {
             Ok((record, end)) => {
-                self.pos = Some(end);
+                self.pos = end;
                 self.remaining -= 1;
                 Some(Ok(record))
             }
@@ -554,6 +576,34 @@ pub(crate) mod tests {
                 assert!(message.edns().is_err());
             }
         }
+    }
+
+    #[test]
+    fn records_resume_after_the_questions_walked() {
+        let bytes = hex(DIG_A);
+        let message = Message::new_checked(&bytes[..]).unwrap();
+        let mut questions = message.questions();
+        assert!(questions.next().unwrap().is_ok());
+        let records = questions.records();
+        assert_eq!(records.clone().count(), 1);
+        assert_eq!(records.edns().unwrap().unwrap().udp_payload_size, 1232);
+        // An error met in the questions is the records' first item.
+        let mut bytes = hex(DIG_A);
+        bytes[12] = 0xc0;
+        let message = Message::new_checked(&bytes[..]).unwrap();
+        let mut questions = message.questions();
+        assert_eq!(
+            questions.next().unwrap().unwrap_err(),
+            ParseError::BadPointer
+        );
+        assert!(questions.next().is_none());
+        let mut records = questions.records();
+        assert_eq!(records.next().unwrap().unwrap_err(), ParseError::BadPointer);
+        assert!(records.next().is_none());
+        assert_eq!(
+            Questions::new(&[0u8; 3]).records().edns().unwrap_err(),
+            ParseError::Truncated
+        );
     }
 
     #[test]
