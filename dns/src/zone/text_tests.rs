@@ -470,3 +470,27 @@ fn rfc_4592_s_example_answers_as_the_rfc_says() {
         "1H 30M 1W2D 1d"
     );
 }
+
+#[test]
+fn bake_writes_the_zones_for_include_and_from_baked() {
+    let out = tempfile::tempdir().unwrap();
+    // Only this test sets OUT_DIR (cargo test sets CARGO_MANIFEST_DIR).
+    std::env::set_var("OUT_DIR", out.path());
+    bake("src/zone/testdata", "ZONES").unwrap();
+    let source = std::fs::read_to_string(out.path().join("ZONES.rs")).unwrap();
+    assert!(
+        source.contains("pub static ZONES: &[u8] = include_bytes!("),
+        "{source}"
+    );
+    let baked = std::fs::read(out.path().join("ZONES.bin")).unwrap();
+    let zones = Zones::from_baked_copy(&baked).unwrap();
+    let zone = zones.find(&w("host1.tricky.example")).unwrap();
+    assert!(matches!(
+        zone.lookup(&w("host3.tricky.example")),
+        Lookup::Wildcard { .. }
+    ));
+    let missing = bake("src/zone/no-such-dir", "ZONES")
+        .unwrap_err()
+        .to_string();
+    assert!(missing.starts_with("src/zone/no-such-dir: "), "{missing}");
+}
