@@ -144,6 +144,9 @@ impl Booted {
     }
 }
 
+/// The TCP limits the example boots with, which dns_client.py checks.
+const TCP_LIMITS: [&str; 2] = ["--idle-timeout=2s", "--max-connections=16"];
+
 /// Boots the example on `target`, allowing transfers to the clients'
 /// address, logging queries.
 fn boot(target: &'static str) -> Booted {
@@ -156,6 +159,7 @@ fn boot(target: &'static str) -> Booted {
             .args(["run", "--release", "-t", "unix", "examples/dns", "--"])
             .arg(format!("--port={port}"))
             .args(["--axfr-allow=127.0.0.1", "--log-queries"])
+            .args(TCP_LIMITS)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
@@ -185,6 +189,8 @@ fn boot(target: &'static str) -> Booted {
         format!("--ipv4={}/24", ns.guest_ip()),
         format!("--axfr-allow=10.{}.0.1", ns.subnet),
         "--log-queries".into(),
+        TCP_LIMITS[0].into(),
+        TCP_LIMITS[1].into(),
     ];
     let guest = if target == "virtio" {
         image("virtio", "examples/dns"); // built outside the namespace
@@ -652,6 +658,8 @@ fn dnspython(server: &Booted) {
         &port,
         zone_dir().to_str().unwrap(),
         &server.stranger,
+        "2",
+        "16",
     ]);
     let text = String::from_utf8_lossy(&output.stdout);
     eprintln!("--- dns_client.py on {}:\n{text}", server.target);

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """dnspython against the DNS example (cli/tests/dns.rs runs this).
 
-    dns_client.py SERVER PORT ZONE_DIR REFUSED_SOURCE
+    dns_client.py SERVER PORT ZONE_DIR REFUSED_SOURCE IDLE_TIMEOUT MAX_CONNECTIONS
 
 Checks, printing one line each and exiting non-zero if any failed:
 - pipelined TCP: many queries written at once on one connection, every
   answer read back on it (matched by ID: the server may answer out of order);
 - zone transfers: AXFR of every zone equals the zone file as dnspython reads
   it; AXFR from REFUSED_SOURCE (an address not allowed) is refused;
+- TCP limits: a silent connection is closed after IDLE_TIMEOUT seconds (the
+  server's --idle-timeout), one past MAX_CONNECTIONS (--max-connections) at
+  once while the others are served;
 - opcodes, EDNS (BADVERS, unknown options, the DO bit) and the question's
   case kept;
 - malformed queries over UDP and TCP (every truncation of a valid query,
@@ -35,6 +38,7 @@ import dns.rdatatype
 import dns.zone
 
 SERVER, PORT, ZONE_DIR, REFUSED_SOURCE = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+IDLE_TIMEOUT, MAX_CONNECTIONS = float(sys.argv[5]), int(sys.argv[6])
 TIMEOUT = 3.0
 failures = []
 
@@ -126,6 +130,57 @@ def pipelined():
         f"{len(queries)} pipelined queries on one TCP connection all answered",
         len(seen) == len(queries) and all(len(r.answer[0]) == 40 for r in big),
     )
+
+
+# --- TCP limits ------------------------------------------------------------
+
+def closed_within(sock, limit):
+    """Whether the server closes `sock` (end of stream or reset) within `limit` s."""
+    sock.settimeout(limit)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def tcp_limits():
+    silent = socket.create_connection((SERVER, PORT), timeout=TIMEOUT)
+    half = socket.create_connection((SERVER, PORT), timeout=TIMEOUT)
+    half.sendall(framed(query("www.example.com").to_wire())[:7])
+    started = time.monotonic()
+    closed = closed_within(silent, IDLE_TIMEOUT + 3) and closed_within(half, 3)
+    took = time.monotonic() - started
+    check(f"silent and half-sent connections closed after the idle timeout ({took:.1f} s)",
+          closed and took >= IDLE_TIMEOUT - 0.5, f"closed: {closed}")
+    silent.close()
+    half.close()
+
+    held = []
+    try:
+        for i in range(MAX_CONNECTIONS):
+            sock = socket.create_connection((SERVER, PORT), timeout=TIMEOUT)
+            held.append(sock)
+            q = query("www.example.com")
+            sock.sendall(framed(q.to_wire()))
+            r = dns.message.from_wire(read_framed(sock))
+            if not q.is_response(r):
+                raise AssertionError(f"connection {i}: {r}")
+        extra = socket.create_connection((SERVER, PORT), timeout=TIMEOUT)
+        over = closed_within(extra, 2)
+        extra.close()
+        # The ones held are still served.
+        q = query("example.com", "MX")
+        held[0].sendall(framed(q.to_wire()))
+        served = q.is_response(dns.message.from_wire(read_framed(held[0])))
+        check(f"{MAX_CONNECTIONS} connections served, one more closed at once",
+              over and served, f"closed: {over}, served: {served}")
+    except Exception as e:  # noqa: BLE001
+        check(f"{MAX_CONNECTIONS} connections served, one more closed at once", False, repr(e))
+    for sock in held:
+        sock.close()
+    time.sleep(0.2)  # the server sees them go
 
 
 # --- Zone transfers --------------------------------------------------------
@@ -364,6 +419,7 @@ def random_bytes():
 def main():
     still_answers("at the start")
     pipelined()
+    tcp_limits()
     transfers()
     protocol()
     malformed_udp()
