@@ -4,10 +4,14 @@
 //! streams of messages, and clients that misbehave.
 //!
 //! The responder here echoes the query back as its answer (QR set) so that
-//! the loops are tested alone; the answer logic has tests of its own.
+//! the loops are tested alone; the answer logic has tests of its own. The
+//! last test runs the server's own answer logic through the loops: a zone
+//! transfer many messages long.
 
 use lamina_core::runtime::{Duration as RtDuration, Executor};
-use lamina_dns::server::{Config, Responder, Server, Transfer, Transport};
+use lamina_dns::server::{Authority, Config, PeerPrefix, Responder, Server, Transfer, Transport};
+use lamina_dns::zone::{Record, Zone, Zones};
+use lamina_dns::{Class, Rtype};
 use lamina_unix::net::HostStack;
 use lamina_unix::reactor::Reactor;
 use std::io::{ErrorKind, Read, Write};
@@ -107,6 +111,16 @@ impl log::Log for Collect {
 /// Starts a server with `config` on a free loopback port in a thread of its
 /// own; returns the port (UDP and TCP).
 fn start(config: Config) -> u16 {
+    start_with(|| Echo, config)
+}
+
+/// Starts a server answering with the responder `make` gives (made in the
+/// server's thread), as [`start`] does.
+fn start_with<R, F>(make: F, config: Config) -> u16
+where
+    R: Responder + 'static,
+    F: FnOnce() -> R + Send + 'static,
+{
     static LOGGER: Collect = Collect;
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
@@ -119,7 +133,7 @@ fn start(config: Config) -> u16 {
         let runtime = executor.handle();
         executor.block_on(async {
             let address = SocketAddr::from(([127, 0, 0, 1], 0));
-            let server = Server::bind(&stack, address, Echo, runtime, config)
+            let server = Server::bind(&stack, address, make(), runtime, config)
                 .await
                 .unwrap();
             tx.send(server.local_addr().port()).unwrap();
@@ -426,5 +440,95 @@ fn the_query_log_has_a_line_per_query() {
             1000 * TRANSFER_MESSAGES as usize
         )),
         "{logged:?}"
+    );
+}
+
+/// A zone of `hosts` TXT records of 100 bytes each under `big.test.`.
+fn big_zone(hosts: usize) -> Zones {
+    let origin = b"\x03big\x04test\x00".to_vec();
+    let record = |owner: Vec<u8>, rtype: Rtype, rdata: Vec<u8>| Record {
+        owner,
+        rtype,
+        class: Class::IN,
+        ttl: 300,
+        rdata,
+    };
+    let ns = [&b"\x02ns"[..], &origin].concat();
+    let soa = [
+        &ns[..],
+        &ns,
+        &[
+            0, 0, 0, 1, 0, 0, 0, 60, 0, 0, 0, 60, 0, 0, 0, 60, 0, 0, 0, 60,
+        ],
+    ]
+    .concat();
+    let mut records = vec![
+        record(origin.clone(), Rtype::SOA, soa),
+        record(origin.clone(), Rtype::NS, ns.clone()),
+        record(ns, Rtype::A, vec![192, 0, 2, 1]),
+    ];
+    for i in 0..hosts {
+        let label = format!("host{i}");
+        let owner = [&[label.len() as u8][..], label.as_bytes(), &origin].concat();
+        records.push(record(
+            owner,
+            Rtype::TXT,
+            [&[99u8][..], &[b't'; 99]].concat(),
+        ));
+    }
+    Zones::new(vec![Zone::from_records(&origin, records).unwrap()]).unwrap()
+}
+
+#[test]
+fn the_authority_transfers_a_large_zone_through_the_loop_as_many_messages() {
+    const HOSTS: usize = 3000;
+    let allowed: PeerPrefix = "127.0.0.1".parse().unwrap();
+    let port = start_with(
+        move || Authority::new(big_zone(HOSTS)).allow_axfr([allowed]),
+        Config::default(),
+    );
+    let mut s = connect(port);
+    let mut both = framed(&query(0x4242, "big.test", AXFR));
+    both.extend(framed(&query(0x4343, "host7.big.test", 16)));
+    s.write_all(&both).unwrap();
+    // Every record once, the SOA twice, over several messages of the
+    // transfer's ID; then the next query's answer.
+    let (mut messages, mut records) = (0, 0usize);
+    while records < HOSTS + 4 {
+        let message = read_message(&mut s);
+        assert_eq!(&message[..2], &[0x42, 0x42], "after {records} records");
+        assert_eq!(message[3] & 0x0f, 0, "rcode");
+        records += usize::from(u16::from_be_bytes([message[6], message[7]]));
+        messages += 1;
+    }
+    assert_eq!(records, HOSTS + 4);
+    assert!(messages >= 5, "{messages} messages");
+    let answer = read_message(&mut s);
+    assert_eq!(&answer[..2], &[0x43, 0x43]);
+    assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 1, "one TXT");
+    // Over UDP, and from a peer not allowed over TCP: no transfer.
+    let stranger =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stranger
+        .bind(&SocketAddr::from(([127, 0, 0, 2], 0)).into())
+        .unwrap();
+    stranger
+        .connect(&SocketAddr::from(([127, 0, 0, 1], port)).into())
+        .unwrap();
+    let mut stranger: TcpStream = stranger.into();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stranger
+        .write_all(&framed(&query(9, "big.test", AXFR)))
+        .unwrap();
+    let answer = read_message(&mut stranger);
+    assert_eq!(answer[3] & 0x0f, 5, "REFUSED");
+    assert_eq!(u16::from_be_bytes([answer[6], answer[7]]), 0);
+    let answer = udp(port, &query(10, "big.test", AXFR)).expect("an answer");
+    assert_eq!(
+        u16::from_be_bytes([answer[6], answer[7]]),
+        0,
+        "no records over UDP"
     );
 }
