@@ -278,8 +278,9 @@ def main():
         mix = query_file(queries)
         print(f"zones: {', '.join(o for o, _ in zones())}; queries: 70% existing names (A/AAAA/MX/TXT,"
               f" {mix['existing']} kinds), 15% NXDOMAIN, 15% wildcard ({mix['wildcard']} names)")
-        print(f"dnsperf -c {args.clients} -q {args.outstanding} -l {args.seconds}, median of {args.runs} runs")
-        fmt = lambda r: f"{r[0]:9.0f} q/s  avg {r[1]:6.3f} ms  p99 {r[2]:6.3f} ms  lost {r[3]}"
+        print(f"dnsperf -c {args.clients} -q {args.outstanding} -l {args.seconds}, median of {args.runs} runs;"
+              f" load average before: {os.getloadavg()[0]:.1f}")
+        fmt = lambda r: f"{r[0]:9.0f} q/s  avg {r[1]:6.3f} ms  p99 {r[2]:6.3f} ms  lost {r[3]} (all runs)"
         nsd = linux_server("NSD", nsd_conf, queries, args)
         print(f"  NSD (veth)    {fmt(nsd)}   codes: {nsd[4]}")
         knot = linux_server("Knot", knot_conf, queries, args)
