@@ -39,7 +39,10 @@ import dns.zone
 
 SERVER, PORT, ZONE_DIR, REFUSED_SOURCE = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 IDLE_TIMEOUT, MAX_CONNECTIONS = float(sys.argv[5]), int(sys.argv[6])
-TIMEOUT = 3.0
+# Generous: a SYN or datagram lost to a guest emulated under load (QEMU's
+# TCG) is sent again after 1 and 3 seconds; silence the checks expect is
+# waited for with shorter limits of its own.
+TIMEOUT = 10.0
 failures = []
 
 

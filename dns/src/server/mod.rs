@@ -45,6 +45,7 @@ pub use answer::{
     Authority, AxfrTransfer, PeerPrefix, PeerPrefixError, DEFAULT_EDNS_PAYLOAD, MAX_CNAME_CHAIN,
 };
 pub use querylog::QueryLine;
+pub use udp::serve as serve_udp;
 
 /// The transport a query came over: it bounds the response (a UDP answer
 /// must fit the requester's payload size, a TCP answer 65535 bytes) and
@@ -58,8 +59,7 @@ pub enum Transport {
 }
 
 /// Turns queries into responses: what the serving loops call for each
-/// message. The authoritative answer logic is the server's; tests use
-/// smaller ones.
+/// message. [`Authority`] is the server's; tests use smaller ones.
 pub trait Responder {
     /// The messages of one zone transfer.
     type Transfer<'a>: Transfer
@@ -182,13 +182,12 @@ where
             self.udp.local_addr(),
             self.tcp.local_addr()
         );
-        let config = Rc::new(self.config);
-        self.runtime.spawn(udp::serve(
+        self.runtime.spawn(serve_udp(
             self.udp,
             self.responder.clone(),
             self.runtime.clone(),
-            config.clone(),
+            self.config.clone(),
         ));
-        tcp::serve(self.tcp, self.responder, self.runtime, config).await
+        tcp::serve(self.tcp, self.responder, self.runtime, Rc::new(self.config)).await
     }
 }

@@ -11,13 +11,16 @@ use lamina_core::runtime::{Duration, Handle};
 /// is dropped unanswered.
 const MAX_UDP_QUERY: usize = 4096;
 
-/// Answers the queries arriving on `socket`, for ever. The two buffers are
-/// allocated here, once; a query allocates nothing.
-pub(super) async fn serve<U: UdpSocket, R: Responder>(
+/// Answers the queries arriving on `socket` with `responder`, for ever
+/// (what [`Server::run`](super::Server::run) does for UDP, for a server
+/// that serves UDP alone or binds its own socket). The two buffers are
+/// allocated here, once; a query allocates nothing (unless
+/// [`Config::log_queries`] formats its line).
+pub async fn serve<U: UdpSocket, R: Responder>(
     socket: U,
     responder: Rc<R>,
     runtime: Handle,
-    config: Rc<Config>,
+    config: Config,
 ) {
     let mut query = vec![0u8; MAX_UDP_QUERY];
     let mut response = vec![0u8; config.max_udp_payload.clamp(512, super::MAX_MESSAGE)];
