@@ -50,7 +50,7 @@ use crate::types::{Rcode, Rtype};
 use crate::wire::{Message, Name, ParseError, Rdata, MAX_LABEL_LEN, MAX_NAME_LEN};
 use cache::{Cache, Cached};
 use exchange::{Link, Query, Question};
-use response::Outcome;
+pub use response::{interpret, Alias, Interpreted, Outcome};
 
 /// How the resolver asks and what it keeps.
 #[derive(Debug, Clone)]

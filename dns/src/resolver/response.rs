@@ -82,7 +82,8 @@ fn lowercase(name: &crate::wire::Name<'_>) -> Vec<u8> {
 
 /// Reads `response` (already matched to the query for `qname_lower` and
 /// `qtype`, with rcode NOERROR or NXDOMAIN). `max_chain` bounds the CNAME
-/// steps taken.
+/// steps taken. What the resolver does with every response; public for
+/// the fuzz target and for programs that ask servers themselves.
 pub fn interpret(
     response: &[u8],
     qname_lower: &[u8],
