@@ -2,10 +2,14 @@
 """DNS benchmark (issue 12): dnsperf against the DNS example unikernel on spt
 and hvt, and against NSD and Knot serving the same zone files, in one run.
 
-- NSD, Knot: in a namespace, reached over a veth pair from the client
+- NSD, Knot: each in a namespace, reached over a veth pair from a client
   namespace; one server thread each (NSD server-count 1, Knot udp-workers
   and tcp-workers 1), as the unikernel has one vCPU.
 - spt/hvt: examples/dns in a namespace on a tap, dnsperf beside it.
+
+All four run at once, idle but for their turn: each of the --runs rounds
+queries each server in turn, so that a busy moment of a shared host falls
+on all of them rather than on one.
 
 The zones are examples/dns/zones/*.zone (one per zone, named <origin>.zone),
 the files the example bakes into its image. The query file is built from
@@ -15,7 +19,7 @@ wildcard answers; 70/15/15, shuffled with a fixed seed. Every server must
 give the same mix of response codes as NSD (printed per row).
 
 For each server: queries/s, average and p99 latency (from dnsperf -v's
-per-query latencies), each the median of --runs runs of --seconds seconds
+per-query latencies), each the median of --runs rounds of --seconds seconds
 with dnsperf -c CLIENTS -q OUTSTANDING, and the ratio of queries/s to NSD's
 in the same run. For the unikernels also the image size and (unless
 --no-memory) the smallest guest memory that answers a 3-second run at -q 20
@@ -23,7 +27,7 @@ without losing a query, found by bisection over --mem.
 
 usage: sudo bench/dns.py [--seconds S] [--runs N] [--clients C] [--outstanding Q] [--no-memory]
 """
-import argparse, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
 
 from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
 
@@ -122,8 +126,8 @@ def same_codes(a, b):
     return a.keys() == b.keys() and all(abs(a[c] - b[c]) <= 1.0 for c in a)
 
 
-def median_runs(ns, server, queries, args):
-    runs = [dnsperf(ns, server, queries, args.seconds, args) for _ in range(args.runs)]
+def medians(runs):
+    """Median figures of runs, lost queries summed."""
     med = lambda i: statistics.median(r[i] for r in runs)
     return med(0), med(1), med(2), sum(r[3] for r in runs), runs[-1][4]
 
@@ -196,44 +200,49 @@ zone:
     return ["knotd", "-c", conf]
 
 
-def linux_server(name, conf, queries, args):
-    """Runs NSD or Knot in a namespace over veth; its median figures."""
-    a, b = "lamina-dns-client", "lamina-dns-server"
-    veth_namespaces(a, b, "10.214.0.1/24", "10.214.0.2/24", "d")
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(["ip", "netns", "exec", b, *conf(tmp, "10.214.0.2")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        try:
-            if not wait_for_answer(a, "10.214.0.2", zones()[0][0], proc):
-                proc.terminate()
-                sys.exit(f"bench/dns.py: {name} did not answer: {proc.communicate()[1]}")
-            return median_runs(a, "10.214.0.2", queries, args)
-        finally:
-            proc.terminate()
-            proc.wait()
-            delete(a, b)
-
-
-def unikernel(target, mem, queries, args, runs=None):
-    """The example on `target` with `mem` MiB on a tap: (figures, alive),
-    figures None if it never answered."""
-    ns = f"lamina-dns-{target}"
-    tap_namespace(ns, "10.215.0.1/24")
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
-                             "--net:service=tap0", image(target, EXAMPLE), "--ipv4=10.215.0.2/24"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not wait_for_answer(ns, "10.215.0.2", zones()[0][0], proc):
-            return None, False
-        if runs == 1:
-            result = dnsperf(ns, "10.215.0.2", queries, args.seconds, args)
-        else:
-            result = median_runs(ns, "10.215.0.2", queries, args)
-        return result, proc.poll() is None
-    finally:
+def start_linux(stack, name, conf, index):
+    """NSD or Knot in namespace lamina-dns-NAME, reached over veth from
+    lamina-dns-NAME-client; (client namespace, server address)."""
+    client, server = f"lamina-dns-{name.lower()}-client", f"lamina-dns-{name.lower()}"
+    subnet = f"10.{214 + index}.0"
+    veth_namespaces(client, server, f"{subnet}.1/24", f"{subnet}.2/24", f"d{index}")
+    stack.callback(delete, client, server)
+    tmp = stack.enter_context(tempfile.TemporaryDirectory())
+    proc = subprocess.Popen(["ip", "netns", "exec", server, *conf(tmp, f"{subnet}.2")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stack.callback(lambda: (proc.terminate(), proc.wait()))
+    if not wait_for_answer(client, f"{subnet}.2", zones()[0][0], proc):
         proc.terminate()
-        proc.wait()
-        delete(ns)
+        sys.exit(f"bench/dns.py: {name} did not answer: {proc.communicate()[1]}")
+    return client, f"{subnet}.2"
+
+
+def start_unikernel(stack, target, mem):
+    """The example on `target` with `mem` MiB on a tap in namespace
+    lamina-dns-TARGET; (namespace, address, process), or None if it never
+    answered."""
+    ns = f"lamina-dns-{target}"
+    tap_namespace(ns, "10.213.0.1/24")
+    stack.callback(delete, ns)
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
+                             "--net:service=tap0", image(target, EXAMPLE), "--ipv4=10.213.0.2/24"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(lambda: (proc.terminate(), proc.wait()))
+    if not wait_for_answer(ns, "10.213.0.2", zones()[0][0], proc):
+        return None
+    return ns, "10.213.0.2", proc
+
+
+def unikernel(target, mem, queries, args):
+    """One dnsperf run against the example on `target` with `mem` MiB:
+    (figures, alive), figures None if it never answered."""
+    with contextlib.ExitStack() as stack:
+        started = start_unikernel(stack, target, mem)
+        if started is None:
+            return None, False
+        ns, address, proc = started
+        result = dnsperf(ns, address, queries, args.seconds, args)
+        return result, proc.poll() is None
 
 
 def smallest_memory(target, queries, args, codes):
@@ -244,7 +253,7 @@ def smallest_memory(target, queries, args, codes):
     quick = argparse.Namespace(**{**vars(args), "seconds": min(3, args.seconds),
                                   "outstanding": min(20, args.outstanding)})
     ok = lambda mem: (lambda r: r[0] is not None and r[1] and r[0][3] == 0 and same_codes(r[0][4], codes))(
-        unikernel(target, mem, queries, quick, runs=1))
+        unikernel(target, mem, queries, quick))
     low, high = 1, 64  # low fails (below the tenders' minimum), high must answer
     if not ok(high):
         return None
@@ -281,27 +290,45 @@ def main():
         print(f"dnsperf -c {args.clients} -q {args.outstanding} -l {args.seconds}, median of {args.runs} runs;"
               f" load average before: {os.getloadavg()[0]:.1f}")
         fmt = lambda r: f"{r[0]:9.0f} q/s  avg {r[1]:6.3f} ms  p99 {r[2]:6.3f} ms  lost {r[3]} (all runs)"
-        nsd = linux_server("NSD", nsd_conf, queries, args)
+        example = os.path.isdir(EXAMPLE)
+        if example:
+            sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
+            sizes = {t: os.path.getsize(image(t, EXAMPLE)) for t in ("spt", "hvt")}
+        # Every server runs at once, idle but for its turn: each round asks
+        # each in turn, so that a busy moment of the host is shared out.
+        with contextlib.ExitStack() as stack:
+            servers = {"NSD": start_linux(stack, "NSD", nsd_conf, 1),
+                       "Knot": start_linux(stack, "Knot", knot_conf, 2)}
+            procs = {}
+            for target in ("spt", "hvt") if example else ():
+                started = start_unikernel(stack, target, 64)
+                if started is None:
+                    print(f"  {target} (tap): the example did not answer")
+                    continue
+                servers[target] = started[:2]
+                procs[target] = started[2]
+            runs = {name: [] for name in servers}
+            for _ in range(args.runs):
+                for name, (ns, address) in servers.items():
+                    runs[name].append(dnsperf(ns, address, queries, args.seconds, args))
+            alive = {target: proc.poll() is None for target, proc in procs.items()}
+        results = {name: medians(r) for name, r in runs.items()}
+        nsd = results["NSD"]
         print(f"  NSD (veth)    {fmt(nsd)}   codes: {nsd[4]}")
-        knot = linux_server("Knot", knot_conf, queries, args)
+        knot = results["Knot"]
         print(f"  Knot (veth)   {fmt(knot)}   {knot[0] / nsd[0]:.2f}x NSD   codes: {knot[4]}"
               + ("" if same_codes(knot[4], nsd[4]) else "  (response codes differ from NSD's)"))
-        if not os.path.isdir(EXAMPLE):
+        if not example:
             print("  spt, hvt: examples/dns is not in the tree yet")
             return
-        sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
         goal = {"spt": 1.2, "hvt": 1.0}
-        for target in ("spt", "hvt"):
-            size = os.path.getsize(image(target, EXAMPLE))
-            result, alive = unikernel(target, 64, queries, args)
-            if result is None:
-                print(f"  {target} (tap)     did not answer")
-                continue
+        for target in procs:
+            result = results[target]
             line = (f"  {target} (tap)     {fmt(result)}   {result[0] / nsd[0]:.2f}x NSD (goal {goal[target]}x)"
-                    f"   codes: {result[4]}   image {size / 1024:.0f} KiB")
+                    f"   codes: {result[4]}   image {sizes[target] / 1024:.0f} KiB")
             if not same_codes(result[4], nsd[4]):
                 line += "  (response codes differ from NSD's)"
-            if not alive:
+            if not alive[target]:
                 line += "  (the unikernel died)"
             if not args.no_memory:
                 line += f"   smallest memory: {smallest_memory(target, queries, args, nsd[4])} MiB"
