@@ -26,4 +26,8 @@ pub mod types;
 pub mod wire;
 pub mod zone;
 
+#[cfg(any(test, feature = "testing"))]
+#[doc(hidden)]
+pub mod testing;
+
 pub use types::{Class, Opcode, Rcode, Rtype};

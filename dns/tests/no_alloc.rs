@@ -9,8 +9,8 @@ use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr};
 
 use lamina_dns::server::{Authority, Transport};
+use lamina_dns::testing::{wire, zones};
 use lamina_dns::wire::{flags, Message, MessageBuilder};
-use lamina_dns::zone::{Record, Zone, Zones};
 use lamina_dns::{Class, Opcode, Rcode, Rtype};
 
 /// Counts allocations made by this thread while `COUNTING` is set (other
@@ -59,63 +59,12 @@ fn allocations(f: impl FnOnce()) -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
-fn wire(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in text
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
-
-fn rr(owner: &str, rtype: Rtype, rdata: Vec<u8>) -> Record {
-    Record {
-        owner: wire(owner),
-        rtype,
-        class: Class::IN,
-        ttl: 300,
-        rdata,
-    }
-}
-
-/// The zone, memoised or not.
+/// The shared test zones, memoised or not.
 fn authority(memoised: bool) -> Authority {
-    let mut soa = wire("ns.example.com.");
-    soa.extend_from_slice(&wire("hostmaster.example.com."));
-    soa.extend_from_slice(&[0; 20]);
-    let mut records = vec![
-        rr("example.com.", Rtype::SOA, soa),
-        rr("example.com.", Rtype::NS, wire("ns.example.com.")),
-        rr(
-            "example.com.",
-            Rtype::MX,
-            [&[0, 10][..], &wire("www.example.com.")].concat(),
-        ),
-        rr("ns.example.com.", Rtype::A, vec![192, 0, 2, 53]),
-        rr("www.example.com.", Rtype::A, vec![192, 0, 2, 1]),
-        rr("alias.example.com.", Rtype::CNAME, wire("www.example.com.")),
-        rr("*.wild.example.com.", Rtype::TXT, b"\x02hi".to_vec()),
-        rr("sub.example.com.", Rtype::NS, wire("ns.sub.example.com.")),
-        rr("ns.sub.example.com.", Rtype::A, vec![192, 0, 2, 99]),
-    ];
-    for i in 0..40u8 {
-        records.push(rr(
-            "big.example.com.",
-            Rtype::TXT,
-            [&[30][..], &[b'a' + i % 26; 30]].concat(),
-        ));
-    }
-    let zone = Zone::from_records(&wire("example.com."), records).unwrap();
-    let zones = Zones::new(vec![zone]).unwrap();
     if memoised {
-        Authority::new(zones)
+        Authority::new(zones())
     } else {
-        Authority::without_memo(zones)
+        Authority::without_memo(zones())
     }
 }
 

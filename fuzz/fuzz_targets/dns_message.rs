@@ -15,28 +15,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::OnceLock;
 
 use lamina_dns::server::{Authority, Transfer, Transport};
+use lamina_dns::testing::zones;
 use lamina_dns::wire::{Message, MessageBuilder, OptRepr, Section, MAX_NAME_LEN};
-use lamina_dns::zone::{Record, Zone, Zones};
-use lamina_dns::{Class, Rtype};
+use lamina_dns::Rtype;
 use libfuzzer_sys::fuzz_target;
 
-fn wire(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in text
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
-
-/// example.com: A, AAAA, NS, MX, a CNAME chain and a loop, a wildcard, a
-/// delegation with glue, a set too big for 512 bytes; transfers allowed.
-/// With memoised answers.
+/// The shared test zones (`lamina_dns::testing`: example.com with every
+/// answer kind, a reverse zone); transfers allowed. With memoised answers.
 fn authority() -> &'static Authority {
     static AUTHORITY: OnceLock<Authority> = OnceLock::new();
     AUTHORITY.get_or_init(|| build(true))
@@ -49,61 +34,10 @@ fn computing() -> &'static Authority {
 }
 
 fn build(memoised: bool) -> Authority {
-    let rr = |owner: &str, rtype, rdata: Vec<u8>| Record {
-        owner: wire(owner),
-        rtype,
-        class: Class::IN,
-        ttl: 300,
-        rdata,
-    };
-    let mut soa = wire("ns.example.com.");
-    soa.extend_from_slice(&wire("hostmaster.example.com."));
-    soa.extend_from_slice(&[
-        0, 0, 0, 1, 0, 0, 14, 16, 0, 0, 3, 132, 0, 9, 58, 128, 0, 0, 1, 44,
-    ]);
-    let mut records = vec![
-        rr("example.com.", Rtype::SOA, soa),
-        rr("example.com.", Rtype::NS, wire("ns.example.com.")),
-        rr(
-            "example.com.",
-            Rtype::MX,
-            [&[0, 10][..], &wire("www.example.com.")].concat(),
-        ),
-        rr("ns.example.com.", Rtype::A, vec![192, 0, 2, 53]),
-        rr("www.example.com.", Rtype::A, vec![192, 0, 2, 1]),
-        rr(
-            "www.example.com.",
-            Rtype::AAAA,
-            [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1].to_vec(),
-        ),
-        rr("alias.example.com.", Rtype::CNAME, wire("www.example.com.")),
-        rr(
-            "loop1.example.com.",
-            Rtype::CNAME,
-            wire("loop2.example.com."),
-        ),
-        rr(
-            "loop2.example.com.",
-            Rtype::CNAME,
-            wire("loop1.example.com."),
-        ),
-        rr("*.wild.example.com.", Rtype::TXT, b"\x02hi".to_vec()),
-        rr("sub.example.com.", Rtype::NS, wire("ns.sub.example.com.")),
-        rr("ns.sub.example.com.", Rtype::A, vec![192, 0, 2, 99]),
-    ];
-    for i in 0..40u8 {
-        records.push(rr(
-            "big.example.com.",
-            Rtype::TXT,
-            [&[20][..], &[b'a' + i % 26; 20]].concat(),
-        ));
-    }
-    let zone = Zone::from_records(&wire("example.com."), records).unwrap();
-    let zones = Zones::new(vec![zone]).unwrap();
     let authority = if memoised {
-        Authority::new(zones)
+        Authority::new(zones())
     } else {
-        Authority::without_memo(zones)
+        Authority::without_memo(zones())
     };
     authority.allow_axfr(["0.0.0.0/0".parse().unwrap()])
 }

@@ -247,18 +247,9 @@ impl fmt::Display for Display<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::wire;
     use alloc::format;
     use alloc::vec::Vec;
-
-    fn wire(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        for label in text.split('.').filter(|l| !l.is_empty()) {
-            out.push(label.len() as u8);
-            out.extend_from_slice(label.as_bytes());
-        }
-        out.push(0);
-        out
-    }
 
     #[test]
     fn checks_lengths_labels_and_pointers() {

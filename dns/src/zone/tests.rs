@@ -7,15 +7,7 @@ use super::*;
 use crate::{Class, Rtype};
 
 /// A presentation name ("www.example", no escapes) in wire form.
-pub(crate) fn w(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    for label in text.split('.').filter(|l| !l.is_empty()) {
-        out.push(label.len() as u8);
-        out.extend_from_slice(label.as_bytes());
-    }
-    out.push(0);
-    out
-}
+pub(crate) use crate::testing::wire as w;
 
 fn rr(owner: &str, rtype: Rtype, ttl: u32, rdata: &[u8]) -> Record {
     Record {
