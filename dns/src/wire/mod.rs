@@ -34,6 +34,7 @@ pub use builder::{BuildError, Checkpoint, MessageBuilder, COMPRESSION_ENTRIES};
 pub use edns::{Opt, OptOptions, OptRepr, DO_BIT, OPT_RECORD_LEN};
 pub use header::{flags, Section, HEADER_LEN};
 pub use message::{Message, Question, Questions, Record, Records};
+pub(crate) use name::write_label;
 pub use name::{Labels, Name, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_POINTER_HOPS};
 pub use rdata::{CharacterStrings, Rdata};
 

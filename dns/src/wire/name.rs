@@ -227,19 +227,27 @@ impl fmt::Display for Name<'_> {
             return f.write_str(".");
         }
         for label in self.labels() {
-            for &byte in label {
-                match byte {
-                    b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
-                        write!(f, "\\{}", byte as char)?
-                    }
-                    0x21..=0x7e => write!(f, "{}", byte as char)?,
-                    _ => write!(f, "\\{byte:03}")?,
-                }
-            }
-            f.write_str(".")?;
+            write_label(f, label)?;
         }
         Ok(())
     }
+}
+
+/// One label in presentation form and its final dot: a dot, backslash or
+/// another character special in master files escaped with a backslash,
+/// other bytes outside `!`..=`~` as `\DDD`. Shared with the zone's
+/// [`crate::zone::name::Display`].
+pub(crate) fn write_label(f: &mut fmt::Formatter<'_>, label: &[u8]) -> fmt::Result {
+    for &byte in label {
+        match byte {
+            b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
+                write!(f, "\\{}", byte as char)?
+            }
+            0x21..=0x7e => write!(f, "{}", byte as char)?,
+            _ => write!(f, "\\{byte:03}")?,
+        }
+    }
+    f.write_str(".")
 }
 
 /// The labels of a [`Name`], leftmost first.

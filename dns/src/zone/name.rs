@@ -9,9 +9,9 @@ use core::cmp::Ordering;
 use core::fmt;
 
 /// The longest name in wire form (RFC 1035 2.3.4).
-pub const MAX_NAME: usize = 255;
+pub const MAX_NAME: usize = crate::wire::MAX_NAME_LEN;
 /// The longest label (RFC 1035 2.3.4).
-pub const MAX_LABEL: usize = 63;
+pub const MAX_LABEL: usize = crate::wire::MAX_LABEL_LEN;
 /// The most labels a name can have, the root's empty label not counted.
 pub const MAX_LABELS: usize = 127;
 
@@ -228,16 +228,7 @@ impl fmt::Display for Display<'_> {
             let Some(bytes) = name.get(at + 1..at + 1 + len as usize) else {
                 return f.write_str("<cut short>");
             };
-            for &b in bytes {
-                match b {
-                    b'.' | b'\\' | b'"' | b'(' | b')' | b';' | b'@' | b'$' => {
-                        write!(f, "\\{}", b as char)?
-                    }
-                    0x21..=0x7e => write!(f, "{}", b as char)?,
-                    _ => write!(f, "\\{b:03}")?,
-                }
-            }
-            f.write_str(".")?;
+            crate::wire::write_label(f, bytes)?;
             at += 1 + len as usize;
         }
         Ok(())
