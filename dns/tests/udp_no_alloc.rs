@@ -11,49 +11,16 @@ use lamina_core::device::{NetError, UdpSocket};
 use lamina_core::runtime::{Executor, Instant, Park};
 use lamina_dns::server::{serve_udp, Authority, Config};
 use lamina_dns::testing::{wire, zones};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-/// Counts this thread's allocations while `MEASURING` is set.
-struct Counting;
-
-thread_local! {
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    if MEASURING.with(Cell::get) {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-    }
-}
-
-// SAFETY: every call is passed to the system allocator unchanged; the
-// counters are const-initialised thread locals, which do not allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's layout, as GlobalAlloc::alloc requires.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: ptr came from System.alloc with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: ptr came from System.alloc with this layout.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/counting.rs"]
+mod counting;
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: counting::Counting = counting::Counting;
 
 fn query(id: u16, name: &str, qtype: u16, edns: bool) -> Vec<u8> {
     let mut q = id.to_be_bytes().to_vec();
@@ -193,19 +160,19 @@ fn the_udp_loop_allocates_nothing_per_query() {
             let answered = sent.sent.borrow().len();
             // Count from the end of the warm-up (the loop's buffers, the
             // executor's queues grown) to the last answer.
-            MEASURING.with(|m| m.set(answered >= warm && answered < total));
+            counting::measure(answered >= warm && answered < total);
             answered >= total
         },
     };
     executor.block_on(until);
-    MEASURING.with(|m| m.set(false));
+    counting::measure(false);
     let sent = wire.sent.borrow();
     assert_eq!(sent.len(), total, "every query answered");
     for (answer, query) in sent.iter().zip(kinds.iter().cycle()) {
         assert_eq!(answer.0, u16::from_be_bytes([query[0], query[1]]));
         assert!(answer.1 >= 12 && answer.1 <= 1232, "{answer:?}");
     }
-    let allocations = ALLOCATIONS.with(Cell::get);
+    let allocations = counting::counted();
     assert_eq!(
         allocations,
         0,
