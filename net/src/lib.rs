@@ -27,6 +27,8 @@ extern crate alloc;
 pub mod config;
 pub mod device;
 pub mod driver;
+#[doc(hidden)]
+pub mod sim;
 pub mod socket;
 
 pub use config::{Ipv4Cidr, NetArgs};

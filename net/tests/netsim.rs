@@ -3,102 +3,11 @@
 
 use lamina_core::args::BootArgs;
 use lamina_core::device::*;
-use lamina_core::runtime::{Duration, Executor, Handle, Instant, Park};
+use lamina_core::runtime::{Duration, Executor, Handle};
+use lamina_net::sim::{Queue, SimClock, SimNetif, SimTime};
 use lamina_net::{Ipv4Cidr, NetArgs, NetStack};
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
-use std::future::poll_fn;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
-use std::task::{Poll, Waker};
-
-/// Time that jumps to each deadline.
-#[derive(Default)]
-struct SimTime(Cell<u64>);
-
-impl Park for SimTime {
-    fn now(&self) -> Instant {
-        Instant::from_nanos(self.0.get())
-    }
-    fn park(&self, deadline: Option<Instant>) {
-        match deadline {
-            Some(d) => self.0.set(self.0.get().max(d.as_nanos())),
-            None => panic!("everything waits and nothing will wake it: deadlock"),
-        }
-    }
-}
-
-#[derive(Clone)]
-struct SimClock(Rc<SimTime>);
-
-impl Clock for SimClock {
-    fn now(&self) -> Instant {
-        self.0.now()
-    }
-    fn wall(&self) -> u64 {
-        self.0 .0.get()
-    }
-}
-
-/// One direction of the link.
-#[derive(Default)]
-struct Queue {
-    frames: RefCell<VecDeque<Vec<u8>>>,
-    waiter: RefCell<Option<Waker>>,
-}
-
-/// One end of a simulated Ethernet link; every `drop_every`-th frame sent is lost.
-struct SimNetif {
-    mac: [u8; 6],
-    inbox: Rc<Queue>,
-    outbox: Rc<Queue>,
-    sent: Cell<u64>,
-    drop_every: u64,
-}
-
-impl Netif for SimNetif {
-    fn mac(&self) -> [u8; 6] {
-        self.mac
-    }
-    fn mtu(&self) -> usize {
-        1500
-    }
-    async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError> {
-        poll_fn(|cx| match self.try_receive(buf) {
-            Ok(Some(n)) => Poll::Ready(Ok(n)),
-            Ok(None) => {
-                *self.inbox.waiter.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            }
-            Err(e) => Poll::Ready(Err(e)),
-        })
-        .await
-    }
-    fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
-        let Some(frame) = self.inbox.frames.borrow_mut().pop_front() else {
-            return Ok(None);
-        };
-        let Some(into) = buf.get_mut(..frame.len()) else {
-            return Err(NetError::TooLarge); // dropped, as the trait says
-        };
-        into.copy_from_slice(&frame);
-        Ok(Some(frame.len()))
-    }
-    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
-        if frame.len() > self.mtu() + 14 {
-            return Err(NetError::TooLarge);
-        }
-        self.sent.set(self.sent.get() + 1);
-        if self.drop_every != 0 && self.sent.get().is_multiple_of(self.drop_every) {
-            return Ok(()); // lost on the wire
-        }
-        self.outbox.frames.borrow_mut().push_back(frame.to_vec());
-        if let Some(waker) = self.outbox.waiter.borrow_mut().take() {
-            waker.wake();
-        }
-        Ok(())
-    }
-}
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
@@ -114,13 +23,7 @@ fn with_two_stacks<T>(
     let rt = executor.handle();
     let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
     let stack = |mac: u8, address: Ipv4Addr, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
-        let netif = SimNetif {
-            mac: [2, 0, 0, 0, 0, mac],
-            inbox: inbox.clone(),
-            outbox: outbox.clone(),
-            sent: Cell::new(0),
-            drop_every,
-        };
+        let netif = SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), drop_every);
         let mut args = NetArgs::defaults();
         args.ipv4 = Some(Ipv4Cidr {
             address,
@@ -367,13 +270,7 @@ fn netif_conformance() {
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
     let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
-    let netif = |mac: u8, inbox: &Rc<Queue>, outbox: &Rc<Queue>| SimNetif {
-        mac: [2, 0, 0, 0, 0, mac],
-        inbox: inbox.clone(),
-        outbox: outbox.clone(),
-        sent: Cell::new(0),
-        drop_every: 0,
-    };
+    let netif = |mac: u8, inbox: &Rc<Queue>, outbox: &Rc<Queue>| SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), 0);
     let raw = netif(1, &ba, &ab);
     let mut args = NetArgs::defaults();
     args.ipv4 = Some(Ipv4Cidr {
@@ -433,13 +330,7 @@ fn arguments_that_panicked_the_stack_no_longer_do() {
         let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
         let stack =
             |mac: u8, address: Ipv4Addr, bad: Bad, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
-                let netif = SimNetif {
-                    mac: [2, 0, 0, 0, 0, mac],
-                    inbox: inbox.clone(),
-                    outbox: outbox.clone(),
-                    sent: Cell::new(0),
-                    drop_every: 0,
-                };
+                let netif = SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), 0);
                 let mut args = NetArgs::defaults();
                 bad(&mut args);
                 args.ipv4 = Some(Ipv4Cidr {

@@ -1,0 +1,137 @@
+//! A simulated Ethernet link and clock for tests and fuzz targets: not part
+//! of the stack's API (hidden from its documentation). The integration tests
+//! (`tests/netsim.rs`) join two stacks with it; the `net_frames` fuzz target
+//! drives one stack with frames it makes up.
+
+use alloc::collections::VecDeque;
+use alloc::rc::Rc;
+use alloc::vec::Vec;
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::task::{Poll, Waker};
+use lamina_core::device::{Clock, NetError, Netif};
+use lamina_core::runtime::{Instant, Park};
+
+/// Time that jumps to each deadline; nothing to wait for and no deadline
+/// is a deadlock, a panic.
+#[derive(Default)]
+pub struct SimTime(Cell<u64>);
+
+impl SimTime {
+    /// Moves the time forward by `nanos`.
+    pub fn advance(&self, nanos: u64) {
+        self.0.set(self.0.get().saturating_add(nanos));
+    }
+}
+
+impl Park for SimTime {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(self.0.get())
+    }
+    fn park(&self, deadline: Option<Instant>) {
+        match deadline {
+            Some(d) => self.0.set(self.0.get().max(d.as_nanos())),
+            None => panic!("everything waits and nothing will wake it: deadlock"),
+        }
+    }
+}
+
+/// The stack's clock over a [`SimTime`].
+#[derive(Clone)]
+pub struct SimClock(pub Rc<SimTime>);
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+    fn wall(&self) -> u64 {
+        self.0 .0.get()
+    }
+}
+
+/// One direction of a link: the frames on it, and who waits for one.
+#[derive(Default)]
+pub struct Queue {
+    frames: RefCell<VecDeque<Vec<u8>>>,
+    waiter: RefCell<Option<Waker>>,
+}
+
+impl Queue {
+    /// Puts `frame` on the link and wakes its receiver.
+    pub fn push(&self, frame: Vec<u8>) {
+        self.frames.borrow_mut().push_back(frame);
+        if let Some(waker) = self.waiter.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Takes the oldest frame off the link.
+    pub fn pop(&self) -> Option<Vec<u8>> {
+        self.frames.borrow_mut().pop_front()
+    }
+}
+
+/// One end of a simulated Ethernet link with an MTU of 1500; every
+/// `drop_every`-th frame sent is lost (0: none).
+pub struct SimNetif {
+    mac: [u8; 6],
+    inbox: Rc<Queue>,
+    outbox: Rc<Queue>,
+    sent: Cell<u64>,
+    drop_every: u64,
+}
+
+impl SimNetif {
+    /// An interface with address `mac` receiving from `inbox` and sending
+    /// to `outbox`.
+    pub fn new(mac: [u8; 6], inbox: Rc<Queue>, outbox: Rc<Queue>, drop_every: u64) -> SimNetif {
+        SimNetif {
+            mac,
+            inbox,
+            outbox,
+            sent: Cell::new(0),
+            drop_every,
+        }
+    }
+}
+
+impl Netif for SimNetif {
+    fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+    fn mtu(&self) -> usize {
+        1500
+    }
+    async fn receive(&self, buf: &mut [u8]) -> Result<usize, NetError> {
+        poll_fn(|cx| match self.try_receive(buf) {
+            Ok(Some(n)) => Poll::Ready(Ok(n)),
+            Ok(None) => {
+                *self.inbox.waiter.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        })
+        .await
+    }
+    fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
+        let Some(frame) = self.inbox.pop() else {
+            return Ok(None);
+        };
+        let Some(into) = buf.get_mut(..frame.len()) else {
+            return Err(NetError::TooLarge); // dropped, as the trait says
+        };
+        into.copy_from_slice(&frame);
+        Ok(Some(frame.len()))
+    }
+    fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+        if frame.len() > self.mtu() + 14 {
+            return Err(NetError::TooLarge);
+        }
+        self.sent.set(self.sent.get() + 1);
+        if self.drop_every != 0 && self.sent.get().is_multiple_of(self.drop_every) {
+            return Ok(()); // lost on the wire
+        }
+        self.outbox.push(frame.to_vec());
+        Ok(())
+    }
+}
