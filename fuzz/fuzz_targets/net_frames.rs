@@ -293,9 +293,10 @@ fn ipv4_transport(frame: &[u8], protocol: u8, min: usize) -> Option<usize> {
 /// The peer's answer to the TCP segment `sent`, its fields from the input.
 fn answer_tcp(sent: &[u8], input: &mut Input) -> Option<Vec<u8>> {
     let at = ipv4_transport(sent, 6, 20)?;
-    let data_len = usize::from(be16(sent, 16))
-        .saturating_sub(at - 14 + usize::from(sent[at + 12] >> 4) * 4);
-    let (their_seq, their_ack, their_flags) = (be32(sent, at + 4), be32(sent, at + 8), sent[at + 13]);
+    let data_len =
+        usize::from(be16(sent, 16)).saturating_sub(at - 14 + usize::from(sent[at + 12] >> 4) * 4);
+    let (their_seq, their_ack, their_flags) =
+        (be32(sent, at + 4), be32(sent, at + 8), sent[at + 13]);
     let flags = input.byte();
     let seq_delta = input.byte() as i8;
     let ack_delta = input.byte() as i8;
@@ -397,7 +398,14 @@ fn answer_udp(sent: &[u8], input: &mut Input) -> Option<Vec<u8>> {
     let payload = input.counted();
     let from = be16(sent, at + 2).wrapping_add_signed(port_delta.into());
     let datagram = udp((from, be16(sent, at)), &payload);
-    Some(ipv4(ip_at(sent, 30), ip_at(sent, 26), 17, 0, &[], &datagram))
+    Some(ipv4(
+        ip_at(sent, 30),
+        ip_at(sent, 26),
+        17,
+        0,
+        &[],
+        &datagram,
+    ))
 }
 
 /// A frame from a template (action `2`), to `stack` (the stack's IPv4
@@ -488,6 +496,19 @@ fn describe(frame: &[u8]) -> String {
     line
 }
 
+/// Prints the stack's and smoltcp's log (`NET_TRACE=1`).
+struct TraceLog;
+
+impl log::Log for TraceLog {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        eprintln!("{} {}: {}", record.level(), record.target(), record.args());
+    }
+    fn flush(&self) {}
+}
+
 /// The application on the stack: an echoing listener and UDP socket, a
 /// datagram and a connection to the peer.
 async fn application(stack: NetStack, rt: Handle) {
@@ -576,10 +597,16 @@ fuzz_target!(|bytes: &[u8]| {
         .and_then(|()| args.limit_to_heap(HEAP_BYTES).map_err(|_| 2));
     if let Err(status) = parsed {
         assert_eq!(status, 2, "{line} refused with status {status}");
-        assert!(line.contains("10.0.0.0/") || line.contains("10.0.1.1"), "{line} refused");
+        assert!(
+            line.contains("10.0.0.0/") || line.contains("10.0.1.1"),
+            "{line} refused"
+        );
         return;
     }
     let trace = std::env::var_os("NET_TRACE").is_some();
+    if trace && log::set_logger(&TraceLog).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
     let time = Rc::new(SimTime::default());
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
@@ -608,7 +635,10 @@ fuzz_target!(|bytes: &[u8]| {
                 }
                 2 => Some(template(here, &mut input)),
                 3 => last.tcp.as_deref().and_then(|s| answer_tcp(s, &mut input)),
-                4 => last.dhcp.as_deref().and_then(|s| answer_dhcp(s, &mut input)),
+                4 => last
+                    .dhcp
+                    .as_deref()
+                    .and_then(|s| answer_dhcp(s, &mut input)),
                 5 => last.arp.as_deref().and_then(answer_arp),
                 6 => last.udp.as_deref().and_then(|s| answer_udp(s, &mut input)),
                 _ => {

@@ -20,6 +20,35 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 /// application's tasks.
 const MAX_EGRESS_ROUNDS: usize = 256;
 
+/// How long the driver waits when smoltcp asks to run again at a time it
+/// has just run at (see [`next_poll`]).
+const STALE_POLL_BACKOFF: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(10);
+
+/// How long until smoltcp must run again, from `poll_at` (its
+/// `Interface::poll_at` right after a round at `now`).
+///
+/// `Instant::ZERO` is smoltcp's "now": more to send than one round sent;
+/// run again at once. A later time not after `now` is one smoltcp has just
+/// run at without acting on it: smoltcp 0.12 keeps reporting the end of a
+/// socket's silence for a missing neighbour (1 s after the neighbour did
+/// not answer) once that socket has nothing left to send, e.g. a DHCP
+/// client whose unicast renewal found its server gone and which then waits
+/// to rebind. Taken as "now", the driver would poll again and again
+/// without ever yielding: the application starves and, on a simulated
+/// clock, time stops (found by the net_frames fuzz target). Such a time
+/// waits [`STALE_POLL_BACKOFF`] instead; that socket's own timer, which the
+/// stale time hides, then runs at most that late.
+fn next_poll(
+    now: smoltcp::time::Instant,
+    poll_at: Option<smoltcp::time::Instant>,
+) -> Option<smoltcp::time::Duration> {
+    match poll_at? {
+        at if at == smoltcp::time::Instant::ZERO => Some(smoltcp::time::Duration::ZERO),
+        at if at <= now => Some(STALE_POLL_BACKOFF),
+        at => Some(at - now),
+    }
+}
+
 /// What sockets and the driver share.
 pub(crate) struct Core {
     pub(crate) iface: RefCell<Interface>,
@@ -439,10 +468,38 @@ impl<N: Netif> Driver<N> {
             }
             !closed
         });
-        iface.poll_delay(now, &sockets)
+        next_poll(now, iface.poll_at(now, &sockets))
     }
 }
 
 pub(crate) fn to_std(a: Ipv4Address) -> core::net::Ipv4Addr {
     core::net::Ipv4Addr::from(a.octets())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::time::{Duration, Instant};
+
+    #[test]
+    fn a_time_smoltcp_just_ran_at_waits_instead_of_spinning() {
+        let now = Instant::from_millis(14_002);
+        // Nothing to do: wait for a frame or a kick.
+        assert_eq!(next_poll(now, None), None);
+        // More to send: at once.
+        assert_eq!(next_poll(now, Some(Instant::ZERO)), Some(Duration::ZERO));
+        // A timer ahead: until then.
+        assert_eq!(
+            next_poll(now, Some(Instant::from_millis(14_500))),
+            Some(Duration::from_millis(498))
+        );
+        // The expired silence of a socket with nothing to send (the
+        // net_frames input: a DHCP renewal to a server that no longer
+        // answers ARP, then waiting to rebind): not "now" again and again.
+        assert_eq!(next_poll(now, Some(now)), Some(STALE_POLL_BACKOFF));
+        assert_eq!(
+            next_poll(now, Some(Instant::from_millis(13_002))),
+            Some(STALE_POLL_BACKOFF)
+        );
+    }
 }

@@ -23,7 +23,12 @@ fn with_two_stacks<T>(
     let rt = executor.handle();
     let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
     let stack = |mac: u8, address: Ipv4Addr, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
-        let netif = SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), drop_every);
+        let netif = SimNetif::new(
+            [2, 0, 0, 0, 0, mac],
+            inbox.clone(),
+            outbox.clone(),
+            drop_every,
+        );
         let mut args = NetArgs::defaults();
         args.ipv4 = Some(Ipv4Cidr {
             address,
@@ -270,7 +275,9 @@ fn netif_conformance() {
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
     let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
-    let netif = |mac: u8, inbox: &Rc<Queue>, outbox: &Rc<Queue>| SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), 0);
+    let netif = |mac: u8, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
+        SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), 0)
+    };
     let raw = netif(1, &ba, &ab);
     let mut args = NetArgs::defaults();
     args.ipv4 = Some(Ipv4Cidr {
