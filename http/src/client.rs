@@ -54,6 +54,26 @@ impl ClientResponse {
     }
 }
 
+/// The body length the response's Content-Length headers announce, if
+/// any. RFC 9112 (6.3): digits only (`+5`, which Rust's integer parser
+/// takes, and `-0` are not), and several must agree, else the message
+/// framing is unknown and the response is refused.
+fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, ClientError> {
+    let mut length = None;
+    for (_, value) in headers.iter().filter(|(n, _)| n == "content-length") {
+        let value = value.trim();
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ClientError::BadResponse("bad Content-Length"));
+        }
+        let n = value.parse::<usize>().map_err(|_| ClientError::TooLarge)?;
+        if length.is_some_and(|first| first != n) {
+            return Err(ClientError::BadResponse("Content-Length headers disagree"));
+        }
+        length = Some(n);
+    }
+    Ok(length)
+}
+
 /// A client for one server, reusing its connection between requests.
 pub struct Client<'s, S: Stack> {
     stack: &'s S,
@@ -154,13 +174,8 @@ impl<'s, S: Stack> Client<'s, S> {
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        let length = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .map(|(_, v)| v.trim().parse::<usize>());
-        let length = match length {
-            Some(Ok(n)) => n,
-            Some(Err(_)) => return Err(ClientError::BadResponse("bad Content-Length")),
+        let length = match content_length(&headers)? {
+            Some(n) => n,
             // 204, 304 and 1xx have no body; others without a length are
             // not what this small client reads.
             None if status == 204 || status == 304 || status < 200 => 0,
