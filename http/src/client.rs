@@ -147,6 +147,10 @@ impl<'s, S: Stack> Client<'s, S> {
             match response.parse(&buf) {
                 Ok(httparse::Status::Complete(n)) => {
                     let status = response.code.ok_or(ClientError::BadResponse("no status"))?;
+                    // httparse takes any three digits; RFC 9110 (15) has 100 to 599.
+                    if !(100..600).contains(&status) {
+                        return Err(ClientError::BadResponse("status not 100 to 599"));
+                    }
                     let headers: Vec<(String, String)> = response
                         .headers
                         .iter()

@@ -74,3 +74,13 @@ fn content_lengths_that_agree_are_read() {
         serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\nhi!");
     assert_eq!(get(server), Ok((200, b"hi!".to_vec())));
 }
+
+#[test]
+fn a_status_outside_100_to_599_is_refused() {
+    // httparse reads any three digits as the status.
+    let server = serve_once(b"HTTP/1.1 002 OK\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(
+        get(server),
+        Err(ClientError::BadResponse("status not 100 to 599"))
+    );
+}

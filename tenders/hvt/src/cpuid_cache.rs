@@ -15,7 +15,7 @@ const MAGIC: &[u8; 8] = b"LMNCPUID";
 /// Bytes of one entry: function, index, flags, eax, ebx, ecx, edx.
 const ENTRY_BYTES: usize = 7 * 4;
 /// Most entries accepted from a file.
-const MAX_ENTRIES: usize = kvm_bindings::KVM_MAX_CPUID_ENTRIES;
+pub const MAX_ENTRIES: usize = kvm_bindings::KVM_MAX_CPUID_ENTRIES;
 
 /// The key: what the supported CPUID depends on.
 pub fn host_key() -> Option<String> {

@@ -1,9 +1,12 @@
-//! The parts of `lamina-hvt` that take no KVM: the network ring's server
-//! and the sandboxes. A library so that the ring's entry serving, which
-//! reads whatever the guest wrote, is reachable from a fuzz target
-//! (`fuzz/fuzz_targets/hvt_ring.rs`); the binary (`main.rs`) uses it.
+//! The parts of `lamina-hvt` that take no KVM: the network ring's server,
+//! the sandboxes and the CPUID cache file. A library so that the ring's
+//! entry serving, which reads whatever the guest wrote, and the cache
+//! file's parser are reachable from fuzz targets
+//! (`fuzz/fuzz_targets/hvt_ring.rs`, `cpuid_cache.rs`); the binary
+//! (`main.rs`) uses it.
 #![deny(unsafe_code)]
 
+pub mod cpuid_cache;
 #[cfg(test)]
 #[allow(unsafe_code, dead_code)]
 mod fixtures;

@@ -24,7 +24,6 @@
 // Unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
-mod cpuid_cache;
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod fixtures;
@@ -35,10 +34,10 @@ mod kvm;
 mod layout;
 mod stop;
 
-// The ring server and the sandboxes are the library's (`lib.rs`), for the
-// fuzz target; named here so that `crate::ring` and `crate::seccomp` read
-// as before.
-use lamina_hvt::{ring, rx, seccomp};
+// The ring server, the sandboxes and the CPUID cache are the library's
+// (`lib.rs`), for the fuzz targets; named here so that `crate::ring` and
+// `crate::cpuid_cache` read as before.
+use lamina_hvt::{cpuid_cache, ring, rx, seccomp};
 
 use lamina_tender::timing::Timing;
 use lamina_tender::{args, process};
