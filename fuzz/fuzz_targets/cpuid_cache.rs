@@ -22,8 +22,11 @@ fuzz_target!(|bytes: &[u8]| {
         if let Some(entries) = decode(key, bytes) {
             assert!(!entries.is_empty());
             assert!(entries.len() <= MAX_ENTRIES);
-            assert_eq!(encode(key, &entries), bytes, "a file encode would not write");
+            assert_eq!(
+                encode(key, &entries),
+                bytes,
+                "a file encode would not write"
+            );
         }
     }
 });
-
