@@ -434,3 +434,53 @@ fn a_lost_query_is_sent_again() {
     );
     lossy.join().unwrap();
 }
+
+/// Serves Lamina's own authoritative server (the crate's test zones) on a
+/// loopback port from a thread; returns its address.
+fn start_lamina_server() -> SocketAddr {
+    use lamina_dns::server::{Authority, Config as ServerConfig, Server};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let reactor = Rc::new(Reactor::new().unwrap());
+        let executor = Executor::new(reactor.clone());
+        let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
+        let runtime = executor.handle();
+        executor.block_on(async {
+            let authority = Authority::new(lamina_dns::testing::zones());
+            let address = SocketAddr::from(([127, 0, 0, 1], 0));
+            let server = Server::bind(&stack, address, authority, runtime, ServerConfig::default())
+                .await
+                .unwrap();
+            tx.send(server.local_addr()).unwrap();
+            server.run().await
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+/// The resolver against Lamina's own server: addresses, a CNAME answered
+/// in one response, NXDOMAIN, and a TXT set that only TCP carries.
+#[test]
+fn the_resolver_against_lamina_s_own_server() {
+    let server = start_lamina_server();
+    run(vec![server], |stack, runtime| async move {
+        let resolver = resolver(stack, runtime, 2000);
+        assert_eq!(
+            resolver.lookup_ip("www.example.com").await,
+            Ok(vec![ip("192.0.2.1"), ip("192.0.2.2"), ip("2001:db8::1")])
+        );
+        let alias = resolver.query("alias.example.com", Rtype::A).await.unwrap();
+        assert_eq!(
+            alias.aliases.first().map(Vec::as_slice),
+            Some(&b"\x05alias\x07example\x03com\x00"[..])
+        );
+        assert!(alias.addresses().count() > 0, "{alias:?}");
+        assert_eq!(
+            resolver.lookup_ip("nope.example.com").await,
+            Err(ResolveError::NxDomain)
+        );
+        // 40 TXT records, about 1.7 KB: truncated over UDP, fetched over TCP.
+        let big = resolver.query("big.example.com", Rtype::TXT).await.unwrap();
+        assert_eq!(big.rdatas.len(), 40);
+    });
+}
