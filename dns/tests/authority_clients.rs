@@ -3,15 +3,12 @@
 //! UDP and TCP, with and without EDNS, truncation and the TCP retry, zone
 //! transfers allowed and refused.
 
-use lamina_core::runtime::Executor;
-use lamina_dns::server::{Authority, Config, Server};
+#[path = "support/loopback.rs"]
+mod loopback;
+
+use lamina_dns::server::{Authority, Config};
 use lamina_dns::testing::zones;
-use lamina_unix::net::HostStack;
-use lamina_unix::reactor::Reactor;
-use std::net::SocketAddr;
 use std::process::Command;
-use std::rc::Rc;
-use std::time::Duration;
 
 /// Serves `authority` on a loopback port (UDP and TCP) from a thread.
 fn start(authority: Authority) -> u16 {
@@ -20,22 +17,7 @@ fn start(authority: Authority) -> u16 {
 
 /// [`start`] with the serving loops' limits.
 fn start_with(authority: Authority, config: Config) -> u16 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let reactor = Rc::new(Reactor::new().unwrap());
-        let executor = Executor::new(reactor.clone());
-        let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
-        let runtime = executor.handle();
-        executor.block_on(async {
-            let address = SocketAddr::from(([127, 0, 0, 1], 0));
-            let server = Server::bind(&stack, address, authority, runtime, config)
-                .await
-                .unwrap();
-            tx.send(server.local_addr().port()).unwrap();
-            server.run().await
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    loopback::serve_on_loopback(move || authority, config).port()
 }
 
 /// A client's output, or `None` (skipped, or failed under CI) when the

@@ -7,6 +7,9 @@
 //! answer (the next one is asked), the servers the stack reports, and
 //! spoofed replies ignored.
 
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use lamina_core::runtime::{Duration as RtDuration, Executor, Handle};
 use lamina_dns::resolver::{Config, ResolveError, Resolver};
 use lamina_dns::Rtype;
@@ -438,24 +441,9 @@ fn a_lost_query_is_sent_again() {
 /// Serves Lamina's own authoritative server (the crate's test zones) on a
 /// loopback port from a thread; returns its address.
 fn start_lamina_server() -> SocketAddr {
-    use lamina_dns::server::{Authority, Config as ServerConfig, Server};
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let reactor = Rc::new(Reactor::new().unwrap());
-        let executor = Executor::new(reactor.clone());
-        let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
-        let runtime = executor.handle();
-        executor.block_on(async {
-            let authority = Authority::new(lamina_dns::testing::zones());
-            let address = SocketAddr::from(([127, 0, 0, 1], 0));
-            let server = Server::bind(&stack, address, authority, runtime, ServerConfig::default())
-                .await
-                .unwrap();
-            tx.send(server.local_addr()).unwrap();
-            server.run().await
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    use lamina_dns::server::{Authority, Config as ServerConfig};
+    let zones = lamina_dns::testing::zones;
+    loopback::serve_on_loopback(move || Authority::new(zones()), ServerConfig::default())
 }
 
 /// The resolver against Lamina's own server: addresses, a CNAME answered

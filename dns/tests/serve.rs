@@ -8,15 +8,15 @@
 //! last test runs the server's own answer logic through the loops: a zone
 //! transfer many messages long.
 
-use lamina_core::runtime::{Duration as RtDuration, Executor};
-use lamina_dns::server::{Authority, Config, PeerPrefix, Responder, Server, Transfer, Transport};
+#[path = "support/loopback.rs"]
+mod loopback;
+
+use lamina_core::runtime::Duration as RtDuration;
+use lamina_dns::server::{Authority, Config, PeerPrefix, Responder, Transfer, Transport};
 use lamina_dns::zone::{Record, Zone, Zones};
 use lamina_dns::{Class, Rtype};
-use lamina_unix::net::HostStack;
-use lamina_unix::reactor::Reactor;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
-use std::rc::Rc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -125,22 +125,7 @@ where
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let reactor = Rc::new(Reactor::new().unwrap());
-        let executor = Executor::new(reactor.clone());
-        let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
-        let runtime = executor.handle();
-        executor.block_on(async {
-            let address = SocketAddr::from(([127, 0, 0, 1], 0));
-            let server = Server::bind(&stack, address, make(), runtime, config)
-                .await
-                .unwrap();
-            tx.send(server.local_addr().port()).unwrap();
-            server.run().await
-        });
-    });
-    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+    loopback::serve_on_loopback(make, config).port()
 }
 
 /// A query for `name` (dotted, no trailing dot) of type `qtype`.
