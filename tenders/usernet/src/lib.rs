@@ -19,6 +19,13 @@
 //!
 //! The network is private: the guest reaches nothing outside it, and only
 //! the forwarded ports reach the guest.
+//!
+//! A daemon that owns a service's address (Jitsu, which summons a
+//! unikernel when a client connects) keeps the listening sockets itself,
+//! so that a client's handshake completes in the host kernel while nothing
+//! runs yet, and hands them over: [`UserNet::adopt`] (`lamina-usernet
+//! --listen-fd=N:GUEST[/tcp|/udp]`) serves an inherited socket as a
+//! forward, the connections and datagrams already queued on it included.
 
 mod datagram;
 mod splice;
@@ -73,33 +80,81 @@ pub enum ForwardError {
     /// A port is 0 or too large.
     #[error("port forward '{0}' has a port outside 1-65535")]
     Port(String),
+    /// Not `N:GUEST[/PROTOCOL]`.
+    #[error("listening socket '{0}' is not N:GUEST[/tcp|/udp], like 3:80 or 4:53/udp")]
+    ListenSyntax(String),
+    /// A descriptor number that is not a number above 2.
+    #[error("listening socket '{0}': expected a descriptor number above 2")]
+    Descriptor(String),
     /// A protocol other than tcp or udp.
     #[error("port forward '{0}': unknown protocol '{1}' (tcp or udp)")]
     Protocol(String, String),
+}
+
+/// The protocol suffix of `spec` (`/tcp`, `/udp` or none, meaning TCP),
+/// and what precedes it.
+fn split_protocol(spec: &str) -> Result<(&str, Protocol), ForwardError> {
+    match spec.split_once('/') {
+        None => Ok((spec, Protocol::Tcp)),
+        Some((ports, "tcp")) => Ok((ports, Protocol::Tcp)),
+        Some((ports, "udp")) => Ok((ports, Protocol::Udp)),
+        Some((_, other)) => Err(ForwardError::Protocol(spec.into(), other.into())),
+    }
+}
+
+/// A port of `spec`: 1-65535.
+fn parse_port(spec: &str, text: &str) -> Result<u16, ForwardError> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| ForwardError::Port(spec.into()))
 }
 
 impl std::str::FromStr for Forward {
     type Err = ForwardError;
 
     fn from_str(spec: &str) -> Result<Forward, ForwardError> {
-        let (ports, protocol) = match spec.split_once('/') {
-            None => (spec, Protocol::Tcp),
-            Some((ports, "tcp")) => (ports, Protocol::Tcp),
-            Some((ports, "udp")) => (ports, Protocol::Udp),
-            Some((_, other)) => return Err(ForwardError::Protocol(spec.into(), other.into())),
-        };
+        let (ports, protocol) = split_protocol(spec)?;
         let (host, guest) = ports
             .split_once(':')
             .ok_or_else(|| ForwardError::Syntax(spec.into()))?;
-        let port = |p: &str| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|&p| p != 0)
-                .ok_or_else(|| ForwardError::Port(spec.into()))
-        };
         Ok(Forward {
-            host_port: port(host)?,
-            guest_port: port(guest)?,
+            host_port: parse_port(spec, host)?,
+            guest_port: parse_port(spec, guest)?,
+            protocol,
+        })
+    }
+}
+
+/// An inherited socket to serve as a forward: `N:GUEST[/tcp|/udp]`, the
+/// value of `lamina-usernet --listen-fd=`. Descriptor N is a listening TCP
+/// socket (`/tcp`, the default) or a bound UDP socket (`/udp`) that the
+/// process inherited (see [`UserNet::adopt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenFd {
+    /// The inherited descriptor.
+    pub fd: i32,
+    /// Port on the guest.
+    pub guest_port: u16,
+    /// TCP or UDP.
+    pub protocol: Protocol,
+}
+
+impl std::str::FromStr for ListenFd {
+    type Err = ForwardError;
+
+    fn from_str(spec: &str) -> Result<ListenFd, ForwardError> {
+        let (ports, protocol) = split_protocol(spec)?;
+        let (fd, guest) = ports
+            .split_once(':')
+            .ok_or_else(|| ForwardError::ListenSyntax(spec.into()))?;
+        Ok(ListenFd {
+            fd: fd
+                .parse::<i32>()
+                .ok()
+                .filter(|&fd| fd > 2)
+                .ok_or_else(|| ForwardError::Descriptor(spec.into()))?,
+            guest_port: parse_port(spec, guest)?,
             protocol,
         })
     }
@@ -122,6 +177,31 @@ pub fn guest_args() -> [String; 2] {
         format!("--ipv4={GUEST}/{PREFIX}"),
         format!("--ipv4-gateway={GATEWAY}"),
     ]
+}
+
+/// A socket option of type int: `SO_TYPE`, `SO_ACCEPTCONN`; an error
+/// if `fd` is not a socket.
+pub(crate) fn socket_option(fd: &impl AsRawFd, option: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            option,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("descriptor {}: not an open socket ({e})", fd.as_raw_fd()),
+        ));
+    }
+    Ok(value)
 }
 
 /// Send buffer of each end of the link, in bytes.
@@ -217,5 +297,36 @@ mod tests {
             "a:b".parse::<Forward>(),
             Err(ForwardError::Port(_))
         ));
+    }
+
+    #[test]
+    fn listening_descriptors_parse() {
+        assert_eq!(
+            "3:80".parse(),
+            Ok(ListenFd {
+                fd: 3,
+                guest_port: 80,
+                protocol: Protocol::Tcp
+            })
+        );
+        assert_eq!(
+            "7:53/udp".parse(),
+            Ok(ListenFd {
+                fd: 7,
+                guest_port: 53,
+                protocol: Protocol::Udp
+            })
+        );
+        assert_eq!(
+            "2:80".parse::<ListenFd>(),
+            Err(ForwardError::Descriptor("2:80".into()))
+        );
+        assert_eq!(
+            "3".parse::<ListenFd>(),
+            Err(ForwardError::ListenSyntax("3".into()))
+        );
+        for bad in ["x:80", "3:0", "3:80/sctp", "3:", ":80", "-1:80"] {
+            assert!(bad.parse::<ListenFd>().is_err(), "{bad}");
+        }
     }
 }

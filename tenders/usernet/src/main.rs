@@ -1,27 +1,46 @@
-//! `lamina-usernet --link-fd=N HOST:GUEST[/tcp|/udp]...`: the user-mode network as a
-//! process of its own, outside the tender (see the library's description).
+//! `lamina-usernet --link-fd=N [--listen-fd=M:GUEST[/tcp|/udp]...] HOST:GUEST[/tcp|/udp]...`:
+//! the user-mode network as a process of its own, outside the tender (see
+//! the library's description).
 //!
 //! Descriptor N, inherited open, is one end of a datagram socketpair whose
 //! other end the tender has as the guest's network device
-//! (`--net:NAME=fd:M`). Once every forward listens, it prints `ready` on
+//! (`--net:NAME=fd:M`). Each `--listen-fd=M:GUEST` is an inherited
+//! listening TCP socket (or, with `/udp`, a bound UDP socket) served as a
+//! forward to the guest's port GUEST (`UserNet::adopt`); a socket of
+//! another kind is refused with the reason. Once every forward listens, it prints `ready` on
 //! standard output (its parent starts the guest only then, so that a port
 //! already in use is an error before anything runs), sandboxes itself and
 //! serves until the tender's end closes.
 
-use lamina_usernet::Forward;
+use lamina_usernet::{Forward, ListenFd, UserNet};
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: lamina-usernet --link-fd=N HOST:GUEST[/tcp|/udp] [HOST:GUEST...]\n\
+const USAGE: &str = "usage: lamina-usernet --link-fd=N [--listen-fd=M:GUEST[/tcp|/udp]...]\n\
+    \x20                     [HOST:GUEST[/tcp|/udp]...]\n\
     Serves a private network (gateway 10.0.2.2, guest 10.0.2.15/24) on the inherited\n\
     datagram socket N, forwarding each 127.0.0.1:HOST to the guest's port GUEST\n\
-    (TCP unless /udp follows).";
+    (TCP unless /udp follows). --listen-fd=M:GUEST serves inherited socket M instead\n\
+    of one it binds: a listening TCP socket (/tcp, the default) or a bound UDP socket\n\
+    (/udp), connections and datagrams already queued on it included.";
 
-/// The command line: the link's descriptor and the forwards.
-fn parse(args: &[String]) -> Result<(RawFd, Vec<Forward>), String> {
+/// The command line.
+#[derive(Debug)]
+struct Config {
+    /// The link's descriptor.
+    link: RawFd,
+    /// Ports to bind.
+    forwards: Vec<Forward>,
+    /// Inherited sockets to serve.
+    listen_fds: Vec<ListenFd>,
+}
+
+/// Reads the command line.
+fn parse(args: &[String]) -> Result<Config, String> {
     let mut link = None;
     let mut forwards = Vec::new();
+    let mut listen_fds = Vec::new();
     for arg in args {
         if let Some(number) = arg.strip_prefix("--link-fd=") {
             link = Some(
@@ -31,6 +50,8 @@ fn parse(args: &[String]) -> Result<(RawFd, Vec<Forward>), String> {
                     .filter(|&fd| fd > 2)
                     .ok_or_else(|| format!("{arg}: expected a descriptor number above 2"))?,
             );
+        } else if let Some(spec) = arg.strip_prefix("--listen-fd=") {
+            listen_fds.push(spec.parse::<ListenFd>().map_err(|e| e.to_string())?);
         } else if arg.starts_with('-') {
             return Err(format!("{arg}: unknown option"));
         } else {
@@ -38,19 +59,47 @@ fn parse(args: &[String]) -> Result<(RawFd, Vec<Forward>), String> {
         }
     }
     let link = link.ok_or("--link-fd=N is required")?;
-    if forwards.is_empty() {
-        return Err(String::from("no HOST:GUEST forward given"));
+    if forwards.is_empty() && listen_fds.is_empty() {
+        return Err(String::from(
+            "no HOST:GUEST forward or --listen-fd=M:GUEST given",
+        ));
     }
-    Ok((link, forwards))
+    let mut fds: Vec<RawFd> = listen_fds.iter().map(|l| l.fd).collect();
+    fds.push(link);
+    fds.sort_unstable();
+    if let Some(twice) = fds.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(format!("descriptor {} is given twice", twice[0]));
+    }
+    Ok(Config {
+        link,
+        forwards,
+        listen_fds,
+    })
+}
+
+/// Takes ownership of inherited descriptor `fd`, if it is open.
+fn inherited(fd: RawFd, flag: &str) -> Result<OwnedFd, String> {
+    // SAFETY: F_GETFD reads no memory; it fails on a number that is not open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return Err(format!(
+            "{flag}={fd}: not an open descriptor ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the descriptor is open, was inherited for this purpose, and
+    // nothing else in this process owns it (parse refuses a number given
+    // twice).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Takes the inherited link, refusing anything but a datagram or
 /// sequenced-packet socket.
 fn adopt_link(fd: RawFd) -> Result<OwnedFd, String> {
+    let link = inherited(fd, "--link-fd")?;
     let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `kind`; on a closed
-    // number or a non-socket it fails.
+    // SAFETY: getsockopt writes at most `len` bytes into `kind`; on a
+    // non-socket it fails.
     let rc = unsafe {
         libc::getsockopt(
             fd,
@@ -62,7 +111,7 @@ fn adopt_link(fd: RawFd) -> Result<OwnedFd, String> {
     };
     if rc != 0 {
         return Err(format!(
-            "--link-fd={fd}: not an open socket ({})",
+            "--link-fd={fd}: not a socket ({})",
             std::io::Error::last_os_error()
         ));
     }
@@ -78,9 +127,18 @@ fn adopt_link(fd: RawFd) -> Result<OwnedFd, String> {
         libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
         libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
     }
-    // SAFETY: the descriptor was inherited for this purpose and nothing
-    // else in this process owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(link)
+}
+
+/// Binds the forwards and adopts the inherited sockets, in that order.
+fn listen(config: &Config) -> Result<UserNet, String> {
+    let mut net = UserNet::bind(&config.forwards).map_err(|e| e.to_string())?;
+    for listen in &config.listen_fds {
+        let socket = inherited(listen.fd, "--listen-fd")?;
+        net.adopt(socket, listen.guest_port, listen.protocol)
+            .map_err(|e| format!("--listen-fd={}:{}: {e}", listen.fd, listen.guest_port))?;
+    }
+    Ok(net)
 }
 
 fn main() -> ExitCode {
@@ -89,21 +147,21 @@ fn main() -> ExitCode {
         println!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let (fd, forwards) = match parse(&args) {
-        Ok(parsed) => parsed,
+    let config = match parse(&args) {
+        Ok(config) => config,
         Err(why) => {
             eprintln!("lamina-usernet: {why}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    let link = match adopt_link(fd) {
+    let link = match adopt_link(config.link) {
         Ok(link) => link,
         Err(why) => {
             eprintln!("lamina-usernet: {why}");
             return ExitCode::from(2);
         }
     };
-    let net = match lamina_usernet::UserNet::bind(&forwards) {
+    let net = match listen(&config) {
         Ok(net) => net,
         Err(e) => {
             eprintln!("lamina-usernet: {e}");
@@ -130,11 +188,21 @@ mod tests {
     #[test]
     fn command_lines_parse() {
         let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let (fd, forwards) =
-            parse(&args(&["--link-fd=5", "8080:80", "9090:90", "5353:53/udp"])).unwrap();
-        assert_eq!(fd, 5);
-        assert_eq!(forwards.len(), 3);
-        assert_eq!(forwards[2].protocol, lamina_usernet::Protocol::Udp);
+        let config = parse(&args(&["--link-fd=5", "8080:80", "9090:90", "5353:53/udp"])).unwrap();
+        assert_eq!(config.link, 5);
+        assert_eq!(config.forwards.len(), 3);
+        assert_eq!(config.forwards[2].protocol, lamina_usernet::Protocol::Udp);
+        let config = parse(&args(&[
+            "--link-fd=5",
+            "--listen-fd=6:80",
+            "--listen-fd=7:53/udp",
+        ]))
+        .unwrap();
+        assert!(config.forwards.is_empty());
+        assert_eq!(config.listen_fds.len(), 2);
+        assert_eq!(config.listen_fds[1].fd, 7);
+        assert_eq!(config.listen_fds[1].guest_port, 53);
+        assert_eq!(config.listen_fds[1].protocol, lamina_usernet::Protocol::Udp);
         for bad in [
             &["8080:80"][..],
             &["--link-fd=5"],
@@ -143,6 +211,10 @@ mod tests {
             &["--link-fd=5", "8080"],
             &["--link-fd=5", "5353:53/sctp"],
             &["--bogus", "8080:80"],
+            &["--link-fd=5", "--listen-fd=5:80"],
+            &["--link-fd=5", "--listen-fd=6:80", "--listen-fd=6:81"],
+            &["--link-fd=5", "--listen-fd=6"],
+            &["--link-fd=5", "--listen-fd=1:80"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }

@@ -179,6 +179,88 @@ impl UserNet {
         })
     }
 
+    /// Serves `socket`, which the caller already has (a daemon that owns
+    /// the service's address, `--listen-fd=N:GUEST`), as a forward to the
+    /// guest's `guest_port`: a listening TCP socket for [`Protocol::Tcp`], a
+    /// bound UDP socket for [`Protocol::Udp`]; anything else is refused
+    /// with the reason. It is served exactly as the sockets
+    /// [`UserNet::bind`] makes are, including the connections already
+    /// waiting in its accept queue or the datagrams already queued on it.
+    /// It becomes non-blocking (a flag the open file shares with every
+    /// copy of the descriptor, the daemon's too) and close-on-exec.
+    /// Returns the address it is bound to.
+    pub fn adopt(
+        &mut self,
+        socket: OwnedFd,
+        guest_port: u16,
+        protocol: Protocol,
+    ) -> io::Result<SocketAddr> {
+        if guest_port == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "guest port 0 (expected 1-65535)",
+            ));
+        }
+        let (domain, kind, listening) = (
+            crate::socket_option(&socket, libc::SO_DOMAIN)?,
+            crate::socket_option(&socket, libc::SO_TYPE)?,
+            crate::socket_option(&socket, libc::SO_ACCEPTCONN)?,
+        );
+        let fd = socket.as_raw_fd();
+        let wrong = |what: &str| {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("descriptor {fd}: {what}"),
+            ))
+        };
+        if domain != libc::AF_INET && domain != libc::AF_INET6 {
+            return wrong("not an IPv4 or IPv6 socket");
+        }
+        match protocol {
+            Protocol::Tcp if kind != libc::SOCK_STREAM => {
+                return wrong("not a TCP socket (for a /tcp forward)")
+            }
+            Protocol::Tcp if listening == 0 => {
+                return wrong("a TCP socket that is not listening (call listen first)")
+            }
+            Protocol::Udp if kind != libc::SOCK_DGRAM => {
+                return wrong("not a UDP socket (for a /udp forward)")
+            }
+            _ => {}
+        }
+        // SAFETY: fcntl on a descriptor this function owns reads no memory.
+        let cloexec = unsafe { libc::fcntl(socket.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+        if cloexec != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let forward = |addr: SocketAddr| Forward {
+            host_port: addr.port(),
+            guest_port,
+            protocol,
+        };
+        let addr = match protocol {
+            Protocol::Tcp => {
+                let listener = TcpListener::from(socket);
+                let addr = listener.local_addr()?;
+                listener.set_nonblocking(true)?;
+                self.listeners.push((forward(addr), listener));
+                addr
+            }
+            Protocol::Udp => {
+                let udp = UdpSocket::from(socket);
+                let addr = udp.local_addr()?;
+                if addr.port() == 0 {
+                    return wrong("a UDP socket that is not bound (call bind first)");
+                }
+                udp.set_nonblocking(true)?;
+                self.datagrams.push((forward(addr), udp));
+                addr
+            }
+        };
+        self.addrs.push(addr);
+        Ok(addr)
+    }
+
     /// Where each forward listens, in the order given to [`UserNet::bind`]
     /// (a forward from host port 0 listens on a port the kernel picked).
     pub fn local_addrs(&self) -> io::Result<Vec<SocketAddr>> {

@@ -10,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::time::Duration;
 
 /// The guest's network device: its end of the socketpair.
 struct PairNetif(Async<OwnedFd>);
@@ -88,6 +89,13 @@ fn start(forwards: &[Forward]) {
     let net = UserNet::bind(forwards).unwrap();
     let (guest_end, network_end) = socketpair().unwrap();
     std::thread::spawn(move || lamina_usernet::run(net, network_end));
+    guest(guest_end, Duration::ZERO);
+}
+
+/// Starts the echo guest on `guest_end` of a link, on a thread of its own;
+/// its application listens on TCP port 80 `listen_after` its stack is up
+/// (until then the stack refuses connections to it).
+fn guest(guest_end: OwnedFd, listen_after: Duration) {
     std::thread::spawn(move || {
         let reactor = Rc::new(Reactor::new().unwrap());
         let executor = Executor::new(reactor.clone());
@@ -113,6 +121,11 @@ fn start(forwards: &[Forward]) {
                     let _ = udp.send_to(&buf[..n], peer).await;
                 }
             });
+            if !listen_after.is_zero() {
+                let millis = listen_after.as_millis() as u64;
+                rt.sleep(lamina_core::runtime::Duration::from_millis(millis))
+                    .await;
+            }
             let listener = stack
                 .tcp_listen(SocketAddr::from(([0, 0, 0, 0], 80)))
                 .await
@@ -241,4 +254,77 @@ fn echo_once(host_port: u16, len: u32, round: u32) {
     t.join().unwrap();
     assert_eq!(back.len(), payload.len(), "round {round}");
     assert!(back == payload, "round {round}: echo differs");
+}
+
+/// Sockets a daemon owns, handed to the network with `UserNet::adopt`, are
+/// served like its own: the connection and the datagram that were already
+/// waiting on them when it started are answered.
+#[test]
+fn adopted_sockets_serve_what_was_queued_before_the_network_started() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (tcp_addr, udp_addr) = (listener.local_addr().unwrap(), udp.local_addr().unwrap());
+    // The client connects and sends before anything serves the port: the
+    // host kernel completes the handshake and queues both.
+    let mut early = std::net::TcpStream::connect(tcp_addr).unwrap();
+    early.write_all(b"early bird").unwrap();
+    early.shutdown(std::net::Shutdown::Write).unwrap();
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(udp_addr).unwrap();
+    client.send(b"queued query").unwrap();
+
+    let mut net = UserNet::bind(&[]).unwrap();
+    assert_eq!(
+        net.adopt(OwnedFd::from(listener), 80, Protocol::Tcp)
+            .unwrap(),
+        tcp_addr
+    );
+    assert_eq!(
+        net.adopt(OwnedFd::from(udp), 53, Protocol::Udp).unwrap(),
+        udp_addr
+    );
+    assert_eq!(net.local_addrs().unwrap(), vec![tcp_addr, udp_addr]);
+    let (guest_end, network_end) = socketpair().unwrap();
+    // The guest binds its UDP port before the network sends it anything:
+    // the one queued datagram must do, with no retry.
+    guest(guest_end, Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(100));
+    std::thread::spawn(move || lamina_usernet::run(net, network_end));
+
+    early
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut back = Vec::new();
+    early.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"early bird");
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"queued query");
+    // And what comes after, as on any forward.
+    echo_once(tcp_addr.port(), 50_000, 3);
+}
+
+/// A socket of the wrong kind is refused with the reason, before anything
+/// runs.
+#[test]
+fn adopt_refuses_sockets_of_the_wrong_kind() {
+    let refusal = |socket: OwnedFd, protocol| {
+        let mut net = UserNet::bind(&[]).unwrap();
+        net.adopt(socket, 80, protocol).unwrap_err().to_string()
+    };
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert!(refusal(OwnedFd::from(udp), Protocol::Tcp).contains("not a TCP socket"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let connected = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    assert!(refusal(OwnedFd::from(connected), Protocol::Tcp).contains("not listening"));
+    assert!(refusal(OwnedFd::from(listener), Protocol::Udp).contains("not a UDP socket"));
+    let unbound = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    drop(unbound);
+    let (unix, _) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    assert!(refusal(OwnedFd::from(unix), Protocol::Udp).contains("not an IPv4 or IPv6"));
+    let file = std::fs::File::open("/dev/null").unwrap();
+    assert!(refusal(OwnedFd::from(file), Protocol::Tcp).contains("not an open socket"));
 }
