@@ -26,8 +26,20 @@
 //! runs yet, and hands them over: [`UserNet::adopt`] (`lamina-usernet
 //! --listen-fd=N:GUEST[/tcp|/udp]`) serves an inherited socket as a
 //! forward, the connections and datagrams already queued on it included.
+//! The network then starts before the guest does, so until the guest has
+//! answered once it tolerates the boot: a connection to the guest that is
+//! refused (the application does not listen yet) or lost is tried again
+//! within milliseconds, unseen by the host client, for [`Options::boot_wait`]
+//! at most, and no ARP or SYN timeout (a second in smoltcp) is ever waited
+//! for (see [`REFUSED_RETRY`], [`LOST_RETRY`], [`NUDGE_MAX`],
+//! [`Options::guest_mac`]). [`run_with`] reports [`Event`]s: when the guest
+//! first answers (`up`; [`Options::probe`] connects by itself to find out)
+//! and how many connections and flows are open (`active N`), from which the
+//! daemon learns that the boot worked and when the service is idle.
 
 mod datagram;
+mod dial;
+mod sandbox;
 mod splice;
 
 use std::io;
@@ -35,7 +47,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 pub use datagram::{IDLE_TIMEOUT, MAX_DATAGRAM, MAX_FLOWS};
-pub use splice::{run, Gateway, UserNet};
+pub use dial::{DEFAULT_BOOT_WAIT, LOST_RETRY, NUDGE_FIRST, NUDGE_MAX, REFUSED_RETRY};
+pub use splice::{run, run_with, Event, Gateway, Options, UserNet};
 
 /// The guest's address on the private network (QEMU's slirp uses the same).
 pub const GUEST: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);

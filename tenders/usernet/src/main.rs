@@ -12,18 +12,33 @@
 //! already in use is an error before anything runs), sandboxes itself and
 //! serves until the tender's end closes.
 
-use lamina_usernet::{Forward, ListenFd, UserNet};
+use lamina_usernet::{Event, Forward, ListenFd, Options, UserNet};
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
+use std::time::Duration;
 
 const USAGE: &str = "usage: lamina-usernet --link-fd=N [--listen-fd=M:GUEST[/tcp|/udp]...]\n\
+    \x20                     [--boot-wait=SECONDS] [--guest-mac=MAC] [--events [--probe]]\n\
     \x20                     [HOST:GUEST[/tcp|/udp]...]\n\
     Serves a private network (gateway 10.0.2.2, guest 10.0.2.15/24) on the inherited\n\
     datagram socket N, forwarding each 127.0.0.1:HOST to the guest's port GUEST\n\
-    (TCP unless /udp follows). --listen-fd=M:GUEST serves inherited socket M instead\n\
-    of one it binds: a listening TCP socket (/tcp, the default) or a bound UDP socket\n\
-    (/udp), connections and datagrams already queued on it included.";
+    (TCP unless /udp follows). Prints `ready` once every forward listens.\n\
+    \x20 --listen-fd=M:GUEST  serves inherited socket M instead of one it binds: a\n\
+    \x20                      listening TCP socket (/tcp, the default) or a bound UDP\n\
+    \x20                      socket (/udp), connections and datagrams already queued\n\
+    \x20                      on it included\n\
+    \x20 --boot-wait=SECONDS  until the guest has answered a connection once, retry\n\
+    \x20                      refused or unanswered connections to it for this long\n\
+    \x20                      (default 30; fractions allowed)\n\
+    \x20 --guest-mac=MAC      the guest's MAC (the tender's --net-mac), so that the\n\
+    \x20                      first SYN needs no ARP (else learned from its frames)\n\
+    \x20 --events             after `ready`, print `up` when the guest first answers a\n\
+    \x20                      connection and `active N` when the open TCP connections\n\
+    \x20                      plus live UDP flows change to N\n\
+    \x20 --probe              connect to the first TCP forward's guest port at once\n\
+    \x20                      (closed once answered) to learn when the guest is up;\n\
+    \x20                      UDP datagrams wait until then";
 
 /// The command line.
 #[derive(Debug)]
@@ -34,6 +49,41 @@ struct Config {
     forwards: Vec<Forward>,
     /// Inherited sockets to serve.
     listen_fds: Vec<ListenFd>,
+    /// Boot tolerance, the guest's MAC, the probe.
+    options: Options,
+    /// Print events on standard output.
+    events: bool,
+}
+
+/// Parses `--boot-wait`'s seconds: a non-negative number, at most a day.
+fn parse_seconds(arg: &str, text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.0..=86400.0).contains(s))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{arg}: expected seconds, 0 to 86400"))
+}
+
+/// Parses a unicast MAC, `xx:xx:xx:xx:xx:xx` (hex).
+fn parse_mac(arg: &str, text: &str) -> Result<[u8; 6], String> {
+    let malformed = || format!("{arg}: expected a MAC like 02:00:00:00:00:01");
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in mac.iter_mut() {
+        let part = parts.next().unwrap_or("");
+        // Two hex digits: `from_str_radix` alone also takes a sign (`+2`).
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed());
+        }
+        *byte = u8::from_str_radix(part, 16).map_err(|_| malformed())?;
+    }
+    if parts.next().is_some() {
+        return Err(malformed());
+    }
+    if mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(format!("{arg}: not a unicast MAC"));
+    }
+    Ok(mac)
 }
 
 /// Reads the command line.
@@ -41,6 +91,8 @@ fn parse(args: &[String]) -> Result<Config, String> {
     let mut link = None;
     let mut forwards = Vec::new();
     let mut listen_fds = Vec::new();
+    let mut options = Options::default();
+    let mut events = false;
     for arg in args {
         if let Some(number) = arg.strip_prefix("--link-fd=") {
             link = Some(
@@ -52,6 +104,14 @@ fn parse(args: &[String]) -> Result<Config, String> {
             );
         } else if let Some(spec) = arg.strip_prefix("--listen-fd=") {
             listen_fds.push(spec.parse::<ListenFd>().map_err(|e| e.to_string())?);
+        } else if let Some(seconds) = arg.strip_prefix("--boot-wait=") {
+            options.boot_wait = parse_seconds(arg, seconds)?;
+        } else if let Some(mac) = arg.strip_prefix("--guest-mac=") {
+            options.guest_mac = Some(parse_mac(arg, mac)?);
+        } else if arg == "--events" {
+            events = true;
+        } else if arg == "--probe" {
+            options.probe = true;
         } else if arg.starts_with('-') {
             return Err(format!("{arg}: unknown option"));
         } else {
@@ -70,10 +130,22 @@ fn parse(args: &[String]) -> Result<Config, String> {
     if let Some(twice) = fds.windows(2).find(|pair| pair[0] == pair[1]) {
         return Err(format!("descriptor {} is given twice", twice[0]));
     }
+    if options.probe {
+        if !events {
+            return Err(String::from("--probe reports with --events: give both"));
+        }
+        let tcp = |p: lamina_usernet::Protocol| p == lamina_usernet::Protocol::Tcp;
+        if !forwards.iter().any(|f| tcp(f.protocol)) && !listen_fds.iter().any(|l| tcp(l.protocol))
+        {
+            return Err(String::from("--probe needs a TCP forward to connect to"));
+        }
+    }
     Ok(Config {
         link,
         forwards,
         listen_fds,
+        options,
+        events,
     })
 }
 
@@ -172,7 +244,20 @@ fn main() -> ExitCode {
     // A parent that does not wait for it has closed the pipe: no matter.
     let _ = writeln!(stdout, "ready").and_then(|()| stdout.flush());
     drop(stdout);
-    match lamina_usernet::run(net, link) {
+    let events = config.events;
+    let report = move |event: Event| {
+        if !events {
+            return;
+        }
+        // Unbuffered, a line per write; a parent that stopped reading
+        // (EPIPE: Rust ignores SIGPIPE) is no reason to stop serving.
+        let line = match event {
+            Event::Up => String::from("up\n"),
+            Event::Active(n) => format!("active {n}\n"),
+        };
+        let _ = std::io::stdout().lock().write_all(line.as_bytes());
+    };
+    match lamina_usernet::run_with(net, link, config.options, report) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lamina-usernet: the user-mode network stopped: {e}");
@@ -203,6 +288,26 @@ mod tests {
         assert_eq!(config.listen_fds[1].fd, 7);
         assert_eq!(config.listen_fds[1].guest_port, 53);
         assert_eq!(config.listen_fds[1].protocol, lamina_usernet::Protocol::Udp);
+        assert_eq!(config.options, lamina_usernet::Options::default());
+        assert!(!config.events);
+        let config = parse(&args(&[
+            "--link-fd=5",
+            "--listen-fd=6:80",
+            "--boot-wait=2.5",
+            "--guest-mac=02:0a:FF:00:10:01",
+            "--events",
+            "--probe",
+        ]))
+        .unwrap();
+        assert_eq!(
+            config.options.boot_wait,
+            std::time::Duration::from_millis(2500)
+        );
+        assert_eq!(
+            config.options.guest_mac,
+            Some([0x02, 0x0a, 0xff, 0x00, 0x10, 0x01])
+        );
+        assert!(config.options.probe && config.events);
         for bad in [
             &["8080:80"][..],
             &["--link-fd=5"],
@@ -215,6 +320,14 @@ mod tests {
             &["--link-fd=5", "--listen-fd=6:80", "--listen-fd=6:81"],
             &["--link-fd=5", "--listen-fd=6"],
             &["--link-fd=5", "--listen-fd=1:80"],
+            &["--link-fd=5", "8080:80", "--boot-wait=-1"],
+            &["--link-fd=5", "8080:80", "--boot-wait=soon"],
+            &["--link-fd=5", "8080:80", "--boot-wait=NaN"],
+            &["--link-fd=5", "8080:80", "--guest-mac=01:00:00:00:00:01"],
+            &["--link-fd=5", "8080:80", "--guest-mac=02:00:00:00:00"],
+            &["--link-fd=5", "8080:80", "--guest-mac=02:00:00:00:00:+1"],
+            &["--link-fd=5", "8080:80", "--probe"],
+            &["--link-fd=5", "5353:53/udp", "--events", "--probe"],
         ] {
             assert!(parse(&args(bad)).is_err(), "{bad:?}");
         }

@@ -2,12 +2,13 @@
 //! forwarded connections and the UDP forwards' sockets, smoltcp in between.
 
 use crate::datagram::Datagrams;
-use crate::{Forward, Protocol, GATEWAY, GATEWAY_MAC, GUEST, MTU, PREFIX};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use crate::dial::{self, Dial, Dialer, Verdict, DEFAULT_BOOT_WAIT};
+use crate::{Forward, Protocol, GATEWAY, GATEWAY_MAC, MTU, PREFIX};
+use smoltcp::iface::{Config, Context, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -28,9 +29,46 @@ struct Link {
     /// reads only between its own tasks, so bursts wait here rather than
     /// being lost.
     backlog: std::collections::VecDeque<Vec<u8>>,
+    /// Frames to hand smoltcp before the guest's: ARP replies that tell it
+    /// the guest's MAC.
+    inject: std::collections::VecDeque<Vec<u8>>,
+    /// Frames received from the guest.
+    frames_in: u64,
+    /// The guest's MAC, given or learned from its frames.
+    guest_mac: Option<EthernetAddress>,
+    /// When smoltcp was last told the guest's MAC (it forgets after a
+    /// minute without the guest's traffic).
+    mac_told_at: Option<Duration>,
+    /// The time of the current turn.
+    now: Duration,
 }
 
+/// smoltcp is told the guest's MAC again after this long.
+const MAC_REFRESH: Duration = Duration::from_secs(20);
+
 impl Link {
+    /// Tells smoltcp the guest's MAC, if known and not told lately.
+    fn tell_mac(&mut self) {
+        let Some(mac) = self.guest_mac else { return };
+        if self
+            .mac_told_at
+            .is_some_and(|at| self.now.saturating_sub(at) < MAC_REFRESH)
+        {
+            return;
+        }
+        self.inject.push_back(dial::arp_reply_from_guest(mac));
+        self.mac_told_at = Some(self.now);
+    }
+
+    /// Sends `frame` to the guest, in order behind held frames.
+    fn send(&mut self, frame: &[u8]) {
+        if (!self.backlog.is_empty() || !send_frame(self.fd.as_raw_fd(), frame))
+            && self.backlog.len() < BACKLOG_FRAMES
+        {
+            self.backlog.push_back(frame.to_vec());
+        }
+    }
+
     /// Sends held frames until the link is full again.
     fn flush(&mut self) {
         while let Some(frame) = self.backlog.front() {
@@ -68,21 +106,37 @@ impl phy::Device for Link {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, _: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
-        self.rx.resize(MTU + 14, 0);
-        // SAFETY: recv writes at most rx.len() bytes into rx.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                self.rx.as_mut_ptr().cast(),
-                self.rx.len(),
-                libc::MSG_DONTWAIT,
-            )
+        let n = if let Some(frame) = self.inject.pop_front() {
+            self.rx = frame;
+            self.rx.len()
+        } else {
+            self.rx.resize(MTU + 14, 0);
+            // SAFETY: recv writes at most rx.len() bytes into rx.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.rx.as_mut_ptr().cast(),
+                    self.rx.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                return None;
+            }
+            let n = n as usize;
+            self.frames_in += 1;
+            if let Some(mac) = dial::guest_mac_in(&self.rx[..n]) {
+                if self.guest_mac != Some(mac) {
+                    // Told after this frame, in this same poll.
+                    self.guest_mac = Some(mac);
+                    self.mac_told_at = None;
+                    self.tell_mac();
+                }
+            }
+            n
         };
-        if n <= 0 {
-            return None;
-        }
         Some((
-            Rx(&self.rx[..n as usize]),
+            Rx(&self.rx[..n]),
             Tx {
                 fd: self.fd.as_raw_fd(),
                 buf: &mut self.tx,
@@ -132,12 +186,17 @@ impl phy::TxToken for Tx<'_> {
 struct Splice {
     host: TcpStream,
     handle: SocketHandle,
+    /// The connection to the guest, tolerant of its boot.
+    dial: Dial,
     /// From the host, not yet taken by smoltcp.
     to_guest: Vec<u8>,
     /// From the guest, not yet written to the host.
     to_host: Vec<u8>,
     host_eof: bool,
     host_shut: bool,
+    /// The host connection failed and the guest's was reset: dropped
+    /// after the next poll, which sends the reset.
+    aborted: bool,
 }
 
 /// The bound forwards, ready to run once the guest's link exists.
@@ -268,96 +327,96 @@ impl UserNet {
     }
 }
 
+/// How the network treats a guest that is still booting, and what it
+/// does to learn when the guest is up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How long a connection to the guest is tried (a refusal retried, a
+    /// lost SYN sent again) while the guest has not answered one yet:
+    /// after that its host connection is closed. `--boot-wait=SECONDS`;
+    /// [`DEFAULT_BOOT_WAIT`] by default.
+    pub boot_wait: Duration,
+    /// The guest's MAC, if known in advance (the tender's
+    /// `--net-mac:NAME=MAC`; `--guest-mac=MAC`): the gateway then sends
+    /// its first SYN without asking ARP. Otherwise it learns the MAC from
+    /// the first frame the guest sends.
+    pub guest_mac: Option<[u8; 6]>,
+    /// Connect to the first TCP forward's guest port at once (with the
+    /// boot tolerance), close that connection once the guest answers, and
+    /// report [`Event::Up`] then. UDP datagrams from host clients wait in
+    /// their sockets until then, so that none reaches a guest that cannot
+    /// take it yet. `--probe`.
+    pub probe: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            boot_wait: DEFAULT_BOOT_WAIT,
+            guest_mac: None,
+            probe: false,
+        }
+    }
+}
+
+/// What the network reports while it runs (`lamina-usernet --events`
+/// prints each as a line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `up`: a TCP connection from the gateway to the guest was
+    /// established for the first time (the guest's application listens).
+    Up,
+    /// `active N`: the open spliced TCP connections (waiting for the guest
+    /// or established) plus the live UDP flows changed to N.
+    Active(usize),
+}
+
+/// The probe's connection (see [`Options::probe`]).
+struct Probe {
+    handle: SocketHandle,
+    dial: Dial,
+    /// When it was closed, once the guest answered.
+    closed_at: Option<Duration>,
+}
+
+/// How long the probe's connection may take to close before it is dropped.
+const PROBE_CLOSE: Duration = Duration::from_secs(5);
+
 /// smoltcp's clock: `elapsed` since the network started.
 fn instant(elapsed: Duration) -> Instant {
     Instant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
-}
-
-/// The calls the event loop makes, and nothing else: it faces a guest's
-/// traffic, so it is sandboxed as a tender is. It cannot open sockets or
-/// files, connect anywhere or execute anything; it accepts on its listeners
-/// and moves bytes on descriptors it has. Other calls fail with EPERM
-/// rather than kill: glibc's allocator opens /proc/sys/vm/overcommit_memory
-/// when it trims, and copes with a refusal.
-fn sandbox() -> io::Result<()> {
-    use seccompiler::{
-        SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-        SeccompRule, TargetArch,
-    };
-    let allowed = [
-        libc::SYS_poll,
-        libc::SYS_ppoll,
-        libc::SYS_recvfrom,
-        libc::SYS_sendto,
-        libc::SYS_read,
-        libc::SYS_write,
-        libc::SYS_accept4,
-        libc::SYS_accept,
-        libc::SYS_close,
-        libc::SYS_shutdown,
-        libc::SYS_fcntl,
-        libc::SYS_setsockopt,
-        libc::SYS_clock_gettime,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_madvise,
-        libc::SYS_brk,
-        libc::SYS_futex,
-        libc::SYS_sigaltstack,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_rt_sigreturn,
-        libc::SYS_exit,
-        // The lamina-usernet process ends when the link closes.
-        libc::SYS_exit_group,
-    ];
-    let mut rules: std::collections::BTreeMap<i64, Vec<SeccompRule>> =
-        allowed.iter().map(|&nr| (nr, vec![])).collect();
-    // The allocator maps and protects memory, never executable memory: the
-    // guest's W^X stays intact whatever happens to this thread.
-    let no_exec = || -> io::Result<Vec<SeccompRule>> {
-        let condition = SeccompCondition::new(
-            2,
-            SeccompCmpArgLen::Dword,
-            SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64),
-            0,
-        )
-        .map_err(io::Error::other)?;
-        Ok(vec![
-            SeccompRule::new(vec![condition]).map_err(io::Error::other)?
-        ])
-    };
-    rules.insert(libc::SYS_mmap, no_exec()?);
-    rules.insert(libc::SYS_mprotect, no_exec()?);
-    // Only FIONBIO (std's set_nonblocking on an accepted connection): no
-    // tap, KVM or terminal request, whatever descriptor the thread finds.
-    let fionbio =
-        SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, libc::FIONBIO)
-            .map_err(io::Error::other)?;
-    rules.insert(
-        libc::SYS_ioctl,
-        vec![SeccompRule::new(vec![fionbio]).map_err(io::Error::other)?],
-    );
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Errno(libc::EPERM as u32),
-        SeccompAction::Allow,
-        TargetArch::x86_64,
-    )
-    .map_err(io::Error::other)?;
-    let program: seccompiler::BpfProgram = filter.try_into().map_err(io::Error::other)?;
-    seccompiler::apply_filter(&program).map_err(io::Error::other)
 }
 
 /// Runs the private network until the guest's end of the link closes. The
 /// calling thread is sandboxed first (see `sandbox`): the lamina-usernet
 /// process's only thread, or a thread of its own in a test.
 pub fn run(net: UserNet, link: OwnedFd) -> io::Result<()> {
+    run_with(net, link, Options::default(), |_| {})
+}
+
+/// [`run`] with `options`, calling `report` with each [`Event`] as it
+/// happens.
+pub fn run_with(
+    net: UserNet,
+    link: OwnedFd,
+    options: Options,
+    mut report: impl FnMut(Event),
+) -> io::Result<()> {
     let start = std::time::Instant::now();
     let seed = start.elapsed().as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
-    sandbox()?;
-    let mut gateway = Gateway::new(net, link, seed, Duration::ZERO);
+    crate::sandbox::sandbox()?;
+    let mut gateway = Gateway::with_options(net, link, options, seed, Duration::ZERO);
+    let (mut up, mut active) = (false, 0);
     loop {
         gateway.serve(start.elapsed())?;
+        if gateway.is_up() && !up {
+            up = true;
+            report(Event::Up);
+        }
+        if gateway.active() != active {
+            active = gateway.active();
+            report(Event::Active(active));
+        }
         if !gateway.wait(start.elapsed())? {
             return Ok(()); // the guest is gone
         }
@@ -376,7 +435,10 @@ pub struct Gateway {
     sockets: SocketSet<'static>,
     splices: Vec<Splice>,
     datagrams: Datagrams,
-    next_port: u16,
+    dialer: Dialer,
+    probe: Option<Probe>,
+    /// Whether the probe's answer is still awaited (host datagrams wait).
+    probing: bool,
 }
 
 impl Gateway {
@@ -384,26 +446,109 @@ impl Gateway {
     /// with smoltcp's random numbers (initial sequence numbers, ports)
     /// from `random_seed`, at time `now` since the network started.
     pub fn new(net: UserNet, link: OwnedFd, random_seed: u64, now: Duration) -> Gateway {
+        Gateway::with_options(net, link, Options::default(), random_seed, now)
+    }
+
+    /// [`Gateway::new`] with `options`.
+    pub fn with_options(
+        net: UserNet,
+        link: OwnedFd,
+        options: Options,
+        random_seed: u64,
+        now: Duration,
+    ) -> Gateway {
         let mut device = Link {
             fd: link,
             rx: Vec::new(),
             tx: Vec::new(),
             backlog: Default::default(),
+            inject: Default::default(),
+            frames_in: 0,
+            guest_mac: options.guest_mac.map(EthernetAddress),
+            mac_told_at: None,
+            now,
         };
+        device.tell_mac();
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(GATEWAY_MAC)));
         config.random_seed = random_seed;
         let mut iface = Interface::new(config, &mut device, instant(now));
         iface.update_ip_addrs(|addrs| {
             let _ = addrs.push(IpCidr::new(IpAddress::Ipv4(GATEWAY), PREFIX));
         });
+        let mut dialer = Dialer::new(options.boot_wait);
+        dialer.mac_known = device.guest_mac.is_some();
+        let mut sockets = SocketSet::new(Vec::new());
+        let probe_port = net.listeners.first().map(|(forward, _)| forward.guest_port);
+        let probe = probe_port.filter(|_| options.probe).and_then(|port| {
+            let mut socket = tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 64]),
+                tcp::SocketBuffer::new(vec![0; 64]),
+            );
+            let dial = Dial::start(&mut socket, iface.context(), port, now, &mut dialer)?;
+            Some(Probe {
+                handle: sockets.add(socket),
+                dial,
+                closed_at: None,
+            })
+        });
         Gateway {
             listeners: net.listeners,
             device,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             splices: Vec::new(),
             datagrams: Datagrams::new(net.datagrams),
-            next_port: 40000,
+            dialer,
+            probing: probe.is_some(),
+            probe,
+        }
+    }
+
+    /// Whether the guest has answered a connection from the gateway.
+    pub fn is_up(&self) -> bool {
+        self.dialer.up
+    }
+
+    /// Open spliced TCP connections (waiting for the guest or established)
+    /// plus live UDP flows.
+    pub fn active(&self) -> usize {
+        self.splices.len() + self.datagrams.flows()
+    }
+
+    /// The probe's progress: closes its connection once established,
+    /// drops it once closed (or given up).
+    fn check_probe(&mut self, now: Duration) {
+        let Some(probe) = &mut self.probe else { return };
+        let socket = self.sockets.get_mut::<tcp::Socket>(probe.handle);
+        let verdict = probe
+            .dial
+            .check(socket, self.iface.context(), now, &mut self.dialer);
+        let done = match (verdict, probe.closed_at) {
+            (Verdict::Connecting, _) => false,
+            (Verdict::Failed, _) => {
+                log::warn!(
+                    "the guest did not answer on port {} within the boot wait",
+                    probe.dial.guest_port()
+                );
+                true
+            }
+            (Verdict::Open, None) => {
+                socket.close();
+                probe.closed_at = Some(now);
+                false
+            }
+            (Verdict::Open, Some(at)) => {
+                matches!(socket.state(), tcp::State::Closed | tcp::State::TimeWait)
+                    || now >= at + PROBE_CLOSE
+            }
+        };
+        if verdict != Verdict::Connecting {
+            self.probing = false;
+        }
+        if done {
+            probe.dial.finish(&mut self.dialer);
+            self.sockets.remove(probe.handle);
+            self.probe = None;
         }
     }
 
@@ -414,6 +559,9 @@ impl Gateway {
     /// connections and the guest's and datagrams between the host clients
     /// and the guest, and sends the frames that result.
     pub fn serve(&mut self, now: Duration) -> io::Result<()> {
+        self.device.now = now;
+        self.dialer.wake = None;
+        self.device.tell_mac();
         // New host connections: each opens a connection to the guest.
         for (forward, listener) in &self.listeners {
             while let Ok((host, _)) = listener.accept() {
@@ -424,44 +572,63 @@ impl Gateway {
                     tcp::SocketBuffer::new(vec![0; BUFFER]),
                 );
                 socket.set_nagle_enabled(false);
-                self.next_port = if self.next_port == u16::MAX {
-                    40000
-                } else {
-                    self.next_port + 1
-                };
-                let remote = IpEndpoint::new(IpAddress::Ipv4(GUEST), forward.guest_port);
-                if socket
-                    .connect(self.iface.context(), remote, self.next_port)
-                    .is_err()
-                {
+                let Some(dial) = Dial::start(
+                    &mut socket,
+                    self.iface.context(),
+                    forward.guest_port,
+                    now,
+                    &mut self.dialer,
+                ) else {
                     continue;
-                }
+                };
                 let handle = self.sockets.add(socket);
                 self.splices.push(Splice {
                     host,
                     handle,
+                    dial,
                     to_guest: Vec::new(),
                     to_host: Vec::new(),
                     host_eof: false,
                     host_shut: false,
+                    aborted: false,
                 });
             }
         }
         self.device.flush();
         self.datagrams.expire(&mut self.sockets, now);
         // Until nothing moves: frames in, bytes across, frames out.
-        let (iface, device, sockets) = (&mut self.iface, &mut self.device, &mut self.sockets);
         for _ in 0..64 {
             let mut moved = false;
-            self.datagrams.take_from_host(sockets, now, &mut moved);
+            if !self.probing {
+                self.datagrams
+                    .take_from_host(&mut self.sockets, now, &mut moved);
+            }
+            let (iface, device, sockets) = (&mut self.iface, &mut self.device, &mut self.sockets);
             let ingress = iface.poll(instant(now), device, sockets);
-            self.splices.retain_mut(|s| pump(s, sockets, &mut moved));
-            self.datagrams.answer_host(sockets, now, &mut moved);
+            self.dialer.frames_in = device.frames_in;
+            self.dialer.mac_known = device.guest_mac.is_some();
+            let dialer = &mut self.dialer;
+            self.splices.retain_mut(|s| {
+                let open = pump(s, iface.context(), sockets, now, dialer, &mut moved);
+                if !open {
+                    s.dial.finish(dialer);
+                }
+                open
+            });
+            self.check_probe(now);
+            self.datagrams
+                .answer_host(&mut self.sockets, now, &mut moved);
+            if self.dialer.arp_due {
+                self.dialer.arp_due = false;
+                self.device.send(&dial::arp_request_for_guest());
+                moved = true;
+            }
             if !moved && ingress == smoltcp::iface::PollResult::None {
                 break;
             }
         }
-        iface.poll(instant(now), device, sockets);
+        self.iface
+            .poll(instant(now), &mut self.device, &mut self.sockets);
         Ok(())
     }
 
@@ -491,15 +658,12 @@ impl Gateway {
             revents: 0,
         }];
         let listening = self.listeners.iter().map(|(_, l)| l.as_raw_fd());
-        fds.extend(
-            listening
-                .chain(self.datagrams.fds())
-                .map(|fd| libc::pollfd {
-                    fd,
-                    events: libc::POLLIN,
-                    revents: 0,
-                }),
-        );
+        let datagrams = self.datagrams.fds().filter(|_| !self.probing);
+        fds.extend(listening.chain(datagrams).map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }));
         for s in &self.splices {
             let mut events = 0;
             if !s.host_eof && s.to_guest.len() < BUFFER {
@@ -514,11 +678,17 @@ impl Gateway {
                 revents: 0,
             });
         }
+        let dial_delay = self.dialer.wake.map(|at| at.saturating_sub(now));
         let delay = self
             .iface
             .poll_delay(instant(now), &self.sockets)
-            .map(|d| d.total_millis().min(100) as i32)
-            .unwrap_or(100);
+            .map(|d| Duration::from_micros(d.total_micros()))
+            .into_iter()
+            .chain(dial_delay)
+            .min()
+            .unwrap_or(Duration::from_millis(100))
+            .min(Duration::from_millis(100));
+        let delay = delay.as_millis() as i32;
         // SAFETY: poll reads and writes the pollfd array it is given.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
         if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -530,8 +700,29 @@ impl Gateway {
 
 /// Moves bytes both ways for one connection, setting `moved` if any moved;
 /// false when the connection is finished.
-fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>, moved: &mut bool) -> bool {
+fn pump(
+    s: &mut Splice,
+    cx: &mut Context,
+    sockets: &mut SocketSet<'static>,
+    now: Duration,
+    dialer: &mut Dialer,
+    moved: &mut bool,
+) -> bool {
+    if s.aborted {
+        // The poll since the abort has sent the guest its reset.
+        sockets.remove(s.handle);
+        return false;
+    }
     let socket = sockets.get_mut::<tcp::Socket>(s.handle);
+    let verdict = s.dial.check(socket, cx, now, dialer);
+    if verdict == Verdict::Failed {
+        // Refused once the guest was up, or no answer in the boot wait:
+        // the host client is told likewise.
+        socket.abort();
+        let _ = s.host.shutdown(Shutdown::Both);
+        sockets.remove(s.handle);
+        return false;
+    }
     // Host to guest.
     if !s.host_eof && s.to_guest.len() < BUFFER {
         let mut buf = [0u8; 16384];
@@ -544,9 +735,14 @@ fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>, moved: &mut bool) -> b
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => {
                 socket.abort();
-                return false;
+                s.aborted = true;
+                return true;
             }
         }
+    }
+    if verdict == Verdict::Connecting {
+        // The host's bytes wait for the guest's answer.
+        return true;
     }
     if !s.to_guest.is_empty() && socket.may_send() {
         if let Ok(n) = socket.send_slice(&s.to_guest) {
@@ -573,7 +769,8 @@ fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>, moved: &mut bool) -> b
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(_) => {
                 socket.abort();
-                return false;
+                s.aborted = true;
+                return true;
             }
         }
     }
@@ -599,65 +796,4 @@ fn pump(s: &mut Splice, sockets: &mut SocketSet<'static>, moved: &mut bool) -> b
         return false;
     }
     true
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_sandbox_refuses_files_sockets_and_executable_memory() {
-        let outcome = std::thread::spawn(|| {
-            super::sandbox().unwrap();
-            let file = std::fs::File::open("/etc/hostname").map_err(|e| e.kind());
-            let socket = std::net::TcpStream::connect("127.0.0.1:9").map_err(|e| e.kind());
-            // SAFETY: asks for an anonymous executable mapping, which the
-            // filter must refuse; nothing is mapped on refusal.
-            let exec = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    4096,
-                    libc::PROT_READ | libc::PROT_EXEC,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            (file, socket, exec == libc::MAP_FAILED)
-        })
-        .join()
-        .unwrap();
-        assert_eq!(outcome.0.err(), Some(std::io::ErrorKind::PermissionDenied));
-        assert_eq!(outcome.1.err(), Some(std::io::ErrorKind::PermissionDenied));
-        assert!(outcome.2, "an executable mapping was allowed");
-    }
-
-    #[test]
-    fn the_sandbox_allows_only_fionbio_among_ioctls() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let outcome = std::thread::spawn(move || {
-            super::sandbox().unwrap();
-            let nonblocking = listener.set_nonblocking(true).map_err(|e| e.kind());
-            let ioctl = |request: libc::c_ulong| {
-                let mut bytes = [0u8; 64];
-                // SAFETY: the buffer is larger than any of these requests'
-                // argument; the filter answers before the kernel looks.
-                let rc = unsafe {
-                    libc::ioctl(
-                        std::os::fd::AsRawFd::as_raw_fd(&listener),
-                        request,
-                        bytes.as_mut_ptr(),
-                    )
-                };
-                (rc == -1).then(std::io::Error::last_os_error)
-            };
-            let tap = ioctl(libc::TUNSETIFF);
-            let kvm = ioctl(0xae01); // KVM_CREATE_VM
-            (nonblocking, tap, kvm)
-        })
-        .join()
-        .unwrap();
-        assert_eq!(outcome.0, Ok(()));
-        for refused in [outcome.1, outcome.2] {
-            assert_eq!(refused.and_then(|e| e.raw_os_error()), Some(libc::EPERM));
-        }
-    }
 }

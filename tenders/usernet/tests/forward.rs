@@ -5,19 +5,24 @@ use lamina_core::args::BootArgs;
 use lamina_core::device::{NetError, Netif, Stack, TcpListener, TcpRead, TcpWrite, UdpSocket};
 use lamina_core::runtime::Executor;
 use lamina_unix::reactor::{Async, Reactor};
-use lamina_usernet::{socketpair, Forward, Protocol, UserNet, GATEWAY, GUEST, MAX_DATAGRAM};
+use lamina_usernet::{
+    socketpair, Event, Forward, Options, Protocol, UserNet, GATEWAY, GUEST, MAX_DATAGRAM,
+};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::Duration;
 
+/// The echo guest's MAC.
+const GUEST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 15];
+
 /// The guest's network device: its end of the socketpair.
 struct PairNetif(Async<OwnedFd>);
 
 impl Netif for PairNetif {
     fn mac(&self) -> [u8; 6] {
-        [2, 0, 0, 0, 0, 15]
+        GUEST_MAC
     }
     fn mtu(&self) -> usize {
         1500
@@ -96,7 +101,20 @@ fn start(forwards: &[Forward]) {
 /// its application listens on TCP port 80 `listen_after` its stack is up
 /// (until then the stack refuses connections to it).
 fn guest(guest_end: OwnedFd, listen_after: Duration) {
+    guest_losing_frames(guest_end, Duration::ZERO, listen_after);
+}
+
+/// [`guest`], whose device reads and loses every frame for `deaf` before
+/// its stack starts, as a device whose interface is not configured yet.
+fn guest_losing_frames(guest_end: OwnedFd, deaf: Duration, listen_after: Duration) {
     std::thread::spawn(move || {
+        let deaf_until = std::time::Instant::now() + deaf;
+        let mut lost = vec![0u8; 2048];
+        while std::time::Instant::now() < deaf_until {
+            if recv(&guest_end, &mut lost).is_err() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let reactor = Rc::new(Reactor::new().unwrap());
         let executor = Executor::new(reactor.clone());
         let rt = executor.handle();
@@ -327,4 +345,330 @@ fn adopt_refuses_sockets_of_the_wrong_kind() {
     assert!(refusal(OwnedFd::from(unix), Protocol::Udp).contains("not an IPv4 or IPv6"));
     let file = std::fs::File::open("/dev/null").unwrap();
     assert!(refusal(OwnedFd::from(file), Protocol::Tcp).contains("not an open socket"));
+}
+
+/// A daemon's sockets: a listening TCP socket (to the guest's port 80) and
+/// a bound UDP socket (to port 53), on loopback.
+fn daemon_sockets() -> (std::net::TcpListener, std::net::UdpSocket) {
+    (
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
+    )
+}
+
+/// Runs the network with `options` on `sockets` (each to its guest port)
+/// on a thread of its own; returns the guest's end of the link and the
+/// network's events.
+fn network(
+    options: Options,
+    sockets: Vec<(OwnedFd, u16, Protocol)>,
+) -> (OwnedFd, std::sync::mpsc::Receiver<Event>) {
+    let mut net = UserNet::bind(&[]).unwrap();
+    for (socket, guest_port, protocol) in sockets {
+        net.adopt(socket, guest_port, protocol).unwrap();
+    }
+    let (guest_end, network_end) = socketpair().unwrap();
+    let (events, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        lamina_usernet::run_with(net, network_end, options, move |event| {
+            let _ = events.send(event);
+        })
+    });
+    (guest_end, received)
+}
+
+/// The events received within `limit`.
+fn events_within(events: &std::sync::mpsc::Receiver<Event>, limit: Duration) -> Vec<Event> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match events.recv_timeout(left) {
+            Ok(event) => seen.push(event),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+/// Sends `request` on a connection made now to `addr`, shuts the sending
+/// side, and returns the connection.
+fn early_client(addr: SocketAddr, request: &[u8]) -> std::net::TcpStream {
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    client.write_all(request).unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+}
+
+/// How long the echo guest's application waits before it listens: its
+/// stack refuses connections (RST) meanwhile.
+const LISTEN_AFTER: Duration = Duration::from_millis(30);
+
+/// A client that connects before the guest exists (0, 50 or 300 ms before
+/// it starts), whose first SYN and ARP request wait in the link and are
+/// refused while the application does not listen yet, is served as soon
+/// as it listens: never a retransmission timeout or ARP rate limit later
+/// (700 ms and 1 s in smoltcp), whether the guest's MAC is known in
+/// advance or learned.
+#[test]
+fn a_connection_made_before_the_guest_boots_is_served_once_it_listens() {
+    for guest_mac in [None, Some(GUEST_MAC)] {
+        for delay in [0, 50, 300] {
+            let (listener, _) = daemon_sockets();
+            let addr = listener.local_addr().unwrap();
+            let options = Options {
+                guest_mac,
+                ..Options::default()
+            };
+            let (guest_end, events) =
+                network(options, vec![(OwnedFd::from(listener), 80, Protocol::Tcp)]);
+            let mut client = early_client(addr, b"made before the boot");
+            std::thread::sleep(Duration::from_millis(delay));
+            let booted = std::time::Instant::now();
+            guest(guest_end, LISTEN_AFTER);
+            let mut first = [0u8; 1];
+            client.read_exact(&mut first).unwrap();
+            let first_byte = booted.elapsed();
+            let mut back = first.to_vec();
+            client.read_to_end(&mut back).unwrap();
+            assert_eq!(back, b"made before the boot");
+            eprintln!(
+                "guest MAC {}, guest started {delay} ms after the client: first byte {first_byte:?} after the guest started (it listens after {LISTEN_AFTER:?})",
+                if guest_mac.is_some() { "given" } else { "learned" }
+            );
+            // Far below a retransmission (700 ms) or ARP (1 s) timeout,
+            // with room for a loaded machine.
+            assert!(
+                first_byte < LISTEN_AFTER + Duration::from_millis(300),
+                "delay {delay} ms, MAC {guest_mac:?}: first byte after {first_byte:?}"
+            );
+            let seen = events_within(&events, Duration::from_millis(300));
+            assert_eq!(
+                seen,
+                [Event::Active(1), Event::Up, Event::Active(0)],
+                "delay {delay} ms"
+            );
+        }
+    }
+}
+
+/// Once the guest has answered, a connection to a port it does not listen
+/// on is refused at once, as before: boot tolerance is for the boot.
+#[test]
+fn a_refusal_once_the_guest_is_up_reaches_the_client() {
+    let (listener, _) = daemon_sockets();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (addr, closed_addr) = (listener.local_addr().unwrap(), closed.local_addr().unwrap());
+    let (guest_end, events) = network(
+        Options::default(),
+        vec![
+            (OwnedFd::from(listener), 80, Protocol::Tcp),
+            (OwnedFd::from(closed), 81, Protocol::Tcp),
+        ],
+    );
+    guest(guest_end, Duration::ZERO);
+    let mut client = early_client(addr, b"up?");
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"up?");
+    assert!(events_within(&events, Duration::from_millis(200)).contains(&Event::Up));
+    let start = std::time::Instant::now();
+    let mut refused = early_client(closed_addr, b"nobody listens");
+    let outcome = refused.read(&mut [0u8; 16]);
+    assert!(
+        matches!(outcome, Ok(0))
+            || outcome
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{outcome:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+/// A guest that never answers: the host connection is closed after the
+/// boot wait, not held forever.
+#[test]
+fn without_an_answer_the_connection_is_closed_after_the_boot_wait() {
+    let (listener, _) = daemon_sockets();
+    let addr = listener.local_addr().unwrap();
+    let boot_wait = Duration::from_millis(300);
+    let options = Options {
+        boot_wait,
+        ..Options::default()
+    };
+    let (_silent_guest, events) =
+        network(options, vec![(OwnedFd::from(listener), 80, Protocol::Tcp)]);
+    let start = std::time::Instant::now();
+    let mut client = early_client(addr, b"anyone?");
+    let outcome = client.read(&mut [0u8; 16]);
+    let waited = start.elapsed();
+    assert!(
+        matches!(outcome, Ok(0))
+            || outcome
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{outcome:?}"
+    );
+    assert!(
+        waited >= boot_wait && waited < boot_wait + Duration::from_secs(1),
+        "closed after {waited:?}"
+    );
+    assert_eq!(
+        events_within(&events, Duration::from_millis(100)),
+        [Event::Active(1), Event::Active(0)]
+    );
+}
+
+/// With the probe the network connects by itself and reports `Up` once the
+/// guest listens, with no client at all; a datagram that came before
+/// waits for that and is then answered, sent once.
+#[test]
+fn the_probe_reports_up_and_holds_datagrams_until_then() {
+    let (listener, udp) = daemon_sockets();
+    let udp_addr = udp.local_addr().unwrap();
+    let options = Options {
+        probe: true,
+        ..Options::default()
+    };
+    let (guest_end, events) = network(
+        options,
+        vec![
+            (OwnedFd::from(listener), 80, Protocol::Tcp),
+            (OwnedFd::from(udp), 53, Protocol::Udp),
+        ],
+    );
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client.connect(udp_addr).unwrap();
+    client.send(b"before the boot").unwrap();
+    assert_eq!(events_within(&events, Duration::from_millis(100)), []);
+    let booted = std::time::Instant::now();
+    guest(guest_end, Duration::from_millis(50));
+    assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok(Event::Up));
+    let up = booted.elapsed();
+    eprintln!("up {up:?} after the guest started (it listens after 50 ms)");
+    assert!(up < Duration::from_millis(350), "{up:?}");
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"before the boot");
+    assert_eq!(
+        events.recv_timeout(Duration::from_secs(1)),
+        Ok(Event::Active(1))
+    );
+}
+
+/// A guest that reads and loses the gateway's first ARP request and SYN
+/// (its interface is not configured yet) and then says nothing: the
+/// gateway's own ARP requests find it up, and the SYN is sent again, long
+/// before smoltcp would repeat either (1 s, 700 ms).
+#[test]
+fn a_lost_arp_request_or_syn_costs_no_second() {
+    for guest_mac in [None, Some(GUEST_MAC)] {
+        let (listener, _) = daemon_sockets();
+        let addr = listener.local_addr().unwrap();
+        let options = Options {
+            guest_mac,
+            ..Options::default()
+        };
+        let (guest_end, _events) =
+            network(options, vec![(OwnedFd::from(listener), 80, Protocol::Tcp)]);
+        let mut client = early_client(addr, b"lost and found");
+        let started = std::time::Instant::now();
+        let deaf = Duration::from_millis(100);
+        guest_losing_frames(guest_end, deaf, Duration::ZERO);
+        let mut back = Vec::new();
+        client.read_to_end(&mut back).unwrap();
+        let served = started.elapsed();
+        eprintln!("guest MAC {guest_mac:?}, deaf for {deaf:?}: served after {served:?}");
+        assert_eq!(back, b"lost and found");
+        assert!(
+            served < deaf + lamina_usernet::NUDGE_MAX + Duration::from_millis(200),
+            "MAC {guest_mac:?}: served after {served:?}"
+        );
+    }
+}
+
+/// Lets the child that `command` starts inherit `fds`.
+fn inherit(command: &mut std::process::Command, fds: Vec<i32>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only fcntl,
+    // which is async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+}
+
+/// The program as a daemon runs it: inherited sockets, `--probe`, and its
+/// events on standard output, a line each as they happen.
+#[test]
+fn the_program_serves_inherited_sockets_and_prints_its_events() {
+    use std::io::BufRead;
+    let (listener, udp) = daemon_sockets();
+    let addr = listener.local_addr().unwrap();
+    let (guest_end, network_end) = socketpair().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lamina-usernet"));
+    command
+        .arg(format!("--link-fd={}", network_end.as_raw_fd()))
+        .arg(format!("--listen-fd={}:80", listener.as_raw_fd()))
+        .arg(format!("--listen-fd={}:53/udp", udp.as_raw_fd()))
+        .args([
+            "--events",
+            "--probe",
+            "--guest-mac=02:00:00:00:00:0f",
+            "--boot-wait=5",
+        ])
+        .stdout(std::process::Stdio::piped());
+    inherit(
+        &mut command,
+        vec![
+            network_end.as_raw_fd(),
+            listener.as_raw_fd(),
+            udp.as_raw_fd(),
+        ],
+    );
+    let mut child = command.spawn().unwrap();
+    drop((network_end, listener, udp));
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || lines.next().unwrap().unwrap();
+    assert_eq!(next(), "ready");
+    guest(guest_end, Duration::from_millis(20));
+    assert_eq!(next(), "up");
+    let mut client = early_client(addr, b"through the program");
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"through the program");
+    assert_eq!(next(), "active 1");
+    assert_eq!(next(), "active 0");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A socket of the wrong kind: refused with the reason, nothing served.
+    let (guest_end, network_end) = socketpair().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lamina-usernet"));
+    command
+        .arg(format!("--link-fd={}", network_end.as_raw_fd()))
+        .arg(format!("--listen-fd={}:80/tcp", udp.as_raw_fd()));
+    inherit(&mut command, vec![network_end.as_raw_fd(), udp.as_raw_fd()]);
+    let output = command.output().unwrap();
+    drop(guest_end);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("not a TCP socket"), "{stderr}");
+    assert!(output.stdout.is_empty());
 }
