@@ -476,6 +476,30 @@ impl<'a> Image<'a> {
         Ok(())
     }
 
+    /// Where the image went, without the file's bytes: what a tender keeps
+    /// once the image is loaded, so that it can free the file (the size of
+    /// the image, per running guest) before the guest runs.
+    pub fn placement(&self) -> Placement {
+        Placement {
+            entry: self.entry,
+            kernel_end: self.kernel_end,
+            segments: self.segments.clone(),
+        }
+    }
+}
+
+/// A loaded image's entry, end and segments ([`Image::placement`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Entry point.
+    pub entry: u64,
+    /// Highest page-aligned end of the loaded segments.
+    pub kernel_end: u64,
+    /// The non-empty loadable segments, ascending.
+    pub segments: Vec<Segment>,
+}
+
+impl Placement {
     /// Applies each segment's protection to the host mapping.
     pub fn protect(
         &self,

@@ -34,7 +34,10 @@ fn a_good_image_loads_with_its_protections() {
     assert_eq!(mem.bytes(0x102000, 4).unwrap().to_vec(), b"data");
     // The memory-only tail of a segment is zeroed even if it was not.
     assert_eq!(mem.bytes(0x102004, 8).unwrap().to_vec(), &[0; 8]);
-    image.protect(&mut mem, HostProtection::ExecAsRead).unwrap();
+    image
+        .placement()
+        .protect(&mut mem, HostProtection::ExecAsRead)
+        .unwrap();
     assert!(mem.bytes(0x100000, 1).is_ok());
     assert!(mem.bytes_mut(0x100000, 1).is_err());
     assert!(mem.bytes_mut(0x101000, 1).is_err());

@@ -16,7 +16,7 @@ use lamina_abi::ring;
 use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
 use lamina_tender::args::TenderArgs;
 use lamina_tender::devices::{DeviceError, Devices, NetOffload};
-use lamina_tender::elf::{HostProtection, Image};
+use lamina_tender::elf::{HostProtection, Image, Placement};
 use lamina_tender::image::{self, ImageError};
 use lamina_tender::mem::{GuestFault, GuestMemory, MemoryError};
 use lamina_tender::timing::Timing;
@@ -118,15 +118,19 @@ pub fn mem_size(mib: u64) -> u64 {
 /// Runs the guest; its exit status on a halt.
 pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     let path = &args.image;
-    let bytes = image::read(path)?;
-    let (elf, notes) = image::parse(path, &bytes, AbiTarget::Hvt)?;
-    let elf_error = ImageError::elf(path);
     let mem_size = mem_size(args.mem_mib);
-    let image = Image::check(elf, mem_size).map_err(&elf_error)?;
-    timing.mark("read image");
-
     let mut mem = GuestMemory::anywhere(mem_size)?;
-    image.load(&mut mem).map_err(&elf_error)?;
+    // The file's bytes are freed once loaded: kept, they would cost the
+    // image's size in every running VM.
+    let (image, notes) = {
+        let bytes = image::read(path)?;
+        let (elf, notes) = image::parse(path, &bytes, AbiTarget::Hvt)?;
+        let elf_error = ImageError::elf(path);
+        let image = Image::check(elf, mem_size).map_err(&elf_error)?;
+        timing.mark("read image");
+        image.load(&mut mem).map_err(&elf_error)?;
+        (image.placement(), notes)
+    };
     let machine = Machine::new(&mem)?;
     timing.mark("kvm vm, load image");
 
@@ -265,12 +269,12 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
 
 /// The network ring, when a network device is attached and KVM takes the
 /// kick's ioeventfd: the top [`ring::RESERVED_BYTES`] of guest memory,
-/// zeroed, which the guest's `mem_size` then excludes. `None` (the base ABI)
+/// still zero (untouched), which the guest's `mem_size` then excludes. `None` (the base ABI)
 /// otherwise.
 fn offer_ring(
     machine: &Machine,
     mem: &mut GuestMemory,
-    image: &Image<'_>,
+    image: &Placement,
     hypercalls: &Hypercalls,
 ) -> Option<Offer> {
     if hypercalls.devices().nets.is_empty() {
@@ -286,7 +290,11 @@ fn offer_ring(
         eprintln!("lamina-hvt: no network ring (KVM_IOEVENTFD failed: {e}); using hypercalls");
         return None;
     }
-    mem.bytes_mut(gpa, ring::RESERVED_BYTES).ok()?.fill(0);
+    // The ring area is already zero: guest memory is a fresh anonymous
+    // mapping, and no segment or boot structure reaches it (checked just
+    // above). Filling it anyway would make every one of its pages resident
+    // (2 MiB per idle VM); untouched, a page costs nothing until the guest
+    // or the I/O thread uses it.
     // From now on no guest address the tender handles may reach the ring.
     mem.reserve_top(gpa).ok()?;
     // Receive queues when every device gets one and the eventfd that wakes
@@ -349,7 +357,7 @@ fn print_stats(stats: &LoopStats, counts: &[u64; 9]) {
 /// returns the page-aligned end of that area.
 fn write_boot_info(
     mem: &mut GuestMemory,
-    image: &Image<'_>,
+    image: &Placement,
     hypercalls: &Hypercalls,
     cmdline: &[u8],
     tsc_hz: u64,

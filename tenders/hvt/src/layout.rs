@@ -25,7 +25,7 @@
 //! | 0x100000-image end | the image, 4 KiB pages | per segment |
 //! | beyond | RAM, 2 MiB pages | read-write |
 
-use lamina_tender::elf::Image;
+use lamina_tender::elf::Placement;
 use lamina_tender::mem::{GuestFault, GuestMemory, Protection};
 use thiserror::Error;
 
@@ -154,7 +154,7 @@ pub struct Mapping {
 
 impl Mapping {
     /// Leaf flags for the 4 KiB page at `addr`.
-    fn page_flags(&self, addr: u64, image: &Image<'_>) -> u64 {
+    fn page_flags(&self, addr: u64, image: &Placement) -> u64 {
         let user = if self.mode == CpuMode::PvmNative {
             US
         } else {
@@ -189,7 +189,7 @@ fn rw_nx(protection: Protection) -> u64 {
 /// is where the boot area ends; page tables go after it, below 1 MiB.
 pub fn write_tables(
     mem: &mut GuestMemory,
-    image: &Image<'_>,
+    image: &Placement,
     mapping: Mapping,
 ) -> Result<(), LayoutError> {
     for (i, entry) in GDT_ENTRIES.iter().enumerate() {
@@ -242,7 +242,7 @@ pub fn write_tables(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lamina_tender::elf::{Elf, PF_R, PF_W, PF_X};
+    use lamina_tender::elf::{Elf, Image, PF_R, PF_W, PF_X};
     use lamina_tender::elf_writer::ElfWriter;
 
     /// Walks the tables like the MMU: the leaf entry for `addr`.
@@ -265,7 +265,9 @@ mod tests {
             .load(0x101000, PF_R, b"ro", 0x1000)
             .load(0x102000, PF_R | PF_W, b"rw", 0x1000)
             .build();
-        let image = Image::check(Elf::parse(&bytes).unwrap(), 8 << 20).unwrap();
+        let image = Image::check(Elf::parse(&bytes).unwrap(), 8 << 20)
+            .unwrap()
+            .placement();
         let mut mem = GuestMemory::anywhere(8 << 20).unwrap();
         let mapping = Mapping {
             mode,

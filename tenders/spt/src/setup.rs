@@ -66,11 +66,6 @@ pub fn run(args: &TenderArgs, mut timing: Timing) -> SetupError {
 
 fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infallible, SetupError> {
     let path = &args.image;
-    let bytes = image::read(path)?;
-    let (elf, notes) = image::parse(path, &bytes, AbiTarget::Spt)?;
-    let elf_error = ImageError::elf(path);
-    timing.mark("read image");
-
     let mem_size = args
         .mem_mib
         .checked_mul(1 << 20)
@@ -79,9 +74,19 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     if mem_size <= GUEST_MIN_BASE {
         return Err(SetupError::TooLittleMemory { mib: args.mem_mib });
     }
-    let image = Image::check(elf, mem_size).map_err(&elf_error)?;
-    let mut mem = GuestMemory::identity(HOST_MEM_BASE, mem_size)?;
-    image.load(&mut mem).map_err(&elf_error)?;
+    // The file's bytes are freed once loaded: this function never
+    // returns, so kept here they would cost the image's size for the
+    // guest's whole life.
+    let (image, notes, mut mem) = {
+        let bytes = image::read(path)?;
+        let (elf, notes) = image::parse(path, &bytes, AbiTarget::Spt)?;
+        let elf_error = ImageError::elf(path);
+        timing.mark("read image");
+        let image = Image::check(elf, mem_size).map_err(&elf_error)?;
+        let mut mem = GuestMemory::identity(HOST_MEM_BASE, mem_size)?;
+        image.load(&mut mem).map_err(&elf_error)?;
+        (image.placement(), notes, mem)
+    };
     timing.mark("map and load");
 
     // The guest reads and writes its taps itself: with a runtime that
