@@ -48,9 +48,17 @@ def die_with_parent():
     LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def mem_available_kib():
+def meminfo_kib():
     with open("/proc/meminfo") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith("MemAvailable:"))
+        return {l.split(":")[0]: int(l.split()[1]) for l in f}
+
+
+def mem_available_kib():
+    return meminfo_kib()["MemAvailable"]
+
+
+# The kernel's share, from /proc/meminfo: what the processes' Pss misses.
+KERNEL_FIELDS = ("PageTables", "SecPageTables", "KernelStack", "SUnreclaim")
 
 
 def pss_kib(pid):
@@ -193,7 +201,10 @@ def measure(fleet, target, mem, baseline, sample):
     if dead:
         sys.exit(f"{target}: {len(dead)} processes died after starting (first: {dead[0].args[0]} "
                  f"status {dead[0].returncode})")
-    drop = (baseline - mem_available_kib()) / n
+    now = meminfo_kib()
+    drop = (baseline["MemAvailable"] - now["MemAvailable"]) / n
+    kernel = ", ".join(f"{field} {(now[field] - baseline[field]) / n:.0f}" for field in KERNEL_FIELDS
+                       if field in now)
     picks = random.Random(n).sample(range(n), min(sample, n))
     tender = sum(pss_kib(fleet.tenders[i].pid) for i in picks) / len(picks)
     usernet = sum(pss_kib(fleet.usernets[i].pid) for i in picks) / len(picks) if fleet.usernets else 0
@@ -207,7 +218,7 @@ def measure(fleet, target, mem, baseline, sample):
     total = tender + usernet
     print(f"  {target} x{n}: MemAvailable drop {drop / 1024:6.2f} MiB each; Pss {total / 1024:5.2f} MiB each ="
           f" tender {tender / 1024:.2f}{split} + usernet {usernet / 1024:.2f}"
-          f"; not in Pss (kernel) {(drop - total) / 1024:.2f}", flush=True)
+          f"; not in Pss {(drop - total) / 1024:.2f} (KiB each: {kernel})", flush=True)
     return {"drop": drop, "pss": total, "count": n}
 
 
@@ -224,7 +235,7 @@ def run(target, args, images):
     """Starts up to --count instances in steps; returns the last figures."""
     fleet = Fleet()
     start = {"unix": start_linux}.get(target, start_unikernel)
-    baseline = mem_available_kib()
+    baseline = meminfo_kib()
     port = FIRST_PORT
     result, why = None, ""
     try:

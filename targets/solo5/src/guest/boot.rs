@@ -115,7 +115,11 @@ extern "C" fn entry(boot_info: usize) -> ! {
     }
     // SAFETY: [heap_start, heap_end) is guest memory above the image and below
     // the stack, used by nothing else; this runs once, before any allocation.
-    unsafe { heap::init(heap_start, heap_end) };
+    // It is zero: the tenders (Lamina's and Solo5's) map fresh anonymous
+    // memory and write nothing above the image (their boot info, command
+    // line and hvt's page tables are below 1 MiB, the network ring above
+    // the guest's `mem_size`).
+    unsafe { heap::init(heap_start, heap_end, true) };
     // SAFETY: the tender wrote a NUL-terminated command line of at most
     // CMDLINE_SIZE bytes and the attached manifest at these addresses, and
     // keeps them for the guest's lifetime (they are never written again).

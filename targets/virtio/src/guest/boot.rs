@@ -396,7 +396,7 @@ fn boot(facts: BootFacts) -> ! {
     // boot protocol handed over that is still used (the PVH command line,
     // the copied Multiboot2 one); nothing else uses it and this runs once,
     // before any allocation.
-    unsafe { heap::init(start, end) };
+    unsafe { heap::init(start, end, false) };
     if !hw::clock_init() {
         fail("cannot calibrate the TSC: no PIT and no CPUID frequency leaves");
     }
