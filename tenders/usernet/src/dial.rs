@@ -13,7 +13,9 @@
 //!   gateway port, without the host client noticing;
 //! - unanswered while the guest sends other frames (it runs, and dropped
 //!   the SYN), connects again after [`LOST_RETRY`] (five times that once
-//!   the guest is up, when it may just be busy);
+//!   the guest is up, when it may just be busy); each SYN is followed by
+//!   an ARP request for the guest, whose answer shows that the guest has
+//!   taken the SYN;
 //! - unanswered while the guest is silent (it does not run yet: the SYN
 //!   waits in the link, and sending more would only queue more), sends an
 //!   ARP request for the guest now and then, from [`NUDGE_FIRST`] doubling
@@ -41,17 +43,17 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// A refused connection is tried again this long after its SYN.
-pub const REFUSED_RETRY: Duration = Duration::from_millis(5);
+pub const REFUSED_RETRY: Duration = Duration::from_millis(2);
 
 /// An unanswered SYN is sent again (from a new port) this long after it
 /// went out, if the guest has sent frames since.
-pub const LOST_RETRY: Duration = Duration::from_millis(10);
+pub const LOST_RETRY: Duration = Duration::from_millis(5);
 
 /// The first ARP request towards a silent guest, this long after the SYN.
 pub const NUDGE_FIRST: Duration = Duration::from_millis(5);
 
 /// The longest wait between ARP requests towards a silent guest.
-pub const NUDGE_MAX: Duration = Duration::from_millis(100);
+pub const NUDGE_MAX: Duration = Duration::from_millis(50);
 
 /// The default bound on boot tolerance (`--boot-wait`).
 pub const DEFAULT_BOOT_WAIT: Duration = Duration::from_secs(30);
@@ -189,10 +191,14 @@ impl Dial {
         self.sent_before_up = !dialer.up;
         self.nudge_wait = NUDGE_FIRST;
         self.nudge_at = now + NUDGE_FIRST;
-        if !dialer.mac_known {
-            // smoltcp's own request may be rate-limited for a second.
-            dialer.arp_due = true;
+        if !self.sent_before_up && dialer.mac_known {
+            return true;
         }
+        // An ARP request right behind the SYN: the guest answers it once
+        // it has taken the SYN, so that its reply shows, within a round
+        // trip, that the SYN was lost if nothing else came. And smoltcp's
+        // own request, while the MAC is unknown, may be rate-limited.
+        dialer.arp_due = true;
         true
     }
 

@@ -619,6 +619,9 @@ impl Gateway {
             self.datagrams
                 .answer_host(&mut self.sockets, now, &mut moved);
             if self.dialer.arp_due {
+                // Behind the SYN it follows (see dial).
+                self.iface
+                    .poll(instant(now), &mut self.device, &mut self.sockets);
                 self.dialer.arp_due = false;
                 self.device.send(&dial::arp_request_for_guest());
                 moved = true;
