@@ -11,6 +11,7 @@ mod declared;
 mod describe;
 mod disk;
 mod guest;
+mod jitsu;
 mod net;
 mod new;
 mod project;
@@ -155,6 +156,16 @@ enum Command {
         #[command(subcommand)]
         action: NetAction,
     },
+    /// Summon unikernels on demand: a DNS server that boots the unikernel
+    /// behind a name when it is asked for, and stops it when idle.
+    #[command(args_conflicts_with_subcommands = true)]
+    Jitsu {
+        #[command(subcommand)]
+        action: Option<JitsuAction>,
+        /// The configuration (TOML): the services, their names and
+        /// addresses (see examples/jitsu/jitsu.toml).
+        config: Option<PathBuf>,
+    },
     /// Show the application's device graph for a target.
     Describe {
         /// For which target.
@@ -166,6 +177,16 @@ enum Command {
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JitsuAction {
+    /// Print the running daemon's status: each service, its state, boots,
+    /// time from summons to listening, memory.
+    Status {
+        /// The daemon's configuration.
+        config: PathBuf,
     },
 }
 
@@ -250,6 +271,14 @@ fn main() -> ExitCode {
                 netns,
             } => net::up(&tap, &address, netns.as_deref()),
             NetAction::Down { tap, netns } => net::down(&tap, netns.as_deref()),
+        }
+        .map(|()| ExitCode::SUCCESS),
+        Command::Jitsu { action, config } => match (action, config) {
+            (Some(JitsuAction::Status { config }), _) => jitsu::status(&config),
+            (None, Some(config)) => jitsu::run(&config),
+            (None, None) => Err(CliError::Project(String::from(
+                "lamina jitsu CONFIG: give the configuration file, like examples/jitsu/jitsu.toml",
+            ))),
         }
         .map(|()| ExitCode::SUCCESS),
         Command::Describe { target, dot, app } => project::Project::find(&app)

@@ -32,7 +32,7 @@ pub struct UserNetworks {
 
 /// The lamina-usernet binary: `LAMINA_USERNET`, else built from the
 /// Lamina workspace as the tenders are.
-fn usernet_binary() -> Result<PathBuf, CliError> {
+pub fn usernet_binary() -> Result<PathBuf, CliError> {
     match std::env::var_os("LAMINA_USERNET") {
         Some(path) => Ok(PathBuf::from(path)),
         None => crate::build::build_host_binary("lamina-usernet"),

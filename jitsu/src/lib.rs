@@ -4,6 +4,36 @@
 //! when the name is asked for, and stops it when nobody has asked for a
 //! while. `lamina jitsu CONFIG` runs this crate's daemon on the host: std
 //! Rust, one thread with `poll(2)` over its sockets and its children.
+//!
+//! | module | what |
+//! |--------|------|
+//! | [`config`] | the TOML file: services, addresses, ports, TTLs, stop modes; every error with its line |
+//! | [`dns`] | which service a query is for, and the answers (lamina-dns's checked parser and builder) |
+//! | [`service`] | one service's life: booting, up, paused, stopped; its tender and lamina-usernet processes |
+//! | [`daemon`] | the event loop: DNS over UDP and TCP, held answers, the upstream resolver, socket activation, idle stops |
+//! | [`status`] | the status page (text and JSON) and `lamina jitsu status` |
+//!
+//! ```text
+//! dig www.lamina.test ──> daemon ──(not running)──> lamina-usernet + lamina-hvt
+//!                           │ <── "up" (the guest answered a probe) ──┘
+//!   answer 127.0.0.2 <──────┘
+//! curl http://127.0.0.2/ ──> the daemon's listener ──> lamina-usernet ──> the guest
+//! ```
 
 pub mod config;
+pub mod daemon;
 pub mod dns;
+mod process;
+pub mod service;
+pub mod status;
+
+pub use config::Config;
+pub use daemon::Daemon;
+pub use service::Programs;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, LazyLock};
+
+/// Set by SIGTERM, SIGINT or SIGHUP: the daemon stops what it started and
+/// returns.
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
