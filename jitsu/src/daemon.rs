@@ -101,7 +101,7 @@ impl Daemon {
         let status = TcpListener::bind(config.status)
             .map_err(bind_error("the status page", config.status))?;
         for socket in [udp.as_raw_fd(), tcp.as_raw_fd(), status.as_raw_fd()] {
-            crate::process::set_nonblocking(&Fd(socket))?;
+            crate::process::set_nonblocking(socket)?;
         }
         let upstream = match config.upstream {
             Some(address) => {
@@ -510,13 +510,4 @@ impl Daemon {
 
 fn ttl_seconds(service: &ServiceRuntime) -> u32 {
     service.config.ttl.as_secs().try_into().unwrap_or(u32::MAX)
-}
-
-/// A borrowed descriptor number.
-struct Fd(RawFd);
-
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
 }

@@ -47,11 +47,11 @@ pub fn signal_group(child: &Child, signal: i32) {
 }
 
 /// Makes `fd` non-blocking.
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl reads no memory.
     let rc = unsafe {
-        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK)
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK)
     };
     if rc < 0 {
         return Err(io::Error::last_os_error());
@@ -73,7 +73,7 @@ const MAX_LINE: usize = 4096;
 impl<R: Read + AsRawFd> Lines<R> {
     /// Reads `source`, which must be non-blocking.
     pub fn new(source: R) -> io::Result<Lines<R>> {
-        set_nonblocking(&source)?;
+        set_nonblocking(source.as_raw_fd())?;
         Ok(Lines {
             source,
             partial: Vec::new(),

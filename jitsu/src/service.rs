@@ -165,7 +165,7 @@ impl ServiceRuntime {
                     ),
                 )
             })?;
-            process::set_nonblocking(&listener.fd_holder())?;
+            process::set_nonblocking(listener.fd())?;
             listeners.push((*port, listener));
         }
         Ok(ServiceRuntime {
@@ -512,22 +512,6 @@ impl ServiceRuntime {
 
 /// How long a stopping unikernel gets before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-
-impl Listener {
-    /// The socket, for fcntl.
-    fn fd_holder(&self) -> FdRef {
-        FdRef(self.fd())
-    }
-}
-
-/// A borrowed descriptor number, for [`process::set_nonblocking`].
-struct FdRef(RawFd);
-
-impl AsRawFd for FdRef {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
 
 fn push_kept(times: &mut Vec<Duration>, time: Duration) {
     if times.len() == KEPT_TIMES {
