@@ -30,10 +30,15 @@ impl Project {
     /// name of one of Lamina's examples.
     pub fn find(app: &str) -> Result<Project, CliError> {
         let given = PathBuf::from(app);
-        let dir = if given.join("Cargo.toml").is_file() {
+        let example = lamina_root().join("examples").join(app);
+        // A library crate of the same name (`dns` in Lamina's own tree) is
+        // not an application: the example is meant.
+        let is_application = |dir: &Path| dir.join("src/main.rs").is_file();
+        let prefer_example =
+            !app.contains('/') && example.join("Cargo.toml").is_file() && !is_application(&given);
+        let dir = if given.join("Cargo.toml").is_file() && !prefer_example {
             given
         } else {
-            let example = lamina_root().join("examples").join(app);
             if !app.contains('/') && example.join("Cargo.toml").is_file() {
                 example
             } else {

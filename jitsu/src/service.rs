@@ -223,6 +223,13 @@ impl ServiceRuntime {
         }
         .ok_or_else(|| io::Error::other(format!("no lamina-{} tender", self.target.name())))?;
         let (tender_end, usernet_end) = lamina_usernet::socketpair()?;
+        // The guest's MAC, told to both sides, so the first SYN needs no ARP;
+        // made from the service's address, which is unique.
+        let octets = self.config.address.octets();
+        let mac = format!(
+            "02:4a:53:{:02x}:{:02x}:{:02x}",
+            octets[1], octets[2], octets[3]
+        );
         let mut usernet = Command::new(&programs.usernet);
         usernet
             .arg(format!("--link-fd={}", usernet_end.as_raw_fd()))
@@ -260,6 +267,7 @@ impl ServiceRuntime {
         tender
             .arg(format!("--mem={}", self.config.mem_mib))
             .arg(format!("--net:{device}=fd:{}", tender_end.as_raw_fd()))
+            .arg(format!("--net-mac:{device}={mac}"))
             .arg("--")
             .arg(&self.image)
             .arg(format!(
