@@ -428,29 +428,44 @@ fn pause_keeps_the_unikernel_and_resumes_it_without_a_boot() {
     if !clients_or_skip(test) {
         return;
     }
-    let port = free_port();
-    let jitsu = Jitsu::start(
-        test,
-        "",
-        &website(
-            "p.lamina.test",
-            "127.0.15.2",
-            port,
-            "target = \"TARGET\"\nttl = 0.5\nstop = \"pause\"",
-        ),
-    );
-    jitsu.address_of("p.lamina.test");
-    assert!(curl("127.0.15.2", port).0.contains("<"));
-    let pid = jitsu.status("p.lamina.test")["pid"].clone();
-    jitsu.wait_state("p.lamina.test", "paused", Duration::from_secs(5));
-    // A connection (no query) wakes it: the same process, no second boot.
-    let (page, _, first_byte) = curl("127.0.15.2", port);
-    assert!(page.contains("<"), "{page}");
-    assert!(first_byte < 0.9, "{first_byte}");
-    let status = jitsu.status("p.lamina.test");
-    assert_eq!(status["boots"], 1, "{status}");
-    assert_eq!(status["resumes"], 1, "{status}");
-    assert_eq!(status["pid"], pid, "{status}");
+    // Both tenders: a frozen process must resume its waits on either.
+    let mut targets = vec!["spt"];
+    if target(test) == "hvt" {
+        targets.push("hvt");
+    }
+    for (i, on) in targets.into_iter().enumerate() {
+        let port = free_port();
+        let address = format!("127.0.15.{}", i + 2);
+        let jitsu = Jitsu::start(
+            test,
+            "",
+            &website(
+                "p.lamina.test",
+                &address,
+                port,
+                &format!("target = \"{on}\"\nttl = 0.5\nstop = \"pause\""),
+            ),
+        );
+        jitsu.address_of("p.lamina.test");
+        assert!(curl(&address, port).0.contains("<"));
+        let pid = jitsu.status("p.lamina.test")["pid"].clone();
+        let paused = jitsu.wait_state("p.lamina.test", "paused", Duration::from_secs(5));
+        assert!(paused["memory_kib"].as_u64().unwrap() > 0, "{paused}");
+        // A connection (no query) wakes it: the same process, no second boot.
+        let (page, _, first_byte) = curl(&address, port);
+        assert!(page.contains("<"), "{on}: {page}");
+        assert!(first_byte < 0.9, "{on}: {first_byte}");
+        let status = jitsu.status("p.lamina.test");
+        assert_eq!(status["boots"], 1, "{on}: {status}");
+        assert_eq!(status["resumes"], 1, "{on}: {status}");
+        assert_eq!(status["failures"], 0, "{on}: {status}");
+        assert_eq!(status["pid"], pid, "{on}: {status}");
+        // And a query wakes it again after the next pause.
+        jitsu.wait_state("p.lamina.test", "paused", Duration::from_secs(5));
+        jitsu.address_of("p.lamina.test");
+        assert!(curl(&address, port).0.contains("<"), "{on}");
+        assert_eq!(jitsu.status("p.lamina.test")["resumes"], 2);
+    }
 }
 
 #[test]

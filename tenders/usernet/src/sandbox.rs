@@ -16,6 +16,9 @@ pub(crate) fn sandbox() -> io::Result<()> {
     let allowed = [
         libc::SYS_poll,
         libc::SYS_ppoll,
+        // A poll stopped by SIGSTOP (Jitsu's pause) resumes through
+        // restart_syscall after SIGCONT.
+        libc::SYS_restart_syscall,
         libc::SYS_recvfrom,
         libc::SYS_sendto,
         libc::SYS_read,
