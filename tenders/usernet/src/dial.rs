@@ -214,10 +214,13 @@ impl Dial {
         if self.established {
             return Verdict::Open;
         }
+        // Tolerance is for SYNs that went out while the guest was not up
+        // yet; a zero boot wait turns it off (ordinary TCP).
+        let tolerant = self.sent_before_up && !dialer.boot_wait.is_zero();
         let deadline = self.since + dialer.boot_wait;
-        let booting = self.sent_before_up && now < deadline;
+        let booting = tolerant && now < deadline;
         match socket.state() {
-            tcp::State::SynSent if now >= deadline => Verdict::Failed,
+            tcp::State::SynSent if tolerant && now >= deadline => Verdict::Failed,
             tcp::State::SynSent if booting => {
                 let guest_spoke = dialer.frames_in > self.frames_at_attempt;
                 // Once the guest is up it answers SYNs, if more slowly
@@ -244,10 +247,8 @@ impl Dial {
                 dialer.wake_at(next.min(deadline));
                 Verdict::Connecting
             }
-            tcp::State::SynSent => {
-                dialer.wake_at(deadline);
-                Verdict::Connecting
-            }
+            // Ordinary TCP: smoltcp retransmits.
+            tcp::State::SynSent => Verdict::Connecting,
             tcp::State::Closed if booting => {
                 let retry = self.attempt_at + REFUSED_RETRY;
                 if now >= retry {

@@ -30,7 +30,7 @@ const USAGE: &str = "usage: lamina-usernet --link-fd=N [--listen-fd=M:GUEST[/tcp
     \x20                      on it included\n\
     \x20 --boot-wait=SECONDS  until the guest has answered a connection once, retry\n\
     \x20                      refused or unanswered connections to it for this long\n\
-    \x20                      (default 30; fractions allowed)\n\
+    \x20                      (default 30, 0 for none)\n\
     \x20 --guest-mac=MAC      the guest's MAC (the tender's --net-mac), so that the\n\
     \x20                      first SYN needs no ARP (else learned from its frames)\n\
     \x20 --events             after `ready`, print `up` when the guest first answers a\n\

@@ -334,15 +334,18 @@ pub struct Options {
     /// How long a connection to the guest is tried (a refusal retried, a
     /// lost SYN sent again) while the guest has not answered one yet:
     /// after that its host connection is closed. `--boot-wait=SECONDS`;
-    /// [`DEFAULT_BOOT_WAIT`] by default.
+    /// [`DEFAULT_BOOT_WAIT`] by default; zero turns the tolerance off (a
+    /// refusal reaches the client at once, a lost SYN waits for smoltcp's
+    /// retransmission).
     pub boot_wait: Duration,
     /// The guest's MAC, if known in advance (the tender's
     /// `--net-mac:NAME=MAC`; `--guest-mac=MAC`): the gateway then sends
     /// its first SYN without asking ARP. Otherwise it learns the MAC from
     /// the first frame the guest sends.
     pub guest_mac: Option<[u8; 6]>,
-    /// Connect to the first TCP forward's guest port at once (with the
-    /// boot tolerance), close that connection once the guest answers, and
+    /// Connect to the first TCP forward's guest port at once (the forwards
+    /// [`UserNet::bind`] made first, then the adopted sockets, each in
+    /// order; with the boot tolerance), close that connection once the guest answers, and
     /// report [`Event::Up`] then. UDP datagrams from host clients wait in
     /// their sockets until then, so that none reaches a guest that cannot
     /// take it yet. `--probe`.

@@ -491,6 +491,30 @@ fn a_refusal_once_the_guest_is_up_reaches_the_client() {
     );
 }
 
+/// A zero boot wait turns the tolerance off: a connection refused while
+/// the application does not listen yet reaches the client as a refusal,
+/// as without a daemon.
+#[test]
+fn a_zero_boot_wait_passes_a_refusal_during_the_boot_on() {
+    let (listener, _) = daemon_sockets();
+    let addr = listener.local_addr().unwrap();
+    let options = Options {
+        boot_wait: Duration::ZERO,
+        ..Options::default()
+    };
+    let (guest_end, _events) = network(options, vec![(OwnedFd::from(listener), 80, Protocol::Tcp)]);
+    guest(guest_end, Duration::from_secs(5));
+    let mut client = early_client(addr, b"too early");
+    let outcome = client.read(&mut [0u8; 16]);
+    assert!(
+        matches!(outcome, Ok(0))
+            || outcome
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{outcome:?}"
+    );
+}
+
 /// A guest that never answers: the host connection is closed after the
 /// boot wait, not held forever.
 #[test]
