@@ -326,6 +326,13 @@ enum Wake {
 
 impl<N: Netif> Driver<N> {
     async fn run(mut self) {
+        // The stack starts before the application's first poll (the driver
+        // is spawned when the devices are set up, the main task after):
+        // let the application run first, so that frames that waited for
+        // the guest (a tap Jitsu queued a client's SYN on before the boot)
+        // find the sockets it opens at once, instead of getting a reset
+        // for a port nobody listens on yet.
+        self.runtime.yield_now().await;
         loop {
             let delay = self.poll();
             self.report_drops(self.core.now());
