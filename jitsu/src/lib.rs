@@ -12,6 +12,9 @@
 //! | [`service`] | one service's life: booting, up, paused, stopped; its tender and lamina-usernet processes |
 //! | [`daemon`] | the event loop: DNS over UDP and TCP, held answers, the upstream resolver, socket activation, idle stops |
 //! | [`status`] | the status page (text and JSON) and `lamina jitsu status` |
+//! | [`tap`] | tap mode's host side: the bridge, each service's persistent tap, ARP answered and summons while stopped, the probe |
+//! | [`netdev`] | interface ioctls: bridges, ports, addresses, flags, queue lengths |
+//! | [`frame`], [`filter`] | the frames a tap's watch reads and writes, and the BPF filters on the tap |
 //!
 //! ```text
 //! dig www.lamina.test ──> daemon ──(not running)──> lamina-usernet + lamina-hvt
@@ -23,9 +26,13 @@
 pub mod config;
 pub mod daemon;
 pub mod dns;
+pub mod filter;
+pub mod frame;
+pub mod netdev;
 mod process;
 pub mod service;
 pub mod status;
+pub mod tap;
 
 pub use config::Config;
 pub use daemon::Daemon;
