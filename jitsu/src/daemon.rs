@@ -10,7 +10,7 @@
 
 use crate::config::{Config, Network};
 use crate::dns::{self, Answer, Asked};
-use crate::service::{Ended, Programs, ServiceRuntime, State};
+use crate::service::{Programs, ServiceRuntime, State};
 use crate::status;
 use lamina_dns::Rcode;
 use std::collections::HashMap;
@@ -248,16 +248,18 @@ impl Daemon {
         self.relay_upstream(now);
         self.serve_status();
         for index in 0..self.services.len() {
-            let ended = self.services[index].service(now);
-            match (ended, self.services[index].state) {
-                (Some(Ended::BootFailed(_)), _) => {
-                    self.release(index, Answer::Error(Rcode::SERVFAIL))
-                }
-                (_, State::Up) => {
+            self.services[index].service(now);
+            match self.services[index].state {
+                State::Up => {
                     let s = &self.services[index];
                     self.release(index, Answer::Address(s.config.address, ttl_seconds(s)));
                 }
-                _ => {}
+                // Queries are held only while booting: a boot that failed,
+                // or a unikernel that ended before it listened, gets SERVFAIL.
+                State::Stopped | State::Stopping => {
+                    self.release(index, Answer::Error(Rcode::SERVFAIL))
+                }
+                State::Booting | State::Paused => {}
             }
         }
     }

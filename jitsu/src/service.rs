@@ -326,6 +326,9 @@ impl ServiceRuntime {
             return;
         }
         self.state = State::Up;
+        // Idle time counts from here: a boot slower than the idle time must
+        // not be stopped before its first client is answered.
+        self.last_activity = now;
         if let Some(asked) = self.summoned_at.take() {
             push_kept(&mut self.boot_times, now - asked);
             eprintln!(
