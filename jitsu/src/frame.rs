@@ -88,6 +88,8 @@ pub enum Seen {
 pub struct Packet {
     /// Its source address.
     pub source: Ipv4Addr,
+    /// The MAC it came from: the source's, or its router's.
+    pub source_mac: [u8; 6],
     /// Its IP protocol number (6 TCP, 17 UDP, 1 ICMP...).
     pub protocol: u8,
     /// Its destination port (TCP and UDP, first fragment only).
@@ -131,6 +133,7 @@ pub fn classify(frame: &[u8], guest_ip: Ipv4Addr) -> Option<Seen> {
                     .is_some_and(|[flags]| flags & (TCP_SYN | TCP_ACK) == TCP_SYN);
             Some(Seen::Ipv4(Packet {
                 source: ipv4_at(frame, offset::IPV4_SOURCE)?,
+                source_mac: field(frame, offset::SOURCE)?,
                 protocol,
                 port,
                 syn,
@@ -160,6 +163,22 @@ pub fn arp_reply(
     put(offset::ARP_SENDER_IP, &guest_ip.octets());
     put(offset::ARP_TARGET_MAC, &asker_mac);
     put(offset::ARP_TARGET_IP, &asker.octets());
+    frame
+}
+
+/// The ARP request "who has `guest_ip`? tell `asker` at `asker_mac`",
+/// sent to the guest's MAC (as a host refreshing its cache does): a guest
+/// that reads it learns the asker's MAC without asking for it.
+pub fn arp_request(
+    guest_mac: [u8; 6],
+    guest_ip: Ipv4Addr,
+    asker_mac: [u8; 6],
+    asker: Ipv4Addr,
+) -> [u8; MIN_FRAME_LEN] {
+    let mut frame = arp_reply(asker_mac, asker, guest_mac, guest_ip);
+    frame[offset::ARP_OPERATION..offset::ARP_OPERATION + 2]
+        .copy_from_slice(&ARP_REQUEST.to_be_bytes());
+    frame[offset::ARP_TARGET_MAC..offset::ARP_TARGET_IP].fill(0);
     frame
 }
 
@@ -248,6 +267,7 @@ pub(crate) mod tests {
         let syn = classify(&tcp(GUEST, 80, TCP_SYN), GUEST);
         let expected = Packet {
             source: CLIENT,
+            source_mac: CLIENT_MAC,
             protocol: PROTOCOL_TCP,
             port: Some(80),
             syn: true,
@@ -280,6 +300,20 @@ pub(crate) mod tests {
         assert_eq!(classify(&ipv6, GUEST), None);
         let request = arp_request(GUEST);
         assert_eq!(classify(&request[..41], GUEST), None);
+    }
+
+    #[test]
+    fn an_introduction_is_a_request_for_the_guest_from_the_peer() {
+        let frame = super::arp_request(mac_for(GUEST), GUEST, CLIENT_MAC, CLIENT);
+        assert_eq!(&frame[..6], &mac_for(GUEST), "unicast to the guest");
+        assert_eq!(
+            classify(&frame, GUEST),
+            Some(Seen::ArpRequest {
+                asker: CLIENT,
+                asker_mac: CLIENT_MAC
+            })
+        );
+        assert_eq!(field::<6>(&frame, offset::ARP_TARGET_MAC), Some([0; 6]));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! ```text
 //! poll(tap.watch_fd()) -> tap.on_readable() -> [ArpAnswered.., Summon]
 //! tap.set_watching(false)                      the guest answers from now on
+//! tap.introduce_peers(&bridge)                 so that it need not ask for their MACs
 //! fd = tap.tender_fd(); inherit_fd(&mut cmd, &fd)
 //! lamina-hvt --mem=.. tap.tender_args("service", &fd) image tap.guest_args(&bridge)
 //! probe(guest:port, deadline)                  time to listening
@@ -149,10 +150,19 @@ pub struct ServiceTap {
     vnet_header: bool,
     /// The tap: written (ARP replies) and drained, never read otherwise.
     tap: OwnedFd,
-    /// The packet socket watching frames towards the guest.
+    /// The packet socket watching frames towards the guest; also sends
+    /// introductions into the tap's queue.
     watch: OwnedFd,
+    /// The tap's interface index, to send on.
+    index: libc::c_int,
     watching: bool,
+    /// Who sent the stopped guest IPv4 without asking for its MAC first:
+    /// the guest will need theirs, see [`ServiceTap::introduce_peers`].
+    peers: Vec<(Ipv4Addr, [u8; 6])>,
 }
+
+/// The most peers a stopped service remembers for its introductions.
+const MAX_PEERS: usize = 64;
 
 impl ServiceTap {
     /// Creates tap `name` on `bridge` for the guest at `guest_ip` with MAC
@@ -182,7 +192,8 @@ impl ServiceTap {
         explain(netdev::set_tx_queue_len(name, TAP_QUEUE_FRAMES), &what)?;
         explain(netdev::add_bridge_port(bridge.name(), name), &what)?;
         explain(netdev::set_up(name, true), &what)?;
-        let watch = explain(watch_socket(name, guest_ip), &what)?;
+        let index = explain(netdev::index(name), &what)?;
+        let watch = explain(watch_socket(index, guest_ip), &what)?;
         Ok(ServiceTap {
             name: name.to_owned(),
             guest_ip,
@@ -190,7 +201,9 @@ impl ServiceTap {
             vnet_header,
             tap,
             watch,
+            index,
             watching: true,
+            peers: Vec::new(),
         })
     }
 
@@ -231,7 +244,13 @@ impl ServiceTap {
                     self.inject(&reply)?;
                     events.push(TapEvent::ArpAnswered { asker });
                 }
-                Some(Seen::Ipv4(packet)) => events.push(TapEvent::Summon(packet)),
+                Some(Seen::Ipv4(packet)) => {
+                    let peer = (packet.source, packet.source_mac);
+                    if !self.peers.contains(&peer) && self.peers.len() < MAX_PEERS {
+                        self.peers.push(peer);
+                    }
+                    events.push(TapEvent::Summon(packet));
+                }
                 None => {}
             }
         }
@@ -260,6 +279,60 @@ impl ServiceTap {
     /// Whether the watch is on.
     pub fn watching(&self) -> bool {
         self.watching
+    }
+
+    /// Queues for the guest, behind what waits already, an ARP request for
+    /// its address from the host and from each peer on `bridge`'s network
+    /// that sent it a packet while it was stopped: call when summoning.
+    /// The guest learns their MACs from these instead of asking: a peer
+    /// that knew the guest's MAC from an earlier run sent no ARP request
+    /// the guest could learn from, and Lamina's stack (smoltcp) asks for
+    /// one address per second at most, so the second peer's answer, the
+    /// host's probe say, would wait a second. Returns how many were queued.
+    pub fn introduce_peers(&mut self, bridge: &Bridge) -> io::Result<usize> {
+        let host = (bridge.address(), frame::mac_for(bridge.address()));
+        let network = |ip: Ipv4Addr| u32::from(ip) >> (32 - u32::from(bridge.prefix()));
+        let peers: Vec<_> = std::iter::once(host)
+            .chain(self.peers.drain(..))
+            .filter(|(ip, _)| network(*ip) == network(self.guest_ip) && *ip != self.guest_ip)
+            .collect();
+        for (peer, peer_mac) in &peers {
+            let request = frame::arp_request(self.guest_mac, self.guest_ip, *peer_mac, *peer);
+            self.send_to_guest(&request)?;
+        }
+        Ok(peers.len())
+    }
+
+    /// Sends `frame` out of the tap: into its queue, towards the guest, as
+    /// if the bridge had forwarded it. (The watch does not see its own.)
+    fn send_to_guest(&self, frame: &[u8]) -> io::Result<()> {
+        // SAFETY: an all-zero sockaddr_ll is valid.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = (frame::ETHERTYPE_ARP).to_be();
+        address.sll_ifindex = self.index;
+        address.sll_halen = 6;
+        address.sll_addr[..6].copy_from_slice(&self.guest_mac);
+        // SAFETY: sendto reads frame.len() bytes from `frame` and one
+        // sockaddr_ll of the given size.
+        let n = unsafe {
+            libc::sendto(
+                self.watch.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&address as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(n) if n == frame.len() => Ok(()),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short send to the tap",
+            )),
+            Err(_) => Err(io::Error::last_os_error()),
+        }
     }
 
     /// Reads and discards every frame waiting in the tap: only after the
@@ -478,9 +551,9 @@ fn attach_socket_filter(socket: &OwnedFd, program: &[Instruction]) -> io::Result
     Ok(())
 }
 
-/// A packet socket bound to interface `name`, filtered by
+/// A packet socket bound to interface `index`, filtered by
 /// [`filter::watch`] for `guest_ip` before it receives anything.
-fn watch_socket(name: &str, guest_ip: Ipv4Addr) -> io::Result<OwnedFd> {
+fn watch_socket(index: libc::c_int, guest_ip: Ipv4Addr) -> io::Result<OwnedFd> {
     // Protocol 0: nothing is received until bind() names one, after the
     // filter is in place.
     // SAFETY: socket(2) takes no pointers; the result is checked.
@@ -498,7 +571,7 @@ fn watch_socket(name: &str, guest_ip: Ipv4Addr) -> io::Result<OwnedFd> {
     let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     address.sll_family = libc::AF_PACKET as u16;
     address.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-    address.sll_ifindex = netdev::index(name)?;
+    address.sll_ifindex = index;
     // SAFETY: bind reads one sockaddr_ll of the given size.
     check(unsafe {
         libc::bind(
