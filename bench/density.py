@@ -58,7 +58,7 @@ def mem_available_kib():
 
 
 # The kernel's share, from /proc/meminfo: what the processes' Pss misses.
-KERNEL_FIELDS = ("PageTables", "SecPageTables", "KernelStack", "SUnreclaim")
+KERNEL_FIELDS = ("PageTables", "SecPageTables", "KernelStack", "SUnreclaim", "VmallocUsed")
 
 
 def pss_kib(pid):
