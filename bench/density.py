@@ -170,19 +170,32 @@ def serves(port, tries=50):
     return False
 
 
+def cpu_ticks(procs):
+    """User and system CPU time of `procs`, in clock ticks."""
+    total = 0
+    for p in procs:
+        try:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total
+
+
+def idle_cpu_percent(fleet, seconds=5):
+    """CPU the idle fleet uses, in percent of one core."""
+    procs = fleet.tenders + fleet.usernets
+    t0, c0 = time.time(), cpu_ticks(procs)
+    time.sleep(seconds)
+    t1, c1 = time.time(), cpu_ticks(procs)
+    return 100 * (c1 - c0) / os.sysconf("SC_CLK_TCK") / (t1 - t0)
+
+
 def settle(fleet, seconds=60):
     """Waits until the newest instances are idle: their CPU time stops
     growing (booted and waiting), at most `seconds`."""
-    def cpu(procs):
-        total = 0
-        for p in procs:
-            try:
-                with open(f"/proc/{p.pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except (FileNotFoundError, ProcessLookupError):
-                pass
-        return total
+    cpu = cpu_ticks
     procs = fleet.tenders[-200:] + fleet.usernets[-200:]
     deadline = time.time() + seconds
     last = cpu(procs)
@@ -216,9 +229,11 @@ def measure(fleet, target, mem, baseline, sample):
         own = sum(t for _, t in parts) / len(parts)
         split = f" (guest {guest / 1024:.2f} + tender {own / 1024:.2f})"
     total = tender + usernet
+    busy = idle_cpu_percent(fleet)
     print(f"  {target} x{n}: MemAvailable drop {drop / 1024:6.2f} MiB each; Pss {total / 1024:5.2f} MiB each ="
           f" tender {tender / 1024:.2f}{split} + usernet {usernet / 1024:.2f}"
-          f"; not in Pss {(drop - total) / 1024:.2f} (KiB each: {kernel})", flush=True)
+          f"; not in Pss {(drop - total) / 1024:.2f} (KiB each: {kernel}); idle CPU {busy:.1f}% of a core"
+          f" for all", flush=True)
     return {"drop": drop, "pss": total, "count": n}
 
 

@@ -685,16 +685,23 @@ impl Gateway {
             });
         }
         let dial_delay = self.dialer.wake.map(|at| at.saturating_sub(now));
+        // A look every 100 ms while connections, UDP flows or the probe
+        // may have time-based work (flow expiry, boot-wait checks); an
+        // idle network sleeps until a frame, a client or a smoltcp timer
+        // comes: thousands of idle unikernels on a host must not each
+        // wake ten times a second.
+        let busy = !self.splices.is_empty() || self.datagrams.flows() > 0 || self.probe.is_some();
         let delay = self
             .iface
             .poll_delay(instant(now), &self.sockets)
             .map(|d| Duration::from_micros(d.total_micros()))
             .into_iter()
             .chain(dial_delay)
+            .chain(busy.then_some(Duration::from_millis(100)))
             .min()
-            .unwrap_or(Duration::from_millis(100))
-            .min(Duration::from_millis(100));
-        let delay = delay.as_millis() as i32;
+            .map_or(-1, |delay| {
+                delay.min(Duration::from_millis(100)).as_millis() as i32
+            });
         // SAFETY: poll reads and writes the pollfd array it is given.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
         if ready < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
