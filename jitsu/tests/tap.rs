@@ -488,3 +488,40 @@ fn tempfile_path(name: &str) -> PathBuf {
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The variable that makes [`without_root_tap_mode_says_to_use_user_mode`]
+/// the unprivileged child it starts.
+const UNPRIVILEGED: &str = "LAMINA_JITSU_TAP_UNPRIVILEGED";
+
+/// Without root (this test binary run again as nobody), creating the
+/// bridge fails with an error that says what to do instead.
+#[test]
+fn without_root_tap_mode_says_to_use_user_mode() {
+    if std::env::var_os(UNPRIVILEGED).is_some() {
+        // The child: no capability, so nothing can be created anywhere.
+        let e = Bridge::create("ljt-noroot", HOST, 24).unwrap_err();
+        println!("ERROR: {e}");
+        return;
+    }
+    if !can_run("without root", &["setpriv"]) {
+        return;
+    }
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", "without_root_tap_mode_says_to_use_user_mode"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env(UNPRIVILEGED, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success()
+            && stdout.contains(
+                "ERROR: creating bridge ljt-noroot: tap mode needs root (CAP_NET_ADMIN); \
+                 use network = \"user\""
+            ),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
