@@ -12,7 +12,8 @@
 //! | [`service`] | one service's life: booting, up, paused, stopped; its tender and lamina-usernet processes |
 //! | [`daemon`] | the event loop: DNS over UDP and TCP, held answers, the upstream resolver, socket activation, idle stops |
 //! | [`status`] | the status page (text and JSON) and `lamina jitsu status` |
-//! | [`tap`] | tap mode's host side: the bridge, each service's persistent tap, ARP answered and summons while stopped, the probe |
+//! | [`tap`] | tap mode's host side: the bridge, each service's persistent tap, ARP answered and summons while stopped, the introductions |
+//! | [`probe`] | "is the guest listening?": a TCP connect retried until accepted (tap mode's time to listening) |
 //! | [`netdev`] | interface ioctls: bridges, ports, addresses, flags, queue lengths |
 //! | [`frame`], [`filter`] | the frames a tap's watch reads and writes, and the BPF filters on the tap |
 //!
@@ -29,6 +30,7 @@ pub mod dns;
 pub mod filter;
 pub mod frame;
 pub mod netdev;
+pub mod probe;
 mod process;
 pub mod service;
 pub mod status;

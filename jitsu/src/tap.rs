@@ -20,7 +20,7 @@
 //! tap.introduce_peers(&bridge)                 so that it need not ask for their MACs
 //! fd = tap.tender_fd(); inherit_fd(&mut cmd, &fd)
 //! lamina-hvt --mem=.. tap.tender_args("service", &fd) image tap.guest_args(&bridge)
-//! probe(guest:port, deadline)                  time to listening
+//! Probe::start(guest:port), then probe.poll()  time to listening (crate::probe)
 //! ```
 //!
 //! and when the service stops: `tap.set_watching(true)` then `tap.drain()`
@@ -39,11 +39,10 @@ use crate::filter::{self, Instruction};
 use crate::frame::{self, format_mac, Packet, Seen};
 use crate::netdev::{self, explain};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 /// Frames a stopped service's tap holds (the kernel's default is 500): a
 /// burst of connections arriving while it boots, each a SYN or an ARP
@@ -417,61 +416,6 @@ pub fn inherit_fd(command: &mut Command, fd: &OwnedFd) {
             }
             Ok(())
         });
-    }
-}
-
-/// How long [`probe`] waits after a refusal (a guest up but not listening
-/// yet) before trying again.
-pub const PROBE_RETRY: Duration = Duration::from_millis(2);
-
-/// How long one [`probe`] attempt waits for an answer before starting
-/// another (its SYN may have been queued before the guest's stack ran and
-/// dropped, say).
-const PROBE_ATTEMPT: Duration = Duration::from_millis(200);
-
-/// Connects from the host to `address` (a guest's address and port) until
-/// something accepts, retrying every [`PROBE_RETRY`] while it is refused or
-/// unreachable, and returns how long that took: the time to listening
-/// of a guest that was just started. An error once `deadline` passes.
-pub fn probe(address: SocketAddrV4, deadline: Instant) -> io::Result<Duration> {
-    let start = Instant::now();
-    let target = SocketAddr::V4(address);
-    let mut last = io::Error::new(io::ErrorKind::TimedOut, "no answer");
-    loop {
-        let now = Instant::now();
-        let Some(left) = deadline
-            .checked_duration_since(now)
-            .filter(|d| !d.is_zero())
-        else {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!(
-                    "{address} is not listening after {:?} ({last})",
-                    start.elapsed()
-                ),
-            ));
-        };
-        match TcpStream::connect_timeout(&target, left.min(PROBE_ATTEMPT)) {
-            Ok(_) => return Ok(start.elapsed()),
-            Err(e) => {
-                let again = matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::WouldBlock
-                        | io::ErrorKind::HostUnreachable
-                        | io::ErrorKind::NetworkUnreachable
-                );
-                if !again {
-                    return Err(io::Error::new(e.kind(), format!("probing {address}: {e}")));
-                }
-                if e.kind() != io::ErrorKind::TimedOut {
-                    std::thread::sleep(PROBE_RETRY.min(left));
-                }
-                last = e;
-            }
-        }
     }
 }
 

@@ -11,7 +11,8 @@
 //! part needs /dev/kvm. Skipped with the reason otherwise, failed under CI.
 
 use lamina_jitsu::frame::mac_for;
-use lamina_jitsu::tap::{inherit_fd, probe, Bridge, ServiceTap, TapEvent};
+use lamina_jitsu::probe::probe;
+use lamina_jitsu::tap::{inherit_fd, Bridge, ServiceTap, TapEvent};
 use lamina_test_support::{kvm_or_skip, root_or_skip, tools_or_skip};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::AsRawFd;
