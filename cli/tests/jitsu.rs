@@ -561,3 +561,29 @@ fn a_bad_configuration_is_refused_with_its_line_before_anything_starts() {
         "it built before checking: {stderr}"
     );
 }
+
+#[test]
+fn an_idle_time_shorter_than_the_boot_still_answers_the_first_client() {
+    let test = "jitsu short idle";
+    if !clients_or_skip(test) {
+        return;
+    }
+    let port = free_port();
+    let jitsu = Jitsu::start(
+        test,
+        "",
+        &website(
+            "short.lamina.test",
+            "127.0.18.2",
+            port,
+            "target = \"TARGET\"\nttl = 0\nidle = 0.001",
+        ),
+    );
+    // The answer waits for the unikernel, which must not be stopped as idle
+    // before it is given; the connection that follows summons it again if
+    // it has stopped since.
+    for _ in 0..3 {
+        assert_eq!(jitsu.address_of("short.lamina.test"), "127.0.18.2");
+        assert!(curl("127.0.18.2", port).0.contains("<"));
+    }
+}

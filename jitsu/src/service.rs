@@ -230,38 +230,8 @@ impl ServiceRuntime {
             "02:4a:53:{:02x}:{:02x}:{:02x}",
             octets[1], octets[2], octets[3]
         );
-        let mut usernet = Command::new(&programs.usernet);
-        usernet
-            .arg(format!("--link-fd={}", usernet_end.as_raw_fd()))
-            .args(["--events", "--probe"])
-            .arg(format!(
-                "--boot-wait={}",
-                self.config.boot_timeout.as_secs_f64()
-            ))
-            .args(self.listeners.iter().map(|(port, listener)| {
-                let protocol = match port.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                };
-                format!(
-                    "--listen-fd={}:{}/{protocol}",
-                    listener.fd(),
-                    port.guest_port
-                )
-            }))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut inherited: Vec<RawFd> = self.listeners.iter().map(|(_, l)| l.fd()).collect();
-        inherited.push(usernet_end.as_raw_fd());
-        let mut usernet = process::spawn(&mut usernet, inherited).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot start {}: {e}", programs.usernet.display()),
-            )
-        })?;
-        drop(usernet_end);
-        let events = usernet.stdout.take().map(Lines::new).transpose()?;
+        // The tender first: its boot is the long pole, and what the
+        // network sends before the guest reads waits in the link.
         let device = &self.config.net_device;
         let mut tender = Command::new(&tender_path);
         tender
@@ -280,19 +250,59 @@ impl ServiceRuntime {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let tender = process::spawn(&mut tender, vec![tender_end.as_raw_fd()]);
-        let mut tender = match tender {
-            Ok(tender) => tender,
-            Err(e) => {
-                let _ = usernet.kill();
-                let _ = usernet.wait();
-                return Err(io::Error::new(
+        let mut tender =
+            process::spawn(&mut tender, vec![tender_end.as_raw_fd()]).map_err(|e| {
+                io::Error::new(
                     e.kind(),
                     format!("cannot start {}: {e}", tender_path.display()),
+                )
+            })?;
+        drop(tender_end);
+        let has_tcp = self
+            .config
+            .ports
+            .iter()
+            .any(|p| p.protocol == Protocol::Tcp);
+        let mut usernet = Command::new(&programs.usernet);
+        usernet
+            .arg(format!("--link-fd={}", usernet_end.as_raw_fd()))
+            .arg("--events")
+            // The probe tells when the guest listens; it needs a TCP port.
+            .args(has_tcp.then_some("--probe"))
+            .arg(format!(
+                "--boot-wait={}",
+                self.config.boot_timeout.as_secs_f64()
+            ))
+            .arg(format!("--guest-mac={mac}"))
+            .args(self.listeners.iter().map(|(port, listener)| {
+                let protocol = match port.protocol {
+                    Protocol::Tcp => "tcp",
+                    Protocol::Udp => "udp",
+                };
+                format!(
+                    "--listen-fd={}:{}/{protocol}",
+                    listener.fd(),
+                    port.guest_port
+                )
+            }))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut inherited: Vec<RawFd> = self.listeners.iter().map(|(_, l)| l.fd()).collect();
+        inherited.push(usernet_end.as_raw_fd());
+        let mut usernet = match process::spawn(&mut usernet, inherited) {
+            Ok(usernet) => usernet,
+            Err(e) => {
+                let _ = tender.kill();
+                let _ = tender.wait();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", programs.usernet.display()),
                 ));
             }
         };
-        drop(tender_end);
+        drop(usernet_end);
+        let events = usernet.stdout.take().map(Lines::new).transpose()?;
         let console = tender.stdout.take().map(Lines::new).transpose()?;
         let errors = tender.stderr.take().map(Lines::new).transpose()?;
         self.instance = Some(Instance {
@@ -310,12 +320,7 @@ impl ServiceRuntime {
         self.state = State::Booting;
         // A service without a TCP port has nothing to probe: it counts as
         // up once its tender runs.
-        if !self
-            .config
-            .ports
-            .iter()
-            .any(|p| p.protocol == Protocol::Tcp)
-        {
+        if !has_tcp {
             self.came_up(Instant::now());
         }
         Ok(())
