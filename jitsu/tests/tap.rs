@@ -175,6 +175,20 @@ fn watch_until_summoned(tap: &mut ServiceTap, limit: Duration) -> Vec<TapEvent> 
     events
 }
 
+/// How many SYNs the client's kernel has retransmitted (TcpExt
+/// TCPSynRetrans in its namespace's /proc/net/netstat).
+fn client_syn_retransmits(ns: &Namespaces) -> u64 {
+    let output = ns.client("cat").arg("/proc/net/netstat").output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|name| name == "TCPSynRetrans")
+        .expect("TCPSynRetrans is counted");
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
 /// The client's neighbour entry for the guest, as `ip neigh` shows it.
 fn client_neighbour(ns: &Namespaces) -> String {
     let output = ns
@@ -452,6 +466,7 @@ fn connect_before_boot(target: &str, tender: &Path, image: &Path, vnet_header: b
             "{case}: {:.3} s: a SYN was retransmitted",
             fetched.total
         );
+        assert_eq!(client_syn_retransmits(&ns), 0, "{case}, round {round}");
         // The host's probe too: the second time, neither the client nor the
         // host asks for the guest's MAC, which they know, and the guest
         // learns theirs from the introductions.
