@@ -1,7 +1,7 @@
 //! The few Ethernet frames a stopped service's tap watch understands: ARP
 //! requests for the guest's address (answered for it) and IPv4 packets to
 //! it (which summon it), and the ARP reply the daemon writes. Every read is
-//! bounds-checked through [`field`]; a frame too short or of another kind
+//! bounds-checked through `field`; a frame too short or of another kind
 //! is simply not recognised.
 
 use std::net::Ipv4Addr;

@@ -26,7 +26,22 @@
 //! and when the service stops: `tap.set_watching(true)` then `tap.drain()`
 //! (frames for the old guest would reach the next one; in that order, a
 //! packet arriving meanwhile still summons). In pause mode the tender
-//! keeps the tap: watch, but do not drain.
+//! keeps the tap: watch, but do not drain; on resume, as on a summon,
+//! stop watching and introduce the peers.
+//!
+//! Which tap: with a virtio-net header (`vnet_header`) for Lamina's images
+//! on both tenders (hvt handles the header in the tender, spt in the guest,
+//! which declares NET_OFFLOAD; both then use checksum and segmentation
+//! offload); without for a Solo5 image on spt, which reads the tap itself
+//! and knows no header (its tender refuses a tap with one).
+//!
+//! What the guest must do, and Lamina's does: open its listeners before
+//! its stack reads the first frame (lamina-net's driver yields to the
+//! application once before receiving), or the queued SYN gets a reset.
+//! Known limit: a peer that first sends to the guest while it boots, after
+//! the summon, and knew its MAC already, is not introduced; if the guest
+//! asked for another address in the second before, smoltcp makes it wait
+//! up to a second to ask for this one.
 //!
 //! Tap (Linux tun) semantics this relies on: a tap exists while a
 //! descriptor is open on it (the daemon's, and the tender's duplicate while
