@@ -16,18 +16,19 @@
 //!
 //! ```text
 //! poll(tap.watch_fd()) -> tap.on_readable() -> [ArpAnswered.., Summon]
-//! tap.set_watching(false)                      the guest answers from now on
-//! tap.introduce_peers(&bridge)                 so that it need not ask for their MACs
+//! tap.introduce_peers(&bridge)                 the host, so the guest need not ask its MAC
 //! fd = tap.tender_fd(); inherit_fd(&mut cmd, &fd)
 //! lamina-hvt --mem=.. tap.tender_args("service", &fd) image tap.guest_args(&bridge)
 //! Probe::start(guest:port), then probe.poll()  time to listening (crate::probe)
+//!   meanwhile tap.on_readable() as before      introduces new peers; ignore Summon
+//! tap.set_watching(false)                      once listening: the guest answers
 //! ```
 //!
 //! and when the service stops: `tap.set_watching(true)` then `tap.drain()`
 //! (frames for the old guest would reach the next one; in that order, a
 //! packet arriving meanwhile still summons). In pause mode the tender
 //! keeps the tap: watch, but do not drain; on resume, as on a summon,
-//! stop watching and introduce the peers.
+//! introduce the host and stop watching once it listens.
 //!
 //! Which tap: with a virtio-net header (`vnet_header`) for Lamina's images
 //! on both tenders (hvt handles the header in the tender, spt in the guest,
@@ -38,10 +39,10 @@
 //! What the guest must do, and Lamina's does: open its listeners before
 //! its stack reads the first frame (lamina-net's driver yields to the
 //! application once before receiving), or the queued SYN gets a reset.
-//! Known limit: a peer that first sends to the guest while it boots, after
-//! the summon, and knew its MAC already, is not introduced; if the guest
-//! asked for another address in the second before, smoltcp makes it wait
-//! up to a second to ask for this one.
+//! Known limit: a peer that first sends to the running guest (the watch
+//! off) and knew its MAC already is not introduced; if the guest asked for
+//! another address in the second before, smoltcp makes it wait up to a
+//! second to ask for this one.
 //!
 //! Tap (Linux tun) semantics this relies on: a tap exists while a
 //! descriptor is open on it (the daemon's, and the tender's duplicate while
@@ -151,6 +152,13 @@ pub enum TapEvent {
     },
     /// An IPv4 packet to the guest is waiting in the tap: summon it.
     Summon(Packet),
+    /// The guest was introduced to `peer`, which sent that packet without
+    /// asking for the guest's MAC (it knew it): an ARP request from the
+    /// peer waits in the tap behind its packet.
+    Introduced {
+        /// The peer.
+        peer: Ipv4Addr,
+    },
 }
 
 /// One service's tap, on the bridge, opened by the daemon for its whole
@@ -170,13 +178,17 @@ pub struct ServiceTap {
     /// The tap's interface index, to send on.
     index: libc::c_int,
     watching: bool,
-    /// Who sent the stopped guest IPv4 without asking for its MAC first:
-    /// the guest will need theirs, see [`ServiceTap::introduce_peers`].
-    peers: Vec<(Ipv4Addr, [u8; 6])>,
+    /// The network's prefix length (the bridge's).
+    prefix: u8,
+    /// Peers whose MAC the guest will learn from a frame waiting in the
+    /// queue (their own ARP request, or an introduction): see
+    /// [`ServiceTap::introduce_peers`]. Forgotten when the queue is drained.
+    introduced: Vec<Ipv4Addr>,
 }
 
-/// The most peers a stopped service remembers for its introductions.
-const MAX_PEERS: usize = 64;
+/// The most peers introduced to one guest between two drains; past them
+/// the guest asks.
+const MAX_INTRODUCED: usize = 64;
 
 impl ServiceTap {
     /// Creates tap `name` on `bridge` for the guest at `guest_ip` with MAC
@@ -217,7 +229,8 @@ impl ServiceTap {
             watch,
             index,
             watching: true,
-            peers: Vec::new(),
+            prefix: bridge.prefix(),
+            introduced: Vec::new(),
         })
     }
 
@@ -243,8 +256,11 @@ impl ServiceTap {
     }
 
     /// Handles what the watch saw: answers every ARP request for the guest
-    /// (while watching) and returns what happened, in order. A
-    /// [`TapEvent::Summon`] means a packet for the guest waits in the tap.
+    /// (while watching), introduces to the guest each peer on the network
+    /// that sends it IPv4 without having asked for its MAC (see
+    /// [`ServiceTap::introduce_peers`]), and returns what happened, in
+    /// order. A [`TapEvent::Summon`] means a packet for the guest waits in
+    /// the tap (while it boots: ignore it).
     pub fn on_readable(&mut self) -> io::Result<Vec<TapEvent>> {
         let mut events = Vec::new();
         let mut buf = [0u8; filter::WATCH_SNAP_LEN as usize];
@@ -257,13 +273,16 @@ impl ServiceTap {
                     let reply = frame::arp_reply(self.guest_mac, self.guest_ip, asker_mac, asker);
                     self.inject(&reply)?;
                     events.push(TapEvent::ArpAnswered { asker });
+                    // Its request waits in the queue: the guest learns from it.
+                    self.note_introduced(asker);
                 }
                 Some(Seen::Ipv4(packet)) => {
-                    let peer = (packet.source, packet.source_mac);
-                    if !self.peers.contains(&peer) && self.peers.len() < MAX_PEERS {
-                        self.peers.push(peer);
-                    }
                     events.push(TapEvent::Summon(packet));
+                    if self.introduce(packet.source, packet.source_mac)? {
+                        events.push(TapEvent::Introduced {
+                            peer: packet.source,
+                        });
+                    }
                 }
                 None => {}
             }
@@ -296,25 +315,54 @@ impl ServiceTap {
     }
 
     /// Queues for the guest, behind what waits already, an ARP request for
-    /// its address from the host and from each peer on `bridge`'s network
-    /// that sent it a packet while it was stopped: call when summoning.
-    /// The guest learns their MACs from these instead of asking: a peer
-    /// that knew the guest's MAC from an earlier run sent no ARP request
-    /// the guest could learn from, and Lamina's stack (smoltcp) asks for
-    /// one address per second at most, so the second peer's answer, the
-    /// host's probe say, would wait a second. Returns how many were queued.
+    /// its address from the host, unless one waits already: call when
+    /// summoning (and resuming), before the host probes the guest. Returns
+    /// how many introductions were queued (0 or 1).
+    ///
+    /// Why: a peer that knew the guest's MAC from an earlier run sends no
+    /// ARP request the new guest could learn the peer's MAC from; the
+    /// guest asks, and Lamina's stack (smoltcp) asks for one address per
+    /// second at most, so with two such peers (a client and the host's
+    /// probe, say) the second waited a second. So the daemon introduces
+    /// the host here, and [`ServiceTap::on_readable`] introduces each peer
+    /// it sees sending to the guest (while watching: keep the watch on
+    /// while the guest boots).
     pub fn introduce_peers(&mut self, bridge: &Bridge) -> io::Result<usize> {
-        let host = (bridge.address(), frame::mac_for(bridge.address()));
-        let network = |ip: Ipv4Addr| u32::from(ip) >> (32 - u32::from(bridge.prefix()));
-        let peers: Vec<_> = std::iter::once(host)
-            .chain(self.peers.drain(..))
-            .filter(|(ip, _)| network(*ip) == network(self.guest_ip) && *ip != self.guest_ip)
-            .collect();
-        for (peer, peer_mac) in &peers {
-            let request = frame::arp_request(self.guest_mac, self.guest_ip, *peer_mac, *peer);
-            self.send_to_guest(&request)?;
+        let host_mac = frame::mac_for(bridge.address());
+        Ok(usize::from(self.introduce(bridge.address(), host_mac)?))
+    }
+
+    /// Whether `ip` is on the guest's network (and not the guest): a peer
+    /// whose MAC the guest may need.
+    fn on_network(&self, ip: Ipv4Addr) -> bool {
+        let shift = 32 - u32::from(self.prefix);
+        let network = |ip: Ipv4Addr| u32::from(ip).checked_shr(shift).unwrap_or(0);
+        ip != self.guest_ip && network(ip) == network(self.guest_ip) && ip != Ipv4Addr::UNSPECIFIED
+    }
+
+    /// Records that the guest will learn `peer`'s MAC from a waiting frame.
+    fn note_introduced(&mut self, peer: Ipv4Addr) {
+        if self.on_network(peer)
+            && !self.introduced.contains(&peer)
+            && self.introduced.len() < MAX_INTRODUCED
+        {
+            self.introduced.push(peer);
         }
-        Ok(peers.len())
+    }
+
+    /// Queues an introduction of `peer` at `peer_mac` unless one waits, or
+    /// the peer is off the network; whether one was queued.
+    fn introduce(&mut self, peer: Ipv4Addr, peer_mac: [u8; 6]) -> io::Result<bool> {
+        if !self.on_network(peer)
+            || self.introduced.contains(&peer)
+            || self.introduced.len() >= MAX_INTRODUCED
+        {
+            return Ok(false);
+        }
+        let request = frame::arp_request(self.guest_mac, self.guest_ip, peer_mac, peer);
+        self.send_to_guest(&request)?;
+        self.introduced.push(peer);
+        Ok(true)
     }
 
     /// Sends `frame` out of the tap: into its queue, towards the guest, as
@@ -352,7 +400,9 @@ impl ServiceTap {
     /// Reads and discards every frame waiting in the tap: only after the
     /// guest stopped (never when summoning: that would eat the client's
     /// SYN). Returns how many there were.
-    pub fn drain(&self) -> io::Result<usize> {
+    pub fn drain(&mut self) -> io::Result<usize> {
+        // The introductions go with the rest.
+        self.introduced.clear();
         let mut buf = vec![0u8; VNET_HEADER_LEN + 65536];
         let mut frames = 0;
         loop {
