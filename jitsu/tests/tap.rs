@@ -418,7 +418,8 @@ fn connect_before_boot(target: &str, tender: &Path, image: &Path, vnet_header: b
     let bridge = Bridge::create(BRIDGE, HOST, 24).unwrap();
     let mut tap = ServiceTap::create(&bridge, TAP, GUEST, mac_for(GUEST), vnet_header).unwrap();
     ns.plug_client();
-    let console = tempfile_path(&format!("console-{target}-{vnet_header}"));
+    let console = TempFile(tempfile_path(&format!("console-{target}-{vnet_header}")));
+    let console = &console.0;
     for round in 1..=2 {
         let curl = start_curl(&ns);
         let events = watch_until_summoned(&mut tap, Duration::from_secs(5));
@@ -444,7 +445,7 @@ fn connect_before_boot(target: &str, tender: &Path, image: &Path, vnet_header: b
             .args(tap.tender_args("service", &fd))
             .arg(image)
             .args(tap.guest_args(&bridge))
-            .stdout(std::fs::File::create(&console).unwrap())
+            .stdout(std::fs::File::create(console).unwrap())
             .stderr(Stdio::inherit());
         inherit_fd(&mut command, &fd);
         let guest = Guest(command.spawn().unwrap());
@@ -454,7 +455,7 @@ fn connect_before_boot(target: &str, tender: &Path, image: &Path, vnet_header: b
         let fetched = finish_curl(curl);
         drop(guest);
         let listening =
-            listening.unwrap_or_else(|e| panic!("{case}: {e}; console:\n{}", read(&console)));
+            listening.unwrap_or_else(|e| panic!("{case}: {e}; console:\n{}", read(console)));
         eprintln!(
             "{case}, round {round}: listening {:.1} ms after the tender started; curl: \
              connect {:.1} ms, first byte {:.1} ms, total {:.1} ms",
@@ -544,6 +545,15 @@ impl Drop for Guest {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A file removed on drop.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
