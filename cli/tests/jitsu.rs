@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 /// status port; its standard error is collected.
 struct Jitsu {
     child: Child,
+    /// The network namespace it runs in (tap mode), if any.
+    netns: Option<String>,
     dns_port: u16,
     status_port: u16,
     log: Arc<Mutex<String>>,
@@ -50,6 +52,11 @@ impl Jitsu {
     /// Starts the daemon with `services` (TOML) and `settings` for it,
     /// waiting until it answers DNS.
     fn start(test: &str, settings: &str, services: &str) -> Jitsu {
+        Jitsu::start_in(None, test, settings, services)
+    }
+
+    /// As [`Jitsu::start`], inside network namespace `netns` if given.
+    fn start_in(netns: Option<&str>, test: &str, settings: &str, services: &str) -> Jitsu {
         let dir = tempfile::tempdir().unwrap();
         let (dns_port, status_port) = (free_port(), free_port());
         let config = format!(
@@ -57,7 +64,16 @@ impl Jitsu {
         );
         let path = dir.path().join("jitsu.toml");
         std::fs::write(&path, config.replace("TARGET", target(test))).unwrap();
-        let mut child = lamina()
+        let mut command = lamina();
+        if let Some(ns) = netns {
+            let program = command.get_program().to_owned();
+            let mut inside = Command::new("ip");
+            inside.args(["netns", "exec", ns]).arg(program);
+            inside.envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+            inside.current_dir(root());
+            command = inside;
+        }
+        let mut child = command
             .arg("jitsu")
             .arg(&path)
             .stdout(Stdio::null())
@@ -87,6 +103,7 @@ impl Jitsu {
         }
         Jitsu {
             child,
+            netns: netns.map(str::to_owned),
             dns_port,
             status_port,
             log,
@@ -96,7 +113,8 @@ impl Jitsu {
 
     /// `dig +short NAME` against the daemon: the answer's lines.
     fn dig(&self, name: &str) -> String {
-        let output = Command::new("dig")
+        let output = self
+            .command("dig")
             .args([
                 "@127.0.0.1",
                 "-p",
@@ -123,12 +141,34 @@ impl Jitsu {
             .to_string()
     }
 
+    /// `program`, in the daemon's namespace.
+    fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            None => Command::new(program),
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns, program]);
+                command
+            }
+        }
+    }
+
     /// The status page's JSON entry for `name`.
     fn status(&self, name: &str) -> serde_json::Value {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.status_port)).unwrap();
-        stream.write_all(b"GET /json HTTP/1.0\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
+        let response = match &self.netns {
+            None => {
+                let mut stream = TcpStream::connect(("127.0.0.1", self.status_port)).unwrap();
+                stream.write_all(b"GET /json HTTP/1.0\r\n\r\n").unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).unwrap();
+                response
+            }
+            Some(_) => {
+                let url = format!("http://127.0.0.1:{}/json", self.status_port);
+                let output = self.command("curl").args(["-si", &url]).output().unwrap();
+                String::from_utf8_lossy(&output.stdout).into_owned()
+            }
+        };
         let body = response.split_once("\r\n\r\n").unwrap().1;
         let page: serde_json::Value = serde_json::from_str(body).unwrap();
         page["services"]
@@ -189,7 +229,12 @@ impl Drop for Jitsu {
 /// `curl http://ADDRESS:PORT/`: the page, and curl's own connect and
 /// first-byte times in seconds.
 fn curl(address: &str, port: u16) -> (String, f64, f64) {
-    let output = Command::new("curl")
+    curl_with(Command::new("curl"), address, port)
+}
+
+/// [`curl`] with the given curl command (inside a namespace, say).
+fn curl_with(mut command: Command, address: &str, port: u16) -> (String, f64, f64) {
+    let output = command
         .args([
             "-s",
             "--max-time",
@@ -586,4 +631,109 @@ fn an_idle_time_shorter_than_the_boot_still_answers_the_first_client() {
         assert_eq!(jitsu.address_of("short.lamina.test"), "127.0.18.2");
         assert!(curl("127.0.18.2", port).0.contains("<"));
     }
+}
+
+/// A network namespace of its own, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(prefix: &str) -> Netns {
+        let name = format!("{prefix}-{}", std::process::id());
+        let script = format!("ip netns add {name} && ip -n {name} link set lo up");
+        let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+        assert!(status.success(), "{script}");
+        Netns(name)
+    }
+
+    /// The interfaces in it, one per line.
+    fn links(&self) -> String {
+        let output = Command::new("ip")
+            .args(["-n", &self.0, "-br", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// SYNs the namespace's TCP has retransmitted so far.
+    fn syn_retransmissions(&self) -> u64 {
+        let output = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.0,
+                "nstat",
+                "-az",
+                "TcpExtTCPSynRetrans",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("TcpExtTCPSynRetrans"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn tap_mode_summons_on_the_first_packet_and_leaves_no_tap_behind() {
+    let test = "jitsu tap mode";
+    if !can_use_namespaces(test, &["dig", "curl", "nstat"]) {
+        return;
+    }
+    let netns = Netns::new("ljtap");
+    let mut targets = vec!["spt"];
+    if target(test) == "hvt" {
+        targets.push("hvt");
+    }
+    let services: String = targets
+        .iter()
+        .enumerate()
+        .map(|(i, on)| {
+            format!(
+                "[[service]]\nname = \"{on}.lamina.test\"\napp = \"website\"\naddress = \"10.79.0.{}\"\n\
+                 ports = [\"80\"]\ntarget = \"{on}\"\nmem = 32\nttl = 0.5\n",
+                i + 2
+            )
+        })
+        .collect();
+    let settings = "network = \"tap\"\nbridge = \"ljtap\"\nbridge-address = \"10.79.0.1/24\"";
+    let mut jitsu = Jitsu::start_in(Some(&netns.0), test, settings, &services);
+    assert!(netns.links().contains("ljtap "), "{}", netns.links());
+    for (i, on) in targets.iter().enumerate() {
+        let name = format!("{on}.lamina.test");
+        let address = format!("10.79.0.{}", i + 2);
+        // Twice: the first packet (no query) summons it, the second time
+        // after an idle stop, when the host knows its MAC already.
+        for round in 0..2 {
+            let (page, _, first_byte) = curl_with(jitsu.command("curl"), &address, 80);
+            assert!(page.contains("<"), "{on} round {round}: {page}");
+            assert!(
+                first_byte < 0.9,
+                "{on} round {round}: first byte after {first_byte} s"
+            );
+            jitsu.wait_state(&name, "stopped", Duration::from_secs(8));
+        }
+        assert_eq!(jitsu.address_of(&name), address);
+        assert!(curl_with(jitsu.command("curl"), &address, 80)
+            .0
+            .contains("<"));
+        assert_eq!(jitsu.status(&name)["boots"], 3);
+    }
+    assert_eq!(
+        netns.syn_retransmissions(),
+        0,
+        "a client waited for a SYN retransmission"
+    );
+    assert!(jitsu.terminate().success());
+    let links = netns.links();
+    assert_eq!(links.lines().count(), 1, "left behind: {links}");
 }

@@ -261,12 +261,12 @@ impl Config {
             Some(b) => {
                 let name = b.get_ref();
                 let valid = !name.is_empty()
-                    && name.len() <= 12
+                    && name.len() <= 10
                     && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
                 if !valid {
                     return Err(at(
                         b.span(),
-                        format!("bridge '{name}': 1-12 letters, digits or '-'"),
+                        format!("bridge '{name}': 1-10 letters, digits or '-' (its taps are named after it)"),
                     ));
                 }
                 name.clone()

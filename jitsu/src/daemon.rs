@@ -8,16 +8,19 @@
 //! and a service that fails to boot is answered SERVFAIL. A running
 //! service is answered at once.
 
-use crate::config::{Config, Network};
+use crate::config::{Application, Config, Network, Target};
 use crate::dns::{self, Answer, Asked};
+use crate::network;
 use crate::service::{Programs, ServiceRuntime, State};
 use crate::status;
+use crate::tap::Bridge;
 use lamina_dns::Rcode;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The largest DNS message over TCP the daemon reads.
@@ -83,11 +86,6 @@ impl Daemon {
     /// Binds every socket and checks every service, starting nothing yet:
     /// any error here is reported before a unikernel runs.
     pub fn new(config: Config, programs: Programs) -> io::Result<Daemon> {
-        if config.network == Network::Tap {
-            return Err(io::Error::other(
-                "network = \"tap\" is not available in this build yet: use network = \"user\"",
-            ));
-        }
         fn bind_error(what: &'static str, address: SocketAddr) -> impl Fn(io::Error) -> io::Error {
             move |e| {
                 io::Error::new(
@@ -117,11 +115,32 @@ impl Daemon {
             }
             None => None,
         };
-        let services = config
-            .services
-            .iter()
-            .map(|s| ServiceRuntime::new(s.clone(), &programs))
-            .collect::<io::Result<Vec<_>>>()?;
+        // Tap mode: the bridge first, then a tap per service on it.
+        let bridge = match config.network {
+            Network::Tap => Some(Arc::new(Bridge::create(
+                &config.bridge,
+                config.bridge_address,
+                config.bridge_prefix,
+            )?)),
+            Network::User => None,
+        };
+        let mut services = Vec::new();
+        for (index, service) in config.services.iter().enumerate() {
+            let network = match &bridge {
+                None => network::Network::user(service)?,
+                Some(bridge) => {
+                    // A Solo5 image on spt reads the tap itself and knows no
+                    // virtio-net header, so a built image on spt gets a plain
+                    // tap; Lamina's projects use one (offloads).
+                    let target = service.target.unwrap_or(programs.default_target);
+                    let plain =
+                        target == Target::Spt && matches!(service.app, Application::Image(_));
+                    let name = format!("{}t{index}", config.bridge);
+                    network::Network::tap(service, &name, bridge.clone(), plain)?
+                }
+            };
+            services.push(ServiceRuntime::new(service.clone(), &programs, network)?);
+        }
         let (signals, signal_writer) = UnixStream::pair()?;
         signals.set_nonblocking(true)?;
         signal_writer.set_nonblocking(true)?;
@@ -205,14 +224,19 @@ impl Daemon {
         }
         fds.extend(self.tcp_clients.iter().map(|c| c.stream.as_raw_fd()));
         fds.extend(self.upstream.iter().map(AsRawFd::as_raw_fd));
+        let mut watched: Vec<(RawFd, i16)> = fds.into_iter().map(|fd| (fd, libc::POLLIN)).collect();
+        let mut timeout = TICK;
         for service in &self.services {
-            service.poll_fds(&mut fds);
+            service.poll_fds(&mut watched);
+            if let Some(at) = service.next_check() {
+                timeout = timeout.min(at.saturating_duration_since(Instant::now()));
+            }
         }
-        let mut polled: Vec<libc::pollfd> = fds
+        let mut polled: Vec<libc::pollfd> = watched
             .iter()
-            .map(|&fd| libc::pollfd {
+            .map(|&(fd, events)| libc::pollfd {
                 fd,
-                events: libc::POLLIN,
+                events,
                 revents: 0,
             })
             .collect();
@@ -221,17 +245,19 @@ impl Daemon {
             libc::poll(
                 polled.as_mut_ptr(),
                 polled.len() as libc::nfds_t,
-                TICK.as_millis() as i32,
+                timeout.as_micros().div_ceil(1000) as i32,
             )
         };
         if rc < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
             return Err(io::Error::last_os_error());
         }
-        // Listeners with a client waiting: socket activation.
+        // A client waiting on a listener or in a tap: socket activation.
         let now = Instant::now();
         for fd in polled.iter().filter(|p| p.revents != 0).map(|p| p.fd) {
-            if let Some(index) = self.services.iter().position(|s| s.is_waiting_listener(fd)) {
-                self.summon(index, now);
+            for index in 0..self.services.len() {
+                if self.services[index].wants_summons(fd) {
+                    self.summon(index, now);
+                }
             }
         }
         let mut drain = [0u8; 64];

@@ -30,6 +30,7 @@ pub mod dns;
 pub mod filter;
 pub mod frame;
 pub mod netdev;
+pub mod network;
 pub mod probe;
 mod process;
 pub mod service;

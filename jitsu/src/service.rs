@@ -10,11 +10,10 @@
 //! lamina-usernet process it is handed to accepts from them and splices
 //! each connection into the unikernel's private network.
 
-use crate::config::{Port, Service, StopMode, Target};
+use crate::config::{Service, StopMode, Target};
+use crate::network::Network;
 use crate::process::{self, Lines};
-use lamina_usernet::Protocol;
 use std::io;
-use std::net::{TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStderr, ChildStdout, Command, Stdio};
@@ -61,23 +60,6 @@ impl State {
     }
 }
 
-/// A socket the service's clients reach, held by the daemon.
-pub enum Listener {
-    /// A TCP port.
-    Tcp(TcpListener),
-    /// A UDP port.
-    Udp(UdpSocket),
-}
-
-impl Listener {
-    fn fd(&self) -> RawFd {
-        match self {
-            Listener::Tcp(l) => l.as_raw_fd(),
-            Listener::Udp(s) => s.as_raw_fd(),
-        }
-    }
-}
-
 /// A running unikernel: its tender and its network process.
 struct Instance {
     tender: Child,
@@ -110,7 +92,7 @@ pub struct ServiceRuntime {
     /// Its image and tender.
     image: PathBuf,
     target: Target,
-    listeners: Vec<(Port, Listener)>,
+    network: Network,
     instance: Option<Instance>,
     /// The state.
     pub state: State,
@@ -136,43 +118,23 @@ pub struct ServiceRuntime {
 const KEPT_TIMES: usize = 100;
 
 impl ServiceRuntime {
-    /// The service, with its listening sockets bound now (so a port in use
-    /// is an error before anything starts).
-    pub fn new(config: Service, programs: &Programs) -> io::Result<ServiceRuntime> {
+    /// The service over `network` (user mode: its sockets bound already,
+    /// so a port in use is an error before anything starts).
+    pub fn new(
+        config: Service,
+        programs: &Programs,
+        network: Network,
+    ) -> io::Result<ServiceRuntime> {
         let image = config
             .image
             .clone()
             .ok_or_else(|| io::Error::other(format!("{}: no image built", config.name)))?;
         let target = config.target.unwrap_or(programs.default_target);
-        let mut listeners = Vec::new();
-        for port in &config.ports {
-            let address = (config.address, port.host_port);
-            let bound = match port.protocol {
-                Protocol::Tcp => TcpListener::bind(address).map(Listener::Tcp),
-                Protocol::Udp => UdpSocket::bind(address).map(Listener::Udp),
-            };
-            let listener = bound.map_err(|e| {
-                let hint = if e.kind() == io::ErrorKind::PermissionDenied {
-                    " (ports below 1024 need root; list it as HOST:GUEST, like \"8080:80\")"
-                } else {
-                    ""
-                };
-                io::Error::new(
-                    e.kind(),
-                    format!(
-                        "{}: cannot listen on {}:{} ({port}): {e}{hint}",
-                        config.name, config.address, port.host_port
-                    ),
-                )
-            })?;
-            process::set_nonblocking(listener.fd())?;
-            listeners.push((*port, listener));
-        }
         Ok(ServiceRuntime {
             config,
             image,
             target,
-            listeners,
+            network,
             instance: None,
             state: State::Stopped,
             summoned_at: None,
@@ -222,92 +184,44 @@ impl ServiceRuntime {
             Target::Spt => programs.spt.clone(),
         }
         .ok_or_else(|| io::Error::other(format!("no lamina-{} tender", self.target.name())))?;
-        let (tender_end, usernet_end) = lamina_usernet::socketpair()?;
-        // The guest's MAC, told to both sides, so the first SYN needs no ARP;
-        // made from the service's address, which is unique.
-        let octets = self.config.address.octets();
-        let mac = format!(
-            "02:4a:53:{:02x}:{:02x}:{:02x}",
-            octets[1], octets[2], octets[3]
-        );
-        // The tender first: its boot is the long pole, and what the
-        // network sends before the guest reads waits in the link.
-        let device = &self.config.net_device;
+        let prepared = self.network.prepare(&self.config)?;
+        // The tender first: its boot is the long pole, and what the network
+        // sends before the guest reads waits in the link or the tap.
         let mut tender = Command::new(&tender_path);
         tender
             .arg(format!("--mem={}", self.config.mem_mib))
-            .arg(format!("--net:{device}=fd:{}", tender_end.as_raw_fd()))
-            .arg(format!("--net-mac:{device}={mac}"))
+            .args(&prepared.tender_args)
             .arg("--")
             .arg(&self.image)
-            .arg(format!(
-                "--ipv4={}/{}",
-                lamina_usernet::GUEST,
-                lamina_usernet::PREFIX
-            ))
-            .arg(format!("--ipv4-gateway={}", lamina_usernet::GATEWAY))
+            .args(&prepared.guest_args)
             .args(&self.config.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut tender =
-            process::spawn(&mut tender, vec![tender_end.as_raw_fd()]).map_err(|e| {
+            process::spawn(&mut tender, vec![prepared.fd.as_raw_fd()]).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot start {}: {e}", tender_path.display()),
                 )
             })?;
-        drop(tender_end);
-        let has_tcp = self
-            .config
-            .ports
-            .iter()
-            .any(|p| p.protocol == Protocol::Tcp);
-        let mut usernet = Command::new(&programs.usernet);
-        usernet
-            .arg(format!("--link-fd={}", usernet_end.as_raw_fd()))
-            .arg("--events")
-            // The probe tells when the guest listens; it needs a TCP port.
-            .args(has_tcp.then_some("--probe"))
-            .arg(format!(
-                "--boot-wait={}",
-                self.config.boot_timeout.as_secs_f64()
-            ))
-            .arg(format!("--guest-mac={mac}"))
-            .args(self.listeners.iter().map(|(port, listener)| {
-                let protocol = match port.protocol {
-                    Protocol::Tcp => "tcp",
-                    Protocol::Udp => "udp",
-                };
-                format!(
-                    "--listen-fd={}:{}/{protocol}",
-                    listener.fd(),
-                    port.guest_port
-                )
-            }))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut inherited: Vec<RawFd> = self.listeners.iter().map(|(_, l)| l.fd()).collect();
-        inherited.push(usernet_end.as_raw_fd());
-        let mut usernet = match process::spawn(&mut usernet, inherited) {
-            Ok(usernet) => usernet,
+        let (usernet, events) = match self
+            .network
+            .start(&self.config, prepared, &programs.usernet)
+        {
+            Ok(Some((usernet, events))) => (Some(usernet), events),
+            Ok(None) => (None, None),
             Err(e) => {
                 let _ = tender.kill();
                 let _ = tender.wait();
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot start {}: {e}", programs.usernet.display()),
-                ));
+                return Err(e);
             }
         };
-        drop(usernet_end);
-        let events = usernet.stdout.take().map(Lines::new).transpose()?;
         let console = tender.stdout.take().map(Lines::new).transpose()?;
         let errors = tender.stderr.take().map(Lines::new).transpose()?;
         self.instance = Some(Instance {
             tender,
-            usernet: Some(usernet),
+            usernet,
             events,
             console: console.into_iter().collect(),
             errors: errors.into_iter().collect(),
@@ -320,7 +234,7 @@ impl ServiceRuntime {
         self.state = State::Booting;
         // A service without a TCP port has nothing to probe: it counts as
         // up once its tender runs.
-        if !has_tcp {
+        if !self.network.reports_up(&self.config) {
             self.came_up(Instant::now());
         }
         Ok(())
@@ -352,6 +266,7 @@ impl ServiceRuntime {
                 process::signal_group(usernet, libc::SIGCONT);
             }
         }
+        self.network.resumed();
         self.resumes += 1;
         self.state = State::Up;
         eprintln!("jitsu: {}: resumed", self.config.name);
@@ -369,6 +284,7 @@ impl ServiceRuntime {
                 process::signal_group(usernet, libc::SIGSTOP);
             }
             self.state = State::Paused;
+            self.network.paused();
             eprintln!("jitsu: {}: idle, paused", self.config.name);
             return;
         }
@@ -392,31 +308,42 @@ impl ServiceRuntime {
                 let _ = usernet.kill();
                 let _ = usernet.wait();
             }
+            self.network.stopped(&self.config.name);
         }
         self.state = State::Stopped;
     }
 
-    /// The descriptors to poll: the listeners while no network process
-    /// serves them (stopped or paused), else the children's output.
-    pub fn poll_fds(&self, fds: &mut Vec<RawFd>) {
-        match &self.instance {
-            Some(instance) => {
-                fds.extend(instance.events.iter().filter(|l| !l.closed).map(Lines::fd));
-                fds.extend(instance.console.iter().filter(|l| !l.closed).map(Lines::fd));
-                fds.extend(instance.errors.iter().filter(|l| !l.closed).map(Lines::fd));
-                if self.state == State::Paused {
-                    fds.extend(self.listeners.iter().map(|(_, l)| l.fd()));
-                }
-            }
-            None => fds.extend(self.listeners.iter().map(|(_, l)| l.fd())),
+    /// The descriptors to poll, with their events: what summons the
+    /// unikernel while nothing serves its network (stopped or paused), the
+    /// network's boot-time work, and the children's output.
+    pub fn poll_fds(&self, fds: &mut Vec<(RawFd, i16)>) {
+        let summonable = matches!(self.state, State::Stopped | State::Paused);
+        self.network
+            .poll_fds(summonable, self.state == State::Booting, fds);
+        if let Some(instance) = &self.instance {
+            let lines = instance.events.iter().filter(|l| !l.closed).map(Lines::fd);
+            let console = instance.console.iter().filter(|l| !l.closed).map(Lines::fd);
+            let errors = instance.errors.iter().filter(|l| !l.closed).map(Lines::fd);
+            fds.extend(
+                lines
+                    .chain(console)
+                    .chain(errors)
+                    .map(|fd| (fd, libc::POLLIN)),
+            );
         }
     }
 
-    /// Whether `fd` is one of this service's listeners with a client
-    /// waiting while nothing serves it.
-    pub fn is_waiting_listener(&self, fd: RawFd) -> bool {
-        matches!(self.state, State::Stopped | State::Paused)
-            && self.listeners.iter().any(|(_, l)| l.fd() == fd)
+    /// `fd` is ready: whether a client waits for a unikernel that nothing
+    /// serves now (then the daemon summons it).
+    pub fn wants_summons(&mut self, fd: RawFd) -> bool {
+        let waiting = self.network.ready(fd, &self.config.name);
+        waiting && matches!(self.state, State::Stopped | State::Paused)
+    }
+
+    /// When the loop must look at this service again even if nothing is
+    /// ready (a probe's next attempt).
+    pub fn next_check(&self) -> Option<Instant> {
+        self.network.next_check()
     }
 
     /// Reads the children's output, reaps them, and stops an idle
@@ -444,6 +371,15 @@ impl ServiceRuntime {
             for line in lines.read_lines() {
                 eprintln!("[{name}] {line}");
             }
+        }
+        if self.state == State::Booting {
+            match self.network.probe_answered() {
+                Ok(answered) => came_up |= answered,
+                Err(e) => eprintln!("jitsu: {name}: {e}"),
+            }
+        }
+        if self.state == State::Up && self.network.traffic() {
+            self.last_activity = now;
         }
         let active = instance.active;
         let stop_asked = instance.stop_asked;
