@@ -3,9 +3,10 @@
 that is summoned by its DNS query, against a Linux process started on
 demand, measured in the same run.
 
-For each target (spt, hvt where /dev/kvm works) and network mode (user;
-tap with --tap, as root), `lamina jitsu` runs the website example behind
-several names:
+For each target (spt, hvt where /dev/kvm works) and network mode (user
+mode on loopback; tap mode, as root, in a network namespace of its own
+that the daemon's bridge, its taps and the client share), `lamina jitsu`
+runs the website example behind several names:
 
 1. cold: DNS query for a stopped service -> first byte of its page (the
    query's answer is held until the unikernel listens, then the client
@@ -18,7 +19,7 @@ several names:
    cold / peer (below 1: the unikernel is summoned faster than a process
    starts).
 
-usage: bench/jitsu.py [--runs N] [--targets spt,hvt]
+usage: [sudo] bench/jitsu.py [--runs N] [--targets spt,hvt] [--modes user,tap]
 """
 import argparse, json, os, random, shutil, signal, socket, statistics, struct, subprocess, sys
 import tempfile, time
@@ -83,13 +84,13 @@ def first_byte(address, port, deadline=30.0):
 
 
 class Jitsu:
-    def __init__(self, target, services, settings=""):
+    def __init__(self, target, services, settings="", port_spec="{port}:80"):
         self.dir = tempfile.mkdtemp(prefix="jitsu-bench-")
         self.dns, self.status = free_port(), free_port()
         config = f'dns = "127.0.0.1:{self.dns}"\nstatus = "127.0.0.1:{self.status}"\n{settings}\n'
         for name, address, port, extra in services:
             config += (f'[[service]]\nname = "{name}"\napp = "website"\naddress = "{address}"\n'
-                       f'ports = ["{port}:80"]\nmem = 32\ntarget = "{target}"\n{extra}\n')
+                       f'ports = ["{port_spec.format(port=port)}"]\nmem = 32\ntarget = "{target}"\n{extra}\n')
         path = os.path.join(self.dir, "jitsu.toml")
         with open(path, "w") as f:
             f.write(config)
@@ -137,14 +138,24 @@ def summary(samples):
     return statistics.median(ms), p99
 
 
-def measure_jitsu(target, runs):
-    port = free_port()
-    cold_names = [(f"c{i}.bench.test", f"127.0.30.{i + 1}", port, "ttl = 0.05\nidle = 0.1") for i in range(4)]
+TAP_SETTINGS = 'network = "tap"\nbridge = "ljbench"\nbridge-address = "10.79.0.1/24"'
+
+
+def measure_jitsu(target, runs, mode):
+    if mode == "tap":
+        port, net, settings, spec = 80, "10.79.0", TAP_SETTINGS, "80"
+        cold_addresses = [f"{net}.{i + 10}" for i in range(4)]
+        warm_address, pause_address = f"{net}.20", f"{net}.21"
+    else:
+        port, settings, spec = free_port(), "", "{port}:80"
+        cold_addresses = [f"127.0.30.{i + 1}" for i in range(4)]
+        warm_address, pause_address = "127.0.31.1", "127.0.31.2"
+    cold_names = [(f"c{i}.bench.test", a, port, "ttl = 0.05\nidle = 0.1") for i, a in enumerate(cold_addresses)]
     services = cold_names + [
-        ("warm.bench.test", "127.0.31.1", port, "ttl = 3600"),
-        ("pause.bench.test", "127.0.31.2", port, 'ttl = 0.05\nidle = 0.1\nstop = "pause"'),
+        ("warm.bench.test", warm_address, port, "ttl = 3600"),
+        ("pause.bench.test", pause_address, port, 'ttl = 0.05\nidle = 0.1\nstop = "pause"'),
     ]
-    jitsu = Jitsu(target, services)
+    jitsu = Jitsu(target, services, settings, spec)
     try:
         cold, cold_dns, warm, paused = [], [], [], []
         for i in range(runs):
@@ -195,31 +206,57 @@ def measure_peer(runs):
     return samples
 
 
+def report(target, mode, runs, peer_median):
+    cold, cold_dns, warm, paused, memory, boot = measure_jitsu(target, runs, mode)
+    c, c99 = summary(cold)
+    d, _ = summary(cold_dns)
+    w, w99 = summary(warm)
+    p, p99 = summary(paused)
+    label = f"{target} {mode}-mode"
+    print(f"{label}: cold query -> first byte median {c:.2f} ms, p99 {c99:.2f} ms "
+          f"({c / peer_median:.2f}x the peer; the DNS answer itself {d:.2f} ms, summons -> listening {boot:.2f} ms)")
+    print(f"{label}: warm query -> first byte median {w:.2f} ms, p99 {w99:.2f} ms")
+    print(f"{label}: paused query -> first byte median {p:.2f} ms, p99 {p99:.2f} ms; "
+          f"a paused website keeps {memory / 1024:.1f} MiB (PSS), a destroyed one 0", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=41)
     parser.add_argument("--targets", default="spt,hvt")
+    parser.add_argument("--modes", default="user,tap")
+    # Internal: the tap-mode part, run inside its namespace.
+    parser.add_argument("--tap-inside", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    targets = args.targets.split(",")
+    if args.tap_inside is not None:
+        for target in targets:
+            report(target, "tap", args.runs, args.tap_inside)
+        return
     sh("cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-usernet",
        "-p", "lamina-spt", "-p", "lamina-hvt")
-    targets = args.targets.split(",")
     if "hvt" in targets and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("hvt skipped: /dev/kvm cannot be opened")
         targets.remove("hvt")
     peer = measure_peer(args.runs)
     peer_median, peer_p99 = summary(peer)
     print(f"peer: the website as a Linux process, spawn -> first byte: median {peer_median:.2f} ms, p99 {peer_p99:.2f} ms ({args.runs} runs)")
-    for target in targets:
-        cold, cold_dns, warm, paused, memory, boot = measure_jitsu(target, args.runs)
-        c, c99 = summary(cold)
-        d, _ = summary(cold_dns)
-        w, w99 = summary(warm)
-        p, p99 = summary(paused)
-        print(f"{target} user-mode: cold query -> first byte median {c:.2f} ms, p99 {c99:.2f} ms "
-              f"({c / peer_median:.2f}x the peer; the DNS answer itself {d:.2f} ms, summons -> listening {boot:.2f} ms)")
-        print(f"{target} user-mode: warm query -> first byte median {w:.2f} ms, p99 {w99:.2f} ms")
-        print(f"{target} user-mode: paused query -> first byte median {p:.2f} ms, p99 {p99:.2f} ms; "
-              f"a paused website keeps {memory / 1024:.1f} MiB (PSS), a destroyed one 0")
+    modes = args.modes.split(",")
+    if "user" in modes:
+        for target in targets:
+            report(target, "user", args.runs, peer_median)
+    if "tap" in modes:
+        if os.geteuid() != 0:
+            print("tap mode skipped: it needs root (a bridge and taps); run with sudo")
+            return
+        netns = f"ljbench-{os.getpid()}"
+        sh("ip", "netns", "add", netns)
+        try:
+            sh("ip", "-n", netns, "link", "set", "lo", "up")
+            sh("ip", "netns", "exec", netns, sys.executable, os.path.abspath(__file__),
+               "--runs", str(args.runs), "--targets", ",".join(targets), "--tap-inside", str(peer_median))
+        finally:
+            subprocess.run(["ip", "netns", "delete", netns])
 
 
 if __name__ == "__main__":

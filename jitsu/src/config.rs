@@ -5,6 +5,8 @@
 //! upstream = "127.0.0.1:53"   # other names go here; without it: REFUSED
 //! status = "127.0.0.1:5380"   # the status page (HTTP)
 //! network = "user"            # or "tap" (root): see [`Network`]
+//! # bridge = "ljitsu0"        # tap mode: the bridge the daemon creates,
+//! # bridge-address = "10.77.0.1/24"   # and the host's address on it
 //!
 //! [[service]]
 //! name = "www.lamina.test"
@@ -12,6 +14,13 @@
 //! address = "127.0.0.2"       # user mode: its own loopback address
 //! ports = ["80"]              # "80", "8080:80", "53/udp"
 //! ttl = 30                    # seconds; idle stop after twice this
+//! # idle = 60                 # or say so
+//! # stop = "pause"            # freeze when idle instead of stopping
+//! # target = "spt"            # default: hvt where /dev/kvm works
+//! # mem = 32                  # MiB
+//! # args = ["--log"]          # the guest's own boot arguments
+//! # net = "service"           # its network device (the one it declares)
+//! # boot-timeout = 5          # seconds to listen, else SERVFAIL
 //! ```
 //!
 //! Every value is checked while the file is read, and a bad one is an
