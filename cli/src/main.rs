@@ -19,8 +19,6 @@ mod run;
 // fork/exec set-up, kill and waitid for the application's process.
 #[allow(unsafe_code)]
 mod supervise;
-// socketpair, fork/exec set-up for lamina-usernet and the descriptors passed on.
-#[allow(unsafe_code)]
 mod usernet;
 
 use clap::{Parser, Subcommand};

@@ -17,8 +17,7 @@
 
 use crate::CliError;
 use std::io::{BufRead, BufReader};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -37,23 +36,6 @@ pub fn usernet_binary() -> Result<PathBuf, CliError> {
         Some(path) => Ok(PathBuf::from(path)),
         None => crate::build::build_host_binary("lamina-usernet"),
     }
-}
-
-/// Lets the child that `command` starts inherit `fds` (which stay
-/// close-on-exec in `lamina`, so nothing else it starts gets them).
-fn inherit(command: &mut Command, fds: Vec<RawFd>) {
-    // SAFETY: the closure runs between fork and exec and calls only fcntl,
-    // which is async-signal-safe; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            for &fd in &fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        })
-    };
 }
 
 impl UserNetworks {
@@ -81,7 +63,7 @@ impl UserNetworks {
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit());
-            inherit(&mut command, vec![usernet_end.as_raw_fd()]);
+            lamina_usernet::pass_fds(&mut command, vec![usernet_end.as_raw_fd()]);
             crate::supervise::in_own_group_dying_with_lamina(&mut command);
             let mut child = command.spawn().map_err(CliError::io(format!(
                 "cannot start {} (set LAMINA_USERNET to its path)",
@@ -111,7 +93,7 @@ impl UserNetworks {
     /// Lets the tender that `command` starts inherit its ends of the links.
     pub fn pass_to(&self, command: &mut Command) {
         if !self.tender_ends.is_empty() {
-            inherit(
+            lamina_usernet::pass_fds(
                 command,
                 self.tender_ends.iter().map(|fd| fd.as_raw_fd()).collect(),
             );

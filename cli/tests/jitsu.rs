@@ -261,23 +261,29 @@ fn clients_or_skip(test: &str) -> bool {
     tools_or_skip(test, &["dig", "curl"])
 }
 
+/// The daemon with one website service `name` at `address` (its settings
+/// `extra`) and the port it serves on there; `None` if the clients are
+/// missing (skipped, or failed under CI).
+fn one_website(test: &str, name: &str, address: &str, extra: &str) -> Option<(Jitsu, u16)> {
+    if !clients_or_skip(test) {
+        return None;
+    }
+    let port = free_port();
+    let jitsu = Jitsu::start(test, "", &website(name, address, port, extra));
+    Some((jitsu, port))
+}
+
 #[test]
 fn a_cold_name_is_booted_once_and_served_then_stopped_when_idle() {
     let test = "jitsu cold name";
-    if !clients_or_skip(test) {
-        return;
-    }
-    let port = free_port();
-    let jitsu = Jitsu::start(
+    let Some((jitsu, port)) = one_website(
         test,
-        "",
-        &website(
-            "www.lamina.test",
-            "127.0.10.2",
-            port,
-            "ttl = 1\ntarget = \"TARGET\"",
-        ),
-    );
+        "www.lamina.test",
+        "127.0.10.2",
+        "ttl = 1\ntarget = \"TARGET\"",
+    ) else {
+        return;
+    };
     assert_eq!(jitsu.status("www.lamina.test")["state"], "stopped");
     assert_eq!(jitsu.address_of("www.lamina.test"), "127.0.10.2");
     let (page, _, first_byte) = curl("127.0.10.2", port);
@@ -324,15 +330,11 @@ fn a_cold_name_is_booted_once_and_served_then_stopped_when_idle() {
 #[test]
 fn a_connection_summons_without_dns_and_waits_for_no_retransmission() {
     let test = "jitsu socket activation";
-    if !clients_or_skip(test) {
+    let Some((jitsu, port)) =
+        one_website(test, "web.lamina.test", "127.0.11.2", "target = \"TARGET\"")
+    else {
         return;
-    }
-    let port = free_port();
-    let jitsu = Jitsu::start(
-        test,
-        "",
-        &website("web.lamina.test", "127.0.11.2", port, "target = \"TARGET\""),
-    );
+    };
     // No query: the connection itself boots it, and curl's own timing shows
     // no SYN was retransmitted (Linux waits 1 s before the first).
     let (page, connect, first_byte) = curl("127.0.11.2", port);
@@ -435,20 +437,14 @@ fn a_broken_image_gets_servfail_and_the_others_keep_working() {
 #[test]
 fn a_crash_is_reported_and_the_next_query_boots_again() {
     let test = "jitsu crash";
-    if !clients_or_skip(test) {
-        return;
-    }
-    let port = free_port();
-    let jitsu = Jitsu::start(
+    let Some((jitsu, port)) = one_website(
         test,
-        "",
-        &website(
-            "crash.lamina.test",
-            "127.0.14.2",
-            port,
-            "target = \"TARGET\"",
-        ),
-    );
+        "crash.lamina.test",
+        "127.0.14.2",
+        "target = \"TARGET\"",
+    ) else {
+        return;
+    };
     jitsu.address_of("crash.lamina.test");
     let pid = jitsu.status("crash.lamina.test")["pid"].as_i64().unwrap();
     // SAFETY: kill(2) reads no memory; the tender is the daemon's child.
@@ -610,20 +606,14 @@ fn a_bad_configuration_is_refused_with_its_line_before_anything_starts() {
 #[test]
 fn an_idle_time_shorter_than_the_boot_still_answers_the_first_client() {
     let test = "jitsu short idle";
-    if !clients_or_skip(test) {
-        return;
-    }
-    let port = free_port();
-    let jitsu = Jitsu::start(
+    let Some((jitsu, port)) = one_website(
         test,
-        "",
-        &website(
-            "short.lamina.test",
-            "127.0.18.2",
-            port,
-            "target = \"TARGET\"\nttl = 0\nidle = 0.001",
-        ),
-    );
+        "short.lamina.test",
+        "127.0.18.2",
+        "target = \"TARGET\"\nttl = 0\nidle = 0.001",
+    ) else {
+        return;
+    };
     // The answer waits for the unikernel, which must not be stopped as idle
     // before it is given; the connection that follows summons it again if
     // it has stopped since.

@@ -17,7 +17,6 @@ use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -44,22 +43,6 @@ fn usernet_binary() -> PathBuf {
         .clone()
 }
 
-/// Lets the child that `command` starts inherit `fds`.
-fn inherit(command: &mut Command, fds: Vec<i32>) {
-    // SAFETY: the closure runs between fork and exec and calls only fcntl,
-    // which is async-signal-safe; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            for &fd in &fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        })
-    };
-}
-
 /// A running lamina-usernet and the tender's end of its link.
 struct Network {
     child: Child,
@@ -80,7 +63,7 @@ impl Network {
             .arg("--events")
             .args(extra)
             .stdout(Stdio::piped());
-        inherit(
+        lamina_usernet::pass_fds(
             &mut command,
             vec![usernet_end.as_raw_fd(), listener.as_raw_fd()],
         );
@@ -119,7 +102,7 @@ impl Network {
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(console).unwrap())
             .stderr(Stdio::inherit());
-        inherit(&mut command, vec![tender_end.as_raw_fd()]);
+        lamina_usernet::pass_fds(&mut command, vec![tender_end.as_raw_fd()]);
         // The tender has its end now: the link hangs up when it ends.
         Tender(command.spawn().unwrap())
     }

@@ -220,6 +220,25 @@ pub(crate) fn socket_option(fd: &impl AsRawFd, option: libc::c_int) -> io::Resul
 /// Send buffer of each end of the link, in bytes.
 const LINK_BUFFER: libc::c_int = 8 << 20;
 
+/// Lets the child that `command` starts inherit `fds` at the same numbers
+/// (the ends of a [`socketpair`], listening sockets): they stay
+/// close-on-exec in the parent, so nothing else it starts gets them.
+pub fn pass_fds(command: &mut std::process::Command, fds: Vec<std::os::fd::RawFd>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only fcntl,
+    // which is async-signal-safe; it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            for &fd in &fds {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+    };
+}
+
 /// The link between a guest and the private network: a SOCK_SEQPACKET
 /// socketpair, `(guest end, network end)`, each datagram one Ethernet
 /// frame. The guest end becomes the guest's network device (the tender's

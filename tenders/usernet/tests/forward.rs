@@ -620,23 +620,6 @@ fn a_lost_arp_request_or_syn_costs_no_second() {
     }
 }
 
-/// Lets the child that `command` starts inherit `fds`.
-fn inherit(command: &mut std::process::Command, fds: Vec<i32>) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and calls only fcntl,
-    // which is async-signal-safe; it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            for &fd in &fds {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        })
-    };
-}
-
 /// The program as a daemon runs it: inherited sockets, `--probe`, and its
 /// events on standard output, a line each as they happen.
 #[test]
@@ -657,7 +640,7 @@ fn the_program_serves_inherited_sockets_and_prints_its_events() {
             "--boot-wait=5",
         ])
         .stdout(std::process::Stdio::piped());
-    inherit(
+    lamina_usernet::pass_fds(
         &mut command,
         vec![
             network_end.as_raw_fd(),
@@ -688,7 +671,7 @@ fn the_program_serves_inherited_sockets_and_prints_its_events() {
     command
         .arg(format!("--link-fd={}", network_end.as_raw_fd()))
         .arg(format!("--listen-fd={}:80/tcp", udp.as_raw_fd()));
-    inherit(&mut command, vec![network_end.as_raw_fd(), udp.as_raw_fd()]);
+    lamina_usernet::pass_fds(&mut command, vec![network_end.as_raw_fd(), udp.as_raw_fd()]);
     let output = command.output().unwrap();
     drop(guest_end);
     let stderr = String::from_utf8_lossy(&output.stderr);
