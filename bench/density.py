@@ -43,9 +43,15 @@ LIBC = ctypes.CDLL(None, use_errno=True)
 FIRST_PORT = 20000
 
 
+BENCH_PID = os.getpid()
+
+
 def die_with_parent():
-    """In the child before exec: killed when the benchmark dies."""
+    """In the child before exec: killed when the benchmark dies, also if it
+    died between the fork and this call (the child then has a new parent)."""
     LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != BENCH_PID:
+        os._exit(1)
 
 
 def meminfo_kib():
