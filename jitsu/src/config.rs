@@ -17,7 +17,7 @@
 //! # idle = 60                 # or say so
 //! # stop = "pause"            # freeze when idle instead of stopping
 //! # target = "spt"            # default: hvt where /dev/kvm works
-//! # mem = 32                  # MiB
+//! # mem = 8                   # MiB (the website serves at full rate in 8)
 //! # args = ["--log"]          # the guest's own boot arguments
 //! # net = "service"           # its network device (the one it declares)
 //! # boot-timeout = 5          # seconds to listen, else SERVFAIL
@@ -201,7 +201,7 @@ struct FileService {
 }
 
 fn default_mem() -> Spanned<u64> {
-    Spanned::new(0..0, 32)
+    Spanned::new(0..0, 8)
 }
 fn default_net_device() -> Spanned<String> {
     Spanned::new(0..0, String::from("service"))
