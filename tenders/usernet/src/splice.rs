@@ -370,7 +370,9 @@ pub enum Event {
     /// established for the first time (the guest's application listens).
     Up,
     /// `active N`: the open spliced TCP connections (waiting for the guest
-    /// or established) plus the live UDP flows changed to N.
+    /// or established) plus the live UDP flows changed to N; every change
+    /// is reported, also those of a connection that opened and closed
+    /// between two wake-ups.
     Active(usize),
 }
 
@@ -409,17 +411,9 @@ pub fn run_with(
     let seed = start.elapsed().as_nanos() as u64 ^ ((std::process::id() as u64) << 32);
     crate::sandbox::sandbox()?;
     let mut gateway = Gateway::with_options(net, link, options, seed, Duration::ZERO);
-    let (mut up, mut active) = (false, 0);
     loop {
         gateway.serve(start.elapsed())?;
-        if gateway.is_up() && !up {
-            up = true;
-            report(Event::Up);
-        }
-        if gateway.active() != active {
-            active = gateway.active();
-            report(Event::Active(active));
-        }
+        gateway.take_events().into_iter().for_each(&mut report);
         if !gateway.wait(start.elapsed())? {
             return Ok(()); // the guest is gone
         }
@@ -442,6 +436,12 @@ pub struct Gateway {
     probe: Option<Probe>,
     /// Whether the probe's answer is still awaited (host datagrams wait).
     probing: bool,
+    /// Events not yet taken by [`Gateway::take_events`], oldest first.
+    events: Vec<Event>,
+    /// Whether [`Event::Up`] is among the events already noted.
+    noted_up: bool,
+    /// The count of the last [`Event::Active`] noted.
+    noted_active: usize,
 }
 
 impl Gateway {
@@ -504,6 +504,32 @@ impl Gateway {
             dialer,
             probing: probe.is_some(),
             probe,
+            events: Vec::new(),
+            noted_up: false,
+            noted_active: 0,
+        }
+    }
+
+    /// The events since the last call, oldest first. A connection can be
+    /// accepted, served and closed within one [`Gateway::serve`] (a quick
+    /// guest answers each frame before the turn ends), so the events are
+    /// noted where the state changes, not by comparing the state between
+    /// turns: its `active 1` and `active 0` are both reported.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Notes [`Event::Up`] once the guest has first answered, and
+    /// [`Event::Active`] whenever the count has changed since last noted.
+    fn note_events(&mut self) {
+        if self.dialer.up && !self.noted_up {
+            self.noted_up = true;
+            self.events.push(Event::Up);
+        }
+        let active = self.active();
+        if active != self.noted_active {
+            self.noted_active = active;
+            self.events.push(Event::Active(active));
         }
     }
 
@@ -597,14 +623,17 @@ impl Gateway {
                 });
             }
         }
+        self.note_events();
         self.device.flush();
         self.datagrams.expire(&mut self.sockets, now);
+        self.note_events();
         // Until nothing moves: frames in, bytes across, frames out.
         for _ in 0..64 {
             let mut moved = false;
             if !self.probing {
                 self.datagrams
                     .take_from_host(&mut self.sockets, now, &mut moved);
+                self.note_events();
             }
             let (iface, device, sockets) = (&mut self.iface, &mut self.device, &mut self.sockets);
             let ingress = iface.poll(instant(now), device, sockets);
@@ -619,6 +648,7 @@ impl Gateway {
                 open
             });
             self.check_probe(now);
+            self.note_events();
             self.datagrams
                 .answer_host(&mut self.sockets, now, &mut moved);
             if self.dialer.arp_due {

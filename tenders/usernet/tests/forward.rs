@@ -620,6 +620,17 @@ fn a_lost_arp_request_or_syn_costs_no_second() {
     }
 }
 
+/// A child process, killed and reaped when dropped (also when a test
+/// fails).
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The program as a daemon runs it: inherited sockets, `--probe`, and its
 /// events on standard output, a line each as they happen.
 #[test]
@@ -648,21 +659,37 @@ fn the_program_serves_inherited_sockets_and_prints_its_events() {
             udp.as_raw_fd(),
         ],
     );
-    let mut child = command.spawn().unwrap();
+    let mut child = KilledOnDrop(command.spawn().unwrap());
     drop((network_end, listener, udp));
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || lines.next().unwrap().unwrap();
-    assert_eq!(next(), "ready");
+    // Read on a thread of its own, so that a line that never comes fails
+    // the test (with the lines seen) instead of hanging it.
+    let (line_sender, line_receiver) = std::sync::mpsc::channel();
+    let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if line_sender.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let mut expect = |line: &str| {
+        match line_receiver.recv_timeout(Duration::from_secs(10)) {
+            Ok(got) => seen.push(got),
+            Err(e) => seen.push(format!("<{e:?}>")),
+        }
+        assert_eq!(seen.last().unwrap(), line, "event lines so far: {seen:?}");
+    };
+    expect("ready");
     guest(guest_end, Duration::from_millis(20));
-    assert_eq!(next(), "up");
+    expect("up");
     let mut client = early_client(addr, b"through the program");
     let mut back = Vec::new();
     client.read_to_end(&mut back).unwrap();
     assert_eq!(back, b"through the program");
-    assert_eq!(next(), "active 1");
-    assert_eq!(next(), "active 0");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    expect("active 1");
+    expect("active 0");
+    drop(child);
 
     // A socket of the wrong kind: refused with the reason, nothing served.
     let (guest_end, network_end) = socketpair().unwrap();
