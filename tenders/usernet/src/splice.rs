@@ -562,7 +562,7 @@ impl Gateway {
                 true
             }
             (Verdict::Open, None) => {
-                socket.close();
+                close_and_ack_at_once(socket);
                 probe.closed_at = Some(now);
                 false
             }
@@ -741,6 +741,18 @@ impl Gateway {
     }
 }
 
+/// Sends the gateway's FIN, and from now on acknowledges each of the
+/// guest's segments in the turn it arrives. A connection the gateway
+/// closes first ends in TIME-WAIT, where it is dropped at once (its buffers
+/// are not kept for smoltcp's 10 s); with smoltcp's delayed ACK (10 ms) the
+/// ACK of the guest's last segment (its FIN, often with the end of its
+/// data) would still be pending then and never sent: the guest would
+/// retransmit its FIN for ever, waking the network each time.
+fn close_and_ack_at_once(socket: &mut tcp::Socket) {
+    socket.set_ack_delay(None);
+    socket.close();
+}
+
 /// Moves bytes both ways for one connection, setting `moved` if any moved;
 /// false when the connection is finished.
 fn pump(
@@ -794,7 +806,7 @@ fn pump(
         }
     }
     if s.host_eof && s.to_guest.is_empty() && socket.may_send() {
-        socket.close();
+        close_and_ack_at_once(socket);
     }
     // Guest to host.
     if s.to_host.len() < BUFFER {

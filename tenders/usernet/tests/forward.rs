@@ -12,13 +12,16 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The echo guest's MAC.
 const GUEST_MAC: [u8; 6] = [2, 0, 0, 0, 0, 15];
 
-/// The guest's network device: its end of the socketpair.
-struct PairNetif(Async<OwnedFd>);
+/// The guest's network device: its end of the socketpair, and the count
+/// of frames the guest has sent.
+struct PairNetif(Async<OwnedFd>, Arc<AtomicUsize>);
 
 impl Netif for PairNetif {
     fn mac(&self) -> [u8; 6] {
@@ -41,6 +44,7 @@ impl Netif for PairNetif {
         }
     }
     fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
+        self.1.fetch_add(1, Ordering::Relaxed);
         // SAFETY: send reads frame.len() bytes from frame.
         unsafe {
             libc::send(
@@ -99,14 +103,21 @@ fn start(forwards: &[Forward]) {
 
 /// Starts the echo guest on `guest_end` of a link, on a thread of its own;
 /// its application listens on TCP port 80 `listen_after` its stack is up
-/// (until then the stack refuses connections to it).
-fn guest(guest_end: OwnedFd, listen_after: Duration) {
-    guest_losing_frames(guest_end, Duration::ZERO, listen_after);
+/// (until then the stack refuses connections to it). Returns the count of
+/// frames the guest has sent.
+fn guest(guest_end: OwnedFd, listen_after: Duration) -> Arc<AtomicUsize> {
+    guest_losing_frames(guest_end, Duration::ZERO, listen_after)
 }
 
 /// [`guest`], whose device reads and loses every frame for `deaf` before
 /// its stack starts, as a device whose interface is not configured yet.
-fn guest_losing_frames(guest_end: OwnedFd, deaf: Duration, listen_after: Duration) {
+fn guest_losing_frames(
+    guest_end: OwnedFd,
+    deaf: Duration,
+    listen_after: Duration,
+) -> Arc<AtomicUsize> {
+    let frames_sent = Arc::new(AtomicUsize::new(0));
+    let counter = frames_sent.clone();
     std::thread::spawn(move || {
         let deaf_until = std::time::Instant::now() + deaf;
         let mut lost = vec![0u8; 2048];
@@ -118,7 +129,7 @@ fn guest_losing_frames(guest_end: OwnedFd, deaf: Duration, listen_after: Duratio
         let reactor = Rc::new(Reactor::new().unwrap());
         let executor = Executor::new(reactor.clone());
         let rt = executor.handle();
-        let netif = PairNetif(Async::new(guest_end, reactor.clone()).unwrap());
+        let netif = PairNetif(Async::new(guest_end, reactor.clone()).unwrap(), counter);
         let clock = lamina_unix::devices::HostClock::new(reactor);
         let mut args = lamina_net::NetArgs::defaults();
         args.ipv4 = Some(lamina_net::Ipv4Cidr {
@@ -163,6 +174,7 @@ fn guest_losing_frames(guest_end: OwnedFd, deaf: Duration, listen_after: Duratio
             }
         });
     });
+    frames_sent
 }
 
 #[test]
@@ -618,6 +630,38 @@ fn a_lost_arp_request_or_syn_costs_no_second() {
             "MAC {guest_mac:?}: served after {served:?}"
         );
     }
+}
+
+/// Connections the gateway closes first (the probe's, and a client's that
+/// shut its side first) end with every segment of the guest's
+/// acknowledged: the guest has nothing to send again afterwards. (The ACK
+/// of the guest's FIN, delayed by smoltcp, was lost when the connection was
+/// dropped: the guest sent its FIN again for ever, from 0.8 s on.)
+#[test]
+fn a_finished_connection_leaves_the_guest_nothing_to_send_again() {
+    let (listener, _) = daemon_sockets();
+    let addr = listener.local_addr().unwrap();
+    let options = Options {
+        guest_mac: Some(GUEST_MAC),
+        probe: true,
+        ..Options::default()
+    };
+    let (guest_end, events) = network(options, vec![(OwnedFd::from(listener), 80, Protocol::Tcp)]);
+    let frames_sent = guest(guest_end, Duration::ZERO);
+    assert_eq!(events.recv_timeout(Duration::from_secs(5)), Ok(Event::Up));
+    let mut client = early_client(addr, b"and nothing more");
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    assert_eq!(back, b"and nothing more");
+    for active in [1, 0] {
+        let event = events.recv_timeout(Duration::from_secs(5));
+        assert_eq!(event, Ok(Event::Active(active)));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let when_finished = frames_sent.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(2000));
+    let sent_since = frames_sent.load(Ordering::Relaxed) - when_finished;
+    assert_eq!(sent_since, 0, "frames the guest sent after the end");
 }
 
 /// A child process, killed and reaped when dropped (also when a test
