@@ -730,7 +730,10 @@ impl Gateway {
             .chain(busy.then_some(Duration::from_millis(100)))
             .min()
             .map_or(-1, |delay| {
-                delay.min(Duration::from_millis(100)).as_millis() as i32
+                // Rounded up: a timer due in 0.9 ms is a 1 ms sleep, not
+                // a millisecond of turns that find nothing due yet.
+                let micros = delay.min(Duration::from_millis(100)).as_micros();
+                micros.div_ceil(1000) as i32
             });
         // SAFETY: poll reads and writes the pollfd array it is given.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, delay) };
