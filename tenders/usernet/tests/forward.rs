@@ -487,7 +487,13 @@ fn a_refusal_once_the_guest_is_up_reaches_the_client() {
     assert_eq!(back, b"up?");
     assert!(events_within(&events, Duration::from_millis(200)).contains(&Event::Up));
     let start = std::time::Instant::now();
-    let mut refused = early_client(closed_addr, b"nobody listens");
+    let mut refused = std::net::TcpStream::connect(closed_addr).unwrap();
+    refused
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // The refusal may come first: a write or shutdown then fails.
+    let _ = refused.write_all(b"nobody listens");
+    let _ = refused.shutdown(std::net::Shutdown::Write);
     let outcome = refused.read(&mut [0u8; 16]);
     assert!(
         matches!(outcome, Ok(0))
