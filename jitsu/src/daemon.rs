@@ -29,6 +29,9 @@ const MAX_TCP_MESSAGE: usize = 16 * 1024;
 const MAX_TCP_CLIENTS: usize = 128;
 /// A TCP DNS client silent this long is dropped.
 const TCP_IDLE: Duration = Duration::from_secs(10);
+/// Queries held for booting services at once (each at most a TCP
+/// message); more are answered SERVFAIL.
+const MAX_HELD: usize = 4096;
 /// An upstream resolver that has not answered after this long: SERVFAIL.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 /// The longest the loop sleeps: idle stops and boot timeouts are checked
@@ -328,6 +331,11 @@ impl Daemon {
                 match service.state {
                     State::Up => self.reply(query, answer, to),
                     _ if !summons => self.reply(query, answer, to),
+                    // Memory stays bounded under a flood of queries for
+                    // booting services: past the bound, SERVFAIL at once.
+                    _ if self.held.len() >= MAX_HELD => {
+                        self.reply(query, Answer::Error(Rcode::SERVFAIL), to)
+                    }
                     _ => {
                         self.held.push(Held {
                             service: index,
