@@ -727,3 +727,29 @@ fn tap_mode_summons_on_the_first_packet_and_leaves_no_tap_behind() {
     let links = netns.links();
     assert_eq!(links.lines().count(), 1, "left behind: {links}");
 }
+
+#[test]
+fn a_silent_status_client_holds_up_nothing() {
+    let Some((jitsu, port)) = one_website(
+        "jitsu silent status client",
+        "quiet.lamina.test",
+        "127.0.19.2",
+        "target = \"TARGET\"",
+    ) else {
+        return;
+    };
+    // Connections to the status page that never send a request.
+    let silent: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(("127.0.0.1", jitsu.status_port)).unwrap())
+        .collect();
+    let start = Instant::now();
+    assert_eq!(jitsu.address_of("quiet.lamina.test"), "127.0.19.2");
+    assert!(curl("127.0.19.2", port).0.contains("<"));
+    assert_eq!(jitsu.status("quiet.lamina.test")["state"], "up");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(silent);
+}

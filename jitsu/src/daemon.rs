@@ -34,6 +34,10 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 const MAX_HELD: usize = 4096;
 /// An upstream resolver that has not answered after this long: SERVFAIL.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+/// Status page clients waiting to send their request at once.
+const MAX_STATUS_CLIENTS: usize = 16;
+/// A status page client that has sent no request after this long is dropped.
+const STATUS_IDLE: Duration = Duration::from_secs(2);
 /// The longest the loop sleeps: idle stops and boot timeouts are checked
 /// at least this often.
 const TICK: Duration = Duration::from_millis(50);
@@ -80,6 +84,8 @@ pub struct Daemon {
     forwarded: HashMap<u16, Forwarded>,
     next_upstream_id: u16,
     status: TcpListener,
+    /// Status page clients whose request has not come yet.
+    status_clients: Vec<(TcpStream, Instant)>,
     held: Vec<Held>,
     signals: UnixStream,
     started: Instant,
@@ -165,6 +171,7 @@ impl Daemon {
             forwarded: HashMap::new(),
             next_upstream_id: 1,
             status,
+            status_clients: Vec::new(),
             held: Vec::new(),
             signals,
             started: Instant::now(),
@@ -226,6 +233,7 @@ impl Daemon {
             fds.push(self.tcp.as_raw_fd());
         }
         fds.extend(self.tcp_clients.iter().map(|c| c.stream.as_raw_fd()));
+        fds.extend(self.status_clients.iter().map(|(c, _)| c.as_raw_fd()));
         fds.extend(self.upstream.iter().map(AsRawFd::as_raw_fd));
         let mut watched: Vec<(RawFd, i16)> = fds.into_iter().map(|fd| (fd, libc::POLLIN)).collect();
         let mut timeout = TICK;
@@ -517,30 +525,46 @@ impl Daemon {
         }
     }
 
+    /// The status page: requests are read without blocking, so a client
+    /// that connects and says nothing holds up nothing (it is dropped
+    /// after [`STATUS_IDLE`]; at most [`MAX_STATUS_CLIENTS`] wait).
     fn serve_status(&mut self) {
-        while let Ok((mut stream, _)) = self.status.accept() {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+        while self.status_clients.len() < MAX_STATUS_CLIENTS {
+            let Ok((stream, _)) = self.status.accept() else {
+                break;
+            };
+            if stream.set_nonblocking(true).is_ok() {
+                self.status_clients.push((stream, Instant::now()));
+            }
+        }
+        let uptime = self.started.elapsed();
+        let services = &self.services;
+        self.status_clients.retain_mut(|(stream, since)| {
             let mut request = [0u8; 1024];
-            let n = stream.read(&mut request).unwrap_or(0);
+            let n = match stream.read(&mut request) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return since.elapsed() < STATUS_IDLE;
+                }
+                Err(_) => return false,
+            };
             let request = String::from_utf8_lossy(&request[..n]);
             let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let uptime = self.started.elapsed();
             let (kind, body) = if path.starts_with("/json") {
-                ("application/json", status::json(&self.services, uptime))
+                ("application/json", status::json(services, uptime))
             } else {
-                (
-                    "text/plain; charset=utf-8",
-                    status::text(&self.services, uptime),
-                )
+                ("text/plain; charset=utf-8", status::text(services, uptime))
             };
+            // The page (up to tens of KiB) in one go, bounded in time.
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-        }
+            false
+        });
     }
 }
 
