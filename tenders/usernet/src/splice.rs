@@ -660,11 +660,25 @@ impl Gateway {
                 moved = true;
             }
             if !moved && ingress == smoltcp::iface::PollResult::None {
-                break;
+                // Sends what this pass queued (a close, a reset, a SYN).
+                // The guest answers within microseconds, so this poll may
+                // also take in its frames: their bytes (or the end of a
+                // handshake) need another pass, or they would wait in
+                // smoltcp for the next wake-up, up to 100 ms later, with
+                // nothing on the link to wake the loop sooner.
+                let frames_before = self.device.frames_in;
+                self.iface
+                    .poll(instant(now), &mut self.device, &mut self.sockets);
+                if self.device.frames_in == frames_before {
+                    return Ok(());
+                }
             }
         }
+        // Still moving after every pass: send what the last one queued,
+        // and come back at once for what is left.
         self.iface
             .poll(instant(now), &mut self.device, &mut self.sockets);
+        self.dialer.wake = Some(now);
         Ok(())
     }
 
