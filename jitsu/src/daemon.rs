@@ -305,8 +305,7 @@ impl Daemon {
     fn summon(&mut self, index: usize, now: Instant) {
         let service = &mut self.services[index];
         if let Err(e) = service.summon(&self.programs, now) {
-            service.failures += 1;
-            service.last_failure = Some(e.to_string());
+            service.record_failure(e.to_string());
             eprintln!(
                 "jitsu: {}: cannot start the unikernel: {e}",
                 service.config.name

@@ -22,6 +22,13 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 
+/// Whether `config` has a TCP port: the one a probe connects to, to
+/// learn that the unikernel listens (without one it counts as up once
+/// its tender runs).
+pub fn has_tcp_port(config: &Service) -> bool {
+    config.ports.iter().any(|p| p.protocol == Protocol::Tcp)
+}
+
 /// A socket the service's clients reach, held by the daemon.
 pub enum Listener {
     /// A TCP port.
@@ -224,11 +231,6 @@ impl Network {
                 Ok(None)
             }
         }
-    }
-
-    /// Whether something tells when the unikernel listens.
-    pub fn reports_up(&self, config: &Service) -> bool {
-        config.ports.iter().any(|p| p.protocol == Protocol::Tcp)
     }
 
     /// The descriptors to poll and their events: with `summonable` (no

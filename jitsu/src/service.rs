@@ -74,17 +74,6 @@ struct Instance {
     stop_asked: Option<Instant>,
 }
 
-/// Why a unikernel ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ended {
-    /// It had not come up yet: the boot failed.
-    BootFailed(String),
-    /// It was up and ended without being asked.
-    Crashed(String),
-    /// The daemon stopped it.
-    Stopped,
-}
-
 /// A service and its unikernel, if any.
 pub struct ServiceRuntime {
     /// Its configuration.
@@ -234,7 +223,7 @@ impl ServiceRuntime {
         self.state = State::Booting;
         // A service without a TCP port has nothing to probe: it counts as
         // up once its tender runs.
-        if !self.network.reports_up(&self.config) {
+        if !crate::network::has_tcp_port(&self.config) {
             self.came_up(Instant::now());
         }
         Ok(())
@@ -346,11 +335,19 @@ impl ServiceRuntime {
         self.network.next_check()
     }
 
-    /// Reads the children's output, reaps them, and stops an idle
-    /// unikernel. Returns how the unikernel ended, if it did.
-    pub fn service(&mut self, now: Instant) -> Option<Ended> {
+    /// Counts an unexpected end (a crash, a failed boot) and keeps why.
+    pub fn record_failure(&mut self, why: String) {
+        self.failures += 1;
+        self.last_failure = Some(why);
+    }
+
+    /// Reads the children's output, reaps them, notes a boot, a crash or
+    /// a failed boot, and stops an idle unikernel.
+    pub fn service(&mut self, now: Instant) {
         let name = self.config.name.clone();
-        let instance = self.instance.as_mut()?;
+        let Some(instance) = self.instance.as_mut() else {
+            return;
+        };
         let mut came_up = false;
         if let Some(events) = &mut instance.events {
             for line in events.read_lines() {
@@ -398,18 +395,15 @@ impl ServiceRuntime {
         if let Some(why) = exited.or(usernet_gone) {
             let was = self.state;
             self.finish_stop();
-            if stop_asked.is_some() {
-                return Some(Ended::Stopped);
+            if stop_asked.is_none() {
+                if was == State::Booting {
+                    eprintln!("jitsu: {name}: the unikernel failed to boot: {why}");
+                } else {
+                    eprintln!("jitsu: {name}: the unikernel ended unexpectedly ({why}); the next query summons it again");
+                }
+                self.record_failure(why);
             }
-            self.failures += 1;
-            self.last_failure = Some(why.clone());
-            return Some(if was == State::Booting {
-                eprintln!("jitsu: {name}: the unikernel failed to boot: {why}");
-                Ended::BootFailed(why)
-            } else {
-                eprintln!("jitsu: {name}: the unikernel ended unexpectedly ({why}); the next query summons it again");
-                Ended::Crashed(why)
-            });
+            return;
         }
         match self.state {
             State::Booting => {
@@ -422,9 +416,7 @@ impl ServiceRuntime {
                     eprintln!("jitsu: {name}: the unikernel failed to boot: {why}");
                     self.stop(true);
                     self.finish_stop();
-                    self.failures += 1;
-                    self.last_failure = Some(why.clone());
-                    return Some(Ended::BootFailed(why));
+                    self.record_failure(why);
                 }
             }
             State::Up
@@ -434,11 +426,9 @@ impl ServiceRuntime {
             }
             State::Stopping if stop_asked.is_some_and(|t| now.duration_since(t) > STOP_GRACE) => {
                 self.finish_stop();
-                return Some(Ended::Stopped);
             }
             _ => {}
         }
-        None
     }
 
     /// Resident memory of the unikernel's processes (proportional set
