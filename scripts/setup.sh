@@ -10,6 +10,7 @@ declare -A PACKAGES=(
   [ip]=iproute2
   [ping]=iputils-ping
   [curl]=curl
+  [openssl]=openssl
   [dot]=graphviz
   [hyperfine]=hyperfine
   [python3]=python3

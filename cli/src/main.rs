@@ -19,6 +19,7 @@ mod run;
 // fork/exec set-up, kill and waitid for the application's process.
 #[allow(unsafe_code)]
 mod supervise;
+mod tls;
 mod usernet;
 
 use clap::{Parser, Subcommand};
@@ -164,6 +165,11 @@ enum Command {
         /// addresses (see examples/jitsu/jitsu.toml).
         config: Option<PathBuf>,
     },
+    /// Certificates for serving HTTPS in development.
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
     /// Show the application's device graph for a target.
     Describe {
         /// For which target.
@@ -185,6 +191,43 @@ enum JitsuAction {
     Status {
         /// The daemon's configuration.
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsAction {
+    /// Make a certificate and key for NAMEs (DNS names or IP addresses),
+    /// signed by a local development CA that is made on first use and
+    /// reused: DIR/NAME.crt and DIR/NAME.key, NAME the first one.
+    DevCert {
+        /// The names the certificate is for: DNS names (*.example.test
+        /// for a wildcard) or IP addresses; the first names the files.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Where to write the certificate and key.
+        #[arg(long, default_value = "tls")]
+        dir: PathBuf,
+        /// An RSA 2048 key instead of ECDSA P-256.
+        #[arg(long)]
+        rsa: bool,
+        /// How many days the certificate is valid.
+        #[arg(long, default_value_t = 90,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(tls::MAX_DAYS)))]
+        days: u32,
+        /// The development CA's directory [default:
+        /// $XDG_DATA_HOME/lamina/dev-ca, else ~/.local/share/lamina/dev-ca].
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
+        /// Replace the certificate and key if they exist.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the development CA certificate's path (making the CA if
+    /// needed), as in curl --cacert "$(lamina tls dev-ca)".
+    DevCa {
+        /// The development CA's directory [default: as for dev-cert].
+        #[arg(long, value_name = "DIR")]
+        ca_dir: Option<PathBuf>,
     },
 }
 
@@ -279,6 +322,25 @@ fn main() -> ExitCode {
             ))),
         }
         .map(|()| ExitCode::SUCCESS),
+        Command::Tls { action } => match action {
+            TlsAction::DevCert {
+                names,
+                dir,
+                rsa,
+                days,
+                ca_dir,
+                force,
+            } => tls::dev_cert(&tls::DevCertRequest {
+                names,
+                dir,
+                rsa,
+                days,
+                ca_dir,
+                force,
+            }),
+            TlsAction::DevCa { ca_dir } => tls::dev_ca(ca_dir.as_deref()),
+        }
+        .map(|()| ExitCode::SUCCESS),
         Command::Describe { target, dot, app } => project::Project::find(&app)
             .and_then(|project| describe_app(&project, target, dot))
             .map(|()| ExitCode::SUCCESS),
@@ -358,6 +420,10 @@ pub enum CliError {
     /// cargo failed; its own output says why.
     #[error("build failed (cargo's messages are above)")]
     BuildFailed,
+    /// A certificate or key could not be made, or the development CA's
+    /// files are unusable; the message says which and what to do.
+    #[error("{0}")]
+    Tls(String),
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -376,7 +442,7 @@ impl CliError {
             CliError::Project(_)
             | CliError::TargetUnavailable { .. }
             | CliError::MissingTool { .. } => 2,
-            CliError::BuildFailed | CliError::Io { .. } => 1,
+            CliError::BuildFailed | CliError::Tls(_) | CliError::Io { .. } => 1,
         }
     }
 
