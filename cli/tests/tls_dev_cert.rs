@@ -537,3 +537,58 @@ fn bad_names_and_arguments_exit_2_with_a_message() {
     );
     assert!(!scratch.work().join("tls").exists());
 }
+
+#[test]
+fn concurrent_runs_make_one_ca() {
+    let scratch = Scratch::new();
+    let runs: Vec<_> = (0..6)
+        .map(|_| {
+            lamina()
+                .args(["tls", "dev-ca", "--ca-dir"])
+                .arg(scratch.ca_dir())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut made = 0;
+    for run in runs {
+        let output = run.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{said}");
+        assert_eq!(
+            String::from_utf8(output.stdout).unwrap().trim_end(),
+            path(&scratch.ca_certificate())
+        );
+        made += usize::from(said.contains("made a development CA"));
+    }
+    assert_eq!(made, 1, "more than one run made the CA");
+    // And the CA left is whole: a certificate made now is signed by it.
+    if tools_or_skip("lamina tls dev-cert: concurrent CA", &["openssl"]) {
+        scratch.dev_cert_ok(&["after.test"]);
+        assert_verifies(
+            &scratch.ca_certificate(),
+            &scratch.work().join("tls/after.test.crt"),
+        );
+    }
+}
+
+#[test]
+fn an_incomplete_ca_is_reported_not_replaced() {
+    let scratch = Scratch::new();
+    scratch.dev_cert_ok(&["first.test"]);
+    std::fs::remove_file(scratch.ca_certificate()).unwrap();
+    let output = scratch.dev_cert(&["second.test"]);
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("incomplete") && said.contains("ca.crt"),
+        "{said}"
+    );
+    assert!(
+        !scratch.ca_certificate().exists(),
+        "a new CA certificate was made"
+    );
+    assert!(!scratch.work().join("tls/second.test.crt").exists());
+}
