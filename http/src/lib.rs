@@ -9,6 +9,7 @@
 //! | [`request`] | a parsed request (httparse underneath) |
 //! | [`response`] | responses and their serialisation |
 //! | [`date`] | IMF-fixdate for the `Date` header |
+//! | [`https`] | HTTPS: TLS under the server (feature `tls`), redirect to HTTPS, HSTS |
 //!
 //! What the server guarantees: requests on a connection are answered in
 //! order; a malformed request gets 400, an oversized one 413, 414 or 431,
@@ -24,12 +25,14 @@ extern crate alloc;
 pub mod client;
 pub mod date;
 pub mod files;
+pub mod https;
 pub mod request;
 pub mod response;
 pub mod server;
 
 pub use client::{Client, ClientError, ClientResponse};
 pub use files::StaticFiles;
+pub use https::{Hsts, RedirectToHttps};
 pub use request::{Method, Request};
 pub use response::{Body, Response};
-pub use server::{serve, Config, Handler};
+pub use server::{serve, serve_with, Config, Handler, Plain, Upgrade};

@@ -67,20 +67,77 @@ where
     C: Clock + Clone + 'static,
     H: Handler + 'static,
 {
+    serve_with(stack, addr, Rc::new(Plain), handler, clock, runtime, config).await
+}
+
+/// What an accepted connection goes through before HTTP is spoken on it:
+/// nothing ([`Plain`]), or a TLS handshake (lamina-tls's `TlsAcceptor`, with
+/// this crate's `tls` feature), which is how one server serves HTTP and HTTPS.
+pub trait Upgrade<T: TcpStream> {
+    /// The stream HTTP runs on.
+    type Stream: TcpStream + 'static;
+    /// Turns the accepted TCP stream into that stream; an error drops the
+    /// connection (the reason goes to the log).
+    async fn upgrade(&self, tcp: T) -> Result<Self::Stream, NetError>;
+}
+
+/// Plain HTTP: the TCP stream as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plain;
+
+impl<T: TcpStream + 'static> Upgrade<T> for Plain {
+    type Stream = T;
+    async fn upgrade(&self, tcp: T) -> Result<T, NetError> {
+        Ok(tcp)
+    }
+}
+
+/// [`serve`], with each connection first going through `upgrade` (in its
+/// own task, so a slow handshake holds up nobody else).
+pub async fn serve_with<S, U, C, H>(
+    stack: &S,
+    addr: SocketAddr,
+    upgrade: Rc<U>,
+    handler: Rc<H>,
+    clock: C,
+    runtime: Handle,
+    config: Config,
+) -> Result<(), NetError>
+where
+    S: Stack,
+    S::TcpStream: 'static,
+    U: Upgrade<S::TcpStream> + 'static,
+    C: Clock + Clone + 'static,
+    H: Handler + 'static,
+{
     let listener = stack.tcp_listen(addr).await?;
     log::info!("http: listening on {}", listener.local_addr());
     let config = Rc::new(config);
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
-                let connection = Connection {
-                    stream,
-                    handler: handler.clone(),
-                    clock: clock.clone(),
-                    runtime: runtime.clone(),
-                    config: config.clone(),
-                };
-                runtime.spawn(connection.run());
+            Ok((tcp, peer)) => {
+                let upgrade = upgrade.clone();
+                let handler = handler.clone();
+                let clock = clock.clone();
+                let task_runtime = runtime.clone();
+                let config = config.clone();
+                runtime.spawn(async move {
+                    let stream = match upgrade.upgrade(tcp).await {
+                        Ok(stream) => stream,
+                        Err(e) => {
+                            log::debug!("http: {peer}: {e}");
+                            return;
+                        }
+                    };
+                    let connection = Connection {
+                        stream,
+                        handler,
+                        clock,
+                        runtime: task_runtime,
+                        config,
+                    };
+                    connection.run().await;
+                });
             }
             Err(e) => {
                 // Out of sockets or memory: give the others time to finish.

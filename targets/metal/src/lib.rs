@@ -17,8 +17,9 @@
 //! | [`panic_handler!`] | the panic handler (and `_Unwind_Resume`) for a [`Machine`] |
 //! | [`heap`]    | the global allocator over the RAM the boot protocol reports |
 //! | `mem`       | `memcpy` and friends, which `core` expects from a libc |
+//! | `libc`      | `syscall(SYS_getrandom)`, answered from [`random`], for crates that reach for the OS's randomness |
 //!
-//! `mem` and the global allocator exist only in a guest (`--cfg
+//! `mem`, `libc` and the global allocator exist only in a guest (`--cfg
 //! lamina_target=...`, set by `lamina build`): on the host they would
 //! replace the C library's.
 //! The rest is plain code, unit-tested on the host.
@@ -34,6 +35,8 @@ pub mod random;
 pub mod time;
 
 pub mod heap;
+#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
+mod libc;
 #[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
 mod mem;
 
