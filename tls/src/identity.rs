@@ -27,7 +27,7 @@ struct Identity {
 /// With no SNI, or a name none of them covers, the first identity answers,
 /// as nginx's default server does.
 ///
-/// ```ignore
+/// ```text
 /// let mut ids = Identities::new();
 /// ids.add_pem("site", CHAIN_PEM, KEY_PEM)?;   // or Identities::from_kv(&BAKED).await?
 /// ```

@@ -19,7 +19,7 @@
 //!   most [`MAX_INCOMING`] bytes. See the crate's README section for what an
 //!   idle connection costs.
 //!
-//! ```ignore
+//! ```text
 //! let ids = Identities::from_kv(&CERTS, "").await?;
 //! let tls = TlsAcceptor::new(ids, clock, runtime.clone(), ServerOptions::default())?;
 //! let (tcp, _) = listener.accept().await?;
@@ -256,7 +256,7 @@ impl TlsConnector {
                 }
             }
         }
-        let wall = Arc::new(provider::WallTime::default());
+        let wall = Arc::new(provider::WallTime::for_client());
         let time: Arc<dyn TimeProvider> = wall.clone();
         let mut config = rustls::ClientConfig::builder_with_details(provider(), time)
             .with_protocol_versions(rustls::ALL_VERSIONS)

@@ -37,22 +37,37 @@ pub const EARLIEST_PLAUSIBLE_WALL_SECS: u64 = 1_704_067_200;
 
 /// rustls's clock: the Clock device's wall time, sampled by the acceptor or
 /// connector as each handshake starts (rustls wants a clock it can share
-/// between threads; the Clock devices are single-threaded values), or none
-/// while the wall clock is unset.
+/// between threads; the Clock devices are single-threaded values).
+///
+/// A client judges certificates by it, so for a client ([`WallTime::for_client`])
+/// a wall clock before [`EARLIEST_PLAUSIBLE_WALL_SECS`] is no time at all and
+/// every verification fails. A server only dates its session tickets by it,
+/// and serves whatever its clock says.
 #[derive(Debug, Default)]
-pub(crate) struct WallTime(AtomicU64);
+pub(crate) struct WallTime {
+    secs: AtomicU64,
+    plausible_only: bool,
+}
 
 impl WallTime {
+    /// A clock for a client: none while the wall clock is implausible.
+    pub(crate) fn for_client() -> Self {
+        WallTime {
+            secs: AtomicU64::new(0),
+            plausible_only: true,
+        }
+    }
+
     /// Records the wall clock's time in nanoseconds since the epoch.
     pub(crate) fn set(&self, wall_ns: u64) {
-        self.0.store(wall_ns / 1_000_000_000, Ordering::Relaxed);
+        self.secs.store(wall_ns / 1_000_000_000, Ordering::Relaxed);
     }
 }
 
 impl TimeProvider for WallTime {
     fn current_time(&self) -> Option<UnixTime> {
-        let secs = self.0.load(Ordering::Relaxed);
-        (secs >= EARLIEST_PLAUSIBLE_WALL_SECS)
+        let secs = self.secs.load(Ordering::Relaxed);
+        (secs >= EARLIEST_PLAUSIBLE_WALL_SECS || !self.plausible_only)
             .then(|| UnixTime::since_unix_epoch(core::time::Duration::from_secs(secs)))
     }
 }

@@ -198,20 +198,17 @@ impl<C: Side> Session<C> {
     }
 
     /// After an error rustls queues an alert for the peer: put it in
-    /// `outgoing` so that it is sent on the way out.
+    /// `outgoing` so that it is sent on the way out. One call: rustls hands
+    /// out a queued alert before it looks at input again, and sends at most
+    /// one fatal alert (asking again would make it deframe, fail and alert
+    /// a second time). It is handed the same buffer, less what it said to
+    /// discard: it keeps offsets into it between calls.
     fn collect_alert(&mut self) {
-        for _ in 0..2 {
-            let UnbufferedStatus { state, .. } = self.conn.process(&mut []);
-            match state {
-                Ok(ConnectionState::EncodeTlsData(mut data)) => {
-                    if encode(&mut self.outgoing, |out| data.encode(out)).is_err() {
-                        return;
-                    }
-                }
-                Ok(ConnectionState::TransmitTlsData(data)) => data.done(),
-                _ => return,
-            }
+        let UnbufferedStatus { discard, state } = self.conn.process(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut data)) = state {
+            let _ = encode(&mut self.outgoing, |out| data.encode(out));
         }
+        self.incoming.drain(..discard);
     }
 
     /// How many bytes the next TCP read should ask for: the rest of the
@@ -388,7 +385,10 @@ pub(crate) async fn handshake<C: Side, S: TcpStream>(
             sent.map_err(TlsError::Net)?;
         }
         match step?.0 {
-            Need::Nothing => {
+            // Done: the peer may already have said all it had to say in the
+            // same flight (request and close_notify behind its Finished);
+            // that waits in the session for the first read.
+            Need::Nothing | Need::PeerClosed if !session.conn_handshaking() => {
                 session.shrink_idle();
                 return Ok(session);
             }
@@ -400,7 +400,9 @@ pub(crate) async fn handshake<C: Side, S: TcpStream>(
                 }
                 session.received(&chunk[..n])?;
             }
-            Need::PeerClosed | Need::Closed => {
+            // The peer closed before the handshake ended (pump never says
+            // Nothing while handshaking).
+            Need::Nothing | Need::PeerClosed | Need::Closed => {
                 return Err(TlsError::Net(NetError::ConnectionReset))
             }
         }
