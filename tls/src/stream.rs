@@ -499,8 +499,19 @@ impl<R: TcpRead, C: Side> TcpRead for TlsReadHalf<R, C> {
                 session.shrink_idle();
                 session.read_size()
             };
-            let mut chunk = alloc::vec![0u8; want];
-            let n = self.tcp.read(&mut chunk).await?;
+            // The caller's buffer holds the ciphertext while we wait (it
+            // gets the plaintext afterwards), so an idle connection waits
+            // holding no buffer of its own; a small one gets a scratch one.
+            let mut scratch = Vec::new();
+            let landing: &mut [u8] = if buf.len() >= MIN_READ {
+                let len = buf.len().min(want);
+                &mut buf[..len]
+            } else {
+                scratch.resize(want, 0);
+                &mut scratch
+            };
+            let n = self.tcp.read(landing).await?;
+            let chunk = &landing[..n];
             let mut session = self.session.borrow_mut();
             if n == 0 {
                 // TCP ended without close_notify: the data may be cut short,
@@ -508,7 +519,7 @@ impl<R: TcpRead, C: Side> TcpRead for TlsReadHalf<R, C> {
                 session.failed = Some(NetError::ConnectionReset);
                 return Err(NetError::ConnectionReset);
             }
-            if let Err(e) = session.received(&chunk[..n]) {
+            if let Err(e) = session.received(chunk) {
                 let e = e.net_error();
                 session.failed = Some(e);
                 return Err(e);
