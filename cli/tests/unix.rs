@@ -257,12 +257,20 @@ fn describe_draws_libraries_between_the_application_and_its_devices() {
     let text = run_lamina(&["describe", "-t", "spt", "website"]);
     assert!(text.status.success());
     let text = String::from_utf8_lossy(&text.stdout);
+    let stack = "Stack \"service\" → lamina-net (smoltcp): TCP, UDP, IPv4, IPv6, DHCP → Solo5 net \"service\" → tap";
     let expected = [
         "website on spt",
         "├─ lamina-crunch (gives KvRead)",
-        "└─ lamina-http (over Stack, Clock)",
+        "├─ lamina-http (over Stack, Clock)",
+        "│  ├─ Clock → clock_gettime(2), pinned by seccomp",
+        &format!("│  ├─ {stack}"),
+        // HTTPS: lamina-http's Upgrade for TLS, and the website's own use.
+        "│  └─ lamina-tls (over Stack, Clock, Random)",
+        "│     ├─ Clock → clock_gettime(2), pinned by seccomp",
+        &format!("│     └─ {stack}"),
+        "└─ lamina-tls (over Stack, Clock, Random)",
         "   ├─ Clock → clock_gettime(2), pinned by seccomp",
-        "   └─ Stack \"service\" → lamina-net (smoltcp): TCP, UDP, IPv4, IPv6, DHCP → Solo5 net \"service\" → tap",
+        &format!("   └─ {stack}"),
     ];
     for (line, want) in text.lines().zip(expected) {
         assert!(
@@ -288,6 +296,7 @@ fn describe_draws_libraries_between_the_application_and_its_devices() {
         ("website (spt)", "lamina-http"),
         ("lamina-http", "Stack \\\"service\\\""),
         ("lamina-http", "Clock"),
+        ("lamina-http", "lamina-tls"),
         ("Stack \\\"service\\\"", "lamina-net"),
         ("lamina-net", "Solo5 net"),
     ] {

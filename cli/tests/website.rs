@@ -27,6 +27,9 @@ fn boot(target: &str) -> (Server, u16) {
             "website",
             "--",
             &format!("--port={port}"),
+            // A checkout with certificates in examples/website/tls (made by
+            // scripts/main.sh) serves HTTPS too: not on the host's 443.
+            &format!("--https-port={}", free_port()),
         ])
     } else {
         let forward = format!("{port}:80");
