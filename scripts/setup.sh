@@ -22,6 +22,7 @@ declare -A PACKAGES=(
   [grub-mkimage]=grub-common
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
+  [nginx]=nginx
 )
 
 missing=()

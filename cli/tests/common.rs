@@ -98,7 +98,23 @@ impl Drop for Server {
 
 /// Builds `app` for `target` with `lamina build --release` and returns the image.
 pub fn image(target: &str, app: &str) -> PathBuf {
-    let output = run_lamina(&["build", "--release", "-t", target, app]);
+    image_with_env(target, app, &[])
+}
+
+/// [`image`] with `env` set for the build (what a build script reads, such
+/// as the CA a test guest bakes in).
+pub fn image_with_env(target: &str, app: &str, env: &[(&str, &OsStr)]) -> PathBuf {
+    let args = ["build", "--release", "-t", target, app];
+    let output = lamina()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("cannot start lamina");
+    eprintln!(
+        "--- lamina {args:?} {env:?}: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(
         output.status.success(),
         "lamina build -t {target} {app} failed"

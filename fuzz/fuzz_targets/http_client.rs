@@ -208,7 +208,13 @@ fuzz_target!(|bytes: &[u8]| {
                         assert!(response.body.is_empty());
                     }
                 }
-                Err(ClientError::Net(_) | ClientError::BadResponse(_) | ClientError::TooLarge) => {
+                Err(
+                    ClientError::Net(_)
+                    | ClientError::BadResponse(_)
+                    | ClientError::TooLarge
+                    | ClientError::Tls(_)
+                    | ClientError::BadUrl(_),
+                ) => {
                     assert!(!client.is_connected(), "a failed connection kept");
                 }
             }

@@ -30,7 +30,7 @@ pub mod request;
 pub mod response;
 pub mod server;
 
-pub use client::{Client, ClientError, ClientResponse};
+pub use client::{Client, ClientError, ClientResponse, Connect, Url};
 pub use files::StaticFiles;
 pub use https::{Hsts, RedirectToHttps};
 pub use request::{Method, Request};

@@ -2,7 +2,7 @@
 //! ill-framed responses (found by the http_client fuzz target).
 
 use lamina_core::runtime::Executor;
-use lamina_http::{Client, ClientError};
+use lamina_http::{Client, ClientError, Plain, Url};
 use lamina_unix::net::HostStack;
 use lamina_unix::reactor::Reactor;
 use std::io::{Read, Write};
@@ -83,4 +83,24 @@ fn a_status_outside_100_to_599_is_refused() {
         get(server),
         Err(ClientError::BadResponse("status not 100 to 599"))
     );
+}
+
+#[test]
+fn a_url_is_fetched_from_its_port_and_an_https_url_needs_tls() {
+    let server = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
+    let reactor = Rc::new(Reactor::new().unwrap());
+    let executor = Executor::new(reactor.clone());
+    let stack = HostStack::new(reactor, "127.0.0.1".parse().unwrap());
+    let url = Url::parse(&format!("http://localhost:{}/index.html", server.port())).unwrap();
+    let response = executor.block_on(async {
+        Client::for_url(&stack, &url, server.ip(), Plain)?
+            .get(url.path())
+            .await
+    });
+    assert_eq!(response.map(|r| r.body), Ok(b"hi".to_vec()));
+    let url = Url::parse("https://localhost/").unwrap();
+    assert!(matches!(
+        Client::for_url(&stack, &url, server.ip(), Plain),
+        Err(ClientError::BadUrl("https:// needs a TLS connector"))
+    ));
 }

@@ -215,6 +215,8 @@ pub enum Roots<'a> {
     Mozilla,
     /// The CA certificates in this PEM text (a private CA, a test CA).
     Pem(&'a [u8]),
+    /// Both: the Mozilla roots and the CA certificates in this PEM text.
+    MozillaAndPem(&'a [u8]),
 }
 
 /// Opens TLS connections: the client side.
@@ -240,20 +242,22 @@ impl TlsConnector {
         C: Clock + 'static,
     {
         let mut store = rustls::RootCertStore::empty();
-        match roots {
-            Roots::Mozilla => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            Roots::Pem(pem) => {
-                use rustls_pki_types::pem::PemObject;
-                for cert in CertificateDer::pem_slice_iter(pem) {
-                    let cert = cert
-                        .map_err(|e| TlsError::Identity(alloc::format!("CA certificate: {e}")))?;
-                    store.add(cert).map_err(TlsError::Config)?;
-                }
-                if store.is_empty() {
-                    return Err(TlsError::Identity(
-                        "no CA certificate in the PEM text".into(),
-                    ));
-                }
+        if matches!(roots, Roots::Mozilla | Roots::MozillaAndPem(_)) {
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        if let Roots::Pem(pem) | Roots::MozillaAndPem(pem) = roots {
+            use rustls_pki_types::pem::PemObject;
+            let mut added = 0;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert =
+                    cert.map_err(|e| TlsError::Identity(alloc::format!("CA certificate: {e}")))?;
+                store.add(cert).map_err(TlsError::Config)?;
+                added += 1;
+            }
+            if added == 0 {
+                return Err(TlsError::Identity(
+                    "no CA certificate in the PEM text".into(),
+                ));
             }
         }
         let wall = Arc::new(provider::WallTime::for_client());
