@@ -102,11 +102,12 @@ pub fn image(target: &str, app: &str) -> PathBuf {
 }
 
 /// [`image`] with `env` set for the build (what a build script reads, such
-/// as the CA a test guest bakes in).
+/// as the CA a test guest bakes in); `LAMINA_TLS_CA` is never inherited.
 pub fn image_with_env(target: &str, app: &str, env: &[(&str, &OsStr)]) -> PathBuf {
     let args = ["build", "--release", "-t", target, app];
     let output = lamina()
         .args(args)
+        .env_remove("LAMINA_TLS_CA")
         .envs(env.iter().copied())
         .output()
         .expect("cannot start lamina");

@@ -8,7 +8,8 @@
 //! another name. The guest must fetch the page over both versions, by name
 //! and by address, and refuse the expired and the wrong-name certificates,
 //! and a valid one when its wall clock says 1970 (a clock never set), each
-//! with the error that says why.
+//! with the error that says why; built without the test CA, it refuses the
+//! valid certificate too (unknown issuer).
 
 mod common;
 
@@ -310,4 +311,17 @@ fn the_tls_client_checks_chain_name_and_time_against_nginx() {
             );
         }
     }
+    // Built without LAMINA_TLS_CA, the guest trusts the Mozilla roots
+    // alone: the test CA's valid certificate is refused (unix only; the
+    // roots are the same code on every target).
+    let image = image_with_env("unix", "tests/guests/fetch", &[]);
+    let (ok, text) = fetch(&ns, "unix", &image, &by_name(TLS13_PORT));
+    assert!(
+        !ok,
+        "unix: a certificate of an unknown CA was accepted:\n{text}"
+    );
+    assert!(
+        text.contains("invalid peer certificate: UnknownIssuer"),
+        "unix: no UnknownIssuer:\n{text}"
+    );
 }
