@@ -23,6 +23,9 @@ declare -A PACKAGES=(
   [dig]=bind9-dnsutils
   [kdig]=knot-dnsutils
   [nginx]=nginx
+  [certutil]=libnss3-tools
+  [testssl]=testssl.sh
+  [strace]=strace
 )
 
 missing=()
