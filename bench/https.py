@@ -30,6 +30,10 @@ Figures, medians of --runs runs (the servers taking turns run by run):
 3. handshake latency p50/p99 at low load: tls-load with one connection
    (sequential new connections), from the TCP connection's establishment
    to the end of the client's handshake.
+   Each server is measured in the order 2, 3, 1, then 2 again right after
+   the handshake load ("after"): a server that has just closed thousands of
+   connections (3 and 1 each make one per request) may hold them in
+   TIME-WAIT for a while; a minute passes before its turn comes again.
 4. the website image's size on spt and hvt with the certificate baked in
    and without (no certificate: HTTP only), and whether rustls's code is in
    the image without.
@@ -281,7 +285,8 @@ def main():
         sh(f"ip netns exec {CLIENT_NS} sysctl -q net.ipv4.ip_local_port_range='1024 65535'")
         servers = [nginx(tmp, cert, key, 1, PORT_1), nginx(tmp, cert, key, "auto", PORT_AUTO),
                    website(tmp, "spt", images["spt"]), website(tmp, "hvt", images["hvt"])]
-        results = {s.label: {"handshakes": [], "keep_alive": [], "latency": []} for s in servers}
+        results = {s.label: {"handshakes": [], "keep_alive": [], "latency": [], "keep_alive_after": []}
+                   for s in servers}
         negotiated = {}
         try:
             for server in servers:
@@ -291,10 +296,14 @@ def main():
             # meantime falls on every server alike.
             for run in range(args.runs):
                 for server in servers:
+                    # The new connections last: a server that closed
+                    # thousands of them may be slower for a while
+                    # (TIME-WAIT), which the last figure shows.
                     r = results[server.label]
-                    r["handshakes"].append(handshakes(server, args))
                     r["keep_alive"].append(keep_alive(server, args, client_conf))
                     r["latency"].append(latency(server, args))
+                    r["handshakes"].append(handshakes(server, args))
+                    r["keep_alive_after"].append(keep_alive(server, args, client_conf))
                     if not server.alive():
                         print(f"  {server.label} died in run {run + 1}; see {server.log}")
                         failed = True
@@ -317,24 +326,27 @@ def main():
             print(f"  negotiated with {label}: {agreed} (openssl s_client with the forced client configuration)")
         print(f"  {'':26} {'full handshakes/s':>17} {'server CPU':>10} {'ms CPU/hs':>9} {'client CPU':>10}"
               f" | {'keep-alive req/s':>16} {'server CPU':>10} {'us CPU/req':>10}"
-              f" | handshake p50 / p99 (1 client)")
+              f" | handshake p50 / p99 (1 client) | keep-alive req/s after the handshake load")
         num = lambda v, f: f"{v:{f}}" if v is not None else "n/a"
         for server in servers:
             lab = server.label
             hs = [med(lab, "handshakes", i) for i in range(4)]
             ka = [med(lab, "keep_alive", i) for i in range(4)]
             lat = [med(lab, "latency", i) for i in range(2)]
-            failed |= None in hs + ka + lat
+            after = med(lab, "keep_alive_after", 0)
+            failed |= None in hs + ka + lat + [after]
             print(f"  {lab:26} {num(hs[0], '17.0f')} {num(hs[1] and hs[1] * 100, '9.0f')}% {num(hs[2], '9.3f')}"
                   f" {num(hs[3] and hs[3] * 100, '9.0f')}% | {num(ka[0], '16.0f')} {num(ka[1] and ka[1] * 100, '9.0f')}%"
-                  f" {num(ka[2], '10.1f')} | {num(lat[0], '.3f')} / {num(lat[1], '.3f')} ms")
+                  f" {num(ka[2], '10.1f')} | {num(lat[0], '.3f')} / {num(lat[1], '.3f')} ms | {num(after, '.0f')}")
         reference = servers[0].label
         for figure, index, name, better in (("handshakes", 0, "full handshakes/s", "higher"),
                                             ("handshakes", 2, "server CPU per full handshake", "lower"),
                                             ("keep_alive", 0, "keep-alive requests/s", "higher"),
                                             ("keep_alive", 2, "server CPU per keep-alive request", "lower"),
                                             ("latency", 0, "handshake latency p50", "lower"),
-                                            ("latency", 1, "handshake latency p99", "lower")):
+                                            ("latency", 1, "handshake latency p99", "lower"),
+                                            ("keep_alive_after", 0, "keep-alive requests/s after the handshake load",
+                                             "higher")):
             ref = med(reference, figure, index)
             parts = []
             for server in servers[1:]:
