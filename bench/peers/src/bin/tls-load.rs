@@ -27,7 +27,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::Resumption;
 use rustls::crypto::{ring as provider, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, SignatureScheme,
+};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
@@ -113,9 +115,7 @@ impl ServerCertVerifier for NoVerification {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -164,11 +164,16 @@ fn one_request(o: &Options, config: &Arc<ClientConfig>, request: &[u8]) -> Resul
     let negotiated = format!(
         "{:?} {:?} {:?}",
         conn.protocol_version().ok_or("no protocol version")?,
-        conn.negotiated_cipher_suite().ok_or("no cipher suite")?.suite(),
-        conn.negotiated_key_exchange_group().ok_or("no key exchange")?.name(),
+        conn.negotiated_cipher_suite()
+            .ok_or("no cipher suite")?
+            .suite(),
+        conn.negotiated_key_exchange_group()
+            .ok_or("no key exchange")?
+            .name(),
     );
     let mut tls = rustls::Stream::new(&mut conn, &mut tcp);
-    tls.write_all(request).map_err(|e| format!("request: {e}"))?;
+    tls.write_all(request)
+        .map_err(|e| format!("request: {e}"))?;
     let response = read_response(&mut tls)?;
     Ok(Outcome {
         handshake,
@@ -277,7 +282,10 @@ fn main() {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| (Vec::new(), vec!["panicked".into()])))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (Vec::new(), vec!["panicked".into()]))
+            })
             .collect()
     });
     let elapsed = start.elapsed().as_secs_f64();
