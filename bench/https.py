@@ -220,18 +220,17 @@ def latency(server, args):
     return (float(m.group(1)), float(m.group(2))) if m else None
 
 
-def build_website(target, tls_dir):
+def build_website(target, tls_dir, tmp):
     """Builds the website for `target` (release), with the certificates of
-    `tls_dir` baked in or none; returns a copy of the image (the next build
-    overwrites the original) and its size in bytes."""
+    `tls_dir` baked in or none; returns a copy of the image in `tmp` (the
+    next build overwrites the original) and its size in bytes."""
     env = {k: v for k, v in os.environ.items() if k != "LAMINA_TLS_DIR"}
     if tls_dir:
         env["LAMINA_TLS_DIR"] = tls_dir
     out = subprocess.run([os.path.join(REL, "lamina"), "build", "--release", "-t", target, "website"], cwd=ROOT,
                          env=env, check=True, stderr=subprocess.PIPE, text=True).stderr
     built = out.strip().splitlines()[-1].split(": ")[-1].split(" (")[0]
-    copy = os.path.join(os.path.dirname(tls_dir or tempfile.gettempdir()),
-                        f"website-{target}-{'tls' if tls_dir else 'plain'}")
+    copy = os.path.join(tmp, f"website-{target}-{'tls' if tls_dir else 'plain'}")
     shutil.copyfile(built, copy)
     return copy, os.path.getsize(copy)
 
@@ -259,8 +258,10 @@ def main():
     missing = [tool for tool in ("wrk", "nginx", "curl", "openssl") if not shutil.which(tool)]
     if missing:
         sys.exit(f"bench/https.py needs {', '.join(missing)} (Debian: apt-get install {' '.join(missing)})")
-    if os.path.exists(os.path.join(ROOT, "examples", "website", "tls")):
-        sys.exit("examples/website/tls exists: the image without TLS cannot be built beside it; move it away")
+    # The website bakes examples/website/tls/ when LAMINA_TLS_DIR is unset
+    # (scripts/main.sh makes one): then no image without a certificate.
+    own_certs = os.path.join(ROOT, "examples", "website", "tls")
+    plain_possible = not os.path.exists(own_certs)
     sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers -p lamina-spt -p lamina-hvt")
     failed = False
     with tempfile.TemporaryDirectory(prefix="lamina-https-") as tmp:
@@ -274,9 +275,9 @@ def main():
 
         sizes, images = {}, {}
         for target in ("spt", "hvt"):
-            plain, plain_size = build_website(target, None)
-            images[target], tls_size = build_website(target, tls_dir)
-            sizes[target] = (plain_size, tls_size, RUSTLS_MARK in open(plain, "rb").read(),
+            plain, plain_size = build_website(target, None, tmp) if plain_possible else (None, None)
+            images[target], tls_size = build_website(target, tls_dir, tmp)
+            sizes[target] = (plain_size, tls_size, plain and RUSTLS_MARK in open(plain, "rb").read(),
                              RUSTLS_MARK in open(images[target], "rb").read())
 
         veth_namespaces(CLIENT_NS, NGINX_NS, "10.214.0.1/24", f"{NGINX_ADDR}/24", "s")
@@ -355,6 +356,11 @@ def main():
                              f"{server.label} n/a")
             print(f"  {name} ({better} is better) against {reference}: {', '.join(parts)}")
         for target, (plain, with_tls, plain_has, tls_has) in sizes.items():
+            if plain is None:
+                print(f"  image size on {target}: {with_tls / 1024:.0f} KiB with a certificate baked in; without: n/a"
+                      f" ({own_certs} exists and would be baked in: move it away to measure)")
+                failed = True
+                continue
             print(f"  image size on {target}: {with_tls / 1024:.0f} KiB with a certificate baked in, "
                   f"{plain / 1024:.0f} KiB without (HTTP only): +{(with_tls - plain) / 1024:.0f} KiB for TLS; "
                   f"rustls's code {'is' if plain_has else 'is not'} in the image without a certificate"
