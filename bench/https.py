@@ -362,8 +362,9 @@ def main():
                 failed = True
                 continue
             print(f"  image size on {target}: {with_tls / 1024:.0f} KiB with a certificate baked in, "
-                  f"{plain / 1024:.0f} KiB without (HTTP only): +{(with_tls - plain) / 1024:.0f} KiB for TLS; "
+                  f"{plain / 1024:.0f} KiB without (HTTP only): {(with_tls - plain) / 1024:+.0f} KiB; "
                   f"rustls's code {'is' if plain_has else 'is not'} in the image without a certificate"
+                  f"{' too (the website chooses HTTPS at run time: the difference is the certificate and layout)' if plain_has else ''}"
                   f"{'' if tls_has else ' (and NOT found in the one with: the marker is wrong)'}")
             failed |= not tls_has
     if failed:
