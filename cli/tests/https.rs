@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 /// The page's title, in every client's view of `/`.
 const TITLE: &str = "<title>A library operating system in Rust · Lamina</title>";
 
+/// Guest memory, MiB: 2,000 half-open handshakes (see check_bad_input) need
+/// more than 32 (at 16, 24 and 32 the website panics on a failed allocation
+/// and exits; at 48 and 64 it serves on).
+const GUEST_MIB: u32 = 64;
+
 /// The target directory of these tests' builds (of their own: the website
 /// built with certificates differs from website.rs's).
 fn target_dir() -> PathBuf {
@@ -116,8 +121,6 @@ struct Website {
 struct Boot<'a> {
     /// Boot arguments for the website.
     args: &'a [&'a str],
-    /// Guest memory in MiB.
-    mem: Option<u32>,
     /// Serve HTTPS on the same port in the guest as on the host (so that
     /// a redirect names the port the client reaches).
     same_https_port: bool,
@@ -140,7 +143,7 @@ impl Website {
                 guest_args.push(format!("--https-port={https}"));
             }
             command
-                .arg(format!("--mem={}", boot.mem.unwrap_or(64)))
+                .arg(format!("--mem={GUEST_MIB}"))
                 .args(["--port", &format!("{http}:80")])
                 .args(["--port", &format!("{https}:{guest_https}")]);
         }
@@ -485,8 +488,7 @@ fn check_openssl(website: &Website) {
     for version in ["-tls1_3", "-tls1_2"] {
         let session = scratch.path().join(version);
         let session = session.to_str().unwrap();
-        let first = expect(&[version, "-sess_out", session], session_line_for(version));
-        assert!(first.starts_with("") && session_line(&first).starts_with("New"));
+        expect(&[version, "-sess_out", session], session_line_for(version));
         let (ok, text) = s_client(website, &[version, "-sess_in", session]);
         assert!(
             ok && session_line(&text).starts_with("Reused, "),
