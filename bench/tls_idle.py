@@ -59,7 +59,8 @@ def trial(target, mem, connections, certs, ca, image):
     ns = "lamina-tls-idle"
     tap_namespace(ns, "10.213.0.1/24")
     tender = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
-                               "--net:service=tap0", image, "--ipv4=10.213.0.2/24"],
+                               "--net:service=tap0", image, "--ipv4=10.213.0.2/24",
+                               f"--max-connections={connections + 100}"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(1)

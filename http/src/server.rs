@@ -3,12 +3,17 @@
 use crate::date::imf_fixdate;
 use crate::request::{Method, Request};
 use crate::response::{write_head, Response};
+use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::net::SocketAddr;
 use lamina_core::device::{Clock, NetError, Stack, TcpListener, TcpStream};
-use lamina_core::runtime::{Duration, Handle, Instant};
+use lamina_core::runtime::{Duration, Handle, Instant, JoinHandle};
+
+/// Bytes asked of the stream per read.
+const READ_CHUNK: usize = 2048;
 
 /// How long a closing connection keeps reading what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
@@ -29,6 +34,12 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Time a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
+    /// Most connections served at once (each costs memory: a few KiB
+    /// idle, more in a TLS handshake). At the limit, the oldest connection
+    /// still in its upgrade (a TLS handshake, perhaps a client that stalls
+    /// on purpose) is dropped to make room; when every connection is past
+    /// it, new ones wait in the listener's backlog.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -40,6 +51,7 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
         }
     }
 }
@@ -113,15 +125,37 @@ where
     let listener = stack.tcp_listen(addr).await?;
     log::info!("http: listening on {}", listener.local_addr());
     let config = Rc::new(config);
+    let live = Rc::new(Cell::new(0usize));
+    // Connections still in their upgrade, oldest first, each with a flag
+    // its task clears once it is through.
+    let mut upgrading: VecDeque<(JoinHandle<()>, Rc<Cell<bool>>)> = VecDeque::new();
     loop {
+        while live.get() >= config.max_connections.max(1) {
+            match upgrading.pop_front() {
+                Some((task, still)) if still.get() && !task.is_finished() => {
+                    log::debug!(
+                        "http: {} connections: dropping the oldest handshake",
+                        live.get()
+                    );
+                    // Dropped at once (it is not running): its slot frees.
+                    task.abort();
+                }
+                Some(_) => {}
+                None => runtime.sleep(Duration::from_millis(10)).await,
+            }
+        }
         match listener.accept().await {
             Ok((tcp, peer)) => {
+                let slot = ConnectionSlot::take(&live);
+                let still_upgrading = Rc::new(Cell::new(true));
+                let upgraded = still_upgrading.clone();
                 let upgrade = upgrade.clone();
                 let handler = handler.clone();
                 let clock = clock.clone();
                 let task_runtime = runtime.clone();
-                let config = config.clone();
-                runtime.spawn(async move {
+                let task_config = config.clone();
+                let task = runtime.spawn(async move {
+                    let _slot = slot;
                     let stream = match upgrade.upgrade(tcp).await {
                         Ok(stream) => stream,
                         Err(e) => {
@@ -129,15 +163,28 @@ where
                             return;
                         }
                     };
+                    upgraded.set(false);
                     let connection = Connection {
                         stream,
                         handler,
                         clock,
                         runtime: task_runtime,
-                        config,
+                        config: task_config,
                     };
                     connection.run().await;
                 });
+                // Forget connections past their upgrade: from the front as
+                // they come, all of them now and then (amortised O(1)).
+                let done = |(task, still): &(JoinHandle<()>, Rc<Cell<bool>>)| {
+                    !still.get() || task.is_finished()
+                };
+                while upgrading.front().is_some_and(done) {
+                    upgrading.pop_front();
+                }
+                if upgrading.len() > 2 * config.max_connections {
+                    upgrading.retain(|entry| !done(entry));
+                }
+                upgrading.push_back((task, still_upgrading));
             }
             Err(e) => {
                 // Out of sockets or memory: give the others time to finish.
@@ -145,6 +192,23 @@ where
                 runtime.sleep(Duration::from_millis(10)).await;
             }
         }
+    }
+}
+
+/// One connection's place in the count of live ones, given back when its
+/// task ends or is dropped.
+struct ConnectionSlot(Rc<Cell<usize>>);
+
+impl ConnectionSlot {
+    fn take(live: &Rc<Cell<usize>>) -> Self {
+        live.set(live.get() + 1);
+        ConnectionSlot(live.clone())
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
     }
 }
 
@@ -245,7 +309,7 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
         // it has not read yet (a 413 or 414 would never arrive). So read and
         // drop what the client still sends, for a short while.
         let drain = async {
-            let mut sink = [0u8; 2048];
+            let mut sink = alloc::vec![0u8; READ_CHUNK];
             while let Ok(n) = self.stream.read(&mut sink).await {
                 if n == 0 {
                     break;
@@ -326,13 +390,21 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                 .saturating_sub(self.runtime.now() - start),
             None => self.config.idle_timeout,
         };
-        let mut chunk = [0u8; 2048];
-        let n = self
+        // Read straight into `buf`: a buffer in the future itself would
+        // cost every connection its size for as long as it lives, idle or
+        // still in its TLS handshake.
+        let have = buf.len();
+        buf.resize(have + READ_CHUNK, 0);
+        let read = self
             .runtime
-            .timeout(limit, self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| NetError::TimedOut)??;
-        buf.extend_from_slice(&chunk[..n]);
+            .timeout(limit, self.stream.read(&mut buf[have..]))
+            .await;
+        let n = match &read {
+            Ok(Ok(n)) => *n,
+            _ => 0,
+        };
+        buf.truncate(have + n);
+        read.map_err(|_| NetError::TimedOut)??;
         Ok(n > 0)
     }
 

@@ -278,3 +278,92 @@ fn the_client_reuses_its_connection() {
     let refused = executor.block_on(async { Client::new(&stack, closed, "x").get("/").await });
     assert!(refused.is_err());
 }
+
+/// An upgrade that waits for the client to say `GO\n` first, as a TLS
+/// handshake waits for its ClientHello.
+struct WaitForGo;
+
+impl<T: lamina_core::device::TcpStream + 'static> lamina_http::Upgrade<T> for WaitForGo {
+    type Stream = T;
+    async fn upgrade(&self, mut tcp: T) -> Result<T, lamina_core::device::NetError> {
+        let mut go = [0u8; 3];
+        tcp.read_exact(&mut go).await?;
+        if &go != b"GO\n" {
+            return Err(lamina_core::device::NetError::ConnectionReset);
+        }
+        Ok(tcp)
+    }
+}
+
+#[test]
+fn at_the_connection_limit_the_oldest_stalled_upgrade_makes_way() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::thread::spawn(move || {
+        let reactor = Rc::new(Reactor::new().unwrap());
+        let executor = Executor::new(reactor.clone());
+        let stack = HostStack::new(reactor.clone(), "127.0.0.1".parse().unwrap());
+        let clock = HostClock::new(reactor);
+        let rt = executor.handle();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let config = Config {
+            max_connections: 4,
+            ..Config::default()
+        };
+        let served = lamina_http::serve_with(
+            &stack,
+            addr,
+            Rc::new(WaitForGo),
+            Rc::new(Site),
+            clock,
+            rt,
+            config,
+        );
+        executor.block_on(served).unwrap();
+    });
+    let connect = || {
+        for _ in 0..100 {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start");
+    };
+    // Four clients that never finish their upgrade fill the server...
+    let mut stalled: Vec<TcpStream> = (0..4).map(|_| connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...and a fifth is still served, at once.
+    let start = Instant::now();
+    let mut fifth = connect();
+    fifth
+        .write_all(b"GO\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    fifth.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // The oldest stalled one was dropped for it; the newest still waits.
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        stalled[0].read(&mut byte).unwrap_or(0),
+        0,
+        "the oldest is closed"
+    );
+    stalled[3]
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        stalled[3].read(&mut byte).is_err(),
+        "the newest is still open, waiting"
+    );
+    drop(stalled);
+}

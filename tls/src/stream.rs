@@ -222,6 +222,33 @@ impl<C: Side> Session<C> {
         record_end.saturating_sub(have).clamp(MIN_READ, MAX_RECORD)
     }
 
+    /// How many bytes a handshake read asks for: the rest of the record
+    /// being assembled, or a typical ClientHello's worth for a new one.
+    fn handshake_read_size(&self) -> usize {
+        let have = self.incoming.len();
+        let at = self.unfinished_record_start();
+        match self.incoming.get(at + 3..at + 5) {
+            Some(len) => (at + 5 + usize::from(u16::from_be_bytes([len[0], len[1]])))
+                .saturating_sub(have)
+                .max(1),
+            None => 512,
+        }
+    }
+
+    /// Where the last, unfinished record in `incoming` starts (rustls may
+    /// keep whole earlier records there, parts of a handshake message).
+    fn unfinished_record_start(&self) -> usize {
+        let mut at = 0;
+        while let Some(len) = self.incoming.get(at + 3..at + 5) {
+            let end = at + 5 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            if end > self.incoming.len() {
+                break;
+            }
+            at = end;
+        }
+        at
+    }
+
     /// Appends bytes read from the peer.
     fn received(&mut self, bytes: &[u8]) -> Result<(), TlsError> {
         if self.incoming.len() + bytes.len() > MAX_INCOMING {
@@ -393,12 +420,21 @@ pub(crate) async fn handshake<C: Side, S: TcpStream>(
                 return Ok(session);
             }
             Need::Read => {
-                let mut chunk = alloc::vec![0u8; session.read_size()];
-                let n = tcp.read(&mut chunk).await.map_err(TlsError::Net)?;
-                if n == 0 {
+                // Straight into `incoming`, and only the rest of the record
+                // being assembled: a stalled handshake holds what its peer
+                // sent and little more (thousands of them may wait at once).
+                let have = session.incoming.len();
+                let want = session.handshake_read_size();
+                if have + want > MAX_INCOMING {
+                    return Err(TlsError::TooLarge);
+                }
+                session.incoming.resize(have + want, 0);
+                let read = tcp.read(&mut session.incoming[have..]).await;
+                let n = *read.as_ref().unwrap_or(&0);
+                session.incoming.truncate(have + n);
+                if read.map_err(TlsError::Net)? == 0 {
                     return Err(TlsError::Net(NetError::ConnectionReset));
                 }
-                session.received(&chunk[..n])?;
             }
             // The peer closed before the handshake ended (pump never says
             // Nothing while handshaking).

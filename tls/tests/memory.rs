@@ -144,3 +144,109 @@ time.sleep(600)
     );
     drop(streams);
 }
+
+/// Bytes per half-open handshake above which the test fails.
+const HALF_OPEN_BOUND: isize = 8 * 1024;
+
+#[test]
+fn a_half_open_handshake_holds_a_few_kilobytes() {
+    const CONNECTIONS: usize = 200;
+    let dir = std::env::temp_dir().join(format!("lamina-tls-half-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "site.key",
+            "-out",
+            "site.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .current_dir(&dir)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(ok.success());
+    let mut ids = Identities::new();
+    ids.add_pem(
+        "site",
+        &std::fs::read(dir.join("site.crt")).unwrap(),
+        &std::fs::read(dir.join("site.key")).unwrap(),
+    )
+    .unwrap();
+    let reactor = Rc::new(Reactor::new().unwrap());
+    let executor = Executor::new(reactor.clone());
+    let stack = HostStack::new(reactor.clone(), "127.0.0.1".parse().unwrap());
+    let clock = HostClock::new(reactor);
+    let rt = executor.handle();
+    let tls = Rc::new(TlsAcceptor::new(ids, clock, rt.clone(), ServerOptions::default()).unwrap());
+    let listener = executor
+        .block_on(stack.tcp_listen(SocketAddr::from(([127, 0, 0, 1], 0))))
+        .unwrap();
+    let port = listener.local_addr().port();
+    // Each client sends the first 300 bytes of a real ClientHello and stalls.
+    let script = r#"
+import socket, ssl, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+s = ctx.wrap_bio(i, o, server_hostname="localhost")
+try:
+    s.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = o.read()
+conns = []
+for _ in range(n):
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(hello[:300])
+    conns.append(c)
+time.sleep(600)
+"#;
+    let mut clients = Command::new("python3")
+        .args(["-c", script, &port.to_string(), &CONNECTIONS.to_string()])
+        .spawn()
+        .expect("python3 is installed");
+    let mut tasks = Vec::new();
+    let mut before = 0;
+    let mut per_connection = 0;
+    executor.block_on(async {
+        for i in 0..CONNECTIONS {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let tls = tls.clone();
+            tasks.push(rt.spawn(async move { tls.accept(tcp).await.is_ok() }));
+            if i == 0 {
+                before = live();
+            }
+        }
+        // Let every handshake read what its client sent.
+        rt.sleep(lamina_core::runtime::Duration::from_millis(500))
+            .await;
+        per_connection = (live() - before) / (CONNECTIONS as isize - 1);
+    });
+    let _ = clients.kill();
+    let _ = clients.wait();
+    let finished = tasks.iter().filter(|t| t.is_finished()).count();
+    assert_eq!(
+        finished, 0,
+        "every handshake still waits for the rest of its ClientHello"
+    );
+    eprintln!("a half-open TLS handshake (server side, its task and unix-target TCP stream): {per_connection} bytes");
+    assert!(per_connection > 0);
+    assert!(
+        per_connection <= HALF_OPEN_BOUND,
+        "{per_connection} bytes per half-open handshake, more than {HALF_OPEN_BOUND}"
+    );
+    drop(tasks);
+}

@@ -43,6 +43,11 @@ lamina::boot_args! {
         /// Send HSTS (Strict-Transport-Security) over HTTPS for this many
         /// seconds; 0 sends none.
         pub hsts_max_age: u64 = "0",
+        /// Most connections served at once, HTTP and HTTPS each (past it the
+        /// oldest unfinished TLS handshake is dropped, else new ones wait).
+        /// Each costs a few KiB (about 10 in a TLS handshake): raise it with
+        /// the guest's memory.
+        pub max_connections: usize = "1024",
     }
 }
 
@@ -51,6 +56,10 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
     let runtime = env.runtime().clone();
     info!("website: {} files baked in", SITE.files().len());
     let files = Rc::new(StaticFiles::new(&SITE));
+    let config = Config {
+        max_connections: args.max_connections,
+        ..Config::default()
+    };
     let http_address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
     let http_error = |e| format!("cannot serve HTTP on port {}: {e}", args.port);
 
@@ -62,7 +71,7 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
             files,
             devices.clock,
             runtime,
-            Config::default(),
+            config.clone(),
         )
         .await
         .map_err(http_error);
@@ -94,7 +103,7 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
                 https_handler,
                 devices.clock.clone(),
                 runtime.clone(),
-                Config::default(),
+                config.clone(),
             )
             .await
         } else {
@@ -105,7 +114,7 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
                 files.clone(),
                 devices.clock.clone(),
                 runtime.clone(),
-                Config::default(),
+                config.clone(),
             )
             .await
         };
@@ -122,7 +131,7 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
                 redirect,
                 devices.clock.clone(),
                 runtime.clone(),
-                Config::default(),
+                config.clone(),
             )
             .await
         } else {
@@ -132,7 +141,7 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
                 files.clone(),
                 devices.clock.clone(),
                 runtime.clone(),
-                Config::default(),
+                config.clone(),
             )
             .await
         };
