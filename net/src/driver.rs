@@ -468,8 +468,10 @@ impl<N: Netif> Driver<N> {
         }
         // Forget sockets whose owners are gone once their close finished.
         self.core.orphans.borrow_mut().retain(|&handle| {
-            let closed = sockets.get::<smoltcp::socket::tcp::Socket>(handle).state()
-                == smoltcp::socket::tcp::State::Closed;
+            let closed = matches!(
+                sockets.get::<smoltcp::socket::tcp::Socket>(handle).state(),
+                smoltcp::socket::tcp::State::Closed | smoltcp::socket::tcp::State::TimeWait
+            );
             if closed {
                 self.core.remove_tcp(&mut sockets, handle);
             }
