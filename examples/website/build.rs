@@ -13,6 +13,8 @@ fn main() {
         panic!("cannot bake the site: {e}");
     }
     println!("cargo:rerun-if-env-changed=LAMINA_TLS_DIR");
+    // Set when certificates are baked: the HTTPS code is compiled in.
+    println!("cargo::rustc-check-cfg=cfg(website_https)");
     let dir = std::env::var("LAMINA_TLS_DIR").unwrap_or_else(|_| "tls".to_owned());
     println!("cargo:rerun-if-changed={dir}");
     if !Path::new(&dir).is_dir() {
@@ -21,7 +23,8 @@ fn main() {
             std::process::exit(1);
         }
         let out = Path::new(&std::env::var("OUT_DIR").expect("OUT_DIR")).join("CERTS.rs");
-        let none = "/// No certificate directory at build time: HTTP only.\npub static CERTS: lamina::device::Baked = lamina::device::Baked::new(&[]);\n";
+        let none =
+            "// No certificate directory at build time: HTTP only, and no TLS code in the image.\n";
         std::fs::write(out, none).expect("cannot write CERTS.rs");
         return;
     }
@@ -32,4 +35,5 @@ fn main() {
     if let Err(e) = lamina_crunch::bake(&dir, "CERTS") {
         panic!("cannot bake the certificates: {e}");
     }
+    println!("cargo::rustc-cfg=website_https");
 }

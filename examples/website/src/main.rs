@@ -12,15 +12,21 @@
 #![no_std]
 #![no_main]
 
-use core::future::Future;
+#[cfg(not(website_https))]
 use core::net::{Ipv4Addr, SocketAddr};
-use core::pin::pin;
-use core::task::Poll;
 use lamina::prelude::*;
-use lamina_http::{serve, serve_with, Config, Hsts, RedirectToHttps, StaticFiles};
-use lamina_tls::{Identities, ServerOptions, TlsAcceptor};
+#[cfg(not(website_https))]
+use lamina_http::serve;
+use lamina_http::{Config, StaticFiles};
+
+// HTTPS exists in the image only when build.rs baked certificates (it sets
+// `website_https`): without them, rustls and ring (about 800 KiB) are left
+// out, not merely unused.
+#[cfg(website_https)]
+mod https;
 
 include!(concat!(env!("OUT_DIR"), "/SITE.rs"));
+#[cfg(website_https)]
 include!(concat!(env!("OUT_DIR"), "/CERTS.rs"));
 
 lamina::devices! {
@@ -52,118 +58,32 @@ lamina::boot_args! {
 }
 
 async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result<(), String> {
-    let stack = devices.service;
-    let runtime = env.runtime().clone();
     info!("website: {} files baked in", SITE.files().len());
     let files = Rc::new(StaticFiles::new(&SITE));
     let config = Config {
         max_connections: args.max_connections,
         ..Config::default()
     };
-    let http_address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
-    let http_error = |e| format!("cannot serve HTTP on port {}: {e}", args.port);
+    #[cfg(website_https)]
+    return https::serve_https_and_http(&env, &devices, &args, files, config).await;
 
-    if CERTS.files().is_empty() {
+    #[cfg(not(website_https))]
+    {
         info!("website: no certificate baked in (tls/): HTTP only; `lamina tls dev-cert NAME --dir tls` makes one");
-        return serve(
-            &stack,
-            http_address,
+        let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
+        serve(
+            &devices.service,
+            address,
             files,
             devices.clock,
-            runtime,
-            config.clone(),
+            env.runtime().clone(),
+            config,
         )
         .await
-        .map_err(http_error);
+        .map_err(|e| format!("cannot serve HTTP on port {}: {e}", args.port))
     }
-    let identities = Identities::from_kv(&CERTS, "")
-        .await
-        .map_err(|e| format!("the baked certificates: {e}"))?;
-    let names: Vec<&str> = identities.names().collect();
-    info!(
-        "website: HTTPS on port {} with {}",
-        args.https_port,
-        names.join(", ")
-    );
-    let tls = TlsAcceptor::new(
-        identities,
-        devices.clock.clone(),
-        runtime.clone(),
-        ServerOptions::default(),
-    )
-    .map_err(|e| format!("TLS: {e}"))?;
-    let https_address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.https_port));
-    let https_handler = Rc::new(Hsts::new(files.clone(), args.hsts_max_age));
-    let https = async {
-        let served = if args.hsts_max_age > 0 {
-            serve_with(
-                &stack,
-                https_address,
-                Rc::new(tls),
-                https_handler,
-                devices.clock.clone(),
-                runtime.clone(),
-                config.clone(),
-            )
-            .await
-        } else {
-            serve_with(
-                &stack,
-                https_address,
-                Rc::new(tls),
-                files.clone(),
-                devices.clock.clone(),
-                runtime.clone(),
-                config.clone(),
-            )
-            .await
-        };
-        served.map_err(|e| format!("cannot serve HTTPS on port {}: {e}", args.https_port))
-    };
-    let http = async {
-        let served = if args.redirect_https {
-            let redirect = Rc::new(RedirectToHttps {
-                port: args.https_port,
-            });
-            serve(
-                &stack,
-                http_address,
-                redirect,
-                devices.clock.clone(),
-                runtime.clone(),
-                config.clone(),
-            )
-            .await
-        } else {
-            serve(
-                &stack,
-                http_address,
-                files.clone(),
-                devices.clock.clone(),
-                runtime.clone(),
-                config.clone(),
-            )
-            .await
-        };
-        served.map_err(http_error)
-    };
-    first(https, http).await
-}
-
-/// Runs both servers; they return only on an error, and the first one ends
-/// the unikernel with it.
-async fn first<T>(a: impl Future<Output = T>, b: impl Future<Output = T>) -> T {
-    let (mut a, mut b) = (pin!(a), pin!(b));
-    core::future::poll_fn(|cx| {
-        if let Poll::Ready(done) = a.as_mut().poll(cx) {
-            return Poll::Ready(done);
-        }
-        b.as_mut().poll(cx)
-    })
-    .await
 }
 
 use lamina::alloc::rc::Rc;
-use lamina::alloc::vec::Vec;
 
 lamina::main!(website);
