@@ -60,13 +60,16 @@ def trial(target, mem, connections, certs, ca, image):
     tap_namespace(ns, "10.213.0.1/24")
     tender = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
                                "--net:service=tap0", image, "--ipv4=10.213.0.2/24",
-                               f"--max-connections={connections + 100}"],
+                               f"--max-connections={connections + 100}", "--idle-timeout=900s"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(1)
         out = subprocess.run(["ip", "netns", "exec", ns, "python3", "-c", CLIENT, str(connections), ca],
                              capture_output=True, text=True, timeout=600).stdout
         result = [line for line in out.splitlines() if line.startswith("RESULT")]
+        took = [line for line in out.splitlines() if line.startswith("opened ")]
+        if result and took:
+            result[0] += f" ({took[0]})"
         alive = tender.poll() is None
         return (result[0] if result else "RESULT none " + out[-300:]), alive
     finally:
@@ -81,7 +84,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--target", default="hvt", choices=["hvt", "spt"])
     ap.add_argument("--connections", type=int, default=10000)
-    ap.add_argument("--mem", default="64,96,128,192,256")
+    ap.add_argument("--mem", default="80,96,128,192")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (taps and namespaces)")

@@ -54,6 +54,8 @@ lamina::boot_args! {
         /// Each costs a few KiB (about 10 in a TLS handshake): raise it with
         /// the guest's memory.
         pub max_connections: usize = "1024",
+        /// Close a kept-alive connection after this long without a request.
+        pub idle_timeout: Duration = "60s",
     }
 }
 
@@ -62,6 +64,7 @@ async fn website<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> R
     let files = Rc::new(StaticFiles::new(&SITE));
     let config = Config {
         max_connections: args.max_connections,
+        idle_timeout: args.idle_timeout,
         ..Config::default()
     };
     #[cfg(website_https)]
