@@ -278,3 +278,24 @@ fn chromium_renders_the_site() {
         );
     }
 }
+
+/// A second build of an unchanged website reuses the image: Jitsu builds
+/// it once per service it starts, and a build script that asked cargo to
+/// watch a missing certificate directory made every one of those a full
+/// rebuild (about 20 s each; a hundred services took 15 minutes).
+#[test]
+fn an_unchanged_website_is_not_rebuilt() {
+    let target = "spt";
+    let first = image(target, "website");
+    let built = std::fs::metadata(&first).unwrap().modified().unwrap();
+    let output = lamina()
+        .args(["build", "--release", "-t", target, "website"])
+        .env_remove("LAMINA_TLS_CA")
+        .output()
+        .expect("cannot start lamina");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("Compiling website"), "rebuilt:\n{stderr}");
+    let again = std::fs::metadata(&first).unwrap().modified().unwrap();
+    assert_eq!(built, again, "the image was written again:\n{stderr}");
+}

@@ -16,8 +16,15 @@ fn main() {
     // Set when certificates are baked: the HTTPS code is compiled in.
     println!("cargo::rustc-check-cfg=cfg(website_https)");
     let dir = std::env::var("LAMINA_TLS_DIR").unwrap_or_else(|_| "tls".to_owned());
-    println!("cargo:rerun-if-changed={dir}");
     if !Path::new(&dir).is_dir() {
+        // Cargo counts a missing path as changed on every build (the image
+        // was rebuilt each time: Jitsu built it once per service), so watch
+        // the directory it would appear in instead.
+        let parent = Path::new(&dir)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        println!("cargo:rerun-if-changed={}", parent.display());
         if std::env::var_os("LAMINA_TLS_DIR").is_some() {
             eprintln!("error: LAMINA_TLS_DIR={dir}: not a directory");
             std::process::exit(1);
@@ -28,6 +35,7 @@ fn main() {
         std::fs::write(out, none).expect("cannot write CERTS.rs");
         return;
     }
+    println!("cargo:rerun-if-changed={dir}");
     if let Err(e) = lamina_tls::check::check_dir(Path::new(&dir)) {
         eprintln!("error: certificates for HTTPS: {e}");
         std::process::exit(1);
