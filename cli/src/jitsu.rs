@@ -6,6 +6,7 @@ use crate::project::Project;
 use crate::{CliError, Target};
 use lamina_jitsu::config::{Application, Config, Target as JitsuTarget};
 use lamina_jitsu::{Daemon, Programs};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Reads the configuration: a bad one is an error naming its line.
@@ -32,6 +33,8 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
         usernet: crate::usernet::usernet_binary()?,
         default_target,
     };
+    // Each application is built once per target, however many services run it.
+    let mut built_images: HashMap<(PathBuf, &'static str), (PathBuf, Vec<String>)> = HashMap::new();
     for service in &mut config.services {
         let target = service.target.unwrap_or(default_target);
         let cli_target = match target {
@@ -57,18 +60,23 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
             } else {
                 app
             })?;
-            eprintln!(
-                "lamina: jitsu: building {} for {} ({})",
-                project.name,
-                target.name(),
-                service.name
-            );
-            let built = crate::build::build(&project, cli_target, true)?;
-            let declared = crate::declared::read(&built.artifact)?;
-            let nets: Vec<_> = declared
-                .iter()
-                .filter(|d| d.kind.manifest_kind() == Some("net"))
-                .collect();
+            let key = (project.dir.clone(), target.name());
+            if !built_images.contains_key(&key) {
+                eprintln!(
+                    "lamina: jitsu: building {} for {} ({})",
+                    project.name,
+                    target.name(),
+                    service.name
+                );
+                let built = crate::build::build(&project, cli_target, true)?;
+                let nets = crate::declared::read(&built.artifact)?
+                    .into_iter()
+                    .filter(|d| d.kind.manifest_kind() == Some("net"))
+                    .map(|d| d.name)
+                    .collect();
+                built_images.insert(key.clone(), (built.artifact, nets));
+            }
+            let (artifact, nets) = &built_images[&key];
             match nets.as_slice() {
                 [] => {
                     return Err(CliError::Project(format!(
@@ -76,8 +84,8 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
                         service.name, project.name
                     )))
                 }
-                [only] => service.net_device = only.name.clone(),
-                _ if nets.iter().any(|d| d.name == service.net_device) => {}
+                [only] => service.net_device = only.clone(),
+                _ if nets.contains(&service.net_device) => {}
                 _ => {
                     return Err(CliError::Project(format!(
                         "{}: {} declares several network devices; name the one for clients with net = \"NAME\"",
@@ -85,7 +93,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
                     )))
                 }
             }
-            service.image = Some(built.artifact);
+            service.image = Some(artifact.clone());
         } else if let Some(image) = &service.image {
             if !image.is_file() {
                 return Err(CliError::Project(format!(
