@@ -50,6 +50,24 @@ pub async fn run<B: Block>(block: &B) -> Report {
         }
         outcome
     });
+    report.record(
+        "a flush after a write succeeds, and the write reads back",
+        {
+            let data = pattern(size * 2, 7);
+            let mut back = vec![0u8; data.len()];
+            let sector = info.sectors / 4;
+            let result = match block.write(sector, &data).await {
+                Ok(()) => match block.flush().await {
+                    Ok(()) => block.read(sector, &mut back).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            result
+                .map_err(|e| format!("2 at {sector}: {e}"))
+                .and_then(|()| ensure(back == data, || "read back differently".into()))
+        },
+    );
     let mut one = vec![0u8; size];
     let mut expect = |name, result: Result<(), BlockError>, wanted| {
         report.record(

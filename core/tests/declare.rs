@@ -61,6 +61,10 @@ impl Block for MemBlock {
         self.0.borrow_mut()[at..at + buf.len()].copy_from_slice(buf);
         Ok(())
     }
+    /// Memory is as durable as it gets here.
+    async fn flush(&self) -> Result<(), BlockError> {
+        Ok(())
+    }
 }
 
 /// A platform with one block device, `storage`, and no network.

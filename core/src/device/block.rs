@@ -47,7 +47,9 @@ impl core::fmt::Display for BlockError {
 /// - reject transfers past the end with [`BlockError::OutOfRange`] before
 ///   touching the device;
 /// - complete a transfer entirely or report an error (no partial reads);
-/// - make a completed write visible to every later read.
+/// - make a completed write visible to every later read;
+/// - make every write completed before a [`flush`](Block::flush) durable
+///   (on stable storage, surviving a crash of the host) when it returns.
 pub trait Block {
     /// Sector size and count.
     fn info(&self) -> BlockInfo;
@@ -55,6 +57,11 @@ pub trait Block {
     async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError>;
     /// Writes `buf.len() / sector_size` sectors starting at `sector`.
     async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError>;
+    /// A write barrier: when it returns `Ok`, every write that completed
+    /// before the call is durable. Writes issued while it runs are not
+    /// covered. An error means durability is unknown; the data written may
+    /// still be read back.
+    async fn flush(&self) -> Result<(), BlockError>;
 
     /// Checks a transfer of `len` bytes at `sector` against the geometry: the
     /// one place implementations validate requests.

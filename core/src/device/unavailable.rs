@@ -122,4 +122,7 @@ impl Block for Unavailable {
     async fn write(&self, _: u64, _: &[u8]) -> Result<(), BlockError> {
         match *self {}
     }
+    async fn flush(&self) -> Result<(), BlockError> {
+        match *self {}
+    }
 }

@@ -66,6 +66,12 @@ impl Block for FileBlock {
             .write_all_at(buf, sector * SECTOR_SIZE as u64)
             .map_err(|_| BlockError::Io)
     }
+
+    /// `fdatasync(2)` of the file: the written data and the metadata needed
+    /// to read it back (not the timestamps) reach the disk.
+    async fn flush(&self) -> Result<(), BlockError> {
+        self.file.sync_data().map_err(|_| BlockError::Io)
+    }
 }
 
 /// A key-value store on a host directory (`--kv:NAME=DIR`): a key is a path

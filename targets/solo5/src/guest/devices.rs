@@ -59,6 +59,14 @@ impl Block for SoloBlock {
         }
         Ok(())
     }
+
+    /// The base Solo5 ABI has no flush: a write call returns once the
+    /// tender's `pwrite(2)` to the backing file did, so completed writes
+    /// already survive a crash of the guest or the tender, not one of the
+    /// host (they may still sit in its page cache).
+    async fn flush(&self) -> Result<(), BlockError> {
+        Ok(())
+    }
 }
 
 /// A network device: frames through the tender.

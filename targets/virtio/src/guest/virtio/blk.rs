@@ -14,6 +14,10 @@ use lamina_core::device::{Block, BlockError, BlockInfo};
 
 /// VIRTIO_BLK_F_RO: the device is read-only.
 const F_RO: u64 = 1 << 5;
+/// VIRTIO_BLK_F_FLUSH: the device has a write cache and takes flush
+/// requests. Without it the device commits writes before completing them
+/// (virtio 1.2, 5.2.6.2: write-through when not negotiated).
+const F_FLUSH: u64 = 1 << 9;
 /// virtio-blk counts in 512-byte sectors whatever the medium's block size.
 const SECTOR: u32 = 512;
 /// Largest transfer per request; longer ones are split.
@@ -21,6 +25,7 @@ const CHUNK: usize = 64 * 1024;
 /// Request types.
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
+const T_FLUSH: u32 = 4;
 /// Status byte of a successful request.
 const S_OK: u8 = 0;
 /// Where the header, the status byte and the data sit in the bounce buffer.
@@ -35,6 +40,8 @@ pub struct BlockDevice {
     bounce: Dma,
     info: BlockInfo,
     read_only: bool,
+    /// VIRTIO_BLK_F_FLUSH was negotiated.
+    flushes: bool,
     /// A task owns the bounce buffer.
     busy: Cell<bool>,
     /// A request was handed to the device and its completion not yet seen.
@@ -46,11 +53,10 @@ pub struct BlockDevice {
 impl BlockDevice {
     /// Brings the device up and reads its capacity.
     pub fn new(transport: Transport) -> Result<BlockDevice, SetupError> {
-        let features = transport.begin(F_RO)?;
+        let features = transport.begin(F_RO | F_FLUSH)?;
         let queue = transport.queue(0, 16, 3)?;
         let sectors = u64::from_le_bytes(transport.config::<8>(0));
         let bounce = Dma::new(DATA_AT + CHUNK);
-        queue.set_descriptor(0, bounce.address(HEADER_AT), 16, DESC_NEXT, 1);
         queue.set_descriptor(2, bounce.address(STATUS_AT), 1, DESC_WRITE, 0);
         transport.finish();
         Ok(BlockDevice {
@@ -62,6 +68,7 @@ impl BlockDevice {
                 sectors,
             },
             read_only: features & F_RO != 0,
+            flushes: features & F_FLUSH != 0,
             busy: Cell::new(false),
             in_flight: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
@@ -110,7 +117,8 @@ impl BlockDevice {
     }
 
     /// One request of at most CHUNK bytes; the data is in (writes) or comes
-    /// back in (reads) the bounce buffer.
+    /// back in (reads) the bounce buffer. A request of no bytes (a flush)
+    /// chains the header straight to the status byte.
     async fn request(&self, kind: u32, sector: u64, len: usize) -> Result<(), BlockError> {
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&kind.to_le_bytes());
@@ -122,6 +130,14 @@ impl BlockDevice {
         } else {
             DESC_NEXT
         };
+        let after_header = if len == 0 { 2 } else { 1 };
+        self.queue.set_descriptor(
+            0,
+            self.bounce.address(HEADER_AT),
+            16,
+            DESC_NEXT,
+            after_header,
+        );
         self.queue
             .set_descriptor(1, self.bounce.address(DATA_AT), len as u32, data_flags, 2);
         self.queue.push(0);
@@ -229,5 +245,17 @@ impl Block for VirtioBlock {
             device.request(T_OUT, at, chunk.len()).await?;
         }
         Ok(())
+    }
+
+    /// A VIRTIO_BLK_T_FLUSH request when the device has a write cache;
+    /// nothing otherwise, since such a device completes a write only once
+    /// it is committed.
+    async fn flush(&self) -> Result<(), BlockError> {
+        let device = &*self.device;
+        if !device.flushes {
+            return Ok(());
+        }
+        let _guard = device.acquire().await?;
+        device.request(T_FLUSH, 0, 0).await
     }
 }
