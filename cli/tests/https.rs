@@ -5,7 +5,7 @@
 //! user-mode networking (no root needed).
 //!
 //! One certificate directory serves the whole test binary (made once, kept
-//! under target/cli-tests-https/ with the builds, so that they are not
+//! under target/cli-tests-https/, so that the builds are not
 //! thrown away between runs): `localhost.crt` (ECDSA P-256, for localhost
 //! and 127.0.0.1; it sorts first, so it is the certificate for clients that
 //! send no SNI) and `other.test.crt` (RSA 2048), both signed by a
@@ -29,10 +29,16 @@ const TITLE: &str = "<title>A library operating system in Rust · Lamina</title>
 /// and exits; at 48 and 64 it serves on).
 const GUEST_MIB: u32 = 64;
 
-/// The target directory of these tests' builds (of their own: the website
-/// built with certificates differs from website.rs's).
-fn target_dir() -> PathBuf {
-    root().join("target").join("cli-tests-https")
+/// Where the certificates are kept between runs. The builds share the
+/// project's target directory: only the website itself is rebuilt when
+/// `LAMINA_TLS_DIR` comes or goes (its build script watches the variable),
+/// where a target directory of their own rebuilt every dependency and
+/// tender, minutes of CI.
+fn fixture_dir() -> PathBuf {
+    root()
+        .join("target")
+        .join("cli-tests-https")
+        .join("fixture")
 }
 
 /// The certificates and the CA that signed them.
@@ -48,7 +54,7 @@ struct Certificates {
 fn certificates() -> &'static Certificates {
     static CERTIFICATES: OnceLock<Certificates> = OnceLock::new();
     CERTIFICATES.get_or_init(|| {
-        let dir = target_dir().join("fixture");
+        let dir = fixture_dir();
         let certificates = Certificates {
             tls_dir: dir.join("tls"),
             ca: dir.join("ca").join("ca.crt"),
@@ -86,12 +92,10 @@ fn certificates() -> &'static Certificates {
     })
 }
 
-/// `lamina` building into [`target_dir`] with the certificates baked in.
+/// `lamina` building with the certificates baked in.
 fn lamina_https() -> Command {
     let mut command = lamina();
-    command
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env("LAMINA_TLS_DIR", &certificates().tls_dir);
+    command.env("LAMINA_TLS_DIR", &certificates().tls_dir);
     command
 }
 
@@ -856,25 +860,9 @@ fn no_guest_system_call_for_randomness() {
     ) {
         return;
     }
-    // The tender `lamina run` would build, built here so that the wrapper
+    // The tender, built as `lamina run` builds it, here so that the wrapper
     // can name it.
-    let built = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "lamina-spt",
-            "--bin",
-            "lamina-spt",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir())
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .current_dir(root())
-        .status()
-        .unwrap();
-    assert!(built.success(), "lamina-spt does not build");
-    let tender = target_dir().join("release").join("lamina-spt");
+    let tender = release_dir().join("lamina-spt");
     let scratch = tempfile::tempdir().unwrap();
     let trace = scratch.path().join("trace");
     let wrapper = scratch.path().join("traced-spt");
