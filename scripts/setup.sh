@@ -26,6 +26,7 @@ declare -A PACKAGES=(
   [certutil]=libnss3-tools
   [testssl]=testssl.sh
   [strace]=strace
+  [fio]=fio
 )
 
 missing=()

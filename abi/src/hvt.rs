@@ -45,6 +45,9 @@ pub enum Hypercall {
     NetRead = 7,
     /// [`HcHalt`]
     Halt = 8,
+    /// [`HcBlockFlush`]: Lamina's, only on a device whose manifest entry
+    /// has [`block_features::FLUSH`](crate::mft::block_features::FLUSH).
+    BlockFlush = 9,
 }
 
 impl Hypercall {
@@ -59,6 +62,7 @@ impl Hypercall {
             6 => Hypercall::NetWrite,
             7 => Hypercall::NetRead,
             8 => Hypercall::Halt,
+            9 => Hypercall::BlockFlush,
             _ => return None,
         })
     }
@@ -168,6 +172,19 @@ pub struct HcBlockRead {
     pub _pad: u32,
 }
 
+/// Make the writes completed so far on a block device durable (the
+/// tender's `fdatasync(2)` of the backing file).
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct HcBlockFlush {
+    /// IN: device handle.
+    pub handle: u64,
+    /// OUT: a [`crate::Solo5Result`].
+    pub ret: i32,
+    /// Padding.
+    pub _pad: u32,
+}
+
 /// Send one Ethernet frame.
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -231,17 +248,18 @@ mod tests {
         assert_eq!(size_of::<HcNetWrite>(), 32);
         assert_eq!(size_of::<HcNetRead>(), 32);
         assert_eq!(size_of::<HcHalt>(), 16);
+        assert_eq!(size_of::<HcBlockFlush>(), 16);
         assert_eq!(core::mem::offset_of!(HcHalt, exit_status), 8);
     }
 
     #[test]
     fn ports_round_trip() {
-        for n in 1..=8u16 {
+        for n in 1..=9u16 {
             let hc = Hypercall::from_port(0x500 + n).unwrap();
             assert_eq!(hc.port(), 0x500 + n);
         }
         assert_eq!(Hypercall::from_port(0x500), None);
-        assert_eq!(Hypercall::from_port(0x509), None);
+        assert_eq!(Hypercall::from_port(0x50a), None);
         assert_eq!(Hypercall::from_port(0x3f8), None);
     }
 }

@@ -134,6 +134,18 @@ impl Entry {
         self.info[8..10].copy_from_slice(&features.to_le_bytes());
     }
 
+    /// Lamina's block features the tender turned on for this device
+    /// ([`block_features`] bits; bytes 10-11 of the info, which Solo5's
+    /// tenders leave 0).
+    pub fn block_features(&self) -> u16 {
+        u16::from_le_bytes([self.info[10], self.info[11]])
+    }
+
+    /// Records the block features the tender turned on.
+    pub fn set_block_features(&mut self, features: u16) {
+        self.info[10..12].copy_from_slice(&features.to_le_bytes());
+    }
+
     /// The host descriptor (low 32 bits of `host`).
     pub fn host_fd(&self) -> i32 {
         self.host as u32 as i32
@@ -166,6 +178,47 @@ pub mod net_features {
     /// (see `lamina_wire::offload`). Only for guests whose LMN1 note has
     /// [`features::NET_OFFLOAD`](crate::note::features::NET_OFFLOAD).
     pub const VIRTIO_NET_HDR: u16 = 1 << 0;
+}
+
+/// Bits of [`Entry::block_features`]: a Lamina tender turns them on for a
+/// guest whose LMN1 note has [`features::BLOCK_IO`](crate::note::features::BLOCK_IO).
+/// Without them (a Solo5 tender) a transfer is one sector and there is no
+/// flush.
+pub mod block_features {
+    /// A read or write may carry any whole number of sectors, up to
+    /// [`MAX_TRANSFER`] bytes (hvt: the `BlockRead`/`BlockWrite`
+    /// hypercalls; spt: `pread64`/`pwrite64` as [`spt_transfer_len`]
+    /// splits them, which the tender's seccomp filter checks).
+    pub const MULTI_SECTOR: u16 = 1 << 0;
+    /// The device takes a flush (hvt: the `BlockFlush` hypercall; spt:
+    /// `fdatasync` of the device's descriptor): writes completed before it
+    /// are on stable storage when it returns.
+    pub const FLUSH: u16 = 1 << 1;
+    /// Largest transfer in bytes with [`MULTI_SECTOR`].
+    pub const MAX_TRANSFER: u64 = 256 << 10;
+
+    /// How many bytes of a `remaining`-byte transfer at byte `offset` one
+    /// spt system call may carry on a device of `capacity` bytes with
+    /// `sector`-byte sectors (a power of two). The seccomp filter cannot
+    /// compare two arguments, so it allows a length of up to `sector << k`
+    /// only at offsets up to `capacity - (sector << k)`, for each `k` up to
+    /// [`MAX_TRANSFER`]: a transfer that ends near the end of the device
+    /// goes in power-of-two pieces. 0 when `remaining` is less than a
+    /// sector or the transfer does not fit on the device.
+    pub fn spt_transfer_len(offset: u64, remaining: u64, sector: u64, capacity: u64) -> u64 {
+        let whole = remaining.min(MAX_TRANSFER.max(sector)) / sector.max(1) * sector;
+        if whole == 0 || offset.checked_add(whole).is_none_or(|end| end > capacity) {
+            return 0;
+        }
+        let sectors = whole / sector;
+        let rounded = sectors.next_power_of_two() * sector;
+        if offset + rounded <= capacity {
+            whole
+        } else {
+            // The largest power of two below `sectors`: offset + it fits.
+            (1u64 << sectors.ilog2()) * sector
+        }
+    }
 }
 
 /// Whether `name` is a valid device name: 1 to 67 ASCII letters and digits.
@@ -429,6 +482,32 @@ mod tests {
                 *b = (seed >> 24) as u8 & 3;
             }
             let _ = Manifest::parse(&bytes[..len]);
+        }
+    }
+
+    #[test]
+    fn spt_transfers_stay_on_the_device_and_within_a_ladder_rule() {
+        use block_features::{spt_transfer_len, MAX_TRANSFER};
+        for sector in [512u64, 4096] {
+            let capacity = sector * 1000;
+            for offset in (0..capacity).step_by(sector as usize * 7) {
+                for remaining in [sector, 3 * sector, 64 * sector, 10 << 20, capacity - offset] {
+                    let remaining = remaining.min(capacity - offset);
+                    let len = spt_transfer_len(offset, remaining, sector, capacity);
+                    assert!(len >= sector && len <= remaining && len <= MAX_TRANSFER);
+                    assert_eq!(len % sector, 0);
+                    // Some rule k allows it: len <= sector << k, offset <= capacity - (sector << k).
+                    let rule = (len / sector).next_power_of_two() * sector;
+                    assert!(offset + rule <= capacity, "{offset}+{len} of {capacity}");
+                }
+            }
+            assert_eq!(spt_transfer_len(0, sector - 1, sector, capacity), 0);
+            assert_eq!(spt_transfer_len(capacity, sector, sector, capacity), 0);
+            assert_eq!(spt_transfer_len(u64::MAX - 10, sector, sector, capacity), 0);
+            assert_eq!(
+                spt_transfer_len(0, 1 << 30, sector, capacity),
+                MAX_TRANSFER.min(capacity)
+            );
         }
     }
 }

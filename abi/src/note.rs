@@ -93,6 +93,10 @@ pub mod features {
     /// header, which a tender turns on per device and records in the
     /// manifest ([`net_features`](crate::mft::net_features)).
     pub const NET_OFFLOAD: u32 = 1 << 2;
+    /// The guest's block devices use the transfers and flushes a tender
+    /// turns on per device and records in the manifest
+    /// ([`block_features`](crate::mft::block_features)).
+    pub const BLOCK_IO: u32 = 1 << 3;
 }
 
 /// Lamina's own note: what the image promises its tender.

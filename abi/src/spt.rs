@@ -48,6 +48,9 @@ pub mod syscall {
     /// `readv(fd, iov, iovcnt)`: a network device with a virtio-net header
     /// (Lamina's tender only; see `mft::net_features`).
     pub const READV: u32 = 19;
+    /// `fdatasync(fd)`: block flush (Lamina's tender, on a device with
+    /// [`block_features::FLUSH`](crate::mft::block_features::FLUSH)).
+    pub const FDATASYNC: u32 = 75;
     /// `arch_prctl(ARCH_SET_FS, base)`: thread-local storage.
     pub const ARCH_PRCTL: u32 = 158;
     /// `clock_gettime(clock, ts)`: monotonic and wall time.

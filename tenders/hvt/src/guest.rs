@@ -11,6 +11,7 @@ use kvm_ioctls::VcpuExit;
 use lamina_abi::hvt::{
     BootInfo, BOOT_INFO_BASE, HOST_FEATURE_RING_IO, HOST_FEATURE_RX_QUEUES, MAX_MEM_SIZE,
 };
+use lamina_abi::mft::block_features;
 use lamina_abi::note::{features, AbiTarget};
 use lamina_abi::ring;
 use lamina_abi::{CMDLINE_SIZE, PAGE_SIZE};
@@ -136,7 +137,12 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
 
     // The tender moves the frames (hypercalls, ring thread): it joins and
     // splits segments on the taps' behalf, for any guest.
-    let devices = Devices::attach(&notes.manifest, args, NetOffload::InTender)?;
+    let mut devices = Devices::attach(&notes.manifest, args, NetOffload::InTender)?;
+    // Multi-sector transfers and the flush hypercall, for a runtime that
+    // asks (Solo5's tenders have neither, so a guest uses them only then).
+    if notes.lamina_features & features::BLOCK_IO != 0 {
+        devices.enable_block_features(block_features::MULTI_SECTOR | block_features::FLUSH);
+    }
     let mut hypercalls = Hypercalls::new(devices).map_err(GuestError::Events)?;
     timing.mark("devices");
 
@@ -320,9 +326,9 @@ struct LoopStats {
 
 /// The `--x-stats` report: exits to the tender, hypercalls by kind, and
 /// where the vCPU thread's time went.
-fn print_stats(stats: &LoopStats, counts: &[u64; 9]) {
+fn print_stats(stats: &LoopStats, counts: &[u64; 10]) {
     let exits = stats.exits;
-    const NAMES: [&str; 9] = [
+    const NAMES: [&str; 10] = [
         "",
         "walltime",
         "puts",
@@ -332,6 +338,7 @@ fn print_stats(stats: &LoopStats, counts: &[u64; 9]) {
         "net_write",
         "net_read",
         "halt",
+        "block_flush",
     ];
     let by_kind: Vec<String> = NAMES
         .iter()

@@ -10,9 +10,10 @@
 //! the same answer the network ring gives for the same failure.
 
 use lamina_abi::hvt::{
-    HcBlockRead, HcBlockWrite, HcHalt, HcNetRead, HcNetWrite, HcPoll, HcPuts, HcWalltime,
-    Hypercall, HALT_COOKIE_MAX,
+    HcBlockFlush, HcBlockRead, HcBlockWrite, HcHalt, HcNetRead, HcNetWrite, HcPoll, HcPuts,
+    HcWalltime, Hypercall, HALT_COOKIE_MAX,
 };
+use lamina_abi::mft::block_features;
 use lamina_abi::Solo5Result;
 use lamina_tender::devices::Devices;
 use lamina_tender::mem::{GuestFault, GuestMemory};
@@ -86,7 +87,7 @@ pub struct Hypercalls {
     timer: OwnedFd,
     rx: Option<RxPoll>,
     /// Hypercalls served, by number (index 0 unused).
-    pub counts: [u64; 9],
+    pub counts: [u64; 10],
 }
 
 /// POLL for a guest that takes its frames from the receive queues: the
@@ -142,7 +143,7 @@ impl Hypercalls {
             epoll,
             timer,
             rx: None,
-            counts: [0; 9],
+            counts: [0; 10],
         })
     }
 
@@ -240,7 +241,9 @@ impl Hypercalls {
                 poll.ret = count;
                 mem.write(gpa, &poll).map_err(fault)?;
             }
-            Hypercall::BlockWrite | Hypercall::BlockRead if self.devices.blocks.is_empty() => {
+            Hypercall::BlockWrite | Hypercall::BlockRead | Hypercall::BlockFlush
+                if self.devices.blocks.is_empty() =>
+            {
                 return unavailable(" (no block device attached)");
             }
             Hypercall::BlockWrite => {
@@ -261,6 +264,16 @@ impl Hypercalls {
                     if block.accepts(call.offset, call.len) {
                         let data = mem.bytes_mut(call.data, call.len).map_err(fault)?;
                         call.ret = status(block.read_at(call.offset, data));
+                    }
+                }
+                mem.write(gpa, &call).map_err(fault)?;
+            }
+            Hypercall::BlockFlush => {
+                let mut call: HcBlockFlush = mem.read(gpa).map_err(fault)?;
+                call.ret = Solo5Result::Einval as i32;
+                if let Some(block) = self.devices.block(call.handle) {
+                    if block.features & block_features::FLUSH != 0 {
+                        call.ret = status(block.flush());
                     }
                 }
                 mem.write(gpa, &call).map_err(fault)?;

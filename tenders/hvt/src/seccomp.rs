@@ -8,6 +8,7 @@
 //! `openat` fails instead of killing, for the allocator too
 //! ([`sandbox::refusals`]).
 
+use lamina_abi::mft::block_features;
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
@@ -115,6 +116,10 @@ fn vcpu_rules(
         // by the handler: whole sectors on the device).
         allow(libc::SYS_pread64, fd_is(block.fd())?);
         allow(libc::SYS_pwrite64, fd_is(block.fd())?);
+        if block.features & block_features::FLUSH != 0 {
+            // BLOCK_FLUSH: fdatasync of that file only.
+            allow(libc::SYS_fdatasync, fd_is(block.fd())?);
+        }
     }
     for net in &devices.nets {
         // NET_READ / NET_WRITE on that tap only (recv: a user-mode link).

@@ -3,6 +3,7 @@
 
 use crate::launch;
 use crate::seccomp::{self, CoreFds, SeccompError};
+use lamina_abi::mft::block_features;
 use lamina_abi::note::{features, AbiTarget};
 use lamina_abi::spt::{BootInfo, BOOT_INFO_BASE, HOST_MEM_BASE, INTERNAL_TIMERFD};
 use lamina_abi::{CMDLINE_SIZE, GUEST_MIN_BASE};
@@ -97,7 +98,12 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     } else {
         NetOffload::Off
     };
-    let devices = Devices::attach(&notes.manifest, args, net_offload)?;
+    let mut devices = Devices::attach(&notes.manifest, args, net_offload)?;
+    // Multi-sector transfers and flushes, for a runtime that asks (a Solo5
+    // guest keeps its one-sector filter).
+    if notes.lamina_features & features::BLOCK_IO != 0 {
+        devices.enable_block_features(block_features::MULTI_SECTOR | block_features::FLUSH);
+    }
     let events = |what| move |reason| SetupError::Events { what, reason };
     let epoll = sys::epoll_create().map_err(events("epoll set"))?;
     let timer = sys::timerfd_create().map_err(events("timerfd"))?;

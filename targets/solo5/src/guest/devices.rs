@@ -10,7 +10,7 @@ use alloc::rc::Rc;
 use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::Poll;
-use lamina_abi::mft::{net_features, DeviceType, Manifest};
+use lamina_abi::mft::{block_features, net_features, DeviceType, Manifest};
 use lamina_core::device::*;
 use lamina_core::platform::{DeviceError, Platform};
 use lamina_core::runtime::Handle;
@@ -29,10 +29,34 @@ pub type SoloClock = MetalClock<Solo5Machine>;
 /// RDRAND/RDSEED stops the unikernel rather than hand out predictable bytes.
 pub use lamina_metal::random::ChaCha20Random as SoloRandom;
 
-/// A block device, one block per tender call (what Solo5's tenders accept).
+/// A block device through the tender: one sector per call (all Solo5's
+/// tenders accept), or with Lamina's tenders many sectors per call and a
+/// flush, as the manifest entry's [`block_features`] say.
 pub struct SoloBlock {
     handle: DeviceHandle,
     info: BlockInfo,
+    /// The [`block_features`] the tender turned on.
+    features: u16,
+}
+
+impl SoloBlock {
+    /// Bytes of a `remaining`-byte transfer at byte `offset` that one
+    /// tender call carries; 0 only for a transfer off the device, which
+    /// `check_transfer` has refused already.
+    fn transfer_len(&self, offset: u64, remaining: usize) -> usize {
+        let size = self.info.sector_size as u64;
+        if self.features & block_features::MULTI_SECTOR == 0 {
+            return (size as usize).min(remaining);
+        }
+        // spt's seccomp filter allows what `spt_transfer_len` splits; the
+        // hvt tender checks each call in full.
+        let len = if cfg!(lamina_target = "spt") {
+            block_features::spt_transfer_len(offset, remaining as u64, size, self.info.capacity())
+        } else {
+            (remaining as u64).min(block_features::MAX_TRANSFER)
+        };
+        len as usize
+    }
 }
 
 impl Block for SoloBlock {
@@ -42,30 +66,49 @@ impl Block for SoloBlock {
 
     async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.check_transfer(sector, buf.len())?;
-        let size = self.info.sector_size as usize;
-        for (i, chunk) in buf.chunks_mut(size).enumerate() {
-            let offset = (sector + i as u64) * size as u64;
-            sys::block_read(self.handle, offset, chunk).map_err(|_| BlockError::Io)?;
+        let start = sector * self.info.sector_size as u64;
+        let mut done = 0;
+        while done < buf.len() {
+            let offset = start + done as u64;
+            let len = self.transfer_len(offset, buf.len() - done);
+            if len == 0 {
+                return Err(BlockError::OutOfRange);
+            }
+            sys::block_read(self.handle, offset, &mut buf[done..done + len])
+                .map_err(|_| BlockError::Io)?;
+            done += len;
         }
         Ok(())
     }
 
     async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
         self.check_transfer(sector, buf.len())?;
-        let size = self.info.sector_size as usize;
-        for (i, chunk) in buf.chunks(size).enumerate() {
-            let offset = (sector + i as u64) * size as u64;
-            sys::block_write(self.handle, offset, chunk).map_err(|_| BlockError::Io)?;
+        let start = sector * self.info.sector_size as u64;
+        let mut done = 0;
+        while done < buf.len() {
+            let offset = start + done as u64;
+            let len = self.transfer_len(offset, buf.len() - done);
+            if len == 0 {
+                return Err(BlockError::OutOfRange);
+            }
+            sys::block_write(self.handle, offset, &buf[done..done + len])
+                .map_err(|_| BlockError::Io)?;
+            done += len;
         }
         Ok(())
     }
 
-    /// The base Solo5 ABI has no flush: a write call returns once the
-    /// tender's `pwrite(2)` to the backing file did, so completed writes
-    /// already survive a crash of the guest or the tender, not one of the
-    /// host (they may still sit in its page cache).
+    /// With [`block_features::FLUSH`], the tender's `fdatasync(2)` of the
+    /// backing file. Without it (Solo5's tenders: the base ABI has no
+    /// flush), nothing: a write call returns once the tender's `pwrite(2)`
+    /// did, so completed writes survive a crash of the guest or the
+    /// tender, but not one of the host (they may still sit in its page
+    /// cache).
     async fn flush(&self) -> Result<(), BlockError> {
-        Ok(())
+        if self.features & block_features::FLUSH == 0 {
+            return Ok(());
+        }
+        sys::block_flush(self.handle).map_err(|_| BlockError::Io)
     }
 }
 
@@ -294,7 +337,11 @@ impl Platform for GuestPlatform {
             sector_size,
             sectors: entry.block_capacity() / sector_size as u64,
         };
-        Ok(SoloBlock { handle, info })
+        Ok(SoloBlock {
+            handle,
+            info,
+            features: entry.block_features(),
+        })
     }
 
     fn kv(&self, _name: &str) -> Result<Unavailable, DeviceError> {

@@ -4,6 +4,7 @@
 
 use super::DeviceError;
 use crate::mem::{GuestBytes, GuestBytesMut};
+use lamina_abi::mft::block_features::{self, MAX_TRANSFER};
 use seccompiler::{SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
@@ -24,6 +25,9 @@ pub struct BlockDevice {
     pub capacity: u64,
     /// Sector size in bytes.
     pub block_size: u64,
+    /// The [`block_features`] turned on for the guest (0 for a guest that
+    /// does not declare `BLOCK_IO`: Solo5's one-sector transfers).
+    pub features: u16,
     file: File,
 }
 
@@ -60,6 +64,7 @@ impl BlockDevice {
             handle,
             capacity,
             block_size,
+            features: 0,
             file,
         })
     }
@@ -92,17 +97,30 @@ impl BlockDevice {
         data.write_all_at(&self.file, offset)
     }
 
+    /// Makes every completed write durable: `fdatasync(2)` of the file.
+    pub fn flush(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
     /// spt seccomp rules: `pread64` and `pwrite64` on this descriptor only,
-    /// one sector at a time, never past the end of the device.
+    /// never past the end of the device; one sector at a time, or with
+    /// [`block_features::MULTI_SECTOR`] any whole number of sectors up to
+    /// [`MAX_TRANSFER`] bytes as `spt_transfer_len` splits them (a filter
+    /// cannot add two arguments, so a ladder of rules: a length of up to
+    /// `sector << k` only at offsets up to `capacity - (sector << k)`);
+    /// `fdatasync` of the descriptor with [`block_features::FLUSH`].
     pub fn spt_rules(&self) -> Result<Vec<(i64, SeccompRule)>, seccompiler::BackendError> {
-        let rule = || {
+        let fd_is = || {
+            SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                self.fd() as u64,
+            )
+        };
+        let single = || {
             SeccompRule::new(vec![
-                SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Eq,
-                    self.fd() as u64,
-                )?,
+                fd_is()?,
                 SeccompCondition::new(
                     2,
                     SeccompCmpArgLen::Qword,
@@ -117,10 +135,42 @@ impl BlockDevice {
                 )?,
             ])
         };
-        Ok(vec![
-            (libc::SYS_pread64, rule()?),
-            (libc::SYS_pwrite64, rule()?),
-        ])
+        let mut rules = vec![
+            (libc::SYS_pread64, single()?),
+            (libc::SYS_pwrite64, single()?),
+        ];
+        if self.features & block_features::MULTI_SECTOR != 0 {
+            let mut span = self.block_size * 2;
+            while span <= MAX_TRANSFER && span <= self.capacity {
+                let rule = || {
+                    SeccompRule::new(vec![
+                        fd_is()?,
+                        // A whole number of sectors, at most `span` bytes...
+                        SeccompCondition::new(
+                            2,
+                            SeccompCmpArgLen::Qword,
+                            SeccompCmpOp::MaskedEq(self.block_size - 1),
+                            0,
+                        )?,
+                        SeccompCondition::new(2, SeccompCmpArgLen::Qword, SeccompCmpOp::Le, span)?,
+                        // ...starting where `span` bytes still fit.
+                        SeccompCondition::new(
+                            3,
+                            SeccompCmpArgLen::Qword,
+                            SeccompCmpOp::Le,
+                            self.capacity - span,
+                        )?,
+                    ])
+                };
+                rules.push((libc::SYS_pread64, rule()?));
+                rules.push((libc::SYS_pwrite64, rule()?));
+                span *= 2;
+            }
+        }
+        if self.features & block_features::FLUSH != 0 {
+            rules.push((libc::SYS_fdatasync, SeccompRule::new(vec![fd_is()?])?));
+        }
+        Ok(rules)
     }
 }
 

@@ -20,7 +20,7 @@ use net::NetDevice;
 pub use net::NetOffload;
 use std::path::PathBuf;
 use thiserror::Error;
-use zerocopy::IntoBytes;
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Why the devices could not be attached.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -205,6 +205,23 @@ impl Devices {
             blocks,
             nets,
         })
+    }
+
+    /// Turns on `features` ([`lamina_abi::mft::block_features`]) for every
+    /// block device, in the devices and in their manifest entries: for a
+    /// guest whose note declares `BLOCK_IO`.
+    pub fn enable_block_features(&mut self, features: u16) {
+        for block in &mut self.blocks {
+            block.features = features;
+            let at = HEADER_SIZE + block.handle as usize * ENTRY_SIZE;
+            if let Some(bytes) = self.manifest.get_mut(at..at + ENTRY_SIZE) {
+                // Copied out: the manifest's bytes need not be aligned.
+                if let Ok(mut entry) = Entry::read_from_bytes(bytes) {
+                    entry.set_block_features(features);
+                    bytes.copy_from_slice(entry.as_bytes());
+                }
+            }
+        }
     }
 
     /// The block device with `handle`.

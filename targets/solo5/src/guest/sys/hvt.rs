@@ -179,6 +179,17 @@ pub fn block_write(device: DeviceHandle, offset: u64, buf: &[u8]) -> Result<(), 
     result(arg.ret)
 }
 
+/// Makes the writes completed on a block device durable (the tender's
+/// `fdatasync(2)`).
+pub fn block_flush(device: DeviceHandle) -> Result<(), IoError> {
+    let mut arg = HcBlockFlush {
+        handle: device.index,
+        ..Default::default()
+    };
+    hypercall(Hypercall::BlockFlush, &mut arg);
+    result(arg.ret)
+}
+
 /// An index word of the ring at `base`.
 fn index(base: usize, offset: usize) -> &'static AtomicU32 {
     // SAFETY: the tender reserved the ring at `base` (64-byte aligned,
