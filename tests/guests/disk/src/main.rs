@@ -54,7 +54,7 @@ async fn disk<P: Platform>(_env: Env<P>, devices: Devices<P>, args: Args) -> Res
         info.sectors, info.sector_size
     ));
     let span = |what: &str, bytes: u64| {
-        if bytes == 0 || bytes % size != 0 || bytes > info.capacity() {
+        if bytes == 0 || !bytes.is_multiple_of(size) || bytes > info.capacity() {
             Err(format!(
                 "--{what}={bytes}: not a whole number of {size}-byte sectors within the {}-byte device",
                 info.capacity()
