@@ -1,0 +1,164 @@
+//! Block-level I/O in store blocks, and appending to the log.
+
+use crate::format::{emit_log_block, LogHeader, FLAG_COMMIT, LOG_HEADER, SUPERBLOCK_LEN};
+use crate::space::Space;
+use crate::StoreError;
+use alloc::vec;
+use alloc::vec::Vec;
+use lamina_core::device::Block;
+
+/// A block device addressed in store blocks.
+pub(crate) struct Disk<B> {
+    pub device: B,
+    pub block_size: u32,
+    sectors_per_block: u64,
+    sector_size: u32,
+}
+
+impl<B: Block> Disk<B> {
+    pub fn new(device: B, block_size: u32) -> Self {
+        let sector_size = device.info().sector_size;
+        Disk {
+            device,
+            block_size,
+            sectors_per_block: u64::from(block_size / sector_size),
+            sector_size,
+        }
+    }
+
+    /// Reads whole blocks from `block` on into `buf`.
+    pub async fn read(&self, block: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        let sector = block * self.sectors_per_block;
+        self.device.read(sector, buf).await.map_err(StoreError::Io)
+    }
+
+    /// Writes whole blocks from `block` on.
+    pub async fn write(&self, block: u64, buf: &[u8]) -> Result<(), StoreError> {
+        let sector = block * self.sectors_per_block;
+        self.device.write(sector, buf).await.map_err(StoreError::Io)
+    }
+
+    /// The write barrier: everything written before is durable after.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.device.flush().await.map_err(StoreError::Io)
+    }
+
+    /// Reads the first sector of superblock slot `slot` (0 or 1).
+    pub async fn read_superblock(&self, slot: u64) -> Result<Vec<u8>, StoreError> {
+        let mut sector = vec![0u8; self.sector_size as usize];
+        self.device
+            .read(slot * self.sectors_per_block, &mut sector)
+            .await
+            .map_err(StoreError::Io)?;
+        Ok(sector)
+    }
+
+    /// Writes superblock `bytes` (at most [`SUPERBLOCK_LEN`] used) to slot
+    /// `slot` as a single sector: devices write one sector atomically, so a
+    /// superblock is either old or new after a crash, never torn.
+    pub async fn write_superblock(
+        &self,
+        slot: u64,
+        emit: impl FnOnce(&mut [u8]),
+    ) -> Result<(), StoreError> {
+        let mut sector = vec![0u8; (self.sector_size as usize).max(SUPERBLOCK_LEN)];
+        emit(&mut sector);
+        self.device
+            .write(slot * self.sectors_per_block, &sector)
+            .await
+            .map_err(StoreError::Io)
+    }
+}
+
+/// Where the next log block goes: its block and the one after (both
+/// reserved in the space map already), its sequence number and the checksum
+/// of the block before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tail {
+    pub block: u64,
+    pub after: u64,
+    pub seq: u64,
+    pub prev: u32,
+}
+
+/// Packs the records of one commit into log blocks and writes each as it
+/// fills. Each block names the next two, reserved before it is written.
+pub(crate) struct Appender {
+    pub tail: Tail,
+    volume: u64,
+    commit_seq: u64,
+    /// Blocks written, in order.
+    pub written: Vec<u64>,
+    payload: Vec<u8>,
+    capacity: usize,
+    block: Vec<u8>,
+}
+
+impl Appender {
+    pub fn new(tail: Tail, volume: u64, block_size: u32) -> Self {
+        let capacity = block_size as usize - LOG_HEADER;
+        Appender {
+            tail,
+            volume,
+            commit_seq: tail.seq,
+            written: Vec::new(),
+            payload: Vec::with_capacity(capacity),
+            capacity,
+            block: vec![0; block_size as usize],
+        }
+    }
+
+    /// Adds a record (at most half a payload), writing the current block
+    /// out first if the record does not fit.
+    pub async fn push<B: Block>(
+        &mut self,
+        disk: &Disk<B>,
+        space: &mut Space,
+        record: &[u8],
+    ) -> Result<(), StoreError> {
+        if self.payload.len() + record.len() > self.capacity {
+            self.emit(disk, space, 0).await?;
+        }
+        self.payload.extend_from_slice(record);
+        Ok(())
+    }
+
+    /// Writes the last block, marked as the end of the commit.
+    pub async fn commit<B: Block>(
+        &mut self,
+        disk: &Disk<B>,
+        space: &mut Space,
+    ) -> Result<(), StoreError> {
+        self.emit(disk, space, FLAG_COMMIT).await
+    }
+
+    async fn emit<B: Block>(
+        &mut self,
+        disk: &Disk<B>,
+        space: &mut Space,
+        flags: u32,
+    ) -> Result<(), StoreError> {
+        let reserved = space.allocate(1).ok_or(StoreError::NoSpace)?.start;
+        let header = LogHeader {
+            flags,
+            seq: self.tail.seq,
+            next: self.tail.after,
+            after_next: reserved,
+            commit_seq: self.commit_seq,
+            volume: self.volume,
+            prev: self.tail.prev,
+            payload_len: self.payload.len() as u32,
+        };
+        let crc = emit_log_block(&mut self.block, &header, &self.payload);
+        disk.write(self.tail.block, &self.block).await?;
+        self.written.push(self.tail.block);
+        self.tail = Tail {
+            block: self.tail.after,
+            after: reserved,
+            seq: self.tail.seq + 1,
+            prev: crc,
+        };
+        self.payload.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! `lamina-store`: a crash-safe key-value store on any [`Block`] device.
+//!
+//! It implements core's [`KvRead`] and [`KvWrite`] and adds atomic batches
+//! ([`Batch`]). The disk holds a checksummed log of commits; a commit is one
+//! or more log blocks, the last one marked, and takes effect only if every
+//! block of it is intact and chained to the one before. The log starts with
+//! a checkpoint (the whole index as one commit) named by one of two
+//! superblocks; when the log has grown past the checkpoint's size, a new
+//! checkpoint is written elsewhere and the other superblock switched to it,
+//! which frees the old log. `FORMAT.md` beside this crate describes every
+//! byte.
+//!
+//! # Guarantees
+//!
+//! - An operation that returned `Ok` is durable: its values were written
+//!   and flushed before the commit record naming them, and that record was
+//!   flushed before returning. After a crash at any instant the store mounts
+//!   with every acknowledged operation and no part of an unacknowledged one
+//!   (a torn last commit fails its checksum and is ignored).
+//! - Every structure and every extent of every value has a CRC-32C. Damage
+//!   is reported as an error at mount ([`StoreError::Corrupt`]) or at read
+//!   ([`KvError::Io`]), never as a wrong value or a panic. One limit: damage
+//!   to the last commit of the log looks like a commit torn by a crash and
+//!   drops that commit, as in littlefs.
+//! - Space is reclaimed as it is freed: overwritten and removed values give
+//!   their blocks back once the commit is durable; the log is compacted by
+//!   checkpoints, whose cost is proportional to the index (not the data) and
+//!   amortised over at least as many log blocks. A set that does not fit
+//!   gives [`KvError::NoSpace`] and leaves the store usable: removes always
+//!   have room reserved.
+//!
+//! # Memory
+//!
+//! The index is in memory: per key, the key's bytes plus about 170 bytes
+//! (`String`, `Vec`, size, B-tree node share and the first extent; 195
+//! bytes for a 24-byte key in `tests/memory.rs`), plus 16 bytes per further
+//! extent (one per 256 KiB of value, more if free space is fragmented). The space
+//! map takes one bit per 4 KiB block (32 KiB per GiB of disk) and the log's
+//! block list 8 bytes per log block. Values are never cached: `get` holds
+//! the value and at most one block more; `set` writes from the caller's
+//! slice and copies at most one block; a `get_range` holds at most one
+//! extent (256 KiB).
+//!
+//! # Layout of the crate
+//!
+//! `format` parses and emits the on-disk structures (no I/O); `space` is
+//! the block bitmap; `disk` does block I/O and log appends; `mount` formats
+//! and mounts; `write` commits and checkpoints; `read` reads values back.
+
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod format;
+
+mod disk;
+#[cfg(feature = "std")]
+mod file;
+mod lock;
+mod mount;
+mod read;
+mod space;
+mod write;
+
+#[cfg(feature = "std")]
+pub use file::FileBlock;
+pub use format::FormatError;
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::ops::Bound;
+use disk::{Disk, Tail};
+use format::{Extent, Superblock, MAX_KEY};
+use lamina_core::device::{normalize_key, Block, BlockError, KvEntry, KvError, KvRead, KvWrite};
+use lock::Lock;
+use space::Space;
+
+/// Why a store could not be formatted, mounted or checkpointed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreError {
+    /// The device failed.
+    Io(BlockError),
+    /// Neither superblock has the store's magic number: the disk holds
+    /// something else, or nothing.
+    NotAStore,
+    /// The store was written by a format version this crate does not read.
+    UnsupportedVersion(u32),
+    /// The device is too small, or its geometry differs from the store's.
+    Geometry(&'static str),
+    /// A structure that must be intact is not: `what` at block `block`.
+    Corrupt {
+        /// Which structure.
+        what: &'static str,
+        /// Where.
+        block: u64,
+        /// What is wrong with it.
+        error: FormatError,
+    },
+    /// No room for the metadata of the operation.
+    NoSpace,
+}
+
+impl core::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            StoreError::Io(e) => write!(f, "device error: {e}"),
+            StoreError::NotAStore => f.write_str("not a lamina store (no superblock magic)"),
+            StoreError::UnsupportedVersion(v) => {
+                write!(f, "store format version {v} is not supported")
+            }
+            StoreError::Geometry(why) => write!(f, "device geometry: {why}"),
+            StoreError::Corrupt { what, block, error } => {
+                write!(f, "store is damaged: {what} at block {block}: {error}")
+            }
+            StoreError::NoSpace => f.write_str("store is full"),
+        }
+    }
+}
+
+impl From<StoreError> for KvError {
+    fn from(e: StoreError) -> KvError {
+        match e {
+            StoreError::NoSpace => KvError::NoSpace,
+            _ => KvError::Io,
+        }
+    }
+}
+
+/// Where a value lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    size: u64,
+    extents: Vec<Extent>,
+}
+
+/// Everything one operation at a time may change.
+pub(crate) struct State {
+    superblock: Superblock,
+    index: BTreeMap<String, Entry>,
+    /// Bytes the index takes encoded as records: sizes the next checkpoint.
+    index_bytes: u64,
+    space: Space,
+    /// The blocks of the current log, from its start; the first
+    /// `checkpoint_len` are the checkpoint.
+    chain: Vec<u64>,
+    checkpoint_len: u64,
+    tail: Tail,
+    /// Set when a commit failed after writing part of its log: memory and
+    /// disk may disagree, so every operation fails until the next mount.
+    poisoned: bool,
+}
+
+/// A key-value store on a block device. See the crate docs.
+pub struct Store<B> {
+    disk: Disk<B>,
+    state: Lock<State>,
+}
+
+/// Figures about a mounted store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Keys stored.
+    pub keys: u64,
+    /// Bytes of all values.
+    pub value_bytes: u64,
+    /// Bytes per store block.
+    pub block_size: u32,
+    /// Blocks in the store.
+    pub blocks: u64,
+    /// Blocks free.
+    pub free_blocks: u64,
+    /// Blocks of the log (checkpoint included).
+    pub log_blocks: u64,
+    /// Blocks of the checkpoint the log starts with.
+    pub checkpoint_blocks: u64,
+    /// Superblock generation (counts checkpoints).
+    pub generation: u64,
+}
+
+/// Several sets and removes applied together or not at all.
+///
+/// ```ignore
+/// let mut batch = Batch::new();
+/// batch.set("a", b"1")?;
+/// batch.remove("b")?;
+/// store.commit(batch).await?;
+/// ```
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    ops: BTreeMap<String, Option<&'a [u8]>>,
+}
+
+impl<'a> Batch<'a> {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Sets `key` to `value` (replacing an earlier operation on the key in
+    /// this batch).
+    pub fn set(&mut self, key: &str, value: &'a [u8]) -> Result<(), KvError> {
+        self.ops.insert(check_key(key)?, Some(value));
+        Ok(())
+    }
+
+    /// Removes `key` if it is there when the batch is committed.
+    pub fn remove(&mut self, key: &str) -> Result<(), KvError> {
+        self.ops.insert(check_key(key)?, None);
+        Ok(())
+    }
+
+    /// How many keys the batch changes.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// Normalises a key and checks it fits the format.
+fn check_key(key: &str) -> Result<String, KvError> {
+    let key = normalize_key(key)?;
+    if key.len() > MAX_KEY {
+        return Err(KvError::InvalidKey);
+    }
+    Ok(key)
+}
+
+impl<B: Block> Store<B> {
+    /// Applies `batch` atomically: after it returns `Ok` every change is
+    /// durable; after a crash before that, none or all of them are there.
+    pub async fn commit(&self, batch: Batch<'_>) -> Result<(), KvError> {
+        let mut state = self.state.lock().await;
+        self.apply(&mut state, batch.ops).await
+    }
+
+    /// Figures about the store.
+    pub async fn stats(&self) -> Stats {
+        let state = self.state.lock().await;
+        Stats {
+            keys: state.index.len() as u64,
+            value_bytes: state.index.values().map(|e| e.size).sum(),
+            block_size: self.disk.block_size,
+            blocks: state.superblock.block_count,
+            free_blocks: state.space.free(),
+            log_blocks: state.chain.len() as u64,
+            checkpoint_blocks: state.checkpoint_len,
+            generation: state.superblock.generation,
+        }
+    }
+
+    /// Writes a new checkpoint now, compacting the log to the index.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut state = self.state.lock().await;
+        if state.poisoned {
+            return Err(StoreError::Io(BlockError::Io));
+        }
+        self.write_checkpoint(&mut state).await
+    }
+
+    /// The device, given back.
+    pub fn into_device(self) -> B {
+        self.disk.device
+    }
+}
+
+impl<B: Block> KvRead for Store<B> {
+    type Value = Vec<u8>;
+
+    async fn get(&self, key: &str) -> Result<Vec<u8>, KvError> {
+        let key = check_key(key)?;
+        let state = self.state.lock().await;
+        let entry = state.index.get(&key).ok_or(KvError::NotFound)?;
+        self.read_value(entry).await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>, KvError> {
+        let key = check_key(key)?;
+        let state = self.state.lock().await;
+        let entry = state.index.get(&key).ok_or(KvError::NotFound)?;
+        self.read_range(entry, offset, len).await
+    }
+
+    async fn size(&self, key: &str) -> Result<u64, KvError> {
+        let key = check_key(key)?;
+        let state = self.state.lock().await;
+        state
+            .index
+            .get(&key)
+            .map(|e| e.size)
+            .ok_or(KvError::NotFound)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<KvEntry>, KvError> {
+        let prefix = prefix.trim_start_matches('/');
+        let state = self.state.lock().await;
+        Ok(state
+            .index
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, entry)| KvEntry {
+                key: key.clone(),
+                size: entry.size,
+            })
+            .collect())
+    }
+}
+
+impl<B: Block> KvWrite for Store<B> {
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let mut batch = Batch::new();
+        batch.set(key, value)?;
+        self.commit(batch).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), KvError> {
+        let key = check_key(key)?;
+        let mut state = self.state.lock().await;
+        if !state.index.contains_key(&key) {
+            return Err(KvError::NotFound);
+        }
+        let mut ops = BTreeMap::new();
+        ops.insert(key, None);
+        self.apply(&mut state, ops).await
+    }
+}

@@ -1,0 +1,473 @@
+//! Formatting a device, and mounting: choosing the superblock, replaying
+//! the log into the index, and rebuilding the space map.
+
+use crate::disk::{Appender, Disk, Tail};
+use crate::format::{
+    checkpoint_blocks_for, parse_log_block, parse_records, set_encoded_len, Extent, FormatError,
+    Record, Superblock, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
+};
+use crate::lock::Lock;
+use crate::space::Space;
+use crate::{Entry, State, Store, StoreError};
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use lamina_core::device::{normalize_key, Block};
+
+/// The fewest blocks a store is made with: superblocks, a checkpoint, its
+/// successor and a little room.
+pub const MIN_BLOCKS: u64 = 8;
+
+/// The store block size for a device: 4 KiB, or the sector if bigger.
+fn block_size_for(sector_size: u32) -> Result<u32, StoreError> {
+    if sector_size < 512 || !sector_size.is_power_of_two() {
+        return Err(StoreError::Geometry(
+            "sector size is not a power of two of at least 512",
+        ));
+    }
+    Ok(sector_size.max(MIN_BLOCK_SIZE))
+}
+
+fn corrupt(what: &'static str, block: u64, error: FormatError) -> StoreError {
+    StoreError::Corrupt { what, block, error }
+}
+
+impl<B: Block> Store<B> {
+    /// Makes an empty store on `device`, replacing whatever it held, and
+    /// mounts it. Its volume id is derived from what the device held, so
+    /// that blocks of an earlier store there never pass for this one's; a
+    /// caller with a source of randomness may prefer
+    /// [`Store::format_with_volume`].
+    pub async fn format(device: B) -> Result<Store<B>, StoreError> {
+        let info = device.info();
+        let block_size = block_size_for(info.sector_size)?;
+        let disk = Disk::new(device, block_size);
+        let mut digest = crate::format::Crc64::new();
+        let blocks = info.capacity() / u64::from(block_size);
+        for block in 0..blocks.min(16) {
+            let mut sector = vec![0u8; info.sector_size as usize];
+            disk.device
+                .read(
+                    block * u64::from(block_size / info.sector_size),
+                    &mut sector,
+                )
+                .await
+                .map_err(StoreError::Io)?;
+            if let Ok(old) = Superblock::parse(&sector) {
+                digest.update(&old.volume.wrapping_add(1).to_le_bytes());
+            }
+            digest.update(&sector);
+        }
+        Self::format_with_volume(disk.device, digest.finish()).await
+    }
+
+    /// Makes an empty store on `device` with volume id `volume`, which
+    /// should differ from that of any store the device held before.
+    pub async fn format_with_volume(device: B, volume: u64) -> Result<Store<B>, StoreError> {
+        let info = device.info();
+        let block_size = block_size_for(info.sector_size)?;
+        let block_count = info.capacity() / u64::from(block_size);
+        if block_count < MIN_BLOCKS {
+            return Err(StoreError::Geometry(
+                "device too small for a store (8 blocks of 4 KiB)",
+            ));
+        }
+        let disk = Disk::new(device, block_size);
+        let log_start = SUPERBLOCK_BLOCKS;
+        let generation = 1;
+        let mut space = Space::new(block_count);
+        space.claim(0..log_start + 2);
+        let tail = Tail {
+            block: log_start,
+            after: log_start + 1,
+            seq: 1,
+            prev: Superblock::anchor_for(volume, generation, log_start, 1),
+        };
+        // An empty checkpoint: one commit of no records.
+        let mut appender = Appender::new(tail, volume, block_size);
+        appender.commit(&disk, &mut space).await?;
+        disk.flush().await?;
+        let superblock = Superblock {
+            sector_size: info.sector_size,
+            block_size,
+            block_count,
+            generation,
+            volume,
+            log_start,
+            log_after: tail.after,
+            log_seq: 1,
+            anchor: tail.prev,
+            checkpoint_blocks: 1,
+        };
+        // Slot 0 holds an older generation naming the same log; only the
+        // newer is ever followed, but both must be intact.
+        let older = Superblock {
+            generation: 0,
+            ..superblock
+        };
+        disk.write_superblock(0, |out| older.emit(out)).await?;
+        disk.write_superblock(1, |out| superblock.emit(out)).await?;
+        disk.flush().await?;
+        Ok(Store {
+            disk,
+            state: Lock::new(State {
+                superblock,
+                index: BTreeMap::new(),
+                index_bytes: 0,
+                space,
+                chain: vec![log_start],
+                checkpoint_len: 1,
+                tail: appender.tail,
+                poisoned: false,
+            }),
+        })
+    }
+
+    /// Mounts the store on `device`: reads the current superblock, replays
+    /// the log and checks that the blocks it names do not overlap.
+    pub async fn mount(device: B) -> Result<Store<B>, StoreError> {
+        let info = device.info();
+        let block_size = block_size_for(info.sector_size)?;
+        let disk = Disk::new(device, block_size);
+        let superblock = read_superblocks(&disk).await?;
+        if superblock.sector_size != info.sector_size || superblock.block_size != block_size {
+            return Err(StoreError::Geometry(
+                "the store was made for another sector size",
+            ));
+        }
+        if superblock.block_count > info.capacity() / u64::from(block_size) {
+            return Err(StoreError::Geometry("the device is smaller than the store"));
+        }
+        let replay = replay(&disk, &superblock).await?;
+        let mut space = Space::new(superblock.block_count);
+        space.claim(0..SUPERBLOCK_BLOCKS);
+        let reserved = [replay.tail.block, replay.tail.after];
+        for &block in replay.chain.iter().chain(&reserved) {
+            if !space.claim(block..block + 1) {
+                return Err(corrupt(
+                    "log block used twice",
+                    block,
+                    FormatError::BadField("next"),
+                ));
+            }
+        }
+        let mut index_bytes = 0;
+        for (key, entry) in &replay.index {
+            for extent in &entry.extents {
+                if !space.claim(extent.range()) {
+                    return Err(corrupt(
+                        "extent overlaps another",
+                        extent.start,
+                        FormatError::BadField("extent"),
+                    ));
+                }
+            }
+            index_bytes += set_encoded_len(key.len(), entry.extents.len());
+        }
+        log::debug!(
+            "store: mounted generation {}, {} keys, {} log blocks, {} free",
+            superblock.generation,
+            replay.index.len(),
+            replay.chain.len(),
+            space.free()
+        );
+        Ok(Store {
+            disk,
+            state: Lock::new(State {
+                superblock,
+                index: replay.index,
+                index_bytes,
+                space,
+                chain: replay.chain,
+                checkpoint_len: superblock.checkpoint_blocks,
+                tail: replay.tail,
+                poisoned: false,
+            }),
+        })
+    }
+}
+
+/// Reads both superblocks and returns the current one. Each is written as
+/// one sector, which devices write atomically, so any damage to either is
+/// corruption, not a torn write, and is reported.
+async fn read_superblocks<B: Block>(disk: &Disk<B>) -> Result<Superblock, StoreError> {
+    let mut found = [None, None];
+    let mut foreign = 0;
+    for slot in 0..SUPERBLOCK_BLOCKS {
+        let raw = disk.read_superblock(slot).await?;
+        match Superblock::parse(&raw) {
+            Ok(superblock) => found[slot as usize] = Some(superblock),
+            Err(FormatError::BadMagic) => foreign += 1,
+            Err(FormatError::UnsupportedVersion(v)) => {
+                return Err(StoreError::UnsupportedVersion(v))
+            }
+            Err(error) => return Err(corrupt("superblock", slot, error)),
+        }
+    }
+    match found {
+        [Some(a), Some(b)] => {
+            if a.generation == b.generation
+                || a.block_size != b.block_size
+                || a.block_count != b.block_count
+            {
+                return Err(corrupt(
+                    "superblock pair",
+                    0,
+                    FormatError::BadField("generation"),
+                ));
+            }
+            Ok(if a.generation > b.generation { a } else { b })
+        }
+        _ if foreign == 2 => Err(StoreError::NotAStore),
+        _ => Err(corrupt("superblock", 0, FormatError::BadMagic)),
+    }
+}
+
+struct Replay {
+    index: BTreeMap<String, Entry>,
+    chain: Vec<u64>,
+    tail: Tail,
+}
+
+/// A set whose extents are still being collected from `More` records.
+struct PendingSet {
+    key: String,
+    entry: Entry,
+    total: u32,
+}
+
+/// Follows the log from the superblock, applying each whole commit.
+async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Replay, StoreError> {
+    let mut index = BTreeMap::new();
+    let mut chain = Vec::new();
+    let mut block = vec![0u8; superblock.block_size as usize];
+    let mut tail = Tail {
+        block: superblock.log_start,
+        after: superblock.log_after,
+        seq: superblock.log_seq,
+        prev: superblock.anchor,
+    };
+    // Where the commit being read started, and its operations so far.
+    let mut commit_start = tail;
+    let mut commit_blocks = 0usize;
+    let mut ops: Vec<(String, Option<Entry>)> = Vec::new();
+    let mut open_set: Option<PendingSet> = None;
+    loop {
+        let in_checkpoint = (chain.len() as u64) < superblock.checkpoint_blocks;
+        let address = tail.block;
+        // A chain no longer than the device: each block's sequence number
+        // is one more than the last, so a valid chain never revisits one.
+        if !(SUPERBLOCK_BLOCKS..superblock.block_count).contains(&address)
+            || chain.len() as u64 > superblock.block_count
+        {
+            return Err(corrupt("log chain", address, FormatError::BadField("next")));
+        }
+        disk.read(address, &mut block).await?;
+        let parsed = parse_log_block(&block).and_then(|(header, payload, crc)| {
+            if header.volume != superblock.volume
+                || header.seq != tail.seq
+                || header.prev != tail.prev
+            {
+                Err(FormatError::BadField("sequence"))
+            } else {
+                Ok((header, payload, crc))
+            }
+        });
+        let (header, payload, crc) = match parsed {
+            Ok(parsed) => parsed,
+            // The end of the log: a block never written, or torn by a
+            // crash; unless a later commit lies beyond it.
+            Err(error) if !in_checkpoint => {
+                if later_commit_beyond(disk, superblock, &tail).await? {
+                    return Err(corrupt("log block", address, error));
+                }
+                break;
+            }
+            Err(error) => return Err(corrupt("checkpoint", address, error)),
+        };
+        if header.next != tail.after {
+            return Err(corrupt("log chain", address, FormatError::BadField("next")));
+        }
+        let records = parse_records(payload).map_err(|e| corrupt("log records", address, e))?;
+        for record in records {
+            apply_record(record, &mut ops, &mut open_set, superblock)
+                .map_err(|e| corrupt("log record", address, e))?;
+        }
+        chain.push(address);
+        commit_blocks += 1;
+        tail = Tail {
+            block: header.next,
+            after: header.after_next,
+            seq: header.seq + 1,
+            prev: crc,
+        };
+        if header.is_commit() {
+            if open_set.is_some() {
+                return Err(corrupt("log record", address, FormatError::Truncated));
+            }
+            for (key, entry) in ops.drain(..) {
+                match entry {
+                    Some(entry) => {
+                        index.insert(key, entry);
+                    }
+                    None => {
+                        if index.remove(&key).is_none() {
+                            return Err(corrupt(
+                                "log record",
+                                address,
+                                FormatError::BadField("remove"),
+                            ));
+                        }
+                    }
+                }
+            }
+            commit_start = tail;
+            commit_blocks = 0;
+        } else if chain.len() as u64 == superblock.checkpoint_blocks {
+            return Err(corrupt(
+                "checkpoint",
+                address,
+                FormatError::BadField("flags"),
+            ));
+        }
+    }
+    // Blocks of a commit that never ended belong to nothing: the log goes
+    // on from where that commit began.
+    chain.truncate(chain.len() - commit_blocks);
+    Ok(Replay {
+        index,
+        chain,
+        tail: commit_start,
+    })
+}
+
+/// Whether the log goes on past the bad block at `tail` with a block of a
+/// commit begun after it. A commit is written only once the one before is
+/// durable, so such a block proves the bad one was written whole and
+/// damaged since (not torn by a crash). The chain is followed from the
+/// block reserved after the bad one.
+async fn later_commit_beyond<B: Block>(
+    disk: &Disk<B>,
+    superblock: &Superblock,
+    tail: &Tail,
+) -> Result<bool, StoreError> {
+    let mut block = vec![0u8; superblock.block_size as usize];
+    let mut address = tail.after;
+    let mut prev = None;
+    // No chain is longer than the device.
+    let seqs = (tail.seq + 1..).take(superblock.block_count as usize);
+    for seq in seqs {
+        if !(SUPERBLOCK_BLOCKS..superblock.block_count).contains(&address) {
+            break;
+        }
+        disk.read(address, &mut block).await?;
+        let Ok((header, _, crc)) = parse_log_block(&block) else {
+            break;
+        };
+        if header.volume != superblock.volume
+            || header.seq != seq
+            || prev.is_some_and(|p| p != header.prev)
+        {
+            break;
+        }
+        if header.commit_seq > tail.seq {
+            return Ok(true);
+        }
+        address = header.next;
+        prev = Some(crc);
+    }
+    Ok(false)
+}
+
+/// Adds one record's effect to the commit being read.
+fn apply_record(
+    record: Record<'_>,
+    ops: &mut Vec<(String, Option<Entry>)>,
+    open_set: &mut Option<PendingSet>,
+    superblock: &Superblock,
+) -> Result<(), FormatError> {
+    let check_extents = |extents: &[Extent]| {
+        extents.iter().try_for_each(|e| {
+            let end = e.start.checked_add(u64::from(e.blocks));
+            if e.start < SUPERBLOCK_BLOCKS || end.is_none_or(|end| end > superblock.block_count) {
+                Err(FormatError::BadField("extent"))
+            } else {
+                Ok(())
+            }
+        })
+    };
+    match record {
+        Record::Set {
+            key,
+            size,
+            total_extents,
+            extents,
+        } => {
+            if open_set.is_some() {
+                return Err(FormatError::Truncated);
+            }
+            check_extents(&extents)?;
+            let key = parse_key(key)?;
+            let max_blocks = size.div_ceil(u64::from(superblock.block_size));
+            if u64::from(total_extents) > max_blocks
+                || extents.len() as u64 > u64::from(total_extents)
+            {
+                return Err(FormatError::BadField("extent count"));
+            }
+            *open_set = Some(PendingSet {
+                key,
+                entry: Entry { size, extents },
+                total: total_extents,
+            });
+        }
+        Record::More(extents) => {
+            check_extents(&extents)?;
+            let pending = open_set
+                .as_mut()
+                .ok_or(FormatError::BadField("record order"))?;
+            if pending.entry.extents.len() + extents.len() > pending.total as usize {
+                return Err(FormatError::BadField("extent count"));
+            }
+            pending.entry.extents.extend(extents);
+        }
+        Record::Remove(key) => {
+            if open_set.is_some() {
+                return Err(FormatError::Truncated);
+            }
+            ops.push((parse_key(key)?, None));
+        }
+    }
+    if let Some(pending) = open_set.take_if(|p| p.entry.extents.len() == p.total as usize) {
+        let blocks: u64 = pending
+            .entry
+            .extents
+            .iter()
+            .map(|e| u64::from(e.blocks))
+            .sum();
+        if blocks
+            != pending
+                .entry
+                .size
+                .div_ceil(u64::from(superblock.block_size))
+        {
+            return Err(FormatError::BadField("value size"));
+        }
+        ops.push((pending.key, Some(pending.entry)));
+    }
+    Ok(())
+}
+
+fn parse_key(raw: &[u8]) -> Result<String, FormatError> {
+    let key = core::str::from_utf8(raw).map_err(|_| FormatError::BadField("key"))?;
+    match normalize_key(key) {
+        Ok(normal) if normal == key => Ok(normal),
+        _ => Err(FormatError::BadField("key")),
+    }
+}
+
+/// Blocks a checkpoint of an index of `index_bytes` encoded bytes takes,
+/// plus the block reserved after it.
+pub(crate) fn checkpoint_need(index_bytes: u64, block_size: u32) -> u64 {
+    checkpoint_blocks_for(index_bytes, block_size) + 1
+}

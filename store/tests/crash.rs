@@ -1,0 +1,189 @@
+//! Crash safety: a scripted workload (sets, removes, batches, big values,
+//! overwrites that force space reuse and checkpoints) is run again and again
+//! on the fault-injecting device, crashing at every write in turn, with the
+//! unflushed writes kept (the crashing one torn), lost, or kept sector by
+//! sector at random. After each crash the store must mount with every
+//! acknowledged operation and the interrupted one either whole or absent,
+//! and go on working.
+
+mod support;
+
+use lamina_core::device::{KvError, KvWrite};
+use lamina_store::{Batch, Store};
+use std::collections::BTreeMap;
+use support::{block_on, contents, next, pattern, FaultDisk, Survivors};
+
+type Model = BTreeMap<String, Vec<u8>>;
+
+#[derive(Debug, Clone)]
+enum Step {
+    Set(String, Vec<u8>),
+    Remove(String),
+    Batch(Vec<(String, Option<Vec<u8>>)>),
+    Checkpoint,
+}
+
+/// A deterministic workload of `steps` steps over a few keys.
+fn workload(seed: u64, steps: usize) -> Vec<Step> {
+    let mut rng = seed | 1;
+    let mut out = Vec::new();
+    let key = |rng: &mut u64| format!("k/{}", next(rng) % 12);
+    let value = |rng: &mut u64| {
+        let len = match next(rng) % 20 {
+            0 => 300_000 + (next(rng) % 5000) as usize, // two extents and more
+            1..=4 => 20_000 + (next(rng) % 3000) as usize,
+            5 => 0,
+            _ => (next(rng) % 300) as usize,
+        };
+        pattern(len, next(rng))
+    };
+    for _ in 0..steps {
+        out.push(match next(&mut rng) % 20 {
+            0..=10 => Step::Set(key(&mut rng), value(&mut rng)),
+            11..=14 => Step::Remove(key(&mut rng)),
+            15..=18 => Step::Batch(
+                (0..2 + next(&mut rng) % 3)
+                    .map(|_| {
+                        let k = key(&mut rng);
+                        let v = (!next(&mut rng).is_multiple_of(4)).then(|| value(&mut rng));
+                        (k, v)
+                    })
+                    .collect(),
+            ),
+            _ => Step::Checkpoint,
+        });
+    }
+    out
+}
+
+/// The model after `step`, had it been applied.
+fn applied(model: &Model, step: &Step) -> Model {
+    let mut model = model.clone();
+    match step {
+        Step::Set(key, value) => {
+            model.insert(key.clone(), value.clone());
+        }
+        Step::Remove(key) => {
+            model.remove(key);
+        }
+        Step::Batch(ops) => {
+            // Later operations on a key win, as in the store.
+            let mut last = BTreeMap::new();
+            for (key, value) in ops {
+                last.insert(key.clone(), value.clone());
+            }
+            for (key, value) in last {
+                match value {
+                    Some(value) => model.insert(key, value),
+                    None => model.remove(&key),
+                };
+            }
+        }
+        Step::Checkpoint => {}
+    }
+    model
+}
+
+/// Runs `steps` until one fails with an I/O error (the crash). Returns the
+/// acknowledged state and the step that was interrupted, if any.
+fn run(store: &Store<FaultDisk>, steps: &[Step]) -> (Model, Option<Step>) {
+    let mut model = Model::new();
+    for step in steps {
+        let result = block_on(async {
+            match step {
+                Step::Set(key, value) => store.set(key, value).await,
+                Step::Remove(key) => store.remove(key).await,
+                Step::Batch(ops) => {
+                    let mut batch = Batch::new();
+                    for (key, value) in ops {
+                        match value {
+                            Some(value) => batch.set(key, value)?,
+                            None => batch.remove(key)?,
+                        }
+                    }
+                    store.commit(batch).await
+                }
+                Step::Checkpoint => store.checkpoint().await.map_err(KvError::from),
+            }
+        });
+        match result {
+            Ok(()) => model = applied(&model, step),
+            Err(KvError::NotFound) | Err(KvError::NoSpace) => {}
+            Err(KvError::Io) => return (model, Some(step.clone())),
+            Err(e) => panic!("{step:?}: {e}"),
+        }
+    }
+    (model, None)
+}
+
+/// Runs the workload once per write, crashing at it, for each way of
+/// losing unflushed writes; checks every recovery. Returns the runs made.
+fn crash_everywhere(bytes: u64, sector_size: u32, seed: u64, steps: usize) -> usize {
+    let steps = workload(seed, steps);
+    let sectors = bytes / sector_size as u64;
+    // A run with no crash counts the writes.
+    let disk = FaultDisk::new(sectors, sector_size);
+    let store = block_on(Store::format(disk.clone())).unwrap();
+    let start = disk.writes();
+    let (full, interrupted) = run(&store, &steps);
+    assert!(interrupted.is_none());
+    let writes = disk.writes() - start;
+    let stats = block_on(store.stats());
+    assert!(stats.generation > 3, "the workload checkpoints: {stats:?}");
+    assert!(full.len() > 3, "the workload leaves keys: {full:?}");
+    eprintln!(
+        "{writes} writes to crash at; {} steps; {stats:?}",
+        steps.len()
+    );
+    let mut runs = 0;
+    for crash_at in 1..=writes {
+        for survivors in [Survivors::All, Survivors::None, Survivors::Random(crash_at)] {
+            let disk = FaultDisk::new(sectors, sector_size);
+            let store = block_on(Store::format(disk.clone())).unwrap();
+            disk.crash_at_write(crash_at);
+            let (model, interrupted) = run(&store, &steps);
+            assert!(disk.crashed(), "crash at {crash_at} happened");
+            let image = disk.after_crash(survivors);
+            let what = format!("crash at write {crash_at}, {survivors:?}, during {interrupted:?}");
+            let disk = FaultDisk::from_image(image, sector_size);
+            let store = block_on(Store::mount(disk.clone()))
+                .unwrap_or_else(|e| panic!("{what}: mount failed: {e}"));
+            let got = contents(&store);
+            let with_interrupted = interrupted.as_ref().map(|step| applied(&model, step));
+            assert!(
+                got == model || Some(&got) == with_interrupted.as_ref(),
+                "{what}: found {:?}, acknowledged {:?}",
+                summary(&got),
+                summary(&model)
+            );
+            assert!(block_on(store.verify()).is_empty(), "{what}");
+            // It goes on working, and that survives too.
+            block_on(store.set("after/crash", b"still here"))
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            let mut expected = got.clone();
+            expected.insert("after/crash".into(), b"still here".to_vec());
+            drop(store);
+            let store =
+                block_on(Store::mount(disk)).unwrap_or_else(|e| panic!("{what}: remount: {e}"));
+            assert_eq!(contents(&store), expected, "{what}: after a further set");
+            runs += 1;
+        }
+    }
+    runs
+}
+
+fn summary(model: &Model) -> Vec<(String, usize)> {
+    model.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+}
+
+#[test]
+fn every_crash_point_recovers_with_512_byte_sectors() {
+    let runs = crash_everywhere(1024 * 1024, 512, 0x5eed, 120);
+    eprintln!("{runs} crashes recovered");
+}
+
+#[test]
+fn every_crash_point_recovers_with_4096_byte_sectors() {
+    let runs = crash_everywhere(1024 * 1024, 4096, 0xfeed, 120);
+    eprintln!("{runs} crashes recovered");
+}

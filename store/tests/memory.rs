@@ -1,0 +1,119 @@
+//! The memory the crate docs state, measured with a counting allocator:
+//! the index per key, and what a set and a get of a big value hold beyond
+//! the value itself.
+
+use lamina_core::device::{Block, BlockError, BlockInfo, KvRead, KvWrite};
+use lamina_core::runtime::{Executor, Instant, Park};
+use lamina_store::Store;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only
+// counts the bytes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's pointer and layout, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// A device that writes in place (the fault device keeps copies).
+struct MemDisk(RefCell<Vec<u8>>);
+
+impl Block for MemDisk {
+    fn info(&self) -> BlockInfo {
+        BlockInfo {
+            sector_size: 512,
+            sectors: self.0.borrow().len() as u64 / 512,
+        }
+    }
+    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        self.check_transfer(sector, buf.len())?;
+        let at = sector as usize * 512;
+        buf.copy_from_slice(&self.0.borrow()[at..at + buf.len()]);
+        Ok(())
+    }
+    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.check_transfer(sector, buf.len())?;
+        let at = sector as usize * 512;
+        self.0.borrow_mut()[at..at + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    async fn flush(&self) -> Result<(), BlockError> {
+        Ok(())
+    }
+}
+
+struct Still;
+
+impl Park for Still {
+    fn now(&self) -> Instant {
+        Instant::from_nanos(0)
+    }
+    fn park(&self, _: Option<Instant>) {
+        panic!("an in-memory disk never waits");
+    }
+}
+
+/// One test, so that no other test's allocations are counted.
+#[test]
+fn memory_is_what_the_docs_say() {
+    let executor = Executor::new(Rc::new(Still));
+    let disk = MemDisk(RefCell::new(vec![0; 256 << 20]));
+    let store = executor.block_on(Store::format(disk)).unwrap();
+    let value = vec![7u8; 16 << 20];
+    executor.block_on(async {
+        // Index: 20,000 keys of 24 bytes with small values.
+        let before = LIVE.load(Ordering::Relaxed);
+        let keys = 20_000;
+        for i in 0..keys {
+            store.set(&format!("users/{i:0>18}"), b"v").await.unwrap();
+        }
+        let per_key = (LIVE.load(Ordering::Relaxed) - before) / keys;
+        eprintln!("{per_key} bytes per key of 24 bytes (one extent)");
+        assert!(per_key <= 24 + 180, "{per_key} bytes per key");
+
+        // A set of 16 MiB holds little beyond the caller's value.
+        let live = LIVE.load(Ordering::Relaxed);
+        PEAK.store(live, Ordering::Relaxed);
+        store.set("big", &value).await.unwrap();
+        let set_extra = PEAK.load(Ordering::Relaxed) - live;
+        eprintln!("a set of 16 MiB: {set_extra} bytes at peak beyond the value");
+        assert!(set_extra < 128 << 10, "{set_extra}");
+
+        // A get holds the value and at most a block more.
+        let live = LIVE.load(Ordering::Relaxed);
+        PEAK.store(live, Ordering::Relaxed);
+        let got = store.get("big").await.unwrap();
+        let get_extra = PEAK.load(Ordering::Relaxed) - live - value.len();
+        eprintln!("a get of 16 MiB: {get_extra} bytes at peak beyond the value");
+        assert!(get_extra <= 4096 + 1024, "{get_extra}");
+        assert!(got == value);
+
+        // A range read holds at most one extent (256 KiB).
+        let live = LIVE.load(Ordering::Relaxed);
+        PEAK.store(live, Ordering::Relaxed);
+        let part = store.get_range("big", 5 << 20, 100).await.unwrap();
+        let range_extra = PEAK.load(Ordering::Relaxed) - live;
+        eprintln!("a range of 100 bytes: {range_extra} bytes at peak");
+        assert!(range_extra <= (256 << 10) + 1024, "{range_extra}");
+        assert_eq!(part, vec![7u8; 100]);
+    });
+}

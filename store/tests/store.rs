@@ -1,0 +1,283 @@
+//! The store's behaviour on a healthy device: the Kv conformance suite,
+//! persistence across mounts, batches, listing, big values, space reuse,
+//! a full disk and disks that hold no store.
+
+mod support;
+
+use lamina_conformance::kv;
+use lamina_core::device::{KvError, KvRead, KvWrite};
+use lamina_store::{Batch, Store, StoreError};
+use support::{block_on, contents, pattern, yield_once, FaultDisk};
+
+const MIB: u64 = 1024 * 1024;
+
+fn fresh(bytes: u64, sector_size: u32) -> (FaultDisk, Store<FaultDisk>) {
+    let disk = FaultDisk::new(bytes / sector_size as u64, sector_size);
+    let store = block_on(Store::format(disk.clone())).expect("format");
+    (disk, store)
+}
+
+fn remount(disk: &FaultDisk) -> Store<FaultDisk> {
+    block_on(Store::mount(disk.clone())).expect("mount")
+}
+
+#[test]
+fn kv_write_conformance() {
+    for sector_size in [512, 4096] {
+        let (_, store) = fresh(MIB, sector_size);
+        let report = block_on(kv::run_write(&store));
+        eprintln!("{report}");
+        assert!(report.passed(), "{report}");
+    }
+}
+
+#[test]
+fn values_survive_a_remount() {
+    let (disk, store) = fresh(4 * MIB, 512);
+    block_on(async {
+        store.set("a", b"one").await.unwrap();
+        store.set("/b/c", b"").await.unwrap();
+        store.set("b/d", &pattern(10_000, 1)).await.unwrap();
+        store.set("a", b"two").await.unwrap();
+        store.remove("b/c").await.unwrap();
+    });
+    let before = contents(&store);
+    assert_eq!(before.len(), 2);
+    assert_eq!(before["a"], b"two");
+    drop(store);
+    assert_eq!(contents(&remount(&disk)), before);
+}
+
+#[test]
+fn a_batch_applies_every_change() {
+    let (disk, store) = fresh(4 * MIB, 4096);
+    let big = pattern(300_000, 2);
+    block_on(async {
+        store.set("gone", b"x").await.unwrap();
+        let mut batch = Batch::new();
+        batch.set("k/1", b"1").unwrap();
+        batch.set("k/2", &big).unwrap();
+        batch.remove("gone").unwrap();
+        batch.remove("never-there").unwrap();
+        batch.set("k/1", b"later wins").unwrap();
+        assert_eq!(batch.len(), 4);
+        store.commit(batch).await.unwrap();
+        let mut bad = Batch::new();
+        assert_eq!(bad.set("../x", b""), Err(KvError::InvalidKey));
+        assert_eq!(bad.remove(&"k".repeat(1025)), Err(KvError::InvalidKey));
+    });
+    let got = contents(&remount(&disk));
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["k/1", "k/2"]);
+    assert_eq!(got["k/1"], b"later wins");
+    assert_eq!(got["k/2"], big);
+}
+
+#[test]
+fn list_is_by_prefix_and_in_order() {
+    let (_, store) = fresh(MIB, 512);
+    block_on(async {
+        for key in ["b/2", "a", "b/1", "ba", "c"] {
+            store.set(key, key.as_bytes()).await.unwrap();
+        }
+        let keys = |prefix| {
+            let store = &store;
+            async move {
+                let list = store.list(prefix).await.unwrap();
+                list.into_iter().map(|e| e.key).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(keys("b/").await, ["b/1", "b/2"]);
+        assert_eq!(keys("/b").await, ["b/1", "b/2", "ba"]);
+        assert_eq!(keys("").await, ["a", "b/1", "b/2", "ba", "c"]);
+        assert!(keys("d").await.is_empty());
+        assert_eq!(store.size("ba").await, Ok(2));
+    });
+}
+
+#[test]
+fn a_16_mib_value_round_trips_and_reads_in_ranges() {
+    let (disk, store) = fresh(40 * MIB, 512);
+    let value = pattern(16 * MIB as usize + 123, 3);
+    block_on(async {
+        store.set("big", &value).await.unwrap();
+        assert_eq!(store.get("big").await.unwrap(), value);
+        // Ranges inside one extent, across extents, past the end.
+        for (offset, len) in [
+            (0, 10),
+            (262_140, 10),
+            (5_000_000, 1_000_000),
+            (16 * MIB - 5, 1000),
+        ] {
+            let got = store.get_range("big", offset, len).await.unwrap();
+            let end = (offset as usize + len).min(value.len());
+            assert_eq!(got, value[offset as usize..end], "{offset}+{len}");
+        }
+        assert!(store
+            .get_range("big", 17 * MIB, 5)
+            .await
+            .unwrap()
+            .is_empty());
+    });
+    drop(store);
+    let store = remount(&disk);
+    assert_eq!(block_on(store.get("big")).unwrap(), value);
+    assert!(block_on(store.verify()).is_empty());
+}
+
+#[test]
+fn overwrites_reuse_space_and_checkpoints_compact_the_log() {
+    // 2 MiB; each value 100 KiB: 500 of them is 25 disks' worth.
+    let (disk, store) = fresh(2 * MIB, 512);
+    block_on(async {
+        for i in 0..500u64 {
+            let key = format!("k{}", i % 5);
+            store.set(&key, &pattern(100_000, i)).await.unwrap();
+        }
+    });
+    let stats = block_on(store.stats());
+    assert!(stats.generation > 2, "checkpoints were written: {stats:?}");
+    assert!(stats.log_blocks < 200, "the log was compacted: {stats:?}");
+    drop(store);
+    let got = contents(&remount(&disk));
+    for i in 495..500u64 {
+        assert_eq!(got[&format!("k{}", i % 5)], pattern(100_000, i));
+    }
+}
+
+#[test]
+fn a_full_disk_says_so_and_stays_usable() {
+    let (disk, store) = fresh(MIB, 512);
+    let value = pattern(50_000, 4);
+    let mut stored = 0;
+    block_on(async {
+        loop {
+            match store.set(&format!("f{stored}"), &value).await {
+                Ok(()) => stored += 1,
+                Err(KvError::NoSpace) => break,
+                Err(e) => panic!("{e}"),
+            }
+            assert!(stored < 100, "a 1 MiB disk never fills");
+        }
+        assert!(stored >= 15, "only {stored} values of 50 KB fit in 1 MiB");
+        // Small values and empty ones too, until nothing fits.
+        let mut small = 0;
+        while store.set(&format!("s{small}"), b"tiny").await.is_ok() {
+            small += 1;
+        }
+        assert_eq!(store.set("s-last", b"tiny").await, Err(KvError::NoSpace));
+        // Still readable; removes work; the space comes back.
+        assert_eq!(store.get("f0").await.unwrap(), value);
+        for i in 0..small {
+            store.remove(&format!("s{i}")).await.unwrap();
+        }
+        store.remove("f0").await.unwrap();
+        store.remove("f1").await.unwrap();
+        store.set("again", &value).await.unwrap();
+    });
+    drop(store);
+    let got = contents(&remount(&disk));
+    assert_eq!(got.len(), stored - 2 + 1);
+    assert_eq!(got["again"], value);
+}
+
+#[test]
+fn removes_work_when_nothing_else_fits_even_without_data() {
+    // Empty values take no data blocks: only log and checkpoint space.
+    let (disk, store) = fresh(64 * 1024, 512);
+    let mut stored = 0;
+    block_on(async {
+        while store.set(&format!("{:0>900}", stored), b"").await.is_ok() {
+            stored += 1;
+        }
+        assert!(stored > 3);
+        for i in 0..stored {
+            store.remove(&format!("{:0>900}", i)).await.unwrap();
+        }
+    });
+    drop(store);
+    assert!(contents(&remount(&disk)).is_empty());
+}
+
+#[test]
+fn disks_without_a_store_are_refused() {
+    let zeroed = FaultDisk::new(2048, 512);
+    assert_eq!(
+        block_on(Store::mount(zeroed)).err(),
+        Some(StoreError::NotAStore)
+    );
+    let random = FaultDisk::from_image(pattern(MIB as usize, 9), 512);
+    assert_eq!(
+        block_on(Store::mount(random)).err(),
+        Some(StoreError::NotAStore)
+    );
+    let tiny = FaultDisk::new(16, 512);
+    assert!(matches!(
+        block_on(Store::format(tiny)).err(),
+        Some(StoreError::Geometry(_))
+    ));
+    // Made for 512-byte sectors, mounted on 4096.
+    let (disk, store) = fresh(MIB, 512);
+    drop(store);
+    let other = FaultDisk::from_image(disk.image(), 4096);
+    assert!(matches!(
+        block_on(Store::mount(other)).err(),
+        Some(StoreError::Geometry(_))
+    ));
+}
+
+#[test]
+fn bad_keys_are_refused() {
+    let (_, store) = fresh(MIB, 512);
+    block_on(async {
+        assert_eq!(store.set("", b"x").await, Err(KvError::InvalidKey));
+        assert_eq!(store.set("a/../b", b"x").await, Err(KvError::InvalidKey));
+        assert_eq!(
+            store.set(&"k".repeat(1025), b"x").await,
+            Err(KvError::InvalidKey)
+        );
+        assert_eq!(store.set(&"k".repeat(1024), b"x").await, Ok(()));
+        assert_eq!(store.get("missing").await, Err(KvError::NotFound));
+        assert_eq!(store.remove("missing").await, Err(KvError::NotFound));
+    });
+}
+
+#[test]
+fn concurrent_operations_take_turns() {
+    use lamina_core::runtime::Executor;
+    let (disk, store) = fresh(4 * MIB, 512);
+    disk.set_yielding(true);
+    let store = std::rc::Rc::new(store);
+    struct Still;
+    impl lamina_core::runtime::Park for Still {
+        fn now(&self) -> lamina_core::runtime::Instant {
+            lamina_core::runtime::Instant::from_nanos(0)
+        }
+        fn park(&self, _: Option<lamina_core::runtime::Instant>) {}
+    }
+    let executor = Executor::new(std::rc::Rc::new(Still));
+    let handle = executor.handle();
+    executor.block_on(async {
+        let tasks: Vec<_> = (0..8u64)
+            .map(|i| {
+                let store = store.clone();
+                handle.spawn(async move {
+                    for j in 0..10u64 {
+                        store
+                            .set(&format!("t{i}/{j}"), &pattern(5000, i * 100 + j))
+                            .await
+                            .unwrap();
+                        yield_once().await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+    });
+    drop(store);
+    disk.set_yielding(false);
+    let got = contents(&remount(&disk));
+    assert_eq!(got.len(), 80);
+    assert_eq!(got["t7/9"], pattern(5000, 709));
+}
