@@ -16,6 +16,7 @@ mod net;
 mod new;
 mod project;
 mod run;
+mod store;
 // fork/exec set-up, kill and waitid for the application's process.
 #[allow(unsafe_code)]
 mod supervise;
@@ -170,6 +171,12 @@ enum Command {
         #[command(subcommand)]
         action: TlsAction,
     },
+    /// The key-value store of a disk image (lamina-store): make one,
+    /// list, read and change it, check it.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Show the application's device graph for a target.
     Describe {
         /// For which target.
@@ -191,6 +198,60 @@ enum JitsuAction {
     Status {
         /// The daemon's configuration.
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Make an empty store on IMAGE, replacing what it held.
+    Format {
+        /// The disk image (a file).
+        image: PathBuf,
+        /// Create IMAGE (or truncate it) with this size: bytes, or a number
+        /// with K, M, G or T [default: keep the file's size].
+        #[arg(long, value_parser = store::parse_size)]
+        size: Option<u64>,
+    },
+    /// List the keys that start with PREFIX, with their sizes in bytes.
+    Ls {
+        /// The disk image.
+        image: PathBuf,
+        /// Only keys starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Print the value of KEY (or write it to a file).
+    Get {
+        /// The disk image.
+        image: PathBuf,
+        /// The key.
+        key: String,
+        /// Write the value here instead of to stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Store FILE (or stdin) under KEY, durably.
+    Put {
+        /// The disk image.
+        image: PathBuf,
+        /// The key.
+        key: String,
+        /// The value [default: stdin].
+        file: Option<PathBuf>,
+    },
+    /// Remove KEYs: all of them, or none if one is missing.
+    Rm {
+        /// The disk image.
+        image: PathBuf,
+        /// The keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Check the store: its structure, and every value against its
+    /// checksums. Exits 1 if anything is damaged.
+    Fsck {
+        /// The disk image.
+        image: PathBuf,
     },
 }
 
@@ -341,6 +402,30 @@ fn main() -> ExitCode {
             TlsAction::DevCa { ca_dir } => tls::dev_ca(ca_dir.as_deref()),
         }
         .map(|()| ExitCode::SUCCESS),
+        Command::Store { action } => match action {
+            StoreAction::Format { image, size } => store::format(&image, size),
+            StoreAction::Ls { image, prefix } => {
+                store::run(&image, store::Action::List { prefix: &prefix })
+            }
+            StoreAction::Get { image, key, output } => store::run(
+                &image,
+                store::Action::Get {
+                    key: &key,
+                    output: output.as_deref(),
+                },
+            ),
+            StoreAction::Put { image, key, file } => store::run(
+                &image,
+                store::Action::Put {
+                    key: &key,
+                    input: file.as_deref(),
+                },
+            ),
+            StoreAction::Rm { image, keys } => {
+                store::run(&image, store::Action::Remove { keys: &keys })
+            }
+            StoreAction::Fsck { image } => store::run(&image, store::Action::Check),
+        },
         Command::Describe { target, dot, app } => project::Project::find(&app)
             .and_then(|project| describe_app(&project, target, dot))
             .map(|()| ExitCode::SUCCESS),
@@ -424,6 +509,10 @@ pub enum CliError {
     /// files are unusable; the message says which and what to do.
     #[error("{0}")]
     Tls(String),
+    /// A store image could not be opened, or the store refused the
+    /// operation; the message names the image and the key.
+    #[error("{0}")]
+    Store(String),
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -442,7 +531,9 @@ impl CliError {
             CliError::Project(_)
             | CliError::TargetUnavailable { .. }
             | CliError::MissingTool { .. } => 2,
-            CliError::BuildFailed | CliError::Tls(_) | CliError::Io { .. } => 1,
+            CliError::BuildFailed | CliError::Tls(_) | CliError::Store(_) | CliError::Io { .. } => {
+                1
+            }
         }
     }
 

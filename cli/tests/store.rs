@@ -1,0 +1,162 @@
+//! `lamina store`, the real binary on real image files: format, put from a
+//! file and from stdin, ls, get, rm, fsck, and the errors for a missing
+//! key, a damaged value and a file that is not a store.
+
+mod common;
+
+use common::{lamina, run_lamina};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+fn image_arg(image: &Path) -> &str {
+    image.to_str().unwrap()
+}
+
+fn ok(output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// Runs `lamina store put IMAGE KEY` with `value` on stdin.
+fn put_stdin(image: &Path, key: &str, value: &[u8]) -> Output {
+    let mut child = lamina()
+        .args(["store", "put", image_arg(image), key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(value).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn format_put_ls_get_rm_fsck() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    let img = image_arg(&image);
+    ok(run_lamina(&["store", "format", img, "--size", "8M"]));
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 8 << 20);
+
+    // A 3 MiB value from a file (several extents), a small one from stdin.
+    let big: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 % 251) as u8).collect();
+    let big_file = dir.path().join("big.bin");
+    std::fs::write(&big_file, &big).unwrap();
+    ok(run_lamina(&[
+        "store",
+        "put",
+        img,
+        "data/big",
+        big_file.to_str().unwrap(),
+    ]));
+    ok(put_stdin(&image, "/data/small", b"hello\n"));
+    ok(put_stdin(&image, "other", b""));
+
+    let listing = stdout(&ok(run_lamina(&["store", "ls", img])));
+    assert_eq!(
+        listing,
+        format!("{}\tdata/big\n6\tdata/small\n0\tother\n", big.len())
+    );
+    let listing = stdout(&ok(run_lamina(&["store", "ls", img, "data/s"])));
+    assert_eq!(listing, "6\tdata/small\n");
+
+    let got = ok(run_lamina(&["store", "get", img, "data/small"]));
+    assert_eq!(got.stdout, b"hello\n");
+    let out_file = dir.path().join("out.bin");
+    ok(run_lamina(&[
+        "store",
+        "get",
+        img,
+        "data/big",
+        "-o",
+        out_file.to_str().unwrap(),
+    ]));
+    assert_eq!(std::fs::read(&out_file).unwrap(), big);
+
+    // rm is all or none.
+    let refused = run_lamina(&["store", "rm", img, "other", "missing"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("missing: no such key"));
+    ok(run_lamina(&["store", "get", img, "other"]));
+    ok(run_lamina(&["store", "rm", img, "other", "data/small"]));
+    assert_eq!(
+        stdout(&ok(run_lamina(&["store", "ls", img]))),
+        format!("{}\tdata/big\n", big.len())
+    );
+
+    let report = stdout(&ok(run_lamina(&["store", "fsck", img])));
+    assert!(report.contains("1 keys"), "{report}");
+    assert!(report.ends_with("clean\n"), "{report}");
+}
+
+#[test]
+fn fsck_and_get_report_a_damaged_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    let img = image_arg(&image);
+    ok(run_lamina(&["store", "format", img, "--size", "1M"]));
+    let value = vec![0x5au8; 10_000];
+    let file = dir.path().join("v");
+    std::fs::write(&file, &value).unwrap();
+    ok(run_lamina(&[
+        "store",
+        "put",
+        img,
+        "k",
+        file.to_str().unwrap(),
+    ]));
+    ok(run_lamina(&[
+        "store",
+        "put",
+        img,
+        "later",
+        file.to_str().unwrap(),
+    ]));
+    // Flip one bit of the first value's data (a run of 0x5a bytes).
+    let mut bytes = std::fs::read(&image).unwrap();
+    let at = bytes
+        .windows(64)
+        .position(|w| w.iter().all(|&b| b == 0x5a))
+        .unwrap();
+    bytes[at + 10] ^= 1;
+    std::fs::write(&image, &bytes).unwrap();
+
+    let get = run_lamina(&["store", "get", img, "k"]);
+    assert_eq!(get.status.code(), Some(1));
+    assert!(get.stdout.is_empty(), "no wrong bytes are printed");
+    let fsck = run_lamina(&["store", "fsck", img]);
+    assert_eq!(fsck.status.code(), Some(1));
+    assert!(stdout(&fsck).contains("damaged: k:"), "{}", stdout(&fsck));
+    assert!(!stdout(&fsck).contains("damaged: later"));
+}
+
+#[test]
+fn bad_images_and_keys_are_refused_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("not-a-store.img");
+    std::fs::write(&image, vec![7u8; 1 << 20]).unwrap();
+    let img = image_arg(&image);
+    let ls = run_lamina(&["store", "ls", img]);
+    assert_eq!(ls.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&ls.stderr).contains("not a lamina store"));
+    let missing = run_lamina(&["store", "fsck", "/nonexistent/disk.img"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot open"));
+    let odd = run_lamina(&["store", "format", img, "--size", "1000"]);
+    assert_eq!(odd.status.code(), Some(2), "a bad size is a usage error");
+    ok(run_lamina(&["store", "format", img]));
+    let bad_key = run_lamina(&["store", "get", img, "../x"]);
+    assert!(String::from_utf8_lossy(&bad_key.stderr).contains("invalid key"));
+    let absent = run_lamina(&["store", "get", img, "x"]);
+    assert!(String::from_utf8_lossy(&absent.stderr).contains("x: no such key"));
+}
