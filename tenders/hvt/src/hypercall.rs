@@ -572,4 +572,38 @@ mod tests {
         );
         std::fs::remove_file(path).unwrap();
     }
+
+    #[test]
+    fn a_flush_is_answered_only_on_a_device_that_has_flush() {
+        let (mut block, path) = fixtures::block(1, "flush");
+        let flush = |hypercalls: &mut Hypercalls, mem: &GuestMemory, handle: u64| {
+            let request = HcBlockFlush {
+                handle,
+                ..Default::default()
+            };
+            call(hypercalls, mem, Hypercall::BlockFlush, &request).ret
+        };
+        let einval = Solo5Result::Einval as i32;
+        let mem = GuestMemory::anywhere(1 << 20).unwrap();
+        // Without the feature (a Solo5 guest): refused.
+        block.features = 0;
+        let mut hypercalls = Hypercalls::new(Devices {
+            manifest: Vec::new(),
+            blocks: vec![block],
+            nets: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(flush(&mut hypercalls, &mem, 1), einval);
+        let (mut block, _) = fixtures::block(1, "flush");
+        block.features = block_features::FLUSH;
+        let mut hypercalls = Hypercalls::new(Devices {
+            manifest: Vec::new(),
+            blocks: vec![block],
+            nets: Vec::new(),
+        })
+        .unwrap();
+        assert_eq!(flush(&mut hypercalls, &mem, 1), 0);
+        assert_eq!(flush(&mut hypercalls, &mem, 2), einval);
+        std::fs::remove_file(path).unwrap();
+    }
 }

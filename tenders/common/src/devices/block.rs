@@ -201,4 +201,28 @@ mod tests {
             assert!(!device.accepts(offset, len), "{offset}+{len}");
         }
     }
+
+    #[test]
+    fn spt_rules_grow_with_the_features_the_guest_asked_for() {
+        let path = std::env::temp_dir().join(format!("lamina-tender-{}-rules", std::process::id()));
+        File::create(&path).unwrap().set_len(1 << 20).unwrap();
+        let mut device = BlockDevice::open("storage", 1, &path, 4096).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let calls = |device: &BlockDevice| {
+            let rules = device.spt_rules().unwrap();
+            let count = |n| rules.iter().filter(|(call, _)| *call == n).count();
+            (
+                count(libc::SYS_pread64),
+                count(libc::SYS_pwrite64),
+                count(libc::SYS_fdatasync),
+            )
+        };
+        // Solo5's: one sector per call, no flush.
+        assert_eq!(calls(&device), (1, 1, 0));
+        // Spans of 8 KiB to 256 KiB: six more rules each way.
+        device.features = block_features::MULTI_SECTOR;
+        assert_eq!(calls(&device), (7, 7, 0));
+        device.features = block_features::MULTI_SECTOR | block_features::FLUSH;
+        assert_eq!(calls(&device), (7, 7, 1));
+    }
 }
