@@ -1,6 +1,8 @@
-//! virtio-blk (virtio 1.2, section 5.2): one request at a time through a
-//! bounce buffer owned by the driver, so that a caller who stops waiting
+//! virtio-blk (virtio 1.2, section 5.2): one transfer at a time, through
+//! bounce buffers owned by the driver, so that a caller who stops waiting
 //! (drops the future) never leaves the device writing into freed memory.
+//! A transfer longer than a chunk goes as several requests in flight at
+//! once, offered with one notification.
 
 use super::transport::{SetupError, Transport};
 use super::Device;
@@ -22,30 +24,38 @@ const F_FLUSH: u64 = 1 << 9;
 const SECTOR: u32 = 512;
 /// Largest transfer per request; longer ones are split.
 const CHUNK: usize = 64 * 1024;
+/// Requests in flight at most (each takes three descriptors and a slot of
+/// the bounce buffer).
+const SLOTS: usize = 4;
 /// Request types.
 const T_IN: u32 = 0;
 const T_OUT: u32 = 1;
 const T_FLUSH: u32 = 4;
 /// Status byte of a successful request.
 const S_OK: u8 = 0;
-/// Where the header, the status byte and the data sit in the bounce buffer.
+/// Where a slot's header, status byte and data sit in its part of the
+/// bounce buffer.
 const HEADER_AT: usize = 0;
 const STATUS_AT: usize = 16;
 const DATA_AT: usize = 512;
+/// Bytes of the bounce buffer per slot.
+const SLOT_BYTES: usize = DATA_AT + CHUNK;
 
 /// A virtio-blk device; shared between its [`VirtioBlock`] and the park.
 pub struct BlockDevice {
     transport: Transport,
     queue: Queue,
     bounce: Dma,
+    /// Request slots: as many as [`SLOTS`] and the queue allow.
+    slots: usize,
     info: BlockInfo,
     read_only: bool,
     /// VIRTIO_BLK_F_FLUSH was negotiated.
     flushes: bool,
     /// A task owns the bounce buffer.
     busy: Cell<bool>,
-    /// A request was handed to the device and its completion not yet seen.
-    in_flight: Cell<bool>,
+    /// Requests handed to the device whose completion is not yet seen.
+    in_flight: Cell<usize>,
     /// Tasks waiting for a completion or for the bounce buffer.
     waiters: RefCell<Vec<core::task::Waker>>,
 }
@@ -56,13 +66,14 @@ impl BlockDevice {
         let features = transport.begin(F_RO | F_FLUSH)?;
         let queue = transport.queue(0, 16, 3)?;
         let sectors = u64::from_le_bytes(transport.config::<8>(0));
-        let bounce = Dma::new(DATA_AT + CHUNK);
-        queue.set_descriptor(2, bounce.address(STATUS_AT), 1, DESC_WRITE, 0);
+        let slots = SLOTS.min(queue.size() as usize / 3);
+        let bounce = Dma::new(slots * SLOT_BYTES);
         transport.finish();
         Ok(BlockDevice {
             transport,
             queue,
             bounce,
+            slots,
             info: BlockInfo {
                 sector_size: SECTOR,
                 sectors,
@@ -70,7 +81,7 @@ impl BlockDevice {
             read_only: features & F_RO != 0,
             flushes: features & F_FLUSH != 0,
             busy: Cell::new(false),
-            in_flight: Cell::new(false),
+            in_flight: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
         })
     }
@@ -82,19 +93,17 @@ impl BlockDevice {
         }
     }
 
-    /// Whether the request in flight (if any) completed; true when none is.
+    /// Takes the completions the device returned; whether every request
+    /// in flight has completed (true when none was).
     fn collect(&self) -> Result<bool, BlockError> {
-        if !self.in_flight.get() {
-            return Ok(true);
-        }
-        match self.queue.pop_used() {
-            Some(_) => {
-                self.in_flight.set(false);
-                Ok(true)
+        while self.in_flight.get() > 0 {
+            match self.queue.pop_used() {
+                Some(_) => self.in_flight.set(self.in_flight.get() - 1),
+                None if self.queue.is_broken() => return Err(BlockError::Io),
+                None => return Ok(false),
             }
-            None if self.queue.is_broken() => Err(BlockError::Io),
-            None => Ok(false),
         }
+        Ok(true)
     }
 
     /// Waits for the bounce buffer and a quiet device.
@@ -116,32 +125,39 @@ impl BlockDevice {
         .await
     }
 
-    /// One request of at most CHUNK bytes; the data is in (writes) or comes
-    /// back in (reads) the bounce buffer. A request of no bytes (a flush)
-    /// chains the header straight to the status byte.
-    async fn request(&self, kind: u32, sector: u64, len: usize) -> Result<(), BlockError> {
+    /// Offers request `slot` (not yet published): `kind` at `sector` of
+    /// `len` bytes (at most CHUNK) in the slot's data area, which holds
+    /// the data of a write. A request of no bytes (a flush) chains the
+    /// header straight to the status byte.
+    fn submit(&self, slot: usize, kind: u32, sector: u64, len: usize) {
+        let base = slot * SLOT_BYTES;
         let mut header = [0u8; 16];
         header[..4].copy_from_slice(&kind.to_le_bytes());
         header[8..].copy_from_slice(&sector.to_le_bytes());
-        self.bounce.write(HEADER_AT, &header);
-        self.bounce.write(STATUS_AT, &[0xff]);
+        self.bounce.write(base + HEADER_AT, &header);
+        self.bounce.write(base + STATUS_AT, &[0xff]);
+        let head = (3 * slot) as u16;
+        let (data, status) = (head + 1, head + 2);
+        let after_header = if len == 0 { status } else { data };
         let data_flags = if kind == T_IN {
             DESC_WRITE | DESC_NEXT
         } else {
             DESC_NEXT
         };
-        let after_header = if len == 0 { 2 } else { 1 };
-        self.queue.set_descriptor(
-            0,
-            self.bounce.address(HEADER_AT),
-            16,
-            DESC_NEXT,
-            after_header,
-        );
+        let address = |offset| self.bounce.address(base + offset);
         self.queue
-            .set_descriptor(1, self.bounce.address(DATA_AT), len as u32, data_flags, 2);
-        self.queue.push(0);
-        self.in_flight.set(true);
+            .set_descriptor(head, address(HEADER_AT), 16, DESC_NEXT, after_header);
+        self.queue
+            .set_descriptor(data, address(DATA_AT), len as u32, data_flags, status);
+        self.queue
+            .set_descriptor(status, address(STATUS_AT), 1, DESC_WRITE, 0);
+        self.queue.push(head);
+        self.in_flight.set(self.in_flight.get() + 1);
+    }
+
+    /// Publishes the submitted requests with one notification, waits for
+    /// all of them, and checks the status of slots `0..count`.
+    async fn complete(&self, count: usize) -> Result<(), BlockError> {
         if self.queue.publish() {
             self.transport.notify(self.queue.index);
         }
@@ -154,13 +170,14 @@ impl BlockDevice {
             Err(e) => Poll::Ready(Err(e)),
         })
         .await?;
-        let mut status = [0xffu8];
-        self.bounce.read(STATUS_AT, &mut status);
-        if status[0] == S_OK {
-            Ok(())
-        } else {
-            Err(BlockError::Io)
+        for slot in 0..count {
+            let mut status = [0xffu8];
+            self.bounce.read(slot * SLOT_BYTES + STATUS_AT, &mut status);
+            if status[0] != S_OK {
+                return Err(BlockError::Io);
+            }
         }
+        Ok(())
     }
 
     /// Wakes every waiting task; returns whether there was any.
@@ -220,11 +237,20 @@ impl Block for VirtioBlock {
         self.check_transfer(sector, buf.len())?;
         let device = &*self.device;
         let _guard = device.acquire().await?;
-        for (i, chunk) in buf.chunks_mut(CHUNK).enumerate() {
-            let at = sector + (i * CHUNK / SECTOR as usize) as u64;
-            device.request(T_IN, at, chunk.len()).await?;
-            if !device.bounce.read(DATA_AT, chunk) {
-                return Err(BlockError::Io);
+        let per_batch = CHUNK * device.slots;
+        for (b, batch) in buf.chunks_mut(per_batch).enumerate() {
+            let at = sector + (b * per_batch / SECTOR as usize) as u64;
+            let mut count = 0;
+            for (i, chunk) in batch.chunks(CHUNK).enumerate() {
+                let chunk_at = at + (i * CHUNK / SECTOR as usize) as u64;
+                device.submit(i, T_IN, chunk_at, chunk.len());
+                count += 1;
+            }
+            device.complete(count).await?;
+            for (i, chunk) in batch.chunks_mut(CHUNK).enumerate() {
+                if !device.bounce.read(i * SLOT_BYTES + DATA_AT, chunk) {
+                    return Err(BlockError::Io);
+                }
             }
         }
         Ok(())
@@ -237,12 +263,23 @@ impl Block for VirtioBlock {
             return Err(BlockError::ReadOnly);
         }
         let _guard = device.acquire().await?;
-        for (i, chunk) in buf.chunks(CHUNK).enumerate() {
-            let at = sector + (i * CHUNK / SECTOR as usize) as u64;
-            if !device.bounce.write(DATA_AT, chunk) {
-                return Err(BlockError::Io);
+        let per_batch = CHUNK * device.slots;
+        for (b, batch) in buf.chunks(per_batch).enumerate() {
+            let at = sector + (b * per_batch / SECTOR as usize) as u64;
+            // Every chunk copied before any request is offered: an error
+            // leaves nothing half-submitted.
+            for (i, chunk) in batch.chunks(CHUNK).enumerate() {
+                if !device.bounce.write(i * SLOT_BYTES + DATA_AT, chunk) {
+                    return Err(BlockError::Io);
+                }
             }
-            device.request(T_OUT, at, chunk.len()).await?;
+            let mut count = 0;
+            for (i, chunk) in batch.chunks(CHUNK).enumerate() {
+                let chunk_at = at + (i * CHUNK / SECTOR as usize) as u64;
+                device.submit(i, T_OUT, chunk_at, chunk.len());
+                count += 1;
+            }
+            device.complete(count).await?;
         }
         Ok(())
     }
@@ -256,6 +293,7 @@ impl Block for VirtioBlock {
             return Ok(());
         }
         let _guard = device.acquire().await?;
-        device.request(T_FLUSH, 0, 0).await
+        device.submit(0, T_FLUSH, 0, 0);
+        device.complete(1).await
     }
 }
