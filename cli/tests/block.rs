@@ -5,7 +5,8 @@
 //! back on the next, and the host sees it in the file (on virtio, a write
 //! of many requests in flight at once); on spt, a flush
 //! reaches `fdatasync(2)` of the backing file (strace), and a multi-sector
-//! write goes in few system calls.
+//! write goes in few system calls; on hvt, the tender counts a 1 MiB write
+//! as four hypercalls and the flush as one.
 
 mod common;
 
@@ -186,6 +187,28 @@ fn a_flush_on_spt_is_fdatasync_of_the_disk_and_writes_go_in_few_calls() {
     assert!(syncs[0].ends_with("= 0"), "{trace}");
     let position = |line: &str| trace.find(line).unwrap();
     assert!(position(syncs[0]) > position(writes[3]), "{trace}");
+}
+
+#[test]
+fn on_hvt_a_megabyte_is_four_hypercalls_and_a_flush_is_one() {
+    if !kvm_or_skip("hvt block hypercall counts") {
+        return;
+    }
+    let disk = scratch_disk(8 << 20);
+    let mut command = Command::new(tender("hvt"));
+    command
+        .args(["--x-stats", "--mem=64"])
+        .arg(format!("--block:storage={}", disk.path().display()))
+        .arg(image("hvt", APP))
+        .args(["--mode=write", "--bytes=1048576"]);
+    let output = command.output().unwrap();
+    assert!(stdout(&output).contains("disk write: done"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // The tender's counts: 1 MiB of 512-byte sectors: four 256 KiB calls, not 2048.
+    assert!(
+        stderr.contains("block_write 4,") && stderr.contains("block_flush 1"),
+        "{stderr}"
+    );
 }
 
 #[test]
