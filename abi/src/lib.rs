@@ -20,7 +20,11 @@
 //! field's meaning; extensions are negotiated: the tender sets a bit in
 //! [`hvt::BootInfo::host_features`] and fills fields appended after the
 //! original 40 bytes, which older tenders leave zero (guest memory starts
-//! zeroed). A guest uses an extension only when its bit is set.
+//! zeroed). A guest uses an extension only when its bit is set. Per-device
+//! extensions (spt included, which has no feature words) are asked for in
+//! the image's LMN1 note ([`note::features`]) and granted in the device's
+//! manifest entry, in bytes Solo5's tenders leave zero
+//! ([`mft::net_features`], [`mft::block_features`]).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
