@@ -109,18 +109,20 @@ impl Appender {
     }
 
     /// Adds a record (at most half a payload), writing the current block
-    /// out first if the record does not fit.
+    /// out first if the record does not fit. Returns the block the record
+    /// goes into and its offset in that block.
     pub async fn push<B: Block>(
         &mut self,
         disk: &Disk<B>,
         space: &mut Space,
         record: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(u64, usize), StoreError> {
         if self.payload.len() + record.len() > self.capacity {
             self.emit(disk, space, 0).await?;
         }
+        let at = LOG_HEADER + self.payload.len();
         self.payload.extend_from_slice(record);
-        Ok(())
+        Ok((self.tail.block, at))
     }
 
     /// Writes the last block, marked as the end of the commit.

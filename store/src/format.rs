@@ -37,6 +37,11 @@ pub const EXTENTS_PER_RECORD: usize = 48;
 const TAG_SET: u8 = 1;
 const TAG_REMOVE: u8 = 2;
 const TAG_MORE: u8 = 3;
+const TAG_INLINE: u8 = 4;
+
+/// Values up to this many bytes are stored inside their log record (one
+/// write and one flush for a small set) rather than in extents.
+pub const INLINE_MAX: usize = 512;
 
 /// CRC-32C (Castagnoli), the checksum of every structure on the disk.
 pub fn crc32c(data: &[u8]) -> u32 {
@@ -432,6 +437,15 @@ pub enum Record<'a> {
     More(Vec<Extent>),
     /// Removes `key`.
     Remove(&'a [u8]),
+    /// Sets `key` to `value`, held in the record itself.
+    Inline {
+        /// The key (not yet checked as UTF-8 or normalised).
+        key: &'a [u8],
+        /// The value.
+        value: &'a [u8],
+        /// Where the value starts in the payload.
+        at: usize,
+    },
 }
 
 /// Parses the records of a payload, in order.
@@ -462,6 +476,17 @@ pub fn parse_records(payload: &[u8]) -> Result<Vec<Record<'_>>, FormatError> {
                 records.push(Record::More(take_extents(payload, &mut at, here)?));
             }
             TAG_REMOVE => records.push(Record::Remove(take_key(payload, &mut at)?)),
+            TAG_INLINE => {
+                let key = take_key(payload, &mut at)?;
+                let len = u16_at(payload, at)? as usize;
+                at += 2;
+                if len > INLINE_MAX {
+                    return Err(FormatError::BadField("inline length"));
+                }
+                let value = payload.get(at..at + len).ok_or(FormatError::Truncated)?;
+                records.push(Record::Inline { key, value, at });
+                at += len;
+            }
             _ => return Err(FormatError::BadField("record tag")),
         }
     }
@@ -508,6 +533,25 @@ pub fn encode_set(key: &str, size: u64, extents: &[Extent], out: &mut Vec<Vec<u8
         chunk.iter().for_each(|e| e.emit(&mut record));
         out.push(record);
     }
+}
+
+/// Encodes setting `key` to `value` (at most [`INLINE_MAX`] bytes) inside
+/// the record; returns where the value starts in the record.
+pub fn encode_inline(key: &str, value: &[u8], out: &mut Vec<Vec<u8>>) -> usize {
+    let mut record = Vec::with_capacity(5 + key.len() + value.len());
+    record.push(TAG_INLINE);
+    record.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    record.extend_from_slice(key.as_bytes());
+    record.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    let at = record.len();
+    record.extend_from_slice(value);
+    out.push(record);
+    at
+}
+
+/// Bytes the record of an inline set takes.
+pub fn inline_encoded_len(key_len: usize, value_len: usize) -> u64 {
+    (5 + key_len + value_len) as u64
 }
 
 /// Encodes removing `key`, appended to `out`.
@@ -623,6 +667,17 @@ mod tests {
         assert_eq!((*key, *total_extents), (&b"a/b"[..], 100));
         assert_eq!(first[..], extents[..48]);
         assert_eq!(parsed[3], Record::Remove(b"c"));
+        let mut inline = Vec::new();
+        let at = encode_inline("k", b"value", &mut inline);
+        assert_eq!(inline[0].len() as u64, inline_encoded_len(1, 5));
+        assert_eq!(
+            parse_records(&inline[0]),
+            Ok(alloc::vec![Record::Inline {
+                key: b"k",
+                value: b"value",
+                at
+            }])
+        );
         for cut in 0..payload.len() {
             let _ = parse_records(&payload[..cut]);
         }

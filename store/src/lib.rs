@@ -13,8 +13,9 @@
 //! # Guarantees
 //!
 //! - An operation that returned `Ok` is durable: its values were written
-//!   and flushed before the commit record naming them, and that record was
-//!   flushed before returning. After a crash at any instant the store mounts
+//!   and flushed before the commit record naming them (values of up to 512
+//!   bytes are inside the record: one write and one flush), and that record
+//!   was flushed before returning. After a crash at any instant the store mounts
 //!   with every acknowledged operation and no part of an unacknowledged one
 //!   (a torn last commit fails its checksum and is ignored).
 //! - Every structure and every extent of every value has a CRC-32C. Damage
@@ -31,10 +32,10 @@
 //!
 //! # Memory
 //!
-//! The index is in memory: per key, the key's bytes plus about 170 bytes
-//! (`String`, `Vec`, size, B-tree node share and the first extent; 195
-//! bytes for a 24-byte key in `tests/memory.rs`), plus 16 bytes per further
-//! extent (one per 256 KiB of value, more if free space is fragmented). The space
+//! The index is in memory: per key, the key's bytes plus about 150 bytes
+//! (`String`, `Vec`, size, location and B-tree node share; 175 bytes for a
+//! 24-byte key in `tests/memory.rs`), plus, for a value over 512 bytes, 16
+//! bytes per extent (one per 256 KiB, more if free space is fragmented). The space
 //! map takes one bit per 4 KiB block (32 KiB per GiB of disk) and the log's
 //! block list 8 bytes per log block. Values are never cached: `get` holds
 //! the value and at most one block more; `set` writes from the caller's
@@ -130,11 +131,30 @@ impl From<StoreError> for KvError {
     }
 }
 
-/// Where a value lives.
+/// Where a value lives: in extents, or inside a log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Entry {
     size: u64,
     extents: Vec<Extent>,
+    inline: Option<Inline>,
+}
+
+/// A value of at most [`format::INLINE_MAX`] bytes inside a log block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Inline {
+    block: u64,
+    /// Where the value starts in the block.
+    offset: u16,
+}
+
+impl Entry {
+    /// Bytes this entry's records take in a checkpoint.
+    fn encoded_len(&self, key_len: usize) -> u64 {
+        match self.inline {
+            Some(_) => format::inline_encoded_len(key_len, self.size as usize),
+            None => format::set_encoded_len(key_len, self.extents.len()),
+        }
+    }
 }
 
 /// Everything one operation at a time may change.

@@ -3,12 +3,12 @@
 
 use crate::disk::{Appender, Disk, Tail};
 use crate::format::{
-    checkpoint_blocks_for, parse_log_block, parse_records, set_encoded_len, Extent, FormatError,
-    Record, Superblock, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
+    checkpoint_blocks_for, parse_log_block, parse_records, Extent, FormatError, Record, Superblock,
+    LOG_HEADER, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
 };
 use crate::lock::Lock;
 use crate::space::Space;
-use crate::{Entry, State, Store, StoreError};
+use crate::{Entry, Inline, State, Store, StoreError};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
@@ -163,7 +163,7 @@ impl<B: Block> Store<B> {
                     ));
                 }
             }
-            index_bytes += set_encoded_len(key.len(), entry.extents.len());
+            index_bytes += entry.encoded_len(key.len());
         }
         log::debug!(
             "store: mounted generation {}, {} keys, {} log blocks, {} free",
@@ -291,7 +291,7 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
         }
         let records = parse_records(payload).map_err(|e| corrupt("log records", address, e))?;
         for record in records {
-            apply_record(record, &mut ops, &mut open_set, superblock)
+            apply_record(record, address, &mut ops, &mut open_set, superblock)
                 .map_err(|e| corrupt("log record", address, e))?;
         }
         chain.push(address);
@@ -383,6 +383,7 @@ async fn later_commit_beyond<B: Block>(
 /// Adds one record's effect to the commit being read.
 fn apply_record(
     record: Record<'_>,
+    address: u64,
     ops: &mut Vec<(String, Option<Entry>)>,
     open_set: &mut Option<PendingSet>,
     superblock: &Superblock,
@@ -417,7 +418,11 @@ fn apply_record(
             }
             *open_set = Some(PendingSet {
                 key,
-                entry: Entry { size, extents },
+                entry: Entry {
+                    size,
+                    extents,
+                    inline: None,
+                },
                 total: total_extents,
             });
         }
@@ -436,6 +441,20 @@ fn apply_record(
                 return Err(FormatError::Truncated);
             }
             ops.push((parse_key(key)?, None));
+        }
+        Record::Inline { key, value, at } => {
+            if open_set.is_some() {
+                return Err(FormatError::Truncated);
+            }
+            let entry = Entry {
+                size: value.len() as u64,
+                extents: Vec::new(),
+                inline: Some(Inline {
+                    block: address,
+                    offset: (LOG_HEADER + at) as u16,
+                }),
+            };
+            ops.push((parse_key(key)?, Some(entry)));
         }
     }
     if let Some(pending) = open_set.take_if(|p| p.entry.extents.len() == p.total as usize) {

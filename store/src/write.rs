@@ -8,13 +8,15 @@
 
 use crate::disk::{Appender, Tail};
 use crate::format::{
-    checkpoint_blocks_for, crc32c, encode_remove, encode_set, set_encoded_len, Extent, Superblock,
-    MAX_EXTENT_BLOCKS,
+    checkpoint_blocks_for, crc32c, encode_inline, encode_remove, encode_set, inline_encoded_len,
+    set_encoded_len, Extent, Superblock, INLINE_MAX, MAX_EXTENT_BLOCKS,
 };
 use crate::mount::checkpoint_need;
-use crate::{Entry, State, Store, StoreError};
+use crate::read::LogBlockCache;
+use crate::{Entry, Inline, State, Store, StoreError};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::vec;
 use alloc::vec::Vec;
 use lamina_core::device::{Block, KvError};
 
@@ -66,35 +68,50 @@ impl<B: Block> Store<B> {
         state.poisoned = true;
         let mut appender = Appender::new(state.tail, state.superblock.volume, self.disk.block_size);
         let mut records = Vec::new();
-        for ((key, value), extents) in ops.iter().zip(&placed) {
-            match value {
-                Some(value) => encode_set(key, value.len() as u64, extents, &mut records),
-                None => encode_remove(key, &mut records),
+        let mut inline = vec![None; ops.len()];
+        for (i, ((key, value), extents)) in ops.iter().zip(&placed).enumerate() {
+            records.clear();
+            let value_at = match value {
+                Some(value) if value.len() <= INLINE_MAX => {
+                    Some(encode_inline(key, value, &mut records))
+                }
+                Some(value) => {
+                    encode_set(key, value.len() as u64, extents, &mut records);
+                    None
+                }
+                None => {
+                    encode_remove(key, &mut records);
+                    None
+                }
+            };
+            for record in &records {
+                let (block, at) = appender.push(&self.disk, &mut state.space, record).await?;
+                inline[i] = value_at.map(|value_at| Inline {
+                    block,
+                    offset: (at + value_at) as u16,
+                });
             }
-        }
-        for record in &records {
-            appender.push(&self.disk, &mut state.space, record).await?;
         }
         appender.commit(&self.disk, &mut state.space).await?;
         self.disk.flush().await?;
         state.poisoned = false;
         state.tail = appender.tail;
         state.chain.extend_from_slice(&appender.written);
-        for ((key, value), extents) in ops.into_iter().zip(placed) {
-            let new_bytes = set_encoded_len(key.len(), extents.len());
+        for (((key, value), extents), inline) in ops.into_iter().zip(placed).zip(inline) {
             let old = match value {
                 Some(value) => {
-                    state.index_bytes += new_bytes;
                     let entry = Entry {
                         size: value.len() as u64,
                         extents,
+                        inline,
                     };
+                    state.index_bytes += entry.encoded_len(key.len());
                     state.index.insert(key.clone(), entry)
                 }
                 None => state.index.remove(&key),
             };
             if let Some(old) = old {
-                state.index_bytes -= set_encoded_len(key.len(), old.extents.len());
+                state.index_bytes -= old.encoded_len(key.len());
                 old.extents
                     .iter()
                     .for_each(|e| state.space.release(e.range()));
@@ -118,7 +135,7 @@ impl<B: Block> Store<B> {
         let mut failed = false;
         for (key, value) in ops {
             if let Some(old) = state.index.get(key) {
-                index_bytes -= set_encoded_len(key.len(), old.extents.len());
+                index_bytes -= old.encoded_len(key.len());
             }
             let Some(value) = value else {
                 record_bytes += 3 + key.len() as u64;
@@ -126,6 +143,13 @@ impl<B: Block> Store<B> {
                 continue;
             };
             sets = true;
+            if value.len() <= INLINE_MAX {
+                let bytes = inline_encoded_len(key.len(), value.len());
+                index_bytes += bytes;
+                record_bytes += bytes;
+                placed.push(Vec::new());
+                continue;
+            }
             let mut extents = Vec::new();
             let mut blocks = (value.len() as u64).div_ceil(u64::from(block_size));
             while blocks > 0 {
@@ -175,7 +199,9 @@ impl<B: Block> Store<B> {
         let mut last_block = Vec::new();
         let mut wrote = false;
         for ((_, value), extents) in ops.iter().zip(placed.iter_mut()) {
-            let Some(value) = value else { continue };
+            let Some(value) = value.filter(|v| v.len() > INLINE_MAX) else {
+                continue;
+            };
             let mut offset = 0;
             for extent in extents.iter_mut() {
                 let len = (extent.blocks as usize * block_size).min(value.len() - offset);
@@ -248,13 +274,33 @@ impl<B: Block> Store<B> {
             prev: Superblock::anchor_for(volume, generation, start, state.tail.seq),
         };
         let mut appender = Appender::new(tail, volume, block_size);
-        let State { index, space, .. } = state;
+        // Inline values move into the new log as it is written: from here
+        // on a failure leaves memory pointing at a log the superblock does
+        // not name, so it poisons the store.
+        state.poisoned = true;
+        let State { index, space, .. } = &mut *state;
         let mut records = Vec::new();
-        for (key, entry) in index.iter() {
+        let mut source = LogBlockCache::default();
+        for (key, entry) in index.iter_mut() {
             records.clear();
-            encode_set(key, entry.size, &entry.extents, &mut records);
+            let value_at = match entry.inline {
+                Some(inline) => {
+                    let value = self.read_inline(inline, entry.size, &mut source).await?;
+                    Some(encode_inline(key, value, &mut records))
+                }
+                None => {
+                    encode_set(key, entry.size, &entry.extents, &mut records);
+                    None
+                }
+            };
             for record in &records {
-                appender.push(&self.disk, space, record).await?;
+                let (block, at) = appender.push(&self.disk, space, record).await?;
+                if let Some(value_at) = value_at {
+                    entry.inline = Some(Inline {
+                        block,
+                        offset: (at + value_at) as u16,
+                    });
+                }
             }
         }
         appender.commit(&self.disk, space).await?;
@@ -282,6 +328,7 @@ impl<B: Block> Store<B> {
         state.checkpoint_len = state.chain.len() as u64;
         state.tail = appender.tail;
         state.superblock = superblock;
+        state.poisoned = false;
         Ok(())
     }
 }
