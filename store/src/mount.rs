@@ -286,7 +286,11 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
             }
             Err(error) => return Err(corrupt("checkpoint", address, error)),
         };
-        if header.next != tail.after {
+        let blocks = SUPERBLOCK_BLOCKS..superblock.block_count;
+        if header.next != tail.after
+            || !blocks.contains(&header.after_next)
+            || header.after_next == header.next
+        {
             return Err(corrupt("log chain", address, FormatError::BadField("next")));
         }
         let records = parse_records(payload).map_err(|e| corrupt("log records", address, e))?;

@@ -214,3 +214,28 @@ fn formatting_over_a_store_leaves_nothing_of_it() {
         assert!(keys.iter().all(|k| k.starts_with(&format!("r{round}/"))));
     }
 }
+
+#[test]
+fn a_sealed_log_block_pointing_off_the_disk_refuses_the_mount() {
+    // Found by the fuzz target: a log block with a right checksum whose
+    // `after_next` is u64::MAX overflowed the space map at mount.
+    let disk = FaultDisk::new(2048, SECTOR);
+    let store = block_on(Store::format_with_volume(disk.clone(), 42)).unwrap();
+    block_on(store.set("k", b"v")).unwrap();
+    let mut image = disk.image();
+    let last = *log_blocks(&image).values().last().unwrap() * 4096;
+    for pointer in [u64::MAX, 2048 / 8, 1, 0] {
+        let block = &mut image[last..last + 4096];
+        block[24..32].copy_from_slice(&pointer.to_le_bytes());
+        let len = u32::from_le_bytes(block[52..56].try_into().unwrap()) as usize;
+        let mut sealed = block[..56].to_vec();
+        sealed.extend_from_slice(&block[60..64 + len]);
+        let crc = lamina_store::format::crc32c(&sealed);
+        block[56..60].copy_from_slice(&crc.to_le_bytes());
+        let result = block_on(Store::mount(FaultDisk::from_image(image.clone(), SECTOR)));
+        assert!(
+            matches!(result.err(), Some(StoreError::Corrupt { .. })),
+            "after_next {pointer}"
+        );
+    }
+}
