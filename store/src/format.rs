@@ -14,6 +14,8 @@ pub const VERSION: u32 = 1;
 pub const SUPERBLOCK_BLOCKS: u64 = 2;
 /// Bytes of a superblock, checksum included; it is written as one sector.
 pub const SUPERBLOCK_LEN: usize = 84;
+/// Generations and sequence numbers stay below this.
+pub const COUNTER_LIMIT: u64 = 1 << 62;
 /// The first four bytes of a log block.
 pub const LOG_MAGIC: u32 = u32::from_le_bytes(*b"LKVL");
 /// Log block flag: the block ends a commit.
@@ -23,6 +25,8 @@ pub const LOG_HEADER: usize = 64;
 /// The smallest store block: metadata and data are allocated in blocks of
 /// this size, or of the sector size where sectors are bigger.
 pub const MIN_BLOCK_SIZE: u32 = 4096;
+/// The largest store block (and sector) the format allows.
+pub const MAX_BLOCK_SIZE: u32 = 65536;
 /// The longest key, in bytes.
 pub const MAX_KEY: usize = 1024;
 /// The most blocks one extent covers: a read of part of a value checks at
@@ -212,7 +216,7 @@ impl Superblock {
         if sector < SUPERBLOCK_LEN as u32 || !sector.is_power_of_two() {
             return Err(FormatError::BadField("sector size"));
         }
-        if self.block_size < MIN_BLOCK_SIZE
+        if !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&self.block_size)
             || !self.block_size.is_power_of_two()
             || self.block_size < sector
         {
@@ -230,6 +234,14 @@ impl Superblock {
         }
         if self.checkpoint_blocks == 0 || self.checkpoint_blocks >= self.block_count {
             return Err(FormatError::BadField("checkpoint blocks"));
+        }
+        // Counters that a store would take 2^62 writes to reach: beyond
+        // them, the additions that follow could overflow.
+        if self.generation >= COUNTER_LIMIT {
+            return Err(FormatError::BadField("generation"));
+        }
+        if self.log_seq >= COUNTER_LIMIT {
+            return Err(FormatError::BadField("log sequence"));
         }
         Ok(())
     }

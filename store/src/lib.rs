@@ -144,7 +144,7 @@ pub(crate) struct Entry {
 pub(crate) struct Inline {
     block: u64,
     /// Where the value starts in the block.
-    offset: u16,
+    offset: u32,
 }
 
 impl Entry {

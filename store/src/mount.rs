@@ -4,7 +4,7 @@
 use crate::disk::{Appender, Disk, Tail};
 use crate::format::{
     checkpoint_blocks_for, parse_log_block, parse_records, Extent, FormatError, Record, Superblock,
-    LOG_HEADER, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
+    LOG_HEADER, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
 };
 use crate::lock::Lock;
 use crate::space::Space;
@@ -21,9 +21,9 @@ pub const MIN_BLOCKS: u64 = 8;
 
 /// The store block size for a device: 4 KiB, or the sector if bigger.
 fn block_size_for(sector_size: u32) -> Result<u32, StoreError> {
-    if sector_size < 512 || !sector_size.is_power_of_two() {
+    if !(512..=MAX_BLOCK_SIZE).contains(&sector_size) || !sector_size.is_power_of_two() {
         return Err(StoreError::Geometry(
-            "sector size is not a power of two of at least 512",
+            "sector size is not a power of two from 512 to 65536",
         ));
     }
     Ok(sector_size.max(MIN_BLOCK_SIZE))
@@ -455,7 +455,7 @@ fn apply_record(
                 extents: Vec::new(),
                 inline: Some(Inline {
                     block: address,
-                    offset: (LOG_HEADER + at) as u16,
+                    offset: (LOG_HEADER + at) as u32,
                 }),
             };
             ops.push((parse_key(key)?, Some(entry)));

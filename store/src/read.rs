@@ -123,7 +123,7 @@ impl<B: Block> Store<B> {
             cache.payload_end = LOG_HEADER + header.payload_len as usize;
             cache.block = Some(inline.block);
         }
-        let start = usize::from(inline.offset);
+        let start = inline.offset as usize;
         let end = start + size as usize;
         if end > cache.payload_end {
             return Err(damaged(FormatError::Truncated));

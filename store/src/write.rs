@@ -88,7 +88,7 @@ impl<B: Block> Store<B> {
                 let (block, at) = appender.push(&self.disk, &mut state.space, record).await?;
                 inline[i] = value_at.map(|value_at| Inline {
                     block,
-                    offset: (at + value_at) as u16,
+                    offset: (at + value_at) as u32,
                 });
             }
         }
@@ -298,7 +298,7 @@ impl<B: Block> Store<B> {
                 if let Some(value_at) = value_at {
                     entry.inline = Some(Inline {
                         block,
-                        offset: (at + value_at) as u16,
+                        offset: (at + value_at) as u32,
                     });
                 }
             }

@@ -239,3 +239,23 @@ fn a_sealed_log_block_pointing_off_the_disk_refuses_the_mount() {
         );
     }
 }
+
+#[test]
+fn a_sealed_superblock_with_counters_near_the_limit_refuses_the_mount() {
+    // Found by the fuzz target: generation u64::MAX overflowed at the next
+    // checkpoint.
+    let disk = FaultDisk::new(2048, SECTOR);
+    drop(block_on(Store::format_with_volume(disk.clone(), 42)).unwrap());
+    for (field, at) in [("generation", 32), ("log_seq", 48)] {
+        let mut image = disk.image();
+        let sb = &mut image[4096..4096 + 84];
+        sb[at..at + 8].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
+        let crc = lamina_store::format::crc32c(&sb[..80]);
+        sb[80..84].copy_from_slice(&crc.to_le_bytes());
+        let result = block_on(Store::mount(FaultDisk::from_image(image, SECTOR)));
+        assert!(
+            matches!(result.err(), Some(StoreError::Corrupt { .. })),
+            "{field}"
+        );
+    }
+}
