@@ -226,9 +226,22 @@ enum Parsed {
     Refused(u16),
 }
 
+/// Header slots parse keeps on the stack (2 KiB); a configuration that
+/// allows more takes them from the heap.
+const STACK_HEADERS: usize = 64;
+
 fn parse(buf: &[u8], config: &Config) -> Parsed {
-    let mut headers = alloc::vec![httparse::EMPTY_HEADER; config.max_headers];
-    let mut request = httparse::Request::new(&mut headers);
+    // Parsed again on every read of an unfinished head, so no allocation
+    // for the common case.
+    let mut on_stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+    let mut on_heap = Vec::new();
+    let headers = if config.max_headers <= STACK_HEADERS {
+        &mut on_stack[..config.max_headers]
+    } else {
+        on_heap.resize(config.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap[..]
+    };
+    let mut request = httparse::Request::new(headers);
     let head_len = match request.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -477,6 +490,31 @@ mod tests {
         assert_eq!(status_of(&many), Some(431));
         let huge = [b"GET / HTTP/1.1\r\n".as_slice(), b"X: ", &[b'y'; 9000]].concat();
         assert_eq!(status_of(&huge), Some(431));
+    }
+
+    #[test]
+    fn the_header_limit_holds_on_the_stack_and_beyond_it() {
+        let head = |n: usize| {
+            [
+                b"GET / HTTP/1.1\r\n".as_slice(),
+                &b"X: y\r\n".repeat(n),
+                b"\r\n",
+            ]
+            .concat()
+        };
+        for max_headers in [1, 10, STACK_HEADERS, STACK_HEADERS + 1, 200] {
+            let config = Config {
+                max_headers,
+                ..Config::default()
+            };
+            let complete = |n| matches!(parse(&head(n), &config), Parsed::Complete { .. });
+            assert!(complete(max_headers), "{max_headers} headers allowed");
+            assert!(
+                matches!(parse(&head(max_headers + 1), &config), Parsed::Refused(431)),
+                "{} headers refused",
+                max_headers + 1
+            );
+        }
     }
 
     #[test]
