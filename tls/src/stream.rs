@@ -40,6 +40,28 @@ const MAX_WRITE_PLAINTEXT: usize = 4 * 16 * 1024;
 /// to hold while idle.
 const MIN_READ: usize = 2048;
 
+/// Most plaintext in one record (rustls's default fragment size, which the
+/// acceptor and connector keep).
+const MAX_FRAGMENT: usize = 16 * 1024;
+
+/// Most bytes a record adds to its plaintext with the suites offered: the
+/// 5-byte header, then TLS 1.3's content type and 16-byte tag (22 in all),
+/// TLS 1.2 AES-GCM's 8-byte explicit nonce and tag (29), or TLS 1.2
+/// ChaCha20-Poly1305's tag (21).
+const MAX_RECORD_OVERHEAD: usize = 29;
+
+/// Room enough for `len` bytes of application data once encrypted, so that
+/// rustls encrypts it at the first attempt (it asks for more, and encrypts
+/// nothing, when the room is short).
+fn encrypted_size(len: usize) -> usize {
+    let records = len.div_ceil(MAX_FRAGMENT).max(1);
+    len + records * MAX_RECORD_OVERHEAD
+}
+
+/// First room tried for a handshake message or an alert: rustls asks for
+/// more when it needs it.
+const FIRST_ENCODE_ROOM: usize = 512;
+
 /// A rustls connection of either side, as the record loop drives it.
 pub trait Side: 'static {
     /// rustls's per-side connection data.
@@ -166,7 +188,9 @@ impl<C: Side> Session<C> {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
                     if let Some(data) = encrypt.take() {
                         let data = &data[..data.len().min(MAX_WRITE_PLAINTEXT)];
-                        encrypt_into(&mut self.outgoing, |out| traffic.encrypt(data, out))?;
+                        encrypt_into(&mut self.outgoing, encrypted_size(data.len()), |out| {
+                            traffic.encrypt(data, out)
+                        })?;
                         taken = data.len();
                     }
                     Some(if self.conn_handshaking() {
@@ -296,7 +320,9 @@ impl<C: Side> Session<C> {
             let UnbufferedStatus { discard, state } = self.conn.process(&mut self.incoming);
             let done = match state {
                 Ok(ConnectionState::WriteTraffic(mut traffic)) => {
-                    encrypt_into(&mut self.outgoing, |out| traffic.queue_close_notify(out))?;
+                    encrypt_into(&mut self.outgoing, encrypted_size(2), |out| {
+                        traffic.queue_close_notify(out)
+                    })?;
                     true
                 }
                 Ok(ConnectionState::EncodeTlsData(mut data)) => {
@@ -335,7 +361,7 @@ fn encode(
     out: &mut Vec<u8>,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<(), TlsError> {
-    grow_and_write(out, |spare| match f(spare) {
+    grow_and_write(out, FIRST_ENCODE_ROOM, |spare| match f(spare) {
         Ok(n) => Ok(n),
         Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
             Err(Some(required_size))
@@ -344,13 +370,15 @@ fn encode(
     })
 }
 
-/// Appends what `f` encrypts to `out`, growing it as rustls asks.
+/// Appends what `f` encrypts to `out`, trying `room` bytes first (see
+/// [`encrypted_size`]) and growing it as rustls asks.
 fn encrypt_into(
     out: &mut Vec<u8>,
+    room: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
 ) -> Result<(), TlsError> {
     let mut failure = None;
-    let result = grow_and_write(out, |spare| match f(spare) {
+    let result = grow_and_write(out, room, |spare| match f(spare) {
         Ok(n) => Ok(n),
         Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
             Err(Some(required_size))
@@ -371,14 +399,15 @@ fn encrypt_into(
     }
 }
 
-/// Calls `f` on the spare end of `out` until it fits; `Err(Some(n))` asks
-/// for `n` bytes, `Err(None)` is a failure.
+/// Calls `f` on `room` bytes at the end of `out`, then on as many as it
+/// asks for until it fits; `Err(Some(n))` asks for `n` bytes, `Err(None)`
+/// is a failure.
 fn grow_and_write(
     out: &mut Vec<u8>,
+    mut room: usize,
     mut f: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
 ) -> Result<(), TlsError> {
     let start = out.len();
-    let mut room = 512;
     loop {
         out.resize(start + room, 0);
         match f(&mut out[start..]) {
@@ -647,5 +676,61 @@ impl<S: TcpStream, C: Side> TcpStream for TlsStream<S, C> {
     type WriteHalf = TlsWriteHalf<S::WriteHalf, C>;
     fn into_split(self) -> (Self::ReadHalf, Self::WriteHalf) {
         (self.reader, self.writer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypted_size_covers_every_record() {
+        // TLS 1.2 AES-GCM, the largest expansion: 29 bytes a record.
+        let tls12_gcm = |len: usize| len + len.div_ceil(MAX_FRAGMENT).max(1) * 29;
+        for len in [
+            0,
+            1,
+            1540,
+            MAX_FRAGMENT - 1,
+            MAX_FRAGMENT,
+            MAX_FRAGMENT + 1,
+            MAX_WRITE_PLAINTEXT,
+        ] {
+            assert!(encrypted_size(len) >= tls12_gcm(len), "{len} bytes");
+            // And not much more: one allocation of about the right size.
+            assert!(encrypted_size(len) <= len + 29 * (len / MAX_FRAGMENT + 1));
+        }
+        assert_eq!(encrypted_size(1540), 1540 + 29);
+        assert_eq!(encrypted_size(MAX_FRAGMENT + 1), MAX_FRAGMENT + 1 + 2 * 29);
+    }
+
+    #[test]
+    fn grow_and_write_tries_the_room_given_first() {
+        // Enough room: one call, nothing left over.
+        let mut out = b"old".to_vec();
+        let mut calls = 0;
+        grow_and_write(&mut out, 100, |spare| {
+            calls += 1;
+            assert_eq!(spare.len(), 100);
+            spare[..4].copy_from_slice(b"abcd");
+            Ok(4)
+        })
+        .unwrap();
+        assert_eq!((calls, &out[..]), (1, &b"oldabcd"[..]));
+        // Too little: the size asked for, then success.
+        let mut calls = 0;
+        grow_and_write(&mut out, 2, |spare| {
+            calls += 1;
+            if spare.len() < 6 {
+                return Err(Some(6));
+            }
+            spare[..6].copy_from_slice(b"efghij");
+            Ok(6)
+        })
+        .unwrap();
+        assert_eq!((calls, &out[..]), (2, &b"oldabcdefghij"[..]));
+        // A failure leaves `out` as it was.
+        assert!(grow_and_write(&mut out, 8, |_| Err(None)).is_err());
+        assert_eq!(&out[..], b"oldabcdefghij");
     }
 }
