@@ -130,6 +130,8 @@ struct Boot<'a> {
     same_https_port: bool,
     /// A program the spt tender is run through (`LAMINA_SPT`).
     spt_wrapper: Option<&'a Path>,
+    /// Guest memory in MiB, if not [`GUEST_MIB`].
+    mem: Option<u32>,
 }
 
 impl Website {
@@ -147,7 +149,7 @@ impl Website {
                 guest_args.push(format!("--https-port={https}"));
             }
             command
-                .arg(format!("--mem={GUEST_MIB}"))
+                .arg(format!("--mem={}", boot.mem.unwrap_or(GUEST_MIB)))
                 .args(["--port", &format!("{http}:80")])
                 .args(["--port", &format!("{https}:{guest_https}")]);
         }
@@ -702,6 +704,73 @@ fn https_serves_real_clients_on_every_target() {
             "--- {target}: booted in {booted:?}, checked in {:?}",
             start.elapsed() - booted
         );
+    }
+}
+
+/// Guest memory, MiB, for [`more_connections_than_fit_are_refused_not_fatal`].
+const SMALL_GUEST_MIB: u32 = 32;
+
+/// A `--max-connections` far past what a small guest holds is lowered to
+/// what fits, with a line in the log saying so; then more connections than
+/// that (complete TLS handshakes kept idle, and half-open ones) leave the
+/// unikernel serving new clients and the idle ones. Before the limit, the
+/// website died of a failed allocation: at 64 MiB, at the 4,922nd idle
+/// connection.
+#[test]
+fn more_connections_than_fit_are_refused_not_fatal() {
+    if !tools_or_skip("too many HTTPS connections", &["curl", "python3"]) {
+        return;
+    }
+    for target in unikernel_targets("too many HTTPS connections") {
+        let mut website = Website::boot(
+            target,
+            Boot {
+                args: &["--max-connections=1000000"],
+                mem: Some(SMALL_GUEST_MIB),
+                ..Boot::default()
+            },
+        );
+        let console = website.console();
+        let line = console
+            .lines()
+            .find(|line| line.contains("--max-connections=1000000 does not fit"))
+            .unwrap_or_else(|| panic!("{target}: no line about the limit:\n{console}"));
+        let fit: usize = line
+            .split("at most ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{target}: no number in {line:?}"));
+        assert!(
+            (100..5000).contains(&fit),
+            "{target}: {fit} connections in {SMALL_GUEST_MIB} MiB"
+        );
+        // Half the limit idle, then twice the limit half-open.
+        let (idle, half_open) = (fit / 2, 2 * fit);
+        let script = root().join("cli/tests/tls_flood.py");
+        let start = Instant::now();
+        let out = run(
+            "python3",
+            &[
+                script.as_os_str(),
+                website.https.to_string().as_ref(),
+                certificates().ca.as_os_str(),
+                idle.to_string().as_ref(),
+                half_open.to_string().as_ref(),
+            ],
+        );
+        let report = String::from_utf8_lossy(&out.stdout);
+        eprintln!(
+            "--- {target}: at most {fit} connections; {idle} idle and {half_open} half-open ({:?}):\n{report}{}",
+            start.elapsed(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "{target}: {report}\nconsole:\n{}",
+            website.console()
+        );
+        website.assert_healthy();
     }
 }
 

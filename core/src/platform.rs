@@ -88,6 +88,14 @@ pub trait Platform: 'static {
     fn block(&self, name: &str) -> Result<Self::Block, DeviceError>;
     /// The key-value store `name`.
     fn kv(&self, name: &str) -> Result<Self::Kv, DeviceError>;
+    /// Bytes of heap the application and its libraries share, where that
+    /// is fixed at boot (a unikernel's guest memory, less the image and the
+    /// stack); `None` where memory is the host's and grows (unix). Past it
+    /// an allocation fails and the unikernel ends, so applications that
+    /// hold state per client size their limits by it.
+    fn heap_size(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// What an application's `main` receives besides its devices and
@@ -117,6 +125,11 @@ impl<P: Platform> Env<P> {
     /// Brings up a device declared `Later<F>`, now.
     pub fn acquire<F: Family>(&self, device: Deferred<F>) -> Result<F::Device<P>, AcquireError> {
         crate::declare::acquire::<P, F>(&self.platform, device.name)
+    }
+    /// Bytes of heap the unikernel has, where that is fixed; see
+    /// [`Platform::heap_size`].
+    pub fn heap_size(&self) -> Option<usize> {
+        self.platform.heap_size()
     }
     /// The runtime, for libraries that spawn tasks or use timers.
     pub fn runtime(&self) -> &Handle {

@@ -35,4 +35,4 @@ pub use files::StaticFiles;
 pub use https::{Hsts, RedirectToHttps};
 pub use request::{Method, Request};
 pub use response::{Body, Response};
-pub use server::{serve, serve_with, Config, Handler, Plain, Upgrade};
+pub use server::{serve, serve_with, Config, ConnectionCount, Handler, Plain, Upgrade};

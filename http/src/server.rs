@@ -6,9 +6,11 @@ use crate::response::{write_head, Response};
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use lamina_core::device::{Clock, NetError, Stack, TcpListener, TcpStream};
 use lamina_core::runtime::{Duration, Handle, Instant, JoinHandle};
 
@@ -35,11 +37,32 @@ pub struct Config {
     /// Time a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Most connections served at once (each costs memory: a few KiB
-    /// idle, more in a TLS handshake). At the limit, the oldest connection
-    /// still in its upgrade (a TLS handshake, perhaps a client that stalls
-    /// on purpose) is dropped to make room; when every connection is past
-    /// it, new ones wait in the listener's backlog.
+    /// idle, more in a TLS handshake). At the limit, a new connection
+    /// drops the oldest one still in its upgrade (a TLS handshake, perhaps
+    /// a client that stalls on purpose) to make room; when every connection
+    /// is past it, the new one waits unanswered until one ends, and those
+    /// after it wait in the listener's backlog.
     pub max_connections: usize,
+    /// The count `max_connections` limits: `None`, each server counts its
+    /// own connections; servers given clones of one [`ConnectionCount`]
+    /// share the limit (a site served over HTTP and HTTPS from one memory
+    /// budget).
+    pub shared_count: Option<ConnectionCount>,
+}
+
+/// A count of live connections that several servers share; see
+/// [`Config::shared_count`].
+///
+/// An atomic counter so that a [`Config`] stays `Send` (a program may build
+/// it on one thread and serve on another); it is only ever used on one.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCount(Arc<AtomicUsize>);
+
+impl ConnectionCount {
+    /// Connections open now under this count.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
 }
 
 impl Default for Config {
@@ -52,6 +75,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
+            shared_count: None,
         }
     }
 }
@@ -125,12 +149,16 @@ where
     let listener = stack.tcp_listen(addr).await?;
     log::info!("http: listening on {}", listener.local_addr());
     let config = Rc::new(config);
-    let live = Rc::new(Cell::new(0usize));
+    let live = config.shared_count.clone().unwrap_or_default();
     // Connections still in their upgrade, oldest first, each with a flag
     // its task clears once it is through.
     let mut upgrading: VecDeque<(JoinHandle<()>, Rc<Cell<bool>>)> = VecDeque::new();
     loop {
-        while live.get() >= config.max_connections.max(1) {
+        let accepted = listener.accept().await;
+        // The limit is checked with a connection in hand: the oldest
+        // handshake is dropped only for a new client, and the count may
+        // have grown while this server waited (servers can share it).
+        while accepted.is_ok() && live.get() >= config.max_connections.max(1) {
             match upgrading.pop_front() {
                 Some((task, still)) if still.get() && !task.is_finished() => {
                     log::debug!(
@@ -144,7 +172,7 @@ where
                 None => runtime.sleep(Duration::from_millis(10)).await,
             }
         }
-        match listener.accept().await {
+        match accepted {
             Ok((tcp, peer)) => {
                 let slot = ConnectionSlot::take(&live);
                 let still_upgrading = Rc::new(Cell::new(true));
@@ -197,18 +225,18 @@ where
 
 /// One connection's place in the count of live ones, given back when its
 /// task ends or is dropped.
-struct ConnectionSlot(Rc<Cell<usize>>);
+struct ConnectionSlot(ConnectionCount);
 
 impl ConnectionSlot {
-    fn take(live: &Rc<Cell<usize>>) -> Self {
-        live.set(live.get() + 1);
+    fn take(live: &ConnectionCount) -> Self {
+        live.0.fetch_add(1, Ordering::Relaxed);
         ConnectionSlot(live.clone())
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.0 .0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

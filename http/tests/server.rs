@@ -367,3 +367,64 @@ fn at_the_connection_limit_the_oldest_stalled_upgrade_makes_way() {
     );
     drop(stalled);
 }
+
+/// Reads one response to a GET of `/` (keep-alive: its 6-byte body).
+fn read_hello(stream: &mut TcpStream) -> std::io::Result<String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"hello\n") {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    Ok(String::from_utf8_lossy(&got).into_owned())
+}
+
+#[test]
+fn servers_sharing_a_connection_count_share_the_limit() {
+    let config = Config {
+        max_connections: 2,
+        shared_count: Some(lamina_http::ConnectionCount::default()),
+        ..Config::default()
+    };
+    // Each server on a thread of its own: the count is shared all the same.
+    let (a, b) = (start(config.clone()), start(config));
+    // `start` made a connection to each to see it serve, and closed it:
+    // wait until both are counted out again.
+    std::thread::sleep(Duration::from_millis(300));
+    let connect = |port: u16| {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    // Two kept-alive connections to the first server take both places...
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = connect(a);
+            stream.write_all(GET).unwrap();
+            assert!(read_hello(&mut stream).unwrap().starts_with("HTTP/1.1 200"));
+            stream
+        })
+        .collect();
+    // ...so the second server leaves a new client waiting...
+    let mut waiting = connect(b);
+    waiting.write_all(GET).unwrap();
+    waiting
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let early = read_hello(&mut waiting);
+    assert!(
+        early.as_ref().map_or(true, |text| text.is_empty()),
+        "served past the shared limit: {early:?}"
+    );
+    // ...until one of them closes.
+    drop(held);
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let late = read_hello(&mut waiting).unwrap();
+    assert!(late.starts_with("HTTP/1.1 200"), "{late:?}");
+}

@@ -347,4 +347,10 @@ impl Platform for GuestPlatform {
     fn kv(&self, _name: &str) -> Result<Unavailable, DeviceError> {
         Err(metal::unsupported::<Solo5Machine>("key-value"))
     }
+
+    /// The heap the boot code gave the allocator (the tender's memory less
+    /// the image and the stack).
+    fn heap_size(&self) -> Option<usize> {
+        Some(lamina_metal::heap::size())
+    }
 }
