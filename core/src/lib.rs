@@ -23,6 +23,8 @@
 #![allow(async_fn_in_trait)]
 
 extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod args;
 pub mod boot;

@@ -5,7 +5,7 @@
 use lamina_abi::mft::{DeviceType, Manifest};
 use lamina_abi::note::MFT1_PAYLOAD_OFFSET;
 use lamina_core::declare::*;
-use lamina_core::device::{Block, BlockError, BlockInfo, Clock, Console, Random, Unavailable};
+use lamina_core::device::{Block, BlockError, Clock, Console, RamBlock, Random, Unavailable};
 use lamina_core::platform::{enter, DeviceError, Platform};
 use lamina_core::runtime::{Executor, Instant, Park};
 use std::cell::RefCell;
@@ -40,33 +40,6 @@ impl Random for Zeros {
     }
 }
 
-/// A block device of `sectors` 512-byte sectors in memory.
-struct MemBlock(RefCell<Vec<u8>>);
-impl Block for MemBlock {
-    fn info(&self) -> BlockInfo {
-        BlockInfo {
-            sector_size: 512,
-            sectors: self.0.borrow().len() as u64 / 512,
-        }
-    }
-    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let at = sector as usize * 512;
-        buf.copy_from_slice(&self.0.borrow()[at..at + buf.len()]);
-        Ok(())
-    }
-    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let at = sector as usize * 512;
-        self.0.borrow_mut()[at..at + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    /// Memory is as durable as it gets here.
-    async fn flush(&self) -> Result<(), BlockError> {
-        Ok(())
-    }
-}
-
 /// A platform with one block device, `storage`, and no network.
 struct TestPlatform {
     console: TextConsole,
@@ -78,7 +51,7 @@ impl Platform for TestPlatform {
     type Random = Zeros;
     type Netif = Unavailable;
     type Stack = Unavailable;
-    type Block = MemBlock;
+    type Block = RamBlock;
     type Kv = Unavailable;
     const TARGET: &'static str = "test";
 
@@ -100,14 +73,14 @@ impl Platform for TestPlatform {
     fn stack(&self, name: &str) -> Result<Unavailable, DeviceError> {
         self.netif(name)
     }
-    fn block(&self, name: &str) -> Result<MemBlock, DeviceError> {
+    fn block(&self, name: &str) -> Result<RamBlock, DeviceError> {
         if name != "storage" && name != "disk" {
             return Err(DeviceError::NotAttached {
                 kind: "block",
                 name: name.to_string(),
             });
         }
-        Ok(MemBlock(RefCell::new(vec![0; 4096])))
+        Ok(RamBlock::new(512, 8))
     }
     fn kv(&self, _: &str) -> Result<Unavailable, DeviceError> {
         Err(DeviceError::Unsupported {

@@ -6,45 +6,16 @@
 //! checksum failures; the rest is the image (zero-padded to 64 KiB).
 #![no_main]
 
-use lamina_core::device::{Block, BlockError, BlockInfo, KvRead, KvWrite};
+use lamina_core::device::{KvRead, KvWrite, RamBlock};
 use lamina_core::runtime::{Executor, Instant, Park};
 use lamina_store::format::crc32c;
 use lamina_store::Store;
 use libfuzzer_sys::fuzz_target;
-use std::cell::RefCell;
 use std::rc::Rc;
 
 const SECTOR: usize = 512;
 const BLOCK: usize = 4096;
 const IMAGE: usize = 16 * BLOCK;
-
-struct MemDisk(RefCell<Vec<u8>>);
-
-impl Block for MemDisk {
-    fn info(&self) -> BlockInfo {
-        BlockInfo {
-            sector_size: SECTOR as u32,
-            sectors: (self.0.borrow().len() / SECTOR) as u64,
-        }
-    }
-    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let at = sector as usize * SECTOR;
-        buf.copy_from_slice(&self.0.borrow()[at..at + buf.len()]);
-        Ok(())
-    }
-    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let at = sector as usize * SECTOR;
-        self.0.borrow_mut()[at..at + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-
-    async fn flush(&self) -> Result<(), BlockError> {
-        Ok(())
-    }
-}
-
 
 struct Still;
 
@@ -91,7 +62,7 @@ fuzz_target!(|input: &[u8]| {
     }
     let executor = Executor::new(Rc::new(Still));
     executor.block_on(async {
-        let Ok(store) = Store::mount(MemDisk(RefCell::new(image))).await else {
+        let Ok(store) = Store::mount(RamBlock::from_bytes(SECTOR as u32, image).expect("whole sectors")).await else {
             return;
         };
         let entries = store.list("").await.expect("a mounted store lists");

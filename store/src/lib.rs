@@ -52,23 +52,20 @@
 #![forbid(unsafe_code)]
 
 extern crate alloc;
-#[cfg(feature = "std")]
-extern crate std;
 
 pub mod format;
 
 mod disk;
-#[cfg(feature = "std")]
-mod file;
 mod lock;
 mod mount;
 mod read;
 mod space;
 mod write;
 
-#[cfg(feature = "std")]
-pub use file::FileBlock;
 pub use format::FormatError;
+/// The host-file block device host tools use (feature `std`).
+#[cfg(feature = "std")]
+pub use lamina_core::device::FileBlock;
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;

@@ -2,11 +2,10 @@
 //! the index per key, and what a set and a get of a big value hold beyond
 //! the value itself.
 
-use lamina_core::device::{Block, BlockError, BlockInfo, KvRead, KvWrite};
+use lamina_core::device::{KvRead, KvWrite, RamBlock};
 use lamina_core::runtime::{Executor, Instant, Park};
 use lamina_store::Store;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -34,33 +33,6 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
-/// A device that writes in place (the fault device keeps copies).
-struct MemDisk(RefCell<Vec<u8>>);
-
-impl Block for MemDisk {
-    fn info(&self) -> BlockInfo {
-        BlockInfo {
-            sector_size: 512,
-            sectors: self.0.borrow().len() as u64 / 512,
-        }
-    }
-    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let at = sector as usize * 512;
-        buf.copy_from_slice(&self.0.borrow()[at..at + buf.len()]);
-        Ok(())
-    }
-    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let at = sector as usize * 512;
-        self.0.borrow_mut()[at..at + buf.len()].copy_from_slice(buf);
-        Ok(())
-    }
-    async fn flush(&self) -> Result<(), BlockError> {
-        Ok(())
-    }
-}
-
 struct Still;
 
 impl Park for Still {
@@ -76,7 +48,7 @@ impl Park for Still {
 #[test]
 fn memory_is_what_the_docs_say() {
     let executor = Executor::new(Rc::new(Still));
-    let disk = MemDisk(RefCell::new(vec![0; 256 << 20]));
+    let disk = RamBlock::new(512, (256 << 20) / 512);
     let store = executor.block_on(Store::format(disk)).unwrap();
     let value = vec![7u8; 16 << 20];
     executor.block_on(async {

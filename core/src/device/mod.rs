@@ -29,5 +29,11 @@ pub use net::{
 pub use random::Random;
 mod unavailable;
 pub use unavailable::Unavailable;
+mod ram;
+pub use ram::RamBlock;
+#[cfg(feature = "std")]
+mod file;
+#[cfg(feature = "std")]
+pub use file::{FileBlock, FILE_SECTOR_SIZE};
 pub mod baked;
 pub use baked::{Baked, BakedFile};

@@ -89,7 +89,7 @@ impl Platform for UnixPlatform {
             .blocks
             .get(name)
             .ok_or_else(|| not_attached("block", name))?;
-        storage::FileBlock::open(path).map_err(DeviceError::Failed)
+        storage::FileBlock::open(path, false).map_err(DeviceError::Failed)
     }
 
     fn kv(&self, name: &str) -> Result<Self::Kv, DeviceError> {

@@ -1,78 +1,10 @@
 //! Block devices on host files and key-value stores on host directories.
 
-use lamina_core::device::{
-    normalize_key, Block, BlockError, BlockInfo, KvEntry, KvError, KvRead, KvWrite,
-};
-use std::fs::{File, OpenOptions};
+pub use lamina_core::device::FileBlock;
+use lamina_core::device::{normalize_key, KvEntry, KvError, KvRead, KvWrite};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-
-/// Sector size of file-backed block devices, as Solo5's tenders use.
-pub const SECTOR_SIZE: u32 = 512;
-
-/// A block device on a host file (`--block:NAME=FILE`). The file's size must
-/// be a whole number of sectors; it is never grown.
-#[derive(Clone)]
-pub struct FileBlock {
-    file: Rc<File>,
-    info: BlockInfo,
-}
-
-impl FileBlock {
-    /// Opens `path` read-write.
-    pub fn open(path: &Path) -> Result<Self, String> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| format!("cannot open block file {}: {e}", path.display()))?;
-        let len = file
-            .metadata()
-            .map_err(|e| format!("cannot stat block file {}: {e}", path.display()))?
-            .len();
-        if len == 0 || !len.is_multiple_of(SECTOR_SIZE as u64) {
-            return Err(format!(
-                "block file {} is {len} bytes: not a whole, non-zero number of {SECTOR_SIZE}-byte sectors",
-                path.display()
-            ));
-        }
-        Ok(FileBlock {
-            file: Rc::new(file),
-            info: BlockInfo {
-                sector_size: SECTOR_SIZE,
-                sectors: len / SECTOR_SIZE as u64,
-            },
-        })
-    }
-}
-
-impl Block for FileBlock {
-    fn info(&self) -> BlockInfo {
-        self.info
-    }
-
-    async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        self.file
-            .read_exact_at(buf, sector * SECTOR_SIZE as u64)
-            .map_err(|_| BlockError::Io)
-    }
-
-    async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        self.file
-            .write_all_at(buf, sector * SECTOR_SIZE as u64)
-            .map_err(|_| BlockError::Io)
-    }
-
-    /// `fdatasync(2)` of the file: the written data and the metadata needed
-    /// to read it back (not the timestamps) reach the disk.
-    async fn flush(&self) -> Result<(), BlockError> {
-        self.file.sync_data().map_err(|_| BlockError::Io)
-    }
-}
 
 /// A key-value store on a host directory (`--kv:NAME=DIR`): a key is a path
 /// below the directory. Symbolic links are not followed, so no key reaches

@@ -43,7 +43,7 @@ fn block_conformance_on_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.img");
     std::fs::write(&path, vec![0u8; 512 * 64]).unwrap();
-    let disk = FileBlock::open(&path).unwrap();
+    let disk = FileBlock::open(&path, false).unwrap();
     assert_passed(block_on(async |_, _| block::run(&disk).await));
 }
 

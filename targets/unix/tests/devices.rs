@@ -20,7 +20,7 @@ fn file_block_reads_back_what_it_wrote_and_checks_bounds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("disk.img");
     std::fs::write(&path, vec![0u8; 512 * 8]).unwrap();
-    let block = FileBlock::open(&path).unwrap();
+    let block = FileBlock::open(&path, false).unwrap();
     assert_eq!(
         block.info(),
         BlockInfo {
@@ -47,11 +47,11 @@ fn file_block_reads_back_what_it_wrote_and_checks_bounds() {
     });
     // A file that is not whole sectors is refused with a message.
     std::fs::write(&path, vec![0u8; 1000]).unwrap();
-    assert!(FileBlock::open(&path)
+    assert!(FileBlock::open(&path, false)
         .err()
         .unwrap()
         .contains("not a whole"));
-    assert!(FileBlock::open(&dir.path().join("missing")).is_err());
+    assert!(FileBlock::open(&dir.path().join("missing"), false).is_err());
 }
 
 #[test]

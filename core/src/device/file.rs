@@ -1,31 +1,34 @@
-//! A block device on a host file (feature `std`), for host tools such as
-//! `lamina store`: 512-byte sectors, positional reads and writes, and
-//! `fdatasync` as the write barrier.
+//! A block device on a host file (feature `std`): the unix target's
+//! `--block:NAME=FILE` and host tools such as `lamina store`.
 
-use lamina_core::device::{Block, BlockError, BlockInfo};
+use super::{Block, BlockError, BlockInfo};
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::string::String;
 
-/// Bytes per sector of a [`FileBlock`].
+/// Sector size of file-backed block devices, as Solo5's tenders use.
 pub const FILE_SECTOR_SIZE: u32 = 512;
 
-/// A host file as a block device of 512-byte sectors.
+/// A host file as a block device of 512-byte sectors: positional reads and
+/// writes, `fdatasync(2)` as the write barrier. The file's size must be a
+/// whole number of sectors; it is never grown. Clones share the file.
+#[derive(Debug, Clone)]
 pub struct FileBlock {
-    file: File,
+    file: Rc<File>,
     info: BlockInfo,
 }
 
 impl FileBlock {
-    /// Opens `path`, read-write unless `read_only`. Its length must be a
-    /// whole, non-zero number of sectors.
+    /// Opens `path`, read-write unless `read_only`.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, String> {
         let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
             .open(path)
-            .map_err(|e| std::format!("cannot open {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot open block file {}: {e}", path.display()))?;
         Self::from_file(file, path)
     }
 
@@ -37,25 +40,25 @@ impl FileBlock {
             .create(true)
             .truncate(true)
             .open(path)
-            .map_err(|e| std::format!("cannot create {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot create block file {}: {e}", path.display()))?;
         file.set_len(bytes)
-            .map_err(|e| std::format!("cannot size {}: {e}", path.display()))?;
+            .map_err(|e| format!("cannot size block file {}: {e}", path.display()))?;
         Self::from_file(file, path)
     }
 
     fn from_file(file: File, path: &Path) -> Result<Self, String> {
         let len = file
             .metadata()
-            .map_err(|e| std::format!("cannot stat {}: {e}", path.display()))?
+            .map_err(|e| format!("cannot stat block file {}: {e}", path.display()))?
             .len();
         if len == 0 || !len.is_multiple_of(u64::from(FILE_SECTOR_SIZE)) {
-            return Err(std::format!(
-                "{} is {len} bytes: not a whole, non-zero number of {FILE_SECTOR_SIZE}-byte sectors",
+            return Err(format!(
+                "block file {} is {len} bytes: not a whole, non-zero number of {FILE_SECTOR_SIZE}-byte sectors",
                 path.display()
             ));
         }
         Ok(FileBlock {
-            file,
+            file: Rc::new(file),
             info: BlockInfo {
                 sector_size: FILE_SECTOR_SIZE,
                 sectors: len / u64::from(FILE_SECTOR_SIZE),
@@ -83,6 +86,8 @@ impl Block for FileBlock {
             .map_err(|_| BlockError::Io)
     }
 
+    /// `fdatasync(2)` of the file: the written data and the metadata needed
+    /// to read it back (not the timestamps) reach the disk.
     async fn flush(&self) -> Result<(), BlockError> {
         self.file.sync_data().map_err(|_| BlockError::Io)
     }
