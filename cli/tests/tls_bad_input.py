@@ -9,32 +9,12 @@ normal request.
 usage: tls_bad_input.py PORT CA_FILE HALF_OPEN
 Prints one line per check; exit status 1 on the first failure.
 """
-import asyncio, os, resource, socket, ssl, subprocess, sys, time
+import asyncio, os, socket, ssl, subprocess, sys, time
+
+from tls_script import client_hello, fail, raise_fd_limit
 
 port, ca_file, half_open = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def fail(why):
-    print(f"FAIL: {why}", flush=True)
-    sys.exit(1)
-
-
-def client_hello():
-    """A real ClientHello, as Python's ssl (OpenSSL) would send it for
-    localhost, taken from a handshake over memory buffers."""
-    context = ssl.create_default_context(cafile=ca_file)
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    hello = outgoing.read()
-    if not hello.startswith(b"\x16\x03") or len(hello) < 100:
-        fail(f"no ClientHello from the memory handshake: {hello[:16]!r}")
-    return hello
+raise_fd_limit()
 
 
 def connect():
@@ -68,7 +48,7 @@ def https_status(timeout):
     return out.stdout
 
 
-hello = client_hello()
+hello = client_hello(ssl.create_default_context(cafile=ca_file))
 print(f"ClientHello: {len(hello)} bytes", flush=True)
 
 # Garbage, and plain HTTP, where a ClientHello should be: the server closes

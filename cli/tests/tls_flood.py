@@ -8,29 +8,14 @@ connection must still answer a GET.
 usage: tls_flood.py PORT CA_FILE IDLE HALF_OPEN
 Prints one line per step; exit status 1 on the first failure.
 """
-import resource, socket, ssl, subprocess, sys, time
+import socket, ssl, subprocess, sys, time
+
+from tls_script import client_hello, fail, raise_fd_limit
 
 port, ca_file, idle, half_open = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+raise_fd_limit()
 context = ssl.create_default_context(cafile=ca_file)
 context.minimum_version = ssl.TLSVersion.TLSv1_3
-
-
-def fail(why):
-    print(f"FAIL: {why}", flush=True)
-    sys.exit(1)
-
-
-def client_hello():
-    """A real ClientHello, from a handshake over memory buffers."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 def get(s):
@@ -48,7 +33,7 @@ for i in range(idle):
         fail(f"idle connection {i + 1}: {type(e).__name__}: {e}")
 print(f"{idle} idle TLS connections in {time.monotonic() - start:.1f} s", flush=True)
 
-hello = client_hello()
+hello = client_hello(context)
 stalled, refused = [], 0
 for i in range(half_open):
     try:
