@@ -59,11 +59,15 @@ fn parse_size(text: &str) -> Option<u64> {
     parse_number(digits)?.checked_mul(1 << shift)
 }
 
-/// A decimal or `0x` hex number.
+/// A decimal or `0x` hex number: digits only (`from_str_radix` and
+/// `parse` alone also take a sign, `+5` or `0x+10`).
 fn parse_number(text: &str) -> Option<u64> {
     match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
+        Some(hex) if hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            u64::from_str_radix(hex, 16).ok()
+        }
+        None if text.bytes().all(|b| b.is_ascii_digit()) => text.parse().ok(),
+        _ => None,
     }
 }
 
@@ -75,7 +79,10 @@ pub fn parse_mmio_device(value: &str) -> Option<MmioDevice> {
     let device = MmioDevice {
         base: parse_number(base)?,
         size: parse_size(size)?,
-        irq: irq.parse().ok()?,
+        irq: irq
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| irq.parse().ok())??,
     };
     (device.size != 0 && device.base.checked_add(device.size).is_some()).then_some(device)
 }
@@ -175,6 +182,9 @@ mod tests {
             "512@0xffffffffffffffff:5",
             "99999999999999999999G@0:1",
             "512@0x1000:-1",
+            "+512@0x1000:5",
+            "512@0x+1000:5",
+            "512@0x1000:+5",
         ] {
             assert_eq!(parse_mmio_device(bad), None, "{bad}");
         }
