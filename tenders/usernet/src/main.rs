@@ -66,20 +66,8 @@ fn parse_seconds(arg: &str, text: &str) -> Result<Duration, String> {
 
 /// Parses a unicast MAC, `xx:xx:xx:xx:xx:xx` (hex).
 fn parse_mac(arg: &str, text: &str) -> Result<[u8; 6], String> {
-    let malformed = || format!("{arg}: expected a MAC like 02:00:00:00:00:01");
-    let mut mac = [0u8; 6];
-    let mut parts = text.split(':');
-    for byte in mac.iter_mut() {
-        let part = parts.next().unwrap_or("");
-        // Two hex digits: `from_str_radix` alone also takes a sign (`+2`).
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(malformed());
-        }
-        *byte = u8::from_str_radix(part, 16).map_err(|_| malformed())?;
-    }
-    if parts.next().is_some() {
-        return Err(malformed());
-    }
+    let mac = lamina_tender::args::parse_mac(text)
+        .ok_or_else(|| format!("{arg}: expected a MAC like 02:00:00:00:00:01"))?;
     if mac[0] & 1 != 0 || mac == [0; 6] {
         return Err(format!("{arg}: not a unicast MAC"));
     }
@@ -268,7 +256,28 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{parse, parse_mac};
+
+    #[test]
+    fn guest_macs_are_unicast_hex_pairs() {
+        assert_eq!(
+            parse_mac("--guest-mac", "02:0a:FF:00:10:01"),
+            Ok([2, 0x0a, 0xff, 0, 0x10, 1])
+        );
+        for bad in [
+            "+2:00:00:00:00:01",
+            "02:00:00:00:00",
+            "2:00:00:00:00:01",
+            "",
+        ] {
+            let error = parse_mac("--guest-mac", bad).unwrap_err();
+            assert!(error.contains("expected a MAC"), "{bad}: {error}");
+        }
+        for multicast in ["01:00:5e:00:00:01", "00:00:00:00:00:00"] {
+            let error = parse_mac("--guest-mac", multicast).unwrap_err();
+            assert!(error.contains("not a unicast MAC"), "{multicast}: {error}");
+        }
+    }
 
     #[test]
     fn command_lines_parse() {
