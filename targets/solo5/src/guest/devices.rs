@@ -57,6 +57,29 @@ impl SoloBlock {
         };
         len as usize
     }
+
+    /// Checks a transfer of `len` bytes at `sector`, then makes it in as
+    /// few tender calls as allowed: `call(byte offset, range of the buffer)`.
+    fn each_call<E>(
+        &self,
+        sector: u64,
+        len: usize,
+        mut call: impl FnMut(u64, core::ops::Range<usize>) -> Result<(), E>,
+    ) -> Result<(), BlockError> {
+        self.check_transfer(sector, len)?;
+        let start = sector * self.info.sector_size as u64;
+        let mut done = 0;
+        while done < len {
+            let offset = start + done as u64;
+            let step = self.transfer_len(offset, len - done);
+            if step == 0 {
+                return Err(BlockError::OutOfRange);
+            }
+            call(offset, done..done + step).map_err(|_| BlockError::Io)?;
+            done += step;
+        }
+        Ok(())
+    }
 }
 
 impl Block for SoloBlock {
@@ -65,37 +88,15 @@ impl Block for SoloBlock {
     }
 
     async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let start = sector * self.info.sector_size as u64;
-        let mut done = 0;
-        while done < buf.len() {
-            let offset = start + done as u64;
-            let len = self.transfer_len(offset, buf.len() - done);
-            if len == 0 {
-                return Err(BlockError::OutOfRange);
-            }
-            sys::block_read(self.handle, offset, &mut buf[done..done + len])
-                .map_err(|_| BlockError::Io)?;
-            done += len;
-        }
-        Ok(())
+        self.each_call(sector, buf.len(), |offset, range| {
+            sys::block_read(self.handle, offset, &mut buf[range])
+        })
     }
 
     async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        self.check_transfer(sector, buf.len())?;
-        let start = sector * self.info.sector_size as u64;
-        let mut done = 0;
-        while done < buf.len() {
-            let offset = start + done as u64;
-            let len = self.transfer_len(offset, buf.len() - done);
-            if len == 0 {
-                return Err(BlockError::OutOfRange);
-            }
-            sys::block_write(self.handle, offset, &buf[done..done + len])
-                .map_err(|_| BlockError::Io)?;
-            done += len;
-        }
-        Ok(())
+        self.each_call(sector, buf.len(), |offset, range| {
+            sys::block_write(self.handle, offset, &buf[range])
+        })
     }
 
     /// With [`block_features::FLUSH`], the tender's `fdatasync(2)` of the
