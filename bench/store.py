@@ -10,9 +10,25 @@ way (ioengine=psync, invalidate=0, no fsync), one request at a time. The
 guest times its own loop with its monotonic clock (boot excluded); fio
 reports its job's IOPS. The file is filled with random bytes first.
 
-usage: bench/store.py [--runs N] [--ops N] [--mib M] [--dir DIR] [--targets spt,hvt]
+Key-value part (--kv): durable writes/s and reads/s of lamina-store in a
+unikernel (tests/guests/storeload, `--mode=bench`) on spt and hvt against
+Redis 7 with `appendonly yes` and `appendfsync always`, its appendonly file
+in a temporary directory under --dir, the filesystem of the guest's disk
+image. The path compared, the closest to like for like without HTTP: the
+guest times its own loop of `store.set` (one commit, answered once written
+and flushed: fdatasync in the tender) and then `store.get`, over --kv-keys
+keys, on a freshly formatted image; Redis is timed by redis-benchmark with
+one client and no pipelining (-c 1 -P 1) over a unix socket, SET then GET
+over the same number of random keys, each on a fresh server. Redis's
+figures include a socket round trip per request that the guest's loop does
+not pay; the guest's include a tender exit per block transfer and flush.
+Value sizes 100 B and 4 KiB. An untimed extra run of each side under
+`strace -c -f` counts the fsync/fdatasync calls per SET.
+
+usage: bench/store.py [--block] [--kv] [--runs N] [--ops N] [--mib M] [--kv-ops N] [--dir DIR] [--targets spt,hvt]
+(neither --block nor --kv: both)
 """
-import argparse, json, os, re, statistics, subprocess, sys, tempfile
+import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 from netns import REL, ROOT, image
 
@@ -68,6 +84,131 @@ def block(args):
             print("  " + "; ".join(line))
 
 
+KV_SIZES = [100, 4096]
+
+
+def guest_kv(target, app, dir, size, ops, keys, strace=None):
+    """(sets/s, gets/s) of the guest's timed loops on a fresh image; with
+    `strace`, that file receives the tender's `strace -c` summary."""
+    with tempfile.NamedTemporaryFile(dir=dir, prefix="lamina-kv-bench-") as disk:
+        disk.truncate(256 << 20)
+        cmd = [os.path.join(REL, f"lamina-{target}"), "--mem=64", f"--block:storage={disk.name}", app,
+               "--mode=bench", f"--value-size={size}", f"--ops={ops}", f"--keys={keys}"]
+        if strace:
+            cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", strace] + cmd
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True).stdout
+    rates = {}
+    for op in ("set", "get"):
+        m = re.search(rf"storeload bench {op} \d+: (\d+) ops in (\d+) ns", out)
+        if not m:
+            sys.exit(f"{target} kv bench: no {op} result in:\n{out}")
+        rates[op] = int(m.group(1)) / (int(m.group(2)) / 1e9)
+    return rates["set"], rates["get"]
+
+
+class Redis:
+    """redis-server with appendonly yes, appendfsync always, in a temporary
+    directory under `dir`, on a unix socket only; stopped on exit."""
+
+    def __init__(self, dir):
+        self.dir = tempfile.mkdtemp(dir=dir, prefix="lamina-redis-")
+        self.sock = os.path.join(self.dir, "redis.sock")
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", "0", "--unixsocket", self.sock, "--dir", self.dir,
+                                      "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+                                      "--daemonize", "no", "--logfile", os.path.join(self.dir, "log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                with socket.socket(socket.AF_UNIX) as probe:
+                    probe.connect(self.sock)
+                    probe.sendall(b"PING\r\n")
+                    if probe.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        sys.exit("redis-server did not answer on its socket")
+
+    def __exit__(self, *_):
+        self.proc.terminate()
+        self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def bench(self, tests, size, ops, keys):
+        out = subprocess.run(["redis-benchmark", "-s", self.sock, "-c", "1", "-P", "1", "-n", str(ops),
+                              "-d", str(size), "-r", str(keys), "-t", tests, "--csv"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True).stdout
+        rates = {}
+        for line in out.splitlines():
+            fields = [f.strip('"') for f in line.split(",")]
+            if fields[0] in ("SET", "GET"):
+                rates[fields[0]] = float(fields[1])
+        return rates
+
+
+def redis_kv(dir, size, ops, keys):
+    with Redis(dir) as redis:
+        rates = redis.bench("set,get", size, ops, keys)
+    return rates["SET"], rates["GET"]
+
+
+def fsyncs(summary):
+    """fsync + fdatasync calls in a `strace -c` summary."""
+    with open(summary) as f:
+        return sum(int(l.split()[3]) for l in f if l.split()[-1:] in (["fsync"], ["fdatasync"]))
+
+
+def redis_fsyncs(dir, size, ops, keys, summary):
+    with Redis(dir) as redis:
+        tracer = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", summary,
+                                   "-p", str(redis.proc.pid)], stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # attached
+        redis.bench("set", size, ops, keys)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait()
+    return fsyncs(summary)
+
+
+def kv(args):
+    targets = args.targets.split(",")
+    apps = {t: image(t, "tests/guests/storeload") for t in targets}
+    version = subprocess.run(["redis-server", "--version"], stdout=subprocess.PIPE, text=True).stdout.split()[2]
+    print(f"kv: durable SETs then GETs, {args.kv_ops} each over {args.kv_keys} keys, medians of {args.runs} runs; "
+          f"Redis {version} (appendonly yes, appendfsync always) and the guest's image both in {args.dir}")
+    print("  path: the guest times its own loop of store.set (commit + flush) and store.get, no network; "
+          "Redis: redis-benchmark -c 1 -P 1 over a unix socket (a round trip per request)")
+    for size in KV_SIZES:
+        results = {name: {"set": [], "get": []} for name in ["redis"] + targets}
+        for _ in range(args.runs):  # alternating, so drift hits all alike
+            for name in ["redis"] + targets:
+                if name == "redis":
+                    w, r = redis_kv(args.dir, size, args.kv_ops, args.kv_keys)
+                else:
+                    w, r = guest_kv(name, apps[name], args.dir, size, args.kv_ops, args.kv_keys)
+                results[name]["set"].append(w)
+                results[name]["get"].append(r)
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = os.path.join(tmp, "strace")
+            per_write = {"redis": redis_fsyncs(args.dir, size, args.kv_ops, args.kv_keys, summary) / args.kv_ops}
+            for t in targets:
+                guest_kv(t, apps[t], args.dir, size, args.kv_ops, args.kv_keys, strace=summary)
+                per_write[t] = fsyncs(summary) / args.kv_ops
+        for op in ("set", "get"):
+            redis = statistics.median(results["redis"][op])
+            line = [f"{op} {size:5} B: redis {redis:8.0f}/s"]
+            if op == "set":
+                line[0] += f" ({per_write['redis']:.2f} fsyncs/write)"
+            for t in targets:
+                m = statistics.median(results[t][op])
+                note = f" ({per_write[t]:.2f} fsyncs/write)" if op == "set" else ""
+                line.append(f"{t} {m:8.0f}/s = {m / redis:.2f}x redis{note}")
+                print(f"  {t} {op} {size} runs: {' '.join(f'{x:.0f}' for x in results[t][op])}", file=sys.stderr)
+            print(f"  redis {op} {size} runs: {' '.join(f'{x:.0f}' for x in results['redis'][op])}", file=sys.stderr)
+            print("  " + "; ".join(line))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
@@ -75,10 +216,19 @@ def main():
     ap.add_argument("--mib", type=int, default=256, help="bytes of the backing file the transfers cover")
     ap.add_argument("--dir", default="/var/tmp", help="where the backing file goes (a real disk, not tmpfs)")
     ap.add_argument("--targets", default="spt,hvt")
+    ap.add_argument("--block", action="store_true", help="the block benchmark")
+    ap.add_argument("--kv", action="store_true", help="the key-value benchmark against Redis")
+    ap.add_argument("--kv-ops", type=int, default=2000, help="SETs (and as many GETs) per kv run")
+    ap.add_argument("--kv-keys", type=int, default=1000, help="distinct keys of the kv runs")
     args = ap.parse_args()
+    if not (args.block or args.kv):
+        args.block = args.kv = True
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-spt", "-p", "lamina-hvt"],
                    cwd=ROOT, check=True)
-    block(args)
+    if args.block:
+        block(args)
+    if args.kv:
+        kv(args)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ declare -A PACKAGES=(
   [testssl]=testssl.sh
   [strace]=strace
   [fio]=fio
+  [redis-server]=redis-server
+  [redis-benchmark]=redis-tools
 )
 
 missing=()
