@@ -34,8 +34,9 @@ impl StaticFiles {
     }
 }
 
-/// `%XX` decoding; `None` for a bad escape or bytes that are not UTF-8.
-fn percent_decode(path: &str) -> Option<String> {
+/// `%XX` decoding of a request path; `None` for a bad escape or bytes that
+/// are not UTF-8 (`+` stays `+`: it means a space only in form data).
+pub fn percent_decode(path: &str) -> Option<String> {
     let bytes = path.as_bytes();
     let mut out = alloc::vec::Vec::with_capacity(bytes.len());
     let mut i = 0;

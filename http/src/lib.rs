@@ -31,7 +31,7 @@ pub mod response;
 pub mod server;
 
 pub use client::{Client, ClientError, ClientResponse, Connect, Url};
-pub use files::StaticFiles;
+pub use files::{percent_decode, StaticFiles};
 pub use https::{Hsts, RedirectToHttps};
 pub use request::{Method, Request};
 pub use response::{Body, Response};

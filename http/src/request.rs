@@ -14,7 +14,7 @@ pub enum Method {
     Other(String),
 }
 
-/// A parsed request head.
+/// A parsed request: its head, and its body read whole.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// The method.
@@ -25,6 +25,10 @@ pub struct Request {
     pub minor_version: u8,
     /// Headers, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
+    /// The body (`Content-Length` bytes, at most
+    /// [`Config::max_body_bytes`](crate::Config::max_body_bytes)), empty
+    /// when none was sent.
+    pub body: Vec<u8>,
 }
 
 impl Request {

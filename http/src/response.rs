@@ -28,6 +28,10 @@ impl Body {
 
 /// A response: status, headers, body. The server adds `Date`, `Server`,
 /// `Content-Length` and `Connection`.
+///
+/// An answer to HEAD may give its own `Content-Length` header with an empty
+/// body (the length of the body a GET would get, without reading it); the
+/// server then adds none.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// Status code.
@@ -71,6 +75,7 @@ impl Response {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
         204 => "No Content",
         206 => "Partial Content",
         301 => "Moved Permanently",
@@ -80,6 +85,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
         416 => "Range Not Satisfiable",
@@ -88,6 +94,7 @@ pub fn reason(status: u16) -> &'static str {
         501 => "Not Implemented",
         503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
         _ => "",
     }
 }
@@ -102,15 +109,19 @@ pub(crate) fn write_head(out: &mut Vec<u8>, response: &Response, date: &str, clo
         response.status,
         reason(response.status)
     );
+    // A handler's own length stands only for an empty body (HEAD); with a
+    // body, the body's length is the truth.
+    let is_length = |name: &str| name.eq_ignore_ascii_case("content-length");
+    let body_len = response.body.as_bytes().len();
+    let given_length = body_len == 0 && response.headers.iter().any(|(n, _)| is_length(n));
     for (name, value) in &response.headers {
+        if is_length(name) && !given_length {
+            continue;
+        }
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    if response.status != 304 && response.status != 204 {
-        let _ = write!(
-            head,
-            "Content-Length: {}\r\n",
-            response.body.as_bytes().len()
-        );
+    if response.status != 304 && response.status != 204 && !given_length {
+        let _ = write!(head, "Content-Length: {body_len}\r\n");
     }
     if close {
         head.push_str("Connection: close\r\n");

@@ -31,6 +31,11 @@ pub struct Config {
     pub max_headers: usize,
     /// Largest request body: past it, 413.
     pub max_body_bytes: u64,
+    /// Most bytes of request bodies one server holds at once, over all its
+    /// connections: a request whose body would pass it waits (before its
+    /// body is read) until others are handled. One body is always let in,
+    /// so a body of up to `max_body_bytes` never waits forever.
+    pub max_buffered_body_bytes: u64,
     /// Time from a request's first byte to the end of its head: past it,
     /// 408 and the connection closes (slowloris clients).
     pub header_timeout: Duration,
@@ -72,6 +77,7 @@ impl Default for Config {
             max_target_bytes: 2048,
             max_headers: 64,
             max_body_bytes: 1 << 20,
+            max_buffered_body_bytes: 64 << 20,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
@@ -150,6 +156,7 @@ where
     log::info!("http: listening on {}", listener.local_addr());
     let config = Rc::new(config);
     let live = config.shared_count.clone().unwrap_or_default();
+    let body_memory = BodyMemory::default();
     // Connections still in their upgrade, oldest first, each with a flag
     // its task clears once it is through.
     let mut upgrading: VecDeque<(JoinHandle<()>, Rc<Cell<bool>>)> = VecDeque::new();
@@ -182,6 +189,7 @@ where
                 let clock = clock.clone();
                 let task_runtime = runtime.clone();
                 let task_config = config.clone();
+                let body_memory = body_memory.clone();
                 let task = runtime.spawn(async move {
                     let _slot = slot;
                     let stream = match upgrade.upgrade(tcp).await {
@@ -198,6 +206,7 @@ where
                         clock,
                         runtime: task_runtime,
                         config: task_config,
+                        body_memory,
                     };
                     connection.run().await;
                 });
@@ -238,6 +247,49 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0 .0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Bytes of request bodies the connections of one server hold now; see
+/// [`Config::max_buffered_body_bytes`].
+#[derive(Clone, Default)]
+struct BodyMemory(Rc<Cell<u64>>);
+
+impl BodyMemory {
+    /// Waits until `bytes` more fit under `limit` (or nothing is held),
+    /// and holds them until the returned guard is dropped.
+    async fn hold(&self, bytes: u64, limit: u64, runtime: &Handle) -> HeldBody {
+        while self.0.get() > 0 && self.0.get().saturating_add(bytes) > limit {
+            runtime.sleep(Duration::from_millis(5)).await;
+        }
+        self.0.set(self.0.get() + bytes);
+        HeldBody {
+            memory: self.clone(),
+            bytes,
+        }
+    }
+}
+
+/// Body bytes counted in a [`BodyMemory`] until dropped.
+struct HeldBody {
+    memory: BodyMemory,
+    bytes: u64,
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        let held = &self.memory.0;
+        held.set(held.get() - self.bytes);
+    }
+}
+
+/// How reading a request body ended.
+enum BodyRead {
+    /// All of it.
+    Whole(Vec<u8>),
+    /// The client closed the connection first.
+    Closed,
+    /// No byte came for a whole `header_timeout`.
+    Stalled,
 }
 
 /// What the bytes received so far hold.
@@ -322,6 +374,7 @@ fn parse(buf: &[u8], config: &Config) -> Parsed {
         target: String::from(target),
         minor_version: request.version.unwrap_or(1),
         headers: fields,
+        body: Vec::new(),
     };
     if body_len > config.max_body_bytes {
         return Parsed::Refused(413);
@@ -339,6 +392,7 @@ struct Connection<T, H, C> {
     clock: C,
     runtime: Handle,
     config: Rc<Config>,
+    body_memory: BodyMemory,
 }
 
 impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
@@ -368,18 +422,24 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
         loop {
             match parse(&buf, &self.config) {
                 Parsed::Complete {
-                    request,
+                    mut request,
                     head_len,
                     body_len,
                 } => {
-                    // Read (and drop) the body: GET and HEAD have none worth keeping.
-                    let total = head_len.saturating_add(body_len as usize);
-                    while buf.len() < total {
-                        if !self.fill(&mut buf, started).await? {
+                    buf.drain(..head_len);
+                    let _held = self
+                        .body_memory
+                        .hold(body_len, self.config.max_buffered_body_bytes, &self.runtime)
+                        .await;
+                    request.body = match self.read_body(&mut buf, body_len).await? {
+                        BodyRead::Whole(body) => body,
+                        BodyRead::Closed => return Ok(()),
+                        BodyRead::Stalled => {
+                            self.send(&mut out, &Response::error(408), false, true)
+                                .await?;
                             return Ok(());
                         }
-                    }
-                    buf.drain(..total);
+                    };
                     started = (!buf.is_empty()).then(|| self.runtime.now());
                     let response = self.handler.handle(&request).await;
                     let close = !request.keep_alive();
@@ -415,6 +475,40 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                 }
             }
         }
+    }
+
+    /// Reads a body of `len` bytes, the first of them already in `buf`
+    /// (which keeps what follows: a pipelined request). A body longer than
+    /// what came with the head is read straight into one allocation of its
+    /// size, so the connection holds one copy of it, and nothing of the next
+    /// request is read with it. Each read waits at most `header_timeout`.
+    async fn read_body(&mut self, buf: &mut Vec<u8>, len: u64) -> Result<BodyRead, NetError> {
+        // `parse` let it through, so it is at most `max_body_bytes`, which
+        // an allocation has to hold anyway.
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if buf.len() >= len {
+            return Ok(BodyRead::Whole(buf.drain(..len).collect()));
+        }
+        let mut body = Vec::with_capacity(len);
+        body.append(buf);
+        let mut filled = body.len();
+        body.resize(len, 0);
+        while filled < len {
+            let read = self
+                .runtime
+                .timeout(
+                    self.config.header_timeout,
+                    self.stream.read(&mut body[filled..]),
+                )
+                .await;
+            match read {
+                Err(_) => return Ok(BodyRead::Stalled),
+                Ok(Ok(0)) => return Ok(BodyRead::Closed),
+                Ok(Ok(n)) => filled += n,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(BodyRead::Whole(body))
     }
 
     /// Reads more into `buf`; false at end of stream. Waits at most until the

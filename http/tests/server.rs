@@ -21,6 +21,13 @@ impl Handler for Site {
             (Method::Get | Method::Head, "/") => Response::new(200, Body::Static(b"hello\n"))
                 .with_header("Content-Type", "text/plain"),
             (Method::Get | Method::Head, "/big") => Response::new(200, Body::Static(&BIG)),
+            // The body back, and its length for HEAD without a body.
+            (Method::Other(m), "/echo") if m == "PUT" => {
+                Response::new(200, Body::Owned(request.body.clone()))
+            }
+            (Method::Head, "/length") => {
+                Response::new(200, Body::Empty).with_header("Content-Length", "12345")
+            }
             (Method::Get | Method::Head, _) => Response::error(404),
             _ => Response::error(405).with_header("Allow", "GET, HEAD"),
         }
@@ -143,6 +150,64 @@ fn pipelined_requests_are_answered_in_order() {
         1,
         "HEAD must not carry the body"
     );
+}
+
+#[test]
+fn bodies_reach_the_handler_whole_and_pipelining_survives_them() {
+    let port = start(Config {
+        max_body_bytes: 4 << 20,
+        ..Config::default()
+    });
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let file = std::env::temp_dir().join(format!("http-body-{}", std::process::id()));
+    std::fs::write(&file, &body).unwrap();
+    let echoed = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-T"])
+        .arg(&file)
+        .arg(format!("http://127.0.0.1:{port}/echo"))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(echoed.stdout == body, "{} bytes back", echoed.stdout.len());
+    // A request right behind a body, in the same segment, is its own.
+    let answer = raw(
+        port,
+        b"PUT /echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcdeGET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    );
+    assert!(answer.contains("\r\n\r\nabcdeHTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\nhello\n"), "{answer}");
+    // A HEAD answer may state the length a GET would have.
+    let head = raw(port, b"HEAD /length HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(head.matches("Content-Length").count(), 1, "{head}");
+    assert!(head.contains("Content-Length: 12345\r\n"), "{head}");
+}
+
+#[test]
+fn bodies_past_the_memory_limit_are_all_answered_in_turn() {
+    // Room for one 600 KB body at a time: four sent at once are all
+    // answered, one after the other.
+    let port = start(Config {
+        max_buffered_body_bytes: 1_000_000,
+        ..Config::default()
+    });
+    let clients: Vec<_> = (0..4u8)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let body = vec![b'a' + n; 600_000];
+                let mut request = format!(
+                    "PUT /echo HTTP/1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                request.extend_from_slice(&body);
+                let answer = raw(port, &request);
+                answer.ends_with(std::str::from_utf8(&body).unwrap())
+            })
+        })
+        .collect();
+    for client in clients {
+        assert!(client.join().unwrap(), "a body came back whole");
+    }
 }
 
 #[test]
