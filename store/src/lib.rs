@@ -66,6 +66,9 @@ pub use format::FormatError;
 /// The host-file block device host tools use (feature `std`).
 #[cfg(feature = "std")]
 pub use lamina_core::device::FileBlock;
+/// The async lock the store takes for each operation, for an application
+/// that must make several operations one (a conditional write).
+pub use lock::{Guard, Lock};
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -74,7 +77,6 @@ use core::ops::Bound;
 use disk::{Disk, Tail};
 use format::{Extent, Superblock, MAX_KEY};
 use lamina_core::device::{normalize_key, Block, BlockError, KvEntry, KvError, KvRead, KvWrite};
-use lock::Lock;
 use space::Space;
 
 /// Why a store could not be formatted, mounted or checkpointed.
@@ -280,6 +282,28 @@ impl<B: Block> Store<B> {
             return Err(StoreError::Io(BlockError::Io));
         }
         self.write_checkpoint(&mut state).await
+    }
+
+    /// Up to `limit` keys that start with `prefix`, in order, from the first
+    /// after `after` (from the first of all when `None`): a listing in pages
+    /// that holds one page in memory, not every key under the prefix.
+    pub async fn list_page(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KvEntry> {
+        let prefix = prefix.trim_start_matches('/');
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let state = self.state.lock().await;
+        state
+            .index
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .take(limit)
+            .map(|(key, entry)| KvEntry {
+                key: key.clone(),
+                size: entry.size,
+            })
+            .collect()
     }
 
     /// The device, given back.

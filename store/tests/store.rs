@@ -95,6 +95,38 @@ fn list_is_by_prefix_and_in_order() {
 }
 
 #[test]
+fn a_listing_comes_in_pages() {
+    let (_, store) = fresh(MIB, 512);
+    block_on(async {
+        for key in ["b/2", "a", "b/1", "ba", "c", "b/3"] {
+            store.set(key, key.as_bytes()).await.unwrap();
+        }
+        let page = |prefix, after, limit| {
+            let store = &store;
+            async move {
+                let list = store.list_page(prefix, after, limit).await;
+                list.into_iter().map(|e| e.key).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(page("b", None, 2).await, ["b/1", "b/2"]);
+        assert_eq!(page("b", Some("b/2"), 2).await, ["b/3", "ba"]);
+        assert!(page("b", Some("ba"), 2).await.is_empty());
+        // A continuation before the prefix starts at the prefix; one that
+        // is not a key starts after where it would be.
+        assert_eq!(page("b/", Some("a"), 9).await, ["b/1", "b/2", "b/3"]);
+        assert_eq!(page("", Some("b/15"), 2).await, ["b/2", "b/3"]);
+        assert!(page("", None, 0).await.is_empty());
+        let sizes: Vec<u64> = store
+            .list_page("", None, 9)
+            .await
+            .iter()
+            .map(|e| e.size)
+            .collect();
+        assert_eq!(sizes, [1, 3, 3, 3, 2, 1]);
+    });
+}
+
+#[test]
 fn a_16_mib_value_round_trips_and_reads_in_ranges() {
     let (disk, store) = fresh(40 * MIB, 512);
     let value = pattern(16 * MIB as usize + 123, 3);
