@@ -129,6 +129,11 @@ enum Command {
         /// or tap needed. Repeatable.
         #[arg(long = "port", value_name = "HOST:GUEST[/udp]")]
         ports: Vec<lamina_usernet::Forward>,
+        /// A disk image as block device NAME, on every target; with SIZE
+        /// (like 256M), an absent FILE is created with that many zero
+        /// bytes. Repeatable. (The same as `-- --block:NAME=FILE`.)
+        #[arg(long = "block", value_name = "NAME=FILE[:SIZE]")]
+        blocks: Vec<run::BlockArg>,
         /// The QEMU machine (virtio): microvm (virtio-mmio) or q35 (a PC
         /// with virtio-pci).
         #[arg(long, value_enum, default_value = "microvm")]
@@ -354,6 +359,7 @@ fn main() -> ExitCode {
             release,
             mem,
             ports,
+            blocks,
             stop_timeout,
             app,
             boot_args,
@@ -362,6 +368,7 @@ fn main() -> ExitCode {
             let grace = std::time::Duration::from_secs_f64(stop_timeout);
             let guest = run::GuestArgs {
                 ports,
+                blocks,
                 boot: boot_args,
             };
             run::run(&project, target, machine, release, mem, grace, guest)

@@ -442,10 +442,91 @@ fn kernel_command_line(args: &[String]) -> String {
         .join(" ")
 }
 
+/// A disk for `lamina run --block NAME=FILE[:SIZE]`: FILE as block
+/// device NAME, made (all zeroes, SIZE bytes) when it does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockArg {
+    /// The device's name as the application declares it (`storage`).
+    pub name: String,
+    /// The image.
+    pub file: PathBuf,
+    /// The size to create the image with when it is absent.
+    pub size: Option<u64>,
+}
+
+impl std::str::FromStr for BlockArg {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<BlockArg, String> {
+        let (name, rest) = spec
+            .split_once('=')
+            .ok_or_else(|| format!("{spec:?}: expected NAME=FILE or NAME=FILE:SIZE"))?;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{spec:?}: a device name is letters, digits and _"));
+        }
+        // A colon followed by a size ends the spec; any other colon is part
+        // of the file's name.
+        let (file, size) = match rest.rsplit_once(':') {
+            Some((file, size)) if size.starts_with(|c: char| c.is_ascii_digit()) => {
+                let size = crate::store::parse_size(size)?;
+                if size == 0 {
+                    return Err(format!("{spec:?}: the size must not be 0"));
+                }
+                (file, Some(size))
+            }
+            _ => (rest, None),
+        };
+        if file.is_empty() {
+            return Err(format!("{spec:?}: no file"));
+        }
+        Ok(BlockArg {
+            name: name.to_owned(),
+            file: PathBuf::from(file),
+            size,
+        })
+    }
+}
+
+impl BlockArg {
+    /// Makes the image if it is absent and a size was given, and returns
+    /// the device argument every target takes (`--block:NAME=FILE`).
+    pub fn prepare(&self) -> Result<String, CliError> {
+        let file = &self.file;
+        match (file.exists(), self.size) {
+            (true, _) => {}
+            (false, Some(size)) => {
+                let image = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(file)
+                    .map_err(CliError::io(format!("creating {}", file.display())))?;
+                image
+                    .set_len(size)
+                    .map_err(CliError::io(format!("sizing {}", file.display())))?;
+                eprintln!(
+                    "lamina: created {} ({size} bytes, all zeroes) for block device {}",
+                    file.display(),
+                    self.name
+                );
+            }
+            (false, None) => {
+                return Err(CliError::Project(format!(
+                    "--block {}={}: no such file; add :SIZE (like :256M) to create it",
+                    self.name,
+                    file.display()
+                )))
+            }
+        }
+        Ok(format!("--block:{}={}", self.name, file.display()))
+    }
+}
+
 /// What `lamina run` passes on to the application.
 pub struct GuestArgs {
     /// User-mode port forwards (`--port HOST:GUEST[/udp]`).
     pub ports: Vec<Forward>,
+    /// Disks (`--block NAME=FILE[:SIZE]`).
+    pub blocks: Vec<BlockArg>,
     /// Boot arguments, after `--`.
     pub boot: Vec<String>,
 }
@@ -466,7 +547,13 @@ pub fn run(
     let built = build(project, target, release)?;
     // What the application declares, as the compiler saw it.
     let declared = crate::declared::read(&built.artifact)?;
-    let boot_args = with_port_forwards(project, &declared, target, &guest.ports, guest.boot)?;
+    let mut boot = guest
+        .blocks
+        .iter()
+        .map(BlockArg::prepare)
+        .collect::<Result<Vec<String>, CliError>>()?;
+    boot.extend(guest.boot);
+    let boot_args = with_port_forwards(project, &declared, target, &guest.ports, boot)?;
     let boot_args = &boot_args[..];
     if target == Target::Virtio {
         // The Solo5 tenders check devices against the image's manifest;
@@ -683,5 +770,45 @@ mod tests {
                 .to_string();
             assert!(error.contains(bad), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn block_arguments_parse_and_make_their_image() {
+        let arg: BlockArg = "storage=kv.img:256M".parse().unwrap();
+        assert_eq!(arg.name, "storage");
+        assert_eq!(arg.file, PathBuf::from("kv.img"));
+        assert_eq!(arg.size, Some(256 << 20));
+        let arg: BlockArg = "storage=a:b.img".parse().unwrap();
+        assert_eq!((arg.file.to_str(), arg.size), (Some("a:b.img"), None));
+        for bad in [
+            "storage",
+            "=x.img",
+            "st-orage=x",
+            "storage=",
+            "storage=x:0",
+            "storage=x:9Q",
+        ] {
+            assert!(bad.parse::<BlockArg>().is_err(), "{bad}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("disk.img");
+        let absent = BlockArg {
+            name: "storage".into(),
+            file: file.clone(),
+            size: None,
+        };
+        let error = absent.prepare().unwrap_err().to_string();
+        assert!(error.contains("add :SIZE"), "{error}");
+        let sized = BlockArg {
+            size: Some(1 << 20),
+            ..absent
+        };
+        let word = sized.prepare().unwrap();
+        assert_eq!(word, format!("--block:storage={}", file.display()));
+        assert_eq!(std::fs::metadata(&file).unwrap().len(), 1 << 20);
+        // An existing image is used as it is, never resized.
+        std::fs::write(&file, b"x").unwrap();
+        sized.prepare().unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), b"x");
     }
 }
