@@ -21,7 +21,7 @@ for target in spt hvt virtio; do
   echo "== cargo clippy (guest code, $target)"
   RUSTFLAGS="--cfg lamina_target=\"$target\"" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
     --target-dir "target/clippy-$target" --config 'profile.dev.panic="abort"' \
-    -p lamina-metal -p lamina-solo5 -p lamina-virtio -p hello -p echo -p website -p dns -p selftest -p conformance -p resolve -p fetch -p disk -p storeload -- -D warnings
+    -p lamina-metal -p lamina-solo5 -p lamina-virtio -p hello -p echo -p website -p dns -p selftest -p conformance -p resolve -p fetch -p disk -p storeload -p kv -- -D warnings
 done
 echo "== cargo test"
 # Every test binary runs even after a failure, so the summary lists all.
