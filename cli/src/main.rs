@@ -21,6 +21,7 @@ mod store;
 #[allow(unsafe_code)]
 mod supervise;
 mod tls;
+mod trace;
 mod usernet;
 
 use clap::{Parser, Subcommand};
@@ -149,6 +150,11 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = supervise::DEFAULT_GRACE.as_secs_f64(),
               value_parser = parse_seconds)]
         stop_timeout: f64,
+        /// Record a trace of the whole stack (tasks, wake-ups, network,
+        /// requests) and write it to FILE when the application ends, as
+        /// Chrome trace-event JSON for ui.perfetto.dev.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
@@ -181,6 +187,15 @@ enum Command {
     Store {
         #[command(subcommand)]
         action: StoreAction,
+    },
+    /// Export a recording (FILE.lmtrace, written by `lamina run --trace`)
+    /// as Chrome trace-event JSON.
+    Trace {
+        /// The recording.
+        recording: PathBuf,
+        /// Where to write the JSON.
+        #[arg(long, short)]
+        output: PathBuf,
     },
     /// Show the application's device graph for a target.
     Describe {
@@ -361,6 +376,7 @@ fn main() -> ExitCode {
             ports,
             blocks,
             stop_timeout,
+            trace,
             app,
             boot_args,
         } => project::Project::find(&app).and_then(|project| {
@@ -370,6 +386,7 @@ fn main() -> ExitCode {
                 ports,
                 blocks,
                 boot: boot_args,
+                trace,
             };
             run::run(&project, target, machine, release, mem, grace, guest)
         }),
@@ -409,6 +426,9 @@ fn main() -> ExitCode {
             TlsAction::DevCa { ca_dir } => tls::dev_ca(ca_dir.as_deref()),
         }
         .map(|()| ExitCode::SUCCESS),
+        Command::Trace { recording, output } => {
+            trace::export(&recording, &output).map(|()| ExitCode::SUCCESS)
+        }
         Command::Store { action } => match action {
             StoreAction::Format { image, size } => store::format(&image, size),
             StoreAction::Ls { image, prefix } => {
@@ -520,6 +540,9 @@ pub enum CliError {
     /// operation; the message names the image and the key.
     #[error("{0}")]
     Store(String),
+    /// A trace recording could not be read or exported.
+    #[error("{0}")]
+    Trace(String),
     /// A file or process operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -538,9 +561,11 @@ impl CliError {
             CliError::Project(_)
             | CliError::TargetUnavailable { .. }
             | CliError::MissingTool { .. } => 2,
-            CliError::BuildFailed | CliError::Tls(_) | CliError::Store(_) | CliError::Io { .. } => {
-                1
-            }
+            CliError::BuildFailed
+            | CliError::Tls(_)
+            | CliError::Store(_)
+            | CliError::Trace(_)
+            | CliError::Io { .. } => 1,
         }
     }
 

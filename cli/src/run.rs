@@ -529,6 +529,8 @@ pub struct GuestArgs {
     pub blocks: Vec<BlockArg>,
     /// Boot arguments, after `--`.
     pub boot: Vec<String>,
+    /// Where to write a trace of the run (`--trace FILE`).
+    pub trace: Option<PathBuf>,
 }
 
 /// Builds and runs `project` on `target` with `guest`'s boot arguments
@@ -569,6 +571,20 @@ pub fn run(
     };
     let mut command = command_for(target, machine, &built.artifact, mem_mib, &boot_args)?;
     user_networks.pass_to(&mut command);
+    let recording = match (&guest.trace, target) {
+        (None, _) => None,
+        (Some(out), Target::Unix) => {
+            let recording = crate::trace::recording_path(out);
+            command.env("LAMINA_TRACE", &recording);
+            Some((recording, out.clone()))
+        }
+        (Some(_), _) => {
+            return Err(CliError::TargetUnavailable {
+                target: target.name(),
+                why: "--trace records on the unix target only so far".into(),
+            })
+        }
+    };
     eprintln!("lamina: running {} on {}", project.name, target.name());
     let spawned = Instant::now();
     // No application reads input (a Console only writes), and in a process
@@ -634,6 +650,9 @@ pub fn run(
             project.name,
             crate::supervise::signal_name(signal)
         );
+    }
+    if let Some((recording, out)) = recording {
+        crate::trace::export(&recording, &out)?;
     }
     let code = match (status.code(), status.signal()) {
         (Some(code), _) if target == Target::Virtio => qemu_exit_status(code, ended.stopped_by),

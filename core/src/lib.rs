@@ -11,6 +11,7 @@
 //! | [`declare`] | declaring the application's devices once ([`devices!`](crate::devices)): typed struct, manifest, description |
 //! | [`platform`]| the [`Platform`] a target provides and the [`Env`] an application receives |
 //! | [`exit`]    | how `main`'s result becomes an exit status |
+//! | [`trace`]   | recording trace events: tasks, wake-ups, spans, counters ([`trace_span!`]) |
 //!
 //! Targets (unix, spt, hvt, virtio) implement the traits in their own crates; the
 //! `lamina` facade crate picks one at build time. Nothing here is global: state
@@ -33,6 +34,7 @@ pub mod device;
 pub mod exit;
 pub mod platform;
 pub mod runtime;
+pub mod trace;
 
 pub use device::*;
 pub use exit::{Exit, IntoExit};

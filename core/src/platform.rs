@@ -148,6 +148,7 @@ impl<P: Platform> Env<P> {
         self.runtime.timeout(duration, future)
     }
     /// See [`Handle::spawn`].
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,

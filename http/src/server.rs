@@ -441,10 +441,17 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                         }
                     };
                     started = (!buf.is_empty()).then(|| self.runtime.now());
+                    let span = lamina_core::trace_span!(
+                        "http request",
+                        "{} {}",
+                        method_name(&request.method),
+                        request.target
+                    );
                     let response = self.handler.handle(&request).await;
                     let close = !request.keep_alive();
                     self.send(&mut out, &response, request.method == Method::Head, close)
                         .await?;
+                    span.end_fmt(format_args!("{}", response.status));
                     if close {
                         return Ok(());
                     }
@@ -564,6 +571,15 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
             self.stream.write_all(out).await?;
             self.stream.write_all(body).await
         }
+    }
+}
+
+/// The method as sent, for traces.
+fn method_name(method: &Method) -> &str {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Other(name) => name,
     }
 }
 

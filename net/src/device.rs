@@ -23,6 +23,8 @@ pub struct NetifDevice<'a, N: Netif> {
     pub port_full: &'a dyn Fn(u16) -> bool,
     /// SYNs dropped because of `port_full`.
     pub syn_drops: &'a mut u64,
+    /// Frames and TCP counters for the trace, when it is on.
+    pub trace: &'a crate::trace::WireTrace,
 }
 
 /// The destination port of `frame` if it is a TCP SYN (without ACK) in
@@ -62,6 +64,7 @@ pub struct RxToken<'a> {
 pub struct TxToken<'a, N: Netif> {
     netif: &'a N,
     buf: &'a mut Vec<u8>,
+    trace: &'a crate::trace::WireTrace,
 }
 
 impl<N: Netif> phy::Device for NetifDevice<'_, N> {
@@ -95,12 +98,14 @@ impl<N: Netif> phy::Device for NetifDevice<'_, N> {
             }
             break len;
         };
+        self.trace.received(&self.rx[..len]);
         let rx = RxToken {
             frame: &mut self.rx[..len],
         };
         let tx = TxToken {
             netif: self.netif,
             buf: self.tx,
+            trace: self.trace,
         };
         Some((rx, tx))
     }
@@ -109,6 +114,7 @@ impl<N: Netif> phy::Device for NetifDevice<'_, N> {
         Some(TxToken {
             netif: self.netif,
             buf: self.tx,
+            trace: self.trace,
         })
     }
 
@@ -136,6 +142,7 @@ impl<N: Netif> phy::TxToken for TxToken<'_, N> {
         self.buf.clear();
         self.buf.resize(len, 0);
         let result = f(self.buf);
+        self.trace.sent(self.buf);
         // A frame the link refuses is lost, as on Ethernet; TCP retransmits.
         if let Err(e) = self.netif.transmit(self.buf) {
             log::debug!("net: transmit failed: {e}");

@@ -192,6 +192,7 @@ impl NetStack {
                 rx_errors: &mut rx_errors,
                 port_full: &|_| false,
                 syn_drops: &mut 0,
+                trace: &crate::trace::WireTrace::default(),
             };
             Interface::new(config, &mut device, now)
         };
@@ -267,6 +268,7 @@ impl NetStack {
             reported: (0, 0, smoltcp::time::Instant::ZERO),
             dhcp,
             runtime: runtime.clone(),
+            trace: Default::default(),
         };
         runtime.spawn(driver.run());
         NetStack { core }
@@ -313,6 +315,8 @@ struct Driver<N: Netif> {
     reported: (u64, u64, smoltcp::time::Instant),
     dhcp: Option<SocketHandle>,
     runtime: Handle,
+    /// Frames and TCP counters for the trace (nothing while it is off).
+    trace: crate::trace::WireTrace,
 }
 
 enum Wake {
@@ -401,6 +405,7 @@ impl<N: Netif> Driver<N> {
             rx_errors: &mut self.rx_errors,
             port_full: &port_full,
             syn_drops: &mut self.syn_drops,
+            trace: &self.trace,
         };
         // One packet at a time, refilling the listening sockets in between,
         // so that a burst of SYNs finds a socket for each (up to the backlog)

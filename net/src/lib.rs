@@ -30,6 +30,7 @@ pub mod driver;
 #[doc(hidden)]
 pub mod sim;
 pub mod socket;
+pub mod trace;
 
 pub use config::{Ipv4Cidr, NetArgs};
 pub use driver::{NetStack, NetStats};

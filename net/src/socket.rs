@@ -487,7 +487,12 @@ impl Connection {
                     socket.register_send_waker(cx.waker());
                     Poll::Pending
                 }
-                Ok(n) => Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    if lamina_core::trace::enabled() {
+                        crate::trace::buffered(socket);
+                    }
+                    Poll::Ready(Ok(n))
+                }
                 Err(_) => Poll::Ready(Err(NetError::Closed)),
             }
         })

@@ -4,6 +4,7 @@
 use super::task::{JoinHandle, TaskWakerRef};
 use super::timer::TimerQueue;
 use super::{Handle, Instant};
+use crate::trace::{self, Kind, Track, BEGIN, END};
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::rc::Rc;
@@ -63,6 +64,7 @@ impl Shared {
         self.park.now()
     }
 
+    #[track_caller]
     pub(crate) fn spawn<F>(self: &Rc<Self>, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
@@ -82,7 +84,19 @@ impl Shared {
                 tasks.len() - 1
             }
         };
-        let waker = TaskWakerRef::new(index, self.ready.clone());
+        let track = Track::task(generation);
+        if trace::enabled() {
+            let at = core::panic::Location::caller();
+            let at = trace::Detail::format(format_args!("{}:{}", at.file(), at.line()));
+            trace::record(
+                Kind::Spawn,
+                0,
+                track,
+                &[trace::current().0 as u64],
+                &[at.as_str()],
+            );
+        }
+        let waker = TaskWakerRef::new(index, track, self.ready.clone());
         waker.waker.wake_by_ref();
         self.tasks.borrow_mut()[index] = Entry {
             generation,
@@ -119,13 +133,14 @@ impl Shared {
     }
 
     fn poll_task(&self, index: usize) {
-        let (mut future, waker) = {
+        let (mut future, waker, track) = {
             let mut tasks = self.tasks.borrow_mut();
             let Some(entry) = tasks.get_mut(index) else {
                 return;
             };
+            let track = Track::task(entry.generation);
             match core::mem::replace(&mut entry.slot, Slot::Running { aborted: false }) {
-                Slot::Idle(future, waker) => (future, waker),
+                Slot::Idle(future, waker) => (future, waker, track),
                 other => {
                     entry.slot = other;
                     return;
@@ -133,14 +148,17 @@ impl Shared {
             }
         };
         waker.clear_queued();
-        let done = future
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker.waker))
-            .is_ready();
+        let done = traced_poll(track, || {
+            future
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker.waker))
+                .is_ready()
+        });
         let mut tasks = self.tasks.borrow_mut();
         let entry = &mut tasks[index];
         let aborted = matches!(entry.slot, Slot::Running { aborted: true });
         if done || aborted {
+            trace::record(Kind::Exit, 0, track, &[], &[]);
             entry.slot = Slot::Free;
             drop(tasks);
             self.free.borrow_mut().push(index);
@@ -154,9 +172,41 @@ impl Shared {
         let now = self.now();
         // Collect first: waking must not hold the timer borrow.
         let expired = self.timers.borrow_mut().take_expired(now);
+        let _timers =
+            (trace::enabled() && !expired.is_empty()).then(|| trace::enter(Track::TIMERS));
         for waker in expired {
             waker.wake();
         }
+    }
+}
+
+/// Polls a task on its trace row.
+fn traced_poll<T>(track: Track, poll: impl FnOnce() -> T) -> T {
+    if !trace::enabled() {
+        return poll();
+    }
+    let _row = trace::enter(track);
+    trace::record(Kind::Poll, BEGIN, track, &[], &[]);
+    let result = poll();
+    trace::record(Kind::Poll, END, track, &[], &[]);
+    result
+}
+
+/// Parks, recording the wait when it may block: device wake-ups inside it
+/// come from the devices' row.
+fn traced_park(park: &dyn Park, deadline: Option<Instant>) {
+    if !trace::enabled() {
+        return park.park(deadline);
+    }
+    let _row = trace::enter(Track::DEVICES);
+    let blocks = deadline.is_none_or(|d| d > park.now());
+    if blocks {
+        let until = deadline.map_or(u64::MAX, |d| d.as_nanos());
+        trace::record(Kind::Idle, BEGIN, Track::IDLE, &[until], &[]);
+    }
+    park.park(deadline);
+    if blocks {
+        trace::record(Kind::Idle, END, Track::IDLE, &[], &[]);
     }
 }
 
@@ -215,7 +265,7 @@ impl Executor {
     pub fn block_on<F: Future>(&self, main: F) -> F::Output {
         let shared = &self.shared;
         let mut main = pin!(main);
-        let main_waker = TaskWakerRef::new(MAIN, shared.ready.clone());
+        let main_waker = TaskWakerRef::new(MAIN, Track::MAIN, shared.ready.clone());
         main_waker.waker.wake_by_ref();
         let output = 'run: loop {
             // Run what is ready now; tasks woken meanwhile wait for the next
@@ -228,7 +278,9 @@ impl Executor {
                 if index == MAIN {
                     main_waker.clear_queued();
                     let mut cx = Context::from_waker(&main_waker.waker);
-                    if let Poll::Ready(output) = main.as_mut().poll(&mut cx) {
+                    if let Poll::Ready(output) =
+                        traced_poll(Track::MAIN, || main.as_mut().poll(&mut cx))
+                    {
                         break 'run output;
                     }
                 } else {
@@ -241,7 +293,7 @@ impl Executor {
             } else {
                 Some(Instant::from_nanos(0)) // check devices without blocking
             };
-            shared.park.park(deadline);
+            traced_park(&*shared.park, deadline);
             shared.fire_timers();
         };
         self.drop_tasks();

@@ -37,6 +37,7 @@ impl Handle {
 
     /// Starts `future` as a new task. It runs until it finishes, its
     /// [`JoinHandle`] is aborted, or the application's main returns.
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + 'static,

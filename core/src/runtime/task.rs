@@ -1,6 +1,7 @@
 //! Wakers, join handles and `yield_now`.
 
 use super::executor::{ReadyQueue, Shared};
+use crate::trace::{self, Kind, Track};
 use alloc::rc::Rc;
 use alloc::sync::Arc;
 use alloc::task::Wake;
@@ -14,6 +15,8 @@ use core::task::{Context, Poll, Waker};
 /// once, however often it is woken before it runs.
 pub(crate) struct TaskWaker {
     index: usize,
+    /// The task's trace row.
+    track: Track,
     queued: AtomicBool,
     ready: Arc<ReadyQueue>,
 }
@@ -27,9 +30,10 @@ pub(crate) struct TaskWakerRef {
 }
 
 impl TaskWakerRef {
-    pub(crate) fn new(index: usize, ready: Arc<ReadyQueue>) -> Self {
+    pub(crate) fn new(index: usize, track: Track, ready: Arc<ReadyQueue>) -> Self {
         let task = Arc::new(TaskWaker {
             index,
+            track,
             queued: AtomicBool::new(false),
             ready,
         });
@@ -52,6 +56,7 @@ impl Wake for TaskWaker {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
+            trace::record(Kind::Wake, 0, self.track, &[trace::current().0 as u64], &[]);
             self.ready.lock().push_back(self.index);
         }
     }

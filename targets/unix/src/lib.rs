@@ -13,7 +13,8 @@
 //! | Kv      | a host directory ([`storage`]) |
 //!
 //! The executor parks in `epoll_wait` ([`reactor`]) with the next timer
-//! deadline as timeout, so an idle application uses no CPU.
+//! deadline as timeout, so an idle application uses no CPU. With
+//! `LAMINA_TRACE=FILE` it records a trace ([`trace`]).
 
 pub mod args;
 pub mod devices;
@@ -21,6 +22,7 @@ pub mod net;
 pub mod reactor;
 pub mod storage;
 pub mod tap;
+pub mod trace;
 
 use lamina_core::args::common::RuntimeArgs;
 use lamina_core::args::BootArgs;
@@ -200,7 +202,14 @@ where
     LOGGER.start.get_or_init(|| start);
     let _ = log::set_logger(&LOGGER);
 
-    let reactor = match Reactor::new() {
+    let tracer = match trace::Tracer::from_env() {
+        Ok(tracer) => tracer,
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            return 2;
+        }
+    };
+    let reactor = match Reactor::with_tracer(tracer) {
         Ok(r) => Rc::new(r),
         Err(e) => {
             eprintln!("{program}: cannot create the event loop: {e}");
@@ -208,6 +217,7 @@ where
         }
     };
     let executor = Executor::new(reactor.clone());
+    let reactor_for_trace = reactor.clone();
     let platform = UnixPlatform { reactor, devices };
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
@@ -224,6 +234,7 @@ where
         }
     };
     let result = executor.block_on(main);
+    reactor_for_trace.finish_trace();
     let exit = result.into_exit(&|message| eprintln!("{program}: {message}"));
     exit.0 as i32
 }

@@ -28,18 +28,32 @@ pub struct Reactor {
     sources: RefCell<HashMap<usize, Interest>>,
     next_key: std::cell::Cell<usize>,
     events: RefCell<Events>,
+    tracer: Option<crate::trace::Tracer>,
 }
 
 impl Reactor {
     /// A reactor whose clock starts now.
     pub fn new() -> io::Result<Self> {
+        Self::with_tracer(None)
+    }
+
+    /// A reactor that writes out `tracer`'s records each time it parks.
+    pub fn with_tracer(tracer: Option<crate::trace::Tracer>) -> io::Result<Self> {
         Ok(Reactor {
             poller: Poller::new()?,
             start: std::time::Instant::now(),
             sources: RefCell::new(HashMap::new()),
             next_key: std::cell::Cell::new(0),
             events: RefCell::new(Events::new()),
+            tracer,
         })
+    }
+
+    /// Writes out the last trace records (at exit).
+    pub fn finish_trace(&self) {
+        if let Some(Err(e)) = self.tracer.as_ref().map(|t| t.finish()) {
+            log::error!("cannot write the trace: {e}");
+        }
     }
 
     fn interest_event(key: usize, interest: &Interest) -> Event {
@@ -64,6 +78,9 @@ impl Park for Reactor {
                 t.max(Duration::from_micros(50))
             }
         });
+        if let Some(Err(e)) = self.tracer.as_ref().map(|t| t.drain()) {
+            log::error!("cannot write the trace: {e}");
+        }
         let mut events = self.events.borrow_mut();
         events.clear();
         match self.poller.wait(&mut events, timeout) {
