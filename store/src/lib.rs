@@ -12,12 +12,15 @@
 //!
 //! # Guarantees
 //!
-//! - An operation that returned `Ok` is durable: its values were written
-//!   and flushed before the commit record naming them (values of up to 512
-//!   bytes are inside the record: one write and one flush), and that record
-//!   was flushed before returning. After a crash at any instant the store mounts
-//!   with every acknowledged operation and no part of an unacknowledged one
-//!   (a torn last commit fails its checksum and is ignored).
+//! - An operation that returned `Ok` is durable: its values (those of up
+//!   to 512 bytes inside the commit record) and the commit record naming
+//!   them were written, then flushed once, before returning. After a crash
+//!   at any instant the store mounts with every acknowledged operation and
+//!   no part of an unacknowledged one: a torn last commit fails its
+//!   checksum, and a last commit whose values did not all reach the disk
+//!   fails theirs (the mount reads the last commit's values), and either is
+//!   ignored. Every commit before the last was flushed before the next
+//!   began.
 //! - Every structure and every extent of every value has a CRC-32C. Damage
 //!   is reported as an error at mount ([`StoreError::Corrupt`]) or at read
 //!   ([`KvError::Io`]), never as a wrong value or a panic. One limit: damage

@@ -230,6 +230,70 @@ struct Replay {
     tail: Tail,
 }
 
+/// The last whole commit after the checkpoint, held back from the index
+/// until the log goes on past it (then it was durable: a commit is
+/// written only once the one before is flushed) or, at the end of the
+/// log, until its values are found intact.
+struct Held {
+    ops: Vec<(String, Option<Entry>)>,
+    /// Where the commit begins, and how many log blocks it has.
+    start: Tail,
+    blocks: usize,
+    /// Its COMMIT block, for errors.
+    address: u64,
+}
+
+/// Applies a whole commit's operations to the index.
+fn apply_commit(
+    index: &mut BTreeMap<String, Entry>,
+    ops: Vec<(String, Option<Entry>)>,
+    address: u64,
+) -> Result<(), StoreError> {
+    for (key, entry) in ops {
+        match entry {
+            Some(entry) => {
+                index.insert(key, entry);
+            }
+            None => {
+                if index.remove(&key).is_none() {
+                    return Err(corrupt(
+                        "log record",
+                        address,
+                        FormatError::BadField("remove"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether every extent the sets of `ops` name holds the bytes of its
+/// checksum: a commit's values and records are flushed together, so after
+/// a crash before that flush its last block may be on the disk and some
+/// of its values not. Reads at most one extent (256 KiB) at a time.
+async fn values_intact<B: Block>(
+    disk: &Disk<B>,
+    ops: &[(String, Option<Entry>)],
+) -> Result<bool, StoreError> {
+    let block_size = u64::from(disk.block_size);
+    let mut buf = Vec::new();
+    for entry in ops.iter().filter_map(|(_, entry)| entry.as_ref()) {
+        let mut offset = 0;
+        for extent in &entry.extents {
+            let room = u64::from(extent.blocks) * block_size;
+            let len = room.min(entry.size - offset);
+            buf.resize(room as usize, 0);
+            disk.read(extent.start, &mut buf).await?;
+            if crate::format::crc32c(&buf[..len as usize]) != extent.crc {
+                return Ok(false);
+            }
+            offset += len;
+        }
+    }
+    Ok(true)
+}
+
 /// A set whose extents are still being collected from `More` records.
 struct PendingSet {
     key: String,
@@ -253,6 +317,7 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
     let mut commit_blocks = 0usize;
     let mut ops: Vec<(String, Option<Entry>)> = Vec::new();
     let mut open_set: Option<PendingSet> = None;
+    let mut held: Option<Held> = None;
     loop {
         let in_checkpoint = (chain.len() as u64) < superblock.checkpoint_blocks;
         let address = tail.block;
@@ -310,21 +375,19 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
             if open_set.is_some() {
                 return Err(corrupt("log record", address, FormatError::Truncated));
             }
-            for (key, entry) in ops.drain(..) {
-                match entry {
-                    Some(entry) => {
-                        index.insert(key, entry);
-                    }
-                    None => {
-                        if index.remove(&key).is_none() {
-                            return Err(corrupt(
-                                "log record",
-                                address,
-                                FormatError::BadField("remove"),
-                            ));
-                        }
-                    }
-                }
+            if let Some(before) = held.take() {
+                apply_commit(&mut index, before.ops, before.address)?;
+            }
+            let whole = core::mem::take(&mut ops);
+            if in_checkpoint {
+                apply_commit(&mut index, whole, address)?;
+            } else {
+                held = Some(Held {
+                    ops: whole,
+                    start: commit_start,
+                    blocks: commit_blocks,
+                    address,
+                });
             }
             commit_start = tail;
             commit_blocks = 0;
@@ -339,6 +402,20 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
     // Blocks of a commit that never ended belong to nothing: the log goes
     // on from where that commit began.
     chain.truncate(chain.len() - commit_blocks);
+    if let Some(last) = held {
+        if values_intact(disk, &last.ops).await? {
+            apply_commit(&mut index, last.ops, last.address)?;
+        } else {
+            // Cut short by a crash before its flush (or damaged since,
+            // which cannot be told apart): as if never written.
+            log::warn!(
+                "store: the last commit (ending at block {}) names values not on the disk: dropped",
+                last.address
+            );
+            chain.truncate(chain.len() - last.blocks);
+            commit_start = last.start;
+        }
+    }
     Ok(Replay {
         index,
         chain,

@@ -2,9 +2,13 @@
 //!
 //! A commit first claims blocks for its values and checks that, after it,
 //! a checkpoint of the whole index would still fit; then writes the values
-//! and flushes; then appends its records to the log (the last block marked
-//! as a commit) and flushes; only then changes the index and frees the
-//! blocks of the values it replaced.
+//! and appends its records to the log (the last block marked as a commit)
+//! and flushes once; only then changes the index and frees the blocks of
+//! the values it replaced. One flush, not one after the values and one
+//! after the log, as a Redis `appendfsync always` write is one fsync: the
+//! mount checks the values of the last commit of the log against their
+//! checksums and drops that commit if any did not reach the disk (see
+//! `mount.rs`), which is all a crash before the flush can leave.
 
 use crate::disk::{Appender, Tail};
 use crate::format::{
@@ -188,8 +192,8 @@ impl<B: Block> Store<B> {
         Ok(placed)
     }
 
-    /// Writes each value into its extents, filling in their checksums,
-    /// then flushes: values are durable before any record names them.
+    /// Writes each value into its extents, filling in their checksums (the
+    /// commit's flush makes them durable with its records).
     async fn write_values(
         &self,
         ops: &[(String, Option<&[u8]>)],
@@ -197,7 +201,6 @@ impl<B: Block> Store<B> {
     ) -> Result<(), StoreError> {
         let block_size = self.disk.block_size as usize;
         let mut last_block = Vec::new();
-        let mut wrote = false;
         for ((_, value), extents) in ops.iter().zip(placed.iter_mut()) {
             let Some(value) = value.filter(|v| v.len() > INLINE_MAX) else {
                 continue;
@@ -220,11 +223,7 @@ impl<B: Block> Store<B> {
                     self.disk.write(block, &last_block).await?;
                 }
                 offset += len;
-                wrote = true;
             }
-        }
-        if wrote {
-            self.disk.flush().await?;
         }
         Ok(())
     }
