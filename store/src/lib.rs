@@ -43,7 +43,10 @@
 //! block list 8 bytes per log block. Values are never cached: `get` holds
 //! the value and at most one block more; `set` writes from the caller's
 //! slice and copies at most one block; a `get_range` holds at most one
-//! extent (256 KiB).
+//! extent (256 KiB). A mount holds, beyond the index it builds, the
+//! records of the commit it replays (the checkpoint's: less than the index
+//! again; 2.6 MB beside 3.5 MB for 20,001 keys in `tests/memory.rs`) and
+//! one extent of the last commit's values, which it checks.
 //!
 //! # Layout of the crate
 //!
