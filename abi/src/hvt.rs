@@ -80,6 +80,10 @@ pub const HOST_FEATURE_RING_IO: u32 = 1 << 0;
 /// ([`crate::ring::rx`]): its I/O thread receives frames into the ring
 /// area before the guest asks, and wakes a guest that waits in POLL.
 pub const HOST_FEATURE_RX_QUEUES: u32 = 1 << 1;
+/// `host_features` bit: the tender offers the block ring
+/// ([`crate::block_ring`]) at [`BootInfo::block_ring`] (only to an image
+/// whose LMN1 note asks for `BLOCK_IO`).
+pub const HOST_FEATURE_BLOCK_RING: u32 = 1 << 2;
 
 /// What the tender tells the guest at entry (pointer in `%rdi`).
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -102,6 +106,11 @@ pub struct BootInfo {
     pub guest_features: u32,
     /// OUT: guest address of the network ring when `HOST_FEATURE_RING_IO`.
     pub net_ring: u64,
+    /// OUT: guest address of the block ring when
+    /// `HOST_FEATURE_BLOCK_RING` (a Lamina extension appended after
+    /// Solo5's fields: a Solo5 tender may put other bytes here, so read
+    /// it only with the bit set).
+    pub block_ring: u64,
 }
 
 /// Wall-clock time.
@@ -237,7 +246,8 @@ mod tests {
 
     #[test]
     fn layouts_match_solo5() {
-        assert_eq!(size_of::<BootInfo>(), 56);
+        assert_eq!(size_of::<BootInfo>(), 64);
+        assert_eq!(core::mem::offset_of!(BootInfo, block_ring), 56);
         assert_eq!(core::mem::offset_of!(BootInfo, host_features), 40);
         assert_eq!(core::mem::offset_of!(BootInfo, net_ring), 48);
         assert_eq!(size_of::<HcWalltime>(), 8);

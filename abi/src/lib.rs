@@ -13,6 +13,7 @@
 //! | [`mft`]  | the device manifest (MFT1) |
 //! | [`note`] | the ELF notes an image carries (ABI1, MFT1, Lamina's LMN1) |
 //! | [`ring`] | the batched I/O ring, negotiated through `host_features` |
+//! | [`block_ring`] | block requests through shared memory on hvt, negotiated the same way |
 //! | [`debug_exit`] | the virtio target's exit status through QEMU's isa-debug-exit, and back in `lamina run` |
 //!
 //! ## Versioning
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod block_ring;
 pub mod debug_exit;
 pub mod hvt;
 pub mod mft;

@@ -1,6 +1,7 @@
 //! A guest from image file to halt: memory, image, devices, boot info, page
 //! tables, vCPU, sandbox, then the vCPU loop.
 
+use crate::block_ring::{self, BlockRingThread};
 use crate::hypercall::{HypercallError, Hypercalls, Next};
 use crate::kvm::{KvmError, Machine};
 use crate::layout::{self, CpuMode, LayoutError, Mapping};
@@ -9,7 +10,8 @@ use crate::seccomp::{self, LoopFds, SeccompError};
 use crate::stop::Stop;
 use kvm_ioctls::VcpuExit;
 use lamina_abi::hvt::{
-    BootInfo, BOOT_INFO_BASE, HOST_FEATURE_RING_IO, HOST_FEATURE_RX_QUEUES, MAX_MEM_SIZE,
+    BootInfo, BOOT_INFO_BASE, HOST_FEATURE_BLOCK_RING, HOST_FEATURE_RING_IO,
+    HOST_FEATURE_RX_QUEUES, MAX_MEM_SIZE,
 };
 use lamina_abi::mft::block_features;
 use lamina_abi::note::{features, AbiTarget};
@@ -73,7 +75,7 @@ pub enum GuestError {
     /// The network ring's I/O thread.
     #[error(transparent)]
     RingStart(#[from] RingStartError),
-    /// A malformed network ring entry.
+    /// A corrupt network or block ring (from its I/O thread).
     #[error("{0}")]
     Ring(String),
     /// The guest stopped in a way that is not a halt.
@@ -163,14 +165,29 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
             .receive_queues(*gpa, wake.as_raw_fd())
             .map_err(GuestError::Events)?;
     }
-    let guest_mem_size = offer.as_ref().map_or(mem_size, |o| o.gpa);
+    let block_offer = (notes.lamina_features & features::BLOCK_IO != 0)
+        .then(|| {
+            let below = offer.as_ref().map_or(mem.end(), |o| o.gpa);
+            offer_block_ring(&machine, &mut mem, &image, &hypercalls, below)
+        })
+        .flatten();
+    // The guest's memory ends where the lowest ring begins.
+    let guest_mem_size = block_offer
+        .as_ref()
+        .map(|o| o.gpa)
+        .or(offer.as_ref().map(|o| o.gpa))
+        .unwrap_or(mem_size);
     let boot_end = write_boot_info(
         &mut mem,
         &image,
         &hypercalls,
         &args.cmdline,
         machine.tsc_hz()?,
-        offer.as_ref(),
+        Rings {
+            net: offer.as_ref(),
+            block: block_offer.as_ref(),
+            guest_mem_size,
+        },
     )?;
     layout::write_tables(
         &mut mem,
@@ -225,12 +242,22 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     if let Some(ring_thread) = &ring_thread {
         hypercalls.serve_ring_with(ring_thread.shared().clone());
     }
+    let mut block_thread = match block_offer {
+        Some(offer) => Some(BlockRingThread::start(
+            offer,
+            mem.shared_view(),
+            hypercalls.devices(),
+            lamina_tender::sys::current_thread(),
+        )?),
+        None => None,
+    };
     let (epoll, timer) = hypercalls.event_fds();
     let fds = LoopFds {
         vcpu: machine.vcpu.as_raw_fd(),
         epoll,
         timer,
         kick: ring_thread.as_ref().map(|r| r.kick_fd()),
+        block_kick: block_thread.as_ref().map(|r| r.kick_fd()),
         stop_event: stop.event_fd(),
         rx: hypercalls.rx_fds(),
     };
@@ -267,10 +294,72 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
             );
         }
     }
+    if let Some(block_thread) = &mut block_thread {
+        block_thread.stop();
+        let shared = block_thread.shared();
+        if let Some(why) = shared
+            .error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            result = Err(GuestError::Ring(why));
+        }
+        if stats {
+            eprintln!(
+                "lamina-hvt: block ring: {} requests ({} reads, {} writes, {} flushes, {} refused as malformed, {} failed by the host), I/O thread slept {} times and was kicked {} times",
+                shared.requests(),
+                shared.reads.load(Ordering::Relaxed),
+                shared.writes.load(Ordering::Relaxed),
+                shared.flushes.load(Ordering::Relaxed),
+                shared.refused.load(Ordering::Relaxed),
+                shared.failed.load(Ordering::Relaxed),
+                shared.sleeps.load(Ordering::Relaxed),
+                shared.kicks.load(Ordering::Relaxed),
+            );
+        }
+    }
     if stats {
         print_stats(&loop_stats, &hypercalls.counts);
     }
     result
+}
+
+/// The block ring, for a guest that asks for `BLOCK_IO` and has a block
+/// device: [`block_ring::RESERVED_BYTES`] below `below` (the network
+/// ring's area, or the top of memory), untouched and so still zero, which
+/// the guest's `mem_size` then excludes. `None` (block hypercalls)
+/// otherwise.
+fn offer_block_ring(
+    machine: &Machine,
+    mem: &mut GuestMemory,
+    image: &Placement,
+    hypercalls: &Hypercalls,
+    below: u64,
+) -> Option<block_ring::Offer> {
+    if hypercalls.devices().blocks.is_empty() {
+        return None;
+    }
+    let gpa = below.checked_sub(lamina_abi::block_ring::RESERVED_BYTES)?;
+    if gpa < image.kernel_end.saturating_add(MEM_UNIT) {
+        return None;
+    }
+    let kick = lamina_tender::sys::eventfd().ok()?;
+    if let Err(e) = machine.register_kick(lamina_abi::block_ring::KICK_PORT, kick.as_raw_fd()) {
+        eprintln!("lamina-hvt: no block ring (KVM_IOEVENTFD failed: {e}); using hypercalls");
+        return None;
+    }
+    // From now on no guest address the tender handles may reach the ring.
+    mem.reserve_top(gpa).ok()?;
+    Some(block_ring::Offer { gpa, kick })
+}
+
+/// The rings offered, for the boot info.
+struct Rings<'a> {
+    net: Option<&'a Offer>,
+    block: Option<&'a block_ring::Offer>,
+    /// Where the guest's memory ends (the lowest ring's start).
+    guest_mem_size: u64,
 }
 
 /// The network ring, when a network device is attached and KVM takes the
@@ -359,7 +448,7 @@ fn print_stats(stats: &LoopStats, counts: &[u64; 10]) {
     );
 }
 
-/// Boot info at 0x10000 (with the ring, if offered, at the top of memory),
+/// Boot info at 0x10000 (with the rings, if offered, at the top of memory),
 /// then the attached manifest, then the command line;
 /// returns the page-aligned end of that area.
 fn write_boot_info(
@@ -368,11 +457,14 @@ fn write_boot_info(
     hypercalls: &Hypercalls,
     cmdline: &[u8],
     tsc_hz: u64,
-    ring: Option<&Offer>,
+    rings: Rings<'_>,
 ) -> Result<u64, GuestFault> {
-    let net_ring = ring.map(|offer| offer.gpa);
+    let net_ring = rings.net.map(|offer| offer.gpa);
     let mut host_features = 0;
-    if let Some(offer) = ring {
+    if rings.block.is_some() {
+        host_features |= HOST_FEATURE_BLOCK_RING;
+    }
+    if let Some(offer) = rings.net {
         host_features |= HOST_FEATURE_RING_IO;
         if offer.rx_wake.is_some() {
             host_features |= HOST_FEATURE_RX_QUEUES;
@@ -384,7 +476,7 @@ fn write_boot_info(
     mem.copy_in(mft, manifest)?;
     mem.copy_in(cmdline_at, cmdline)?;
     let info = BootInfo {
-        mem_size: net_ring.unwrap_or(mem.end()),
+        mem_size: rings.guest_mem_size,
         kernel_end: image.kernel_end,
         cpu_cycle_freq: tsc_hz,
         cmdline: cmdline_at,
@@ -392,6 +484,7 @@ fn write_boot_info(
         host_features,
         guest_features: 0,
         net_ring: net_ring.unwrap_or(0),
+        block_ring: rings.block.map_or(0, |offer| offer.gpa),
     };
     mem.write(BOOT_INFO_BASE, &info)?;
     Ok((cmdline_at + CMDLINE_SIZE as u64).next_multiple_of(PAGE_SIZE))

@@ -1,4 +1,4 @@
-//! The parts of `lamina-hvt` that take no KVM: the network ring's server,
+//! The parts of `lamina-hvt` that take no KVM: the network and block rings' servers,
 //! the sandboxes and the CPUID cache file. A library so that the ring's
 //! entry serving, which reads whatever the guest wrote, and the cache
 //! file's parser are reachable from fuzz targets
@@ -6,6 +6,7 @@
 //! (`main.rs`) uses it.
 #![deny(unsafe_code)]
 
+pub mod block_ring;
 pub mod cpuid_cache;
 #[cfg(test)]
 #[allow(unsafe_code, dead_code)]

@@ -37,7 +37,7 @@ mod stop;
 // The ring server, the sandboxes and the CPUID cache are the library's
 // (`lib.rs`), for the fuzz targets; named here so that `crate::ring` and
 // `crate::cpuid_cache` read as before.
-use lamina_hvt::{cpuid_cache, ring, rx, seccomp};
+use lamina_hvt::{block_ring, cpuid_cache, ring, rx, seccomp};
 
 use lamina_tender::timing::Timing;
 use lamina_tender::{args, process};

@@ -1,14 +1,16 @@
 //! The hvt sandbox, one default-kill allowlist per thread, installed before
 //! the guest runs: what the vCPU loop, the hypercall handlers and the exit
-//! path need ([`install`]), and what the network ring's I/O thread needs
-//! ([`install_ring`]). Descriptors are pinned where a call takes one;
+//! path need ([`install`]), what the network ring's I/O thread needs
+//! ([`install_ring`]) and what the block ring's needs
+//! ([`install_block_ring`]). Descriptors are pinned where a call takes one;
 //! `ioctl` is pinned to the vCPU and to the two KVM requests the loop makes
-//! (the tap's requests are all made at start-up, before the filter); `mmap`
-//! and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
+//! (the tap's requests are all made at start-up, before the filter);
+//! `mmap` and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
 //! `openat` fails instead of killing, for the allocator too
 //! ([`sandbox::refusals`]).
 
 use lamina_abi::mft::block_features;
+use lamina_tender::devices::block::BlockDevice;
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
@@ -34,6 +36,8 @@ pub struct LoopFds {
     pub timer: i32,
     /// The ring's kick eventfd, written once to stop the I/O thread.
     pub kick: Option<i32>,
+    /// The block ring's kick eventfd, written once to stop its thread.
+    pub block_kick: Option<i32>,
     /// The stop eventfd, written by the stop signals' handler.
     pub stop_event: i32,
     /// With the receive queues: the POLL set that waits for them, and the
@@ -102,7 +106,7 @@ fn vcpu_rules(
     allow(libc::SYS_timerfd_settime, fd_is(fds.timer)?);
     allow(libc::SYS_epoll_wait, fd_is(fds.epoll)?);
     allow(libc::SYS_epoll_pwait, fd_is(fds.epoll)?);
-    if let Some(kick) = fds.kick {
+    for kick in [fds.kick, fds.block_kick].into_iter().flatten() {
         allow(libc::SYS_write, fd_is(kick)?);
     }
     allow(libc::SYS_write, fd_is(fds.stop_event)?);
@@ -163,18 +167,7 @@ fn ring_rules(
     allow(libc::SYS_write, fd_is(2)?);
     // Signalling the vCPU thread when the guest must stop: tgkill(pid,
     // tid, signal) within the tender and with that signal only.
-    rules.insert(
-        libc::SYS_tgkill,
-        vec![SeccompRule::new(vec![
-            SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid.into())?,
-            SeccompCondition::new(
-                2,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::Eq,
-                RING_STOP_SIGNAL as u64,
-            )?,
-        ])?],
-    );
+    rules.insert(libc::SYS_tgkill, vec![stop_signal_rule(pid)?]);
     for syscall in [
         libc::SYS_getpid,
         libc::SYS_gettid,
@@ -184,6 +177,52 @@ fn ring_rules(
         rules.insert(syscall, Vec::new());
     }
     Ok(rules)
+}
+
+/// The block ring I/O thread's rules: `pread64`/`pwrite64` (and
+/// `fdatasync` where the device takes flushes) on its own descriptors of
+/// the block devices (every request is checked by the server: whole
+/// sectors on the device), its epoll and kick eventfd, and
+/// [`RING_STOP_SIGNAL`] to a thread of process `pid`. No ioctl at all.
+fn block_ring_rules(
+    blocks: &[BlockDevice],
+    epoll: i32,
+    kick: i32,
+    pid: u32,
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    common_rules(&mut rules)?;
+    let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
+    for block in blocks {
+        allow(libc::SYS_pread64, fd_is(block.fd())?);
+        allow(libc::SYS_pwrite64, fd_is(block.fd())?);
+        if block.features & block_features::FLUSH != 0 {
+            allow(libc::SYS_fdatasync, fd_is(block.fd())?);
+        }
+    }
+    allow(libc::SYS_read, fd_is(kick)?);
+    allow(libc::SYS_epoll_wait, fd_is(epoll)?);
+    allow(libc::SYS_epoll_pwait, fd_is(epoll)?);
+    allow(libc::SYS_write, fd_is(2)?);
+    rules.insert(libc::SYS_tgkill, vec![stop_signal_rule(pid)?]);
+    for syscall in [libc::SYS_getpid, libc::SYS_gettid, libc::SYS_sched_yield] {
+        rules.insert(syscall, Vec::new());
+    }
+    Ok(rules)
+}
+
+/// tgkill(pid, tid, signal) within process `pid` and with
+/// [`RING_STOP_SIGNAL`] only.
+fn stop_signal_rule(pid: u32) -> Result<SeccompRule, BackendError> {
+    SeccompRule::new(vec![
+        SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, pid.into())?,
+        SeccompCondition::new(
+            2,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            RING_STOP_SIGNAL as u64,
+        )?,
+    ])
 }
 
 /// A thread's filters, compiled, in the order they are installed: the
@@ -212,6 +251,19 @@ pub fn ring_filter(
     ])
 }
 
+/// The block ring I/O thread's filters.
+pub fn block_ring_filter(
+    blocks: &[BlockDevice],
+    epoll: i32,
+    kick: i32,
+    pid: u32,
+) -> Result<Filters, SeccompError> {
+    Ok([
+        sandbox::refusals()?,
+        sandbox::compile(block_ring_rules(blocks, epoll, kick, pid)?)?,
+    ])
+}
+
 /// Installs `filters` on the calling thread.
 fn apply(filters: &Filters) -> Result<(), SeccompError> {
     filters.iter().try_for_each(sandbox::install)
@@ -237,6 +289,16 @@ pub fn install_ring(
         rx_wake,
         std::process::id(),
     )?)
+}
+
+/// Builds and installs the block ring I/O thread's filters, on that
+/// thread.
+pub fn install_block_ring(
+    blocks: &[BlockDevice],
+    epoll: i32,
+    kick: i32,
+) -> Result<(), SeccompError> {
+    apply(&block_ring_filter(blocks, epoll, kick, std::process::id())?)
 }
 
 /// The filters against the calls they must kill and the ones they must
@@ -313,6 +375,7 @@ mod tests {
             epoll: other.as_raw_fd(),
             timer: other.as_raw_fd(),
             kick: None,
+            block_kick: None,
             stop_event: other.as_raw_fd(),
             rx: None,
         };

@@ -31,7 +31,9 @@ pub use lamina_metal::random::ChaCha20Random as SoloRandom;
 
 /// A block device through the tender: one sector per call (all Solo5's
 /// tenders accept), or with Lamina's tenders many sectors per call and a
-/// flush, as the manifest entry's [`block_features`] say.
+/// flush, as the manifest entry's [`block_features`] say; on Lamina's hvt
+/// tender through the block ring ([`ring_io`]), several requests in
+/// flight and no VM exit.
 pub struct SoloBlock {
     handle: DeviceHandle,
     info: BlockInfo,
@@ -82,18 +84,141 @@ impl SoloBlock {
     }
 }
 
+#[cfg(lamina_target = "hvt")]
+impl SoloBlock {
+    /// A checked transfer of `len` bytes at `sector` to or from the
+    /// buffer at guest address `data` through the block ring, in pieces of
+    /// at most `MAX_TRANSFER` bytes, several in flight. The caller's borrow
+    /// of the buffer lasts until this returns (or is dropped, which waits
+    /// for the pieces in flight).
+    async fn ring_transfer(
+        &self,
+        operation: u32,
+        sector: u64,
+        data: u64,
+        len: usize,
+    ) -> Result<(), BlockError> {
+        self.check_transfer(sector, len)?;
+        let size = self.info.sector_size as u64;
+        let piece = (block_features::MAX_TRANSFER / size).max(1) * size;
+        let handle = self.handle.index as u32;
+        let requests =
+            (0..len as u64)
+                .step_by(piece as usize)
+                .map(|at| lamina_abi::block_ring::Request {
+                    operation,
+                    handle,
+                    sector: sector + at / size,
+                    data: data + at,
+                    len: piece.min(len as u64 - at) as u32,
+                    id: 0,
+                });
+        ring_io::run(requests).await.map_err(|_| BlockError::Io)
+    }
+}
+
+/// Block requests through the hvt block ring.
+#[cfg(lamina_target = "hvt")]
+mod ring_io {
+    use super::sys::block_ring::{self, Ticket};
+    use super::sys::IoError;
+    use alloc::collections::VecDeque;
+    use core::future::poll_fn;
+    use core::task::Poll;
+    use lamina_abi::block_ring::Request;
+
+    /// Requests of one transfer in flight at most, leaving room in the
+    /// ring for other tasks' (8 MiB of 256 KiB pieces).
+    const PER_TRANSFER: usize = 32;
+
+    /// Requests in flight, oldest first. Dropped (the transfer's future
+    /// dropped before its end), it waits for them: the tender may still
+    /// be reading into or writing from their buffers.
+    struct InFlight(VecDeque<Ticket>);
+
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            for ticket in self.0.drain(..) {
+                let _ = block_ring::wait(ticket);
+            }
+        }
+    }
+
+    /// Lets the executor run other tasks once, and this one again next.
+    async fn yield_now() {
+        let mut yielded = false;
+        poll_fn(|cx| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Carries out `requests` with up to [`PER_TRANSFER`] in flight,
+    /// waiting for their answers without an exit (other tasks run in
+    /// between); the first failure is the result, after every request
+    /// submitted has been answered.
+    pub async fn run(mut requests: impl Iterator<Item = Request>) -> Result<(), IoError> {
+        let mut in_flight = InFlight(VecDeque::new());
+        let mut next = requests.next();
+        let mut result = Ok(());
+        loop {
+            while let Some(request) = next.filter(|_| in_flight.0.len() < PER_TRANSFER) {
+                match block_ring::submit(request) {
+                    Some(ticket) => {
+                        in_flight.0.push_back(ticket);
+                        next = requests.next();
+                    }
+                    None => break, // full: other tasks' requests first
+                }
+            }
+            while let Some(&ticket) = in_flight.0.front() {
+                let Some(answer) = block_ring::take(ticket) else {
+                    break;
+                };
+                in_flight.0.pop_front();
+                if answer.is_err() {
+                    result = answer;
+                    next = None; // submit no more
+                }
+            }
+            if in_flight.0.is_empty() && next.is_none() {
+                return result;
+            }
+            yield_now().await;
+        }
+    }
+}
+
 impl Block for SoloBlock {
     fn info(&self) -> BlockInfo {
         self.info
     }
 
     async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
+        #[cfg(lamina_target = "hvt")]
+        if sys::block_ring::available() {
+            use lamina_abi::block_ring::op;
+            let data = buf.as_mut_ptr() as u64;
+            return self.ring_transfer(op::READ, sector, data, buf.len()).await;
+        }
         self.each_call(sector, buf.len(), |offset, range| {
             sys::block_read(self.handle, offset, &mut buf[range])
         })
     }
 
     async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        #[cfg(lamina_target = "hvt")]
+        if sys::block_ring::available() {
+            use lamina_abi::block_ring::op;
+            let data = buf.as_ptr() as u64;
+            return self.ring_transfer(op::WRITE, sector, data, buf.len()).await;
+        }
         self.each_call(sector, buf.len(), |offset, range| {
             sys::block_write(self.handle, offset, &buf[range])
         })
@@ -108,6 +233,17 @@ impl Block for SoloBlock {
     async fn flush(&self) -> Result<(), BlockError> {
         if self.features & block_features::FLUSH == 0 {
             return Ok(());
+        }
+        #[cfg(lamina_target = "hvt")]
+        if sys::block_ring::available() {
+            let flush = lamina_abi::block_ring::Request {
+                operation: lamina_abi::block_ring::op::FLUSH,
+                handle: self.handle.index as u32,
+                ..Default::default()
+            };
+            return ring_io::run(core::iter::once(flush))
+                .await
+                .map_err(|_| BlockError::Io);
         }
         sys::block_flush(self.handle).map_err(|_| BlockError::Io)
     }

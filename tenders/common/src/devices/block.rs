@@ -69,6 +69,20 @@ impl BlockDevice {
         })
     }
 
+    /// Another handle on the same device and file (a duplicated
+    /// descriptor), for a thread that serves it alongside the owner (the
+    /// hvt block ring's I/O thread).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(BlockDevice {
+            name: self.name.clone(),
+            handle: self.handle,
+            capacity: self.capacity,
+            block_size: self.block_size,
+            features: self.features,
+            file: self.file.try_clone()?,
+        })
+    }
+
     /// The host descriptor (spt guests use it in their system calls).
     pub fn fd(&self) -> i32 {
         self.file.as_raw_fd()

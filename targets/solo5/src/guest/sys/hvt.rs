@@ -62,6 +62,16 @@ pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
             RX.call_once(|| unsafe { Queues::enable(ring) });
         }
     }
+    if info.host_features & HOST_FEATURE_BLOCK_RING != 0
+        && info.block_ring != 0
+        && info.block_ring >= info.mem_size
+        && info.block_ring.is_multiple_of(64)
+    {
+        // SAFETY: the tender reserved the ring above `mem_size` (so
+        // outside the heap and stack), identity-mapped and 64-byte aligned
+        // (checked above).
+        unsafe { super::block_ring::enable(info.block_ring as usize) };
+    }
     BootFacts {
         mem_size: info.mem_size,
         kernel_end: info.kernel_end,

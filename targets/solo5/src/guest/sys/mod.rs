@@ -5,6 +5,8 @@ mod hvt;
 #[cfg(lamina_target = "hvt")]
 pub use hvt::*;
 #[cfg(lamina_target = "hvt")]
+pub mod block_ring;
+#[cfg(lamina_target = "hvt")]
 mod rx;
 
 #[cfg(lamina_target = "spt")]

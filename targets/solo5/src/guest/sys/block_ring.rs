@@ -1,0 +1,165 @@
+//! The guest's side of the hvt block ring ([`lamina_abi::block_ring`]):
+//! requests queued in shared memory, completions taken with plain loads,
+//! a kick (an exit served in the host kernel) only while the tender's
+//! block I/O thread sleeps.
+//!
+//! Several requests may be in flight at once, from one transfer (split in
+//! [`MAX_TRANSFER`](lamina_abi::mft::block_features::MAX_TRANSFER) pieces)
+//! or from several tasks: each is a ticket (its request index) whose slot
+//! holds its state until its owner takes the result.
+
+use super::IoError;
+use core::sync::atomic::{fence, AtomicU32, Ordering};
+use lamina_abi::block_ring::{self, offsets, Completion, Request};
+use lamina_abi::Solo5Result;
+
+/// The ring, when the tender offers one.
+static RING: spin::Once<BlockRing> = spin::Once::new();
+
+/// A request in flight: its index in the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u32);
+
+/// What became of each request slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Free for the next request with this slot.
+    Free,
+    /// Submitted, not answered yet.
+    InFlight,
+    /// Answered with this status; not yet taken by its owner.
+    Done(i32),
+}
+
+/// The ring at `base` and the state of its slots.
+struct BlockRing {
+    base: usize,
+    slots: spin::Mutex<[Slot; block_ring::SIZE as usize]>,
+}
+
+/// Uses the ring the tender offered at `base` (from the boot info).
+///
+/// # Safety
+/// `base` must be the tender's block ring: reserved for the guest's
+/// lifetime, identity-mapped, 64-byte aligned, outside the heap and stack.
+pub unsafe fn enable(base: usize) {
+    RING.call_once(|| BlockRing {
+        base,
+        slots: spin::Mutex::new([Slot::Free; block_ring::SIZE as usize]),
+    });
+}
+
+/// Whether the tender offered the ring.
+pub fn available() -> bool {
+    RING.get().is_some()
+}
+
+impl BlockRing {
+    /// An index word.
+    fn index(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: `enable`'s contract: the ring is reserved and mapped for
+        // the guest's lifetime and 64-byte aligned; both sides access its
+        // index words only atomically.
+        unsafe { &*((self.base + offset) as *const AtomicU32) }
+    }
+
+    /// Moves the completions the tender posted into their slots.
+    fn reap(&self, slots: &mut [Slot; block_ring::SIZE as usize]) {
+        let com_head = self.index(offsets::COM_HEAD);
+        let com_tail = self.index(offsets::COM_TAIL).load(Ordering::Acquire);
+        let mut head = com_head.load(Ordering::Relaxed);
+        while head != com_tail {
+            let at = block_ring::completion_at(self.base as u64, head) as usize;
+            // SAFETY: inside the ring; the tender published this completion
+            // (Acquire above) and leaves it until com_head passes it.
+            let completion = unsafe { core::ptr::read_volatile(at as *const Completion) };
+            let slot = &mut slots[(completion.id & block_ring::MASK) as usize];
+            if *slot == Slot::InFlight {
+                *slot = Slot::Done(completion.status);
+            }
+            head = head.wrapping_add(1);
+        }
+        com_head.store(head, Ordering::Release);
+    }
+
+    /// Kicks the tender's thread if it sleeps, once (the guest clears
+    /// `needs_kick`, so that no second kick is spent before the thread
+    /// runs).
+    fn kick_if_asleep(&self) {
+        let needs_kick = self.index(offsets::NEEDS_KICK);
+        if needs_kick.load(Ordering::Relaxed) != 0 && needs_kick.swap(0, Ordering::SeqCst) != 0 {
+            // SAFETY: an `out` to the kick port reads and writes no guest
+            // memory (not `nomem`: it must stay after the stores before).
+            unsafe {
+                core::arch::asm!("out dx, eax", in("dx") block_ring::KICK_PORT, in("eax") 0u32,
+                    options(nostack, preserves_flags))
+            };
+        }
+    }
+}
+
+/// Queues `request` (its `id` is set here); `None` when the ring is full
+/// (retry once a ticket has been taken).
+///
+/// The request's buffer must stay valid, and not be otherwise accessed,
+/// until its ticket is taken by [`take`] or [`wait`].
+pub fn submit(mut request: Request) -> Option<Ticket> {
+    let ring = RING.get()?;
+    let mut slots = ring.slots.lock();
+    ring.reap(&mut slots);
+    let sub_tail = ring.index(offsets::SUB_TAIL);
+    let tail = sub_tail.load(Ordering::Relaxed);
+    // Free means the request SIZE before this one was answered and taken,
+    // so its request and completion slots are the guest's again.
+    let slot = &mut slots[(tail & block_ring::MASK) as usize];
+    if *slot != Slot::Free {
+        return None;
+    }
+    *slot = Slot::InFlight;
+    request.id = tail;
+    let at = block_ring::request_at(ring.base as u64, tail) as usize;
+    // SAFETY: inside the ring, and not the tender's until sub_tail passes
+    // it (the Release store below publishes it).
+    unsafe { core::ptr::write_volatile(at as *mut Request, request) };
+    sub_tail.store(tail.wrapping_add(1), Ordering::Release);
+    // Store sub_tail, then read needs_kick; the tender sets needs_kick,
+    // then reads sub_tail: with a full fence on both sides one sees the
+    // other.
+    fence(Ordering::SeqCst);
+    ring.kick_if_asleep();
+    Some(Ticket(tail))
+}
+
+/// The result of `ticket` if it has been answered (the ticket is then
+/// spent).
+pub fn take(ticket: Ticket) -> Option<Result<(), IoError>> {
+    let ring = RING.get()?;
+    let mut slots = ring.slots.lock();
+    ring.reap(&mut slots);
+    let slot = &mut slots[(ticket.0 & block_ring::MASK) as usize];
+    match *slot {
+        Slot::Done(status) => {
+            *slot = Slot::Free;
+            Some(match Solo5Result::from_raw(status) {
+                Solo5Result::Ok => Ok(()),
+                _ => Err(IoError::Failed),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Waits for `ticket` without yielding to other tasks: for a request
+/// whose owner is going away (its buffer must outlive the request). The
+/// tender's thread is awake or kicked while a request is in flight.
+pub fn wait(ticket: Ticket) -> Result<(), IoError> {
+    loop {
+        if let Some(result) = take(ticket) {
+            return result;
+        }
+        if let Some(ring) = RING.get() {
+            ring.kick_if_asleep();
+        }
+        core::hint::spin_loop();
+    }
+}
