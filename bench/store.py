@@ -8,7 +8,9 @@ Both go through the host's page cache, which is warmed first: the guest's
 tender uses buffered pread64/pwrite64 on the file, and fio runs the same
 way (ioengine=psync, invalidate=0, no fsync), one request at a time. The
 guest times its own loop with its monotonic clock (boot excluded); fio
-reports its job's IOPS. The file is filled with random bytes first.
+reports its job's IOPS. The file is filled with random bytes first. On
+hvt the tender's --x-stats gives the VM exits per block request (with the
+block ring, the console and clock calls of a whole run over its requests).
 
 Key-value part (--kv): durable writes/s and reads/s of lamina-store in a
 unikernel (tests/guests/storeload, `--mode=bench`) on spt and hvt against
@@ -37,14 +39,27 @@ IO = 4096
 
 
 def guest_iops(target, disk, path, pattern, ops, size):
-    out = subprocess.run([os.path.join(REL, f"lamina-{target}"), "--mem=64", f"--block:storage={path}",
+    """The guest's IOPS, and on hvt its VM exits per request (from the
+    tender's --x-stats: exits to the tender over block ring requests)."""
+    stats = ["--x-stats"] if target == "hvt" else []
+    run = subprocess.run([os.path.join(REL, f"lamina-{target}"), "--mem=64", *stats, f"--block:storage={path}",
                           "--block-sector-size:storage=4096", disk, "--mode=bench", f"--pattern={pattern}",
                           f"--bytes={size}", f"--io={IO}", f"--ops={ops}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True).stdout
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+    out = run.stdout
     m = re.search(r"disk bench \S+: (\d+) ops of \d+ bytes in (\d+) ns", out)
     if not m:
         sys.exit(f"{target} {pattern}: no result in:\n{out}")
-    return int(m.group(1)) / (int(m.group(2)) / 1e9)
+    iops = int(m.group(1)) / (int(m.group(2)) / 1e9)
+    exits = None
+    if stats:
+        e = re.search(r"(\d+) VM exits to the tender", run.stderr)
+        r = re.search(r"block ring: (\d+) requests", run.stderr)
+        block_calls = sum(int(n) for n in re.findall(r"block_(?:read|write|flush) (\d+)", run.stderr))
+        requests = (int(r.group(1)) if r else 0) + block_calls
+        if e and requests:
+            exits = int(e.group(1)) / requests
+    return iops, exits
 
 
 def fio_iops(path, pattern, ops, size):
@@ -71,15 +86,21 @@ def block(args):
               f"medians of {args.runs} runs (IOPS; MB/s = IOPS x {IO} / 1e6)")
         for pattern in PATTERNS:
             results = {name: [] for name in ["fio"] + targets}
+            exits = {}
             for _ in range(args.runs):  # alternating, so drift hits all alike
                 results["fio"].append(fio_iops(f.name, pattern, args.ops, size))
                 for t in targets:
-                    results[t].append(guest_iops(t, disks[t], f.name, pattern, args.ops, size))
+                    iops, per_request = guest_iops(t, disks[t], f.name, pattern, args.ops, size)
+                    results[t].append(iops)
+                    if per_request is not None:
+                        exits.setdefault(t, []).append(per_request)
             fio = statistics.median(results["fio"])
             line = [f"{pattern:10} fio {fio:9.0f} IOPS ({fio * IO / 1e6:6.1f} MB/s)"]
             for t in targets:
                 m = statistics.median(results[t])
                 line.append(f"{t} {m:9.0f} IOPS ({m * IO / 1e6:6.1f} MB/s) = {m / fio:.2f}x fio")
+                if t in exits:
+                    line[-1] += f" ({statistics.median(exits[t]):.4f} VM exits per request)"
                 print(f"  {t} {pattern} runs: {' '.join(f'{x:.0f}' for x in results[t])}", file=sys.stderr)
             print("  " + "; ".join(line))
 

@@ -48,6 +48,9 @@ pub enum Hypercall {
     /// [`HcBlockFlush`]: Lamina's, only on a device whose manifest entry
     /// has [`block_features::FLUSH`](crate::mft::block_features::FLUSH).
     BlockFlush = 9,
+    /// [`HcBlockRingServe`]: Lamina's, only with
+    /// [`HOST_FEATURE_BLOCK_RING`].
+    BlockRingServe = 10,
 }
 
 impl Hypercall {
@@ -63,6 +66,7 @@ impl Hypercall {
             7 => Hypercall::NetRead,
             8 => Hypercall::Halt,
             9 => Hypercall::BlockFlush,
+            10 => Hypercall::BlockRingServe,
             _ => return None,
         })
     }
@@ -194,6 +198,20 @@ pub struct HcBlockFlush {
     pub _pad: u32,
 }
 
+/// Serve the block ring ([`crate::block_ring`]) now, on the vCPU's own
+/// thread in the tender: returns once every request submitted before the
+/// call has been answered. A guest whose request takes longer than an
+/// exit would calls it instead of spinning on: on a busy host the
+/// tender's block I/O thread may be waiting for the very CPU the spinning
+/// vCPU holds.
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct HcBlockRingServe {
+    /// OUT: requests the vCPU thread answered in this call (others were
+    /// answered by the I/O thread).
+    pub served: u64,
+}
+
 /// Send one Ethernet frame.
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -259,17 +277,18 @@ mod tests {
         assert_eq!(size_of::<HcNetRead>(), 32);
         assert_eq!(size_of::<HcHalt>(), 16);
         assert_eq!(size_of::<HcBlockFlush>(), 16);
+        assert_eq!(size_of::<HcBlockRingServe>(), 8);
         assert_eq!(core::mem::offset_of!(HcHalt, exit_status), 8);
     }
 
     #[test]
     fn ports_round_trip() {
-        for n in 1..=9u16 {
+        for n in 1..=10u16 {
             let hc = Hypercall::from_port(0x500 + n).unwrap();
             assert_eq!(hc.port(), 0x500 + n);
         }
         assert_eq!(Hypercall::from_port(0x500), None);
-        assert_eq!(Hypercall::from_port(0x50a), None);
+        assert_eq!(Hypercall::from_port(0x50b), None);
         assert_eq!(Hypercall::from_port(0x3f8), None);
     }
 }

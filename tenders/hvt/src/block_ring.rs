@@ -54,6 +54,11 @@ pub struct Shared {
     pub sleeps: AtomicU64,
     /// Kicks from the guest.
     pub kicks: AtomicU64,
+    /// Requests the vCPU thread answered in `BlockRingServe` hypercalls.
+    pub served_by_vcpu: AtomicU64,
+    /// Held by whichever thread serves the ring (the I/O thread, or the
+    /// vCPU thread in a `BlockRingServe` hypercall).
+    lock: Mutex<()>,
 }
 
 impl Shared {
@@ -183,6 +188,37 @@ impl Drop for BlockRingThread {
     }
 }
 
+/// Serves the block ring at `gpa` on the vCPU thread, for the guest's
+/// `BlockRingServe` hypercall: every request submitted so far is answered
+/// when it returns (by this thread, or by the I/O thread, whose lock it
+/// waits for); how many this thread answered. An error says why the
+/// guest must stop.
+///
+/// Why: a guest that spins on a completion holds a CPU the I/O thread may
+/// need (on a host with one free CPU a request then waits for the
+/// scheduler's tick, milliseconds); after an exit's worth of spinning the
+/// guest hands the work to its own thread instead.
+pub fn serve_for_vcpu(
+    view: &SharedView,
+    gpa: u64,
+    blocks: &[BlockDevice],
+    shared: &Shared,
+) -> Result<u64, String> {
+    let server = Server {
+        view,
+        gpa,
+        blocks,
+        shared,
+    };
+    let ix = server.indices()?;
+    let _guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+    let before = ix.sub_head.load(Ordering::Relaxed);
+    server.serve(&ix)?;
+    let served = u64::from(ix.sub_head.load(Ordering::Relaxed).wrapping_sub(before));
+    shared.served_by_vcpu.fetch_add(served, Ordering::Relaxed);
+    Ok(served)
+}
+
 /// Serves, once, what the guest has submitted to the block ring at `gpa`
 /// in `view`, against `blocks`, as the I/O thread does after each wake-up
 /// (without its sleeps, kicks and sandbox): whether there were requests;
@@ -244,7 +280,10 @@ impl Server<'_> {
         let mut tags = [0u64; 4];
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
-            if self.serve(&ix)? {
+            let guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let worked = self.serve(&ix)?;
+            drop(guard);
+            if worked {
                 idle_since = Instant::now();
                 continue;
             }
@@ -536,6 +575,38 @@ mod tests {
         rig.view.copy_out(BUF, 512, &mut out).unwrap();
         assert_eq!(out, [1u8; 512], "a refused read wrote guest memory");
         assert_eq!(rig.shared.refused.load(Ordering::Relaxed), bad.len() as u64);
+    }
+
+    /// BlockRingServe: the vCPU thread answers what was submitted, and
+    /// says how many; a second call finds nothing left.
+    #[test]
+    fn the_vcpu_thread_serves_what_was_submitted() {
+        let rig = Rig::new("ring-vcpu");
+        let server = rig.server();
+        let ix = server.indices().unwrap();
+        for i in 0..3u32 {
+            let read = request(op::READ, u64::from(i), BUF + 512 * u64::from(i), 512, i);
+            rig.view
+                .reserved_write(block_ring::request_at(RING, i), &read)
+                .unwrap();
+        }
+        ix.sub_tail.store(3, Ordering::Release);
+        let served = serve_for_vcpu(&rig.view, RING, &rig.blocks, &rig.shared).unwrap();
+        assert_eq!(served, 3);
+        assert_eq!(ix.com_tail.load(Ordering::Acquire), 3);
+        let answer: Completion = rig
+            .view
+            .reserved_read(block_ring::completion_at(RING, 2))
+            .unwrap();
+        assert_eq!((answer.id, answer.status), (2, OK));
+        let mut out = Vec::new();
+        rig.view.copy_out(BUF, 1536, &mut out).unwrap();
+        assert_eq!(out, [0x5a; 1536]);
+        assert_eq!(
+            serve_for_vcpu(&rig.view, RING, &rig.blocks, &rig.shared),
+            Ok(0)
+        );
+        assert_eq!(rig.shared.served_by_vcpu.load(Ordering::Relaxed), 3);
     }
 
     #[test]

@@ -243,12 +243,17 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         hypercalls.serve_ring_with(ring_thread.shared().clone());
     }
     let mut block_thread = match block_offer {
-        Some(offer) => Some(BlockRingThread::start(
-            offer,
-            mem.shared_view(),
-            hypercalls.devices(),
-            lamina_tender::sys::current_thread(),
-        )?),
+        Some(offer) => {
+            let gpa = offer.gpa;
+            let thread = BlockRingThread::start(
+                offer,
+                mem.shared_view(),
+                hypercalls.devices(),
+                lamina_tender::sys::current_thread(),
+            )?;
+            hypercalls.serve_block_ring_with(gpa, thread.shared().clone());
+            Some(thread)
+        }
         None => None,
     };
     let (epoll, timer) = hypercalls.event_fds();
@@ -307,7 +312,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         if stats {
             eprintln!(
-                "lamina-hvt: block ring: {} requests ({} reads, {} writes, {} flushes, {} refused as malformed, {} failed by the host), I/O thread slept {} times and was kicked {} times",
+                "lamina-hvt: block ring: {} requests ({} reads, {} writes, {} flushes, {} refused as malformed, {} failed by the host), I/O thread slept {} times and was kicked {} times; {} served by the vCPU thread",
                 shared.requests(),
                 shared.reads.load(Ordering::Relaxed),
                 shared.writes.load(Ordering::Relaxed),
@@ -316,6 +321,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
                 shared.failed.load(Ordering::Relaxed),
                 shared.sleeps.load(Ordering::Relaxed),
                 shared.kicks.load(Ordering::Relaxed),
+                shared.served_by_vcpu.load(Ordering::Relaxed),
             );
         }
     }
@@ -415,9 +421,9 @@ struct LoopStats {
 
 /// The `--x-stats` report: exits to the tender, hypercalls by kind, and
 /// where the vCPU thread's time went.
-fn print_stats(stats: &LoopStats, counts: &[u64; 10]) {
+fn print_stats(stats: &LoopStats, counts: &[u64; 11]) {
     let exits = stats.exits;
-    const NAMES: [&str; 10] = [
+    const NAMES: [&str; 11] = [
         "",
         "walltime",
         "puts",
@@ -428,6 +434,7 @@ fn print_stats(stats: &LoopStats, counts: &[u64; 10]) {
         "net_read",
         "halt",
         "block_flush",
+        "block_ring_serve",
     ];
     let by_kind: Vec<String> = NAMES
         .iter()

@@ -10,8 +10,8 @@
 //! the same answer the network ring gives for the same failure.
 
 use lamina_abi::hvt::{
-    HcBlockFlush, HcBlockRead, HcBlockWrite, HcHalt, HcNetRead, HcNetWrite, HcPoll, HcPuts,
-    HcWalltime, Hypercall, HALT_COOKIE_MAX,
+    HcBlockFlush, HcBlockRead, HcBlockRingServe, HcBlockWrite, HcHalt, HcNetRead, HcNetWrite,
+    HcPoll, HcPuts, HcWalltime, Hypercall, HALT_COOKIE_MAX,
 };
 use lamina_abi::mft::block_features;
 use lamina_abi::Solo5Result;
@@ -58,7 +58,8 @@ pub enum HypercallError {
         /// What was wrong.
         fault: GuestFault,
     },
-    /// The network ring, served during a POLL, was malformed.
+    /// The network ring, served during a POLL, or the block ring, served
+    /// in `BlockRingServe`, was malformed.
     #[error("{0}")]
     Ring(String),
     /// Host I/O failed.
@@ -86,8 +87,11 @@ pub struct Hypercalls {
     epoll: OwnedFd,
     timer: OwnedFd,
     rx: Option<RxPoll>,
+    /// The block ring's guest address and what its I/O thread shares,
+    /// once that runs: `BlockRingServe` serves the ring on this thread.
+    block_ring: Option<(u64, std::sync::Arc<crate::block_ring::Shared>)>,
     /// Hypercalls served, by number (index 0 unused).
-    pub counts: [u64; 10],
+    pub counts: [u64; 11],
 }
 
 /// POLL for a guest that takes its frames from the receive queues: the
@@ -143,7 +147,8 @@ impl Hypercalls {
             epoll,
             timer,
             rx: None,
-            counts: [0; 10],
+            block_ring: None,
+            counts: [0; 11],
         })
     }
 
@@ -187,6 +192,16 @@ impl Hypercalls {
         if let Some(rx) = &mut self.rx {
             rx.server = Some(shared);
         }
+    }
+
+    /// Lets `BlockRingServe` serve the block ring at `gpa` with its I/O
+    /// thread's lock and counters.
+    pub fn serve_block_ring_with(
+        &mut self,
+        gpa: u64,
+        shared: std::sync::Arc<crate::block_ring::Shared>,
+    ) {
+        self.block_ring = Some((gpa, shared));
     }
 
     /// Descriptors the tender keeps using while the guest runs.
@@ -277,6 +292,16 @@ impl Hypercalls {
                     }
                 }
                 mem.write(gpa, &call).map_err(fault)?;
+            }
+            Hypercall::BlockRingServe => {
+                let Some((ring, shared)) = &self.block_ring else {
+                    return unavailable(" (no block ring offered)");
+                };
+                let served =
+                    crate::block_ring::serve_for_vcpu(mem, *ring, &self.devices.blocks, shared)
+                        .map_err(HypercallError::Ring)?;
+                mem.write(gpa, &HcBlockRingServe { served })
+                    .map_err(fault)?;
             }
             Hypercall::NetWrite | Hypercall::NetRead if self.devices.nets.is_empty() => {
                 return unavailable(" (no network device attached)");

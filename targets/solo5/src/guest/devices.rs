@@ -161,18 +161,23 @@ mod ring_io {
 
     /// Carries out `requests` with up to [`PER_TRANSFER`] in flight,
     /// waiting for their answers without an exit (other tasks run in
-    /// between); the first failure is the result, after every request
+    /// between) for up to [`block_ring::LOOK_NS`] at a time, then through
+    /// one `BlockRingServe` exit; the first failure is the result, after every request
     /// submitted has been answered.
     pub async fn run(mut requests: impl Iterator<Item = Request>) -> Result<(), IoError> {
         let mut in_flight = InFlight(VecDeque::new());
         let mut next = requests.next();
         let mut result = Ok(());
+        // Since when no request has been submitted or answered.
+        let mut stalled_since = None;
         loop {
+            let mut progress = false;
             while let Some(request) = next.filter(|_| in_flight.0.len() < PER_TRANSFER) {
                 match block_ring::submit(request) {
                     Some(ticket) => {
                         in_flight.0.push_back(ticket);
                         next = requests.next();
+                        progress = true;
                     }
                     None => break, // full: other tasks' requests first
                 }
@@ -182,6 +187,7 @@ mod ring_io {
                     break;
                 };
                 in_flight.0.pop_front();
+                progress = true;
                 if answer.is_err() {
                     result = answer;
                     next = None; // submit no more
@@ -189,6 +195,16 @@ mod ring_io {
             }
             if in_flight.0.is_empty() && next.is_none() {
                 return result;
+            }
+            if progress {
+                stalled_since = None;
+            } else {
+                let now = super::sys::monotonic_ns();
+                let since = *stalled_since.get_or_insert(now);
+                if now.saturating_sub(since) > block_ring::LOOK_NS {
+                    block_ring::serve_now();
+                    stalled_since = None;
+                }
             }
             yield_now().await;
         }

@@ -200,6 +200,13 @@ pub fn block_flush(device: DeviceHandle) -> Result<(), IoError> {
     result(arg.ret)
 }
 
+/// Has the tender serve the block ring on the vCPU's own thread: every
+/// request submitted so far is answered when this returns.
+pub fn block_ring_serve() {
+    let mut arg = HcBlockRingServe::default();
+    hypercall(Hypercall::BlockRingServe, &mut arg);
+}
+
 /// An index word of the ring at `base`.
 fn index(base: usize, offset: usize) -> &'static AtomicU32 {
     // SAFETY: the tender reserved the ring at `base` (64-byte aligned,
