@@ -571,4 +571,48 @@ mod tests {
         assert_eq!(run(own, libc::SIGKILL), KILLED);
         assert_eq!(run(own, libc::SIGTERM), KILLED);
     }
+
+    /// The block ring thread: pread/pwrite on its block device's
+    /// descriptor only, fdatasync only with FLUSH, no ioctl.
+    #[test]
+    fn the_block_ring_thread_may_only_transfer_on_its_devices() {
+        let (_vcpu, _other, fds) = stand_ins();
+        let (mut block, path) = crate::fixtures::block(1, "seccomp-block-ring");
+        let other = std::fs::File::open("/dev/null").unwrap();
+        let other_fd = other.as_raw_fd();
+        let pread = |fd: i32| {
+            let mut buf = [0u8; 512];
+            // SAFETY: reads at most 512 bytes into `buf`, which lives for the call.
+            let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), 512, 0) };
+            i32::from(n < 0)
+        };
+        let fdatasync = |fd: i32| {
+            // SAFETY: no memory arguments.
+            unsafe { libc::fdatasync(fd) };
+            0
+        };
+        let program = |block: &BlockDevice| {
+            block_ring_filter(
+                std::slice::from_ref(block),
+                fds.epoll,
+                fds.epoll,
+                std::process::id(),
+            )
+            .unwrap()
+        };
+        let bfd = block.fd();
+        block.features = 0;
+        let without_flush = program(&block);
+        block.features = block_features::FLUSH;
+        let with_flush = program(&block);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(under_filter(&with_flush, || pread(bfd)), SURVIVED);
+        assert_eq!(under_filter(&with_flush, || pread(other_fd)), KILLED);
+        assert_eq!(under_filter(&with_flush, || fdatasync(bfd)), SURVIVED);
+        assert_eq!(under_filter(&without_flush, || fdatasync(bfd)), KILLED);
+        assert_eq!(
+            under_filter(&with_flush, || ioctl(fds.vcpu, KVM_RUN)),
+            KILLED
+        );
+    }
 }
