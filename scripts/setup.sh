@@ -29,6 +29,7 @@ declare -A PACKAGES=(
   [fio]=fio
   [redis-server]=redis-server
   [redis-benchmark]=redis-tools
+  [npm]=npm
 )
 
 missing=()
@@ -55,6 +56,16 @@ fi
 if ! python3 -c 'import dns.message' >/dev/null 2>&1; then
   echo "setup: installing dnspython for $(command -v python3)"
   python3 -m pip install --quiet dnspython
+fi
+
+# speedscope, which the trace test serves to Chromium as an independent
+# reader of `lamina trace`'s JSON (cli/tests/trace.rs).
+SPEEDSCOPE="$HOME/.cache/lamina/speedscope"
+if [ ! -f "$SPEEDSCOPE/node_modules/speedscope/dist/release/index.html" ]; then
+  echo "setup: installing speedscope into $SPEEDSCOPE"
+  mkdir -p "$SPEEDSCOPE"
+  [ -f "$SPEEDSCOPE/package.json" ] || echo '{"private": true}' >"$SPEEDSCOPE/package.json"
+  npm install --silent --prefix "$SPEEDSCOPE" speedscope
 fi
 
 if command -v rustup >/dev/null 2>&1; then

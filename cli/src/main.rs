@@ -189,13 +189,18 @@ enum Command {
         action: StoreAction,
     },
     /// Export a recording (FILE.lmtrace, written by `lamina run --trace`)
-    /// as Chrome trace-event JSON.
+    /// as Chrome trace-event JSON, as a self-contained HTML page, or both.
+    #[command(group(clap::ArgGroup::new("outputs").required(true).multiple(true).args(["output", "html"])))]
     Trace {
         /// The recording.
         recording: PathBuf,
-        /// Where to write the JSON.
-        #[arg(long, short)]
-        output: PathBuf,
+        /// Where to write the JSON (for ui.perfetto.dev or speedscope).
+        #[arg(long, short, value_name = "OUT.json")]
+        output: Option<PathBuf>,
+        /// Where to write the HTML view: a row per task with its polls,
+        /// wake-up arrows and TCP counters, zoomable, needing no network.
+        #[arg(long, value_name = "OUT.html")]
+        html: Option<PathBuf>,
     },
     /// Show the application's device graph for a target.
     Describe {
@@ -426,9 +431,14 @@ fn main() -> ExitCode {
             TlsAction::DevCa { ca_dir } => tls::dev_ca(ca_dir.as_deref()),
         }
         .map(|()| ExitCode::SUCCESS),
-        Command::Trace { recording, output } => {
-            trace::export(&recording, &output).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Trace {
+            recording,
+            output,
+            html,
+        } => output
+            .map_or(Ok(()), |output| trace::export(&recording, &output))
+            .and_then(|()| html.map_or(Ok(()), |html| trace::export_html(&recording, &html)))
+            .map(|()| ExitCode::SUCCESS),
         Command::Store { action } => match action {
             StoreAction::Format { image, size } => store::format(&image, size),
             StoreAction::Ls { image, prefix } => {

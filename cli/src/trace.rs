@@ -15,14 +15,54 @@ pub fn recording_path(out: &Path) -> PathBuf {
 /// Exports the recording `raw` to `out` as Chrome trace-event JSON and
 /// says what is in it.
 pub fn export(raw: &Path, out: &Path) -> Result<(), CliError> {
+    let summary = write_with(raw, out, |bytes, writer| {
+        lamina_trace::chrome::export(bytes, writer)
+    })?;
+    report(summary);
+    eprintln!(
+        "lamina: wrote {} (open it at https://ui.perfetto.dev: Open trace file)",
+        out.display()
+    );
+    Ok(())
+}
+
+/// Exports the recording `raw` to `out` as a self-contained HTML page (see
+/// lamina_trace::html) and says what is in it.
+pub fn export_html(raw: &Path, out: &Path) -> Result<(), CliError> {
+    let title = raw
+        .file_name()
+        .unwrap_or(raw.as_os_str())
+        .to_string_lossy()
+        .into_owned();
+    let summary = write_with(raw, out, |bytes, writer| {
+        lamina_trace::html::export(bytes, &title, writer)
+    })?;
+    report(summary);
+    eprintln!("lamina: wrote {} (open it in a browser)", out.display());
+    Ok(())
+}
+
+/// Reads the recording `raw` and writes `out` with `export`.
+fn write_with(
+    raw: &Path,
+    out: &Path,
+    export: impl FnOnce(
+        &[u8],
+        &mut std::io::BufWriter<std::fs::File>,
+    ) -> std::io::Result<lamina_trace::chrome::Summary>,
+) -> Result<lamina_trace::chrome::Summary, CliError> {
     let bytes =
         std::fs::read(raw).map_err(CliError::io(format!("cannot read {}", raw.display())))?;
     let file = std::fs::File::create(out)
         .map_err(CliError::io(format!("cannot create {}", out.display())))?;
     let mut writer = std::io::BufWriter::new(file);
-    let summary = lamina_trace::chrome::export(&bytes, &mut writer)
+    export(&bytes, &mut writer)
         .and_then(|summary| std::io::Write::flush(&mut writer).map(|()| summary))
-        .map_err(|e| CliError::Trace(format!("{}: {e}", raw.display())))?;
+        .map_err(|e| CliError::Trace(format!("{}: {e}", raw.display())))
+}
+
+/// Says what an export saw.
+fn report(summary: lamina_trace::chrome::Summary) {
     eprintln!(
         "lamina: trace of {:.3} s: {} tasks, {} polls, {} wake-ups, {} spans, {} counter samples, {} frames",
         summary.duration_ns as f64 / 1e9,
@@ -42,9 +82,4 @@ pub fn export(raw: &Path, out: &Path) -> Result<(), CliError> {
     if let Some(damage) = summary.damage {
         eprintln!("lamina: the recording ends early: {damage}");
     }
-    eprintln!(
-        "lamina: wrote {} (open it at https://ui.perfetto.dev: Open trace file)",
-        out.display()
-    );
-    Ok(())
 }

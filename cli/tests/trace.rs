@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::{free_port, lamina, run_lamina, tools_or_skip};
+use common::{free_port, lamina, root, run_lamina, skip_or_fail, tools_or_skip};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn curl_status(url: &str) -> String {
@@ -183,6 +184,414 @@ fn a_traced_website_run_gives_requests_tasks_and_wakeups_on_a_timeline() {
     ]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a Lamina trace file"));
+    // Neither -o nor --html: told what to give.
+    let nothing = run_lamina(&["trace", recording.to_str().unwrap()]);
+    assert_eq!(nothing.status.code(), Some(2));
+
+    // Poll boxes, request boxes, wake-up arrows. (The unix target uses the
+    // host's sockets: no frames or TCP counters; see the test below.)
+    let _ = check_html_view(
+        dir.path(),
+        &recording,
+        events,
+        &names,
+        &["3b7dd8", "e8a33d", "d62828"],
+    );
+    check_speedscope(dir.path(), &out, events, &names, &request_rows);
+}
+
+/// The HTML view draws each TCP connection's counters as lines under the
+/// rows, on the same time axis. The unix target talks through the host's
+/// sockets and so records no TCP counters; this recording is made with
+/// lamina-trace's own encoder, as the network stack's would be on spt.
+#[test]
+fn the_html_view_draws_tcp_counters_under_the_task_rows() {
+    use lamina_trace::file::Header;
+    use lamina_trace::record::{encode, Kind, Track, BEGIN, END, IN, OUT};
+    let mut file = Header::new("spt", 0).to_bytes().to_vec();
+    let task = Track::task(0);
+    encode(&mut file, Kind::Poll, BEGIN, Track::MAIN, 1_000, &[], &[]);
+    encode(
+        &mut file,
+        Kind::Spawn,
+        0,
+        task,
+        2_000,
+        &[1],
+        &["http/src/server.rs:88"],
+    );
+    encode(&mut file, Kind::Poll, END, Track::MAIN, 3_000, &[], &[]);
+    let mut sent = [0i64; 2];
+    for step in 0..200u64 {
+        let time = 10_000 + step * 50_000;
+        let from = if step % 2 == 0 {
+            Track::DEVICES
+        } else {
+            Track::TIMERS
+        };
+        encode(&mut file, Kind::Wake, 0, task, time, &[from.0 as u64], &[]);
+        encode(&mut file, Kind::Poll, BEGIN, task, time + 5_000, &[], &[]);
+        encode(
+            &mut file,
+            Kind::Frame,
+            IN,
+            Track(0),
+            time + 6_000,
+            &[60],
+            &[],
+        );
+        if step % 20 == 0 {
+            encode(
+                &mut file,
+                Kind::Span,
+                BEGIN,
+                task,
+                time + 7_000,
+                &[],
+                &["http request", "GET /big"],
+            );
+            encode(
+                &mut file,
+                Kind::Span,
+                END,
+                task,
+                time + 30_000,
+                &[],
+                &["200"],
+            );
+        }
+        for (connection, sent) in sent.iter_mut().enumerate() {
+            *sent += 1448 * (connection as i64 + 1);
+            let acked = (*sent - 20_000).max(0);
+            let name = format!("tcp 10.0.0.2:80 10.0.0.1:{}", 40_000 + connection);
+            let values = [*sent, acked, *sent - acked, 65_535, (step / 50) as i64];
+            encode(
+                &mut file,
+                Kind::Counter,
+                5,
+                Track(0),
+                time + 8_000,
+                &values.map(|v| v as u64),
+                &[
+                    &name,
+                    "sent",
+                    "acked",
+                    "in flight",
+                    "peer window",
+                    "retransmits",
+                ],
+            );
+            let buffered = [(step * 997) % 30_000];
+            encode(
+                &mut file,
+                Kind::Counter,
+                1,
+                Track(0),
+                time + 9_000,
+                &buffered,
+                &[&name, "buffered"],
+            );
+        }
+        encode(
+            &mut file,
+            Kind::Frame,
+            OUT,
+            Track(0),
+            time + 10_000,
+            &[1514],
+            &[],
+        );
+        encode(&mut file, Kind::Poll, END, task, time + 40_000, &[], &[]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let recording = dir.path().join("counters.lmtrace");
+    std::fs::write(&recording, &file).unwrap();
+    let json_path = dir.path().join("counters.json");
+    let exported = run_lamina(&[
+        "trace",
+        recording.to_str().unwrap(),
+        "-o",
+        json_path.to_str().unwrap(),
+    ]);
+    assert!(exported.status.success());
+    let json: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    let events = json["traceEvents"].as_array().unwrap();
+    let names: BTreeMap<i64, &str> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .map(|e| {
+            (
+                e["tid"].as_i64().unwrap(),
+                e["args"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Poll boxes, request boxes, arrows; sent, acked, in flight, buffered
+    // and peer window lines.
+    let colours = [
+        "3b7dd8", "e8a33d", "d62828", "1f77b4", "2ca02c", "ff7f0e", "9467bd", "8c564b",
+    ];
+    let dom = check_html_view(dir.path(), &recording, events, &names, &colours);
+    if !dom.is_empty() {
+        assert_eq!(data_attribute(&dom, "connections"), 2);
+        assert_eq!(data_attribute(&dom, "series"), 12);
+        assert_eq!(data_attribute(&dom, "arrows"), 200);
+        assert_eq!(data_attribute(&dom, "requests"), 10);
+    }
+}
+
+/// Runs headless Chromium with `args` and `page`; its output.
+fn chromium(profile: &Path, args: &[&str], page: &str) -> std::process::Output {
+    Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(page)
+        .stdin(Stdio::null())
+        .output()
+        .expect("chromium runs")
+}
+
+/// The value of `data-NAME="..."` in `dom`.
+fn data_attribute(dom: &str, name: &str) -> u64 {
+    let key = format!("data-{name}=\"");
+    let at = dom
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {key} in\n{dom}"))
+        + key.len();
+    dom[at..at + dom[at..].find('"').unwrap()].parse().unwrap()
+}
+
+/// `lamina trace --html` renders the recording in headless Chromium: the
+/// script reports as many rows, arrows, requests and counter series as the
+/// JSON export has, and the screenshot shows task boxes, request boxes,
+/// wake-up arrows and counter lines in their colours.
+fn check_html_view(
+    dir: &Path,
+    recording: &Path,
+    events: &[Value],
+    names: &BTreeMap<i64, &str>,
+    colours: &[&str],
+) -> String {
+    let page = dir.join("site.html");
+    let rendered = run_lamina(&[
+        "trace",
+        recording.to_str().unwrap(),
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&rendered.stderr);
+    assert!(rendered.status.success(), "{stderr}");
+    assert!(stderr.contains("open it in a browser"), "{stderr}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    // Self-contained: nothing fetched from anywhere.
+    for fetch in ["src=", "href=", "http://", "https://"] {
+        assert!(!html.contains(fetch), "the page refers elsewhere: {fetch}");
+    }
+    if !tools_or_skip("rendering the HTML trace view", &["chromium", "python3"]) {
+        return String::new();
+    }
+    let url = format!("file://{}", page.display());
+    let dumped = chromium(&dir.join("profile"), &["--dump-dom"], &url);
+    let dom = String::from_utf8_lossy(&dumped.stdout);
+    assert!(
+        dom.contains("data-rendered=\"yes\""),
+        "the script did not finish:\n{dom}"
+    );
+
+    let of = |phase: &'static str| events.iter().filter(move |e| e["ph"] == phase);
+    let named = |e: &Value| names.contains_key(&e["tid"].as_i64().unwrap());
+    let starts: BTreeMap<i64, &Value> = of("s").map(|e| (e["id"].as_i64().unwrap(), e)).collect();
+    let arrows = of("f")
+        .filter(|f| {
+            named(f)
+                && starts
+                    .get(&f["id"].as_i64().unwrap())
+                    .is_some_and(|s| named(s))
+        })
+        .count() as u64;
+    let series: BTreeSet<(String, i64, String)> = of("C")
+        .flat_map(|c| {
+            c["args"].as_object().unwrap().keys().map(|field| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["id"].as_i64().unwrap(),
+                    field.clone(),
+                )
+            })
+        })
+        .collect();
+    let connections: BTreeSet<(&str, i64)> = of("C")
+        .map(|c| (c["name"].as_str().unwrap(), c["id"].as_i64().unwrap()))
+        .collect();
+    let slices = of("B").chain(of("X")).filter(|e| named(e)).count() as u64;
+    let requests = of("B").filter(|e| e["name"] == "http request").count() as u64;
+    assert_eq!(data_attribute(&dom, "rows"), names.len() as u64, "{dom}");
+    assert_eq!(data_attribute(&dom, "arrows"), arrows);
+    assert_eq!(data_attribute(&dom, "slices"), slices);
+    assert_eq!(data_attribute(&dom, "requests"), requests);
+    assert_eq!(data_attribute(&dom, "series"), series.len() as u64);
+    assert_eq!(
+        data_attribute(&dom, "connections"),
+        connections.len() as u64
+    );
+    // The rows in order: main first, named as in the JSON.
+    let listed = dom.find("id=\"row-names\"").unwrap();
+    let first_row = &dom[listed..];
+    assert!(first_row.contains("<li>main</li>"), "{first_row}");
+    assert!(
+        first_row.find("<li>main</li>") < first_row.find("<li>task "),
+        "main is not the first row"
+    );
+
+    let shot = dir.join("site.png");
+    let taken = chromium(
+        &dir.join("profile"),
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1400,1800",
+        ],
+        &url,
+    );
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&taken.stderr)
+    );
+    let counted = Command::new("python3")
+        .arg(root().join("cli/tests/png_colours.py"))
+        .arg(&shot)
+        .args(colours)
+        .output()
+        .unwrap();
+    let counts = String::from_utf8_lossy(&counted.stdout);
+    assert!(
+        counted.status.success(),
+        "{counts}{}",
+        String::from_utf8_lossy(&counted.stderr)
+    );
+    for line in counts.lines() {
+        let (what, count) = line.split_once(' ').unwrap();
+        let count: u64 = count.parse().unwrap();
+        // A few pixels at least of each; many colours in all (not blank).
+        let least = if what == "distinct" { 20 } else { 10 };
+        assert!(
+            count >= least,
+            "{what}: {count} pixels in the screenshot\n{counts}"
+        );
+    }
+    dom.into_owned()
+}
+
+/// speedscope, an independent reader of the Chrome trace-event format,
+/// served on loopback to headless Chromium, opens the JSON export and lists
+/// the task rows of the requests.
+fn check_speedscope(
+    dir: &Path,
+    json: &Path,
+    events: &[Value],
+    names: &BTreeMap<i64, &str>,
+    request_rows: &BTreeSet<i64>,
+) {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let release =
+        Path::new(&home).join(".cache/lamina/speedscope/node_modules/speedscope/dist/release");
+    if !release.join("index.html").exists() {
+        skip_or_fail(
+            "opening the trace in speedscope",
+            &format!(
+                "{} is missing (scripts/setup.sh installs speedscope with npm)",
+                release.display()
+            ),
+        );
+        return;
+    }
+    if !tools_or_skip("opening the trace in speedscope", &["chromium", "python3"]) {
+        return;
+    }
+    let site = dir.join("speedscope");
+    std::fs::create_dir(&site).unwrap();
+    for file in std::fs::read_dir(&release).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), site.join(file.file_name())).unwrap();
+    }
+    std::fs::copy(json, site.join("trace.json")).unwrap();
+    let port = free_port();
+    let server = Server(
+        Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(&site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "http.server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let dumped = chromium(
+        &dir.join("speedscope-profile"),
+        &["--dump-dom", "--virtual-time-budget=20000"],
+        &format!("{base}/index.html#profileURL={base}/trace.json"),
+    );
+    drop(server);
+    let dom = String::from_utf8_lossy(&dumped.stdout);
+    assert!(!dom.contains("Something went wrong"), "{dom}");
+    assert!(
+        dom.contains("<title>trace.json - speedscope</title>"),
+        "speedscope did not load the trace:\n{dom}"
+    );
+    assert!(dom.contains("Time Order"), "{dom}");
+    // Its thread list names our rows: main, and the request tasks.
+    assert!(dom.contains("main (tid 1)"), "{dom}");
+    for row in request_rows {
+        let name = format!("{} (tid {row})", names[row]);
+        assert!(
+            dom.contains(&name),
+            "speedscope does not list {name}:\n{dom}"
+        );
+    }
+    let threads = events
+        .iter()
+        .filter(|e| e["ph"] == "B" || e["ph"] == "X")
+        .map(|e| e["tid"].as_i64().unwrap())
+        .collect::<BTreeSet<_>>()
+        .len();
+    assert!(
+        dom.contains(&format!("(1/{threads})")),
+        "not {threads} profiles:\n{dom}"
+    );
+}
+
+/// A child process killed when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// SIGTERM to `pid` with kill(1).

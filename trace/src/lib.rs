@@ -10,6 +10,7 @@
 //! | [`ring`]   | the ring in guest memory the guest records into without allocating, and how a consumer drains it | guest (producer), tender or target (consumer) |
 //! | [`file`]   | the trace file: a header, then the drained records | host |
 //! | `chrome`   | export to Chrome trace-event JSON, which Perfetto and speedscope open (feature `std`) | host |
+//! | `html`     | a self-contained HTML page drawing the trace: task rows, wake-up arrows, TCP counters (feature `std`) | host |
 //!
 //! The guest never formats anything: recording an event is a few stores
 //! into the ring, and when the ring is full the event is counted as dropped
@@ -30,6 +31,8 @@ extern crate std;
 #[cfg(feature = "std")]
 pub mod chrome;
 pub mod file;
+#[cfg(feature = "std")]
+pub mod html;
 pub mod record;
 pub mod ring;
 
