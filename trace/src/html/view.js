@@ -30,6 +30,7 @@
   const SPARE_COLOURS = ["#17becf", "#bcbd22", "#7f7f7f", "#393b79"];
   const LABEL_W = 280, AXIS_H = 26, ROW_H = 24, CHART_H = 90, CHART_GAP = 16;
 
+  const started = performance.now();
   const data = JSON.parse(document.getElementById("trace-data").textContent);
   const events = data.traceEvents || [];
 
@@ -493,5 +494,8 @@
 
   resize();
   draw();
+  // How long reading the trace and the first drawing took, for measuring.
+  summary.dataset.renderMs = Math.round(performance.now() - started);
+  summary.title = "read and drawn in " + summary.dataset.renderMs + " ms";
   document.body.dataset.rendered = "yes";
 })();
