@@ -32,6 +32,9 @@ pub fn rustflags(target: Target, release: bool) -> String {
         "-C link-arg=-Wl,--gc-sections".into(),
         "-C link-arg=-Wl,-z,max-page-size=0x1000".into(),
         "-C link-arg=-Wl,--build-id=none".into(),
+        // A panic prints its backtrace by walking frame pointers (see
+        // lamina-metal's `backtrace`).
+        "-C force-frame-pointers=yes".into(),
     ];
     if release {
         flags.push("-C strip=symbols".into());

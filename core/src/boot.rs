@@ -117,6 +117,70 @@ impl core::fmt::Write for PanicLine {
     }
 }
 
+/// What starts a backtrace line on a unikernel's console.
+pub const BACKTRACE_PREFIX: &str = "lamina: backtrace:";
+
+/// The line a bare-metal panic prints after its [`PanicLine`]: the return
+/// addresses of the stack, innermost first, in hexadecimal:
+/// `lamina: backtrace: 0x1a2b 0x1c3d` and a newline. Written into a fixed
+/// buffer (a panic must not allocate); [`parse_backtrace_line`] reads it.
+pub struct BacktraceLine {
+    buf: [u8; 640],
+    len: usize,
+}
+
+impl BacktraceLine {
+    /// The line for `addresses` (as many as fit: 32 always do).
+    pub fn new(addresses: &[usize]) -> Self {
+        use core::fmt::Write;
+        let mut line = BacktraceLine {
+            buf: [0; 640],
+            len: 0,
+        };
+        let _ = line.write_str(BACKTRACE_PREFIX);
+        for address in addresses {
+            // Each address whole or not at all.
+            if line.len + 20 > line.buf.len() - 1 {
+                break;
+            }
+            let _ = write!(line, " {address:#x}");
+        }
+        line.buf[line.len] = b'\n';
+        line.len += 1;
+        line
+    }
+
+    /// The bytes to write.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl core::fmt::Write for BacktraceLine {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// The return addresses of a backtrace line (see [`BacktraceLine`]),
+/// written into `out`; returns how many, or `None` when `line` is not one
+/// (wrong prefix, a word that is not `0x` and hexadecimal digits).
+pub fn parse_backtrace_line(line: &str, out: &mut [u64]) -> Option<usize> {
+    let rest = line.trim_end().strip_prefix(BACKTRACE_PREFIX)?;
+    let mut count = 0;
+    for word in rest.split_ascii_whitespace() {
+        let address = u64::from_str_radix(word.strip_prefix("0x")?, 16).ok()?;
+        if count < out.len() {
+            out[count] = address;
+            count += 1;
+        }
+    }
+    Some(count)
+}
+
 /// A logger for targets whose console and clock are plain functions (the
 /// unikernel runtimes): each record becomes one [`log_line`], one console
 /// write.
@@ -144,4 +208,42 @@ impl log::Log for ConsoleLogger {
     }
 
     fn flush(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backtrace_lines_read_back() {
+        let line = BacktraceLine::new(&[0x10_2a3b, 0x1, usize::MAX]);
+        let text = core::str::from_utf8(line.as_bytes()).unwrap();
+        assert_eq!(text, "lamina: backtrace: 0x102a3b 0x1 0xffffffffffffffff\n");
+        let mut out = [0u64; 4];
+        assert_eq!(parse_backtrace_line(text, &mut out), Some(3));
+        assert_eq!(out[..3], [0x10_2a3b, 0x1, u64::MAX]);
+        // 32 addresses of 64 bits all fit.
+        let many = [usize::MAX; 32];
+        let line = BacktraceLine::new(&many);
+        let text = core::str::from_utf8(line.as_bytes()).unwrap();
+        let mut out = [0u64; 32];
+        assert_eq!(parse_backtrace_line(text, &mut out), Some(32));
+    }
+
+    #[test]
+    fn other_lines_are_not_backtraces() {
+        let mut out = [0u64; 4];
+        for line in [
+            "lamina: panic: boom",
+            "lamina: backtrace: 0x12 zz",
+            "lamina: backtrace: 12",
+            "xlamina: backtrace: 0x12",
+        ] {
+            assert_eq!(parse_backtrace_line(line, &mut out), None, "{line}");
+        }
+        assert_eq!(
+            parse_backtrace_line("lamina: backtrace:", &mut out),
+            Some(0)
+        );
+    }
 }

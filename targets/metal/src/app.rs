@@ -42,6 +42,7 @@ where
     Fut: Future,
     Fut::Output: IntoExit,
 {
+    crate::backtrace::mark_stack_top();
     let logger: &'static boot::ConsoleLogger =
         alloc::boxed::Box::leak(alloc::boxed::Box::new(boot::ConsoleLogger {
             now: M::monotonic_ns,

@@ -15,6 +15,7 @@
 //! | [`entropy`] | the seed from RDSEED or RDRAND |
 //! | [`time`]    | the TSC, TSC ticks to nanoseconds, a monotonic clock on them |
 //! | [`panic_handler!`] | the panic handler (and `_Unwind_Resume`) for a [`Machine`] |
+//! | [`backtrace`] | return addresses walked through frame pointers, for the panic handler |
 //! | [`heap`]    | the global allocator over the RAM the boot protocol reports |
 //! | `mem`       | `memcpy` and friends, which `core` expects from a libc |
 //! | `libc`      | `syscall(SYS_getrandom)`, answered from [`random`], for crates that reach for the OS's randomness |
@@ -29,6 +30,7 @@
 extern crate alloc;
 
 pub mod app;
+pub mod backtrace;
 pub mod devices;
 pub mod entropy;
 pub mod random;
@@ -68,10 +70,13 @@ pub fn fail<M: Machine>(why: &str) -> ! {
     M::exit(1)
 }
 
-/// What a panic does on `M`: prints its message and location and stops with
-/// [`Machine::PANIC_STATUS`]. Nothing hangs, nothing unwinds.
+/// What a panic does on `M`: prints its message and location, then the
+/// return addresses of the stack (see [`backtrace`]; `lamina run` names
+/// them), and stops with [`Machine::PANIC_STATUS`]. Nothing hangs, nothing
+/// unwinds, nothing allocates.
 pub fn panic<M: Machine>(info: &core::panic::PanicInfo) -> ! {
     M::console_write(lamina_core::boot::PanicLine::new(info).as_bytes());
+    backtrace::print(M::console_write);
     M::exit(M::PANIC_STATUS)
 }
 

@@ -9,7 +9,7 @@
 //! | `block` | a written pattern reads back; past-the-end is refused |
 //! | `float` | SSE arithmetic gives the right answer |
 //! | `compute` | runs the benchmark loop of `bench/compute_loop.rs` and prints its time |
-//! | `panic` | a panic prints its message and exits 255 |
+//! | `panic` | a panic prints its message and exits 255; `panic_caller` calls `panic_here`, which panics, so its backtrace names both |
 //! | `exit` | exits with `--status` |
 //! | `write-text` | writing to its own code is stopped by the tender |
 //! | `bad-pointer` | (hvt) a hypercall with a pointer outside guest memory is refused |
@@ -58,7 +58,7 @@ async fn selftest<P: Platform>(
         "block" => block(&devices).await,
         "float" => float(),
         "compute" => compute(&env, &devices, args.iterations),
-        "panic" => panic!("selftest panics on purpose"),
+        "panic" => panic_caller(args.iterations),
         "exit" => return Ok(Exit(args.status)),
         hostile => {
             hostile::run(hostile)?;
@@ -69,6 +69,23 @@ async fn selftest<P: Platform>(
         console.write_line(&format!("selftest {}: ok", args.test));
         Exit::SUCCESS
     })
+}
+
+/// Calls [`panic_here`]: the caller a backtrace must show. Its own work
+/// (and `#[inline(never)]`) keeps it a frame of its own.
+#[inline(never)]
+fn panic_caller(rounds: u64) -> Result<(), String> {
+    let depth = core::hint::black_box(rounds).min(3);
+    panic_here(depth);
+    Err(format!("panic_here({depth}) returned"))
+}
+
+/// Panics, always: the function a backtrace must name first.
+#[inline(never)]
+fn panic_here(depth: u64) {
+    if core::hint::black_box(depth) < u64::MAX {
+        panic!("selftest panics on purpose");
+    }
 }
 
 async fn clock<P: Platform>(env: &Env<P>, devices: &Devices<P>) -> Result<(), String> {
