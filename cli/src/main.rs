@@ -6,6 +6,7 @@
 //! which builds them into the program; the tool reads them back from there.
 #![deny(unsafe_code)]
 
+mod backtrace;
 mod build;
 mod declared;
 mod describe;

@@ -1,5 +1,6 @@
 //! `lamina run`: build, start, report the start-up time, pass the exit status on.
 
+use crate::backtrace::Watcher;
 use crate::build::{build, build_tender};
 use crate::declared::Device;
 use crate::project::Project;
@@ -168,6 +169,11 @@ fn command_for(
         Target::Unix => {
             let mut command = Command::new(artifact);
             command.args(boot_args);
+            // A panic on unix is std's: with its backtrace, as a
+            // unikernel's has one, unless the user chose otherwise.
+            if std::env::var_os("RUST_BACKTRACE").is_none() {
+                command.env("RUST_BACKTRACE", "1");
+            }
             Ok(command)
         }
         Target::Spt | Target::Hvt => {
@@ -603,6 +609,9 @@ pub fn run(
     let forward = |mut from: Box<dyn Read + Send>, to_stdout: bool| {
         let first_output = first_output.clone();
         let target = target.name();
+        // A unikernel's panic prints return addresses: name them. (On unix
+        // std's own panic handler names its frames.)
+        let mut backtraces = (target != "unix").then(|| Watcher::new(&built.artifact));
         std::thread::spawn(move || {
             let mut buf = [0u8; 16 * 1024];
             loop {
@@ -629,6 +638,12 @@ pub fn run(
                 };
                 if written.is_err() {
                     break;
+                }
+                if let Some(watcher) = backtraces.as_mut() {
+                    let mut err = std::io::stderr().lock();
+                    for line in watcher.feed(&buf[..n]) {
+                        let _ = writeln!(err, "{line}");
+                    }
                 }
             }
         })
