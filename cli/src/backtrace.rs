@@ -147,10 +147,26 @@ mod tests {
     use super::*;
 
     /// This test binary names its own functions: it has line tables
-    /// (`debug = "line-tables-only"` or more) like a guest image.
+    /// (`debug = "line-tables-only"` or more) like a guest image. Returns
+    /// the function's address in the file: the test binary is
+    /// position-independent, loaded where its first mapping (file offset
+    /// 0, address 0 in the file) starts, unlike an image.
     #[inline(never)]
     fn a_known_function() -> u64 {
-        std::hint::black_box(a_known_function as *const () as u64)
+        let runtime = std::hint::black_box(a_known_function as *const () as u64);
+        let exe = std::env::current_exe().unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let base = maps
+            .lines()
+            .find(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() >= 6
+                    && fields[2] == "00000000"
+                    && std::path::Path::new(fields[5]) == exe
+            })
+            .and_then(|line| u64::from_str_radix(line.split('-').next()?, 16).ok())
+            .expect("the test binary's first mapping");
+        runtime - base
     }
 
     #[test]

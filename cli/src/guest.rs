@@ -33,7 +33,11 @@ pub fn rustflags(target: Target, release: bool) -> String {
         "-C link-arg=-Wl,-z,max-page-size=0x1000".into(),
         "-C link-arg=-Wl,--build-id=none".into(),
         // A panic prints its backtrace by walking frame pointers (see
-        // lamina-metal's `backtrace`).
+        // lamina-metal's `backtrace`). Measured cost on the release
+        // selftest image for spt: 100,344 bytes with and without (the same
+        // .text size, 0x1219e; 196 functions set up a frame instead of 51),
+        // and `--test=compute` (100M rounds) 464-570 ms with, 497-524 ms
+        // without, three runs each: within the noise.
         "-C force-frame-pointers=yes".into(),
     ];
     if release {

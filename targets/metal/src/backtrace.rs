@@ -80,7 +80,7 @@ pub fn walk(mut fp: usize, low: usize, high: usize, read: impl Fn(usize) -> usiz
     };
     while frames.len < MAX_FRAMES {
         let inside = fp >= low && fp.checked_add(16).is_some_and(|end| end <= high);
-        if fp == 0 || fp % 8 != 0 || !inside {
+        if fp == 0 || !fp.is_multiple_of(8) || !inside {
             break;
         }
         let return_address = read(fp + 8);
