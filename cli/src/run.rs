@@ -575,22 +575,45 @@ pub fn run(
         Target::Spt | Target::Hvt => crate::usernet::UserNetworks::start(&mut boot_args)?,
         _ => crate::usernet::UserNetworks::default(),
     };
+    let recording = guest
+        .trace
+        .as_ref()
+        .map(|out| (crate::trace::recording_path(out), out.clone()));
+    if let Some((recording, _)) = &recording {
+        match target {
+            Target::Unix => {}
+            Target::Virtio => {
+                boot_args.push(format!("--trace-mib={}", crate::trace::ring_mib(mem_mib)))
+            }
+            Target::Spt | Target::Hvt => {
+                return Err(CliError::TargetUnavailable {
+                    target: target.name(),
+                    why: "--trace records on unix and virtio so far".into(),
+                })
+            }
+        }
+        // A stale recording must not pass for this run's.
+        let _ = std::fs::remove_file(recording);
+    }
     let mut command = command_for(target, machine, &built.artifact, mem_mib, &boot_args)?;
     user_networks.pass_to(&mut command);
-    let recording = match (&guest.trace, target) {
-        (None, _) => None,
-        (Some(out), Target::Unix) => {
-            let recording = crate::trace::recording_path(out);
-            command.env("LAMINA_TRACE", &recording);
-            Some((recording, out.clone()))
+    if let Some((recording, _)) = &recording {
+        match target {
+            Target::Unix => {
+                command.env("LAMINA_TRACE", recording);
+            }
+            Target::Virtio => {
+                // The guest writes its recording to QEMU's debug console.
+                let path = recording.to_string_lossy().replace(',', ",,");
+                command
+                    .arg("-chardev")
+                    .arg(format!("file,id=lamina-trace,path={path}"))
+                    .arg("-device")
+                    .arg("isa-debugcon,iobase=0x402,chardev=lamina-trace");
+            }
+            Target::Spt | Target::Hvt => {}
         }
-        (Some(_), _) => {
-            return Err(CliError::TargetUnavailable {
-                target: target.name(),
-                why: "--trace records on the unix target only so far".into(),
-            })
-        }
-    };
+    }
     eprintln!("lamina: running {} on {}", project.name, target.name());
     let spawned = Instant::now();
     // No application reads input (a Console only writes), and in a process

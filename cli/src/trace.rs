@@ -5,6 +5,13 @@
 use crate::CliError;
 use std::path::{Path, PathBuf};
 
+/// MiB of heap a unikernel's trace ring takes (`--trace-mib`) in a guest
+/// of `mem_mib`: an eighth of its memory, from 1 to 8 MiB (the guest
+/// refuses a ring over a quarter of its heap).
+pub fn ring_mib(mem_mib: u64) -> u64 {
+    (mem_mib / 8).clamp(1, 8)
+}
+
 /// Where the raw recording goes while a run traced into `out` lasts.
 pub fn recording_path(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();

@@ -30,23 +30,27 @@ fn curl_status(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_traced_website_run_gives_requests_tasks_and_wakeups_on_a_timeline() {
-    if !tools_or_skip("tracing the website", &["curl"]) {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("site.json");
+/// Runs the website on `target` under `lamina run --trace DIR/site.json`,
+/// asks it for pages with curl, stops it with SIGTERM and returns the
+/// trace's events.
+fn traced_website(target: &str, dir: &std::path::Path) -> Vec<Value> {
+    let out = dir.join("site.json");
     let port = free_port();
-    let mut run = lamina()
-        .args(["run", "--release", "-t", "unix", "--trace"])
-        .arg(&out)
-        .args([
+    let mut command = lamina();
+    command
+        .args(["run", "--release", "-t", target, "--trace"])
+        .arg(&out);
+    if target == "unix" {
+        command.args([
             "website",
             "--",
             &format!("--port={port}"),
             &format!("--https-port={}", free_port()),
-        ])
+        ]);
+    } else {
+        command.args(["--port", &format!("{port}:80"), "website"]);
+    }
+    let mut run = command
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -78,10 +82,66 @@ fn a_traced_website_run_gives_requests_tasks_and_wakeups_on_a_timeline() {
         stderr.contains("open it at https://ui.perfetto.dev"),
         "{stderr}"
     );
-
     let json: Value =
         serde_json::from_slice(&std::fs::read(&out).unwrap()).expect("the trace is JSON");
-    let events = json["traceEvents"].as_array().expect("traceEvents");
+    json["traceEvents"].as_array().expect("traceEvents").clone()
+}
+
+#[test]
+fn a_traced_website_on_virtio_has_frames_and_tcp_counters() {
+    if !tools_or_skip(
+        "tracing the website on virtio",
+        &["curl", "qemu-system-x86_64"],
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let events = traced_website("virtio", dir.path());
+    let requests = events
+        .iter()
+        .filter(|e| e["ph"] == "B" && e["name"] == "http request")
+        .count();
+    assert!(requests >= 5, "{requests} request slices");
+    let frames = |name: &str| {
+        events
+            .iter()
+            .filter(|e| e["ph"] == "i" && e["name"] == name)
+            .count()
+    };
+    assert!(
+        frames("rx") >= 10 && frames("tx") >= 10,
+        "frames: {} in, {} out",
+        frames("rx"),
+        frames("tx")
+    );
+    // Each connection's counters end with everything sent acknowledged.
+    let mut last: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["ph"] == "C") {
+        let name = e["name"].as_str().unwrap();
+        assert!(name.starts_with("tcp 10.0.2.15:80 10.0.2.2:"), "{name}");
+        if let (Some(sent), Some(acked)) = (e["args"]["sent"].as_i64(), e["args"]["acked"].as_i64())
+        {
+            last.insert(name.to_string(), (sent, acked));
+        }
+    }
+    assert!(last.len() >= 5, "{last:?}");
+    for (name, (sent, acked)) in &last {
+        assert!(
+            *sent > 0 && sent == acked,
+            "{name}: sent {sent}, acked {acked}"
+        );
+    }
+}
+
+#[test]
+fn a_traced_website_run_gives_requests_tasks_and_wakeups_on_a_timeline() {
+    if !tools_or_skip("tracing the website", &["curl"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site.json");
+    let events = traced_website("unix", dir.path());
+    let events = &events;
     let of = |phase: &'static str| events.iter().filter(move |e| e["ph"] == phase);
 
     // Requests: a slice each, with what was asked and the status.

@@ -16,6 +16,7 @@ use lamina_core::runtime::Executor;
 use lamina_core::IntoExit;
 use lamina_net::NetArgs;
 
+use crate::trace::TraceArgs;
 use crate::Machine;
 
 /// Runs an application on machine `M`, from the words of its command line
@@ -48,11 +49,14 @@ where
             now: M::monotonic_ns,
             write: M::console_write,
         }));
-    let (args, mut net_args) =
+    let (args, mut net_args, trace_args) =
         match parse_arguments::<A>(words, D::NEEDS_NET, default_log, logger, M::console_write) {
             Ok(parsed) => parsed,
             Err(status) => return status,
         };
+    if let Err(status) = crate::trace::start::<M>(&trace_args, crate::heap::size()) {
+        return status;
+    }
     if D::NEEDS_NET {
         if let Err(status) = limit_to_heap(&mut net_args, crate::heap::size(), M::console_write) {
             return status;
@@ -78,18 +82,20 @@ pub fn words(line: &str, console: ConsoleWrite) -> Result<Vec<String>, i32> {
 /// (`--ipv4`, ..., only when the application declares a network device,
 /// `needs_net`: a constant, so images without one leave the stack's
 /// argument code out), applies the runtime's (`--log`, `--name`;
-/// `default_log` is a level the loader asked for) and installs `logger`. A bad argument or `--help` prints the
-/// parser's text and gives its status.
+/// `default_log` is a level the loader asked for) and installs `logger`;
+/// the tracing arguments are returned for [`crate::trace::start`]. A bad
+/// argument or `--help` prints the parser's text and gives its status.
 pub fn parse_arguments<A: BootArgs>(
     words: &[String],
     needs_net: bool,
     default_log: Option<&str>,
     logger: &'static dyn log::Log,
     console: ConsoleWrite,
-) -> Result<(A, NetArgs), i32> {
+) -> Result<(A, NetArgs, TraceArgs), i32> {
     let mut app = A::defaults();
     let mut net_args = NetArgs::defaults();
     let mut runtime_args = RuntimeArgs::defaults();
+    let mut trace_args = TraceArgs::defaults();
     if let Some(level) = default_log {
         runtime_args.log = String::from(level);
     }
@@ -97,10 +103,14 @@ pub fn parse_arguments<A: BootArgs>(
         boot::parse_command_line(
             "unikernel",
             words,
-            &mut [&mut app, &mut net_args, &mut runtime_args],
+            &mut [&mut app, &mut net_args, &mut runtime_args, &mut trace_args],
         )
     } else {
-        boot::parse_command_line("unikernel", words, &mut [&mut app, &mut runtime_args])
+        boot::parse_command_line(
+            "unikernel",
+            words,
+            &mut [&mut app, &mut runtime_args, &mut trace_args],
+        )
     };
     let parsed = parsed.and_then(|()| boot::apply_runtime_args("unikernel", &runtime_args));
     if let Err(stop) = parsed {
@@ -111,7 +121,7 @@ pub fn parse_arguments<A: BootArgs>(
     if let Some(name) = &runtime_args.name {
         log::info!("deployment name: {name}");
     }
-    Ok((app, net_args))
+    Ok((app, net_args, trace_args))
 }
 
 /// TCP buffers may take at most half the heap, whatever was asked: the
@@ -156,6 +166,7 @@ where
         }
     };
     let output = executor.block_on(main);
+    crate::trace::drain();
     let exit = output.into_exit(&|message| {
         let mut line: Vec<u8> = Vec::from(message.as_bytes());
         line.push(b'\n');

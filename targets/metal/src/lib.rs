@@ -35,6 +35,7 @@ pub mod devices;
 pub mod entropy;
 pub mod random;
 pub mod time;
+pub mod trace;
 
 pub mod heap;
 #[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
@@ -60,6 +61,16 @@ pub trait Machine: 'static {
     fn wall_clock_ns() -> u64;
     /// Stops the unikernel with `status`.
     fn exit(status: i32) -> !;
+    /// Where the guest writes its own trace recording ([`trace`]), if it
+    /// does: None when the host reads the ring from guest memory instead.
+    fn trace_sink() -> Option<fn(&[u8])> {
+        None
+    }
+    /// Tells the host where the trace ring is, for a machine without a
+    /// [`trace_sink`](Machine::trace_sink); false if the host cannot read one.
+    fn trace_register(_ring: &'static [core::sync::atomic::AtomicU64]) -> bool {
+        false
+    }
 }
 
 /// Reports a boot failure on `M`'s console and stops with status 1.
@@ -77,6 +88,8 @@ pub fn fail<M: Machine>(why: &str) -> ! {
 pub fn panic<M: Machine>(info: &core::panic::PanicInfo) -> ! {
     M::console_write(lamina_core::boot::PanicLine::new(info).as_bytes());
     backtrace::print(M::console_write);
+    // What led up to the panic is what a trace is for.
+    trace::drain();
     M::exit(M::PANIC_STATUS)
 }
 

@@ -52,6 +52,12 @@ impl Machine for VirtioMachine {
     fn exit(status: i32) -> ! {
         hw::exit(status)
     }
+
+    /// `lamina run --trace` gives QEMU an `isa-debugcon` on
+    /// [`hw::DEBUGCON`] writing to the recording's file.
+    fn trace_sink() -> Option<fn(&[u8])> {
+        Some(hw::debugcon_write)
+    }
 }
 
 lamina_metal::panic_handler!(VirtioMachine);

@@ -69,6 +69,17 @@ pub fn uart_write(bytes: &[u8]) {
     }
 }
 
+/// I/O port of QEMU's debug console (`isa-debugcon`), where a traced
+/// guest writes its recording: a plain byte sink, with no UART to wait on.
+pub const DEBUGCON: u16 = 0x402;
+
+/// Writes bytes to QEMU's debug console (nothing happens without one).
+pub fn debugcon_write(bytes: &[u8]) {
+    for &b in bytes {
+        outb(DEBUGCON, b);
+    }
+}
+
 /// PIT input clock, Hz.
 const PIT_HZ: u64 = 1_193_182;
 /// PIT ticks to measure the TSC against: 10 ms.

@@ -99,6 +99,7 @@ impl Park for GuestPark {
             }
         }
         devices.iter().for_each(|d| d.flush());
+        lamina_metal::trace::drain();
         let max_wait = if self.unrouted.get() {
             POLLED_MAX_WAIT_NS
         } else {
