@@ -149,10 +149,8 @@ impl<'w, W: Write> Exporter<'w, W> {
             Kind::Poll | Kind::Idle | Kind::Span if e.flags != BEGIN => {
                 if self.close_one(track) {
                     self.begin_event("E", time, track)?;
-                    if e.kind == Kind::Span && !e.string(0).is_empty() {
-                        write!(self.out, ",\"args\":{{\"result\":")?;
-                        json_string(self.out, e.string(0))?;
-                        write!(self.out, "}}")?;
+                    if e.kind == Kind::Span {
+                        self.string_arg("result", e.string(0))?;
                     }
                     write!(self.out, "}}")?;
                 }
@@ -208,11 +206,7 @@ impl<'w, W: Write> Exporter<'w, W> {
                 self.begin_event("B", time, track)?;
                 write!(self.out, ",\"name\":")?;
                 json_string(self.out, e.string(0))?;
-                if !e.string(1).is_empty() {
-                    write!(self.out, ",\"args\":{{\"detail\":")?;
-                    json_string(self.out, e.string(1))?;
-                    write!(self.out, "}}")?;
-                }
+                self.string_arg("detail", e.string(1))?;
                 write!(self.out, "}}")?;
                 *self.open.entry(track).or_default() += 1;
             }
@@ -235,11 +229,7 @@ impl<'w, W: Write> Exporter<'w, W> {
                 self.begin_event("i", time, track)?;
                 write!(self.out, ",\"s\":\"t\",\"name\":")?;
                 json_string(self.out, e.string(0))?;
-                if !e.string(1).is_empty() {
-                    write!(self.out, ",\"args\":{{\"detail\":")?;
-                    json_string(self.out, e.string(1))?;
-                    write!(self.out, "}}")?;
-                }
+                self.string_arg("detail", e.string(1))?;
                 write!(self.out, "}}")?;
             }
             Kind::Frame => {
@@ -259,6 +249,16 @@ impl<'w, W: Write> Exporter<'w, W> {
             }
         }
         Ok(())
+    }
+
+    /// Writes `,"args":{"KEY":VALUE}` unless `value` is empty.
+    fn string_arg(&mut self, key: &str, value: &str) -> io::Result<()> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        write!(self.out, ",\"args\":{{\"{key}\":")?;
+        json_string(self.out, value)?;
+        write!(self.out, "}}")
     }
 
     /// Counts one slice closed on `track`; false if none was open (a trace
