@@ -240,7 +240,8 @@ impl<'w, W: Write> Exporter<'w, W> {
             }
             Kind::Dropped => {
                 let lost = e.word(0);
-                self.summary.dropped += lost;
+                // A guest writes these counts: they may add up past u64.
+                self.summary.dropped = self.summary.dropped.saturating_add(lost);
                 self.begin_event("i", time, 0)?;
                 write!(
                     self.out,
@@ -445,6 +446,17 @@ mod tests {
         assert!(json.contains(
             r#""ph":"X","ts":4.000,"pid":1,"tid":4294967040,"dur":0.001,"name":"timers""#
         ));
+    }
+
+    #[test]
+    fn lost_counts_that_overflow_saturate() {
+        // Found by the trace_file fuzz target: the counts come from the guest.
+        let file = trace(&[
+            (Kind::Dropped, 0, Track::NONE, 0, &[u64::MAX], &[]),
+            (Kind::Dropped, 0, Track::NONE, 0, &[2], &[]),
+        ]);
+        let summary = export(&file, &mut Vec::new()).unwrap();
+        assert_eq!(summary.dropped, u64::MAX);
     }
 
     #[test]

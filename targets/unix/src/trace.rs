@@ -80,7 +80,7 @@ impl Tracer {
             buffer.extend_from_slice(&word.to_le_bytes())
         })
         .map_err(|e| io::Error::other(e.to_string()))?;
-        let lost = dropped - self.dropped.replace(dropped);
+        let lost = dropped.saturating_sub(self.dropped.replace(dropped));
         if lost > 0 {
             let (kind, track) = (lamina_trace::Kind::Dropped, lamina_trace::Track::NONE);
             lamina_trace::record::encode(&mut buffer, kind, 0, track, 0, &[lost], &[]);
