@@ -135,3 +135,33 @@ impl Netif for SimNetif {
         Ok(())
     }
 }
+
+/// Two stacks, 10.0.0.1 (A) and 10.0.0.2 (B) on a /24, joined by a
+/// simulated link losing every `drop_every`-th frame each way (0: none),
+/// on `time`; `configure` adjusts both stacks' arguments.
+pub fn two_stacks(
+    time: &Rc<SimTime>,
+    runtime: &lamina_core::runtime::Handle,
+    drop_every: u64,
+    configure: impl Fn(&mut crate::NetArgs),
+) -> (crate::NetStack, crate::NetStack) {
+    use lamina_core::args::BootArgs;
+    let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
+    let stack = |mac: u8, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
+        let netif = SimNetif::new(
+            [2, 0, 0, 0, 0, mac],
+            inbox.clone(),
+            outbox.clone(),
+            drop_every,
+        );
+        let mut args = crate::NetArgs::defaults();
+        let address = core::net::Ipv4Addr::new(10, 0, 0, mac);
+        args.ipv4 = Some(crate::Ipv4Cidr {
+            address,
+            prefix: 24,
+        });
+        configure(&mut args);
+        crate::NetStack::start(netif, SimClock(time.clone()), mac as u64, runtime, args)
+    };
+    (stack(1, &ba, &ab), stack(2, &ab, &ba))
+}

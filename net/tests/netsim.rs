@@ -21,23 +21,7 @@ fn with_two_stacks<T>(
     let time = Rc::new(SimTime::default());
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
-    let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
-    let stack = |mac: u8, address: Ipv4Addr, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
-        let netif = SimNetif::new(
-            [2, 0, 0, 0, 0, mac],
-            inbox.clone(),
-            outbox.clone(),
-            drop_every,
-        );
-        let mut args = NetArgs::defaults();
-        args.ipv4 = Some(Ipv4Cidr {
-            address,
-            prefix: 24,
-        });
-        NetStack::start(netif, SimClock(time.clone()), mac as u64, &rt, args)
-    };
-    let a = stack(1, A, &ba, &ab);
-    let b = stack(2, B, &ab, &ba);
+    let (a, b) = lamina_net::sim::two_stacks(&time, &rt, drop_every, |_| {});
     executor.block_on(test(rt.clone(), a, b))
 }
 
@@ -376,22 +360,12 @@ fn connections_closed_by_the_server_free_their_memory_at_once() {
     let time = Rc::new(SimTime::default());
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
-    let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
-    let stack = |mac: u8, address: Ipv4Addr, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
-        let netif = SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), 0);
-        let mut args = NetArgs::defaults();
-        args.ipv4 = Some(Ipv4Cidr {
-            address,
-            prefix: 24,
-        });
+    let (a, b) = lamina_net::sim::two_stacks(&time, &rt, 0, |args| {
         // Room for four connections' buffers, 1 KiB each way.
         args.tcp_rx_buffer = 1024;
         args.tcp_tx_buffer = 1024;
         args.tcp_memory = 8192;
-        NetStack::start(netif, SimClock(time.clone()), mac as u64, &rt, args)
-    };
-    let a = stack(1, A, &ba, &ab);
-    let b = stack(2, B, &ab, &ba);
+    });
     let elapsed = executor.block_on(async {
         let listener = b.tcp_listen(SocketAddr::from((B, 80))).await.unwrap();
         rt.spawn(async move {

@@ -3,19 +3,16 @@
 //! window, retransmissions and the bytes buffered, over a lossy simulated
 //! link. One test in this file: tracing is global to the process.
 
-use lamina_core::args::BootArgs;
 use lamina_core::device::*;
 use lamina_core::runtime::Executor;
 use lamina_core::trace::{Kind, IN, OUT};
-use lamina_net::sim::{Queue, SimClock, SimNetif, SimTime};
-use lamina_net::{Ipv4Cidr, NetArgs, NetStack};
+use lamina_net::sim::SimTime;
 use lamina_trace::file::{Header, Records};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-const A: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 const BYTES: usize = 300_000;
 
@@ -34,18 +31,7 @@ fn a_transfer_over_a_lossy_link_is_traced_with_its_tcp_counters() {
     let time = Rc::new(SimTime::default());
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
-    let (ab, ba) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
-    let stack = |mac: u8, address: Ipv4Addr, inbox: &Rc<Queue>, outbox: &Rc<Queue>| {
-        let netif = SimNetif::new([2, 0, 0, 0, 0, mac], inbox.clone(), outbox.clone(), 7);
-        let mut args = NetArgs::defaults();
-        args.ipv4 = Some(Ipv4Cidr {
-            address,
-            prefix: 24,
-        });
-        NetStack::start(netif, SimClock(time.clone()), mac as u64, &rt, args)
-    };
-    let a = stack(1, A, &ba, &ab);
-    let b = stack(2, B, &ab, &ba);
+    let (a, b) = lamina_net::sim::two_stacks(&time, &rt, 7, |_| {});
     let received = executor.block_on(async move {
         let listener = b
             .tcp_listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 80)))
