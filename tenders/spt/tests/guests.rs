@@ -437,11 +437,11 @@ fn a_closed_stdout_never_becomes_a_device() {
     std::fs::remove_file(disk).unwrap();
 }
 
-/// Opens tap0 with `flags` (IFF_TAP | IFF_NO_PI and maybe IFF_VNET_HDR)
+/// Opens tap `name` with `flags` (IFF_TAP | IFF_NO_PI and maybe IFF_VNET_HDR)
 /// inside network namespace `namespace`, from a thread that joins it (a
 /// tap is found by name in the opener's namespace), as a parent like
 /// Jitsu does before handing the tap to a tender.
-fn open_tap_in(namespace: &str, flags: i32) -> std::os::fd::OwnedFd {
+fn open_tap_in(namespace: &str, name: &'static str, flags: i32) -> std::os::fd::OwnedFd {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let path = format!("/run/netns/{namespace}");
     std::thread::spawn(move || {
@@ -457,7 +457,7 @@ fn open_tap_in(namespace: &str, flags: i32) -> std::os::fd::OwnedFd {
         let tap = unsafe { OwnedFd::from_raw_fd(fd) };
         // SAFETY: an all-zero ifreq is valid.
         let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (dst, src) in request.ifr_name.iter_mut().zip(b"tap0") {
+        for (dst, src) in request.ifr_name.iter_mut().zip(name.as_bytes()) {
             *dst = *src as libc::c_char;
         }
         request.ifr_ifru.ifru_flags = flags as libc::c_short;
@@ -479,7 +479,8 @@ fn an_inherited_tap_with_virtio_net_headers_needs_a_guest_that_reads_them() {
     let namespace = format!("lamina-spt-tap-{}", std::process::id());
     let setup = format!(
         "ip netns add {namespace} && ip -n {namespace} tuntap add dev tap0 mode tap \
-         && ip -n {namespace} link set tap0 up"
+         && ip -n {namespace} tuntap add dev tap1 mode tap \
+         && ip -n {namespace} link set tap0 up && ip -n {namespace} link set tap1 up"
     );
     let created = Command::new("sh").args(["-c", &setup]).status().unwrap();
     let result = std::panic::catch_unwind(|| {
@@ -488,6 +489,7 @@ fn an_inherited_tap_with_virtio_net_headers_needs_a_guest_that_reads_them() {
         // itself and would take a virtio-net header for the frame's start.
         let tap = open_tap_in(
             &namespace,
+            "tap0",
             libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR,
         );
         let fd = tap.as_raw_fd();
@@ -500,9 +502,12 @@ fn an_inherited_tap_with_virtio_net_headers_needs_a_guest_that_reads_them() {
             "{}",
             stderr(&out)
         );
-        // The same tap opened without headers: the guest runs (and exits 7).
+        // A tap opened without headers: the guest runs (and exits 7). It is
+        // a second tap, not tap0 reopened: a sibling test forking in the
+        // moment tap0's descriptor still existed holds it until its exec,
+        // and a tap that is still attached refuses TUNSETIFF with EBUSY.
         drop(tap);
-        let tap = open_tap_in(&namespace, libc::IFF_TAP | libc::IFF_NO_PI);
+        let tap = open_tap_in(&namespace, "tap1", libc::IFF_TAP | libc::IFF_NO_PI);
         let fd = tap.as_raw_fd();
         let out = run_with_inherited_net("net-fd-tap", &format!("fd:{fd}"), Some(fd));
         assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
