@@ -42,6 +42,14 @@ pub enum ArgsError {
         /// The device.
         name: String,
     },
+    /// `--mem` asks for more memory than the host has.
+    #[error("invalid option '--mem={mib}': more than this host's {host_mib} MiB of memory")]
+    MemoryExceedsHost {
+        /// What was asked for, in MiB.
+        mib: u64,
+        /// The host's physical memory, in MiB.
+        host_mib: u64,
+    },
     /// No image was given.
     #[error("no unikernel image given")]
     MissingImage,
@@ -221,6 +229,17 @@ fn option(
             .map_err(|_| malformed("expected a number of MiB"))?;
         if mib == 0 {
             return Err(malformed("guest memory must be at least 1 MiB"));
+        }
+        // A guest's memory is reserved lazily, so an order of magnitude
+        // too many (a typo) would start and be killed by the OOM killer
+        // later, far from its cause.
+        if let Some(host) = crate::sys::host_memory_bytes() {
+            if mib.saturating_mul(1 << 20) > host {
+                return Err(ArgsError::MemoryExceedsHost {
+                    mib,
+                    host_mib: host >> 20,
+                });
+            }
         }
         parsed.mem_mib = mib;
         return Ok(None);
@@ -458,6 +477,20 @@ mod tests {
             run(&["--block:a=x", "--block:a=y", "k"]),
             Err(ArgsError::Duplicate { .. })
         ));
+        // More than the host has: refused with both sizes named.
+        let host_mib = crate::sys::host_memory_bytes().unwrap() >> 20;
+        let too_much = format!("--mem={}", host_mib + 1);
+        let refused = run(&[&too_much, "k"]).unwrap_err();
+        assert_eq!(
+            refused,
+            ArgsError::MemoryExceedsHost {
+                mib: host_mib + 1,
+                host_mib
+            }
+        );
+        assert!(refused
+            .to_string()
+            .contains(&format!("more than this host's {host_mib} MiB")));
         let long = "x".repeat(8192);
         assert!(matches!(
             run(&["k", &long]),

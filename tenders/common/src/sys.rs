@@ -37,6 +37,19 @@ fn control_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The host's physical memory in bytes (`sysinfo`), or `None` when the
+/// kernel does not say.
+pub fn host_memory_bytes() -> Option<u64> {
+    // SAFETY: an all-zero sysinfo is valid; sysinfo() writes it and
+    // touches nothing else.
+    let mut info: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a live, writable sysinfo for the call.
+    if unsafe { libc::sysinfo(&mut info) } != 0 {
+        return None;
+    }
+    (info.totalram as u64).checked_mul(u64::from(info.mem_unit.max(1)))
+}
+
 /// The interface flags of `name` (`IFF_*`), or ENODEV if it does not exist.
 pub fn interface_flags(name: &str) -> io::Result<i32> {
     let socket = control_socket()?;

@@ -107,9 +107,9 @@ impl GuestError {
 
 /// Guest memory size for `--mem`: 2 MiB units, 2 MiB to 4 GiB.
 pub fn mem_size(mib: u64) -> u64 {
-    let bytes = mib.saturating_mul(1 << 20).min(MAX_MEM_SIZE);
-    let rounded = bytes / MEM_UNIT * MEM_UNIT;
-    if rounded != bytes {
+    let asked = mib.saturating_mul(1 << 20);
+    let rounded = asked.min(MAX_MEM_SIZE) / MEM_UNIT * MEM_UNIT;
+    if rounded != asked {
         eprintln!(
             "lamina-hvt: guest memory of {mib} MiB adjusted to {} MiB (a multiple of 2 MiB, at most 4096)",
             rounded.max(MEM_UNIT) >> 20
