@@ -165,3 +165,39 @@ pub fn two_stacks(
     };
     (stack(1, &ba, &ab), stack(2, &ab, &ba))
 }
+
+/// Starts a stack with `args` alone on a link where nothing answers, and
+/// uses it as an application would: a TCP listener and a UDP socket on
+/// `port`, a datagram and a connection attempt to `peer`, each with a
+/// timeout, over simulated seconds. Whatever the boot-argument parser
+/// accepts must survive this without a panic; the `boot_args` fuzz target
+/// and the property test in `tests/boot_args.rs` hold it to that.
+pub fn exercise_alone(args: crate::NetArgs, port: u16, peer: core::net::SocketAddr) {
+    use core::net::{Ipv4Addr, SocketAddr};
+    use lamina_core::device::{Stack, UdpSocket};
+    use lamina_core::runtime::{Duration, Executor};
+    let time = Rc::new(SimTime::default());
+    let executor = Executor::new(time.clone());
+    let runtime = executor.handle();
+    // Nothing is ever put in the inbox; what the stack sends piles up in
+    // the outbox, a few frames a simulated second.
+    let link = SimNetif::new(
+        [2, 0, 0, 0, 0, 1],
+        Rc::new(Queue::default()),
+        Rc::new(Queue::default()),
+        0,
+    );
+    let stack = crate::NetStack::start(link, SimClock(time), 7, &runtime, args);
+    executor.block_on(async {
+        let any = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+        let _listener = stack.tcp_listen(any).await;
+        if let Ok(socket) = stack.udp_bind(any).await {
+            let _ = runtime
+                .timeout(Duration::from_secs(1), socket.send_to(b"ping", peer))
+                .await;
+        }
+        let _ = runtime
+            .timeout(Duration::from_secs(5), stack.tcp_connect(peer))
+            .await;
+    });
+}
