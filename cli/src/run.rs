@@ -101,7 +101,16 @@ pub fn with_port_forwards(
     if forwards.is_empty() {
         return Ok(boot_args);
     }
-    for forward in forwards {
+    for (i, forward) in forwards.iter().enumerate() {
+        let same_host_port = |other: &&Forward| {
+            other.host_port == forward.host_port && other.protocol == forward.protocol
+        };
+        if let Some(other) = forwards[..i].iter().find(same_host_port) {
+            return Err(CliError::Project(format!(
+                "--port {forward} and --port {other} both forward host port {}; give each its own",
+                forward.host_port
+            )));
+        }
         if target == Target::Unix && forward.host_port != forward.guest_port {
             return Err(CliError::Project(format!(
                 "--port {forward}: on unix the application listens on the host itself; use the same port on both sides or --target spt/hvt"

@@ -198,3 +198,33 @@ fn stack_arguments_are_unknown_on_unix_with_status_2() {
         );
     }
 }
+
+/// `lamina run`'s own options are checked before anything starts: one host
+/// port forwarded twice (for the same protocol) is refused with both
+/// forwards named, status 2.
+#[test]
+fn a_host_port_forwarded_twice_is_refused() {
+    image("spt", "echo");
+    let port = free_port();
+    let (first, second) = (format!("{port}:7"), format!("{port}:8"));
+    let args = [
+        "run",
+        "--release",
+        "-t",
+        "spt",
+        "--port",
+        &first,
+        "--port",
+        &second,
+        "echo",
+    ];
+    let output = run_for_a_minute(&args);
+    let text = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&format!(
+            "--port {second}/tcp and --port {first}/tcp both forward host port {port}"
+        )),
+        "{text}"
+    );
+}
