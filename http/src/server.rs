@@ -39,6 +39,14 @@ pub struct Config {
     /// Time from a request's first byte to the end of its head: past it,
     /// 408 and the connection closes (slowloris clients).
     pub header_timeout: Duration,
+    /// Slowest a request body may arrive on average, in bytes per second:
+    /// a body of `n` bytes must be whole within `header_timeout` plus
+    /// `n / min_body_rate` of its head, else 408 and the connection closes.
+    /// Each read also waits at most `header_timeout`. Without the average,
+    /// a client sending a byte just inside each read's timeout would hold
+    /// its body's memory (up to `max_body_bytes`, and the whole of
+    /// `max_buffered_body_bytes` with several) for days.
+    pub min_body_rate: u64,
     /// Time a kept-alive connection may wait for its next request.
     pub idle_timeout: Duration,
     /// Most connections served at once (each costs memory: a few KiB
@@ -79,6 +87,8 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             max_buffered_body_bytes: 64 << 20,
             header_timeout: Duration::from_secs(10),
+            // 16 MiB in about 17 minutes; 1 MiB in a minute.
+            min_body_rate: 16 * 1024,
             idle_timeout: Duration::from_secs(60),
             max_connections: 4096,
             shared_count: None,
@@ -488,7 +498,8 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
     /// (which keeps what follows: a pipelined request). A body longer than
     /// what came with the head is read straight into one allocation of its
     /// size, so the connection holds one copy of it, and nothing of the next
-    /// request is read with it. Each read waits at most `header_timeout`.
+    /// request is read with it. Each read waits at most `header_timeout`,
+    /// and the whole body at most as long as [`Config::min_body_rate`] allows.
     async fn read_body(&mut self, buf: &mut Vec<u8>, len: u64) -> Result<BodyRead, NetError> {
         // `parse` let it through, so it is at most `max_body_bytes`, which
         // an allocation has to hold anyway.
@@ -496,15 +507,22 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
         if buf.len() >= len {
             return Ok(BodyRead::Whole(buf.drain(..len).collect()));
         }
+        let rate = self.config.min_body_rate.max(1);
+        let allowed = self
+            .config
+            .header_timeout
+            .saturating_add(Duration::from_secs(len as u64 / rate));
+        let deadline = self.runtime.now() + allowed;
         let mut body = Vec::with_capacity(len);
         body.append(buf);
         let mut filled = body.len();
         body.resize(len, 0);
         while filled < len {
+            let left = deadline.saturating_duration_since(self.runtime.now());
             let read = self
                 .runtime
                 .timeout(
-                    self.config.header_timeout,
+                    self.config.header_timeout.min(left),
                     self.stream.read(&mut body[filled..]),
                 )
                 .await;

@@ -493,3 +493,48 @@ fn servers_sharing_a_connection_count_share_the_limit() {
     let late = read_hello(&mut waiting).unwrap();
     assert!(late.starts_with("HTTP/1.1 200"), "{late:?}");
 }
+
+#[test]
+fn a_body_trickled_in_below_the_minimum_rate_gets_408() {
+    let config = Config {
+        header_timeout: Duration::from_secs(2),
+        min_body_rate: 1000,
+        ..Config::default()
+    };
+    let port = start(config);
+    // 4,000 bytes at 1,000 bytes/s are allowed 2 + 4 = 6 seconds.
+    let put = |chunk: usize, pause: Duration| {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4000\r\n\r\n")
+            .unwrap();
+        let start = Instant::now();
+        let mut writer = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..4000 / chunk {
+                // Each piece comes well within a read's 2 s.
+                if writer.write_all(&vec![b'a'; chunk]).is_err() {
+                    break;
+                }
+                std::thread::sleep(pause);
+            }
+        });
+        // The answer's first bytes, timed when they come.
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        (
+            start.elapsed(),
+            String::from_utf8_lossy(&buf[..n]).into_owned(),
+        )
+    };
+    // 100 bytes a second: 40 s for the whole, far past the 6 allowed.
+    let (elapsed, out) = put(100, Duration::from_secs(1));
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(
+        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(9),
+        "answered after {elapsed:?}"
+    );
+    // 1,000 bytes every 500 ms: done in 2 s, inside the allowance.
+    let (_, out) = put(1000, Duration::from_millis(500));
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}

@@ -62,6 +62,9 @@ lamina::boot_args! {
         /// Most keys in one page of a listing (a request's `limit` is
         /// capped to it).
         pub list_limit: usize = "1000",
+        /// Slowest a PUT's body may arrive on average, in bytes per second
+        /// (or with K, M or G); a slower one gets 408 and frees its memory.
+        pub min_upload_rate: ByteSize = "16K",
         /// Close a kept-alive connection after this long without a request.
         pub idle_timeout: Duration = "60s",
     }
@@ -121,6 +124,7 @@ async fn kv<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result
         max_target_bytes: 4096,
         max_connections: args.max_connections,
         idle_timeout: args.idle_timeout,
+        min_body_rate: args.min_upload_rate.0.max(1),
         ..Config::default()
     };
     let api = api::Api {
