@@ -30,6 +30,9 @@ declare -A PACKAGES=(
   [redis-server]=redis-server
   [redis-benchmark]=redis-tools
   [npm]=npm
+  # `lamina oci`'s tests: the image read, copied and unpacked by the real tools.
+  [skopeo]=skopeo
+  [umoci]=umoci
 )
 
 missing=()

@@ -15,6 +15,7 @@ mod guest;
 mod jitsu;
 mod net;
 mod new;
+mod oci;
 mod project;
 mod run;
 mod store;
@@ -202,6 +203,40 @@ enum Command {
         /// wake-up arrows and TCP counters, zoomable, needing no network.
         #[arg(long, value_name = "OUT.html")]
         html: Option<PathBuf>,
+    },
+    /// Build an application into an OCI image for urunc (Kubernetes):
+    /// the unikernel, urunc's annotations and /urunc.json, and a disk
+    /// image if it declares the block device `storage`.
+    Oci {
+        /// The monitor urunc starts it with: solo5-hvt (lamina-hvt) or
+        /// solo5-spt (lamina-spt).
+        #[arg(long, short, value_enum, default_value = "hvt")]
+        target: oci::Monitor,
+        /// Optimised build.
+        #[arg(long, short)]
+        release: bool,
+        /// An OCI image layout directory; a name ending in .tar gives a
+        /// tar of one (for skopeo's oci-archive:, ctr images import and
+        /// docker load).
+        #[arg(long, short, value_name = "OUT")]
+        output: PathBuf,
+        /// The image's name and tag [default: lamina/APP:latest].
+        #[arg(long, value_name = "NAME[:TAG]")]
+        tag: Option<String>,
+        /// The size of the blank disk image for the block device
+        /// `storage` (bytes, or with K, M, G or T).
+        #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = store::parse_size)]
+        storage_size: u64,
+        /// Ship this disk image as the block device `storage` instead of a
+        /// blank one.
+        #[arg(long, value_name = "FILE", conflicts_with = "storage_size")]
+        storage: Option<PathBuf>,
+        /// The application: a directory, or the name of one of Lamina's examples.
+        #[arg(default_value = ".")]
+        app: String,
+        /// Boot arguments for the application (the image's command), after `--`.
+        #[arg(last = true)]
+        boot_args: Vec<String>,
     },
     /// Show the application's device graph for a target.
     Describe {
@@ -464,6 +499,31 @@ fn main() -> ExitCode {
             }
             StoreAction::Fsck { image } => store::run(&image, store::Action::Check),
         },
+        Command::Oci {
+            target,
+            release,
+            output,
+            tag,
+            storage_size,
+            storage,
+            app,
+            boot_args,
+        } => project::Project::find(&app)
+            .and_then(|project| {
+                let request = oci::OciRequest {
+                    monitor: target,
+                    release,
+                    output,
+                    reference: tag,
+                    storage: storage.map_or(
+                        oci::StorageImage::Blank(storage_size),
+                        oci::StorageImage::File,
+                    ),
+                    boot_args,
+                };
+                oci::oci(&project, &request)
+            })
+            .map(|()| ExitCode::SUCCESS),
         Command::Describe { target, dot, app } => project::Project::find(&app)
             .and_then(|project| describe_app(&project, target, dot))
             .map(|()| ExitCode::SUCCESS),

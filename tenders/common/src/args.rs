@@ -133,10 +133,8 @@ pub fn command_line(tender: &str, flags: &[(&'static str, &str)]) -> Result<Tend
             Err(0)
         }
         Ok(Command::Version) => {
-            eprintln!(
-                "{tender} tender, version {} / ABI version 2",
-                env!("CARGO_PKG_VERSION")
-            );
+            let mut stdout = std::io::stdout();
+            let _ = write!(stdout, "{}", version(tender)).and_then(|()| stdout.flush());
             Err(0)
         }
         Err(error) => {
@@ -144,6 +142,17 @@ pub fn command_line(tender: &str, flags: &[(&'static str, &str)]) -> Result<Tend
             Err(crate::TENDER_FAILURE as u8)
         }
     }
+}
+
+/// `--version`'s answer, on stdout, as Solo5's tenders give it: Albatross
+/// runs `solo5-hvt --version` before it deploys an image and looks on
+/// stdout for a line that is exactly `ABI version N`, N the image's.
+pub fn version(tender: &str) -> String {
+    format!(
+        "{tender} version {}\nABI version {}\n",
+        env!("CARGO_PKG_VERSION"),
+        lamina_abi::hvt::ABI_VERSION
+    )
 }
 
 /// Parses the arguments after the program name. `extra` lists the
@@ -426,6 +435,41 @@ mod tests {
         assert_eq!(parsed.image, PathBuf::from("kernel.hvt"));
         assert_eq!(parsed.cmdline, b"--ipv4=10.0.0.2/24 hello --mem=1");
         assert!(parsed.sector_sizes.is_empty() && parsed.macs.is_empty());
+    }
+
+    #[test]
+    fn urunc_s_command_line_for_a_solo5_image() {
+        // urunc joins its pieces with spaces and splits the string at each
+        // one: with no guest arguments, the last word is empty.
+        let parsed = ok(&[
+            "--mem=256",
+            "--net:service=tap0_urunc",
+            "--block:storage=/unikernel/storage.img",
+            "/unikernel/kv.hvt",
+            "--ipv4=10.0.0.2/24",
+            "--ipv4-gateway=10.0.0.1",
+            "",
+        ]);
+        assert_eq!(parsed.mem_mib, 256);
+        assert_eq!(parsed.nets[0].name, "service");
+        assert_eq!(parsed.nets[0].tap, "tap0_urunc");
+        assert_eq!(parsed.blocks[0].name, "storage");
+        assert_eq!(parsed.image, PathBuf::from("/unikernel/kv.hvt"));
+        assert_eq!(
+            parsed.cmdline,
+            b"--ipv4=10.0.0.2/24 --ipv4-gateway=10.0.0.1 "
+        );
+    }
+
+    #[test]
+    fn version_has_the_line_albatross_looks_for() {
+        let text = version("lamina-hvt");
+        assert!(text.starts_with("lamina-hvt version "), "{text}");
+        assert_eq!(
+            text.lines().filter(|l| *l == "ABI version 2").count(),
+            1,
+            "{text}"
+        );
     }
 
     #[test]
