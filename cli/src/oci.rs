@@ -135,18 +135,25 @@ pub fn oci(project: &Project, request: &OciRequest) -> Result<(), CliError> {
     let built = build::build(project, target, request.release)?;
     let devices = declared::read(&built.artifact)?;
     let with_storage = check_devices(&project.name, &devices)?;
+    if let (false, StorageImage::File(file)) = (with_storage, &request.storage) {
+        eprintln!(
+            "lamina: warning: {} declares no block device '{BLOCK_DEVICE}': {} is left out of the image",
+            project.name,
+            file.display()
+        );
+    }
 
     let binary = format!("/{UNIKERNEL_DIR}/{}.{}", project.name, target.name());
     let block = with_storage.then(|| format!("/{UNIKERNEL_DIR}/{BLOCK_DEVICE}.img"));
     let annotations = urunc_annotations(target, &binary, &cmd.join(" "), block.as_deref());
     let mut files = vec![
         LayerFile::directory(UNIKERNEL_DIR),
-        LayerFile::from_path(&binary[1..], 0o755, &built.artifact)?,
+        LayerFile::from_path(&binary[1..], 0o755, &built.artifact),
     ];
     if let Some(block) = &block {
         files.push(match &request.storage {
             StorageImage::Blank(size) => LayerFile::zeros(&block[1..], 0o644, *size),
-            StorageImage::File(file) => LayerFile::from_path(&block[1..], 0o644, file)?,
+            StorageImage::File(file) => LayerFile::from_path(&block[1..], 0o644, file),
         });
     }
     files.push(LayerFile::bytes(
@@ -546,12 +553,12 @@ impl LayerFile {
     }
 
     /// A copy of the file at `source`, read when the layer is written.
-    pub fn from_path(path: &str, mode: u32, source: &Path) -> Result<LayerFile, CliError> {
-        Ok(LayerFile {
+    pub fn from_path(path: &str, mode: u32, source: &Path) -> LayerFile {
+        LayerFile {
             path: path.to_owned(),
             mode,
             content: Content::File(source.to_path_buf()),
-        })
+        }
     }
 }
 
@@ -958,7 +965,7 @@ mod tests {
         let files = || {
             vec![
                 LayerFile::directory("unikernel"),
-                LayerFile::from_path("unikernel/k.hvt", 0o755, &kernel).unwrap(),
+                LayerFile::from_path("unikernel/k.hvt", 0o755, &kernel),
                 LayerFile::zeros("unikernel/storage.img", 0o644, 4096),
                 LayerFile::bytes("urunc.json", 0o644, b"{}".to_vec()),
             ]
