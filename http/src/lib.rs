@@ -35,4 +35,6 @@ pub use files::{percent_decode, StaticFiles};
 pub use https::{Hsts, RedirectToHttps};
 pub use request::{Method, Request};
 pub use response::{Body, Response};
-pub use server::{serve, serve_with, Config, ConnectionCount, Handler, Plain, Upgrade};
+pub use server::{
+    serve, serve_with, Config, ConnectionCount, Handler, MemoryBudget, MemoryHold, Plain, Upgrade,
+};

@@ -1,7 +1,9 @@
 //! Responses.
 
+use crate::server::MemoryHold;
 use alloc::borrow::Cow;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 /// A response body.
@@ -40,6 +42,9 @@ pub struct Response {
     pub headers: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     /// The body (not sent for HEAD, but its length is).
     pub body: Body,
+    /// Memory counted for the body until the response is sent and dropped
+    /// (clones share it).
+    held: Option<Arc<MemoryHold>>,
 }
 
 impl Response {
@@ -49,7 +54,18 @@ impl Response {
             status,
             headers: Vec::new(),
             body,
+            held: None,
         }
+    }
+
+    /// Keeps `hold` (the body's bytes, counted in a [`MemoryBudget`]) until
+    /// the response has been sent: a large body then counts against the
+    /// budget for as long as it is in memory, a slow reader included.
+    ///
+    /// [`MemoryBudget`]: crate::MemoryBudget
+    pub fn holding(mut self, hold: MemoryHold) -> Self {
+        self.held = Some(Arc::new(hold));
+        self
     }
 
     /// Adds a header.

@@ -10,7 +10,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use lamina_core::device::{Clock, NetError, Stack, TcpListener, TcpStream};
 use lamina_core::runtime::{Duration, Handle, Instant, JoinHandle};
 
@@ -36,6 +36,11 @@ pub struct Config {
     /// body is read) until others are handled. One body is always let in,
     /// so a body of up to `max_body_bytes` never waits forever.
     pub max_buffered_body_bytes: u64,
+    /// The budget request bodies are counted in: `None`, each server has
+    /// its own of `max_buffered_body_bytes`; an application that gives one
+    /// it also counts its own large allocations in (response bodies, with
+    /// [`Response::holding`]) bounds both together.
+    pub body_budget: Option<MemoryBudget>,
     /// Time from a request's first byte to the end of its head: past it,
     /// 408 and the connection closes (slowloris clients).
     pub header_timeout: Duration,
@@ -86,6 +91,7 @@ impl Default for Config {
             max_headers: 64,
             max_body_bytes: 1 << 20,
             max_buffered_body_bytes: 64 << 20,
+            body_budget: None,
             header_timeout: Duration::from_secs(10),
             // 16 MiB in about 17 minutes; 1 MiB in a minute.
             min_body_rate: 16 * 1024,
@@ -166,7 +172,10 @@ where
     log::info!("http: listening on {}", listener.local_addr());
     let config = Rc::new(config);
     let live = config.shared_count.clone().unwrap_or_default();
-    let body_memory = BodyMemory::default();
+    let body_memory = config
+        .body_budget
+        .clone()
+        .unwrap_or_else(|| MemoryBudget::new(config.max_buffered_body_bytes));
     // Connections still in their upgrade, oldest first, each with a flag
     // its task clears once it is through.
     let mut upgrading: VecDeque<(JoinHandle<()>, Rc<Cell<bool>>)> = VecDeque::new();
@@ -259,36 +268,64 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Bytes of request bodies the connections of one server hold now; see
-/// [`Config::max_buffered_body_bytes`].
-#[derive(Clone, Default)]
-struct BodyMemory(Rc<Cell<u64>>);
+/// A budget of bytes that large allocations wait for: the request bodies
+/// a server reads ([`Config::max_buffered_body_bytes`], or a budget given
+/// in [`Config::body_budget`]), and whatever an application counts in the
+/// same budget, such as large response bodies ([`Response::holding`]).
+/// While bytes are held, a hold that would pass the limit waits; when
+/// nothing is held, any one hold is let in, so none waits forever.
+///
+/// ```
+/// let budget = lamina_http::MemoryBudget::new(64 << 20);
+/// assert_eq!(budget.held(), 0);
+/// ```
+///
+/// An atomic counter so that a [`Config`] stays `Send`, like
+/// [`ConnectionCount`]; it is only ever used on one thread.
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    held: Arc<AtomicU64>,
+    limit: u64,
+}
 
-impl BodyMemory {
-    /// Waits until `bytes` more fit under `limit` (or nothing is held),
-    /// and holds them until the returned guard is dropped.
-    async fn hold(&self, bytes: u64, limit: u64, runtime: &Handle) -> HeldBody {
-        while self.0.get() > 0 && self.0.get().saturating_add(bytes) > limit {
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        MemoryBudget {
+            held: Arc::new(AtomicU64::new(0)),
+            limit,
+        }
+    }
+
+    /// Bytes held now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `bytes` more fit under the limit (or nothing is held),
+    /// and holds them until the returned [`MemoryHold`] is dropped.
+    pub async fn hold(&self, bytes: u64, runtime: &Handle) -> MemoryHold {
+        while self.held() > 0 && self.held().saturating_add(bytes) > self.limit {
             runtime.sleep(Duration::from_millis(5)).await;
         }
-        self.0.set(self.0.get() + bytes);
-        HeldBody {
-            memory: self.clone(),
+        self.held.fetch_add(bytes, Ordering::Relaxed);
+        MemoryHold {
+            budget: self.clone(),
             bytes,
         }
     }
 }
 
-/// Body bytes counted in a [`BodyMemory`] until dropped.
-struct HeldBody {
-    memory: BodyMemory,
+/// Bytes counted in a [`MemoryBudget`] until dropped.
+#[derive(Debug)]
+pub struct MemoryHold {
+    budget: MemoryBudget,
     bytes: u64,
 }
 
-impl Drop for HeldBody {
+impl Drop for MemoryHold {
     fn drop(&mut self) {
-        let held = &self.memory.0;
-        held.set(held.get() - self.bytes);
+        self.budget.held.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -402,7 +439,7 @@ struct Connection<T, H, C> {
     clock: C,
     runtime: Handle,
     config: Rc<Config>,
-    body_memory: BodyMemory,
+    body_memory: MemoryBudget,
 }
 
 impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
@@ -437,10 +474,7 @@ impl<T: TcpStream, H: Handler, C: Clock> Connection<T, H, C> {
                     body_len,
                 } => {
                     buf.drain(..head_len);
-                    let _held = self
-                        .body_memory
-                        .hold(body_len, self.config.max_buffered_body_bytes, &self.runtime)
-                        .await;
+                    let _held = self.body_memory.hold(body_len, &self.runtime).await;
                     request.body = match self.read_body(&mut buf, body_len).await? {
                         BodyRead::Whole(body) => body,
                         BodyRead::Closed => return Ok(()),

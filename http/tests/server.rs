@@ -36,6 +36,15 @@ impl Handler for Site {
 
 /// Starts the server on a free loopback port in a thread of its own.
 fn start(config: Config) -> u16 {
+    start_with(config, |_| Site)
+}
+
+/// Starts the server with the handler `make` builds (given the runtime)
+/// on a free loopback port in a thread of its own.
+fn start_with<H: Handler + 'static>(
+    config: Config,
+    make: impl FnOnce(lamina_core::runtime::Handle) -> H + Send + 'static,
+) -> u16 {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -48,8 +57,9 @@ fn start(config: Config) -> u16 {
         let clock = HostClock::new(reactor);
         let rt = executor.handle();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let handler = Rc::new(make(rt.clone()));
         executor
-            .block_on(serve(&stack, addr, Rc::new(Site), clock, rt, config))
+            .block_on(serve(&stack, addr, handler, clock, rt, config))
             .unwrap();
     });
     for _ in 0..100 {
@@ -537,4 +547,58 @@ fn a_body_trickled_in_below_the_minimum_rate_gets_408() {
     // 1,000 bytes every 500 ms: done in 2 s, inside the allowance.
     let (_, out) = put(1000, Duration::from_millis(500));
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+/// Answers every request with a 32 MiB body counted in `budget` until it
+/// has been sent.
+struct Counted {
+    budget: lamina_http::MemoryBudget,
+    runtime: lamina_core::runtime::Handle,
+}
+
+const COUNTED_BYTES: usize = 32 << 20;
+
+impl Handler for Counted {
+    async fn handle(&self, _: &Request) -> Response {
+        let hold = self.budget.hold(COUNTED_BYTES as u64, &self.runtime).await;
+        Response::new(200, Body::Owned(vec![b'v'; COUNTED_BYTES])).holding(hold)
+    }
+}
+
+#[test]
+fn a_response_holds_its_memory_until_sent_and_the_next_waits_for_it() {
+    let budget = lamina_http::MemoryBudget::new(COUNTED_BYTES as u64);
+    let shared = budget.clone();
+    let port = start_with(Config::default(), move |runtime| Counted {
+        budget: shared,
+        runtime,
+    });
+    let get = || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        s
+    };
+    // A reader that does not read: 32 MiB is more than the socket buffers
+    // take, so the response is still being sent, and counted.
+    let mut slow = get();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(budget.held(), COUNTED_BYTES as u64);
+    // The next request waits for the budget: no answer yet.
+    let mut next = get();
+    next.set_read_timeout(Some(Duration::from_millis(1000)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(next.read(&mut byte).is_err(), "answered past the budget");
+    // Once the slow reader has it all, the next one is served.
+    let mut all = Vec::new();
+    slow.read_to_end(&mut all).unwrap();
+    assert!(all.len() > COUNTED_BYTES && all.starts_with(b"HTTP/1.1 200"));
+    next.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut all = Vec::new();
+    next.read_to_end(&mut all).unwrap();
+    assert!(all.len() > COUNTED_BYTES && all.starts_with(b"HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(budget.held(), 0);
 }

@@ -16,7 +16,7 @@ use crate::limits::Limits;
 use core::fmt::Write;
 use lamina::device::{normalize_key, KvError};
 use lamina::prelude::*;
-use lamina_http::{percent_decode, Body, Handler, Method, Request, Response};
+use lamina_http::{percent_decode, Body, Handler, MemoryBudget, Method, Request, Response};
 use lamina_store::format::{Crc64, MAX_KEY};
 use lamina_store::{Lock, Store};
 
@@ -31,6 +31,11 @@ pub struct Api<B> {
     pub writes: Lock<()>,
     /// Sizes from the boot arguments.
     pub limits: Limits,
+    /// Bytes of values being received and sent (`--max-body-memory`): a
+    /// GET waits for its value's size before reading it.
+    pub memory: MemoryBudget,
+    /// For waiting on `memory`.
+    pub runtime: lamina::runtime::Handle,
 }
 
 impl<B: Block> Handler for Api<B> {
@@ -62,6 +67,14 @@ impl<B: Block> Handler for Api<B> {
 impl<B: Block> Api<B> {
     /// GET: the value, or 304 when `If-None-Match` names its ETag.
     async fn get(&self, key: &str, request: &Request) -> Response {
+        let size = match self.store.size(key).await {
+            Ok(size) => size,
+            Err(e) => return store_error(key, e),
+        };
+        // Held until the response has been sent. A write may change the
+        // size before the read; the hold is for the size read here, which
+        // is at most --max-value-size either way.
+        let hold = self.memory.hold(size, &self.runtime).await;
         let value = match self.store.get(key).await {
             Ok(value) => value,
             Err(e) => return store_error(key, e),
@@ -73,6 +86,7 @@ impl<B: Block> Api<B> {
         Response::new(200, Body::Owned(value))
             .with_header("Content-Type", "application/octet-stream")
             .with_header("ETag", etag)
+            .holding(hold)
     }
 
     /// HEAD: the length and ETag of the value, without holding the value.

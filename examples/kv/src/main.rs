@@ -31,7 +31,7 @@ mod limits;
 use core::net::{Ipv4Addr, SocketAddr};
 use lamina::alloc::rc::Rc;
 use lamina::prelude::*;
-use lamina_http::{serve, Config};
+use lamina_http::{serve, Config, MemoryBudget};
 use lamina_store::{Lock, Store};
 use limits::{ByteSize, Limits};
 
@@ -53,9 +53,9 @@ lamina::boot_args! {
         /// Largest value a PUT may store (bytes, or with K, M or G); a
         /// longer body gets 413.
         pub max_value_size: ByteSize = "16M",
-        /// Most bytes of request bodies held in memory at once, all
-        /// connections together (at least --max-value-size); a PUT past it
-        /// waits for others to finish.
+        /// Most bytes of bodies being received and values being sent held
+        /// in memory at once, all connections together (at least
+        /// --max-value-size); a PUT or GET past it waits for others.
         pub max_body_memory: ByteSize = "32M",
         /// Most connections served at once.
         pub max_connections: usize = "64",
@@ -117,9 +117,12 @@ async fn kv<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result
         "kv: {} keys, {} bytes of values; {} of {} blocks of {} bytes free",
         stats.keys, stats.value_bytes, stats.free_blocks, stats.blocks, stats.block_size
     );
+    // Bodies being received and values being sent share one budget.
+    let memory = MemoryBudget::new(limits.max_body_memory);
     let config = Config {
         max_body_bytes: limits.max_value_size,
         max_buffered_body_bytes: limits.max_body_memory,
+        body_budget: Some(memory.clone()),
         // A key of up to 1,024 bytes, each percent-encoded, fits.
         max_target_bytes: 4096,
         max_connections: args.max_connections,
@@ -131,6 +134,8 @@ async fn kv<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result
         store,
         writes: Lock::new(()),
         limits,
+        memory,
+        runtime: env.runtime().clone(),
     };
     let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, args.port));
     serve(
