@@ -26,6 +26,7 @@ declare -A PACKAGES=(
   [certutil]=libnss3-tools
   [testssl]=testssl.sh
   [strace]=strace
+  [gdb]=gdb
   [fio]=fio
   [redis-server]=redis-server
   [redis-benchmark]=redis-tools

@@ -43,6 +43,9 @@ impl Watcher {
                     let line = String::from_utf8_lossy(&self.line);
                     // A console may end lines with \r\n (QEMU's serial).
                     let line = line.trim_end_matches('\r');
+                    if let Some(rip) = fault_address(line) {
+                        named.extend(name_fault(&self.image, rip));
+                    }
                     let line = line.find("lamina: backtrace:").map_or("", |at| &line[at..]);
                     let mut addresses = [0u64; MAX_ADDRESSES];
                     if let Some(count) = parse_backtrace_line(line, &mut addresses) {
@@ -59,6 +62,35 @@ impl Watcher {
         }
         named
     }
+}
+
+/// The faulting instruction's address of a tender's fault report
+/// (`lamina-hvt: guest fault: page fault (#PF) ... at rip=0x102a4c`, see
+/// `lamina_tender::fault`), if `line` is one.
+fn fault_address(line: &str) -> Option<u64> {
+    let report = &line[line.find("guest fault: ")?..];
+    let hex = report.rsplit_once(" rip=0x")?.1;
+    let end = hex
+        .find(|c: char| !c.is_ascii_hexdigit())
+        .unwrap_or(hex.len());
+    u64::from_str_radix(&hex[..end], 16).ok()
+}
+
+/// The line naming the instruction at `rip` that faulted (the address
+/// itself, not a return address: nothing is subtracted).
+fn name_fault(image: &Path, rip: u64) -> Vec<String> {
+    let Ok(loader) = Loader::new(image) else {
+        return Vec::new();
+    };
+    let names = names_at(&loader, rip);
+    let mut lines = vec![format!(
+        "lamina: the fault, named: {rip:#x} {}",
+        names.first().map_or("??", String::as_str)
+    )];
+    for name in names.iter().skip(1) {
+        lines.push(format!("      inlined into {name}"));
+    }
+    lines
 }
 
 /// The lines that name `addresses` (return addresses, innermost first)
@@ -201,6 +233,30 @@ mod tests {
         let overlong = vec![b'x'; MAX_LINE + 10];
         assert!(watcher.feed(&overlong).is_empty());
         assert!(watcher.feed(b" lamina: backtrace: 0x1\n").is_empty());
+    }
+
+    #[test]
+    fn a_tenders_fault_report_names_the_faulting_instruction() {
+        let image = std::env::current_exe().unwrap();
+        let mut watcher = Watcher::new(&image);
+        // The instruction's own address: nothing is subtracted, so the
+        // function's first byte is still the function.
+        let address = a_known_function();
+        let report = format!("lamina-hvt: guest fault: invalid opcode (#UD) at rip={address:#x}\n");
+        let named = watcher.feed(report.as_bytes());
+        assert!(
+            named[0].starts_with(&format!("lamina: the fault, named: {address:#x} "))
+                && named[0].contains("a_known_function at"),
+            "{named:?}"
+        );
+        assert_eq!(fault_address("guest fault: x at rip=0x1f!"), Some(0x1f));
+        for not_one in [
+            "rip=0x10",
+            "guest fault: no address",
+            "guest fault: rip=0xzz",
+        ] {
+            assert_eq!(fault_address(not_one), None, "{not_one}");
+        }
     }
 
     #[test]

@@ -157,6 +157,10 @@ enum Command {
         /// Chrome trace-event JSON for ui.perfetto.dev.
         #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
+        /// Write an ELF core file of a unikernel that faults or panics
+        /// into DIR (spt, hvt), for `gdb IMAGE CORE`.
+        #[arg(long, value_name = "DIR")]
+        dumpcore: Option<PathBuf>,
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
@@ -418,6 +422,7 @@ fn main() -> ExitCode {
             blocks,
             stop_timeout,
             trace,
+            dumpcore,
             app,
             boot_args,
         } => project::Project::find(&app).and_then(|project| {
@@ -428,6 +433,7 @@ fn main() -> ExitCode {
                 blocks,
                 boot: boot_args,
                 trace,
+                dumpcore,
             };
             run::run(&project, target, machine, release, mem, grace, guest)
         }),

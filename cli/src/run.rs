@@ -82,9 +82,15 @@ pub fn accelerator() -> (&'static str, String) {
 /// Device arguments that go to a tender rather than to the guest, so that
 /// `-- --block:storage=disk.img` means the same on every target.
 fn is_tender_arg(arg: &str) -> bool {
-    ["--block:", "--block-sector-size:", "--net:", "--net-mac:"]
-        .iter()
-        .any(|p| arg.starts_with(p))
+    [
+        "--block:",
+        "--block-sector-size:",
+        "--net:",
+        "--net-mac:",
+        "--dumpcore=",
+    ]
+    .iter()
+    .any(|p| arg.starts_with(p))
 }
 
 /// Turns `--port HOST:GUEST[/tcp|/udp]` options into a user-mode network device
@@ -546,6 +552,8 @@ pub struct GuestArgs {
     pub boot: Vec<String>,
     /// Where to write a trace of the run (`--trace FILE`).
     pub trace: Option<PathBuf>,
+    /// Where a crashed unikernel's core file goes (`--dumpcore DIR`).
+    pub dumpcore: Option<PathBuf>,
 }
 
 /// Builds and runs `project` on `target` with `guest`'s boot arguments
@@ -603,6 +611,20 @@ pub fn run(
         }
         // A stale recording must not pass for this run's.
         let _ = std::fs::remove_file(recording);
+    }
+    if let Some(dir) = &guest.dumpcore {
+        match target {
+            Target::Spt | Target::Hvt => {
+                // A tender option: it goes before the image.
+                boot_args.insert(0, format!("--dumpcore={}", dir.display()));
+            }
+            Target::Unix | Target::Virtio => {
+                return Err(CliError::TargetUnavailable {
+                    target: target.name(),
+                    why: "--dumpcore is the spt and hvt tenders' (a unix application dumps core as any process does)".into(),
+                })
+            }
+        }
     }
     let mut command = command_for(target, machine, &built.artifact, mem_mib, &boot_args)?;
     user_networks.pass_to(&mut command);

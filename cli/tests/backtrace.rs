@@ -5,6 +5,13 @@
 //! backtrace whose frames name `selftest::panic_here` at that line and then
 //! its caller `selftest::panic_caller`: on the unikernels the guest's return
 //! addresses named by `lamina run`, on unix std's own backtrace.
+//!
+//! Faults that explain themselves: `--test=fault-null` and
+//! `--test=fault-ud2` go through `fault_caller` to `fault_here`, which
+//! writes to address 0 or runs `ud2`. The tender (hvt: its exception
+//! stubs; spt: its signal handler) reports the exception and a backtrace
+//! walked through guest memory; `lamina run` names the faulting
+//! instruction as `fault_here` at the line of its `asm!`, then the caller.
 
 mod common;
 
@@ -20,9 +27,23 @@ fn panic_line() -> usize {
     source[..offset].lines().count()
 }
 
+/// The line of `fault_here`'s `asm!` that contains `instruction`.
+fn fault_line(instruction: &str) -> usize {
+    let source = std::fs::read_to_string(root().join(APP).join("src/main.rs")).unwrap();
+    let start = source.find("fn fault_here(").expect("fault_here");
+    let offset = start + source[start..].find(instruction).expect("its asm!");
+    source[..offset].lines().count()
+}
+
 /// `lamina run -t TARGET selftest -- --test=panic`: its status and all it
 /// printed.
 fn panic_on(target: &str) -> (Option<i32>, String) {
+    run_test(target, "panic")
+}
+
+/// `lamina run -t TARGET selftest -- --test=TEST`: its status and all it
+/// printed.
+fn run_test(target: &str, test: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let disk = format!("storage={}:1M", dir.path().join("disk.img").display());
     let output = run_lamina(&[
@@ -33,7 +54,7 @@ fn panic_on(target: &str) -> (Option<i32>, String) {
         "--block",
         &disk,
         "--",
-        "--test=panic",
+        &format!("--test={test}"),
     ]);
     let text = format!(
         "{}{}",
@@ -102,5 +123,59 @@ fn a_panic_prints_a_named_backtrace_on_every_target() {
             );
         }
         assert_named_backtrace(target, &text);
+    }
+}
+
+#[test]
+fn a_fault_is_explained_by_the_tender_and_named() {
+    for target in unikernel_targets("a fault explained by the tender") {
+        for (test, exception, instruction, spt_status) in [
+            (
+                "fault-null",
+                "page fault (#PF) writing 0x0",
+                "mov qword ptr [{0}]",
+                128 + 11,
+            ),
+            ("fault-ud2", "invalid opcode (#UD)", "\"ud2\"", 128 + 4),
+        ] {
+            let (status, text) = run_test(target, test);
+            // spt dies by the signal, as before the report; hvt fails.
+            let expected = if target == "spt" { spt_status } else { 1 };
+            assert_eq!(status, Some(expected), "{target} {test}\n{text}");
+            let lines: Vec<&str> = text.lines().collect();
+            let report = find_line(
+                &lines,
+                0,
+                &[
+                    &format!("lamina-{target}: guest fault: {exception}"),
+                    " at rip=0x",
+                ],
+            )
+            .unwrap_or_else(|| panic!("{target} {test}: no fault report\n{text}"));
+            assert!(
+                lines
+                    .get(report + 1)
+                    .is_some_and(|l| l.starts_with("lamina: backtrace: 0x")),
+                "{target} {test}: the report has no backtrace\n{text}"
+            );
+            let place = format!(
+                "tests/guests/selftest/src/main.rs:{}",
+                fault_line(instruction)
+            );
+            let named = find_line(
+                &lines,
+                report,
+                &[
+                    "lamina: the fault, named:",
+                    "selftest::fault_here at",
+                    &place,
+                ],
+            )
+            .unwrap_or_else(|| {
+                panic!("{target} {test}: the fault is not named fault_here at {place}\n{text}")
+            });
+            find_line(&lines, named, &["#0 0x", "selftest::fault_caller"])
+                .unwrap_or_else(|| panic!("{target} {test}: no frame for fault_caller\n{text}"));
+        }
     }
 }

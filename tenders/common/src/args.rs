@@ -100,6 +100,8 @@ pub struct TenderArgs {
     pub macs: Vec<(String, [u8; 6])>,
     /// Tender-specific flags that were given (from the `extra` list).
     pub flags: Vec<&'static str>,
+    /// `--dumpcore=DIR`: where a crashed guest's core file goes.
+    pub dumpcore: Option<PathBuf>,
     /// The unikernel image.
     pub image: PathBuf,
     /// The guest command line (without NUL).
@@ -169,6 +171,7 @@ where
         nets: Vec::new(),
         macs: Vec::new(),
         flags: Vec::new(),
+        dumpcore: None,
         image: PathBuf::new(),
         cmdline: Vec::new(),
     };
@@ -251,6 +254,13 @@ fn option(
             }
         }
         parsed.mem_mib = mib;
+        return Ok(None);
+    }
+    if let Some(dir) = arg.strip_prefix("--dumpcore=") {
+        if dir.is_empty() {
+            return Err(malformed("expected a directory"));
+        }
+        parsed.dumpcore = Some(PathBuf::from(dir));
         return Ok(None);
     }
     let Some((key, value)) = arg.split_once('=') else {
@@ -357,6 +367,7 @@ pub fn usage(tender: &str, extra: &[(&str, &str)]) -> String {
          \n\
          Core options:\n\
          \x20 [ --mem=MiB ] guest memory in MiB (default {DEFAULT_MEM_MIB})\n\
+         \x20 [ --dumpcore=DIR ] write an ELF core file of a guest that faults or aborts into DIR\n\
          \x20 [ --help ] print this help and exit\n\
          \x20 [ --version ] print the version and exit\n"
     );
@@ -481,6 +492,18 @@ mod tests {
         assert_eq!(ok(&["k"]).cmdline, b"");
         assert_eq!(run(&["--help", "k"]), Ok(Command::Help));
         assert_eq!(run(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn dumpcore_takes_a_directory() {
+        assert_eq!(ok(&["k"]).dumpcore, None);
+        let parsed = ok(&["--dumpcore=/tmp/cores", "k", "--dumpcore=guest's"]);
+        assert_eq!(parsed.dumpcore, Some(PathBuf::from("/tmp/cores")));
+        assert_eq!(parsed.cmdline, b"--dumpcore=guest's");
+        assert!(matches!(
+            run(&["--dumpcore=", "k"]),
+            Err(ArgsError::Malformed { .. })
+        ));
     }
 
     #[test]

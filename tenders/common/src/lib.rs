@@ -11,6 +11,8 @@
 //! | [`elf`] | the ELF64 loader and the Solo5 image rules |
 //! | [`image`] | reading an image file: bytes, ELF, notes, one error naming the file |
 //! | [`notes`] | the ABI1, MFT1 and LMN1 notes an image carries |
+//! | [`core_dump`] | ELF core files of a crashed guest, for gdb |
+//! | [`fault`] | a guest fault's report and its frame-pointer backtrace, without allocating |
 //! | [`args`] | the tender command line, as Solo5's tenders take it |
 //! | [`devices`] | manifest plus options: attached block and net devices |
 //! | [`sandbox`] | what the seccomp filters share |
@@ -23,9 +25,11 @@
 #![warn(missing_docs)]
 
 pub mod args;
+pub mod core_dump;
 pub mod devices;
 pub mod elf;
 pub mod elf_writer;
+pub mod fault;
 pub mod image;
 pub mod mem;
 pub mod notes;

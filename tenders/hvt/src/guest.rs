@@ -2,6 +2,8 @@
 //! tables, vCPU, sandbox, then the vCPU loop.
 
 use crate::block_ring::{self, BlockRingThread};
+use crate::dumpcore::{CoreFile, DumpError};
+use crate::fault::{self, Fault};
 use crate::hypercall::{HypercallError, Hypercalls, Next};
 use crate::kvm::{KvmError, Machine};
 use crate::layout::{self, CpuMode, LayoutError, Mapping};
@@ -75,10 +77,18 @@ pub enum GuestError {
     /// The network ring's I/O thread.
     #[error(transparent)]
     RingStart(#[from] RingStartError),
+    /// `--dumpcore`.
+    #[error(transparent)]
+    Dump(#[from] DumpError),
     /// A corrupt network or block ring (from its I/O thread).
     #[error("{0}")]
     Ring(String),
-    /// The guest stopped in a way that is not a halt.
+    /// The guest faulted, or stopped in a way that is not a halt: the
+    /// report names it, the faulting instruction and the backtrace.
+    #[error("{}", .0.report)]
+    Fault(Box<Fault>),
+    /// The guest stopped in a way that is not a halt, and its registers
+    /// could not be read.
     #[error("{what}: rip={rip:#x}")]
     Exit {
         /// What happened.
@@ -256,6 +266,10 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         None => None,
     };
+    let core_file = match &args.dumpcore {
+        Some(dir) => Some(CoreFile::prepare(dir)?),
+        None => None,
+    };
     let (epoll, timer) = hypercalls.event_fds();
     let fds = LoopFds {
         vcpu: machine.vcpu.as_raw_fd(),
@@ -265,13 +279,18 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         block_kick: block_thread.as_ref().map(|r| r.kick_fd()),
         stop_event: stop.event_fd(),
         rx: hypercalls.rx_fds(),
+        core: core_file.as_ref().map(CoreFile::fds),
     };
     seccomp::install(fds, hypercalls.devices())?;
     timing.mark("seccomp");
     timing.print("lamina-hvt");
     let stats = args.flags.contains(&"--x-stats");
     let mut loop_stats = LoopStats::default();
-    let mut result = vcpu_loop(machine, mem, &mut hypercalls, &stop, &mut loop_stats);
+    let mut machine = machine;
+    let mut result = vcpu_loop(&mut machine, &mem, &mut hypercalls, &stop, &mut loop_stats);
+    if let Some(core_file) = core_file {
+        dump_core(core_file, &machine, &mem, guest_mem_size, &result);
+    }
     if let Some(ring_thread) = &mut ring_thread {
         ring_thread.stop();
         let shared = ring_thread.shared();
@@ -497,10 +516,37 @@ fn write_boot_info(
     Ok((cmdline_at + CMDLINE_SIZE as u64).next_multiple_of(PAGE_SIZE))
 }
 
+/// With `--dumpcore`: writes the core file of a guest that faulted or
+/// aborted, and says where (or why not) on stderr.
+fn dump_core(
+    core_file: CoreFile,
+    machine: &Machine,
+    mem: &GuestMemory,
+    guest_end: u64,
+    result: &Result<i32, GuestError>,
+) {
+    let aborted;
+    let fault = match result {
+        Err(GuestError::Fault(fault)) => fault.as_ref(),
+        Ok(lamina_abi::EXIT_ABORT) => {
+            let (Ok(regs), Ok(sregs)) = (machine.vcpu.get_regs(), machine.vcpu.get_sregs()) else {
+                return;
+            };
+            aborted = Fault::abort(&regs, &sregs);
+            &aborted
+        }
+        _ => return,
+    };
+    match core_file.write(mem, guest_end, fault) {
+        Ok(path) => eprintln!("lamina-hvt: core dumped to {}", path.display()),
+        Err(error) => eprintln!("lamina-hvt: {error}"),
+    }
+}
+
 /// Runs the vCPU until the guest halts or fails.
 fn vcpu_loop(
-    mut machine: Machine,
-    mem: GuestMemory,
+    machine: &mut Machine,
+    mem: &GuestMemory,
     hypercalls: &mut Hypercalls,
     stop: &Stop,
     stats: &mut LoopStats,
@@ -519,7 +565,7 @@ fn vcpu_loop(
         stats.exits += 1;
         let what = match run {
             Ok(VcpuExit::IoOut(port, data)) => {
-                let next = hypercalls.dispatch(&mem, port, data);
+                let next = hypercalls.dispatch(mem, port, data);
                 stats.handling += exited.elapsed();
                 match next? {
                     Next::Resume => continue,
@@ -538,7 +584,12 @@ fn vcpu_loop(
             Ok(VcpuExit::MmioWrite(addr, _)) | Ok(VcpuExit::MmioRead(addr, _)) => {
                 format!("guest accessed {addr:#x}, outside its memory")
             }
-            Ok(VcpuExit::Hlt) => "guest executed hlt with interrupts off (no hypercall to halt)".into(),
+            Ok(VcpuExit::Hlt) => {
+                if let Some(fault) = exception_at_halt(machine, mem) {
+                    return Err(GuestError::Fault(Box::new(fault)));
+                }
+                "guest executed hlt with interrupts off (no hypercall to halt)".into()
+            }
             Ok(VcpuExit::Shutdown) => {
                 "guest triple-faulted (an exception it does not handle, e.g. a write to its text, a jump into data or a bad address)".into()
             }
@@ -556,7 +607,23 @@ fn vcpu_loop(
             Err(error) if error.errno() == libc::EINTR || error.errno() == libc::EAGAIN => continue,
             Err(error) => format!("KVM_RUN failed: {error}"),
         };
-        let rip = machine.vcpu.get_regs().map_or(0, |regs| regs.rip);
-        return Err(GuestError::Exit { what, rip });
+        return Err(match (machine.vcpu.get_regs(), machine.vcpu.get_sregs()) {
+            (Ok(regs), Ok(sregs)) => {
+                GuestError::Fault(Box::new(fault::other(mem, &what, &regs, &sregs)))
+            }
+            (regs, _) => GuestError::Exit {
+                what,
+                rip: regs.map_or(0, |regs| regs.rip),
+            },
+        });
     }
+}
+
+/// The guest's exception, when the vCPU halted in one of the tender's
+/// exception stubs (see [`fault`]).
+fn exception_at_halt(machine: &Machine, mem: &GuestMemory) -> Option<Fault> {
+    let regs = machine.vcpu.get_regs().ok()?;
+    let vector = fault::vector_of_halt(regs.rip)?;
+    let sregs = machine.vcpu.get_sregs().ok()?;
+    Some(fault::exception(mem, vector, &regs, &sregs))
 }

@@ -171,6 +171,9 @@ impl Machine {
             (code, data, data, data, data, data);
         sregs.gdt.base = GDT;
         sregs.gdt.limit = GDT_LIMIT;
+        // Exceptions halt in the tender's stubs, which say which one it was.
+        sregs.idt.base = crate::fault::IDT;
+        sregs.idt.limit = crate::fault::IDT_LIMIT;
         if mode == CpuMode::Solo5 {
             // Solo5's hvt: a busy 64-bit TSS descriptor, no LDT.
             sregs.tr = kvm_segment {

@@ -16,7 +16,7 @@
 //! | GPA | what | guest mapping |
 //! |-----|------|---------------|
 //! | 0x1000 | PML4 | not present |
-//! | 0x2000 | GDT | not present |
+//! | 0x2000 | GDT, the tender's IDT and its `hlt` stubs ([`crate::fault`]) | read-only, executable |
 //! | 0x3000 | PDPT | not present |
 //! | 0x4000-0x7fff | 4 PDs (one per GiB) | not present |
 //! | 0x8000-0xffff | first page tables (4 KiB pages) | not present |
@@ -161,6 +161,10 @@ impl Mapping {
             0
         };
         let nx = if self.sealed { NX } else { 0 };
+        if addr == crate::fault::PAGE {
+            // The exception gates' `hlt` stubs run here.
+            return P | user;
+        }
         if addr < lamina_abi::hvt::BOOT_INFO_BASE {
             return 0;
         }
@@ -195,6 +199,7 @@ pub fn write_tables(
     for (i, entry) in GDT_ENTRIES.iter().enumerate() {
         mem.write(GDT + 8 * i as u64, entry)?;
     }
+    crate::fault::write_idt(mem, mapping.mode.state(false).cs)?;
     let table = |user: bool| P | RW | if user { US } else { 0 };
     let user = mapping.mode == CpuMode::PvmNative;
     mem.write(PML4, &(PDPT | table(user)))?;
@@ -291,7 +296,12 @@ mod tests {
         assert_eq!(all & US, US);
         assert_eq!(walk(&mem, 0x10000).0 & (P | RW), P, "boot info read-only");
         assert_eq!(walk(&mem, 0x14000).0 & P, 0, "page tables hidden");
-        assert_eq!(walk(&mem, 0x2000).0 & P, 0);
+        assert_eq!(
+            walk(&mem, 0x2000).0 & (P | RW | NX),
+            P,
+            "the fault stubs' page: read-only, executable"
+        );
+        assert_eq!(walk(&mem, 0x3000).0 & P, 0);
         assert_eq!(walk(&mem, 0x103000).0 & (P | RW | NX), P | RW | NX);
     }
 

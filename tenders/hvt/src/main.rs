@@ -6,6 +6,8 @@
 //! |--------|------|
 //! | [`guest`] | image, memory, devices and boot info; then the vCPU loop |
 //! | [`layout`] | page tables, GDT and CPU state: Solo5's, or KVM-PVM native |
+//! | [`dumpcore`] | `--dumpcore=DIR`: the core file of a crashed guest |
+//! | [`fault`] | the tender's IDT: a guest's exceptions reported with a backtrace |
 //! | [`kvm`] | the VM, its memory slot and vCPU, KVM-PVM detection |
 //! | [`cpuid_cache`] | a file cache of KVM_GET_SUPPORTED_CPUID |
 //! | [`hypercall`] | the hypercall handlers, every guest pointer checked |
@@ -24,6 +26,9 @@
 // Unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
+#[allow(unsafe_code)]
+mod dumpcore;
+mod fault;
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod fixtures;

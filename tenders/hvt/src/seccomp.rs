@@ -3,7 +3,7 @@
 //! path need ([`install`]), what the network ring's I/O thread needs
 //! ([`install_ring`]) and what the block ring's needs
 //! ([`install_block_ring`]). Descriptors are pinned where a call takes one;
-//! `ioctl` is pinned to the vCPU and to the two KVM requests the loop makes
+//! `ioctl` is pinned to the vCPU and to the three KVM requests the loop makes
 //! (the tap's requests are all made at start-up, before the filter);
 //! `mmap` and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
 //! `openat` fails instead of killing, for the allocator too
@@ -24,6 +24,9 @@ pub const KVM_RUN: u64 = 0xae80;
 /// `KVM_GET_REGS`: `_IOR(KVMIO, 0x81, struct kvm_regs)`, for the registers
 /// of an error report.
 pub const KVM_GET_REGS: u64 = 0x8090_ae81;
+/// `KVM_GET_SREGS`: `_IOR(KVMIO, 0x83, struct kvm_sregs)`, for the
+/// faulting address (CR2) of a fault report.
+pub const KVM_GET_SREGS: u64 = 0x8138_ae83;
 
 /// Descriptors the loop uses.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +46,8 @@ pub struct LoopFds {
     /// With the receive queues: the POLL set that waits for them, and the
     /// eventfd the I/O thread wakes it with (drained here).
     pub rx: Option<(i32, i32)>,
+    /// With `--dumpcore`: the unnamed core file, and its directory.
+    pub core: Option<(i32, i32)>,
 }
 
 fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
@@ -99,6 +104,7 @@ fn vcpu_rules(
     // KVM_RUN, and the register read of an error report, on the vCPU only.
     allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_RUN)?);
     allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_GET_REGS)?);
+    allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_GET_SREGS)?);
     // PUTS goes to stdout; tender messages go to stderr.
     allow(libc::SYS_write, fd_is(1)?);
     allow(libc::SYS_write, fd_is(2)?);
@@ -130,6 +136,30 @@ fn vcpu_rules(
         allow(libc::SYS_read, fd_is(net.fd())?);
         allow(libc::SYS_recvfrom, fd_is(net.fd())?);
         allow(libc::SYS_write, fd_is(net.fd())?);
+    }
+    if let Some((file, dir)) = fds.core {
+        // --dumpcore: the core written into its unnamed file (zero pages
+        // seeked over), then linked into its directory, nowhere else.
+        allow(libc::SYS_write, fd_is(file)?);
+        allow(libc::SYS_lseek, fd_is(file)?);
+        allow(
+            libc::SYS_linkat,
+            SeccompRule::new(vec![
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    u64::from(libc::AT_FDCWD as u32),
+                )?,
+                SeccompCondition::new(2, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, dir as u64)?,
+                SeccompCondition::new(
+                    4,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::AT_SYMLINK_FOLLOW as u64,
+                )?,
+            ])?,
+        );
     }
     // The process ends here, with the guest's status.
     rules.insert(libc::SYS_exit_group, Vec::new());
@@ -378,6 +408,7 @@ mod tests {
             block_kick: None,
             stop_event: other.as_raw_fd(),
             rx: None,
+            core: None,
         };
         (vcpu, other, fds)
     }
@@ -446,6 +477,11 @@ mod tests {
             KVM_GET_REGS,
             (IOC_READ << 30) | (regs << 16) | (KVMIO << 8) | 0x81
         );
+        let sregs = std::mem::size_of::<kvm_bindings::kvm_sregs>() as u64;
+        assert_eq!(
+            KVM_GET_SREGS,
+            (IOC_READ << 30) | (sregs << 16) | (KVMIO << 8) | 0x83
+        );
     }
 
     #[test]
@@ -457,6 +493,10 @@ mod tests {
         assert_eq!(under_filter(&program, || ioctl(vcpu, KVM_RUN)), SURVIVED);
         assert_eq!(
             under_filter(&program, || ioctl(vcpu, KVM_GET_REGS)),
+            SURVIVED
+        );
+        assert_eq!(
+            under_filter(&program, || ioctl(vcpu, KVM_GET_SREGS)),
             SURVIVED
         );
         // Other KVM requests: a new VM, new memory, new registers.

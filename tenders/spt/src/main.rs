@@ -6,7 +6,8 @@
 //! that allows only the spt ABI's system calls (pinned to the guest's own
 //! descriptors) is installed right before the jump to the guest's entry.
 //! From then on the guest ends the process: its exit status is the
-//! tender's, a fault kills it by SIGSEGV and a forbidden call by SIGSYS.
+//! tender's, a fault kills it by SIGSEGV (after [`fault`]'s handler has
+//! reported it with a backtrace) and a forbidden call by SIGSYS.
 //!
 //! `#![no_main]`: the C `main` below skips std's runtime set-up (see
 //! [`lamina_tender::process`]); the guest needs none of it, and spt had to
@@ -15,6 +16,8 @@
 // Unit tests keep the test harness's own `main`.
 #![cfg_attr(not(test), no_main)]
 
+#[allow(unsafe_code)]
+mod fault;
 #[allow(unsafe_code)]
 mod launch;
 mod seccomp;

@@ -5,7 +5,9 @@
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
-use seccompiler::{BackendError, BpfProgram, SeccompRule};
+use seccompiler::{
+    BackendError, BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
+};
 use std::collections::BTreeMap;
 
 /// Descriptors the core rules pin.
@@ -15,6 +17,8 @@ pub struct CoreFds {
     pub epoll: i32,
     /// The timerfd the guest arms for its deadline.
     pub timer: i32,
+    /// With `--dumpcore`: the unnamed core file and its directory.
+    pub core: Option<(i32, i32)>,
 }
 
 /// `arch_prctl` code that sets the FS base (asm/prctl.h).
@@ -27,8 +31,12 @@ fn only(index: u8, value: u64) -> Result<SeccompRule, BackendError> {
 /// The rules every guest gets, as (syscall, rule) pairs.
 fn core_rules(fds: CoreFds) -> Result<Vec<(i64, SeccompRule)>, BackendError> {
     Ok(vec![
-        // Console output goes to the tender's stdout, and nowhere else.
+        // Console output goes to the tender's stdout.
         (libc::SYS_write, only(0, 1)?),
+        // The fault handler's report goes to stderr (`fault`); it runs
+        // under this filter. The guest could write there too: no more
+        // than it can do on stdout.
+        (libc::SYS_write, only(0, 2)?),
         // solo5_yield blocks on the tender's epoll set (net fds + timer).
         (libc::SYS_epoll_pwait, only(0, fds.epoll as u64)?),
         // solo5_yield arms the deadline on the tender's internal timerfd.
@@ -58,12 +66,40 @@ pub fn build(fds: CoreFds, devices: &Devices) -> Result<BpfProgram, SeccompError
     for net in &devices.nets {
         all.extend(net.spt_rules()?);
     }
+    if let Some((file, dir)) = fds.core {
+        // --dumpcore: the fault handler writes the core into its unnamed
+        // file (zero pages seeked over) and links it into its directory.
+        all.push((libc::SYS_write, only(0, file as u64)?));
+        all.push((libc::SYS_lseek, only(0, file as u64)?));
+        all.push((
+            libc::SYS_linkat,
+            SeccompRule::new(vec![
+                SeccompCondition::new(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    u64::from(libc::AT_FDCWD as u32),
+                )?,
+                SeccompCondition::new(2, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, dir as u64)?,
+                SeccompCondition::new(
+                    4,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::AT_SYMLINK_FOLLOW as u64,
+                )?,
+            ])?,
+        ));
+    }
     for (syscall, rule) in all {
         rules.entry(syscall).or_default().push(rule);
     }
     // solo5_exit and solo5_abort: the status is the guest's to choose. An
     // empty rule list is seccompiler's way to allow a call unconditionally.
     rules.insert(libc::SYS_exit_group, Vec::new());
+    // The fault handler returns, so that the faulting instruction faults
+    // again and the process dies by its signal. The call only restores
+    // registers the guest could set itself.
+    rules.insert(libc::SYS_rt_sigreturn, Vec::new());
     sandbox::compile(rules)
 }
 

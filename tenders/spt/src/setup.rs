@@ -55,6 +55,17 @@ pub enum SetupError {
     /// The sandbox.
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
+    /// `--dumpcore=DIR` cannot take a core file.
+    #[error("--dumpcore={}: cannot create a file there: {reason}", dir.display())]
+    DumpCore {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The OS error.
+        reason: std::io::Error,
+    },
+    /// The fault handler.
+    #[error("cannot install the guest fault handler: {0}")]
+    FaultHandler(std::io::Error),
 }
 
 /// Sets the guest up and jumps into it; returns only on error.
@@ -122,9 +133,20 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     // command line shorter, so it is NUL-terminated).
     mem.bytes_mut(cmdline_at, CMDLINE_SIZE as u64)?
         .copy_from(&args.cmdline);
+    let core_file =
+        match &args.dumpcore {
+            Some(dir) => Some(crate::fault::CoreFile::prepare(dir).map_err(|reason| {
+                SetupError::DumpCore {
+                    dir: dir.clone(),
+                    reason,
+                }
+            })?),
+            None => None,
+        };
     let fds = CoreFds {
         epoll: epoll.as_raw_fd(),
         timer: timer.as_raw_fd(),
+        core: core_file.as_ref().map(crate::fault::CoreFile::fds),
     };
     let boot_info = BootInfo {
         mem_size,
@@ -147,6 +169,8 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     let _ = (epoll.into_raw_fd(), timer.into_raw_fd());
     std::mem::forget(devices);
     launch::default_signals();
+    crate::fault::install(image.kernel_end, mem_size, core_file)
+        .map_err(SetupError::FaultHandler)?;
     seccomp::install(&program)?;
     // What `jump` relies on, checked above: `entry` is inside guest memory
     // (Image::check; if it is not executable the guest dies by SIGSEGV,

@@ -131,16 +131,19 @@ fn forbidden_system_calls_kill_the_guest() {
     let getpid = [asm::mov_eax(39), asm::SYSCALL.to_vec(), exit(0)].concat();
     let out = run("getpid", image(&getpid).manifest_note(&[]), &[]);
     assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{out:?}");
-    // write to stderr: write is allowed, but only to fd 1.
-    let write2 = [
-        asm::mov_eax(1),
-        asm::mov_edi(2),
-        asm::SYSCALL.to_vec(),
-        exit(0),
-    ]
-    .concat();
-    let out = run("write2", image(&write2).manifest_note(&[]), &[]);
-    assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{out:?}");
+    // write to another descriptor (the epoll set's): write is allowed, but
+    // only to fd 1 (the console) and fd 2 (the fault handler's report).
+    for fd in [0, 3] {
+        let write = [
+            asm::mov_eax(1),
+            asm::mov_edi(fd),
+            asm::SYSCALL.to_vec(),
+            exit(0),
+        ]
+        .concat();
+        let out = run("write-fd", image(&write).manifest_note(&[]), &[]);
+        assert_eq!(out.status.signal(), Some(libc::SIGSYS), "fd {fd}: {out:?}");
+    }
     // clock_gettime with CLOCK_PROCESS_CPUTIME_ID (2).
     let clock = [
         asm::mov_eax(228),

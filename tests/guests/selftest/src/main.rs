@@ -11,6 +11,8 @@
 //! | `compute` | runs the benchmark loop of `bench/compute_loop.rs` and prints its time |
 //! | `panic` | a panic prints its message and exits 255; `panic_caller` calls `panic_here`, which panics, so its backtrace names both |
 //! | `exit` | exits with `--status` |
+//! | `fault-null` | `fault_caller` calls `fault_here`, which writes to address 0: the tender (spt: its signal handler; hvt: the vCPU's exit) reports the page fault with a backtrace naming both |
+//! | `fault-ud2` | the same with an invalid opcode (`ud2`) |
 //! | `write-text` | writing to its own code is stopped by the tender |
 //! | `bad-pointer` | (hvt) a hypercall with a pointer outside guest memory is refused |
 //! | `overflow` | (hvt) a hypercall whose address + length overflows is refused |
@@ -60,6 +62,8 @@ async fn selftest<P: Platform>(
         "compute" => compute(&env, &devices, args.iterations),
         "panic" => panic_caller(args.iterations),
         "exit" => return Ok(Exit(args.status)),
+        "fault-null" => fault_caller(Fault::NullWrite),
+        "fault-ud2" => fault_caller(Fault::InvalidOpcode),
         hostile => {
             hostile::run(hostile)?;
             Err(format!("the tender let '{hostile}' through"))
@@ -85,6 +89,41 @@ fn panic_caller(rounds: u64) -> Result<(), String> {
 fn panic_here(depth: u64) {
     if core::hint::black_box(depth) < u64::MAX {
         panic!("selftest panics on purpose");
+    }
+}
+
+/// A fault on purpose, for the tender to explain.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// A write to address 0 (never mapped): a page fault, SIGSEGV on spt.
+    NullWrite,
+    /// `ud2`: an invalid opcode, SIGILL on spt.
+    InvalidOpcode,
+}
+
+/// Calls [`fault_here`]: the caller the tender's backtrace must show.
+#[inline(never)]
+fn fault_caller(fault: Fault) -> Result<(), String> {
+    let fault = core::hint::black_box(fault);
+    fault_here(fault);
+    Err("fault_here returned".into())
+}
+
+/// Faults, always: the function the tender's backtrace must name first.
+/// In assembly, so that neither the compiler nor a debug build's
+/// null-pointer check turns the fault into something else.
+#[inline(never)]
+fn fault_here(fault: Fault) {
+    let address = core::hint::black_box(0usize);
+    match fault {
+        // SAFETY: none; a write to address 0, which no target maps, must
+        // fault and end the guest.
+        Fault::NullWrite => unsafe {
+            core::arch::asm!("mov qword ptr [{0}], {0}", in(reg) address, options(nostack))
+        },
+        // SAFETY: `ud2` raises an invalid-opcode exception and touches
+        // nothing.
+        Fault::InvalidOpcode => unsafe { core::arch::asm!("ud2", options(nostack, nomem)) },
     }
 }
 
