@@ -1,19 +1,21 @@
 //! `lamina oci` against the real OCI tools and urunc's way of starting a
 //! Solo5 unikernel: the image is checked by skopeo, unpacked by umoci, and
-//! the unikernel inside is started with the exact command line urunc builds
-//! from the image (its `/urunc.json` and the bundle's process arguments),
-//! lamina-hvt standing in for solo5-hvt on a tap in a network namespace,
-//! then reached with curl.
+//! the unikernel inside is started as urunc starts it, with its exact
+//! command line, built from the image (its `/urunc.json` and the bundle's
+//! process arguments), Lamina's tender standing in for solo5-hvt (or
+//! solo5-spt) on a tap in a network namespace, then reached with curl.
 //!
 //! What urunc does, from its source (pkg/unikontainers): it reads the
 //! annotations or, when the runtime lost them, `/urunc.json` (values in
 //! base64); the guest arguments are the container's process arguments, or
 //! the `cmdline` annotation when there are none; for the type `mirage` and
-//! the monitor `hvt` it executes the space-split string
-//! `solo5-hvt --mem=MB --net:service=TAP [--block:storage=IMG] BINARY
-//! --ipv4=IP/24 --ipv4-gateway=GW ARGS`, chrooted into the rootfs, MB the
-//! memory limit in decimal megabytes or 256. The one difference here: the
-//! tender runs outside the rootfs, so BINARY and IMG are taken inside it.
+//! the monitor `hvt` it bind-mounts the monitor (found on the PATH as
+//! solo5-hvt), /lib, /lib64 and /usr/lib into the rootfs, gives it a /dev
+//! with only /dev/null, /dev/kvm and /dev/net/tun, changes root into it and
+//! executes the space-split string `solo5-hvt --mem=MB
+//! --net:service=TAP [--block:storage=IMG] BINARY --ipv4=IP/24
+//! --ipv4-gateway=GW ARGS`, MB the memory limit in decimal megabytes or
+//! 256. The tests do the same in a private mount namespace.
 
 mod common;
 
@@ -120,37 +122,86 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
-/// The command line urunc's HVT.Execve builds for a `mirage` unikernel,
-/// split at single spaces as urunc splits it; paths inside `rootfs`.
+/// Where urunc's root for the monitor has it: the host path that
+/// `exec.LookPath("solo5-hvt")` finds, bind-mounted at the same place.
+fn monitor_path(hypervisor: &str) -> String {
+    format!("/usr/local/bin/solo5-{hypervisor}")
+}
+
+/// The command line urunc's HVT.Execve (SPT.Execve) builds for a `mirage`
+/// unikernel, split at single spaces as urunc splits it.
 fn urunc_command_line(
-    tender: &Path,
     config: &BTreeMap<String, String>,
     args: &[String],
-    rootfs: &Path,
     ip: &str,
     gateway: &str,
 ) -> Vec<String> {
     assert_eq!(config["com.urunc.unikernel.unikernelType"], "mirage");
-    assert_eq!(config["com.urunc.unikernel.hypervisor"], "hvt");
-    let inside = |path: &str| {
-        rootfs
-            .join(path.trim_start_matches('/'))
-            .display()
-            .to_string()
-    };
+    let hypervisor = &config["com.urunc.unikernel.hypervisor"];
     let mut line = format!(
         "{} --mem={URUNC_DEFAULT_MEM_MB} --net:service={URUNC_TAP}",
-        tender.display()
+        monitor_path(hypervisor)
     );
     if let Some(block) = config.get("com.urunc.unikernel.block") {
-        line += &format!(" --block:storage={}", inside(block));
+        line += &format!(" --block:storage={block}");
     }
-    line += &format!(" {}", inside(&config["com.urunc.unikernel.binary"]));
+    line += &format!(" {}", config["com.urunc.unikernel.binary"]);
     line += &format!(
         " --ipv4={ip}/24 --ipv4-gateway={gateway} {}",
         args.join(" ")
     );
     line.split(' ').map(str::to_owned).collect()
+}
+
+/// What urunc's prepareMonRootfs and changeRoot do, as a script run in a
+/// private mount namespace (the mounts go with it): `$1` the rootfs, `$2`
+/// the tender, then the command line, whose first word says where the
+/// tender goes; `$DEVICES` the
+/// devices under /dev it gets (/dev/kvm for hvt only).
+const ENTER_ROOTFS: &str = r#"set -e
+root=$1 tender=$2 monitor=$3
+shift 2
+mkdir -p "$root/lib" "$root/lib64" "$root/usr/lib" "$root/dev" "$root/tmp" "$root$(dirname "$monitor")"
+touch "$root$monitor"
+mount --bind "$tender" "$root$monitor"
+for dir in /lib /lib64 /usr/lib; do mount --bind "$dir" "$root$dir"; done
+mount -t tmpfs -o nosuid,mode=755 tmpfs "$root/dev"
+mount -t tmpfs -o nosuid,noexec,mode=1777 tmpfs "$root/tmp"
+mkdir "$root/dev/net"
+for dev in $DEVICES; do
+  touch "$root/dev/$dev"
+  mount --bind "/dev/$dev" "$root/dev/$dev"
+done
+exec chroot "$root" "$@"
+"#;
+
+/// Starts `argv` in `ns` as urunc does: `tender` mounted as the monitor
+/// inside `rootfs`, the root changed to it, with the devices urunc gives
+/// the monitor.
+fn start_as_urunc(
+    ns: &mut Namespace,
+    rootfs: &Path,
+    tender: &Path,
+    argv: &[String],
+    console: &Path,
+) {
+    let mut guest = ns.command("unshare");
+    guest
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            ENTER_ROOTFS,
+            "sh",
+        ])
+        .arg(rootfs)
+        .arg(tender)
+        .args(argv);
+    let kvm = if argv[0].ends_with("hvt") { "kvm" } else { "" };
+    guest.env("DEVICES", format!("null net/tun {kvm}"));
+    ns.start_guest(guest, console);
 }
 
 /// A namespace whose tap is named as urunc names it.
@@ -164,68 +215,69 @@ fn urunc_namespace() -> Namespace {
 }
 
 fn can_run_unikernel(test: &str) -> bool {
-    can_use_namespaces(test, &["ip", "curl", "skopeo", "umoci"]) && kvm_or_skip(test)
+    can_use_namespaces(
+        test,
+        &[
+            "ip", "curl", "skopeo", "umoci", "unshare", "mount", "chroot",
+        ],
+    )
 }
 
 #[test]
 fn website_image_runs_as_urunc_starts_it() {
-    let test = "lamina oci website under urunc's command line";
+    let test = "lamina oci website started as urunc starts it";
     if !can_run_unikernel(test) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let layout = dir.path().join("website-oci");
-    lamina_oci("website", &layout, &[]);
+    for target in unikernel_targets(test) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("website-oci");
+        lamina_oci("website", &layout, &["-t", target]);
 
-    let labels = urunc_labels(&format!("oci:{}", layout.display()));
-    assert_eq!(labels["com.urunc.unikernel.unikernelType"], "mirage");
-    assert_eq!(labels["com.urunc.unikernel.hypervisor"], "hvt");
-    assert_eq!(
-        labels["com.urunc.unikernel.binary"],
-        "/unikernel/website.hvt"
-    );
-    assert_eq!(labels["com.urunc.unikernel.cmdline"], "--name=website");
-    assert!(
-        !labels.contains_key("com.urunc.unikernel.block"),
-        "the website declares no storage"
-    );
+        let labels = urunc_labels(&format!("oci:{}", layout.display()));
+        assert_eq!(labels["com.urunc.unikernel.unikernelType"], "mirage");
+        assert_eq!(labels["com.urunc.unikernel.hypervisor"], target);
+        assert_eq!(
+            labels["com.urunc.unikernel.binary"],
+            format!("/unikernel/website.{target}")
+        );
+        assert_eq!(labels["com.urunc.unikernel.cmdline"], "--name=website");
+        assert!(
+            !labels.contains_key("com.urunc.unikernel.block"),
+            "the website declares no storage"
+        );
 
-    let bundle = unpack(&layout, &dir.path().join("bundle"));
-    let rootfs = bundle.join("rootfs");
-    let (config, args) = urunc_config(&bundle);
-    assert_eq!(config, labels, "urunc.json says what the labels say");
-    assert_eq!(args, ["--name=website"], "the image's Cmd");
+        let bundle = unpack(&layout, &dir.path().join("bundle"));
+        let (config, args) = urunc_config(&bundle);
+        assert_eq!(config, labels, "urunc.json says what the labels say");
+        assert_eq!(args, ["--name=website"], "the image's Cmd");
 
-    let mut ns = urunc_namespace();
-    let ip = ns.guest_ip();
-    let gateway = format!("10.{}.0.1", ns.subnet);
-    let argv = urunc_command_line(
-        &release_dir().join("lamina-hvt"),
-        &config,
-        &args,
-        &rootfs,
-        &ip,
-        &gateway,
-    );
-    eprintln!("--- urunc's command line: {}", argv.join(" "));
-    let console = dir.path().join("console");
-    let mut guest = ns.command(&argv[0]);
-    guest.args(&argv[1..]);
-    ns.start_guest(guest, &console);
-    let page = ns.wait_for(
-        &format!("curl -s --max-time 2 http://{ip}/"),
-        "<title>A library operating system in Rust · Lamina</title>",
-        Duration::from_secs(60),
-    );
-    assert!(page.contains("</html>"), "a whole page: {page}");
-    let log = std::fs::read_to_string(&console).unwrap();
-    assert!(log.contains(&ip), "the guest took urunc's address: {log}");
+        let mut ns = urunc_namespace();
+        let ip = ns.guest_ip();
+        let gateway = format!("10.{}.0.1", ns.subnet);
+        let argv = urunc_command_line(&config, &args, &ip, &gateway);
+        eprintln!("--- {target}: urunc's command line: {}", argv.join(" "));
+        let console = dir.path().join("console");
+        let tender = release_dir().join(format!("lamina-{target}"));
+        start_as_urunc(&mut ns, &bundle.join("rootfs"), &tender, &argv, &console);
+        let page = ns.wait_for(
+            &format!("curl -s --max-time 2 http://{ip}/"),
+            "<title>A library operating system in Rust · Lamina</title>",
+            Duration::from_secs(60),
+        );
+        assert!(page.contains("</html>"), "{target}: a whole page: {page}");
+        let log = std::fs::read_to_string(&console).unwrap();
+        assert!(
+            log.contains(&ip),
+            "{target}: the guest took urunc's address: {log}"
+        );
+    }
 }
 
 #[test]
 fn kv_image_carries_its_storage_disk_and_keeps_what_is_put() {
     let test = "lamina oci kv under urunc's command line";
-    if !can_run_unikernel(test) {
+    if !can_run_unikernel(test) || !kvm_or_skip(test) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -249,18 +301,11 @@ fn kv_image_carries_its_storage_disk_and_keeps_what_is_put() {
     let mut ns = urunc_namespace();
     let ip = ns.guest_ip();
     let gateway = format!("10.{}.0.1", ns.subnet);
-    let argv = urunc_command_line(
-        &release_dir().join("lamina-hvt"),
-        &config,
-        &args,
-        &rootfs,
-        &ip,
-        &gateway,
-    );
+    let argv = urunc_command_line(&config, &args, &ip, &gateway);
     eprintln!("--- urunc's command line: {}", argv.join(" "));
-    let mut guest = ns.command(&argv[0]);
-    guest.args(&argv[1..]);
-    ns.start_guest(guest, &dir.path().join("console"));
+    let tender = release_dir().join("lamina-hvt");
+    let console = dir.path().join("console");
+    start_as_urunc(&mut ns, &rootfs, &tender, &argv, &console);
     let url = format!("http://{ip}:8080/kv/greeting");
     ns.wait_for(
         &format!("curl -s --max-time 2 -o /dev/null -w '%{{http_code}}' {url}"),

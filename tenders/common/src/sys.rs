@@ -14,6 +14,29 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
+/// Fills `buf` from the kernel's random source with `getrandom(2)`, not
+/// by opening /dev/urandom: a deployer may run the tender chrooted in a
+/// root where /dev holds only the devices it needs (urunc gives it
+/// /dev/kvm, /dev/net/tun and /dev/null).
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: the kernel writes at most rest.len() bytes into rest,
+        // which is valid for writes and lives for the call.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
 /// An `ifreq` naming `name`, with the rest zeroed.
 fn ifreq(name: &str) -> io::Result<libc::ifreq> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('\0') {

@@ -16,7 +16,7 @@ use crate::mem::{GuestBytes, GuestBytesMut};
 use crate::sys;
 use seccompiler::SeccompRule;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Mutex;
 
@@ -335,7 +335,7 @@ fn inherited(
 /// A random, locally administered, unicast MAC.
 fn random_mac() -> io::Result<[u8; 6]> {
     let mut mac = [0u8; 6];
-    File::open("/dev/urandom")?.read_exact(&mut mac)?;
+    crate::sys::random_bytes(&mut mac)?;
     mac[0] = (mac[0] & 0xfe) | 0x02;
     Ok(mac)
 }
