@@ -2,6 +2,7 @@
 
 use crate::guest;
 use crate::project::Project;
+use crate::provenance;
 use crate::{CliError, Target};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -28,16 +29,26 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
             cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
         }
         Target::Spt | Target::Hvt | Target::Virtio => {
+            let target_dir = guest::target_dir(project, target, release);
             let mut args = vec![
                 "--target".to_owned(),
                 guest::GUEST_TRIPLE.to_owned(),
                 "--target-dir".to_owned(),
-                guest::target_dir(project, target, release)
-                    .display()
-                    .to_string(),
+                target_dir.display().to_string(),
             ];
             args.extend(guest::profile_args(release));
-            let env = [("RUSTFLAGS", guest::rustflags(target, release))];
+            // Reproducible images: no path of this machine in them (the
+            // flags reach rustc only; build IDs are off in guest::flags).
+            let workspace = provenance::workspace(project);
+            let mut flags = guest::rustflags(target, release);
+            flags.extend(provenance::remap_flags(&workspace, &target_dir));
+            let env = [
+                ("RUSTFLAGS", flags.join(" ")),
+                (
+                    provenance::ENV,
+                    provenance::collect(project, target, release).to_text(),
+                ),
+            ];
             cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?
         }
     };

@@ -14,21 +14,36 @@ use std::path::PathBuf;
 /// The host triple guests are built for.
 pub const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
-/// The flags that make a guest image out of a `no_std` binary.
-pub fn rustflags(target: Target, release: bool) -> String {
-    let runtime = if target == Target::Virtio {
+/// The directory of `target`'s runtime and linker script under `targets/`.
+pub fn runtime_dir(target: Target) -> &'static str {
+    if target == Target::Virtio {
         "virtio"
     } else {
         "solo5"
-    };
-    let script = lamina_root().join("targets").join(runtime).join("link.ld");
+    }
+}
+
+/// The flags that make a guest image out of a `no_std` binary, with this
+/// copy of Lamina's linker script.
+pub fn rustflags(target: Target, release: bool) -> Vec<String> {
+    let script = lamina_root()
+        .join("targets")
+        .join(runtime_dir(target))
+        .join("link.ld");
+    flags(target, release, &script.display().to_string())
+}
+
+/// The guest flags with the linker script at `script`. (Its path reaches
+/// only the linker, never the image; the provenance records it as
+/// `/lamina/targets/...`.)
+pub fn flags(target: Target, release: bool, script: &str) -> Vec<String> {
     let mut flags = vec![
         format!("--cfg lamina_target=\"{}\"", target.name()),
         "-C relocation-model=static".into(),
         "-C target-feature=+crt-static".into(),
         "-C link-arg=-nostartfiles".into(),
         "-C link-arg=-nostdlib".into(),
-        format!("-C link-arg=-Wl,-T,{}", script.display()),
+        format!("-C link-arg=-Wl,-T,{script}"),
         "-C link-arg=-Wl,--gc-sections".into(),
         "-C link-arg=-Wl,-z,max-page-size=0x1000".into(),
         "-C link-arg=-Wl,--build-id=none".into(),
@@ -43,7 +58,7 @@ pub fn rustflags(target: Target, release: bool) -> String {
     if release {
         flags.push("-C strip=symbols".into());
     }
-    flags.join(" ")
+    flags
 }
 
 /// Profile overrides of a guest build without `--release`: the crates that
@@ -86,7 +101,7 @@ pub fn profile_args(release: bool) -> Vec<String> {
 pub fn target_dir(project: &Project, target: Target, release: bool) -> PathBuf {
     let base = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_target_dir(project));
+        .unwrap_or_else(|| crate::provenance::workspace(project).target_dir);
     base.join(format!(
         "lamina-{}{}",
         target.name(),
@@ -94,23 +109,14 @@ pub fn target_dir(project: &Project, target: Target, release: bool) -> PathBuf {
     ))
 }
 
-/// The target directory cargo uses for `project` (its workspace's).
-fn workspace_target_dir(project: &Project) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = std::process::Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--manifest-path",
-        ])
-        .arg(project.dir.join("Cargo.toml"))
-        .output();
-    output
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
-        .and_then(|v| v.get("target_directory")?.as_str().map(PathBuf::from))
-        .unwrap_or_else(|| project.dir.join("target"))
+/// The image `lamina build` makes of the application `app` for the target
+/// named `target` when the target directory is `base` (`CARGO_TARGET_DIR`).
+pub fn image_path(base: &std::path::Path, target: &str, release: bool, app: &str) -> PathBuf {
+    base.join(format!(
+        "lamina-{target}{}",
+        if release { "" } else { "-debug" }
+    ))
+    .join(GUEST_TRIPLE)
+    .join("release")
+    .join(app)
 }

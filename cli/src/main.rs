@@ -12,11 +12,13 @@ mod declared;
 mod describe;
 mod disk;
 mod guest;
+mod inspect;
 mod jitsu;
 mod net;
 mod new;
 mod oci;
 mod project;
+mod provenance;
 mod run;
 mod store;
 // fork/exec set-up, kill and waitid for the application's process.
@@ -25,6 +27,7 @@ mod supervise;
 mod tls;
 mod trace;
 mod usernet;
+mod verify;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -241,6 +244,30 @@ enum Command {
         /// Boot arguments for the application (the image's command), after `--`.
         #[arg(last = true)]
         boot_args: Vec<String>,
+    },
+    /// Show what an image says about itself: ABI and manifest (as Solo5's
+    /// elftool does), Lamina's notes, the build provenance, the memory
+    /// layout and the sealed sections. Reads Solo5 images too.
+    Inspect {
+        /// The unikernel image.
+        image: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild an image from the provenance it records and compare:
+    /// "identical", or the first difference. Exits 1 if they differ.
+    Verify {
+        /// The unikernel image (built by lamina build).
+        image: PathBuf,
+        /// The source checkout to rebuild from, at the recorded commit
+        /// [default: the git checkout holding the current directory].
+        source: Option<PathBuf>,
+        /// Build in this target directory instead of a fresh temporary one
+        /// (faster when it holds an earlier build; a fresh one is the
+        /// honest check).
+        #[arg(long, value_name = "DIR")]
+        target_dir: Option<PathBuf>,
     },
     /// Show the application's device graph for a target.
     Describe {
@@ -530,6 +557,20 @@ fn main() -> ExitCode {
                 oci::oci(&project, &request)
             })
             .map(|()| ExitCode::SUCCESS),
+        Command::Inspect { image, json } => {
+            inspect::inspect(&image, json).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            image,
+            source,
+            target_dir,
+        } => verify::verify(&image, source.as_deref(), target_dir.as_deref()).map(|same| {
+            if same {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }),
         Command::Describe { target, dot, app } => project::Project::find(&app)
             .and_then(|project| describe_app(&project, target, dot))
             .map(|()| ExitCode::SUCCESS),

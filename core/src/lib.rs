@@ -33,6 +33,7 @@ pub mod declare;
 pub mod device;
 pub mod exit;
 pub mod platform;
+pub mod provenance;
 pub mod runtime;
 pub mod trace;
 

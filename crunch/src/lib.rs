@@ -12,12 +12,17 @@
 //! // main.rs: include!(concat!(env!("OUT_DIR"), "/SITE.rs"));  -> static SITE: Baked
 //! ```
 //!
+//! The generated source also records the directory in the image's
+//! provenance (`lamina::baked_note!`): its SHA-256 digest as
+//! [`dir_digest`] computes it, the number of files and the directory's name.
+//!
 //! Only regular files are taken; symbolic links are refused, so nothing
 //! outside the directory can be baked in by accident. Names must be UTF-8
 //! without backslashes; anything else is an error naming the file.
 //!
 //! [`Baked`]: https://docs.rs/lamina-core
 
+use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::hash::Hasher;
 use std::path::{Path, PathBuf};
@@ -117,15 +122,71 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(),
     Ok(())
 }
 
-/// Generates the source of a `static NAME: Baked` holding every file below
-/// `dir`.
-pub fn generate(dir: &Path, name: &str) -> Result<String, CrunchError> {
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The files below `dir`, sorted by their path relative to it.
+fn files_of(dir: &Path) -> Result<Vec<(String, PathBuf)>, CrunchError> {
     let root = dir
         .canonicalize()
         .map_err(|e| CrunchError(format!("{}: {e}", dir.display())))?;
     let mut files = Vec::new();
     walk(&root, &root, &mut files)?;
     files.sort();
+    Ok(files)
+}
+
+/// The digest of a directory recorded in the image: SHA-256 of one line
+/// `HEX  PATH\n` per file (HEX its SHA-256, PATH relative to `dir`),
+/// sorted by path; what `find . -type f -printf '%P\n' | LC_ALL=C sort |
+/// xargs sha256sum | sha256sum` prints in `dir`. With the number of files.
+pub fn dir_digest(dir: &Path) -> Result<(String, usize), CrunchError> {
+    let files = files_of(dir)?;
+    let mut listing = Sha256::new();
+    for (key, path) in &files {
+        let data =
+            std::fs::read(path).map_err(|e| CrunchError(format!("{}: {e}", path.display())))?;
+        listing.update(format!("{}  {key}\n", hex(&Sha256::digest(&data))));
+    }
+    Ok((hex(&listing.finalize()), files.len()))
+}
+
+/// The `lamina::baked_note!` line recording `dir` (as the build script
+/// named it) under `name`. A directory outside the package (an absolute
+/// path, or one through `..`) is named by its last component only, so that
+/// no path of the build machine gets into the image.
+fn baked_note(dir_as_named: &str, dir: &Path, name: &str) -> Result<String, CrunchError> {
+    let (digest, files) = if dir.is_dir() {
+        dir_digest(dir)?
+    } else {
+        (hex(&Sha256::digest(b"")), 0)
+    };
+    let named = Path::new(dir_as_named);
+    let inside = named.is_relative()
+        && named
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let shown = if inside {
+        dir_as_named.to_owned()
+    } else {
+        named
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let text = format!("{name}={digest} files={files} dir={shown}");
+    Ok(format!(
+        "// {name} in the image's provenance.\nlamina::baked_note!({text:?});\n"
+    ))
+}
+
+/// Generates the source of a `static NAME: Baked` holding every file below
+/// `dir`.
+pub fn generate(dir: &Path, name: &str) -> Result<String, CrunchError> {
+    let files = files_of(dir)?;
     let mut src = format!("/// Baked from {} at build time.\npub static {name}: lamina::device::Baked = lamina::device::Baked::new(&[\n", dir.display());
     for (key, path) in &files {
         let data =
@@ -145,8 +206,9 @@ pub fn generate(dir: &Path, name: &str) -> Result<String, CrunchError> {
 /// For build scripts: bakes `dir` (relative to the package) into
 /// `$OUT_DIR/NAME.rs` and asks cargo to rebuild when it changes.
 pub fn bake(dir: &str, name: &str) -> Result<(), CrunchError> {
-    let dir = watch(dir)?;
-    let source = generate(&dir, name)?;
+    let path = watch(dir)?;
+    let mut source = generate(&path, name)?;
+    source.push_str(&baked_note(dir, &path, name)?);
     write_out(&format!("{name}.rs"), source.as_bytes()).map(drop)
 }
 
@@ -163,11 +225,12 @@ pub fn bake(dir: &str, name: &str) -> Result<(), CrunchError> {
 /// // main.rs: include!(concat!(env!("OUT_DIR"), "/ZONES.rs"));  -> static ZONES: &[u8]
 /// ```
 pub fn bake_bytes(dir: &str, name: &str, bytes: &[u8]) -> Result<(), CrunchError> {
-    watch(dir)?;
+    let path = watch(dir)?;
     let data = write_out(&format!("{name}.bin"), bytes)?;
     let source = format!(
-        "/// Baked from {dir} at build time.\npub static {name}: &[u8] = include_bytes!({path:?});\n",
+        "/// Baked from {dir} at build time.\npub static {name}: &[u8] = include_bytes!({path:?});\n{note}",
         path = data.display().to_string(),
+        note = baked_note(dir, &path, name)?,
     );
     write_out(&format!("{name}.rs"), source.as_bytes()).map(drop)
 }
@@ -223,6 +286,37 @@ mod tests {
             .unwrap_err()
             .0
             .contains("symbolic links"));
+    }
+
+    #[test]
+    fn the_digest_is_what_sha256sum_gives_and_no_path_leaks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("b/x y.txt"), "spaced").unwrap();
+        std::fs::write(dir.path().join("a.html"), "<p>a</p>").unwrap();
+        std::fs::write(dir.path().join("B.css"), "").unwrap();
+        let (digest, files) = dir_digest(dir.path()).unwrap();
+        assert_eq!(files, 3);
+        let shell = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("find . -type f -printf '%P\\n' | LC_ALL=C sort | tr '\\n' '\\0' | xargs -0 sha256sum | sha256sum")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let shell = String::from_utf8(shell.stdout).unwrap();
+        assert_eq!(shell.split(' ').next().unwrap(), digest);
+        let inside = baked_note("site", dir.path(), "SITE").unwrap();
+        assert!(
+            inside.contains(&format!("SITE={digest} files=3 dir=site")),
+            "{inside}"
+        );
+        let outside = baked_note("/home/me/secret/tls", dir.path(), "CERTS").unwrap();
+        assert!(
+            outside.contains("dir=tls\")") && !outside.contains("/home"),
+            "{outside}"
+        );
+        let missing = baked_note("none", &dir.path().join("none"), "X").unwrap();
+        assert!(missing.contains("files=0"), "{missing}");
     }
 
     #[test]

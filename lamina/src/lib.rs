@@ -39,7 +39,9 @@
 #![forbid(unsafe_code)]
 
 pub use lamina_core::*;
-pub use lamina_core::{args, boot_args, declare, device, devices, exit, platform, runtime};
+pub use lamina_core::{
+    args, baked_note, boot_args, declare, device, devices, exit, platform, provenance, runtime,
+};
 
 /// The target chosen at build time.
 #[cfg(not(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio")))]

@@ -18,6 +18,7 @@
 //! | [`backtrace`] | return addresses walked through frame pointers, for the panic handler |
 //! | [`heap`]    | the global allocator over the RAM the boot protocol reports |
 //! | `mem`       | `memcpy` and friends, which `core` expects from a libc |
+//! | `provenance` | the image's provenance note, from `lamina build` (`lamina_core::provenance`) |
 //! | `libc`      | `syscall(SYS_getrandom)`, answered from [`random`], for crates that reach for the OS's randomness |
 //!
 //! `mem`, `libc` and the global allocator exist only in a guest (`--cfg
@@ -42,6 +43,8 @@ pub mod heap;
 mod libc;
 #[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
 mod mem;
+#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
+mod provenance;
 
 /// What a target's runtime supplies to the shared one: the few facts that
 /// differ between a Solo5 tender, a PC under a VMM and whatever comes next.

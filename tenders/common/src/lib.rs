@@ -28,6 +28,7 @@ pub mod args;
 pub mod core_dump;
 pub mod devices;
 pub mod elf;
+pub mod elf_contents;
 pub mod elf_writer;
 pub mod fault;
 pub mod image;
