@@ -1001,6 +1001,19 @@ mod tests {
     }
 
     #[test]
+    fn an_image_layout_written_before_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("layout");
+        std::fs::create_dir_all(out.join("blobs/sha256")).unwrap();
+        std::fs::write(out.join("blobs/sha256/old"), b"old blob").unwrap();
+        std::fs::write(out.join("oci-layout"), b"{}").unwrap();
+        std::fs::write(out.join("index.json"), b"{}").unwrap();
+        let output = Output::prepare(&out).unwrap();
+        assert_eq!(output.staging(), out);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "emptied");
+    }
+
+    #[test]
     fn a_bad_output_is_refused_before_anything_is_built() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
