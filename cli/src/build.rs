@@ -14,6 +14,8 @@ use std::time::Instant;
 pub struct Built {
     /// The program (unix) or image (unikernel targets).
     pub artifact: PathBuf,
+    /// The unstripped copy of a release unikernel image (IMAGE.debug).
+    pub debug: Option<PathBuf>,
 }
 
 /// Builds `project` for `target`, showing cargo's progress.
@@ -40,7 +42,7 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
             // Reproducible images: no path of this machine in them (the
             // flags reach rustc only; build IDs are off in guest::flags).
             let workspace = provenance::workspace(project);
-            let mut flags = guest::rustflags(target, release);
+            let mut flags = guest::rustflags(target);
             flags.extend(provenance::remap_flags(&workspace, &target_dir));
             let env = [
                 ("RUSTFLAGS", flags.join(" ")),
@@ -49,7 +51,12 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
                     provenance::collect(project, target, release).to_text(),
                 ),
             ];
-            cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?
+            let mut built =
+                cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?;
+            if release {
+                built.debug = Some(guest::split_debug(&built.artifact)?);
+            }
+            built
         }
     };
     let size = std::fs::metadata(&built.artifact)
@@ -125,7 +132,10 @@ fn cargo_build(
         .wait()
         .map_err(CliError::io("cannot wait for cargo"))?;
     match (status.success(), artifact) {
-        (true, Some(artifact)) => Ok(Built { artifact }),
+        (true, Some(artifact)) => Ok(Built {
+            artifact,
+            debug: None,
+        }),
         (true, None) => Err(CliError::Project(format!(
             "cargo built no binary named '{bin}': is src/main.rs there?"
         ))),

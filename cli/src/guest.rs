@@ -8,8 +8,8 @@
 //! to build scripts and proc-macros, which stay ordinary host programs.
 
 use crate::project::{lamina_root, Project};
-use crate::Target;
-use std::path::PathBuf;
+use crate::{CliError, Target};
+use std::path::{Path, PathBuf};
 
 /// The host triple guests are built for.
 pub const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
@@ -25,19 +25,20 @@ pub fn runtime_dir(target: Target) -> &'static str {
 
 /// The flags that make a guest image out of a `no_std` binary, with this
 /// copy of Lamina's linker script.
-pub fn rustflags(target: Target, release: bool) -> Vec<String> {
+pub fn rustflags(target: Target) -> Vec<String> {
     let script = lamina_root()
         .join("targets")
         .join(runtime_dir(target))
         .join("link.ld");
-    flags(target, release, &script.display().to_string())
+    flags(target, &script.display().to_string())
 }
 
 /// The guest flags with the linker script at `script`. (Its path reaches
 /// only the linker, never the image; the provenance records it as
-/// `/lamina/targets/...`.)
-pub fn flags(target: Target, release: bool, script: &str) -> Vec<String> {
-    let mut flags = vec![
+/// `/lamina/targets/...`.) Release images are not stripped here but after
+/// the link ([`split_debug`]), which keeps the unstripped one.
+pub fn flags(target: Target, script: &str) -> Vec<String> {
+    let flags = vec![
         format!("--cfg lamina_target=\"{}\"", target.name()),
         "-C relocation-model=static".into(),
         "-C target-feature=+crt-static".into(),
@@ -55,10 +56,72 @@ pub fn flags(target: Target, release: bool, script: &str) -> Vec<String> {
         // without, three runs each: within the noise.
         "-C force-frame-pointers=yes".into(),
     ];
-    if release {
-        flags.push("-C strip=symbols".into());
-    }
     flags
+}
+
+/// The unstripped copy `lamina build` keeps beside a release image.
+pub fn debug_path(image: &Path) -> PathBuf {
+    let mut name = image.as_os_str().to_owned();
+    name.push(".debug");
+    PathBuf::from(name)
+}
+
+/// The file holding `image`'s symbols: IMAGE.debug beside a stripped
+/// release image, else the image itself.
+pub fn with_symbols(image: &Path) -> PathBuf {
+    let debug = debug_path(image);
+    if debug.is_file() {
+        debug
+    } else {
+        image.to_path_buf()
+    }
+}
+
+/// Whether the ELF file `bytes` has a symbol table.
+fn has_symbols(bytes: &[u8]) -> bool {
+    lamina_tender::elf::Elf::parse(bytes)
+        .ok()
+        .and_then(|elf| lamina_tender::elf_contents::sections(&elf).ok())
+        .is_some_and(|sections| sections.iter().any(|s| s.name == ".symtab"))
+}
+
+/// Keeps the freshly linked release image, symbols and all (no DWARF:
+/// `debug=false`), as IMAGE.debug for the size report, backtraces and
+/// debuggers, and strips IMAGE (`objcopy --strip-all`: the loaded bytes are
+/// the same, the symbol table goes). An image that is already stripped was
+/// not relinked: its IMAGE.debug is still the right one.
+pub fn split_debug(image: &Path) -> Result<PathBuf, CliError> {
+    let debug = debug_path(image);
+    let bytes =
+        std::fs::read(image).map_err(CliError::io(format!("cannot read {}", image.display())))?;
+    if !has_symbols(&bytes) {
+        return Ok(debug);
+    }
+    std::fs::write(&debug, &bytes)
+        .map_err(CliError::io(format!("cannot write {}", debug.display())))?;
+    let mut stripped = image.as_os_str().to_owned();
+    stripped.push(".stripped");
+    let stripped = PathBuf::from(stripped);
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-all")
+        .arg(image)
+        .arg(&stripped)
+        .status()
+        .map_err(|e| CliError::MissingTool {
+            what: format!("objcopy ({e})"),
+            package: "binutils",
+        })?;
+    if !status.success() {
+        return Err(CliError::Project(format!(
+            "objcopy --strip-all {} failed",
+            image.display()
+        )));
+    }
+    // A new file, not the one cargo hard-linked from deps/: that one stays
+    // as it was linked.
+    std::fs::rename(&stripped, image)
+        .map_err(CliError::io(format!("cannot replace {}", image.display())))?;
+    Ok(debug)
 }
 
 /// Profile overrides of a guest build without `--release`: the crates that
@@ -111,7 +174,7 @@ pub fn target_dir(project: &Project, target: Target, release: bool) -> PathBuf {
 
 /// The image `lamina build` makes of the application `app` for the target
 /// named `target` when the target directory is `base` (`CARGO_TARGET_DIR`).
-pub fn image_path(base: &std::path::Path, target: &str, release: bool, app: &str) -> PathBuf {
+pub fn image_path(base: &Path, target: &str, release: bool, app: &str) -> PathBuf {
     base.join(format!(
         "lamina-{target}{}",
         if release { "" } else { "-debug" }

@@ -241,10 +241,7 @@ pub fn collect(project: &Project, target: Target, release: bool) -> Provenance {
         }
     }
     let script = format!("/lamina/targets/{}/link.ld", guest::runtime_dir(target));
-    p.push(
-        "rustflags",
-        guest::flags(target, release, &script).join(" "),
-    );
+    p.push("rustflags", guest::flags(target, &script).join(" "));
     p.push("cargo_config", guest::profile_args(release).join(" "));
     let mut inputs: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("LAMINA_") && !NOT_INPUTS.contains(&k.as_str()))
