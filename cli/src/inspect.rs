@@ -345,6 +345,37 @@ pub fn inspect(image: &Path, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Prints the size report of the unstripped image `path`, as a table or
+/// JSON.
+pub fn print_size(path: &Path, json: bool) -> Result<(), CliError> {
+    let bytes =
+        std::fs::read(path).map_err(CliError::io(format!("cannot read {}", path.display())))?;
+    let described =
+        report(&bytes).map_err(|e| CliError::Project(format!("{}: {e}", path.display())))?;
+    let app = described
+        .provenance
+        .as_ref()
+        .and_then(|p| p.iter().find(|(k, _)| k == "app"))
+        .map_or_else(String::new, |(_, v)| v.clone());
+    let baked: u64 = described
+        .baked
+        .iter()
+        .filter_map(|line| line.split(' ').find_map(|w| w.strip_prefix("bytes=")))
+        .filter_map(|n| n.parse::<u64>().ok())
+        .sum();
+    let table = crate::size::report(&bytes, &app, baked)
+        .map_err(|e| CliError::Project(format!("{}: {e}", path.display())))?;
+    if json {
+        let text = serde_json::to_string_pretty(&table)
+            .map_err(|e| CliError::Project(format!("cannot write JSON: {e}")))?;
+        println!("{text}");
+    } else {
+        println!("size of {} ({app}):", path.display());
+        print!("{}", crate::size::to_text(&table));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

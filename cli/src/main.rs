@@ -20,6 +20,7 @@ mod oci;
 mod project;
 mod provenance;
 mod run;
+mod size;
 mod store;
 // fork/exec set-up, kill and waitid for the application's process.
 #[allow(unsafe_code)]
@@ -118,6 +119,10 @@ enum Command {
         /// Where to write the disk image [default: beside the kernel, .img].
         #[arg(long, short, requires = "disk")]
         output: Option<PathBuf>,
+        /// Print how much of the image each crate contributes (text,
+        /// rodata, data+bss, baked files), from its symbols.
+        #[arg(long)]
+        size: bool,
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
@@ -254,6 +259,10 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Print the size report instead: how much each crate contributes
+        /// (from IMAGE.debug beside a stripped release image).
+        #[arg(long)]
+        size: bool,
     },
     /// Rebuild an image from the provenance it records and compare:
     /// "identical", or the first difference. Exits 1 if they differ.
@@ -425,17 +434,31 @@ fn main() -> ExitCode {
             target,
             release,
             disk: false,
+            size,
             app,
             ..
         } => project::Project::find(&app)
-            .and_then(|project| build::build(&project, Target::resolve(target), release))
-            .map(|_| ExitCode::SUCCESS),
+            .and_then(|project| {
+                let target = Target::resolve(target);
+                let built = build::build(&project, target, release)?;
+                if size {
+                    if target == Target::Unix {
+                        return Err(CliError::Project(
+                            "--size reports on unikernel images: pass -t spt, hvt or virtio".into(),
+                        ));
+                    }
+                    inspect::print_size(built.debug.as_ref().unwrap_or(&built.artifact), false)?;
+                }
+                Ok(())
+            })
+            .map(|()| ExitCode::SUCCESS),
         Command::Build {
             target,
             release,
             disk: true,
             output,
             app,
+            size: _,
             boot_args,
         } => project::Project::find(&app)
             .and_then(|project| build_disk(&project, target, release, output, &boot_args))
@@ -557,9 +580,12 @@ fn main() -> ExitCode {
                 oci::oci(&project, &request)
             })
             .map(|()| ExitCode::SUCCESS),
-        Command::Inspect { image, json } => {
-            inspect::inspect(&image, json).map(|()| ExitCode::SUCCESS)
+        Command::Inspect { image, json, size } => if size {
+            inspect::print_size(&guest::with_symbols(&image), json)
+        } else {
+            inspect::inspect(&image, json)
         }
+        .map(|()| ExitCode::SUCCESS),
         Command::Verify {
             image,
             source,

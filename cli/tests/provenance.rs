@@ -121,7 +121,11 @@ fn baked_directories_are_recorded_with_their_digest() {
         &site,
     );
     let files = shell_word("find . -type f | wc -l", &site);
-    let expected = format!("SITE={digest} files={files} dir=site");
+    let bytes = shell_word(
+        "find . -type f -printf '%s\\n' | awk '{s+=$1} END {print s}'",
+        &site,
+    );
+    let expected = format!("SITE={digest} files={files} bytes={bytes} dir=site");
     assert!(
         baked.iter().any(|b| b == expected.as_str()),
         "expected {expected} in {baked:?}"

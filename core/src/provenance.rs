@@ -10,7 +10,8 @@
 //!   and `lamina verify` rebuilds from it;
 //! - one [`TYPE_LBK1`] note per directory baked in at build time
 //!   (`lamina-crunch`, from the application's build script, through
-//!   [`baked_note!`](crate::baked_note)): a line `NAME=SHA256 files=N dir=DIR`,
+//!   [`baked_note!`](crate::baked_note)): a line
+//!   `NAME=SHA256 files=N bytes=B dir=DIR` (B the bytes put in the image),
 //!   the digest being SHA-256 of the lines `SHA256(file)  PATH\n`, one per
 //!   file below the directory sorted by path, exactly as
 //!   `find . -type f -printf '%P\n' | LC_ALL=C sort | xargs sha256sum`
@@ -69,7 +70,7 @@ pub const fn text_note<const N: usize>(note_type: u32, text: &str) -> Note4<N> {
 
 /// Records a baked directory in the image (see [the module
 /// documentation](crate::provenance)): `lamina-crunch` writes
-/// `lamina::baked_note!("SITE=HEX files=5 dir=site");` beside the baked
+/// `lamina::baked_note!("SITE=HEX files=5 bytes=9000 dir=site");` beside the baked
 /// files.
 #[macro_export]
 macro_rules! baked_note {

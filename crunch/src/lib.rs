@@ -156,10 +156,15 @@ pub fn dir_digest(dir: &Path) -> Result<(String, usize), CrunchError> {
 }
 
 /// The `lamina::baked_note!` line recording `dir` (as the build script
-/// named it) under `name`. A directory outside the package (an absolute
+/// named it) under `name`, with the `bytes` it put in the image. A directory outside the package (an absolute
 /// path, or one through `..`) is named by its last component only, so that
 /// no path of the build machine gets into the image.
-fn baked_note(dir_as_named: &str, dir: &Path, name: &str) -> Result<String, CrunchError> {
+fn baked_note(
+    dir_as_named: &str,
+    dir: &Path,
+    name: &str,
+    bytes: usize,
+) -> Result<String, CrunchError> {
     let (digest, files) = if dir.is_dir() {
         dir_digest(dir)?
     } else {
@@ -177,7 +182,7 @@ fn baked_note(dir_as_named: &str, dir: &Path, name: &str) -> Result<String, Crun
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     };
-    let text = format!("{name}={digest} files={files} dir={shown}");
+    let text = format!("{name}={digest} files={files} bytes={bytes} dir={shown}");
     Ok(format!(
         "// {name} in the image's provenance.\nlamina::baked_note!({text:?});\n"
     ))
@@ -208,7 +213,11 @@ pub fn generate(dir: &Path, name: &str) -> Result<String, CrunchError> {
 pub fn bake(dir: &str, name: &str) -> Result<(), CrunchError> {
     let path = watch(dir)?;
     let mut source = generate(&path, name)?;
-    source.push_str(&baked_note(dir, &path, name)?);
+    let bytes = files_of(&path)?
+        .iter()
+        .map(|(_, file)| std::fs::metadata(file).map_or(0, |m| m.len() as usize))
+        .sum();
+    source.push_str(&baked_note(dir, &path, name, bytes)?);
     write_out(&format!("{name}.rs"), source.as_bytes()).map(drop)
 }
 
@@ -230,7 +239,7 @@ pub fn bake_bytes(dir: &str, name: &str, bytes: &[u8]) -> Result<(), CrunchError
     let source = format!(
         "/// Baked from {dir} at build time.\npub static {name}: &[u8] = include_bytes!({path:?});\n{note}",
         path = data.display().to_string(),
-        note = baked_note(dir, &path, name)?,
+        note = baked_note(dir, &path, name, bytes.len())?,
     );
     write_out(&format!("{name}.rs"), source.as_bytes()).map(drop)
 }
@@ -305,17 +314,17 @@ mod tests {
             .unwrap();
         let shell = String::from_utf8(shell.stdout).unwrap();
         assert_eq!(shell.split(' ').next().unwrap(), digest);
-        let inside = baked_note("site", dir.path(), "SITE").unwrap();
+        let inside = baked_note("site", dir.path(), "SITE", 14).unwrap();
         assert!(
-            inside.contains(&format!("SITE={digest} files=3 dir=site")),
+            inside.contains(&format!("SITE={digest} files=3 bytes=14 dir=site")),
             "{inside}"
         );
-        let outside = baked_note("/home/me/secret/tls", dir.path(), "CERTS").unwrap();
+        let outside = baked_note("/home/me/secret/tls", dir.path(), "CERTS", 0).unwrap();
         assert!(
             outside.contains("dir=tls\")") && !outside.contains("/home"),
             "{outside}"
         );
-        let missing = baked_note("none", &dir.path().join("none"), "X").unwrap();
+        let missing = baked_note("none", &dir.path().join("none"), "X", 0).unwrap();
         assert!(missing.contains("files=0"), "{missing}");
     }
 
