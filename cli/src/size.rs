@@ -121,9 +121,11 @@ pub fn crate_of(symbol: &str) -> Option<String> {
     let path = format!("{demangled:#}");
     let mut name = first_name(&path);
     if NOT_CRATES.contains(&name.as_str()) || name.is_empty() {
-        if let Some((_, trait_path)) = path.split_once(" as ") {
-            name = first_name(trait_path);
-        }
+        name = match path.split_once(" as ") {
+            Some((_, trait_path)) => first_name(trait_path),
+            // An inherent method of a primitive type (`<char>::escape_debug_ext`).
+            None => "core".into(),
+        };
     }
     if name == "__rustc" {
         // The panic handler's symbol, named by the standard library.
@@ -149,7 +151,12 @@ fn owner_of_unmangled(symbol: &str, app: &str) -> String {
         s if s.starts_with("__") && (s.ends_with("ti3") || s.ends_with("di3")) => {
             "compiler_builtins".into()
         }
-        _ => "(unmangled)".into(),
+        // ring names its C and assembly symbols with its crate and version.
+        s if s.starts_with("ring_core_") => "ring".into(),
+        // Other unmangled code and data: C and assembly, which in a Lamina
+        // image is ring's (its static functions and tables are not
+        // prefixed), in an image with TLS.
+        _ => "(C and assembly: no Rust path)".into(),
     }
 }
 
@@ -319,6 +326,14 @@ mod tests {
         assert_eq!(crate_of("memcpy"), None);
         assert_eq!(owner_of_unmangled("memcpy", "hello"), "lamina_metal");
         assert_eq!(owner_of_unmangled("__lamina_guest_main", "hello"), "hello");
+        assert_eq!(
+            owner_of_unmangled("ring_core_0_17_14__x25519_sc_muladd", "w"),
+            "ring"
+        );
+        assert_eq!(
+            crate_of("_RNvMNtNtCsgEmfK2I1SDS_4core4char7methodsc16escape_debug_ext").as_deref(),
+            Some("core")
+        );
         assert_eq!(
             crate_of("_ZN43_$LT$char$u20$as$u20$core..fmt..Display$GT$3fmt17h0123456789abcdefE")
                 .as_deref(),
