@@ -146,6 +146,9 @@ pub fn profile_args(release: bool) -> Vec<String> {
         config.push("profile.release.opt-level=1");
         config.push("profile.release.debug-assertions=true");
         config.push("profile.release.overflow-checks=true");
+        // Variables and types for gdb (`lamina run --gdb`, core files),
+        // not only the line tables the workspace's release profile has.
+        config.push("profile.release.debug=true");
         // The byte loops every frame runs through (checksums, segment
         // copies) are optimised fully even here, as they are in release,
         // keeping their debug assertions and overflow checks.

@@ -169,6 +169,10 @@ enum Command {
         /// into DIR (spt, hvt), for `gdb IMAGE CORE`.
         #[arg(long, value_name = "DIR")]
         dumpcore: Option<PathBuf>,
+        /// hvt: stop the unikernel before its first instruction and serve
+        /// gdb on 127.0.0.1:PORT (`gdb IMAGE -ex 'target remote :PORT'`).
+        #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+        gdb: Option<u16>,
         /// The application: a directory, or the name of one of Lamina's examples.
         #[arg(default_value = ".")]
         app: String,
@@ -473,6 +477,7 @@ fn main() -> ExitCode {
             stop_timeout,
             trace,
             dumpcore,
+            gdb,
             app,
             boot_args,
         } => project::Project::find(&app).and_then(|project| {
@@ -484,6 +489,7 @@ fn main() -> ExitCode {
                 boot: boot_args,
                 trace,
                 dumpcore,
+                gdb,
             };
             run::run(&project, target, machine, release, mem, grace, guest)
         }),

@@ -88,6 +88,7 @@ fn is_tender_arg(arg: &str) -> bool {
         "--net:",
         "--net-mac:",
         "--dumpcore=",
+        "--gdb=",
     ]
     .iter()
     .any(|p| arg.starts_with(p))
@@ -554,6 +555,8 @@ pub struct GuestArgs {
     pub trace: Option<PathBuf>,
     /// Where a crashed unikernel's core file goes (`--dumpcore DIR`).
     pub dumpcore: Option<PathBuf>,
+    /// Serve gdb on this port (`--gdb PORT`, hvt).
+    pub gdb: Option<u16>,
 }
 
 /// Builds and runs `project` on `target` with `guest`'s boot arguments
@@ -611,6 +614,17 @@ pub fn run(
         }
         // A stale recording must not pass for this run's.
         let _ = std::fs::remove_file(recording);
+    }
+    if let Some(port) = guest.gdb {
+        if target != Target::Hvt {
+            return Err(CliError::TargetUnavailable {
+                target: target.name(),
+                why:
+                    "--gdb is lamina-hvt's (the spt guest is a process: gdb -p; virtio: QEMU's -s)"
+                        .into(),
+            });
+        }
+        boot_args.push(format!("--gdb={port}"));
     }
     if let Some(dir) = &guest.dumpcore {
         match target {

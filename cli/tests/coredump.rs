@@ -125,13 +125,14 @@ fn gdb_opens_the_core_of_a_crashed_unikernel() {
                 assert!(lines[rip].contains(function), "{target} {test}\n{report}");
             }
             // The backtrace, read through the core's memory: the function,
-            // then its caller.
-            let here = find_line(&lines, &["#", &format!(" {function} ")])
+            // then its caller (`selftest::fault_here (fault=...)` with the
+            // debug build's full debug information).
+            let here = find_line(&lines, &["#", &format!("{function} (")])
                 .unwrap_or_else(|| panic!("{target} {test}: no {function} frame\n{report}"));
             assert!(
                 lines[here..]
                     .iter()
-                    .any(|l| l.contains(&format!(" {caller} "))),
+                    .any(|l| l.contains(&format!("{caller} ("))),
                 "{target} {test}: no {caller} frame after {function}\n{report}"
             );
             assert!(

@@ -102,6 +102,8 @@ pub struct TenderArgs {
     pub flags: Vec<&'static str>,
     /// `--dumpcore=DIR`: where a crashed guest's core file goes.
     pub dumpcore: Option<PathBuf>,
+    /// `--gdb=PORT`: serve gdb on 127.0.0.1:PORT (lamina-hvt only).
+    pub gdb_port: Option<u16>,
     /// The unikernel image.
     pub image: PathBuf,
     /// The guest command line (without NUL).
@@ -109,6 +111,8 @@ pub struct TenderArgs {
 }
 
 /// What the command line asks for.
+// One value per process, parsed once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run a guest.
@@ -172,6 +176,7 @@ where
         macs: Vec::new(),
         flags: Vec::new(),
         dumpcore: None,
+        gdb_port: None,
         image: PathBuf::new(),
         cmdline: Vec::new(),
     };
@@ -254,6 +259,15 @@ fn option(
             }
         }
         parsed.mem_mib = mib;
+        return Ok(None);
+    }
+    if let Some(port) = arg.strip_prefix("--gdb=") {
+        let port: u16 = port
+            .parse()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| malformed("expected a TCP port, 1 to 65535"))?;
+        parsed.gdb_port = Some(port);
         return Ok(None);
     }
     if let Some(dir) = arg.strip_prefix("--dumpcore=") {
@@ -368,6 +382,7 @@ pub fn usage(tender: &str, extra: &[(&str, &str)]) -> String {
          Core options:\n\
          \x20 [ --mem=MiB ] guest memory in MiB (default {DEFAULT_MEM_MIB})\n\
          \x20 [ --dumpcore=DIR ] write an ELF core file of a guest that faults or aborts into DIR\n\
+         \x20 [ --gdb=PORT ] (hvt) stop before the first instruction and serve gdb on 127.0.0.1:PORT\n\
          \x20 [ --help ] print this help and exit\n\
          \x20 [ --version ] print the version and exit\n"
     );
@@ -504,6 +519,13 @@ mod tests {
             run(&["--dumpcore=", "k"]),
             Err(ArgsError::Malformed { .. })
         ));
+        assert_eq!(ok(&["--gdb=1234", "k"]).gdb_port, Some(1234));
+        for bad in ["--gdb=", "--gdb=0", "--gdb=65536", "--gdb=x"] {
+            assert!(
+                matches!(run(&[bad, "k"]), Err(ArgsError::Malformed { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

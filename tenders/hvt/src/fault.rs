@@ -34,8 +34,10 @@
 //! into guest text halts in vector 3's stub, and RFLAGS.TF set on entry
 //! halts in vector 1's after each instruction (frame RIP the next one,
 //! RFLAGS with TF); resuming is restoring RIP, RSP and RFLAGS from the
-//! frame. So a debugger on KVM-PVM patches `int3` and single-steps with TF
-//! through these stubs. Each such stop is a VM exit, about 65 us here.
+//! frame. But an exception's frame lands on the guest's stack below RSP,
+//! over the red zone, so the debugger ([`crate::gdb`]) uses them only
+//! where it must: its breakpoints and most steps are `hlt`s, which exit
+//! without writing anything. Each stop is a VM exit, about 65 us here.
 
 use crate::layout::GDT;
 use kvm_bindings::{kvm_regs, kvm_sregs};
@@ -101,6 +103,8 @@ pub struct Fault {
     pub sregs: kvm_sregs,
     /// The signal a process faulting so would get (for a core file).
     pub signal: i32,
+    /// Bytes of the exception frame on the guest's stack (0 for no frame).
+    pub frame_len: u64,
 }
 
 impl Fault {
@@ -113,6 +117,7 @@ impl Fault {
             regs: *regs,
             sregs: *sregs,
             signal: libc::SIGABRT,
+            frame_len: 0,
         }
     }
 }
@@ -133,6 +138,7 @@ fn signal_of(vector: u8) -> i32 {
 /// RIP, RSP and RFLAGS from it. A frame that cannot be read (it always
 /// can: the CPU just wrote it) leaves the registers as they are.
 pub fn exception(mem: &GuestMemory, vector: u8, regs: &kvm_regs, sregs: &kvm_sregs) -> Fault {
+    let regs_at = regs.rsp;
     let mut at = regs.rsp;
     let error_code = has_error_code(vector).then(|| {
         let code = mem.read::<u64>(at).ok();
@@ -153,6 +159,7 @@ pub fn exception(mem: &GuestMemory, vector: u8, regs: &kvm_regs, sregs: &kvm_sre
         regs,
         sregs: *sregs,
         signal: signal_of(vector),
+        frame_len: at.wrapping_add(40).wrapping_sub(regs_at),
     }
 }
 
@@ -169,6 +176,7 @@ pub fn other(mem: &GuestMemory, what: &str, regs: &kvm_regs, sregs: &kvm_sregs) 
         regs: *regs,
         sregs: *sregs,
         signal: libc::SIGSEGV,
+        frame_len: 0,
     }
 }
 

@@ -77,6 +77,9 @@ pub enum GuestError {
     /// The network ring's I/O thread.
     #[error(transparent)]
     RingStart(#[from] RingStartError),
+    /// `--gdb`: the listening socket or the connection.
+    #[error("--gdb: {0}")]
+    Gdb(std::io::Error),
     /// `--dumpcore`.
     #[error(transparent)]
     Dump(#[from] DumpError),
@@ -209,6 +212,18 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         },
     )?;
     image.protect(&mut mem, HostProtection::ExecAsRead)?;
+    if args.gdb_port.is_some() {
+        // gdb's breakpoints are int3s the tender writes into the text; the
+        // guest's page tables keep it read-only for the guest.
+        for segment in image.segments.iter().filter(|s| s.protection.exec) {
+            let writable = lamina_tender::mem::Protection {
+                read: true,
+                write: true,
+                exec: false,
+            };
+            mem.protect(segment.start, segment.end, writable)?;
+        }
+    }
     timing.mark("boot info, tables");
 
     let cpuid = machine.supported_cpuid()?;
@@ -266,6 +281,17 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         None => None,
     };
+    let gdb_conn = match args.gdb_port {
+        Some(port) => {
+            let conn = crate::gdb::accept(port).map_err(GuestError::Gdb)?;
+            // POLL ends when gdb sends something (a Ctrl-C).
+            hypercalls
+                .wake_on(conn.as_raw_fd())
+                .map_err(GuestError::Gdb)?;
+            Some(conn)
+        }
+        None => None,
+    };
     let core_file = match &args.dumpcore {
         Some(dir) => Some(CoreFile::prepare(dir)?),
         None => None,
@@ -280,6 +306,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         stop_event: stop.event_fd(),
         rx: hypercalls.rx_fds(),
         core: core_file.as_ref().map(CoreFile::fds),
+        gdb: gdb_conn.as_ref().map(|c| c.as_raw_fd()),
     };
     seccomp::install(fds, hypercalls.devices())?;
     timing.mark("seccomp");
@@ -287,7 +314,17 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     let stats = args.flags.contains(&"--x-stats");
     let mut loop_stats = LoopStats::default();
     let mut machine = machine;
-    let mut result = vcpu_loop(&mut machine, &mem, &mut hypercalls, &stop, &mut loop_stats);
+    let mut result = match gdb_conn {
+        Some(conn) => crate::gdb::serve(
+            conn,
+            &mut machine,
+            &mem,
+            &mut hypercalls,
+            &stop,
+            |machine, hypercalls| vcpu_loop(machine, &mem, hypercalls, &stop, &mut loop_stats),
+        ),
+        None => vcpu_loop(&mut machine, &mem, &mut hypercalls, &stop, &mut loop_stats),
+    };
     if let Some(core_file) = core_file {
         dump_core(core_file, &machine, &mem, guest_mem_size, &result);
     }

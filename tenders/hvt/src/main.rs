@@ -8,6 +8,7 @@
 //! | [`layout`] | page tables, GDT and CPU state: Solo5's, or KVM-PVM native |
 //! | [`dumpcore`] | `--dumpcore=DIR`: the core file of a crashed guest |
 //! | [`fault`] | the tender's IDT: a guest's exceptions reported with a backtrace |
+//! | [`gdb`] | `--gdb=PORT`: the GDB remote protocol, breakpoints and steps through the stubs |
 //! | [`kvm`] | the VM, its memory slot and vCPU, KVM-PVM detection |
 //! | [`cpuid_cache`] | a file cache of KVM_GET_SUPPORTED_CPUID |
 //! | [`hypercall`] | the hypercall handlers, every guest pointer checked |
@@ -32,6 +33,7 @@ mod fault;
 #[cfg(test)]
 #[allow(unsafe_code)]
 mod fixtures;
+mod gdb;
 mod guest;
 mod hypercall;
 #[allow(unsafe_code)]

@@ -28,6 +28,12 @@ pub const KVM_GET_REGS: u64 = 0x8090_ae81;
 /// faulting address (CR2) of a fault report.
 pub const KVM_GET_SREGS: u64 = 0x8138_ae83;
 
+/// `KVM_SET_REGS`: `_IOW(KVMIO, 0x82, struct kvm_regs)`, for gdb (and to
+/// resume from a breakpoint or step).
+pub const KVM_SET_REGS: u64 = 0x4090_ae82;
+/// `KVM_GET_FPU`: `_IOR(KVMIO, 0x8c, struct kvm_fpu)`, for gdb.
+pub const KVM_GET_FPU: u64 = 0x81a0_ae8c;
+
 /// Descriptors the loop uses.
 #[derive(Debug, Clone, Copy)]
 pub struct LoopFds {
@@ -48,6 +54,8 @@ pub struct LoopFds {
     pub rx: Option<(i32, i32)>,
     /// With `--dumpcore`: the unnamed core file, and its directory.
     pub core: Option<(i32, i32)>,
+    /// With `--gdb`: gdb's connection.
+    pub gdb: Option<i32>,
 }
 
 fn fd_is(fd: i32) -> Result<SeccompRule, BackendError> {
@@ -136,6 +144,37 @@ fn vcpu_rules(
         allow(libc::SYS_read, fd_is(net.fd())?);
         allow(libc::SYS_recvfrom, fd_is(net.fd())?);
         allow(libc::SYS_write, fd_is(net.fd())?);
+    }
+    if let Some(conn) = fds.gdb {
+        // --gdb: the protocol on its connection (std's TcpStream reads
+        // with recv and writes with send; gdbstub's peek switches it to
+        // non-blocking and back with FIONBIO).
+        allow(libc::SYS_recvfrom, fd_is(conn)?);
+        allow(libc::SYS_sendto, fd_is(conn)?);
+        allow(libc::SYS_read, fd_is(conn)?);
+        allow(libc::SYS_write, fd_is(conn)?);
+        allow(libc::SYS_ioctl, sandbox::ioctl_is(conn, libc::FIONBIO)?);
+        allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_SET_REGS)?);
+        allow(libc::SYS_ioctl, sandbox::ioctl_is(fds.vcpu, KVM_GET_FPU)?);
+        // gdbstub's session start sets TCP_NODELAY (again).
+        allow(
+            libc::SYS_setsockopt,
+            SeccompRule::new(vec![
+                SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, conn as u64)?,
+                SeccompCondition::new(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::IPPROTO_TCP as u64,
+                )?,
+                SeccompCondition::new(
+                    2,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::TCP_NODELAY as u64,
+                )?,
+            ])?,
+        );
     }
     if let Some((file, dir)) = fds.core {
         // --dumpcore: the core written into its unnamed file (zero pages
@@ -409,6 +448,7 @@ mod tests {
             stop_event: other.as_raw_fd(),
             rx: None,
             core: None,
+            gdb: None,
         };
         (vcpu, other, fds)
     }
@@ -477,10 +517,64 @@ mod tests {
             KVM_GET_REGS,
             (IOC_READ << 30) | (regs << 16) | (KVMIO << 8) | 0x81
         );
+        let fpu = std::mem::size_of::<kvm_bindings::kvm_fpu>() as u64;
+        assert_eq!(
+            KVM_GET_FPU,
+            (IOC_READ << 30) | (fpu << 16) | (KVMIO << 8) | 0x8c
+        );
+        assert_eq!(KVM_SET_REGS, (1 << 30) | (regs << 16) | (KVMIO << 8) | 0x82);
         let sregs = std::mem::size_of::<kvm_bindings::kvm_sregs>() as u64;
         assert_eq!(
             KVM_GET_SREGS,
             (IOC_READ << 30) | (sregs << 16) | (KVMIO << 8) | 0x83
+        );
+    }
+
+    /// recvfrom(fd) with no buffer: the filter decides first; an allowed
+    /// call fails harmlessly (ENOTSOCK on /dev/null).
+    fn recv(fd: i32) -> i32 {
+        // SAFETY: a zero-length receive into a null buffer touches no memory.
+        unsafe {
+            libc::recvfrom(
+                fd,
+                std::ptr::null_mut(),
+                0,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+        };
+        0
+    }
+
+    #[test]
+    fn gdb_adds_its_connection_and_nothing_without_it() {
+        let (_vcpu, _other, fds) = stand_ins();
+        let conn = std::fs::File::open("/dev/null").unwrap();
+        let without = vcpu_filter(fds, &no_devices()).unwrap();
+        assert_eq!(under_filter(&without, || recv(conn.as_raw_fd())), KILLED);
+        assert_eq!(
+            under_filter(&without, || ioctl(fds.vcpu, KVM_SET_REGS)),
+            KILLED
+        );
+        let with = vcpu_filter(
+            LoopFds {
+                gdb: Some(conn.as_raw_fd()),
+                ..fds
+            },
+            &no_devices(),
+        )
+        .unwrap();
+        assert_eq!(under_filter(&with, || recv(conn.as_raw_fd())), SURVIVED);
+        assert_eq!(
+            under_filter(&with, || ioctl(fds.vcpu, KVM_SET_REGS)),
+            SURVIVED
+        );
+        // Another descriptor, another request: still killed.
+        assert_eq!(under_filter(&with, || recv(fds.epoll)), KILLED);
+        assert_eq!(
+            under_filter(&with, || ioctl(conn.as_raw_fd(), KVM_RUN)),
+            KILLED
         );
     }
 

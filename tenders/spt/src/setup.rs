@@ -63,6 +63,9 @@ pub enum SetupError {
         /// The OS error.
         reason: std::io::Error,
     },
+    /// `--gdb` is lamina-hvt's.
+    #[error("--gdb is lamina-hvt's: the spt guest is this process (debug it with gdb -p, or run it on hvt)")]
+    NoGdb,
     /// The fault handler.
     #[error("cannot install the guest fault handler: {0}")]
     FaultHandler(std::io::Error),
@@ -77,6 +80,9 @@ pub fn run(args: &TenderArgs, mut timing: Timing) -> SetupError {
 }
 
 fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infallible, SetupError> {
+    if args.gdb_port.is_some() {
+        return Err(SetupError::NoGdb);
+    }
     let path = &args.image;
     let mem_size = args
         .mem_mib

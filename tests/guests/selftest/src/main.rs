@@ -61,7 +61,7 @@ async fn selftest<P: Platform>(
         "float" => float(),
         "compute" => compute(&env, &devices, args.iterations),
         "panic" => panic_caller(args.iterations),
-        "exit" => return Ok(Exit(args.status)),
+        "exit" => return Ok(Exit(exit_status(args.status))),
         "fault-null" => fault_caller(Fault::NullWrite),
         "fault-ud2" => fault_caller(Fault::InvalidOpcode),
         hostile => {
@@ -90,6 +90,13 @@ fn panic_here(depth: u64) {
     if core::hint::black_box(depth) < u64::MAX {
         panic!("selftest panics on purpose");
     }
+}
+
+/// The status `--test=exit` ends with: a plain function with an
+/// argument, where the gdb test breaks and prints `status`.
+#[inline(never)]
+fn exit_status(status: u8) -> u8 {
+    core::hint::black_box(status)
 }
 
 /// A fault on purpose, for the tender to explain.
