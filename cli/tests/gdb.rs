@@ -148,3 +148,81 @@ fn gdb_is_refused_off_hvt() {
     assert_ne!(output.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--gdb is lamina-hvt's"));
 }
+
+/// A gdb remote-protocol packet with its checksum.
+fn packet(data: &str) -> Vec<u8> {
+    let sum = data.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    format!("${data}#{sum:02x}").into_bytes()
+}
+
+/// Reads from `stream` until a whole packet (`$...#xx`) has arrived.
+fn reply(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut got = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        stream.read_exact(&mut byte).expect("a reply from the stub");
+        got.push(byte[0]);
+        let text = String::from_utf8_lossy(&got);
+        if let Some(hash) = text.find('#') {
+            if text.len() >= hash + 3 && text.contains('$') {
+                return text.into_owned();
+            }
+        }
+    }
+}
+
+#[test]
+fn ctrl_c_stops_a_guest_that_computes_without_exits() {
+    use std::io::Write;
+    if !kvm_or_skip("Ctrl-C through gdb on hvt") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let disk = format!("storage={}:1M", dir.path().join("disk.img").display());
+    let port = free_port();
+    let mut run = lamina()
+        .args([
+            "run",
+            "-t",
+            "hvt",
+            "--gdb",
+            &port.to_string(),
+            APP,
+            "--block",
+            &disk,
+        ])
+        .args(["--", "--test=compute", "--iterations=100000000000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(run.stderr.take().unwrap());
+    for line in stderr.lines().map_while(Result::ok) {
+        if line.contains("waiting for gdb") {
+            break;
+        }
+    }
+    let mut gdb = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    gdb.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    gdb.write_all(&packet("?")).unwrap();
+    assert!(reply(&mut gdb).contains("$T05"), "stopped at the start");
+    gdb.write_all(b"+").unwrap();
+    // Continue: the loop of 10^11 rounds makes no VM exit for minutes.
+    gdb.write_all(&packet("c")).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let interrupted = Instant::now();
+    gdb.write_all(&[0x03]).unwrap();
+    let stop = reply(&mut gdb);
+    assert!(stop.contains("$S02"), "stopped by SIGINT: {stop:?}");
+    assert!(
+        interrupted.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        interrupted.elapsed()
+    );
+    gdb.write_all(b"+").unwrap();
+    gdb.write_all(&packet("k")).unwrap();
+    drop(gdb);
+    let status = run.wait().unwrap();
+    assert_ne!(status.code(), Some(0), "killed by gdb, not ended by itself");
+}

@@ -19,9 +19,10 @@
 //!
 //! The vCPU runs on this thread between stops, its hypercalls served as
 //! without gdb; after each exit the connection is peeked, so a Ctrl-C
-//! from gdb stops the guest at its next exit (an idle guest exits at each
-//! POLL, which the connection's data also wakes; a guest computing without
-//! any exit is not interrupted). The connection is accepted before the
+//! from gdb stops the guest at its next exit. An idle guest exits at each
+//! POLL, which the connection's data also wakes; a guest computing
+//! without any exit is brought out of `KVM_RUN` by a timer signal
+//! ([`interrupt_every`], 20 times a second, only with `--gdb`). The connection is accepted before the
 //! sandbox, which then also allows reading and writing it. Without
 //! `--gdb` none of this exists: the run loop and the filter are as before.
 
@@ -69,6 +70,51 @@ pub fn accept(port: u16) -> std::io::Result<TcpStream> {
     let (stream, _) = listener.accept()?;
     stream.set_nodelay(true)?;
     Ok(stream)
+}
+
+/// The signal of [`interrupt_every`]'s timer.
+const INTERRUPT_SIGNAL: libc::c_int = libc::SIGALRM;
+
+/// Makes `KVM_RUN` on this thread return every `period`, so that the run
+/// loop looks at gdb's connection even while the guest computes without
+/// an exit: a timer (`timer_create`, before the sandbox) sends this
+/// thread SIGALRM, whose handler does nothing; the signal alone ends
+/// `KVM_RUN` with EINTR, which the loop goes on from.
+#[allow(unsafe_code)]
+pub fn interrupt_every(period: std::time::Duration) -> std::io::Result<()> {
+    extern "C" fn nothing(_: libc::c_int) {}
+    // SAFETY: a zeroed sigaction is valid; the handler does nothing, so
+    // it is async-signal-safe. No SA_RESTART: a blocking call returns.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = nothing as *const () as usize;
+    // SAFETY: installs the handler above for a signal nothing else uses.
+    if unsafe { libc::sigaction(INTERRUPT_SIGNAL, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a zeroed sigevent is valid; the fields are set below.
+    let mut event: libc::sigevent = unsafe { std::mem::zeroed() };
+    event.sigev_notify = libc::SIGEV_THREAD_ID;
+    event.sigev_signo = INTERRUPT_SIGNAL;
+    // SAFETY: gettid has no arguments.
+    event.sigev_notify_thread_id = unsafe { libc::gettid() };
+    let mut timer: libc::timer_t = std::ptr::null_mut();
+    // SAFETY: the kernel reads `event` and writes `timer`, both live.
+    if unsafe { libc::timer_create(libc::CLOCK_MONOTONIC, &mut event, &mut timer) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let interval = libc::timespec {
+        tv_sec: period.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(period.subsec_nanos() as i32),
+    };
+    let spec = libc::itimerspec {
+        it_interval: interval,
+        it_value: interval,
+    };
+    // SAFETY: arms the timer just made; the kernel reads `spec`.
+    if unsafe { libc::timer_settime(timer, 0, &spec, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// How the guest is to go on.

@@ -284,6 +284,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     let gdb_conn = match args.gdb_port {
         Some(port) => {
             let conn = crate::gdb::accept(port).map_err(GuestError::Gdb)?;
+            crate::gdb::interrupt_every(Duration::from_millis(50)).map_err(GuestError::Gdb)?;
             // POLL ends when gdb sends something (a Ctrl-C).
             hypercalls
                 .wake_on(conn.as_raw_fd())
