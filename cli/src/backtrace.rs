@@ -77,9 +77,10 @@ fn fault_address(line: &str) -> Option<u64> {
 }
 
 /// The line naming the instruction at `rip` that faulted (the address
-/// itself, not a return address: nothing is subtracted).
+/// itself, not a return address: nothing is subtracted), from the image
+/// or, for a stripped release image, its IMAGE.debug.
 fn name_fault(image: &Path, rip: u64) -> Vec<String> {
-    let Ok(loader) = Loader::new(image) else {
+    let Ok(loader) = Loader::new(crate::guest::with_symbols(image)) else {
         return Vec::new();
     };
     let names = names_at(&loader, rip);
