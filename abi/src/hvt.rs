@@ -51,6 +51,8 @@ pub enum Hypercall {
     /// [`HcBlockRingServe`]: Lamina's, only with
     /// [`HOST_FEATURE_BLOCK_RING`].
     BlockRingServe = 10,
+    /// [`HcTraceRegister`]: Lamina's, only with [`HOST_FEATURE_TRACE`].
+    TraceRegister = 11,
 }
 
 impl Hypercall {
@@ -67,6 +69,7 @@ impl Hypercall {
             8 => Hypercall::Halt,
             9 => Hypercall::BlockFlush,
             10 => Hypercall::BlockRingServe,
+            11 => Hypercall::TraceRegister,
             _ => return None,
         })
     }
@@ -88,6 +91,13 @@ pub const HOST_FEATURE_RX_QUEUES: u32 = 1 << 1;
 /// ([`crate::block_ring`]) at [`BootInfo::block_ring`] (only to an image
 /// whose LMN1 note asks for `BLOCK_IO`).
 pub const HOST_FEATURE_BLOCK_RING: u32 = 1 << 2;
+
+/// `host_features` bit: the tender records a trace (its `--trace=FILE`):
+/// a guest that records into a `lamina_trace` ring registers it with
+/// [`Hypercall::TraceRegister`], and the tender drains the ring from guest
+/// memory while the guest runs and at its end. Without the bit (Solo5's
+/// tenders, or no `--trace`) the guest must not make the call.
+pub const HOST_FEATURE_TRACE: u32 = 1 << 3;
 
 /// What the tender tells the guest at entry (pointer in `%rdi`).
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
@@ -212,6 +222,26 @@ pub struct HcBlockRingServe {
     pub served: u64,
 }
 
+/// Hand the tender the guest's trace ring (`lamina_trace::ring`: control
+/// words, then data words, all 64-bit) to drain to its trace file, once.
+/// The tender reads the guest's clock here to relate it to its own.
+#[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[repr(C)]
+pub struct HcTraceRegister {
+    /// IN: guest address of the ring (8-byte aligned).
+    pub ring: u64,
+    /// IN: its size in 64-bit words, control words included.
+    pub words: u64,
+    /// IN: the guest's monotonic clock (ns) just before the call.
+    pub guest_ns: u64,
+    /// OUT: a [`crate::Solo5Result`]: `Einval` for a ring the tender
+    /// refuses (outside guest memory, misaligned, too small or too large,
+    /// or a second one).
+    pub ret: i32,
+    /// Padding.
+    pub _pad: u32,
+}
+
 /// Send one Ethernet frame.
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]
@@ -278,17 +308,18 @@ mod tests {
         assert_eq!(size_of::<HcHalt>(), 16);
         assert_eq!(size_of::<HcBlockFlush>(), 16);
         assert_eq!(size_of::<HcBlockRingServe>(), 8);
+        assert_eq!(size_of::<HcTraceRegister>(), 32);
         assert_eq!(core::mem::offset_of!(HcHalt, exit_status), 8);
     }
 
     #[test]
     fn ports_round_trip() {
-        for n in 1..=10u16 {
+        for n in 1..=11u16 {
             let hc = Hypercall::from_port(0x500 + n).unwrap();
             assert_eq!(hc.port(), 0x500 + n);
         }
         assert_eq!(Hypercall::from_port(0x500), None);
-        assert_eq!(Hypercall::from_port(0x50b), None);
+        assert_eq!(Hypercall::from_port(0x50c), None);
         assert_eq!(Hypercall::from_port(0x3f8), None);
     }
 }

@@ -151,6 +151,23 @@ impl Entry {
         self.host as u32 as i32
     }
 
+    /// The descriptor of the trace file the tender offers, if any: Lamina's
+    /// spt tender with `--trace=FILE` marks the reserved entry 0 attached
+    /// with the file's descriptor in `host` (Solo5's tenders never attach
+    /// entry 0), and its sandbox allows `write` on it. A guest that records
+    /// writes its trace there; without it the guest must not.
+    pub fn trace_fd(&self) -> Option<i32> {
+        (self.device_type() == Some(DeviceType::ReservedFirst) && self.is_attached())
+            .then(|| self.host_fd())
+    }
+
+    /// Offers the trace file `fd` on the reserved entry 0 (see
+    /// [`Entry::trace_fd`]).
+    pub fn attach_trace(&mut self, fd: i32) {
+        self.host = fd as u32 as u64;
+        self.attached = 1;
+    }
+
     /// Marks a block device attached.
     pub fn attach_block(&mut self, capacity: u64, block_size: u16, fd: i32) {
         self.info = [0; 16];

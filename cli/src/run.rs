@@ -180,6 +180,7 @@ fn command_for(
     artifact: &Path,
     mem_mib: u64,
     boot_args: &[String],
+    trace: Option<&Path>,
 ) -> Result<Command, CliError> {
     match target {
         Target::Unix => {
@@ -201,12 +202,13 @@ fn command_for(
             let (tender_args, guest_args): (Vec<&String>, Vec<&String>) =
                 boot_args.iter().partition(|a| is_tender_arg(a));
             let mut command = Command::new(tender);
-            command
-                .arg(format!("--mem={mem_mib}"))
-                .args(tender_args)
-                .arg("--")
-                .arg(artifact)
-                .args(guest_args);
+            command.arg(format!("--mem={mem_mib}")).args(tender_args);
+            if let Some(path) = trace {
+                let mut arg = std::ffi::OsString::from("--trace=");
+                arg.push(path);
+                command.arg(arg);
+            }
+            command.arg("--").arg(artifact).args(guest_args);
             Ok(command)
         }
         Target::Virtio => qemu_command(machine, artifact, mem_mib, boot_args),
@@ -602,14 +604,11 @@ pub fn run(
     if let Some((recording, _)) = &recording {
         match target {
             Target::Unix => {}
-            Target::Virtio => {
+            // The guest records into a ring on its heap: virtio's drains
+            // it to QEMU's debug console, spt's to the file its tender
+            // opened (--trace=FILE), and hvt's tender drains it.
+            Target::Virtio | Target::Spt | Target::Hvt => {
                 boot_args.push(format!("--trace-mib={}", crate::trace::ring_mib(mem_mib)))
-            }
-            Target::Spt | Target::Hvt => {
-                return Err(CliError::TargetUnavailable {
-                    target: target.name(),
-                    why: "--trace records on unix and virtio so far".into(),
-                })
             }
         }
         // A stale recording must not pass for this run's.
@@ -640,7 +639,18 @@ pub fn run(
             }
         }
     }
-    let mut command = command_for(target, machine, &built.artifact, mem_mib, &boot_args)?;
+    let tender_trace = recording
+        .as_ref()
+        .filter(|_| matches!(target, Target::Spt | Target::Hvt))
+        .map(|(recording, _)| recording.as_path());
+    let mut command = command_for(
+        target,
+        machine,
+        &built.artifact,
+        mem_mib,
+        &boot_args,
+        tender_trace,
+    )?;
     user_networks.pass_to(&mut command);
     if let Some((recording, _)) = &recording {
         match target {

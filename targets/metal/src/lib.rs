@@ -74,6 +74,12 @@ pub trait Machine: 'static {
     fn trace_register(_ring: &'static [core::sync::atomic::AtomicU64]) -> bool {
         false
     }
+    /// Nanoseconds to add to [`Machine::monotonic_ns`] for the host's
+    /// `CLOCK_MONOTONIC`, where the guest knows it (the header of a
+    /// recording it writes itself); 0 where it does not.
+    fn clock_offset_ns() -> i64 {
+        0
+    }
 }
 
 /// Reports a boot failure on `M`'s console and stops with status 1.

@@ -53,7 +53,7 @@ pub fn start<M: Machine>(args: &TraceArgs, heap_bytes: usize) -> Result<(), i32>
         alloc::boxed::Box::leak((0..words).map(|_| AtomicU64::new(0)).collect());
     match M::trace_sink() {
         Some(sink) => {
-            sink(&Header::new(M::TARGET, 0).to_bytes());
+            sink(&Header::new(M::TARGET, M::clock_offset_ns()).to_bytes());
             SELF_DRAINED.call_once(|| SelfDrained {
                 ring,
                 sink,

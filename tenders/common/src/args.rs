@@ -98,6 +98,8 @@ pub struct TenderArgs {
     pub nets: Vec<NetArg>,
     /// MACs given for network devices.
     pub macs: Vec<(String, [u8; 6])>,
+    /// Where to record the guest's trace (`--trace=FILE`), if anywhere.
+    pub trace: Option<PathBuf>,
     /// Tender-specific flags that were given (from the `extra` list).
     pub flags: Vec<&'static str>,
     /// `--dumpcore=DIR`: where a crashed guest's core file goes.
@@ -174,6 +176,7 @@ where
         sector_sizes: Vec::new(),
         nets: Vec::new(),
         macs: Vec::new(),
+        trace: None,
         flags: Vec::new(),
         dumpcore: None,
         gdb_port: None,
@@ -275,6 +278,16 @@ fn option(
             return Err(malformed("expected a directory"));
         }
         parsed.dumpcore = Some(PathBuf::from(dir));
+        return Ok(None);
+    }
+    if let Some(path) = arg.strip_prefix("--trace=") {
+        if path.is_empty() {
+            return Err(malformed("expected a file name"));
+        }
+        if parsed.trace.is_some() {
+            return Err(malformed("given twice"));
+        }
+        parsed.trace = Some(PathBuf::from(path));
         return Ok(None);
     }
     let Some((key, value)) = arg.split_once('=') else {
@@ -384,7 +397,8 @@ pub fn usage(tender: &str, extra: &[(&str, &str)]) -> String {
          \x20 [ --dumpcore=DIR ] write an ELF core file of a guest that faults or aborts into DIR\n\
          \x20 [ --gdb=PORT ] (hvt) stop before the first instruction and serve gdb on 127.0.0.1:PORT\n\
          \x20 [ --help ] print this help and exit\n\
-         \x20 [ --version ] print the version and exit\n"
+         \x20 [ --version ] print the version and exit\n\
+         \x20 [ --trace=FILE ] record the guest's trace (lamina-trace's LMTRACE1 format) in FILE\n"
     );
     for (flag, what) in extra {
         text.push_str(&format!("  [ {flag} ] {what}\n"));
@@ -448,6 +462,7 @@ mod tests {
             "--net:service=tap0",
             "--net-mac:service=02:00:00:00:00:2a",
             "--x-timing",
+            "--trace=run.lmtrace",
             "kernel.hvt",
             "--ipv4=10.0.0.2/24",
             "hello",
@@ -458,6 +473,7 @@ mod tests {
         assert_eq!(parsed.blocks[0].path, PathBuf::from("disk.img"));
         assert_eq!(parsed.nets[0].mac, Some([2, 0, 0, 0, 0, 0x2a]));
         assert_eq!(parsed.flags, ["--x-timing"]);
+        assert_eq!(parsed.trace, Some(PathBuf::from("run.lmtrace")));
         assert_eq!(parsed.image, PathBuf::from("kernel.hvt"));
         assert_eq!(parsed.cmdline, b"--ipv4=10.0.0.2/24 hello --mem=1");
         assert!(parsed.sector_sizes.is_empty() && parsed.macs.is_empty());
@@ -556,12 +572,17 @@ mod tests {
             "--net-mac:a=02:00:00:00:00",
             "--net-mac:a=02:00:00:00:00:0g",
             "--net-mac:a=02:00:00:00:00:00:00",
+            "--trace=",
         ] {
             assert!(
                 matches!(run(&[bad, "k"]), Err(ArgsError::Malformed { .. })),
                 "{bad}"
             );
         }
+        assert!(matches!(
+            run(&["--trace=a", "--trace=b", "k"]),
+            Err(ArgsError::Malformed { .. })
+        ));
         assert!(matches!(
             run(&["--block:a=x", "--block:a=y", "k"]),
             Err(ArgsError::Duplicate { .. })

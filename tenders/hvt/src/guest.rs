@@ -10,6 +10,7 @@ use crate::layout::{self, CpuMode, LayoutError, Mapping};
 use crate::ring::{Offer, RingStartError, RingThread};
 use crate::seccomp::{self, LoopFds, SeccompError};
 use crate::stop::Stop;
+use crate::trace::{Drain, Recorder, TraceThread, HOST_FEATURE_TRACE};
 use kvm_ioctls::VcpuExit;
 use lamina_abi::hvt::{
     BootInfo, BOOT_INFO_BASE, HOST_FEATURE_BLOCK_RING, HOST_FEATURE_RING_IO,
@@ -86,6 +87,14 @@ pub enum GuestError {
     /// A corrupt network or block ring (from its I/O thread).
     #[error("{0}")]
     Ring(String),
+    /// The trace file (`--trace=FILE`): not created, or writing it failed.
+    #[error("trace file {path}: {error}")]
+    Trace {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        error: std::io::Error,
+    },
     /// The guest faulted, or stopped in a way that is not a halt: the
     /// report names it, the faulting instruction and the backtrace.
     #[error("{}", .0.report)]
@@ -159,6 +168,17 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         devices.enable_block_features(block_features::MULTI_SECTOR | block_features::FLUSH);
     }
     let mut hypercalls = Hypercalls::new(devices).map_err(GuestError::Events)?;
+    let trace_error = |error| GuestError::Trace {
+        path: args.trace.clone().unwrap_or_default(),
+        error,
+    };
+    let recorder = match &args.trace {
+        Some(path) => Some(Recorder::new(Drain::create(path).map_err(trace_error)?)),
+        None => None,
+    };
+    if let Some(recorder) = &recorder {
+        hypercalls.record_trace_with(recorder.clone());
+    }
     timing.mark("devices");
 
     let mode = if machine.pvm && notes.lamina_features & features::ANY_CPL != 0 {
@@ -199,6 +219,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         Rings {
             net: offer.as_ref(),
             block: block_offer.as_ref(),
+            trace: recorder.is_some(),
             guest_mem_size,
         },
     )?;
@@ -281,6 +302,16 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         None => None,
     };
+    // The trace thread, like the rings' threads, installs its own filter.
+    let trace_thread = match recorder {
+        Some(recorder) => Some(
+            TraceThread::start(recorder, mem.shared_view(), |file| {
+                seccomp::install_trace(file).map_err(std::io::Error::other)
+            })
+            .map_err(trace_error)?,
+        ),
+        None => None,
+    };
     let gdb_conn = match args.gdb_port {
         Some(port) => {
             let conn = crate::gdb::accept(port).map_err(GuestError::Gdb)?;
@@ -326,6 +357,10 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         ),
         None => vcpu_loop(&mut machine, &mem, &mut hypercalls, &stop, &mut loop_stats),
     };
+    // Whatever ended the guest, what it recorded last is kept.
+    if let Some(Err(error)) = trace_thread.map(TraceThread::stop) {
+        eprintln!("lamina-hvt: {}", trace_error(error));
+    }
     if let Some(core_file) = core_file {
         dump_core(core_file, &machine, &mem, guest_mem_size, &result);
     }
@@ -421,6 +456,8 @@ fn offer_block_ring(
 struct Rings<'a> {
     net: Option<&'a Offer>,
     block: Option<&'a block_ring::Offer>,
+    /// Whether the tender drains a trace ring the guest registers.
+    trace: bool,
     /// Where the guest's memory ends (the lowest ring's start).
     guest_mem_size: u64,
 }
@@ -478,9 +515,9 @@ struct LoopStats {
 
 /// The `--x-stats` report: exits to the tender, hypercalls by kind, and
 /// where the vCPU thread's time went.
-fn print_stats(stats: &LoopStats, counts: &[u64; 11]) {
+fn print_stats(stats: &LoopStats, counts: &[u64; 12]) {
     let exits = stats.exits;
-    const NAMES: [&str; 11] = [
+    const NAMES: [&str; 12] = [
         "",
         "walltime",
         "puts",
@@ -492,6 +529,7 @@ fn print_stats(stats: &LoopStats, counts: &[u64; 11]) {
         "halt",
         "block_flush",
         "block_ring_serve",
+        "trace_register",
     ];
     let by_kind: Vec<String> = NAMES
         .iter()
@@ -527,6 +565,9 @@ fn write_boot_info(
     let mut host_features = 0;
     if rings.block.is_some() {
         host_features |= HOST_FEATURE_BLOCK_RING;
+    }
+    if rings.trace {
+        host_features |= HOST_FEATURE_TRACE;
     }
     if let Some(offer) = rings.net {
         host_features |= HOST_FEATURE_RING_IO;

@@ -11,7 +11,7 @@
 
 use lamina_abi::hvt::{
     HcBlockFlush, HcBlockRead, HcBlockRingServe, HcBlockWrite, HcHalt, HcNetRead, HcNetWrite,
-    HcPoll, HcPuts, HcWalltime, Hypercall, HALT_COOKIE_MAX,
+    HcPoll, HcPuts, HcTraceRegister, HcWalltime, Hypercall, HALT_COOKIE_MAX,
 };
 use lamina_abi::mft::block_features;
 use lamina_abi::Solo5Result;
@@ -90,8 +90,11 @@ pub struct Hypercalls {
     /// The block ring's guest address and what its I/O thread shares,
     /// once that runs: `BlockRingServe` serves the ring on this thread.
     block_ring: Option<(u64, std::sync::Arc<crate::block_ring::Shared>)>,
+    /// The trace recorder, with `--trace`: `TraceRegister` hands it the
+    /// guest's ring.
+    trace: Option<std::sync::Arc<crate::trace::Recorder>>,
     /// Hypercalls served, by number (index 0 unused).
-    pub counts: [u64; 11],
+    pub counts: [u64; 12],
 }
 
 /// POLL for a guest that takes its frames from the receive queues: the
@@ -148,7 +151,8 @@ impl Hypercalls {
             timer,
             rx: None,
             block_ring: None,
-            counts: [0; 11],
+            trace: None,
+            counts: [0; 12],
         })
     }
 
@@ -202,6 +206,11 @@ impl Hypercalls {
         shared: std::sync::Arc<crate::block_ring::Shared>,
     ) {
         self.block_ring = Some((gpa, shared));
+    }
+
+    /// Lets `TraceRegister` hand the guest's ring to `recorder`.
+    pub fn record_trace_with(&mut self, recorder: std::sync::Arc<crate::trace::Recorder>) {
+        self.trace = Some(recorder);
     }
 
     /// Descriptors the tender keeps using while the guest runs.
@@ -302,6 +311,15 @@ impl Hypercalls {
                         .map_err(HypercallError::Ring)?;
                 mem.write(gpa, &HcBlockRingServe { served })
                     .map_err(fault)?;
+            }
+            Hypercall::TraceRegister => {
+                let Some(recorder) = &self.trace else {
+                    return unavailable(" (no trace recorded: the tender was not given --trace)");
+                };
+                let host_ns = sys::clock_nanos(libc::CLOCK_MONOTONIC);
+                let mut call: HcTraceRegister = mem.read(gpa).map_err(fault)?;
+                call.ret = recorder.register(mem, &call, host_ns) as i32;
+                mem.write(gpa, &call).map_err(fault)?;
             }
             Hypercall::NetWrite | Hypercall::NetRead if self.devices.nets.is_empty() => {
                 return unavailable(" (no network device attached)");

@@ -1,5 +1,5 @@
 //! The parts of `lamina-hvt` that take no KVM: the network and block rings' servers,
-//! the sandboxes and the CPUID cache file. A library so that the ring's
+//! the sandboxes, the CPUID cache file and the trace ring's drain. A library so that the ring's
 //! entry serving, which reads whatever the guest wrote, and the cache
 //! file's parser are reachable from fuzz targets
 //! (`fuzz/fuzz_targets/hvt_ring.rs`, `cpuid_cache.rs`); the binary
@@ -14,3 +14,4 @@ mod fixtures;
 pub mod ring;
 pub mod rx;
 pub mod seccomp;
+pub mod trace;

@@ -15,6 +15,7 @@
 //! | [`ring`] | the network ring's I/O thread (frames without VM exits) |
 //! | [`seccomp`] | the sandbox installed before the first KVM_RUN |
 //! | [`stop`] | the stop signals' handler, which cannot be missed |
+//! | [`trace`] | `--trace=FILE`: the guest's trace ring drained to a file by a thread |
 //!
 //! Exit status: the guest's on a halt; 128 + N when signal N (SIGINT,
 //! SIGTERM, SIGHUP) stopped it, as for a process that signal killed; 1 when
@@ -44,7 +45,7 @@ mod stop;
 // The ring server, the sandboxes and the CPUID cache are the library's
 // (`lib.rs`), for the fuzz targets; named here so that `crate::ring` and
 // `crate::cpuid_cache` read as before.
-use lamina_hvt::{block_ring, cpuid_cache, ring, rx, seccomp};
+use lamina_hvt::{block_ring, cpuid_cache, ring, rx, seccomp, trace};
 
 use lamina_tender::timing::Timing;
 use lamina_tender::{args, process};

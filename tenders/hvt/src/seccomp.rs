@@ -280,6 +280,19 @@ fn block_ring_rules(
     Ok(rules)
 }
 
+/// The trace thread's rules: writes to the trace `file` (appended, and
+/// the clock offset into its header) and to stderr. It reads guest memory
+/// and no other descriptor.
+fn trace_rules(file: i32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    common_rules(&mut rules)?;
+    let mut allow = |syscall: i64, rule: SeccompRule| rules.entry(syscall).or_default().push(rule);
+    allow(libc::SYS_write, fd_is(file)?);
+    allow(libc::SYS_pwrite64, fd_is(file)?);
+    allow(libc::SYS_write, fd_is(2)?);
+    Ok(rules)
+}
+
 /// tgkill(pid, tid, signal) within process `pid` and with
 /// [`RING_STOP_SIGNAL`] only.
 fn stop_signal_rule(pid: u32) -> Result<SeccompRule, BackendError> {
@@ -333,6 +346,11 @@ pub fn block_ring_filter(
     ])
 }
 
+/// The trace thread's filters, for the trace file `file`.
+pub fn trace_filter(file: i32) -> Result<Filters, SeccompError> {
+    Ok([sandbox::refusals()?, sandbox::compile(trace_rules(file)?)?])
+}
+
 /// Installs `filters` on the calling thread.
 fn apply(filters: &Filters) -> Result<(), SeccompError> {
     filters.iter().try_for_each(sandbox::install)
@@ -368,6 +386,11 @@ pub fn install_block_ring(
     kick: i32,
 ) -> Result<(), SeccompError> {
     apply(&block_ring_filter(blocks, epoll, kick, std::process::id())?)
+}
+
+/// Builds and installs the trace thread's filters, on that thread.
+pub fn install_trace(file: i32) -> Result<(), SeccompError> {
+    apply(&trace_filter(file)?)
 }
 
 /// The filters against the calls they must kill and the ones they must
@@ -747,6 +770,39 @@ mod tests {
         assert_eq!(
             under_filter(&with_flush, || ioctl(fds.vcpu, KVM_RUN)),
             KILLED
+        );
+    }
+    /// The trace thread: writes to its trace file only (appended or at
+    /// an offset), no other descriptor, no ioctl.
+    #[test]
+    fn the_trace_thread_may_only_write_its_file() {
+        let (_vcpu, _other, fds) = stand_ins();
+        let file = std::fs::File::create(
+            std::env::temp_dir().join(format!("lamina-hvt-seccomp-trace-{}", std::process::id())),
+        )
+        .unwrap();
+        let other = std::fs::File::create("/dev/null").unwrap();
+        let (file_fd, other_fd) = (file.as_raw_fd(), other.as_raw_fd());
+        let write = |fd: i32| {
+            // SAFETY: writes 4 bytes from a live array.
+            let n = unsafe { libc::write(fd, b"word".as_ptr().cast(), 4) };
+            i32::from(n != 4)
+        };
+        let pwrite = |fd: i32| {
+            // SAFETY: as in `write`.
+            let n = unsafe { libc::pwrite(fd, b"word".as_ptr().cast(), 4, 16) };
+            i32::from(n != 4)
+        };
+        let program = trace_filter(file_fd).unwrap();
+        assert_eq!(under_filter(&program, || write(file_fd)), SURVIVED);
+        assert_eq!(under_filter(&program, || pwrite(file_fd)), SURVIVED);
+        assert_eq!(under_filter(&program, || write(other_fd)), KILLED);
+        assert_eq!(under_filter(&program, || pwrite(other_fd)), KILLED);
+        assert_eq!(under_filter(&program, || write(1)), KILLED);
+        assert_eq!(under_filter(&program, || ioctl(fds.vcpu, KVM_RUN)), KILLED);
+        drop(file);
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("lamina-hvt-seccomp-trace-{}", std::process::id())),
         );
     }
 }

@@ -19,6 +19,8 @@ pub struct CoreFds {
     pub timer: i32,
     /// With `--dumpcore`: the unnamed core file and its directory.
     pub core: Option<(i32, i32)>,
+    /// The trace file the guest writes its recording to (`--trace`).
+    pub trace: Option<i32>,
 }
 
 /// `arch_prctl` code that sets the FS base (asm/prctl.h).
@@ -30,7 +32,12 @@ fn only(index: u8, value: u64) -> Result<SeccompRule, BackendError> {
 
 /// The rules every guest gets, as (syscall, rule) pairs.
 fn core_rules(fds: CoreFds) -> Result<Vec<(i64, SeccompRule)>, BackendError> {
-    Ok(vec![
+    let mut rules = Vec::new();
+    if let Some(trace) = fds.trace {
+        // The guest's trace recording, appended to the file it was offered.
+        rules.push((libc::SYS_write, only(0, trace as u64)?));
+    }
+    rules.extend([
         // Console output goes to the tender's stdout.
         (libc::SYS_write, only(0, 1)?),
         // The fault handler's report goes to stderr (`fault`); it runs
@@ -52,7 +59,8 @@ fn core_rules(fds: CoreFds) -> Result<Vec<(i64, SeccompRule)>, BackendError> {
         ),
         // solo5_set_tls_base: set FS only (never read GS or change GS).
         (libc::SYS_arch_prctl, only(0, ARCH_SET_FS)?),
-    ])
+    ]);
+    Ok(rules)
 }
 
 /// Compiles the filter for these devices. Call before installing: the

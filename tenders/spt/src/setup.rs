@@ -69,6 +69,14 @@ pub enum SetupError {
     /// The fault handler.
     #[error("cannot install the guest fault handler: {0}")]
     FaultHandler(std::io::Error),
+    /// The trace file (`--trace=FILE`).
+    #[error("cannot create the trace file {path}: {reason}")]
+    Trace {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        reason: std::io::Error,
+    },
 }
 
 /// Sets the guest up and jumps into it; returns only on error.
@@ -129,6 +137,21 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     for net in &devices.nets {
         sys::epoll_add(epoll.as_raw_fd(), net.fd(), net.handle).map_err(events("epoll set"))?;
     }
+    // --trace=FILE: the guest writes its own recording to FILE (spt has no
+    // tender left to drain a ring once the guest runs): its descriptor is
+    // offered in the manifest's reserved entry, and the sandbox allows
+    // `write` on it and nothing else.
+    let trace = match &args.trace {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|reason| SetupError::Trace {
+                path: path.clone(),
+                reason,
+            })?;
+            devices.offer_trace(file.as_raw_fd());
+            Some(file)
+        }
+        None => None,
+    };
     timing.mark("devices");
 
     // Boot info, then the attached manifest, then the command line.
@@ -153,6 +176,7 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
         epoll: epoll.as_raw_fd(),
         timer: timer.as_raw_fd(),
         core: core_file.as_ref().map(crate::fault::CoreFile::fds),
+        trace: trace.as_ref().map(|file| file.as_raw_fd()),
     };
     let boot_info = BootInfo {
         mem_size,
@@ -173,6 +197,7 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     let (entry, stack) = (image.entry, mem_size - 8);
     mem.leak();
     let _ = (epoll.into_raw_fd(), timer.into_raw_fd());
+    let _ = trace.map(IntoRawFd::into_raw_fd);
     std::mem::forget(devices);
     launch::default_signals();
     crate::fault::install(image.kernel_end, mem_size, core_file)

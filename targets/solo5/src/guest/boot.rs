@@ -44,6 +44,18 @@ impl Machine for Solo5Machine {
     fn exit(status: i32) -> ! {
         sys::halt(status)
     }
+
+    fn trace_sink() -> Option<fn(&[u8])> {
+        sys::trace_sink()
+    }
+
+    fn trace_register(ring: &'static [core::sync::atomic::AtomicU64]) -> bool {
+        sys::trace_register(ring)
+    }
+
+    fn clock_offset_ns() -> i64 {
+        sys::clock_offset_ns()
+    }
 }
 
 lamina_metal::panic_handler!(Solo5Machine);
@@ -127,6 +139,10 @@ extern "C" fn entry(boot_info: usize) -> ! {
     let Ok(manifest) = manifest else {
         fail("the tender's manifest is malformed")
     };
+    #[cfg(lamina_target = "spt")]
+    if let Some(fd) = manifest.entry(0).and_then(|first| first.trace_fd()) {
+        sys::offer_trace_fd(fd);
+    }
     // SAFETY: the application defines this symbol through `lamina::main!`.
     let status = unsafe { __lamina_guest_main(Boot { cmdline, manifest }) };
     sys::halt(status)

@@ -149,6 +149,9 @@ impl Park for GuestPark {
             return;
         }
         self.last_check.set(now);
+        // A guest that writes its own recording (spt) does it here, before
+        // it may sleep: at most once per check interval while busy.
+        lamina_metal::trace::drain();
         self.wake(sys::wait(deadline));
     }
 }

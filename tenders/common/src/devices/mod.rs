@@ -224,6 +224,17 @@ impl Devices {
         }
     }
 
+    /// Offers the guest the trace file `fd` in the manifest's reserved
+    /// entry 0 (spt's `--trace`; see `lamina_abi::mft::Entry::trace_fd`).
+    pub fn offer_trace(&mut self, fd: i32) {
+        if let Some(bytes) = self.manifest.get_mut(HEADER_SIZE..HEADER_SIZE + ENTRY_SIZE) {
+            if let Ok(mut first) = Entry::read_from_bytes(bytes) {
+                first.attach_trace(fd);
+                bytes.copy_from_slice(first.as_bytes());
+            }
+        }
+    }
+
     /// The block device with `handle`.
     pub fn block(&self, handle: u64) -> Option<&BlockDevice> {
         self.blocks.iter().find(|d| d.handle == handle)

@@ -14,6 +14,9 @@ use lamina_metal::time::{TscClock, TscScale};
 /// Monotonic time: the TSC from boot, at the frequency the tender reports.
 static CLOCK: TscClock = TscClock::new();
 
+/// The extensions the tender offered in the boot info (`HOST_FEATURE_*`).
+static HOST_FEATURES: AtomicU32 = AtomicU32::new(0);
+
 /// Guest address of the network ring, when the tender offers one.
 static RING: spin::Once<usize> = spin::Once::new();
 /// The receive queues, when the tender offers them with the ring.
@@ -46,6 +49,7 @@ fn hypercall<T>(call: Hypercall, arg: &mut T) {
 pub unsafe fn read_boot_info(boot_info: usize) -> BootFacts {
     // SAFETY: the caller passes the tender's pointer to a BootInfo.
     let info = unsafe { core::ptr::read_volatile(boot_info as *const BootInfo) };
+    HOST_FEATURES.store(info.host_features, Ordering::Relaxed);
     let scale = TscScale::new(info.cpu_cycle_freq);
     CLOCK.start(scale.unwrap_or(TscScale::new(1_000_000_000).expect("1 GHz is valid")));
     // The ring lies at the top of memory, above `mem_size` (so outside the
@@ -137,6 +141,35 @@ fn poll(deadline: Option<u64>) -> u64 {
     };
     hypercall(Hypercall::Poll, &mut arg);
     arg.ready_set
+}
+
+/// Hands the tender the trace ring to drain while the guest runs and at
+/// its end, if it offered to ([`HOST_FEATURE_TRACE`]: its `--trace`);
+/// false otherwise, and the call is not made (Solo5's tenders do not know
+/// it).
+pub fn trace_register(ring: &'static [core::sync::atomic::AtomicU64]) -> bool {
+    if HOST_FEATURES.load(Ordering::Relaxed) & HOST_FEATURE_TRACE == 0 {
+        return false;
+    }
+    let mut arg = HcTraceRegister {
+        ring: ring.as_ptr() as u64,
+        words: ring.len() as u64,
+        guest_ns: monotonic_ns(),
+        ..Default::default()
+    };
+    hypercall(Hypercall::TraceRegister, &mut arg);
+    arg.ret == Solo5Result::Ok as i32
+}
+
+/// The tender drains the ring: the guest writes no recording itself.
+pub fn trace_sink() -> Option<fn(&[u8])> {
+    None
+}
+
+/// The guest's clock runs from its boot; the tender relates it to its own
+/// when the ring is registered.
+pub fn clock_offset_ns() -> i64 {
+    0
 }
 
 /// Stops the guest with `status` (after the tender has taken the frames

@@ -84,6 +84,44 @@ pub fn console_write(mut bytes: &[u8]) {
     }
 }
 
+/// The trace file's descriptor, when the tender offers one (its
+/// `--trace=FILE`, in the manifest's reserved entry).
+static TRACE_FD: spin::Once<i32> = spin::Once::new();
+
+/// Takes the trace file the tender offered: the guest writes its recording
+/// there ([`trace_sink`]).
+pub fn offer_trace_fd(fd: i32) {
+    TRACE_FD.call_once(|| fd);
+}
+
+/// Where the recording goes: the offered trace file, whose descriptor the
+/// tender's sandbox lets the guest write; None without one (Solo5's
+/// tender, or no `--trace`), where writing would be fatal.
+pub fn trace_sink() -> Option<fn(&[u8])> {
+    TRACE_FD.get().map(|_| trace_write as fn(&[u8]))
+}
+
+fn trace_write(mut bytes: &[u8]) {
+    let Some(&fd) = TRACE_FD.get() else { return };
+    while !bytes.is_empty() {
+        match write_from(nr::WRITE, fd, bytes, 0) {
+            EINTR => continue,
+            n if n <= 0 => return, // a full disk loses the trace, not the guest
+            n => bytes = &bytes[n as usize..],
+        }
+    }
+}
+
+/// spt has no other way to a trace: the guest writes its own.
+pub fn trace_register(_ring: &'static [core::sync::atomic::AtomicU64]) -> bool {
+    false
+}
+
+/// The monotonic clock counts from the tender's `CLOCK_MONOTONIC` at boot.
+pub fn clock_offset_ns() -> i64 {
+    boot_monotonic() as i64
+}
+
 fn boot_monotonic() -> u64 {
     FDS.get().map(|f| f.2).unwrap_or(0)
 }
