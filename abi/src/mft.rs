@@ -445,6 +445,21 @@ mod tests {
         );
         e.attach_net([2, 0, 0, 0, 0, 1], 1500, 9);
         assert_eq!((e.net_mac(), e.net_mtu()), ([2, 0, 0, 0, 0, 1], 1500));
+        // Only the reserved entry 0 carries a trace file, and only once a
+        // tender attached it.
+        assert_eq!(e.trace_fd(), None, "a device entry");
+        let mut first = m.entry(0).unwrap();
+        assert_eq!(first.trace_fd(), None, "as the image has it");
+        first.attach_trace(11);
+        assert_eq!(first.trace_fd(), Some(11));
+        let mut copy = buf;
+        copy[HEADER_SIZE..HEADER_SIZE + ENTRY_SIZE].copy_from_slice(first.as_bytes());
+        let attached = Manifest::parse_attached(&copy).unwrap();
+        assert_eq!(attached.entry(0).unwrap().trace_fd(), Some(11));
+        assert!(
+            Manifest::parse(&copy).is_err(),
+            "an image may not attach it"
+        );
     }
 
     #[test]
