@@ -97,14 +97,26 @@ pub fn split_debug(image: &Path) -> Result<PathBuf, CliError> {
     if !has_symbols(&bytes) {
         return Ok(debug);
     }
-    std::fs::write(&debug, &bytes)
+    let linked = std::fs::metadata(image)
+        .and_then(|m| m.modified())
+        .map_err(CliError::io(format!("cannot read {}", image.display())))?;
+    // Builds of one image may run at once (cargo serialises the linking,
+    // not what follows it): each writes its own temporary files and renames
+    // them into place, which is atomic, so no reader ever sees a partial
+    // image and no build takes another's file. They all write the same bytes.
+    let temporary = |what: &str| {
+        let mut name = image.as_os_str().to_owned();
+        name.push(format!(".{what}.{}", std::process::id()));
+        PathBuf::from(name)
+    };
+    let debug_part = temporary("debug");
+    std::fs::write(&debug_part, &bytes)
+        .and_then(|()| std::fs::rename(&debug_part, &debug))
         .map_err(CliError::io(format!("cannot write {}", debug.display())))?;
-    let mut stripped = image.as_os_str().to_owned();
-    stripped.push(".stripped");
-    let stripped = PathBuf::from(stripped);
+    let stripped = temporary("stripped");
     let status = std::process::Command::new("objcopy")
         .arg("--strip-all")
-        .arg(image)
+        .arg(&debug)
         .arg(&stripped)
         .status()
         .map_err(|e| CliError::MissingTool {
@@ -112,11 +124,20 @@ pub fn split_debug(image: &Path) -> Result<PathBuf, CliError> {
             package: "binutils",
         })?;
     if !status.success() {
+        let _ = std::fs::remove_file(&stripped);
         return Err(CliError::Project(format!(
             "objcopy --strip-all {} failed",
-            image.display()
+            debug.display()
         )));
     }
+    // The stripped image keeps the time it was linked: cargo puts the
+    // unstripped file back at each build (a hard link from deps/), and an
+    // image that was not relinked must not look rebuilt.
+    std::fs::File::options()
+        .write(true)
+        .open(&stripped)
+        .and_then(|file| file.set_modified(linked))
+        .map_err(CliError::io(format!("cannot write {}", stripped.display())))?;
     // A new file, not the one cargo hard-linked from deps/: that one stays
     // as it was linked.
     std::fs::rename(&stripped, image)
