@@ -53,6 +53,28 @@ pub fn without_exec() -> Result<SeccompRule, BackendError> {
     )?])
 }
 
+/// The calls that write a core file (`--dumpcore`): `write` and `lseek`
+/// on the unnamed `file` (zero pages are seeked over), and `linkat` from
+/// `/proc/self/fd` (AT_FDCWD, AT_SYMLINK_FOLLOW) into the directory `dir`,
+/// nowhere else. As (system call, rule) pairs.
+pub fn core_file_rules(file: i32, dir: i32) -> Result<Vec<(i64, SeccompRule)>, BackendError> {
+    let dword = |index, value| {
+        SeccompCondition::new(index, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)
+    };
+    Ok(vec![
+        (libc::SYS_write, arg_is(0, file as u64)?),
+        (libc::SYS_lseek, arg_is(0, file as u64)?),
+        (
+            libc::SYS_linkat,
+            SeccompRule::new(vec![
+                dword(0, u64::from(libc::AT_FDCWD as u32))?,
+                dword(2, dir as u64)?,
+                dword(4, libc::AT_SYMLINK_FOLLOW as u64)?,
+            ])?,
+        ),
+    ])
+}
+
 /// Compiles `rules` (system call -> rules, any of which allows it; an empty
 /// list allows it always) into a filter that kills the process at any
 /// other call. Compile before the last allocation the sandboxed code may

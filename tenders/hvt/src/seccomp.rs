@@ -177,28 +177,11 @@ fn vcpu_rules(
         );
     }
     if let Some((file, dir)) = fds.core {
-        // --dumpcore: the core written into its unnamed file (zero pages
-        // seeked over), then linked into its directory, nowhere else.
-        allow(libc::SYS_write, fd_is(file)?);
-        allow(libc::SYS_lseek, fd_is(file)?);
-        allow(
-            libc::SYS_linkat,
-            SeccompRule::new(vec![
-                SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Eq,
-                    u64::from(libc::AT_FDCWD as u32),
-                )?,
-                SeccompCondition::new(2, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, dir as u64)?,
-                SeccompCondition::new(
-                    4,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Eq,
-                    libc::AT_SYMLINK_FOLLOW as u64,
-                )?,
-            ])?,
-        );
+        // --dumpcore: the core written into its unnamed file, then linked
+        // into its directory, nowhere else.
+        for (syscall, rule) in sandbox::core_file_rules(file, dir)? {
+            allow(syscall, rule);
+        }
     }
     // The process ends here, with the guest's status.
     rules.insert(libc::SYS_exit_group, Vec::new());

@@ -5,9 +5,7 @@
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
-use seccompiler::{
-    BackendError, BpfProgram, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
-};
+use seccompiler::{BackendError, BpfProgram, SeccompRule};
 use std::collections::BTreeMap;
 
 /// Descriptors the core rules pin.
@@ -76,27 +74,8 @@ pub fn build(fds: CoreFds, devices: &Devices) -> Result<BpfProgram, SeccompError
     }
     if let Some((file, dir)) = fds.core {
         // --dumpcore: the fault handler writes the core into its unnamed
-        // file (zero pages seeked over) and links it into its directory.
-        all.push((libc::SYS_write, only(0, file as u64)?));
-        all.push((libc::SYS_lseek, only(0, file as u64)?));
-        all.push((
-            libc::SYS_linkat,
-            SeccompRule::new(vec![
-                SeccompCondition::new(
-                    0,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Eq,
-                    u64::from(libc::AT_FDCWD as u32),
-                )?,
-                SeccompCondition::new(2, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, dir as u64)?,
-                SeccompCondition::new(
-                    4,
-                    SeccompCmpArgLen::Dword,
-                    SeccompCmpOp::Eq,
-                    libc::AT_SYMLINK_FOLLOW as u64,
-                )?,
-            ])?,
-        ));
+        // file and links it into its directory.
+        all.extend(sandbox::core_file_rules(file, dir)?);
     }
     for (syscall, rule) in all {
         rules.entry(syscall).or_default().push(rule);
