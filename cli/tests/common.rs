@@ -120,18 +120,19 @@ pub fn image_with_env(target: &str, app: &str, env: &[(&str, &OsStr)]) -> PathBu
         output.status.success(),
         "lamina build -t {target} {app} failed"
     );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
+    built_image(&String::from_utf8_lossy(&output.stderr)).expect("lamina reports what it built")
+}
+
+/// The image a `lamina build` or `lamina run` says it built in `output`
+/// (its last `lamina: built APP for TARGET in T s: PATH (N KiB)` line).
+pub fn built_image(output: &str) -> Option<PathBuf> {
+    output
         .lines()
         .rev()
         .find(|l| l.contains("lamina: built"))
-        .expect("lamina reports what it built");
-    let path = line
-        .rsplit(": ")
-        .next()
+        .and_then(|l| l.rsplit(": ").next())
         .and_then(|p| p.split(" (").next())
-        .expect("a path");
-    PathBuf::from(path)
+        .map(PathBuf::from)
 }
 
 /// The tenders and the benchmark peers, built once (optimised, as `lamina

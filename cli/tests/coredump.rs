@@ -37,13 +37,7 @@ fn run_with_dumpcore(target: &str, dir: &Path, test: &str) -> (Option<i32>, Stri
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    let image = text
-        .lines()
-        .rev()
-        .find(|l| l.contains("lamina: built"))
-        .and_then(|l| l.rsplit(": ").next())
-        .and_then(|p| p.split(" (").next())
-        .map(PathBuf::from)
+    let image = built_image(&text)
         .unwrap_or_else(|| panic!("{target} {test}: lamina does not say what it built\n{text}"));
     (output.status.code(), text, image)
 }

@@ -27,14 +27,7 @@ fn gdb_breaks_prints_and_continues_to_a_clean_exit() {
     let built = run_lamina(&["build", "-t", "hvt", APP]);
     assert!(built.status.success());
     let stderr = String::from_utf8_lossy(&built.stderr);
-    let image = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("lamina: built"))
-        .and_then(|l| l.rsplit(": ").next())
-        .and_then(|p| p.split(" (").next())
-        .expect("the image lamina built")
-        .to_owned();
+    let image = built_image(&stderr).expect("the image lamina built");
     let port = free_port();
     let mut run = lamina()
         .args([
