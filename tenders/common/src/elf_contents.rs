@@ -4,7 +4,7 @@
 //! offset and size read from the file is checked against it, so no input
 //! makes these panic or read out of bounds (fuzz/fuzz_targets/inspect.rs).
 
-use crate::elf::{Elf, ElfError, ProgramHeader, PT_NOTE};
+use crate::elf::{u16_at, u32_at, u64_at, Elf, ElfError, ProgramHeader, PT_NOTE};
 
 /// One ELF note.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,16 +45,6 @@ pub const SHF_EXECINSTR: u64 = 4;
 
 /// Size of an ELF64 section header.
 const SHDR_SIZE: u64 = 64;
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
 
 /// Every note in the `PT_NOTE` segment `ph`, in order (4-byte aligned, as
 /// Solo5's and Lamina's notes are: each note's owner and descriptor are
