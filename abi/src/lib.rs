@@ -32,6 +32,7 @@
 
 pub mod block_ring;
 pub mod debug_exit;
+pub mod frames;
 pub mod hvt;
 pub mod mft;
 pub mod note;

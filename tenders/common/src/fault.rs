@@ -11,8 +11,7 @@
 //! checked `read`, between the stack pointer and a bound the caller gives:
 //! a garbage frame-pointer chain ends the walk, it never faults the tender.
 
-/// Most frames walked (as many as the guest's own panic backtrace prints).
-pub const MAX_FRAMES: usize = 32;
+pub use lamina_abi::frames::{walk, Frames, MAX_FRAMES};
 
 /// Frames further than this above the stack pointer are not believed.
 pub const MAX_STACK: u64 = 16 * 1024 * 1024;
@@ -20,49 +19,6 @@ pub const MAX_STACK: u64 = 16 * 1024 * 1024;
 /// The prefix of a backtrace line: the same as lamina-core's
 /// `BACKTRACE_PREFIX`, which the guest prints and `lamina run` parses.
 pub const BACKTRACE_PREFIX: &str = "lamina: backtrace:";
-
-/// Return addresses found by [`walk`], innermost first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frames {
-    addresses: [u64; MAX_FRAMES],
-    len: usize,
-}
-
-impl Frames {
-    /// The return addresses, innermost first.
-    pub fn addresses(&self) -> &[u64] {
-        &self.addresses[..self.len]
-    }
-}
-
-/// Walks the guest's frame-pointer chain from `fp` (its `%rbp` at the
-/// fault), reading 8-byte words with `read` only at addresses in `[low,
-/// high)`: stops at [`MAX_FRAMES`], at a frame pointer that is null,
-/// unaligned, outside the bounds or not above the previous one (callers'
-/// frames are higher), at a zero return address, and where `read` fails.
-/// The same rules as the guest's own walk (lamina-metal's `backtrace`).
-pub fn walk(mut fp: u64, low: u64, high: u64, read: impl Fn(u64) -> Option<u64>) -> Frames {
-    let mut frames = Frames {
-        addresses: [0; MAX_FRAMES],
-        len: 0,
-    };
-    while frames.len < MAX_FRAMES {
-        let inside = fp >= low && fp.checked_add(16).is_some_and(|end| end <= high);
-        if fp == 0 || !fp.is_multiple_of(8) || !inside {
-            break;
-        }
-        let Some(return_address) = read(fp + 8).filter(|&a| a != 0) else {
-            break;
-        };
-        frames.addresses[frames.len] = return_address;
-        frames.len += 1;
-        match read(fp) {
-            Some(caller) if caller > fp => fp = caller,
-            _ => break,
-        }
-    }
-    frames
-}
 
 /// The walk's bounds for a stack pointer `sp` in memory that ends at
 /// `mem_end`: from `sp` up to [`MAX_STACK`] above it, not past the end.
@@ -238,54 +194,12 @@ pub fn page_fault_access(error_code: u64) -> (&'static str, &'static str) {
 mod tests {
     use super::*;
 
-    /// A stack of words at `base`, read by address.
-    fn reader(base: u64, words: &[u64]) -> impl Fn(u64) -> Option<u64> + '_ {
-        move |address| {
-            let index = address.checked_sub(base)? / 8;
-            words.get(index as usize).copied()
-        }
-    }
-
-    #[test]
-    fn a_chain_is_walked_to_its_end() {
-        // Three frames at 0x1000, 0x1020, 0x1040; the last points back down.
-        let mut stack = [0u64; 16];
-        stack[0] = 0x1020; // frame 0: saved rbp
-        stack[1] = 0x10_0a; // its return address
-        stack[4] = 0x1040;
-        stack[5] = 0x10_0b;
-        stack[8] = 0x1000; // descending: the walk stops after this frame
-        stack[9] = 0x10_0c;
-        let frames = walk(0x1000, 0x1000, 0x1080, reader(0x1000, &stack));
-        assert_eq!(frames.addresses(), [0x10_0a, 0x10_0b, 0x10_0c]);
-    }
-
-    #[test]
-    fn garbage_ends_the_walk() {
-        let stack = [u64::MAX - 7, 0x10_0a, 0, 0];
-        // Unaligned, null, out of bounds, overflowing: no frames, no panic.
-        for fp in [0x1001, 0, 0x9000, u64::MAX - 7] {
-            assert!(walk(fp, 0x1000, 0x1020, reader(0x1000, &stack))
-                .addresses()
-                .is_empty());
-        }
-        // A caller frame pointer that overflows the bound ends it after one.
-        let frames = walk(0x1000, 0x1000, 0x1020, reader(0x1000, &stack));
-        assert_eq!(frames.addresses(), [0x10_0a]);
-        // A read that fails ends it.
-        assert!(walk(0x1000, 0x1000, 0x1020, |_| None)
-            .addresses()
-            .is_empty());
-        // A loop (a frame pointing to itself) ends it.
-        let selfloop = [0x1000, 0x10_0a];
-        let frames = walk(0x1000, 0x1000, 0x1010, reader(0x1000, &selfloop));
-        assert_eq!(frames.addresses(), [0x10_0a]);
-    }
-
     #[test]
     fn a_report_formats_like_the_guest_backtrace() {
         let stack = [0u64, 0x10_2a3b];
-        let frames = walk(0x1000, 0x1000, 0x1010, reader(0x1000, &stack));
+        let frames = walk(0x1000, 0x1000, 0x1010, |address| {
+            stack.get(((address - 0x1000) / 8) as usize).copied()
+        });
         let mut report = Report::new();
         report
             .text("fault at rip=")
