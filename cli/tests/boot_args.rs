@@ -13,7 +13,7 @@
 mod common;
 
 use common::*;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -78,10 +78,13 @@ fn cases() -> Vec<(Vec<String>, &'static str)> {
     ]
 }
 
-/// Runs `lamina ARGS` (its build already done) for at most a minute: an
-/// argument that is not refused would leave echo serving, and the test
-/// must fail, not hang. On time-out `lamina` gets a SIGTERM, which it
-/// forwards to the unikernel, and the status is none.
+/// Runs `lamina ARGS` and gives the unikernel a minute from its start
+/// (`lamina: running ...`): an argument that is not refused would leave
+/// echo serving, and the test must fail, not hang. The minute does not
+/// count `lamina`'s builds before it, which can wait on the other tests'
+/// builds for the shared target directory's lock. On time-out `lamina`
+/// gets a SIGTERM, which it forwards to the unikernel, and the status is
+/// none.
 fn run_for_a_minute(args: &[&str]) -> Output {
     let mut child = lamina()
         .args(args)
@@ -90,22 +93,45 @@ fn run_for_a_minute(args: &[&str]) -> Output {
         .spawn()
         .expect("cannot start lamina");
     let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {
         let mut text = Vec::new();
         let _ = stdout.read_to_end(&mut text);
         text
     });
+    let (started_tx, started) = std::sync::mpsc::channel();
     let err = std::thread::spawn(move || {
         let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text);
+        let mut lines = std::io::BufReader::new(stderr);
+        loop {
+            let before = text.len();
+            match lines.read_until(b'\n', &mut text) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if text[before..].starts_with(b"lamina: running ") {
+                        let _ = started_tx.send(Instant::now());
+                    }
+                }
+            }
+        }
         text
     });
-    let start = Instant::now();
+    // Builds first, however long the lock takes (an hour at most).
+    let build_limit = Instant::now() + Duration::from_secs(3600);
+    let mut deadline = None;
     let mut status = None;
-    while start.elapsed() < Duration::from_secs(60) {
+    loop {
         if let Some(done) = child.try_wait().unwrap() {
             status = Some(done);
+            break;
+        }
+        if deadline.is_none() {
+            deadline = started
+                .try_recv()
+                .ok()
+                .map(|at| at + Duration::from_secs(60));
+        }
+        if Instant::now() > deadline.unwrap_or(build_limit) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
