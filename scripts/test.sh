@@ -11,19 +11,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each phase's heading says when it began: CI has 30 minutes in all.
+phase() { echo "== $1 (at $((SECONDS / 60)) min $((SECONDS % 60)) s)"; }
 scripts/setup.sh
-echo "== cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 # Guest code compiles only for a unikernel target: lint it as one too.
 for target in spt hvt virtio; do
-  echo "== cargo clippy (guest code, $target)"
+  phase "cargo clippy (guest code, $target)"
   RUSTFLAGS="--cfg lamina_target=\"$target\"" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
     --target-dir "target/clippy-$target" --config 'profile.dev.panic="abort"' \
     -p lamina-metal -p lamina-solo5 -p lamina-virtio -p hello -p echo -p website -p dns -p selftest -p conformance -p resolve -p fetch -p disk -p storeload -p kv -- -D warnings
 done
-echo "== cargo test"
+phase "cargo test"
 # Every test binary runs even after a failure, so the summary lists all.
 test_log=$(mktemp)
 LAMINA_SKIP_LOG=$(mktemp)
@@ -44,15 +46,22 @@ done
 set +e
 cargo test --workspace --no-run 2>&1 | tee "$test_log"
 build_status=${PIPESTATUS[0]}
+phase "cargo test: two streams"
 log_a=$(mktemp) log_b=$(mktemp)
 trap 'rm -f "$test_log" "$LAMINA_SKIP_LOG" "$log_a" "$log_b"' EXIT
-cargo test -p lamina-cli --no-fail-fast "${a_args[@]}" >"$log_a" 2>&1 &
+{
+  cargo test -p lamina-cli --no-fail-fast "${a_args[@]}"
+  a=$?
+  phase "stream A done"
+  exit "$a"
+} >"$log_a" 2>&1 &
 stream_a_pid=$!
 {
   cargo test -p lamina-cli --no-fail-fast --bins "${b_args[@]}"
   cli_b=$?
   cargo test --workspace --exclude lamina-cli --no-fail-fast
   rest=$?
+  phase "stream B done"
   [ "$cli_b" -eq 0 ] && [ "$rest" -eq 0 ]
 } >"$log_b" 2>&1
 status_b=$?
@@ -78,7 +87,7 @@ read -r passed failed ignored < <(awk '
 skipped=$(grep -c '^SKIPPED' "$LAMINA_SKIP_LOG" || true)
 not_applicable=$(grep -c '^NOT-APPLICABLE' "$LAMINA_SKIP_LOG" || true)
 
-echo "== summary"
+phase "summary"
 echo "tests run: $((passed + failed)), passed: $passed (skips included), failed: $failed, ignored: $ignored"
 if ((failed)); then
   echo "failed:"
@@ -100,7 +109,7 @@ fi
 # --- fuzz smoke: every fuzz target briefly on its committed corpus ---------
 # (fuzz/run.sh; at most 3 s per target after the build; longer runs by hand,
 # see fuzz/README.md)
-echo "== fuzz smoke"
+phase "fuzz smoke"
 fuzz/run.sh all 1000000 3
 # --- end of the fuzz smoke --------------------------------------------------
-echo "== all tests passed"
+phase "all tests passed"
