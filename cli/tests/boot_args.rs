@@ -2,9 +2,9 @@
 //! echo unikernel through `lamina run` and the real tenders: each is
 //! refused when the command line is parsed, before the stack starts, with
 //! a message that names the argument, the value and what is allowed, and
-//! status 2, on spt, hvt (where KVM works) and virtio (where QEMU is
-//! installed). On unix the stack is the host's: the same arguments are
-//! unknown there, also status 2.
+//! status 2: every case on spt, three of them on hvt (where KVM works) and
+//! virtio (where QEMU is installed). On unix the stack is the host's: the
+//! same arguments are unknown there, also status 2.
 //!
 //! The guests get a user-mode network (`--port`), so that no root or tap
 //! is needed: the image declares a network device, so the stack's
@@ -165,11 +165,28 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// The cases run on `target`: all on spt; on hvt and virtio, whose guests
+/// parse with the same code, one address, one size and the heap check
+/// (whose bound is the target's own), which is what differs there: how a
+/// refusal reaches the console and the exit status.
+fn cases_on(target: &str) -> Vec<(Vec<String>, &'static str)> {
+    let all = cases();
+    if target == "spt" {
+        return all;
+    }
+    let last = all.len() - 1;
+    all.into_iter()
+        .enumerate()
+        .filter(|(i, _)| [0, 4, last].contains(i))
+        .map(|(_, case)| case)
+        .collect()
+}
+
 /// Runs echo on `target` (with `run_options` before the application) once
 /// per case and checks status 2 and the message.
 fn refused_on(target: &str, run_options: &[&str]) {
     image(target, "echo");
-    for (words, message) in cases() {
+    for (words, message) in cases_on(target) {
         let mut args = vec!["run", "--release", "-t", target];
         args.extend(run_options);
         args.extend(["echo", "--"]);
