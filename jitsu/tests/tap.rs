@@ -298,20 +298,29 @@ fn stopped_guest(vnet_header: bool) {
 /// builds them) and returns (tender, image).
 fn tender_and_image(target: &str) -> (PathBuf, PathBuf) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for packages in [
-        &["-p", "lamina-cli"][..],
-        &["--release", "-p", "lamina-spt", "-p", "lamina-hvt"],
+    // The lamina command where the workspace's own build puts it (the test
+    // build has just made it); the tenders and guests where the lamina
+    // command's tests build theirs.
+    let workspace_target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"));
+    for (packages, dir) in [
+        (&["-p", "lamina-cli"][..], workspace_target.clone()),
+        (
+            &["--release", "-p", "lamina-spt", "-p", "lamina-hvt"],
+            target_dir(),
+        ),
     ] {
         let built = Command::new(&cargo)
             .args(["build", "-q"])
             .args(packages)
-            .env("CARGO_TARGET_DIR", target_dir())
+            .env("CARGO_TARGET_DIR", dir)
             .current_dir(root())
             .status()
             .unwrap();
         assert!(built.success(), "cargo build {packages:?} failed");
     }
-    let output = Command::new(target_dir().join("debug").join("lamina"))
+    let output = Command::new(workspace_target.join("debug").join("lamina"))
         .args(["build", "--release", "-t", target, "website"])
         .env("CARGO_TARGET_DIR", target_dir())
         .current_dir(root())
