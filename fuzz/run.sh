@@ -12,7 +12,8 @@
 # if any target crashed.
 #
 # Needs: the nightly toolchain and cargo-fuzz (scripts/setup.sh installs
-# them). FUZZ_JOBS=N runs N targets at once (default 1).
+# them). FUZZ_JOBS=N runs N targets at once (default 1); FUZZ_PROFILE=dev
+# builds them unoptimised (see below).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -34,10 +35,17 @@ fi
 
 # Release code with debug assertions and overflow checks (what a
 # `lamina build` without --release runs), under AddressSanitizer.
-build_flags=(-O --debug-assertions)
+# FUZZ_PROFILE=dev builds unoptimised instead, in half the time, for short
+# runs such as CI's smoke, where the build is most of the cost.
+if [ "${FUZZ_PROFILE:-release}" = dev ]; then
+  build_flags=(--dev --debug-assertions)
+  bin=target/x86_64-unknown-linux-gnu/debug
+else
+  build_flags=(-O --debug-assertions)
+  bin=target/x86_64-unknown-linux-gnu/release
+fi
 # shellcheck disable=SC2086
 cargo +nightly fuzz build "${build_flags[@]}" $([ "$which" = all ] || echo "$which")
-bin=target/x86_64-unknown-linux-gnu/release
 
 run_one() {
   local target=$1
