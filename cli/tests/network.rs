@@ -25,6 +25,25 @@ fn namespace() -> Namespace {
     Namespace::new("lamina-t", 100)
 }
 
+/// Runs echo-load inside `ns` against `ip`:7 with `options` (connections,
+/// bytes and so on) and says whether all `connections` were echoed back
+/// byte for byte; its report is in the test's output either way.
+fn echo_load(ns: &Namespace, ip: &str, connections: u32, options: &[&str]) -> bool {
+    let load = release_dir().join("echo-load");
+    let (server, connections) = (format!("{ip}:7"), connections.to_string());
+    let mut args = vec![
+        load.to_str().unwrap(),
+        &server,
+        "--connections",
+        &connections,
+    ];
+    args.extend(options);
+    let out = ns.exec(&args);
+    out.status.success()
+        && String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{connections}/{connections} connections"))
+}
+
 /// Boots the echo unikernel on tap0 with `guest_args`; its console goes to `log`.
 fn boot_echo(ns: &mut Namespace, target: &str, guest_args: &[&str], log: &Path) {
     boot(ns, target, "echo", "64", guest_args, log);
@@ -71,38 +90,16 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
             "{target}"
         );
         // 1,000 parallel connections, each with its own pattern, all echoed.
-        let load = release_dir().join("echo-load");
-        let out = ns.exec(&[
-            load.to_str().unwrap(),
-            &format!("{ip}:7"),
-            "--connections",
-            "1000",
-            "--bytes",
-            "4000",
-            "--udp",
-            "100",
-        ]);
-        assert!(out.status.success(), "{target}: echo-load failed");
         assert!(
-            String::from_utf8_lossy(&out.stdout).contains("1000/1000 connections"),
-            "{target}"
+            echo_load(&ns, &ip, 1000, &["--bytes", "4000", "--udp", "100"]),
+            "{target}: echo-load failed"
         );
         // Bulk in one connection: on spt the tap carries checksum and
         // segmentation offload (64 KiB segments both ways), checked here
         // byte for byte by echo-load.
-        let out = ns.exec(&[
-            load.to_str().unwrap(),
-            &format!("{ip}:7"),
-            "--connections",
-            "1",
-            "--bytes",
-            "20000000",
-        ]);
         assert!(
-            out.status.success()
-                && String::from_utf8_lossy(&out.stdout).contains("1/1 connections"),
-            "{target}: bulk echo failed: {}",
-            String::from_utf8_lossy(&out.stdout)
+            echo_load(&ns, &ip, 1, &["--bytes", "20000000"]),
+            "{target}: bulk echo failed"
         );
         // After the traffic the unikernel sleeps: under 10% of a CPU.
         let busy = cpu_seconds_over(ns.guest_pid(), Duration::from_secs(2)) / 2.0;
@@ -241,18 +238,8 @@ fn an_inherited_tap_serves_with_and_without_virtio_net_headers() {
                 "inherited\n",
                 "{target} {mode}"
             );
-            let load = release_dir().join("echo-load");
-            let out = ns.exec(&[
-                load.to_str().unwrap(),
-                &format!("{ip}:7"),
-                "--connections",
-                "4",
-                "--bytes",
-                "2000000",
-            ]);
             assert!(
-                out.status.success()
-                    && String::from_utf8_lossy(&out.stdout).contains("4/4 connections"),
+                echo_load(&ns, &ip, 4, &["--bytes", "2000000"]),
                 "{target} {mode}: bulk echo failed: {}",
                 std::fs::read_to_string(&console).unwrap_or_default()
             );
@@ -426,19 +413,8 @@ fn malformed_traffic_is_dropped_and_the_unikernel_keeps_serving() {
         }
         assert!(ns.guest_alive(), "{target}: the unikernel died");
         // It still serves real clients.
-        let load = release_dir().join("echo-load");
-        let out = ns.exec(&[
-            load.to_str().unwrap(),
-            &format!("{ip}:7"),
-            "--connections",
-            "50",
-            "--bytes",
-            "10000",
-            "--timeout",
-            "40",
-        ]);
         assert!(
-            out.status.success(),
+            echo_load(&ns, &ip, 50, &["--bytes", "10000", "--timeout", "40"]),
             "{target}: echo no longer works after malformed traffic"
         );
         let console = std::fs::read_to_string(dir.path().join("console")).unwrap();
