@@ -24,8 +24,11 @@ const AVAIL_NO_INTERRUPT: u16 = 1;
 /// Used ring flag: the device needs no notification now.
 const USED_NO_NOTIFY: u16 = 1;
 
-/// Zeroed memory that the device may read or write: never moved, never
-/// freed (devices live as long as the unikernel).
+/// Zeroed memory that the device may read or write: never moved, and in
+/// a unikernel never freed (devices live as long as the unikernel, and one
+/// the driver gave up on may still write). On the host, where the device is
+/// made up by a test or fuzz target and stops when the driver does, it is
+/// freed when dropped.
 pub struct Dma {
     base: *mut u8,
     len: usize,
@@ -84,6 +87,17 @@ impl Dma {
     }
 }
 
+#[cfg(not(lamina_target = "virtio"))]
+impl Drop for Dma {
+    fn drop(&mut self) {
+        if let Ok(layout) = Layout::from_size_align(self.len.max(1), 4096) {
+            // SAFETY: allocated in `new` with this layout, freed once; on
+            // the host no device uses it any more (see the type's comment).
+            unsafe { alloc::alloc::dealloc(self.base, layout) };
+        }
+    }
+}
+
 /// A split virtqueue of `size` entries in one page-aligned allocation:
 /// descriptors, then the available ring, then the used ring.
 pub struct Queue {
@@ -125,7 +139,7 @@ impl Queue {
     /// Empties the queue as if it were new: zeroed rings, nothing pushed,
     /// published or used, not broken. Only while the device does not use
     /// it (before its address is given, or after a device reset); the
-    /// fuzz target reuses its queues this way, since they are never freed.
+    /// virtqueue fuzz target reuses its queues this way.
     pub fn reset(&self) {
         let zeros = [0u8; 256];
         let mut at = 0;

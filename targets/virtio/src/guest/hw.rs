@@ -27,7 +27,7 @@ fn inb(port: u16) -> u8 {
 /// Writes a dword to an I/O port (PCI configuration mechanism #1).
 pub fn outl(port: u16, value: u32) {
     // SAFETY: port I/O to the PCI configuration ports only (see
-    // `virtio::pci`); it touches no memory.
+    // `virtio::bus`); it touches no memory.
     unsafe {
         asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack, preserves_flags))
     };

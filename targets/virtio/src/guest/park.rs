@@ -24,7 +24,7 @@ const POLLED_MAX_WAIT_NS: u64 = 1_000_000;
 /// Waits for a deadline or a device.
 #[derive(Default)]
 pub struct GuestPark {
-    devices: RefCell<Vec<Rc<dyn Device>>>,
+    devices: RefCell<Vec<Rc<Device>>>,
     /// Set up at the first wait, or when devices are attached.
     interrupts: OnceCell<Option<Interrupts>>,
     /// Some device's line could not be routed: poll it.
@@ -39,7 +39,7 @@ impl GuestPark {
 
     /// Adds the devices whose completions wake tasks, and routes their
     /// interrupts.
-    pub fn attach(&self, devices: &[Rc<dyn Device>]) {
+    pub fn attach(&self, devices: &[Rc<Device>]) {
         if devices.is_empty() {
             return;
         }
@@ -77,7 +77,7 @@ impl GuestPark {
     }
 
     /// Looks at every device once; returns whether a task was woken.
-    fn poll_devices(&self, devices: &[Rc<dyn Device>]) -> bool {
+    fn poll_devices(&self, devices: &[Rc<Device>]) -> bool {
         devices.iter().fold(false, |woke, d| d.poll() | woke)
     }
 }

@@ -1,14 +1,10 @@
 //! The virtio drivers: the virtio-mmio and virtio-pci transports,
 //! virtio-net, virtio-blk and virtio-rng.
 //!
-//! | module      | what |
-//! |-------------|------|
-//! | `transport` | what the drivers see of a device, whichever bus it is on |
-//! | `mmio`      | the register window of a virtio-mmio device (version 2): handshake, features, queues, notifications |
-//! | `pci`       | virtio-pci (modern): the bus walk, a function's structures in its BARs, MSI-X |
-//! | `net`       | virtio-net as a [`Netif`](lamina_core::device::Netif), notifications batched per round |
-//! | `blk`       | virtio-blk as a [`Block`](lamina_core::device::Block) device |
-//! | `rng`       | virtio-rng: the CSPRNG's seed when the CPU has no RDRAND |
+//! The drivers themselves are [`crate::drivers`], generic over their
+//! [`Bus`](crate::drivers::Bus); here is the guest's bus (`bus`: volatile
+//! accesses to identity-mapped registers, PCI configuration space through
+//! port I/O, the bus walk) and the types the drivers take over it.
 //!
 //! virtio-mmio devices are found on the command line (`virtio_mmio.device=`,
 //! see [`crate::cmdline`]), virtio-pci ones by walking PCI bus 0 and the
@@ -16,35 +12,31 @@
 //! order. Each kind is named in that order by `--net:NAME`/`--block:NAME`
 //! words or, failing those, by the devices the image declares.
 
-mod blk;
-mod mmio;
-mod net;
-mod pci;
-mod rng;
-mod transport;
-
-pub use blk::{BlockDevice, VirtioBlock};
-pub use net::{NetDevice, VirtioNetif};
-pub use transport::{Interrupt, Transport};
+mod bus;
 
 use crate::cmdline::{device_name, DeviceWords, Kind};
+use crate::drivers::transport::{device_type, SetupError};
+use crate::drivers::{self, mmio::Mmio, pci::Pci, rng};
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
+use bus::GuestBus;
 use lamina_core::declare::{Attachment, Declared};
-use transport::device_type;
 
-/// What the idle wait needs of a device.
-pub trait Device {
-    /// Publishes what the driver queued and notifies the device if it asks
-    /// to be: called before the guest idles, once per round.
-    fn flush(&self);
-    /// Acknowledges the device's interrupt and, if it completed something,
-    /// wakes the tasks waiting on it; returns whether it woke any.
-    fn poll(&self) -> bool;
-    /// The device's transport, whose interrupt the idle wait routes.
-    fn transport(&self) -> &Transport;
-}
+pub use drivers::Interrupt;
+
+/// A device's transport in the guest.
+pub type Transport = drivers::Transport<GuestBus>;
+/// A virtio-net device in the guest.
+pub type NetDevice = drivers::net::NetDevice<GuestBus>;
+/// The [`Netif`](lamina_core::device::Netif) of a virtio-net device.
+pub type VirtioNetif = drivers::net::VirtioNetif<GuestBus>;
+/// A virtio-blk device in the guest.
+pub type BlockDevice = drivers::blk::BlockDevice<GuestBus>;
+/// The [`Block`](lamina_core::device::Block) device of a virtio-blk device.
+pub type VirtioBlock = drivers::blk::VirtioBlock<GuestBus>;
+/// What the idle wait needs of a device in the guest.
+pub type Device = dyn drivers::Device<GuestBus>;
 
 /// The virtio devices found at boot, by name.
 #[derive(Default)]
@@ -54,11 +46,11 @@ pub struct Devices {
     /// Block devices.
     pub block: Vec<(String, Rc<BlockDevice>)>,
     /// Every device, for the idle wait.
-    pub all: Vec<Rc<dyn Device>>,
+    pub all: Vec<Rc<Device>>,
 }
 
 /// A device found on a bus, and its type; or why it cannot be used.
-type Probed = Result<(Transport, u32), transport::SetupError>;
+type Probed = Result<(Transport, u32), SetupError>;
 
 /// Brings up the devices the command line announces and those on PCI,
 /// inside the first `mapped` bytes of the address space. A device that
@@ -77,13 +69,14 @@ pub fn discover(words: &DeviceWords, declared: &[Declared], mapped: u64) -> Devi
     let (declared_net, declared_block) = (names(Attachment::Net), names(Attachment::Block));
     let mut found = Devices::default();
     let (mut nets, mut blocks) = (0usize, 0usize);
+    let bus = GuestBus { mapped };
     let mut probed: Vec<(Probed, String)> = Vec::new();
     for window in &words.mmio {
-        let result = mmio::Mmio::probe(window, mapped).map(|(t, kind)| (Transport::Mmio(t), kind));
+        let result = Mmio::probe(bus, window).map(|(t, kind)| (Transport::Mmio(t), kind));
         probed.push((result, alloc::format!("the device at {:#x}", window.base)));
     }
-    for (function, kind) in pci::scan() {
-        let result = pci::Pci::probe(function, mapped).map(|t| (Transport::Pci(t), kind));
+    for (function, kind) in bus::scan() {
+        let result = Pci::probe(bus, function, mapped).map(|t| (Transport::Pci(t), kind));
         probed.push((result, alloc::format!("the device at {function}")));
     }
     let mut entropy = !lamina_metal::entropy::has_rdrand() && !lamina_metal::entropy::has_rdseed();

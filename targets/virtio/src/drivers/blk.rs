@@ -5,7 +5,7 @@
 //! once, offered with one notification.
 
 use super::transport::{SetupError, Transport};
-use super::Device;
+use super::{Bus, Device};
 use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -42,8 +42,8 @@ const DATA_AT: usize = 512;
 const SLOT_BYTES: usize = DATA_AT + CHUNK;
 
 /// A virtio-blk device; shared between its [`VirtioBlock`] and the park.
-pub struct BlockDevice {
-    transport: Transport,
+pub struct BlockDevice<B: Bus> {
+    transport: Transport<B>,
     queue: Queue,
     bounce: Dma,
     /// Request slots: as many as [`SLOTS`] and the queue allow.
@@ -54,18 +54,26 @@ pub struct BlockDevice {
     flushes: bool,
     /// A task owns the bounce buffer.
     busy: Cell<bool>,
-    /// Requests handed to the device whose completion is not yet seen.
-    in_flight: Cell<usize>,
+    /// The slots whose requests the device has and has not yet completed,
+    /// a bit each.
+    in_flight: Cell<u8>,
+    /// The device completed a request it did not have: it is not used any
+    /// more.
+    failed: Cell<bool>,
     /// Tasks waiting for a completion or for the bounce buffer.
     waiters: RefCell<Vec<core::task::Waker>>,
 }
 
-impl BlockDevice {
+impl<B: Bus> BlockDevice<B> {
     /// Brings the device up and reads its capacity.
-    pub fn new(transport: Transport) -> Result<BlockDevice, SetupError> {
+    pub fn new(transport: Transport<B>) -> Result<BlockDevice<B>, SetupError> {
         let features = transport.begin(F_RO | F_FLUSH)?;
         let queue = transport.queue(0, 16, 3)?;
         let sectors = u64::from_le_bytes(transport.config::<8>(0));
+        // `BlockInfo::capacity` and the libraries count bytes in a u64.
+        if sectors.checked_mul(u64::from(SECTOR)).is_none() {
+            return Err(SetupError::Capacity { sectors });
+        }
         let slots = SLOTS.min(queue.size() as usize / 3);
         let bounce = Dma::new(slots * SLOT_BYTES);
         transport.finish();
@@ -82,6 +90,7 @@ impl BlockDevice {
             flushes: features & F_FLUSH != 0,
             busy: Cell::new(false),
             in_flight: Cell::new(0),
+            failed: Cell::new(false),
             waiters: RefCell::new(Vec::new()),
         })
     }
@@ -95,19 +104,39 @@ impl BlockDevice {
 
     /// Takes the completions the device returned; whether every request
     /// in flight has completed (true when none was).
+    /// A completion that names no request in flight (a descriptor other
+    /// than a request's head, or a request completed twice) fails the
+    /// device: its slots' bytes can no longer be trusted to be the driver's.
     fn collect(&self) -> Result<bool, BlockError> {
-        while self.in_flight.get() > 0 {
+        while self.in_flight.get() != 0 {
+            if self.failed.get() {
+                return Err(BlockError::Io);
+            }
             match self.queue.pop_used() {
-                Some(_) => self.in_flight.set(self.in_flight.get() - 1),
+                Some((id, _)) => {
+                    let slot = usize::from(id / 3);
+                    let bit = 1u8.checked_shl(slot as u32).unwrap_or(0);
+                    if id % 3 != 0 || slot >= self.slots || self.in_flight.get() & bit == 0 {
+                        log::error!(
+                            "virtio-blk: the device completed descriptor {id}, which heads no request in flight: the device is not used any more"
+                        );
+                        self.failed.set(true);
+                        return Err(BlockError::Io);
+                    }
+                    self.in_flight.set(self.in_flight.get() & !bit);
+                }
                 None if self.queue.is_broken() => return Err(BlockError::Io),
                 None => return Ok(false),
             }
+        }
+        if self.failed.get() {
+            return Err(BlockError::Io);
         }
         Ok(true)
     }
 
     /// Waits for the bounce buffer and a quiet device.
-    async fn acquire(&self) -> Result<Guard<'_>, BlockError> {
+    async fn acquire(&self) -> Result<Guard<'_, B>, BlockError> {
         poll_fn(|cx| {
             if !self.busy.get() {
                 match self.collect() {
@@ -152,7 +181,7 @@ impl BlockDevice {
         self.queue
             .set_descriptor(status, address(STATUS_AT), 1, DESC_WRITE, 0);
         self.queue.push(head);
-        self.in_flight.set(self.in_flight.get() + 1);
+        self.in_flight.set(self.in_flight.get() | 1 << slot);
     }
 
     /// Publishes the submitted requests with one notification, waits for
@@ -191,44 +220,44 @@ impl BlockDevice {
 
 /// Owns the bounce buffer; gives it back when dropped, also when the
 /// caller stops waiting halfway.
-struct Guard<'a>(&'a BlockDevice);
+struct Guard<'a, B: Bus>(&'a BlockDevice<B>);
 
-impl Drop for Guard<'_> {
+impl<B: Bus> Drop for Guard<'_, B> {
     fn drop(&mut self) {
         self.0.busy.set(false);
         self.0.wake_all();
     }
 }
 
-impl Device for BlockDevice {
+impl<B: Bus> Device<B> for BlockDevice<B> {
     fn flush(&self) {}
 
     fn poll(&self) -> bool {
         self.transport.ack_interrupt();
-        if !(self.queue.has_used() || self.queue.is_broken()) {
+        if !(self.queue.has_used() || self.queue.is_broken() || self.failed.get()) {
             return false;
         }
         self.wake_all()
     }
 
-    fn transport(&self) -> &Transport {
+    fn transport(&self) -> &Transport<B> {
         &self.transport
     }
 }
 
 /// The [`Block`] device of a virtio-blk device.
-pub struct VirtioBlock {
-    device: Rc<BlockDevice>,
+pub struct VirtioBlock<B: Bus> {
+    device: Rc<BlockDevice<B>>,
 }
 
-impl VirtioBlock {
+impl<B: Bus> VirtioBlock<B> {
     /// The block device over `device`.
-    pub fn new(device: Rc<BlockDevice>) -> Self {
+    pub fn new(device: Rc<BlockDevice<B>>) -> Self {
         VirtioBlock { device }
     }
 }
 
-impl Block for VirtioBlock {
+impl<B: Bus> Block for VirtioBlock<B> {
     fn info(&self) -> BlockInfo {
         self.device.info
     }

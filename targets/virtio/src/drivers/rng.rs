@@ -3,7 +3,7 @@
 //! to seed the CSPRNG when the CPU has no RDRAND.
 
 use super::transport::{SetupError, Transport};
-use crate::guest::hw;
+use super::Bus;
 use crate::virtqueue::{Dma, DESC_WRITE};
 
 /// Longest wait for the device to fill the seed.
@@ -11,13 +11,13 @@ const TIMEOUT_NS: u64 = 1_000_000_000;
 
 /// Brings the device up and reads 32 bytes of entropy from it, polling
 /// (the device may return fewer bytes than asked: it is asked again).
-pub fn seed(transport: &Transport) -> Result<[u8; 32], SetupError> {
+pub fn seed<B: Bus>(transport: &Transport<B>) -> Result<[u8; 32], SetupError> {
     transport.begin(0)?;
     let queue = transport.queue(0, 1, 1)?;
     transport.finish();
     let buffer = Dma::new(32);
     let mut filled = 0usize;
-    let start = hw::monotonic_ns();
+    let start = transport.now_ns();
     while filled < 32 {
         queue.set_descriptor(
             0,
@@ -34,7 +34,7 @@ pub fn seed(transport: &Transport) -> Result<[u8; 32], SetupError> {
             if let Some((_, len)) = queue.pop_used() {
                 break len as usize;
             }
-            if queue.is_broken() || hw::monotonic_ns() - start > TIMEOUT_NS {
+            if queue.is_broken() || transport.now_ns().saturating_sub(start) > TIMEOUT_NS {
                 return Err(SetupError::Timeout);
             }
             core::hint::spin_loop();

@@ -20,8 +20,7 @@
 //! ring waits — never once per frame.
 
 use super::transport::{SetupError, Transport};
-use super::Device;
-use crate::guest::hw;
+use super::{Bus, Device};
 use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
@@ -66,8 +65,8 @@ const TX_MAX: usize = HEADER + Offloads::MAX_LARGE_FRAME;
 const NO_NEXT: u16 = u16::MAX;
 
 /// A virtio-net device; shared between its [`VirtioNetif`] and the park.
-pub struct NetDevice {
-    transport: Transport,
+pub struct NetDevice<B: Bus> {
+    transport: Transport<B>,
     rx: Queue,
     rx_buffers: Dma,
     tx: Queue,
@@ -85,11 +84,11 @@ pub struct NetDevice {
     rx_waker: RefCell<Option<Waker>>,
 }
 
-impl NetDevice {
+impl<B: Bus> NetDevice<B> {
     /// Brings the device up: queues set up, every receive buffer offered.
     /// A device without an address of its own gets QEMU's default one,
     /// 52:54:00:12:34:56, plus `index`.
-    pub fn new(transport: Transport, index: usize) -> Result<NetDevice, SetupError> {
+    pub fn new(transport: Transport<B>, index: usize) -> Result<NetDevice<B>, SetupError> {
         let features =
             transport.begin(F_MAC | F_CSUM | F_GUEST_CSUM | F_HOST_TSO4 | F_HOST_TSO6)?;
         let rx = transport.queue(0, QUEUE_MAX, 2)?;
@@ -289,8 +288,10 @@ impl NetDevice {
         self.reclaim(&mut free);
         if free.len() < needed {
             self.flush_queue(&self.tx);
-            let start = hw::monotonic_ns();
-            while free.len() < needed && hw::monotonic_ns() - start < TX_FULL_WAIT_NS {
+            let start = self.transport.now_ns();
+            while free.len() < needed
+                && self.transport.now_ns().saturating_sub(start) < TX_FULL_WAIT_NS
+            {
                 core::hint::spin_loop();
                 self.reclaim(&mut free);
             }
@@ -344,7 +345,7 @@ impl NetDevice {
     }
 }
 
-impl Device for NetDevice {
+impl<B: Bus> Device<B> for NetDevice<B> {
     fn flush(&self) {
         self.flush_coalescer();
         self.flush_queue(&self.rx);
@@ -360,24 +361,24 @@ impl Device for NetDevice {
         waker.map(core::task::Waker::wake).is_some()
     }
 
-    fn transport(&self) -> &Transport {
+    fn transport(&self) -> &Transport<B> {
         &self.transport
     }
 }
 
 /// The [`Netif`] of a virtio-net device.
-pub struct VirtioNetif {
-    device: Rc<NetDevice>,
+pub struct VirtioNetif<B: Bus> {
+    device: Rc<NetDevice<B>>,
 }
 
-impl VirtioNetif {
+impl<B: Bus> VirtioNetif<B> {
     /// The network interface over `device`.
-    pub fn new(device: Rc<NetDevice>) -> Self {
+    pub fn new(device: Rc<NetDevice<B>>) -> Self {
         VirtioNetif { device }
     }
 }
 
-impl Netif for VirtioNetif {
+impl<B: Bus> Netif for VirtioNetif<B> {
     fn mac(&self) -> [u8; 6] {
         self.device.mac
     }

@@ -4,9 +4,9 @@
 
 use super::transport::status::*;
 use super::transport::{negotiate, queue_size, Registers, SetupError};
+use super::{Bus, RegisterWindow};
 use crate::cmdline::MmioDevice;
 use crate::virtqueue::Queue;
-use core::ptr::{read_volatile, write_volatile};
 
 /// "virt", little-endian.
 const MAGIC: u32 = 0x7472_6976;
@@ -37,56 +37,55 @@ const CONFIG: usize = 0x100;
 const MIN_WINDOW: u64 = 0x200;
 
 /// A virtio-mmio device's register window.
-pub struct Mmio {
-    base: usize,
+pub struct Mmio<B: Bus> {
+    pub(super) bus: B,
+    window: B::Window,
     /// The interrupt line announced on the command line.
     pub irq: u32,
 }
 
-impl Mmio {
-    /// Checks the window and reads its device type (0: an empty slot).
-    pub fn probe(device: &MmioDevice, mapped: u64) -> Result<(Mmio, u32), SetupError> {
-        let end = device
-            .base
-            .checked_add(device.size)
-            .ok_or(SetupError::NotVirtio)?;
-        if device.size < MIN_WINDOW || end > mapped || !device.base.is_multiple_of(4) {
-            return Err(SetupError::NotVirtio);
+impl<B: Bus> Mmio<B> {
+    /// Checks the window the command line announced and reads its device
+    /// type (0: an empty slot).
+    pub fn probe(bus: B, device: &MmioDevice) -> Result<(Mmio<B>, u32), SetupError> {
+        let unmapped = SetupError::Unmapped {
+            address: device.base,
+            len: device.size,
+        };
+        if device.size < MIN_WINDOW || !device.base.is_multiple_of(4) {
+            return Err(unmapped);
         }
+        let window = bus.window(device.base, device.size).ok_or(unmapped)?;
         let transport = Mmio {
-            base: device.base as usize,
+            bus,
+            window,
             irq: device.irq,
         };
-        if transport.read(MAGIC_VALUE) != MAGIC {
-            return Err(SetupError::NotVirtio);
+        let magic = transport.read(MAGIC_VALUE);
+        if magic != MAGIC {
+            return Err(SetupError::NotVirtio { magic });
         }
         match transport.read(VERSION) {
             2 => {}
             1 => return Err(SetupError::Legacy),
-            _ => return Err(SetupError::NotVirtio),
+            version => return Err(SetupError::Version { version }),
         }
         let id = transport.read(DEVICE_ID);
         Ok((transport, id))
     }
 
     fn read(&self, offset: usize) -> u32 {
-        // SAFETY: `probe` checked that the window lies inside the guest's
-        // identity mapping and is at least MIN_WINDOW long; `offset` is one
-        // of the register constants above, all below it. MMIO reads have no
-        // effect on memory.
-        unsafe { read_volatile((self.base + offset) as *const u32) }
+        self.window.read32(offset)
     }
 
     fn write(&self, offset: usize, value: u32) {
-        // SAFETY: as for `read`; the device's registers are not memory
-        // that Rust owns.
-        unsafe { write_volatile((self.base + offset) as *mut u32, value) }
+        self.window.write32(offset, value)
     }
 
     /// Resets the device, negotiates `wanted` features (VIRTIO_F_VERSION_1
     /// is added and required) and returns those accepted.
     pub fn begin(&self, wanted: u64) -> Result<u64, SetupError> {
-        negotiate(self, wanted)
+        negotiate(self, wanted, &self.bus)
     }
 
     /// Sets up queue `index` with at most `max_size` entries (a power of
@@ -94,12 +93,14 @@ impl Mmio {
     pub fn queue(&self, index: u16, max_size: u16, min_size: u16) -> Result<Queue, SetupError> {
         self.write(QUEUE_SEL, index as u32);
         if self.read(QUEUE_READY) != 0 {
-            return Err(SetupError::Queue);
+            return Err(SetupError::QueueEnabled { queue: index });
         }
-        let device_max = self.read(QUEUE_NUM_MAX).min(u16::MAX as u32) as u16;
-        let Some(size) = queue_size(device_max, max_size, min_size) else {
-            self.fail();
-            return Err(SetupError::Queue);
+        let size = match queue_size(index, self.read(QUEUE_NUM_MAX), max_size, min_size) {
+            Ok(size) => size,
+            Err(e) => {
+                self.fail();
+                return Err(e);
+            }
         };
         let queue = Queue::new(size, index);
         let (desc, driver, device) = queue.addresses();
@@ -147,14 +148,13 @@ impl Mmio {
         for _ in 0..64 {
             let before = self.read(CONFIG_GENERATION);
             for (i, byte) in bytes.iter_mut().enumerate() {
-                let at = CONFIG + offset + i;
+                let at = CONFIG.saturating_add(offset).saturating_add(i);
                 if at >= MIN_WINDOW as usize {
                     break;
                 }
-                // SAFETY: inside the window checked by `probe` (at <
-                // MIN_WINDOW); byte-wide reads of configuration space are
-                // allowed for virtio-mmio.
-                *byte = unsafe { read_volatile((self.base + at) as *const u8) };
+                // Byte-wide reads of configuration space are allowed for
+                // virtio-mmio.
+                *byte = self.window.read8(at);
             }
             if self.read(CONFIG_GENERATION) == before {
                 break;
@@ -164,7 +164,7 @@ impl Mmio {
     }
 }
 
-impl Registers for Mmio {
+impl<B: Bus> Registers for Mmio<B> {
     fn status(&self) -> u8 {
         self.read(STATUS) as u8
     }
