@@ -591,7 +591,7 @@ fn complete(
         head = u32::from(read16(q.avail + 4 + 2 * slot));
         q.last_avail = q.last_avail.wrapping_add(1);
         let mut out = Vec::new();
-        let mut data = completion.data.iter().copied();
+        let mut data = &completion.data[..];
         let mut last_writable = None;
         let mut id = head;
         for _ in 0..size {
@@ -602,12 +602,10 @@ fn complete(
             let (address, len) = (read64(at), read32(at + 8));
             let (flags, next) = (read16(at + 12), read16(at + 14));
             if flags & 2 != 0 {
-                let mut n = 0;
-                for (i, byte) in (0..len).zip(&mut data) {
-                    write_bytes(address + u64::from(i), &[byte]);
-                    n += 1;
-                }
-                written += n;
+                let n = data.len().min(len as usize);
+                write_bytes(address, &data[..n]);
+                data = &data[n..];
+                written += n as u32;
                 if len > 0 {
                     last_writable = Some(address + u64::from(len) - 1);
                 }
@@ -638,6 +636,9 @@ fn complete(
 // driver gave it (the host's memory is the guest's here).
 
 fn read_bytes(address: u64, out: &mut [u8]) {
+    if out.is_empty() {
+        return;
+    }
     // SAFETY: an address and length the driver put in a descriptor or
     // register for the device to read: inside its DMA memory if the driver
     // is right (AddressSanitizer reports it if not).
@@ -645,6 +646,9 @@ fn read_bytes(address: u64, out: &mut [u8]) {
 }
 
 fn write_bytes(address: u64, bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
     // SAFETY: as for `read_bytes`, bytes the driver gave the device to
     // write.
     unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), address as *mut u8, bytes.len()) }

@@ -24,7 +24,7 @@ use super::{Bus, Device};
 use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
 use alloc::vec::Vec;
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
 use core::task::{Poll, Waker};
 use lamina_core::device::{NetError, Netif, Offloads};
@@ -76,6 +76,11 @@ pub struct NetDevice<B: Bus> {
     /// For each transmit descriptor in a chain, the next one (or
     /// [`NO_NEXT`]): what goes back to `tx_free` with the chain's head.
     tx_next: RefCell<Vec<u16>>,
+    /// Which transmit descriptors head a chain the device has.
+    tx_heads: RefCell<Vec<bool>>,
+    /// The device returned a transmit descriptor that heads no chain it
+    /// has: it is not used any more.
+    tx_failed: Cell<bool>,
     /// With the offloads on: the frames being joined, and the header each
     /// goes out behind.
     coalescer: Option<RefCell<Coalescer>>,
@@ -120,6 +125,7 @@ impl<B: Bus> NetDevice<B> {
         tx.suppress_interrupts(); // completions are collected when sending
         let tx_free = (0..tx.size()).rev().collect();
         let tx_next = alloc::vec![NO_NEXT; tx.size() as usize];
+        let tx_heads = alloc::vec![false; tx.size() as usize];
         let coalescer = (features & OFFLOAD == OFFLOAD)
             .then(|| RefCell::new(Coalescer::with_header(HEADER, TX_MAX)));
         transport.finish();
@@ -131,6 +137,8 @@ impl<B: Bus> NetDevice<B> {
             tx_buffers,
             tx_free: RefCell::new(tx_free),
             tx_next: RefCell::new(tx_next),
+            tx_heads: RefCell::new(tx_heads),
+            tx_failed: Cell::new(false),
             coalescer,
             mac,
             rx_waker: RefCell::new(None),
@@ -217,10 +225,24 @@ impl<B: Bus> NetDevice<B> {
         complete_checksum(header, frame)
     }
 
-    /// Takes back the transmit chains the device is done with.
+    /// Takes back the transmit chains the device is done with. A used
+    /// entry that names no chain's head (a descriptor inside a chain, or a
+    /// chain returned twice) fails the device: freeing what it names could
+    /// hand out descriptors the device still reads.
     fn reclaim(&self, free: &mut Vec<u16>) {
         let mut next = self.tx_next.borrow_mut();
+        let mut heads = self.tx_heads.borrow_mut();
         while let Some((head, _)) = self.tx.pop_used() {
+            match heads.get_mut(head as usize) {
+                Some(in_flight) if *in_flight => *in_flight = false,
+                _ => {
+                    log::error!(
+                        "virtio-net: the device returned transmit descriptor {head}, which heads no frame it has: the device is not used any more"
+                    );
+                    self.tx_failed.set(true);
+                    return;
+                }
+            }
             let mut id = head;
             // A chain's descriptors are freed once, whatever id the device
             // reports; a chain is never longer than the ring.
@@ -296,7 +318,7 @@ impl<B: Bus> NetDevice<B> {
                 self.reclaim(&mut free);
             }
         }
-        if self.tx.is_broken() {
+        if self.tx.is_broken() || self.tx_failed.get() {
             return Err(NetError::Io);
         }
         if free.len() < needed {
@@ -331,6 +353,7 @@ impl<B: Bus> NetDevice<B> {
             );
         }
         self.tx.push(chain(0));
+        self.tx_heads.borrow_mut()[chain(0) as usize] = true;
         free.truncate(base);
         // Half the descriptors waiting is half a ring, however many
         // chains they make.

@@ -184,6 +184,49 @@ fn a_made_up_used_id_breaks_the_receive_queue() {
     );
 }
 
+/// A transmit completion naming a descriptor that heads no frame the
+/// device has freed it (and what followed it) for the next frame while the
+/// real chain stayed in flight for ever; the device is failed instead.
+#[test]
+fn a_transmit_completion_of_no_frame_fails_the_device() {
+    let (device, transport) = mmio(net_behaviour());
+    let netif = VirtioNetif::new(Rc::new(NetDevice::new(transport.unwrap(), 0).unwrap()));
+    device.script(
+        1,
+        Completion {
+            id: Some(5),
+            ..Completion::default()
+        },
+    );
+    netif.transmit(&frame(60)).unwrap();
+    Netif::flush(&netif);
+    assert_eq!(device.take_sent().len(), 1, "the device took the frame");
+    assert_eq!(
+        netif.transmit(&frame(60)),
+        Err(lamina_core::device::NetError::Io)
+    );
+    // The same for a frame returned twice.
+    let (device, transport) = mmio(net_behaviour());
+    let netif = VirtioNetif::new(Rc::new(NetDevice::new(transport.unwrap(), 0).unwrap()));
+    netif.transmit(&frame(60)).unwrap();
+    netif.transmit(&frame(60)).unwrap();
+    for _ in 0..2 {
+        device.script(
+            1,
+            Completion {
+                id: Some(0),
+                ..Completion::default()
+            },
+        );
+    }
+    Netif::flush(&netif);
+    assert_eq!(device.take_sent().len(), 2);
+    assert_eq!(
+        netif.transmit(&frame(60)),
+        Err(lamina_core::device::NetError::Io)
+    );
+}
+
 fn block_behaviour(sectors: u64) -> Behaviour {
     let mut b = Behaviour::new(device_type::BLOCK, 0);
     b.config[..8].copy_from_slice(&sectors.to_le_bytes());
