@@ -300,15 +300,17 @@ fn blk(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
     };
     let blk = Rc::new(blk);
     let block = VirtioBlock::new(blk.clone());
-    let sectors = block.info().sectors;
+    trace(format_args!("{:?}", block.info()));
     while !r.is_empty() {
         let op = r.u8();
         let polls = (op >> 4) + 1;
         match op % 6 {
             0 | 1 => {
-                let sector = sectors.wrapping_sub(u64::from(r.u16())) ^ u64::from(r.u8()) << 56;
-                // Up to 640 sectors: three batches of four chunks.
-                let len = usize::from(r.u16() % 641) * 512 + usize::from(r.u8() == 1);
+                // Near the start (zeros: sector 0), or anywhere with the
+                // top byte set; 1 to 640 sectors (up to three batches of
+                // four chunks), or a byte more.
+                let sector = u64::from(r.u16()) ^ u64::from(r.u8()) << 56;
+                let len = (usize::from(r.u16() % 640) + 1) * 512 + usize::from(r.u8() == 1);
                 let mut buf = vec![0x5a; len];
                 if op % 6 == 0 {
                     run(&device, &*blk, polls, block.read(sector, &mut buf));
