@@ -97,8 +97,8 @@ fn name_fault(image: &Path, rip: u64) -> Vec<String> {
 /// The lines that name `addresses` (return addresses, innermost first)
 /// from `image`: `#N 0xADDR function at file:line`, one more line per
 /// function inlined there. A stripped `--release` image is named from the
-/// unstripped copy `lamina build` keeps beside it (IMAGE.debug: symbols,
-/// no line tables); an image with neither gets one line saying so.
+/// unstripped copy `lamina build` keeps beside it (IMAGE.debug: symbols
+/// and line tables); an image with neither gets one line saying so.
 pub fn name_frames(image: &Path, addresses: &[u64]) -> Vec<String> {
     let image = &crate::guest::with_symbols(image);
     let loader = match Loader::new(image) {
@@ -131,7 +131,7 @@ pub fn name_frames(image: &Path, addresses: &[u64]) -> Vec<String> {
     }
     if !named_any {
         lines.push(format!(
-            "lamina: {} has no symbols or line tables (a --release image built before IMAGE.debug was kept is stripped; rebuild, or run without --release for file:line)",
+            "lamina: {} has no symbols or line tables (a --release image built before IMAGE.debug was kept is stripped: rebuild it)",
             image.display()
         ));
     }

@@ -1,6 +1,6 @@
 //! `lamina build`: drive cargo for a target.
 
-use crate::guest;
+use crate::guest::{self, Debuginfo, Profile};
 use crate::project::Project;
 use crate::provenance;
 use crate::{CliError, Target};
@@ -18,11 +18,20 @@ pub struct Built {
     pub debug: Option<PathBuf>,
 }
 
-/// Builds `project` for `target`, showing cargo's progress.
-pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, CliError> {
+/// Builds `project` for `target` with `profile`, showing cargo's progress.
+/// (A unix build takes cargo's own profiles: without `--release` it has
+/// full debug information already.)
+pub fn build(project: &Project, target: Target, profile: Profile) -> Result<Built, CliError> {
     let started = Instant::now();
+    let release = profile.release;
     let built = match target {
         Target::Unix => {
+            if release && profile.debuginfo == Debuginfo::Full {
+                return Err(CliError::Project(format!(
+                    "{} is for unikernel targets: a unix build without --release has full debug information",
+                    guest::FULL_DEBUGINFO
+                )));
+            }
             let args = if release {
                 vec!["--release".to_owned()]
             } else {
@@ -31,14 +40,14 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
             cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
         }
         Target::Spt | Target::Hvt | Target::Virtio => {
-            let target_dir = guest::target_dir(project, target, release);
+            let target_dir = guest::target_dir(project, target, profile);
             let mut args = vec![
                 "--target".to_owned(),
                 guest::GUEST_TRIPLE.to_owned(),
                 "--target-dir".to_owned(),
                 target_dir.display().to_string(),
             ];
-            args.extend(guest::profile_args(release));
+            args.extend(guest::profile_args(profile));
             // Reproducible images: no path of this machine in them (the
             // flags reach rustc only; build IDs are off in guest::flags).
             let workspace = provenance::workspace(project);
@@ -48,7 +57,7 @@ pub fn build(project: &Project, target: Target, release: bool) -> Result<Built, 
                 ("RUSTFLAGS", flags.join(" ")),
                 (
                     provenance::ENV,
-                    provenance::collect(project, target, release).to_text(),
+                    provenance::collect(project, target, profile).to_text(),
                 ),
             ];
             let mut built =

@@ -68,7 +68,8 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
                     target.name(),
                     service.name
                 );
-                let built = crate::build::build(&project, cli_target, true)?;
+                let built =
+                    crate::build::build(&project, cli_target, crate::guest::Profile::new(true))?;
                 let nets = crate::declared::read(&built.artifact)?
                     .into_iter()
                     .filter(|d| d.kind.manifest_kind() == Some("net"))

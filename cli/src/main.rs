@@ -31,6 +31,7 @@ mod usernet;
 mod verify;
 
 use clap::{Parser, Subcommand};
+use guest::Profile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -112,6 +113,12 @@ enum Command {
         /// Optimised build.
         #[arg(long, short)]
         release: bool,
+        /// Full debug information (variables, arguments, types, for
+        /// gdb's `print`), not only the line tables that name functions
+        /// and file:line; slower to build (unikernel targets; `lamina run
+        /// --gdb` implies it).
+        #[arg(long)]
+        full_debuginfo: bool,
         /// Also write a bootable raw disk image (virtio only): GRUB and the
         /// kernel, with the boot arguments after `--` baked in.
         #[arg(long)]
@@ -155,6 +162,12 @@ enum Command {
         /// Optimised build.
         #[arg(long, short)]
         release: bool,
+        /// Full debug information (variables, arguments, types, for
+        /// gdb's `print`), not only the line tables that name functions
+        /// and file:line; slower to build (unikernel targets; `lamina run
+        /// --gdb` implies it).
+        #[arg(long)]
+        full_debuginfo: bool,
         /// Seconds the application gets to stop after lamina forwards it a
         /// SIGTERM, SIGINT or SIGHUP, before it is killed.
         #[arg(long, value_name = "SECONDS", default_value_t = supervise::DEFAULT_GRACE.as_secs_f64(),
@@ -437,6 +450,7 @@ fn main() -> ExitCode {
         Command::Build {
             target,
             release,
+            full_debuginfo,
             disk: false,
             size,
             app,
@@ -444,7 +458,11 @@ fn main() -> ExitCode {
         } => project::Project::find(&app)
             .and_then(|project| {
                 let target = Target::resolve(target);
-                let built = build::build(&project, target, release)?;
+                let built = build::build(
+                    &project,
+                    target,
+                    Profile::of_options(release, full_debuginfo),
+                )?;
                 if size {
                     if target == Target::Unix {
                         return Err(CliError::Project(
@@ -459,18 +477,23 @@ fn main() -> ExitCode {
         Command::Build {
             target,
             release,
+            full_debuginfo,
             disk: true,
             output,
             app,
             size: _,
             boot_args,
         } => project::Project::find(&app)
-            .and_then(|project| build_disk(&project, target, release, output, &boot_args))
+            .and_then(|project| {
+                let profile = Profile::of_options(release, full_debuginfo);
+                build_disk(&project, target, profile, output, &boot_args)
+            })
             .map(|()| ExitCode::SUCCESS),
         Command::Run {
             target,
             machine,
             release,
+            full_debuginfo,
             mem,
             ports,
             blocks,
@@ -491,7 +514,8 @@ fn main() -> ExitCode {
                 dumpcore,
                 gdb,
             };
-            run::run(&project, target, machine, release, mem, grace, guest)
+            let profile = Profile::of_options(release, full_debuginfo);
+            run::run(&project, target, machine, profile, mem, grace, guest)
         }),
         Command::Net { action } => match action {
             NetAction::Up {
@@ -620,7 +644,7 @@ fn main() -> ExitCode {
 /// declaration is the same on every target) to read the devices it
 /// declares, and draws them with the libraries between.
 fn describe_app(project: &project::Project, target: Target, dot: bool) -> Result<(), CliError> {
-    let built = build::build(project, Target::Unix, false)?;
+    let built = build::build(project, Target::Unix, Profile::new(false))?;
     let graph = describe::Graph {
         app: project.name.clone(),
         devices: declared::read(&built.artifact)?,
@@ -634,7 +658,7 @@ fn describe_app(project: &project::Project, target: Target, dot: bool) -> Result
 fn build_disk(
     project: &project::Project,
     target: Option<Target>,
-    release: bool,
+    profile: Profile,
     output: Option<PathBuf>,
     boot_args: &[String],
 ) -> Result<(), CliError> {
@@ -645,7 +669,7 @@ fn build_disk(
         )));
     }
     disk::check_boot_args(boot_args)?;
-    let built = build::build(project, Target::Virtio, release)?;
+    let built = build::build(project, Target::Virtio, profile)?;
     let out = output.unwrap_or_else(|| disk::default_path(&built.artifact));
     let size = disk::write(&built.artifact, &out, boot_args)?;
     eprintln!(

@@ -132,7 +132,7 @@ pub fn oci(project: &Project, request: &OciRequest) -> Result<(), CliError> {
     // Refuse a bad output before the (long) build, not after it.
     let output = Output::prepare(&request.output)?;
     let target = request.monitor.target();
-    let built = build::build(project, target, request.release)?;
+    let built = build::build(project, target, crate::guest::Profile::new(request.release))?;
     let devices = declared::read(&built.artifact)?;
     let with_storage = check_devices(&project.name, &devices)?;
     if let (false, StorageImage::File(file)) = (with_storage, &request.storage) {

@@ -24,7 +24,7 @@
 //! No absolute path of the build machine is recorded: two checkouts of one
 //! commit record the same text.
 
-use crate::guest;
+use crate::guest::{self, Profile};
 use crate::project::{lamina_root, Project};
 use crate::Target;
 use sha2::{Digest, Sha256};
@@ -199,7 +199,7 @@ pub fn remap_flags(workspace: &Workspace, target_dir: &Path) -> Vec<String> {
 
 /// Collects the provenance of building `project` for `target`, before the
 /// build.
-pub fn collect(project: &Project, target: Target, release: bool) -> Provenance {
+pub fn collect(project: &Project, target: Target, profile: Profile) -> Provenance {
     let workspace = workspace(project);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
@@ -225,8 +225,8 @@ pub fn collect(project: &Project, target: Target, release: bool) -> Provenance {
         .map_or(workspace.root.clone(), |(root, _)| root.clone());
     p.push("package", relative(&project.dir, &base));
     p.push("target", target.name());
-    p.push("profile", if release { "release" } else { "debug" });
-    p.push("options", if release { "--release" } else { "" });
+    p.push("profile", if profile.release { "release" } else { "debug" });
+    p.push("options", profile.options().join(" "));
     let lock = std::fs::read(workspace.root.join("Cargo.lock"))
         .map_or_else(|_| "none".into(), |bytes| hex(&Sha256::digest(&bytes)));
     p.push("cargo_lock_sha256", lock);
@@ -242,7 +242,7 @@ pub fn collect(project: &Project, target: Target, release: bool) -> Provenance {
     }
     let script = format!("/lamina/targets/{}/link.ld", guest::runtime_dir(target));
     p.push("rustflags", guest::flags(target, &script).join(" "));
-    p.push("cargo_config", guest::profile_args(release).join(" "));
+    p.push("cargo_config", guest::profile_args(profile).join(" "));
     let mut inputs: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("LAMINA_") && !NOT_INPUTS.contains(&k.as_str()))
         .collect();

@@ -3,6 +3,7 @@
 use crate::backtrace::Watcher;
 use crate::build::{build, build_tender};
 use crate::declared::Device;
+use crate::guest::{Debuginfo, Profile};
 use crate::project::Project;
 use crate::{CliError, Target};
 use lamina_usernet::{Forward, ForwardError, Protocol};
@@ -561,20 +562,38 @@ pub struct GuestArgs {
     pub gdb: Option<u16>,
 }
 
-/// Builds and runs `project` on `target` with `guest`'s boot arguments
-/// (and user-mode forwards of its ports), returning its exit status.
+/// Builds `project` for `target` with `profile` (with full debug
+/// information when it serves gdb) and runs it with `guest`'s boot
+/// arguments (and user-mode forwards of its ports), returning its exit
+/// status.
 /// SIGTERM, SIGINT and SIGHUP are forwarded to it, and it is killed if it
 /// has not stopped `grace` later (see [`crate::supervise`]).
 pub fn run(
     project: &Project,
     target: Target,
     machine: Machine,
-    release: bool,
+    profile: Profile,
     mem_mib: u64,
     grace: Duration,
     guest: GuestArgs,
 ) -> Result<ExitCode, CliError> {
-    let built = build(project, target, release)?;
+    if guest.gdb.is_some() && target != Target::Hvt {
+        return Err(CliError::TargetUnavailable {
+            target: target.name(),
+            why: "--gdb is lamina-hvt's (the spt guest is a process: gdb -p; virtio: QEMU's -s)"
+                .into(),
+        });
+    }
+    // gdb's `print` wants the variables, not only the line tables.
+    let profile = if guest.gdb.is_some() {
+        Profile {
+            debuginfo: Debuginfo::Full,
+            ..profile
+        }
+    } else {
+        profile
+    };
+    let built = build(project, target, profile)?;
     // What the application declares, as the compiler saw it.
     let declared = crate::declared::read(&built.artifact)?;
     let mut boot = guest
@@ -615,14 +634,6 @@ pub fn run(
         let _ = std::fs::remove_file(recording);
     }
     if let Some(port) = guest.gdb {
-        if target != Target::Hvt {
-            return Err(CliError::TargetUnavailable {
-                target: target.name(),
-                why:
-                    "--gdb is lamina-hvt's (the spt guest is a process: gdb -p; virtio: QEMU's -s)"
-                        .into(),
-            });
-        }
         boot_args.push(format!("--gdb={port}"));
     }
     if let Some(dir) = &guest.dumpcore {

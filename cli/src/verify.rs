@@ -5,7 +5,7 @@
 //! byte for byte: "identical", or the first difference with the section
 //! (or header) it falls in. SOURCE must be at the recorded commit.
 
-use crate::guest;
+use crate::guest::{self, Profile};
 use crate::inspect;
 use crate::provenance::{self, Provenance};
 use crate::CliError;
@@ -141,14 +141,15 @@ pub fn verify(
         Some(dir) => (dir.to_path_buf(), false),
         None => (fresh_dir()?, true),
     };
-    let release = profile == "release";
+    let full_debuginfo = provenance
+        .get("options")
+        .is_some_and(|options| options.split(' ').any(|o| o == guest::FULL_DEBUGINFO));
+    let recorded_profile = Profile::of_options(profile == "release", full_debuginfo);
     let mut build = Command::new(
         std::env::current_exe().map_err(CliError::io("cannot find the lamina program"))?,
     );
     build.arg("build").arg("-t").arg(target);
-    if release {
-        build.arg("--release");
-    }
+    build.args(recorded_profile.options());
     build.arg(root.join(package));
     build.env("CARGO_TARGET_DIR", &base);
     // The rebuild takes Lamina's runtimes and linker scripts from SOURCE
@@ -174,7 +175,7 @@ pub fn verify(
     let status = build
         .status()
         .map_err(CliError::io("cannot run lamina build"))?;
-    let rebuilt = guest::image_path(&base, target, release, app);
+    let rebuilt = guest::image_path(&base, target, recorded_profile, app);
     let result = if status.success() {
         std::fs::read(&rebuilt).map_err(CliError::io(format!("cannot read {}", rebuilt.display())))
     } else {

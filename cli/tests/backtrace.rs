@@ -12,6 +12,11 @@
 //! stubs; spt: its signal handler) reports the exception and a backtrace
 //! walked through guest memory; `lamina run` names the faulting
 //! instruction as `fault_here` at the line of its `asm!`, then the caller.
+//!
+//! The same with `--release` on spt and hvt (a panic and a page fault):
+//! the image is stripped and named from its IMAGE.debug, whose line tables
+//! give the same file:line. (The release images are those
+//! `tests/unikernel.rs` builds.)
 
 mod common;
 
@@ -35,27 +40,27 @@ fn fault_line(instruction: &str) -> usize {
     source[..offset].lines().count()
 }
 
-/// `lamina run -t TARGET selftest -- --test=panic`: its status and all it
-/// printed.
-fn panic_on(target: &str) -> (Option<i32>, String) {
-    run_test(target, "panic")
+/// How `lamina run` builds the selftest image.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Build {
+    /// Without `--release`: the image has its line tables.
+    Debug,
+    /// `--release`: stripped, named from IMAGE.debug.
+    Release,
 }
 
-/// `lamina run -t TARGET selftest -- --test=TEST`: its status and all it
-/// printed.
-fn run_test(target: &str, test: &str) -> (Option<i32>, String) {
+/// `lamina run -t TARGET [--release] selftest -- --test=TEST`: its status
+/// and all it printed.
+fn run_test(target: &str, build: Build, test: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let disk = format!("storage={}:1M", dir.path().join("disk.img").display());
-    let output = run_lamina(&[
-        "run",
-        "-t",
-        target,
-        APP,
-        "--block",
-        &disk,
-        "--",
-        &format!("--test={test}"),
-    ]);
+    let mut args = vec!["run", "-t", target];
+    if build == Build::Release {
+        args.push("--release");
+    }
+    let test = format!("--test={test}");
+    args.extend([APP, "--block", &disk, "--", &test]);
+    let output = run_lamina(&args);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -71,21 +76,21 @@ fn find_line(lines: &[&str], from: usize, parts: &[&str]) -> Option<usize> {
     (from..lines.len()).find(|&i| parts.iter().all(|p| lines[i].contains(p)))
 }
 
-fn assert_named_backtrace(target: &str, text: &str) {
+fn assert_named_backtrace(target: &str, build: Build, text: &str) {
     let line = panic_line();
     let place = format!("tests/guests/selftest/src/main.rs:{line}");
     let lines: Vec<&str> = text.lines().collect();
     // The guest's own line: message and location.
     let panic = find_line(&lines, 0, &["panic", "selftest panics on purpose"])
         .or_else(|| find_line(&lines, 0, &["panicked at", &place]))
-        .unwrap_or_else(|| panic!("{target}: no panic message\n{text}"));
+        .unwrap_or_else(|| panic!("{target} {build:?}: no panic message\n{text}"));
     assert!(
         text.contains(&format!("{place}:")),
-        "{target}: no location {place}\n{text}"
+        "{target} {build:?}: no location {place}\n{text}"
     );
     // Then the frames: the panicking function at its line, then its caller.
     let here = find_line(&lines, panic, &["selftest::panic_here"])
-        .unwrap_or_else(|| panic!("{target}: no frame for panic_here\n{text}"));
+        .unwrap_or_else(|| panic!("{target} {build:?}: no frame for panic_here\n{text}"));
     let here_place = if target == "unix" {
         // std prints the place on the line after the function.
         lines.get(here + 1).copied().unwrap_or("")
@@ -94,10 +99,11 @@ fn assert_named_backtrace(target: &str, text: &str) {
     };
     assert!(
         here_place.contains(&place),
-        "{target}: panic_here's frame is not at {place}\n{text}"
+        "{target} {build:?}: panic_here's frame is not at {place}\n{text}"
     );
-    find_line(&lines, here + 1, &["selftest::panic_caller"])
-        .unwrap_or_else(|| panic!("{target}: no frame for the caller after panic_here\n{text}"));
+    find_line(&lines, here + 1, &["selftest::panic_caller"]).unwrap_or_else(|| {
+        panic!("{target} {build:?}: no frame for the caller after panic_here\n{text}")
+    });
 }
 
 #[test]
@@ -107,8 +113,13 @@ fn a_panic_prints_a_named_backtrace_on_every_target() {
         targets.push("virtio");
     }
     targets.push("unix");
-    for target in targets {
-        let (status, text) = panic_on(target);
+    let mut runs: Vec<(&str, Build)> = targets.iter().map(|&t| (t, Build::Debug)).collect();
+    // Release images of the tenders' targets, named from IMAGE.debug.
+    for &target in targets.iter().filter(|&&t| t == "spt" || t == "hvt") {
+        runs.push((target, Build::Release));
+    }
+    for (target, build) in runs {
+        let (status, text) = run_test(target, build, "panic");
         if target == "unix" {
             // The panic leaves the C main: std aborts the process.
             assert_ne!(status, Some(0), "{target}\n{text}");
@@ -116,32 +127,35 @@ fn a_panic_prints_a_named_backtrace_on_every_target() {
             // The target's panic status: Solo5's abort, or virtio's
             // highest status through QEMU's debug-exit device.
             let expected = if target == "virtio" { 126 } else { 255 };
-            assert_eq!(status, Some(expected), "{target}\n{text}");
+            assert_eq!(status, Some(expected), "{target} {build:?}\n{text}");
             assert!(
                 text.contains("lamina: backtrace: 0x"),
-                "{target}: the guest printed no backtrace\n{text}"
+                "{target} {build:?}: the guest printed no backtrace\n{text}"
             );
         }
-        assert_named_backtrace(target, &text);
+        assert_named_backtrace(target, build, &text);
     }
 }
 
 #[test]
 fn a_fault_is_explained_by_the_tender_and_named() {
+    let null_write = (
+        "fault-null",
+        "page fault (#PF) writing 0x0",
+        "mov qword ptr [{0}]",
+        128 + 11,
+    );
+    let invalid_opcode = ("fault-ud2", "invalid opcode (#UD)", "\"ud2\"", 128 + 4);
     for target in unikernel_targets("a fault explained by the tender") {
-        for (test, exception, instruction, spt_status) in [
-            (
-                "fault-null",
-                "page fault (#PF) writing 0x0",
-                "mov qword ptr [{0}]",
-                128 + 11,
-            ),
-            ("fault-ud2", "invalid opcode (#UD)", "\"ud2\"", 128 + 4),
+        for (build, (test, exception, instruction, spt_status)) in [
+            (Build::Debug, null_write),
+            (Build::Debug, invalid_opcode),
+            (Build::Release, null_write),
         ] {
-            let (status, text) = run_test(target, test);
+            let (status, text) = run_test(target, build, test);
             // spt dies by the signal, as before the report; hvt fails.
             let expected = if target == "spt" { spt_status } else { 1 };
-            assert_eq!(status, Some(expected), "{target} {test}\n{text}");
+            assert_eq!(status, Some(expected), "{target} {build:?} {test}\n{text}");
             let lines: Vec<&str> = text.lines().collect();
             let report = find_line(
                 &lines,
@@ -151,12 +165,12 @@ fn a_fault_is_explained_by_the_tender_and_named() {
                     " at rip=0x",
                 ],
             )
-            .unwrap_or_else(|| panic!("{target} {test}: no fault report\n{text}"));
+            .unwrap_or_else(|| panic!("{target} {build:?} {test}: no fault report\n{text}"));
             assert!(
                 lines
                     .get(report + 1)
                     .is_some_and(|l| l.starts_with("lamina: backtrace: 0x")),
-                "{target} {test}: the report has no backtrace\n{text}"
+                "{target} {build:?} {test}: the report has no backtrace\n{text}"
             );
             let place = format!(
                 "tests/guests/selftest/src/main.rs:{}",
@@ -172,10 +186,11 @@ fn a_fault_is_explained_by_the_tender_and_named() {
                 ],
             )
             .unwrap_or_else(|| {
-                panic!("{target} {test}: the fault is not named fault_here at {place}\n{text}")
+                panic!("{target} {build:?} {test}: the fault is not named fault_here at {place}\n{text}")
             });
-            find_line(&lines, named, &["#0 0x", "selftest::fault_caller"])
-                .unwrap_or_else(|| panic!("{target} {test}: no frame for fault_caller\n{text}"));
+            find_line(&lines, named, &["#0 0x", "selftest::fault_caller"]).unwrap_or_else(|| {
+                panic!("{target} {build:?} {test}: no frame for fault_caller\n{text}")
+            });
         }
     }
 }

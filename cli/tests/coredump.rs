@@ -119,8 +119,8 @@ fn gdb_opens_the_core_of_a_crashed_unikernel() {
                 assert!(lines[rip].contains(function), "{target} {test}\n{report}");
             }
             // The backtrace, read through the core's memory: the function,
-            // then its caller (`selftest::fault_here (fault=...)` with the
-            // debug build's full debug information).
+            // then its caller (`fault_here () at FILE:LINE` from the debug
+            // build's line tables; `--full-debuginfo` adds the arguments).
             let here = find_line(&lines, &["#", &format!("{function} (")])
                 .unwrap_or_else(|| panic!("{target} {test}: no {function} frame\n{report}"));
             assert!(

@@ -1,5 +1,7 @@
-//! The GDB stub (issue 16, part 3): `lamina run -t hvt --gdb PORT` stops
-//! the unikernel before its first instruction and serves gdb, which
+//! The GDB stub (issue 16, part 3): `lamina run -t hvt --gdb PORT` builds
+//! the image with full debug information (as `lamina build
+//! --full-debuginfo` does), stops the unikernel before its first
+//! instruction and serves gdb, which
 //! breaks on an application function (a software breakpoint: an int3 the
 //! tender writes into the text), prints the backtrace and an argument,
 //! steps out of the function by single instructions (through its stores
@@ -23,8 +25,9 @@ fn gdb_breaks_prints_and_continues_to_a_clean_exit() {
     }
     let dir = tempfile::tempdir().unwrap();
     let disk = format!("storage={}:1M", dir.path().join("disk.img").display());
-    // Built first, so that the run below starts at once.
-    let built = run_lamina(&["build", "-t", "hvt", APP]);
+    // Built first, so that the run below starts at once: with full debug
+    // information (gdb's `print`), which `lamina run --gdb` builds too.
+    let built = run_lamina(&["build", "-t", "hvt", "--full-debuginfo", APP]);
     assert!(built.status.success());
     let stderr = String::from_utf8_lossy(&built.stderr);
     let image = built_image(&stderr).expect("the image lamina built");
@@ -93,6 +96,11 @@ fn gdb_breaks_prints_and_continues_to_a_clean_exit() {
         reader.join().unwrap()
     );
     eprintln!("--- lamina run\n{run_text}");
+    assert_eq!(
+        built_image(&run_text).as_ref(),
+        Some(&image),
+        "lamina run --gdb runs the image built with --full-debuginfo\n{run_text}"
+    );
     // Stopped before the first instruction: at the image's entry.
     assert!(
         text.contains("0x100000"),
