@@ -17,6 +17,14 @@
 //! runs under the guest's seccomp filter, which allows it that: `write` to
 //! fd 2, and `rt_sigreturn` for its return (see `seccomp`).
 //!
+//! A guest that aborts (`solo5_abort`, the end of a panic, whose message
+//! and backtrace the guest printed itself) calls `exit_group(255)`, which
+//! ends the process at once. With `--dumpcore` a second seccomp filter
+//! (`seccomp::abort_trap`) turns that call into SIGSYS, whose handler here
+//! writes the core of the guest as it was at the call (recorded as a
+//! SIGABRT, as hvt's tender records an abort) and ends the process with
+//! `exit(255)`: the same status, now with a core.
+//!
 //! With `--dumpcore=DIR` the handler also writes an ELF core file (see
 //! [`lamina_tender::core_dump`], which allocates nothing) into an unnamed
 //! file made in DIR before the sandbox (`O_TMPFILE`), and names it
@@ -135,6 +143,7 @@ impl std::io::Seek for RawWriter {
 pub fn install(kernel_end: u64, mem_end: u64, core: Option<CoreFile>) -> std::io::Result<()> {
     if let Some(core) = core {
         let _ = CORE.set(core);
+        install_abort_handler()?;
     }
     STACK_LOW.store(kernel_end, Ordering::SeqCst);
     MEM_END.store(mem_end, Ordering::SeqCst);
@@ -159,6 +168,34 @@ pub fn install(kernel_end: u64, mem_end: u64, core: Option<CoreFile>) -> std::io
         if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
             return Err(std::io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// With a core file to write: installs [`abort_handler`] for the SIGSYS
+/// the abort trap raises, and unblocks SIGSYS (a trap on a blocked signal
+/// would kill the process without the handler).
+fn install_abort_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is valid; the fields are set below.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = abort_handler as *const () as usize;
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+    // SAFETY: `abort_handler` is async-signal-safe (see the module docs)
+    // and has the SA_SIGINFO signature.
+    if unsafe { libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a zeroed sigset_t is valid for sigemptyset to initialise.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: both calls only write `set`, which lives for the calls, and
+    // the thread's signal mask.
+    let unblocked = unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGSYS);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut())
+    };
+    if unblocked != 0 {
+        return Err(std::io::Error::from_raw_os_error(unblocked));
     }
     Ok(())
 }
@@ -217,6 +254,25 @@ extern "C" fn handler(
     if let Some(core) = CORE.get() {
         dump_core(core, &gregs, signal);
     }
+}
+
+/// The abort handler: the guest called `exit_group(255)` (the only call
+/// the abort trap traps; the kernel shows the registers as they were at
+/// the call). Writes its core, then ends the process with that status
+/// (`exit`, allowed with `--dumpcore`: the process has this one thread).
+extern "C" fn abort_handler(
+    _signal: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    context: *mut libc::c_void,
+) {
+    if let (Some(core), false) = (CORE.get(), context.is_null()) {
+        // SAFETY: with SA_SIGINFO the third argument is the interrupted
+        // context, a ucontext_t the kernel wrote on this (alternate) stack.
+        let gregs = unsafe { (*context.cast::<libc::ucontext_t>()).uc_mcontext.gregs };
+        dump_core(core, &gregs, libc::SIGABRT);
+    }
+    // SAFETY: exit takes a status and does not return.
+    unsafe { libc::syscall(libc::SYS_exit, lamina_abi::EXIT_ABORT) };
 }
 
 /// Writes the core file of the guest interrupted with `gregs` and names

@@ -5,7 +5,9 @@
 use lamina_tender::devices::Devices;
 use lamina_tender::sandbox;
 pub use lamina_tender::sandbox::SeccompError;
-use seccompiler::{BackendError, BpfProgram, SeccompRule};
+use seccompiler::{
+    BackendError, BpfProgram, SeccompAction, SeccompFilter, SeccompRule, TargetArch,
+};
 use std::collections::BTreeMap;
 
 /// Descriptors the core rules pin.
@@ -20,6 +22,9 @@ pub struct CoreFds {
     /// The trace file the guest writes its recording to (`--trace`).
     pub trace: Option<i32>,
 }
+
+/// The status of the guest's abort (`solo5_abort`), as a rule compares it.
+const EXIT_ABORT: u64 = lamina_abi::EXIT_ABORT as u64;
 
 /// `arch_prctl` code that sets the FS base (asm/prctl.h).
 const ARCH_SET_FS: u64 = 0x1002;
@@ -73,9 +78,13 @@ pub fn build(fds: CoreFds, devices: &Devices) -> Result<BpfProgram, SeccompError
         all.extend(net.spt_rules()?);
     }
     if let Some((file, dir)) = fds.core {
-        // --dumpcore: the fault handler writes the core into its unnamed
-        // file and links it into its directory.
+        // --dumpcore: the fault and abort handlers write the core into its
+        // unnamed file and link it into its directory; the abort handler
+        // then ends the process with the abort's status by `exit` (see
+        // [`abort_trap`]), which the guest could call too: with one
+        // thread, the same as its own `exit_group(255)`.
         all.extend(sandbox::core_file_rules(file, dir)?);
+        all.push((libc::SYS_exit, only(0, EXIT_ABORT)?));
     }
     for (syscall, rule) in all {
         rules.entry(syscall).or_default().push(rule);
@@ -88,6 +97,24 @@ pub fn build(fds: CoreFds, devices: &Devices) -> Result<BpfProgram, SeccompError
     // registers the guest could set itself.
     rules.insert(libc::SYS_rt_sigreturn, Vec::new());
     sandbox::compile(rules)
+}
+
+/// With `--dumpcore`, the filter installed before the allowlist ([`build`])
+/// that turns the guest's abort into a core file: `exit_group` with the
+/// status `solo5_abort` gives (255, what a panic ends in; hvt's tender
+/// takes the same status for an abort) raises SIGSYS instead, whose
+/// handler (`fault`) writes the core and ends the process with `exit` and
+/// that status. Filters stack and the stricter answer wins (a trap over
+/// the allowlist's allow); every other call is the allowlist's to judge.
+pub fn abort_trap() -> Result<BpfProgram, SeccompError> {
+    let rules = BTreeMap::from([(libc::SYS_exit_group, vec![only(0, EXIT_ABORT)?])]);
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Trap,
+        TargetArch::x86_64,
+    )?;
+    Ok(filter.try_into()?)
 }
 
 /// Installs `program` on this (the only) thread: after this the process

@@ -189,6 +189,10 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     mem.write(BOOT_INFO_BASE, &boot_info)?;
     image.protect(&mut mem, HostProtection::Exact)?;
     let program = seccomp::build(fds, &devices)?;
+    let abort_trap = match core_file {
+        Some(_) => Some(seccomp::abort_trap()?),
+        None => None,
+    };
     timing.mark("boot info, sandbox");
     timing.print("lamina-spt");
 
@@ -202,6 +206,11 @@ fn prepare(args: &TenderArgs, timing: &mut Timing) -> Result<std::convert::Infal
     launch::default_signals();
     crate::fault::install(image.kernel_end, mem_size, core_file)
         .map_err(SetupError::FaultHandler)?;
+    // The abort trap first: once the allowlist is on, no filter can be
+    // added.
+    if let Some(trap) = &abort_trap {
+        seccomp::install(trap)?;
+    }
     seccomp::install(&program)?;
     // What `jump` relies on, checked above: `entry` is inside guest memory
     // (Image::check; if it is not executable the guest dies by SIGSEGV,
