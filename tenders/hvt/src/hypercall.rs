@@ -405,7 +405,9 @@ impl Hypercalls {
                 .map_err(io)?;
                 serve = n > 0;
                 if n == 0 && looking {
-                    std::hint::spin_loop();
+                    // Look again, after any other thread that wants this
+                    // CPU (the client's, the I/O thread's) has run.
+                    std::thread::yield_now();
                     continue;
                 }
                 let woken = tags[..n].contains(&RX_WAKE_TAG);

@@ -3,7 +3,7 @@
 //! identity-mapped, so a pointer is its own guest-physical address.
 
 use super::rx::{Dropped, Queues};
-use super::{BootFacts, DeviceHandle, IoError};
+use super::{BootFacts, DeviceHandle, IoError, Unsent};
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicU32, Ordering};
 use lamina_abi::hvt::*;
@@ -310,6 +310,19 @@ pub fn kick_if_pending() {
     if index(base, offsets::ENT_HEAD).load(Ordering::Relaxed) != ent_tail {
         kick_if_asleep(base);
     }
+}
+
+/// The entries waiting in the ring, if any.
+pub fn unsent() -> Option<Unsent> {
+    let &base = RING.get()?;
+    let head = index(base, offsets::ENT_HEAD).load(Ordering::Acquire);
+    if index(base, offsets::ENT_TAIL).load(Ordering::Relaxed) == head {
+        return None;
+    }
+    Some(Unsent {
+        head,
+        taker_asleep: index(base, offsets::NEEDS_KICK).load(Ordering::Relaxed) != 0,
+    })
 }
 
 /// Waits until the tender has taken every entry (so that a frame sent by

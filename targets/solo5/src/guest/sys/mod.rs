@@ -39,6 +39,18 @@ pub struct DeviceHandle {
     pub fd: i32,
 }
 
+/// Frames the guest queued for the tender that it has not taken yet
+/// (hvt's ring; on spt frames leave at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unsent {
+    /// The tender's index of the next entry it will take (it moves as the
+    /// tender takes them).
+    pub head: u32,
+    /// Whether the tender's I/O thread sleeps: it takes them only when
+    /// kicked, or the vCPU thread does in POLL.
+    pub taker_asleep: bool,
+}
+
 /// Why an I/O call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoError {

@@ -209,6 +209,12 @@ fn arm_timer(timerfd: i32, absolute: u64) {
 /// Nothing to kick on spt: frames leave at once.
 pub fn kick_if_pending() {}
 
+/// Frames queued for the tender and not yet taken: never on spt, where
+/// frames leave at once.
+pub fn unsent() -> Option<super::Unsent> {
+    None
+}
+
 /// The set of devices with input without a system call: never on spt.
 pub fn ready_now() -> Option<u64> {
     None
