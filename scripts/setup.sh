@@ -13,6 +13,8 @@ declare -A PACKAGES=(
   [openssl]=openssl
   [dot]=graphviz
   [hyperfine]=hyperfine
+  # bench/http.py's load generator.
+  [wrk]=wrk
   [python3]=python3
   [dnsmasq]=dnsmasq-base
   [knotd]=knot
