@@ -21,6 +21,8 @@ usage: bench/boot.py [--runs N] [--solo5 DIR]
 """
 import argparse, os, statistics, subprocess, sys, time
 
+from netns import build_tenders, tender_path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
 
@@ -30,8 +32,8 @@ def sh(*args, **kw):
 
 
 def build():
-    sh("cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-bench-peers",
-       "-p", "lamina-spt", "-p", "lamina-hvt")
+    sh("cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-bench-peers")
+    build_tenders()
     images = {}
     for target in ("spt", "hvt"):
         for app in ("hello", "tests/guests/selftest"):
@@ -79,7 +81,7 @@ def solo5_comparison(solo5, images, runs):
     # The same guest memory for every tender (Solo5's default is 512 MiB).
     cmds = {}
     for t in ("hvt", "spt"):
-        ours = os.path.join(REL, f"lamina-{t}")
+        ours = tender_path(t)
         cmds[f"lamina-{t} hello"] = [ours, "--mem=32", images[(t, "hello")], "--times=1"]
         cmds[f"solo5-{t} test_hello"] = [tenders[t], "--mem=32", tests[t]]
         cmds[f"lamina-{t} test_hello"] = [ours, "--mem=32", tests[t]]
@@ -132,8 +134,8 @@ def main():
         f.truncate(1 << 20)
     cmds = {
         "linux": [os.path.join(REL, "std-hello")],
-        "spt": [os.path.join(REL, "lamina-spt"), "--mem=32", images[("spt", "hello")], "--times=1"],
-        "hvt": [os.path.join(REL, "lamina-hvt"), "--mem=32", images[("hvt", "hello")], "--times=1"],
+        "spt": [tender_path("spt"), "--mem=32", images[("spt", "hello")], "--times=1"],
+        "hvt": [tender_path("hvt"), "--mem=32", images[("hvt", "hello")], "--times=1"],
     }
     results = {k: [] for k in cmds}
     for _ in range(args.runs):
@@ -160,7 +162,7 @@ def main():
         out = sh(os.path.join(REL, "std-compute"), "100000000", stdout=subprocess.PIPE, text=True).stdout
         host.append(int(out.split(" in ")[1].split()[0]))
         for target in guest:
-            tender = os.path.join(REL, f"lamina-{target}")
+            tender = tender_path(target)
             out = sh(tender, "--mem=32", f"--block:storage={disk}", images[(target, "selftest")],
                      "--test=compute", stdout=subprocess.PIPE, text=True).stdout
             guest[target].append(int(out.split(" in ")[1].split()[0]))

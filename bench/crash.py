@@ -39,7 +39,7 @@ usage: bench/crash.py [--kills N] [--targets spt,hvt] [--seed S] [--dir DIR]
 """
 import argparse, os, random, re, statistics, subprocess, sys, tempfile, threading, time
 
-from netns import REL, ROOT, image
+from netns import REL, ROOT, build_tenders, image, tender_path
 
 APP = "tests/guests/storeload"
 
@@ -49,7 +49,7 @@ class Boot:
     never fills and stalls the guest)."""
 
     def __init__(self, target, img, disk, seed, acked, formatted, extra=()):
-        cmd = [os.path.join(REL, f"lamina-{target}"), "--mem=64", f"--block:storage={disk}", img,
+        cmd = [tender_path(target), "--mem=64", f"--block:storage={disk}", img,
                "--mode=crash", f"--seed={seed}", *extra]
         if acked is not None:
             cmd.append(f"--verify-through={acked}")
@@ -163,7 +163,8 @@ def main():
     ap.add_argument("--mib", type=int, default=128, help="size of the disk image")
     ap.add_argument("--dir", default="/var/tmp", help="where the disk image goes (a real disk, not tmpfs)")
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-spt", "-p", "lamina-hvt"],
+    build_tenders()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli"],
                    cwd=ROOT, check=True)
     targets = args.targets.split(",")
     images = {t: image(t, APP) for t in targets}

@@ -36,7 +36,7 @@ usage: sudo bench/density.py [--count N] [--step S] [--target spt,hvt,unix]
 """
 import argparse, ctypes, os, random, re, resource, signal, socket, subprocess, sys, time
 
-from netns import REL, ROOT, image, sh
+from netns import REL, ROOT, build_tenders, image, sh, tender_path
 
 PR_SET_PDEATHSIG = 1
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -134,7 +134,7 @@ def start_unikernel(fleet, target, images, mem, port):
             usernet.wait()
             return False
         fleet.usernets.append(usernet)
-        tender = subprocess.Popen([os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
+        tender = subprocess.Popen([tender_path(target), f"--mem={mem}",
                                    f"--net:service=fd:{tender_end.fileno()}", images[target],
                                    "--ipv4=10.0.2.15/24", "--ipv4-gateway=10.0.2.2", "--log=warn"],
                                   pass_fds=[tender_end.fileno()], stdin=subprocess.DEVNULL,
@@ -320,8 +320,9 @@ def main():
     if os.geteuid() != 0 and "hvt" in args.targets and not os.access("/dev/kvm", os.W_OK):
         sys.exit("hvt needs /dev/kvm")
     raise_limits(args)
-    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt -p lamina-usernet"
+    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-usernet"
        " -p website")
+    build_tenders()
     images = {t: image(t, "website") for t in args.targets if t in ("spt", "hvt")}
     # Ctrl-C and SIGTERM unwind through the `finally` that kills the fleet.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))

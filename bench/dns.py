@@ -29,7 +29,7 @@ usage: sudo bench/dns.py [--seconds S] [--runs N] [--clients C] [--outstanding Q
 """
 import argparse, contextlib, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
 
-from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
+from netns import REL, ROOT, build_tenders, delete, image, sh, tap_namespace, tender_path, veth_namespaces
 
 ZONES = os.path.join(ROOT, "examples", "dns", "zones")
 # By path: from ROOT, `lamina build dns` would name the lamina-dns crate's
@@ -224,7 +224,7 @@ def start_unikernel(stack, target, mem):
     ns = f"lamina-dns-{target}"
     tap_namespace(ns, "10.213.0.1/24")
     stack.callback(delete, ns)
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, tender_path(target), f"--mem={mem}",
                              "--net:service=tap0", image(target, EXAMPLE), "--ipv4=10.213.0.2/24"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stack.callback(lambda: (proc.terminate(), proc.wait()))
@@ -292,7 +292,8 @@ def main():
         fmt = lambda r: f"{r[0]:9.0f} q/s  avg {r[1]:6.3f} ms  p99 {r[2]:6.3f} ms  lost {r[3]} (all runs)"
         example = os.path.isdir(EXAMPLE)
         if example:
-            sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
+            sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli")
+            build_tenders()
             sizes = {t: os.path.getsize(image(t, EXAMPLE)) for t in ("spt", "hvt")}
         # Every server runs at once, idle but for its turn: each round asks
         # each in turn, so that a busy moment of the host is shared out.

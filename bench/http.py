@@ -21,7 +21,7 @@ usage: sudo bench/http.py [--seconds S] [--connections C] [--memory]
 """
 import argparse, contextlib, os, re, shutil, subprocess, sys, tempfile, time
 
-from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
+from netns import REL, ROOT, build_tenders, delete, image, sh, tap_namespace, tender_path, veth_namespaces
 
 SITE = os.path.join(ROOT, "examples", "website", "site")
 
@@ -56,7 +56,7 @@ def unikernel(target, mem, args):
     ns = f"lamina-http-{target}"
     tap_namespace(ns, "10.212.0.1/24")
     stats = ["--x-stats"] if target == "hvt" else []
-    proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
+    proc = subprocess.Popen(["ip", "netns", "exec", ns, tender_path(target), f"--mem={mem}",
                              "--net:service=tap0", *stats, image(target, "website"), "--ipv4=10.212.0.2/24",
                              "--log=warn"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -133,7 +133,8 @@ def main():
     missing = [tool for tool in ("wrk", "nginx", "curl") if not shutil.which(tool)]
     if missing:
         sys.exit(f"bench/http.py needs {', '.join(missing)} (Debian: apt-get install {' '.join(missing)})")
-    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-spt -p lamina-hvt")
+    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli")
+    build_tenders()
     fmt = lambda r: f"{r[0]:9.0f} req/s  p99 {r[1]:7.2f} ms {r[2]}"
     low = argparse.Namespace(seconds=args.seconds, connections=1)
     cases = [(f"under load: wrk -t2 -c{args.connections} -d{args.seconds}s", args, None),

@@ -45,7 +45,7 @@ usage: sudo bench/https.py [--seconds S] [--runs N] [--handshake-connections C] 
 """
 import argparse, os, re, resource, shutil, statistics, subprocess, sys, tempfile, time
 
-from netns import REL, ROOT, delete, sh, tap_namespace, veth_namespaces
+from netns import REL, ROOT, build_tenders, delete, sh, tap_namespace, tender_path, veth_namespaces
 
 INDEX = os.path.join(ROOT, "examples", "website", "site", "index.html")
 NAME = "localhost"
@@ -130,7 +130,7 @@ def website(tmp, target, image):
     tap_namespace(ns, "10.215.0.1/24")
     log = os.path.join(tmp, f"{target}.log")
     with open(log, "w") as out:
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), "--mem=64",
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, tender_path(target), "--mem=64",
                                  "--net:service=tap0", image, f"--ipv4={GUEST_ADDR}/24", "--log=warn"],
                                 stdout=out, stderr=out)
     return Server(f"website on {target}", ns, GUEST_ADDR, 443, proc, log)
@@ -262,7 +262,8 @@ def main():
     # (scripts/main.sh makes one): then no image without a certificate.
     own_certs = os.path.join(ROOT, "examples", "website", "tls")
     plain_possible = not os.path.exists(own_certs)
-    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers -p lamina-spt -p lamina-hvt")
+    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers")
+    build_tenders()
     failed = False
     with tempfile.TemporaryDirectory(prefix="lamina-https-") as tmp:
         tls_dir, ca_dir = os.path.join(tmp, "tls"), os.path.join(tmp, "ca")

@@ -233,8 +233,8 @@ def main():
         for target in targets:
             report(target, "tap", args.runs, args.tap_inside)
         return
-    sh("cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-usernet",
-       "-p", "lamina-spt", "-p", "lamina-hvt")
+    sh("cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-usernet")
+    sh("cargo", "tenders", "-q")  # as `lamina` builds them: static
     if "hvt" in targets and not os.access("/dev/kvm", os.R_OK | os.W_OK):
         print("hvt skipped: /dev/kvm cannot be opened")
         targets.remove("hvt")

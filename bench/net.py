@@ -18,7 +18,7 @@ usage: sudo bench/net.py [--runs N] [--bytes B] [--round-trips N]
 """
 import argparse, os, re, statistics, subprocess, sys, time
 
-from netns import REL, ROOT, delete, image, sh, tap_namespace, veth_namespaces
+from netns import REL, ROOT, build_tenders, delete, image, sh, tap_namespace, tender_path, veth_namespaces
 
 
 def measure_once(ns, addr, args):
@@ -37,7 +37,7 @@ class Lamina:
     def __init__(self, target):
         self.target, self.ns, self.addr = target, f"lamina-bench-{target}", "10.210.0.2"
         tap_namespace(self.ns, "10.210.0.1/24")
-        tender = os.path.join(REL, f"lamina-{target}")
+        tender = tender_path(target)
         stats = ["--x-stats"] if target == "hvt" else []
         self.log = open(f"/tmp/lamina-bench-{target}.log", "w+")
         self.proc = subprocess.Popen(["ip", "netns", "exec", self.ns, tender, *stats, "--mem=64", "--net:service=tap0",
@@ -84,7 +84,8 @@ def main():
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/net.py creates network namespaces: run it as root")
-    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers -p lamina-spt -p lamina-hvt")
+    sh(f"cd {ROOT} && cargo build --release -q -p lamina-cli -p lamina-bench-peers")
+    build_tenders()
     peers = {"linux": Linux(), "spt": Lamina("spt"), "hvt": Lamina("hvt")}
     results = {name: [] for name in peers}
     try:

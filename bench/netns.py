@@ -6,6 +6,18 @@ import os, subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
+# Where `cargo tenders` (.cargo/config.toml) puts the tenders: optimised and
+# static, as `lamina run` builds and starts them.
+TENDERS = os.path.join(ROOT, "target", "x86_64-unknown-linux-gnu", "release")
+
+
+def build_tenders():
+    subprocess.run(["cargo", "tenders", "-q"], cwd=ROOT, check=True)
+
+
+def tender_path(target):
+    """The tender for `target` ("spt", "hvt") that build_tenders() built."""
+    return os.path.join(TENDERS, f"lamina-{target}")
 
 
 def sh(cmd, check=True, **kw):

@@ -32,7 +32,7 @@ usage: bench/store.py [--block] [--kv] [--runs N] [--ops N] [--mib M] [--kv-ops 
 """
 import argparse, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
-from netns import REL, ROOT, image
+from netns import REL, ROOT, build_tenders, image, tender_path
 
 PATTERNS = {"seq-read": "read", "seq-write": "write", "rand-read": "randread", "rand-write": "randwrite"}
 IO = 4096
@@ -42,7 +42,7 @@ def guest_iops(target, disk, path, pattern, ops, size):
     """The guest's IOPS, and on hvt its VM exits per request (from the
     tender's --x-stats: exits to the tender over block ring requests)."""
     stats = ["--x-stats"] if target == "hvt" else []
-    run = subprocess.run([os.path.join(REL, f"lamina-{target}"), "--mem=64", *stats, f"--block:storage={path}",
+    run = subprocess.run([tender_path(target), "--mem=64", *stats, f"--block:storage={path}",
                           "--block-sector-size:storage=4096", disk, "--mode=bench", f"--pattern={pattern}",
                           f"--bytes={size}", f"--io={IO}", f"--ops={ops}"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
@@ -113,7 +113,7 @@ def guest_kv(target, app, dir, size, ops, keys, strace=None):
     `strace`, that file receives the tender's `strace -c` summary."""
     with tempfile.NamedTemporaryFile(dir=dir, prefix="lamina-kv-bench-") as disk:
         disk.truncate(256 << 20)
-        cmd = [os.path.join(REL, f"lamina-{target}"), "--mem=64", f"--block:storage={disk.name}", app,
+        cmd = [tender_path(target), "--mem=64", f"--block:storage={disk.name}", app,
                "--mode=bench", f"--value-size={size}", f"--ops={ops}", f"--keys={keys}"]
         if strace:
             cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", strace] + cmd
@@ -244,7 +244,8 @@ def main():
     args = ap.parse_args()
     if not (args.block or args.kv):
         args.block = args.kv = True
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-spt", "-p", "lamina-hvt"],
+    build_tenders()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli"],
                    cwd=ROOT, check=True)
     if args.block:
         block(args)

@@ -18,7 +18,7 @@ usage: sudo bench/tls_idle.py [--target hvt|spt] [--connections N] [--mem 64,96,
 """
 import argparse, os, resource, subprocess, sys, tempfile, threading, time
 
-from netns import REL, ROOT, delete, sh, tap_namespace
+from netns import REL, ROOT, build_tenders, delete, sh, tap_namespace, tender_path
 
 CLIENT = r'''
 import resource, socket, ssl, sys, time
@@ -68,7 +68,7 @@ print(f"RESULT opened={opened} fresh={int(fresh_ok)} idle_answered={answered}/{a
 def trial(target, mem, connections, max_connections, ca, image, console=None):
     ns = "lamina-tls-idle"
     tap_namespace(ns, "10.213.0.1/24")
-    tender = subprocess.Popen(["ip", "netns", "exec", ns, os.path.join(REL, f"lamina-{target}"), f"--mem={mem}",
+    tender = subprocess.Popen(["ip", "netns", "exec", ns, tender_path(target), f"--mem={mem}",
                                "--net:service=tap0", image, "--ipv4=10.213.0.2/24",
                                f"--max-connections={max_connections}", "--idle-timeout=900s"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -127,8 +127,9 @@ def main():
     if bool(args.image) != bool(args.ca):
         sys.exit("--image and --ca go together")
     lamina = os.path.join(REL, "lamina")
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", f"lamina-{args.target}"], cwd=ROOT,
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli"], cwd=ROOT,
                    check=True)
+    build_tenders()
     if args.image:
         image, ca = args.image, args.ca
     else:

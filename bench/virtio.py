@@ -16,7 +16,7 @@ usage: bench/virtio.py [--runs N] [--http [--seconds S] [--connections C]]
 """
 import argparse, os, statistics, subprocess, sys, time
 
-from netns import REL, ROOT, delete, image as build_image, tap_namespace
+from netns import REL, ROOT, build_tenders, delete, image as build_image, tap_namespace, tender_path
 
 
 COMMON = ["-accel", "tcg", "-cpu", "max", "-nodefaults", "-no-user-config", "-display", "none",
@@ -51,7 +51,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=10)
     args = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli", "-p", "lamina-hvt"], cwd=ROOT, check=True)
+    build_tenders()
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "lamina-cli"], cwd=ROOT, check=True)
     boot(args)
     if args.http:
         http(args)
@@ -76,7 +77,7 @@ def serve(kind, website, args):
                       "-device", "virtio-net-device,netdev=net-service", "-kernel", website,
                       "-append", " ".join(["--net:service"] + guest_args)]
     else:
-        cmd = [os.path.join(REL, "lamina-hvt"), "--mem=64", "--net:service=tap0", website] + guest_args
+        cmd = [tender_path("hvt"), "--mem=64", "--net:service=tap0", website] + guest_args
     proc = subprocess.Popen(["ip", "netns", "exec", ns] + cmd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
@@ -106,7 +107,7 @@ def http(args):
 
 def boot(args):
     kernel = ["-m", "64", "-kernel", image("virtio"), "-append", "--times=1"]
-    hvt = [os.path.join(REL, "lamina-hvt"), "--mem=64", image("hvt"), "--times=1"]
+    hvt = [tender_path("hvt"), "--mem=64", image("hvt"), "--times=1"]
     runs = {"microvm": [], "q35": [], "hvt": []}
     for _ in range(args.runs):
         runs["microvm"].append(timed(QEMU + kernel, 3))  # status 0 through isa-debug-exit is 3

@@ -82,22 +82,37 @@ pub fn build(project: &Project, target: Target, profile: Profile) -> Result<Buil
     Ok(built)
 }
 
+/// What `cargo tenders` (.cargo/config.toml) adds to a release build: the
+/// tenders are linked wholly statically, glibc included, so that no dynamic
+/// loader runs before the guest boots (about 0.2 ms of every start) and a
+/// tender runs where no shared library is. With an explicit `--target`
+/// the flag reaches the tender alone, not build scripts or proc macros.
+const STATIC_TENDER: [&str; 4] = [
+    "--target",
+    "x86_64-unknown-linux-gnu",
+    "--config",
+    "target.x86_64-unknown-linux-gnu.rustflags = ['-Ctarget-feature=+crt-static']",
+];
+
 /// Builds the tender for `target` (`lamina-spt`, `lamina-hvt`) from this
-/// copy of Lamina, optimised, and returns its path.
+/// copy of Lamina, optimised and static, and returns its path.
 pub fn build_tender(target: Target) -> Result<PathBuf, CliError> {
-    build_host_binary(&format!("lamina-{}", target.name()))
+    build_workspace_binary(&format!("lamina-{}", target.name()), &STATIC_TENDER)
 }
 
 /// Builds `name`, a host program of the Lamina workspace whose package
-/// and binary share the name (a tender, lamina-usernet), in release mode.
+/// and binary share the name (lamina-usernet), in release mode.
 pub fn build_host_binary(name: &str) -> Result<PathBuf, CliError> {
+    build_workspace_binary(name, &[])
+}
+
+fn build_workspace_binary(name: &str, extra: &[&str]) -> Result<PathBuf, CliError> {
     let manifest = crate::project::lamina_root().join("Cargo.toml");
-    let args = [
-        "--release".to_owned(),
-        "--quiet".to_owned(),
-        "-p".to_owned(),
-        name.to_owned(),
-    ];
+    let args: Vec<String> = ["--release", "--quiet", "-p", name]
+        .iter()
+        .chain(extra)
+        .map(|arg| arg.to_string())
+        .collect();
     Ok(cargo_build(&manifest, name, &args, &[])?.artifact)
 }
 

@@ -13,14 +13,10 @@ mod common;
 
 use common::*;
 use lamina_conformance::pattern;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const APP: &str = "tests/guests/disk";
-
-fn tender(target: &str) -> PathBuf {
-    release_dir().join(format!("lamina-{target}"))
-}
 
 /// A scratch disk of `bytes`, not a power of two of sectors (so transfers
 /// at the end of the device come in pieces on spt).

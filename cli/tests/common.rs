@@ -135,31 +135,40 @@ pub fn built_image(output: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// The tenders and the benchmark peers, built once (optimised, as `lamina
-/// run` builds them); returns their directory.
+/// The benchmark peers (lamina-bench-peers), built once, optimised;
+/// returns their directory.
 pub fn release_dir() -> &'static PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         let dir = root().join("target").join("cli-tests");
         let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "-q",
-                "-p",
-                "lamina-spt",
-                "-p",
-                "lamina-hvt",
-                "-p",
-                "lamina-bench-peers",
-            ])
+            .args(["build", "--release", "-q", "-p", "lamina-bench-peers"])
             .env("CARGO_TARGET_DIR", &dir)
             .current_dir(root())
             .status()
             .unwrap();
-        assert!(status.success(), "the tenders or peers do not build");
+        assert!(status.success(), "the benchmark peers do not build");
         dir.join("release")
     })
+}
+
+/// The tender for `target` (`spt`, `hvt`) as `lamina run` builds it:
+/// `cargo tenders` (.cargo/config.toml), optimised and linked statically.
+/// Both tenders are built once, beside the peers.
+pub fn tender(target: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = root().join("target").join("cli-tests");
+        let status = Command::new(env!("CARGO"))
+            .args(["tenders", "-q"])
+            .env("CARGO_TARGET_DIR", &dir)
+            .current_dir(root())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the tenders do not build");
+        dir.join("x86_64-unknown-linux-gnu").join("release")
+    })
+    .join(format!("lamina-{target}"))
 }
 
 /// The unikernel targets to test: spt always, hvt where /dev/kvm opens;

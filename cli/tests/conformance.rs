@@ -157,7 +157,7 @@ fn conformance_on_spt_and_hvt() {
         let dir = tempfile::tempdir().unwrap();
         let ns = namespace_with_peer(dir.path());
         let disk = scratch_disk();
-        let tender: PathBuf = release_dir().join(format!("lamina-{target}"));
+        let tender: PathBuf = tender(target);
         let mut command = ns.command(tender);
         command
             .args(["--mem=64", "--net:service=tap0"])

@@ -79,7 +79,7 @@ fn boot(
     extra: &[&str],
     kill_after: Option<Duration>,
 ) -> Boot {
-    let mut command = Command::new(release_dir().join(format!("lamina-{target}")));
+    let mut command = Command::new(tender(target));
     command
         .arg("--mem=64")
         .arg(format!("--block:storage={}", disk.display()))

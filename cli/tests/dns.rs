@@ -204,7 +204,7 @@ fn boot(target: &'static str) -> Booted {
             .current_dir(root());
         guest
     } else {
-        let mut guest = ns.command(release_dir().join(format!("lamina-{target}")));
+        let mut guest = ns.command(tender(target));
         guest
             .args(["--mem=16", "--net:service=tap0"])
             .arg(image(target, "examples/dns"))

@@ -931,7 +931,7 @@ fn no_guest_system_call_for_randomness() {
     }
     // The tender, built as `lamina run` builds it, here so that the wrapper
     // can name it.
-    let tender = release_dir().join("lamina-spt");
+    let tender = tender("spt");
     let scratch = tempfile::tempdir().unwrap();
     let trace = scratch.path().join("trace");
     let wrapper = scratch.path().join("traced-spt");

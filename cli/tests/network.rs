@@ -52,7 +52,7 @@ fn boot_echo(ns: &mut Namespace, target: &str, guest_args: &[&str], log: &Path) 
 /// Boots `app` in `target`'s tender on tap0 with `mem` MiB and
 /// `guest_args`; console to `log`.
 fn boot(ns: &mut Namespace, target: &str, app: &str, mem: &str, guest_args: &[&str], log: &Path) {
-    let mut guest = ns.command(release_dir().join(format!("lamina-{target}")));
+    let mut guest = ns.command(tender(target));
     guest
         .arg(format!("--mem={mem}"))
         .arg("--net:service=tap0")
@@ -219,7 +219,7 @@ fn an_inherited_tap_serves_with_and_without_virtio_net_headers() {
             let dir = tempfile::tempdir().unwrap();
             let mut ns = namespace();
             let address = format!("--ipv4={}/24", ns.guest_ip());
-            let tender = release_dir().join(format!("lamina-{target}"));
+            let tender = tender(target);
             let mut guest = ns.command("python3");
             guest
                 .arg(&opener)

@@ -258,7 +258,7 @@ fn website_image_runs_as_urunc_starts_it() {
         let argv = urunc_command_line(&config, &args, &ip, &gateway);
         eprintln!("--- {target}: urunc's command line: {}", argv.join(" "));
         let console = dir.path().join("console");
-        let tender = release_dir().join(format!("lamina-{target}"));
+        let tender = tender(target);
         start_as_urunc(&mut ns, &bundle.join("rootfs"), &tender, &argv, &console);
         let page = ns.wait_for(
             &format!("curl -s --max-time 2 http://{ip}/"),
@@ -303,7 +303,7 @@ fn kv_image_carries_its_storage_disk_and_keeps_what_is_put() {
     let gateway = format!("10.{}.0.1", ns.subnet);
     let argv = urunc_command_line(&config, &args, &ip, &gateway);
     eprintln!("--- urunc's command line: {}", argv.join(" "));
-    let tender = release_dir().join("lamina-hvt");
+    let tender = tender("hvt");
     let console = dir.path().join("console");
     start_as_urunc(&mut ns, &rootfs, &tender, &argv, &console);
     let url = format!("http://{ip}:8080/kv/greeting");

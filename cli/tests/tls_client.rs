@@ -197,7 +197,7 @@ fn fetch(ns: &Namespace, target: &str, image: &Path, guest_args: &[String]) -> (
     let mut command = if target == "unix" {
         ns.command(image)
     } else {
-        let mut command = ns.command(release_dir().join(format!("lamina-{target}")));
+        let mut command = ns.command(tender(target));
         command
             .arg("--mem=32")
             .arg("--net:service=tap0")

@@ -5,13 +5,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
 use std::process::{Command, Output};
-
-/// The tender for `target`.
-fn tender(target: &str) -> PathBuf {
-    release_dir().join(format!("lamina-{target}"))
-}
 
 /// Whether hvt can run here; says so when it cannot.
 fn kvm_available(test: &str) -> bool {

@@ -89,7 +89,7 @@ impl Network {
     /// given when `mac` is; the tender's console goes to `console`.
     fn boot(&mut self, target: &str, image: &Path, mac: bool, console: &Path) -> Tender {
         let tender_end = self.tender_end.take().unwrap();
-        let mut command = Command::new(release_dir().join(format!("lamina-{target}")));
+        let mut command = Command::new(tender(target));
         command
             .arg("--mem=16")
             .arg(format!("--net:service=fd:{}", tender_end.as_raw_fd()));

@@ -304,21 +304,22 @@ fn tender_and_image(target: &str) -> (PathBuf, PathBuf) {
     let workspace_target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
-    for (packages, dir) in [
-        (&["-p", "lamina-cli"][..], workspace_target.clone()),
+    // `cargo tenders` (.cargo/config.toml) builds them as `lamina run` does:
+    // optimised and static.
+    for (command, dir) in [
         (
-            &["--release", "-p", "lamina-spt", "-p", "lamina-hvt"],
-            target_dir(),
+            &["build", "-q", "-p", "lamina-cli"][..],
+            workspace_target.clone(),
         ),
+        (&["tenders", "-q"], target_dir()),
     ] {
         let built = Command::new(&cargo)
-            .args(["build", "-q"])
-            .args(packages)
+            .args(command)
             .env("CARGO_TARGET_DIR", dir)
             .current_dir(root())
             .status()
             .unwrap();
-        assert!(built.success(), "cargo build {packages:?} failed");
+        assert!(built.success(), "cargo {command:?} failed");
     }
     let output = Command::new(workspace_target.join("debug").join("lamina"))
         .args(["build", "--release", "-t", target, "website"])
@@ -342,6 +343,7 @@ fn tender_and_image(target: &str) -> (PathBuf, PathBuf) {
         .and_then(|p| p.split(" (").next())
         .expect("a path");
     let tender = target_dir()
+        .join("x86_64-unknown-linux-gnu")
         .join("release")
         .join(format!("lamina-{target}"));
     (tender, PathBuf::from(image))
