@@ -38,9 +38,15 @@ impl<B: Block> Disk<B> {
         self.device.write(sector, buf).await.map_err(StoreError::Io)
     }
 
-    /// The write barrier: everything written before is durable after.
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.device.flush().await.map_err(StoreError::Io)
+    /// Writes whole blocks from `block` on, then flushes: this write and
+    /// everything written before are durable after (one round trip where
+    /// the device allows: [`Block::write_and_flush`]).
+    pub async fn write_and_flush(&self, block: u64, buf: &[u8]) -> Result<(), StoreError> {
+        let sector = block * self.sectors_per_block;
+        self.device
+            .write_and_flush(sector, buf)
+            .await
+            .map_err(StoreError::Io)
     }
 
     /// Reads the first sector of superblock slot `slot` (0 or 1).
@@ -54,8 +60,9 @@ impl<B: Block> Disk<B> {
     }
 
     /// Writes superblock `bytes` (at most [`SUPERBLOCK_LEN`] used) to slot
-    /// `slot` as a single sector: devices write one sector atomically, so a
-    /// superblock is either old or new after a crash, never torn.
+    /// `slot` as a single sector, then flushes: devices write one sector
+    /// atomically, so a superblock is either old or new after a crash,
+    /// never torn, and it is durable when this returns.
     pub async fn write_superblock(
         &self,
         slot: u64,
@@ -64,7 +71,7 @@ impl<B: Block> Disk<B> {
         let mut sector = vec![0u8; (self.sector_size as usize).max(SUPERBLOCK_LEN)];
         emit(&mut sector);
         self.device
-            .write(slot * self.sectors_per_block, &sector)
+            .write_and_flush(slot * self.sectors_per_block, &sector)
             .await
             .map_err(StoreError::Io)
     }
@@ -125,7 +132,8 @@ impl Appender {
         Ok((self.tail.block, at))
     }
 
-    /// Writes the last block, marked as the end of the commit.
+    /// Writes the last block, marked as the end of the commit, and flushes:
+    /// the commit is durable when this returns.
     pub async fn commit<B: Block>(
         &mut self,
         disk: &Disk<B>,
@@ -152,7 +160,11 @@ impl Appender {
             payload_len: self.payload.len() as u32,
         };
         let crc = emit_log_block(&mut self.block, &header, &self.payload);
-        disk.write(self.tail.block, &self.block).await?;
+        if flags & FLAG_COMMIT != 0 {
+            disk.write_and_flush(self.tail.block, &self.block).await?;
+        } else {
+            disk.write(self.tail.block, &self.block).await?;
+        }
         self.written.push(self.tail.block);
         self.tail = Tail {
             block: self.tail.after,

@@ -23,7 +23,9 @@
 //!   began.
 //! - Every structure and every extent of every value has a CRC-32C. Damage
 //!   is reported as an error at mount ([`StoreError::Corrupt`]) or at read
-//!   ([`KvError::Io`]), never as a wrong value or a panic. One limit: damage
+//!   ([`KvError::Io`]), never as a wrong value or a panic (a log block
+//!   kept in memory for gets was checked when read; damage done to it on
+//!   the disk since shows at its next read from the disk). One limit: damage
 //!   to the last commit of the log looks like a commit torn by a crash and
 //!   drops that commit, as in littlefs.
 //! - Space is reclaimed as it is freed: overwritten and removed values give
@@ -40,10 +42,13 @@
 //! 24-byte key in `tests/memory.rs`), plus, for a value over 512 bytes, 16
 //! bytes per extent (one per 256 KiB, more if free space is fragmented). The space
 //! map takes one bit per 4 KiB block (32 KiB per GiB of disk) and the log's
-//! block list 8 bytes per log block. Values are never cached: `get` holds
-//! the value and at most one block more; `set` writes from the caller's
-//! slice and copies at most one block; a `get_range` holds at most one
-//! extent (256 KiB). A mount holds, beyond the index it builds, the
+//! block list 8 bytes per log block. The log blocks that gets of values of
+//! up to 512 bytes read last are kept, checked, up to 256 KiB (64 blocks of
+//! 4 KiB: a get of a small value is then no read, as Redis answers from
+//! memory; a checkpoint empties it, as it frees their log). Bigger values
+//! are never cached: `get` holds the value and at most one block more;
+//! `set` writes from the caller's slice and copies at most one block; a
+//! `get_range` holds at most one extent (256 KiB). A mount holds, beyond the index it builds, the
 //! records of the commit it replays (the checkpoint's: less than the index
 //! again; 2.6 MB beside 3.5 MB for 20,001 keys in `tests/memory.rs`) and
 //! one extent of the last commit's values, which it checks.
@@ -177,6 +182,9 @@ pub(crate) struct State {
     /// Set when a commit failed after writing part of its log: memory and
     /// disk may disagree, so every operation fails until the next mount.
     poisoned: bool,
+    /// Log blocks gets of inline values read lately (emptied by each
+    /// checkpoint, which frees the log they belong to).
+    gets: read::LogBlockCache,
 }
 
 /// A key-value store on a block device. See the crate docs.
@@ -323,16 +331,18 @@ impl<B: Block> KvRead for Store<B> {
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, KvError> {
         let key = check_key(key)?;
-        let state = self.state.lock().await;
-        let entry = state.index.get(&key).ok_or(KvError::NotFound)?;
-        self.read_value(entry).await
+        let mut state = self.state.lock().await;
+        let State { index, gets, .. } = &mut *state;
+        let entry = index.get(&key).ok_or(KvError::NotFound)?;
+        self.read_value(entry, gets).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>, KvError> {
         let key = check_key(key)?;
-        let state = self.state.lock().await;
-        let entry = state.index.get(&key).ok_or(KvError::NotFound)?;
-        self.read_range(entry, offset, len).await
+        let mut state = self.state.lock().await;
+        let State { index, gets, .. } = &mut *state;
+        let entry = index.get(&key).ok_or(KvError::NotFound)?;
+        self.read_range(entry, offset, len, gets).await
     }
 
     async fn size(&self, key: &str) -> Result<u64, KvError> {

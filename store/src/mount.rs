@@ -7,6 +7,7 @@ use crate::format::{
     LOG_HEADER, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
 };
 use crate::lock::Lock;
+use crate::read::LogBlockCache;
 use crate::space::Space;
 use crate::{Entry, Inline, State, Store, StoreError};
 use alloc::collections::BTreeMap;
@@ -87,7 +88,6 @@ impl<B: Block> Store<B> {
         // An empty checkpoint: one commit of no records.
         let mut appender = Appender::new(tail, volume, block_size);
         appender.commit(&disk, &mut space).await?;
-        disk.flush().await?;
         let superblock = Superblock {
             sector_size: info.sector_size,
             block_size,
@@ -108,7 +108,6 @@ impl<B: Block> Store<B> {
         };
         disk.write_superblock(0, |out| older.emit(out)).await?;
         disk.write_superblock(1, |out| superblock.emit(out)).await?;
-        disk.flush().await?;
         Ok(Store {
             disk,
             state: Lock::new(State {
@@ -120,6 +119,7 @@ impl<B: Block> Store<B> {
                 checkpoint_len: 1,
                 tail: appender.tail,
                 poisoned: false,
+                gets: LogBlockCache::for_gets(block_size),
             }),
         })
     }
@@ -183,6 +183,7 @@ impl<B: Block> Store<B> {
                 checkpoint_len: superblock.checkpoint_blocks,
                 tail: replay.tail,
                 poisoned: false,
+                gets: LogBlockCache::for_gets(superblock.block_size),
             }),
         })
     }

@@ -2,30 +2,66 @@
 
 use crate::format::{crc32c, parse_log_block, FormatError, LOG_HEADER};
 use crate::{Entry, Inline, Store, StoreError};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use lamina_core::device::{Block, KvError};
 
-/// The last log block read for its inline values, already checked: a
-/// checkpoint reads many values from each block.
-#[derive(Default)]
+/// Log blocks read for their inline values, already checked, the most
+/// recently used first: a checkpoint reads many values from each block
+/// (one block kept), and gets of small values find theirs in memory (the
+/// store keeps [`LogBlockCache::for_gets`]).
+///
+/// Only blocks of the current log are ever held, and those are written
+/// once and not changed until a checkpoint frees them: the store empties
+/// its cache when it writes a checkpoint.
 pub(crate) struct LogBlockCache {
-    block: Option<u64>,
-    data: Vec<u8>,
-    payload_end: usize,
+    /// (block, its bytes, where its payload ends).
+    blocks: VecDeque<(u64, Vec<u8>, usize)>,
+    capacity: usize,
+}
+
+/// Bytes of log blocks the store keeps for gets of inline values: 64
+/// blocks of 4 KiB, which hold about 2,000 values of 100 bytes.
+pub(crate) const GET_CACHE_BYTES: usize = 256 << 10;
+
+impl Default for LogBlockCache {
+    /// Holds one block.
+    fn default() -> Self {
+        LogBlockCache {
+            blocks: VecDeque::new(),
+            capacity: 1,
+        }
+    }
+}
+
+impl LogBlockCache {
+    /// The store's cache for gets: [`GET_CACHE_BYTES`] of `block_size`
+    /// blocks (at least one).
+    pub fn for_gets(block_size: u32) -> Self {
+        LogBlockCache {
+            blocks: VecDeque::new(),
+            capacity: (GET_CACHE_BYTES / block_size as usize).max(1),
+        }
+    }
+
+    /// Forgets every block (their blocks are about to be freed).
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+    }
 }
 
 impl<B: Block> Store<B> {
     /// The whole value of `entry`, read straight into the result (which is
     /// at most one block longer than the value while it is read).
-    pub(crate) async fn read_value(&self, entry: &Entry) -> Result<Vec<u8>, KvError> {
+    pub(crate) async fn read_value(
+        &self,
+        entry: &Entry,
+        cache: &mut LogBlockCache,
+    ) -> Result<Vec<u8>, KvError> {
         if let Some(inline) = entry.inline {
-            let mut block = LogBlockCache::default();
-            return Ok(self
-                .read_inline(inline, entry.size, &mut block)
-                .await?
-                .to_vec());
+            return Ok(self.read_inline(inline, entry.size, cache).await?.to_vec());
         }
         let block_size = self.disk.block_size as u64;
         let size = usize::try_from(entry.size).map_err(|_| KvError::Io)?;
@@ -58,10 +94,10 @@ impl<B: Block> Store<B> {
         entry: &Entry,
         offset: u64,
         len: usize,
+        cache: &mut LogBlockCache,
     ) -> Result<Vec<u8>, KvError> {
         if let Some(inline) = entry.inline {
-            let mut block = LogBlockCache::default();
-            let value = self.read_inline(inline, entry.size, &mut block).await?;
+            let value = self.read_inline(inline, entry.size, cache).await?;
             let start = usize::try_from(offset)
                 .unwrap_or(usize::MAX)
                 .min(value.len());
@@ -115,20 +151,38 @@ impl<B: Block> Store<B> {
             block: inline.block,
             error,
         };
-        if cache.block != Some(inline.block) {
-            cache.block = None;
-            cache.data.resize(self.disk.block_size as usize, 0);
-            self.disk.read(inline.block, &mut cache.data).await?;
-            let (header, _, _) = parse_log_block(&cache.data).map_err(damaged)?;
-            cache.payload_end = LOG_HEADER + header.payload_len as usize;
-            cache.block = Some(inline.block);
+        match cache
+            .blocks
+            .iter()
+            .position(|(block, ..)| *block == inline.block)
+        {
+            Some(0) => {}
+            Some(at) => {
+                let hit = cache.blocks.remove(at).expect("position is in range");
+                cache.blocks.push_front(hit);
+            }
+            None => {
+                // The least recently used block's buffer, or a new one.
+                let mut data = if cache.blocks.len() >= cache.capacity {
+                    cache.blocks.pop_back().map(|(_, data, _)| data)
+                } else {
+                    None
+                }
+                .unwrap_or_default();
+                data.resize(self.disk.block_size as usize, 0);
+                self.disk.read(inline.block, &mut data).await?;
+                let (header, _, _) = parse_log_block(&data).map_err(damaged)?;
+                let payload_end = LOG_HEADER + header.payload_len as usize;
+                cache.blocks.push_front((inline.block, data, payload_end));
+            }
         }
+        let (_, data, payload_end) = &cache.blocks[0];
         let start = inline.offset as usize;
         let end = start + size as usize;
-        if end > cache.payload_end {
+        if end > *payload_end {
             return Err(damaged(FormatError::Truncated));
         }
-        Ok(&cache.data[start..end])
+        Ok(&data[start..end])
     }
 
     /// Reads every value and checks its checksums (what `fsck` does after
@@ -150,7 +204,14 @@ impl<B: Block> Store<B> {
             for extent in &entry.extents {
                 let room = u64::from(extent.blocks) * u64::from(self.disk.block_size);
                 let len = room.min(entry.size - extent_start);
-                let result = self.read_range(entry, extent_start, len as usize).await;
+                let result = self
+                    .read_range(
+                        entry,
+                        extent_start,
+                        len as usize,
+                        &mut LogBlockCache::default(),
+                    )
+                    .await;
                 extent_start += len;
                 if let Err(e) = result {
                     bad.push((key.clone(), e));

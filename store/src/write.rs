@@ -2,9 +2,10 @@
 //!
 //! A commit first claims blocks for its values and checks that, after it,
 //! a checkpoint of the whole index would still fit; then writes the values
-//! and appends its records to the log (the last block marked as a commit)
-//! and flushes once; only then changes the index and frees the blocks of
-//! the values it replaced. One flush, not one after the values and one
+//! and appends its records to the log, the last block marked as a commit
+//! and written together with the flush (`Block::write_and_flush`: one exit
+//! on hvt's block ring); only then changes the index and frees the blocks
+//! of the values it replaced. One flush, not one after the values and one
 //! after the log, as a Redis `appendfsync always` write is one fsync: the
 //! mount checks the values of the last commit of the log against their
 //! checksums and drops that commit if any did not reach the disk (see
@@ -97,7 +98,6 @@ impl<B: Block> Store<B> {
             }
         }
         appender.commit(&self.disk, &mut state.space).await?;
-        self.disk.flush().await?;
         state.poisoned = false;
         state.tail = appender.tail;
         state.chain.extend_from_slice(&appender.written);
@@ -262,6 +262,8 @@ impl<B: Block> Store<B> {
         if state.space.free() < checkpoint_need(state.index_bytes, block_size) {
             return Err(StoreError::NoSpace);
         }
+        // The log the cached blocks belong to is freed below.
+        state.gets.clear();
         let generation = state.superblock.generation + 1;
         let volume = state.superblock.volume;
         let start = state.space.allocate(1).ok_or(StoreError::NoSpace)?.start;
@@ -303,7 +305,6 @@ impl<B: Block> Store<B> {
             }
         }
         appender.commit(&self.disk, space).await?;
-        self.disk.flush().await?;
         let superblock = Superblock {
             generation,
             log_start: start,
@@ -316,7 +317,6 @@ impl<B: Block> Store<B> {
         self.disk
             .write_superblock(generation % 2, |out| superblock.emit(out))
             .await?;
-        self.disk.flush().await?;
         let old_chain = core::mem::replace(&mut state.chain, appender.written);
         for block in old_chain
             .into_iter()

@@ -63,6 +63,16 @@ pub trait Block {
     /// still be read back.
     async fn flush(&self) -> Result<(), BlockError>;
 
+    /// [`write`](Block::write), then [`flush`](Block::flush): when it
+    /// returns `Ok`, this write and every write that completed before the
+    /// call are durable. A device may carry both in one round trip (on
+    /// hvt's block ring one exit instead of a wake-up of the tender's
+    /// thread and an exit): what a commit record ends with.
+    async fn write_and_flush(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.write(sector, buf).await?;
+        self.flush().await
+    }
+
     /// Checks a transfer of `len` bytes at `sector` against the geometry: the
     /// one place implementations validate requests.
     fn check_transfer(&self, sector: u64, len: usize) -> Result<(), BlockError> {

@@ -46,6 +46,7 @@ struct Inner {
     current: Vec<u8>,
     durable: Vec<u8>,
     unflushed: Vec<(u64, Vec<u8>)>,
+    reads: u64,
     writes: u64,
     flushes: u64,
     crash_at: Option<u64>,
@@ -73,6 +74,7 @@ impl FaultDisk {
             durable: image.clone(),
             current: image,
             unflushed: Vec::new(),
+            reads: 0,
             writes: 0,
             flushes: 0,
             crash_at: None,
@@ -102,6 +104,11 @@ impl FaultDisk {
     /// Whether the device has crashed.
     pub fn crashed(&self) -> bool {
         self.0.borrow().crashed
+    }
+
+    /// Reads so far.
+    pub fn reads(&self) -> u64 {
+        self.0.borrow().reads
     }
 
     /// Writes so far.
@@ -196,10 +203,11 @@ impl Block for FaultDisk {
     async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.check_transfer(sector, buf.len())?;
         self.maybe_yield().await;
-        let inner = self.0.borrow();
+        let mut inner = self.0.borrow_mut();
         if inner.crashed {
             return Err(BlockError::Io);
         }
+        inner.reads += 1;
         let at = (sector * inner.sector_size as u64) as usize;
         buf.copy_from_slice(&inner.current[at..at + buf.len()]);
         Ok(())

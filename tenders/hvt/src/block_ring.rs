@@ -280,9 +280,14 @@ impl Server<'_> {
         let mut tags = [0u64; 4];
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
-            let guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
-            let worked = self.serve(&ix)?;
-            drop(guard);
+            // The lock only with work to do: a thread preempted while
+            // polling with the lock held would make a `BlockRingServe`
+            // wait for the scheduler (milliseconds on a busy host).
+            let worked = ix.sub_tail.load(Ordering::Acquire) != ix.sub_head.load(Ordering::Relaxed)
+                && {
+                    let _guard = self.shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+                    self.serve(&ix)?
+                };
             if worked {
                 idle_since = Instant::now();
                 continue;

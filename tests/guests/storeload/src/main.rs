@@ -193,6 +193,9 @@ impl<B: Block> Block for Borrowed<'_, B> {
     async fn flush(&self) -> Result<(), BlockError> {
         self.0.flush().await
     }
+    async fn write_and_flush(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
+        self.0.write_and_flush(sector, buf).await
+    }
 }
 
 /// "step N" for the last acknowledged step before `acked`, or "no step".

@@ -105,7 +105,20 @@ impl BlockRing {
 ///
 /// The request's buffer must stay valid, and not be otherwise accessed,
 /// until its ticket is taken by [`take`] or [`wait`].
-pub fn submit(mut request: Request) -> Option<Ticket> {
+pub fn submit(request: Request) -> Option<Ticket> {
+    submit_then(request, true)
+}
+
+/// Queues `request` as [`submit`] does, but never kicks the tender's
+/// thread: for a request the guest has served on its own thread at once
+/// ([`serve_now`]), one it knows takes longer than [`LOOK_NS`] (a flush).
+/// Waking the thread would cost a kick, and its lock would only make the
+/// vCPU's serving wait for the scheduler to run it.
+pub fn submit_quietly(request: Request) -> Option<Ticket> {
+    submit_then(request, false)
+}
+
+fn submit_then(mut request: Request, kick: bool) -> Option<Ticket> {
     let ring = RING.get()?;
     let mut slots = ring.slots.lock();
     ring.reap(&mut slots);
@@ -128,7 +141,9 @@ pub fn submit(mut request: Request) -> Option<Ticket> {
     // then reads sub_tail: with a full fence on both sides one sees the
     // other.
     fence(Ordering::SeqCst);
-    ring.kick_if_asleep();
+    if kick {
+        ring.kick_if_asleep();
+    }
     Some(Ticket(tail))
 }
 
