@@ -128,17 +128,19 @@ lamina_core::boot_args! {
         pub ipv4: Option<Ipv4Cidr> = "",
         /// IPv4 default gateway, inside the --ipv4 prefix.
         pub ipv4_gateway: Option<Ipv4Addr> = "",
-        /// TCP receive buffer per connection, in bytes (the largest window), 1024 to 1 GiB.
+        /// TCP receive buffer per connection, in bytes (its window), 1024 to 1 GiB;
+        /// the first connections, while an eighth of --tcp-memory is used, get four times it.
         pub tcp_rx_buffer: usize = "65536",
-        /// TCP send buffer per connection, in bytes, 1024 to 1 GiB.
+        /// TCP send buffer per connection, in bytes, 1024 to 1 GiB (four times it, as above).
         pub tcp_tx_buffer: usize = "65536",
         /// Delay before a TCP ACK for received data, in milliseconds, 0 (none) to 500.
         /// Measured over a tap on spt: echo round trips/s rise from
         /// about 16,000 with smoltcp's 10 ms to about 35,000 with none,
         /// with bulk throughput unchanged within noise; hence none.
         pub tcp_ack_delay_ms: u64 = "0",
-        /// Memory for TCP buffers in all, in bytes, at most half the heap: past a quarter
-        /// of it new connections get small buffers, past all of it they wait.
+        /// Memory for TCP buffers in all, in bytes, at most half the heap: past an eighth
+        /// of it new connections get the configured buffers, past a quarter small ones,
+        /// past all of it they wait.
         pub tcp_memory: usize = "29360128",
         /// Connections a listener holds until accepted (its backlog), 1 to 65535.
         pub tcp_backlog: usize = "1024",
