@@ -21,8 +21,12 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 const MAX_EGRESS_ROUNDS: usize = 256;
 
 /// How long the driver waits when smoltcp asks to run again at a time it
-/// has just run at (see [`next_poll`]).
+/// has just run at (see [`next_poll`]): at first, then twice as long each
+/// time smoltcp asks so again, up to [`STALE_POLL_BACKOFF_MAX`].
 const STALE_POLL_BACKOFF: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(10);
+/// The longest wait after a stale time: what a timer the stale time hides
+/// can be late by at most.
+const STALE_POLL_BACKOFF_MAX: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(250);
 
 /// How long until smoltcp must run again, from `poll_at` (its
 /// `Interface::poll_at` right after a round at `now`).
@@ -36,17 +40,31 @@ const STALE_POLL_BACKOFF: smoltcp::time::Duration = smoltcp::time::Duration::fro
 /// to rebind. Taken as "now", the driver would poll again and again
 /// without ever yielding: the application starves and, on a simulated
 /// clock, time stops (found by the net_frames fuzz target). Such a time
-/// waits [`STALE_POLL_BACKOFF`] instead; that socket's own timer, which the
-/// stale time hides, then runs at most that late.
+/// waits `stale` instead ([`STALE_POLL_BACKOFF`] the first time), which
+/// doubles for the next one, up to [`STALE_POLL_BACKOFF_MAX`]; any other
+/// answer starts it again. The timers the stale time hides (every
+/// socket's: smoltcp answers the earliest) then run at most that late;
+/// the frames that arrive meanwhile are taken at once. Waiting 10 ms
+/// each time, a guest whose neighbour does not answer woke 100 times a
+/// second for as long as it did not, and the net_frames fuzz target spent
+/// nine polls in ten on it.
 fn next_poll(
     now: smoltcp::time::Instant,
     poll_at: Option<smoltcp::time::Instant>,
+    stale: &mut smoltcp::time::Duration,
 ) -> Option<smoltcp::time::Duration> {
-    match poll_at? {
-        at if at == smoltcp::time::Instant::ZERO => Some(smoltcp::time::Duration::ZERO),
-        at if at <= now => Some(STALE_POLL_BACKOFF),
-        at => Some(at - now),
-    }
+    let fresh = match poll_at {
+        Some(at) if at != smoltcp::time::Instant::ZERO && at <= now => {
+            let wait = *stale;
+            *stale = (wait * 2).min(STALE_POLL_BACKOFF_MAX);
+            return Some(wait);
+        }
+        Some(at) if at == smoltcp::time::Instant::ZERO => Some(smoltcp::time::Duration::ZERO),
+        Some(at) => Some(at - now),
+        None => None,
+    };
+    *stale = STALE_POLL_BACKOFF;
+    fresh
 }
 
 /// What sockets and the driver share.
@@ -269,6 +287,7 @@ impl NetStack {
             dhcp,
             runtime: runtime.clone(),
             trace: Default::default(),
+            stale_backoff: STALE_POLL_BACKOFF,
         };
         runtime.spawn(driver.run());
         NetStack { core }
@@ -317,6 +336,8 @@ struct Driver<N: Netif> {
     runtime: Handle,
     /// Frames and TCP counters for the trace (nothing while it is off).
     trace: crate::trace::WireTrace,
+    /// The wait after the next stale time smoltcp answers ([`next_poll`]).
+    stale_backoff: smoltcp::time::Duration,
 }
 
 enum Wake {
@@ -482,7 +503,7 @@ impl<N: Netif> Driver<N> {
             }
             !closed
         });
-        next_poll(now, iface.poll_at(now, &sockets))
+        next_poll(now, iface.poll_at(now, &sockets), &mut self.stale_backoff)
     }
 }
 
@@ -498,22 +519,35 @@ mod tests {
     #[test]
     fn a_time_smoltcp_just_ran_at_waits_instead_of_spinning() {
         let now = Instant::from_millis(14_002);
+        let mut stale = STALE_POLL_BACKOFF;
         // Nothing to do: wait for a frame or a kick.
-        assert_eq!(next_poll(now, None), None);
+        assert_eq!(next_poll(now, None, &mut stale), None);
         // More to send: at once.
-        assert_eq!(next_poll(now, Some(Instant::ZERO)), Some(Duration::ZERO));
+        assert_eq!(
+            next_poll(now, Some(Instant::ZERO), &mut stale),
+            Some(Duration::ZERO)
+        );
         // A timer ahead: until then.
         assert_eq!(
-            next_poll(now, Some(Instant::from_millis(14_500))),
+            next_poll(now, Some(Instant::from_millis(14_500)), &mut stale),
             Some(Duration::from_millis(498))
         );
         // The expired silence of a socket with nothing to send (the
         // net_frames input: a DHCP renewal to a server that no longer
-        // answers ARP, then waiting to rebind): not "now" again and again.
-        assert_eq!(next_poll(now, Some(now)), Some(STALE_POLL_BACKOFF));
+        // answers ARP, then waiting to rebind): not "now" again and again,
+        // and twice as long each time it comes again, up to the bound.
+        let waits: Vec<_> = (0..7)
+            .map(|i| next_poll(now, Some(Instant::from_millis(13_002 + i)), &mut stale))
+            .collect();
+        let ms = Duration::from_millis;
+        assert_eq!(waits, [10, 20, 40, 80, 160, 250, 250].map(|w| Some(ms(w))));
+        // Anything else starts again from the shortest wait.
         assert_eq!(
-            next_poll(now, Some(Instant::from_millis(13_002))),
-            Some(STALE_POLL_BACKOFF)
+            next_poll(now, Some(Instant::from_millis(14_003)), &mut stale),
+            Some(ms(1))
         );
+        assert_eq!(next_poll(now, Some(now), &mut stale), Some(ms(10)));
+        next_poll(now, None, &mut stale);
+        assert_eq!(next_poll(now, Some(now), &mut stale), Some(ms(10)));
     }
 }
