@@ -55,6 +55,50 @@ fn syn_port(frame: &[u8]) -> Option<u16> {
     (syn && !ack).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
 }
 
+/// Whether `frame` is a DHCP ACK that smoltcp's DHCP client would panic on
+/// ("overflow when subtracting durations", smoltcp 0.12 socket/dhcpv4.rs
+/// `parse_ack`): a renewal time (T1, option 58) longer than the lease
+/// (option 51, or smoltcp's default of 120 s without one) and no rebinding
+/// time (T2, option 59), from which smoltcp works T2 out as
+/// `T1 + (lease - T1) * 3 / 4`. Such a frame is dropped before smoltcp sees
+/// it; the client asks again. Found by the net_frames fuzz target: one ACK
+/// from the network ended the guest.
+fn dhcp_ack_renewing_past_its_lease(frame: &[u8]) -> bool {
+    use smoltcp::wire::{
+        DhcpMessageType, DhcpPacket, DhcpRepr, EthernetFrame, EthernetProtocol, IpProtocol,
+        Ipv4Packet, UdpPacket, DHCP_CLIENT_PORT,
+    };
+    // The common case in a few byte compares: not IPv4 carrying UDP.
+    if frame.get(12..14) != Some(&[0x08, 0x00]) || frame.get(23) != Some(&17) {
+        return false;
+    }
+    let Ok(ethernet) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if ethernet.ethertype() != EthernetProtocol::Ipv4 {
+        return false;
+    }
+    let Ok(ip) = Ipv4Packet::new_checked(ethernet.payload()) else {
+        return false;
+    };
+    let Ok(udp) = UdpPacket::new_checked(ip.payload()) else {
+        return false;
+    };
+    if ip.next_header() != IpProtocol::Udp || udp.dst_port() != DHCP_CLIENT_PORT {
+        return false;
+    }
+    let Ok(dhcp) = DhcpPacket::new_checked(udp.payload()) else {
+        return false;
+    };
+    let Ok(repr) = DhcpRepr::parse(&dhcp) else {
+        return false;
+    };
+    let lease = repr.lease_duration.unwrap_or(120);
+    repr.message_type == DhcpMessageType::Ack
+        && repr.rebind_duration.is_none()
+        && repr.renew_duration.is_some_and(|renew| renew > lease)
+}
+
 /// A received frame.
 pub struct RxToken<'a> {
     frame: &'a mut [u8],
@@ -95,6 +139,13 @@ impl<N: Netif> phy::Device for NetifDevice<'_, N> {
                     *self.syn_drops += 1;
                     continue;
                 }
+            }
+            if dhcp_ack_renewing_past_its_lease(&self.rx[..len]) {
+                log::warn!(
+                    "net: dropped a DHCP ACK whose renewal time is past its lease and which has no rebinding time"
+                );
+                *self.rx_errors += 1;
+                continue;
             }
             break len;
         };
@@ -153,7 +204,7 @@ impl<N: Netif> phy::TxToken for TxToken<'_, N> {
 
 #[cfg(test)]
 mod tests {
-    use super::syn_port;
+    use super::{dhcp_ack_renewing_past_its_lease, syn_port};
     use alloc::vec;
     use alloc::vec::Vec;
 
@@ -179,5 +230,61 @@ mod tests {
             let _ = syn_port(&ipv4_tcp(0x02, 80)[..len]); // truncated: no panic
         }
         assert_eq!(syn_port(&ipv4_tcp(0x02, 80)[..40]), None);
+    }
+
+    /// A DHCP message from a server to the client's port, with `options`
+    /// after the message type.
+    fn dhcp(kind: u8, options: &[u8]) -> Vec<u8> {
+        let mut bootp = vec![2, 1, 6, 0];
+        bootp.extend_from_slice(&[0; 12]); // xid, secs, flags, ciaddr
+        bootp.extend_from_slice(&[10, 0, 0, 5, 10, 0, 0, 1, 0, 0, 0, 0]);
+        bootp.extend_from_slice(&[2, 0, 0, 0, 0, 1]);
+        bootp.extend_from_slice(&[0; 10 + 192]); // chaddr's rest, sname, file
+        bootp.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind]);
+        bootp.extend_from_slice(&[1, 4, 255, 255, 255, 0, 54, 4, 10, 0, 0, 1]);
+        bootp.extend_from_slice(options);
+        bootp.push(255);
+        let udp_len = 8 + bootp.len();
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x00]);
+        f.extend_from_slice(&[0x45, 0]);
+        f.extend_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 255, 255, 255, 255]);
+        f.extend_from_slice(&[0, 67, 0, 68]);
+        f.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&bootp);
+        f
+    }
+
+    /// The net_frames input's ACK: a lease of 33623568 s, T1 of
+    /// 1886350951 s, no T2; smoltcp panicked subtracting T1 from the lease.
+    #[test]
+    fn finds_dhcp_acks_renewing_past_their_lease() {
+        const ACK: u8 = 5;
+        let lease = |s: u32| [&[51, 4][..], &s.to_be_bytes()].concat();
+        let renew = |s: u32| [&[58, 4][..], &s.to_be_bytes()].concat();
+        let rebind = |s: u32| [&[59, 4][..], &s.to_be_bytes()].concat();
+        let found =
+            |options: &[Vec<u8>]| dhcp_ack_renewing_past_its_lease(&dhcp(ACK, &options.concat()));
+        assert!(found(&[lease(33_623_568), renew(1_886_350_951)]));
+        assert!(found(&[lease(100), renew(101)]));
+        // Without a lease, smoltcp's 120 s.
+        assert!(found(&[renew(121)]));
+        assert!(!found(&[renew(120)]));
+        // T1 within the lease, or T2 given, or no T1: smoltcp subtracts
+        // nothing that can go below zero.
+        assert!(!found(&[lease(100), renew(100)]));
+        assert!(!found(&[lease(100), renew(101), rebind(102)]));
+        assert!(!found(&[lease(100)]));
+        assert!(!found(&[]));
+        // An OFFER with the same times is not taken as a lease.
+        let offer = dhcp(2, &[lease(100), renew(101)].concat());
+        assert!(!dhcp_ack_renewing_past_its_lease(&offer));
+        // Cut short, or to another port: not a DHCP message to judge.
+        let mut ack = dhcp(ACK, &[lease(100), renew(101)].concat());
+        assert!(!dhcp_ack_renewing_past_its_lease(&ack[..100]));
+        ack[36..38].copy_from_slice(&69u16.to_be_bytes());
+        assert!(!dhcp_ack_renewing_past_its_lease(&ack));
     }
 }
