@@ -4,7 +4,8 @@
 //! up by the virtio-net, virtio-blk or virtio-rng driver, then traffic
 //! (frames sent and received, sectors read and written, a seed) with the
 //! device completing chains with the data, used ids and lengths the input
-//! says.
+//! says; the device may stop on its own mid-run (reset itself, or set
+//! DEVICE_NEEDS_RESET) and time may pass while the guest idles.
 //!
 //! Input: a flag byte (bit 0: PCI, else MMIO; bits 1-2: net, blk, rng, or
 //! a device type from the next byte), then the device's answers, each
@@ -20,7 +21,9 @@
 //! Checked besides no panic, overflow or access outside a buffer
 //! (AddressSanitizer): every register access lies inside the window the
 //! driver asked for and is aligned (the fake device asserts it); a device
-//! refused gets a message; a received frame fits the caller's buffer.
+//! refused gets a message; a received frame fits the caller's buffer; a
+//! block request on a device that stopped ends (with an error) once it
+//! has waited `STALL_NS` and the driver looked at the device again.
 #![no_main]
 
 use lamina_core::device::{Block, Netif};
@@ -32,7 +35,7 @@ use lamina_virtio::drivers::fake::{
 use lamina_virtio::drivers::mmio::Mmio;
 use lamina_virtio::drivers::net::{NetDevice, VirtioNetif};
 use lamina_virtio::drivers::pci::Pci;
-use lamina_virtio::drivers::transport::{device_type, SetupError, Transport};
+use lamina_virtio::drivers::transport::{device_type, SetupError, Transport, STALL_NS};
 use lamina_virtio::drivers::{rng, Device};
 use libfuzzer_sys::fuzz_target;
 use std::future::Future;
@@ -226,24 +229,49 @@ impl Wake for Noop {
     fn wake(self: std::sync::Arc<Self>) {}
 }
 
-/// Polls `future` up to `polls` times, the device working and the driver
-/// looking at it between polls; drops it (the caller stops waiting) if
-/// it is still pending.
+/// How the device and the clock behave while a block request waits.
+#[derive(Default)]
+struct Idle {
+    /// Nanoseconds the clock jumps between polls (the guest idling).
+    step_ns: u64,
+    /// The device stopped on its own (its status says so).
+    stopped: bool,
+}
+
+/// Polls `future` up to `polls` times, the device working, the clock
+/// moving `idle.step_ns` and the driver looking at the device between
+/// polls; drops it (the caller stops waiting) if it is still pending. On
+/// a stopped device the future must have ended once it waited `STALL_NS`
+/// and was polled twice more (the driver's look, then its answer).
 fn run<F: Future<Output: std::fmt::Debug>>(
     device: &FakeDevice,
     driver: &dyn Device<FakeBus>,
     polls: u8,
+    idle: &Idle,
     future: F,
 ) {
     let waker = Waker::from(std::sync::Arc::new(Noop));
     let mut cx = Context::from_waker(&waker);
     let mut future = std::pin::pin!(future);
-    for _ in 0..polls {
+    let mut stalled_at = None;
+    for poll in 0..polls {
         if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
             trace(format_args!("{out:?}"));
             return;
         }
+        if poll == 0 {
+            stalled_at = Some(device.now());
+        }
+        if let Some(start) = stalled_at.filter(|_| idle.stopped) {
+            // Past STALL_NS two polls ago (the clock only moves forward).
+            assert!(
+                device.now().saturating_sub(start) < STALL_NS + 2 * (idle.step_ns + 50_000_000),
+                "a request still waits on a stopped device {} ms later",
+                (device.now() - start) / 1_000_000
+            );
+        }
         device.work();
+        device.advance(idle.step_ns);
         driver.poll();
     }
 }
@@ -263,7 +291,7 @@ fn net(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
     let netif = VirtioNetif::new(net.clone());
     let _ = (netif.mac(), netif.offloads());
     while !r.is_empty() {
-        match r.u8() % 8 {
+        match r.u8() % 10 {
             0 => {
                 let len = usize::from(r.u16() % 1600);
                 let frame = r.data(len);
@@ -279,6 +307,8 @@ fn net(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
                 }
             }
             2 => Netif::flush(&netif),
+            8 => device.stop(r.u8() & 1 != 0),
+            9 => device.advance(u64::from(r.u16()) * 1_000_000),
             3 => Device::flush(&*net),
             4 => {
                 net.poll();
@@ -293,6 +323,18 @@ fn net(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
     }
 }
 
+/// The longest transfer: 640 sectors and a byte.
+const TRANSFER_MAX: usize = 640 * 512 + 1;
+
+thread_local! {
+    /// The callers' buffer for reads and writes, kept from one execution
+    /// to the next: a new one of up to 320 KiB for each transfer, faulted
+    /// in afresh (AddressSanitizer's quarantine keeps freed memory from
+    /// being reused), took half of the target's time. The drivers reach
+    /// it only through slices of the transfer's length (bounds-checked).
+    static TRANSFER_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 fn blk(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
     let blk = match BlockDevice::new(transport) {
         Ok(blk) => blk,
@@ -301,24 +343,31 @@ fn blk(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
     let blk = Rc::new(blk);
     let block = VirtioBlock::new(blk.clone());
     trace(format_args!("{:?}", block.info()));
+    let mut transfer_buffer = TRANSFER_BUFFER.take();
+    transfer_buffer.resize(TRANSFER_MAX, 0x5a);
+    // A device that resets at DRIVER_OK reads 0 from then on.
+    let mut idle = Idle {
+        stopped: device.status() == 0,
+        ..Idle::default()
+    };
     while !r.is_empty() {
         let op = r.u8();
         let polls = (op >> 4) + 1;
-        match op % 6 {
+        match op % 8 {
             0 | 1 => {
                 // Near the start (zeros: sector 0), or anywhere with the
                 // top byte set; 1 to 640 sectors (up to three batches of
                 // four chunks), or a byte more.
                 let sector = u64::from(r.u16()) ^ u64::from(r.u8()) << 56;
                 let len = (usize::from(r.u16() % 640) + 1) * 512 + usize::from(r.u8() == 1);
-                let mut buf = vec![0x5a; len];
-                if op % 6 == 0 {
-                    run(&device, &*blk, polls, block.read(sector, &mut buf));
+                let buf = &mut transfer_buffer[..len];
+                if op % 8 == 0 {
+                    run(&device, &*blk, polls, &idle, block.read(sector, buf));
                 } else {
-                    run(&device, &*blk, polls, block.write(sector, &buf));
+                    run(&device, &*blk, polls, &idle, block.write(sector, buf));
                 }
             }
-            2 => run(&device, &*blk, polls, block.flush()),
+            2 => run(&device, &*blk, polls, &idle, block.flush()),
             3 => {
                 let (queue, c) = completion(r);
                 device.script(queue, c);
@@ -326,9 +375,15 @@ fn blk(device: Rc<FakeDevice>, transport: Transport<FakeBus>, r: &mut Reader) {
             4 => {
                 blk.poll();
             }
-            _ => interrupts(blk.transport(), r),
+            5 => interrupts(blk.transport(), r),
+            6 => {
+                device.stop(r.u8() & 1 != 0);
+                idle.stopped = true;
+            }
+            _ => idle.step_ns = u64::from(r.u8()) * 10_000_000,
         }
     }
+    TRANSFER_BUFFER.set(transfer_buffer);
 }
 
 fuzz_target!(|bytes: &[u8]| {

@@ -2,9 +2,14 @@
 //! bounce buffers owned by the driver, so that a caller who stops waiting
 //! (drops the future) never leaves the device writing into freed memory.
 //! A transfer longer than a chunk goes as several requests in flight at
-//! once, offered with one notification.
+//! once, offered with one notification. A request the device has not
+//! completed for [`STALL_NS`] has the device's status looked at: a device
+//! that reset itself or needs a reset fails the request and is not used
+//! any more, instead of the caller waiting for ever.
+//!
+//! [`STALL_NS`]: super::transport::STALL_NS
 
-use super::transport::{SetupError, Transport};
+use super::transport::{SetupError, Transport, Watchdog};
 use super::{Bus, Device};
 use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
@@ -57,9 +62,11 @@ pub struct BlockDevice<B: Bus> {
     /// The slots whose requests the device has and has not yet completed,
     /// a bit each.
     in_flight: Cell<u8>,
-    /// The device completed a request it did not have: it is not used any
-    /// more.
+    /// The device completed a request it did not have, or stopped (reset
+    /// itself, needs a reset): it is not used any more.
     failed: Cell<bool>,
+    /// When the requests in flight last saw a completion.
+    watchdog: Watchdog,
     /// Tasks waiting for a completion or for the bounce buffer.
     waiters: RefCell<Vec<core::task::Waker>>,
 }
@@ -77,6 +84,7 @@ impl<B: Bus> BlockDevice<B> {
         let slots = SLOTS.min(queue.size() as usize / 3);
         let bounce = Dma::new(slots * SLOT_BYTES);
         transport.finish();
+        let watchdog = Watchdog::new(transport.now_ns());
         Ok(BlockDevice {
             transport,
             queue,
@@ -91,6 +99,7 @@ impl<B: Bus> BlockDevice<B> {
             busy: Cell::new(false),
             in_flight: Cell::new(0),
             failed: Cell::new(false),
+            watchdog,
             waiters: RefCell::new(Vec::new()),
         })
     }
@@ -124,6 +133,7 @@ impl<B: Bus> BlockDevice<B> {
                         return Err(BlockError::Io);
                     }
                     self.in_flight.set(self.in_flight.get() & !bit);
+                    self.watchdog.progress(self.transport.now_ns());
                 }
                 None if self.queue.is_broken() => return Err(BlockError::Io),
                 None => return Ok(false),
@@ -190,6 +200,7 @@ impl<B: Bus> BlockDevice<B> {
         if self.queue.publish() {
             self.transport.notify(self.queue.index);
         }
+        self.watchdog.progress(self.transport.now_ns());
         poll_fn(|cx| match self.collect() {
             Ok(true) => Poll::Ready(Ok(())),
             Ok(false) => {
@@ -207,6 +218,25 @@ impl<B: Bus> BlockDevice<B> {
             }
         }
         Ok(())
+    }
+
+    /// With requests in flight and no completion for
+    /// [`STALL_NS`](super::transport::STALL_NS), looks at the device's
+    /// status: a device that stopped fails (its waiting
+    /// tasks are woken by [`Device::poll`] and get an error).
+    fn check_stalled(&self) {
+        if self.in_flight.get() == 0 || self.failed.get() || self.queue.has_used() {
+            return;
+        }
+        if !self.watchdog.due(self.transport.now_ns()) {
+            return;
+        }
+        if let Err(lost) = self.transport.check_running() {
+            log::error!(
+                "virtio-blk: {lost}; its requests fail and the device is not used any more"
+            );
+            self.failed.set(true);
+        }
     }
 
     /// Wakes every waiting task; returns whether there was any.
@@ -234,6 +264,7 @@ impl<B: Bus> Device<B> for BlockDevice<B> {
 
     fn poll(&self) -> bool {
         self.transport.ack_interrupt();
+        self.check_stalled();
         if !(self.queue.has_used() || self.queue.is_broken() || self.failed.get()) {
             return false;
         }

@@ -282,6 +282,31 @@ impl FakeDevice {
         core::mem::take(&mut self.state.borrow_mut().sent)
     }
 
+    /// The device stops on its own, as after DRIVER_OK a device may: it
+    /// resets itself (its status reads 0, its queues are gone) or, with
+    /// `needs_reset`, sets DEVICE_NEEDS_RESET and serves its queues no
+    /// more.
+    pub fn stop(&self, needs_reset: bool) {
+        let mut state = self.state.borrow_mut();
+        if needs_reset {
+            state.status |= 0x40;
+        } else {
+            state.status = 0;
+        }
+        state.queues = [QueueState::default(); 4];
+    }
+
+    /// The clock, in nanoseconds.
+    pub fn now(&self) -> u64 {
+        self.now.get()
+    }
+
+    /// The clock jumps `nanos` forward (time passing while the guest
+    /// idles).
+    pub fn advance(&self, nanos: u64) {
+        self.now.set(self.now.get().saturating_add(nanos));
+    }
+
     /// MSI-X table entry 0: address low and high, data, control.
     pub fn msix_entry(&self) -> [u32; 4] {
         self.state.borrow().msix_table

@@ -15,8 +15,11 @@
 //! checked before it reaches arithmetic, an index or a slice. A device
 //! that gives a bad one while being set up is refused with a message
 //! naming the value ([`SetupError`]); once running, it has its queue marked
-//! broken or its request failed. Never a panic, never an access outside a
-//! register window or a buffer.
+//! broken or its request failed. A device that stops on its own after
+//! DRIVER_OK (resets itself, or sets DEVICE_NEEDS_RESET) is noticed by its
+//! status once a driver has waited on it for
+//! [`STALL_NS`](transport::STALL_NS), and fails what waits on it. Never a
+//! panic, never an access outside a register window or a buffer.
 //!
 //! The devices' registers and the clock are reached only through [`Bus`]:
 //! in a unikernel, volatile accesses to identity-mapped device memory and

@@ -18,8 +18,18 @@
 //! when the stack ends a round of transmits ([`Netif::flush`]), before the
 //! guest idles ([`Device::flush`](super::Device::flush)), or when half a
 //! ring waits — never once per frame.
+//!
+//! A device that breaks its side of the rings (a receive buffer returned
+//! twice, a transmit chain it does not have) or stops on its own after
+//! DRIVER_OK (its status reads 0, or has DEVICE_NEEDS_RESET: looked at when
+//! the receive ring has been quiet for [`STALL_NS`]) is not used any more:
+//! transmits fail with [`NetError::Io`], the first receive after it too
+//! (later ones find nothing: a dead link, not an error the stack would
+//! retry at once for ever), and the log says why.
+//!
+//! [`STALL_NS`]: super::transport::STALL_NS
 
-use super::transport::{SetupError, Transport};
+use super::transport::{SetupError, Transport, Watchdog};
 use super::{Bus, Device};
 use crate::virtqueue::{Dma, Queue, DESC_NEXT, DESC_WRITE};
 use alloc::rc::Rc;
@@ -78,9 +88,21 @@ pub struct NetDevice<B: Bus> {
     tx_next: RefCell<Vec<u16>>,
     /// Which transmit descriptors head a chain the device has.
     tx_heads: RefCell<Vec<bool>>,
+    /// Which receive buffers the device has (published and not returned).
+    rx_offered: RefCell<Vec<bool>>,
+    /// Receive buffers offered again but not yet published.
+    rx_unpublished: RefCell<Vec<u16>>,
     /// The device returned a transmit descriptor that heads no chain it
-    /// has: it is not used any more.
-    tx_failed: Cell<bool>,
+    /// has, a receive buffer it did not have, or stopped: it is not used
+    /// any more.
+    failed: Cell<bool>,
+    /// A receive has returned the failure: later ones find nothing.
+    failure_told: Cell<bool>,
+    /// The receive ring returned a buffer since the watchdog last looked.
+    rx_moved: Cell<bool>,
+    /// When the receive ring last returned a buffer, or the status was
+    /// last looked at.
+    watchdog: Watchdog,
     /// With the offloads on: the frames being joined, and the header each
     /// goes out behind.
     coalescer: Option<RefCell<Coalescer>>,
@@ -128,7 +150,9 @@ impl<B: Bus> NetDevice<B> {
         let tx_heads = alloc::vec![false; tx.size() as usize];
         let coalescer = (features & OFFLOAD == OFFLOAD)
             .then(|| RefCell::new(Coalescer::with_header(HEADER, TX_MAX)));
+        let rx_offered = alloc::vec![true; rx.size() as usize];
         transport.finish();
+        let watchdog = Watchdog::new(transport.now_ns());
         let device = NetDevice {
             transport,
             rx,
@@ -138,7 +162,12 @@ impl<B: Bus> NetDevice<B> {
             tx_free: RefCell::new(tx_free),
             tx_next: RefCell::new(tx_next),
             tx_heads: RefCell::new(tx_heads),
-            tx_failed: Cell::new(false),
+            rx_offered: RefCell::new(rx_offered),
+            rx_unpublished: RefCell::new(Vec::new()),
+            failed: Cell::new(false),
+            failure_told: Cell::new(false),
+            rx_moved: Cell::new(false),
+            watchdog,
             coalescer,
             mac,
             rx_waker: RefCell::new(None),
@@ -148,6 +177,15 @@ impl<B: Bus> NetDevice<B> {
     }
 
     fn flush_queue(&self, queue: &Queue) {
+        if queue.index == self.rx.index {
+            // The device may return these from now on.
+            let mut offered = self.rx_offered.borrow_mut();
+            for id in self.rx_unpublished.borrow_mut().drain(..) {
+                if let Some(offered) = offered.get_mut(id as usize) {
+                    *offered = true;
+                }
+            }
+        }
         if queue.publish() {
             self.transport.notify(queue.index);
         }
@@ -163,7 +201,34 @@ impl<B: Bus> NetDevice<B> {
 
     /// Offers receive buffer `id` to the device again.
     fn recycle(&self, id: u16) {
+        self.rx_unpublished.borrow_mut().push(id);
         self.rx.push(id);
+    }
+
+    /// Marks the device as not used any more, saying why.
+    fn fail(&self, why: core::fmt::Arguments<'_>) {
+        log::error!("virtio-net: {why}: the device is not used any more");
+        self.failed.set(true);
+    }
+
+    /// With the receive ring quiet for
+    /// [`STALL_NS`](super::transport::STALL_NS), looks at the device's
+    /// status (at most once per `STALL_NS`): a device that stopped fails.
+    fn check_stalled(&self) {
+        if self.failed.get() || self.rx.has_used() {
+            return;
+        }
+        let now = self.transport.now_ns();
+        if self.rx_moved.replace(false) {
+            self.watchdog.progress(now);
+            return;
+        }
+        if !self.watchdog.due(now) {
+            return;
+        }
+        if let Err(lost) = self.transport.check_running() {
+            self.fail(format_args!("{lost}"));
+        }
     }
 
     /// The next received frame copied into `buf`; one longer than `buf` is
@@ -171,12 +236,34 @@ impl<B: Bus> NetDevice<B> {
     fn try_receive(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         let mut recycled = 0;
         let result = loop {
+            if self.failed.get() {
+                if self.failure_told.replace(true) {
+                    return Ok(None);
+                }
+                break Err(NetError::Io);
+            }
             let Some((id, len)) = self.rx.pop_used() else {
                 if self.rx.is_broken() {
                     break Err(NetError::Io);
                 }
                 break Ok(None);
             };
+            // A buffer the device does not have (returned twice) may be
+            // the one a frame is being copied out of: its bytes are not
+            // the device's to write, nor its frame to trust.
+            let had = self
+                .rx_offered
+                .borrow_mut()
+                .get_mut(id as usize)
+                .map(|offered| core::mem::replace(offered, false));
+            if had != Some(true) {
+                self.fail(format_args!(
+                    "the device returned receive buffer {id}, which it did not have (returned twice)"
+                ));
+                self.failure_told.set(true);
+                break Err(NetError::Io);
+            }
+            self.rx_moved.set(true);
             let len = len as usize;
             recycled += 1;
             if !(HEADER..=BUFFER).contains(&len) {
@@ -236,10 +323,9 @@ impl<B: Bus> NetDevice<B> {
             match heads.get_mut(head as usize) {
                 Some(in_flight) if *in_flight => *in_flight = false,
                 _ => {
-                    log::error!(
-                        "virtio-net: the device returned transmit descriptor {head}, which heads no frame it has: the device is not used any more"
-                    );
-                    self.tx_failed.set(true);
+                    self.fail(format_args!(
+                        "the device returned transmit descriptor {head}, which heads no frame it has"
+                    ));
                     return;
                 }
             }
@@ -318,7 +404,7 @@ impl<B: Bus> NetDevice<B> {
                 self.reclaim(&mut free);
             }
         }
-        if self.tx.is_broken() || self.tx_failed.get() {
+        if self.tx.is_broken() || self.failed.get() {
             return Err(NetError::Io);
         }
         if free.len() < needed {
@@ -377,7 +463,14 @@ impl<B: Bus> Device<B> for NetDevice<B> {
 
     fn poll(&self) -> bool {
         self.transport.ack_interrupt();
-        if !(self.rx.has_used() || self.rx.is_broken()) {
+        self.check_stalled();
+        // A failed device wakes the receiver once, to tell it.
+        let ready = if self.failed.get() {
+            !self.failure_told.get()
+        } else {
+            self.rx.has_used() || self.rx.is_broken()
+        };
+        if !ready {
             return false;
         }
         let waker = self.rx_waker.borrow_mut().take();

@@ -7,7 +7,7 @@ use super::fake::{Behaviour, Completion, FakeBus, FakeDevice, FakeFunction, PciL
 use super::mmio::Mmio;
 use super::net::{NetDevice, VirtioNetif};
 use super::pci::Pci;
-use super::transport::{device_type, status, SetupError, Transport, F_VERSION_1};
+use super::transport::{device_type, status, SetupError, Transport, F_VERSION_1, STALL_NS};
 use super::{rng, Device, Interrupt};
 use crate::cmdline::MmioDevice;
 use alloc::boxed::Box;
@@ -18,7 +18,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::future::Future;
 use core::task::{Context, Poll};
-use lamina_core::device::{Block, BlockError, Netif};
+use lamina_core::device::{Block, BlockError, NetError, Netif};
 
 extern crate std;
 
@@ -609,4 +609,131 @@ fn a_configuration_that_never_settles_is_read_a_bounded_number_of_times() {
         let net = NetDevice::new(transport.unwrap(), 0).unwrap();
         assert_eq!(VirtioNetif::new(Rc::new(net)).mac(), [2, 0, 0, 0, 0, 7]);
     }
+}
+
+/// A device that stops on its own after DRIVER_OK (its status reads 0, or
+/// has DEVICE_NEEDS_RESET) completes nothing ever again: a request waited
+/// for ever. Once it has waited STALL_NS the driver looks at the status
+/// and fails it; a device that is only slow is waited for.
+#[test]
+fn a_block_device_that_stops_fails_the_request_waiting_on_it() {
+    let stops = [Some(false), Some(true), None];
+    for (stop, at_driver_ok) in stops.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let mut behaviour = block_behaviour(1024);
+        behaviour.resets_at_driver_ok = at_driver_ok;
+        for (device, transport) in [
+            mmio(behaviour.clone()),
+            pci(behaviour.clone(), PciLayout::qemu(2)),
+        ] {
+            let shared = Rc::new(BlockDevice::new(transport.unwrap()).unwrap());
+            let block = VirtioBlock::new(shared.clone());
+            if let Some(needs_reset) = stop {
+                device.stop(needs_reset);
+            }
+            let stopped = stop.is_some() || at_driver_ok;
+            let waker = std::task::Waker::noop();
+            let mut cx = Context::from_waker(waker);
+            let mut buf = [0u8; 512];
+            let mut read = Box::pin(block.read(0, &mut buf));
+            assert!(read.as_mut().poll(&mut cx).is_pending());
+            shared.poll();
+            assert!(read.as_mut().poll(&mut cx).is_pending(), "not yet");
+            device.advance(STALL_NS);
+            assert_eq!(shared.poll(), stopped, "the waiting task is woken");
+            let polled = read.as_mut().poll(&mut cx);
+            if stopped {
+                assert_eq!(polled, Poll::Ready(Err(BlockError::Io)));
+                continue;
+            }
+            // A slow device: its completion is taken when it comes.
+            assert!(polled.is_pending(), "a running device is waited for");
+            device.script(
+                0,
+                Completion {
+                    data: vec![3; 512],
+                    last: Some(0),
+                    ..Completion::default()
+                },
+            );
+            device.work();
+            assert_eq!(read.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+            drop(read);
+            assert_eq!(buf, [3; 512]);
+        }
+    }
+}
+
+/// A network device that stops on its own: once the receive ring has
+/// been quiet for STALL_NS the driver looks at the status; the next
+/// receive fails (once: later ones find nothing, so that the stack does
+/// not retry at once for ever), and so does every transmit.
+#[test]
+fn a_network_device_that_stops_fails() {
+    for needs_reset in [false, true] {
+        let (device, transport) = mmio(net_behaviour());
+        let net = Rc::new(NetDevice::new(transport.unwrap(), 0).unwrap());
+        let netif = VirtioNetif::new(net.clone());
+        let mut buf = [0u8; 1514];
+        device.advance(STALL_NS);
+        net.poll();
+        assert_eq!(netif.try_receive(&mut buf), Ok(None), "a quiet device");
+        device.stop(needs_reset);
+        net.poll();
+        assert_eq!(netif.try_receive(&mut buf), Ok(None), "not looked at yet");
+        device.advance(STALL_NS);
+        net.poll();
+        assert_eq!(netif.try_receive(&mut buf), Err(NetError::Io));
+        assert_eq!(netif.try_receive(&mut buf), Ok(None));
+        assert_eq!(netif.transmit(&frame(60)), Err(NetError::Io));
+    }
+}
+
+/// A receive buffer the device returns a second time, before the driver
+/// offered it again, may be one the driver is copying a frame out of: the
+/// device is failed.
+#[test]
+fn a_receive_buffer_returned_twice_fails_the_network_device() {
+    let (device, transport) = mmio(net_behaviour());
+    let netif = VirtioNetif::new(Rc::new(NetDevice::new(transport.unwrap(), 0).unwrap()));
+    let mut data = vec![0u8; 12];
+    data.extend(frame(80));
+    for id in [None, Some(0)] {
+        device.script(
+            0,
+            Completion {
+                data: data.clone(),
+                id,
+                ..Completion::default()
+            },
+        );
+    }
+    device.work();
+    let mut buf = [0u8; 1514];
+    assert_eq!(netif.try_receive(&mut buf), Ok(Some(80)));
+    assert_eq!(netif.try_receive(&mut buf), Err(NetError::Io));
+    assert_eq!(netif.try_receive(&mut buf), Ok(None));
+    assert_eq!(netif.transmit(&frame(60)), Err(NetError::Io));
+    // Returned again after the driver offered it again: a frame.
+    let (device, transport) = mmio(net_behaviour());
+    let netif = VirtioNetif::new(Rc::new(NetDevice::new(transport.unwrap(), 0).unwrap()));
+    device.script(
+        0,
+        Completion {
+            data: data.clone(),
+            ..Completion::default()
+        },
+    );
+    device.work();
+    assert_eq!(netif.try_receive(&mut buf), Ok(Some(80)));
+    assert_eq!(netif.try_receive(&mut buf), Ok(None), "published again");
+    device.script(
+        0,
+        Completion {
+            data,
+            id: Some(0),
+            ..Completion::default()
+        },
+    );
+    device.work();
+    assert_eq!(netif.try_receive(&mut buf), Ok(Some(80)));
 }

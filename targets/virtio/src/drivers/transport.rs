@@ -22,6 +22,9 @@ pub mod status {
     pub const DRIVER_OK: u8 = 4;
     /// Feature negotiation is done.
     pub const FEATURES_OK: u8 = 8;
+    /// The device hit an error it cannot recover from without a reset
+    /// (set by the device).
+    pub const DEVICE_NEEDS_RESET: u8 = 0x40;
     /// The driver gave up on the device.
     pub const FAILED: u8 = 0x80;
 }
@@ -30,6 +33,72 @@ pub mod status {
 /// reset at once; a status read may cost a VM exit, so this is a time,
 /// not a number of reads.
 const RESET_TIMEOUT_NS: u64 = 100_000_000;
+
+/// How long a request waits on a device that returns nothing before the
+/// driver looks at the device's status (a register read: a VM exit), and
+/// at most how often it looks again. A device that reset itself or needs
+/// a reset completes nothing ever again: this bounds the wait before the
+/// driver notices.
+pub const STALL_NS: u64 = 1_000_000_000;
+
+/// A device that stopped working on its own after DRIVER_OK: the text is
+/// the message, naming what the status register said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceLost {
+    /// The status read.
+    pub status: u8,
+}
+
+impl core::fmt::Display for DeviceLost {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use status::*;
+        let status = self.status;
+        if status == 0 {
+            write!(f, "the device reset itself (status 0): its queues are gone")
+        } else if status & DEVICE_NEEDS_RESET != 0 {
+            write!(
+                f,
+                "the device needs a reset (status {status:#x}, DEVICE_NEEDS_RESET set): it stopped serving its queues"
+            )
+        } else {
+            write!(
+                f,
+                "the device dropped DRIVER_OK (status {status:#x}): it stopped serving its queues"
+            )
+        }
+    }
+}
+
+/// When a driver waiting on a device looks at its status: after
+/// [`STALL_NS`] without progress, then at most once per `STALL_NS`.
+pub struct Watchdog {
+    /// The last progress or look, in the bus's nanoseconds.
+    since: core::cell::Cell<u64>,
+}
+
+impl Watchdog {
+    /// A watchdog whose wait starts at `now`.
+    pub fn new(now: u64) -> Watchdog {
+        Watchdog {
+            since: core::cell::Cell::new(now),
+        }
+    }
+
+    /// The device made progress (or a new wait starts) at `now`.
+    pub fn progress(&self, now: u64) {
+        self.since.set(now);
+    }
+
+    /// Whether the device's status is to be looked at `now`; if so, the
+    /// next look is `STALL_NS` later.
+    pub fn due(&self, now: u64) -> bool {
+        let due = now.saturating_sub(self.since.get()) >= STALL_NS;
+        if due {
+            self.since.set(now);
+        }
+        due
+    }
+}
 
 /// The registers the initialisation sequence (virtio 1.2, 3.1.1) uses, as
 /// each transport lays them out.
@@ -317,6 +386,21 @@ impl<B: Bus> Transport<B> {
         match self {
             Transport::Mmio(t) => t.finish(),
             Transport::Pci(t) => t.finish(),
+        }
+    }
+
+    /// Checks the device still runs: its status has DRIVER_OK and neither
+    /// DEVICE_NEEDS_RESET nor FAILED (a device that reset itself reads 0).
+    pub fn check_running(&self) -> Result<(), DeviceLost> {
+        use status::*;
+        let status = match self {
+            Transport::Mmio(t) => t.status(),
+            Transport::Pci(t) => t.status(),
+        };
+        if status & (DRIVER_OK | DEVICE_NEEDS_RESET | FAILED) == DRIVER_OK {
+            Ok(())
+        } else {
+            Err(DeviceLost { status })
         }
     }
 
