@@ -48,7 +48,9 @@
 //! memory; a checkpoint empties it, as it frees their log). Bigger values
 //! are never cached: `get` holds the value and at most one block more;
 //! `set` writes from the caller's slice and copies at most one block; a
-//! `get_range` holds at most one extent (256 KiB). A mount holds, beyond the index it builds, the
+//! commit or checkpoint holds up to 256 KiB of its log blocks, to write
+//! consecutive ones in one transfer; a `get_range` holds at most one
+//! extent (256 KiB). A mount holds, beyond the index it builds, the
 //! records of the commit it replays (the checkpoint's: less than the index
 //! again; 2.6 MB beside 3.5 MB for 20,001 keys in `tests/memory.rs`) and
 //! one extent of the last commit's values, which it checks.

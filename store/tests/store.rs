@@ -357,3 +357,23 @@ fn gets_of_small_values_come_from_memory_and_never_from_a_freed_log() {
     drop(store);
     assert_eq!(contents(&remount(&disk)).len(), 10);
 }
+
+#[test]
+fn a_checkpoint_writes_consecutive_log_blocks_together() {
+    let (disk, store) = fresh(4 * MIB, 512);
+    let names: Vec<String> = (0..1000).map(|k| format!("key/{k:05}")).collect();
+    let mut batch = Batch::new();
+    for name in &names {
+        batch.set(name, &[5; 100]).unwrap();
+    }
+    block_on(store.commit(batch)).unwrap();
+    let writes = disk.writes();
+    block_on(store.checkpoint()).unwrap();
+    let blocks = block_on(store.stats()).checkpoint_blocks;
+    assert!(blocks >= 20, "{blocks} blocks");
+    // The log blocks in one transfer (they are consecutive on a fresh
+    // disk, and fewer than 64), the superblock in another.
+    assert_eq!(disk.writes() - writes, 2, "{blocks} blocks");
+    drop(store);
+    assert_eq!(contents(&remount(&disk)).len(), 1000);
+}
