@@ -194,6 +194,20 @@ impl<B: Bus> BlockDevice<B> {
         self.in_flight.set(self.in_flight.get() | 1 << slot);
     }
 
+    /// One batch of a read or write (`kind`): `len` bytes at `sector`, at
+    /// most CHUNK per slot, offered as one request per slot, published
+    /// together and waited for. A write's data is in the slots already; a
+    /// read's is there once this returns.
+    async fn transfer_batch(&self, kind: u32, sector: u64, len: usize) -> Result<(), BlockError> {
+        let mut count = 0;
+        for (slot, start) in (0..len).step_by(CHUNK).enumerate() {
+            let chunk_at = sector + (start / SECTOR as usize) as u64;
+            self.submit(slot, kind, chunk_at, CHUNK.min(len - start));
+            count += 1;
+        }
+        self.complete(count).await
+    }
+
     /// Publishes the submitted requests with one notification, waits for
     /// all of them, and checks the status of slots `0..count`.
     async fn complete(&self, count: usize) -> Result<(), BlockError> {
@@ -300,13 +314,7 @@ impl<B: Bus> Block for VirtioBlock<B> {
         let per_batch = CHUNK * device.slots;
         for (b, batch) in buf.chunks_mut(per_batch).enumerate() {
             let at = sector + (b * per_batch / SECTOR as usize) as u64;
-            let mut count = 0;
-            for (i, chunk) in batch.chunks(CHUNK).enumerate() {
-                let chunk_at = at + (i * CHUNK / SECTOR as usize) as u64;
-                device.submit(i, T_IN, chunk_at, chunk.len());
-                count += 1;
-            }
-            device.complete(count).await?;
+            device.transfer_batch(T_IN, at, batch.len()).await?;
             for (i, chunk) in batch.chunks_mut(CHUNK).enumerate() {
                 if !device.bounce.read(i * SLOT_BYTES + DATA_AT, chunk) {
                     return Err(BlockError::Io);
@@ -333,13 +341,7 @@ impl<B: Bus> Block for VirtioBlock<B> {
                     return Err(BlockError::Io);
                 }
             }
-            let mut count = 0;
-            for (i, chunk) in batch.chunks(CHUNK).enumerate() {
-                let chunk_at = at + (i * CHUNK / SECTOR as usize) as u64;
-                device.submit(i, T_OUT, chunk_at, chunk.len());
-                count += 1;
-            }
-            device.complete(count).await?;
+            device.transfer_batch(T_OUT, at, batch.len()).await?;
         }
         Ok(())
     }
