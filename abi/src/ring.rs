@@ -143,9 +143,16 @@ pub mod rx {
         pub _reserved: u32,
     }
 
-    /// Bytes a record of a `len`-byte frame takes.
+    /// Bytes a record of a `len`-byte frame takes, modulo 2^32 as the
+    /// queues' indices count: a reader that finds a length near `u32::MAX`
+    /// (a queue the guest scribbled over) moves its head by the wrapped
+    /// amount rather than overflowing (found by the hvt_rx fuzz target, in
+    /// its model of the guest's `take`, which is the guest's code).
     pub const fn record_bytes(len: u32) -> u32 {
-        (size_of::<Record>() as u32 + len).next_multiple_of(ALIGN)
+        (size_of::<Record>() as u32)
+            .wrapping_add(len)
+            .wrapping_add(ALIGN - 1)
+            & !(ALIGN - 1)
     }
 
     /// The size of each of `queues` queues in `area` bytes: the largest
@@ -165,6 +172,8 @@ pub mod rx {
 const _: () = assert!(offsets::WRITE_ERRORS_BY_HANDLE + 4 * MAX_HANDLES <= rx::TABLE);
 const _: () = assert!(rx::TABLE + rx::MAX_QUEUES * rx::DESCRIPTOR_BYTES <= rx::DATA);
 const _: () = assert!((rx::DATA as u64) < RESERVED_BYTES);
+// `rx::record_bytes` rounds up with a mask.
+const _: () = assert!(rx::ALIGN.is_power_of_two());
 
 /// Device handles that have a word in `write_errors_by_handle` (all of
 /// them: a Solo5 handle is a bit of the 64-bit ready set).
@@ -232,5 +241,8 @@ mod tests {
         assert_eq!(rx::queue_size(1000, 1, 4096), None);
         assert_eq!(rx::record_bytes(0), 16);
         assert_eq!(rx::record_bytes(1514), 1536);
+        assert_eq!(rx::record_bytes(u32::MAX - 23), u32::MAX - 15);
+        assert_eq!(rx::record_bytes(u32::MAX - 8), 0);
+        assert_eq!(rx::record_bytes(u32::MAX), 16);
     }
 }
