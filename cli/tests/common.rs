@@ -135,20 +135,28 @@ pub fn built_image(output: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// `cargo ARGS` in the workspace, into the target directory the tests
+/// share (target/cli-tests), which it returns; panics naming `what` if
+/// cargo fails.
+pub fn cargo_into_test_dir(args: &[&str], what: &str) -> PathBuf {
+    let dir = root().join("target").join("cli-tests");
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .env("CARGO_TARGET_DIR", &dir)
+        .current_dir(root())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cargo {args:?} failed: no {what}");
+    dir
+}
+
 /// The benchmark peers (lamina-bench-peers), built once, optimised;
 /// returns their directory.
 pub fn release_dir() -> &'static PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = root().join("target").join("cli-tests");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-q", "-p", "lamina-bench-peers"])
-            .env("CARGO_TARGET_DIR", &dir)
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the benchmark peers do not build");
-        dir.join("release")
+        let args = ["build", "--release", "-q", "-p", "lamina-bench-peers"];
+        cargo_into_test_dir(&args, "the benchmark peers").join("release")
     })
 }
 
@@ -158,15 +166,9 @@ pub fn release_dir() -> &'static PathBuf {
 pub fn tender(target: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = root().join("target").join("cli-tests");
-        let status = Command::new(env!("CARGO"))
-            .args(["tenders", "-q"])
-            .env("CARGO_TARGET_DIR", &dir)
-            .current_dir(root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "the tenders do not build");
-        dir.join("x86_64-unknown-linux-gnu").join("release")
+        cargo_into_test_dir(&["tenders", "-q"], "the tenders")
+            .join("x86_64-unknown-linux-gnu")
+            .join("release")
     })
     .join(format!("lamina-{target}"))
 }

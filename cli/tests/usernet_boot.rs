@@ -30,15 +30,10 @@ fn usernet_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let dir = release_dir().parent().unwrap().to_path_buf();
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--release", "-q", "-p", "lamina-usernet"])
-                .env("CARGO_TARGET_DIR", &dir)
-                .current_dir(root())
-                .status()
-                .unwrap();
-            assert!(status.success(), "lamina-usernet does not build");
-            dir.join("release").join("lamina-usernet")
+            let args = ["build", "--release", "-q", "-p", "lamina-usernet"];
+            cargo_into_test_dir(&args, "lamina-usernet")
+                .join("release")
+                .join("lamina-usernet")
         })
         .clone()
 }
