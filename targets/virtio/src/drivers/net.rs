@@ -20,7 +20,8 @@
 //! ring waits — never once per frame.
 //!
 //! A device that breaks its side of the rings (a receive buffer returned
-//! twice, a transmit chain it does not have) or stops on its own after
+//! twice, a transmit chain it does not have, a used entry or index out of
+//! a ring's range) or stops on its own after
 //! DRIVER_OK (its status reads 0, or has DEVICE_NEEDS_RESET: looked at when
 //! the receive ring has been quiet for [`STALL_NS`]) is not used any more:
 //! transmits fail with [`NetError::Io`], the first receive after it too
@@ -244,6 +245,10 @@ impl<B: Bus> NetDevice<B> {
             }
             let Some((id, len)) = self.rx.pop_used() else {
                 if self.rx.is_broken() {
+                    // Told once, as any failure: the stack's receive loop
+                    // takes an error as a dropped frame and asks again.
+                    self.fail(format_args!("it broke the receive ring"));
+                    self.failure_told.set(true);
                     break Err(NetError::Io);
                 }
                 break Ok(None);
@@ -404,7 +409,10 @@ impl<B: Bus> NetDevice<B> {
                 self.reclaim(&mut free);
             }
         }
-        if self.tx.is_broken() || self.failed.get() {
+        if self.tx.is_broken() && !self.failed.get() {
+            self.fail(format_args!("it broke the transmit ring"));
+        }
+        if self.failed.get() {
             return Err(NetError::Io);
         }
         if free.len() < needed {
@@ -468,7 +476,7 @@ impl<B: Bus> Device<B> for NetDevice<B> {
         let ready = if self.failed.get() {
             !self.failure_told.get()
         } else {
-            self.rx.has_used() || self.rx.is_broken()
+            self.rx.has_used()
         };
         if !ready {
             return false;

@@ -688,6 +688,47 @@ fn a_network_device_that_stops_fails() {
     }
 }
 
+/// A device that breaks a ring (a used entry naming no descriptor, or a
+/// used index run ahead of the ring) fails: the receive that finds it
+/// says so once, later ones find nothing and wake no one (the stack takes
+/// an error as a dropped frame and asks again at once: a queue that
+/// answered every receive with an error kept it asking for ever), and
+/// every transmit fails. Either queue: a broken transmit ring fails the
+/// receive side too.
+#[test]
+fn a_network_device_that_breaks_a_ring_fails_once() {
+    for (queue, id) in [(0, 256), (0, u32::MAX), (1, 256)] {
+        let (device, transport) = mmio(net_behaviour());
+        let net = Rc::new(NetDevice::new(transport.unwrap(), 0).unwrap());
+        let netif = VirtioNetif::new(net.clone());
+        let mut buf = [0u8; 1514];
+        if queue == 1 {
+            assert_eq!(netif.transmit(&frame(60)), Ok(()));
+            netif.flush();
+        }
+        device.script(
+            queue,
+            Completion {
+                id: Some(id),
+                ..Completion::default()
+            },
+        );
+        device.work();
+        if queue == 1 {
+            assert_eq!(netif.transmit(&frame(60)), Err(NetError::Io));
+        }
+        let told = run(&device, netif.receive(&mut buf));
+        assert_eq!(told, Some(Err(NetError::Io)), "queue {queue} id {id}");
+        // Still waiting when `run` gives up, its waker registered.
+        assert_eq!(run(&device, netif.receive(&mut buf)), None, "a dead link");
+        assert!(!net.poll(), "a dead link wakes no one");
+        for _ in 0..3 {
+            assert_eq!(netif.try_receive(&mut buf), Ok(None));
+        }
+        assert_eq!(netif.transmit(&frame(60)), Err(NetError::Io));
+    }
+}
+
 /// A receive buffer the device returns a second time, before the driver
 /// offered it again, may be one the driver is copying a frame out of: the
 /// device is failed.
