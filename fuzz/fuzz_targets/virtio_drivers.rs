@@ -38,9 +38,86 @@ use lamina_virtio::drivers::pci::Pci;
 use lamina_virtio::drivers::transport::{device_type, SetupError, Transport, STALL_NS};
 use lamina_virtio::drivers::{rng, Device};
 use libfuzzer_sys::fuzz_target;
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::task::{Context, Poll, Wake, Waker};
+
+// AddressSanitizer's manual poisoning (cargo fuzz builds with it): a DMA
+// area kept for reuse reads as freed memory until it is handed out again.
+extern "C" {
+    fn __asan_poison_memory_region(addr: *const u8, size: usize);
+    fn __asan_unpoison_memory_region(addr: *const u8, size: usize);
+}
+
+/// The allocator, which keeps the drivers' large DMA areas (a virtio-net
+/// device's 512 KiB of buffers each way, page-aligned and zeroed: see
+/// `lamina_virtio::virtqueue::Dma`) from one execution to the next. Fresh
+/// ones are mapped, zeroed page by page and unmapped again each time:
+/// 40% of an execution. A kept area is poisoned while kept, so that an
+/// access after the driver freed it is still reported, and zeroed again
+/// when handed out.
+struct KeepDma;
+
+/// Areas at least this large and page-aligned are kept.
+const KEPT_MIN: usize = 128 << 10;
+/// At most this many are kept (two network devices' four).
+const KEPT_MAX: usize = 4;
+
+/// The kept areas: address and size (a fixed array: the allocator must
+/// not allocate to keep one).
+static KEPT: Mutex<[(usize, usize); KEPT_MAX]> = Mutex::new([(0, 0); KEPT_MAX]);
+
+fn kept(layout: Layout) -> bool {
+    layout.align() == 4096 && layout.size() >= KEPT_MIN
+}
+
+// SAFETY: every block comes from `System` with the layout it is later
+// freed with (a kept one is only handed out again for a layout of the
+// same size and alignment), and is handed out to one owner at a time.
+unsafe impl GlobalAlloc for KeepDma {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as the caller's contract for `layout`.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if kept(layout) {
+            let mut areas = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(area) = areas.iter_mut().find(|a| a.1 == layout.size()) {
+                let at = std::mem::replace(area, (0, 0)).0 as *mut u8;
+                drop(areas);
+                // SAFETY: a block of `layout.size()` bytes from `System`
+                // that no one owns since it was kept.
+                unsafe {
+                    __asan_unpoison_memory_region(at, layout.size());
+                    std::ptr::write_bytes(at, 0, layout.size());
+                }
+                return at;
+            }
+        }
+        // SAFETY: as the caller's contract for `layout`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if kept(layout) {
+            let mut areas = KEPT.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(area) = areas.iter_mut().find(|a| a.1 == 0) {
+                *area = (ptr as usize, layout.size());
+                // SAFETY: the caller's block, which it gives up.
+                unsafe { __asan_poison_memory_region(ptr, layout.size()) };
+                return;
+            }
+        }
+        // SAFETY: as the caller's contract for `ptr` and `layout`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: KeepDma = KeepDma;
 
 /// The input, read front to back; zeros once it ends.
 struct Reader<'a>(&'a [u8]);
