@@ -20,7 +20,8 @@
 //! - every byte a serve changes in the reserved area is a byte it may
 //!   write: a queue's free bytes (not the records the guest has not
 //!   taken), its descriptor's `tail` and `stalled`, and the entries'
-//!   answer words and commits;
+//!   answer words and commits (the area past the queues is read-only but
+//!   for the guest's own writes: a serve's write there faults);
 //! - a queue whose `head` is not within its size behind the tender's tail
 //!   stops the guest with an error when the queues are enabled, and an
 //!   error names a corrupt queue only then;
@@ -112,19 +113,32 @@ fn load(view: &SharedView, gpa: u64) -> u32 {
 /// The guest (the harness) writes a word; the serve's check looks at it
 /// again ([`Harness::serve`]).
 fn store(view: &SharedView, gpa: u64, value: u32) {
+    // Past the queues the pages are read-only ([`protect_past_live`]):
+    // writable for the guest's write only.
+    let past_live = gpa >= RING + LIVE.get() as u64;
+    if past_live {
+        protect_past_live(view, false);
+    }
     view.atomic_u32(gpa)
         .expect("a ring word")
         .store(value, Ordering::Release);
+    if past_live {
+        protect_past_live(view, true);
+    }
     guest_wrote(gpa, 4);
 }
 
 /// Notes that the guest wrote `len` bytes at `gpa`: the mirror of the
-/// reserved area no longer holds them.
+/// reserved area no longer holds them, and the next execution zeroes
+/// them.
 fn guest_wrote(gpa: u64, len: usize) {
     if let Some(start) = gpa.checked_sub(RING).filter(|&s| s < RESERVED_BYTES) {
         let start = start as usize;
         let end = (start + len).min(RESERVED_BYTES as usize);
         GUEST_WROTE.with_borrow_mut(|w| w.push((start, end)));
+        if end > LIVE.get() {
+            SCRIBBLED_PAST_LIVE.with_borrow_mut(|w| w.push((start, end)));
+        }
     }
 }
 
@@ -153,7 +167,11 @@ fn enable(view: &SharedView) -> Vec<GuestQueue> {
 /// What one take of the guest found.
 enum Taken {
     Empty,
-    Frame(Vec<u8>),
+    /// A frame, where it lies in the reserved area (offsets from the
+    /// ring): compared in place, where a copy into a buffer of its own
+    /// (a byte loop under the instrumentation, and an allocation) was a
+    /// tenth of an execution.
+    Frame(std::ops::Range<usize>),
     Dropped,
 }
 
@@ -182,12 +200,8 @@ fn take(view: &SharedView, queue: &GuestQueue) -> Taken {
         let inside = at as usize + 8 + len <= queue.size as usize;
         head = head.wrapping_add(rx::record_bytes(record.len));
         if inside && len <= LARGEST {
-            let mut frame = vec![0u8; len];
-            view.reserved_bytes_mut(queue.base + u64::from(at) + 8, len as u64)
-                .expect("the frame inside the queue")
-                .as_bytes()
-                .copy_to(&mut frame);
-            break Taken::Frame(frame);
+            let start = (queue.base - RING) as usize + at as usize + 8;
+            break Taken::Frame(start..start + len);
         }
         break Taken::Dropped;
     };
@@ -195,13 +209,15 @@ fn take(view: &SharedView, queue: &GuestQueue) -> Taken {
     taken
 }
 
-/// A frame of `len` bytes, number `seq`: an Ethernet header with a local
-/// EtherType (no checksum applies) when it is long enough, its number at
-/// both ends, and a filling that differs from frame to frame (a memset:
-/// a byte loop under the fuzzer's instrumentation took a third of an
-/// execution).
-fn frame(len: usize, seq: u32) -> Vec<u8> {
-    let mut frame = vec![(seq as u8) ^ 0x5a; len];
+/// A frame of `len` bytes, number `seq`, after what `out` holds: an
+/// Ethernet header with a local EtherType (no checksum applies) when it is
+/// long enough, its number at both ends, and a filling that differs from
+/// frame to frame (a memset: a byte loop under the fuzzer's
+/// instrumentation took a third of an execution).
+fn append_frame(out: &mut Vec<u8>, len: usize, seq: u32) {
+    let start = out.len();
+    out.resize(start + len, (seq as u8) ^ 0x5a);
+    let frame = &mut out[start..];
     if len >= 18 {
         frame[..12].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 2]);
         frame[12..14].copy_from_slice(&[0x88, 0xb5]);
@@ -210,7 +226,6 @@ fn frame(len: usize, seq: u32) -> Vec<u8> {
     if len >= 22 {
         frame[len - 4..].copy_from_slice(&seq.to_le_bytes());
     }
-    frame
 }
 
 /// Whether the device's tap has a frame waiting for the tender.
@@ -272,20 +287,79 @@ fn writable(view: &SharedView, devices: &[Device], queues: &[GuestQueue]) -> Vec
     ranges
 }
 
-/// The guest's memory, all zero, as `GuestMemory::anywhere` maps it.
+/// The guest's memory, all zero, as `GuestMemory::anywhere` maps it. Only
+/// what the last execution could have written is zeroed: everything below
+/// the end of its queues ([`LIVE`]), and the words the guest scribbled on
+/// past it (the tender cannot write there: [`Harness::serve`]). Zeroing
+/// all 2 MiB, half of it never written, was a tenth of an execution.
 fn zeroed_memory() -> SharedView {
     let view = MEMORY.with(SharedView::clone);
-    let offset = view.checked_offset(0, MEM).expect("guest memory");
-    // SAFETY: the whole mapping (checked), which `view` keeps alive, and
-    // which nothing else uses between executions.
-    unsafe {
-        std::ptr::write_bytes(
-            (view.host_address() as *mut u8).add(offset),
-            0,
-            MEM as usize,
+    protect_past_live(&view, false);
+    let zero = |start: u64, len: u64| {
+        let offset = view.checked_offset(start, len).expect("guest memory");
+        // SAFETY: inside the mapping (checked), which `view` keeps alive,
+        // and which nothing else uses between executions.
+        unsafe {
+            std::ptr::write_bytes(
+                (view.host_address() as *mut u8).add(offset),
+                0,
+                len as usize,
+            )
+        };
+    };
+    zero(0, RING + LIVE.get() as u64);
+    for (start, end) in SCRIBBLED_PAST_LIVE.with_borrow_mut(std::mem::take) {
+        zero(RING + start as u64, (end - start) as u64);
+    }
+    view
+}
+
+/// The end of the queues' bytes (from the ring), past which a serve must
+/// not write; page-aligned, as `rx::lay_out` places queues.
+fn live_end(queues: &[GuestQueue]) -> usize {
+    let end = queues
+        .iter()
+        .map(|q| (q.base - RING) as usize + q.size as usize)
+        .max()
+        .unwrap_or(rx::DATA);
+    assert!(end.is_multiple_of(4096), "queues ending inside a page");
+    end
+}
+
+/// Makes the reserved area past [`LIVE`] read-only or writable again.
+/// It is read-only while an execution runs, but for the guest's writes
+/// there: a serve that writes there faults. Comparing it after each serve
+/// instead was a third of an execution; making it read-only around each
+/// serve, a tenth.
+fn protect_past_live(view: &SharedView, read_only: bool) {
+    if PAST_LIVE_READ_ONLY.replace(read_only) == read_only {
+        return;
+    }
+    let live = LIVE.get();
+    let len = RESERVED_BYTES - live as u64;
+    if len == 0 {
+        return;
+    }
+    let offset = view
+        .checked_offset(RING + live as u64, len)
+        .expect("the reserved area");
+    let prot = if read_only {
+        libc::PROT_READ
+    } else {
+        libc::PROT_READ | libc::PROT_WRITE
+    };
+    // SAFETY: whole pages (`live` and the mapping are page-aligned) inside
+    // the mapping (checked), which `view` keeps alive; only the harness
+    // and the serve it calls use it, and neither holds a reference into
+    // these pages across the change.
+    let rc = unsafe {
+        libc::mprotect(
+            (view.host_address() as *mut u8).add(offset).cast(),
+            len as usize,
+            prot,
         )
     };
-    view
+    assert_eq!(rc, 0, "mprotect: {}", std::io::Error::last_os_error());
 }
 
 /// The ranges of the reserved area a serve must leave alone: those
@@ -368,6 +442,13 @@ thread_local! {
     /// The ranges of the reserved area the guest wrote since the last
     /// serve (offsets from the ring).
     static GUEST_WROTE: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
+    /// The end of this execution's queues (offset from the ring): the
+    /// tender writes nothing past it.
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(RESERVED_BYTES as usize) };
+    /// Whether the reserved area past [`LIVE`] is read-only now.
+    static PAST_LIVE_READ_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// What the guest wrote past [`LIVE`] in this execution.
+    static SCRIBBLED_PAST_LIVE: RefCell<Vec<(usize, usize)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Drop for Harness {
@@ -384,6 +465,8 @@ struct Harness {
     nets: Vec<NetDevice>,
     devices: Vec<Device>,
     queues: Vec<GuestQueue>,
+    /// [`live_end`] of `queues`.
+    live: usize,
     shared: Shared,
     /// The reserved area as it was after the last serve, except where the
     /// serve may have written (`stale`) and where the guest wrote since
@@ -395,6 +478,8 @@ struct Harness {
     /// it.
     stale: Vec<(usize, usize)>,
     sent: usize,
+    /// What [`Harness::send`] writes to a device, kept across frames.
+    send_buffer: Vec<u8>,
 }
 
 impl Harness {
@@ -404,14 +489,18 @@ impl Harness {
             return;
         }
         let device = &mut self.devices[d];
-        let frame = frame(len, self.sent as u32);
+        let header = if device.offload { VNET_HEADER } else { 0 };
+        // One buffer for every datagram: frames of up to 64 KiB allocated
+        // afresh went through the sanitizer's quarantine, new pages each.
+        let bytes = &mut self.send_buffer;
+        bytes.clear();
+        bytes.resize(header, 0);
+        append_frame(bytes, len, self.sent as u32);
         self.sent += 1;
-        let mut bytes = vec![0u8; if device.offload { VNET_HEADER } else { 0 }];
-        bytes.extend_from_slice(&frame);
         // A full socket refuses it: not sent.
-        let sent = lamina_tender::sys::write_fd(device.host.as_raw_fd(), &bytes);
+        let sent = lamina_tender::sys::write_fd(device.host.as_raw_fd(), bytes);
         if sent.is_ok_and(|n| n == bytes.len()) && (1..=LARGEST).contains(&len) {
-            device.expected.push_back(frame);
+            device.expected.push_back(bytes[header..].to_vec());
         }
     }
 
@@ -425,17 +514,18 @@ impl Harness {
             match take(&self.view, queue) {
                 Taken::Empty => break,
                 Taken::Dropped => assert!(!device.clean, "a clean queue held a bad record"),
-                Taken::Frame(frame) if device.clean => {
+                Taken::Frame(range) if device.clean => {
+                    let frame = &reserved(&self.view)[range];
                     if device.exact {
                         let next = device.expected.pop_front();
                         assert_eq!(
-                            Some(&frame),
-                            next.as_ref(),
+                            Some(frame),
+                            next.as_deref(),
                             "frames out of order or changed"
                         );
                     } else {
                         // Some may have been dropped, none reordered.
-                        let at = device.expected.iter().position(|f| *f == frame);
+                        let at = device.expected.iter().position(|f| f == frame);
                         let at = at.expect("a frame not sent, or out of order");
                         device.expected.drain(..=at);
                     }
@@ -547,14 +637,19 @@ impl Harness {
         let entries_pending = load(&self.view, RING + offsets::ENT_TAIL as u64)
             != load(&self.view, RING + offsets::ENT_HEAD as u64);
         let writable = writable(&self.view, &self.devices, &self.queues);
-        let protected = protected(&writable);
+        // Past the queues, the pages are read-only instead of compared.
+        let mut protected = protected(&writable);
+        protected.retain_mut(|range| {
+            range.1 = range.1.min(self.live);
+            range.0 < range.1
+        });
         // The mirror, brought up to date where the serve must not write:
         // the whole area at the first serve; then where the last serve
         // could write, and where the guest wrote since.
         let wrote = GUEST_WROTE.with_borrow_mut(std::mem::take);
         let area = reserved(&self.view);
         if self.mirror.is_empty() {
-            self.mirror.extend_from_slice(area);
+            self.mirror.extend_from_slice(&area[..self.live]);
         } else {
             let mut unknown = std::mem::take(&mut self.stale);
             unknown.extend(wrote);
@@ -634,11 +729,15 @@ fuzz_target!(|bytes: &[u8]| {
     assert!(lamina_hvt::rx::lay_out(&view, RING, &nets).expect("laid out"));
     let queues = enable(&view);
     assert_eq!(queues.len(), devices.len(), "a queue per device");
+    let live = live_end(&queues);
+    LIVE.set(live);
+    protect_past_live(&view, true);
     let mut harness = Harness {
         view,
         nets,
         devices,
         queues,
+        live,
         shared: Shared::default(),
         mirror: MIRRORS.with_borrow_mut(|m| {
             let mut mirror = m.pop().unwrap_or_default();
@@ -647,6 +746,7 @@ fuzz_target!(|bytes: &[u8]| {
         }),
         stale: Vec::new(),
         sent: 0,
+        send_buffer: Vec::new(),
     };
     let count = harness.devices.len();
 
