@@ -105,6 +105,18 @@ impl TcpStream for Stream {
     }
 }
 
+thread_local! {
+    /// The server's certificate and key, read once: parsing them and
+    /// deriving the public key was a sixth of an execution, and they are
+    /// not the input.
+    static IDENTITIES: Identities = {
+        let mut ids = Identities::new();
+        ids.add_pem("localhost", CERT.as_bytes(), KEY.as_bytes())
+            .expect("the fuzz certificate");
+        ids
+    };
+}
+
 fuzz_target!(|bytes: &[u8]| {
     let Some((&mode, input)) = bytes.split_first() else {
         return;
@@ -125,9 +137,7 @@ fuzz_target!(|bytes: &[u8]| {
     let clock = SimClock(time);
     let stream = Stream(peer.clone());
     if mode & 1 == 0 {
-        let mut ids = Identities::new();
-        ids.add_pem("localhost", CERT.as_bytes(), KEY.as_bytes())
-            .expect("the fuzz certificate");
+        let ids = IDENTITIES.with(Identities::clone);
         let tls = TlsAcceptor::new(ids, clock, rt.clone(), ServerOptions::default()).unwrap();
         executor.block_on(async {
             let Ok(mut stream) = tls.accept(stream).await else {

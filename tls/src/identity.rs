@@ -13,7 +13,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// One certificate chain (leaf first) and its private key.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Identity {
     /// Where it came from, for messages (`site` for `site.crt`/`site.key`).
     name: String,
@@ -31,7 +31,7 @@ struct Identity {
 /// let mut ids = Identities::new();
 /// ids.add_pem("site", CHAIN_PEM, KEY_PEM)?;   // or Identities::from_kv(&BAKED).await?
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Identities {
     list: Vec<Identity>,
 }
