@@ -5,8 +5,8 @@
 //! process at any other call.
 
 use seccompiler::{
-    BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
-    SeccompFilter, SeccompRule, TargetArch,
+    sock_filter, BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
+    SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 use thiserror::Error;
@@ -89,25 +89,141 @@ pub fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, Sec
     Ok(filter.try_into()?)
 }
 
-/// A filter that makes `openat` fail with `EPERM` where the allowlist
-/// would kill: glibc's allocator opens /proc/sys/vm/overcommit_memory the
-/// first time it shrinks a thread's own heap (any thread but the main
-/// one), and copes with a refusal. Install it before the allowlist:
-/// filters stack and the stricter answer wins, so every other call still
-/// meets the allowlist. The allowlist must allow `openat` (kill beats
-/// `EPERM`), and the pair then lets it open nothing.
-pub fn refusals() -> Result<BpfProgram, SeccompError> {
-    let rules = BTreeMap::from([(libc::SYS_openat, Vec::new())]);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TargetArch::x86_64,
-    )?;
-    Ok(filter.try_into()?)
+/// `allowlist` (compiled by [`compile`]) behind a check that makes
+/// `openat` fail with `EPERM` where the allowlist would kill: glibc's
+/// allocator opens /proc/sys/vm/overcommit_memory the first time it
+/// shrinks a thread's own heap (any thread but the main one), and copes
+/// with a refusal. The check comes first, so `openat` opens nothing
+/// whatever the allowlist says; every other call, and any call of another
+/// architecture, goes on to the allowlist. One filter, not a refusals
+/// filter stacked before the allowlist: the kernel translates and
+/// JIT-compiles each filter it installs, about 20 us apiece nested.
+pub fn refusing_openat(allowlist: BpfProgram) -> BpfProgram {
+    const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    // struct seccomp_data: nr at 0, arch at 4.
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    // AUDIT_ARCH_X86_64: EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    let mut program = vec![
+        op(LD_ABS, 0, 0, ARCH),
+        // Another architecture: on to the allowlist, which kills.
+        op(JEQ, 0, 3, AUDIT_ARCH_X86_64),
+        op(LD_ABS, 0, 0, NR),
+        op(JEQ, 0, 1, libc::SYS_openat as u32),
+        op(RET, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ];
+    program.extend(allowlist);
+    program
 }
 
 /// Installs `program` on the calling thread.
 pub fn install(program: &BpfProgram) -> Result<(), SeccompError> {
     Ok(seccompiler::apply_filter(program)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `struct seccomp_data` as a filter reads it: 32-bit words.
+    fn data(arch: u32, nr: u32, args: [u64; 6]) -> Vec<u32> {
+        let mut words = vec![nr, arch, 0, 0];
+        for arg in args {
+            words.extend([arg as u32, (arg >> 32) as u32]);
+        }
+        words
+    }
+
+    /// Runs classic BPF `program` (the instructions seccompiler and
+    /// [`refusing_openat`] emit) on `data`: the filter's return value.
+    fn run(program: &[sock_filter], data: &[u32]) -> u32 {
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let op = &program[pc];
+            pc += 1;
+            let jump = |taken: bool| usize::from(if taken { op.jt } else { op.jf });
+            match op.code {
+                0x20 => acc = data[op.k as usize / 4],
+                0x54 => acc &= op.k,
+                0x05 => pc += op.k as usize,
+                0x15 => pc += jump(acc == op.k),
+                0x25 => pc += jump(acc > op.k),
+                0x35 => pc += jump(acc >= op.k),
+                0x06 => return op.k,
+                code => panic!("instruction {code:#x} not modelled"),
+            }
+        }
+    }
+
+    /// The kernel's verdict for stacked filters: the most restrictive.
+    fn stricter(a: u32, b: u32) -> u32 {
+        const ACTION_FULL: u32 = 0xffff_0000;
+        // KILL_PROCESS is 0x80000000, which read as signed is the lowest.
+        let rank = |v: u32| (v & ACTION_FULL) as i32;
+        if rank(a) <= rank(b) {
+            a
+        } else {
+            b
+        }
+    }
+
+    #[test]
+    fn one_filter_refusing_openat_decides_as_the_refusals_filter_stacked_on_the_allowlist() {
+        let mut rules = BTreeMap::new();
+        rules.insert(libc::SYS_read, vec![arg_is(0, 7).unwrap()]);
+        rules.insert(libc::SYS_ioctl, vec![ioctl_is(5, 0xae80).unwrap()]);
+        rules.insert(libc::SYS_mmap, vec![without_exec().unwrap()]);
+        rules.insert(libc::SYS_exit_group, Vec::new());
+        // Stacked, the allowlist had to let openat through to the
+        // refusals' EPERM (kill wins over EPERM); merged, it need not.
+        let merged = refusing_openat(compile(rules.clone()).unwrap());
+        rules.insert(libc::SYS_openat, Vec::new());
+        let allowlist = compile(rules).unwrap();
+        let refusals: BpfProgram = SeccompFilter::new(
+            BTreeMap::from([(libc::SYS_openat, Vec::new())]),
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            TargetArch::x86_64,
+        )
+        .unwrap()
+        .try_into()
+        .unwrap();
+        const X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+        const AARCH64: u32 = 183 | 0x8000_0000 | 0x4000_0000;
+        const X32: u32 = 0x4000_0000;
+        let arg_sets = [
+            [0; 6],
+            [7, 0, 0, 0, 0, 0],
+            [5, 0xae80, 0, 0, 0, 0],
+            [5, 0xae81, 0, 0, 0, 0],
+            [0, 4096, 3, 0, 0, 0],
+            [0, 4096, 7, 0, 0, 0],
+            [u64::MAX; 6],
+        ];
+        let mut allowed = 0;
+        for arch in [X86_64, AARCH64, 0] {
+            for nr in (0..512).chain(X32..X32 + 512).chain([u32::MAX]) {
+                for args in arg_sets {
+                    let data = data(arch, nr, args);
+                    let stacked = stricter(run(&refusals, &data), run(&allowlist, &data));
+                    assert_eq!(
+                        run(&merged, &data),
+                        stacked,
+                        "arch {arch:#x} nr {nr:#x} args {args:x?}"
+                    );
+                    allowed += usize::from(stacked == 0x7fff_0000);
+                }
+            }
+        }
+        // The comparison saw every verdict: allowed, refused, killed.
+        assert!(allowed > 0);
+        let openat = data(X86_64, libc::SYS_openat as u32, [0; 6]);
+        assert_eq!(run(&merged, &openat), 0x0005_0000 | libc::EPERM as u32);
+        assert_eq!(run(&merged, &data(X86_64, 1, [0; 6])), 0x8000_0000);
+    }
 }

@@ -7,7 +7,7 @@
 //! (the tap's requests are all made at start-up, before the filter);
 //! `mmap` and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
 //! `openat` fails instead of killing, for the allocator too
-//! ([`sandbox::refusals`]).
+//! ([`sandbox::refusing_openat`]).
 
 use lamina_abi::mft::block_features;
 use lamina_tender::devices::block::BlockDevice;
@@ -91,9 +91,6 @@ fn common_rules(rules: &mut BTreeMap<i64, Vec<SeccompRule>>) -> Result<(), Backe
         // The end: closing descriptors, and the thread's exit.
         libc::SYS_close,
         libc::SYS_exit,
-        // Let through here only to meet the refusals filter installed with
-        // this one, whose EPERM is then the answer (the stricter wins).
-        libc::SYS_openat,
     ] {
         // An empty rule list allows the call whatever its arguments.
         rules.insert(syscall, Vec::new());
@@ -294,53 +291,48 @@ fn stop_signal_rule(pid: u32) -> Result<SeccompRule, BackendError> {
     ])
 }
 
-/// A thread's filters, compiled, in the order they are installed: the
-/// refusals, then the allowlist.
-pub type Filters = [BpfProgram; 2];
+/// A thread's filter, compiled: its allowlist behind the refusal of
+/// `openat` ([`sandbox::refusing_openat`]).
+pub type Filter = BpfProgram;
 
-/// The vCPU thread's filters.
-pub fn vcpu_filter(fds: LoopFds, devices: &Devices) -> Result<Filters, SeccompError> {
-    Ok([
-        sandbox::refusals()?,
-        sandbox::compile(vcpu_rules(fds, devices)?)?,
-    ])
+fn filter(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<Filter, SeccompError> {
+    Ok(sandbox::refusing_openat(sandbox::compile(rules)?))
 }
 
-/// The ring I/O thread's filters, for the tender process `pid`.
+/// The vCPU thread's filter.
+pub fn vcpu_filter(fds: LoopFds, devices: &Devices) -> Result<Filter, SeccompError> {
+    filter(vcpu_rules(fds, devices)?)
+}
+
+/// The ring I/O thread's filter, for the tender process `pid`.
 pub fn ring_filter(
     taps: &[i32],
     epoll: i32,
     kick: i32,
     rx_wake: Option<i32>,
     pid: u32,
-) -> Result<Filters, SeccompError> {
-    Ok([
-        sandbox::refusals()?,
-        sandbox::compile(ring_rules(taps, epoll, kick, rx_wake, pid)?)?,
-    ])
+) -> Result<Filter, SeccompError> {
+    filter(ring_rules(taps, epoll, kick, rx_wake, pid)?)
 }
 
-/// The block ring I/O thread's filters.
+/// The block ring I/O thread's filter.
 pub fn block_ring_filter(
     blocks: &[BlockDevice],
     epoll: i32,
     kick: i32,
     pid: u32,
-) -> Result<Filters, SeccompError> {
-    Ok([
-        sandbox::refusals()?,
-        sandbox::compile(block_ring_rules(blocks, epoll, kick, pid)?)?,
-    ])
+) -> Result<Filter, SeccompError> {
+    filter(block_ring_rules(blocks, epoll, kick, pid)?)
 }
 
-/// The trace thread's filters, for the trace file `file`.
-pub fn trace_filter(file: i32) -> Result<Filters, SeccompError> {
-    Ok([sandbox::refusals()?, sandbox::compile(trace_rules(file)?)?])
+/// The trace thread's filter, for the trace file `file`.
+pub fn trace_filter(file: i32) -> Result<Filter, SeccompError> {
+    filter(trace_rules(file)?)
 }
 
-/// Installs `filters` on the calling thread.
-fn apply(filters: &Filters) -> Result<(), SeccompError> {
-    filters.iter().try_for_each(sandbox::install)
+/// Installs `filter` on the calling thread.
+fn apply(filter: &Filter) -> Result<(), SeccompError> {
+    sandbox::install(filter)
 }
 
 /// Builds and installs the filters on this, the vCPU, thread (the ring I/O
@@ -400,12 +392,12 @@ mod tests {
     /// Runs `body` in a forked child under `program` (installed on the
     /// child's only thread) and reports how the child ended: the status
     /// `body` returned, or the signal that killed it.
-    fn under_filter(program: &Filters, body: impl FnOnce() -> i32) -> End {
+    fn under_filter(program: &Filter, body: impl FnOnce() -> i32) -> End {
         in_child(Some(program), body)
     }
 
     /// [`under_filter`], or with no filter at all.
-    fn in_child(program: Option<&Filters>, body: impl FnOnce() -> i32) -> End {
+    fn in_child(program: Option<&Filter>, body: impl FnOnce() -> i32) -> End {
         // SAFETY: the child only installs the filter, runs `body` (system
         // calls, and allocations, which glibc's fork handlers make safe in
         // the child of a threaded parent) and ends with _exit.
