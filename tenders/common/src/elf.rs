@@ -350,6 +350,15 @@ pub enum HostProtection {
     Exact,
     /// Executable becomes readable (hvt: the host never executes guest code).
     ExecAsRead,
+    /// As `ExecAsRead` for the tender's checked accessors (no hypercall
+    /// may write into the text or read-only data), while the host mapping
+    /// stays read-write: hvt with a sealed image (LMN1 `NX_DATA`), whose
+    /// page tables give the guest the same protections. KVM's shadow MMU
+    /// (KVM-PVM, or KVM without EPT) then maps up to 8 neighbouring pages
+    /// of text at each guest page fault, as it only does for pages the
+    /// host maps writable: hello starts with 13 page faults instead of 27,
+    /// each a VM exit of about 20 us nested.
+    Checked,
 }
 
 /// An image checked against a memory size: what to load where.
@@ -510,11 +519,15 @@ impl Placement {
     ) -> Result<(), crate::mem::MemoryError> {
         for segment in &self.segments {
             let mut protection = segment.protection;
-            if how == HostProtection::ExecAsRead && protection.exec {
+            if how != HostProtection::Exact && protection.exec {
                 protection.exec = false;
                 protection.read = true;
             }
-            mem.protect(segment.start, segment.end, protection)?;
+            if how == HostProtection::Checked {
+                mem.protect_checked(segment.start, segment.end, protection)?;
+            } else {
+                mem.protect(segment.start, segment.end, protection)?;
+            }
         }
         Ok(())
     }

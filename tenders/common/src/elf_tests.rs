@@ -45,6 +45,39 @@ fn a_good_image_loads_with_its_protections() {
 }
 
 #[test]
+fn checked_protections_refuse_the_tender_but_leave_the_host_mapping_writable() {
+    let bytes = good().build();
+    let image = check(&bytes).unwrap();
+    let mut mem = GuestMemory::anywhere(MEM).unwrap();
+    image.load(&mut mem).unwrap();
+    image
+        .placement()
+        .protect(&mut mem, HostProtection::Checked)
+        .unwrap();
+    assert!(mem.bytes(0x100000, 1).is_ok());
+    assert!(mem.bytes_mut(0x100000, 1).is_err());
+    assert!(mem.bytes_mut(0x101000, 1).is_err());
+    assert!(mem.bytes_mut(0x102000, 1).is_ok());
+    // The host mapping of the text is still writable: mprotect'ed
+    // read-only, /proc/self/maps would show a read-only range there.
+    let text = mem.host_address() + 0x100000;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| {
+            let (range, _) = l.split_once(' ').unwrap();
+            let (from, to) = range.split_once('-').unwrap();
+            let (from, to) = (
+                u64::from_str_radix(from, 16).unwrap(),
+                u64::from_str_radix(to, 16).unwrap(),
+            );
+            from <= text && text < to
+        })
+        .unwrap();
+    assert!(line.split(' ').nth(1).unwrap().starts_with("rw"), "{line}");
+}
+
+#[test]
 fn empty_segments_are_skipped_like_solo5() {
     let bytes = ElfWriter::new(0x100000)
         .load(0, PF_R, &[], 0x10) // Solo5's empty .tdata segment at 0

@@ -378,13 +378,7 @@ impl GuestMemory {
         end: u64,
         protection: Protection,
     ) -> Result<(), MemoryError> {
-        let fail = |reason: String| MemoryError::Protect { start, end, reason };
-        if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || end < start {
-            return Err(fail("not page aligned".into()));
-        }
-        let offset = self
-            .checked_offset(start, end - start)
-            .map_err(|fault| fail(fault.to_string()))?;
+        let offset = self.protection_range(start, end)?;
         if end == start {
             return Ok(());
         }
@@ -399,8 +393,46 @@ impl GuestMemory {
             )
         };
         if rc != 0 {
-            return Err(fail(std::io::Error::last_os_error().to_string()));
+            return Err(MemoryError::Protect {
+                start,
+                end,
+                reason: std::io::Error::last_os_error().to_string(),
+            });
         }
+        self.remember(start, end, protection);
+        Ok(())
+    }
+
+    /// Makes the checked accessors honour `protection` on the page-aligned
+    /// range `[start, end)`, as [`GuestMemory::protect`] does, but leaves
+    /// the host mapping read-write: for hvt guests whose own page tables
+    /// carry the protection (KVM maps guest pages through them), where a
+    /// read-only host mapping would only cost VM exits (see
+    /// `HostProtection::Checked`).
+    pub fn protect_checked(
+        &mut self,
+        start: u64,
+        end: u64,
+        protection: Protection,
+    ) -> Result<(), MemoryError> {
+        self.protection_range(start, end)?;
+        self.remember(start, end, protection);
+        Ok(())
+    }
+
+    /// The offset of `[start, end)` for a protection: page aligned and
+    /// inside guest memory.
+    fn protection_range(&self, start: u64, end: u64) -> Result<usize, MemoryError> {
+        let fail = |reason: String| MemoryError::Protect { start, end, reason };
+        if !start.is_multiple_of(PAGE) || !end.is_multiple_of(PAGE) || end < start {
+            return Err(fail("not page aligned".into()));
+        }
+        self.checked_offset(start, end - start)
+            .map_err(|fault| fail(fault.to_string()))
+    }
+
+    /// Records `protection` on `[start, end)` for the checked accessors.
+    fn remember(&mut self, start: u64, end: u64, protection: Protection) {
         let checks = &mut self.view.checks;
         checks
             .protected
@@ -413,7 +445,6 @@ impl GuestMemory {
                 writable: protection.write,
             });
         }
-        Ok(())
     }
 
     /// Reserves `[from, end)` for the tender (the hvt network ring): from

@@ -232,7 +232,15 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
             boot_end,
         },
     )?;
-    image.protect(&mut mem, HostProtection::ExecAsRead)?;
+    // A sealed image's page tables keep its text and read-only data from
+    // the guest; the tender's checks keep hypercalls out of them. Without
+    // them (Solo5's images), the read-only host mapping is what does.
+    let host_protection = if sealed {
+        HostProtection::Checked
+    } else {
+        HostProtection::ExecAsRead
+    };
+    image.protect(&mut mem, host_protection)?;
     if args.gdb_port.is_some() {
         // gdb's breakpoints are int3s the tender writes into the text; the
         // guest's page tables keep it read-only for the guest.
