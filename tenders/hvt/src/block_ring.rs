@@ -15,6 +15,7 @@
 
 use crate::ring::RingStartError;
 use crate::seccomp;
+use crate::spin::Spin;
 use lamina_abi::block_ring::{self, offsets, op, Completion, Request};
 use lamina_abi::mft::block_features::MAX_TRANSFER;
 use lamina_abi::Solo5Result;
@@ -26,7 +27,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the thread polls after its last request before it sleeps: a
 /// guest doing one request at a time submits the next within a few
@@ -276,7 +277,7 @@ impl Server<'_> {
     /// Serves the ring until stopped; an error stops the guest.
     fn run(&self, epoll: RawFd, kick: RawFd) -> Result<(), String> {
         let ix = self.indices()?;
-        let mut idle_since = Instant::now();
+        let mut spin = Spin::new(SPIN);
         let mut tags = [0u64; 4];
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
@@ -289,13 +290,13 @@ impl Server<'_> {
                     self.serve(&ix)?
                 };
             if worked {
-                idle_since = Instant::now();
+                spin.start();
                 continue;
             }
             if stopping {
                 return Ok(());
             }
-            if idle_since.elapsed() < SPIN {
+            if spin.look() {
                 std::thread::yield_now();
                 continue;
             }
@@ -313,7 +314,7 @@ impl Server<'_> {
                 self.shared.kicks.fetch_add(kicks, Ordering::Relaxed);
             }
             ix.needs_kick.store(0, Ordering::SeqCst);
-            idle_since = Instant::now();
+            spin.start();
         }
     }
 

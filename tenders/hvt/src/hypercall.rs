@@ -387,16 +387,27 @@ impl Hypercalls {
             sys::timerfd_arm(self.timer.as_raw_fd(), timeout).map_err(io)?;
             let mut tags = [0u64; 64];
             let mut serve = true;
+            let mut last = started;
+            let mut gave_up = false;
             loop {
                 if serve {
                     let queued =
                         crate::ring::serve_for_poll(mem, rx.ring, &self.devices.nets, server)
                             .map_err(HypercallError::Ring)?;
                     if queued {
-                        return Ok(Some(started.elapsed()));
+                        return Ok((Some(started.elapsed()), gave_up));
                     }
                 }
-                let looking = started.elapsed() < window;
+                let now = Instant::now();
+                if now - last > lamina_hvt::spin::DESCHEDULED {
+                    // Off the CPU while looking: the host is busy, and the
+                    // look takes a CPU from the threads that bring input.
+                    // Sleep, and look no more until input comes soon after
+                    // a sleep begins.
+                    gave_up = true;
+                }
+                last = now;
+                let looking = !gave_up && now - started < window;
                 let n = if looking {
                     sys::epoll_wait_for(rx.epoll.as_raw_fd(), &mut tags, 0)
                 } else {
@@ -417,12 +428,16 @@ impl Hypercalls {
                 // Only taps readable: read them (above); anything else (the
                 // deadline, the I/O thread's wake-up, a signal) ends the POLL.
                 if n == 0 || tags[..n].iter().any(|&tag| tag >= 64) {
-                    return Ok(woken.then(|| started.elapsed()));
+                    return Ok((woken.then(|| started.elapsed()), gave_up));
                 }
             }
         })();
-        if let Ok(waited) = result {
-            rx.host_poll.set(next_host_poll(window, waited));
+        if let Ok((waited, gave_up)) = result {
+            rx.host_poll.set(if gave_up {
+                Duration::ZERO
+            } else {
+                next_host_poll(window, waited)
+            });
         }
         Some(result.map(|_| (0, 0)))
     }

@@ -14,4 +14,5 @@ mod fixtures;
 pub mod ring;
 pub mod rx;
 pub mod seccomp;
+pub mod spin;
 pub mod trace;

@@ -19,6 +19,7 @@
 
 use crate::rx::{GuestWords, Queue};
 use crate::seccomp::{self, SeccompError};
+use crate::spin::Spin;
 use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
 use lamina_tender::devices::net::NetDevice;
@@ -29,11 +30,12 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long the thread polls the ring after its last work before it sleeps
 /// (echo over tap on a 2-CPU KVM-PVM host: 10 µs and 50 µs slept too
-/// often; 100 µs was the best of 0/10/50/100/200).
+/// often; 100 µs was the best of 0/10/50/100/200), unless the host is busy
+/// ([`Spin`]).
 const SPIN: Duration = Duration::from_micros(100);
 /// epoll tag of the kick eventfd (device handles are < 64).
 const KICK_TAG: u64 = u64::MAX;
@@ -51,6 +53,9 @@ pub struct Shared {
     pub reads: AtomicU64,
     /// Times the thread went to sleep.
     pub sleeps: AtomicU64,
+    /// Looks for work before sleeping cut short because the thread was
+    /// off its CPU (a busy host; see [`crate::spin`]).
+    pub descheduled: AtomicU64,
     /// Frames from the host dropped by the tender's offload links.
     pub dropped: AtomicU64,
     /// Frames from the guest the host refused (counted for the guest in
@@ -344,7 +349,7 @@ impl<'a> Server<'a> {
             }),
             None => None,
         };
-        let mut idle_since = Instant::now();
+        let mut spin = Spin::new(SPIN);
         let mut tags = [0u64; 64];
         loop {
             let stopping = self.shared.stop.load(Ordering::Acquire);
@@ -355,7 +360,7 @@ impl<'a> Server<'a> {
             }
             drop(guard);
             if worked {
-                idle_since = Instant::now();
+                spin.start();
                 continue;
             }
             if stopping {
@@ -364,7 +369,7 @@ impl<'a> Server<'a> {
             // While the guest sleeps in POLL its vCPU thread serves the
             // ring: do not compete with it for a CPU.
             let guest_asleep = receive.as_ref().is_some_and(|r| r.guest.waiting());
-            if idle_since.elapsed() < SPIN && !guest_asleep {
+            if !guest_asleep && spin.look() {
                 // Look for input without blocking, and give the CPU to any
                 // other thread that wants it (the vCPU's, the clients').
                 let n = sys::epoll_wait_for(self.epoll, &mut tags, 0)
@@ -392,7 +397,10 @@ impl<'a> Server<'a> {
                 self.note_events(&tags[..n], receive.as_ref());
             }
             ix.needs_kick.store(0, Ordering::SeqCst);
-            idle_since = Instant::now();
+            self.shared
+                .descheduled
+                .store(spin.descheduled(), Ordering::Relaxed);
+            spin.start();
         }
     }
 

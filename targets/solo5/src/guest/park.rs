@@ -30,6 +30,9 @@ const TAKE_WAIT_NS: u64 = 50_000;
 /// Most parks in a row that sleep at once, without kicking and polling,
 /// after the I/O thread was found slow to take frames.
 const MAX_TAKE_SKIPS: u32 = 64;
+/// A gap this long between two looks of a poll means the vCPU was off its
+/// host CPU (the tender's threads' `DESCHEDULED` likewise).
+const DESCHEDULED_NS: u64 = 50_000;
 
 /// Blocks in the tender until a deadline or network input.
 pub struct GuestPark {
@@ -117,6 +120,7 @@ impl GuestPark {
             sys::kick_if_pending();
             let until = deadline.map_or(now + poll, |d| if soon { d } else { d.min(now + poll) });
             let mut waiting = unsent.map(|u| (u.head, now));
+            let mut last = now;
             loop {
                 ready = sys::ready_now().unwrap_or(0);
                 if ready != 0 {
@@ -132,6 +136,15 @@ impl GuestPark {
                 if now >= until {
                     break;
                 }
+                if now - last > DESCHEDULED_NS {
+                    // The vCPU was off its host CPU while polling: the
+                    // host is busy, and polling takes a CPU from the
+                    // threads that bring the input. Sleep, and poll no
+                    // more until a short sleep says it would pay again.
+                    self.poll_ns.set(0);
+                    return self.sleep(deadline, 0);
+                }
+                last = now;
                 if let Some((head, since)) = waiting {
                     match sys::unsent() {
                         Some(u) if u.head == head => {
@@ -153,8 +166,14 @@ impl GuestPark {
                 core::hint::spin_loop();
             }
         }
+        self.sleep(deadline, poll)
+    }
+
+    /// Sleeps in the tender until `deadline` or input, then adapts the
+    /// poll that preceded it (`poll` ns).
+    fn sleep(&self, deadline: Option<u64>, poll: u64) {
         let slept_from = sys::monotonic_ns();
-        ready = sys::wait(deadline);
+        let ready = sys::wait(deadline);
         let slept = sys::monotonic_ns().saturating_sub(slept_from);
         // As KVM's halt-polling: input soon after the sleep began means a
         // longer poll would have caught it; a long sleep, or one that only
