@@ -38,13 +38,25 @@ fn word(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// The backing file, made once per process.
+static DISK: OnceLock<PathBuf> = OnceLock::new();
+
 fn disk() -> &'static PathBuf {
-    static DISK: OnceLock<PathBuf> = OnceLock::new();
     DISK.get_or_init(|| {
         let path = std::env::temp_dir().join(format!("lamina-fuzz-block-ring-{}", std::process::id()));
         std::fs::write(&path, vec![0u8; CAPACITY as usize]).expect("backing file");
+        // SAFETY: registers a function that takes no arguments and only
+        // removes the file, for when the fuzzer exits.
+        unsafe { libc::atexit(remove_disk) };
         path
     })
+}
+
+/// Removes the backing file when the fuzzer exits (not after a crash: the
+/// file is then the disk the crash left).
+extern "C" fn remove_disk() {
+    if let Some(path) = DISK.get() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The status the server must give `request` on a device of `sector`-byte

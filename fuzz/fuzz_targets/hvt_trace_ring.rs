@@ -31,8 +31,9 @@ const MEM: u64 = 1 << 20;
 /// The trace file, one per process: in memory (/dev/shm) where there is
 /// one. On a disk, the file the drain truncates at every execution was
 /// written back when closed: 40% of an execution.
+static FILE: OnceLock<PathBuf> = OnceLock::new();
+
 fn file() -> &'static PathBuf {
-    static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
         let shm = std::path::Path::new("/dev/shm");
         let dir = if shm.is_dir() {
@@ -40,8 +41,19 @@ fn file() -> &'static PathBuf {
         } else {
             std::env::temp_dir()
         };
+        // SAFETY: registers a function that takes no arguments and only
+        // removes the file, for when the fuzzer exits.
+        unsafe { libc::atexit(remove_file) };
         dir.join(format!("lamina-fuzz-trace-{}", std::process::id()))
     })
+}
+
+/// Removes the trace file when the fuzzer exits (not after a crash: the
+/// file is then what the drain wrote last).
+extern "C" fn remove_file() {
+    if let Some(path) = FILE.get() {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fuzz_target!(|bytes: &[u8]| {
