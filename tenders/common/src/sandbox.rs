@@ -89,36 +89,49 @@ pub fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<BpfProgram, Sec
     Ok(filter.try_into()?)
 }
 
-/// `allowlist` (compiled by [`compile`]) behind a check that makes
+/// Compiles `rules` as [`compile`] does, behind a check that makes
 /// `openat` fail with `EPERM` where the allowlist would kill: glibc's
 /// allocator opens /proc/sys/vm/overcommit_memory the first time it
 /// shrinks a thread's own heap (any thread but the main one), and copes
 /// with a refusal. The check comes first, so `openat` opens nothing
-/// whatever the allowlist says; every other call, and any call of another
-/// architecture, goes on to the allowlist. One filter, not a refusals
-/// filter stacked before the allowlist: the kernel translates and
-/// JIT-compiles each filter it installs, about 20 us apiece nested.
-pub fn refusing_openat(allowlist: BpfProgram) -> BpfProgram {
+/// whatever the rules say.
+///
+/// One filter, not a refusals filter stacked before the allowlist: the
+/// kernel translates and JIT-compiles each filter it installs. And a call
+/// numbered above every rule's is killed at once, as the allowlist would:
+/// installing a filter, the kernel runs it for every system call number
+/// to find those it always allows (its action cache), walking the
+/// allowlist's chain of comparisons to its end for each call it lacks.
+pub fn compile_refusing_openat(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+) -> Result<BpfProgram, SeccompError> {
     const LD_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const JGT: u16 = 0x25; // BPF_JMP | BPF_JGT | BPF_K
     const RET: u16 = 0x06; // BPF_RET | BPF_K
+    const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
     const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
     // struct seccomp_data: nr at 0, arch at 4.
     const NR: u32 = 0;
     const ARCH: u32 = 4;
     // AUDIT_ARCH_X86_64: EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
     const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    let highest = rules.keys().max().map_or(0, |&nr| nr as u32);
+    let allowlist = compile(rules)?;
     let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     let mut program = vec![
         op(LD_ABS, 0, 0, ARCH),
         // Another architecture: on to the allowlist, which kills.
-        op(JEQ, 0, 3, AUDIT_ARCH_X86_64),
+        op(JEQ, 0, 5, AUDIT_ARCH_X86_64),
         op(LD_ABS, 0, 0, NR),
         op(JEQ, 0, 1, libc::SYS_openat as u32),
         op(RET, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        // Above every rule (x32's numbers too): no rule allows it.
+        op(JGT, 0, 1, highest),
+        op(RET, 0, 0, SECCOMP_RET_KILL_PROCESS),
     ];
     program.extend(allowlist);
-    program
+    Ok(program)
 }
 
 /// Installs `program` on the calling thread.
@@ -140,7 +153,8 @@ mod tests {
     }
 
     /// Runs classic BPF `program` (the instructions seccompiler and
-    /// [`refusing_openat`] emit) on `data`: the filter's return value.
+    /// [`compile_refusing_openat`] emit) on `data`: the filter's return
+    /// value.
     fn run(program: &[sock_filter], data: &[u32]) -> u32 {
         let (mut pc, mut acc) = (0usize, 0u32);
         loop {
@@ -181,7 +195,7 @@ mod tests {
         rules.insert(libc::SYS_exit_group, Vec::new());
         // Stacked, the allowlist had to let openat through to the
         // refusals' EPERM (kill wins over EPERM); merged, it need not.
-        let merged = refusing_openat(compile(rules.clone()).unwrap());
+        let merged = compile_refusing_openat(rules.clone()).unwrap();
         rules.insert(libc::SYS_openat, Vec::new());
         let allowlist = compile(rules).unwrap();
         let refusals: BpfProgram = SeccompFilter::new(

@@ -7,7 +7,7 @@
 //! (the tap's requests are all made at start-up, before the filter);
 //! `mmap` and `mprotect` are allowed for the allocator, never with `PROT_EXEC`;
 //! `openat` fails instead of killing, for the allocator too
-//! ([`sandbox::refusing_openat`]).
+//! ([`sandbox::compile_refusing_openat`]).
 
 use lamina_abi::mft::block_features;
 use lamina_tender::devices::block::BlockDevice;
@@ -292,11 +292,11 @@ fn stop_signal_rule(pid: u32) -> Result<SeccompRule, BackendError> {
 }
 
 /// A thread's filter, compiled: its allowlist behind the refusal of
-/// `openat` ([`sandbox::refusing_openat`]).
+/// `openat` ([`sandbox::compile_refusing_openat`]).
 pub type Filter = BpfProgram;
 
 fn filter(rules: BTreeMap<i64, Vec<SeccompRule>>) -> Result<Filter, SeccompError> {
-    Ok(sandbox::refusing_openat(sandbox::compile(rules)?))
+    sandbox::compile_refusing_openat(rules)
 }
 
 /// The vCPU thread's filter.
