@@ -136,7 +136,7 @@ fn check(image: &Path, store: &Store<FileBlock>) -> Result<ExitCode, CliError> {
     let damaged = block_on(store.verify());
     println!(
         "{}: generation {}, {} keys, {} bytes of values; {} of {} blocks of {} bytes free; \
-         log {} blocks (checkpoint {})",
+         log {} blocks; index {} pages in {} levels",
         image.display(),
         stats.generation,
         stats.keys,
@@ -145,7 +145,8 @@ fn check(image: &Path, store: &Store<FileBlock>) -> Result<ExitCode, CliError> {
         stats.blocks,
         stats.block_size,
         stats.log_blocks,
-        stats.checkpoint_blocks
+        stats.index_pages,
+        stats.index_levels
     );
     for (key, error) in &damaged {
         println!("damaged: {key}: {error}");

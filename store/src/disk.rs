@@ -1,6 +1,9 @@
 //! Block-level I/O in store blocks, and appending to the log.
 
-use crate::format::{emit_log_block, LogHeader, FLAG_COMMIT, LOG_HEADER, SUPERBLOCK_LEN};
+use crate::format::{
+    emit_log_block, emit_page, LogHeader, PageHeader, PageRef, FLAG_COMMIT, LOG_HEADER,
+    SUPERBLOCK_LEN,
+};
 use crate::space::Space;
 use crate::StoreError;
 use alloc::vec;
@@ -49,6 +52,11 @@ impl<B: Block> Disk<B> {
             .map_err(StoreError::Io)
     }
 
+    /// Makes everything written so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.device.flush().await.map_err(StoreError::Io)
+    }
+
     /// Reads the first sector of superblock slot `slot` (0 or 1).
     pub async fn read_superblock(&self, slot: u64) -> Result<Vec<u8>, StoreError> {
         let mut sector = vec![0u8; self.sector_size as usize];
@@ -88,9 +96,9 @@ pub(crate) struct Tail {
     pub prev: u32,
 }
 
-/// Bytes of consecutive log blocks an [`Appender`] holds back to write in
-/// one transfer: a checkpoint of 100,000 keys is about 3,000 blocks, each
-/// a request (on hvt's block ring, often an exit) when written alone.
+/// Bytes of consecutive blocks an [`Appender`] or a [`PageWriter`] holds
+/// back to write in one transfer: each is a request (on hvt's block ring,
+/// often an exit) when written alone.
 const BATCH_BYTES: usize = 256 << 10;
 
 /// Packs the records of one commit into log blocks and writes them as
@@ -196,6 +204,76 @@ impl Appender {
             prev: crc,
         };
         self.payload.clear();
+        Ok(())
+    }
+}
+
+/// Writes the index pages of a checkpoint, consecutive ones together (up
+/// to [`BATCH_BYTES`]); [`PageWriter::finish`] flushes them, before the
+/// superblock naming them is written.
+pub(crate) struct PageWriter {
+    volume: u64,
+    generation: u64,
+    block_size: usize,
+    /// Pages emitted and not yet written: consecutive, from `batch_start`.
+    batch: Vec<u8>,
+    batch_start: u64,
+    /// Pages written.
+    pub written: u64,
+}
+
+impl PageWriter {
+    pub fn new(volume: u64, generation: u64, block_size: u32) -> Self {
+        PageWriter {
+            volume,
+            generation,
+            block_size: block_size as usize,
+            batch: Vec::new(),
+            batch_start: 0,
+            written: 0,
+        }
+    }
+
+    /// Writes `payload` as a page of `level` into `block` (claimed by the
+    /// caller); returns the reference its parent records.
+    pub async fn write<B: Block>(
+        &mut self,
+        disk: &Disk<B>,
+        block: u64,
+        level: u32,
+        payload: &[u8],
+    ) -> Result<PageRef, StoreError> {
+        let follows = self.batch_start + (self.batch.len() / self.block_size) as u64;
+        if !self.batch.is_empty()
+            && (follows != block || self.batch.len() + self.block_size > BATCH_BYTES)
+        {
+            disk.write(self.batch_start, &self.batch).await?;
+            self.batch.clear();
+        }
+        if self.batch.is_empty() {
+            self.batch_start = block;
+        }
+        let at = self.batch.len();
+        self.batch.resize(at + self.block_size, 0);
+        let header = PageHeader {
+            level,
+            generation: self.generation,
+            volume: self.volume,
+            payload_len: payload.len() as u32,
+        };
+        let crc = emit_page(&mut self.batch[at..], &header, payload);
+        self.written += 1;
+        Ok(PageRef { block, crc })
+    }
+
+    /// Writes what is held back and flushes: every page is durable after.
+    pub async fn finish<B: Block>(&mut self, disk: &Disk<B>) -> Result<(), StoreError> {
+        if !self.batch.is_empty() {
+            disk.write_and_flush(self.batch_start, &self.batch).await?;
+            self.batch.clear();
+        } else if self.written > 0 {
+            disk.flush().await?;
+        }
         Ok(())
     }
 }

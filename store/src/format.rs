@@ -1,5 +1,5 @@
-//! The on-disk format, version 1: checked views that parse and emit the
-//! superblock, log blocks and the operations inside them. Nothing here does
+//! The on-disk format, version 2: checked views that parse and emit the
+//! superblock, log blocks, index pages and the operations inside them. Nothing here does
 //! I/O; every parser returns [`FormatError`] on bad input and never panics.
 //! The layout is described in `FORMAT.md` at the root of the crate.
 
@@ -9,15 +9,21 @@ use core::ops::Range;
 /// The first eight bytes of a superblock.
 pub const MAGIC: [u8; 8] = *b"LAMINAKV";
 /// The format version this crate reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Blocks 0 and 1 hold the two superblocks.
 pub const SUPERBLOCK_BLOCKS: u64 = 2;
 /// Bytes of a superblock, checksum included; it is written as one sector.
-pub const SUPERBLOCK_LEN: usize = 84;
+pub const SUPERBLOCK_LEN: usize = 88;
 /// Generations and sequence numbers stay below this.
 pub const COUNTER_LIMIT: u64 = 1 << 62;
 /// The first four bytes of a log block.
 pub const LOG_MAGIC: u32 = u32::from_le_bytes(*b"LKVL");
+/// The first four bytes of an index page.
+pub const PAGE_MAGIC: u32 = u32::from_le_bytes(*b"LKVP");
+/// The deepest index tree a mount follows (level of the root, leaves 0).
+pub const MAX_LEVEL: u32 = 16;
+/// Bytes of one child reference in an interior index page.
+pub const PAGE_REF_LEN: usize = 12;
 /// Log block flag: the block ends a commit.
 pub const FLAG_COMMIT: u32 = 1;
 /// Bytes of a log block header; the payload follows.
@@ -146,10 +152,11 @@ mod sb {
     pub const GENERATION: usize = 32;
     pub const LOG_START: usize = 40;
     pub const LOG_SEQ: usize = 48;
-    pub const CHECKPOINT_BLOCKS: usize = 56;
+    pub const ROOT: usize = 56;
     pub const VOLUME: usize = 64;
     pub const LOG_AFTER: usize = 72;
-    pub const CRC: usize = 80;
+    pub const ROOT_CRC: usize = 80;
+    pub const CRC: usize = 84;
 }
 
 /// A superblock: the geometry and where the current log starts. Two copies
@@ -168,7 +175,7 @@ pub struct Superblock {
     /// Identifies this store among others made on the same device: every
     /// log block carries it.
     pub volume: u64,
-    /// Block of the first log block (the start of the checkpoint).
+    /// Block of the first log block after the checkpoint.
     pub log_start: u64,
     /// Block reserved for the log block after the first.
     pub log_after: u64,
@@ -176,9 +183,10 @@ pub struct Superblock {
     pub log_seq: u64,
     /// The `prev` checksum the first log block carries.
     pub anchor: u32,
-    /// How many log blocks from the start make the checkpoint: they must all
-    /// be valid, the last one a commit.
-    pub checkpoint_blocks: u64,
+    /// Block of the root page of the index tree (the checkpoint).
+    pub root: u64,
+    /// Checksum of the root page.
+    pub root_crc: u32,
 }
 
 impl Superblock {
@@ -188,10 +196,15 @@ impl Superblock {
         if raw[sb::MAGIC] != MAGIC {
             return Err(FormatError::BadMagic);
         }
+        let version = u32_at(raw, sb::VERSION)?;
+        // Version 1 had its checksum at 80 (over bytes 0..80): an intact
+        // one is named as such, not reported as damage.
+        if version == 1 && crc32c(&raw[..80]) == u32_at(raw, 80)? {
+            return Err(FormatError::UnsupportedVersion(version));
+        }
         if crc32c(&raw[..sb::CRC]) != u32_at(raw, sb::CRC)? {
             return Err(FormatError::BadChecksum);
         }
-        let version = u32_at(raw, sb::VERSION)?;
         if version != VERSION {
             return Err(FormatError::UnsupportedVersion(version));
         }
@@ -205,7 +218,8 @@ impl Superblock {
             log_after: u64_at(raw, sb::LOG_AFTER)?,
             log_seq: u64_at(raw, sb::LOG_SEQ)?,
             anchor: u32_at(raw, sb::ANCHOR)?,
-            checkpoint_blocks: u64_at(raw, sb::CHECKPOINT_BLOCKS)?,
+            root: u64_at(raw, sb::ROOT)?,
+            root_crc: u32_at(raw, sb::ROOT_CRC)?,
         };
         superblock.check()?;
         Ok(superblock)
@@ -232,8 +246,11 @@ impl Superblock {
         if !blocks.contains(&self.log_after) || self.log_after == self.log_start {
             return Err(FormatError::BadField("log after"));
         }
-        if self.checkpoint_blocks == 0 || self.checkpoint_blocks >= self.block_count {
-            return Err(FormatError::BadField("checkpoint blocks"));
+        if !blocks.contains(&self.root)
+            || self.root == self.log_start
+            || self.root == self.log_after
+        {
+            return Err(FormatError::BadField("root"));
         }
         // Counters that a store would take 2^62 writes to reach: beyond
         // them, the additions that follow could overflow.
@@ -259,7 +276,8 @@ impl Superblock {
         put_u64(out, sb::GENERATION, self.generation);
         put_u64(out, sb::LOG_START, self.log_start);
         put_u64(out, sb::LOG_SEQ, self.log_seq);
-        put_u64(out, sb::CHECKPOINT_BLOCKS, self.checkpoint_blocks);
+        put_u64(out, sb::ROOT, self.root);
+        put_u32(out, sb::ROOT_CRC, self.root_crc);
         put_u64(out, sb::VOLUME, self.volume);
         put_u64(out, sb::LOG_AFTER, self.log_after);
         let crc = crc32c(&out[..sb::CRC]);
@@ -390,6 +408,125 @@ pub fn emit_log_block(block: &mut [u8], header: &LogHeader, payload: &[u8]) -> u
     let crc = log_crc(block, payload.len());
     put_u32(block, lb::CRC, crc);
     crc
+}
+
+/// Field byte ranges of an index page header (the payload length and
+/// checksum sit where a log block has them).
+mod pg {
+    pub const MAGIC: usize = 0;
+    pub const LEVEL: usize = 4;
+    pub const GENERATION: usize = 8;
+    pub const VOLUME: usize = 16;
+    pub const ZERO: core::ops::Range<usize> = 24..52;
+    pub const PAYLOAD_LEN: usize = 52;
+    pub const CRC: usize = 56;
+    pub const RESERVED: usize = 60;
+}
+
+/// The header of an index page: a leaf (level 0) holds records, an
+/// interior page references to the pages of the level below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageHeader {
+    /// 0 for a leaf; one more than its children's for an interior page.
+    pub level: u32,
+    /// The generation of the checkpoint that wrote it.
+    pub generation: u64,
+    /// The store's volume id (from the superblock).
+    pub volume: u64,
+    /// Bytes of payload after the header.
+    pub payload_len: u32,
+}
+
+/// Parses a whole index page; returns its header, payload and checksum.
+pub fn parse_page(block: &[u8]) -> Result<(PageHeader, &[u8], u32), FormatError> {
+    if block.len() < LOG_HEADER {
+        return Err(FormatError::Truncated);
+    }
+    if u32_at(block, pg::MAGIC)? != PAGE_MAGIC {
+        return Err(FormatError::BadMagic);
+    }
+    let payload_len = u32_at(block, pg::PAYLOAD_LEN)?;
+    let end = LOG_HEADER
+        .checked_add(payload_len as usize)
+        .filter(|&end| end <= block.len())
+        .ok_or(FormatError::BadField("payload length"))?;
+    let crc = u32_at(block, pg::CRC)?;
+    if log_crc(block, payload_len as usize) != crc {
+        return Err(FormatError::BadChecksum);
+    }
+    let level = u32_at(block, pg::LEVEL)?;
+    if level > MAX_LEVEL {
+        return Err(FormatError::BadField("level"));
+    }
+    if block[pg::ZERO].iter().any(|&b| b != 0) || u32_at(block, pg::RESERVED)? != 0 {
+        return Err(FormatError::BadField("reserved"));
+    }
+    let header = PageHeader {
+        level,
+        generation: u64_at(block, pg::GENERATION)?,
+        volume: u64_at(block, pg::VOLUME)?,
+        payload_len,
+    };
+    Ok((header, &block[LOG_HEADER..end], crc))
+}
+
+/// Fills `block` (a whole store block) with an index page of `header`'s
+/// level, generation and volume and `payload`, zeroes the rest and
+/// returns the page's checksum.
+pub fn emit_page(block: &mut [u8], header: &PageHeader, payload: &[u8]) -> u32 {
+    block.fill(0);
+    put_u32(block, pg::MAGIC, PAGE_MAGIC);
+    put_u32(block, pg::LEVEL, header.level);
+    put_u64(block, pg::GENERATION, header.generation);
+    put_u64(block, pg::VOLUME, header.volume);
+    put_u32(block, pg::PAYLOAD_LEN, payload.len() as u32);
+    block[LOG_HEADER..LOG_HEADER + payload.len()].copy_from_slice(payload);
+    let crc = log_crc(block, payload.len());
+    put_u32(block, pg::CRC, crc);
+    crc
+}
+
+/// Where the payload of a log block or index page ends (checked against
+/// the block's checksum): what a read of a value held in one needs.
+pub fn payload_end(block: &[u8]) -> Result<usize, FormatError> {
+    let len = match u32_at(block, 0)? {
+        LOG_MAGIC => parse_log_block(block)?.0.payload_len,
+        PAGE_MAGIC => parse_page(block)?.0.payload_len,
+        _ => return Err(FormatError::BadMagic),
+    };
+    Ok(LOG_HEADER + len as usize)
+}
+
+/// A page of the index as its parent names it: where it is and its
+/// checksum (which a page written there earlier does not have).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRef {
+    /// The block holding the page.
+    pub block: u64,
+    /// The page's checksum.
+    pub crc: u32,
+}
+
+/// Parses the payload of an interior page: its children, in key order.
+pub fn parse_refs(payload: &[u8]) -> Result<Vec<PageRef>, FormatError> {
+    if !payload.len().is_multiple_of(PAGE_REF_LEN) {
+        return Err(FormatError::BadField("page references"));
+    }
+    payload
+        .chunks_exact(PAGE_REF_LEN)
+        .map(|raw| {
+            Ok(PageRef {
+                block: u64_at(raw, 0)?,
+                crc: u32_at(raw, 8)?,
+            })
+        })
+        .collect()
+}
+
+/// Appends the encoding of `child` to an interior page's payload.
+pub fn encode_ref(child: &PageRef, out: &mut Vec<u8>) {
+    out.extend_from_slice(&child.block.to_le_bytes());
+    out.extend_from_slice(&child.crc.to_le_bytes());
 }
 
 /// A run of whole blocks holding part of a value, and the checksum of the
@@ -604,7 +741,8 @@ mod tests {
             log_after: 6,
             log_seq: 9,
             anchor: 0xdead_beef,
-            checkpoint_blocks: 1,
+            root: 7,
+            root_crc: 0x1234_5678,
         }
     }
 
@@ -641,6 +779,30 @@ mod tests {
         block[LOG_HEADER + 1] ^= 4;
         block[lb::PAYLOAD_LEN + 2] = 0xff;
         assert!(parse_log_block(&block).is_err());
+    }
+
+    #[test]
+    fn index_page_round_trips_and_rejects_damage() {
+        let mut block = [0u8; 4096];
+        let header = PageHeader {
+            level: 1,
+            generation: 4,
+            volume: 8,
+            payload_len: 24,
+        };
+        let refs = [PageRef { block: 9, crc: 1 }, PageRef { block: 3, crc: 2 }];
+        let mut payload = Vec::new();
+        refs.iter().for_each(|r| encode_ref(r, &mut payload));
+        let crc = emit_page(&mut block, &header, &payload);
+        assert_eq!(parse_page(&block), Ok((header, &payload[..], crc)));
+        assert_eq!(parse_refs(&payload).unwrap(), refs);
+        assert_eq!(payload_end(&block), Ok(LOG_HEADER + 24));
+        assert!(parse_refs(&payload[..13]).is_err());
+        for bit in 0..(LOG_HEADER + 24) * 8 {
+            let mut bad = block;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(parse_page(&bad).is_err(), "bit {bit}");
+        }
     }
 
     #[test]

@@ -3,12 +3,16 @@
 //! It implements core's [`KvRead`] and [`KvWrite`] and adds atomic batches
 //! ([`Batch`]). The disk holds a checksummed log of commits; a commit is one
 //! or more log blocks, the last one marked, and takes effect only if every
-//! block of it is intact and chained to the one before. The log starts with
-//! a checkpoint (the whole index as one commit) named by one of two
-//! superblocks; when the log has grown past the checkpoint's size, a new
-//! checkpoint is written elsewhere and the other superblock switched to it,
-//! which frees the old log. `FORMAT.md` beside this crate describes every
-//! byte.
+//! block of it is intact and chained to the one before. The log follows a
+//! checkpoint, a tree of index pages (leaves of records, interior pages
+//! listing the pages below with their checksums) whose root one of two
+//! superblocks names. A checkpoint is incremental: it rewrites, copy on
+//! write, only the leaves holding keys changed since the last one and the
+//! pages above them, then switches the other superblock to the new root
+//! and an empty log, which frees the old log and the replaced pages; it
+//! runs when the log reaches 64 blocks or 64 leaves are dirty, so what it
+//! writes (and a set that triggers it waits for) does not grow with the
+//! number of keys. `FORMAT.md` beside this crate describes every byte.
 //!
 //! # Guarantees
 //!
@@ -23,43 +27,52 @@
 //!   began.
 //! - Every structure and every extent of every value has a CRC-32C. Damage
 //!   is reported as an error at mount ([`StoreError::Corrupt`]) or at read
-//!   ([`KvError::Io`]), never as a wrong value or a panic (a log block
-//!   kept in memory for gets was checked when read; damage done to it on
-//!   the disk since shows at its next read from the disk). One limit: damage
+//!   ([`KvError::Io`]), never as a wrong value or a panic (a log block or
+//!   leaf kept in memory for gets was checked when read; damage done to it
+//!   on the disk since shows at its next read from the disk). Every index
+//!   page's checksum is also recorded by its parent (the root's by the
+//!   superblock), so a stale page never passes for the current one. One limit: damage
 //!   to the last commit of the log looks like a commit torn by a crash and
 //!   drops that commit, as in littlefs.
 //! - Space is reclaimed as it is freed: overwritten and removed values give
 //!   their blocks back once the commit is durable; the log is compacted by
-//!   checkpoints, whose cost is proportional to the index (not the data) and
-//!   amortised over at least as many log blocks. A set that does not fit
+//!   checkpoints, whose cost is proportional to what changed since the last
+//!   one (at most 64 log blocks' worth, or 64 leaves, and one page per level
+//!   above each), so no set waits for the whole index. A set that does not fit
 //!   gives [`KvError::NoSpace`] and leaves the store usable: removes always
 //!   have room reserved.
 //!
 //! # Memory
 //!
 //! The index is in memory: per key, the key's bytes plus about 150 bytes
-//! (`String`, `Vec`, size, location and B-tree node share; 175 bytes for a
+//! (`String`, `Vec`, size, location and B-tree node share; 177 bytes for a
 //! 24-byte key in `tests/memory.rs`), plus, for a value over 512 bytes, 16
-//! bytes per extent (one per 256 KiB, more if free space is fragmented). The space
+//! bytes per extent (one per 256 KiB, more if free space is fragmented).
+//! The index tree's map takes about 60 bytes plus its first key per page
+//! (a page holds about 30 keys with 100-byte values: 3 bytes a key). The space
 //! map takes one bit per 4 KiB block (32 KiB per GiB of disk) and the log's
 //! block list 8 bytes per log block. The log blocks that gets of values of
-//! up to 512 bytes read last are kept, checked, up to 256 KiB (64 blocks of
-//! 4 KiB: a get of a small value is then no read, as Redis answers from
-//! memory; a checkpoint empties it, as it frees their log). Bigger values
+//! up to 512 bytes read last (log blocks and leaves) are kept, checked, up
+//! to 256 KiB (64 blocks of 4 KiB: a get of a small value is then no read,
+//! as Redis answers from memory; a checkpoint empties it, as it frees blocks
+//! of both). Bigger values
 //! are never cached: `get` holds the value and at most one block more;
 //! `set` writes from the caller's slice and copies at most one block; a
-//! commit or checkpoint holds up to 256 KiB of its log blocks, to write
-//! consecutive ones in one transfer; a `get_range` holds at most one
-//! extent (256 KiB). A mount holds, beyond the index it builds, the
-//! records of the commit it replays (the checkpoint's: less than the index
-//! again; 2.6 MB beside 3.5 MB for 20,001 keys in `tests/memory.rs`) and
-//! one extent of the last commit's values, which it checks.
+//! commit or checkpoint holds up to 256 KiB of its log blocks or pages, to
+//! write consecutive ones in one transfer, and a checkpoint the keys of
+//! the dirty leaves (64 or so); a `get_range` holds at most one extent
+//! (256 KiB). A mount holds, beyond the index it builds, 12 bytes per
+//! leaf page (the references read from the level above), one page, the
+//! records of the commit it replays (at most the log's 64 blocks or so)
+//! and one extent of the last commit's values, which it checks.
 //!
 //! # Layout of the crate
 //!
 //! `format` parses and emits the on-disk structures (no I/O); `space` is
-//! the block bitmap; `disk` does block I/O and log appends; `mount` formats
-//! and mounts; `write` commits and checkpoints; `read` reads values back.
+//! the block bitmap; `tree` the index tree's pages and dirty marks; `disk`
+//! does block I/O, log appends and page writes; `mount` formats and mounts
+//! (reading the tree, then replaying the log); `write` commits and
+//! checkpoints; `read` reads values back.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -73,6 +86,7 @@ mod lock;
 mod mount;
 mod read;
 mod space;
+mod tree;
 mod write;
 
 pub use format::FormatError;
@@ -122,9 +136,11 @@ impl core::fmt::Display for StoreError {
         match self {
             StoreError::Io(e) => write!(f, "device error: {e}"),
             StoreError::NotAStore => f.write_str("not a lamina store (no superblock magic)"),
-            StoreError::UnsupportedVersion(v) => {
-                write!(f, "store format version {v} is not supported")
-            }
+            StoreError::UnsupportedVersion(v) => write!(
+                f,
+                "store format version {v} is not supported (this build reads version {})",
+                format::VERSION
+            ),
             StoreError::Geometry(why) => write!(f, "device geometry: {why}"),
             StoreError::Corrupt { what, block, error } => {
                 write!(f, "store is damaged: {what} at block {block}: {error}")
@@ -176,16 +192,17 @@ pub(crate) struct State {
     /// Bytes the index takes encoded as records: sizes the next checkpoint.
     index_bytes: u64,
     space: Space,
-    /// The blocks of the current log, from its start; the first
-    /// `checkpoint_len` are the checkpoint.
+    /// The blocks of the log since the checkpoint, in order.
     chain: Vec<u64>,
-    checkpoint_len: u64,
+    /// The pages of the checkpoint, and which of them the next rewrites.
+    tree: tree::Tree,
     tail: Tail,
     /// Set when a commit failed after writing part of its log: memory and
     /// disk may disagree, so every operation fails until the next mount.
     poisoned: bool,
-    /// Log blocks gets of inline values read lately (emptied by each
-    /// checkpoint, which frees the log they belong to).
+    /// Log blocks and leaf pages gets of inline values read lately
+    /// (emptied by each checkpoint, which frees the log and the pages it
+    /// replaces).
     gets: read::LogBlockCache,
 }
 
@@ -208,10 +225,12 @@ pub struct Stats {
     pub blocks: u64,
     /// Blocks free.
     pub free_blocks: u64,
-    /// Blocks of the log (checkpoint included).
+    /// Blocks of the log since the checkpoint.
     pub log_blocks: u64,
-    /// Blocks of the checkpoint the log starts with.
-    pub checkpoint_blocks: u64,
+    /// Pages of the checkpoint (the index tree).
+    pub index_pages: u64,
+    /// Levels of the index tree (leaves and root included).
+    pub index_levels: u32,
     /// Superblock generation (counts checkpoints).
     pub generation: u64,
 }
@@ -286,7 +305,8 @@ impl<B: Block> Store<B> {
             blocks: state.superblock.block_count,
             free_blocks: state.space.free(),
             log_blocks: state.chain.len() as u64,
-            checkpoint_blocks: state.checkpoint_len,
+            index_pages: state.tree.pages(),
+            index_levels: state.tree.levels.len() as u32,
             generation: state.superblock.generation,
         }
     }

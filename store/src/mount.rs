@@ -1,14 +1,15 @@
 //! Formatting a device, and mounting: choosing the superblock, replaying
 //! the log into the index, and rebuilding the space map.
 
-use crate::disk::{Appender, Disk, Tail};
+use crate::disk::{Disk, PageWriter, Tail};
 use crate::format::{
-    checkpoint_blocks_for, parse_log_block, parse_records, Extent, FormatError, Record, Superblock,
-    LOG_HEADER, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
+    parse_log_block, parse_page, parse_records, parse_refs, Extent, FormatError, PageRef, Record,
+    Superblock, LOG_HEADER, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
 };
 use crate::lock::Lock;
 use crate::read::LogBlockCache;
 use crate::space::Space;
+use crate::tree::{Node, Tree};
 use crate::{Entry, Inline, State, Store, StoreError};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
@@ -16,8 +17,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use lamina_core::device::{normalize_key, Block};
 
-/// The fewest blocks a store is made with: superblocks, a checkpoint, its
-/// successor and a little room.
+/// The fewest blocks a store is made with: superblocks, the root of an
+/// empty index, the log's first two and a little room.
 pub const MIN_BLOCKS: u64 = 8;
 
 /// The store block size for a device: 4 KiB, or the sector if bigger.
@@ -75,7 +76,8 @@ impl<B: Block> Store<B> {
             ));
         }
         let disk = Disk::new(device, block_size);
-        let log_start = SUPERBLOCK_BLOCKS;
+        let root_block = SUPERBLOCK_BLOCKS;
+        let log_start = root_block + 1;
         let generation = 1;
         let mut space = Space::new(block_count);
         space.claim(0..log_start + 2);
@@ -85,9 +87,10 @@ impl<B: Block> Store<B> {
             seq: 1,
             prev: Superblock::anchor_for(volume, generation, log_start, 1),
         };
-        // An empty checkpoint: one commit of no records.
-        let mut appender = Appender::new(tail, volume, block_size);
-        appender.commit(&disk, &mut space).await?;
+        // An empty checkpoint: a root listing no leaves.
+        let mut pages = PageWriter::new(volume, generation, block_size);
+        let root = pages.write(&disk, root_block, 1, &[]).await?;
+        pages.finish(&disk).await?;
         let superblock = Superblock {
             sector_size: info.sector_size,
             block_size,
@@ -98,7 +101,8 @@ impl<B: Block> Store<B> {
             log_after: tail.after,
             log_seq: 1,
             anchor: tail.prev,
-            checkpoint_blocks: 1,
+            root: root.block,
+            root_crc: root.crc,
         };
         // Slot 0 holds an older generation naming the same log; only the
         // newer is ever followed, but both must be intact.
@@ -115,9 +119,9 @@ impl<B: Block> Store<B> {
                 index: BTreeMap::new(),
                 index_bytes: 0,
                 space,
-                chain: vec![log_start],
-                checkpoint_len: 1,
-                tail: appender.tail,
+                chain: Vec::new(),
+                tree: Tree::empty(root),
+                tail,
                 poisoned: false,
                 gets: LogBlockCache::for_gets(block_size),
             }),
@@ -139,9 +143,10 @@ impl<B: Block> Store<B> {
         if superblock.block_count > info.capacity() / u64::from(block_size) {
             return Err(StoreError::Geometry("the device is smaller than the store"));
         }
-        let replay = replay(&disk, &superblock).await?;
         let mut space = Space::new(superblock.block_count);
         space.claim(0..SUPERBLOCK_BLOCKS);
+        let (index, mut tree) = load_tree(&disk, &superblock, &mut space).await?;
+        let replay = replay(&disk, &superblock, index, &mut tree).await?;
         let reserved = [replay.tail.block, replay.tail.after];
         for &block in replay.chain.iter().chain(&reserved) {
             if !space.claim(block..block + 1) {
@@ -180,7 +185,7 @@ impl<B: Block> Store<B> {
                 index_bytes,
                 space,
                 chain: replay.chain,
-                checkpoint_len: superblock.checkpoint_blocks,
+                tree,
                 tail: replay.tail,
                 poisoned: false,
                 gets: LogBlockCache::for_gets(superblock.block_size),
@@ -244,13 +249,16 @@ struct Held {
     address: u64,
 }
 
-/// Applies a whole commit's operations to the index.
+/// Applies a whole commit's operations to the index, marking their leaves
+/// for the next checkpoint.
 fn apply_commit(
     index: &mut BTreeMap<String, Entry>,
+    tree: &mut Tree,
     ops: Vec<(String, Option<Entry>)>,
     address: u64,
 ) -> Result<(), StoreError> {
     for (key, entry) in ops {
+        tree.mark(&key);
         match entry {
             Some(entry) => {
                 index.insert(key, entry);
@@ -302,9 +310,14 @@ struct PendingSet {
     total: u32,
 }
 
-/// Follows the log from the superblock, applying each whole commit.
-async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Replay, StoreError> {
-    let mut index = BTreeMap::new();
+/// Follows the log from the superblock, applying each whole commit to
+/// `index` (the checkpoint's).
+async fn replay<B: Block>(
+    disk: &Disk<B>,
+    superblock: &Superblock,
+    mut index: BTreeMap<String, Entry>,
+    tree: &mut Tree,
+) -> Result<Replay, StoreError> {
     let mut chain = Vec::new();
     let mut block = vec![0u8; superblock.block_size as usize];
     let mut tail = Tail {
@@ -320,7 +333,6 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
     let mut open_set: Option<PendingSet> = None;
     let mut held: Option<Held> = None;
     loop {
-        let in_checkpoint = (chain.len() as u64) < superblock.checkpoint_blocks;
         let address = tail.block;
         // A chain no longer than the device: each block's sequence number
         // is one more than the last, so a valid chain never revisits one.
@@ -344,13 +356,12 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
             Ok(parsed) => parsed,
             // The end of the log: a block never written, or torn by a
             // crash; unless a later commit lies beyond it.
-            Err(error) if !in_checkpoint => {
+            Err(error) => {
                 if later_commit_beyond(disk, superblock, &tail).await? {
                     return Err(corrupt("log block", address, error));
                 }
                 break;
             }
-            Err(error) => return Err(corrupt("checkpoint", address, error)),
         };
         let blocks = SUPERBLOCK_BLOCKS..superblock.block_count;
         if header.next != tail.after
@@ -377,27 +388,16 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
                 return Err(corrupt("log record", address, FormatError::Truncated));
             }
             if let Some(before) = held.take() {
-                apply_commit(&mut index, before.ops, before.address)?;
+                apply_commit(&mut index, tree, before.ops, before.address)?;
             }
-            let whole = core::mem::take(&mut ops);
-            if in_checkpoint {
-                apply_commit(&mut index, whole, address)?;
-            } else {
-                held = Some(Held {
-                    ops: whole,
-                    start: commit_start,
-                    blocks: commit_blocks,
-                    address,
-                });
-            }
+            held = Some(Held {
+                ops: core::mem::take(&mut ops),
+                start: commit_start,
+                blocks: commit_blocks,
+                address,
+            });
             commit_start = tail;
             commit_blocks = 0;
-        } else if chain.len() as u64 == superblock.checkpoint_blocks {
-            return Err(corrupt(
-                "checkpoint",
-                address,
-                FormatError::BadField("flags"),
-            ));
         }
     }
     // Blocks of a commit that never ended belong to nothing: the log goes
@@ -405,7 +405,7 @@ async fn replay<B: Block>(disk: &Disk<B>, superblock: &Superblock) -> Result<Rep
     chain.truncate(chain.len() - commit_blocks);
     if let Some(last) = held {
         if values_intact(disk, &last.ops).await? {
-            apply_commit(&mut index, last.ops, last.address)?;
+            apply_commit(&mut index, tree, last.ops, last.address)?;
         } else {
             // Cut short by a crash before its flush (or damaged since,
             // which cannot be told apart): as if never written.
@@ -567,8 +567,228 @@ fn parse_key(raw: &[u8]) -> Result<String, FormatError> {
     }
 }
 
-/// Blocks a checkpoint of an index of `index_bytes` encoded bytes takes,
-/// plus the block reserved after it.
-pub(crate) fn checkpoint_need(index_bytes: u64, block_size: u32) -> u64 {
-    checkpoint_blocks_for(index_bytes, block_size) + 1
+/// A page of an interior level as the mount reads it: where it is, and
+/// the run of pages of the level below it lists.
+struct Listed {
+    page: PageRef,
+    children: core::ops::Range<usize>,
+}
+
+/// Reads the page `page` names, checks it is of `level` (any level above
+/// the leaves when `None`) and of this store, and claims its block.
+async fn read_page<'b, B: Block>(
+    disk: &Disk<B>,
+    superblock: &Superblock,
+    space: &mut Space,
+    page: PageRef,
+    level: Option<u32>,
+    buf: &'b mut [u8],
+) -> Result<(u32, &'b [u8]), StoreError> {
+    let damaged = |error| corrupt("index page", page.block, error);
+    if !(SUPERBLOCK_BLOCKS..superblock.block_count).contains(&page.block) {
+        return Err(damaged(FormatError::BadField("page reference")));
+    }
+    if !space.claim(page.block..page.block + 1) {
+        return Err(corrupt(
+            "index page used twice",
+            page.block,
+            FormatError::BadField("page reference"),
+        ));
+    }
+    disk.read(page.block, buf).await?;
+    let (header, payload, crc) = parse_page(buf).map_err(damaged)?;
+    if crc != page.crc {
+        return Err(damaged(FormatError::BadChecksum));
+    }
+    if header.volume != superblock.volume {
+        return Err(damaged(FormatError::BadField("volume")));
+    }
+    match level {
+        Some(level) if header.level != level => Err(damaged(FormatError::BadField("level"))),
+        None if header.level == 0 => Err(damaged(FormatError::BadField("level"))),
+        _ => Ok((header.level, payload)),
+    }
+}
+
+/// Reads the checkpoint: the index tree from the superblock's root down,
+/// one level at a time, every page checked against the checksum its
+/// parent records; the leaves' records make the index. Keys must rise
+/// strictly from leaf to leaf; a leaf whose records begin with the rest
+/// of a value's extents continues the leaf before, under the same parent.
+async fn load_tree<B: Block>(
+    disk: &Disk<B>,
+    superblock: &Superblock,
+    space: &mut Space,
+) -> Result<(BTreeMap<String, Entry>, Tree), StoreError> {
+    let mut buf = vec![0u8; superblock.block_size as usize];
+    let root = PageRef {
+        block: superblock.root,
+        crc: superblock.root_crc,
+    };
+    // Interior levels from the root down: each page's children.
+    let mut interior: Vec<Vec<Listed>> = Vec::new();
+    let mut current = vec![root];
+    let mut level = None;
+    loop {
+        let mut below = Vec::new();
+        let mut listed = Vec::with_capacity(current.len());
+        for &page in &current {
+            let (got, payload) = read_page(disk, superblock, space, page, level, &mut buf).await?;
+            level = Some(got);
+            let refs = parse_refs(payload).map_err(|e| corrupt("index page", page.block, e))?;
+            // Only a page of level 1 lists nothing: the first (the root of
+            // an empty store, or above an empty first leaf).
+            if refs.is_empty() && (got > 1 || !listed.is_empty()) {
+                return Err(corrupt(
+                    "index page",
+                    page.block,
+                    FormatError::BadField("empty interior page"),
+                ));
+            }
+            let start = below.len();
+            below.extend(refs);
+            listed.push(Listed {
+                page,
+                children: start..below.len(),
+            });
+        }
+        interior.push(listed);
+        current = below;
+        match level {
+            Some(1) => break,
+            Some(above) => level = Some(above - 1),
+            // Not reached: the root was read above.
+            None => {
+                return Err(corrupt(
+                    "index root",
+                    superblock.root,
+                    FormatError::Truncated,
+                ))
+            }
+        }
+    }
+    // The leaves: `current`, in order, with the page above each.
+    let parent_of: Vec<usize> = interior
+        .last()
+        .map(|pages| {
+            pages
+                .iter()
+                .enumerate()
+                .flat_map(|(i, page)| page.children.clone().map(move |_| i))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut index: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut leaves: BTreeMap<String, Node> = BTreeMap::new();
+    // The key of the leaf each leaf page belongs to.
+    let mut leaf_keys: Vec<String> = Vec::with_capacity(current.len());
+    let mut open_set: Option<PendingSet> = None;
+    let mut ops = Vec::new();
+    for (i, &page) in current.iter().enumerate() {
+        let (_, payload) = read_page(disk, superblock, space, page, Some(0), &mut buf).await?;
+        let damaged = |error| corrupt("index page", page.block, error);
+        let records = parse_records(payload).map_err(damaged)?;
+        let continues = match records.first() {
+            None => return Err(damaged(FormatError::BadField("empty leaf"))),
+            Some(Record::More(_)) => {
+                if open_set.is_none() || i == 0 || parent_of[i] != parent_of[i - 1] {
+                    return Err(damaged(FormatError::BadField("record order")));
+                }
+                true
+            }
+            Some(_) => false,
+        };
+        for record in records {
+            if let Record::Remove(_) = record {
+                return Err(damaged(FormatError::BadField("record tag")));
+            }
+            apply_record(record, page.block, &mut ops, &mut open_set, superblock)
+                .map_err(damaged)?;
+        }
+        let key = if continues {
+            leaf_keys[i - 1].clone()
+        } else if i == 0 {
+            String::new()
+        } else {
+            // A new leaf, named by its first key (applied below, or still
+            // open when its value's extents go on in the next page).
+            match (ops.first(), &open_set) {
+                (Some((key, _)), _) => key.clone(),
+                (None, Some(pending)) => pending.key.clone(),
+                (None, None) => return Err(damaged(FormatError::BadField("empty leaf"))),
+            }
+        };
+        for (key, entry) in ops.drain(..) {
+            let Some(entry) = entry else {
+                return Err(damaged(FormatError::BadField("record tag")));
+            };
+            if index.last_key_value().is_some_and(|(last, _)| *last >= key) {
+                return Err(damaged(FormatError::BadField("key order")));
+            }
+            index.insert(key, entry);
+        }
+        leaves
+            .entry(key.clone())
+            .or_insert_with(|| Node {
+                pages: Vec::new(),
+                dirty: false,
+            })
+            .pages
+            .push(page);
+        leaf_keys.push(key);
+    }
+    if open_set.is_some() {
+        let block = current.last().map_or(superblock.root, |page| page.block);
+        return Err(corrupt("index page", block, FormatError::Truncated));
+    }
+    if leaves.is_empty() {
+        leaves.insert(
+            String::new(),
+            Node {
+                pages: Vec::new(),
+                dirty: false,
+            },
+        );
+    }
+    let leaf_pages = current.len() as u64;
+    // The levels above, from the leaves up: a node is named by the key of
+    // its first child (the first of each level by the empty key).
+    let mut levels = vec![leaves];
+    let mut keys_below = leaf_keys;
+    for listed in interior.iter().rev() {
+        let mut level = BTreeMap::new();
+        let mut keys: Vec<String> = Vec::with_capacity(listed.len());
+        for (i, page) in listed.iter().enumerate() {
+            let damaged =
+                |what| corrupt("index page", page.page.block, FormatError::BadField(what));
+            let key = if i == 0 {
+                String::new()
+            } else if page.children.is_empty() {
+                return Err(damaged("empty interior page"));
+            } else {
+                keys_below[page.children.start].clone()
+            };
+            if keys.last().is_some_and(|last| *last >= key) {
+                return Err(damaged("key order"));
+            }
+            keys.push(key.clone());
+            level.insert(
+                key,
+                Node {
+                    pages: vec![page.page],
+                    dirty: false,
+                },
+            );
+        }
+        levels.push(level);
+        keys_below = keys;
+    }
+    Ok((
+        index,
+        Tree {
+            levels,
+            dirty_leaves: 0,
+            leaf_pages,
+        },
+    ))
 }

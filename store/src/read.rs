@@ -1,6 +1,6 @@
 //! Reading values back, every extent checked against its checksum.
 
-use crate::format::{crc32c, parse_log_block, FormatError, LOG_HEADER};
+use crate::format::{crc32c, payload_end, FormatError};
 use crate::{Entry, Inline, Store, StoreError};
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -8,14 +8,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 use lamina_core::device::{Block, KvError};
 
-/// Log blocks read for their inline values, already checked, the most
-/// recently used first: a checkpoint reads many values from each block
-/// (one block kept), and gets of small values find theirs in memory (the
-/// store keeps [`LogBlockCache::for_gets`]).
+/// Log blocks and leaf pages read for their inline values, already
+/// checked, the most recently used first: a checkpoint reads many values
+/// from each block (one block kept), and gets of small values find theirs
+/// in memory (the store keeps [`LogBlockCache::for_gets`]).
 ///
-/// Only blocks of the current log are ever held, and those are written
-/// once and not changed until a checkpoint frees them: the store empties
-/// its cache when it writes a checkpoint.
+/// Only blocks of the current log and index are ever held, and those are
+/// written once and not changed until a checkpoint frees them: the store
+/// empties its cache when it writes a checkpoint.
 pub(crate) struct LogBlockCache {
     /// (block, its bytes, where its payload ends).
     blocks: VecDeque<(u64, Vec<u8>, usize)>,
@@ -147,7 +147,7 @@ impl<B: Block> Store<B> {
         cache: &'b mut LogBlockCache,
     ) -> Result<&'b [u8], StoreError> {
         let damaged = |error| StoreError::Corrupt {
-            what: "log block holding a value",
+            what: "log block or index page holding a value",
             block: inline.block,
             error,
         };
@@ -171,9 +171,8 @@ impl<B: Block> Store<B> {
                 .unwrap_or_default();
                 data.resize(self.disk.block_size as usize, 0);
                 self.disk.read(inline.block, &mut data).await?;
-                let (header, _, _) = parse_log_block(&data).map_err(damaged)?;
-                let payload_end = LOG_HEADER + header.payload_len as usize;
-                cache.blocks.push_front((inline.block, data, payload_end));
+                let end = payload_end(&data).map_err(damaged)?;
+                cache.blocks.push_front((inline.block, data, end));
             }
         }
         let (_, data, payload_end) = &cache.blocks[0];

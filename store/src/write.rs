@@ -1,8 +1,8 @@
 //! Commits (sets, removes and batches) and checkpoints.
 //!
 //! A commit first claims blocks for its values and checks that, after it,
-//! a checkpoint of the whole index would still fit; then writes the values
-//! and appends its records to the log, the last block marked as a commit
+//! a checkpoint rewriting the whole index would still fit; then writes the
+//! values and appends its records to the log, the last block marked as a commit
 //! and written together with the flush (`Block::write_and_flush`: one exit
 //! on hvt's block ring); only then changes the index and frees the blocks
 //! of the values it replaced. One flush, not one after the values and one
@@ -11,28 +11,41 @@
 //! checksums and drops that commit if any did not reach the disk (see
 //! `mount.rs`), which is all a crash before the flush can leave.
 
-use crate::disk::{Appender, Tail};
+use crate::disk::{Appender, Disk, PageWriter, Tail};
 use crate::format::{
-    checkpoint_blocks_for, crc32c, encode_inline, encode_remove, encode_set, inline_encoded_len,
-    set_encoded_len, Extent, Superblock, INLINE_MAX, MAX_EXTENT_BLOCKS,
+    checkpoint_blocks_for, crc32c, encode_inline, encode_ref, encode_remove, encode_set,
+    inline_encoded_len, set_encoded_len, Extent, FormatError, PageRef, Superblock, INLINE_MAX,
+    LOG_HEADER, MAX_EXTENT_BLOCKS, PAGE_REF_LEN,
 };
-use crate::mount::checkpoint_need;
 use crate::read::LogBlockCache;
+use crate::space::Space;
+use crate::tree::{Node, Tree};
 use crate::{Entry, Inline, State, Store, StoreError};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::ops::Bound::{Excluded, Included, Unbounded};
 use lamina_core::device::{Block, KvError};
 
 /// Blocks kept free beyond a checkpoint's needs, so that removes (which
 /// only free space) always have room for their log blocks.
 const REMOVE_RESERVE: u64 = 2;
 
-/// Log blocks written since the checkpoint before a new checkpoint is
-/// considered (it is written once the log is also longer than the
-/// checkpoint, so its cost is amortised).
-const LOG_MIN_BLOCKS: u64 = 64;
+/// Log blocks written since the checkpoint that trigger the next one: the
+/// most a mount replays.
+const LOG_MAX_BLOCKS: u64 = 64;
+
+/// Leaves dirtied since the checkpoint that trigger the next one: with
+/// the log's bound, what one checkpoint rewrites (each leaf at most a
+/// page or two, and the nodes above them).
+const DIRTY_LEAVES_MAX: u64 = 64;
+
+/// The most extents a value may have (128 MiB in 4 KiB blocks on a disk
+/// so fragmented that no two free blocks are adjacent, 2 GiB in runs of
+/// 64): its records then fill at most 137 leaf pages, which one interior
+/// page lists.
+pub(crate) const MAX_VALUE_EXTENTS: usize = 32 << 10;
 
 impl<B: Block> Store<B> {
     /// Commits `ops` (a value to set, or `None` to remove) atomically.
@@ -53,7 +66,7 @@ impl<B: Block> Store<B> {
         }
         let mut placed = match self.place(state, &ops) {
             Ok(placed) => placed,
-            Err(KvError::NoSpace) if state.chain.len() as u64 > state.checkpoint_len => {
+            Err(KvError::NoSpace) if !state.chain.is_empty() => {
                 // Compacting the log may free enough.
                 self.checkpoint_locked(state).await?;
                 self.place(state, &ops)?
@@ -114,6 +127,7 @@ impl<B: Block> Store<B> {
                 }
                 None => state.index.remove(&key),
             };
+            state.tree.mark(&key);
             if let Some(old) = old {
                 state.index_bytes -= old.encoded_len(key.len());
                 old.extents
@@ -163,6 +177,11 @@ impl<B: Block> Store<B> {
                     break;
                 };
                 let len = run.end - run.start;
+                if extents.len() == MAX_VALUE_EXTENTS {
+                    state.space.release(run);
+                    failed = true;
+                    break;
+                }
                 extents.push(Extent {
                     start: run.start,
                     blocks: len as u32,
@@ -181,7 +200,8 @@ impl<B: Block> Store<B> {
         let log_blocks = checkpoint_blocks_for(record_bytes, block_size);
         let reserve = if sets { REMOVE_RESERVE } else { 0 };
         if failed
-            || state.space.free() < checkpoint_need(index_bytes, block_size) + log_blocks + reserve
+            || state.space.free()
+                < checkpoint_need(&state.tree, index_bytes, block_size) + log_blocks + reserve
         {
             placed
                 .iter()
@@ -228,14 +248,19 @@ impl<B: Block> Store<B> {
         Ok(())
     }
 
-    /// Checkpoints if the log has grown past the checkpoint (and a minimum),
-    /// or if space is short and the log has anything to compact.
+    /// Checkpoints once the log or the leaves it dirtied reach their
+    /// bound (so a checkpoint's cost, and a mount's replay, stay bounded
+    /// whatever the store's size), or if space is short and the log has
+    /// anything to compact.
     async fn maybe_checkpoint(&self, state: &mut State) {
-        let checkpoint = state.checkpoint_len;
-        let log = state.chain.len() as u64 - checkpoint;
+        let log = state.chain.len() as u64;
         let short = state.space.free()
-            < checkpoint_need(state.index_bytes, self.disk.block_size) + REMOVE_RESERVE;
-        if log > checkpoint.max(LOG_MIN_BLOCKS) || (short && log > 0) {
+            < checkpoint_need(&state.tree, state.index_bytes, self.disk.block_size)
+                + REMOVE_RESERVE;
+        if log >= LOG_MAX_BLOCKS
+            || state.tree.dirty_leaves >= DIRTY_LEAVES_MAX
+            || (short && log > 0)
+        {
             // The commit is durable whatever happens here; a failure
             // poisons the store and the next operation reports it.
             if let Err(e) = self.checkpoint_locked(state).await {
@@ -255,79 +280,300 @@ impl<B: Block> Store<B> {
         result
     }
 
-    /// Writes the whole index as one commit at the start of a new log,
-    /// switches the other superblock to it, then frees the old log.
+    /// Rewrites the dirty leaves of the index tree and the nodes above
+    /// them up to the root, flushes, switches the other superblock to the
+    /// new root and an empty log, then frees the old log and the pages
+    /// replaced.
     pub(crate) async fn write_checkpoint(&self, state: &mut State) -> Result<(), StoreError> {
         let block_size = self.disk.block_size;
-        if state.space.free() < checkpoint_need(state.index_bytes, block_size) {
+        if state.space.free() < checkpoint_need(&state.tree, state.index_bytes, block_size) {
             return Err(StoreError::NoSpace);
         }
-        // The log the cached blocks belong to is freed below.
+        // The log and pages the cached blocks belong to may be freed below.
         state.gets.clear();
         let generation = state.superblock.generation + 1;
         let volume = state.superblock.volume;
-        let start = state.space.allocate(1).ok_or(StoreError::NoSpace)?.start;
-        let after = state.space.allocate(1).ok_or(StoreError::NoSpace)?.start;
-        let tail = Tail {
-            block: start,
-            after,
-            seq: state.tail.seq,
-            prev: Superblock::anchor_for(volume, generation, start, state.tail.seq),
-        };
-        let mut appender = Appender::new(tail, volume, block_size);
-        // Inline values move into the new log as it is written: from here
-        // on a failure leaves memory pointing at a log the superblock does
+        // Inline values move into new leaves as they are written: from here
+        // on a failure leaves memory pointing at pages the superblock does
         // not name, so it poisons the store.
         state.poisoned = true;
-        let State { index, space, .. } = &mut *state;
-        let mut records = Vec::new();
-        let mut source = LogBlockCache::default();
-        for (key, entry) in index.iter_mut() {
-            records.clear();
-            let value_at = match entry.inline {
-                Some(inline) => {
-                    let value = self.read_inline(inline, entry.size, &mut source).await?;
-                    Some(encode_inline(key, value, &mut records))
+        let mut pages = PageWriter::new(volume, generation, block_size);
+        let mut freed = Vec::new();
+        let mut changed = self.write_leaves(state, &mut pages, &mut freed).await?;
+        let State { space, tree, .. } = &mut *state;
+        let mut level = 0;
+        loop {
+            if level + 1 == tree.levels.len() {
+                if tree.levels[level].len() == 1 {
+                    break;
                 }
-                None => {
-                    encode_set(key, entry.size, &entry.extents, &mut records);
-                    None
-                }
-            };
-            for record in &records {
-                let (block, at) = appender.push(&self.disk, space, record).await?;
-                if let Some(value_at) = value_at {
-                    entry.inline = Some(Inline {
-                        block,
-                        offset: (at + value_at) as u32,
-                    });
-                }
+                // The root split: a new root above.
+                let mut top = BTreeMap::new();
+                top.insert(
+                    String::new(),
+                    Node {
+                        pages: Vec::new(),
+                        dirty: true,
+                    },
+                );
+                tree.levels.push(top);
             }
+            for key in &changed {
+                tree.mark_at(level + 1, key);
+            }
+            level += 1;
+            changed =
+                write_interior(&self.disk, level, space, tree, &mut pages, &mut freed).await?;
         }
-        appender.commit(&self.disk, space).await?;
+        pages.finish(&self.disk).await?;
+        let root = tree.root().ok_or(StoreError::Corrupt {
+            what: "index root",
+            block: 0,
+            error: FormatError::BadField("root"),
+        })?;
+        let start = space.allocate(1).ok_or(StoreError::NoSpace)?.start;
+        let after = space.allocate(1).ok_or(StoreError::NoSpace)?.start;
+        let seq = state.tail.seq;
         let superblock = Superblock {
             generation,
             log_start: start,
             log_after: after,
-            log_seq: tail.seq,
-            anchor: tail.prev,
-            checkpoint_blocks: appender.written.len() as u64,
+            log_seq: seq,
+            anchor: Superblock::anchor_for(volume, generation, start, seq),
+            root: root.block,
+            root_crc: root.crc,
             ..state.superblock
         };
         self.disk
             .write_superblock(generation % 2, |out| superblock.emit(out))
             .await?;
-        let old_chain = core::mem::replace(&mut state.chain, appender.written);
+        let old_chain = core::mem::take(&mut state.chain);
         for block in old_chain
             .into_iter()
             .chain([state.tail.block, state.tail.after])
+            .chain(freed)
         {
             state.space.release(block..block + 1);
         }
-        state.checkpoint_len = state.chain.len() as u64;
-        state.tail = appender.tail;
+        state.tree.dirty_leaves = 0;
+        state.tail = Tail {
+            block: start,
+            after,
+            seq,
+            prev: superblock.anchor,
+        };
         state.superblock = superblock;
         state.poisoned = false;
         Ok(())
     }
+
+    /// Rewrites each dirty leaf from the index: its keys' records packed
+    /// into pages, a new leaf begun where a page is three quarters full
+    /// (or the next key's first record does not fit), so leaves split as
+    /// they grow; a leaf left empty is dropped (its keys' range joins the
+    /// leaf before). Returns the keys of the leaves changed, added or
+    /// dropped, whose parents are rewritten next.
+    async fn write_leaves(
+        &self,
+        state: &mut State,
+        pages: &mut PageWriter,
+        freed: &mut Vec<u64>,
+    ) -> Result<Vec<String>, StoreError> {
+        let State {
+            index, space, tree, ..
+        } = &mut *state;
+        let capacity = self.disk.block_size as usize - LOG_HEADER;
+        let target = capacity * 3 / 4;
+        let dirty: Vec<String> = tree.levels[0]
+            .iter()
+            .filter(|(_, node)| node.dirty)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut changed = Vec::new();
+        let mut records = Vec::new();
+        let mut source = LogBlockCache::default();
+        let mut payload = Vec::with_capacity(capacity);
+        for first in dirty {
+            let Some(node) = tree.levels[0].remove(&first) else {
+                continue;
+            };
+            tree.leaf_pages -= node.pages.len() as u64;
+            freed.extend(node.pages.iter().map(|page| page.block));
+            let end = tree.levels[0]
+                .range::<str, _>((Excluded(first.as_str()), Unbounded))
+                .next()
+                .map(|(key, _)| key.clone());
+            let range = (
+                Included(first.as_str()),
+                end.as_deref().map_or(Unbounded, Excluded),
+            );
+            let mut nodes: Vec<(String, Vec<PageRef>)> = vec![(first.clone(), Vec::new())];
+            let mut block = None;
+            payload.clear();
+            for (key, entry) in index.range_mut::<str, _>(range) {
+                records.clear();
+                let value_at = match entry.inline {
+                    Some(inline) => {
+                        let value = self.read_inline(inline, entry.size, &mut source).await?;
+                        Some(encode_inline(key, value, &mut records))
+                    }
+                    None => {
+                        encode_set(key, entry.size, &entry.extents, &mut records);
+                        None
+                    }
+                };
+                for (i, record) in records.iter().enumerate() {
+                    let full = payload.len() + record.len() > capacity;
+                    if full || (i == 0 && payload.len() >= target) {
+                        let at = block.take().ok_or(StoreError::NoSpace)?;
+                        let page = pages.write(&self.disk, at, 0, &payload).await?;
+                        payload.clear();
+                        if let Some((_, node_pages)) = nodes.last_mut() {
+                            node_pages.push(page);
+                        }
+                        if i == 0 {
+                            nodes.push((key.clone(), Vec::new()));
+                        }
+                    }
+                    let at = match block {
+                        Some(at) => at,
+                        None => {
+                            let at = space.allocate(1).ok_or(StoreError::NoSpace)?.start;
+                            block = Some(at);
+                            at
+                        }
+                    };
+                    if let (0, Some(value_at)) = (i, value_at) {
+                        entry.inline = Some(Inline {
+                            block: at,
+                            offset: (LOG_HEADER + payload.len() + value_at) as u32,
+                        });
+                    }
+                    payload.extend_from_slice(record);
+                }
+            }
+            if let Some(at) = block {
+                let page = pages.write(&self.disk, at, 0, &payload).await?;
+                if let Some((_, node_pages)) = nodes.last_mut() {
+                    node_pages.push(page);
+                }
+            }
+            changed.push(first);
+            for (key, node_pages) in nodes {
+                // Only the first node can be empty; the first leaf of all
+                // stays, empty, so that every key has a leaf.
+                if node_pages.is_empty() && !key.is_empty() {
+                    continue;
+                }
+                tree.leaf_pages += node_pages.len() as u64;
+                changed.push(key.clone());
+                tree.levels[0].insert(
+                    key,
+                    Node {
+                        pages: node_pages,
+                        dirty: false,
+                    },
+                );
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Rewrites the dirty nodes of `level` (above the leaves): each lists the
+/// pages of the nodes below in its range, split into several nodes where
+/// they do not fit one page, dropped where there are none. Returns the keys
+/// of the nodes changed, added or dropped.
+async fn write_interior<B: Block>(
+    disk: &Disk<B>,
+    level: usize,
+    space: &mut Space,
+    tree: &mut Tree,
+    pages: &mut PageWriter,
+    freed: &mut Vec<u64>,
+) -> Result<Vec<String>, StoreError> {
+    let fanout = (disk.block_size as usize - LOG_HEADER) / PAGE_REF_LEN;
+    let dirty: Vec<String> = tree.levels[level]
+        .iter()
+        .filter(|(_, node)| node.dirty)
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut changed = Vec::new();
+    let mut payload = Vec::new();
+    for first in dirty {
+        let Some(node) = tree.levels[level].remove(&first) else {
+            continue;
+        };
+        freed.extend(node.pages.iter().map(|page| page.block));
+        let end = tree.levels[level]
+            .range::<str, _>((Excluded(first.as_str()), Unbounded))
+            .next()
+            .map(|(key, _)| key.clone());
+        let range = (
+            Included(first.as_str()),
+            end.as_deref().map_or(Unbounded, Excluded),
+        );
+        let mut groups: Vec<(String, Vec<PageRef>)> = vec![(first.clone(), Vec::new())];
+        for (key, child) in tree.levels[level - 1].range::<str, _>(range) {
+            if let Some((_, refs)) = groups.last() {
+                if !refs.is_empty() && refs.len() + child.pages.len() > fanout {
+                    groups.push((key.clone(), Vec::new()));
+                }
+            }
+            if let Some((_, refs)) = groups.last_mut() {
+                refs.extend_from_slice(&child.pages);
+            }
+        }
+        changed.push(first);
+        for (key, refs) in groups {
+            if refs.is_empty() && !key.is_empty() {
+                continue;
+            }
+            if refs.len() > fanout {
+                // A value whose extents are limited (MAX_VALUE_EXTENTS)
+                // never needs this many leaf pages.
+                return Err(StoreError::NoSpace);
+            }
+            payload.clear();
+            refs.iter().for_each(|r| encode_ref(r, &mut payload));
+            let at = space.allocate(1).ok_or(StoreError::NoSpace)?.start;
+            let page = pages.write(disk, at, level as u32, &payload).await?;
+            changed.push(key.clone());
+            tree.levels[level].insert(
+                key,
+                Node {
+                    pages: vec![page],
+                    dirty: false,
+                },
+            );
+        }
+    }
+    Ok(changed)
+}
+
+/// Blocks a checkpoint may take at most (its pages and the new log's two
+/// reserved blocks), however much of the tree is dirty. A leaf's pages but
+/// its last are at least half full (no record is over half a page), so
+/// the leaves take at most two pages per page of records plus one each.
+/// A level above writes at most its nodes plus one per split, and a split
+/// leaves at least half a page of references behind (no node below has
+/// more pages than half an interior page lists); a root that splits adds
+/// levels.
+pub(crate) fn checkpoint_need(tree: &Tree, index_bytes: u64, block_size: u32) -> u64 {
+    let payload = (block_size as usize - LOG_HEADER) as u64;
+    let fanout = payload / PAGE_REF_LEN as u64;
+    let leaves = 2 * index_bytes / payload + tree.levels[0].len() as u64;
+    let mut need = leaves + 2;
+    let mut below = tree.leaf_pages + leaves;
+    for nodes in tree.levels[1..].iter().map(|level| level.len() as u64) {
+        let splits = 2 * below / fanout;
+        need += nodes + splits;
+        below = nodes + splits;
+    }
+    while below > 1 {
+        let splits = 2 * below / fanout;
+        need += 1 + splits;
+        below = 1 + splits;
+    }
+    need
 }

@@ -165,11 +165,12 @@ fn damage_in_the_middle_of_the_log_refuses_the_mount() {
     });
     let image = disk.image();
     let blocks = log_blocks(&image);
-    // Sequence 1 is the checkpoint; 2 to 11 the ten commits. Each but the
-    // last is followed by a later commit, so its damage is certain.
+    // Sequences 1 to 10 are the ten commits (the checkpoint is the index
+    // tree, not in the log). Each but the last is followed by a later
+    // commit, so its damage is certain.
     let seqs: Vec<u64> = blocks.keys().copied().collect();
-    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
-    for seq in 1..=10 {
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    for seq in 1..=9 {
         let mut damaged = image.clone();
         damaged[blocks[&seq] * 4096 + 12] ^= 1;
         let result = block_on(Store::mount(FaultDisk::from_image(damaged, SECTOR)));
@@ -180,7 +181,7 @@ fn damage_in_the_middle_of_the_log_refuses_the_mount() {
     }
     // The last one cannot be told from a torn write: that commit is gone.
     let mut damaged = image.clone();
-    damaged[blocks[&11] * 4096 + 12] ^= 1;
+    damaged[blocks[&10] * 4096 + 12] ^= 1;
     let store = block_on(Store::mount(FaultDisk::from_image(damaged, SECTOR))).unwrap();
     assert_eq!(block_on(store.get("k9")), Err(KvError::NotFound));
     assert_eq!(block_on(store.get("k8")), Ok(pattern(100, 8)));
@@ -248,14 +249,37 @@ fn a_sealed_superblock_with_counters_near_the_limit_refuses_the_mount() {
     drop(block_on(Store::format_with_volume(disk.clone(), 42)).unwrap());
     for (field, at) in [("generation", 32), ("log_seq", 48)] {
         let mut image = disk.image();
-        let sb = &mut image[4096..4096 + 84];
+        let sb = &mut image[4096..4096 + 88];
         sb[at..at + 8].copy_from_slice(&(u64::MAX - 1).to_le_bytes());
-        let crc = lamina_store::format::crc32c(&sb[..80]);
-        sb[80..84].copy_from_slice(&crc.to_le_bytes());
+        let crc = lamina_store::format::crc32c(&sb[..84]);
+        sb[84..88].copy_from_slice(&crc.to_le_bytes());
         let result = block_on(Store::mount(FaultDisk::from_image(image, SECTOR)));
         assert!(
             matches!(result.err(), Some(StoreError::Corrupt { .. })),
             "{field}"
         );
     }
+}
+
+#[test]
+fn an_image_of_format_version_1_is_refused_naming_its_version() {
+    let disk = FaultDisk::new(2048, SECTOR);
+    drop(block_on(Store::format_with_volume(disk.clone(), 42)).unwrap());
+    let mut image = disk.image();
+    // Version 1's superblock: the same first 80 bytes' layout, its
+    // checksum at 80.
+    for slot in 0..2 {
+        let sb = &mut image[slot * 4096..slot * 4096 + 88];
+        sb[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = lamina_store::format::crc32c(&sb[..80]);
+        sb[80..84].copy_from_slice(&crc.to_le_bytes());
+    }
+    let error = block_on(Store::mount(FaultDisk::from_image(image, SECTOR)))
+        .err()
+        .expect("refused");
+    assert_eq!(error, StoreError::UnsupportedVersion(1));
+    assert_eq!(
+        error.to_string(),
+        "store format version 1 is not supported (this build reads version 2)"
+    );
 }

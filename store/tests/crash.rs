@@ -2,9 +2,11 @@
 //! overwrites that force space reuse and checkpoints) is run again and again
 //! on the fault-injecting device, crashing at every write in turn, with the
 //! unflushed writes kept (the crashing one torn), lost, or kept sector by
-//! sector at random. After each crash the store must mount with every
-//! acknowledged operation and the interrupted one either whole or absent,
-//! and go on working.
+//! sector at random; once on an empty store, once on a store whose index
+//! spans many pages, so that incremental checkpoints split, drop and
+//! rewrite leaves and the root above them. After each crash the store must
+//! mount with every acknowledged operation and the interrupted one either
+//! whole or absent, checkpoint, and go on working.
 
 mod support;
 
@@ -23,11 +25,11 @@ enum Step {
     Checkpoint,
 }
 
-/// A deterministic workload of `steps` steps over a few keys.
-fn workload(seed: u64, steps: usize) -> Vec<Step> {
+/// A deterministic workload of `steps` steps over `keys` keys.
+fn workload(seed: u64, steps: usize, keys: u64) -> Vec<Step> {
     let mut rng = seed | 1;
     let mut out = Vec::new();
-    let key = |rng: &mut u64| format!("k/{}", next(rng) % 12);
+    let key = |rng: &mut u64| format!("k/{}", next(rng) % keys);
     let value = |rng: &mut u64| {
         let len = match next(rng) % 20 {
             0 => 300_000 + (next(rng) % 5000) as usize, // two extents and more
@@ -84,10 +86,11 @@ fn applied(model: &Model, step: &Step) -> Model {
     model
 }
 
-/// Runs `steps` until one fails with an I/O error (the crash). Returns the
-/// acknowledged state and the step that was interrupted, if any.
-fn run(store: &Store<FaultDisk>, steps: &[Step]) -> (Model, Option<Step>) {
-    let mut model = Model::new();
+/// Runs `steps` from `model` until one fails with an I/O error (the
+/// crash). Returns the acknowledged state and the step that was
+/// interrupted, if any.
+fn run(store: &Store<FaultDisk>, model: &Model, steps: &[Step]) -> (Model, Option<Step>) {
+    let mut model = model.clone();
     for step in steps {
         let result = block_on(async {
             match step {
@@ -116,32 +119,71 @@ fn run(store: &Store<FaultDisk>, steps: &[Step]) -> (Model, Option<Step>) {
     (model, None)
 }
 
-/// Runs the workload once per write, crashing at it, for each way of
-/// losing unflushed writes; checks every recovery. Returns the runs made.
-fn crash_everywhere(bytes: u64, sector_size: u32, seed: u64, steps: usize) -> usize {
-    let steps = workload(seed, steps);
-    let sectors = bytes / sector_size as u64;
-    // A run with no crash counts the writes.
-    let disk = FaultDisk::new(sectors, sector_size);
+/// A store on a device of `bytes`, holding `preload` keys (of the
+/// workload's key space) with small values, all durable: its image and
+/// contents.
+fn preloaded(bytes: u64, sector_size: u32, preload: u64) -> (Vec<u8>, Model) {
+    let disk = FaultDisk::new(bytes / sector_size as u64, sector_size);
     let store = block_on(Store::format(disk.clone())).unwrap();
+    let mut model = Model::new();
+    for chunk in (0..preload).collect::<Vec<_>>().chunks(500) {
+        let pairs: Vec<(String, Vec<u8>)> = chunk
+            .iter()
+            .map(|&i| (format!("k/{}", i * 2), pattern(20 + (i % 80) as usize, i)))
+            .collect();
+        let mut batch = Batch::new();
+        for (key, value) in &pairs {
+            batch.set(key, value).unwrap();
+        }
+        block_on(store.commit(batch)).unwrap();
+        model.extend(pairs);
+    }
+    block_on(store.checkpoint()).unwrap();
+    assert_eq!(contents(&store), model);
+    (disk.image(), model)
+}
+
+/// Runs the workload once per write, crashing at it, for each way of
+/// losing unflushed writes; checks every recovery. The store starts with
+/// `preload` keys. Returns the runs made.
+fn crash_everywhere(
+    bytes: u64,
+    sector_size: u32,
+    seed: u64,
+    steps: usize,
+    preload: u64,
+    keys: u64,
+) -> usize {
+    let steps = workload(seed, steps, keys);
+    let (image, start_model) = preloaded(bytes, sector_size, preload);
+    let start_store = || {
+        let disk = FaultDisk::from_image(image.clone(), sector_size);
+        let store = block_on(Store::mount(disk.clone())).unwrap();
+        (disk, store)
+    };
+    // A run with no crash counts the writes.
+    let (disk, store) = start_store();
+    let before = block_on(store.stats());
     let start = disk.writes();
-    let (full, interrupted) = run(&store, &steps);
+    let (full, interrupted) = run(&store, &start_model, &steps);
     assert!(interrupted.is_none());
     let writes = disk.writes() - start;
     let stats = block_on(store.stats());
-    assert!(stats.generation > 3, "the workload checkpoints: {stats:?}");
+    assert!(
+        stats.generation >= before.generation + 3,
+        "the workload checkpoints: {stats:?}"
+    );
     assert!(full.len() > 3, "the workload leaves keys: {full:?}");
     eprintln!(
-        "{writes} writes to crash at; {} steps; {stats:?}",
+        "{writes} writes to crash at; {} steps; {before:?} -> {stats:?}",
         steps.len()
     );
     let mut runs = 0;
     for crash_at in 1..=writes {
         for survivors in [Survivors::All, Survivors::None, Survivors::Random(crash_at)] {
-            let disk = FaultDisk::new(sectors, sector_size);
-            let store = block_on(Store::format(disk.clone())).unwrap();
+            let (disk, store) = start_store();
             disk.crash_at_write(crash_at);
-            let (model, interrupted) = run(&store, &steps);
+            let (model, interrupted) = run(&store, &start_model, &steps);
             assert!(disk.crashed(), "crash at {crash_at} happened");
             let image = disk.after_crash(survivors);
             let what = format!("crash at write {crash_at}, {survivors:?}, during {interrupted:?}");
@@ -162,6 +204,7 @@ fn crash_everywhere(bytes: u64, sector_size: u32, seed: u64, steps: usize) -> us
                 .unwrap_or_else(|e| panic!("{what}: {e}"));
             let mut expected = got.clone();
             expected.insert("after/crash".into(), b"still here".to_vec());
+            block_on(store.checkpoint()).unwrap_or_else(|e| panic!("{what}: checkpoint: {e}"));
             drop(store);
             let store =
                 block_on(Store::mount(disk)).unwrap_or_else(|e| panic!("{what}: remount: {e}"));
@@ -178,12 +221,22 @@ fn summary(model: &Model) -> Vec<(String, usize)> {
 
 #[test]
 fn every_crash_point_recovers_with_512_byte_sectors() {
-    let runs = crash_everywhere(1024 * 1024, 512, 0x5eed, 120);
+    let runs = crash_everywhere(1024 * 1024, 512, 0x5eed, 120, 0, 12);
     eprintln!("{runs} crashes recovered");
 }
 
 #[test]
 fn every_crash_point_recovers_with_4096_byte_sectors() {
-    let runs = crash_everywhere(1024 * 1024, 4096, 0xfeed, 120);
+    let runs = crash_everywhere(1024 * 1024, 4096, 0xfeed, 120, 0, 12);
+    eprintln!("{runs} crashes recovered");
+}
+
+#[test]
+fn every_crash_point_recovers_with_an_index_of_many_pages() {
+    // 600 keys in about 15 leaves: the workload's sets of new keys split
+    // leaves, and each checkpoint rewrites only the leaves it dirtied and
+    // the root above them; overwritten big values free blocks that later
+    // values and pages reuse.
+    let runs = crash_everywhere(2 * 1024 * 1024, 512, 0xbeef, 45, 600, 1200);
     eprintln!("{runs} crashes recovered");
 }

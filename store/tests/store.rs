@@ -369,7 +369,7 @@ fn a_checkpoint_writes_consecutive_log_blocks_together() {
     block_on(store.commit(batch)).unwrap();
     let writes = disk.writes();
     block_on(store.checkpoint()).unwrap();
-    let blocks = block_on(store.stats()).checkpoint_blocks;
+    let blocks = block_on(store.stats()).index_pages;
     assert!(blocks >= 20, "{blocks} blocks");
     // The log blocks in one transfer (they are consecutive on a fresh
     // disk, and fewer than 64), the superblock in another.

@@ -48,6 +48,7 @@ struct Inner {
     unflushed: Vec<(u64, Vec<u8>)>,
     reads: u64,
     writes: u64,
+    bytes_written: u64,
     flushes: u64,
     crash_at: Option<u64>,
     crashed: bool,
@@ -76,6 +77,7 @@ impl FaultDisk {
             unflushed: Vec::new(),
             reads: 0,
             writes: 0,
+            bytes_written: 0,
             flushes: 0,
             crash_at: None,
             crashed: false,
@@ -114,6 +116,11 @@ impl FaultDisk {
     /// Writes so far.
     pub fn writes(&self) -> u64 {
         self.0.borrow().writes
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.0.borrow().bytes_written
     }
 
     /// Flushes so far.
@@ -221,6 +228,7 @@ impl Block for FaultDisk {
             return Err(BlockError::Io);
         }
         inner.writes += 1;
+        inner.bytes_written += buf.len() as u64;
         // The crashing write is recorded as unflushed (it may be torn) but
         // never completes.
         inner.unflushed.push((sector, buf.to_vec()));
