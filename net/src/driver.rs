@@ -457,7 +457,17 @@ impl<N: Netif> Driver<N> {
                         addrs.retain(|a| !matches!(a, IpCidr::Ipv4(_)));
                         let _ = addrs.push(IpCidr::Ipv4(address));
                     });
-                    match config.router {
+                    // A router of 255.255.255.255, 0.0.0.0 or multicast
+                    // is no gateway: smoltcp would assert on resolving it
+                    // (see `args.ipv4_gateway` above).
+                    let router = config.router.filter(|&router| {
+                        let unicast = crate::config::is_unicast(to_std(router));
+                        if !unicast {
+                            log::warn!("net: not using the gateway {router} DHCP gave: not a unicast address");
+                        }
+                        unicast
+                    });
+                    match router {
                         Some(router) => {
                             let _ = iface.routes_mut().add_default_ipv4_route(router);
                         }
@@ -470,10 +480,7 @@ impl<N: Netif> Driver<N> {
                         prefix: address.prefix_len(),
                     };
                     let dns: Vec<_> = config.dns_servers.iter().map(|&a| to_std(a)).collect();
-                    log::info!(
-                        "net: DHCP gave {cidr}, gateway {:?}, DNS servers {dns:?}",
-                        config.router
-                    );
+                    log::info!("net: DHCP gave {cidr}, gateway {router:?}, DNS servers {dns:?}");
                     *self.core.dhcp_dns.borrow_mut() = dns;
                     self.core.ipv4.set(Some(cidr));
                     self.core

@@ -396,3 +396,118 @@ fn connections_closed_by_the_server_free_their_memory_at_once() {
         "100 connections took {elapsed:?} of simulated time"
     );
 }
+
+/// What a DHCP server on the link answers to the stack's `frame`: an OFFER
+/// to a DISCOVER, an ACK to a REQUEST, for 10.0.0.52/28 with `router` as
+/// the gateway; `None` for any other frame.
+fn dhcp_reply(frame: &[u8], router: Ipv4Addr) -> Option<Vec<u8>> {
+    let ip = frame.get(14..)?;
+    let header = usize::from(ip.first()? & 0xf) * 4;
+    if frame[12..14] != [8, 0] || ip.get(9) != Some(&17) {
+        return None;
+    }
+    let udp = ip.get(header..)?;
+    let bootp = udp.get(8..)?;
+    if udp[2..4] != 67u16.to_be_bytes() || bootp.len() < 243 || bootp[240] != 53 {
+        return None;
+    }
+    let kind = match bootp[242] {
+        1 => 2, // DISCOVER: OFFER
+        3 => 5, // REQUEST: ACK
+        _ => return None,
+    };
+    let mut reply = vec![2, 1, 6, 0];
+    reply.extend_from_slice(&bootp[4..8]); // the transaction
+    reply.extend_from_slice(&[0; 8]); // secs, flags, ciaddr
+    reply.extend_from_slice(&[10, 0, 0, 52]); // yiaddr
+    reply.extend_from_slice(&A.octets()); // siaddr
+    reply.extend_from_slice(&[0; 4]); // giaddr
+    reply.extend_from_slice(&bootp[28..44]); // chaddr
+    reply.extend_from_slice(&[0; 192]); // sname, file
+    reply.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind, 54, 4]);
+    reply.extend_from_slice(&A.octets());
+    reply.extend_from_slice(&[51, 4, 0, 0, 14, 16, 1, 4, 255, 255, 255, 240, 3, 4]);
+    reply.extend_from_slice(&router.octets());
+    reply.push(255);
+    // UDP from port 67 to 68, without a checksum (0: none, as IPv4 allows).
+    let mut datagram = [67u16, 68, 8 + reply.len() as u16, 0]
+        .iter()
+        .flat_map(|word| word.to_be_bytes())
+        .collect::<Vec<u8>>();
+    datagram.extend_from_slice(&reply);
+    let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0];
+    packet[2..4].copy_from_slice(&(20 + datagram.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&A.octets());
+    packet.extend_from_slice(&Ipv4Addr::BROADCAST.octets());
+    let sum = packet
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair[1]])))
+        .sum::<u32>();
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let checksum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    packet[10..12].copy_from_slice(&checksum.to_be_bytes());
+    packet.extend_from_slice(&datagram);
+    let mut out = vec![0xff; 6];
+    out.extend_from_slice(&[2, 0, 0, 0, 0, 9, 8, 0]);
+    out.extend_from_slice(&packet);
+    Some(out)
+}
+
+/// Issue 18: a DHCP server that names 255.255.255.255 (or 0.0.0.0, or a
+/// multicast address) as the router. The stack made it its gateway, and
+/// its first off-link packet hit smoltcp's assertion that a neighbour is
+/// unicast (found by the net_frames fuzz target). The lease is taken
+/// without a gateway now: an off-link connection sends nothing, and the
+/// stack lives on; a unicast router is still used (the connection asks
+/// ARP for it).
+#[test]
+fn a_dhcp_router_that_is_not_unicast_is_no_gateway() {
+    let gateway = Ipv4Addr::new(10, 0, 0, 49);
+    for router in [
+        Ipv4Addr::BROADCAST,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(224, 0, 0, 1),
+        gateway,
+    ] {
+        let time = Rc::new(SimTime::default());
+        let executor = Executor::new(time.clone());
+        let rt = executor.handle();
+        let (inbox, outbox) = (Rc::new(Queue::default()), Rc::new(Queue::default()));
+        let netif = SimNetif::new([2, 0, 0, 0, 0, 2], inbox.clone(), outbox.clone(), 0);
+        let stack = NetStack::start(netif, SimClock(time.clone()), 2, &rt, NetArgs::defaults());
+        let (leased, connected) = executor.block_on(async {
+            for _ in 0..100 {
+                if stack.ipv4().is_some() {
+                    break;
+                }
+                rt.sleep(Duration::from_millis(100)).await;
+                while let Some(frame) = outbox.pop() {
+                    if let Some(reply) = dhcp_reply(&frame, router) {
+                        inbox.push(reply);
+                    }
+                }
+            }
+            let leased = stack.ipv4();
+            let off_link = SocketAddr::from(([192, 0, 2, 1], 80));
+            let _ = rt
+                .timeout(Duration::from_secs(2), stack.tcp_connect(off_link))
+                .await;
+            // Through a gateway, the connection asks ARP for the gateway
+            // (which no one answers here); with none, nothing leaves.
+            let mut asked = None;
+            while let Some(frame) = outbox.pop() {
+                if frame[12..14] == [8, 6] && frame[20..22] == [0, 1] {
+                    asked = Some(Ipv4Addr::new(frame[38], frame[39], frame[40], frame[41]));
+                }
+            }
+            (leased, asked)
+        });
+        let expected = Ipv4Cidr {
+            address: Ipv4Addr::new(10, 0, 0, 52),
+            prefix: 28,
+        };
+        assert_eq!(leased, Some(expected), "router {router}");
+        let expected = (router == gateway).then_some(gateway);
+        assert_eq!(connected, expected, "router {router}");
+    }
+}
