@@ -159,4 +159,22 @@ fn bad_images_and_keys_are_refused_with_a_message() {
     assert!(String::from_utf8_lossy(&bad_key.stderr).contains("invalid key"));
     let absent = run_lamina(&["store", "get", img, "x"]);
     assert!(String::from_utf8_lossy(&absent.stderr).contains("x: no such key"));
+    // An image of format version 1 (its superblocks' checksum at 80 over
+    // bytes 0..80) is refused, naming the version.
+    let mut bytes = std::fs::read(&image).unwrap();
+    for slot in 0..2 {
+        let sb = &mut bytes[slot * 4096..slot * 4096 + 88];
+        sb[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = lamina_store::format::crc32c(&sb[..80]);
+        sb[80..84].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(&image, bytes).unwrap();
+    let old = run_lamina(&["store", "ls", img]);
+    assert_eq!(old.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&old.stderr)
+            .contains("store format version 1 is not supported (this build reads version 2)"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
 }
