@@ -188,12 +188,15 @@ mod ring_io {
         /// [`block_ring::LOOK_NS`] at a time, then through one
         /// `BlockRingServe` exit.
         Look,
-        /// Through one `BlockRingServe` exit straight after submitting,
-        /// the thread not kicked: for requests that take longer than the
-        /// look anyway (a flush, an `fdatasync` of milliseconds), which then
-        /// cost one exit and no wake-up of the thread. Measured: a durable
-        /// set on a busy host went through a kick, the look, the exit and
-        /// a wait for the thread's lock.
+        /// For requests that take longer than the look (a flush, an
+        /// `fdatasync` of tens of µs to milliseconds): if the tender's
+        /// thread sleeps, through one `BlockRingServe` exit straight after
+        /// submitting, the thread not kicked, which costs one exit and no
+        /// wake-up (measured: a durable set on a busy host went through a
+        /// kick, the look, the exit and a wait for the thread's lock); if
+        /// it is awake, from it, looking up to
+        /// [`block_ring::FLUSH_LOOK_NS`] before the exit, so that a quick
+        /// disk's flush costs no exit at all.
         ServeAtOnce,
     }
 
@@ -205,6 +208,13 @@ mod ring_io {
         mut requests: impl Iterator<Item = Request>,
         wait: Wait,
     ) -> Result<(), IoError> {
+        let (wait, look_ns) = match wait {
+            Wait::ServeAtOnce if block_ring::thread_awake() => {
+                (Wait::Look, block_ring::FLUSH_LOOK_NS)
+            }
+            Wait::ServeAtOnce => (Wait::ServeAtOnce, block_ring::LOOK_NS),
+            Wait::Look => (Wait::Look, block_ring::LOOK_NS),
+        };
         let mut in_flight = InFlight(VecDeque::new());
         let mut next = requests.next();
         let mut result = Ok(());
@@ -250,7 +260,7 @@ mod ring_io {
             } else {
                 let now = super::sys::monotonic_ns();
                 let since = *stalled_since.get_or_insert(now);
-                if now.saturating_sub(since) > block_ring::LOOK_NS {
+                if now.saturating_sub(since) > look_ns {
                     block_ring::serve_now();
                     stalled_since = None;
                 }

@@ -147,6 +147,13 @@ fn submit_then(mut request: Request, kick: bool) -> Option<Ticket> {
     Some(Ticket(tail))
 }
 
+/// Whether the tender's block I/O thread is awake (looking for requests,
+/// or serving some): a request submitted now is served without a kick.
+pub fn thread_awake() -> bool {
+    RING.get()
+        .is_some_and(|ring| ring.index(offsets::NEEDS_KICK).load(Ordering::SeqCst) == 0)
+}
+
 /// The result of `ticket` if it has been answered (the ticket is then
 /// spent).
 pub fn take(ticket: Ticket) -> Option<Result<(), IoError>> {
@@ -171,6 +178,13 @@ pub fn take(ticket: Ticket) -> Option<Result<(), IoError>> {
 /// KVM-PVM): an answer from an awake I/O thread takes a few µs, and on a
 /// busy host that thread may be waiting for this very CPU.
 pub const LOOK_NS: u64 = 30_000;
+
+/// How long a guest waits by looking for a flush that the tender's awake
+/// I/O thread serves, before it asks for the vCPU's thread: an
+/// `fdatasync` takes tens of µs on a fast device, and this saves the exit
+/// whenever it ends in time; on a slow disk the exit then lets the vCPU
+/// sleep (on the ring's lock) until it does.
+pub const FLUSH_LOOK_NS: u64 = 100_000;
 
 /// Has the tender answer every request submitted so far, on the vCPU's
 /// own thread (one exit): for a guest that has waited [`LOOK_NS`].
