@@ -99,6 +99,13 @@ pub const HOST_FEATURE_BLOCK_RING: u32 = 1 << 2;
 /// tenders, or no `--trace`) the guest must not make the call.
 pub const HOST_FEATURE_TRACE: u32 = 1 << 3;
 
+/// `host_features` bit: the vCPU starts with SSE enabled (CR4.OSFXSR and
+/// CR4.OSXMMEXCPT set, CR0.EM clear), so the guest need not read CR4 to
+/// find out: on KVM-PVM every control-register access is emulated, a VM
+/// exit. Solo5's tenders enable SSE as well but do not say so; a guest
+/// without the bit checks.
+pub const HOST_FEATURE_SSE: u32 = 1 << 4;
+
 /// What the tender tells the guest at entry (pointer in `%rdi`).
 #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(C)]

@@ -64,7 +64,8 @@ lamina_metal::panic_handler!(Solo5Machine);
 // memory. On hvt the guest may run at ring 0 (VMX, Solo5's layout) or ring 3
 // (KVM-PVM): it touches no segment register and takes no interrupts, so
 // either works; the control registers are only written if SSE is not
-// already enabled (reads and writes trap on PVM, so they are avoided).
+// already enabled (reads and writes trap on PVM, so they are avoided), and
+// not even read when the tender says SSE is on (HOST_FEATURE_SSE).
 #[cfg(lamina_target = "hvt")]
 core::arch::global_asm!(
     ".section .text._start,\"ax\"",
@@ -72,6 +73,8 @@ core::arch::global_asm!(
     "_start:",
     "  mov r15, rdi",
     "  and rsp, -16",
+    "  test dword ptr [rdi + {host_features}], {sse}",
+    "  jnz 2f",
     "  mov rax, cr4",
     "  mov rcx, rax",
     "  or rcx, 0x600", // OSFXSR | OSXMMEXCPT
@@ -87,6 +90,8 @@ core::arch::global_asm!(
     "  call {entry}",
     "  ud2",
     entry = sym entry,
+    host_features = const core::mem::offset_of!(lamina_abi::hvt::BootInfo, host_features),
+    sse = const lamina_abi::hvt::HOST_FEATURE_SSE,
 );
 
 // spt: a plain process; SSE is on. Only the stack needs aligning.
