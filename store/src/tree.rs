@@ -20,7 +20,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::ops::Bound::{Included, Unbounded};
+use core::ops::Bound::{Excluded, Included, Unbounded};
 
 /// One node: its pages (a leaf may have none: the first leaf of an empty
 /// store) and whether the next checkpoint rewrites it.
@@ -60,6 +60,16 @@ impl Tree {
             dirty_leaves: 0,
             leaf_pages: 0,
         }
+    }
+
+    /// The first key of the node after the one starting at `first` on
+    /// `level`: the node starting at `first` covers the keys below it
+    /// (`None`: all keys from `first` on).
+    pub fn next_node_key(&self, level: usize, first: &str) -> Option<String> {
+        self.levels[level]
+            .range::<str, _>((Excluded(first), Unbounded))
+            .next()
+            .map(|(key, _)| key.clone())
     }
 
     /// Marks the leaf holding `key` for the next checkpoint.

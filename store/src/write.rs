@@ -399,10 +399,7 @@ impl<B: Block> Store<B> {
             };
             tree.leaf_pages -= node.pages.len() as u64;
             freed.extend(node.pages.iter().map(|page| page.block));
-            let end = tree.levels[0]
-                .range::<str, _>((Excluded(first.as_str()), Unbounded))
-                .next()
-                .map(|(key, _)| key.clone());
+            let end = tree.next_node_key(0, &first);
             let range = (
                 Included(first.as_str()),
                 end.as_deref().map_or(Unbounded, Excluded),
@@ -505,10 +502,7 @@ async fn write_interior<B: Block>(
             continue;
         };
         freed.extend(node.pages.iter().map(|page| page.block));
-        let end = tree.levels[level]
-            .range::<str, _>((Excluded(first.as_str()), Unbounded))
-            .next()
-            .map(|(key, _)| key.clone());
+        let end = tree.next_node_key(level, &first);
         let range = (
             Included(first.as_str()),
             end.as_deref().map_or(Unbounded, Excluded),
