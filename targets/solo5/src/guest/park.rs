@@ -139,10 +139,9 @@ impl GuestPark {
                 if now - last > DESCHEDULED_NS {
                     // The vCPU was off its host CPU while polling: the
                     // host is busy, and polling takes a CPU from the
-                    // threads that bring the input. Sleep, and poll no
-                    // more until a short sleep says it would pay again.
-                    self.poll_ns.set(0);
-                    return self.sleep(deadline, 0);
+                    // threads that bring the input. Sleep now; the next
+                    // poll is adapted as after any other.
+                    break;
                 }
                 last = now;
                 if let Some((head, since)) = waiting {
