@@ -15,6 +15,7 @@ use lamina_abi::hvt::{
 };
 use lamina_abi::mft::block_features;
 use lamina_abi::Solo5Result;
+use lamina_hvt::spin::Spin;
 use lamina_tender::devices::Devices;
 use lamina_tender::mem::{GuestFault, GuestMemory};
 use lamina_tender::sys;
@@ -383,31 +384,22 @@ impl Hypercalls {
         };
         let window = rx.host_poll.get();
         let started = Instant::now();
+        let mut look = Spin::new(window);
         let result = (|| {
             sys::timerfd_arm(self.timer.as_raw_fd(), timeout).map_err(io)?;
             let mut tags = [0u64; 64];
             let mut serve = true;
-            let mut last = started;
-            let mut gave_up = false;
+            look.start();
             loop {
                 if serve {
                     let queued =
                         crate::ring::serve_for_poll(mem, rx.ring, &self.devices.nets, server)
                             .map_err(HypercallError::Ring)?;
                     if queued {
-                        return Ok((Some(started.elapsed()), gave_up));
+                        return Ok(Some(started.elapsed()));
                     }
                 }
-                let now = Instant::now();
-                if now - last > lamina_hvt::spin::DESCHEDULED {
-                    // Off the CPU while looking: the host is busy, and the
-                    // look takes a CPU from the threads that bring input.
-                    // Sleep, and look no more until input comes soon after
-                    // a sleep begins.
-                    gave_up = true;
-                }
-                last = now;
-                let looking = !gave_up && now - started < window;
+                let looking = look.look();
                 let n = if looking {
                     sys::epoll_wait_for(rx.epoll.as_raw_fd(), &mut tags, 0)
                 } else {
@@ -428,12 +420,15 @@ impl Hypercalls {
                 // Only taps readable: read them (above); anything else (the
                 // deadline, the I/O thread's wake-up, a signal) ends the POLL.
                 if n == 0 || tags[..n].iter().any(|&tag| tag >= 64) {
-                    return Ok((woken.then(|| started.elapsed()), gave_up));
+                    return Ok(woken.then(|| started.elapsed()));
                 }
             }
         })();
-        if let Ok((waited, gave_up)) = result {
-            rx.host_poll.set(if gave_up {
+        if let Ok(waited) = result {
+            // Off the CPU while looking: the host is busy, and the look
+            // takes a CPU from the threads that bring input; look no more
+            // until input comes soon after a sleep begins.
+            rx.host_poll.set(if look.descheduled() > 0 {
                 Duration::ZERO
             } else {
                 next_host_poll(window, waited)

@@ -26,7 +26,8 @@ pub struct Spin {
     window: Duration,
     started: Instant,
     last: Instant,
-    /// This period's look ended: the thread was descheduled.
+    /// This period's look ended (its window passed, or the thread was
+    /// descheduled): later calls answer no, whatever their gap.
     stopped: bool,
     /// How many looks ended because the thread was descheduled.
     descheduled: u64,
@@ -77,7 +78,11 @@ impl Spin {
             self.stopped = true;
             return false;
         }
-        now.saturating_duration_since(self.started) < self.window
+        if now.saturating_duration_since(self.started) < self.window {
+            return true;
+        }
+        self.stopped = true;
+        false
     }
 }
 
@@ -103,6 +108,9 @@ mod tests {
         let at = Instant::now();
         spin.start_at(at);
         assert_eq!(look_through(&mut spin, at), 10);
+        // A call long after the look ended (the thread slept since) is no
+        // descheduled look.
+        assert!(!spin.look_at(at + Duration::from_millis(5)));
         assert_eq!(spin.descheduled(), 0);
     }
 
