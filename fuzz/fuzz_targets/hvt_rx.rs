@@ -177,36 +177,36 @@ enum Taken {
 
 /// The guest's `take` into a buffer of [`LARGEST`] bytes (wrap markers
 /// followed at most twice: a guest that scribbled over its own queue may
-/// find nothing but markers).
-fn take(view: &SharedView, queue: &GuestQueue) -> Taken {
-    let tail_word = queue.descriptor + rx::field::TAIL as u64;
-    let head_word = queue.descriptor + rx::field::HEAD as u64;
-    let mut head = load(view, head_word);
+/// find nothing but markers), from `head`, which it moves past what it
+/// took, in `area`, the reserved area (read as the guest reads its own
+/// memory). The caller writes `head` back: nothing but the guest runs
+/// between its takes, so one store after many is what the tender sees.
+fn take(area: &[u8], queue: &GuestQueue, tail: u32, head: &mut u32) -> Taken {
+    let base = (queue.base - RING) as usize;
     let mut wraps = 0;
-    let taken = loop {
-        if head == load(view, tail_word) || wraps > 2 {
+    loop {
+        if *head == tail || wraps > 2 {
             return Taken::Empty;
         }
-        let at = head & (queue.size - 1);
-        let record: rx::Record = view
-            .reserved_read(queue.base + u64::from(at))
+        let at = *head & (queue.size - 1);
+        let record = base + at as usize;
+        let len = area
+            .get(record..record + 4)
             .expect("a record inside the queue");
-        if record.len == rx::WRAP {
-            head = head.wrapping_add(queue.size - at);
+        let len = u32::from_ne_bytes(len.try_into().expect("four bytes"));
+        if len == rx::WRAP {
+            *head = head.wrapping_add(queue.size - at);
             wraps += 1;
             continue;
         }
-        let len = record.len as usize;
-        let inside = at as usize + 8 + len <= queue.size as usize;
-        head = head.wrapping_add(rx::record_bytes(record.len));
-        if inside && len <= LARGEST {
-            let start = (queue.base - RING) as usize + at as usize + 8;
-            break Taken::Frame(start..start + len);
+        let inside = at as usize + 8 + len as usize <= queue.size as usize;
+        *head = head.wrapping_add(rx::record_bytes(len));
+        if inside && len as usize <= LARGEST {
+            let start = record + 8;
+            return Taken::Frame(start..start + len as usize);
         }
-        break Taken::Dropped;
-    };
-    store(view, head_word, head);
-    taken
+        return Taken::Dropped;
+    }
 }
 
 /// A frame of `len` bytes, number `seq`, after what `out` holds: an
@@ -505,17 +505,29 @@ impl Harness {
     }
 
     /// The guest takes up to `count` frames from device `d`'s queue.
+    /// Its `head` is written back once, after the last take: a scribbled
+    /// queue may hold a thousand records of garbage, and a store (and a
+    /// note of it for the serve's check) after each was half of an
+    /// execution.
     fn take(&mut self, d: usize, count: usize) {
         let device = &mut self.devices[d];
         let Some(queue) = self.queues.iter().find(|q| q.handle == device.handle) else {
             return;
         };
+        let head_word = queue.descriptor + rx::field::HEAD as u64;
+        let tail = load(&self.view, queue.descriptor + rx::field::TAIL as u64);
+        let start = load(&self.view, head_word);
+        let mut head = start;
+        let mut took = false;
+        let area = reserved(&self.view);
         for _ in 0..count {
-            match take(&self.view, queue) {
+            let taken = take(area, queue, tail, &mut head);
+            took |= !matches!(taken, Taken::Empty);
+            match taken {
                 Taken::Empty => break,
                 Taken::Dropped => assert!(!device.clean, "a clean queue held a bad record"),
                 Taken::Frame(range) if device.clean => {
-                    let frame = &reserved(&self.view)[range];
+                    let frame = &area[range];
                     if device.exact {
                         let next = device.expected.pop_front();
                         assert_eq!(
@@ -532,6 +544,9 @@ impl Harness {
                 }
                 Taken::Frame(_) => {}
             }
+        }
+        if took {
+            store(&self.view, head_word, head);
         }
     }
 
