@@ -19,7 +19,7 @@ each case. Then the website as a Linux process on loopback, and (with
 
 usage: sudo bench/http.py [--seconds S] [--connections C] [--memory]
 """
-import argparse, contextlib, os, re, shutil, subprocess, sys, tempfile, time
+import argparse, contextlib, os, re, shutil, socket, subprocess, sys, tempfile, time
 
 from netns import REL, ROOT, build_tenders, delete, image, sh, tap_namespace, tender_path, veth_namespaces
 
@@ -102,20 +102,36 @@ def nginx_veth(args):
             delete(a, b)
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def started(proc, what):
+    """Fails clearly if `proc` (a server just started) has already exited."""
+    time.sleep(0.5)
+    if proc.poll() is not None:
+        sys.exit(f"bench/http.py: {what} exited at start (status {proc.returncode}); see its message above")
+
+
 def loopback(args):
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(["nginx", "-c", nginx_conf(tmp, "127.0.0.1:18080")])
-        time.sleep(0.5)
+        port = free_port()
+        proc = subprocess.Popen(["nginx", "-c", nginx_conf(tmp, f"127.0.0.1:{port}")])
         try:
-            nginx = wrk(None, "http://127.0.0.1:18080/", args)
+            started(proc, "nginx on loopback")
+            nginx = wrk(None, f"http://127.0.0.1:{port}/", args)
         finally:
             proc.terminate()
             proc.wait()
     sh(f"cd {ROOT} && cargo build --release -q -p website")
-    proc = subprocess.Popen([os.path.join(REL, "website"), "--port=18081", "--log=warn"])
-    time.sleep(0.5)
+    port = free_port()
+    proc = subprocess.Popen([os.path.join(REL, "website"), f"--port={port}", "--log=warn"])
     try:
-        unix = wrk(None, "http://127.0.0.1:18081/", args)
+        started(proc, "the website on unix")
+        unix = wrk(None, f"http://127.0.0.1:{port}/", args)
     finally:
         proc.terminate()
         proc.wait()
