@@ -19,7 +19,9 @@ in a temporary directory under --dir, the filesystem of the guest's disk
 image. The path compared, the closest to like for like without HTTP: the
 guest times its own loop of `store.set` (one commit, answered once written
 and flushed: fdatasync in the tender) and then `store.get`, over --kv-keys
-keys, on a freshly formatted image; Redis is timed by redis-benchmark with
+keys, on a freshly formatted image, the store keeping --value-cache-mib
+(8) of values over 512 B for gets (`Store::set_value_cache`; Redis holds
+every value in memory); Redis is timed by redis-benchmark with
 one client and no pipelining (-c 1 -P 1) over a unix socket, SET then GET
 over the same number of random keys, each on a fresh server. Redis's
 figures include a socket round trip per request that the guest's loop does
@@ -35,7 +37,7 @@ Redis run's SETs ranged from 196/s to 5,249/s within a minute, which made
 the durable-write ratios a draw of the disk's mood; on the RAM disk they
 compare the software paths.
 
-usage: bench/store.py [--block] [--kv] [--runs N] [--ops N] [--mib M] [--kv-ops N] [--dir DIR | --ram-disk] [--targets spt,hvt]
+usage: bench/store.py [--block] [--kv] [--runs N] [--ops N] [--mib M] [--kv-ops N] [--value-cache-mib M] [--dir DIR | --ram-disk] [--targets spt,hvt]
 (neither --block nor --kv: both)
 """
 import argparse, contextlib, json, os, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -116,13 +118,14 @@ def block(args):
 KV_SIZES = [100, 4096]
 
 
-def guest_kv(target, app, dir, size, ops, keys, strace=None):
+def guest_kv(target, app, dir, size, ops, keys, value_cache, strace=None):
     """(sets/s, gets/s) of the guest's timed loops on a fresh image; with
     `strace`, that file receives the tender's `strace -c` summary."""
     with tempfile.NamedTemporaryFile(dir=dir, prefix="lamina-kv-bench-") as disk:
         disk.truncate(256 << 20)
         cmd = [tender_path(target), "--mem=64", f"--block:storage={disk.name}", app,
-               "--mode=bench", f"--value-size={size}", f"--ops={ops}", f"--keys={keys}"]
+               "--mode=bench", f"--value-size={size}", f"--ops={ops}", f"--keys={keys}",
+               f"--value-cache-bytes={value_cache}"]
         if strace:
             cmd = ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", strace] + cmd
         out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, check=True).stdout
@@ -208,6 +211,8 @@ def kv(args):
           f"Redis {version} (appendonly yes, appendfsync always) and the guest's image both in {args.dir}")
     print("  path: the guest times its own loop of store.set (commit + flush) and store.get, no network; "
           "Redis: redis-benchmark -c 1 -P 1 over a unix socket (a round trip per request)")
+    print(f"  the store keeps {args.value_cache >> 20} MiB of values over 512 B for gets (--value-cache-mib; "
+          f"the values of 4 KiB take {4096 * args.kv_keys / 2**20:.1f} MiB), as Redis holds all in memory")
     for size in KV_SIZES:
         results = {name: {"set": [], "get": []} for name in ["redis"] + targets}
         for _ in range(args.runs):  # alternating, so drift hits all alike
@@ -215,14 +220,14 @@ def kv(args):
                 if name == "redis":
                     w, r = redis_kv(args.dir, size, args.kv_ops, args.kv_keys)
                 else:
-                    w, r = guest_kv(name, apps[name], args.dir, size, args.kv_ops, args.kv_keys)
+                    w, r = guest_kv(name, apps[name], args.dir, size, args.kv_ops, args.kv_keys, args.value_cache)
                 results[name]["set"].append(w)
                 results[name]["get"].append(r)
         with tempfile.TemporaryDirectory() as tmp:
             summary = os.path.join(tmp, "strace")
             per_write = {"redis": redis_fsyncs(args.dir, size, args.kv_ops, args.kv_keys, summary) / args.kv_ops}
             for t in targets:
-                guest_kv(t, apps[t], args.dir, size, args.kv_ops, args.kv_keys, strace=summary)
+                guest_kv(t, apps[t], args.dir, size, args.kv_ops, args.kv_keys, args.value_cache, strace=summary)
                 per_write[t] = fsyncs(summary) / args.kv_ops
         for op in ("set", "get"):
             redis = statistics.median(results["redis"][op])
@@ -249,9 +254,12 @@ def main():
     ap.add_argument("--kv", action="store_true", help="the key-value benchmark against Redis")
     ap.add_argument("--kv-ops", type=int, default=2000, help="SETs (and as many GETs) per kv run")
     ap.add_argument("--kv-keys", type=int, default=1000, help="distinct keys of the kv runs")
+    ap.add_argument("--value-cache-mib", type=int, default=8,
+                    help="MiB of values over 512 B the guest's store keeps for gets (0: each get reads the disk)")
     ap.add_argument("--ram-disk", action="store_true",
                     help="run on ext4 over a loop device in /dev/shm (root): fdatasync costs the same every time")
     args = ap.parse_args()
+    args.value_cache = args.value_cache_mib << 20
     if not (args.block or args.kv):
         args.block = args.kv = True
     build_tenders()

@@ -56,7 +56,11 @@
 //! to 256 KiB (64 blocks of 4 KiB: a get of a small value is then no read,
 //! as Redis answers from memory; a checkpoint empties it, as it frees blocks
 //! of both). Bigger values
-//! are never cached: `get` holds the value and at most one block more;
+//! are kept only in the value cache the application sizes
+//! ([`Store::set_value_cache`], none by default): at most that many bytes
+//! of values written or read lately, plus about 80 bytes each, none over a
+//! sixteenth of it; a get of a value held is a copy from memory, with no
+//! read and no checksum pass. Otherwise `get` holds the value and at most one block more;
 //! `set` writes from the caller's slice and copies at most one block; a
 //! commit or checkpoint holds up to 256 KiB of its log blocks or pages, to
 //! write consecutive ones in one transfer, and a checkpoint the keys of
@@ -204,6 +208,9 @@ pub(crate) struct State {
     /// (emptied by each checkpoint, which frees the log and the pages it
     /// replaces).
     gets: read::LogBlockCache,
+    /// Values over the inline limit gets read lately (see
+    /// [`Store::set_value_cache`]).
+    values: read::ValueCache,
 }
 
 /// A key-value store on a block device. See the crate docs.
@@ -233,6 +240,14 @@ pub struct Stats {
     pub index_levels: u32,
     /// Superblock generation (counts checkpoints).
     pub generation: u64,
+    /// Bytes of values held for gets ([`Store::set_value_cache`]).
+    pub value_cache_bytes: u64,
+    /// Gets of values over 512 bytes answered from the value cache since
+    /// the mount.
+    pub value_cache_hits: u64,
+    /// Gets of values over 512 bytes that read the disk, with a value
+    /// cache, since the mount.
+    pub value_cache_misses: u64,
 }
 
 /// Several sets and removes applied together or not at all.
@@ -308,7 +323,21 @@ impl<B: Block> Store<B> {
             index_pages: state.tree.pages(),
             index_levels: state.tree.levels.len() as u32,
             generation: state.superblock.generation,
+            value_cache_bytes: state.values.bytes() as u64,
+            value_cache_hits: state.values.hits,
+            value_cache_misses: state.values.misses,
         }
+    }
+
+    /// Keeps up to `bytes` of values over 512 bytes that sets wrote or
+    /// gets read (checked), whole, so that a get of one costs no block
+    /// read and no checksum pass (none by default). Memory: `bytes`, plus
+    /// about 80 bytes per value held; a value over `bytes` / 16 is never
+    /// held. A write or remove of a key drops its old value before its
+    /// blocks are freed. Damage done on the disk to a value held shows at
+    /// its next read from the disk.
+    pub async fn set_value_cache(&self, bytes: usize) {
+        self.state.lock().await.values.set_capacity(bytes);
     }
 
     /// Writes a new checkpoint now, compacting the log to the index.
@@ -354,17 +383,27 @@ impl<B: Block> KvRead for Store<B> {
     async fn get(&self, key: &str) -> Result<Vec<u8>, KvError> {
         let key = check_key(key)?;
         let mut state = self.state.lock().await;
-        let State { index, gets, .. } = &mut *state;
+        let State {
+            index,
+            gets,
+            values,
+            ..
+        } = &mut *state;
         let entry = index.get(&key).ok_or(KvError::NotFound)?;
-        self.read_value(entry, gets).await
+        self.get_value(entry, gets, values).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>, KvError> {
         let key = check_key(key)?;
         let mut state = self.state.lock().await;
-        let State { index, gets, .. } = &mut *state;
+        let State {
+            index,
+            gets,
+            values,
+            ..
+        } = &mut *state;
         let entry = index.get(&key).ok_or(KvError::NotFound)?;
-        self.read_range(entry, offset, len, gets).await
+        self.get_range_of(entry, offset, len, gets, values).await
     }
 
     async fn size(&self, key: &str) -> Result<u64, KvError> {

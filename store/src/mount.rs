@@ -7,7 +7,7 @@ use crate::format::{
     Superblock, LOG_HEADER, MAX_BLOCK_SIZE, MIN_BLOCK_SIZE, SUPERBLOCK_BLOCKS,
 };
 use crate::lock::Lock;
-use crate::read::LogBlockCache;
+use crate::read::{LogBlockCache, ValueCache};
 use crate::space::Space;
 use crate::tree::{Node, Tree};
 use crate::{Entry, Inline, State, Store, StoreError};
@@ -124,6 +124,7 @@ impl<B: Block> Store<B> {
                 tail,
                 poisoned: false,
                 gets: LogBlockCache::for_gets(block_size),
+                values: ValueCache::default(),
             }),
         })
     }
@@ -189,6 +190,7 @@ impl<B: Block> Store<B> {
                 tail: replay.tail,
                 poisoned: false,
                 gets: LogBlockCache::for_gets(superblock.block_size),
+                values: ValueCache::default(),
             }),
         })
     }

@@ -2,7 +2,7 @@
 
 use crate::format::{crc32c, payload_end, FormatError};
 use crate::{Entry, Inline, Store, StoreError};
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -52,7 +52,187 @@ impl LogBlockCache {
     }
 }
 
+/// Whole values over [`INLINE_MAX`](crate::format::INLINE_MAX) bytes that
+/// commits wrote or gets read lately (checked when read), so that a get
+/// of such a value costs no block read and no checksum pass (as Redis
+/// answers from memory). Its size is the application's choice
+/// ([`Store::set_value_cache`]); none by default. Damage done on the disk
+/// to a value held shows at its next read from the disk, as for the log
+/// blocks [`LogBlockCache`] holds.
+///
+/// A value is held under the first block of its first extent, with that
+/// extent's checksum and the value's size, and found only if the key's
+/// entry still names the same block, checksum and size. Extents are
+/// written once and never changed while allocated; a commit that replaces
+/// or removes a value frees its extents and forgets the value here first
+/// ([`ValueCache::forget`]), so a freed block that is used again never
+/// answers for what it held. Checkpoints do not move extents.
+///
+/// Memory: the values held, at most its capacity, plus
+/// about 80 bytes of bookkeeping per value. A value bigger than a
+/// sixteenth of the capacity is not held (one big get would empty it).
+/// Eviction is the clock's second chance: a value got again since the hand
+/// last passed stays for another turn.
+#[derive(Default)]
+pub(crate) struct ValueCache {
+    /// By first block.
+    values: BTreeMap<u64, CachedValue>,
+    /// Every value in `values` once, with the stamp it was added with,
+    /// oldest first, and entries of values since forgotten or replaced
+    /// (a stamp that differs), dropped as the hand meets them.
+    clock: VecDeque<(u64, u64)>,
+    bytes: usize,
+    capacity: usize,
+    stamp: u64,
+    /// Gets answered from here.
+    pub hits: u64,
+    /// Gets of values over the inline limit that were not (with a
+    /// capacity).
+    pub misses: u64,
+}
+
+struct CachedValue {
+    crc: u32,
+    value: Vec<u8>,
+    stamp: u64,
+    /// Got since the clock's hand last passed it.
+    referenced: bool,
+}
+
+impl ValueCache {
+    /// Holds up to `capacity` bytes of values from now on (dropping what
+    /// no longer fits).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+        while self.bytes > self.capacity && self.evict_one() {}
+    }
+
+    /// Bytes of values held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The value of `entry` if it is held (and counts the get).
+    fn get(&mut self, entry: &Entry) -> Option<&[u8]> {
+        let first = entry.extents.first()?;
+        match self.values.get_mut(&first.start) {
+            Some(cached) if cached.crc == first.crc && cached.value.len() as u64 == entry.size => {
+                cached.referenced = true;
+                self.hits += 1;
+                Some(&cached.value)
+            }
+            _ => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Holds `value`, the value of `entry` as read and checked or as just
+    /// written and flushed, if it is small enough.
+    pub fn insert(&mut self, entry: &Entry, value: &[u8]) {
+        let Some(first) = entry.extents.first() else {
+            return;
+        };
+        if value.len() > self.capacity / 16 {
+            return;
+        }
+        self.forget(first.start);
+        while self.bytes + value.len() > self.capacity && self.evict_one() {}
+        self.stamp += 1;
+        self.values.insert(
+            first.start,
+            CachedValue {
+                crc: first.crc,
+                value: value.to_vec(),
+                stamp: self.stamp,
+                referenced: false,
+            },
+        );
+        self.clock.push_back((first.start, self.stamp));
+        self.bytes += value.len();
+        // Entries of forgotten values pile up when values are replaced
+        // faster than the cache fills: keep the clock at most twice the
+        // values held.
+        if self.clock.len() > 2 * self.values.len() + 16 {
+            let values = &self.values;
+            self.clock
+                .retain(|(block, stamp)| values.get(block).is_some_and(|v| v.stamp == *stamp));
+        }
+    }
+
+    /// Drops the value whose first extent starts at `block` (its extents
+    /// are about to be freed).
+    pub fn forget(&mut self, block: u64) {
+        if let Some(old) = self.values.remove(&block) {
+            self.bytes -= old.value.len();
+        }
+    }
+
+    /// Drops the value the hand reaches first that was not got since it
+    /// last passed; false if none is held.
+    fn evict_one(&mut self) -> bool {
+        while let Some((block, stamp)) = self.clock.pop_front() {
+            let Some(cached) = self.values.get_mut(&block).filter(|v| v.stamp == stamp) else {
+                continue; // forgotten or replaced since
+            };
+            if cached.referenced {
+                cached.referenced = false;
+                self.clock.push_back((block, stamp));
+                continue;
+            }
+            let len = cached.value.len();
+            self.values.remove(&block);
+            self.bytes -= len;
+            return true;
+        }
+        false
+    }
+}
+
 impl<B: Block> Store<B> {
+    /// The value of `entry`, from `values` if held there, else read (and
+    /// held there if it fits).
+    pub(crate) async fn get_value(
+        &self,
+        entry: &Entry,
+        blocks: &mut LogBlockCache,
+        values: &mut ValueCache,
+    ) -> Result<Vec<u8>, KvError> {
+        if entry.inline.is_some() || values.capacity == 0 {
+            return self.read_value(entry, blocks).await;
+        }
+        if let Some(value) = values.get(entry) {
+            return Ok(value.to_vec());
+        }
+        let value = self.read_value(entry, blocks).await?;
+        values.insert(entry, &value);
+        Ok(value)
+    }
+
+    /// Up to `len` bytes of the value of `entry` from `offset`: from
+    /// `values` if held there, else read (not held: ranges are for values
+    /// too big to hold whole).
+    pub(crate) async fn get_range_of(
+        &self,
+        entry: &Entry,
+        offset: u64,
+        len: usize,
+        blocks: &mut LogBlockCache,
+        values: &mut ValueCache,
+    ) -> Result<Vec<u8>, KvError> {
+        if entry.inline.is_none() && values.capacity > 0 {
+            if let Some(value) = values.get(entry) {
+                let start = usize::try_from(offset)
+                    .unwrap_or(usize::MAX)
+                    .min(value.len());
+                let end = start.saturating_add(len).min(value.len());
+                return Ok(value[start..end].to_vec());
+            }
+        }
+        self.read_range(entry, offset, len, blocks).await
+    }
+
     /// The whole value of `entry`, read straight into the result (which is
     /// at most one block longer than the value while it is read).
     pub(crate) async fn read_value(

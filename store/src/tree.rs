@@ -12,7 +12,8 @@
 //!
 //! A set or remove marks its key's leaf dirty; a checkpoint rewrites the
 //! dirty leaves (split where they grew past a page, dropped where they
-//! emptied), then the nodes above the ones that changed, up to the root:
+//! emptied, joined to a neighbour under the same parent where both fit
+//! half a page), then the nodes above the ones that changed, up to the root:
 //! what it writes is proportional to what changed since the last one.
 
 use crate::format::PageRef;

@@ -123,6 +123,8 @@ impl<B: Block> Store<B> {
                         inline,
                     };
                     state.index_bytes += entry.encoded_len(key.len());
+                    // The value just written is what a get would read back.
+                    state.values.insert(&entry, value);
                     state.index.insert(key.clone(), entry)
                 }
                 None => state.index.remove(&key),
@@ -130,6 +132,10 @@ impl<B: Block> Store<B> {
             state.tree.mark(&key);
             if let Some(old) = old {
                 state.index_bytes -= old.encoded_len(key.len());
+                // Forgotten before its blocks are free to be claimed again.
+                if let Some(first) = old.extents.first() {
+                    state.values.forget(first.start);
+                }
                 old.extents
                     .iter()
                     .for_each(|e| state.space.release(e.range()));
@@ -371,7 +377,8 @@ impl<B: Block> Store<B> {
     /// into pages, a new leaf begun where a page is three quarters full
     /// (or the next key's first record does not fit), so leaves split as
     /// they grow; a leaf left empty is dropped (its keys' range joins the
-    /// leaf before). Returns the keys of the leaves changed, added or
+    /// leaf before), and small ones are joined first
+    /// ([`join_small_leaves`]). Returns the keys of the leaves changed, added or
     /// dropped, whose parents are rewritten next.
     async fn write_leaves(
         &self,
@@ -384,12 +391,14 @@ impl<B: Block> Store<B> {
         } = &mut *state;
         let capacity = self.disk.block_size as usize - LOG_HEADER;
         let target = capacity * 3 / 4;
+        let joined = join_small_leaves(tree, index, capacity as u64 / 2, freed);
         let dirty: Vec<String> = tree.levels[0]
             .iter()
             .filter(|(_, node)| node.dirty)
             .map(|(key, _)| key.clone())
             .collect();
-        let mut changed = Vec::new();
+        // The parents of the leaves joined into others list them no more.
+        let mut changed = joined;
         let mut records = Vec::new();
         let mut source = LogBlockCache::default();
         let mut payload = Vec::with_capacity(capacity);
@@ -474,6 +483,91 @@ impl<B: Block> Store<B> {
             }
         }
         Ok(changed)
+    }
+}
+
+/// Joins each dirty leaf to its neighbours under the same parent where
+/// their records together take at most `half` a page's payload: first to
+/// the leaf before (which takes its keys and becomes dirty), then the
+/// leaves after, one by one, to whichever took its keys. Random removes
+/// leave leaves nearly empty, each a page until this joins them; half a
+/// page (not the three quarters a leaf splits at) keeps the two halves of
+/// a leaf that has just split from being joined again at once. A joined
+/// leaf's node is dropped and its pages freed with the checkpoint's
+/// others (after the new superblock is durable, like every page
+/// replaced); returns the keys of the nodes dropped, whose parent is
+/// rewritten. Only clean neighbours of dirty leaves are read into the
+/// rewrite, so a checkpoint's cost still follows what changed.
+fn join_small_leaves(
+    tree: &mut Tree,
+    index: &BTreeMap<String, Entry>,
+    half: u64,
+    freed: &mut Vec<u64>,
+) -> Vec<String> {
+    let dirty: Vec<String> = tree.levels[0]
+        .iter()
+        .filter(|(_, node)| node.dirty)
+        .map(|(key, _)| key.clone())
+        .collect();
+    let mut dropped = Vec::new();
+    for first in dirty {
+        if !tree.levels[0].contains_key(&first) {
+            continue; // joined to a dirty leaf before it
+        }
+        let mut host = first;
+        let before = tree.levels[0]
+            .range::<str, _>((Unbounded, Excluded(host.as_str())))
+            .next_back()
+            .map(|(key, _)| key.clone());
+        if let Some(before) = before {
+            if same_parent(tree, &before, &host)
+                && leaf_bytes(tree, index, &before) + leaf_bytes(tree, index, &host) <= half
+            {
+                drop_leaf(tree, &host, freed);
+                dropped.push(core::mem::replace(&mut host, before));
+                tree.mark(&host);
+            }
+        }
+        while let Some(next) = tree.next_node_key(0, &host) {
+            if !same_parent(tree, &host, &next)
+                || leaf_bytes(tree, index, &host) + leaf_bytes(tree, index, &next) > half
+            {
+                break;
+            }
+            drop_leaf(tree, &next, freed);
+            dropped.push(next);
+        }
+    }
+    dropped
+}
+
+/// Whether leaves `a` and `b` are listed by the same page above.
+fn same_parent(tree: &Tree, a: &str, b: &str) -> bool {
+    let parent = |key: &str| {
+        tree.levels[1]
+            .range::<str, _>((Unbounded, Included(key)))
+            .next_back()
+            .map(|(key, _)| key)
+    };
+    parent(a) == parent(b)
+}
+
+/// Bytes the records of the leaf starting at `first` take.
+fn leaf_bytes(tree: &Tree, index: &BTreeMap<String, Entry>, first: &str) -> u64 {
+    let end = tree.next_node_key(0, first);
+    let range = (Included(first), end.as_deref().map_or(Unbounded, Excluded));
+    index
+        .range::<str, _>(range)
+        .map(|(key, entry)| entry.encoded_len(key.len()))
+        .sum()
+}
+
+/// Drops the leaf starting at `first` from the tree (its keys join the
+/// leaf before); its pages are freed with the checkpoint's.
+fn drop_leaf(tree: &mut Tree, first: &str, freed: &mut Vec<u64>) {
+    if let Some(node) = tree.levels[0].remove(first) {
+        tree.leaf_pages -= node.pages.len() as u64;
+        freed.extend(node.pages.iter().map(|page| page.block));
     }
 }
 

@@ -133,3 +133,54 @@ fn leaves_split_empty_and_span_pages_through_many_checkpoints() {
         );
     }
 }
+
+#[test]
+fn removes_join_small_leaves_and_the_index_shrinks() {
+    let disk = FaultDisk::new((8 << 20) / 512, 512);
+    let store = block_on(Store::format_with_volume(disk.clone(), 5)).unwrap();
+    let mut model = std::collections::BTreeMap::new();
+    block_on(async {
+        for chunk in (0..4000u64).collect::<Vec<_>>().chunks(400) {
+            let mut batch = Batch::new();
+            let values: Vec<(String, Vec<u8>)> = chunk
+                .iter()
+                .map(|&i| (format!("j/{i:05}"), pattern(40 + (i % 60) as usize, i)))
+                .collect();
+            for (key, value) in &values {
+                batch.set(key, value).unwrap();
+            }
+            store.commit(batch).await.unwrap();
+            model.extend(values);
+        }
+        store.checkpoint().await.unwrap();
+    });
+    let full = block_on(store.stats());
+    // Nine keys in ten removed, at random, in rounds with checkpoints
+    // between: every leaf keeps a few keys, so none is left empty.
+    let mut rng = 0x007e_110f_u64;
+    let mut keys: Vec<String> = model.keys().cloned().collect();
+    block_on(async {
+        while keys.len() > 400 {
+            let mut batch = Batch::new();
+            for _ in 0..200 {
+                let at = (support::next(&mut rng) % keys.len() as u64) as usize;
+                let key = keys.swap_remove(at);
+                batch.remove(&key).unwrap();
+                model.remove(&key);
+            }
+            store.commit(batch).await.unwrap();
+            store.checkpoint().await.unwrap();
+        }
+    });
+    let thinned = block_on(store.stats());
+    eprintln!("{full:?} -> {thinned:?}");
+    // 400 keys of about 90 bytes of records fill about 9 pages of 4 KiB;
+    // joined leaves are at most half full, so about twice that at most,
+    // where the leaves of 4,000 keys stay some 130 pages if never joined.
+    assert!(full.index_pages > 100, "{full:?}");
+    assert!(thinned.index_pages * 4 < full.index_pages, "{thinned:?}");
+    drop(store);
+    let store = block_on(Store::mount(disk.clone())).unwrap();
+    assert_eq!(contents(&store), model);
+    assert_eq!(block_on(store.stats()).index_pages, thinned.index_pages);
+}

@@ -4,13 +4,15 @@
 //! unflushed writes kept (the crashing one torn), lost, or kept sector by
 //! sector at random; once on an empty store, once on a store whose index
 //! spans many pages, so that incremental checkpoints split, drop and
-//! rewrite leaves and the root above them. After each crash the store must
+//! rewrite leaves and the root above them, and once removing most of such
+//! a store's keys, so that checkpoints join the leaves thinned out. After
+//! each crash the store must
 //! mount with every acknowledged operation and the interrupted one either
 //! whole or absent, checkpoint, and go on working.
 
 mod support;
 
-use lamina_core::device::{KvError, KvWrite};
+use lamina_core::device::{KvError, KvRead, KvWrite};
 use lamina_store::{Batch, Store};
 use std::collections::BTreeMap;
 use support::{block_on, contents, next, pattern, FaultDisk, Survivors};
@@ -89,7 +91,12 @@ fn applied(model: &Model, step: &Step) -> Model {
 /// Runs `steps` from `model` until one fails with an I/O error (the
 /// crash). Returns the acknowledged state and the step that was
 /// interrupted, if any.
-fn run(store: &Store<FaultDisk>, model: &Model, steps: &[Step]) -> (Model, Option<Step>) {
+fn run(
+    disk: &FaultDisk,
+    store: &Store<FaultDisk>,
+    model: &Model,
+    steps: &[Step],
+) -> (Model, Option<Step>) {
     let mut model = model.clone();
     for step in steps {
         let result = block_on(async {
@@ -110,13 +117,51 @@ fn run(store: &Store<FaultDisk>, model: &Model, steps: &[Step]) -> (Model, Optio
             }
         });
         match result {
-            Ok(()) => model = applied(&model, step),
+            Ok(()) => {
+                model = applied(&model, step);
+                check_gets(disk, store, &model, step);
+            }
             Err(KvError::NotFound) | Err(KvError::NoSpace) => {}
             Err(KvError::Io) => return (model, Some(step.clone())),
             Err(e) => panic!("{step:?}: {e}"),
         }
     }
     (model, None)
+}
+
+/// Gets the keys `step` wrote, twice (the second from the value cache,
+/// which the stores here keep: `cached`), and checks them against `model`:
+/// a value cached before its key was overwritten or removed, or the bytes
+/// of blocks freed and written again since, would show here.
+fn check_gets(disk: &FaultDisk, store: &Store<FaultDisk>, model: &Model, step: &Step) {
+    let keys: Vec<&String> = match step {
+        Step::Set(key, _) | Step::Remove(key) => vec![key],
+        Step::Batch(ops) => ops.iter().map(|(key, _)| key).collect(),
+        Step::Checkpoint => Vec::new(), // moves no value
+    };
+    block_on(async {
+        for key in keys.iter().chain(&keys) {
+            match (store.get(key).await, model.get(*key)) {
+                (Ok(got), Some(value)) => assert!(got == *value, "{key}: a stale value"),
+                (Err(KvError::NotFound), None) => {}
+                // The step's own checkpoint crashed after its commit (a
+                // set is acknowledged whatever that checkpoint does).
+                (Err(KvError::Io), _) if disk.crashed() => return,
+                (got, value) => panic!(
+                    "{key}: {:?}, expected {:?}",
+                    got.map(|v| v.len()),
+                    value.map(Vec::len)
+                ),
+            }
+        }
+    });
+}
+
+/// `store`, keeping up to 1 MiB of values for gets (the workload's values
+/// of about 20 KB are held, those of 300 KB are not).
+fn cached(store: Store<FaultDisk>) -> Store<FaultDisk> {
+    block_on(store.set_value_cache(1 << 20));
+    store
 }
 
 /// A store on a device of `bytes`, holding `preload` keys (of the
@@ -143,29 +188,30 @@ fn preloaded(bytes: u64, sector_size: u32, preload: u64) -> (Vec<u8>, Model) {
     (disk.image(), model)
 }
 
-/// Runs the workload once per write, crashing at it, for each way of
-/// losing unflushed writes; checks every recovery. The store starts with
-/// `preload` keys. Returns the runs made.
-fn crash_everywhere(
-    bytes: u64,
-    sector_size: u32,
-    seed: u64,
-    steps: usize,
-    preload: u64,
-    keys: u64,
-) -> usize {
-    let steps = workload(seed, steps, keys);
+/// What [`crash_everywhere`] did: the runs made (each a crash and a
+/// recovery), and the store's figures before and after the workload run
+/// without a crash.
+struct CrashRuns {
+    runs: usize,
+    before: lamina_store::Stats,
+    after: lamina_store::Stats,
+}
+
+/// Runs `steps` once per write, crashing at it, for each way of losing
+/// unflushed writes; checks every recovery. The store starts with
+/// `preload` keys.
+fn crash_everywhere(bytes: u64, sector_size: u32, steps: Vec<Step>, preload: u64) -> CrashRuns {
     let (image, start_model) = preloaded(bytes, sector_size, preload);
     let start_store = || {
         let disk = FaultDisk::from_image(image.clone(), sector_size);
-        let store = block_on(Store::mount(disk.clone())).unwrap();
+        let store = cached(block_on(Store::mount(disk.clone())).unwrap());
         (disk, store)
     };
     // A run with no crash counts the writes.
     let (disk, store) = start_store();
     let before = block_on(store.stats());
     let start = disk.writes();
-    let (full, interrupted) = run(&store, &start_model, &steps);
+    let (full, interrupted) = run(&disk, &store, &start_model, &steps);
     assert!(interrupted.is_none());
     let writes = disk.writes() - start;
     let stats = block_on(store.stats());
@@ -183,13 +229,15 @@ fn crash_everywhere(
         for survivors in [Survivors::All, Survivors::None, Survivors::Random(crash_at)] {
             let (disk, store) = start_store();
             disk.crash_at_write(crash_at);
-            let (model, interrupted) = run(&store, &start_model, &steps);
+            let (model, interrupted) = run(&disk, &store, &start_model, &steps);
             assert!(disk.crashed(), "crash at {crash_at} happened");
             let image = disk.after_crash(survivors);
             let what = format!("crash at write {crash_at}, {survivors:?}, during {interrupted:?}");
             let disk = FaultDisk::from_image(image, sector_size);
-            let store = block_on(Store::mount(disk.clone()))
-                .unwrap_or_else(|e| panic!("{what}: mount failed: {e}"));
+            let store = cached(
+                block_on(Store::mount(disk.clone()))
+                    .unwrap_or_else(|e| panic!("{what}: mount failed: {e}")),
+            );
             let got = contents(&store);
             let with_interrupted = interrupted.as_ref().map(|step| applied(&model, step));
             assert!(
@@ -205,6 +253,8 @@ fn crash_everywhere(
             let mut expected = got.clone();
             expected.insert("after/crash".into(), b"still here".to_vec());
             block_on(store.checkpoint()).unwrap_or_else(|e| panic!("{what}: checkpoint: {e}"));
+            // The values held since the mount's reads are still right.
+            assert_eq!(contents(&store), expected, "{what}: read again");
             drop(store);
             let store =
                 block_on(Store::mount(disk)).unwrap_or_else(|e| panic!("{what}: remount: {e}"));
@@ -212,7 +262,11 @@ fn crash_everywhere(
             runs += 1;
         }
     }
-    runs
+    CrashRuns {
+        runs,
+        before,
+        after: stats,
+    }
 }
 
 fn summary(model: &Model) -> Vec<(String, usize)> {
@@ -221,14 +275,48 @@ fn summary(model: &Model) -> Vec<(String, usize)> {
 
 #[test]
 fn every_crash_point_recovers_with_512_byte_sectors() {
-    let runs = crash_everywhere(1024 * 1024, 512, 0x5eed, 120, 0, 12);
-    eprintln!("{runs} crashes recovered");
+    let done = crash_everywhere(1024 * 1024, 512, workload(0x5eed, 120, 12), 0);
+    eprintln!("{} crashes recovered", done.runs);
 }
 
 #[test]
 fn every_crash_point_recovers_with_4096_byte_sectors() {
-    let runs = crash_everywhere(1024 * 1024, 4096, 0xfeed, 120, 0, 12);
-    eprintln!("{runs} crashes recovered");
+    let done = crash_everywhere(1024 * 1024, 4096, workload(0xfeed, 120, 12), 0);
+    eprintln!("{} crashes recovered", done.runs);
+}
+
+#[test]
+fn every_crash_point_recovers_while_removes_join_leaves() {
+    // 600 keys in about 15 leaves, then most of them removed in batches
+    // at random, with checkpoints between and a few new keys: the leaves
+    // thinned out are joined to their neighbours at each checkpoint.
+    let mut rng = 0x0000_1ea5_u64;
+    let mut left: Vec<u64> = (0..600).collect();
+    let mut steps = Vec::new();
+    for round in 0..8 {
+        for _ in 0..2 {
+            let ops = (0..30)
+                .map(|_| {
+                    let at = (next(&mut rng) % left.len() as u64) as usize;
+                    (format!("k/{}", left.swap_remove(at) * 2), None)
+                })
+                .collect();
+            steps.push(Step::Batch(ops));
+        }
+        steps.push(Step::Set(
+            format!("k/{}", round * 150 + 1),
+            pattern(700, round),
+        ));
+        steps.push(Step::Checkpoint);
+    }
+    let done = crash_everywhere(2 * 1024 * 1024, 512, steps, 600);
+    eprintln!("{} crashes recovered", done.runs);
+    assert!(
+        done.after.index_pages * 2 < done.before.index_pages,
+        "the leaves were joined: {} pages before, {} after",
+        done.before.index_pages,
+        done.after.index_pages
+    );
 }
 
 #[test]
@@ -237,6 +325,6 @@ fn every_crash_point_recovers_with_an_index_of_many_pages() {
     // leaves, and each checkpoint rewrites only the leaves it dirtied and
     // the root above them; overwritten big values free blocks that later
     // values and pages reuse.
-    let runs = crash_everywhere(2 * 1024 * 1024, 512, 0xbeef, 45, 600, 1200);
-    eprintln!("{runs} crashes recovered");
+    let done = crash_everywhere(2 * 1024 * 1024, 512, workload(0xbeef, 45, 1200), 600);
+    eprintln!("{} crashes recovered", done.runs);
 }

@@ -359,6 +359,127 @@ fn gets_of_small_values_come_from_memory_and_never_from_a_freed_log() {
 }
 
 #[test]
+fn the_value_cache_answers_repeated_gets_and_never_with_a_freed_blocks_bytes() {
+    // 128 blocks of 4 KiB: freed extents are claimed again within a few
+    // operations, often by another key's value, and the cache (48 KiB:
+    // values up to 3 KiB are held, bigger ones read each time) fills and
+    // evicts as it goes.
+    let (disk, store) = fresh(512 << 10, 512);
+    block_on(store.set_value_cache(48 << 10));
+    let mut model = std::collections::BTreeMap::<String, Vec<u8>>::new();
+    let mut rng = 0x00ca_c4e5_u64;
+    let mut fullest = 0;
+    block_on(async {
+        for op in 0..3000u64 {
+            let key = format!("v{}", support::next(&mut rng) % 48);
+            let len = 513 + (support::next(&mut rng) % 3600) as usize;
+            match support::next(&mut rng) % 10 {
+                0..=4 => {
+                    let value = pattern(len, op);
+                    match store.set(&key, &value).await {
+                        Ok(()) => drop(model.insert(key, value)),
+                        Err(KvError::NoSpace) => {}
+                        Err(e) => panic!("set {key}: {e}"),
+                    }
+                }
+                5 | 6 => {
+                    let expected = if model.remove(&key).is_some() {
+                        Ok(())
+                    } else {
+                        Err(KvError::NotFound)
+                    };
+                    assert_eq!(store.remove(&key).await, expected, "remove {key}");
+                }
+                7 => {
+                    // Two keys swap values: each new value may land in the
+                    // blocks the other's old one freed.
+                    let other = format!("v{}", support::next(&mut rng) % 48);
+                    let (a, b) = (pattern(len, op), pattern(len / 2 + 300, op + 1));
+                    let mut batch = Batch::new();
+                    batch.set(&key, &a).unwrap();
+                    batch.set(&other, &b).unwrap();
+                    if store.commit(batch).await.is_ok() {
+                        model.insert(key, a);
+                        model.insert(other, b);
+                    }
+                }
+                8 => store.checkpoint().await.unwrap(),
+                _ => {}
+            }
+            // Every key twice: the second get of each is the cache's.
+            for _ in 0..2 {
+                for i in 0..48 {
+                    let key = format!("v{i}");
+                    match (store.get(&key).await, model.get(&key)) {
+                        (Ok(got), Some(value)) => {
+                            assert!(got == *value, "op {op}: {key}: a stale value")
+                        }
+                        (Err(KvError::NotFound), None) => {}
+                        (got, value) => panic!(
+                            "op {op}: {key}: {:?}, expected {:?}",
+                            got.map(|v| v.len()),
+                            value.map(|v| v.len())
+                        ),
+                    }
+                    let range = store.get_range(&key, 100, 300).await;
+                    if let Some(value) = model.get(&key) {
+                        assert!(range.unwrap() == value[100..400], "op {op}: {key}: range");
+                    }
+                }
+            }
+            let stats = store.stats().await;
+            assert!(stats.value_cache_bytes <= 48 << 10, "{stats:?}");
+            fullest = fullest.max(stats.value_cache_bytes);
+        }
+    });
+    let stats = block_on(store.stats());
+    eprintln!("{stats:?}, at most {fullest} bytes held");
+    assert!(fullest > 44 << 10, "the cache filled: {fullest}");
+    // Gets of values held (written or read), and of values evicted or
+    // too big to hold.
+    assert!(
+        stats.value_cache_hits > 10_000 && stats.value_cache_misses > 10_000,
+        "{stats:?}"
+    );
+    drop(store);
+    assert_eq!(contents(&remount(&disk)), model);
+}
+
+#[test]
+fn a_held_value_is_got_without_a_read() {
+    let (disk, store) = fresh(MIB, 512);
+    block_on(async {
+        store.set_value_cache(1 << 20).await;
+        let value = pattern(4096, 9);
+        store.set("held", &value).await.unwrap();
+        assert_eq!(store.get("held").await.unwrap(), value);
+        let reads = disk.reads();
+        for _ in 0..10 {
+            assert_eq!(store.get("held").await.unwrap(), value);
+        }
+        assert_eq!(
+            store.get_range("held", 4000, 200).await.unwrap(),
+            value[4000..]
+        );
+        assert_eq!(disk.reads(), reads, "held: no read");
+        // Too big to hold (over a sixteenth of the cache): read each time.
+        let big = pattern(100_000, 10);
+        store.set("big", &big).await.unwrap();
+        for _ in 0..3 {
+            let reads = disk.reads();
+            assert_eq!(store.get("big").await.unwrap(), big);
+            assert!(disk.reads() > reads, "big: read");
+        }
+        // A smaller cache drops what no longer fits; none reads again.
+        store.set_value_cache(0).await;
+        let reads = disk.reads();
+        assert_eq!(store.get("held").await.unwrap(), value);
+        assert!(disk.reads() > reads);
+        assert_eq!(store.stats().await.value_cache_bytes, 0);
+    });
+}
+
+#[test]
 fn a_checkpoint_writes_consecutive_log_blocks_together() {
     let (disk, store) = fresh(4 * MIB, 512);
     let names: Vec<String> = (0..1000).map(|k| format!("key/{k:05}")).collect();

@@ -57,13 +57,16 @@ pub struct Limits {
     pub max_body_memory: u64,
     /// Most keys in a page of a listing.
     pub list_limit: usize,
+    /// Bytes of values the store keeps for gets.
+    pub value_cache: u64,
 }
 
 impl Limits {
     /// Checks `args`; on a unikernel with a heap of `heap_bytes`, also
     /// that a body being received and a value being sent fit in the half
-    /// of the heap the TCP buffers leave, lowering `--max-body-memory` to
-    /// what fits (said in the log). The error is the message to print.
+    /// of the heap the TCP buffers leave, lowering `--value-cache`, then
+    /// `--max-body-memory`, to what fits (said in the log). The error is
+    /// the message to print.
     pub fn check(args: &Args, heap_bytes: Option<usize>) -> Result<Limits, String> {
         let value = args.max_value_size.0;
         if value == 0 || value > MAX_VALUE_SIZE {
@@ -73,6 +76,7 @@ impl Limits {
             ));
         }
         let mut bodies = args.max_body_memory.0;
+        let mut value_cache = args.value_cache.0;
         if bodies < value {
             return Err(format!(
                 "invalid value '{}' for '--max-body-memory': less than --max-value-size={}, \
@@ -103,6 +107,18 @@ impl Limits {
                     (heap_needed >> 20) + 8
                 ));
             }
+            // The cache takes what a value received and one sent leave.
+            if value_cache > room - value {
+                info!(
+                    "kv: --value-cache={} does not fit in a heap of {} MiB beside the bodies: \
+                     {} KiB; raise --mem for more",
+                    args.value_cache,
+                    heap >> 20,
+                    (room - value) >> 10
+                );
+                value_cache = room - value;
+            }
+            let room = room - value_cache;
             if bodies > room {
                 warn!(
                     "kv: --max-body-memory={} does not fit in a heap of {} MiB: {} MiB; raise \
@@ -118,6 +134,7 @@ impl Limits {
             max_value_size: value,
             max_body_memory: bodies,
             list_limit: args.list_limit,
+            value_cache,
         })
     }
 }

@@ -67,6 +67,10 @@ lamina::boot_args! {
         pub min_upload_rate: ByteSize = "16K",
         /// Close a kept-alive connection after this long without a request.
         pub idle_timeout: Duration = "60s",
+        /// Bytes of values over 512 bytes the store keeps for GETs (or
+        /// with K, M or G), so that a GET of one read lately reads no
+        /// disk; 0 for none. Values over a sixteenth of it are not kept.
+        pub value_cache: ByteSize = "4M",
     }
 }
 
@@ -112,6 +116,7 @@ async fn kv<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Result
         }
     };
     let store = open_store(devices.storage).await?;
+    store.set_value_cache(limits.value_cache as usize).await;
     let stats = store.stats().await;
     info!(
         "kv: {} keys, {} bytes of values; {} of {} blocks of {} bytes free",

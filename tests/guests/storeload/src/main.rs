@@ -4,7 +4,7 @@
 //! | `--mode=` | what |
 //! |-----------|------|
 //! | `crash` | mounts the store (formats a disk without one), checks that it holds exactly what the workload's acknowledged steps left, then goes on with the workload |
-//! | `bench` | formats the store, then times `--ops` durable sets of `--value-size` bytes over `--keys` keys, then as many gets |
+//! | `bench` | formats the store, then times `--ops` durable sets of `--value-size` bytes over `--keys` keys, then as many gets (`--value-cache-bytes` of values kept for them) |
 //!
 //! `crash` is made to be killed (`bench/crash.py`, `cli/tests/crash.rs`).
 //! The workload (see `workload.rs`) is deterministic from `--seed`; after
@@ -67,6 +67,9 @@ lamina::boot_args! {
         pub ops: u64 = "2000",
         /// bench: distinct keys the sets go round.
         pub keys: u64 = "1000",
+        /// bench: bytes of values over 512 bytes the store keeps for gets
+        /// (`Store::set_value_cache`; 0: every such get reads the disk).
+        pub value_cache_bytes: usize = "0",
     }
 }
 
@@ -330,6 +333,7 @@ async fn bench<P: Platform>(devices: Devices<P>, args: &Args) -> Result<Exit, St
     let store = Store::format(devices.storage)
         .await
         .map_err(|e| format!("format: {e}"))?;
+    store.set_value_cache(args.value_cache_bytes).await;
     let keys: Vec<String> = (0..args.keys.min(args.ops))
         .map(|i| format!("bench/{i:06}"))
         .collect();
@@ -364,8 +368,14 @@ async fn bench<P: Platform>(devices: Devices<P>, args: &Args) -> Result<Exit, St
     ));
     let stats = store.stats().await;
     console.write_line(&format!(
-        "storeload bench: generation {}, {} log blocks, {} of {} blocks free",
-        stats.generation, stats.log_blocks, stats.free_blocks, stats.blocks
+        "storeload bench: generation {}, {} log blocks, {} of {} blocks free, value cache {} \
+         hits {} misses",
+        stats.generation,
+        stats.log_blocks,
+        stats.free_blocks,
+        stats.blocks,
+        stats.value_cache_hits,
+        stats.value_cache_misses
     ));
     Ok(Exit::SUCCESS)
 }
