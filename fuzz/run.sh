@@ -13,7 +13,10 @@
 #
 # Needs: the nightly toolchain and cargo-fuzz (scripts/setup.sh installs
 # them). FUZZ_JOBS=N runs N targets at once (default 1); FUZZ_PROFILE=dev
-# builds them unoptimised (see below).
+# builds them unoptimised (see below); FUZZ_TIMEOUT=S reports an input as
+# a hang after S seconds of wall time (default 10): a campaign at nice 19
+# on a host whose CPUs others hold can stand still for a minute, and its
+# inputs that take milliseconds were reported as hangs.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -57,7 +60,7 @@ run_one() {
   local dict=()
   [ -f "dicts/$target.dict" ] && dict=(-dict="dicts/$target.dict")
   local status=0
-  "$bin/$target" "${dict[@]}" -runs="$execs" -max_total_time="$seconds" -timeout=10 \
+  "$bin/$target" "${dict[@]}" -runs="$execs" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" \
     -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="artifacts/$target/" \
     "target/corpus/$target" "corpus/$target" >"$log" 2>&1 || status=$?
