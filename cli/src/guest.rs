@@ -92,8 +92,7 @@ fn has_symbols(bytes: &[u8]) -> bool {
 /// not relinked: its IMAGE.debug is still the right one.
 pub fn split_debug(image: &Path) -> Result<PathBuf, CliError> {
     let debug = debug_path(image);
-    let bytes =
-        std::fs::read(image).map_err(CliError::io(format!("cannot read {}", image.display())))?;
+    let bytes = crate::read_file(image)?;
     if !has_symbols(&bytes) {
         return Ok(debug);
     }

@@ -331,8 +331,7 @@ pub fn to_text(report: &Report) -> String {
 
 /// `lamina inspect IMAGE [--json]`.
 pub fn inspect(image: &Path, json: bool) -> Result<(), CliError> {
-    let bytes =
-        std::fs::read(image).map_err(CliError::io(format!("cannot read {}", image.display())))?;
+    let bytes = crate::read_file(image)?;
     let report =
         report(&bytes).map_err(|e| CliError::Project(format!("{}: {e}", image.display())))?;
     if json {
@@ -348,8 +347,7 @@ pub fn inspect(image: &Path, json: bool) -> Result<(), CliError> {
 /// Prints the size report of the unstripped image `path`, as a table or
 /// JSON.
 pub fn print_size(path: &Path, json: bool) -> Result<(), CliError> {
-    let bytes =
-        std::fs::read(path).map_err(CliError::io(format!("cannot read {}", path.display())))?;
+    let bytes = crate::read_file(path)?;
     let described =
         report(&bytes).map_err(|e| CliError::Project(format!("{}: {e}", path.display())))?;
     let app = described

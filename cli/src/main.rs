@@ -32,7 +32,7 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 use guest::Profile;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Build targets, from development process to unikernel.
@@ -748,4 +748,20 @@ impl CliError {
         let what = what.into();
         move |source| CliError::Io { what, source }
     }
+}
+
+/// The bytes of the file `path` (an image, a recording): refused unless it
+/// is a regular file, since a FIFO would block its opening until a writer
+/// came and /dev/zero be read until memory ran out.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    let what = || format!("cannot read {}", path.display());
+    if !std::fs::metadata(path)
+        .map_err(CliError::io(what()))?
+        .is_file()
+    {
+        return Err(CliError::io(what())(std::io::Error::other(
+            "not a regular file (a directory, FIFO or device)",
+        )));
+    }
+    std::fs::read(path).map_err(CliError::io(what()))
 }

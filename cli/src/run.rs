@@ -309,6 +309,22 @@ fn virtio_devices(machine: Machine, args: &[&String]) -> Result<VirtioDevices, C
             let Some((name, mac)) = spec.split_once('=') else {
                 return Err(unavailable(format!("{arg}: expected --net-mac:NAME=MAC")));
             };
+            // Checked here, as the tenders check it: QEMU would take a
+            // group address (which the guest's stack refuses) and a comma
+            // would add options of the operator's to the -device.
+            match lamina_tender::args::parse_mac(mac) {
+                Some(bytes) if bytes[0] & 1 == 0 && bytes != [0; 6] => {}
+                _ => {
+                    return Err(unavailable(format!(
+                        "{arg}: expected a unicast MAC address like 02:00:00:00:00:01"
+                    )))
+                }
+            }
+            if macs.iter().any(|(n, _)| n == name) {
+                return Err(unavailable(format!(
+                    "{arg}: device '{name}' given a MAC twice"
+                )));
+            }
             macs.push((name.to_string(), mac.to_string()));
         }
     }
@@ -336,6 +352,10 @@ fn virtio_devices(machine: Machine, args: &[&String]) -> Result<VirtioDevices, C
             )));
         }
         let id = format!("{kind}-{name}");
+        // QEMU would refuse the second with "Duplicate ID".
+        if devices.guest_words.contains(&format!("--{kind}:{name}")) {
+            return Err(unavailable(format!("{arg}: device '{name}' given twice")));
+        }
         let slot = FIRST_SLOT + devices.guest_words.len();
         if machine == Machine::Q35 && slot > LAST_SLOT {
             return Err(unavailable(format!(
@@ -886,12 +906,27 @@ mod tests {
             "--net:service=user:80",
             "--block-sector-size:storage=4096",
             "--net-mac:service",
+            "--net-mac:service=01:00:5e:00:00:01",
+            "--net-mac:service=02:00:00:00:00:01,romfile=x",
         ] {
             let arg = bad.to_string();
             let error = virtio_devices(Machine::Q35, &[&arg])
                 .unwrap_err()
                 .to_string();
             assert!(error.contains(bad), "{bad}: {error}");
+        }
+        for twice in [
+            ["--block:storage=a.img", "--block:storage=b.img"],
+            [
+                "--net-mac:service=02:00:00:00:00:01",
+                "--net-mac:service=02:00:00:00:00:02",
+            ],
+        ] {
+            let args = twice.map(String::from);
+            let error = virtio_devices(Machine::Microvm, &args.iter().collect::<Vec<_>>())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&format!("{}: device", twice[1])), "{error}");
         }
     }
 

@@ -58,8 +58,7 @@ fn write_with(
         &mut std::io::BufWriter<std::fs::File>,
     ) -> std::io::Result<lamina_trace::chrome::Summary>,
 ) -> Result<lamina_trace::chrome::Summary, CliError> {
-    let bytes =
-        std::fs::read(raw).map_err(CliError::io(format!("cannot read {}", raw.display())))?;
+    let bytes = crate::read_file(raw)?;
     let file = std::fs::File::create(out)
         .map_err(CliError::io(format!("cannot create {}", out.display())))?;
     let mut writer = std::io::BufWriter::new(file);

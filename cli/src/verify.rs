@@ -89,8 +89,7 @@ pub fn verify(
     source: Option<&Path>,
     target_dir: Option<&Path>,
 ) -> Result<bool, CliError> {
-    let bytes =
-        std::fs::read(image).map_err(CliError::io(format!("cannot read {}", image.display())))?;
+    let bytes = crate::read_file(image)?;
     let report = inspect::report(&bytes)
         .map_err(|e| CliError::Project(format!("{}: {e}", image.display())))?;
     let provenance = Provenance {

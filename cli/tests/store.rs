@@ -149,6 +149,27 @@ fn bad_images_and_keys_are_refused_with_a_message() {
     let ls = run_lamina(&["store", "ls", img]);
     assert_eq!(ls.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&ls.stderr).contains("not a lamina store"));
+    // A FIFO blocked the opening until a writer came; a directory failed
+    // with a bare I/O error.
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for path in [&fifo, dir.path()] {
+        let refused = run_lamina(&["store", "ls", path.to_str().unwrap()]);
+        assert_eq!(refused.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("not a regular file"), "{said}");
+    }
+    // Nor is either an image or a recording.
+    for command in [&["inspect"][..], &["trace", "-o", "/dev/null"]] {
+        let refused = run_lamina(&[command, &[fifo.to_str().unwrap()]].concat());
+        assert_eq!(refused.status.code(), Some(1), "{command:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains("not a regular file"), "{command:?}: {said}");
+    }
     let missing = run_lamina(&["store", "fsck", "/nonexistent/disk.img"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot open"));
@@ -177,4 +198,26 @@ fn bad_images_and_keys_are_refused_with_a_message() {
         "{}",
         String::from_utf8_lossy(&old.stderr)
     );
+    // An image another process writes (a unikernel's tender holds its
+    // flock(2)) is neither read nor written, nor emptied by a format.
+    let holder = std::fs::File::open(&image).unwrap();
+    holder.lock().unwrap();
+    for args in [
+        &["store", "ls", img][..],
+        &["store", "put", img, "k", "/dev/null"],
+        &["store", "format", img, "--size", "4096"],
+    ] {
+        let refused = run_lamina(args);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}");
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains("in use by another process"),
+            "{args:?}: {said}"
+        );
+    }
+    assert_eq!(std::fs::metadata(&image).unwrap().len(), 1 << 20);
+    drop(holder);
+    // Released, it is read again (and refused for its version).
+    let again = run_lamina(&["store", "ls", img]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("store format version 1"));
 }

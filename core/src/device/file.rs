@@ -5,7 +5,7 @@ use super::{Block, BlockError, BlockInfo};
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -24,11 +24,23 @@ pub struct FileBlock {
 impl FileBlock {
     /// Opens `path`, read-write unless `read_only`.
     pub fn open(path: &Path, read_only: bool) -> Result<Self, String> {
+        // A FIFO would block the opening until a writer came, and a
+        // directory fail its first read with a bare I/O error.
+        let kind = std::fs::metadata(path)
+            .map_err(|e| format!("cannot open block file {}: {e}", path.display()))?
+            .file_type();
+        if !kind.is_file() && !std::os::unix::fs::FileTypeExt::is_block_device(&kind) {
+            return Err(format!(
+                "cannot open block file {}: not a regular file or block device",
+                path.display()
+            ));
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
             .open(path)
             .map_err(|e| format!("cannot open block file {}: {e}", path.display()))?;
+        lock(&file, path, read_only)?;
         Self::from_file(file, path)
     }
 
@@ -38,10 +50,13 @@ impl FileBlock {
             .read(true)
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(path)
             .map_err(|e| format!("cannot create block file {}: {e}", path.display()))?;
-        file.set_len(bytes)
+        // Locked before it is emptied: a disk in use stays whole.
+        lock(&file, path, false)?;
+        file.set_len(0)
+            .and_then(|()| file.set_len(bytes))
             .map_err(|e| format!("cannot size block file {}: {e}", path.display()))?;
         Self::from_file(file, path)
     }
@@ -64,6 +79,26 @@ impl FileBlock {
                 sectors: len / u64::from(FILE_SECTOR_SIZE),
             },
         })
+    }
+}
+
+/// Takes `file`'s lock (`flock(2)`, as the tenders take theirs): shared
+/// to read, exclusive to write, so that a store is never written by two
+/// processes at once (two unikernels, or `lamina store put` beside a
+/// running one), nor read while another writes it. A file system without
+/// locks leaves the file unlocked.
+fn lock(file: &File, path: &Path, shared: bool) -> Result<(), String> {
+    let taken = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match taken {
+        Err(TryLockError::WouldBlock) => Err(format!(
+            "block file {} is in use by another process (a running unikernel or lamina store)",
+            path.display()
+        )),
+        Ok(()) | Err(TryLockError::Error(_)) => Ok(()),
     }
 }
 

@@ -116,6 +116,17 @@ impl Stacks {
             return Ok(stack.clone());
         }
         let netif = netif()?;
+        // smoltcp's `Interface::new` panics on an address that is not a
+        // station's ("Hardware address ... is not unicast"); a tender
+        // other than ours (Solo5's, QEMU's mac=) may hand one over.
+        let mac = netif.mac();
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            return Err(DeviceError::Failed(alloc::format!(
+                "network device '{name}' has the MAC address {}, which is not unicast \
+                 (the first byte even, not all zeros)",
+                mac.map(|b| alloc::format!("{b:02x}")).join(":")
+            )));
+        }
         let seed = ChaCha20Random.next_u64();
         let stack = NetStack::start(netif, clock, seed, &self.runtime, self.net_args.clone());
         self.started
@@ -158,6 +169,66 @@ mod tests {
         fn exit(status: i32) -> ! {
             panic!("exit {status}")
         }
+    }
+
+    /// A network device of address `.0` that never receives.
+    struct Silent([u8; 6]);
+
+    impl Netif for Silent {
+        fn mac(&self) -> [u8; 6] {
+            self.0
+        }
+        fn mtu(&self) -> usize {
+            1500
+        }
+        async fn receive(&self, _: &mut [u8]) -> Result<usize, lamina_core::device::NetError> {
+            core::future::pending().await
+        }
+        fn try_receive(
+            &self,
+            _: &mut [u8],
+        ) -> Result<Option<usize>, lamina_core::device::NetError> {
+            Ok(None)
+        }
+        fn transmit(&self, _: &[u8]) -> Result<(), lamina_core::device::NetError> {
+            Ok(())
+        }
+    }
+
+    struct NoDevices;
+
+    impl lamina_core::runtime::Park for NoDevices {
+        fn now(&self) -> Instant {
+            Instant::from_nanos(0)
+        }
+        fn park(&self, _: Option<Instant>) {}
+    }
+
+    /// A device whose address is a group's (or none) is refused with its
+    /// name and address, where smoltcp's `Interface::new` panicked.
+    #[test]
+    fn a_network_device_without_a_unicast_mac_is_refused() {
+        let executor = lamina_core::runtime::Executor::new(alloc::rc::Rc::new(NoDevices));
+        use alloc::string::ToString;
+        use lamina_core::args::BootArgs;
+        let stacks = Stacks::new(executor.handle(), NetArgs::defaults());
+        let clock = MetalClock::<FakeMachine>::new();
+        for mac in [[1, 0, 0x5e, 0, 0, 1], [0xff; 6], [0; 6]] {
+            let Err(refused) = stacks.get_or_start("service", || Ok(Silent(mac)), clock.clone())
+            else {
+                panic!("{mac:?}: started");
+            };
+            let refused = refused.to_string();
+            assert!(
+                refused.contains("network device 'service' has the MAC address")
+                    && refused.contains("not unicast"),
+                "{mac:?}: {refused}"
+            );
+        }
+        let station = [2, 0, 0, 0, 0, 1];
+        assert!(stacks
+            .get_or_start("service", || Ok(Silent(station)), clock)
+            .is_ok());
     }
 
     #[test]

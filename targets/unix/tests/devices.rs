@@ -45,6 +45,12 @@ fn file_block_reads_back_what_it_wrote_and_checks_bounds() {
         );
         assert_eq!(block.read(0, &mut []).await, Err(BlockError::Unaligned));
     });
+    // While it is open, no other opening may write it (nor read it).
+    for read_only in [false, true] {
+        let refused = FileBlock::open(&path, read_only).err().unwrap();
+        assert!(refused.contains("in use by another process"), "{refused}");
+    }
+    drop(block);
     // A file that is not whole sectors is refused with a message.
     std::fs::write(&path, vec![0u8; 1000]).unwrap();
     assert!(FileBlock::open(&path, false)

@@ -127,7 +127,7 @@ pub enum Command {
 
 /// The tender's command line, or the exit status to end with: `--help` and
 /// `--version` are answered here (status 0), a bad argument is reported
-/// with the usage (status [`TENDER_FAILURE`](crate::TENDER_FAILURE)).
+/// with the usage (status [`TENDER_USAGE`](crate::TENDER_USAGE)).
 /// `flags` are the tender's own boolean flags with their help lines.
 pub fn command_line(tender: &str, flags: &[(&'static str, &str)]) -> Result<TenderArgs, u8> {
     let extra: Vec<&'static str> = flags.iter().map(|(flag, _)| *flag).collect();
@@ -147,7 +147,7 @@ pub fn command_line(tender: &str, flags: &[(&'static str, &str)]) -> Result<Tend
         }
         Err(error) => {
             eprintln!("{tender}: {error}\n\n{}", usage(tender, flags));
-            Err(crate::TENDER_FAILURE as u8)
+            Err(crate::TENDER_USAGE as u8)
         }
     }
 }
@@ -183,6 +183,8 @@ where
         image: PathBuf::new(),
         cmdline: Vec::new(),
     };
+    // The options that take one value, once each.
+    let mut given: Vec<&'static str> = Vec::new();
     let image = loop {
         let Some(arg) = args.next() else {
             return Err(ArgsError::MissingImage);
@@ -194,7 +196,7 @@ where
             break arg;
         }
         let text = arg.to_string_lossy().into_owned();
-        match option(&text, &mut parsed, extra)? {
+        match option(&text, &mut parsed, &mut given, extra)? {
             Some(command) => return Ok(command),
             None => continue,
         }
@@ -228,6 +230,7 @@ where
 fn option(
     arg: &str,
     parsed: &mut TenderArgs,
+    given: &mut Vec<&'static str>,
     extra: &[&'static str],
 ) -> Result<Option<Command>, ArgsError> {
     let malformed = |why| ArgsError::Malformed {
@@ -238,6 +241,16 @@ fn option(
         "--help" | "-h" => return Ok(Some(Command::Help)),
         "--version" => return Ok(Some(Command::Version)),
         _ => {}
+    }
+    // A second --mem= would silently win over the first: a conflict
+    // (a wrapper's default and the operator's) is the operator's to settle.
+    for once in ["--mem=", "--gdb=", "--dumpcore=", "--trace="] {
+        if arg.starts_with(once) {
+            if given.contains(&once) {
+                return Err(malformed("given twice"));
+            }
+            given.push(once);
+        }
     }
     if let Some(flag) = extra.iter().find(|f| **f == arg) {
         parsed.flags.push(flag);
@@ -283,9 +296,6 @@ fn option(
     if let Some(path) = arg.strip_prefix("--trace=") {
         if path.is_empty() {
             return Err(malformed("expected a file name"));
-        }
-        if parsed.trace.is_some() {
-            return Err(malformed("given twice"));
         }
         parsed.trace = Some(PathBuf::from(path));
         return Ok(None);
@@ -364,6 +374,14 @@ fn option(
             duplicate(parsed.macs.iter().any(|(n, _)| *n == name))?;
             let mac = parse_mac(value)
                 .ok_or_else(|| malformed("expected a MAC address like 02:00:00:00:00:01"))?;
+            // The guest's stack asserts its own address is unicast
+            // (smoltcp's `Hardware address ... is not unicast`, in
+            // `Interface::new`): a group address would end the guest.
+            if mac[0] & 1 != 0 || mac == [0; 6] {
+                return Err(malformed(
+                    "expected a unicast MAC address (the first byte even, not all zeros)",
+                ));
+            }
             parsed.macs.push((name, mac));
         }
     }
@@ -444,6 +462,19 @@ mod tests {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
         assert!(run(&["--net-mac:service=+2:00:00:00:00:01", "image"]).is_err());
+        // Well-formed but not a station's address: the guest's stack
+        // would panic on it.
+        for group in [
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "00:00:00:00:00:00",
+        ] {
+            let refused = run(&[&format!("--net-mac:service={group}"), "image"]).unwrap_err();
+            assert!(
+                refused.to_string().contains("unicast MAC"),
+                "{group}: {refused}"
+            );
+        }
     }
 
     fn ok(args: &[&str]) -> TenderArgs {
@@ -579,10 +610,15 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(matches!(
-            run(&["--trace=a", "--trace=b", "k"]),
-            Err(ArgsError::Malformed { .. })
-        ));
+        for twice in [
+            ["--trace=a", "--trace=b"],
+            ["--mem=64", "--mem=8"],
+            ["--gdb=1234", "--gdb=1235"],
+            ["--dumpcore=a", "--dumpcore=a"],
+        ] {
+            let refused = run(&[twice[0], twice[1], "k"]).unwrap_err();
+            assert!(refused.to_string().contains("given twice"), "{twice:?}");
+        }
         assert!(matches!(
             run(&["--block:a=x", "--block:a=y", "k"]),
             Err(ArgsError::Duplicate { .. })

@@ -48,10 +48,18 @@ impl ImageError {
 
 /// The bytes of the image at `path`.
 pub fn read(path: &Path) -> Result<Vec<u8>, ImageError> {
-    std::fs::read(path).map_err(|reason| ImageError::Read {
+    let error = |reason| ImageError::Read {
         path: path.to_path_buf(),
         reason,
-    })
+    };
+    // A FIFO would block the open until a writer came, and /dev/zero be
+    // read until memory ran out: only a file holds an image.
+    if !std::fs::metadata(path).map_err(error)?.is_file() {
+        return Err(error(std::io::Error::other(
+            "not a regular file (a directory, FIFO or device); pass a unikernel image",
+        )));
+    }
+    std::fs::read(path).map_err(error)
 }
 
 /// Parses `bytes` (the image at `path`) as an ELF for `target` and reads

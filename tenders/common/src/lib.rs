@@ -41,3 +41,7 @@ pub mod timing;
 
 /// Exit status of a tender that fails (as opposed to its guest's status).
 pub const TENDER_FAILURE: i32 = 1;
+
+/// Exit status of a tender given a bad command line (an unknown option, a
+/// malformed value), as for a unikernel's bad boot argument.
+pub const TENDER_USAGE: i32 = 2;

@@ -6,7 +6,7 @@ use lamina_abi::note::AbiTarget;
 use lamina_tender::elf::{PF_R, PF_W, PF_X};
 use lamina_tender::elf_writer::ElfWriter;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const ENTRY: u64 = 0x100000;
@@ -273,6 +273,17 @@ fn block_devices_are_checked_and_pinned() {
     std::fs::File::create(&disk).unwrap().set_len(4096).unwrap();
     let out = spt(&["--mem=4", &option, path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A disk another process has (its flock(2), as another tender or
+    // `lamina store` takes it) is refused, not written by two at once.
+    let holder = std::fs::File::open(&disk).unwrap();
+    holder.lock_shared().unwrap();
+    let out = spt(&["--mem=4", &option, path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("in use by another process"),
+        "{out:?}"
+    );
+    drop(holder);
     // The guest may pread64 one sector inside the device from its own
     // descriptor; any other size or offset is killed by the filter.
     for (count, offset, expect) in [
@@ -306,19 +317,40 @@ fn block_devices_are_checked_and_pinned() {
 }
 
 #[test]
-fn usage_errors_exit_1_and_help_exits_0() {
+fn usage_errors_exit_2_and_help_exits_0() {
     let out = spt(&["--frobnicate", "x"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("unknown option '--frobnicate'"));
     assert!(stderr(&out).contains("usage:"));
     let out = spt(&[]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
+    // A group MAC would end the guest in its stack's assertion; a second
+    // --mem would silently win over the first.
+    for bad in [
+        ["--net-mac:service=01:00:5e:00:00:01", "x"],
+        ["--mem=8", "--mem=4"],
+    ] {
+        let out = spt(&[bad[0], bad[1], "x"]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        assert!(stderr(&out).contains(bad[1]), "{bad:?}: {out:?}");
+    }
     let out = spt(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--block:NAME=FILE"));
     let out = spt(&["/nonexistent/image"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot read"));
+    // Neither is an image: the first was read until memory ran out, the
+    // second blocked the tender until a writer came.
+    let fifo = std::env::temp_dir().join(format!("lamina-spt-fifo-{}", std::process::id()));
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for image in [Path::new("/dev/zero"), &fifo] {
+        let out = spt(&[image.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{image:?}: {out:?}");
+        assert!(stderr(&out).contains("not a regular file"), "{out:?}");
+    }
+    std::fs::remove_file(fifo).unwrap();
 }
 
 /// Runs an image declaring network device "service" with `--net:service=`

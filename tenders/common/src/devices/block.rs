@@ -49,6 +49,14 @@ impl BlockDevice {
             .write(true)
             .open(path)
             .map_err(open_error)?;
+        // One writer per disk: another tender, a unix unikernel or `lamina
+        // store` on the same file would interleave its writes with the
+        // guest's (they take the same `flock(2)`, in lamina-core's `FileBlock`).
+        if let Err(std::fs::TryLockError::WouldBlock) = file.try_lock() {
+            return Err(open_error(io::Error::other(
+                "it is in use by another process (a running unikernel or lamina store)",
+            )));
+        }
         // Seek rather than metadata: a block special file reports size 0.
         let capacity = file.seek(SeekFrom::End(0)).map_err(open_error)?;
         if capacity < block_size || capacity % block_size != 0 {
