@@ -140,6 +140,7 @@ fn cargo_build(
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    crate::supervise::dying_with_lamina(&mut command, libc::SIGTERM);
     let mut child = command
         .spawn()
         .map_err(CliError::io("cannot start cargo"))?;

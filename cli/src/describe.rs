@@ -324,11 +324,14 @@ fn to_dot(nodes: &[Node], graph: &Graph, target: Target) -> String {
 /// `[package.metadata.lamina]` has `over` or `provides`.
 pub fn libraries(dir: &Path) -> Result<Vec<Library>, CliError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = std::process::Command::new(cargo)
+    let mut command = std::process::Command::new(cargo);
+    command
         .args(["metadata", "--format-version", "1", "--filter-platform"])
         .arg(crate::guest::GUEST_TRIPLE)
         .arg("--manifest-path")
-        .arg(dir.join("Cargo.toml"))
+        .arg(dir.join("Cargo.toml"));
+    crate::supervise::dying_with_lamina(&mut command, libc::SIGTERM);
+    let output = command
         .output()
         .map_err(CliError::io("cannot run cargo metadata"))?;
     if !output.status.success() {

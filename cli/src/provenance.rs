@@ -103,7 +103,8 @@ pub struct Workspace {
 /// cannot say).
 pub fn workspace(project: &Project) -> Workspace {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let metadata = Command::new(cargo)
+    let mut command = Command::new(cargo);
+    command
         .args([
             "metadata",
             "--format-version",
@@ -111,7 +112,9 @@ pub fn workspace(project: &Project) -> Workspace {
             "--no-deps",
             "--manifest-path",
         ])
-        .arg(project.dir.join("Cargo.toml"))
+        .arg(project.dir.join("Cargo.toml"));
+    crate::supervise::dying_with_lamina(&mut command, libc::SIGTERM);
+    let metadata = command
         .output()
         .ok()
         .filter(|o| o.status.success())

@@ -84,21 +84,22 @@ pub struct Ended {
 /// that forks it, `lamina`'s main thread, ends. For the application and
 /// every helper process `lamina run` starts beside it.
 pub fn in_own_group_dying_with_lamina(command: &mut Command) {
-    let lamina = std::process::id() as libc::pid_t;
     command.process_group(0);
+    dying_with_lamina(command, libc::SIGKILL);
+}
+
+/// Makes the child that `command` starts get `signal` when `lamina`'s
+/// main thread ends (`PR_SET_PDEATHSIG`). The builds (cargo) stay in
+/// lamina's process group, where a Ctrl-C reaches them as it always has;
+/// this is for a `kill` of lamina alone, which left a build running on.
+pub fn dying_with_lamina(command: &mut Command, signal: libc::c_int) {
+    let lamina = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs in the child between fork and exec and calls
     // only prctl and getppid, which are async-signal-safe, and builds its
     // errors without allocating.
     unsafe {
         command.pre_exec(move || {
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) != 0
-            {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // lamina ended before the line above: nobody would kill us.

@@ -388,6 +388,48 @@ fn killing_lamina_kills_its_application() {
     }
 }
 
+/// lamina killed while it builds (`kill PID`, the build not signalled):
+/// its cargo dies with it, where it built on alone. The "cargo" here is a
+/// script (`CARGO`) that waits, so nothing is built.
+#[test]
+fn killing_lamina_during_its_build_ends_the_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("cargo.pid");
+    let cargo = tender_script(
+        dir.path(),
+        &format!("echo $$ > {}\nexec sleep 60\n", pid_file.display()),
+    );
+    let mut lamina = lamina()
+        .args(["build", "-t", "unix", "hello"])
+        .env("CARGO", &cargo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let cargo_pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok())
+        {
+            break pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no cargo started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(running(cargo_pid));
+    let killed = Command::new("kill")
+        .args(["-TERM", &lamina.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    lamina.wait().unwrap();
+    assert!(gone(cargo_pid), "cargo {cargo_pid} outlived lamina");
+}
+
 #[test]
 fn a_bad_stop_timeout_is_refused() {
     for bad in ["abc", "-1", "1e9"] {
