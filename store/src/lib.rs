@@ -58,7 +58,7 @@
 //! of both). Bigger values
 //! are kept only in the value cache the application sizes
 //! ([`Store::set_value_cache`], none by default): at most that many bytes
-//! of values written or read lately, plus about 80 bytes each, none over a
+//! of values written or read lately, plus about 140 bytes each, none over a
 //! sixteenth of it; a get of a value held is a copy from memory, with no
 //! read and no checksum pass. Otherwise `get` holds the value and at most one block more;
 //! `set` writes from the caller's slice and copies at most one block; a
@@ -332,7 +332,7 @@ impl<B: Block> Store<B> {
     /// Keeps up to `bytes` of values over 512 bytes that sets wrote or
     /// gets read (checked), whole, so that a get of one costs no block
     /// read and no checksum pass (none by default). Memory: `bytes`, plus
-    /// about 80 bytes per value held; a value over `bytes` / 16 is never
+    /// about 140 bytes per value held; a value over `bytes` / 16 is never
     /// held. A write or remove of a key drops its old value before its
     /// blocks are freed. Damage done on the disk to a value held shows at
     /// its next read from the disk.

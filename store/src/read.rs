@@ -69,7 +69,7 @@ impl LogBlockCache {
 /// answers for what it held. Checkpoints do not move extents.
 ///
 /// Memory: the values held, at most its capacity, plus
-/// about 80 bytes of bookkeeping per value. A value bigger than a
+/// about 140 bytes of bookkeeping per value. A value bigger than a
 /// sixteenth of the capacity is not held (one big get would empty it).
 /// Eviction is the clock's second chance: a value got again since the hand
 /// last passed stays for another turn.

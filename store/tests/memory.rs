@@ -1,6 +1,6 @@
 //! The memory the crate docs state, measured with a counting allocator:
-//! the index per key, and what a set and a get of a big value hold beyond
-//! the value itself.
+//! the index per key, what a set and a get of a big value hold beyond the
+//! value itself, and the value cache's bookkeeping per value.
 
 use lamina_core::device::{KvRead, KvWrite, RamBlock};
 use lamina_core::runtime::{Executor, Instant, Park};
@@ -104,4 +104,30 @@ fn memory_is_what_the_docs_say() {
     assert!(kept <= 20_001 * (24 + 160), "{kept}");
     assert!(transient <= (512 << 10), "{transient}");
     assert_eq!(executor.block_on(store.size("big")), Ok(16 << 20));
+
+    // The value cache: the values it holds and some bookkeeping each
+    // (the difference between sets of the same shape without it and with
+    // it, which holds what they wrote).
+    executor.block_on(async {
+        let (count, len) = (1000, 1000);
+        let value = vec![3u8; len];
+        let grown = |prefix: &'static str| {
+            let store = &store;
+            let value = &value;
+            async move {
+                let before = LIVE.load(Ordering::Relaxed);
+                for i in 0..count {
+                    store.set(&format!("{prefix}/{i:06}"), value).await.unwrap();
+                }
+                LIVE.load(Ordering::Relaxed) - before
+            }
+        };
+        let plain = grown("plain").await;
+        store.set_value_cache(4 << 20).await;
+        let cached = grown("held!").await;
+        assert_eq!(store.stats().await.value_cache_bytes, (count * len) as u64);
+        let per_value = (cached - plain) as f64 / count as f64 - len as f64;
+        eprintln!("the value cache: {per_value:.0} bytes per value beyond its bytes");
+        assert!(per_value <= 160.0, "{per_value}");
+    });
 }
