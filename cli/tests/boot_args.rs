@@ -69,6 +69,13 @@ fn cases() -> Vec<(Vec<String>, &'static str)> {
              1073741824 bytes (1 GiB)",
         ),
         (
+            // The tender joins the words into one command line, which the
+            // guest cannot split: said as such, not as an argument named
+            // "a command line with an unclosed quote".
+            words(&["--ipv4=\"10.1.0.2/24"]),
+            "unikernel: the command line has a quote that is not closed",
+        ),
+        (
             // Within the bounds and a quarter of --tcp-memory, but more
             // than the heap of a 16 MiB guest can give a connection.
             words(&["--tcp-rx-buffer=4194304"]),

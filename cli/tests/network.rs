@@ -73,6 +73,16 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
         boot_echo(&mut ns, target, &[&address], &dir.path().join("console"));
         ns.wait_for_echo(Duration::from_secs(30));
         let ip = ns.guest_ip();
+        // A second unikernel on the tap in use is refused, saying why.
+        let second = ns
+            .command(tender(target))
+            .args(["--mem=8", "--net:service=tap0"])
+            .arg(image(target, "echo"))
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "{target}: {said}");
+        assert!(said.contains("another process"), "{target}: {said}");
         // ping: ICMP echo answered by the stack.
         let ping = ns.exec(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &ip]);
         assert!(ping.status.success(), "{target}: ping failed");

@@ -48,6 +48,8 @@ pub enum ArgError {
     },
     /// Something that is not an argument (no leading `--`).
     Positional(String),
+    /// The command line cannot be split into words; the text says why.
+    Unsplittable(&'static str),
 }
 
 impl fmt::Display for ArgError {
@@ -69,6 +71,10 @@ impl fmt::Display for ArgError {
                     "unexpected argument '{arg}': arguments are --name=value (see --help)"
                 )
             }
+            ArgError::Unsplittable(why) => write!(
+                f,
+                "the command line {why}: quote a value with \" or ' and escape with \\"
+            ),
         }
     }
 }
@@ -227,9 +233,9 @@ pub fn split_command_line(line: &str) -> Result<Vec<String>, ArgError> {
     while let Some(c) = chars.next() {
         match (quote, c) {
             (_, '\\') => {
-                let escaped = chars.next().ok_or_else(|| {
-                    ArgError::Positional("a command line ending in a backslash".to_owned())
-                })?;
+                let escaped = chars
+                    .next()
+                    .ok_or(ArgError::Unsplittable("ends in a backslash"))?;
                 word.push(escaped);
                 in_word = true;
             }
@@ -252,9 +258,7 @@ pub fn split_command_line(line: &str) -> Result<Vec<String>, ArgError> {
         }
     }
     if quote.is_some() {
-        return Err(ArgError::Positional(
-            "a command line with an unclosed quote".to_owned(),
-        ));
+        return Err(ArgError::Unsplittable("has a quote that is not closed"));
     }
     if in_word {
         words.push(word);

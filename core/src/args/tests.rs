@@ -138,8 +138,15 @@ fn command_lines_split_like_a_shell() {
         vec!["--greeting=Hello world", "--x=a b", "--y=c d"]
     );
     assert_eq!(split_command_line(r#"--e="""#).unwrap(), vec!["--e="]);
-    assert!(split_command_line("--x=\"open").is_err());
-    assert!(split_command_line("trailing\\").is_err());
+    // Said as what it is, not as an argument named by the error.
+    assert_eq!(
+        split_command_line("--x=\"open").unwrap_err().to_string(),
+        "the command line has a quote that is not closed: quote a value with \" or ' and escape with \\"
+    );
+    assert_eq!(
+        split_command_line("trailing\\").unwrap_err(),
+        ArgError::Unsplittable("ends in a backslash")
+    );
     assert!(split_command_line("").unwrap().is_empty());
 }
 

@@ -96,8 +96,15 @@ impl NetDevice {
                 "it is down; bring it up with `ip link set {tap} up`"
             )));
         }
-        let fd = sys::open_tap(tap, offload != NetOffload::Off)
-            .map_err(|e| fail(format!("cannot attach: {e}")))?;
+        let fd = sys::open_tap(tap, offload != NetOffload::Off).map_err(|e| {
+            // A tap (not multi-queue) has one user: the kernel says EBUSY.
+            let busy = if e.raw_os_error() == Some(libc::EBUSY) {
+                " (another process, such as a unikernel's tender, has it)"
+            } else {
+                ""
+            };
+            fail(format!("cannot attach: {e}{busy}"))
+        })?;
         let mtu = sys::interface_mtu(tap)
             .unwrap_or(DEFAULT_MTU)
             .min(u32::from(u16::MAX));
