@@ -487,6 +487,12 @@ fuzz_target!(|bytes: &[u8]| {
             }
             let seed = rng::seed(&transport);
             trace(format_args!("seed: {seed:?}"));
+            // The driver freed its queue: the made-up device forgets it, as
+            // a device on the host stops when its driver does (`Dma`; in a
+            // unikernel the memory is never freed). Left serving it, the
+            // device read the freed available ring when the next register
+            // write made it look for work.
+            device.stop(false);
             interrupts(&transport, &mut r);
         }
     }
