@@ -67,8 +67,14 @@ pub fn up(tap: &str, address: &str, netns: Option<&str>) -> Result<(), CliError>
             "address '{address}' must be ADDR/PREFIX, like 10.0.0.1/24"
         ))
     })?;
-    let valid_addr =
-        addr.parse::<std::net::IpAddr>().is_ok() && prefix.parse::<u8>().is_ok_and(|p| p <= 128);
+    // An IPv4 prefix past 32 passed here and failed in `ip addr add`,
+    // after the namespace and the tap were made, which stayed behind.
+    let most = match addr.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => Some(32),
+        Ok(std::net::IpAddr::V6(_)) => Some(128),
+        Err(_) => None,
+    };
+    let valid_addr = most.is_some_and(|most| prefix.parse::<u8>().is_ok_and(|p| p <= most));
     if !valid_addr {
         return Err(CliError::Project(format!(
             "address '{address}' must be ADDR/PREFIX, like 10.0.0.1/24"
@@ -104,4 +110,35 @@ pub fn down(tap: &str, netns: Option<&str>) -> Result<(), CliError> {
     }
     eprintln!("lamina: removed {tap}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::up;
+
+    /// Refused before anything is made: an IPv4 prefix past 32 reached
+    /// `ip addr add`, after the namespace and the tap were made.
+    #[test]
+    fn a_prefix_too_long_for_its_address_is_refused_first() {
+        for address in [
+            "10.0.0.1/33",
+            "10.0.0.1/40",
+            "fd00::1/129",
+            "x/24",
+            "10.0.0.1",
+        ] {
+            let refused = up("tapz", address, Some("lamtest-never")).unwrap_err();
+            assert!(
+                refused.to_string().contains("must be ADDR/PREFIX"),
+                "{address}: {refused}"
+            );
+        }
+        let namespaces = std::fs::read_dir("/run/netns")
+            .into_iter()
+            .flatten()
+            .flatten();
+        assert!(namespaces
+            .map(|entry| entry.file_name())
+            .all(|name| name != "lamtest-never"));
+    }
 }

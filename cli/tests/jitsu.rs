@@ -602,6 +602,20 @@ fn a_bad_configuration_is_refused_with_its_line_before_anything_starts() {
         !stderr.contains("building"),
         "it built before checking: {stderr}"
     );
+    // A FIFO blocked the daemon's start for ever, /dev/zero filled its
+    // memory: neither is a configuration.
+    let fifo = dir.path().join("fifo.toml");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    for path in [fifo.as_path(), Path::new("/dev/zero")] {
+        let output = lamina().arg("jitsu").arg(path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{path:?}: {stderr}");
+        assert!(stderr.contains("not a regular file"), "{path:?}: {stderr}");
+    }
 }
 
 #[test]

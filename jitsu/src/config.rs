@@ -221,11 +221,20 @@ pub const DEFAULT_STATUS: &str = "127.0.0.1:5380";
 impl Config {
     /// Reads and checks the configuration file at `path`.
     pub fn read(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let unreadable = |why: String| ConfigError {
             file: path.display().to_string(),
             line: 0,
-            why: format!("cannot read it: {e}"),
-        })?;
+            why: format!("cannot read it: {why}"),
+        };
+        // A FIFO would block the daemon's start until a writer came, and
+        // /dev/zero be read until memory ran out.
+        let metadata = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+        if !metadata.is_file() {
+            return Err(unreadable(String::from(
+                "not a regular file (a directory, FIFO or device)",
+            )));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
