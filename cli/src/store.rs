@@ -80,18 +80,31 @@ pub fn run(image: &Path, action: Action<'_>) -> Result<ExitCode, CliError> {
             }
         }
         Action::Put { key, input } => {
-            let value = match input {
-                Some(path) => std::fs::read(path)
-                    .map_err(CliError::io(format!("cannot read {}", path.display())))?,
-                None => {
-                    let mut value = Vec::new();
-                    std::io::stdin()
-                        .lock()
-                        .read_to_end(&mut value)
-                        .map_err(CliError::io("cannot read stdin"))?;
-                    value
-                }
+            // No value is larger than the image: more is not read (from
+            // /dev/zero or an endless pipe it was, until memory ran out).
+            let most = std::fs::metadata(image).map_or(0, |m| m.len());
+            let (mut value, from) = (
+                Vec::new(),
+                match input {
+                    Some(path) => path.display().to_string(),
+                    None => String::from("stdin"),
+                },
+            );
+            let read = match input {
+                Some(path) => std::fs::File::open(path)
+                    .and_then(|file| file.take(most + 1).read_to_end(&mut value)),
+                None => std::io::stdin()
+                    .lock()
+                    .take(most + 1)
+                    .read_to_end(&mut value),
             };
+            read.map_err(CliError::io(format!("cannot read {from}")))?;
+            if value.len() as u64 > most {
+                return Err(CliError::Store(format!(
+                    "{from}: more than the {most} bytes of {}: no store on it could hold it",
+                    image.display()
+                )));
+            }
             block_on(store.set(key, &value)).map_err(kv_error(image, key))?;
         }
         Action::Remove { keys } => {

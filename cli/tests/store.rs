@@ -176,6 +176,11 @@ fn bad_images_and_keys_are_refused_with_a_message() {
     let odd = run_lamina(&["store", "format", img, "--size", "1000"]);
     assert_eq!(odd.status.code(), Some(2), "a bad size is a usage error");
     ok(run_lamina(&["store", "format", img]));
+    // An endless value is read no further than the image's size.
+    let endless = run_lamina(&["store", "put", img, "k", "/dev/zero"]);
+    assert_eq!(endless.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&endless.stderr)
+        .contains("/dev/zero: more than the 1048576 bytes of"));
     let bad_key = run_lamina(&["store", "get", img, "../x"]);
     assert!(String::from_utf8_lossy(&bad_key.stderr).contains("invalid key"));
     let absent = run_lamina(&["store", "get", img, "x"]);
