@@ -649,6 +649,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(flush(&mut hypercalls, &mem, 1), einval);
+        // Closes the disk, whose lock the next opening takes.
+        drop(hypercalls);
         let (mut block, _) = fixtures::block(1, "flush");
         block.features = block_features::FLUSH;
         let mut hypercalls = Hypercalls::new(Devices {
