@@ -21,7 +21,8 @@ pub struct ArgSpec {
     pub name: &'static str,
     /// What the value looks like (`ADDR`, `N`); empty for a boolean flag.
     pub value: &'static str,
-    /// One line of help.
+    /// The help text: its first paragraph is shown, wrapped (a field's doc
+    /// comment, one line per doc line).
     pub help: &'static str,
     /// The default, as written in the source; empty for none.
     pub default: &'static str,
@@ -331,15 +332,46 @@ pub fn help(program: &str, sections: &[&mut dyn ArgSet]) -> String {
                 left.push('=');
                 left.push_str(spec.value);
             }
-            let mut line = format!("{left:<30} {}", spec.help);
-            if !spec.default.is_empty() {
-                line.push_str(&format!(" [default: {}]", spec.default));
-            }
-            out.push_str(line.trim_end());
-            out.push('\n');
+            let default =
+                (!spec.default.is_empty()).then(|| format!("[default: {}]", spec.default));
+            let words = first_paragraph(spec.help).chain(default.as_deref());
+            out.push_str(&wrapped(&format!("{left:<30}"), words));
         }
     }
     out.push_str("\n  --help                         print this help\n");
+    out
+}
+
+/// Width `--help` wraps its lines at.
+const HELP_WIDTH: usize = 100;
+
+/// The words of `text`'s first paragraph (up to its first blank line).
+fn first_paragraph(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .flat_map(str::split_whitespace)
+}
+
+/// `left`, then `words` wrapped at [`HELP_WIDTH`], the lines after the
+/// first indented to the words' column; ends with a newline.
+fn wrapped<'a>(left: &str, words: impl Iterator<Item = &'a str>) -> String {
+    let indent = left.chars().count() + 1;
+    let mut out = String::from(left);
+    let mut column = indent - 1;
+    for word in words {
+        let width = word.chars().count();
+        if column > indent && column + 1 + width > HELP_WIDTH {
+            out.push('\n');
+            out.extend(core::iter::repeat_n(' ', indent - 1));
+            column = indent - 1;
+        }
+        out.push(' ');
+        out.push_str(word);
+        column += 1 + width;
+    }
+    let mut out = String::from(out.trim_end());
+    out.push('\n');
     out
 }
 
@@ -401,7 +433,7 @@ macro_rules! boot_args {
                     $crate::args::ArgSpec {
                         name: stringify!($field),
                         value: $crate::args::value_hint::<$ty>(),
-                        help: $crate::args::first_line(&[$($help),*], ""),
+                        help: concat!($($help, "\n"),*),
                         default: $default,
                     },
                 )*])

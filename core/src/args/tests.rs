@@ -15,6 +15,11 @@ crate::boot_args! {
         pub ipv4_gateway: Option<core::net::Ipv4Addr> = "",
         /// Idle limit.
         pub idle: core::time::Duration = "30s",
+        /// How long a name may be, in bytes: longer ones are refused with a message that
+        /// names the argument, the value and the limit, so the whole paragraph is shown.
+        ///
+        /// A second paragraph, for the source only.
+        pub name_limit: u32 = "64",
     }
 }
 
@@ -111,6 +116,22 @@ fn help_lists_every_section() {
     assert!(text.contains("--verbose "));
     assert!(text.contains("Runtime:"));
     assert!(text.contains("--log=TEXT"));
+    // A doc comment's whole first paragraph, wrapped, its default last.
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("  --name-limit=N"))
+        .unwrap();
+    assert_eq!(
+        &lines[at..at + 3],
+        [
+            "  --name-limit=N               How long a name may be, in bytes: longer ones are refused with a",
+            "                               message that names the argument, the value and the limit, so the",
+            "                               whole paragraph is shown. [default: 64]",
+        ]
+    );
+    assert!(!text.contains("second paragraph"));
+    assert!(text.lines().all(|l| l.chars().count() <= 100), "{text}");
 }
 
 #[test]

@@ -110,7 +110,8 @@ impl ArgSet for DeviceArgs {
             ArgSpec {
                 name: "dns",
                 value: "ADDR[:PORT],...",
-                help: "DNS servers for resolvers (at most 3); without it, /etc/resolv.conf's",
+                help:
+                    "DNS servers for resolvers (at most 3); without it, those of /etc/resolv.conf",
                 default: "",
             },
         ]
