@@ -205,8 +205,7 @@ fn bad_images_and_keys_are_refused_with_a_message() {
     );
     // An image another process writes (a unikernel's tender holds its
     // flock(2)) is neither read nor written, nor emptied by a format.
-    let holder = std::fs::File::open(&image).unwrap();
-    holder.lock().unwrap();
+    let holder = lamina_test_support::disk_lock::DiskLock::exclusive(&image);
     for args in [
         &["store", "ls", img][..],
         &["store", "put", img, "k", "/dev/null"],

@@ -275,8 +275,7 @@ fn block_devices_are_checked_and_pinned() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // A disk another process has (its flock(2), as another tender or
     // `lamina store` takes it) is refused, not written by two at once.
-    let holder = std::fs::File::open(&disk).unwrap();
-    holder.lock_shared().unwrap();
+    let holder = lamina_test_support::disk_lock::DiskLock::shared(&disk);
     let out = spt(&["--mem=4", &option, path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(

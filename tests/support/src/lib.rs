@@ -26,6 +26,8 @@
 use std::io::Write;
 use std::process::Command;
 
+pub mod disk_lock;
+
 /// The variable a developer sets (to `1`) to make every skip a failure, as
 /// under CI.
 pub const REQUIRE_ALL: &str = "LAMINA_REQUIRE_ALL";
