@@ -592,7 +592,8 @@ impl Gateway {
         self.dialer.wake = None;
         self.device.tell_mac();
         // New host connections: each opens a connection to the guest.
-        for (forward, listener) in &self.listeners {
+        let waiting = connections_waiting(&self.listeners);
+        for ((forward, listener), _) in self.listeners.iter().zip(waiting).filter(|(_, w)| *w) {
             while let Ok((host, _)) = listener.accept() {
                 host.set_nonblocking(true)?;
                 host.set_nodelay(true).ok();
@@ -756,6 +757,25 @@ impl Gateway {
         }
         Ok(fds[0].revents & (libc::POLLHUP | libc::POLLERR) == 0)
     }
+}
+
+/// Which of `listeners` have a connection waiting to be accepted, by one
+/// poll(2) that does not wait; all of them if it fails. An accept(2) on an
+/// empty queue costs more than that look: the kernel makes a socket and a
+/// file for the connection first and frees them when it finds none (with
+/// two forwards, a sixth of a turn of the `usernet` fuzz target).
+fn connections_waiting(listeners: &[(Forward, TcpListener)]) -> Vec<bool> {
+    let mut fds: Vec<libc::pollfd> = listeners
+        .iter()
+        .map(|(_, listener)| libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: poll reads and writes the pollfd array it is given.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 0) };
+    fds.iter().map(|fd| ready < 0 || fd.revents != 0).collect()
 }
 
 /// Sends the gateway's FIN, and from now on acknowledges each of the
