@@ -322,9 +322,12 @@ impl GuestMemory {
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
             )
         } else {
+            // Private: anonymous pages, not shmem ones (a shared anonymous
+            // mapping is a shmem file, whose pages cost more to fault in, to
+            // account and to free). The tender's threads share it anyway.
             (
                 std::ptr::null_mut(),
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             )
         };
         // SAFETY: an anonymous mapping with MAP_FIXED_NOREPLACE or no fixed
