@@ -3,10 +3,11 @@
 //! `pwrite(2)` and `fdatasync(2)` on the backing files while the vCPU
 //! runs, so that block I/O costs no VM exit.
 //!
-//! The thread polls briefly after its last request (yielding the CPU at
-//! each turn), then sets `needs_kick`, fences, re-checks and blocks on the
-//! kick eventfd, which KVM signals from the guest's `out` to
-//! [`block_ring::KICK_PORT`] without leaving the host kernel.
+//! The thread polls briefly after its last request (a `pause` between two
+//! looks, no system call; a look that finds the thread was descheduled
+//! ends at once, see [`Spin`]), then sets `needs_kick`, fences, re-checks
+//! and blocks on the kick eventfd, which KVM signals from the guest's
+//! `out` to [`block_ring::KICK_PORT`] without leaving the host kernel.
 //!
 //! Every request is checked in full before it touches the file or guest
 //! memory (guest buffers only through the checked [`SharedView`]); a bad
@@ -297,7 +298,13 @@ impl Server<'_> {
                 return Ok(());
             }
             if spin.look() {
-                std::thread::yield_now();
+                // Not `sched_yield`: each one costs a system call (half a
+                // 4 KiB read from the page cache), so the guest's next
+                // request waited for it, and under EEVDF each pushes the
+                // thread's deadline a slice further, until a runnable task
+                // of any priority takes the CPU for its whole slice. The
+                // look is bounded (`SPIN`) and ends when descheduled.
+                core::hint::spin_loop();
                 continue;
             }
             // Sleep: announce it, then look once more (the guest stores
