@@ -221,6 +221,10 @@ mod ring_io {
         // Since when no request has been submitted or answered.
         let mut stalled_since = None;
         loop {
+            // Read before looking for answers: time the vCPU spent off its
+            // CPU after a look (an interrupt, the host's scheduler) must not
+            // count as a wait that went unanswered.
+            let now = super::sys::monotonic_ns();
             let mut progress = false;
             let mut submitted = false;
             while let Some(request) = next.filter(|_| in_flight.0.len() < PER_TRANSFER) {
@@ -258,7 +262,6 @@ mod ring_io {
             if progress {
                 stalled_since = None;
             } else {
-                let now = super::sys::monotonic_ns();
                 let since = *stalled_since.get_or_insert(now);
                 if now.saturating_sub(since) > look_ns {
                     block_ring::serve_now();

@@ -176,8 +176,12 @@ pub fn take(ticket: Ticket) -> Option<Result<(), IoError>> {
 /// How long a guest waits for an answer by looking before it asks the
 /// tender to serve the ring on the vCPU's thread (an exit, 50-70 µs on
 /// KVM-PVM): an answer from an awake I/O thread takes a few µs, and on a
-/// busy host that thread may be waiting for this very CPU.
-pub const LOOK_NS: u64 = 30_000;
+/// busy host that thread may be waiting for this very CPU. About what the
+/// exit costs, as a rent-or-buy wait should be: at 30 µs most exits came
+/// too soon (the I/O thread, back from a short preemption, had answered
+/// by the time the exit reached the tender, or was in the middle of the
+/// request, whose lock the vCPU's thread then waited for).
+pub const LOOK_NS: u64 = 60_000;
 
 /// How long a guest waits by looking for a flush that the tender's awake
 /// I/O thread serves, before it asks for the vCPU's thread: an
@@ -198,10 +202,12 @@ pub fn serve_now() {
 pub fn wait(ticket: Ticket) -> Result<(), IoError> {
     let since = super::monotonic_ns();
     loop {
+        // The clock before the look: time off the CPU after it is no wait.
+        let now = super::monotonic_ns();
         if let Some(result) = take(ticket) {
             return result;
         }
-        if super::monotonic_ns().saturating_sub(since) > LOOK_NS {
+        if now.saturating_sub(since) > LOOK_NS {
             serve_now();
         }
         core::hint::spin_loop();
