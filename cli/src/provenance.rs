@@ -35,8 +35,32 @@ use std::process::Command;
 /// bare-metal runtime puts it in the image (targets/metal/src/provenance.rs).
 pub const ENV: &str = "LAMINA_PROVENANCE";
 
-/// Variables of the caller's environment that are not build inputs.
-const NOT_INPUTS: [&str; 2] = ["LAMINA_HOME", ENV];
+/// Variables of the caller's environment that are not build inputs: what
+/// `lamina` itself reads to find its tools or to run an image, and what the
+/// test harness reads. Every other `LAMINA_*` variable is recorded (a build
+/// script may read it). Recorded, a tool's path made two machines' images
+/// of one commit differ, and a change of it rebuilt the image.
+const NOT_INPUTS: [&str; 14] = [
+    "LAMINA_HOME",
+    ENV,
+    // The tender or emulator `lamina run` and `lamina jitsu` start
+    // (`LAMINA_{TARGET}`), and the user-mode network's.
+    "LAMINA_SPT",
+    "LAMINA_HVT",
+    "LAMINA_VIRTIO",
+    "LAMINA_QEMU",
+    "LAMINA_USERNET",
+    // Where `lamina disk` finds GRUB's modules.
+    "LAMINA_GRUB_DIR",
+    // What a unix image records its trace into, read when it runs.
+    "LAMINA_TRACE",
+    "LAMINA_TRACE_MIB",
+    // The test harness's (tests/support).
+    "LAMINA_SKIP_LOG",
+    "LAMINA_REQUIRE_ALL",
+    "LAMINA_JITSU_TAP_UNPRIVILEGED",
+    "LAMINA_UNIX",
+];
 
 /// The provenance of one build, as ordered `key=value` pairs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
