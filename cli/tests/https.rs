@@ -92,10 +92,18 @@ fn certificates() -> &'static Certificates {
     })
 }
 
-/// `lamina` building with the certificates baked in.
+/// `lamina` building with the certificates baked in, in a target
+/// directory of its own: in the shared one, each build with them and each
+/// without (the other tests', in the other CI stream) rebuilt the website
+/// over the other's image, and a test that had just built it found no
+/// image to boot (jitsu's pause test: "cannot read .../website").
 fn lamina_https() -> Command {
     let mut command = lamina();
     command.env("LAMINA_TLS_DIR", &certificates().tls_dir);
+    command.env(
+        "CARGO_TARGET_DIR",
+        root().join("target").join("cli-tests-https-build"),
+    );
     command
 }
 
