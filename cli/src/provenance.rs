@@ -40,14 +40,13 @@ pub const ENV: &str = "LAMINA_PROVENANCE";
 /// test harness reads. Every other `LAMINA_*` variable is recorded (a build
 /// script may read it). Recorded, a tool's path made two machines' images
 /// of one commit differ, and a change of it rebuilt the image.
-const NOT_INPUTS: [&str; 14] = [
+const NOT_INPUTS: [&str; 12] = [
     "LAMINA_HOME",
     ENV,
     // The tender or emulator `lamina run` and `lamina jitsu` start
-    // (`LAMINA_{TARGET}`), and the user-mode network's.
+    // (`LAMINA_{TARGET}` in run.rs and jitsu.rs), and the user-mode network's.
     "LAMINA_SPT",
     "LAMINA_HVT",
-    "LAMINA_VIRTIO",
     "LAMINA_QEMU",
     "LAMINA_USERNET",
     // Where `lamina disk` finds GRUB's modules.
@@ -59,7 +58,6 @@ const NOT_INPUTS: [&str; 14] = [
     "LAMINA_SKIP_LOG",
     "LAMINA_REQUIRE_ALL",
     "LAMINA_JITSU_TAP_UNPRIVILEGED",
-    "LAMINA_UNIX",
 ];
 
 /// The provenance of one build, as ordered `key=value` pairs.

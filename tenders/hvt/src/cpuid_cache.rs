@@ -7,10 +7,10 @@
 //! included): one small file read, where the kernel release and
 //! /proc/cpuinfo's model name and flags lines (fixed at boot as well) took
 //! two files and a scan. A KVM module reloaded with other parameters
-//! within a boot is not seen, as it was not before. The file lives in `$XDG_CACHE_HOME/lamina` (else
-//! `~/.cache/lamina`); it is checked completely on load (magic, key,
-//! entry count, exact size) and anything that does not match is ignored
-//! and rewritten. Failing to cache is never an error.
+//! within a boot is not seen, as it was not before. The file lives in
+//! `$XDG_CACHE_HOME/lamina` (else `~/.cache/lamina`); it is checked
+//! completely on load (magic, key, entry count, exact size) and anything
+//! that does not match is ignored and rewritten. Failing to cache is never an error.
 
 use kvm_bindings::kvm_cpuid_entry2;
 use std::path::PathBuf;
