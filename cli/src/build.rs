@@ -60,12 +60,13 @@ pub fn build(project: &Project, target: Target, profile: Profile) -> Result<Buil
                     provenance::collect(project, target, profile).to_text(),
                 ),
             ];
-            let mut built =
-                cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?;
-            if release {
-                built.debug = Some(guest::split_debug(&built.artifact)?);
+            let linked = cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?;
+            let image = guest::image_in(&target_dir, &project.name);
+            let debug = guest::publish(&linked.artifact, &image, release)?;
+            Built {
+                artifact: image,
+                debug,
             }
-            built
         }
     };
     let size = std::fs::metadata(&built.artifact)

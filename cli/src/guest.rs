@@ -14,6 +14,12 @@ use std::path::{Path, PathBuf};
 /// The host triple guests are built for.
 pub const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
+/// The cargo profile guest images are built with: the workspace's
+/// `release` profile with the overrides of [`profile_args`]. Its own name
+/// gives cargo's output a directory (`guest/`) apart from the `release/`
+/// one where [`publish`] puts the images `lamina build` reports.
+pub const GUEST_PROFILE: &str = "guest";
+
 /// The directory of `target`'s runtime and linker script under `targets/`.
 pub fn runtime_dir(target: Target) -> &'static str {
     if target == Target::Virtio {
@@ -36,7 +42,7 @@ pub fn rustflags(target: Target) -> Vec<String> {
 /// The guest flags with the linker script at `script`. (Its path reaches
 /// only the linker, never the image; the provenance records it as
 /// `/lamina/targets/...`.) Release images are not stripped here but after
-/// the link ([`split_debug`]), which keeps the unstripped one.
+/// the link ([`publish`]), which keeps the unstripped one.
 pub fn flags(target: Target, script: &str) -> Vec<String> {
     let flags = vec![
         format!("--cfg lamina_target=\"{}\"", target.name()),
@@ -77,71 +83,87 @@ pub fn with_symbols(image: &Path) -> PathBuf {
     }
 }
 
-/// Whether the ELF file `bytes` has a symbol table.
-fn has_symbols(bytes: &[u8]) -> bool {
-    lamina_tender::elf::Elf::parse(bytes)
-        .ok()
-        .and_then(|elf| lamina_tender::elf_contents::sections(&elf).ok())
-        .is_some_and(|sections| sections.iter().any(|s| s.name == ".symtab"))
-}
-
-/// Keeps the freshly linked release image, symbols, line tables and all,
-/// as IMAGE.debug for the size report, backtraces and debuggers, and
-/// strips IMAGE (`objcopy --strip-all`: the loaded bytes are the same, the
-/// symbol table and the DWARF sections go). An image that is already stripped was
-/// not relinked: its IMAGE.debug is still the right one.
-pub fn split_debug(image: &Path) -> Result<PathBuf, CliError> {
-    let debug = debug_path(image);
-    let bytes = crate::read_file(image)?;
-    if !has_symbols(&bytes) {
+/// Puts the image cargo linked at `linked` (in the directory of cargo's
+/// `guest` profile) at `image`, the path `lamina build` reports: a release
+/// image stripped (`objcopy --strip-all`: the loaded bytes are the same,
+/// the symbol table and the DWARF sections go), with the unstripped one,
+/// symbols, line tables and all, beside it as IMAGE.debug (returned) for
+/// the size report, backtraces and debuggers; any other image as linked.
+///
+/// Why not boot cargo's own file: cargo rewrites its output at every
+/// build, even one with nothing to do (it removes the file, then
+/// hard-links it again from deps/), so a unikernel started from that path
+/// while another build of the same image ran could find no file (CI saw
+/// it: a jitsu test's boot, beside another test's build). `image` is only
+/// ever replaced by renaming a whole file over it: a reader finds the old
+/// image or the new one, never none or part of one; builds running at once
+/// each write their own temporary files, all with the same bytes.
+pub fn publish(linked: &Path, image: &Path, release: bool) -> Result<Option<PathBuf>, CliError> {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
+    let linked_at =
+        modified(linked).map_err(CliError::io(format!("cannot read {}", linked.display())))?;
+    let debug = release.then(|| debug_path(image));
+    // The published files keep the time the image was linked: one that
+    // was not relinked is neither rewritten nor looks rebuilt.
+    let current = |path: &Path| modified(path).ok() == Some(linked_at);
+    if current(image) && debug.as_deref().is_none_or(current) {
         return Ok(debug);
     }
-    let linked = std::fs::metadata(image)
-        .and_then(|m| m.modified())
-        .map_err(CliError::io(format!("cannot read {}", image.display())))?;
-    // Builds of one image may run at once (cargo serialises the linking,
-    // not what follows it): each writes its own temporary files and renames
-    // them into place, which is atomic, so no reader ever sees a partial
-    // image and no build takes another's file. They all write the same bytes.
+    if let Some(dir) = image.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(CliError::io(format!("cannot create {}", dir.display())))?;
+    }
     let temporary = |what: &str| {
         let mut name = image.as_os_str().to_owned();
         name.push(format!(".{what}.{}", std::process::id()));
         PathBuf::from(name)
     };
-    let debug_part = temporary("debug");
-    std::fs::write(&debug_part, &bytes)
-        .and_then(|()| std::fs::rename(&debug_part, &debug))
-        .map_err(CliError::io(format!("cannot write {}", debug.display())))?;
-    let stripped = temporary("stripped");
-    let status = std::process::Command::new("objcopy")
-        .arg("--strip-all")
-        .arg(&debug)
-        .arg(&stripped)
-        .status()
-        .map_err(|e| CliError::MissingTool {
-            what: format!("objcopy ({e})"),
-            package: "binutils",
-        })?;
-    if !status.success() {
-        let _ = std::fs::remove_file(&stripped);
-        return Err(CliError::Project(format!(
-            "objcopy --strip-all {} failed",
-            debug.display()
-        )));
-    }
-    // The stripped image keeps the time it was linked: cargo puts the
-    // unstripped file back at each build (a hard link from deps/), and an
-    // image that was not relinked must not look rebuilt.
-    std::fs::File::options()
-        .write(true)
-        .open(&stripped)
-        .and_then(|file| file.set_modified(linked))
-        .map_err(CliError::io(format!("cannot write {}", stripped.display())))?;
-    // A new file, not the one cargo hard-linked from deps/: that one stays
-    // as it was linked.
-    std::fs::rename(&stripped, image)
-        .map_err(CliError::io(format!("cannot replace {}", image.display())))?;
-    Ok(debug)
+    // Writes `to` by `make` filling a temporary file, then renaming it.
+    let place = |to: &Path, what: &str, make: &dyn Fn(&Path) -> Result<(), CliError>| {
+        let part = temporary(what);
+        let placed = make(&part).and_then(|()| {
+            std::fs::File::options()
+                .write(true)
+                .open(&part)
+                .and_then(|file| file.set_modified(linked_at))
+                .and_then(|()| std::fs::rename(&part, to))
+                .map_err(CliError::io(format!("cannot write {}", to.display())))
+        });
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&part);
+        }
+        placed
+    };
+    let copy = |part: &Path| {
+        std::fs::copy(linked, part)
+            .map(drop)
+            .map_err(CliError::io(format!("cannot copy {}", linked.display())))
+    };
+    let Some(debug) = debug else {
+        place(image, "image", &copy)?;
+        return Ok(None);
+    };
+    place(&debug, "debug", &copy)?;
+    place(image, "stripped", &|part: &Path| {
+        let status = std::process::Command::new("objcopy")
+            .arg("--strip-all")
+            .arg(linked)
+            .arg(part)
+            .status()
+            .map_err(|e| CliError::MissingTool {
+                what: format!("objcopy ({e})"),
+                package: "binutils",
+            })?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(CliError::Project(format!(
+                "objcopy --strip-all {} failed",
+                linked.display()
+            )))
+        }
+    })?;
+    Ok(Some(debug))
 }
 
 /// How much debug information a guest image carries (in IMAGE.debug for a
@@ -207,9 +229,9 @@ pub const FULL_DEBUGINFO: &str = "--full-debuginfo";
 
 /// Profile overrides of a guest build without `--release`: the crates that
 /// touch every byte of every frame, at opt-level 3.
-const HOT_BYTE_CRATES: [&str; 1] = ["profile.release.package.lamina-wire.opt-level=3"];
+const HOT_BYTE_CRATES: [&str; 1] = ["profile.guest.package.lamina-wire.opt-level=3"];
 
-/// cargo arguments for the guest profile: `panic = "abort"` and LTO always
+/// cargo arguments for the guest profile ([`GUEST_PROFILE`]): `panic = "abort"` and LTO always
 /// (they remove the unwinding machinery the prebuilt `alloc` refers to);
 /// size-optimised for `--release`, debug assertions otherwise (at
 /// opt-level 1, but [`HOT_BYTE_CRATES`] at 3); line tables, or full debug
@@ -222,22 +244,23 @@ const HOT_BYTE_CRATES: [&str; 1] = ["profile.release.package.lamina-wire.opt-lev
 /// and 2098 KiB (a shared two-core machine). A release build's line tables
 /// go to IMAGE.debug only: the stripped image is the same without them.
 pub fn profile_args(profile: Profile) -> Vec<String> {
-    let mut args = vec!["--release".to_owned()];
+    let mut args = vec!["--profile".to_owned(), GUEST_PROFILE.to_owned()];
     let mut config = vec![
-        "profile.release.panic=\"abort\"",
-        "profile.release.lto=true",
-        "profile.release.codegen-units=1",
+        "profile.guest.inherits=\"release\"",
+        "profile.guest.panic=\"abort\"",
+        "profile.guest.lto=true",
+        "profile.guest.codegen-units=1",
     ];
     config.push(match profile.debuginfo {
-        Debuginfo::LineTables => "profile.release.debug=\"line-tables-only\"",
-        Debuginfo::Full => "profile.release.debug=true",
+        Debuginfo::LineTables => "profile.guest.debug=\"line-tables-only\"",
+        Debuginfo::Full => "profile.guest.debug=true",
     });
     if profile.release {
-        config.push("profile.release.opt-level=\"s\"");
+        config.push("profile.guest.opt-level=\"s\"");
     } else {
-        config.push("profile.release.opt-level=1");
-        config.push("profile.release.debug-assertions=true");
-        config.push("profile.release.overflow-checks=true");
+        config.push("profile.guest.opt-level=1");
+        config.push("profile.guest.debug-assertions=true");
+        config.push("profile.guest.overflow-checks=true");
         // The byte loops every frame runs through (checksums, segment
         // copies) are optimised fully even here, as they are in release,
         // keeping their debug assertions and overflow checks.
@@ -278,10 +301,13 @@ pub fn target_dir(project: &Project, target: Target, profile: Profile) -> PathBu
 /// The image `lamina build` makes of the application `app` for the target
 /// named `target` when the target directory is `base` (`CARGO_TARGET_DIR`).
 pub fn image_path(base: &Path, target: &str, profile: Profile, app: &str) -> PathBuf {
-    base.join(profile_dir(target, profile))
-        .join(GUEST_TRIPLE)
-        .join("release")
-        .join(app)
+    image_in(&base.join(profile_dir(target, profile)), app)
+}
+
+/// The image of the application `app` built in `target_dir` (a
+/// [`target_dir`]): where [`publish`] puts it.
+pub fn image_in(target_dir: &Path, app: &str) -> PathBuf {
+    target_dir.join(GUEST_TRIPLE).join("release").join(app)
 }
 
 #[cfg(test)]
@@ -315,6 +341,47 @@ mod tests {
     }
 
     #[test]
+    fn a_published_image_stays_while_cargo_rewrites_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let linked = dir.path().join("guest").join("app");
+        std::fs::create_dir_all(linked.parent().unwrap()).unwrap();
+        // Any ELF file with symbols will do: this test program.
+        std::fs::copy(std::env::current_exe().unwrap(), &linked).unwrap();
+        let image = dir.path().join("release").join("app");
+        let debug = publish(&linked, &image, true).unwrap().unwrap();
+        let bytes = |path: &Path| std::fs::read(path).unwrap();
+        assert_eq!(bytes(&debug), bytes(&linked));
+        assert!(bytes(&image).len() < bytes(&debug).len(), "not stripped");
+        let inode =
+            |path: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap());
+        let published = inode(&image);
+        // Nothing relinked: nothing is written again.
+        publish(&linked, &image, true).unwrap();
+        assert_eq!(inode(&image), published);
+        // cargo's next build removes its file before linking it again:
+        // the published image is a file of its own.
+        std::fs::remove_file(&linked).unwrap();
+        assert!(image.is_file() && debug.is_file());
+
+        // A relinked image (a new time) replaces the published one; an
+        // image built without --release is published as linked.
+        std::fs::copy(std::env::current_exe().unwrap(), &linked).unwrap();
+        let plain = dir.path().join("release").join("plain");
+        assert_eq!(publish(&linked, &plain, false).unwrap(), None);
+        assert_eq!(bytes(&plain), bytes(&linked));
+        publish(&linked, &image, true).unwrap();
+        assert_ne!(inode(&image), published);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("release"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .filter(|name| {
+                name.to_string_lossy().contains('.') && !name.to_string_lossy().ends_with(".debug")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+
+    #[test]
     fn a_profile_is_recorded_as_the_options_that_ask_for_it() {
         for profile in all_profiles() {
             let options = profile.options();
@@ -324,8 +391,8 @@ mod tests {
             );
             assert_eq!(again, profile, "{options:?}");
             let args = profile_args(profile).join(" ");
-            let full = args.contains("profile.release.debug=true");
-            let lines = args.contains("profile.release.debug=\"line-tables-only\"");
+            let full = args.contains("profile.guest.debug=true");
+            let lines = args.contains("profile.guest.debug=\"line-tables-only\"");
             assert_eq!(
                 (full, lines),
                 (
