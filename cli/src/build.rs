@@ -95,10 +95,27 @@ const STATIC_TENDER: [&str; 4] = [
     "target.x86_64-unknown-linux-gnu.rustflags = ['-Ctarget-feature=+crt-static']",
 ];
 
-/// Builds the tender for `target` (`lamina-spt`, `lamina-hvt`) from this
-/// copy of Lamina, optimised and static, and returns its path.
-pub fn build_tender(target: Target) -> Result<PathBuf, CliError> {
-    build_workspace_binary(&format!("lamina-{}", target.name()), &STATIC_TENDER)
+/// The variables that name a tender to start instead of building one.
+pub const TENDER_VARS: [&str; 2] = ["LAMINA_SPT", "LAMINA_HVT"];
+
+/// The tender for `target` (`lamina-spt`, `lamina-hvt`): the program
+/// `LAMINA_SPT` or `LAMINA_HVT` names, else built from this copy of Lamina,
+/// optimised and static.
+pub fn tender(target: Target) -> Result<PathBuf, CliError> {
+    let var = match target {
+        Target::Spt => TENDER_VARS[0],
+        Target::Hvt => TENDER_VARS[1],
+        Target::Unix | Target::Virtio => {
+            return Err(CliError::Project(format!(
+                "{} has no tender",
+                target.name()
+            )))
+        }
+    };
+    match std::env::var_os(var) {
+        Some(path) => Ok(PathBuf::from(path)),
+        None => build_workspace_binary(&format!("lamina-{}", target.name()), &STATIC_TENDER),
+    }
 }
 
 /// Builds `name`, a host program of the Lamina workspace whose package

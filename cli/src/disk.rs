@@ -55,9 +55,12 @@ const DEBUG_EXIT: (u16, u8) = (lamina_abi::debug_exit::PORT, 2);
 /// finds the cloud's devices at boot instead.
 const DEVICE_ARGS: &[&str] = &["--block:", "--block-sector-size:", "--net:", "--net-mac:"];
 
-/// Where GRUB's i386-pc files are (`LAMINA_GRUB_DIR` overrides it).
+/// The variable that names the directory of GRUB's i386-pc files.
+pub const GRUB_DIR_VAR: &str = "LAMINA_GRUB_DIR";
+
+/// Where GRUB's i386-pc files are ([`GRUB_DIR_VAR`] overrides it).
 fn grub_dir() -> PathBuf {
-    std::env::var_os("LAMINA_GRUB_DIR")
+    std::env::var_os(GRUB_DIR_VAR)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/lib/grub/i386-pc"))
 }

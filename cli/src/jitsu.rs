@@ -46,11 +46,7 @@ pub fn run(config_path: &Path) -> Result<(), CliError> {
             JitsuTarget::Spt => &mut programs.spt,
         };
         if slot.is_none() {
-            let override_var = format!("LAMINA_{}", target.name().to_uppercase());
-            *slot = Some(match std::env::var_os(&override_var) {
-                Some(path) => PathBuf::from(path),
-                None => crate::build::build_tender(cli_target)?,
-            });
+            *slot = Some(crate::build::tender(cli_target)?);
         }
         if let Application::Project(app) = &service.app {
             // A directory next to the configuration, else an example's name.

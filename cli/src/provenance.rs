@@ -43,14 +43,14 @@ pub const ENV: &str = "LAMINA_PROVENANCE";
 const NOT_INPUTS: [&str; 12] = [
     "LAMINA_HOME",
     ENV,
-    // The tender or emulator `lamina run` and `lamina jitsu` start
-    // (`LAMINA_{TARGET}` in run.rs and jitsu.rs), and the user-mode network's.
-    "LAMINA_SPT",
-    "LAMINA_HVT",
-    "LAMINA_QEMU",
-    "LAMINA_USERNET",
+    // The tender or emulator `lamina run` and `lamina jitsu` start, and
+    // the user-mode network's.
+    crate::build::TENDER_VARS[0],
+    crate::build::TENDER_VARS[1],
+    crate::run::QEMU_VAR,
+    crate::usernet::USERNET_VAR,
     // Where `lamina disk` finds GRUB's modules.
-    "LAMINA_GRUB_DIR",
+    crate::disk::GRUB_DIR_VAR,
     // What a unix image records its trace into, read when it runs.
     "LAMINA_TRACE",
     "LAMINA_TRACE_MIB",

@@ -1,7 +1,7 @@
 //! `lamina run`: build, start, report the start-up time, pass the exit status on.
 
 use crate::backtrace::Watcher;
-use crate::build::{build, build_tender};
+use crate::build::build;
 use crate::declared::Device;
 use crate::guest::{Debuginfo, Profile};
 use crate::project::Project;
@@ -195,11 +195,7 @@ fn command_for(
             Ok(command)
         }
         Target::Spt | Target::Hvt => {
-            let override_var = format!("LAMINA_{}", target.name().to_uppercase());
-            let tender = match std::env::var_os(&override_var) {
-                Some(path) => PathBuf::from(path),
-                None => build_tender(target)?,
-            };
+            let tender = crate::build::tender(target)?;
             let (tender_args, guest_args): (Vec<&String>, Vec<&String>) =
                 boot_args.iter().partition(|a| is_tender_arg(a));
             let mut command = Command::new(tender);
@@ -216,9 +212,12 @@ fn command_for(
     }
 }
 
-/// The QEMU binary (`LAMINA_QEMU` overrides it).
+/// The variable that names the QEMU binary to start.
+pub const QEMU_VAR: &str = "LAMINA_QEMU";
+
+/// The QEMU binary ([`QEMU_VAR`] overrides it).
 pub fn qemu_binary() -> PathBuf {
-    std::env::var_os("LAMINA_QEMU")
+    std::env::var_os(QEMU_VAR)
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
 }

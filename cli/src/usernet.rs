@@ -29,10 +29,13 @@ pub struct UserNetworks {
     tender_ends: Vec<OwnedFd>,
 }
 
-/// The lamina-usernet binary: `LAMINA_USERNET`, else built from the
+/// The variable that names the lamina-usernet binary to start.
+pub const USERNET_VAR: &str = "LAMINA_USERNET";
+
+/// The lamina-usernet binary: [`USERNET_VAR`], else built from the
 /// Lamina workspace as the tenders are.
 pub fn usernet_binary() -> Result<PathBuf, CliError> {
-    match std::env::var_os("LAMINA_USERNET") {
+    match std::env::var_os(USERNET_VAR) {
         Some(path) => Ok(PathBuf::from(path)),
         None => crate::build::build_host_binary("lamina-usernet"),
     }
