@@ -173,6 +173,19 @@ pub fn tender(target: &str) -> PathBuf {
     .join(format!("lamina-{target}"))
 }
 
+/// lamina-usernet, built optimised beside the tenders.
+pub fn usernet_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let args = ["build", "--release", "-q", "-p", "lamina-usernet"];
+            cargo_into_test_dir(&args, "lamina-usernet")
+                .join("release")
+                .join("lamina-usernet")
+        })
+        .clone()
+}
+
 /// The unikernel targets to test: spt always, hvt where /dev/kvm opens;
 /// where it does not, hvt's part of `test` is skipped or, under CI, fails
 /// (see [`skip_or_fail`]).

@@ -5,10 +5,10 @@
 //! user-mode networking (no root needed).
 //!
 //! One certificate directory serves the whole test binary (made once, kept
-//! under target/cli-tests-https/, so that the builds are not
-//! thrown away between runs): `localhost.crt` (ECDSA P-256, for localhost
-//! and 127.0.0.1; it sorts first, so it is the certificate for clients that
-//! send no SNI) and `other.test.crt` (RSA 2048), both signed by a
+//! under target/cli-tests-https/, so that the builds in
+//! target/cli-tests-https-build are not thrown away between runs):
+//! `localhost.crt` (ECDSA P-256, for localhost and 127.0.0.1; it sorts
+//! first, so it is the certificate for clients that send no SNI) and `other.test.crt` (RSA 2048), both signed by a
 //! development CA made by `lamina tls dev-cert`.
 
 mod common;
@@ -29,11 +29,7 @@ const TITLE: &str = "<title>A library operating system in Rust · Lamina</title>
 /// and exits; at 48 and 64 it serves on).
 const GUEST_MIB: u32 = 64;
 
-/// Where the certificates are kept between runs. The builds share the
-/// project's target directory: only the website itself is rebuilt when
-/// `LAMINA_TLS_DIR` comes or goes (its build script watches the variable),
-/// where a target directory of their own rebuilt every dependency and
-/// tender, minutes of CI.
+/// Where the certificates are kept between runs.
 fn fixture_dir() -> PathBuf {
     root()
         .join("target")
@@ -95,8 +91,10 @@ fn certificates() -> &'static Certificates {
 /// `lamina` building with the certificates baked in, in a target
 /// directory of its own: in the shared one, each build with them and each
 /// without (the other tests', in the other CI stream) rebuilt the website
-/// over the other's image, and a test that had just built it found no
-/// image to boot (jitsu's pause test: "cannot read .../website").
+/// over the other's image, and a test could boot the other's. The tenders
+/// and the user-mode network are the shared directory's: only the
+/// website is built here (rebuilding those too took a minute and a half of
+/// a cold CI run).
 fn lamina_https() -> Command {
     let mut command = lamina();
     command.env("LAMINA_TLS_DIR", &certificates().tls_dir);
@@ -104,6 +102,9 @@ fn lamina_https() -> Command {
         "CARGO_TARGET_DIR",
         root().join("target").join("cli-tests-https-build"),
     );
+    command.env("LAMINA_SPT", tender("spt"));
+    command.env("LAMINA_HVT", tender("hvt"));
+    command.env("LAMINA_USERNET", usernet_binary());
     command
 }
 

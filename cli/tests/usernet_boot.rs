@@ -17,26 +17,13 @@ use common::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// The MAC the tender gives the guest when the daemon chooses it.
 const GUEST_MAC: &str = "02:00:00:4a:00:01";
-
-/// lamina-usernet, built optimised beside the tenders.
-fn usernet_binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let args = ["build", "--release", "-q", "-p", "lamina-usernet"];
-            cargo_into_test_dir(&args, "lamina-usernet")
-                .join("release")
-                .join("lamina-usernet")
-        })
-        .clone()
-}
 
 /// A running lamina-usernet and the tender's end of its link.
 struct Network {
