@@ -2,7 +2,16 @@
 # Installs what Lamina's build and tests need on a fresh Debian machine:
 # Debian packages (the real peers the tests talk to) and Rust components.
 # Safe to run again: it installs only what is missing.
+#
+#   scripts/setup.sh                     everything
+#   scripts/setup.sh --rust-components   only rustfmt and clippy
 set -euo pipefail
+
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+fi
+[ "${1:-}" = --rust-components ] && exit 0
 
 # command -> Debian package that provides it
 declare -A PACKAGES=(
@@ -72,11 +81,6 @@ if [ ! -f "$SPEEDSCOPE/node_modules/speedscope/dist/release/index.html" ]; then
   mkdir -p "$SPEEDSCOPE"
   [ -f "$SPEEDSCOPE/package.json" ] || echo '{"private": true}' >"$SPEEDSCOPE/package.json"
   npm install --silent --prefix "$SPEEDSCOPE" speedscope
-fi
-
-if command -v rustup >/dev/null 2>&1; then
-  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
-  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 fi
 
 # The fuzz smoke (fuzz/run.sh, run by scripts/test.sh): a nightly toolchain
