@@ -124,6 +124,9 @@ pub fn build_host_binary(name: &str) -> Result<PathBuf, CliError> {
     build_workspace_binary(name, &[])
 }
 
+/// The program is started from a copy (`published/NAME` beside cargo's
+/// file), for the reason [`guest::publish`] gives: another `lamina` may be
+/// building the same program at the moment this one starts it.
 fn build_workspace_binary(name: &str, extra: &[&str]) -> Result<PathBuf, CliError> {
     let manifest = crate::project::lamina_root().join("Cargo.toml");
     let args: Vec<String> = ["--release", "--quiet", "-p", name]
@@ -131,7 +134,14 @@ fn build_workspace_binary(name: &str, extra: &[&str]) -> Result<PathBuf, CliErro
         .chain(extra)
         .map(|arg| arg.to_string())
         .collect();
-    Ok(cargo_build(&manifest, name, &args, &[])?.artifact)
+    let built = cargo_build(&manifest, name, &args, &[])?.artifact;
+    let published = built
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("published")
+        .join(name);
+    guest::publish(&built, &published, false)?;
+    Ok(published)
 }
 
 /// `cargo build` of the binary `bin` of the package at `manifest`; the

@@ -162,15 +162,56 @@ pub fn release_dir() -> &'static PathBuf {
 
 /// The tender for `target` (`spt`, `hvt`) as `lamina run` builds it:
 /// `cargo tenders` (.cargo/config.toml), optimised and linked statically.
-/// Both tenders are built once, beside the peers.
+/// Both tenders are built once, beside the peers, and published.
 pub fn tender(target: &str) -> PathBuf {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| {
-        cargo_into_test_dir(&["tenders", "-q"], "the tenders")
+    let built = DIR.get_or_init(|| {
+        let dir = cargo_into_test_dir(&["tenders", "-q"], "the tenders")
             .join("x86_64-unknown-linux-gnu")
-            .join("release")
-    })
-    .join(format!("lamina-{target}"))
+            .join("release");
+        for target in ["spt", "hvt"] {
+            published(&dir.join(format!("lamina-{target}")));
+        }
+        dir
+    });
+    published_path(&built.join(format!("lamina-{target}")))
+}
+
+/// Where [`published`] puts a copy of `built`.
+fn published_path(built: &Path) -> PathBuf {
+    let name = built.file_name().unwrap();
+    root()
+        .join("target")
+        .join("cli-tests")
+        .join("published")
+        .join(name)
+}
+
+/// A copy of the program cargo built at `built`, which tests start instead
+/// of cargo's own file: cargo removes that file and links it again at
+/// every build, even one with nothing to do, and another test's `lamina
+/// run` builds the tenders and lamina-usernet in this target directory at
+/// any moment. The copy is only ever replaced by renaming a whole file
+/// over it, when cargo's is newer.
+pub fn published(built: &Path) -> PathBuf {
+    let to = published_path(built);
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let linked = modified(built).expect("the program was built");
+    if modified(&to) == Some(linked) {
+        return to;
+    }
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    let mut part = to.clone().into_os_string();
+    part.push(format!(".{}", std::process::id()));
+    let part = PathBuf::from(part);
+    std::fs::copy(built, &part).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&part)
+        .and_then(|file| file.set_modified(linked))
+        .unwrap();
+    std::fs::rename(&part, &to).unwrap();
+    to
 }
 
 /// lamina-usernet, built optimised beside the tenders.
@@ -179,9 +220,11 @@ pub fn usernet_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let args = ["build", "--release", "-q", "-p", "lamina-usernet"];
-            cargo_into_test_dir(&args, "lamina-usernet")
-                .join("release")
-                .join("lamina-usernet")
+            published(
+                &cargo_into_test_dir(&args, "lamina-usernet")
+                    .join("release")
+                    .join("lamina-usernet"),
+            )
         })
         .clone()
 }

@@ -191,7 +191,12 @@ impl Website {
     fn wait_until_serving(&mut self, limit: Duration) {
         let start = Instant::now();
         while start.elapsed() < limit {
-            assert!(self.alive(), "{}: the website exited", self.target);
+            assert!(
+                self.alive(),
+                "{}: the website exited:\n{}",
+                self.target,
+                std::fs::read_to_string(&self.console).unwrap_or_default()
+            );
             let http = curl_status(&[&format!("http://127.0.0.1:{}/", self.http)]);
             let https = curl_status(&self.https_args("/", &[]));
             // (HTTP may answer with a redirect.)
