@@ -99,16 +99,23 @@ pub fn with_symbols(image: &Path) -> PathBuf {
 /// image or the new one, never none or part of one; builds running at once
 /// each write their own temporary files, all with the same bytes.
 pub fn publish(linked: &Path, image: &Path, release: bool) -> Result<Option<PathBuf>, CliError> {
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
-    let linked_at =
-        modified(linked).map_err(CliError::io(format!("cannot read {}", linked.display())))?;
+    let (mut source, metadata) = open_linked(linked)?;
+    let linked_at = metadata
+        .modified()
+        .map_err(CliError::io(format!("cannot read {}", linked.display())))?;
     let debug = release.then(|| debug_path(image));
     // The published files keep the time the image was linked: one that
     // was not relinked is neither rewritten nor looks rebuilt.
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
     let current = |path: &Path| modified(path).ok() == Some(linked_at);
     if current(image) && debug.as_deref().is_none_or(current) {
         return Ok(debug);
     }
+    // Read through the handle opened above: the file cargo may link again
+    // meanwhile is not read.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut source, &mut bytes)
+        .map_err(CliError::io(format!("cannot read {}", linked.display())))?;
     if let Some(dir) = image.parent() {
         std::fs::create_dir_all(dir)
             .map_err(CliError::io(format!("cannot create {}", dir.display())))?;
@@ -135,19 +142,20 @@ pub fn publish(linked: &Path, image: &Path, release: bool) -> Result<Option<Path
         placed
     };
     let copy = |part: &Path| {
-        std::fs::copy(linked, part)
-            .map(drop)
-            .map_err(CliError::io(format!("cannot copy {}", linked.display())))
+        std::fs::write(part, &bytes)
+            .and_then(|()| std::fs::set_permissions(part, metadata.permissions()))
+            .map_err(CliError::io(format!("cannot write {}", part.display())))
     };
     let Some(debug) = debug else {
         place(image, "image", &copy)?;
         return Ok(None);
     };
     place(&debug, "debug", &copy)?;
+    // Stripped from IMAGE.debug, a file of our own.
     place(image, "stripped", &|part: &Path| {
         let status = std::process::Command::new("objcopy")
             .arg("--strip-all")
-            .arg(linked)
+            .arg(&debug)
             .arg(part)
             .status()
             .map_err(|e| CliError::MissingTool {
@@ -159,11 +167,28 @@ pub fn publish(linked: &Path, image: &Path, release: bool) -> Result<Option<Path
         } else {
             Err(CliError::Project(format!(
                 "objcopy --strip-all {} failed",
-                linked.display()
+                debug.display()
             )))
         }
     })?;
     Ok(Some(debug))
+}
+
+/// Opens the program cargo linked at `linked`, with its metadata. Another
+/// build's cargo may have removed it to link it again: it is back within
+/// microseconds, so a missing file is looked for again for up to 0.5 s.
+fn open_linked(linked: &Path) -> Result<(std::fs::File, std::fs::Metadata), CliError> {
+    let mut tries = 0;
+    loop {
+        match std::fs::File::open(linked).and_then(|file| Ok((file.metadata()?, file))) {
+            Ok((metadata, file)) => return Ok((file, metadata)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(CliError::io(format!("cannot read {}", linked.display()))(e)),
+        }
+    }
 }
 
 /// How much debug information a guest image carries (in IMAGE.debug for a
@@ -231,8 +256,9 @@ pub const FULL_DEBUGINFO: &str = "--full-debuginfo";
 /// touch every byte of every frame, at opt-level 3.
 const HOT_BYTE_CRATES: [&str; 1] = ["profile.guest.package.lamina-wire.opt-level=3"];
 
-/// cargo arguments for the guest profile ([`GUEST_PROFILE`]): `panic = "abort"` and LTO always
-/// (they remove the unwinding machinery the prebuilt `alloc` refers to);
+/// cargo arguments for the guest profile ([`GUEST_PROFILE`]): `panic =
+/// "abort"` and LTO always (they remove the unwinding machinery the
+/// prebuilt `alloc` refers to);
 /// size-optimised for `--release`, debug assertions otherwise (at
 /// opt-level 1, but [`HOT_BYTE_CRATES`] at 3); line tables, or full debug
 /// information, either way.

@@ -177,34 +177,50 @@ pub fn tender(target: &str) -> PathBuf {
     published_path(&built.join(format!("lamina-{target}")))
 }
 
-/// Where [`published`] puts a copy of `built`.
+/// Where lamina's own builds publish the program cargo built at `built`
+/// (cli/src/build.rs, `build_workspace_binary`): `published/NAME` beside it.
 fn published_path(built: &Path) -> PathBuf {
-    let name = built.file_name().unwrap();
-    root()
-        .join("target")
-        .join("cli-tests")
+    built
+        .parent()
+        .unwrap()
         .join("published")
-        .join(name)
+        .join(built.file_name().unwrap())
 }
 
-/// A copy of the program cargo built at `built`, which tests start instead
-/// of cargo's own file: cargo removes that file and links it again at
-/// every build, even one with nothing to do, and another test's `lamina
-/// run` builds the tenders and lamina-usernet in this target directory at
-/// any moment. The copy is only ever replaced by renaming a whole file
-/// over it, when cargo's is newer.
+/// The copy of the program cargo built at `built` that tests start, as
+/// `lamina run` starts its own (the same file): cargo removes its file
+/// and links it again at every build, even one with nothing to do, and
+/// another test's `lamina run` builds the tenders and lamina-usernet in
+/// this target directory at any moment. The copy is only ever replaced by
+/// renaming a whole file over it, when cargo's is newer. (The test's
+/// version of lamina's `guest::publish`, which a test cannot call.)
 pub fn published(built: &Path) -> PathBuf {
     let to = published_path(built);
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let linked = modified(built).expect("the program was built");
-    if modified(&to) == Some(linked) {
+    let linked = modified(built);
+    if linked.is_some() && modified(&to) == linked {
         return to;
     }
+    // cargo's file may be missing for an instant while another build
+    // links it again.
+    let bytes = (0..50)
+        .find_map(|_| {
+            let bytes = std::fs::read(built).ok();
+            if bytes.is_none() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            bytes
+        })
+        .expect("the program was built");
+    let linked = linked
+        .or_else(|| modified(built))
+        .expect("the program was built");
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     let mut part = to.clone().into_os_string();
-    part.push(format!(".{}", std::process::id()));
+    part.push(format!(".test.{}", std::process::id()));
     let part = PathBuf::from(part);
-    std::fs::copy(built, &part).unwrap();
+    std::fs::write(&part, bytes).unwrap();
+    std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     std::fs::File::options()
         .write(true)
         .open(&part)
