@@ -32,18 +32,25 @@ phase "cargo fmt --check"
 cargo fmt --all -- --check
 phase "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-# Guest code compiles only for a unikernel target: lint it as one too. The
-# applications see spt and hvt alike (one `any(spt, hvt)` runtime), so hvt
-# lints only the crates with code of its own.
+# Guest code compiles only for a unikernel target: lint it as one too, as
+# `lamina build` compiles it (guest::flags: `--cfg lamina_guest` for every
+# crate, the target's feature of the `lamina` crate, `lamina_target` for the
+# applications). The applications see spt and hvt alike (one runtime with
+# two ABIs), so hvt lints only the crates with code of its own.
 guest_crates="-p lamina-metal -p lamina-solo5 -p lamina-virtio -p hello -p echo -p website -p dns -p selftest -p conformance -p resolve -p fetch -p disk -p storeload -p kv"
 for target in spt hvt virtio; do
   phase "cargo clippy (guest code, $target)"
   crates=$guest_crates
-  [ "$target" = hvt ] && crates="-p lamina-metal -p lamina-solo5 -p selftest"
+  case $target in
+    hvt) crates="-p lamina-metal -p lamina-solo5 -p selftest" ;;
+    spt) crates=${crates/-p lamina-virtio/} ;;
+    virtio) crates=${crates/-p lamina-solo5/} ;;
+  esac
   # shellcheck disable=SC2086
-  RUSTFLAGS="--cfg lamina_target=\"$target\"" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
-    --target-dir "target/clippy-$target" --config 'profile.dev.panic="abort"' \
-    $crates -- -D warnings
+  RUSTFLAGS="--cfg lamina_guest" cargo clippy --quiet --target x86_64-unknown-linux-gnu \
+    --target-dir target/clippy-guest --config 'profile.dev.panic="abort"' \
+    --features "lamina/$target" $([ "$target" = virtio ] || echo "--features lamina-solo5/$target") \
+    $crates -- -D warnings --cfg "lamina_target=\"$target\""
 done
 phase "cargo test"
 # Every test binary runs even after a failure, so the summary lists all.

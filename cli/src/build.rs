@@ -37,22 +37,30 @@ pub fn build(project: &Project, target: Target, profile: Profile) -> Result<Buil
             } else {
                 Vec::new()
             };
-            cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &[])?
+            cargo_build(
+                &project.dir.join("Cargo.toml"),
+                &project.name,
+                &args,
+                &[],
+                &[],
+            )?
         }
         Target::Spt | Target::Hvt | Target::Virtio => {
-            let target_dir = guest::target_dir(project, target, profile);
+            let build_dir = guest::build_dir(project, profile);
             let mut args = vec![
                 "--target".to_owned(),
                 guest::GUEST_TRIPLE.to_owned(),
                 "--target-dir".to_owned(),
-                target_dir.display().to_string(),
+                build_dir.display().to_string(),
+                "--features".to_owned(),
+                guest::target_feature(target),
             ];
             args.extend(guest::profile_args(profile));
             // Reproducible images: no path of this machine in them (the
-            // flags reach rustc only; build IDs are off in guest::flags).
+            // flags reach rustc only; build IDs are off in guest::app_flags).
             let workspace = provenance::workspace(project);
-            let mut flags = guest::rustflags(target);
-            flags.extend(provenance::remap_flags(&workspace, &target_dir));
+            let mut flags = guest::flags();
+            flags.extend(provenance::remap_flags(&workspace, &build_dir));
             let env = [
                 ("RUSTFLAGS", flags.join(" ")),
                 (
@@ -60,8 +68,19 @@ pub fn build(project: &Project, target: Target, profile: Profile) -> Result<Buil
                     provenance::collect(project, target, profile).to_text(),
                 ),
             ];
-            let linked = cargo_build(&project.dir.join("Cargo.toml"), &project.name, &args, &env)?;
-            let image = guest::image_in(&target_dir, &project.name);
+            // Every target's build links the application at one path in
+            // `build_dir`: the lock keeps another lamina's build from
+            // linking it again before this one has published it.
+            let _lock = lock_build_dir(&build_dir)?;
+            let linked = cargo_build(
+                &project.dir.join("Cargo.toml"),
+                &project.name,
+                &args,
+                &env,
+                &guest::app_flags(target),
+            )?;
+            let image =
+                guest::image_in(&guest::target_dir(project, target, profile), &project.name);
             let debug = guest::publish(&linked.artifact, &image, release)?;
             Built {
                 artifact: image,
@@ -134,7 +153,7 @@ fn build_workspace_binary(name: &str, extra: &[&str]) -> Result<PathBuf, CliErro
         .chain(extra)
         .map(|arg| arg.to_string())
         .collect();
-    let built = cargo_build(&manifest, name, &args, &[])?.artifact;
+    let built = cargo_build(&manifest, name, &args, &[], &[])?.artifact;
     let published = built
         .parent()
         .unwrap_or(Path::new("."))
@@ -152,17 +171,29 @@ fn cargo_build(
     bin: &str,
     args: &[String],
     env: &[(&str, String)],
+    bin_flags: &[String],
 ) -> Result<Built, CliError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
+    // `cargo rustc` passes the flags after `--` to the binary's crate alone.
     command
-        .arg("build")
+        .arg(if bin_flags.is_empty() {
+            "build"
+        } else {
+            "rustc"
+        })
         .arg("--manifest-path")
         .arg(manifest)
         .arg("--bin")
         .arg(bin)
         .arg("--message-format=json-render-diagnostics")
         .args(args)
+        .args(if bin_flags.is_empty() {
+            &[][..]
+        } else {
+            &["--"][..]
+        })
+        .args(bin_flags)
         .envs(env.iter().map(|(k, v)| (k, v)))
         // A guest build must not inherit the flags of the caller's build.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
@@ -194,6 +225,33 @@ fn cargo_build(
         ))),
         (false, _) => Err(CliError::BuildFailed),
     }
+}
+
+/// Takes the lock on `build_dir` (a file in it), waiting for another
+/// `lamina` holding it, and saying so; released when the file is dropped.
+fn lock_build_dir(build_dir: &Path) -> Result<std::fs::File, CliError> {
+    std::fs::create_dir_all(build_dir).map_err(CliError::io(format!(
+        "cannot create {}",
+        build_dir.display()
+    )))?;
+    let path = build_dir.join(".lamina-build.lock");
+    let file = std::fs::File::create(&path)
+        .map_err(CliError::io(format!("cannot open {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "lamina: waiting for another lamina building in {}",
+                build_dir.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(CliError::io(format!("cannot lock {}", path.display()))(e))
+        }
+    }
+    file.lock()
+        .map_err(CliError::io(format!("cannot lock {}", path.display())))?;
+    Ok(file)
 }
 
 /// The executable named in one of cargo's JSON messages, if it is `name`'s.

@@ -29,31 +29,18 @@ pub fn runtime_dir(target: Target) -> &'static str {
     }
 }
 
-/// The flags that make a guest image out of a `no_std` binary, with this
-/// copy of Lamina's linker script.
-pub fn rustflags(target: Target) -> Vec<String> {
-    let script = lamina_root()
-        .join("targets")
-        .join(runtime_dir(target))
-        .join("link.ld");
-    flags(target, &script.display().to_string())
-}
-
-/// The guest flags with the linker script at `script`. (Its path reaches
-/// only the linker, never the image; the provenance records it as
-/// `/lamina/targets/...`.) Release images are not stripped here but after
-/// the link ([`publish`]), which keeps the unstripped one.
-pub fn flags(target: Target, script: &str) -> Vec<String> {
-    let flags = vec![
-        format!("--cfg lamina_target=\"{}\"", target.name()),
+/// The flags every crate of a guest build is compiled with (RUSTFLAGS).
+/// They are the same for spt, hvt and virtio, which differ only in the
+/// `lamina` crate's feature and the application's own flags
+/// ([`app_flags`]): one build of the libraries below (smoltcp, rustls,
+/// ring, Lamina's own) serves every target. Release images are not
+/// stripped here but after the link ([`publish`]), which keeps the
+/// unstripped one.
+pub fn flags() -> Vec<String> {
+    vec![
+        "--cfg lamina_guest".into(),
         "-C relocation-model=static".into(),
         "-C target-feature=+crt-static".into(),
-        "-C link-arg=-nostartfiles".into(),
-        "-C link-arg=-nostdlib".into(),
-        format!("-C link-arg=-Wl,-T,{script}"),
-        "-C link-arg=-Wl,--gc-sections".into(),
-        "-C link-arg=-Wl,-z,max-page-size=0x1000".into(),
-        "-C link-arg=-Wl,--build-id=none".into(),
         // A panic prints its backtrace by walking frame pointers (see
         // lamina-metal's `backtrace`). Measured cost on the release
         // selftest image for spt: 100,344 bytes with and without (the same
@@ -61,8 +48,39 @@ pub fn flags(target: Target, script: &str) -> Vec<String> {
         // and `--test=compute` (100M rounds) 464-570 ms with, 497-524 ms
         // without, three runs each: within the noise.
         "-C force-frame-pointers=yes".into(),
-    ];
-    flags
+    ]
+}
+
+/// The flags of the application's crate alone (`cargo rustc -- FLAGS`):
+/// `cfg(lamina_target = "...")` for code of its own that differs by target,
+/// and the link, with this copy of Lamina's linker script for `target`.
+pub fn app_flags(target: Target) -> Vec<String> {
+    let script = lamina_root()
+        .join("targets")
+        .join(runtime_dir(target))
+        .join("link.ld");
+    app_flags_with(target, &script.display().to_string())
+}
+
+/// [`app_flags`] with the linker script at `script`. (Its path reaches
+/// only the linker, never the image; the provenance records it as
+/// `/lamina/targets/...`.)
+pub fn app_flags_with(target: Target, script: &str) -> Vec<String> {
+    vec![
+        format!("--cfg=lamina_target=\"{}\"", target.name()),
+        "--check-cfg=cfg(lamina_target,values(\"spt\",\"hvt\",\"virtio\"))".into(),
+        "-Clink-arg=-nostartfiles".into(),
+        "-Clink-arg=-nostdlib".into(),
+        format!("-Clink-arg=-Wl,-T,{script}"),
+        "-Clink-arg=-Wl,--gc-sections".into(),
+        "-Clink-arg=-Wl,-z,max-page-size=0x1000".into(),
+        "-Clink-arg=-Wl,--build-id=none".into(),
+    ]
+}
+
+/// The `lamina` crate's feature that picks `target`'s runtime.
+pub fn target_feature(target: Target) -> String {
+    format!("lamina/{}", target.name())
 }
 
 /// The unstripped copy `lamina build` keeps beside a release image.
@@ -301,13 +319,13 @@ pub fn profile_args(profile: Profile) -> Vec<String> {
     args
 }
 
-/// The directory under the target directory that guest builds of the
-/// target named `target` with `profile` go to: each profile its own, so
-/// that builds of one image with two profiles (a test's `--gdb` run beside
-/// another's plain one) neither rebuild nor overwrite each other's.
-fn profile_dir(target: &str, profile: Profile) -> String {
+/// The suffix of `profile`'s directories under the target directory: each
+/// profile has its own, so that builds of one image with two profiles (a
+/// test's `--gdb` run beside another's plain one) neither rebuild nor
+/// overwrite each other's.
+fn profile_suffix(profile: Profile) -> String {
     format!(
-        "lamina-{target}{}{}",
+        "{}{}",
         if profile.release { "" } else { "-debug" },
         match profile.debuginfo {
             Debuginfo::LineTables => "",
@@ -316,12 +334,30 @@ fn profile_dir(target: &str, profile: Profile) -> String {
     )
 }
 
-/// Where guest builds of `target` go, apart from host builds.
-pub fn target_dir(project: &Project, target: Target, profile: Profile) -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_DIR")
+/// The directory under the target directory that `lamina build` puts the
+/// images of the target named `target` with `profile` in.
+fn profile_dir(target: &str, profile: Profile) -> String {
+    format!("lamina-{target}{}", profile_suffix(profile))
+}
+
+/// The target directory (`CARGO_TARGET_DIR`, else the application's
+/// workspace's).
+fn base_dir(project: &Project) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::provenance::workspace(project).target_dir);
-    base.join(profile_dir(target.name(), profile))
+        .unwrap_or_else(|| crate::provenance::workspace(project).target_dir)
+}
+
+/// Where the images `lamina build` makes of `project` for `target` with
+/// `profile` go (see [`image_in`]), apart from host builds.
+pub fn target_dir(project: &Project, target: Target, profile: Profile) -> PathBuf {
+    base_dir(project).join(profile_dir(target.name(), profile))
+}
+
+/// Where cargo builds guests with `profile`, for every target: the
+/// libraries are compiled once for all of them (see [`flags`]).
+pub fn build_dir(project: &Project, profile: Profile) -> PathBuf {
+    base_dir(project).join(format!("lamina-guest{}", profile_suffix(profile)))
 }
 
 /// The image `lamina build` makes of the application `app` for the target
@@ -354,6 +390,11 @@ mod tests {
             .map(|profile| profile_dir("hvt", profile))
             .collect();
         assert_eq!(dirs.len(), 4, "{dirs:?}");
+        let builds: std::collections::BTreeSet<String> = all_profiles()
+            .into_iter()
+            .map(|profile| format!("lamina-guest{}", profile_suffix(profile)))
+            .collect();
+        assert_eq!(builds.len(), 4, "{builds:?}");
         // Where the README and earlier builds put the plain ones.
         let base = Path::new("/t");
         assert_eq!(

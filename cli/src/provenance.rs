@@ -17,7 +17,8 @@
 //! | `cargo_lock_sha256` | SHA-256 of the workspace's Cargo.lock, or `none` |
 //! | `commit` | `git rev-parse HEAD` of the application's repository, or `none` |
 //! | `dirty` | `true` if `git status --porcelain` listed anything |
-//! | `rustflags` | the guest's compiler flags, paths shown as the image sees them |
+//! | `rustflags` | the compiler flags of every crate of the guest (RUSTFLAGS; the same for every target) |
+//! | `app_rustflags` | the flags of the application's crate alone: its target's cfg and the link, paths shown as the image sees them |
 //! | `cargo_config` | the profile settings passed to cargo |
 //! | `env.NAME` | each `LAMINA_*` variable set for the build (build scripts read them) |
 //!
@@ -266,7 +267,11 @@ pub fn collect(project: &Project, target: Target, profile: Profile) -> Provenanc
         }
     }
     let script = format!("/lamina/targets/{}/link.ld", guest::runtime_dir(target));
-    p.push("rustflags", guest::flags(target, &script).join(" "));
+    p.push("rustflags", guest::flags().join(" "));
+    p.push(
+        "app_rustflags",
+        guest::app_flags_with(target, &script).join(" "),
+    );
     p.push("cargo_config", guest::profile_args(profile).join(" "));
     let mut inputs: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("LAMINA_") && !NOT_INPUTS.contains(&k.as_str()))

@@ -595,26 +595,12 @@ macro_rules! __lamina_family {
     ($($path:ident)::+) => { $($path)::+ };
 }
 
-/// The Solo5 manifest note, in spt and hvt images only.
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+/// No note of a target's own (what [`devices!`] adds unless a caller names
+/// a macro that makes one, as the `lamina` crate's `devices!` does for the
+/// Solo5 manifest of spt and hvt images).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __lamina_manifest_note {
-    ($declared:ident) => {
-        /// The Solo5 manifest (MFT1 note), from the declaration.
-        #[used]
-        #[allow(unsafe_code)] // a section name: the linker script keeps it as a note
-        #[unsafe(link_section = ".note.solo5.manifest")]
-        static MANIFEST_NOTE: $crate::declare::Note<{ $crate::declare::mft1_note_len($declared) }> =
-            $crate::declare::mft1_note($declared);
-    };
-}
-
-/// The Solo5 manifest note, in spt and hvt images only.
-#[cfg(not(any(lamina_target = "spt", lamina_target = "hvt")))]
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __lamina_manifest_note {
+macro_rules! __lamina_no_note {
     ($declared:ident) => {};
 }
 
@@ -647,6 +633,7 @@ macro_rules! __lamina_manifest_note {
 #[macro_export]
 macro_rules! devices {
     (
+        @note ($($note:tt)*)
         $(#[doc = $doc:literal])*
         $vis:vis struct $name:ident {
             $(
@@ -702,7 +689,10 @@ macro_rules! devices {
             static DEVICES_NOTE: $crate::declare::Note4<{ $crate::declare::devices_note_len(DECLARED) }> =
                 $crate::declare::devices_note(DECLARED);
 
-            $crate::__lamina_manifest_note!(DECLARED);
+            $($note)*!(DECLARED);
         };
+    };
+    ($($declaration:tt)*) => {
+        $crate::devices!(@note ($crate::__lamina_no_note) $($declaration)*);
     };
 }

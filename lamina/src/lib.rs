@@ -40,21 +40,39 @@
 
 pub use lamina_core::*;
 pub use lamina_core::{
-    args, baked_note, boot_args, declare, device, devices, exit, platform, provenance, runtime,
+    args, baked_note, boot_args, declare, device, exit, platform, provenance, runtime,
 };
 
+#[doc(hidden)]
+pub use lamina_core::devices as __core_devices;
+
+// A unikernel build (`--cfg lamina_guest`) names its target by a feature:
+// one of them, and only there.
+#[cfg(all(
+    lamina_guest,
+    not(any(feature = "spt", feature = "hvt", feature = "virtio"))
+))]
+compile_error!("a unikernel build names its target: lamina build --target spt|hvt|virtio");
+#[cfg(all(
+    not(lamina_guest),
+    any(feature = "spt", feature = "hvt", feature = "virtio")
+))]
+compile_error!(
+    "the spt, hvt and virtio features are for unikernel builds: use lamina build --target"
+);
+
 /// The target chosen at build time.
-#[cfg(not(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio")))]
+#[cfg(not(lamina_guest))]
 #[doc(hidden)]
 pub use lamina_unix as target;
 
 /// The target chosen at build time.
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+#[cfg(all(lamina_guest, any(feature = "spt", feature = "hvt")))]
 #[doc(hidden)]
 pub use lamina_solo5 as target;
 
 /// The target chosen at build time.
-#[cfg(lamina_target = "virtio")]
+#[cfg(all(lamina_guest, feature = "virtio"))]
 #[doc(hidden)]
 pub use lamina_virtio as target;
 
@@ -87,7 +105,7 @@ pub extern crate alloc;
 /// The crate root must be `#![no_std]` and `#![no_main]`: the target supplies
 /// the real entry point, a C `main` on unix, the Solo5 start function on a
 /// unikernel.
-#[cfg(not(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio")))]
+#[cfg(not(lamina_guest))]
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
@@ -105,7 +123,7 @@ macro_rules! main {
 
 /// Declares the application's entry point (unikernel targets: the runtime's
 /// `_start` calls this after setting up memory, clock and devices).
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
+#[cfg(lamina_guest)]
 #[macro_export]
 macro_rules! main {
     ($main:path) => {
@@ -114,5 +132,59 @@ macro_rules! main {
         pub fn __lamina_guest_main(boot: $crate::target::Boot) -> i32 {
             $crate::target::start(boot, |env, devices, args| $main(env, devices, args))
         }
+
+        // The image's provenance note (`lamina_core::provenance`): the text
+        // `lamina build` passed in `LAMINA_PROVENANCE`. Read here, in the
+        // application's crate, which every build compiles anyway, rather
+        // than in a runtime crate: `option_env!` makes cargo rebuild the
+        // crate that reads it whenever the text changes, and it changes
+        // with every application and target.
+        const _: () = {
+            const PROVENANCE: &str = match ::core::option_env!("LAMINA_PROVENANCE") {
+                ::core::option::Option::Some(text) => text,
+                ::core::option::Option::None => {
+                    "format=1\nbuilt-by=cargo without lamina build: no provenance recorded\n"
+                }
+            };
+            #[used]
+            #[allow(unsafe_code)] // a section name: the linker scripts give it a PT_NOTE
+            #[unsafe(link_section = ".note.lamina.provenance")]
+            static PROVENANCE_NOTE: $crate::declare::Note4<
+                { $crate::provenance::text_note_len(PROVENANCE) },
+            > = $crate::provenance::text_note($crate::provenance::TYPE_LPV1, PROVENANCE);
+        };
     };
+}
+
+/// Declares the devices an application uses, once: see
+/// [`lamina_core::devices!`], which this is, with the Solo5 manifest note
+/// (`.note.solo5.manifest`) made from the declaration in spt and hvt images.
+#[macro_export]
+macro_rules! devices {
+    ($($declaration:tt)*) => {
+        $crate::__core_devices!(@note ($crate::__solo5_manifest_note) $($declaration)*);
+    };
+}
+
+/// The Solo5 manifest note, in spt and hvt images only.
+#[cfg(all(lamina_guest, any(feature = "spt", feature = "hvt")))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __solo5_manifest_note {
+    ($declared:ident) => {
+        /// The Solo5 manifest (MFT1 note), from the declaration.
+        #[used]
+        #[allow(unsafe_code)] // a section name: the linker script keeps it as a note
+        #[unsafe(link_section = ".note.solo5.manifest")]
+        static MANIFEST_NOTE: $crate::declare::Note<{ $crate::declare::mft1_note_len($declared) }> =
+            $crate::declare::mft1_note($declared);
+    };
+}
+
+/// The Solo5 manifest note, in spt and hvt images only.
+#[cfg(not(all(lamina_guest, any(feature = "spt", feature = "hvt"))))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __solo5_manifest_note {
+    ($declared:ident) => {};
 }

@@ -110,10 +110,7 @@ impl FreeLists {
 pub struct Heap(spin::Mutex<State>);
 
 /// The global allocator of a guest; on the host (unit tests) an unused heap.
-#[cfg_attr(
-    any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"),
-    global_allocator
-)]
+#[cfg_attr(lamina_guest, global_allocator)]
 static HEAP: Heap = Heap(spin::Mutex::new(State {
     heap: linked_list_allocator::Heap::empty(),
     dirty_end: usize::MAX,

@@ -18,12 +18,12 @@
 //! | [`backtrace`] | return addresses walked through frame pointers, for the panic handler |
 //! | [`heap`]    | the global allocator over the RAM the boot protocol reports |
 //! | `mem`       | `memcpy` and friends, which `core` expects from a libc |
-//! | `provenance` | the image's provenance note, from `lamina build` (`lamina_core::provenance`) |
 //! | `libc`      | `syscall(SYS_getrandom)`, answered from [`random`], for crates that reach for the OS's randomness |
 //!
 //! `mem`, `libc` and the global allocator exist only in a guest (`--cfg
-//! lamina_target=...`, set by `lamina build`): on the host they would
-//! replace the C library's.
+//! lamina_guest`, set by `lamina build` for every unikernel target alike,
+//! so that one build of this crate and of everything below it serves
+//! them all): on the host they would replace the C library's.
 //! The rest is plain code, unit-tested on the host.
 #![no_std]
 #![warn(missing_docs)]
@@ -39,12 +39,10 @@ pub mod time;
 pub mod trace;
 
 pub mod heap;
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
+#[cfg(lamina_guest)]
 mod libc;
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
+#[cfg(lamina_guest)]
 mod mem;
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt", lamina_target = "virtio"))]
-mod provenance;
 
 /// What a target's runtime supplies to the shared one: the few facts that
 /// differ between a Solo5 tender, a PC under a VMM and whatever comes next.

@@ -20,9 +20,11 @@
 //! data and writable data in separate segments (R+X, R, RW), the tender maps
 //! them so, and nothing is ever made executable at run time.
 //!
-//! Everything but [`cmdline`] is compiled only for a guest
-//! (`--cfg lamina_target="spt"` or `"hvt"`, set by `lamina build`); on the
-//! host the crate is just those, so that they can be unit-tested.
+//! Everything but [`cmdline`] is compiled only for a guest (`--cfg
+//! lamina_guest`, set by `lamina build` for every unikernel target), for
+//! the ABI its feature names: `spt` or `hvt` (the `lamina` crate's feature
+//! of the same name turns it on). On the host the crate is just
+//! [`cmdline`], so that it can be unit-tested.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -30,7 +32,12 @@ extern crate alloc;
 
 pub mod cmdline;
 
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+#[cfg(lamina_guest)]
 mod guest;
-#[cfg(any(lamina_target = "spt", lamina_target = "hvt"))]
+#[cfg(lamina_guest)]
 pub use guest::*;
+
+#[cfg(all(lamina_guest, feature = "spt", feature = "hvt"))]
+compile_error!("lamina-solo5 is built for one ABI: its feature `spt` or `hvt`, not both");
+#[cfg(all(lamina_guest, not(any(feature = "spt", feature = "hvt"))))]
+compile_error!("lamina-solo5 needs its feature `spt` or `hvt` in a guest");

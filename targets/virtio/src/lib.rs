@@ -24,9 +24,10 @@
 //! isa-debug-exit is `lamina_abi::debug_exit`, which `lamina run` reads too.
 //!
 //! Everything but [`cmdline`], [`drivers`], [`pci`], [`virtqueue`] and
-//! [`rtc`] is compiled only for a guest (`--cfg lamina_target="virtio"`,
-//! set by `lamina build`); on the host the crate is just those, so that
-//! they can be unit-tested and fuzzed against made-up devices.
+//! [`rtc`] is compiled only for a guest (`--cfg lamina_guest`, set by
+//! `lamina build` for every unikernel target); on the host the crate is
+//! just those, so that they can be unit-tested and fuzzed against made-up
+//! devices.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -38,7 +39,7 @@ pub mod pci;
 pub mod rtc;
 pub mod virtqueue;
 
-#[cfg(lamina_target = "virtio")]
+#[cfg(lamina_guest)]
 mod guest;
-#[cfg(lamina_target = "virtio")]
+#[cfg(lamina_guest)]
 pub use guest::*;

@@ -87,7 +87,7 @@ impl Dma {
     }
 }
 
-#[cfg(not(lamina_target = "virtio"))]
+#[cfg(not(lamina_guest))]
 impl Drop for Dma {
     fn drop(&mut self) {
         if let Ok(layout) = Layout::from_size_align(self.len.max(1), 4096) {

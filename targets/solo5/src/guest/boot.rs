@@ -23,9 +23,9 @@ const STACK_SIZE: u64 = 512 * 1024;
 pub struct Solo5Machine;
 
 impl Machine for Solo5Machine {
-    #[cfg(lamina_target = "hvt")]
+    #[cfg(feature = "hvt")]
     const TARGET: &'static str = "hvt";
-    #[cfg(lamina_target = "spt")]
+    #[cfg(feature = "spt")]
     const TARGET: &'static str = "spt";
     const PANIC_STATUS: i32 = lamina_abi::EXIT_ABORT;
 
@@ -66,7 +66,7 @@ lamina_metal::panic_handler!(Solo5Machine);
 // either works; the control registers are only written if SSE is not
 // already enabled (reads and writes trap on PVM, so they are avoided), and
 // not even read when the tender says SSE is on (HOST_FEATURE_SSE).
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 core::arch::global_asm!(
     ".section .text._start,\"ax\"",
     ".global _start",
@@ -95,7 +95,7 @@ core::arch::global_asm!(
 );
 
 // spt: a plain process; SSE is on. Only the stack needs aligning.
-#[cfg(lamina_target = "spt")]
+#[cfg(feature = "spt")]
 core::arch::global_asm!(
     ".section .text._start,\"ax\"",
     ".global _start",
@@ -144,7 +144,7 @@ extern "C" fn entry(boot_info: usize) -> ! {
     let Ok(manifest) = manifest else {
         fail("the tender's manifest is malformed")
     };
-    #[cfg(lamina_target = "spt")]
+    #[cfg(feature = "spt")]
     if let Some(fd) = manifest.entry(0).and_then(|first| first.trace_fd()) {
         sys::offer_trace_fd(fd);
     }

@@ -52,7 +52,7 @@ impl SoloBlock {
         }
         // spt's seccomp filter allows what `spt_transfer_len` splits; the
         // hvt tender checks each call in full.
-        let len = if cfg!(lamina_target = "spt") {
+        let len = if cfg!(feature = "spt") {
             block_features::spt_transfer_len(offset, remaining as u64, size, self.info.capacity())
         } else {
             (remaining as u64).min(block_features::MAX_TRANSFER)
@@ -84,7 +84,7 @@ impl SoloBlock {
     }
 }
 
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 impl SoloBlock {
     /// The block ring's requests for a checked transfer of `len` bytes at
     /// `sector` to or from the buffer at guest address `data`, in pieces of
@@ -140,7 +140,7 @@ impl SoloBlock {
 }
 
 /// Block requests through the hvt block ring.
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 mod ring_io {
     use super::sys::block_ring::{self, Ticket};
     use super::sys::IoError;
@@ -279,7 +279,7 @@ impl Block for SoloBlock {
     }
 
     async fn read(&self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
-        #[cfg(lamina_target = "hvt")]
+        #[cfg(feature = "hvt")]
         if sys::block_ring::available() {
             use lamina_abi::block_ring::op;
             let data = buf.as_mut_ptr() as u64;
@@ -291,7 +291,7 @@ impl Block for SoloBlock {
     }
 
     async fn write(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        #[cfg(lamina_target = "hvt")]
+        #[cfg(feature = "hvt")]
         if sys::block_ring::available() {
             use lamina_abi::block_ring::op;
             let data = buf.as_ptr() as u64;
@@ -312,7 +312,7 @@ impl Block for SoloBlock {
         if self.features & block_features::FLUSH == 0 {
             return Ok(());
         }
-        #[cfg(lamina_target = "hvt")]
+        #[cfg(feature = "hvt")]
         if sys::block_ring::available() {
             let flush = core::iter::once(self.ring_flush());
             return ring_io::run(flush, ring_io::Wait::ServeAtOnce)
@@ -327,7 +327,7 @@ impl Block for SoloBlock {
     /// durable set's commit record costs one exit and no wake-up of the
     /// tender's thread.
     async fn write_and_flush(&self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
-        #[cfg(lamina_target = "hvt")]
+        #[cfg(feature = "hvt")]
         if sys::block_ring::available() && self.features & block_features::FLUSH != 0 {
             use lamina_abi::block_ring::op;
             let data = buf.as_ptr() as u64;
@@ -357,7 +357,7 @@ pub struct SoloNetif {
 impl SoloNetif {
     /// Receives a frame behind its virtio-net header; a frame whose
     /// checksum is wrong is dropped, as a NIC would.
-    #[cfg(lamina_target = "spt")]
+    #[cfg(feature = "spt")]
     fn receive_with_header(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         let mut header = [0u8; lamina_wire::vnet::HEADER_LEN];
         let Some(len) =
@@ -373,7 +373,7 @@ impl SoloNetif {
     }
 
     /// Only Lamina's spt tender turns offload on.
-    #[cfg(lamina_target = "hvt")]
+    #[cfg(feature = "hvt")]
     fn receive_with_header(&self, _buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         Err(NetError::Io)
     }

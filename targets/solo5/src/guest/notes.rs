@@ -2,9 +2,9 @@
 
 use lamina_abi::note::{features, Abi1Note, AbiTarget, LaminaNote};
 
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 const ABI: Abi1Note = Abi1Note::new(AbiTarget::Hvt, lamina_abi::hvt::ABI_VERSION);
-#[cfg(lamina_target = "spt")]
+#[cfg(feature = "spt")]
 const ABI: Abi1Note = Abi1Note::new(AbiTarget::Spt, lamina_abi::spt::ABI_VERSION);
 
 /// Which tender and ABI version the image is for.

@@ -1,17 +1,17 @@
 //! The two ABIs behind one set of functions; exactly one is compiled in.
 
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 mod hvt;
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 pub use hvt::*;
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 pub mod block_ring;
-#[cfg(lamina_target = "hvt")]
+#[cfg(feature = "hvt")]
 mod rx;
 
-#[cfg(lamina_target = "spt")]
+#[cfg(feature = "spt")]
 mod spt;
-#[cfg(lamina_target = "spt")]
+#[cfg(feature = "spt")]
 pub use spt::*;
 
 /// What the runtime needs from the boot info, whichever ABI gave it.
