@@ -64,8 +64,9 @@ trap 'rm -f "$test_log" "$LAMINA_SKIP_LOG"' EXIT
 # their lines do not interleave). Stream A takes the test files named below
 # and then the fuzz smoke; B every other test file (a new one joins B by
 # itself), the unit tests and the doc tests. From a clean clone here (two
-# cores) A took 16 min 30 s and then the fuzz smoke 3 min 23 s, B 19 min 8
-# s, 25 min 8 s in all with the lints and the build.
+# cores) A took 11 min 48 s and then the fuzz smoke 2 min 27 s, B 12 min
+# 11 s, 18 min 1 s in all with the lints and the build (25 min 8 s before
+# the unikernel targets shared one build of the libraries).
 stream_a="https network dns reproducible trace unix oci size tls_dev_cert store disk_image usernet_boot"
 set +e
 cargo test --workspace --no-run 2>&1 | tee "$test_log"
