@@ -62,34 +62,99 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Bytes in a lap of a connection's pattern: prime, so that no
+/// power-of-two read or write lines up with a lap.
+const LAP: usize = 65_521;
+
+/// The bytes one connection sends, made and checked as they go rather than
+/// held whole (a 100 MB transfer once cost the client three 100 MB buffers
+/// and their page faults, inside the timed part): lap `k` (bytes from
+/// `k * LAP`) is the connection's block of pseudo-random bytes, each plus
+/// `k`, so that an echo that repeats, skips or mixes up bytes differs.
+struct Pattern {
+    block: Vec<u8>,
+    lap: usize,
+    bytes: Vec<u8>,
+}
+
+impl Pattern {
+    fn new(seed: u64) -> Pattern {
+        let block = pattern(LAP, seed);
+        Pattern {
+            bytes: block.clone(),
+            block,
+            lap: 0,
+        }
+    }
+
+    /// The pattern from byte `offset` on, to the end of its lap and at most
+    /// `max` bytes.
+    fn at(&mut self, offset: usize, max: usize) -> &[u8] {
+        let lap = offset / LAP;
+        if lap != self.lap {
+            self.lap = lap;
+            for (byte, base) in self.bytes.iter_mut().zip(&self.block) {
+                *byte = base.wrapping_add(lap as u8);
+            }
+        }
+        let from = offset % LAP;
+        &self.bytes[from..LAP.min(from + max)]
+    }
+}
+
 /// Sends a distinct pattern on one connection and checks the echo.
 fn one_connection(o: &Options, seed: u64) -> Result<(), String> {
     let mut stream =
         TcpStream::connect_timeout(&o.addr, o.timeout).map_err(|e| format!("connect: {e}"))?;
     stream.set_read_timeout(Some(o.timeout)).ok();
     stream.set_write_timeout(Some(o.timeout)).ok();
-    let data = pattern(o.bytes, seed);
+    let total = o.bytes;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
-    let sent = data.clone();
-    let sender = std::thread::spawn(move || {
-        writer
-            .write_all(&sent)
-            .and_then(|()| writer.shutdown(Shutdown::Write))
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let mut pattern = Pattern::new(seed);
+        let mut sent = 0;
+        while sent < total {
+            let chunk = pattern.at(sent, total - sent);
+            writer.write_all(chunk)?;
+            sent += chunk.len();
+        }
+        writer.shutdown(Shutdown::Write)
     });
-    let mut back = Vec::with_capacity(o.bytes);
-    stream
-        .read_to_end(&mut back)
-        .map_err(|e| format!("read: {e}"))?;
+    let mut pattern = Pattern::new(seed);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut received = 0;
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("read: {e}")),
+        };
+        if received + n > total {
+            return Err(format!(
+                "echo differs: sent {total} bytes, got at least {}",
+                received + n
+            ));
+        }
+        let mut at = 0;
+        while at < n {
+            let expected = pattern.at(received + at, n - at);
+            if buf[at..at + expected.len()] != *expected {
+                return Err(format!(
+                    "echo differs from byte {} on (of {total} sent)",
+                    received + at
+                ));
+            }
+            at += expected.len();
+        }
+        received += n;
+    }
     sender
         .join()
         .map_err(|_| "sender panicked")?
         .map_err(|e| format!("write: {e}"))?;
-    if back != data {
-        return Err(format!(
-            "echo differs: sent {} bytes, got {}",
-            data.len(),
-            back.len()
-        ));
+    if received != total {
+        return Err(format!("echo differs: sent {total} bytes, got {received}"));
     }
     Ok(())
 }
