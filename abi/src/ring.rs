@@ -23,7 +23,12 @@
 //! - Guest takes commits from `com_head`.
 //! - Tender sleeps: set `needs_kick = 1`, full barrier, re-check `ent_tail`,
 //!   block on the eventfd.
-//! - Frames larger than [`BUF_SIZE`] go through the `NetWrite` hypercall.
+//! - A write entry's frame is the `len` bytes at guest address `data`, in
+//!   memory of the guest's that it leaves alone until `ent_head` has
+//!   passed the entry. Frames of an ordinary link fit [`BUF_SIZE`]; a
+//!   guest on a link with the virtio-net header (which only Lamina's tender
+//!   offers) sends large segments, up to 64 KiB and the header, the same
+//!   way.
 //!
 //! Receiving, with [`crate::hvt::HOST_FEATURE_RX_QUEUES`], needs no request
 //! and no exit: see [`rx`].
@@ -34,7 +39,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 pub const SIZE: u32 = 1024;
 /// Index mask.
 pub const MASK: u32 = SIZE - 1;
-/// Largest frame a ring slot carries.
+/// Largest frame of a link without the virtio-net header (an MTU of
+/// 1500 and more): what a ring slot of Solo5's layout carries.
 pub const BUF_SIZE: u32 = 2048;
 /// I/O port of the kick (an ioeventfd on the host).
 pub const KICK_PORT: u16 = 0x600;

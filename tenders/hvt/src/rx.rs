@@ -15,15 +15,17 @@ use lamina_abi::ring::{offsets, rx, RESERVED_BYTES};
 use lamina_tender::devices::net::NetDevice;
 use lamina_tender::devices::offload::OffloadLink;
 use lamina_tender::mem::{GuestFault, SharedView};
+use lamina_wire::vnet;
 use std::cell::Cell;
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
 /// The largest frame the tender may queue for `net`: what the guest's
 /// link takes (a frame of the tender's offload link is split to the MTU
-/// unless the guest negotiated the virtio-net header).
+/// unless the guest negotiated the virtio-net header, which then comes
+/// first in each record).
 fn largest_frame(net: &NetDevice) -> u32 {
     if net.features & net_features::VIRTIO_NET_HDR != 0 {
-        OffloadLink::MAX_FRAME as u32
+        (vnet::HEADER_LEN + OffloadLink::MAX_FRAME) as u32
     } else {
         u32::from(net.mtu) + 14
     }

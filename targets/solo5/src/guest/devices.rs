@@ -349,7 +349,7 @@ pub struct SoloNetif {
     mac: [u8; 6],
     mtu: usize,
     park: Rc<GuestPark>,
-    /// Frames carry a virtio-net header (Lamina's spt tender on a tap):
+    /// Frames carry a virtio-net header (Lamina's tenders on a tap):
     /// checksums and TCP segmentation are the host's.
     offload: Option<RefCell<Coalescer>>,
 }
@@ -357,7 +357,6 @@ pub struct SoloNetif {
 impl SoloNetif {
     /// Receives a frame behind its virtio-net header; a frame whose
     /// checksum is wrong is dropped, as a NIC would.
-    #[cfg(feature = "spt")]
     fn receive_with_header(&self, buf: &mut [u8]) -> Result<Option<usize>, NetError> {
         let mut header = [0u8; lamina_wire::vnet::HEADER_LEN];
         let Some(len) =
@@ -370,12 +369,6 @@ impl SoloNetif {
             Some(frame) if lamina_wire::offload::checksum_ok(&header, frame) => Ok(Some(len)),
             _ => Err(NetError::Io), // counted by the stack as a dropped frame
         }
-    }
-
-    /// Only Lamina's spt tender turns offload on.
-    #[cfg(feature = "hvt")]
-    fn receive_with_header(&self, _buf: &mut [u8]) -> Result<Option<usize>, NetError> {
-        Err(NetError::Io)
     }
 
     fn send(&self, frame: &[u8]) {

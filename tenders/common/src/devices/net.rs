@@ -230,8 +230,14 @@ impl NetDevice {
     /// ring sends a batch this way). Errors as [`NetDevice::write`]'s, of
     /// this frame or of earlier ones written now.
     pub fn send(&self, frame: GuestBytes<'_>) -> io::Result<()> {
-        // No link carries more (a tap takes 64 KiB of IP and its header).
-        if frame.len() > OffloadLink::MAX_FRAME {
+        // No link carries more (a tap takes 64 KiB of IP and its header,
+        // which a guest that negotiated it writes itself).
+        let header = if self.features & lamina_abi::mft::net_features::VIRTIO_NET_HDR != 0 {
+            lamina_wire::vnet::HEADER_LEN
+        } else {
+            0
+        };
+        if frame.len() > header + OffloadLink::MAX_FRAME {
             return Err(frame_too_large());
         }
         if let Some(link) = &self.link {

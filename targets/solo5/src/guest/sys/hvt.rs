@@ -5,7 +5,7 @@
 use super::rx::{Dropped, Queues};
 use super::{BootFacts, DeviceHandle, IoError, Unsent};
 use core::arch::asm;
-use core::sync::atomic::{fence, AtomicU32, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use lamina_abi::hvt::*;
 use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
 use lamina_abi::Solo5Result;
@@ -21,12 +21,26 @@ static HOST_FEATURES: AtomicU32 = AtomicU32::new(0);
 static RING: spin::Once<usize> = spin::Once::new();
 /// The receive queues, when the tender offers them with the ring.
 static RX: spin::Once<Queues> = spin::Once::new();
-/// The frames in flight through the ring: [`WRITE_SLOTS`] buffers of
-/// [`ring::BUF_SIZE`] bytes on the heap, taken at the first frame.
+/// The frames in flight through the ring: a byte ring of [`WRITE_BYTES`]
+/// on the heap, taken at the first frame. Each frame is copied in whole
+/// (wrapping to the start rather than splitting), at the position
+/// [`WRITE_POS`] says; the bytes of entries from the tender's `ent_head`
+/// on are in use (from `WRITE_STARTS` of that entry on).
 static WRITE_BUFS: spin::Once<usize> = spin::Once::new();
-/// Entries in flight at most (a power of two, at most `ring::SIZE`): entry
-/// `i` sends from buffer `i % WRITE_SLOTS`, which is free again once the
-/// tender's `ent_head` has passed `i`.
+/// Bytes of the write ring: as much as the 256 frames of 2 KiB it held
+/// before large segments went through it, eight of the largest.
+const WRITE_BYTES: u64 = 512 << 10;
+/// The largest frame sent through the ring (larger ones, which no link
+/// carries, go to the NetWrite hypercall and its error).
+const MAX_RING_FRAME: usize = (WRITE_BYTES / 4) as usize;
+/// Where the next frame goes in the write ring: a position that only
+/// grows, taken modulo [`WRITE_BYTES`].
+static WRITE_POS: AtomicU64 = AtomicU64::new(0);
+/// Where the frame of entry `i` starts in the write ring, at `i %
+/// WRITE_SLOTS` (an entry without one, a read, records the position then).
+static WRITE_STARTS: [AtomicU64; WRITE_SLOTS as usize] =
+    [const { AtomicU64::new(0) }; WRITE_SLOTS as usize];
+/// Entries in flight at most (a power of two, at most `ring::SIZE`).
 const WRITE_SLOTS: u32 = 256;
 
 #[inline(always)]
@@ -267,11 +281,13 @@ fn submit(base: usize, mut entry: RingEntry, fill: impl FnOnce(u32) -> u64) -> u
     let ent_tail = index(base, offsets::ENT_TAIL);
     let ent_head = index(base, offsets::ENT_HEAD);
     let tail = ent_tail.load(Ordering::Relaxed);
-    // Room, and the write buffer of this index free again.
+    // Room.
     while tail.wrapping_sub(ent_head.load(Ordering::Acquire)) >= WRITE_SLOTS {
         kick_if_asleep(base);
         core::hint::spin_loop();
     }
+    WRITE_STARTS[(tail % WRITE_SLOTS) as usize]
+        .store(WRITE_POS.load(Ordering::Relaxed), Ordering::Relaxed);
     entry.data = fill(tail);
     entry.id = tail;
     let slot = base + offsets::ENTRIES + (tail & ring::MASK) as usize * size_of::<RingEntry>();
@@ -348,22 +364,47 @@ static WRITE_ERRORS_SEEN: [AtomicU32; ring::MAX_HANDLES] =
 /// SOLO5_R_EUNSPEC the hypercall gives at once.
 fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
     let bufs = *WRITE_BUFS.call_once(|| {
-        let bufs = alloc::vec![0u8; (WRITE_SLOTS * ring::BUF_SIZE) as usize];
+        let bufs = alloc::vec![0u8; WRITE_BYTES as usize];
         alloc::boxed::Box::leak(bufs.into_boxed_slice()).as_mut_ptr() as usize
     });
+    let len = frame.len() as u64;
+    // The frame whole: at the start of the ring if it does not fit before
+    // its end.
+    let mut start = WRITE_POS.load(Ordering::Relaxed);
+    let offset = start % WRITE_BYTES;
+    if offset + len > WRITE_BYTES {
+        start += WRITE_BYTES - offset;
+    }
+    let end = start + len;
+    // Wait for the bytes: those of entries the tender has not finished
+    // (from `ent_head` on) stay.
+    let ent_tail = index(base, offsets::ENT_TAIL);
+    let ent_head = index(base, offsets::ENT_HEAD);
+    loop {
+        let head = ent_head.load(Ordering::Acquire);
+        let in_use = WRITE_STARTS[(head % WRITE_SLOTS) as usize].load(Ordering::Relaxed);
+        if head == ent_tail.load(Ordering::Relaxed) || end - in_use <= WRITE_BYTES {
+            break;
+        }
+        kick_if_asleep(base);
+        core::hint::spin_loop();
+    }
+    WRITE_POS.store(start, Ordering::Relaxed);
     let entry = RingEntry {
         operation: op::NET_WRITE,
         handle: device.index as u32,
         len: frame.len() as u32,
         ..Default::default()
     };
-    submit(base, entry, |tail| {
-        let buf = bufs + ((tail % WRITE_SLOTS) * ring::BUF_SIZE) as usize;
-        // SAFETY: the buffer is one of the leaked heap buffers, BUF_SIZE
-        // bytes, and free: the tender has finished with its last entry.
+    submit(base, entry, |_| {
+        let buf = bufs + (start % WRITE_BYTES) as usize;
+        // SAFETY: `[buf, buf + len)` is inside the leaked heap buffer
+        // (the frame fits before its end, above) and free: the entries
+        // whose frames were there are behind the tender's `ent_head`.
         unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), buf as *mut u8, frame.len()) };
         buf as u64
     });
+    WRITE_POS.store(end, Ordering::Relaxed);
     let handle = device.index as usize;
     let Some(seen) = WRITE_ERRORS_SEEN.get(handle) else {
         // No word for this handle (none is that large): nothing to tell.
@@ -431,11 +472,39 @@ pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, I
     }
 }
 
+/// Receives a frame behind the virtio-net header of a link that has one
+/// (the tender passes the tap's bytes as they are): the header into
+/// `header`, the frame into `buf`; the frame's length, or `None`.
+pub fn net_read_with_header(
+    device: DeviceHandle,
+    header: &mut [u8],
+    buf: &mut [u8],
+) -> Result<Option<usize>, IoError> {
+    if let Some(queues) = RX.get().filter(|q| q.serves(device.index)) {
+        return queues
+            .take_split(device.index, header, buf)
+            .map_err(|Dropped| IoError::Failed);
+    }
+    // A tender that offers no receive queues: the whole, then split.
+    let mut whole = alloc::vec![0u8; header.len() + buf.len()];
+    match net_read(device, &mut whole)? {
+        Some(n) if n >= header.len() => {
+            let (head, frame) = whole[..n].split_at(header.len());
+            header.copy_from_slice(head);
+            buf[..frame.len()].copy_from_slice(frame);
+            Ok(Some(frame.len()))
+        }
+        Some(_) => Err(IoError::Failed),
+        None => Ok(None),
+    }
+}
+
 /// Sends a frame: through the ring when the tender offers one and the
-/// frame fits a ring buffer, else by hypercall.
+/// frame fits the ring's write buffer (every frame a link carries does),
+/// else by hypercall.
 pub fn net_write(device: DeviceHandle, frame: &[u8]) -> Result<(), IoError> {
     if let Some(&base) = RING.get() {
-        if frame.len() <= ring::BUF_SIZE as usize {
+        if frame.len() <= MAX_RING_FRAME {
             return ring_write(base, device, frame);
         }
         drain(base);

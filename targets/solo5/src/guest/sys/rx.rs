@@ -93,6 +93,19 @@ impl Queues {
     /// Takes the next frame of device `handle` into `buf`: its length, or
     /// `None` when the queue is empty.
     pub fn take(&self, handle: u64, buf: &mut [u8]) -> Result<Option<usize>, Dropped> {
+        self.take_split(handle, &mut [], buf)
+    }
+
+    /// Takes the next record of device `handle`: its first `header.len()`
+    /// bytes into `header` (the virtio-net header of a link that has one),
+    /// the rest into `buf`; the length of the rest, or `None` when the
+    /// queue is empty. A record shorter than the header is dropped.
+    pub fn take_split(
+        &self,
+        handle: u64,
+        header: &mut [u8],
+        buf: &mut [u8],
+    ) -> Result<Option<usize>, Dropped> {
         let Some(queue) = self.queue(handle) else {
             return Ok(None);
         };
@@ -118,16 +131,27 @@ impl Queues {
             let data = queue.base + at + size_of::<rx::Record>();
             let inside = at + size_of::<rx::Record>() + len <= queue.size as usize;
             head = head.wrapping_add(rx::record_bytes(record.len));
-            match buf.get_mut(..len) {
-                Some(into) if inside => {
+            let frame_len = len.wrapping_sub(header.len());
+            match buf.get_mut(..frame_len) {
+                Some(into) if inside && len >= header.len() => {
                     // SAFETY: `[data, data+len)` is inside the queue (checked),
                     // published and not rewritten until `head` passes it;
-                    // `into` is the caller's buffer, which cannot overlap the
-                    // reserved area.
+                    // `header` and `into` are the caller's buffers, which
+                    // cannot overlap the reserved area, and together hold
+                    // exactly `len` bytes.
                     unsafe {
-                        core::ptr::copy_nonoverlapping(data as *const u8, into.as_mut_ptr(), len)
+                        core::ptr::copy_nonoverlapping(
+                            data as *const u8,
+                            header.as_mut_ptr(),
+                            header.len(),
+                        );
+                        core::ptr::copy_nonoverlapping(
+                            (data + header.len()) as *const u8,
+                            into.as_mut_ptr(),
+                            frame_len,
+                        );
                     };
-                    break Ok(Some(len));
+                    break Ok(Some(frame_len));
                 }
                 _ => break Err(Dropped),
             }
