@@ -100,7 +100,7 @@ fn a_transfer_over_a_lossy_link_is_traced_with_its_tcp_counters() {
     assert!(field("peer window") > 0);
     assert!(
         field("retransmits") > 0,
-        "every 7th frame is lost, so some data is sent again"
+        "one frame in 7 is lost, so some data is sent again"
     );
     assert!(max_buffered > 0, "the send buffer was sampled");
     let receiver = last
