@@ -372,8 +372,16 @@ fn a_hundred_names_summoned_at_once_are_all_served() {
         .map(|i| {
             std::thread::spawn(move || {
                 let name = format!("s{i}.lamina.test");
+                // Each dig from an address of its own: dig binds port 0
+                // with SO_REUSEPORT, so two of a hundred digs at once can
+                // be given the same port, and then one takes both answers
+                // (a CI run: s58's dig printed "ID mismatch", s6's timed
+                // out).
+                let source = format!("127.0.13.{i}");
                 let output = Command::new("dig")
                     .args([
+                        "-b",
+                        &source,
                         "@127.0.0.1",
                         "-p",
                         &dns_port.to_string(),
