@@ -129,9 +129,9 @@ lamina_core::boot_args! {
         /// IPv4 default gateway, inside the --ipv4 prefix.
         pub ipv4_gateway: Option<Ipv4Addr> = "",
         /// TCP receive buffer per connection, in bytes (its window), 1024 to 1 GiB;
-        /// the first connections, while an eighth of --tcp-memory is used, get four times it.
+        /// the first connections, while an eighth of --tcp-memory is used, get eight times it.
         pub tcp_rx_buffer: usize = "65536",
-        /// TCP send buffer per connection, in bytes, 1024 to 1 GiB (four times it, as above).
+        /// TCP send buffer per connection, in bytes, 1024 to 1 GiB (eight times it, as above).
         pub tcp_tx_buffer: usize = "65536",
         /// Delay before a TCP ACK for received data, in milliseconds, 0 (none) to 500.
         /// Measured over a tap on spt: echo round trips/s rise from
