@@ -81,7 +81,7 @@ pub fn build(project: &Project, target: Target, profile: Profile) -> Result<Buil
             )?;
             let image =
                 guest::image_in(&guest::target_dir(project, target, profile), &project.name);
-            let debug = guest::publish(&linked.artifact, &image, release)?;
+            let debug = crate::publish::publish(&linked.artifact, &image, release)?;
             Built {
                 artifact: image,
                 debug,
@@ -144,7 +144,7 @@ pub fn build_host_binary(name: &str) -> Result<PathBuf, CliError> {
 }
 
 /// The program is started from a copy (`published/NAME` beside cargo's
-/// file), for the reason [`guest::publish`] gives: another `lamina` may be
+/// file), for the reason [`crate::publish::publish`] gives: another `lamina` may be
 /// building the same program at the moment this one starts it.
 fn build_workspace_binary(name: &str, extra: &[&str]) -> Result<PathBuf, CliError> {
     let manifest = crate::project::lamina_root().join("Cargo.toml");
@@ -159,7 +159,7 @@ fn build_workspace_binary(name: &str, extra: &[&str]) -> Result<PathBuf, CliErro
         .unwrap_or(Path::new("."))
         .join("published")
         .join(name);
-    guest::publish(&built, &published, false)?;
+    crate::publish::publish(&built, &published, false)?;
     Ok(published)
 }
 

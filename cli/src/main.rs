@@ -19,6 +19,7 @@ mod new;
 mod oci;
 mod project;
 mod provenance;
+mod publish;
 mod run;
 mod size;
 mod store;

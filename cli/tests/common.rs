@@ -193,7 +193,7 @@ fn published_path(built: &Path) -> PathBuf {
 /// another test's `lamina run` builds the tenders and lamina-usernet in
 /// this target directory at any moment. The copy is only ever replaced by
 /// renaming a whole file over it, when cargo's is newer. (The test's
-/// version of lamina's `guest::publish`, which a test cannot call.)
+/// version of lamina's `publish::publish` (cli/src/publish.rs), which a test cannot call.)
 pub fn published(built: &Path) -> PathBuf {
     let to = published_path(built);
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
