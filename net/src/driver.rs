@@ -359,7 +359,16 @@ impl<N: Netif> Driver<N> {
         // for a port nobody listens on yet.
         self.runtime.yield_now().await;
         loop {
-            let delay = self.poll();
+            // Let the tasks the received segments woke answer before
+            // anything goes out, so that the ACK of a request rides on its
+            // response instead of leaving alone first (smoltcp's egress
+            // acknowledges at once, with --tcp-ack-delay-ms=0): one frame
+            // per request fewer each way through the tap (measured, wrk on
+            // the website: 4 frames per request became 3).
+            if self.ingress() {
+                self.runtime.yield_now().await;
+            }
+            let delay = self.egress();
             self.report_drops(self.core.now());
             let core = self.core.clone();
             let sleep = delay.map(|d| self.runtime.sleep(Duration::from_micros(d.total_micros())));
@@ -411,33 +420,54 @@ impl<N: Netif> Driver<N> {
         });
     }
 
-    /// One round of smoltcp; returns how long until it needs to run again.
-    fn poll(&mut self) -> Option<smoltcp::time::Duration> {
-        let now = self.core.now();
-        let mut iface = self.core.iface.borrow_mut();
-        let mut sockets = self.core.sockets.borrow_mut();
-        let core = self.core.clone();
-        let port_full = move |port| core.port_full(port);
-        let mut device = NetifDevice {
+    /// smoltcp's device over this driver's interface and buffers.
+    fn device<'a>(&'a mut self, port_full: &'a dyn Fn(u16) -> bool) -> NetifDevice<'a, N> {
+        NetifDevice {
             netif: &self.netif,
             rx: &mut self.rx,
             pending: &mut self.pending,
             tx: &mut self.tx,
             rx_errors: &mut self.rx_errors,
-            port_full: &port_full,
+            port_full,
             syn_drops: &mut self.syn_drops,
             trace: &self.trace,
-        };
+        }
+    }
+
+    /// The first half of a round of smoltcp: every frame received so far
+    /// into the sockets; whether there was one.
+    fn ingress(&mut self) -> bool {
+        let now = self.core.now();
+        let core = self.core.clone();
+        let port_core = self.core.clone();
+        let port_full = move |port| port_core.port_full(port);
+        let mut iface = core.iface.borrow_mut();
+        let mut sockets = core.sockets.borrow_mut();
+        let mut device = self.device(&port_full);
+        let mut received = false;
         // One packet at a time, refilling the listening sockets in between,
         // so that a burst of SYNs finds a socket for each (up to the backlog)
         // instead of a reset.
         loop {
             let result = iface.poll_ingress_single(now, &mut device, &mut sockets);
-            self.core.refill_listeners(&mut sockets);
+            core.refill_listeners(&mut sockets);
             if result == smoltcp::iface::PollIngressSingleResult::None {
-                break;
+                return received;
             }
+            received = true;
         }
+    }
+
+    /// The second half of a round: what the sockets have to send, DHCP,
+    /// closed sockets; returns how long until smoltcp needs to run again.
+    fn egress(&mut self) -> Option<smoltcp::time::Duration> {
+        let now = self.core.now();
+        let core = self.core.clone();
+        let port_core = self.core.clone();
+        let port_full = move |port| port_core.port_full(port);
+        let mut iface = core.iface.borrow_mut();
+        let mut sockets = core.sockets.borrow_mut();
+        let mut device = self.device(&port_full);
         // smoltcp sends at most one packet per socket per call: call until
         // nothing more goes out, so a window's worth of segments leaves in
         // one round instead of one round (and, on hvt, one VM exit) each.
