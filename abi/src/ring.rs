@@ -225,9 +225,157 @@ pub struct Commit {
     pub _reserved: u32,
 }
 
+/// Where a guest puts the frames it sends through the ring: a byte ring of
+/// its own memory, each frame whole at a position that only grows (taken
+/// modulo the capacity), wrapping to the start rather than splitting a
+/// frame. A frame's bytes stay the tender's until `ent_head` passes its
+/// entry, so the guest records where each entry's frame starts and a new
+/// frame may only reach `capacity` bytes past the start of the oldest
+/// frame the tender has not finished.
+///
+/// The arithmetic only; the guest keeps the positions (Lamina's guest:
+/// `targets/solo5/src/guest/sys/hvt.rs`).
+///
+/// ```
+/// use lamina_abi::ring::ByteRing;
+/// let ring = ByteRing::new(4096);
+/// // 1000 bytes at position 3500 would cross the end: they start over.
+/// assert_eq!(ring.place(3500, 1000), Some((4096, 5096)));
+/// assert_eq!(ring.offset(4096), 0);
+/// // While a frame from 999 on is in flight, 5096 is a byte too far.
+/// assert!(!ring.free_up_to(999, 5096));
+/// assert!(ring.free_up_to(1000, 5096));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRing {
+    capacity: u64,
+}
+
+impl ByteRing {
+    /// A ring of `capacity` bytes (not zero).
+    pub const fn new(capacity: u64) -> Self {
+        assert!(capacity > 0);
+        ByteRing { capacity }
+    }
+
+    /// Bytes of the ring.
+    pub const fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Where a frame of `len` bytes goes when the next free position is
+    /// `pos`: `(start, end)` positions, the frame whole before the ring's
+    /// end (at the next multiple of the capacity if it would cross it);
+    /// `None` if it is larger than the ring or the positions would
+    /// overflow.
+    pub const fn place(&self, pos: u64, len: u64) -> Option<(u64, u64)> {
+        if len > self.capacity {
+            return None;
+        }
+        let offset = pos % self.capacity;
+        let start = if offset + len > self.capacity {
+            match pos.checked_add(self.capacity - offset) {
+                Some(start) => start,
+                None => return None,
+            }
+        } else {
+            pos
+        };
+        match start.checked_add(len) {
+            Some(end) => Some((start, end)),
+            None => None,
+        }
+    }
+
+    /// Whether the bytes up to position `end` are free while the oldest
+    /// frame in flight starts at `in_use` (at most `end`).
+    pub const fn free_up_to(&self, in_use: u64, end: u64) -> bool {
+        end.saturating_sub(in_use) <= self.capacity
+    }
+
+    /// The offset in the ring's memory of position `pos`.
+    pub const fn offset(&self, pos: u64) -> u64 {
+        pos % self.capacity
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+    use std::vec;
+
+    /// A guest sending frames of pseudo-random sizes while a tender takes
+    /// them late, in bursts: every frame lies whole inside the ring and
+    /// never on bytes of a frame still in flight.
+    #[test]
+    fn frames_in_flight_never_overlap() {
+        const CAPACITY: u64 = 8192;
+        let ring = ByteRing::new(CAPACITY);
+        let mut owner = vec![None::<u64>; CAPACITY as usize];
+        let mut in_flight = std::collections::VecDeque::new(); // (id, start, end)
+        let mut pos = u64::MAX - (64 << 20); // near the top of the positions
+        pos -= pos % CAPACITY;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut sent = 0;
+        for id in 0..20_000u64 {
+            let len = 1 + next() % (CAPACITY / 3);
+            let Some((start, end)) = ring.place(pos, len) else {
+                break; // the positions ran out: the test went far enough
+            };
+            assert!(ring.offset(start) + len <= CAPACITY, "frame {id} split");
+            // The tender takes the oldest frames until there is room.
+            while let Some(&(_, oldest, _)) = in_flight.front() {
+                if ring.free_up_to(oldest, end) {
+                    break;
+                }
+                let (gone, start, end) = in_flight.pop_front().unwrap();
+                for p in start..end {
+                    assert_eq!(owner[ring.offset(p) as usize], Some(gone));
+                    owner[ring.offset(p) as usize] = None;
+                }
+            }
+            for p in start..end {
+                let byte = &mut owner[ring.offset(p) as usize];
+                assert_eq!(*byte, None, "frame {id} over a frame in flight");
+                *byte = Some(id);
+            }
+            in_flight.push_back((id, start, end));
+            pos = end;
+            sent += 1;
+            // Sometimes the tender catches up on its own.
+            if next() % 7 == 0 {
+                for (gone, start, end) in in_flight.drain(..) {
+                    for p in start..end {
+                        assert_eq!(owner[ring.offset(p) as usize], Some(gone));
+                        owner[ring.offset(p) as usize] = None;
+                    }
+                }
+            }
+        }
+        assert!(sent > 1000, "only {sent} frames placed");
+    }
+
+    #[test]
+    fn placement_edges() {
+        let ring = ByteRing::new(1024);
+        assert_eq!(ring.place(0, 1024), Some((0, 1024)));
+        assert_eq!(ring.place(1, 1024), Some((1024, 2048)));
+        assert_eq!(ring.place(1000, 24), Some((1000, 1024)));
+        assert_eq!(ring.place(1000, 25), Some((1024, 1049)));
+        assert_eq!(ring.place(5, 0), Some((5, 5)));
+        assert_eq!(ring.place(0, 1025), None);
+        assert_eq!(ring.place(u64::MAX - 10, 100), None);
+        assert!(ring.free_up_to(0, 1024));
+        assert!(!ring.free_up_to(0, 1025));
+        assert!(ring.free_up_to(2000, 1000), "no frame in flight behind");
+    }
 
     #[test]
     fn layout_matches_solo5() {

@@ -7,7 +7,7 @@ use super::{BootFacts, DeviceHandle, IoError, Unsent};
 use core::arch::asm;
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use lamina_abi::hvt::*;
-use lamina_abi::ring::{self, offsets, op, Commit, RingEntry};
+use lamina_abi::ring::{self, offsets, op, ByteRing, Commit, RingEntry};
 use lamina_abi::Solo5Result;
 use lamina_metal::time::{TscClock, TscScale};
 
@@ -30,6 +30,9 @@ static WRITE_BUFS: spin::Once<usize> = spin::Once::new();
 /// Bytes of the write ring: as much as the 256 frames of 2 KiB it held
 /// before large segments went through it, eight of the largest.
 const WRITE_BYTES: u64 = 512 << 10;
+/// Where frames go in it ([`ByteRing`]: whole, wrapping, never on bytes
+/// still in flight).
+const WRITE_RING: ByteRing = ByteRing::new(WRITE_BYTES);
 /// The largest frame sent through the ring (larger ones, which no link
 /// carries, go to the NetWrite hypercall and its error).
 const MAX_RING_FRAME: usize = (WRITE_BYTES / 4) as usize;
@@ -367,15 +370,13 @@ fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoE
         let bufs = alloc::vec![0u8; WRITE_BYTES as usize];
         alloc::boxed::Box::leak(bufs.into_boxed_slice()).as_mut_ptr() as usize
     });
-    let len = frame.len() as u64;
-    // The frame whole: at the start of the ring if it does not fit before
-    // its end.
-    let mut start = WRITE_POS.load(Ordering::Relaxed);
-    let offset = start % WRITE_BYTES;
-    if offset + len > WRITE_BYTES {
-        start += WRITE_BYTES - offset;
-    }
-    let end = start + len;
+    // The frame whole (its length is at most MAX_RING_FRAME, and the
+    // position, counting bytes sent, cannot come near u64::MAX).
+    let Some((start, end)) =
+        WRITE_RING.place(WRITE_POS.load(Ordering::Relaxed), frame.len() as u64)
+    else {
+        return Err(IoError::Failed);
+    };
     // Wait for the bytes: those of entries the tender has not finished
     // (from `ent_head` on) stay.
     let ent_tail = index(base, offsets::ENT_TAIL);
@@ -383,7 +384,7 @@ fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoE
     loop {
         let head = ent_head.load(Ordering::Acquire);
         let in_use = WRITE_STARTS[(head % WRITE_SLOTS) as usize].load(Ordering::Relaxed);
-        if head == ent_tail.load(Ordering::Relaxed) || end - in_use <= WRITE_BYTES {
+        if head == ent_tail.load(Ordering::Relaxed) || WRITE_RING.free_up_to(in_use, end) {
             break;
         }
         kick_if_asleep(base);
@@ -397,7 +398,7 @@ fn ring_write(base: usize, device: DeviceHandle, frame: &[u8]) -> Result<(), IoE
         ..Default::default()
     };
     submit(base, entry, |_| {
-        let buf = bufs + (start % WRITE_BYTES) as usize;
+        let buf = bufs + WRITE_RING.offset(start) as usize;
         // SAFETY: `[buf, buf + len)` is inside the leaked heap buffer
         // (the frame fits before its end, above) and free: the entries
         // whose frames were there are behind the tender's `ent_head`.
