@@ -83,6 +83,14 @@ impl Server {
         panic!("nothing listened on port {port} within {limit:?}");
     }
 
+    /// Fails at once, naming `what`, if the server has exited (a wait for
+    /// its answers would only time out).
+    pub fn assert_running(&mut self, what: &str) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{what}: the server exited: {status}");
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

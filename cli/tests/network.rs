@@ -500,12 +500,17 @@ fn user_mode_network_reaches_the_unikernel_on_loopback() {
 }
 
 /// A free UDP port on loopback (the kernel's choice; released before use).
+/// A port on 127.0.0.1 free for UDP and for TCP: on unix the echo
+/// application binds both (CI saw "echo: error: address in use" when only
+/// the UDP port had been free).
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A UDP client on loopback sending to `port`.
@@ -561,7 +566,7 @@ fn user_mode_network_forwards_udp_to_each_client() {
         } else {
             (format!("{port}:7/udp"), String::from("--port=7"))
         };
-        let _server = Server::start(&[
+        let mut server = Server::start(&[
             "run",
             "--release",
             "-t",
@@ -576,6 +581,7 @@ fn user_mode_network_forwards_udp_to_each_client() {
         let first = udp_client(port);
         let start = Instant::now();
         while !udp_echo(&first, b"ready?", 1) {
+            server.assert_running(target);
             assert!(
                 start.elapsed() < Duration::from_secs(300),
                 "{target}: no UDP echo through the forward"
