@@ -406,12 +406,13 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
         }
         if stats {
             eprintln!(
-                "lamina-hvt: network ring: {} frames sent, {} frames received into the queues, {} reads, I/O thread slept {} times ({} looks cut short by a busy host) and was kicked {} times, woke the guest {} times, served by the vCPU thread in {} POLLs, {} frames from the host dropped (malformed or bad checksum), {} too large, {} writes refused by the host",
+                "lamina-hvt: network ring: {} frames sent, {} frames received into the queues, {} reads, I/O thread slept {} times ({} looks cut short by a busy host, {} found work) and was kicked {} times, woke the guest {} times, served by the vCPU thread in {} POLLs, {} frames from the host dropped (malformed or bad checksum), {} too large, {} writes refused by the host",
                 shared.writes.load(Ordering::Relaxed),
                 shared.queued.load(Ordering::Relaxed),
                 shared.reads.load(Ordering::Relaxed),
                 shared.sleeps.load(Ordering::Relaxed),
                 shared.descheduled.load(Ordering::Relaxed),
+                shared.looks_caught.load(Ordering::Relaxed),
                 shared.kicks.load(Ordering::Relaxed),
                 shared.wakes.load(Ordering::Relaxed),
                 shared.served_in_poll.load(Ordering::Relaxed),
