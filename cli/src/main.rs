@@ -20,6 +20,7 @@ mod oci;
 mod project;
 mod provenance;
 mod publish;
+mod replace;
 mod run;
 mod size;
 mod store;

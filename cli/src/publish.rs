@@ -4,6 +4,7 @@
 //! renaming a whole file over it. See [`publish`] for why.
 
 use crate::guest::debug_path;
+use crate::replace::{is_current, replace_whole};
 use crate::CliError;
 use std::path::{Path, PathBuf};
 
@@ -30,8 +31,7 @@ pub fn publish(linked: &Path, image: &Path, release: bool) -> Result<Option<Path
     let debug = release.then(|| debug_path(image));
     // The published files keep the time the image was linked: one that
     // was not relinked is neither rewritten nor looks rebuilt.
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified());
-    let current = |path: &Path| modified(path).ok() == Some(linked_at);
+    let current = |path: &Path| is_current(path, linked_at);
     if current(image) && debug.as_deref().is_none_or(current) {
         return Ok(debug);
     }
@@ -44,26 +44,15 @@ pub fn publish(linked: &Path, image: &Path, release: bool) -> Result<Option<Path
         std::fs::create_dir_all(dir)
             .map_err(CliError::io(format!("cannot create {}", dir.display())))?;
     }
-    let temporary = |what: &str| {
-        let mut name = image.as_os_str().to_owned();
-        name.push(format!(".{what}.{}", std::process::id()));
-        PathBuf::from(name)
-    };
     // Writes `to` by `make` filling a temporary file, then renaming it.
     let place = |to: &Path, what: &str, make: &dyn Fn(&Path) -> Result<(), CliError>| {
-        let part = temporary(what);
-        let placed = make(&part).and_then(|()| {
-            std::fs::File::options()
-                .write(true)
-                .open(&part)
-                .and_then(|file| file.set_modified(linked_at))
-                .and_then(|()| std::fs::rename(&part, to))
-                .map_err(CliError::io(format!("cannot write {}", to.display())))
-        });
-        if placed.is_err() {
-            let _ = std::fs::remove_file(&part);
-        }
-        placed
+        replace_whole(
+            to,
+            what,
+            linked_at,
+            make,
+            CliError::io(format!("cannot write {}", to.display())),
+        )
     };
     let copy = |part: &Path| {
         std::fs::write(part, &bytes)

@@ -195,46 +195,48 @@ fn published_path(built: &Path) -> PathBuf {
         .join(built.file_name().unwrap())
 }
 
+/// How lamina publishes what cargo built (cli/src/replace.rs): the tests
+/// publish the programs they start the same way.
+#[path = "../src/replace.rs"]
+mod replace;
+
 /// The copy of the program cargo built at `built` that tests start, as
 /// `lamina run` starts its own (the same file): cargo removes its file
 /// and links it again at every build, even one with nothing to do, and
 /// another test's `lamina run` builds the tenders and lamina-usernet in
 /// this target directory at any moment. The copy is only ever replaced by
-/// renaming a whole file over it, when cargo's is newer. (The test's
-/// version of lamina's `publish::publish` (cli/src/publish.rs), which a test cannot call.)
+/// renaming a whole file over it, when cargo's is newer (lamina's
+/// `publish::publish`, without its stripping, which a test cannot call).
 pub fn published(built: &Path) -> PathBuf {
     let to = published_path(built);
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let linked = modified(built);
-    if linked.is_some() && modified(&to) == linked {
-        return to;
-    }
     // cargo's file may be missing for an instant while another build
     // links it again.
-    let bytes = (0..50)
-        .find_map(|_| {
-            let bytes = std::fs::read(built).ok();
-            if bytes.is_none() {
-                std::thread::sleep(Duration::from_millis(10));
+    fn retried<T>(what: impl Fn() -> std::io::Result<T>) -> T {
+        for _ in 0..50 {
+            if let Ok(value) = what() {
+                return value;
             }
-            bytes
-        })
-        .expect("the program was built");
-    let linked = linked
-        .or_else(|| modified(built))
-        .expect("the program was built");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        what().expect("the program was built")
+    }
+    let linked = retried(|| std::fs::metadata(built)?.modified());
+    if replace::is_current(&to, linked) {
+        return to;
+    }
+    let bytes = retried(|| std::fs::read(built));
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    let mut part = to.clone().into_os_string();
-    part.push(format!(".test.{}", std::process::id()));
-    let part = PathBuf::from(part);
-    std::fs::write(&part, bytes).unwrap();
-    std::fs::set_permissions(&part, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(&part)
-        .and_then(|file| file.set_modified(linked))
-        .unwrap();
-    std::fs::rename(&part, &to).unwrap();
+    replace::replace_whole(
+        &to,
+        "test",
+        linked,
+        |part| {
+            std::fs::write(part, &bytes)?;
+            std::fs::set_permissions(part, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        },
+        |e| e,
+    )
+    .unwrap();
     to
 }
 
