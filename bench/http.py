@@ -14,7 +14,9 @@ as ratios against nginx in the same case (and hvt against spt):
   loop (`sh -c 'while :; do :; done'`), and each server's share of its
   quiet figure.
 The hvt tender runs with --x-stats: VM exits per request are printed for
-each case. Then the website as a Linux process on loopback, and (with
+each case, and for each tender the CPU of each of its threads over the run
+(the vCPU thread's includes the guest's time), per request, and how much
+of the run hvt's vCPU spent in KVM_RUN. Then the website as a Linux process on loopback, and (with
 --memory) the smallest guest memory that serves under load.
 
 usage: sudo bench/http.py [--seconds S] [--connections C] [--memory]
@@ -51,8 +53,25 @@ http {{ access_log off; include /etc/nginx/mime.types; sendfile on; tcp_nodelay 
     return conf
 
 
+def thread_cpu(pid):
+    """CPU seconds so far of each thread of process `pid`, by thread name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        cpu[name] = cpu.get(name, 0) + (int(fields[11]) + int(fields[12])) / tick
+    return cpu
+
+
 def unikernel(target, mem, args):
-    """((requests/s, p99, errors, requests), alive, VM exits or None)."""
+    """((requests/s, p99, errors, requests), alive, VM exits or None,
+    {thread: CPU seconds during the wrk run}, hvt's seconds in KVM_RUN or None)."""
     ns = f"lamina-http-{target}"
     tap_namespace(ns, "10.212.0.1/24")
     stats = ["--x-stats"] if target == "hvt" else []
@@ -66,14 +85,19 @@ def unikernel(target, mem, args):
                   capture_output=True).stdout == "200":
                 break
             time.sleep(0.1)
+        before = thread_cpu(proc.pid)  # `ip netns exec` execs the tender
         result = wrk(ns, "http://10.212.0.2/", args)
         alive = proc.poll() is None
+        after = thread_cpu(proc.pid) if alive else {}
+        threads = {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
     finally:
         proc.terminate()
         _, stderr = proc.communicate()
         delete(ns)
     exits = re.search(r"(\d+) VM exits", stderr or "")
-    return result, alive, int(exits.group(1)) if exits else None
+    in_guest = re.search(r"([\d.]+) s in KVM_RUN", stderr or "")
+    return result, alive, int(exits.group(1)) if exits else None, threads, \
+        float(in_guest.group(1)) if in_guest else None
 
 
 class BusyCore:
@@ -168,7 +192,7 @@ def main():
             quiet = {"nginx": nginx[0], **{t: r[0][0] for t, r in results.items()}}
         share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if busy and quiet else ""
         print(f"  nginx (veth)        {fmt(nginx)}{share('nginx', nginx[0])}")
-        for target, (result, alive, exits) in results.items():
+        for target, (result, alive, exits, threads, in_guest) in results.items():
             line = f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx"
             if target == "hvt":
                 line += f", {result[0] / results['spt'][0][0]:.2f}x spt"
@@ -177,6 +201,17 @@ def main():
             if not alive:
                 line += "  (the unikernel died)"
             print(line + share(target, result[0]))
+            # Where the tender's time went: each thread's CPU over the run,
+            # as a share of a CPU and per request (the vCPU thread's
+            # includes the guest's own time).
+            if threads and result[3]:
+                line = ", ".join(f"{name} {cpu / case.seconds:.0%} of a CPU ({cpu / result[3] * 1e6:.1f} us/request)"
+                                 for name, cpu in sorted(threads.items(), key=lambda t: -t[1]))
+                if in_guest is not None:
+                    # Wall time, over the tender's whole life (the run and
+                    # about a second of start and stop).
+                    line += f"; the vCPU in KVM_RUN {in_guest / case.seconds:.0%} of the run"
+                print("      " + line)
     n, u = loopback(args)
     print(f"  nginx (loopback)    {fmt(n)}")
     print(f"  unix (loopback)     {fmt(u)}   {u[0] / n[0]:.2f}x nginx")
@@ -187,7 +222,7 @@ def main():
         smallest = None
         for mem in (64, 32, 16, 8, 6, 4, 3, 2):
             quick = argparse.Namespace(seconds=3, connections=args.connections)
-            (rps, _, errors, _), alive, _ = unikernel(target, mem, quick)
+            (rps, _, errors, _), alive, _, _, _ = unikernel(target, mem, quick)
             if not alive or errors or rps == 0:
                 break
             smallest = mem
