@@ -420,64 +420,74 @@ impl<N: Netif> Driver<N> {
         });
     }
 
+    /// Runs `f` with the time now, smoltcp's interface and sockets, and
     /// smoltcp's device over this driver's interface and buffers.
-    fn device<'a>(&'a mut self, port_full: &'a dyn Fn(u16) -> bool) -> NetifDevice<'a, N> {
-        NetifDevice {
+    fn with_device<T>(
+        &mut self,
+        f: impl FnOnce(
+            smoltcp::time::Instant,
+            &mut Interface,
+            &mut SocketSet<'static>,
+            &mut NetifDevice<'_, N>,
+        ) -> T,
+    ) -> T {
+        let now = self.core.now();
+        let core = self.core.clone();
+        let port_core = self.core.clone();
+        let port_full = move |port| port_core.port_full(port);
+        let mut device = NetifDevice {
             netif: &self.netif,
             rx: &mut self.rx,
             pending: &mut self.pending,
             tx: &mut self.tx,
             rx_errors: &mut self.rx_errors,
-            port_full,
+            port_full: &port_full,
             syn_drops: &mut self.syn_drops,
             trace: &self.trace,
-        }
+        };
+        let mut iface = core.iface.borrow_mut();
+        let mut sockets = core.sockets.borrow_mut();
+        f(now, &mut iface, &mut sockets, &mut device)
     }
 
     /// The first half of a round of smoltcp: every frame received so far
     /// into the sockets; whether there was one.
     fn ingress(&mut self) -> bool {
-        let now = self.core.now();
         let core = self.core.clone();
-        let port_core = self.core.clone();
-        let port_full = move |port| port_core.port_full(port);
-        let mut iface = core.iface.borrow_mut();
-        let mut sockets = core.sockets.borrow_mut();
-        let mut device = self.device(&port_full);
-        let mut received = false;
-        // One packet at a time, refilling the listening sockets in between,
-        // so that a burst of SYNs finds a socket for each (up to the backlog)
-        // instead of a reset.
-        loop {
-            let result = iface.poll_ingress_single(now, &mut device, &mut sockets);
-            core.refill_listeners(&mut sockets);
-            if result == smoltcp::iface::PollIngressSingleResult::None {
-                return received;
+        self.with_device(|now, iface, sockets, device| {
+            let mut received = false;
+            // One packet at a time, refilling the listening sockets in
+            // between, so that a burst of SYNs finds a socket for each (up
+            // to the backlog) instead of a reset.
+            loop {
+                let result = iface.poll_ingress_single(now, device, sockets);
+                core.refill_listeners(sockets);
+                if result == smoltcp::iface::PollIngressSingleResult::None {
+                    return received;
+                }
+                received = true;
             }
-            received = true;
-        }
+        })
     }
 
     /// The second half of a round: what the sockets have to send, DHCP,
     /// closed sockets; returns how long until smoltcp needs to run again.
     fn egress(&mut self) -> Option<smoltcp::time::Duration> {
-        let now = self.core.now();
-        let core = self.core.clone();
-        let port_core = self.core.clone();
-        let port_full = move |port| port_core.port_full(port);
-        let mut iface = core.iface.borrow_mut();
-        let mut sockets = core.sockets.borrow_mut();
-        let mut device = self.device(&port_full);
-        // smoltcp sends at most one packet per socket per call: call until
-        // nothing more goes out, so a window's worth of segments leaves in
-        // one round instead of one round (and, on hvt, one VM exit) each.
-        for _ in 0..MAX_EGRESS_ROUNDS {
-            if iface.poll_egress(now, &mut device, &mut sockets) == smoltcp::iface::PollResult::None
-            {
-                break;
+        let now = self.with_device(|now, iface, sockets, device| {
+            // smoltcp sends at most one packet per socket per call: call
+            // until nothing more goes out, so a window's worth of segments
+            // leaves in one round instead of one round (and, on hvt, one VM
+            // exit) each.
+            for _ in 0..MAX_EGRESS_ROUNDS {
+                if iface.poll_egress(now, device, sockets) == smoltcp::iface::PollResult::None {
+                    break;
+                }
             }
-        }
-        self.netif.flush();
+            device.netif.flush();
+            now
+        });
+        let mut iface = self.core.iface.borrow_mut();
+        let mut sockets = self.core.sockets.borrow_mut();
         if let Some(handle) = self.dhcp {
             let event = sockets.get_mut::<dhcpv4::Socket>(handle).poll();
             match event {
