@@ -258,11 +258,6 @@ impl ByteRing {
         ByteRing { capacity }
     }
 
-    /// Bytes of the ring.
-    pub const fn capacity(&self) -> u64 {
-        self.capacity
-    }
-
     /// Where a frame of `len` bytes goes when the next free position is
     /// `pos`: `(start, end)` positions, the frame whole before the ring's
     /// end (at the next multiple of the capacity if it would cross it);

@@ -432,9 +432,8 @@ impl<N: Netif> Driver<N> {
         ) -> T,
     ) -> T {
         let now = self.core.now();
-        let core = self.core.clone();
-        let port_core = self.core.clone();
-        let port_full = move |port| port_core.port_full(port);
+        let core = &self.core;
+        let port_full = |port| core.port_full(port);
         let mut device = NetifDevice {
             netif: &self.netif,
             rx: &mut self.rx,

@@ -195,8 +195,8 @@ mod tests {
         assert_eq!(spin.descheduled(), 0);
     }
 
-    /// Idle periods from `at`, one each `period`, whose looks find work
-    /// when `finds` says: how many of them looked.
+    /// `n` idle periods from `at`, a millisecond apart, whose looks find
+    /// work when `finds` says so of the period's number: how many looked.
     fn periods(spin: &mut Spin, at: &mut Instant, n: u32, finds: impl Fn(u32) -> bool) -> u32 {
         let mut looked = 0;
         for i in 0..n {
