@@ -75,9 +75,7 @@ impl Server {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited before listening: {status}");
-            }
+            self.assert_running("before listening");
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("nothing listened on port {port} within {limit:?}");
