@@ -26,7 +26,10 @@ one client and no pipelining (-c 1 -P 1) over a unix socket, SET then GET
 over the same number of random keys, each on a fresh server. Redis's
 figures include a socket round trip per request that the guest's loop does
 not pay; the guest's include a tender exit per block transfer and flush.
-Value sizes 100 B and 4 KiB. An untimed extra run of each side under
+Value sizes 100 B and 4 KiB. The guest's disk is a 256 MiB image of zeroes
+written to the file system, as `lamina run --block` and `lamina store
+format --size` make one (not sparse: the first write to a sparse file's
+block allocates it, and the fdatasync after it commits the journal too). An untimed extra run of each side under
 `strace -c -f` counts the fsync/fdatasync calls per SET.
 
 With --ram-disk (root) both run on an ext4 file system the script makes
@@ -129,7 +132,15 @@ def guest_kv(target, app, dir, size, ops, keys, value_cache, strace=None):
     """(sets/s, gets/s) of the guest's timed loops on a fresh image; with
     `strace`, that file receives the tender's `strace -c` summary."""
     with tempfile.NamedTemporaryFile(dir=dir, prefix="lamina-kv-bench-") as disk:
-        disk.truncate(256 << 20)
+        # Zeroes written, as `lamina run --block NAME=FILE:SIZE` and
+        # `lamina store format --size` make a disk (see write_zeroes in
+        # core/src/device/file.rs): a sparse image made every durable set
+        # pay the host file system's block allocation.
+        chunk = bytes(1 << 20)
+        for _ in range(256):
+            disk.write(chunk)
+        disk.flush()
+        os.fsync(disk.fileno())
         cmd = [tender_path(target), "--mem=64", f"--block:storage={disk.name}", app,
                "--mode=bench", f"--value-size={size}", f"--ops={ops}", f"--keys={keys}",
                f"--value-cache-bytes={value_cache}"]

@@ -544,12 +544,15 @@ impl BlockArg {
                     .create_new(true)
                     .open(file)
                     .map_err(CliError::io(format!("creating {}", file.display())))?;
-                image
-                    .set_len(size)
-                    .map_err(CliError::io(format!("sizing {}", file.display())))?;
+                // Written, not sparse: see `write_zeroes` (durable writes
+                // then skip the host file system's block allocation).
+                let start = std::time::Instant::now();
+                lamina_core::device::write_zeroes(&image, size)
+                    .map_err(CliError::io(format!("writing {}", file.display())))?;
                 eprintln!(
-                    "lamina: created {} ({size} bytes, all zeroes) for block device {}",
+                    "lamina: created {} ({size} bytes of zeroes, written in {:.1?}) for block device {}",
                     file.display(),
+                    start.elapsed(),
                     self.name
                 );
             }

@@ -34,6 +34,6 @@ pub use ram::RamBlock;
 #[cfg(feature = "std")]
 mod file;
 #[cfg(feature = "std")]
-pub use file::{FileBlock, FILE_SECTOR_SIZE};
+pub use file::{write_zeroes, FileBlock, FILE_SECTOR_SIZE};
 pub mod baked;
 pub use baked::{Baked, BakedFile};
