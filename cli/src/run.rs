@@ -547,8 +547,12 @@ impl BlockArg {
                 // Written, not sparse: see `write_zeroes` (durable writes
                 // then skip the host file system's block allocation).
                 let start = std::time::Instant::now();
-                lamina_core::device::write_zeroes(&image, size)
-                    .map_err(CliError::io(format!("writing {}", file.display())))?;
+                if let Err(e) = lamina_core::device::write_zeroes(&image, size) {
+                    // Not left behind short: the next run would take it as
+                    // the disk.
+                    let _ = std::fs::remove_file(file);
+                    return Err(CliError::io(format!("writing {}", file.display()))(e));
+                }
                 eprintln!(
                     "lamina: created {} ({size} bytes of zeroes, written in {:.1?}) for block device {}",
                     file.display(),

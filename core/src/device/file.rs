@@ -91,7 +91,9 @@ impl FileBlock {
 /// `lamina-store`'s durable sets on spt ran at 3,960/s on a sparse 256 MiB
 /// image and 6,450-7,600/s on a written one (bench/store.py's kv loop, ext4
 /// on this host's virtual disk), as PostgreSQL zero-fills each new WAL
-/// segment for the same reason.
+/// segment for the same reason. A full host file system then shows when
+/// the image is made, not as an I/O error in the middle of a guest's
+/// write.
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("lamina-doc-zeroes-{}", std::process::id()));
