@@ -29,8 +29,9 @@ not pay; the guest's include a tender exit per block transfer and flush.
 Value sizes 100 B and 4 KiB. The guest's disk is a 256 MiB image of zeroes
 written to the file system, as `lamina run --block` and `lamina store
 format --size` make one (not sparse: the first write to a sparse file's
-block allocates it, and the fdatasync after it commits the journal too). An untimed extra run of each side under
-`strace -c -f` counts the fsync/fdatasync calls per SET.
+block allocates it, and the fdatasync after it commits the journal too).
+An untimed extra run of each side under `strace -c -f` counts the
+fsync/fdatasync calls per SET.
 
 With --ram-disk (root) both run on an ext4 file system the script makes
 on a loop device over a file in /dev/shm, and removes: an fdatasync there

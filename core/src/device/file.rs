@@ -57,7 +57,12 @@ impl FileBlock {
         lock(&file, path, false)?;
         file.set_len(0)
             .and_then(|()| write_zeroes(&file, bytes))
-            .map_err(|e| format!("cannot size block file {}: {e}", path.display()))?;
+            .map_err(|e| {
+                // Emptied, not left short (a full disk): a short image
+                // would pass for a smaller disk; an empty one is refused.
+                let _ = file.set_len(0);
+                format!("cannot size block file {}: {e}", path.display())
+            })?;
         Self::from_file(file, path)
     }
 
