@@ -184,8 +184,8 @@ mod ring_io {
     /// How to wait for the answers.
     #[derive(Clone, Copy, PartialEq, Eq)]
     pub enum Wait {
-        /// From the tender's thread (kicked if asleep) for up to
-        /// [`block_ring::LOOK_NS`] at a time, then through one
+        /// From the tender's thread (kicked if asleep) for up to a look
+        /// ([`block_ring::look_ns`]) at a time, then through one
         /// `BlockRingServe` exit.
         Look,
         /// For requests that take longer than the look (a flush, an
@@ -194,8 +194,8 @@ mod ring_io {
         /// submitting, the thread not kicked, which costs one exit and no
         /// wake-up (measured: a durable set on a busy host went through a
         /// kick, the look, the exit and a wait for the thread's lock); if
-        /// it is awake, from it, looking up to
-        /// [`block_ring::FLUSH_LOOK_NS`] before the exit, so that a quick
+        /// it is awake, from it, looking for a flush's look
+        /// ([`block_ring::Wait::Flush`]) before the exit, so that a quick
         /// disk's flush costs no exit at all.
         ServeAtOnce,
     }
@@ -208,18 +208,20 @@ mod ring_io {
         mut requests: impl Iterator<Item = Request>,
         wait: Wait,
     ) -> Result<(), IoError> {
-        let (wait, look_ns) = match wait {
+        let (wait, look) = match wait {
             Wait::ServeAtOnce if block_ring::thread_awake() => {
-                (Wait::Look, block_ring::FLUSH_LOOK_NS)
+                (Wait::Look, block_ring::Wait::Flush)
             }
-            Wait::ServeAtOnce => (Wait::ServeAtOnce, block_ring::LOOK_NS),
-            Wait::Look => (Wait::Look, block_ring::LOOK_NS),
+            Wait::ServeAtOnce => (Wait::ServeAtOnce, block_ring::Wait::Flush),
+            Wait::Look => (Wait::Look, block_ring::Wait::Transfer),
         };
         let mut in_flight = InFlight(VecDeque::new());
         let mut next = requests.next();
         let mut result = Ok(());
-        // Since when no request has been submitted or answered.
+        // Since when no request has been submitted or answered, and
+        // whether an exit has served the ring since.
         let mut stalled_since = None;
+        let mut served_in_stall = false;
         loop {
             // Read before looking for answers: time the vCPU spent off its
             // CPU after a look (an interrupt, the host's scheduler) must not
@@ -227,6 +229,7 @@ mod ring_io {
             let now = super::sys::monotonic_ns();
             let mut progress = false;
             let mut submitted = false;
+            let mut answered = false;
             while let Some(request) = next.filter(|_| in_flight.0.len() < PER_TRANSFER) {
                 let ticket = match wait {
                     Wait::Look => block_ring::submit(request),
@@ -251,9 +254,15 @@ mod ring_io {
                 };
                 in_flight.0.pop_front();
                 progress = true;
+                answered = true;
                 if answer.is_err() {
                     result = answer;
                     next = None; // submit no more
+                }
+            }
+            if answered && wait == Wait::Look && !served_in_stall {
+                if let Some(since) = stalled_since {
+                    block_ring::answered_after(look, now.saturating_sub(since));
                 }
             }
             if in_flight.0.is_empty() && next.is_none() {
@@ -261,11 +270,13 @@ mod ring_io {
             }
             if progress {
                 stalled_since = None;
+                served_in_stall = false;
             } else {
                 let since = *stalled_since.get_or_insert(now);
-                if now.saturating_sub(since) > look_ns {
-                    block_ring::serve_now();
+                if now.saturating_sub(since) > block_ring::look_ns(look) {
+                    block_ring::serve_after_look(look);
                     stalled_since = None;
+                    served_in_stall = true;
                 }
             }
             yield_now().await;

@@ -1,9 +1,11 @@
 //! The guest's side of the hvt block ring ([`lamina_abi::block_ring`]):
 //! requests queued in shared memory, completions taken with plain loads,
 //! a kick (an exit served in the host kernel) only while the tender's
-//! block I/O thread sleeps. A request not answered within [`LOOK_NS`]
-//! (the I/O thread descheduled on a busy host, or a slow disk) is served
-//! on the vCPU's own thread through the `BlockRingServe` hypercall.
+//! block I/O thread sleeps. A request not answered within a look
+//! ([`look_ns`]: the I/O thread descheduled on a busy host, or a slow
+//! disk) is served on the vCPU's own thread through the `BlockRingServe`
+//! hypercall; the look grows while such exits find the I/O thread in the
+//! middle of the request ([`serve_after_look`]).
 //!
 //! Several requests may be in flight at once, from one transfer (split in
 //! [`MAX_TRANSFER`](lamina_abi::mft::block_features::MAX_TRANSFER) pieces)
@@ -11,7 +13,7 @@
 //! holds its state until its owner takes the result.
 
 use super::IoError;
-use core::sync::atomic::{fence, AtomicU32, Ordering};
+use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use lamina_abi::block_ring::{self, offsets, Completion, Request};
 use lamina_abi::Solo5Result;
 
@@ -173,42 +175,112 @@ pub fn take(ticket: Ticket) -> Option<Result<(), IoError>> {
     }
 }
 
-/// How long a guest waits for an answer by looking before it asks the
-/// tender to serve the ring on the vCPU's thread (an exit, 50-70 µs on
-/// KVM-PVM): an answer from an awake I/O thread takes a few µs, and on a
-/// busy host that thread may be waiting for this very CPU. About what the
-/// exit costs, as a rent-or-buy wait should be: at 30 µs most exits came
-/// too soon (the I/O thread, back from a short preemption, had answered
-/// by the time the exit reached the tender, or was in the middle of the
-/// request, whose lock the vCPU's thread then waited for).
+/// How long a guest waits for an answer by looking, at least, before it
+/// asks the tender to serve the ring on the vCPU's thread (an exit, 50-70
+/// µs on KVM-PVM): an answer from an awake I/O thread takes a few µs, and
+/// on a busy host that thread may be waiting for this very CPU. About
+/// what the exit costs, as a rent-or-buy wait should be: at 30 µs most
+/// exits came too soon (the I/O thread, back from a short preemption, had
+/// answered by the time the exit reached the tender, or was in the middle
+/// of the request, whose lock the vCPU's thread then waited for).
 pub const LOOK_NS: u64 = 60_000;
 
-/// How long a guest waits by looking for a flush that the tender's awake
-/// I/O thread serves, before it asks for the vCPU's thread: an
-/// `fdatasync` takes tens of µs on a fast device, and this saves the exit
-/// whenever it ends in time; on a slow disk the exit then lets the vCPU
-/// sleep (on the ring's lock) until it does.
+/// The shortest look for a flush that the tender's awake I/O thread
+/// serves: an `fdatasync` takes tens of µs on a fast device, and a look
+/// saves the exit whenever it ends in time.
 pub const FLUSH_LOOK_NS: u64 = 100_000;
 
+/// The longest look: past it, a request that takes that long (a flush on
+/// a slow disk) lets the vCPU sleep on the ring's lock through an exit
+/// rather than hold a CPU.
+pub const MAX_LOOK_NS: u64 = 800_000;
+
+/// What a waiter waits for, each with a look of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Reads and writes.
+    Transfer,
+    /// Requests ending with a flush.
+    Flush,
+}
+
+/// The current look of each [`Wait`], learnt from what the exits after
+/// a look found ([`serve_after_look`]).
+static LOOKS: [AtomicU64; 2] = [AtomicU64::new(LOOK_NS), AtomicU64::new(FLUSH_LOOK_NS)];
+
+impl Wait {
+    fn shortest(self) -> u64 {
+        match self {
+            Wait::Transfer => LOOK_NS,
+            Wait::Flush => FLUSH_LOOK_NS,
+        }
+    }
+
+    fn look(self) -> &'static AtomicU64 {
+        &LOOKS[self as usize]
+    }
+}
+
+/// How long a waiter for `wait` looks before [`serve_after_look`].
+pub fn look_ns(wait: Wait) -> u64 {
+    wait.look().load(Ordering::Relaxed)
+}
+
 /// Has the tender answer every request submitted so far, on the vCPU's
-/// own thread (one exit): for a guest that has waited [`LOOK_NS`].
+/// own thread (one exit): for requests it was never asked to serve.
 pub fn serve_now() {
     super::block_ring_serve();
+}
+
+/// [`serve_now`] for a waiter whose look ran out, learning from what the
+/// exit found. Nothing left for the vCPU's thread to serve means the I/O
+/// thread was in the middle of the request (a write the host's writeback
+/// throttles, a flush on a slow disk: a slow request, not a descheduled
+/// thread) and the exit bought nothing: the next look doubles, up to
+/// [`MAX_LOOK_NS`]. Requests the vCPU's thread served itself mean the I/O
+/// thread had not picked them up (descheduled on a busy host, or asleep):
+/// the look goes back to the shortest, which keeps a CPU the I/O thread
+/// may need from spinning.
+pub fn serve_after_look(wait: Wait) {
+    let served = super::block_ring_serve();
+    let look = wait.look();
+    let next = if served == 0 {
+        (look.load(Ordering::Relaxed) * 2).min(MAX_LOOK_NS)
+    } else {
+        wait.shortest()
+    };
+    look.store(next, Ordering::Relaxed);
+}
+
+/// Notes that a waiter for `wait` had its answers after `waited_ns` of
+/// looking, without an exit: well inside the look, the look shrinks by an
+/// eighth towards the shortest (requests became quick again), so that
+/// it stays about twice the time slow requests take.
+pub fn answered_after(wait: Wait, waited_ns: u64) {
+    let look = wait.look();
+    let current = look.load(Ordering::Relaxed);
+    if waited_ns < current / 2 {
+        look.store(
+            (current - current / 8).max(wait.shortest()),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Waits for `ticket` without yielding to other tasks: for a request
 /// whose owner is going away (its buffer must outlive the request). The
 /// tender's thread is awake or kicked while a request is in flight.
 pub fn wait(ticket: Ticket) -> Result<(), IoError> {
-    let since = super::monotonic_ns();
+    let mut since = super::monotonic_ns();
     loop {
         // The clock before the look: time off the CPU after it is no wait.
         let now = super::monotonic_ns();
         if let Some(result) = take(ticket) {
             return result;
         }
-        if now.saturating_sub(since) > LOOK_NS {
-            serve_now();
+        if now.saturating_sub(since) > look_ns(Wait::Transfer) {
+            serve_after_look(Wait::Transfer);
+            since = now;
         }
         core::hint::spin_loop();
     }

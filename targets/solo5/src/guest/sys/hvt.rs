@@ -251,10 +251,12 @@ pub fn block_flush(device: DeviceHandle) -> Result<(), IoError> {
 }
 
 /// Has the tender serve the block ring on the vCPU's own thread: every
-/// request submitted so far is answered when this returns.
-pub fn block_ring_serve() {
+/// request submitted so far is answered when this returns. How many the
+/// vCPU's thread answered itself (0: the I/O thread had them all).
+pub fn block_ring_serve() -> u64 {
     let mut arg = HcBlockRingServe::default();
     hypercall(Hypercall::BlockRingServe, &mut arg);
+    arg.served
 }
 
 /// An index word of the ring at `base`.
