@@ -24,13 +24,14 @@
 //! lamina_guest`, set by `lamina build` for every unikernel target), for
 //! the ABI its feature names: `spt` or `hvt` (the `lamina` crate's feature
 //! of the same name turns it on). On the host the crate is just
-//! [`cmdline`], so that it can be unit-tested.
+//! [`cmdline`] and [`look`], so that they can be unit-tested.
 #![no_std]
 #![warn(missing_docs)]
 
 extern crate alloc;
 
 pub mod cmdline;
+pub mod look;
 
 #[cfg(lamina_guest)]
 mod guest;

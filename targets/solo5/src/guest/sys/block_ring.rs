@@ -5,7 +5,7 @@
 //! ([`look_ns`]: the I/O thread descheduled on a busy host, or a slow
 //! disk) is served on the vCPU's own thread through the `BlockRingServe`
 //! hypercall; the look grows while such exits find the I/O thread in the
-//! middle of the request ([`serve_after_look`]).
+//! middle of the request ([`crate::look`]).
 //!
 //! Several requests may be in flight at once, from one transfer (split in
 //! [`MAX_TRANSFER`](lamina_abi::mft::block_features::MAX_TRANSFER) pieces)
@@ -13,6 +13,7 @@
 //! holds its state until its owner takes the result.
 
 use super::IoError;
+use crate::look::LookBounds;
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use lamina_abi::block_ring::{self, offsets, Completion, Request};
 use lamina_abi::Solo5Result;
@@ -209,10 +210,14 @@ pub enum Wait {
 static LOOKS: [AtomicU64; 2] = [AtomicU64::new(LOOK_NS), AtomicU64::new(FLUSH_LOOK_NS)];
 
 impl Wait {
-    fn shortest(self) -> u64 {
-        match self {
+    fn bounds(self) -> LookBounds {
+        let shortest = match self {
             Wait::Transfer => LOOK_NS,
             Wait::Flush => FLUSH_LOOK_NS,
+        };
+        LookBounds {
+            shortest,
+            longest: MAX_LOOK_NS,
         }
     }
 
@@ -232,39 +237,29 @@ pub fn serve_now() {
     super::block_ring_serve();
 }
 
-/// [`serve_now`] for a waiter whose look ran out, learning from what the
-/// exit found. Nothing left for the vCPU's thread to serve means the I/O
-/// thread was in the middle of the request (a write the host's writeback
-/// throttles, a flush on a slow disk: a slow request, not a descheduled
-/// thread) and the exit bought nothing: the next look doubles, up to
-/// [`MAX_LOOK_NS`]. Requests the vCPU's thread served itself mean the I/O
-/// thread had not picked them up (descheduled on a busy host, or asleep):
-/// the look goes back to the shortest, which keeps a CPU the I/O thread
-/// may need from spinning.
+/// [`serve_now`] for a waiter whose look ran out; the next look follows
+/// from what the exit found ([`LookBounds::after_exit`]: longer if the
+/// I/O thread was in the middle of the request, the shortest if it had not
+/// picked it up).
 pub fn serve_after_look(wait: Wait) {
     let served = super::block_ring_serve();
     let look = wait.look();
-    let next = if served == 0 {
-        (look.load(Ordering::Relaxed) * 2).min(MAX_LOOK_NS)
-    } else {
-        wait.shortest()
-    };
-    look.store(next, Ordering::Relaxed);
+    look.store(
+        wait.bounds()
+            .after_exit(look.load(Ordering::Relaxed), served),
+        Ordering::Relaxed,
+    );
 }
 
 /// Notes that a waiter for `wait` had its answers after `waited_ns` of
-/// looking, without an exit: well inside the look, the look shrinks by an
-/// eighth towards the shortest (requests became quick again), so that
-/// it stays about twice the time slow requests take.
+/// looking, without an exit ([`LookBounds::after_answer`]).
 pub fn answered_after(wait: Wait, waited_ns: u64) {
     let look = wait.look();
-    let current = look.load(Ordering::Relaxed);
-    if waited_ns < current / 2 {
-        look.store(
-            (current - current / 8).max(wait.shortest()),
-            Ordering::Relaxed,
-        );
-    }
+    look.store(
+        wait.bounds()
+            .after_answer(look.load(Ordering::Relaxed), waited_ns),
+        Ordering::Relaxed,
+    );
 }
 
 /// Waits for `ticket` without yielding to other tasks: for a request
