@@ -82,7 +82,6 @@ async fn serve<S: TcpStream>(
     runtime: &Handle,
     idle: Duration,
 ) -> Result<u64, NetError> {
-    // Small: an echo server may hold ten thousand connections at once.
     // Starts small (10,000 idle connections fit in a 64 MiB unikernel) and
     // doubles while reads fill it, up to what a std echo server reads at a
     // time.
