@@ -72,11 +72,11 @@ async fn echo<P: Platform>(env: Env<P>, devices: Devices<P>, args: Args) -> Resu
     }
 }
 
-/// Echoes until the client closes its side, then closes ours; gives up on a
-/// client silent for `idle`.
 /// The most a connection reads at a time.
 const LARGEST_READ: usize = 16 * 1024;
 
+/// Echoes until the client closes its side, then closes ours; gives up on a
+/// client silent for `idle`.
 async fn serve<S: TcpStream>(
     mut connection: S,
     runtime: &Handle,
