@@ -9,7 +9,7 @@ normal request.
 usage: tls_bad_input.py PORT CA_FILE HALF_OPEN
 Prints one line per check; exit status 1 on the first failure.
 """
-import asyncio, os, socket, ssl, subprocess, sys, time
+import asyncio, collections, os, socket, ssl, subprocess, sys, time
 
 from tls_script import client_hello, fail, raise_fd_limit
 
@@ -167,10 +167,7 @@ async def half_open_handshakes():
           f"the last {last:.1f}s after curl", flush=True)
     # When they closed, in 10 s steps after curl: a slow host shows as a
     # long tail, a lost close as a gap before the deadline.
-    steps = {}
-    for _, t in ends:
-        if t is not None:
-            steps[int((t - start) // 10)] = steps.get(int((t - start) // 10), 0) + 1
+    steps = collections.Counter(int((t - start) // 10) for _, t in ends if t is not None)
     print("closed per 10 s after curl: " + ", ".join(f"{10 * k}-{10 * k + 10}s: {n}" for k, n in sorted(steps.items())),
           flush=True)
     if eof + reset != half_open:

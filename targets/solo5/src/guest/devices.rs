@@ -195,7 +195,7 @@ mod ring_io {
         /// wake-up (measured: a durable set on a busy host went through a
         /// kick, the look, the exit and a wait for the thread's lock); if
         /// it is awake, from it, looking for a flush's look
-        /// ([`block_ring::Wait::Flush`]) before the exit, so that a quick
+        /// ([`block_ring::Look::Flush`]) before the exit, so that a quick
         /// disk's flush costs no exit at all.
         ServeAtOnce,
     }
@@ -210,10 +210,10 @@ mod ring_io {
     ) -> Result<(), IoError> {
         let (wait, look) = match wait {
             Wait::ServeAtOnce if block_ring::thread_awake() => {
-                (Wait::Look, block_ring::Wait::Flush)
+                (Wait::Look, block_ring::Look::Flush)
             }
-            Wait::ServeAtOnce => (Wait::ServeAtOnce, block_ring::Wait::Flush),
-            Wait::Look => (Wait::Look, block_ring::Wait::Transfer),
+            Wait::ServeAtOnce => (Wait::ServeAtOnce, block_ring::Look::Flush),
+            Wait::Look => (Wait::Look, block_ring::Look::Transfer),
         };
         let mut in_flight = InFlight(VecDeque::new());
         let mut next = requests.next();

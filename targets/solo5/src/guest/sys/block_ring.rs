@@ -198,22 +198,22 @@ pub const MAX_LOOK_NS: u64 = 800_000;
 
 /// What a waiter waits for, each with a look of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
+pub enum Look {
     /// Reads and writes.
     Transfer,
     /// Requests ending with a flush.
     Flush,
 }
 
-/// The current look of each [`Wait`], learnt from what the exits after
+/// The current look of each [`Look`], learnt from what the exits after
 /// a look found ([`serve_after_look`]).
 static LOOKS: [AtomicU64; 2] = [AtomicU64::new(LOOK_NS), AtomicU64::new(FLUSH_LOOK_NS)];
 
-impl Wait {
+impl Look {
     fn bounds(self) -> LookBounds {
         let shortest = match self {
-            Wait::Transfer => LOOK_NS,
-            Wait::Flush => FLUSH_LOOK_NS,
+            Look::Transfer => LOOK_NS,
+            Look::Flush => FLUSH_LOOK_NS,
         };
         LookBounds {
             shortest,
@@ -221,14 +221,24 @@ impl Wait {
         }
     }
 
-    fn look(self) -> &'static AtomicU64 {
+    fn current(self) -> &'static AtomicU64 {
         &LOOKS[self as usize]
+    }
+
+    /// Replaces the current look by what `next` makes of it within the
+    /// bounds.
+    fn adapt(self, next: impl FnOnce(LookBounds, u64) -> u64) {
+        let current = self.current();
+        current.store(
+            next(self.bounds(), current.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
     }
 }
 
-/// How long a waiter for `wait` looks before [`serve_after_look`].
-pub fn look_ns(wait: Wait) -> u64 {
-    wait.look().load(Ordering::Relaxed)
+/// How long a waiter for `look` looks before [`serve_after_look`].
+pub fn look_ns(look: Look) -> u64 {
+    look.current().load(Ordering::Relaxed)
 }
 
 /// Has the tender answer every request submitted so far, on the vCPU's
@@ -241,25 +251,15 @@ pub fn serve_now() {
 /// from what the exit found ([`LookBounds::after_exit`]: longer if the
 /// I/O thread was in the middle of the request, the shortest if it had not
 /// picked it up).
-pub fn serve_after_look(wait: Wait) {
+pub fn serve_after_look(look: Look) {
     let served = super::block_ring_serve();
-    let look = wait.look();
-    look.store(
-        wait.bounds()
-            .after_exit(look.load(Ordering::Relaxed), served),
-        Ordering::Relaxed,
-    );
+    look.adapt(|bounds, current| bounds.after_exit(current, served));
 }
 
-/// Notes that a waiter for `wait` had its answers after `waited_ns` of
+/// Notes that a waiter for `look` had its answers after `waited_ns` of
 /// looking, without an exit ([`LookBounds::after_answer`]).
-pub fn answered_after(wait: Wait, waited_ns: u64) {
-    let look = wait.look();
-    look.store(
-        wait.bounds()
-            .after_answer(look.load(Ordering::Relaxed), waited_ns),
-        Ordering::Relaxed,
-    );
+pub fn answered_after(look: Look, waited_ns: u64) {
+    look.adapt(|bounds, current| bounds.after_answer(current, waited_ns));
 }
 
 /// Waits for `ticket` without yielding to other tasks: for a request
@@ -273,8 +273,8 @@ pub fn wait(ticket: Ticket) -> Result<(), IoError> {
         if let Some(result) = take(ticket) {
             return result;
         }
-        if now.saturating_sub(since) > look_ns(Wait::Transfer) {
-            serve_after_look(Wait::Transfer);
+        if now.saturating_sub(since) > look_ns(Look::Transfer) {
+            serve_after_look(Look::Transfer);
             since = now;
         }
         core::hint::spin_loop();
