@@ -7,7 +7,9 @@ same files, all in one run, with wrk.
 - unix:   the website as a Linux process, and nginx, both on loopback.
 
 Reports requests/s and p99 latency for / (1.5 KB page) in three cases, each
-as ratios against nginx in the same case (and hvt against spt):
+as ratios against nginx in the same case (and hvt against spt), from the
+median of --runs runs of each server, the servers taking turns run by run
+(each server's figures are those of its median run):
 - under load: wrk -t2 -c CONNECTIONS;
 - at low load: wrk -t1 -c1 (one client, one request at a time);
 - on a busy host: under load, with one core kept busy by an unrelated shell
@@ -19,7 +21,7 @@ each case, and for each tender the CPU of each of its threads over the run
 of the run hvt's vCPU spent in KVM_RUN. Then the website as a Linux process on loopback, and (with
 --memory) the smallest guest memory that serves under load.
 
-usage: sudo bench/http.py [--seconds S] [--connections C] [--memory]
+usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--memory]
 """
 import argparse, contextlib, os, re, shutil, socket, subprocess, sys, tempfile, time
 
@@ -100,6 +102,13 @@ def unikernel(target, mem, args):
         float(in_guest.group(1)) if in_guest else None
 
 
+def median_run(runs, rps):
+    """The run of `runs` whose requests/s (`rps(run)`) is the median (the
+    lower of the middle two for an even count)."""
+    ranked = sorted(runs, key=rps)
+    return ranked[(len(ranked) - 1) // 2]
+
+
 class BusyCore:
     """One core kept busy by an unrelated shell loop, as on a shared host."""
 
@@ -166,8 +175,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=3, help="runs of each server per case (medians are reported)")
     ap.add_argument("--memory", action="store_true", help="also find the smallest guest memory serving wrk")
     args = ap.parse_args()
+    if args.runs < 1 or args.seconds < 1 or args.connections < 1:
+        sys.exit("bench/http.py: --runs, --seconds and --connections must be at least 1")
     if os.geteuid() != 0:
         sys.exit("bench/http.py creates network namespaces: run it as root")
     missing = [tool for tool in ("wrk", "nginx", "curl") if not shutil.which(tool)]
@@ -182,12 +194,19 @@ def main():
              (f"on a busy host (one core in a shell loop): wrk -t2 -c{args.connections} -d{args.seconds}s", args, BusyCore)]
     quiet = {}
     for title, case, busy in cases:
-        print(f"GET / {title}")
+        print(f"GET / {title}, median of {args.runs} interleaved runs")
         with (busy() if busy else contextlib.nullcontext()):
-            nginx = nginx_veth(case)
-            results = {}
-            for target in ("spt", "hvt"):
-                results[target] = unikernel(target, 64, case)
+            nginx_runs, runs = [], {"spt": [], "hvt": []}
+            for _ in range(args.runs):
+                nginx_runs.append(nginx_veth(case))
+                for target in runs:
+                    runs[target].append(unikernel(target, 64, case))
+        nginx = median_run(nginx_runs, lambda r: r[0])
+        results = {}
+        for target, target_runs in runs.items():
+            result, _, *rest = median_run(target_runs, lambda r: r[0][0])
+            # A unikernel that died in any of the runs is reported.
+            results[target] = (result, all(run[1] for run in target_runs), *rest)
         if busy is None and case is args:
             quiet = {"nginx": nginx[0], **{t: r[0][0] for t, r in results.items()}}
         share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if busy and quiet else ""
