@@ -18,30 +18,50 @@ median of --runs runs of each server, the servers taking turns run by run
 The hvt tender runs with --x-stats: VM exits per request are printed for
 each case, and for each tender the CPU of each of its threads over the run
 (the vCPU thread's includes the guest's time), per request, and how much
-of the run hvt's vCPU spent in KVM_RUN. Then the website as a Linux process on loopback, and (with
---memory) the smallest guest memory that serves under load.
+of the run hvt's vCPU spent in KVM_RUN; for every server, the client's CPU per
+request and how busy the host's CPUs were (near 100%: the run was bound by
+them, and the server with less CPU per request serves more). Then the website
+as a Linux process on loopback, and (with --memory) the smallest guest memory
+that serves under load.
 
 usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--memory]
 """
-import argparse, contextlib, os, re, shutil, socket, subprocess, sys, tempfile, time
+import argparse, contextlib, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
 from netns import REL, ROOT, build_tenders, delete, image, sh, tap_namespace, tender_path, veth_namespaces
 
 SITE = os.path.join(ROOT, "examples", "website", "site")
 
 
+def host_cpu():
+    """(busy, total) CPU time of the whole host so far, in ticks."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
 def wrk(ns, url, args):
-    """(requests/s, p99 ms, errors, requests) of one wrk run."""
+    """(requests/s, p99 ms, errors, requests, the client's CPU seconds, the
+    host's CPUs' busy share) of one wrk run."""
     prefix = f"ip netns exec {ns} " if ns else ""
     threads = min(2, args.connections)
+    # Whether a run was bound by the host's CPUs (client and server share
+    # them), and what the client took of them.
+    client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    host_before = host_cpu()
     out = sh(f"{prefix}wrk -t{threads} -c{args.connections} -d{args.seconds}s --latency {url}",
              capture_output=True).stdout
+    host_after = host_cpu()
+    client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = (client_after.ru_utime + client_after.ru_stime) - (client_before.ru_utime + client_before.ru_stime)
+    host_busy = (host_after[0] - host_before[0]) / max(host_after[1] - host_before[1], 1)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
     scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[p99.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return rps, float(p99.group(1)) * scale, errors.group(0) if errors else "", requests
+    return rps, float(p99.group(1)) * scale, errors.group(0) if errors else "", requests, client_cpu, host_busy
 
 
 def nginx_conf(tmp, listen):
@@ -171,6 +191,15 @@ def loopback(args):
     return nginx, unix
 
 
+def budget(result):
+    """What the client took of the host's CPUs in a wrk run, and how busy
+    they all were: a run with the CPUs near 100% busy was bound by them,
+    and a server that needs less CPU per request serves more."""
+    _, _, _, requests, client_cpu, host_busy = result
+    return (f"client (wrk) {client_cpu / max(requests, 1) * 1e6:.1f} us/request; "
+            f"the host's {os.cpu_count()} CPUs {host_busy:.0%} busy")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
@@ -211,6 +240,7 @@ def main():
             quiet = {"nginx": nginx[0], **{t: r[0][0] for t, r in results.items()}}
         share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if busy and quiet else ""
         print(f"  nginx (veth)        {fmt(nginx)}{share('nginx', nginx[0])}")
+        print("      " + budget(nginx))
         for target, (result, alive, exits, threads, in_guest) in results.items():
             line = f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx"
             if target == "hvt":
@@ -231,6 +261,7 @@ def main():
                     # about a second of start and stop).
                     line += f"; the vCPU in KVM_RUN {in_guest / case.seconds:.0%} of the run"
                 print("      " + line)
+            print("      " + budget(result))
     n, u = loopback(args)
     print(f"  nginx (loopback)    {fmt(n)}")
     print(f"  unix (loopback)     {fmt(u)}   {u[0] / n[0]:.2f}x nginx")
