@@ -80,6 +80,35 @@ pub mod offsets {
     /// each handle below [`super::MAX_HANDLES`] (free-running; a Lamina
     /// extension after Solo5's layout, inside [`super::RESERVED_BYTES`]).
     pub const WRITE_ERRORS_BY_HANDLE: usize = super::RING_BYTES;
+    /// Guest: a [`super::GuestStats`], what its idle waits cost it (a
+    /// Lamina extension inside [`super::RESERVED_BYTES`], on a cache line
+    /// of its own).
+    pub const GUEST_STATS: usize = WRITE_ERRORS_BY_HANDLE + 4 * super::MAX_HANDLES;
+}
+
+/// What a Lamina guest's idle waits cost it, which it keeps in the ring at
+/// [`offsets::GUEST_STATS`] (with relaxed stores, once per wait) and the
+/// tender prints after the guest stopped (`lamina-hvt --x-stats`): with
+/// the tender's own time outside KVM_RUN it splits the vCPU's time into
+/// the guest's work, its polling, and the world switches of its sleeps.
+/// Nothing reads it while the guest runs; a guest that does not know it
+/// leaves it zero.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct GuestStats {
+    /// Nanoseconds the guest polled its receive queues before sleeping.
+    pub poll_ns: u64,
+    /// Polls.
+    pub polls: u64,
+    /// Polls that found input (and so spared a sleep).
+    pub polls_caught: u64,
+    /// Nanoseconds in POLL hypercalls, as the guest's clock saw them: the
+    /// exit, the tender's wait and the return.
+    pub sleep_ns: u64,
+    /// POLL hypercalls.
+    pub sleeps: u64,
 }
 
 /// Receive queues: one per network device, in the ring's reserved area.
@@ -175,7 +204,8 @@ pub mod rx {
 
 // The receive queues' table and bytes come after everything else, inside
 // the reserved area.
-const _: () = assert!(offsets::WRITE_ERRORS_BY_HANDLE + 4 * MAX_HANDLES <= rx::TABLE);
+const _: () = assert!(offsets::GUEST_STATS.is_multiple_of(64));
+const _: () = assert!(offsets::GUEST_STATS + core::mem::size_of::<GuestStats>() <= rx::TABLE);
 const _: () = assert!(rx::TABLE + rx::MAX_QUEUES * rx::DESCRIPTOR_BYTES <= rx::DATA);
 const _: () = assert!((rx::DATA as u64) < RESERVED_BYTES);
 // `rx::record_bytes` rounds up with a mask.

@@ -149,6 +149,85 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
     }
 }
 
+/// The number right before `label` in `text` (as in "0.95 s of its own
+/// work" or "(12 polls").
+fn number_before(text: &str, label: &str) -> f64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no '{label}' in: {text}"));
+    text[..at]
+        .trim_end()
+        .rsplit([' ', '('])
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before '{label}' in: {text}"))
+}
+
+#[test]
+fn hvt_stats_split_the_vcpu_time_into_work_polls_and_exits() {
+    if !can_run("hvt --x-stats over tap") || !kvm_or_skip("hvt --x-stats over tap") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut ns = namespace();
+    let mut guest = ns.command(tender("hvt"));
+    guest
+        .args(["--mem=64", "--net:service=tap0", "--x-stats"])
+        .arg(image("hvt", "echo"))
+        .arg(format!("--ipv4={}/24", ns.guest_ip()));
+    ns.start_guest(guest, &log);
+    ns.wait_for_echo(Duration::from_secs(30));
+    let ip = ns.guest_ip();
+    assert!(
+        echo_load(&ns, &ip, 200, &["--bytes", "20000"]),
+        "echo-load failed"
+    );
+    // The report comes when the tender stops.
+    let pid = ns.guest_pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    while ns.guest_alive() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the tender did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let report = std::fs::read_to_string(&log).unwrap();
+    let guest = report
+        .lines()
+        .find(|line| line.starts_with("lamina-hvt: guest: "))
+        .unwrap_or_else(|| panic!("no report of the guest's waits in:\n{report}"));
+    eprintln!("{guest}");
+    let work = number_before(guest, "s of its own work");
+    let polling = number_before(guest, "s polling its queues");
+    let polls = number_before(guest, "polls,");
+    let caught = number_before(guest, "found input");
+    let sleeping = number_before(guest, "s in ");
+    let sleeps = number_before(guest, "POLLs,");
+    let switches = number_before(guest, "s the exits and returns");
+    let in_run = number_before(&report, "s in KVM_RUN");
+    // The guest slept (it was idle before and after the load) and did
+    // work; its polls, their catches and its sleeps are consistent with
+    // the tender's own figures.
+    assert!(work > 0.0 && sleeps >= 1.0, "{guest}");
+    assert!(caught <= polls, "{guest}");
+    assert!(switches <= sleeping, "{guest}");
+    assert!(
+        sleeps <= number_before(&report, "VM exits to the tender"),
+        "{report}"
+    );
+    // The guest's polls (its clock) and the world switches (its view of
+    // the POLLs less the tender's handling of them) fit in the time the
+    // tender saw the vCPU in KVM_RUN (its clock).
+    assert!(polling + switches <= in_run * 1.05 + 0.01, "{report}");
+}
+
 #[test]
 fn dhcp_gives_the_unikernel_its_address() {
     if !can_use_namespaces("dhcp", &["ip", "ping", "nc", "dnsmasq"]) {

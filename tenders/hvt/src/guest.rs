@@ -305,6 +305,7 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     // The I/O thread starts before the vCPU thread's filter (which it does
     // not inherit) and installs its own; its view of guest memory has the
     // protections applied above.
+    let net_ring = offer.as_ref().map(|offer| offer.gpa);
     let mut ring_thread = match offer {
         Some(offer) => Some(RingThread::start(
             offer,
@@ -450,8 +451,42 @@ pub fn run(args: &TenderArgs, timing: &mut Timing) -> Result<i32, GuestError> {
     }
     if stats {
         print_stats(&loop_stats, &hypercalls.counts);
+        if let Some(gpa) = net_ring {
+            print_guest_stats(&mem, gpa, &loop_stats);
+        }
     }
     result
+}
+
+/// The `--x-stats` report of the guest's idle waits, from what a Lamina
+/// guest kept in the network ring ([`ring::GuestStats`]; all zero from a
+/// guest that does not keep them): its vCPU time split into the guest's
+/// own work, its polling before sleeping, and the world switches of its
+/// sleeps in POLL (the guest's view of its POLLs less the vCPU thread's
+/// time handling them: the exit and the return into the guest).
+fn print_guest_stats(mem: &GuestMemory, gpa: u64, stats: &LoopStats) {
+    let Ok(guest) = mem.reserved_read::<ring::GuestStats>(gpa + ring::offsets::GUEST_STATS as u64)
+    else {
+        return;
+    };
+    if guest.sleeps == 0 && guest.polls == 0 {
+        return;
+    }
+    let secs = |ns: u64| ns as f64 / 1e9;
+    // The last exit (the HALT, or the POLL a signal ended) never returned
+    // to the guest, which counts only the POLLs that did.
+    let handled = (stats.handling - stats.last_handling).as_secs_f64();
+    let switches = (secs(guest.sleep_ns) - handled).max(0.0);
+    let work = (stats.in_run.as_secs_f64() - secs(guest.poll_ns) - switches).max(0.0);
+    eprintln!(
+        "lamina-hvt: guest: {work:.3} s of its own work, {:.3} s polling its queues before sleeping ({} polls, {} found input), {:.3} s in {} POLLs, of which {switches:.3} s the exits and returns ({:.1} us each)",
+        secs(guest.poll_ns),
+        guest.polls,
+        guest.polls_caught,
+        secs(guest.sleep_ns),
+        guest.sleeps,
+        switches * 1e6 / guest.sleeps.max(1) as f64,
+    );
 }
 
 /// The block ring, for a guest that asks for `BLOCK_IO` and has a block
@@ -542,6 +577,8 @@ struct LoopStats {
     in_run: Duration,
     /// Handling the exits (for POLL: serving the ring, polling, sleeping).
     handling: Duration,
+    /// Handling the last exit.
+    last_handling: Duration,
 }
 
 /// The `--x-stats` report: exits to the tender, hypercalls by kind, and
@@ -677,7 +714,8 @@ fn vcpu_loop(
         let what = match run {
             Ok(VcpuExit::IoOut(port, data)) => {
                 let next = hypercalls.dispatch(mem, port, data);
-                stats.handling += exited.elapsed();
+                stats.last_handling = exited.elapsed();
+                stats.handling += stats.last_handling;
                 match next? {
                     Next::Resume => continue,
                     Next::Halt(status) => return Ok(status),

@@ -126,9 +126,11 @@ impl GuestPark {
             let until = deadline.map_or(now + poll, |d| if soon { d } else { d.min(now + poll) });
             let mut waiting = unsent.map(|u| (u.head, now));
             let mut last = now;
+            let started = now;
             loop {
                 ready = sys::ready_now().unwrap_or(0);
                 if ready != 0 {
+                    sys::note_poll(sys::monotonic_ns().saturating_sub(started), true);
                     // Caught: poll longer next time, up to the limit.
                     self.poll_ns
                         .set((poll * 2).clamp(FIRST_POLL_NS, MAX_POLL_NS));
@@ -136,6 +138,7 @@ impl GuestPark {
                 }
                 let now = sys::monotonic_ns();
                 if deadline.is_some_and(|d| now >= d) {
+                    sys::note_poll(now.saturating_sub(started), false);
                     return;
                 }
                 if now >= until {
@@ -169,6 +172,7 @@ impl GuestPark {
                 }
                 core::hint::spin_loop();
             }
+            sys::note_poll(sys::monotonic_ns().saturating_sub(started), false);
         }
         self.sleep(deadline, poll)
     }

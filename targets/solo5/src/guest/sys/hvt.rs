@@ -5,9 +5,10 @@
 use super::rx::{Dropped, Queues};
 use super::{BootFacts, DeviceHandle, IoError, Unsent};
 use core::arch::asm;
+use core::mem::offset_of;
 use core::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use lamina_abi::hvt::*;
-use lamina_abi::ring::{self, offsets, op, ByteRing, Commit, RingEntry};
+use lamina_abi::ring::{self, offsets, op, ByteRing, Commit, GuestStats, RingEntry};
 use lamina_abi::Solo5Result;
 use lamina_metal::time::{TscClock, TscScale};
 
@@ -137,11 +138,44 @@ pub fn wait(deadline: Option<u64>) -> u64 {
         if ready != 0 {
             return ready;
         }
+        let slept_from = monotonic_ns();
         poll(deadline);
+        note_sleep(monotonic_ns().saturating_sub(slept_from));
         queues.done_waiting();
         return queues.ready();
     }
     poll(deadline)
+}
+
+/// Adds a poll of the receive queues before sleeping, `ns` long, that
+/// found input or not, to the ring's [`GuestStats`] (`--x-stats`).
+pub fn note_poll(ns: u64, caught: bool) {
+    let Some(&base) = RING.get() else { return };
+    add_stat(base, offset_of!(GuestStats, poll_ns), ns);
+    add_stat(base, offset_of!(GuestStats, polls), 1);
+    if caught {
+        add_stat(base, offset_of!(GuestStats, polls_caught), 1);
+    }
+}
+
+/// Adds a sleep in POLL, `ns` long, to the ring's [`GuestStats`].
+fn note_sleep(ns: u64) {
+    let Some(&base) = RING.get() else { return };
+    add_stat(base, offset_of!(GuestStats, sleep_ns), ns);
+    add_stat(base, offset_of!(GuestStats, sleeps), 1);
+}
+
+/// Adds `n` to the [`GuestStats`] field at `field` of the ring at `base`.
+fn add_stat(base: usize, field: usize, n: u64) {
+    // SAFETY: the tender reserved the ring at `base` (64-byte aligned,
+    // identity-mapped, outside the heap and stack) for the guest's
+    // lifetime; GUEST_STATS is 64-byte aligned and its fields are u64s;
+    // only the guest writes them, the tender reads them after it stopped.
+    let word = unsafe { &*((base + offsets::GUEST_STATS + field) as *const AtomicU64) };
+    word.store(
+        word.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// The POLL hypercall: the ready set (empty with the receive queues).
