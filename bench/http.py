@@ -18,7 +18,8 @@ median of --runs runs of each server, the servers taking turns run by run
 The hvt tender runs with --x-stats: VM exits per request are printed for
 each case, and for each tender the CPU of each of its threads over the run
 (the vCPU thread's includes the guest's time), per request, and how much
-of the run hvt's vCPU spent in KVM_RUN; for every server, the client's CPU per
+of the run hvt's vCPU spent in KVM_RUN, split into the guest's own work, its
+polls before sleeping and the world switches of its exits; for every server, the client's CPU per
 request and how busy the host's CPUs were (near 100%: the run was bound by
 them, and the server with less CPU per request serves more). Then the website
 as a Linux process on loopback, and (with --memory) the smallest guest memory
@@ -92,8 +93,9 @@ def thread_cpu(pid):
 
 
 def unikernel(target, mem, args):
-    """((requests/s, p99, errors, requests), alive, VM exits or None,
-    {thread: CPU seconds during the wrk run}, hvt's seconds in KVM_RUN or None)."""
+    """(wrk's figures, alive, VM exits or None, {thread: CPU seconds during
+    the wrk run}, hvt's seconds in KVM_RUN or None, the guest's split of its
+    vCPU time (a dict) or None)."""
     ns = f"lamina-http-{target}"
     tap_namespace(ns, "10.212.0.1/24")
     stats = ["--x-stats"] if target == "hvt" else []
@@ -118,8 +120,16 @@ def unikernel(target, mem, args):
         delete(ns)
     exits = re.search(r"(\d+) VM exits", stderr or "")
     in_guest = re.search(r"([\d.]+) s in KVM_RUN", stderr or "")
+    # The guest's side (a Lamina guest under lamina-hvt --x-stats).
+    split = re.search(r"guest: ([\d.]+) s of its own work, ([\d.]+) s polling its queues before sleeping "
+                      r"\((\d+) polls, (\d+) found input\), [\d.]+ s in (\d+) POLLs, of which ([\d.]+) s", stderr or "")
+    guest = None
+    if split:
+        work, polling, polls, caught, sleeps, switches = split.groups()
+        guest = {"work": float(work), "polling": float(polling), "polls": int(polls), "caught": int(caught),
+                 "sleeps": int(sleeps), "switches": float(switches)}
     return result, alive, int(exits.group(1)) if exits else None, threads, \
-        float(in_guest.group(1)) if in_guest else None
+        float(in_guest.group(1)) if in_guest else None, guest
 
 
 def median_run(runs, rps):
@@ -241,7 +251,7 @@ def main():
         share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if busy and quiet else ""
         print(f"  nginx (veth)        {fmt(nginx)}{share('nginx', nginx[0])}")
         print("      " + budget(nginx))
-        for target, (result, alive, exits, threads, in_guest) in results.items():
+        for target, (result, alive, exits, threads, in_guest, guest) in results.items():
             line = f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx"
             if target == "hvt":
                 line += f", {result[0] / results['spt'][0][0]:.2f}x spt"
@@ -261,6 +271,12 @@ def main():
                     # about a second of start and stop).
                     line += f"; the vCPU in KVM_RUN {in_guest / case.seconds:.0%} of the run"
                 print("      " + line)
+            if guest and result[3]:
+                # Over the tender's whole life, per request of the run.
+                per = lambda seconds: seconds / result[3] * 1e6
+                print(f"      guest: own work {per(guest['work']):.1f} us/request, polling {per(guest['polling']):.1f} "
+                      f"us/request ({guest['caught'] / max(guest['polls'], 1):.0%} of {guest['polls']} polls found input), "
+                      f"{guest['switches'] * 1e6 / max(guest['sleeps'], 1):.1f} us per exit and return")
             print("      " + budget(result))
     n, u = loopback(args)
     print(f"  nginx (loopback)    {fmt(n)}")
@@ -272,7 +288,7 @@ def main():
         smallest = None
         for mem in (64, 32, 16, 8, 6, 4, 3, 2):
             quick = argparse.Namespace(seconds=3, connections=args.connections)
-            (rps, _, errors, _), alive, _, _, _ = unikernel(target, mem, quick)
+            (rps, _, errors, *_), alive, *_ = unikernel(target, mem, quick)
             if not alive or errors or rps == 0:
                 break
             smallest = mem
