@@ -186,17 +186,9 @@ fn a_flush_on_spt_is_fdatasync_of_the_disk_and_writes_go_in_few_calls() {
     assert!(position(syncs[0]) > position(writes[3]), "{trace}");
 }
 
-/// A number in `text` right before `label` (as in "42 VM exits").
+/// The count right before `label` in `text` (as in "42 VM exits").
 fn count_before(text: &str, label: &str) -> u64 {
-    let at = text
-        .find(label)
-        .unwrap_or_else(|| panic!("no '{label}' in: {text}"));
-    text[..at]
-        .trim_end()
-        .rsplit([' ', '('])
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count before '{label}' in: {text}"))
+    number_before(text, label) as u64
 }
 
 #[test]

@@ -423,3 +423,17 @@ pub fn dropped_frames(console: &str) -> Option<u64> {
         .filter_map(|rest| rest.split(' ').next()?.parse::<u64>().ok())
         .next_back()
 }
+
+/// The number right before `label` in `text` (as in "0.95 s of its own
+/// work" or "(12 polls").
+pub fn number_before(text: &str, label: &str) -> f64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no '{label}' in: {text}"));
+    text[..at]
+        .trim_end()
+        .rsplit([' ', '('])
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number before '{label}' in: {text}"))
+}

@@ -149,20 +149,6 @@ fn echo_unikernel_serves_real_clients_over_a_tap() {
     }
 }
 
-/// The number right before `label` in `text` (as in "0.95 s of its own
-/// work" or "(12 polls").
-fn number_before(text: &str, label: &str) -> f64 {
-    let at = text
-        .find(label)
-        .unwrap_or_else(|| panic!("no '{label}' in: {text}"));
-    text[..at]
-        .trim_end()
-        .rsplit([' ', '('])
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no number before '{label}' in: {text}"))
-}
-
 #[test]
 fn hvt_stats_split_the_vcpu_time_into_work_polls_and_exits() {
     if !can_run("hvt --x-stats over tap") || !kvm_or_skip("hvt --x-stats over tap") {
