@@ -19,11 +19,11 @@ The hvt tender runs with --x-stats: VM exits per request are printed for
 each case, and for each tender the CPU of each of its threads over the run
 (the vCPU thread's includes the guest's time), per request, and how much
 of the run hvt's vCPU spent in KVM_RUN, split into the guest's own work, its
-polls before sleeping and the world switches of its exits; for every server, the client's CPU per
-request and how busy the host's CPUs were (near 100%: the run was bound by
-them, and the server with less CPU per request serves more). Then the website
-as a Linux process on loopback, and (with --memory) the smallest guest memory
-that serves under load.
+polls before sleeping and the world switches of its exits; for every server,
+the client's CPU per request and how busy the host's CPUs were (near 100%:
+the run was bound by them, and the server with less CPU per request serves
+more). Then the website as a Linux process on loopback, and (with --memory)
+the smallest guest memory that serves under load.
 
 usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--memory]
 """

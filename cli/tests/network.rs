@@ -194,16 +194,21 @@ fn hvt_stats_split_the_vcpu_time_into_work_polls_and_exits() {
     let polling = number_before(guest, "s polling its queues");
     let polls = number_before(guest, "polls,");
     let caught = number_before(guest, "found input");
-    let sleeping = number_before(guest, "s in ");
     let sleeps = number_before(guest, "POLLs,");
     let switches = number_before(guest, "s the exits and returns");
+    let per_switch = number_before(guest, "us each)");
     let in_run = number_before(&report, "s in KVM_RUN");
     // The guest slept (it was idle before and after the load) and did
     // work; its polls, their catches and its sleeps are consistent with
     // the tender's own figures.
     assert!(work > 0.0 && sleeps >= 1.0, "{guest}");
     assert!(caught <= polls, "{guest}");
-    assert!(switches <= sleeping, "{guest}");
+    // The guest's view of its POLLs (its TSC clock) exceeds the tender's
+    // handling of them (the host's clock) by the world switches: more
+    // than nothing, less than a millisecond each (tens of us here, a few
+    // on bare-metal KVM). Zero would mean the clocks disagree or the
+    // tender counted a POLL the guest did not.
+    assert!(per_switch > 0.0 && per_switch < 1000.0, "{guest}");
     assert!(
         sleeps <= number_before(&report, "VM exits to the tender"),
         "{report}"
