@@ -474,7 +474,9 @@ fn print_guest_stats(mem: &GuestMemory, gpa: u64, stats: &LoopStats) {
     }
     let secs = |ns: u64| ns as f64 / 1e9;
     // The last exit (the HALT, or the POLL a signal ended) never returned
-    // to the guest, which counts only the POLLs that did.
+    // to the guest, which counts only the POLLs that did. The others
+    // (walltime, puts) are few and quick to handle: a network guest's
+    // exits are its POLLs.
     let handled = (stats.handling - stats.last_handling).as_secs_f64();
     let switches = (secs(guest.sleep_ns) - handled).max(0.0);
     let work = (stats.in_run.as_secs_f64() - secs(guest.poll_ns) - switches).max(0.0);
