@@ -20,6 +20,25 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 /// application's tasks.
 const MAX_EGRESS_ROUNDS: usize = 256;
 
+/// Fewest frames a driver round takes in before the tasks answer them and
+/// egress sends what they wrote (see [`ingress_budget`]).
+const INGRESS_BATCH: usize = 8;
+
+/// How many frames a driver round takes in with `sockets` in the set.
+///
+/// A burst of requests read whole is answered whole: the first response
+/// leaves only when the last request has been read and answered, while the
+/// client and, on hvt, the tender's I/O thread wait for it. Taking a few
+/// frames per round lets responses leave while the rest of the burst waits
+/// in the device's queue. But each round's egress visits every socket, so
+/// with many sockets a round takes more frames: one per 16 sockets keeps
+/// the visits a small share of the frames' work. Measured with wrk on the
+/// website on hvt, against reading the whole burst: +27% requests/s with 50
+/// connections, +24% with 1,000; 4 frames did as well as 8 and 16 worse.
+fn ingress_budget(sockets: usize) -> usize {
+    INGRESS_BATCH.max(sockets / 16)
+}
+
 /// How long the driver waits when smoltcp asks to run again at a time it
 /// has just run at (see [`next_poll`]): at first, then twice as long each
 /// time smoltcp asks so again, up to [`STALE_POLL_BACKOFF_MAX`].
@@ -449,23 +468,25 @@ impl<N: Netif> Driver<N> {
         f(now, &mut iface, &mut sockets, &mut device)
     }
 
-    /// The first half of a round of smoltcp: every frame received so far
-    /// into the sockets; whether there was one.
+    /// The first half of a round of smoltcp: the frames received so far,
+    /// up to [`ingress_budget`], into the sockets; whether there was one.
     fn ingress(&mut self) -> bool {
         let core = self.core.clone();
         self.with_device(|now, iface, sockets, device| {
             let mut received = false;
             // One packet at a time, refilling the listening sockets in
             // between, so that a burst of SYNs finds a socket for each (up
-            // to the backlog) instead of a reset.
-            loop {
+            // to the backlog) instead of a reset. What is left over waits
+            // for the next round, after this one's answers.
+            for _ in 0..ingress_budget(sockets.iter().count()) {
                 let result = iface.poll_ingress_single(now, device, sockets);
                 core.refill_listeners(sockets);
                 if result == smoltcp::iface::PollIngressSingleResult::None {
-                    return received;
+                    break;
                 }
                 received = true;
             }
+            received
         })
     }
 
