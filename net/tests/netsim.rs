@@ -515,7 +515,8 @@ fn a_dhcp_router_that_is_not_unicast_is_no_gateway() {
 /// Frames a [`Recording`] link carried, in order: `(sent, frame)`.
 type Log = Rc<std::cell::RefCell<Vec<(bool, Vec<u8>)>>>;
 
-/// A `SimNetif` that keeps a copy of every frame it sends and receives.
+/// A `SimNetif` that keeps a copy of every frame it sends and receives,
+/// and whose frames move beside the stack, as hvt's do.
 struct Recording {
     link: SimNetif,
     log: Log,
@@ -569,6 +570,13 @@ impl Netif for Recording {
     fn transmit(&self, frame: &[u8]) -> Result<(), NetError> {
         self.log.borrow_mut().push((true, frame.to_vec()));
         self.link.transmit(frame)
+    }
+    /// Like hvt's link: frames come and go while the stack runs.
+    fn offloads(&self) -> Offloads {
+        Offloads {
+            parallel_io: true,
+            ..Offloads::default()
+        }
     }
 }
 

@@ -86,7 +86,7 @@ pub trait Netif {
 /// ```
 /// use lamina_core::device::Offloads;
 /// let plain = Offloads::default();
-/// assert!(!plain.checksum && !plain.large_receive);
+/// assert!(!plain.checksum && !plain.large_receive && !plain.parallel_io);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Offloads {
@@ -99,6 +99,11 @@ pub struct Offloads {
     /// [`Offloads::MAX_LARGE_FRAME`]: TCP segments the host has not cut to
     /// the MTU (its segmentation or receive offload).
     pub large_receive: bool,
+    /// Frames reach the host and come from it through another thread
+    /// while the stack runs (hvt's I/O thread), not in the stack's own
+    /// calls: the stack then takes a burst of frames in a few at a time,
+    /// so that its first answers leave while the rest is read.
+    pub parallel_io: bool,
 }
 
 impl Offloads {

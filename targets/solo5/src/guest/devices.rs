@@ -461,6 +461,7 @@ impl Netif for SoloNetif {
         Offloads {
             checksum: on,
             large_receive: on,
+            parallel_io: sys::net_in_background(self.handle),
         }
     }
 

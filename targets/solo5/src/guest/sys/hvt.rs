@@ -485,6 +485,13 @@ fn ring_read(base: usize, device: DeviceHandle, buf: &mut [u8]) -> Result<Option
     }
 }
 
+/// Whether the tender moves the frames of `device` on a thread of its own
+/// while the guest runs: with Lamina's tender, which fills its receive
+/// queue and sends from the ring (not with Solo5's hypercalls).
+pub fn net_in_background(device: DeviceHandle) -> bool {
+    RX.get().is_some_and(|queues| queues.serves(device.index))
+}
+
 /// Receives a frame if one is waiting.
 pub fn net_read(device: DeviceHandle, buf: &mut [u8]) -> Result<Option<usize>, IoError> {
     if let Some(queues) = RX.get().filter(|q| q.serves(device.index)) {
