@@ -48,8 +48,8 @@ fn new_tcp_socket(core: &Core) -> Option<tcp::Socket<'static>> {
     let (rx_size, tx_size) = buffer_sizes(
         used,
         args.tcp_memory,
-        args.tcp_rx_buffer,
-        args.tcp_tx_buffer,
+        (args.tcp_rx_buffer, args.tcp_tx_buffer),
+        least_buffers(core.mtu),
     )?;
     core.tcp_memory.set(used + rx_size + tx_size);
     let rx = tcp::SocketBuffer::new(vec![0u8; rx_size]);
@@ -86,8 +86,37 @@ const BULK_FACTOR: usize = 8;
 /// What a connection gets per direction past the first quarter of the budget.
 const RESPONSE_TCP_BUFFER: usize = 4096;
 
+/// The smallest tier's receive and send buffers on a link of `mtu` bytes.
+///
+/// The send buffer holds more than one full-sized segment (the MTU less
+/// 40 bytes of IPv4 and TCP headers): a Linux peer acknowledges at once
+/// only when more than one segment's worth is unacknowledged, else after
+/// its delayed-ACK timer (40 ms) once a keep-alive connection is
+/// interactive. With 1 KiB the send window never held more than one
+/// segment, and every response longer than 1 KiB waited for that timer:
+/// with 500 idle connections open first (which took the larger tiers),
+/// the website served 1,135 req/s to wrk -c50 instead of 47,000, on spt
+/// and hvt alike; with 1.5 KiB, 26,889.
+///
+/// The receive buffer takes what is left of 2 KiB, as the 1 KiB each way
+/// did before (10,000 connections still fit in a 64 MiB guest), and at
+/// least 512 bytes: a request larger than it arrives in several windows,
+/// each reopened as soon as the application reads.
+pub(crate) fn least_buffers(mtu: usize) -> (usize, usize) {
+    let segment = mtu.saturating_sub(40).max(536);
+    let tx = (segment + 1).next_multiple_of(512).max(MIN_TCP_BUFFER);
+    let rx = (2 * MIN_TCP_BUFFER)
+        .saturating_sub(tx)
+        .max(LEAST_RECEIVE_BUFFER);
+    (rx, tx)
+}
+
+/// The smallest receive buffer (window) a connection gets.
+const LEAST_RECEIVE_BUFFER: usize = 512;
+
 /// The receive and send buffer sizes of a new connection, given the bytes
-/// of TCP buffers in use and the budget:
+/// of TCP buffers in use, the budget, the configured sizes and the
+/// smallest tier's ([`least_buffers`]):
 /// - [`BULK_FACTOR`] times the configured sizes while the connections'
 ///   buffers fit in an eighth of the budget (the first 3 connections at
 ///   the defaults): a bulk transfer, usually one of few connections, gets
@@ -97,18 +126,23 @@ const RESPONSE_TCP_BUFFER: usize = 4096;
 ///   more at the defaults);
 /// - then [`RESPONSE_TCP_BUFFER`] (4 KiB, or the configured size if that
 ///   is smaller) while they fit in another 32nd: enough for a typical
-///   response to go out in one burst. Without this tier, the next
-///   connection fell straight to 1 KiB, which cannot hold a 1.5 KB web
-///   page: the rest waited for the client's delayed ACK, 40 ms on Linux
-///   (p90 36 ms under wrk -c100);
-/// - then the minimum, 1 KiB each way, until the budget is spent: many
+///   response to go out in one burst (without this tier, wrk -c100 saw a
+///   p90 of 36 ms when the next tier was 1 KiB each way: see
+///   [`least_buffers`]);
+/// - then the smallest, 512 bytes to receive and 1.5 KiB to send on an
+///   Ethernet link ([`least_buffers`]), until the budget is spent: many
 ///   mostly idle connections (10,000 fit in a 64 MiB guest).
 ///
 /// smoltcp cannot resize a socket's buffers (nor change the window scale
 /// once the handshake has agreed it), so the size is chosen once, when the
 /// socket is made; the larger tiers come first because the budget is then
 /// free, and they come back as connections close.
-fn buffer_sizes(used: usize, budget: usize, rx: usize, tx: usize) -> Option<(usize, usize)> {
+fn buffer_sizes(
+    used: usize,
+    budget: usize,
+    (rx, tx): (usize, usize),
+    (least_rx, least_tx): (usize, usize),
+) -> Option<(usize, usize)> {
     // The parser refuses sizes outside these bounds (NetArgs::check); a
     // program that builds NetArgs itself gets them clamped, so that
     // smoltcp's assertion on a receive buffer above 1 GiB cannot fire and
@@ -125,8 +159,8 @@ fn buffer_sizes(used: usize, budget: usize, rx: usize, tx: usize) -> Option<(usi
         Some((rx, tx))
     } else if fits(rx_mid, tx_mid, budget / 4 + budget / 32) {
         Some((rx_mid, tx_mid))
-    } else if fits(MIN_TCP_BUFFER, MIN_TCP_BUFFER, budget) {
-        Some((MIN_TCP_BUFFER, MIN_TCP_BUFFER))
+    } else if fits(least_rx.min(rx), least_tx.min(tx), budget) {
+        Some((least_rx.min(rx), least_tx.min(tx)))
     } else {
         None
     }
@@ -708,7 +742,7 @@ mod tests {
     /// Opens connections until the budget refuses one; returns the sizes given.
     fn open_until_full(budget: usize, rx: usize, tx: usize) -> alloc::vec::Vec<(usize, usize)> {
         let (mut used, mut given) = (0, alloc::vec::Vec::new());
-        while let Some((r, t)) = buffer_sizes(used, budget, rx, tx) {
+        while let Some((r, t)) = buffer_sizes(used, budget, (rx, tx), least_buffers(1500)) {
             used += r + t;
             assert!(
                 used <= budget,
@@ -724,17 +758,23 @@ mod tests {
     fn buffers_shrink_in_steps_that_still_hold_a_response() {
         // The defaults: 64 KiB each way, 28 MiB.
         let given = open_until_full(29_360_128, 65536, 65536);
-        let count = |size: usize| {
-            given
-                .iter()
-                .filter(|&&(r, t)| r == size && t == size)
-                .count()
-        };
-        assert_eq!(count(524288), 3, "an eighth of the budget at 512 KiB");
-        assert_eq!(count(65536), 32, "the rest of the quarter at 64 KiB");
-        assert_eq!(count(4096), 112, "a 32nd at 4 KiB");
+        let count = |sizes: (usize, usize)| given.iter().filter(|&&s| s == sizes).count();
         assert_eq!(
-            count(524288) + count(65536) + count(4096) + count(1024),
+            count((524288, 524288)),
+            3,
+            "an eighth of the budget at 512 KiB"
+        );
+        assert_eq!(
+            count((65536, 65536)),
+            32,
+            "the rest of the quarter at 64 KiB"
+        );
+        assert_eq!(count((4096, 4096)), 112, "a 32nd at 4 KiB");
+        assert_eq!(
+            count((524288, 524288))
+                + count((65536, 65536))
+                + count((4096, 4096))
+                + count((512, 1536)),
             given.len()
         );
         // Sizes never grow back while connections stay open.
@@ -758,19 +798,44 @@ mod tests {
         assert!(given[bulk..].iter().all(|&(r, t)| r <= 2048 && t <= 1024));
         // Out-of-range sizes from code that builds NetArgs itself are
         // clamped, the bulk tier's too.
+        let least = least_buffers(1500);
         assert_eq!(
-            buffer_sizes(0, usize::MAX, MAX_TCP_BUFFER, 1),
+            buffer_sizes(0, usize::MAX, (MAX_TCP_BUFFER, 1), least),
             Some((MAX_TCP_BUFFER, BULK_FACTOR * MIN_TCP_BUFFER))
         );
         let eighth_used = usize::MAX / 8;
         assert_eq!(
-            buffer_sizes(eighth_used, usize::MAX, 1, usize::MAX),
+            buffer_sizes(eighth_used, usize::MAX, (1, usize::MAX), least),
             Some((MIN_TCP_BUFFER, MAX_TCP_BUFFER))
         );
         assert_eq!(
-            buffer_sizes(eighth_used, usize::MAX, 1, 1),
+            buffer_sizes(eighth_used, usize::MAX, (1, 1), least),
             Some((MIN_TCP_BUFFER, MIN_TCP_BUFFER))
         );
-        assert_eq!(buffer_sizes(usize::MAX - 10, usize::MAX - 5, 1, 1), None);
+        // Configured sizes below the smallest tier's are what it gives.
+        assert_eq!(
+            buffer_sizes(usize::MAX - 3000, usize::MAX, (1, 1), least),
+            Some((512, MIN_TCP_BUFFER))
+        );
+        assert_eq!(
+            buffer_sizes(usize::MAX - 10, usize::MAX - 5, (1, 1), least),
+            None
+        );
+    }
+
+    #[test]
+    fn the_smallest_send_buffer_holds_more_than_a_full_segment() {
+        // Ethernet: a 1460-byte segment and more; 2 KiB in all, as before.
+        assert_eq!(least_buffers(1500), (512, 1536));
+        for mtu in [576, 1280, 1500, 4000, 9000, 65535] {
+            let (rx, tx) = least_buffers(mtu);
+            assert!(
+                tx > mtu - 40,
+                "MTU {mtu}: {tx} bytes hold one segment at most"
+            );
+            assert!(rx >= 512, "MTU {mtu}: a {rx}-byte window");
+        }
+        // A nonsense MTU gives sane sizes, not a panic.
+        assert_eq!(least_buffers(0), (1024, 1024));
     }
 }
