@@ -14,7 +14,11 @@ median of --runs runs of each server, the servers taking turns run by run
 - at low load: wrk -t1 -c1 (one client, one request at a time);
 - on a busy host: under load, with one core kept busy by an unrelated shell
   loop (`sh -c 'while :; do :; done'`), and each server's share of its
-  quiet figure.
+  quiet figure;
+- behind idle connections: under load, while --idle more connections (500)
+  that never send a request stay open from the client's side, opened
+  first, as a server's kept-alive browser connections are; and each
+  server's share of its quiet figure.
 The hvt tender runs with --x-stats: VM exits per request are printed for
 each case, and for each tender the CPU of each of its threads over the run
 (the vCPU thread's includes the guest's time), per request, and how much
@@ -25,7 +29,7 @@ the run was bound by them, and the server with less CPU per request serves
 more). Then the website as a Linux process on loopback, and (with --memory)
 the smallest guest memory that serves under load.
 
-usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--memory]
+usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--idle N] [--memory]
 """
 import argparse, contextlib, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
@@ -42,9 +46,47 @@ def host_cpu():
     return sum(ticks) - idle, sum(ticks)
 
 
+# Opens argv[3] connections to argv[1]:argv[2], says "open", and holds
+# them until its standard input closes.
+IDLE_HOLDER = """import resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+host, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+held = [socket.create_connection((host, port), timeout=10) for _ in range(count)]
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def idle_connections(ns, url, count):
+    """`count` connections to `url`'s server from namespace `ns`, open and
+    silent while the block runs."""
+    if not count:
+        yield
+        return
+    host, port = re.match(r"http://([\d.]+):?(\d*)/", url).groups()
+    prefix = ["ip", "netns", "exec", ns] if ns else []
+    holder = subprocess.Popen([*prefix, sys.executable, "-c", IDLE_HOLDER, host, port or "80", str(count)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        if holder.stdout.readline().strip() != "open":
+            sys.exit(f"bench/http.py: could not open {count} idle connections to {url}")
+        yield
+    finally:
+        holder.stdin.close()
+        holder.wait()
+
+
 def wrk(ns, url, args):
     """(requests/s, p99 ms, errors, requests, the client's CPU seconds, the
-    host's CPUs' busy share) of one wrk run."""
+    host's CPUs' busy share) of one wrk run (behind `args.idle` idle
+    connections, if any)."""
+    with idle_connections(ns, url, getattr(args, "idle", 0)):
+        return wrk_run(ns, url, args)
+
+
+def wrk_run(ns, url, args):
     prefix = f"ip netns exec {ns} " if ns else ""
     threads = min(2, args.connections)
     # Whether a run was bound by the host's CPUs (client and server share
@@ -215,10 +257,12 @@ def main():
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3, help="runs of each server per case (medians are reported)")
+    ap.add_argument("--idle", type=int, default=500, dest="idle_count",
+                    help="idle connections held open in the last case")
     ap.add_argument("--memory", action="store_true", help="also find the smallest guest memory serving wrk")
     args = ap.parse_args()
-    if args.runs < 1 or args.seconds < 1 or args.connections < 1:
-        sys.exit("bench/http.py: --runs, --seconds and --connections must be at least 1")
+    if args.runs < 1 or args.seconds < 1 or args.connections < 1 or args.idle_count < 1:
+        sys.exit("bench/http.py: --runs, --seconds, --connections and --idle must be at least 1")
     if os.geteuid() != 0:
         sys.exit("bench/http.py creates network namespaces: run it as root")
     missing = [tool for tool in ("wrk", "nginx", "curl") if not shutil.which(tool)]
@@ -228,9 +272,12 @@ def main():
     build_tenders()
     fmt = lambda r: f"{r[0]:9.0f} req/s  p99 {r[1]:7.2f} ms {r[2]}"
     low = argparse.Namespace(seconds=args.seconds, connections=1)
+    behind_idle = argparse.Namespace(seconds=args.seconds, connections=args.connections, idle=args.idle_count)
     cases = [(f"under load: wrk -t2 -c{args.connections} -d{args.seconds}s", args, None),
              (f"at low load: wrk -t1 -c1 -d{args.seconds}s", low, None),
-             (f"on a busy host (one core in a shell loop): wrk -t2 -c{args.connections} -d{args.seconds}s", args, BusyCore)]
+             (f"on a busy host (one core in a shell loop): wrk -t2 -c{args.connections} -d{args.seconds}s", args, BusyCore),
+             (f"behind {args.idle_count} idle connections opened first: wrk -t2 -c{args.connections} -d{args.seconds}s",
+              behind_idle, None)]
     quiet = {}
     for title, case, busy in cases:
         print(f"GET / {title}, median of {args.runs} interleaved runs")
@@ -248,7 +295,8 @@ def main():
             results[target] = (result, all(run[1] for run in target_runs), *rest)
         if busy is None and case is args:
             quiet = {"nginx": nginx[0], **{t: r[0][0] for t, r in results.items()}}
-        share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if busy and quiet else ""
+        unlike_quiet = busy or case is behind_idle
+        share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if unlike_quiet and quiet else ""
         print(f"  nginx (veth)        {fmt(nginx)}{share('nginx', nginx[0])}")
         print("      " + budget(nginx))
         for target, (result, alive, exits, threads, in_guest, guest) in results.items():
