@@ -72,6 +72,9 @@ def idle_connections(ns, url, count):
     try:
         if holder.stdout.readline().strip() != "open":
             sys.exit(f"bench/http.py: could not open {count} idle connections to {url}")
+        # Idle for a while, as kept-alive connections between requests are
+        # (a Lamina stack parks a connection idle for a second).
+        time.sleep(2)
         yield
     finally:
         holder.stdin.close()

@@ -27,29 +27,34 @@ pub struct NetifDevice<'a, N: Netif> {
     pub trace: &'a crate::trace::WireTrace,
 }
 
-/// The destination port of `frame` if it is a TCP SYN (without ACK) in
-/// IPv4 or IPv6 over Ethernet.
-fn syn_port(frame: &[u8]) -> Option<u16> {
+/// The source address and the TCP header and payload of `frame` if it
+/// carries a TCP segment (not a fragment) in IPv4 or IPv6 over Ethernet.
+pub(crate) fn tcp_segment(frame: &[u8]) -> Option<(smoltcp::wire::IpAddress, &[u8])> {
     let ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    let tcp = match ethertype {
+    let ip = frame.get(14..)?;
+    match ethertype {
         0x0800 => {
-            let ip = frame.get(14..)?;
             let header_len = ((ip.first()? & 0x0f) as usize) * 4;
             // Not TCP, or a fragment: not ours to judge.
             if *ip.get(9)? != 6 || u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff != 0 {
                 return None;
             }
-            ip.get(header_len..)?
+            Some((crate::park::source(ip, false)?, ip.get(header_len..)?))
         }
         0x86dd => {
-            let ip = frame.get(14..)?;
             if *ip.get(6)? != 6 {
                 return None; // extension headers: let smoltcp decide
             }
-            ip.get(40..)?
+            Some((crate::park::source(ip, true)?, ip.get(40..)?))
         }
-        _ => return None,
-    };
+        _ => None,
+    }
+}
+
+/// The destination port of `frame` if it is a TCP SYN (without ACK) in
+/// IPv4 or IPv6 over Ethernet.
+fn syn_port(frame: &[u8]) -> Option<u16> {
+    let (_, tcp) = tcp_segment(frame)?;
     let flags = *tcp.get(13)?;
     let (syn, ack) = (flags & 0x02 != 0, flags & 0x10 != 0);
     (syn && !ack).then(|| u16::from_be_bytes([tcp[2], tcp[3]]))
@@ -109,6 +114,21 @@ pub struct TxToken<'a, N: Netif> {
     netif: &'a N,
     buf: &'a mut Vec<u8>,
     trace: &'a crate::trace::WireTrace,
+}
+
+impl<N: Netif> NetifDevice<'_, N> {
+    /// The next frame smoltcp will be given, received now if none waits;
+    /// `None` if the interface has none.
+    pub fn peek(&mut self) -> Option<&[u8]> {
+        while self.pending.is_none() {
+            match self.netif.try_receive(self.rx) {
+                Ok(Some(len)) => *self.pending = Some(len),
+                Ok(None) => return None,
+                Err(_) => *self.rx_errors += 1, // dropped; try the next frame
+            }
+        }
+        self.rx.get(..(*self.pending)?)
+    }
 }
 
 impl<N: Netif> phy::Device for NetifDevice<'_, N> {

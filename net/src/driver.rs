@@ -116,6 +116,10 @@ pub(crate) struct Core {
     pub(crate) next_port: Cell<u16>,
     /// The link's MTU: the stack does not fragment, so no IP packet is larger.
     pub(crate) mtu: usize,
+    /// Idle connections, out of `sockets`.
+    pub(crate) parking: crate::park::Parking,
+    /// The time of the driver's latest round (cheaper than the clock).
+    pub(crate) round_at: Cell<smoltcp::time::Instant>,
     clock: alloc::boxed::Box<dyn Clock>,
 }
 
@@ -297,6 +301,8 @@ impl NetStack {
             args,
             tcp_memory: Cell::new(0),
             stats: Cell::new(NetStats::default()),
+            parking: Default::default(),
+            round_at: Cell::new(smoltcp::time::Instant::ZERO),
             clock: alloc::boxed::Box::new(clock),
         });
         let driver = Driver {
@@ -325,6 +331,12 @@ impl NetStack {
     /// The IPv4 address in use, once there is one.
     pub fn ipv4(&self) -> Option<Ipv4Cidr> {
         self.core.ipv4.get()
+    }
+
+    /// How many idle connections are parked out of smoltcp's socket set
+    /// now (see the `park` module).
+    pub fn parked_connections(&self) -> usize {
+        self.core.parking.parked()
     }
 }
 
@@ -456,6 +468,7 @@ impl<N: Netif> Driver<N> {
         ) -> T,
     ) -> T {
         let now = self.core.now();
+        self.core.round_at.set(now);
         let core = &self.core;
         let port_full = |port| core.port_full(port);
         let mut device = NetifDevice {
@@ -489,6 +502,11 @@ impl<N: Netif> Driver<N> {
                 usize::MAX
             };
             for _ in 0..budget {
+                if core.parking.parked() > 0 {
+                    if let Some(frame) = device.peek() {
+                        core.parking.frame_arrives(frame, now, sockets);
+                    }
+                }
                 let result = iface.poll_ingress_single(now, device, sockets);
                 core.refill_listeners(sockets);
                 if result == smoltcp::iface::PollIngressSingleResult::None {
@@ -580,7 +598,16 @@ impl<N: Netif> Driver<N> {
             }
             !closed
         });
-        next_poll(now, iface.poll_at(now, &sockets), &mut self.stale_backoff)
+        let next_look = self
+            .core
+            .parking
+            .park_idle(now, &mut sockets, self.core.args.tcp_memory);
+        let delay = next_poll(now, iface.poll_at(now, &sockets), &mut self.stale_backoff);
+        // Wake for the next look for idle connections, if one is due.
+        match next_look.map(|at| at - now) {
+            Some(look) => Some(delay.map_or(look, |delay| delay.min(look))),
+            None => delay,
+        }
     }
 }
 

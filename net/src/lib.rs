@@ -11,6 +11,7 @@
 //! | [`device`] | smoltcp's `Device` over a `Netif` |
 //! | [`driver`] | the task that moves frames and runs timers |
 //! | [`socket`] | TCP listeners and streams, UDP sockets, as async traits |
+//! | `park` | idle connections kept out of smoltcp's socket set |
 //! | [`config`] | boot arguments: `--ipv4`, `--ipv4-gateway`, buffer sizes |
 //!
 //! One task (the driver) owns the interface's I/O; sockets share the socket
@@ -27,6 +28,7 @@ extern crate alloc;
 pub mod config;
 pub mod device;
 pub mod driver;
+mod park;
 #[doc(hidden)]
 pub mod sim;
 pub mod socket;

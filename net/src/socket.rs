@@ -270,16 +270,14 @@ impl Stack for NetStack {
         let stream = NetTcpStream::new(self.core.clone(), handle, addr);
         self.core.kick();
         poll_fn(|cx| {
-            let mut sockets = self.core.sockets.borrow_mut();
-            let socket = sockets.get_mut::<tcp::Socket>(handle);
-            match socket.state() {
+            stream.connection.socket(|socket| match socket.state() {
                 tcp::State::Established | tcp::State::CloseWait => Poll::Ready(Ok(())),
                 tcp::State::Closed => Poll::Ready(Err(NetError::ConnectionRefused)),
                 _ => {
                     socket.register_send_waker(cx.waker());
                     Poll::Pending
                 }
-            }
+            })
         })
         .await?;
         Ok(stream)
@@ -489,11 +487,26 @@ impl Drop for NetTcpListener {
 /// sockets do) and leaves the socket to the driver until it is closed.
 struct Connection {
     core: Rc<Core>,
-    handle: SocketHandle,
+    slot: Rc<crate::park::Slot>,
     peer: SocketAddr,
 }
 
 impl Connection {
+    fn new(core: Rc<Core>, handle: SocketHandle, peer: SocketAddr) -> Self {
+        let slot = core.parking.track(handle, core.round_at.get());
+        Connection { core, slot, peer }
+    }
+
+    /// Runs `f` on the connection's socket, in the stack's set again if it
+    /// was parked (the application touched it: it is not idle).
+    fn socket<R>(&self, f: impl FnOnce(&mut tcp::Socket<'static>) -> R) -> R {
+        let mut sockets = self.core.sockets.borrow_mut();
+        self.core
+            .parking
+            .touch(&self.slot, self.core.round_at.get(), &mut sockets);
+        f(sockets.get_mut::<tcp::Socket>(self.slot.handle()))
+    }
+
     /// Reads into `buf`: the smoltcp socket's receive side and its receive
     /// waker, which nothing else uses once the connection is established,
     /// so a read and a write can wait at once.
@@ -502,9 +515,7 @@ impl Connection {
             return Ok(0);
         }
         let n = poll_fn(|cx| {
-            let mut sockets = self.core.sockets.borrow_mut();
-            let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-            match socket.recv_slice(buf) {
+            self.socket(|socket| match socket.recv_slice(buf) {
                 Ok(0) if socket.may_recv() => {
                     socket.register_recv_waker(cx.waker());
                     Poll::Pending
@@ -513,7 +524,7 @@ impl Connection {
                 // FIN received: end of stream.
                 Err(tcp::RecvError::Finished) => Poll::Ready(Ok(0)),
                 Err(tcp::RecvError::InvalidState) => Poll::Ready(Err(NetError::ConnectionReset)),
-            }
+            })
         })
         .await?;
         // Reading made room: the driver may open the window.
@@ -526,59 +537,58 @@ impl Connection {
         if buf.is_empty() {
             return Ok(0);
         }
-        let n = poll_fn(|cx| {
-            let mut sockets = self.core.sockets.borrow_mut();
-            let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-            if !socket.may_send() {
-                return Poll::Ready(Err(if socket.state() == tcp::State::Closed {
-                    NetError::ConnectionReset
-                } else {
-                    NetError::Closed
-                }));
-            }
-            match socket.send_slice(buf) {
-                Ok(0) => {
-                    // Send buffer full: wait for the peer's ACKs (back-pressure).
-                    socket.register_send_waker(cx.waker());
-                    Poll::Pending
-                }
-                Ok(n) => {
-                    if lamina_core::trace::enabled() {
-                        crate::trace::buffered(socket);
-                    }
-                    Poll::Ready(Ok(n))
-                }
-                Err(_) => Poll::Ready(Err(NetError::Closed)),
-            }
-        })
-        .await?;
+        let n = poll_fn(|cx| self.socket(|socket| Self::send(socket, buf, cx))).await?;
         self.core.kick();
         Ok(n)
+    }
+
+    /// One attempt of [`Connection::write`] on its socket.
+    fn send(
+        socket: &mut tcp::Socket<'static>,
+        buf: &[u8],
+        cx: &mut core::task::Context<'_>,
+    ) -> Poll<Result<usize, NetError>> {
+        if !socket.may_send() {
+            return Poll::Ready(Err(if socket.state() == tcp::State::Closed {
+                NetError::ConnectionReset
+            } else {
+                NetError::Closed
+            }));
+        }
+        match socket.send_slice(buf) {
+            Ok(0) => {
+                // Send buffer full: wait for the peer's ACKs (back-pressure).
+                socket.register_send_waker(cx.waker());
+                Poll::Pending
+            }
+            Ok(n) => {
+                if lamina_core::trace::enabled() {
+                    crate::trace::buffered(socket);
+                }
+                Poll::Ready(Ok(n))
+            }
+            Err(_) => Poll::Ready(Err(NetError::Closed)),
+        }
     }
 
     /// Sends FIN after the buffered data (smoltcp's `close` closes the
     /// sending direction only; a second call changes nothing).
     fn shutdown(&self) {
-        self.core
-            .sockets
-            .borrow_mut()
-            .get_mut::<tcp::Socket>(self.handle)
-            .close();
+        self.socket(|socket| socket.close());
         self.core.kick();
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let mut sockets = self.core.sockets.borrow_mut();
-        let socket = sockets.get_mut::<tcp::Socket>(self.handle);
-        if socket.can_recv() {
-            socket.abort(); // unread data: reset, as BSD sockets do
-        } else {
-            socket.close();
-        }
-        drop(sockets);
-        self.core.orphans.borrow_mut().push(self.handle);
+        self.socket(|socket| {
+            if socket.can_recv() {
+                socket.abort(); // unread data: reset, as BSD sockets do
+            } else {
+                socket.close();
+            }
+        });
+        self.core.orphans.borrow_mut().push(self.slot.handle());
         self.core.kick();
     }
 }
@@ -591,7 +601,7 @@ pub struct NetTcpStream {
 impl NetTcpStream {
     fn new(core: Rc<Core>, handle: SocketHandle, peer: SocketAddr) -> Self {
         NetTcpStream {
-            connection: Connection { core, handle, peer },
+            connection: Connection::new(core, handle, peer),
         }
     }
 }

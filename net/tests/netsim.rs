@@ -18,11 +18,29 @@ fn with_two_stacks<T>(
     drop_every: u64,
     test: impl AsyncFnOnce(Handle, NetStack, NetStack) -> T,
 ) -> T {
+    with_two_configured_stacks(drop_every, |_| {}, test)
+}
+
+/// [`with_two_stacks`], both stacks' arguments set by `configure`.
+fn with_two_configured_stacks<T>(
+    drop_every: u64,
+    configure: impl Fn(&mut NetArgs),
+    test: impl AsyncFnOnce(Handle, NetStack, NetStack) -> T,
+) -> T {
     let time = Rc::new(SimTime::default());
     let executor = Executor::new(time.clone());
     let rt = executor.handle();
-    let (a, b) = lamina_net::sim::two_stacks(&time, &rt, drop_every, |_| {});
+    let (a, b) = lamina_net::sim::two_stacks(&time, &rt, drop_every, configure);
     executor.block_on(test(rt.clone(), a, b))
+}
+
+/// Room for a few connections: 1 KiB buffers each way, `tcp_memory` in all.
+fn small_buffers(tcp_memory: usize) -> impl Fn(&mut NetArgs) {
+    move |args| {
+        args.tcp_rx_buffer = 1024;
+        args.tcp_tx_buffer = 1024;
+        args.tcp_memory = tcp_memory;
+    }
 }
 
 async fn echo_server(listener: impl TcpListener + 'static, rt: Handle) {
@@ -357,16 +375,8 @@ fn arguments_that_panicked_the_stack_no_longer_do() {
 /// TIME-WAIT runs out.
 #[test]
 fn connections_closed_by_the_server_free_their_memory_at_once() {
-    let time = Rc::new(SimTime::default());
-    let executor = Executor::new(time.clone());
-    let rt = executor.handle();
-    let (a, b) = lamina_net::sim::two_stacks(&time, &rt, 0, |args| {
-        // Room for four connections' buffers, 1 KiB each way.
-        args.tcp_rx_buffer = 1024;
-        args.tcp_tx_buffer = 1024;
-        args.tcp_memory = 8192;
-    });
-    let elapsed = executor.block_on(async {
+    // Room for four connections' buffers.
+    let elapsed = with_two_configured_stacks(0, small_buffers(8192), async |rt, a, b| {
         let listener = b.tcp_listen(SocketAddr::from((B, 80))).await.unwrap();
         rt.spawn(async move {
             loop {
@@ -737,4 +747,75 @@ fn a_burst_of_requests_is_answered_while_it_is_read() {
         "without parallel I/O the server answered (at frame {first_response}) before it read \
          the whole burst (the last request at frame {last_request})"
     );
+}
+
+/// Idle connections leave smoltcp's socket set (which every received
+/// segment and every round searches) and come back as soon as their peer
+/// or their application speaks: each side's 30 connections are parked
+/// after a quiet second, then carry a second exchange, a half-close and a
+/// close as if nothing had happened, and nothing stays parked after.
+#[test]
+fn idle_connections_are_parked_and_come_back() {
+    with_two_stacks(0, async |rt, a, b| {
+        let listener = b.tcp_listen(SocketAddr::from((B, 7))).await.unwrap();
+        rt.spawn(echo_server(listener, rt.clone()));
+        let mut conns = Vec::new();
+        for i in 0..30u8 {
+            let mut conn = a.tcp_connect(SocketAddr::from((B, 7))).await.unwrap();
+            conn.write_all(&[i; 100]).await.unwrap();
+            let mut back = [0u8; 100];
+            conn.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, [i; 100]);
+            conns.push(conn);
+        }
+        assert_eq!(b.parked_connections(), 0, "parked before a quiet second");
+        rt.sleep(Duration::from_millis(2500)).await;
+        assert_eq!(b.parked_connections(), 30, "the server's idle connections");
+        assert_eq!(a.parked_connections(), 30, "the client's idle connections");
+        // The client's application speaks (its side comes back on the
+        // write), the server's side comes back on the segment.
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let data = payload(3000, i as u8);
+            conn.write_all(&data).await.unwrap();
+            let mut back = vec![0u8; data.len()];
+            conn.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, data, "connection {i} after parking");
+        }
+        assert_eq!(b.parked_connections(), 0);
+        // Parked again, then closed by the client: the FIN unparks the
+        // server's side, which closes in turn.
+        rt.sleep(Duration::from_millis(2500)).await;
+        assert_eq!(b.parked_connections(), 30);
+        for mut conn in conns {
+            conn.shutdown().await.unwrap();
+            let mut buf = [0u8; 16];
+            assert_eq!(conn.read(&mut buf).await.unwrap(), 0, "the server's FIN");
+        }
+        rt.sleep(Duration::from_millis(2500)).await;
+        assert_eq!((a.parked_connections(), b.parked_connections()), (0, 0));
+    });
+}
+
+/// Parked connections take heap besides the TCP memory (their sockets,
+/// boxed), so only as many park as a 64th of `--tcp-memory` holds; the
+/// others stay in the socket set and serve the same.
+#[test]
+fn parking_is_limited_by_the_tcp_memory() {
+    with_two_configured_stacks(0, small_buffers(128 << 10), async |rt, a, b| {
+        let listener = b.tcp_listen(SocketAddr::from((B, 7))).await.unwrap();
+        rt.spawn(echo_server(listener, rt.clone()));
+        let mut conns = Vec::new();
+        for _ in 0..8 {
+            conns.push(a.tcp_connect(SocketAddr::from((B, 7))).await.unwrap());
+        }
+        rt.sleep(Duration::from_millis(2500)).await;
+        let parked = b.parked_connections();
+        assert!(parked > 0 && parked < 8, "{parked} of 8 parked in 128 KiB");
+        for (i, conn) in conns.iter_mut().enumerate() {
+            conn.write_all(&[i as u8; 10]).await.unwrap();
+            let mut back = [0u8; 10];
+            conn.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, [i as u8; 10]);
+        }
+    });
 }
