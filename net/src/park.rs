@@ -10,15 +10,14 @@
 //!
 //! So a connection with nothing to do (established, nothing queued either
 //! way, no smoltcp timer, the application silent on it for a second) moves
-//! out of the set, boxed, into a map by address and ports that no poll
-//! visits, and moves back
-//! when a segment from its peer arrives (looked up by address and ports
+//! out of the set into a map by peer address and ports that no poll
+//! visits, and moves back when a segment from its peer arrives (looked up
 //! before smoltcp sees the frame) or the application touches it. Its
 //! smoltcp state moves whole, wakers included; only the handle changes,
-//! which the connection finds in its [`Slot`]. (Boxed one by one, not in a
-//! second socket set: a set's storage doubles as it grows, and 10,000
-//! connections parked at once in a 64 MiB guest failed to allocate its
-//! 8 MiB.)
+//! which the connection finds in its [`Slot`]. Parked sockets are boxed one
+//! by one, not kept in a second socket set: a set's storage doubles as it
+//! grows, and 10,000 connections parked at once in a 64 MiB guest failed to
+//! allocate its 8 MiB.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -39,7 +38,7 @@ pub(crate) const IDLE: Duration = Duration::from_secs(1);
 const PARKED_BYTES: usize = size_of::<tcp::Socket<'static>>() + 64;
 
 /// The share of the TCP memory (`--tcp-memory`) parked connections may
-/// take on top of it: a 64th, about 960 connections at the default 28 MiB.
+/// take on top of it: a 64th, about 850 connections at the default 28 MiB.
 /// The heap's other half is the application's, and a 64 MiB guest holding
 /// 10,000 connections has little of it left (parking all 10,000 at once, at
 /// 472 bytes each, failed an allocation); the connections past the limit
