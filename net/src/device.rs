@@ -39,15 +39,27 @@ pub(crate) fn tcp_segment(frame: &[u8]) -> Option<(smoltcp::wire::IpAddress, &[u
             if *ip.get(9)? != 6 || u16::from_be_bytes([*ip.get(6)?, *ip.get(7)?]) & 0x3fff != 0 {
                 return None;
             }
-            Some((crate::park::source(ip, false)?, ip.get(header_len..)?))
+            Some((source(ip, false)?, ip.get(header_len..)?))
         }
         0x86dd => {
             if *ip.get(6)? != 6 {
                 return None; // extension headers: let smoltcp decide
             }
-            Some((crate::park::source(ip, true)?, ip.get(40..)?))
+            Some((source(ip, true)?, ip.get(40..)?))
         }
         _ => None,
+    }
+}
+
+/// The source address of an IPv4 (`v6` false) or IPv6 header `ip`.
+fn source(ip: &[u8], v6: bool) -> Option<smoltcp::wire::IpAddress> {
+    use smoltcp::wire::{IpAddress, Ipv4Address, Ipv6Address};
+    if v6 {
+        let bytes: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
+        Some(IpAddress::Ipv6(Ipv6Address::from(bytes)))
+    } else {
+        let bytes: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
+        Some(IpAddress::Ipv4(Ipv4Address::from(bytes)))
     }
 }
 

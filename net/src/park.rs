@@ -27,7 +27,7 @@ use core::cell::{Cell, RefCell};
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, Socket};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, Ipv4Address, Ipv6Address};
+use smoltcp::wire::IpAddress;
 
 /// How long a connection must have been idle to be parked.
 pub(crate) const IDLE: Duration = Duration::from_secs(1);
@@ -213,15 +213,4 @@ fn frame_key(frame: &[u8]) -> Option<PeerKey> {
     let (source, tcp) = crate::device::tcp_segment(frame)?;
     let port = |at: usize| Some(u16::from_be_bytes([*tcp.get(at)?, *tcp.get(at + 1)?]));
     Some((port(0)?, port(2)?, source))
-}
-
-/// The source address of an IPv4 or IPv6 header `ip`.
-pub(crate) fn source(ip: &[u8], v6: bool) -> Option<IpAddress> {
-    if v6 {
-        let bytes: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
-        Some(IpAddress::Ipv6(Ipv6Address::from(bytes)))
-    } else {
-        let bytes: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
-        Some(IpAddress::Ipv4(Ipv4Address::from(bytes)))
-    }
 }
