@@ -1,7 +1,7 @@
 //! The stack's state and the driver task that runs it.
 
 use crate::config::{Ipv4Cidr, NetArgs};
-use crate::device::NetifDevice;
+use crate::device::{NetifDevice, Stash};
 use alloc::rc::Rc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -225,6 +225,7 @@ impl NetStack {
             netif.mtu() + 14
         };
         let mut rx = vec![0u8; rx_frame];
+        let mut stash = Stash::new(!netif.offloads().parallel_io, rx_frame);
         let mut tx = Vec::new();
         let mut pending = None;
         let mut rx_errors = 0;
@@ -239,6 +240,7 @@ impl NetStack {
                 port_full: &|_| false,
                 syn_drops: &mut 0,
                 trace: &crate::trace::WireTrace::default(),
+                stash: &mut stash,
             };
             Interface::new(config, &mut device, now)
         };
@@ -318,6 +320,7 @@ impl NetStack {
             runtime: runtime.clone(),
             trace: Default::default(),
             stale_backoff: STALE_POLL_BACKOFF,
+            stash,
         };
         runtime.spawn(driver.run());
         NetStack { core }
@@ -374,6 +377,8 @@ struct Driver<N: Netif> {
     trace: crate::trace::WireTrace,
     /// The wait after the next stale time smoltcp answers ([`next_poll`]).
     stale_backoff: smoltcp::time::Duration,
+    /// Frames received while transmitting ([`Stash`]).
+    stash: Stash,
 }
 
 enum Wake {
@@ -406,6 +411,10 @@ impl<N: Netif> Driver<N> {
             }
             let delay = self.egress();
             self.report_drops(self.core.now());
+            if !self.stash.is_empty() {
+                // Frames read while transmitting: take them in at once.
+                continue;
+            }
             let core = self.core.clone();
             let sleep = delay.map(|d| self.runtime.sleep(Duration::from_micros(d.total_micros())));
             let mut sleep = sleep.map(alloc::boxed::Box::pin);
@@ -480,6 +489,7 @@ impl<N: Netif> Driver<N> {
             port_full: &port_full,
             syn_drops: &mut self.syn_drops,
             trace: &self.trace,
+            stash: &mut self.stash,
         };
         let mut iface = core.iface.borrow_mut();
         let mut sockets = core.sockets.borrow_mut();
