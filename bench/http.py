@@ -18,7 +18,11 @@ median of --runs runs of each server, the servers taking turns run by run
 - behind idle connections: under load, while --idle more connections (500)
   that never send a request stay open from the client's side, opened
   first, as a server's kept-alive browser connections are; and each
-  server's share of its quiet figure.
+  server's share of its quiet figure;
+- with many connections: wrk -t2 -c MANY (1,000), every connection busy,
+  and the frames each unikernel's tap dropped because its reader fell
+  behind (each comes back only when the client retransmits it, 200 ms or
+  more later: the p99 shows them).
 The hvt tender runs with --x-stats: VM exits per request are printed for
 each case, and for each tender the CPU of each of its threads over the run
 (the vCPU thread's includes the guest's time), per request, and how much
@@ -29,7 +33,7 @@ the run was bound by them, and the server with less CPU per request serves
 more). Then the website as a Linux process on loopback, and (with --memory)
 the smallest guest memory that serves under load.
 
-usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--idle N] [--memory]
+usage: sudo bench/http.py [--runs N] [--seconds S] [--connections C] [--idle N] [--many N] [--memory]
 """
 import argparse, contextlib, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 
@@ -114,7 +118,7 @@ def nginx_conf(tmp, listen):
     conf = os.path.join(tmp, "nginx.conf")
     with open(conf, "w") as f:
         f.write(f"""worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
-events {{ worker_connections 1024; }}
+worker_rlimit_nofile 20000; events {{ worker_connections 16384; }}
 http {{ access_log off; include /etc/nginx/mime.types; sendfile on; tcp_nodelay on; keepalive_requests 100000;
   server {{ listen {listen}; root {SITE}; }} }}
 """)
@@ -140,7 +144,7 @@ def thread_cpu(pid):
 def unikernel(target, mem, args):
     """(wrk's figures, alive, VM exits or None, {thread: CPU seconds during
     the wrk run}, hvt's seconds in KVM_RUN or None, the guest's split of its
-    vCPU time (a dict) or None)."""
+    vCPU time (a dict) or None, frames the tap dropped during the run)."""
     ns = f"lamina-http-{target}"
     tap_namespace(ns, "10.212.0.1/24")
     stats = ["--x-stats"] if target == "hvt" else []
@@ -155,7 +159,9 @@ def unikernel(target, mem, args):
                 break
             time.sleep(0.1)
         before = thread_cpu(proc.pid)  # `ip netns exec` execs the tender
+        dropped_before = tap_dropped(ns)
         result = wrk(ns, "http://10.212.0.2/", args)
+        dropped = tap_dropped(ns) - dropped_before
         alive = proc.poll() is None
         after = thread_cpu(proc.pid) if alive else {}
         threads = {name: after[name] - before.get(name, 0) for name in after if after[name] > before.get(name, 0)}
@@ -174,7 +180,14 @@ def unikernel(target, mem, args):
         guest = {"work": float(work), "polling": float(polling), "polls": int(polls), "caught": int(caught),
                  "sleeps": int(sleeps), "switches": float(switches)}
     return result, alive, int(exits.group(1)) if exits else None, threads, \
-        float(in_guest.group(1)) if in_guest else None, guest
+        float(in_guest.group(1)) if in_guest else None, guest, dropped
+
+
+def tap_dropped(ns):
+    """Frames the tap in `ns` dropped so far on their way to its reader
+    (the unikernel): its queue (txqueuelen) was full."""
+    return int(sh(f"ip netns exec {ns} cat /sys/class/net/tap0/statistics/tx_dropped",
+                  capture_output=True).stdout)
 
 
 def median_run(runs, rps):
@@ -261,11 +274,12 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3, help="runs of each server per case (medians are reported)")
     ap.add_argument("--idle", type=int, default=500, dest="idle_count",
-                    help="idle connections held open in the last case")
+                    help="idle connections held open in the fourth case")
+    ap.add_argument("--many", type=int, default=1000, help="connections of the last case")
     ap.add_argument("--memory", action="store_true", help="also find the smallest guest memory serving wrk")
     args = ap.parse_args()
-    if args.runs < 1 or args.seconds < 1 or args.connections < 1 or args.idle_count < 1:
-        sys.exit("bench/http.py: --runs, --seconds, --connections and --idle must be at least 1")
+    if min(args.runs, args.seconds, args.connections, args.idle_count, args.many) < 1:
+        sys.exit("bench/http.py: --runs, --seconds, --connections, --idle and --many must be at least 1")
     if os.geteuid() != 0:
         sys.exit("bench/http.py creates network namespaces: run it as root")
     missing = [tool for tool in ("wrk", "nginx", "curl") if not shutil.which(tool)]
@@ -276,11 +290,13 @@ def main():
     fmt = lambda r: f"{r[0]:9.0f} req/s  p99 {r[1]:7.2f} ms {r[2]}"
     low = argparse.Namespace(seconds=args.seconds, connections=1)
     behind_idle = argparse.Namespace(seconds=args.seconds, connections=args.connections, idle=args.idle_count)
+    many = argparse.Namespace(seconds=args.seconds, connections=args.many)
     cases = [(f"under load: wrk -t2 -c{args.connections} -d{args.seconds}s", args, None),
              (f"at low load: wrk -t1 -c1 -d{args.seconds}s", low, None),
              (f"on a busy host (one core in a shell loop): wrk -t2 -c{args.connections} -d{args.seconds}s", args, BusyCore),
              (f"behind {args.idle_count} idle connections opened first: wrk -t2 -c{args.connections} -d{args.seconds}s",
-              behind_idle, None)]
+              behind_idle, None),
+             (f"with many connections: wrk -t2 -c{args.many} -d{args.seconds}s", many, None)]
     quiet = {}
     for title, case, busy in cases:
         print(f"GET / {title}, median of {args.runs} interleaved runs")
@@ -302,7 +318,7 @@ def main():
         share = lambda name, rps: f"   {rps / quiet[name]:.2f}x its quiet req/s" if unlike_quiet and quiet else ""
         print(f"  nginx (veth)        {fmt(nginx)}{share('nginx', nginx[0])}")
         print("      " + budget(nginx))
-        for target, (result, alive, exits, threads, in_guest, guest) in results.items():
+        for target, (result, alive, exits, threads, in_guest, guest, dropped) in results.items():
             line = f"  {target} (tap)          {fmt(result)}   {result[0] / nginx[0]:.2f}x nginx"
             if target == "hvt":
                 line += f", {result[0] / results['spt'][0][0]:.2f}x spt"
@@ -311,6 +327,8 @@ def main():
             if not alive:
                 line += "  (the unikernel died)"
             print(line + share(target, result[0]))
+            if case is many:
+                print(f"      the tap dropped {dropped} frames ({dropped / max(result[3], 1):.3f} per request)")
             # Where the tender's time went: each thread's CPU over the run,
             # as a share of a CPU and per request (the vCPU thread's
             # includes the guest's own time).
