@@ -825,3 +825,35 @@ kill $!"
         assert!(ns.guest_alive(), "{target}");
     }
 }
+
+/// `lamina net up` makes a tap (and its namespace) whose queue holds
+/// 10,000 frames, not Linux's 1,000: a burst of clients' frames must not
+/// be dropped while the unikernel's reader waits for a CPU. `lamina net
+/// down` removes both.
+#[test]
+fn lamina_net_up_makes_a_tap_with_a_long_queue_and_down_removes_it() {
+    if !can_use_namespaces("lamina net up", &["ip"]) {
+        return;
+    }
+    let ns = format!("lnq-{}", std::process::id() % 1_000_000);
+    let address = "10.231.0.1/24";
+    let up = run_lamina(&["net", "up", "lnq0", "--address", address, "--netns", &ns]);
+    let link = Command::new("ip")
+        .args(["-n", &ns, "-d", "link", "show", "lnq0"])
+        .output()
+        .unwrap();
+    let link = String::from_utf8_lossy(&link.stdout).into_owned();
+    // Removed before the checks, so that a failure leaves nothing behind.
+    let down = run_lamina(&["net", "down", "lnq0", "--netns", &ns]);
+    assert!(
+        up.status.success(),
+        "lamina net up failed (its output above)"
+    );
+    assert!(
+        link.contains("qlen 10000") && link.contains("tun type tap"),
+        "{link}"
+    );
+    assert!(link.contains("state UP") || link.contains(",UP"), "{link}");
+    assert!(down.status.success(), "lamina net down failed");
+    assert!(!Path::new("/run/netns").join(&ns).exists());
+}
