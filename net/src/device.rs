@@ -58,13 +58,15 @@ pub struct Stash {
     on: bool,
     /// The largest frame the device delivers.
     frame_len: usize,
-    /// Records: a `u32` length in native order, then the frame; a length
-    /// of `u32::MAX` is a frame the device failed to receive.
+    /// Records in `records[taken..end]`: a `u32` length in native order,
+    /// then the frame; a length of [`FAILED`] is a frame the device failed
+    /// to receive. Allocated (zeroed) once, at the first read: frames are
+    /// received into it in place.
     records: Vec<u8>,
-    /// Offset in `records` of the next record to take.
+    /// Offset of the next record to take.
     taken: usize,
-    /// Where a frame is received before it is copied into `records`.
-    scratch: Vec<u8>,
+    /// Offset after the last record.
+    end: usize,
     /// Frames transmitted since the last read.
     sent: u32,
 }
@@ -86,7 +88,7 @@ impl Stash {
 
     /// Whether no frame waits in the stash.
     pub fn is_empty(&self) -> bool {
-        self.taken == self.records.len()
+        self.taken == self.end
     }
 
     /// Counts a transmitted frame, and reads `netif` into the stash every
@@ -104,32 +106,37 @@ impl Stash {
 
     /// Reads frames from `netif` until it has none or the stash is full.
     fn fill<N: Netif>(&mut self, netif: &N) {
-        if self.scratch.len() < self.frame_len {
+        if self.records.is_empty() {
             // Allocation failure is not fatal here: without room the
             // device keeps its frames, as it did before the stash.
             let room = STASH_BYTES + 4 + self.frame_len;
-            if self.scratch.try_reserve_exact(self.frame_len).is_err()
-                || self.records.try_reserve_exact(room).is_err()
-            {
+            if self.records.try_reserve_exact(room).is_err() {
                 self.on = false;
                 return;
             }
-            self.scratch.resize(self.frame_len, 0);
+            self.records.resize(room, 0);
         }
-        while self.records.len() < STASH_BYTES {
-            let (len, frame) = match netif.try_receive(&mut self.scratch) {
-                Ok(Some(len)) => (len as u32, self.scratch.get(..len).unwrap_or_default()),
-                Ok(None) => return,
-                Err(_) => (FAILED, &[][..]),
+        while self.end < STASH_BYTES {
+            let frame_at = self.end + 4;
+            let Some(room) = self.records.get_mut(frame_at..frame_at + self.frame_len) else {
+                return;
             };
-            self.records.extend_from_slice(&len.to_ne_bytes());
-            self.records.extend_from_slice(frame);
+            let len = match netif.try_receive(room) {
+                Ok(Some(len)) => len.min(self.frame_len) as u32,
+                Ok(None) => return,
+                Err(_) => FAILED,
+            };
+            self.records[self.end..frame_at].copy_from_slice(&len.to_ne_bytes());
+            self.end = frame_at + if len == FAILED { 0 } else { len as usize };
         }
     }
 
     /// Takes the oldest stashed frame into `into`: its length, or the
     /// device's failure to receive it; `None` when the stash is empty.
     fn take(&mut self, into: &mut [u8]) -> Option<Result<usize, ()>> {
+        if self.is_empty() {
+            return None;
+        }
         let word = self.records.get(self.taken..self.taken + 4)?;
         let len = u32::from_ne_bytes(word.try_into().ok()?);
         let start = self.taken + 4;
@@ -144,8 +151,8 @@ impl Stash {
         };
         self.taken = start + frame_len;
         if self.is_empty() {
-            self.records.clear();
             self.taken = 0;
+            self.end = 0;
         }
         Some(result)
     }
